@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run the benchmarks (not part of the default test run). Each prints its
+# figures next to a named reference measured in the same run.
+# Usage: bash ops/bench.sh [pytest args, e.g. -k push]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash ops/install.sh
+# Printrun's printcore is the reference for the serial benchmark; its GUI
+# dependencies (wxPython) are not needed for printcore, so install it bare.
+.venv/bin/python -m pip install -q --no-deps "printrun==2.2.0" "psutil>=5"
+exec .venv/bin/python -m pytest tests/benchmarks -s -p no:cacheprovider -o addopts="" -o timeout=3600 "$@"

@@ -1,0 +1,165 @@
+from spimeforge.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class OrderState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDER_STATE_UNSPECIFIED: _ClassVar[OrderState]
+    ORDER_STATE_PLACED: _ClassVar[OrderState]
+    ORDER_STATE_QUEUED: _ClassVar[OrderState]
+    ORDER_STATE_ASSIGNED: _ClassVar[OrderState]
+    ORDER_STATE_PRINTING: _ClassVar[OrderState]
+    ORDER_STATE_PRINTED: _ClassVar[OrderState]
+    ORDER_STATE_DELIVERED: _ClassVar[OrderState]
+    ORDER_STATE_FAILED: _ClassVar[OrderState]
+    ORDER_STATE_CANCELLED: _ClassVar[OrderState]
+    ORDER_STATE_LOST_CONTACT: _ClassVar[OrderState]
+    ORDER_STATE_OUTCOME_UNKNOWN: _ClassVar[OrderState]
+ORDER_STATE_UNSPECIFIED: OrderState
+ORDER_STATE_PLACED: OrderState
+ORDER_STATE_QUEUED: OrderState
+ORDER_STATE_ASSIGNED: OrderState
+ORDER_STATE_PRINTING: OrderState
+ORDER_STATE_PRINTED: OrderState
+ORDER_STATE_DELIVERED: OrderState
+ORDER_STATE_FAILED: OrderState
+ORDER_STATE_CANCELLED: OrderState
+ORDER_STATE_LOST_CONTACT: OrderState
+ORDER_STATE_OUTCOME_UNKNOWN: OrderState
+
+class OrderSpec(_message.Message):
+    __slots__ = ("design", "revision_id", "parameters", "material", "color", "quantity", "near", "paid")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DESIGN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    NEAR_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    design: str
+    revision_id: str
+    parameters: _containers.ScalarMap[str, str]
+    material: str
+    color: str
+    quantity: int
+    near: str
+    paid: bool
+    def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., material: _Optional[str] = ..., color: _Optional[str] = ..., quantity: _Optional[int] = ..., near: _Optional[str] = ..., paid: _Optional[bool] = ...) -> None: ...
+
+class QuoteRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: OrderSpec
+    def __init__(self, spec: _Optional[_Union[OrderSpec, _Mapping]] = ...) -> None: ...
+
+class QuoteResponse(_message.Message):
+    __slots__ = ("fabricable", "refusal", "price", "estimated_seconds", "estimated_filament_g", "candidate_nodes", "attributions")
+    FABRICABLE_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FILAMENT_G_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_NODES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    fabricable: bool
+    refusal: str
+    price: _common_pb2.Money
+    estimated_seconds: int
+    estimated_filament_g: float
+    candidate_nodes: _containers.RepeatedScalarFieldContainer[str]
+    attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Attribution]
+    def __init__(self, fabricable: _Optional[bool] = ..., refusal: _Optional[str] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., estimated_seconds: _Optional[int] = ..., estimated_filament_g: _Optional[float] = ..., candidate_nodes: _Optional[_Iterable[str]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ...) -> None: ...
+
+class Order(_message.Message):
+    __slots__ = ("id", "customer", "spec", "state", "node", "printer", "job_id", "progress_percent", "layer", "price", "created_at", "updated_at", "failure_reason", "ratings", "attributions")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PRINTER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    RATINGS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    customer: str
+    spec: OrderSpec
+    state: OrderState
+    node: str
+    printer: str
+    job_id: str
+    progress_percent: float
+    layer: int
+    price: _common_pb2.Money
+    created_at: str
+    updated_at: str
+    failure_reason: str
+    ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
+    attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Attribution]
+    def __init__(self, id: _Optional[str] = ..., customer: _Optional[str] = ..., spec: _Optional[_Union[OrderSpec, _Mapping]] = ..., state: _Optional[_Union[OrderState, str]] = ..., node: _Optional[str] = ..., printer: _Optional[str] = ..., job_id: _Optional[str] = ..., progress_percent: _Optional[float] = ..., layer: _Optional[int] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., failure_reason: _Optional[str] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ...) -> None: ...
+
+class PlaceOrderRequest(_message.Message):
+    __slots__ = ("spec", "idempotency_key")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    spec: OrderSpec
+    idempotency_key: str
+    def __init__(self, spec: _Optional[_Union[OrderSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class GetOrderRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class ListOrdersRequest(_message.Message):
+    __slots__ = ("page", "include_final")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FINAL_FIELD_NUMBER: _ClassVar[int]
+    page: _common_pb2.PageRequest
+    include_final: bool
+    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., include_final: _Optional[bool] = ...) -> None: ...
+
+class ListOrdersResponse(_message.Message):
+    __slots__ = ("orders", "next_page_token")
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[Order]
+    next_page_token: str
+    def __init__(self, orders: _Optional[_Iterable[_Union[Order, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelOrderRequest(_message.Message):
+    __slots__ = ("order_id", "reason")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    reason: str
+    def __init__(self, order_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RateOrderRequest(_message.Message):
+    __slots__ = ("order_id", "rating")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RATING_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    rating: _common_pb2.Rating
+    def __init__(self, order_id: _Optional[str] = ..., rating: _Optional[_Union[_common_pb2.Rating, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,141 @@
+from spimeforge.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_PROV_JSON: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_OKH: _ClassVar[ExportFormat]
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_PROV_JSON: ExportFormat
+EXPORT_FORMAT_OKH: ExportFormat
+
+class GetRecordRequest(_message.Message):
+    __slots__ = ("design",)
+    DESIGN_FIELD_NUMBER: _ClassVar[int]
+    design: str
+    def __init__(self, design: _Optional[str] = ...) -> None: ...
+
+class Contributor(_message.Message):
+    __slots__ = ("name", "revisions", "accepted_proposals", "roles")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revisions: int
+    accepted_proposals: int
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., revisions: _Optional[int] = ..., accepted_proposals: _Optional[int] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LineageEdge(_message.Message):
+    __slots__ = ("child_design", "child_revision_id", "parent_design", "parent_revision_id")
+    CHILD_DESIGN_FIELD_NUMBER: _ClassVar[int]
+    CHILD_REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_DESIGN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    child_design: str
+    child_revision_id: str
+    parent_design: str
+    parent_revision_id: str
+    def __init__(self, child_design: _Optional[str] = ..., child_revision_id: _Optional[str] = ..., parent_design: _Optional[str] = ..., parent_revision_id: _Optional[str] = ...) -> None: ...
+
+class Fabrication(_message.Message):
+    __slots__ = ("job_id", "order_id", "revision_id", "node", "printer", "material", "settings", "estimated_seconds", "actual_seconds", "estimated_filament_g", "actual_filament_g", "outcome", "failure_reason", "finished_at")
+    class SettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PRINTER_FIELD_NUMBER: _ClassVar[int]
+    MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FILAMENT_G_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_FILAMENT_G_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    order_id: str
+    revision_id: str
+    node: str
+    printer: str
+    material: str
+    settings: _containers.ScalarMap[str, str]
+    estimated_seconds: int
+    actual_seconds: int
+    estimated_filament_g: float
+    actual_filament_g: float
+    outcome: str
+    failure_reason: str
+    finished_at: str
+    def __init__(self, job_id: _Optional[str] = ..., order_id: _Optional[str] = ..., revision_id: _Optional[str] = ..., node: _Optional[str] = ..., printer: _Optional[str] = ..., material: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., estimated_seconds: _Optional[int] = ..., actual_seconds: _Optional[int] = ..., estimated_filament_g: _Optional[float] = ..., actual_filament_g: _Optional[float] = ..., outcome: _Optional[str] = ..., failure_reason: _Optional[str] = ..., finished_at: _Optional[str] = ...) -> None: ...
+
+class LedgerEntry(_message.Message):
+    __slots__ = ("order_id", "recipient", "share", "amount", "equation_version")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EQUATION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    recipient: str
+    share: str
+    amount: _common_pb2.Money
+    equation_version: str
+    def __init__(self, order_id: _Optional[str] = ..., recipient: _Optional[str] = ..., share: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., equation_version: _Optional[str] = ...) -> None: ...
+
+class CommunityRecord(_message.Message):
+    __slots__ = ("design", "license", "revision_count", "contributors", "lineage", "fabrications", "ratings", "ledger", "attributions")
+    DESIGN_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    FABRICATIONS_FIELD_NUMBER: _ClassVar[int]
+    RATINGS_FIELD_NUMBER: _ClassVar[int]
+    LEDGER_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    design: str
+    license: str
+    revision_count: int
+    contributors: _containers.RepeatedCompositeFieldContainer[Contributor]
+    lineage: _containers.RepeatedCompositeFieldContainer[LineageEdge]
+    fabrications: _containers.RepeatedCompositeFieldContainer[Fabrication]
+    ratings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Rating]
+    ledger: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
+    attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Attribution]
+    def __init__(self, design: _Optional[str] = ..., license: _Optional[str] = ..., revision_count: _Optional[int] = ..., contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., lineage: _Optional[_Iterable[_Union[LineageEdge, _Mapping]]] = ..., fabrications: _Optional[_Iterable[_Union[Fabrication, _Mapping]]] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., ledger: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("design", "revision_id", "format")
+    DESIGN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    design: str
+    revision_id: str
+    format: ExportFormat
+    def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
+
+class ExportResponse(_message.Message):
+    __slots__ = ("media_type", "document")
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    media_type: str
+    document: bytes
+    def __init__(self, media_type: _Optional[str] = ..., document: _Optional[bytes] = ...) -> None: ...
