@@ -202,8 +202,7 @@ def manifest_from_dict(data: Mapping[str, Any]) -> Manifest:
         InvalidLicense: the ``license`` is not a valid SPDX expression.
     """
     _check_keys(data, _REQUIRED, _OPTIONAL, where="")
-    license_text = _text(data, "license", one_line=True)
-    parse_expression(license_text)
+    license_text = parse_expression(_text(data, "license", one_line=True))
     return Manifest(
         name=_slug(data["name"]),
         title=_text(data, "title", one_line=True),

@@ -1,0 +1,81 @@
+"""The ``spime`` command line: designers and customers talk to a hub.
+
+Each command group is a module in :mod:`hub.client.commands` listed in
+:data:`COMMAND_MODULES`. A module exposes ``register(subparsers)`` which adds its
+parsers and sets ``func=`` on each; ``func(args) -> int`` returns the exit code.
+
+Exit codes (DESIGN.md "Command-line conventions"): 0 success, 1 the hub refused
+(the gRPC status name and message go to stderr with what to do next), 2 usage
+error (including local input that fails validation before anything is sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hub.client.common import EXIT_REFUSED, EXIT_USAGE, ClientError, HubRefused, UsageError
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+COMMAND_MODULES = (
+    "init", "whoami", "push", "designs", "fork", "proposals", "maintainer",
+    "keys", "verify", "export", "demo", "check",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every command module registered.
+
+    Raises:
+        ImportError: a listed command module is broken (a listed module that
+            does not exist yet is skipped, so the CLI works while it is written).
+    """
+    parser = argparse.ArgumentParser(
+        prog="spime", description="Spimeforge: push, remix, verify and export open designs.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module_name = f"hub.client.commands.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``spime`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"spime: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HubRefused as exc:
+        print(f"spime: hub refused: {exc.code_name}: {exc.details}", file=sys.stderr)
+        if exc.hint:
+            print(f"spime: {exc.hint}", file=sys.stderr)
+        return EXIT_REFUSED
+    except ClientError as exc:
+        print(f"spime: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("spime: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

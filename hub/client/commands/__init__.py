@@ -1,0 +1,1 @@
+"""One module per ``spime`` command group; see :mod:`hub.client.cli`."""

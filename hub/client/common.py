@@ -1,0 +1,129 @@
+"""Shared pieces of the ``spime`` commands: options, output, errors, progress.
+
+Output rule: with ``--json`` a command prints exactly one JSON document on
+stdout; otherwise a short human summary. Progress and logs always go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = [
+    "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "ClientError", "HubRefused", "Progress",
+    "UsageError", "add_hub_options", "add_json_option", "emit", "log", "split_ref",
+]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+
+class ClientError(Exception):
+    """Something failed on the client side after the command started (exit 1)."""
+
+
+class UsageError(ClientError):
+    """The command line or local input is wrong; nothing was sent (exit 2)."""
+
+
+class HubRefused(ClientError):
+    """The hub answered with a gRPC error status (exit 1).
+
+    Attributes:
+        code_name: the gRPC status name, e.g. ``FAILED_PRECONDITION``.
+        details: the hub's message.
+        hint: what the user can do next.
+    """
+
+    def __init__(self, code_name: str, details: str, hint: str = "") -> None:
+        super().__init__(f"{code_name}: {details}")
+        self.code_name = code_name
+        self.details = details
+        self.hint = hint
+
+
+def add_hub_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--hub``, ``--token`` and ``--ca`` (defaults from SPIME_HUB/SPIME_TOKEN/SPIME_CA)."""
+    group = parser.add_argument_group("hub connection")
+    group.add_argument("--hub", default=None, help="hub address HOST:PORT (env SPIME_HUB)")
+    group.add_argument("--token", default=None, help="bearer token (env SPIME_TOKEN)")
+    group.add_argument("--ca", default=None, help="CA certificate file for TLS (env SPIME_CA)")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--json``: print one JSON document on stdout instead of text."""
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def emit(args: argparse.Namespace, document: Any, human: Callable[[Any], str]) -> None:
+    """Print ``document`` as JSON when ``--json`` was given, else ``human(document)``."""
+    if getattr(args, "json", False):
+        json.dump(document, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        text = human(document)
+        if text:
+            print(text)
+
+
+def log(message: str) -> None:
+    """Write a progress or log line to stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """Split ``DESIGN[@REV]`` into (design, revision or "").
+
+    Raises:
+        UsageError: the reference is empty or has an empty part.
+    """
+    design, _, rev = ref.partition("@")
+    if not design or (("@" in ref) and not rev):
+        raise UsageError(f"{ref!r} is not DESIGN or DESIGN@REVISION")
+    return design, rev
+
+
+def env_or(value: str | None, name: str) -> str:
+    """Return ``value`` if given, else the environment variable ``name`` (or "")."""
+    return value if value else os.environ.get(name, "")
+
+
+class Progress:
+    """A byte-count progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.label = label
+        self.stream = stream or sys.stderr
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def advance(self, n: int) -> None:
+        """Count ``n`` more bytes and redraw if due."""
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= 0.1 or self.done >= self.total:
+            self._last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        frac = min(self.done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        rate = self.done / max(now - self._start, 1e-6) / 1e6
+        end = "\n" if self.done >= self.total else ""
+        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} "
+                          f"{self.done / 1e6:8.1f} MB {rate:7.1f} MB/s{end}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the bar's line."""
+        if self.done < self.total:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,137 @@
+"""The client's only gRPC adapter: channel, bearer token, stubs, error translation.
+
+``grpc.RpcError`` never escapes this module: :func:`translate` turns it into
+:class:`~hub.client.common.HubRefused` with a hint saying what to do next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from spimeforge.v1 import accounts_pb2_grpc, designs_pb2_grpc, records_pb2_grpc
+
+from hub.client.common import HubRefused, UsageError, env_or
+
+__all__ = ["Hub", "connect", "translate"]
+
+_HINTS = {
+    "UNAVAILABLE": "is the hub running at {hub}? Set SPIME_HUB or --hub (and SPIME_CA for TLS).",
+    "UNAUTHENTICATED": "set SPIME_TOKEN or --token to a token printed by `spime-hub user add`.",
+    "PERMISSION_DENIED": "your account's role or membership does not allow this; "
+                         "ask a maintainer or an admin.",
+    "ABORTED": "the design moved on since you fetched it: pull the head with "
+               "`spime get DESIGN -o DIR`, re-apply your change, and push again.",
+    "NOT_FOUND": "check the name with `spime search` or `spime log`; push with --new "
+                 "to create a design.",
+    "ALREADY_EXISTS": "choose another name.",
+    "FAILED_PRECONDITION": "the hub's rules forbid this; the message names the rule.",
+    "INVALID_ARGUMENT": "fix what the message names and try again.",
+    "RESOURCE_EXHAUSTED": "the upload is larger than the hub allows; make the file smaller "
+                          "or ask the hub operator to raise the limit.",
+    "DEADLINE_EXCEEDED": "the hub did not answer in time; try again.",
+}
+
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass
+class Hub:
+    """An open connection to a hub: stubs plus the call metadata."""
+
+    address: str
+    channel: grpc.Channel
+    metadata: tuple[tuple[str, str], ...]
+
+    @property
+    def designs(self) -> designs_pb2_grpc.DesignsStub:
+        """The Designs service stub."""
+        return designs_pb2_grpc.DesignsStub(self.channel)
+
+    @property
+    def accounts(self) -> accounts_pb2_grpc.AccountsStub:
+        """The Accounts service stub."""
+        return accounts_pb2_grpc.AccountsStub(self.channel)
+
+    @property
+    def records(self) -> records_pb2_grpc.RecordsStub:
+        """The Records service stub."""
+        return records_pb2_grpc.RecordsStub(self.channel)
+
+    def call(self, method: Any, request: Any, timeout: float = 60.0) -> Any:
+        """Call a unary RPC with the token, translating gRPC errors.
+
+        Raises:
+            HubRefused: the hub answered with an error status.
+        """
+        with self.errors():
+            return method(request, metadata=self.metadata, timeout=timeout)
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Translate any ``grpc.RpcError`` raised inside into :class:`HubRefused`."""
+        try:
+            yield
+        except grpc.RpcError as exc:
+            raise translate(exc, self.address) from exc
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+
+def translate(exc: grpc.RpcError, address: str = "") -> HubRefused:
+    """Turn a gRPC error into :class:`HubRefused` with the status name and a hint."""
+    code = exc.code() if hasattr(exc, "code") else None
+    name = code.name if code is not None else "UNKNOWN"
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return HubRefused(name, details or "", _HINTS.get(name, "").format(hub=address))
+
+
+def connect(args: argparse.Namespace, *, need_token: bool = True) -> Hub:
+    """Open a channel to the hub named by ``--hub``/SPIME_HUB with ``--token``/SPIME_TOKEN.
+
+    Raises:
+        UsageError: no hub address or token was given, or the CA file is unreadable.
+    """
+    address = env_or(getattr(args, "hub", None), "SPIME_HUB")
+    token = env_or(getattr(args, "token", None), "SPIME_TOKEN")
+    ca = env_or(getattr(args, "ca", None), "SPIME_CA")
+    if not address:
+        raise UsageError("no hub address: set SPIME_HUB=HOST:PORT or pass --hub")
+    if need_token and not token:
+        raise UsageError("no token: set SPIME_TOKEN or pass --token "
+                         "(a hub admin creates one with `spime-hub user add`)")
+    options = [("grpc.max_receive_message_length", _MAX_MESSAGE),
+               ("grpc.max_send_message_length", _MAX_MESSAGE)]
+    if ca:
+        channel = grpc.secure_channel(address, _tls(ca), options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    return Hub(address=address, channel=channel, metadata=metadata)
+
+
+def _tls(ca: str) -> grpc.ChannelCredentials:
+    try:
+        root = Path(ca).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the CA file {ca!r}: {exc.strerror}") from exc
+    return grpc.ssl_channel_credentials(root_certificates=root)
+
+
+@contextlib.contextmanager
+def opened(args: argparse.Namespace, *, need_token: bool = True) -> Iterator[Hub]:
+    """Context manager form of :func:`connect` that closes the channel."""
+    hub = connect(args, need_token=need_token)
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
