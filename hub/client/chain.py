@@ -1,0 +1,151 @@
+"""Collect a design's revision chain from a hub, and read/write offline bundles.
+
+A bundle is a directory: ``bundle.json`` (the design and every revision as
+JSON) and ``blobs/<sha256>`` (every file's bytes). ``spime verify --bundle``
+checks it without a hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spimeforge.v1 import designs_pb2
+
+from hub.client import convert
+from hub.client.common import ClientError, HubRefused
+from hub.client.connection import Hub
+from hub.client.download import download_blob
+from hub.provenance import ChainReport, verify_chain
+
+__all__ = ["BUNDLE_FORMAT", "collect_chain", "read_bundle", "verify_revisions", "write_bundle"]
+
+BUNDLE_FORMAT = "spimeforge-bundle/1"
+
+
+def collect_chain(hub: Hub, design: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The design and every revision reachable from its head within the design.
+
+    Parents in other designs (a fork's upstream) are left out and reported as
+    external by the verifier.
+
+    Raises:
+        HubRefused: the design does not exist or access is refused.
+    """
+    info = convert.design(hub.call(hub.designs.GetDesign,
+                                   designs_pb2.GetDesignRequest(design=design)))
+    resp = hub.call(hub.designs.Log, designs_pb2.LogRequest(design=design))
+    revs = {r.id: convert.revision(r) for r in resp.revisions}
+    pending = [p for r in list(revs.values()) for p in r["parent_ids"] if p not in revs]
+    while pending:
+        rid = pending.pop()
+        if rid in revs:
+            continue
+        rev = _maybe_revision(hub, design, rid)
+        if rev is not None:
+            revs[rid] = rev
+            pending.extend(p for p in rev["parent_ids"] if p not in revs)
+    return info, list(revs.values())
+
+
+def _maybe_revision(hub: Hub, design: str, rid: str) -> dict[str, Any] | None:
+    try:
+        msg = hub.call(hub.designs.GetRevision,
+                       designs_pb2.GetRevisionRequest(design=design, revision_id=rid))
+    except HubRefused as exc:
+        if exc.code_name == "NOT_FOUND":
+            return None
+        raise
+    return convert.revision(msg)
+
+
+def verify_revisions(revisions: list[dict[str, Any]],
+                     blobs: Callable[[str], str | None] | None) -> ChainReport:
+    """Check every id, signature and (with ``blobs``) file hash of the revisions.
+
+    Raises:
+        IntegrityError: the first thing that does not match.
+    """
+    return verify_chain([convert.chain_link(r) for r in revisions], blobs)
+
+
+def remote_blob_hasher(hub: Hub) -> Callable[[str], str | None]:
+    """A blob lookup that streams each blob from the hub and hashes it (cached)."""
+    cache: dict[str, str | None] = {}
+
+    def lookup(sha256: str) -> str | None:
+        if sha256 not in cache:
+            cache[sha256] = _hash_remote(hub, sha256)
+        return cache[sha256]
+
+    return lookup
+
+
+def _hash_remote(hub: Hub, sha256: str) -> str | None:
+    digest = hashlib.sha256()
+    request = designs_pb2.DownloadBlobRequest(sha256=sha256)
+    try:
+        with hub.errors():
+            for chunk in hub.designs.DownloadBlob(request, metadata=hub.metadata, timeout=3600):
+                digest.update(chunk.data)
+    except HubRefused as exc:
+        if exc.code_name == "NOT_FOUND":
+            return None
+        raise
+    return digest.hexdigest()
+
+
+def write_bundle(hub: Hub, design: str, out: Path) -> dict[str, Any]:
+    """Export a design's chain with every blob into the directory ``out``.
+
+    Raises:
+        ClientError: ``out`` exists and is not an empty directory, or a blob is corrupted.
+        HubRefused: the hub refused a call.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ClientError(f"{out} exists and is not an empty directory; choose a new path")
+    info, revisions = collect_chain(hub, design)
+    blobs = {f["sha256"]: int(f["size"]) for r in revisions for f in r["files"]}
+    (out / "blobs").mkdir(parents=True, exist_ok=True)
+    for sha, size in sorted(blobs.items()):
+        download_blob(hub, sha, size, out / "blobs" / sha)
+    doc = {"format": BUNDLE_FORMAT, "design": info, "revisions": revisions}
+    (out / "bundle.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n",
+                                     encoding="utf-8")
+    return {"design": design, "output": str(out), "revisions": len(revisions),
+            "blobs": len(blobs), "bytes": sum(blobs.values())}
+
+
+def read_bundle(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                       Callable[[str], str | None]]:
+    """Load a bundle: the design, its revisions, and a lookup hashing ``blobs/<sha>``.
+
+    Raises:
+        ClientError: the bundle is missing or malformed.
+    """
+    try:
+        doc = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"{folder} is not a bundle (bundle.json unreadable: {exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise ClientError(f"{folder}/bundle.json is not a {BUNDLE_FORMAT} document")
+    revisions = doc.get("revisions")
+    if not isinstance(revisions, list) or not all(isinstance(r, dict) for r in revisions):
+        raise ClientError(f"{folder}/bundle.json has no revision list")
+
+    def lookup(sha256: str) -> str | None:
+        path = folder / "blobs" / sha256
+        if len(sha256) != 64 or not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    return doc.get("design") or {}, revisions, lookup
+
+

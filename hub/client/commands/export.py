@@ -1,0 +1,47 @@
+"""``spime export DESIGN [--format bundle|prov|okh] -o PATH``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from spimeforge.v1 import records_pb2
+
+from hub.client.chain import write_bundle
+from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit, split_ref
+from hub.client.connection import opened
+
+_FORMATS = {"prov": records_pb2.EXPORT_FORMAT_PROV_JSON, "okh": records_pb2.EXPORT_FORMAT_OKH}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``spime export``."""
+    p = subparsers.add_parser(
+        "export", help="export a design: an offline-verifiable bundle, PROV-JSON or OKH",
+        description="bundle = a directory with every revision's JSON and every blob; "
+                    "prov = W3C PROV-JSON of the lineage; okh = an Open Know-How manifest.")
+    p.add_argument("ref", metavar="DESIGN[@REV]", help="design (a revision for prov/okh)")
+    p.add_argument("--format", choices=("bundle", "prov", "okh"), default="bundle")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output path")
+    add_hub_options(p)
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the export."""
+    design, rev = split_ref(args.ref)
+    out: Path = args.output
+    with opened(args) as hub:
+        if args.format == "bundle":
+            doc = write_bundle(hub, design, out)
+        else:
+            resp = hub.call(hub.records.Export, records_pb2.ExportRequest(
+                design=design, revision_id=rev, format=_FORMATS[args.format]))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(resp.document)
+            doc = {"design": design, "output": str(out), "media_type": resp.media_type,
+                   "bytes": len(resp.document)}
+    doc["format"] = args.format
+    emit(args, doc, lambda d: f"exported {d['design']} as {d['format']} to {d['output']}")
+    return EXIT_OK

@@ -1,0 +1,28 @@
+"""``spime whoami``: the account the token belongs to."""
+
+from __future__ import annotations
+
+import argparse
+
+from spimeforge.v1 import accounts_pb2
+
+from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
+from hub.client.connection import opened
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``spime whoami``."""
+    p = subparsers.add_parser("whoami", help="show the account of your token")
+    add_hub_options(p)
+    add_json_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Ask the hub who we are."""
+    with opened(args) as hub:
+        acct = hub.call(hub.accounts.WhoAmI, accounts_pb2.WhoAmIRequest())
+    doc = {"name": acct.name, "role": accounts_pb2.Role.Name(acct.role).removeprefix("ROLE_").lower(),
+           "public_key": acct.public_key}
+    emit(args, doc, lambda d: f"{d['name']} ({d['role']})")
+    return EXIT_OK

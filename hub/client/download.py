@@ -1,0 +1,94 @@
+"""Fetching revisions and blobs from a hub into local files, verifying as it goes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spimeforge.v1 import designs_pb2
+
+from hub.client.common import ClientError
+from hub.client.connection import Hub
+from hub.client.local import safe_target
+
+__all__ = ["download_blob", "plan_targets", "write_revision"]
+
+_TIMEOUT = 6 * 3600.0
+
+
+def plan_targets(dest: Path, files: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], Path]]:
+    """Map every file of a revision to its place under ``dest``, before writing anything.
+
+    Raises:
+        ClientError: a name is unsafe or escapes ``dest``, or two files share a name.
+    """
+    plan = [(f, safe_target(dest, f["path"])) for f in files]
+    if any(f["path"] == "spime.toml" for f, _ in plan):
+        raise ClientError("refusing to write: the revision lists 'spime.toml' as a file")
+    if len({t for _, t in plan}) != len(plan):
+        raise ClientError("refusing to write: the revision lists a file twice")
+    return plan
+
+
+def download_blob(hub: Hub, sha256: str, size: int, target: Path,
+                  advance: Callable[[int], None] = lambda n: None) -> None:
+    """Download one blob to ``target`` through ``target.part``, resuming a partial file.
+
+    Raises:
+        ClientError: the bytes do not hash to ``sha256`` (the partial file is removed).
+        HubRefused: the hub refused the download.
+    """
+    part = target.with_name(target.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    if offset > size:
+        part.unlink()
+        offset = 0
+    digest = _hash_prefix(part, offset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with part.open("ab") as out:
+        for data in _stream(hub, sha256, offset):
+            out.write(data)
+            digest.update(data)
+            advance(len(data))
+    if digest.hexdigest() != sha256:
+        part.unlink()
+        raise ClientError(f"blob {sha256[:12]} for {target.name} arrived corrupted "
+                          "(hash mismatch); nothing was kept, try again")
+    os.replace(part, target)
+
+
+def _hash_prefix(part: Path, length: int) -> Any:
+    digest = hashlib.sha256()
+    if length:
+        with part.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    return digest
+
+
+def _stream(hub: Hub, sha256: str, offset: int) -> Iterator[bytes]:
+    request = designs_pb2.DownloadBlobRequest(sha256=sha256, offset=offset)
+    with hub.errors():
+        for chunk in hub.designs.DownloadBlob(request, metadata=hub.metadata, timeout=_TIMEOUT):
+            yield chunk.data
+
+
+def write_revision(hub: Hub, rev: dict[str, Any], dest: Path,
+                   advance: Callable[[int], None] = lambda n: None) -> list[str]:
+    """Write a revision's spime.toml and files into ``dest``; return the paths written.
+
+    Every target is checked before any byte is written.
+
+    Raises:
+        ClientError: an unsafe name or a corrupted blob.
+        HubRefused: the hub refused a download.
+    """
+    plan = plan_targets(dest, rev["files"])
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "spime.toml").write_text(rev["manifest_toml"], encoding="utf-8")
+    for f, target in plan:
+        download_blob(hub, f["sha256"], int(f["size"]), target, advance)
+    return ["spime.toml"] + [f["path"] for f, _ in plan]

@@ -1,0 +1,184 @@
+"""Local design folders, keys and downloads: the client's file-system adapter.
+
+A design folder holds ``spime.toml`` and the files it names. Every regular file
+except ``spime.toml`` and hidden entries (``.spime/``, ``.git``…) is part of a
+push. ``.spime/base`` records the revision the folder was fetched from, so a
+later push names it as parent and the hub can tell when someone else moved on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.client.common import ClientError, UsageError
+from hub.errors import HubError
+from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
+
+__all__ = [
+    "CHUNK", "LocalFile", "default_key_path", "hash_file", "iter_chunks", "load_key",
+    "read_base", "safe_target", "scan_design_dir", "write_base",
+]
+
+CHUNK = 1024 * 1024
+_BASE = Path(".spime") / "base"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """One file of a local design folder with its content hash."""
+
+    path: str
+    abspath: Path
+    sha256: str
+    size: int
+
+
+def hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 hex and size of a file, read in 1 MiB chunks (never whole)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def iter_chunks(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Yield a file's bytes in chunks."""
+    with path.open("rb") as fh:
+        while data := fh.read(chunk):
+            yield data
+
+
+def read_manifest(folder: Path) -> tuple[str, Manifest]:
+    """Read and validate ``folder/spime.toml``.
+
+    Raises:
+        UsageError: the file is missing or invalid (the message names the field).
+    """
+    path = folder / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError(f"{path} not found: create one with `spime init {folder}`") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    try:
+        return text, parse_manifest(text)
+    except HubError as exc:
+        raise UsageError(f"{path}: {exc}") from exc
+
+
+def scan_design_dir(folder: Path) -> tuple[str, Manifest, list[LocalFile]]:
+    """Validate a design folder and hash every file in it.
+
+    Returns:
+        The manifest text, the parsed manifest and the files sorted by path.
+
+    Raises:
+        UsageError: the manifest is invalid, a file it names is missing, a file
+            name is not allowed, or the folder holds a symlink.
+    """
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a directory")
+    text, manifest = read_manifest(folder)
+    files = [_local_file(folder, p) for p in _walk(folder)]
+    missing = missing_files(manifest, (f.path for f in files))
+    if missing:
+        raise UsageError(f"{folder / MANIFEST_NAME} names {missing[0]!r} but the folder "
+                         "has no such file")
+    return text, manifest, sorted(files, key=lambda f: f.path)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(root) / name
+            if name.startswith(".") or path == folder / MANIFEST_NAME:
+                continue
+            if path.is_symlink() or not path.is_file():
+                raise UsageError(f"{path} is a symlink or special file; designs hold regular files")
+            yield path
+
+
+def _local_file(folder: Path, path: Path) -> LocalFile:
+    rel = path.relative_to(folder).as_posix()
+    try:
+        safe_relative_path(rel)
+    except HubError as exc:
+        raise UsageError(str(exc)) from exc
+    sha, size = hash_file(path)
+    return LocalFile(rel, path, sha, size)
+
+
+def safe_target(dest: Path, name: str) -> Path:
+    """Where a downloaded file named ``name`` goes under ``dest``.
+
+    Raises:
+        ClientError: the name is unsafe (``..``, absolute, NUL…) or resolves
+            outside ``dest``; nothing is written.
+    """
+    try:
+        safe_relative_path(name)
+    except HubError as exc:
+        raise ClientError(f"refusing to write {name!r}: {exc}") from exc
+    target = (dest / name).resolve()
+    root = dest.resolve()
+    if root not in target.parents:
+        raise ClientError(f"refusing to write {name!r}: it resolves outside {dest}")
+    return target
+
+
+def read_base(folder: Path) -> dict[str, str]:
+    """The design and revision a folder was fetched from, or {} when unknown."""
+    try:
+        data = json.loads((folder / _BASE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_base(folder: Path, design: str, revision: str) -> None:
+    """Record the revision a folder now matches."""
+    path = folder / _BASE
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"design": design, "revision": revision}) + "\n", encoding="utf-8")
+
+
+def default_key_path(explicit: str | None = None) -> Path:
+    """The signing key file: ``--key``, else SPIME_KEY, else ~/.config/spimeforge/key."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("SPIME_KEY"):
+        return Path(os.environ["SPIME_KEY"])
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "spimeforge" / "key"
+
+
+def load_key(path: Path) -> bytes | None:
+    """The raw 32-byte Ed25519 private key stored (hex) at ``path``, or None if absent.
+
+    Raises:
+        UsageError: the file exists but does not hold a key.
+    """
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the key {path}: {exc}") from exc
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} does not hold a hex Ed25519 key; "
+                         "make one with `spime key gen`") from exc
+    if len(key) != 32:
+        raise UsageError(f"{path} holds {len(key)} bytes; an Ed25519 key has 32")
+    return key
