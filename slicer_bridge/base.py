@@ -57,6 +57,11 @@ def _clip(text: str) -> str:
     return f"{text[:half]}\n[... {len(text) - _MAX_STREAM_CHARS} chars cut ...]\n{text[-half:]}"
 
 
+def _meaningful(text: str) -> list[str]:
+    # PrusaSlicer logs a "[trace] Initializing StaticPrintConfigs" line whatever the loglevel.
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and "[trace]" not in ln]
+
+
 class ToolError(SlicerBridgeError):
     """An external program failed, timed out or produced no output.
 
@@ -93,9 +98,12 @@ class ToolError(SlicerBridgeError):
         super().__init__(self._render())
 
     def _default_reason(self) -> str:
+        program = Path(self.argv[0]).name if self.argv else "the program"
         if self.timed_out:
-            return "killed at the time limit"
-        return f"exited with code {self.returncode}"
+            return f"{program} was killed at the time limit"
+        said = _meaningful(self.stderr) or _meaningful(self.stdout)
+        last = f": {said[-1]}" if said else ""
+        return f"{program} exited with code {self.returncode}{last}"
 
     def _render(self) -> str:
         return (

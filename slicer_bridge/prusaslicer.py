@@ -1,0 +1,133 @@
+"""PrusaSlicer behind the `Slicer` interface: a pure argv builder and output parser, and
+`PrusaSlicer`, the implementation that runs the command line (headless; the CLI export
+needs no display).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from slicer_bridge.base import GcodeMetadata, SliceRequest, SliceResult, SlicerError
+from slicer_bridge.gcode_meta import GcodeMetadataError, parse_gcode_metadata
+from slicer_bridge.run import Completed, run
+
+__all__ = ["PrusaSlicer", "build_slice_argv", "override_args", "parse_version"]
+
+_KEY = re.compile(r"[a-z][a-z0-9_]*")
+_VERSION = re.compile(r"PrusaSlicer-(\d+\.\d+\.\d+\S*)")
+_GCODE_NAME = "output.gcode"
+
+
+def override_args(overrides: Mapping[str, str]) -> list[str]:
+    """PrusaSlicer command-line options for config overrides (pure).
+
+    Args:
+        overrides: Config keys as written in an .ini (`fill_density`) to values (`20%`).
+
+    Returns:
+        Options such as `--fill-density=20%`, sorted by key.
+
+    Raises:
+        ValueError: A key is not a config-key identifier or a value spans lines.
+    """
+    args = []
+    for key, value in sorted(overrides.items()):
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"slicer setting {key!r} is not a config key like 'fill_density'")
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"slicer setting {key!r}: a value must be one line")
+        args.append(f"--{key.replace('_', '-')}={value}")
+    return args
+
+
+def build_slice_argv(binary: str, request: SliceRequest, gcode_path: Path) -> list[str]:
+    """The PrusaSlicer command line that slices `request` into `gcode_path` (pure).
+
+    Raises:
+        ValueError: An override is malformed (see `override_args`).
+    """
+    return [
+        binary, "--loglevel", "1",
+        "--load", str(request.profile_path),
+        *override_args(request.overrides),
+        "--export-gcode", "--output", str(gcode_path),
+        str(request.mesh_path),
+    ]
+
+
+def parse_version(help_text: str) -> str:
+    """The version in `prusa-slicer --help`'s first line, e.g. "2.5.0+UNKNOWN" (pure).
+
+    Raises:
+        ValueError: No "PrusaSlicer-<version>" in the text.
+    """
+    match = _VERSION.search(help_text)
+    if match is None:
+        raise ValueError("no 'PrusaSlicer-<version>' in the output")
+    return match.group(1)
+
+
+class PrusaSlicer:
+    """The PrusaSlicer command line as a `Slicer`.
+
+    Args:
+        binary: Program name or path.
+        timeout_s: Time limit for one slice.
+    """
+
+    name = "prusaslicer"
+
+    def __init__(self, binary: str = "prusa-slicer", timeout_s: float = 600.0) -> None:
+        self.binary = binary
+        self.timeout_s = timeout_s
+        self._version: str | None = None
+        self._version_lock = asyncio.Lock()
+
+    async def version(self) -> str:
+        """The installed PrusaSlicer's version, asked once per instance.
+
+        Raises:
+            ToolNotFound: PrusaSlicer is not installed.
+            SlicerError: It did not state its version.
+        """
+        async with self._version_lock:
+            if self._version is None:
+                done = await run([self.binary, "--help"], timeout_s=60.0, check=False)
+                try:
+                    self._version = parse_version(done.stdout + done.stderr)
+                except ValueError as exc:
+                    raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
+                                      reason=f"cannot read the slicer version: {exc}") from exc
+            return self._version
+
+    async def slice(self, request: SliceRequest, out_dir: Path | None = None) -> SliceResult:
+        """Slice `request` into `out_dir/output.gcode` (a fresh temporary dir if None).
+
+        Raises:
+            ToolNotFound: PrusaSlicer is not installed.
+            SlicerError: A missing input, a rejected profile or mesh, a time-out, or
+                G-code without the statistics the bridge reads.
+        """
+        for path, what in ((request.mesh_path, "mesh"), (request.profile_path, "profile")):
+            if not path.is_file():
+                raise SlicerError((), None, "", "", reason=f"the {what} {path} does not exist")
+        out_dir = Path(tempfile.mkdtemp(prefix="spime-slice-")) if out_dir is None else out_dir
+        gcode_path = out_dir / _GCODE_NAME
+        try:
+            argv = build_slice_argv(self.binary, request, gcode_path)
+        except ValueError as exc:
+            raise SlicerError((), None, "", "", reason=str(exc)) from exc
+        done = await run(argv, timeout_s=self.timeout_s)
+        return SliceResult(gcode_path, await asyncio.to_thread(_read_metadata, done, gcode_path))
+
+
+def _read_metadata(done: Completed, gcode_path: Path) -> GcodeMetadata:
+    try:
+        return parse_gcode_metadata(gcode_path.read_bytes())
+    except (OSError, GcodeMetadataError) as exc:
+        raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
+                          reason=f"PrusaSlicer exited 0 but its G-code is unusable: {exc}") from exc
