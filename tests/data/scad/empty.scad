@@ -1,0 +1,2 @@
+size = 10; // [1:20]
+// Nothing is drawn.
