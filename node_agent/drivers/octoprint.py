@@ -1,0 +1,554 @@
+"""The OctoPrint driver: a thin adapter over ``octoprint_client`` and a real server.
+
+REST calls (connect the printer, upload, select and start, pause/resume/cancel,
+send commands) run in a worker thread; everything the driver learns about the
+printer (state, progress, temperatures, job end) arrives on OctoPrint's push
+socket (SockJS ``/sockjs/websocket``, ``current`` and ``event`` messages), so the
+driver never polls. ``requests``/``websocket`` exceptions are translated into the
+``DriverError`` vocabulary at this boundary and never escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import octoprint_client
+import requests
+
+from node_agent.drivers.base import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    DriverError,
+    JobRejected,
+    PrinterNotReady,
+    PrinterPhase,
+    PrinterStatus,
+    PrintOutcome,
+    PrintResult,
+    Temperatures,
+)
+
+__all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
+
+log = logging.getLogger(__name__)
+
+#: Run after a cancel: heaters off, fan off, lift Z 10 mm (relative), motors off.
+DEFAULT_END_SEQUENCE: tuple[str, ...] = (
+    "M104 S0", "M140 S0", "M106 S0", "G91", "G1 Z10 F600", "G90", "M84",
+)
+
+_LAYER_RE = re.compile(r";\s*(?:LAYER:\s*(-?\d+)|LAYER_CHANGE)")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_SOCKET_JOIN_S = 5.0
+_BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
+
+# PrinterStateChanged events arrive at once, ``current`` messages are throttled to
+# ~2/s; error states are left to ``current``/``Error``, which carry the reason.
+_EVENT_PHASES = {
+    "OFFLINE": PrinterPhase.DISCONNECTED, "CLOSED": PrinterPhase.DISCONNECTED,
+    "OPEN_SERIAL": PrinterPhase.CONNECTING, "DETECT_SERIAL": PrinterPhase.CONNECTING,
+    "CONNECTING": PrinterPhase.CONNECTING, "OPERATIONAL": PrinterPhase.IDLE,
+    "STARTING": PrinterPhase.PRINTING, "PRINTING": PrinterPhase.PRINTING,
+    "RESUMING": PrinterPhase.PRINTING, "FINISHING": PrinterPhase.PRINTING,
+    "PAUSING": PrinterPhase.PAUSED, "PAUSED": PrinterPhase.PAUSED,
+    "CANCELLING": PrinterPhase.CANCELLING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _JobIndex:
+    """Where each command line of an uploaded job ends, to turn ``filepos`` into lines."""
+
+    command_ends: tuple[int, ...]
+    layer_starts: tuple[int, ...]
+    layers: tuple[int, ...]
+    size: int
+
+    @classmethod
+    def build(cls, lines: Sequence[str]) -> _JobIndex:
+        ends: list[int] = []
+        layer_starts: list[int] = []
+        layers: list[int] = []
+        pos = 0
+        for line in lines:
+            pos += len(line.encode()) + 1
+            match = _LAYER_RE.search(line)
+            if match:
+                layer_starts.append(pos)
+                layers.append(int(match.group(1)) if match.group(1) else len(layers))
+            if line.split(";", 1)[0].strip():
+                ends.append(pos)
+        return cls(tuple(ends), tuple(layer_starts), tuple(layers), pos)
+
+    def lines_done(self, filepos: int) -> int:
+        return bisect.bisect_right(self.command_ends, filepos)
+
+    def layer_at(self, filepos: int) -> int | None:
+        i = bisect.bisect_right(self.layer_starts, filepos)
+        return self.layers[i - 1] if i else None
+
+
+@dataclass(slots=True)
+class _Job:
+    name: str
+    path: str
+    index: _JobIndex
+    resends_before: int
+    started: float
+    done: asyncio.Future[PrintResult]
+
+
+def _phase_from_state(state: Mapping[str, Any]) -> PrinterPhase:
+    """Map OctoPrint's ``state`` object (text + flags) onto a ``PrinterPhase``."""
+    flags = state.get("flags") or {}
+    text = str(state.get("text") or "")
+    if flags.get("error") or text.startswith(("Error", "Offline after error")):
+        return PrinterPhase.ERROR
+    for flag, phase in (("cancelling", PrinterPhase.CANCELLING), ("paused", PrinterPhase.PAUSED),
+                        ("pausing", PrinterPhase.PAUSED), ("printing", PrinterPhase.PRINTING)):
+        if flags.get(flag):
+            return phase
+    if flags.get("operational"):
+        return PrinterPhase.IDLE if flags.get("ready", True) else PrinterPhase.PRINTING
+    if text.startswith(("Offline", "Closed")) or not text:
+        return PrinterPhase.DISCONNECTED
+    return PrinterPhase.CONNECTING
+
+
+def _temperatures(temps: Sequence[Mapping[str, Any]], old: Temperatures) -> Temperatures:
+    if not temps:
+        return old
+    last = temps[-1]
+    tool, bed = last.get("tool0") or {}, last.get("bed") or {}
+    return Temperatures(tool.get("actual"), tool.get("target"), bed.get("actual"), bed.get("target"))
+
+
+def _error_text(state: Mapping[str, Any]) -> str:
+    return str(state.get("error") or state.get("text") or "unknown error")
+
+
+class OctoPrintDriver:
+    """One printer behind a real OctoPrint server (``PrinterDriver``)."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        api_key: str,
+        *,
+        port: str = "AUTO",
+        baud: int | None = None,
+        timeout_s: float = 10.0,
+        end_sequence: Sequence[str] = DEFAULT_END_SEQUENCE,
+    ) -> None:
+        """Describe the printer; no I/O happens before ``connect()``.
+
+        Raises:
+            ValueError: the URL is not ``http(s)://host[:port]`` or the timeout is not positive.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"printer {name!r}: OctoPrint url {url!r} must look like http://host:port"
+            )
+        if timeout_s <= 0:
+            raise ValueError(f"printer {name!r}: timeout_s must be > 0, got {timeout_s}")
+        self.name = name
+        self._url = url.rstrip("/")
+        self._client = octoprint_client.Client(self._url, api_key)
+        self._port, self._baud, self._timeout_s = port, baud, timeout_s
+        self._end_sequence = tuple(end_sequence)
+        self._status = PrinterStatus(phase=PrinterPhase.DISCONNECTED)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._socket: Any = None
+        self._socket_seen = False
+        self._closing = False
+        self._tick = asyncio.Event()
+        self._job: _Job | None = None
+        self._resends_total = 0
+        self._subscribers: set[asyncio.Queue[PrinterStatus | None]] = set()
+
+    # -- PrinterDriver ---------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Check the server and key, open the push socket and connect the printer.
+
+        Raises:
+            ConnectionFailed: OctoPrint is unreachable or the printer does not come up.
+            AuthenticationFailed: OctoPrint refused the API key.
+            PrinterNotReady: OctoPrint reports the printer in an error state.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        await self._call("get", "/api/version")
+        if self._socket is None:
+            self._socket = await asyncio.to_thread(self._thd_open_socket)
+        await self._wait_for(lambda: self._socket_seen, "the first push message")
+        self._raise_if_error()
+        if self._status.phase is PrinterPhase.DISCONNECTED:
+            await self._request_connection()
+        await self._wait_for(
+            lambda: self._status.phase not in (PrinterPhase.DISCONNECTED, PrinterPhase.CONNECTING),
+            f"the printer to connect on port {self._port!r}",
+        )
+        self._raise_if_error()
+
+    async def close(self) -> None:
+        """Close the push socket; the printer stays connected to OctoPrint. Idempotent."""
+        self._closing = True
+        sock, self._socket = self._socket, None
+        if sock is not None:
+            await asyncio.to_thread(self._thd_close_socket, sock)
+        self._socket_seen = False
+        self._fail_job("the driver was closed", retryable=True)
+        self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED))
+        for queue in list(self._subscribers):
+            queue.put_nowait(None)
+
+    def status(self) -> PrinterStatus:
+        """Return the latest snapshot pushed by OctoPrint (no I/O)."""
+        return self._status
+
+    async def print_lines(self, name: str, lines: Sequence[str]) -> PrintResult:
+        """Upload the job, select and start it, and wait for its end and an idle printer.
+
+        Raises:
+            PrinterNotReady: not connected, in an error state, or another job is running.
+            JobRejected: the job holds no G-code command.
+            ConnectionFailed: OctoPrint became unreachable while starting the job.
+        """
+        self._require_idle()
+        index = _JobIndex.build(lines)
+        if not index.command_ends:
+            raise JobRejected(f"job {name!r} holds no G-code command; nothing to print")
+        path = await self._upload(name, lines)
+        job = _Job(name, path, index, self._resends_total, time.monotonic(),
+                   asyncio.get_running_loop().create_future())
+        self._job = job
+        self._set_status(replace(self._status, job_name=name, lines_total=len(index.command_ends),
+                                 lines_sent=0, bytes_sent=0, resends=0, percent=0.0, layer=None))
+        try:
+            await self._command(f"/api/files/local/{path}", "select", {"print": True})
+        except DriverError:
+            self._job = None
+            raise
+        await self._wait_for(lambda: job.done.done() or self._status.phase is not PrinterPhase.IDLE,
+                             "the job to start", quiet=True)
+        if not job.done.done() and self._status.phase is PrinterPhase.IDLE:
+            self._fail_job("OctoPrint accepted the job but did not start it", retryable=True)
+        result = await job.done
+        await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES,
+                             "OctoPrint to finish the job", quiet=True)
+        await self._delete_quietly(path)
+        return result
+
+    async def pause(self) -> None:
+        """Pause the running job and wait until OctoPrint reports it paused.
+
+        Raises:
+            PrinterNotReady: no job is printing.
+        """
+        await self._command("/api/job", "pause", {"action": "pause"})
+        await self._wait_for(lambda: self._status.phase is not PrinterPhase.PRINTING, "pause")
+
+    async def resume(self) -> None:
+        """Resume a paused job and wait until OctoPrint prints again.
+
+        Raises:
+            PrinterNotReady: no job is paused.
+        """
+        await self._command("/api/job", "pause", {"action": "resume"})
+        await self._wait_for(lambda: self._status.phase is not PrinterPhase.PAUSED, "resume")
+
+    async def cancel(self) -> None:
+        """Cancel the job, wait for its end, then run the safe end sequence.
+
+        Raises:
+            PrinterNotReady: the printer is not connected.
+        """
+        job = self._job
+        if job is None:
+            return
+        await self._command("/api/job", "cancel")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(job.done), self._timeout_s)
+        await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES, "cancel")
+        if self._status.phase is PrinterPhase.IDLE:
+            await self.send_commands(self._end_sequence)
+
+    async def emergency_stop(self) -> None:
+        """Send M112; OctoPrint sends it ahead of its queue and drops the connection.
+
+        Raises:
+            PrinterNotReady: the printer is not connected.
+        """
+        await self.send_commands(["M112"])
+        self._fail_job("emergency stop (M112)", retryable=False)
+
+    async def send_commands(self, commands: Sequence[str]) -> None:
+        """Send G-code commands outside a job (``/api/printer/command``).
+
+        Raises:
+            PrinterNotReady: the printer is not connected.
+        """
+        await self._call("post_json", "/api/printer/command", {"commands": list(commands)},
+                         expect=(204,))
+
+    async def updates(self) -> AsyncIterator[PrinterStatus]:
+        """Yield a snapshot on every change pushed by OctoPrint, until ``close()``."""
+        queue: asyncio.Queue[PrinterStatus | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            queue.put_nowait(self._status)
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self._subscribers.discard(queue)
+
+    # -- REST (worker thread) --------------------------------------------------------
+
+    async def _call(self, method: str, path: str, *args: Any,
+                    expect: tuple[int, ...] = (200,)) -> requests.Response:
+        return await asyncio.to_thread(self._thd_call, method, path, args, expect)
+
+    async def _command(self, path: str, command: str,
+                       extra: Mapping[str, Any] | None = None) -> None:
+        await self._call("post_command", path, command, dict(extra or {}), expect=(200, 204))
+
+    def _thd_call(self, method: str, path: str, args: tuple[Any, ...],
+                  expect: tuple[int, ...]) -> requests.Response:
+        try:
+            resp: requests.Response = getattr(self._client, method)(
+                path, *args, timeout=self._timeout_s)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectionFailed(
+                f"printer {self.name!r}: OctoPrint at {self._url} is unreachable ({exc}); "
+                "check that it runs and that the url in the printer config is right"
+            ) from exc
+        except requests.RequestException as exc:
+            raise ConnectionFailed(
+                f"printer {self.name!r}: request to OctoPrint at {self._url} failed: {exc}"
+            ) from exc
+        return self._check(resp, path, expect)
+
+    def _check(self, resp: requests.Response, path: str,
+               expect: tuple[int, ...]) -> requests.Response:
+        if resp.status_code in expect:
+            return resp
+        detail = resp.text.strip()[:300]
+        if resp.status_code in (401, 403):
+            raise AuthenticationFailed(
+                f"printer {self.name!r}: OctoPrint at {self._url} refused the API key "
+                f"(HTTP {resp.status_code}); put a valid key (OctoPrint > Settings > "
+                "Application Keys) into the printer config"
+            )
+        if resp.status_code == 409:
+            raise PrinterNotReady(
+                f"printer {self.name!r}: OctoPrint refused {path} in state "
+                f"{self._status.phase.value!r}: {detail}"
+            )
+        raise ConnectionFailed(
+            f"printer {self.name!r}: OctoPrint answered {path} with HTTP "
+            f"{resp.status_code}: {detail}"
+        )
+
+    async def _request_connection(self) -> None:
+        params: dict[str, Any] = {"port": self._port, "autoconnect": False}
+        if self._baud is not None:
+            params["baudrate"] = self._baud
+        try:
+            await self._command("/api/connection", "connect", params)
+        except ConnectionFailed as exc:
+            raise PrinterNotReady(
+                f"printer {self.name!r}: OctoPrint cannot connect port {self._port!r}: {exc}"
+            ) from exc
+
+    async def _upload(self, name: str, lines: Sequence[str]) -> str:
+        file_name = f"{_UNSAFE_NAME.sub('_', name)[:60] or 'job'}-{uuid.uuid4().hex[:8]}.gcode"
+        text = "\n".join(lines) + "\n"
+        resp = await asyncio.to_thread(self._thd_upload, file_name, text)
+        try:
+            return str(resp.json()["files"]["local"]["path"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConnectionFailed(
+                f"printer {self.name!r}: unexpected upload answer from OctoPrint: {resp.text[:200]}"
+            ) from exc
+
+    def _thd_upload(self, file_name: str, text: str) -> requests.Response:
+        with tempfile.TemporaryDirectory(prefix="spime-octoprint-") as tmp:
+            local = os.path.join(tmp, file_name)
+            with open(local, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return self._thd_call("upload", "/api/files/local", (local, None, file_name), (201,))
+
+    async def _delete_quietly(self, path: str) -> None:
+        try:
+            await self._call("delete", f"/api/files/local/{path}", expect=(204,))
+        except DriverError as exc:
+            log.warning("printer %s: could not delete %s from OctoPrint: %s", self.name, path, exc)
+
+    # -- push socket (websocket thread -> event loop) --------------------------------
+
+    def _thd_open_socket(self) -> Any:
+        return self._client.create_socket(
+            on_message=lambda _ws, kind, msg: self._post(self._on_push, kind, msg),
+            on_error=lambda _ws, err: self._post(self._on_socket_error, err),
+            on_close=lambda _ws: self._post(self._on_socket_error, "closed"),
+        )
+
+    @staticmethod
+    def _thd_close_socket(sock: Any) -> None:
+        sock.disconnect()
+        thread = getattr(sock, "_thread", None)  # SocketClient keeps its runner thread here
+        if thread is not None:
+            thread.join(_SOCKET_JOIN_S)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _on_push(self, kind: str, msg: Any) -> None:
+        if kind in ("current", "history") and isinstance(msg, dict):
+            self._socket_seen = True
+            self._on_current(msg)
+            self._wake()
+        elif kind == "event" and isinstance(msg, dict):
+            self._on_event(str(msg.get("type")), msg.get("payload") or {})
+
+    def _on_socket_error(self, err: object) -> None:
+        if self._closing or self._socket is None:
+            return
+        log.warning("printer %s: OctoPrint push socket failed: %s", self.name, err)
+        # websocket-client >= 1 passes extra close arguments that octoprint_client's
+        # close handler does not take; the resulting TypeError is how a close shows up.
+        thread = getattr(self._socket, "_thread", None)
+        if thread is None or not thread.is_alive() or isinstance(err, TypeError):
+            self._fail_job(f"lost OctoPrint's push socket ({err})", retryable=True)
+
+    def _on_current(self, msg: Mapping[str, Any]) -> None:
+        state = msg.get("state") or {}
+        phase = _phase_from_state(state)
+        status = replace(
+            self._status, phase=phase,
+            temperatures=_temperatures(msg.get("temps") or [], self._status.temperatures),
+            error=_error_text(state) if phase is PrinterPhase.ERROR else None,
+        )
+        resends = (msg.get("resends") or {}).get("count")
+        if isinstance(resends, int):
+            self._resends_total = resends
+        self._set_status(self._with_progress(status, msg.get("progress") or {}))
+
+    def _with_progress(self, status: PrinterStatus, progress: Mapping[str, Any]) -> PrinterStatus:
+        job, filepos = self._job, progress.get("filepos")
+        if job is None or not isinstance(filepos, int) or job.done.done():
+            return status
+        return replace(
+            status, lines_sent=job.index.lines_done(filepos), bytes_sent=filepos,
+            percent=float(progress.get("completion") or 0.0), layer=job.index.layer_at(filepos),
+            resends=max(0, self._resends_total - job.resends_before),
+        )
+
+    def _on_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        if kind == "PrinterStateChanged" and payload.get("state_id") in _EVENT_PHASES:
+            phase = _EVENT_PHASES[payload["state_id"]]
+            self._set_status(replace(self._status, phase=phase, error=None))
+        elif kind == "FirmwareData":
+            self._set_status(replace(self._status, firmware=payload.get("name")))
+        elif kind == "Error":
+            error = str(payload.get("error") or "printer error")
+            self._set_status(replace(self._status, phase=PrinterPhase.ERROR, error=error))
+            self._fail_job(error, retryable=False)
+        elif kind == "Disconnected":
+            self._fail_job("OctoPrint lost the connection to the printer", retryable=True)
+        elif kind in ("PrintDone", "PrintCancelled", "PrintFailed"):
+            self._end_job(kind, payload)
+
+    def _end_job(self, kind: str, payload: Mapping[str, Any]) -> None:
+        job = self._job
+        if job is None or job.done.done() or payload.get("path") not in (None, job.path):
+            return
+        if kind == "PrintDone":
+            self._finish(job, PrintOutcome.COMPLETED, job.index.size)
+        elif kind == "PrintCancelled" or payload.get("reason") == "cancelled":
+            self._finish(job, PrintOutcome.CANCELLED, self._status.bytes_sent,
+                         reason="cancelled")
+        else:
+            self._finish(job, PrintOutcome.FAILED, self._status.bytes_sent,
+                         reason=str(payload.get("error") or "OctoPrint reported the print failed"))
+
+    def _finish(self, job: _Job, outcome: PrintOutcome, filepos: int, *,
+                reason: str | None = None, retryable: bool = False) -> None:
+        lines = job.index.lines_done(filepos)
+        resends = max(0, self._resends_total - job.resends_before)
+        job.done.set_result(PrintResult(outcome, lines, resends, time.monotonic() - job.started,
+                                        reason, retryable))
+        self._set_status(replace(self._status, lines_sent=lines, bytes_sent=filepos,
+                                 resends=resends,
+                                 percent=100.0 if outcome is PrintOutcome.COMPLETED
+                                 else self._status.percent))
+
+    def _fail_job(self, reason: str, *, retryable: bool) -> None:
+        job = self._job
+        if job is not None and not job.done.done():
+            self._finish(job, PrintOutcome.FAILED, self._status.bytes_sent,
+                         reason=reason, retryable=retryable)
+
+    # -- state and waiting -----------------------------------------------------------
+
+    def _set_status(self, status: PrinterStatus) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        self._wake()
+        for queue in self._subscribers:
+            queue.put_nowait(status)
+
+    def _wake(self) -> None:
+        tick, self._tick = self._tick, asyncio.Event()
+        tick.set()
+
+    async def _wait_for(self, cond: Callable[[], bool], what: str, *, quiet: bool = False) -> None:
+        deadline = time.monotonic() + self._timeout_s
+        while not cond():
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._tick.wait(), max(remaining, 0))
+            except asyncio.TimeoutError as exc:
+                if quiet:
+                    return
+                raise ConnectionFailed(
+                    f"printer {self.name!r}: OctoPrint did not report {what} within "
+                    f"{self._timeout_s} s (state {self._status.phase.value!r})"
+                ) from exc
+
+    def _raise_if_error(self) -> None:
+        if self._status.phase is PrinterPhase.ERROR:
+            raise PrinterNotReady(
+                f"printer {self.name!r}: OctoPrint reports the printer in an error state: "
+                f"{self._status.error}; fix the printer, then disconnect and reconnect it"
+            )
+
+    def _require_idle(self) -> None:
+        self._raise_if_error()
+        if self._socket is None or self._status.phase is not PrinterPhase.IDLE:
+            raise PrinterNotReady(
+                f"printer {self.name!r} is {self._status.phase.value}, not idle; "
+                "connect() first and wait for the running job to end"
+            )
+        if self._job is not None and not self._job.done.done():
+            raise PrinterNotReady(f"printer {self.name!r} is already printing {self._job.name!r}")

@@ -1,0 +1,167 @@
+"""OctoPrintDriver against a real OctoPrint server (tests/fixtures/octoprint_server.py).
+
+The behaviour every driver shares is in tests/contract/test_printer_driver.py;
+these are the OctoPrint-specific failure modes and the push-socket check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import octoprint_client
+import pytest
+
+from node_agent.drivers.base import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    PrinterNotReady,
+    PrinterPhase,
+    PrintOutcome,
+)
+from node_agent.drivers.octoprint import OctoPrintDriver
+from tests.fixtures.octoprint_server import OctoPrintServer, free_port
+
+
+def _driver(server: OctoPrintServer, **kwargs: Any) -> OctoPrintDriver:
+    kwargs.setdefault("api_key", server.api_key)
+    return OctoPrintDriver("mk3", server.url, port="VIRTUAL", baud=115200, **kwargs)
+
+
+def _job(n: int) -> list[str]:
+    # tiny absolute moves at a high feed rate: the virtual printer's motion model
+    # then costs nothing, so the test time is OctoPrint's streaming time
+    return ["G90", "M82"] + [f"G1 X{(i % 2) * 0.1:.1f} E{i * 0.001:.3f} F60000" for i in range(n)]
+
+
+def _wait_state(server: OctoPrintServer, prefix: str | tuple[str, ...],
+                deadline_s: float = 15) -> str:
+    deadline = time.monotonic() + deadline_s
+    state = ""
+    while time.monotonic() < deadline:
+        state = server.request("GET", "/api/connection").json()["current"]["state"]
+        if state.startswith(prefix):
+            return state
+        time.sleep(0.05)  # polling a condition with a deadline
+    raise AssertionError(f"OctoPrint state stayed {state!r}, expected {prefix!r}")
+
+
+def test_wrong_api_key_is_authentication_failed(octoprint_offline: OctoPrintServer) -> None:
+    async def scenario() -> None:
+        driver = _driver(octoprint_offline, api_key="not-the-key")
+        with pytest.raises(AuthenticationFailed, match="refused the API key"):
+            await driver.connect()
+        await driver.close()
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_server_is_connection_failed_quickly() -> None:
+    async def scenario() -> None:
+        driver = OctoPrintDriver("mk3", f"http://127.0.0.1:{free_port()}", "k", port="VIRTUAL")
+        started = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="unreachable") as info:
+            await driver.connect()
+        assert time.monotonic() - started < 3
+        assert info.value.retryable
+        await driver.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5000", "ftp://host/", "http://"])
+def test_malformed_url_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ValueError, match="must look like http://host:port"):
+        OctoPrintDriver("mk3", url, "k")
+
+
+def test_printer_in_error_state_is_not_ready_with_reason(
+    octoprint_offline: OctoPrintServer,
+) -> None:
+    server = octoprint_offline
+    server.request("POST", "/api/connection",
+                   json={"command": "connect", "port": "VIRTUAL", "baudrate": 115200})
+    _wait_state(server, "Operational")
+    server.request("POST", "/api/printer/command",
+                   json={"command": "!!DEBUG:trigger_fatal_error_marlin"})
+    _wait_state(server, ("Offline after error", "Error", "Closed"))
+
+    async def scenario() -> None:
+        driver = _driver(server)
+        try:
+            with pytest.raises(PrinterNotReady, match="kill\\(\\) called") as info:
+                await driver.connect()
+            assert "error state" in str(info.value)
+            assert driver.status().phase is PrinterPhase.ERROR
+            with pytest.raises(PrinterNotReady):
+                await driver.print_lines("after-error", _job(5))
+        finally:
+            await driver.close()
+
+    asyncio.run(scenario())
+
+
+class _CountingClient(octoprint_client.Client):  # type: ignore[misc]
+    """The real client, counting the HTTP requests the driver makes (instrumentation only)."""
+
+    def __init__(self, baseurl: str, apikey: str) -> None:
+        super().__init__(baseurl, apikey)
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append((method, path))
+        return super().request(method, path, *args, **kwargs)
+
+
+def test_progress_arrives_on_the_push_socket_without_polling(
+    octoprint_offline: OctoPrintServer,
+) -> None:
+    async def scenario() -> None:
+        driver = _driver(octoprint_offline)
+        client = _CountingClient(octoprint_offline.url, octoprint_offline.api_key)
+        driver._client = client  # same class, same server: only counts requests
+        seen: list[int] = []
+
+        async def watch() -> None:
+            async for status in driver.updates():
+                if status.phase is PrinterPhase.PRINTING:
+                    seen.append(status.lines_sent)
+
+        try:
+            await driver.connect()
+            watcher = asyncio.create_task(watch())
+            client.calls.clear()
+            result = await driver.print_lines("push", _job(4000))
+            watcher.cancel()
+        finally:
+            await driver.close()
+        assert result.outcome is PrintOutcome.COMPLETED
+        assert result.lines_sent == 4002
+        partial = [n for n in seen if 0 < n < 4002]
+        assert partial, f"no intermediate progress pushed: {seen}"
+        assert partial == sorted(partial)
+        # upload, select+print, delete: nothing that asks for state or progress
+        assert [m for m, _ in client.calls] == ["POST", "POST", "DELETE"], client.calls
+
+    asyncio.run(scenario())
+
+
+def test_emergency_stop_halts_the_printer(octoprint_offline: OctoPrintServer) -> None:
+    async def scenario() -> None:
+        driver = _driver(octoprint_offline)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(driver.print_lines("estop", _job(20000)))
+            deadline = time.monotonic() + 15
+            while driver.status().lines_sent < 100 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)  # polling a condition with a deadline
+            await driver.emergency_stop()
+            result = await asyncio.wait_for(job, 20)
+        finally:
+            await driver.close()
+        assert result.outcome is PrintOutcome.FAILED
+        assert result.lines_sent < 20002
+        assert "M112" in (result.reason or "")
+
+    asyncio.run(scenario())
