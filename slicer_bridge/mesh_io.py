@@ -1,0 +1,496 @@
+"""Load triangle meshes with limits checked before the bulk of a file is read.
+
+Binary STL is read straight into numpy (no per-triangle Python); ASCII STL, OBJ,
+PLY and 3MF are parsed with their sizes checked first. Nothing here merges
+vertices or judges geometry: that is :mod:`slicer_bridge.printability`'s job.
+Every failure is a :class:`MeshError` whose message says what is wrong with the
+file and what to do next.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from xml.etree import ElementTree
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slicer_bridge.base import SlicerBridgeError
+
+__all__ = [
+    "ArchiveRefused",
+    "EmptyMesh",
+    "InvalidGeometry",
+    "LoadLimits",
+    "LoadedMesh",
+    "MeshError",
+    "MeshFormatError",
+    "MeshTooLarge",
+    "UnsupportedFormat",
+    "load_mesh",
+    "read_binary_stl_header",
+    "write_binary_stl",
+]
+
+_STL_HEADER = 84
+_STL_RECORD = 50
+_STL_DTYPE = np.dtype([
+    ("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attr", "<u2"),
+])
+# 3MF `unit` attribute -> millimetres (3MF core spec, 3.4 "Model").
+_3MF_UNITS = {
+    "micron": 0.001, "millimeter": 1.0, "centimeter": 10.0,
+    "inch": 25.4, "foot": 304.8, "meter": 1000.0,
+}
+_3MF_NS = "{http://schemas.microsoft.com/3dmanufacturing/core/2015/02}"
+
+
+class MeshError(SlicerBridgeError, ValueError):
+    """A mesh file cannot be used. The file (its author) is at fault; retrying will not help."""
+
+
+class UnsupportedFormat(MeshError):
+    """The file's extension names no format this loader reads."""
+
+
+class EmptyMesh(MeshError):
+    """The file holds no triangles."""
+
+
+class MeshFormatError(MeshError):
+    """The file is corrupt, truncated or not what its extension says."""
+
+
+class MeshTooLarge(MeshError):
+    """The file exceeds a size or triangle limit; refused before it was loaded."""
+
+
+class ArchiveRefused(MeshError):
+    """A 3MF archive is refused before extraction (not a zip, zip bomb, too many entries)."""
+
+
+class InvalidGeometry(MeshError):
+    """Vertices that are NaN or infinite, or faces that index missing vertices."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadLimits:
+    """What a loader accepts; checked before the bulk of a file is read.
+
+    Attributes:
+        max_file_bytes: Largest file accepted at all.
+        max_triangles: Most triangles accepted (after triangulating polygons).
+        max_vertices: Most vertices accepted (indexed formats).
+        max_archive_bytes: Largest total declared uncompressed size of a 3MF.
+        max_compression_ratio: Largest declared uncompressed/compressed ratio of
+            any 3MF entry; text mesh data compresses about 5-20x, bombs 1000x.
+        max_archive_entries: Most entries in a 3MF zip.
+    """
+
+    max_file_bytes: int = 1 << 30
+    max_triangles: int = 5_000_000
+    max_vertices: int = 10_000_000
+    max_archive_bytes: int = 1 << 30
+    max_compression_ratio: float = 200.0
+    max_archive_entries: int = 1000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LoadedMesh:
+    """A triangle soup or indexed mesh exactly as the file stated it.
+
+    Attributes:
+        vertices: (n, 3) float64, in the file's units (3MF: converted to mm).
+        faces: (m, 3) int64 indices into `vertices`, m >= 1.
+        format: "stl-binary", "stl-ascii", "obj", "ply" or "3mf".
+        notes: Things the loader did that a person should know (triangulated
+            polygons, a 3MF unit converted, trailing bytes ignored).
+        unit_hint: Unit declared by the file ("millimeter" for 3MF), or "".
+    """
+
+    vertices: NDArray[np.float64]
+    faces: NDArray[np.int64]
+    format: str
+    notes: tuple[str, ...] = field(default=())
+    unit_hint: str = ""
+
+
+def load_mesh(path: str | Path, limits: LoadLimits = LoadLimits()) -> LoadedMesh:
+    """Load a mesh file (binary/ASCII STL, OBJ, PLY, 3MF) with limits.
+
+    Args:
+        path: The file; its extension chooses the format (STL sniffs binary/ASCII).
+        limits: Size limits, checked before the bulk of the file is read.
+
+    Returns:
+        The mesh as stated in the file, vertices finite and face indices in range.
+
+    Raises:
+        MeshError: A subclass naming what is wrong: UnsupportedFormat, EmptyMesh,
+            MeshFormatError, MeshTooLarge, ArchiveRefused, InvalidGeometry.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    readers = {".stl": _read_stl, ".obj": _read_obj, ".ply": _read_ply, ".3mf": _read_3mf}
+    if suffix not in readers:
+        raise UnsupportedFormat(
+            f"{path.name}: unsupported mesh format {suffix or '(no extension)'!r}; "
+            "export it as STL, OBJ, PLY or 3MF")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MeshFormatError(f"{path}: cannot read the file: {exc.strerror}") from exc
+    if size == 0:
+        raise EmptyMesh(f"{path.name}: the file is empty (0 bytes); export the mesh again")
+    if size > limits.max_file_bytes:
+        raise MeshTooLarge(
+            f"{path.name}: {size:,} bytes exceeds the limit of {limits.max_file_bytes:,} bytes; "
+            "simplify or split the model")
+    try:
+        with path.open("rb") as stream:
+            mesh = readers[suffix](stream, size, limits, path.name)
+    except OSError as exc:
+        raise MeshFormatError(f"{path}: cannot read the file: {exc.strerror}") from exc
+    return _validated(mesh, limits, path.name)
+
+
+def _validated(mesh: LoadedMesh, limits: LoadLimits, name: str) -> LoadedMesh:
+    if len(mesh.faces) == 0:
+        raise EmptyMesh(f"{name}: the file holds no triangles; export the mesh again")
+    if len(mesh.faces) > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, len(mesh.faces), limits))
+    finite = np.isfinite(mesh.vertices).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise InvalidGeometry(
+            f"{name}: {len(bad):,} vertices have NaN or infinite coordinates "
+            f"(first at vertex index {int(bad[0])}); the exporter wrote broken numbers, "
+            "export the mesh again")
+    if len(mesh.vertices) == 0 or mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
+        raise InvalidGeometry(
+            f"{name}: faces refer to vertices that do not exist "
+            f"({len(mesh.vertices):,} vertices); the file is corrupt")
+    return mesh
+
+
+def _too_many(name: str, count: int, limits: LoadLimits) -> str:
+    return (f"{name}: {count:,} triangles exceeds the limit of {limits.max_triangles:,}; "
+            "decimate the mesh (e.g. in MeshLab or Blender) and try again")
+
+
+# --- STL -----------------------------------------------------------------------------
+
+def read_binary_stl_header(stream: BinaryIO, size: int) -> int | None:
+    """Return the triangle count a binary STL header declares, or None if not binary.
+
+    A file counts as binary STL when its size is exactly 84 + 50 * count, or when
+    it does not start with "solid" (ASCII STL always does).
+
+    Raises:
+        MeshFormatError: The file is shorter than the 84-byte header.
+    """
+    head = stream.read(_STL_HEADER)
+    if len(head) < _STL_HEADER:
+        if head.lstrip().startswith(b"solid"):
+            return None
+        raise MeshFormatError(
+            f"the file is {len(head)} bytes, shorter than a binary STL header (84 bytes): "
+            "it is truncated")
+    count = int(np.frombuffer(head, "<u4", 1, 80)[0])
+    if size == _STL_HEADER + _STL_RECORD * count:
+        return count
+    if head.lstrip().startswith(b"solid"):
+        return None
+    return count
+
+
+def _read_stl(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    count = read_binary_stl_header(stream, size)
+    if count is None:
+        stream.seek(0)
+        return _read_ascii_stl(stream.read(), limits, name)
+    if count > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, count, limits))
+    expected = _STL_HEADER + _STL_RECORD * count
+    if size < expected:
+        held = (size - _STL_HEADER) // _STL_RECORD
+        raise MeshFormatError(
+            f"{name}: the binary STL header claims {count:,} triangles ({expected:,} bytes) "
+            f"but the file has {size:,} bytes, room for {held:,}: it is truncated or corrupt; "
+            "export or download it again")
+    records = np.fromfile(stream, dtype=_STL_DTYPE, count=count)
+    if len(records) != count:
+        raise MeshFormatError(f"{name}: the file ended early while reading triangles")
+    notes = () if size == expected else (
+        f"ignored {size - expected:,} bytes after the {count:,} triangles",)
+    vertices = records["vertices"].reshape(-1, 3).astype(np.float64)
+    faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
+    return LoadedMesh(vertices, faces, "stl-binary", notes)
+
+
+_FLOAT = rb"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))"
+_ASCII_VERTEX = re.compile(rb"vertex\s+" + _FLOAT + rb"\s+" + _FLOAT + rb"\s+" + _FLOAT,
+                           re.IGNORECASE)
+
+
+def _read_ascii_stl(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
+    facets = data.count(b"endfacet")
+    if facets > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, facets, limits))
+    found = _ASCII_VERTEX.findall(data)
+    if not found:
+        raise EmptyMesh(f"{name}: the ASCII STL holds no triangles; export the mesh again")
+    if len(found) % 3 or len(found) != 3 * facets:
+        raise MeshFormatError(
+            f"{name}: the ASCII STL has {len(found):,} vertex lines for {facets:,} facets "
+            "(3 each expected): it is truncated or corrupt")
+    vertices = np.array(found, dtype=np.float64)
+    faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
+    return LoadedMesh(vertices, faces, "stl-ascii")
+
+
+def write_binary_stl(path: str | Path, vertices: NDArray[np.float64],
+                     faces: NDArray[np.int64]) -> None:
+    """Write a binary STL.
+
+    Args:
+        path: Destination; overwritten.
+        vertices: (n, 3) float64.
+        faces: (m, 3) int64 indices into `vertices`.
+
+    Raises:
+        OSError: The file cannot be written.
+    """
+    triangles = vertices[faces]
+    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    records = np.zeros(len(faces), dtype=_STL_DTYPE)
+    records["normal"] = normals
+    records["vertices"] = triangles
+    with Path(path).open("wb") as out:
+        out.write(b"spimeforge binary STL".ljust(80, b" "))
+        out.write(np.uint32(len(faces)).tobytes())
+        records.tofile(out)
+
+
+# --- OBJ -----------------------------------------------------------------------------
+
+def _read_obj(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    text = stream.read().decode("utf-8", errors="replace").replace("\\\r\n", " ")
+    text = text.replace("\\\n", " ")
+    vertices: list[tuple[str, str, str]] = []
+    faces: list[list[int]] = []
+    polygons = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("v "):
+            parts = line.split()
+            if len(parts) < 4:
+                raise MeshFormatError(f"{name} line {number}: a vertex needs 3 coordinates")
+            vertices.append((parts[1], parts[2], parts[3]))
+        elif line.startswith("f "):
+            corners = _obj_corners(line, number, len(vertices), name)
+            polygons += len(corners) > 3
+            faces.extend([corners[0], corners[i], corners[i + 1]]
+                         for i in range(1, len(corners) - 1))
+            if len(faces) > limits.max_triangles:
+                raise MeshTooLarge(_too_many(name, len(faces), limits))
+    if len(vertices) > limits.max_vertices:
+        raise MeshTooLarge(f"{name}: {len(vertices):,} vertices exceeds the limit of "
+                           f"{limits.max_vertices:,}; decimate the mesh")
+    try:
+        vertex_array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
+    except ValueError as exc:
+        raise MeshFormatError(f"{name}: a vertex coordinate is not a number: {exc}") from exc
+    notes = (f"triangulated {polygons:,} polygons with more than 3 corners",) if polygons else ()
+    face_array = np.array(faces, dtype=np.int64).reshape(-1, 3)
+    return LoadedMesh(vertex_array, face_array, "obj", notes)
+
+
+def _obj_corners(line: str, number: int, vertex_count: int, name: str) -> list[int]:
+    corners = []
+    for token in line.split()[1:]:
+        try:
+            index = int(token.split("/")[0])
+        except ValueError as exc:
+            raise MeshFormatError(f"{name} line {number}: {token!r} is not a vertex index") from exc
+        resolved = index - 1 if index > 0 else vertex_count + index
+        if index == 0 or not 0 <= resolved < vertex_count:
+            raise InvalidGeometry(
+                f"{name} line {number}: face refers to vertex {index}, but only "
+                f"{vertex_count:,} vertices are defined before it; the OBJ is corrupt")
+        corners.append(resolved)
+    if len(corners) < 3:
+        raise MeshFormatError(f"{name} line {number}: a face needs at least 3 vertices")
+    return corners
+
+
+# --- PLY -----------------------------------------------------------------------------
+
+_PLY_ELEMENT = re.compile(rb"^element\s+(\w+)\s+(\d+)", re.MULTILINE)
+
+
+def _read_ply(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    head = stream.read(min(size, 65536))
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise MeshFormatError(f"{name}: not a PLY file (no 'ply' magic or no end_header)")
+    counts = {k.decode(): int(v) for k, v in _PLY_ELEMENT.findall(head[:end])}
+    if counts.get("face", 0) > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, counts["face"], limits))
+    if counts.get("vertex", 0) > limits.max_vertices:
+        raise MeshTooLarge(f"{name}: {counts['vertex']:,} vertices exceeds the limit of "
+                           f"{limits.max_vertices:,}; decimate the mesh")
+    stream.seek(0)
+    # trimesh's PLY parser is vectorized; it is used only after the header passed the limits.
+    from trimesh.exchange.ply import load_ply
+
+    try:
+        loaded = load_ply(stream, prefer_color=None, skip_materials=True)
+    except Exception as exc:  # trimesh raises many types on a corrupt PLY
+        raise MeshFormatError(f"{name}: the PLY file is corrupt: {exc}") from exc
+    faces = np.asarray(loaded.get("faces", np.zeros((0, 3))), dtype=np.int64)
+    if faces.ndim != 2 or (faces.size and faces.shape[1] != 3):
+        raise MeshFormatError(f"{name}: the PLY faces are not triangles")
+    vertices = np.asarray(loaded["vertices"], dtype=np.float64).reshape(-1, 3)
+    return LoadedMesh(vertices, faces.reshape(-1, 3), "ply")
+
+
+# --- 3MF -----------------------------------------------------------------------------
+
+def _read_3mf(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    if not zipfile.is_zipfile(stream):
+        raise ArchiveRefused(
+            f"{name}: a 3MF file is a zip archive, and this is not one; export it again")
+    stream.seek(0)
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ArchiveRefused(f"{name}: the 3MF zip is corrupt: {exc}") from exc
+    with archive:
+        model = _3mf_model_entry(archive, limits, name)
+        data = _read_entry(archive, model, name)
+    return _parse_3mf_model(data, limits, name)
+
+
+def _3mf_model_entry(archive: zipfile.ZipFile, limits: LoadLimits, name: str) -> zipfile.ZipInfo:
+    entries = archive.infolist()
+    if len(entries) > limits.max_archive_entries:
+        raise ArchiveRefused(f"{name}: {len(entries):,} entries in the 3MF archive "
+                             f"(limit {limits.max_archive_entries:,})")
+    declared = sum(e.file_size for e in entries)
+    if declared > limits.max_archive_bytes:
+        raise ArchiveRefused(
+            f"{name}: the 3MF archive declares {declared:,} bytes uncompressed, over the "
+            f"limit of {limits.max_archive_bytes:,}; refused before extraction")
+    for entry in entries:
+        ratio = entry.file_size / max(entry.compress_size, 1)
+        if ratio > limits.max_compression_ratio:
+            raise ArchiveRefused(
+                f"{name}: entry {entry.filename!r} expands {ratio:,.0f}x "
+                f"({entry.compress_size:,} -> {entry.file_size:,} bytes), over the limit of "
+                f"{limits.max_compression_ratio:,.0f}x: a likely zip bomb, refused before "
+                "extraction")
+    models = [e for e in entries if e.filename.lower().endswith(".model")]
+    if not models:
+        raise MeshFormatError(f"{name}: the 3MF archive has no 3D model part (*.model)")
+    main = [e for e in models if e.filename.lower() == "3d/3dmodel.model"]
+    return (main or models)[0]
+
+
+def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str) -> bytes:
+    try:
+        with archive.open(entry) as part:
+            # Read one byte past the declared size so a lying header is caught.
+            data = part.read(entry.file_size + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise ArchiveRefused(f"{name}: cannot extract {entry.filename!r}: {exc}") from exc
+    if len(data) > entry.file_size:
+        raise ArchiveRefused(f"{name}: {entry.filename!r} is larger than its declared size")
+    return data
+
+
+def _parse_3mf_model(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ArchiveRefused(f"{name}: the 3MF model declares a DTD or entities; refused")
+    if data.count(b"<triangle ") > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, data.count(b"<triangle "), limits))
+    try:
+        root = ElementTree.parse(io.BytesIO(data)).getroot()
+    except ElementTree.ParseError as exc:
+        raise MeshFormatError(f"{name}: the 3MF model XML is malformed: {exc}") from exc
+    unit = root.get("unit", "millimeter")
+    if unit not in _3MF_UNITS:
+        raise MeshFormatError(f"{name}: unknown 3MF unit {unit!r}")
+    objects = {o.get("id"): o for o in root.iter(f"{_3MF_NS}object")}
+    items = [(i.get("objectid"), _3mf_transform(i.get("transform")))
+             for i in root.iter(f"{_3MF_NS}item")]
+    if not items:
+        items = [(key, np.eye(4)) for key in objects]
+    parts = [_3mf_object(objects, key, matrix, 0, name) for key, matrix in items]
+    vertices, faces = _concatenate([p for group in parts for p in group])
+    scale = _3MF_UNITS[unit]
+    notes = () if unit == "millimeter" else (f"converted 3MF unit {unit!r} to millimetres",)
+    return LoadedMesh(vertices * scale, faces, "3mf", notes, unit)
+
+
+def _3mf_object(objects: dict[str | None, ElementTree.Element], key: str | None,
+                matrix: NDArray[np.float64], depth: int,
+                name: str) -> list[tuple[NDArray[np.float64], NDArray[np.int64]]]:
+    if key not in objects or depth > 16:
+        raise MeshFormatError(f"{name}: 3MF build refers to missing or cyclic object {key!r}")
+    obj = objects[key]
+    found = []
+    mesh = obj.find(f"{_3MF_NS}mesh")
+    if mesh is not None:
+        vertices, faces = _3mf_mesh(mesh, name)
+        homogeneous = np.c_[vertices, np.ones(len(vertices))]
+        found.append(((homogeneous @ matrix.T)[:, :3], faces))
+    for component in obj.iter(f"{_3MF_NS}component"):
+        inner = matrix @ _3mf_transform(component.get("transform"))
+        found.extend(_3mf_object(objects, component.get("objectid"), inner, depth + 1, name))
+    return found
+
+
+def _3mf_mesh(mesh: ElementTree.Element,
+              name: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    try:
+        vertices = np.array([(v.get("x"), v.get("y"), v.get("z"))
+                             for v in mesh.iter(f"{_3MF_NS}vertex")], dtype=np.float64)
+        faces = np.array([(t.get("v1"), t.get("v2"), t.get("v3"))
+                          for t in mesh.iter(f"{_3MF_NS}triangle")], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise MeshFormatError(f"{name}: a 3MF vertex or triangle is malformed: {exc}") from exc
+    vertices = vertices.reshape(-1, 3)
+    faces = faces.reshape(-1, 3)
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise InvalidGeometry(
+            f"{name}: a 3MF triangle refers to a vertex that does not exist "
+            f"({len(vertices):,} vertices); the file is corrupt")
+    return vertices, faces
+
+
+def _3mf_transform(text: str | None) -> NDArray[np.float64]:
+    matrix = np.eye(4)
+    if text:
+        values = np.array(text.split(), dtype=np.float64)
+        if len(values) != 12:
+            raise MeshFormatError(f"3MF transform {text!r} needs 12 numbers")
+        matrix[:3, :3] = values[:9].reshape(3, 3).T
+        matrix[:3, 3] = values[9:]
+    return matrix
+
+
+def _concatenate(parts: list[tuple[NDArray[np.float64], NDArray[np.int64]]],
+                 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    if not parts:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    offsets = np.cumsum([0] + [len(v) for v, _ in parts[:-1]])
+    vertices = np.concatenate([v for v, _ in parts])
+    faces = np.concatenate([f + o for (_, f), o in zip(parts, offsets, strict=True)])
+    return vertices, faces

@@ -1,0 +1,986 @@
+"""Printability checks: mesh arrays in, a :class:`PrintabilityReport` out.
+
+The vertices are merged once, the edge table is sorted once, and every check reads
+those shared arrays (no per-face Python loops). Each check runs under a time
+budget; a check that runs out of time or cannot run says so as a finding, it is
+never silently skipped. `check_file` is the entry point the hub and the node agent
+call; it never raises for a bad file: a file that cannot be loaded is an error
+finding in the report.
+
+Conventions: vertices are (n, 3) float64 in millimetres, faces (m, 3) int64.
+The build plate is the XY plane and "up" is +Z.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+from scipy.sparse import csgraph
+from scipy.spatial import cKDTree
+
+from slicer_bridge.mesh_io import LoadedMesh, LoadLimits, MeshError, load_mesh
+from slicer_bridge.profiles import PrinterProfile
+
+__all__ = [
+    "CheckResult",
+    "Finding",
+    "PrintabilityReport",
+    "Severity",
+    "Tolerances",
+    "check_file",
+    "check_mesh",
+    "merge_vertices",
+]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+DEFAULT_BUILD_VOLUME_MM = (250.0, 210.0, 210.0)
+DEFAULT_NOZZLE_MM = 0.4
+
+
+class Severity(str, Enum):
+    """How bad a finding is: any ERROR makes the mesh not printable."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    """Every threshold the checks use, in millimetres and degrees.
+
+    Attributes:
+        merge_relative: Vertices closer than this times the largest absolute
+            coordinate are one vertex (absorbs float32 export noise).
+        degenerate_relative: A face whose longest-edge-relative height is below
+            this is degenerate (a sliver or a collapsed triangle).
+        zero_volume_relative: |volume| below this fraction of the bounding box
+            volume is "no volume" (a surface, not a solid).
+        max_overhang_deg: Overhang angle from vertical beyond which a downward
+            face needs support; None takes the printer's (45 by default).
+        overhang_min_area_mm2: Less unsupported overhang than this is only info.
+        min_wall_mm: Thinnest printable wall; None takes the nozzle diameter.
+        thin_wall_min_area_mm2: Less thin wall than this is only info.
+        flat_base_angle_deg: Faces within this of the bed plane count as contact.
+        flat_base_height_mm: ...and within this height of the lowest point.
+        small_part_mm: A part whose largest extent is below this is probably in
+            inches or metres.
+        large_part_mm: A part whose largest extent is above this is probably in
+            the wrong unit (or not meant for a desktop printer).
+        check_seconds: Time budget of each check.
+        thin_wall_samples: Most surface samples of the sampled thin-wall check.
+        overlap_samples: Most points tested per pair of overlapping bodies.
+        max_body_pairs: Most pairs of bodies tested for overlap.
+    """
+
+    merge_relative: float = 1e-7
+    degenerate_relative: float = 1e-6
+    zero_volume_relative: float = 1e-4
+    max_overhang_deg: float | None = None
+    overhang_min_area_mm2: float = 100.0
+    min_wall_mm: float | None = None
+    thin_wall_min_area_mm2: float = 4.0
+    flat_base_angle_deg: float = 1.0
+    flat_base_height_mm: float = 0.05
+    small_part_mm: float = 8.0
+    large_part_mm: float = 2000.0
+    check_seconds: float = 10.0
+    thin_wall_samples: int = 200_000
+    overlap_samples: int = 64
+    max_body_pairs: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Printer:
+    name: str
+    build_volume_mm: tuple[float, float, float]
+    nozzle_mm: float
+    max_overhang_deg: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One result of one check.
+
+    Attributes:
+        code: Stable machine name, e.g. "not_watertight".
+        severity: ERROR makes the mesh not printable.
+        message: For a person: what is wrong and what to do.
+        details: Extra JSON-able values (counts, areas), merged into to_dict().
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return {"code", "severity", "message", **details} for JSON."""
+        return {**dict(self.details), "code": self.code, "severity": self.severity.value,
+                "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class PrintabilityReport:
+    """Everything the checks found about one mesh.
+
+    Attributes:
+        path: The checked file as given.
+        printer: The printer profile's name ("default" without one).
+        build_volume_mm: The build volume checked against.
+        faces: Triangle count after loading (and repair, if asked).
+        vertices: Vertex count after merging coincident vertices.
+        bodies: Connected pieces (edge-connected faces).
+        extents_mm: Axis-aligned size as stored in the file, (x, y, z).
+        volume_mm3: Enclosed volume (meaningful only for a closed mesh).
+        area_mm2: Surface area.
+        best_orientation: e.g. "as_is", "rotate_x_90", "rotate_y_90+rotate_z_90";
+            "" when the mesh could not be loaded.
+        findings: Every finding, errors first.
+        repaired: True when a repair was asked for and changed the mesh.
+        timings_s: Seconds per check.
+    """
+
+    path: str
+    printer: str
+    build_volume_mm: tuple[float, float, float]
+    faces: int
+    vertices: int
+    bodies: int
+    extents_mm: tuple[float, float, float]
+    volume_mm3: float
+    area_mm2: float
+    best_orientation: str
+    findings: tuple[Finding, ...]
+    repaired: bool = False
+    timings_s: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def ok(self) -> bool:
+        """True exactly when no finding is an error."""
+        return not any(f.severity is Severity.ERROR for f in self.findings)
+
+    def codes(self, severity: Severity | None = None) -> set[str]:
+        """Return the finding codes, optionally only those of one severity."""
+        return {f.code for f in self.findings if severity in (None, f.severity)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of `spime check --json`."""
+        return {
+            "ok": self.ok, "path": self.path, "printer": self.printer,
+            "build_volume_mm": list(self.build_volume_mm), "faces": self.faces,
+            "vertices": self.vertices, "bodies": self.bodies,
+            "extents_mm": [round(x, 4) for x in self.extents_mm],
+            "volume_mm3": round(self.volume_mm3, 4), "area_mm2": round(self.area_mm2, 4),
+            "best_orientation": self.best_orientation, "repaired": self.repaired,
+            "findings": [f.to_dict() for f in self.findings],
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CheckResult:
+    """A report and the mesh it describes (repaired when repair was asked for).
+
+    Attributes:
+        report: The findings.
+        vertices: (n, 3) float64, merged.
+        faces: (m, 3) int64.
+    """
+
+    report: PrintabilityReport
+    vertices: FloatArray
+    faces: IntArray
+
+
+# --- entry points ----------------------------------------------------------------------
+
+def check_file(path: str | Path, profile: PrinterProfile | None = None,
+               tolerances: Tolerances = Tolerances(), repair: bool = False,
+               limits: LoadLimits = LoadLimits()) -> PrintabilityReport:
+    """Load a mesh file and check whether it can be printed.
+
+    Args:
+        path: STL (binary/ASCII), OBJ, PLY or 3MF.
+        profile: The printer (build volume, nozzle; an optional max_overhang_deg
+            attribute is honoured); None = 250 x 210 x 210 mm, 0.4 mm nozzle.
+        tolerances: Thresholds and time budgets.
+        repair: Repair what can be repaired and report what changed.
+        limits: File size and triangle limits.
+
+    Returns:
+        The report; a file that cannot be loaded gives a report whose only
+        finding is an error naming the problem (ok is False).
+    """
+    return check_path(path, profile, tolerances, repair, limits).report
+
+
+def check_path(path: str | Path, profile: PrinterProfile | None = None,
+               tolerances: Tolerances = Tolerances(), repair: bool = False,
+               limits: LoadLimits = LoadLimits()) -> CheckResult:
+    """Like `check_file`, but also return the (repaired) mesh arrays.
+
+    Raises:
+        Nothing for a bad file (see `check_file`).
+    """
+    printer = _printer(profile, tolerances)
+    started = time.perf_counter()
+    try:
+        loaded = load_mesh(path, limits)
+    except MeshError as exc:
+        return _unloadable(str(path), printer, exc)
+    result = check_mesh(loaded, printer_profile=profile, tolerances=tolerances, repair=repair,
+                        path=str(path))
+    timings = {"load": time.perf_counter() - started - sum(result.report.timings_s.values()),
+               **result.report.timings_s}
+    return replace(result, report=replace(result.report, timings_s=MappingProxyType(timings)))
+
+
+def check_mesh(mesh: LoadedMesh, printer_profile: PrinterProfile | None = None,
+               tolerances: Tolerances = Tolerances(), repair: bool = False,
+               path: str = "") -> CheckResult:
+    """Check a loaded mesh.
+
+    Args:
+        mesh: As loaded by `slicer_bridge.mesh_io.load_mesh`.
+        printer_profile: As in `check_file`.
+        tolerances: Thresholds and time budgets.
+        repair: Repair what can be repaired and report what changed.
+        path: Name used in the report.
+
+    Returns:
+        The report with the merged (and possibly repaired) mesh.
+    """
+    printer = _printer(printer_profile, tolerances)
+    timings: dict[str, float] = {}
+    findings: list[Finding] = [Finding("loader_note", Severity.INFO, n) for n in mesh.notes]
+    vertices, faces, merged = _timed(timings, "merge", lambda: merge_vertices(
+        mesh.vertices, mesh.faces, tolerances.merge_relative))
+    if merged:
+        findings.append(Finding("merged_vertices", Severity.INFO,
+                                f"merged {merged:,} coincident vertices", {"count": merged}))
+    repaired = False
+    if repair:
+        vertices, faces, repair_findings = _timed(
+            timings, "repair", lambda: _repair(vertices, faces))
+        findings.extend(repair_findings)
+        repaired = bool(repair_findings)
+    report = _analyse(vertices, faces, printer, tolerances, path, findings, timings)
+    return CheckResult(replace(report, repaired=repaired), vertices, faces)
+
+
+def _printer(profile: PrinterProfile | None, tolerances: Tolerances) -> _Printer:
+    overhang = tolerances.max_overhang_deg
+    if profile is None:
+        return _Printer("default", DEFAULT_BUILD_VOLUME_MM, DEFAULT_NOZZLE_MM,
+                        45.0 if overhang is None else overhang)
+    volume = tuple(float(x) for x in profile.build_volume_mm)
+    if overhang is None:
+        overhang = float(getattr(profile, "max_overhang_deg", 45.0) or 45.0)
+    return _Printer(str(profile.name), (volume[0], volume[1], volume[2]),
+                    float(profile.nozzle_mm), overhang)
+
+
+def _unloadable(path: str, printer: _Printer, exc: MeshError) -> CheckResult:
+    code = {"EmptyMesh": "empty", "MeshTooLarge": "too_large",
+            "UnsupportedFormat": "unsupported_format", "ArchiveRefused": "archive_refused",
+            "InvalidGeometry": "invalid_geometry"}.get(type(exc).__name__, "unreadable")
+    finding = Finding(code, Severity.ERROR, str(exc), {"error": type(exc).__name__})
+    report = PrintabilityReport(path, printer.name, printer.build_volume_mm, 0, 0, 0,
+                                (0.0, 0.0, 0.0), 0.0, 0.0, "", (finding,))
+    return CheckResult(report, np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+
+
+# --- time budget -----------------------------------------------------------------------
+
+class _OutOfTime(Exception):
+    pass
+
+
+class _Budget:
+    """A deadline that long-running loops poll between chunks."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.perf_counter() + seconds
+
+    def check(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise _OutOfTime
+
+
+def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+# --- shared arrays -----------------------------------------------------------------------
+
+def _hash_rows(q: IntArray) -> NDArray[np.uint64]:
+    """Hash (n, 3) int64 rows into (n,) uint64 (wrapping multiply-xor)."""
+    h = q[:, 0].view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= q[:, 1].view(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)
+    h ^= q[:, 2].view(np.uint64) * np.uint64(0x165667B19E3779F9)
+    return h
+
+
+def _group(keys: NDArray[Any]) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
+    """Sort keys; return (order, group id per element, is-first-of-group in sorted order)."""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    group = np.empty(len(keys), dtype=np.int64)
+    group[order] = np.cumsum(first) - 1
+    return order, group, first
+
+
+def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray,
+                   relative: float) -> tuple[FloatArray, IntArray, int]:
+    """Merge vertices that coincide up to `relative` times the largest |coordinate|.
+
+    Args:
+        vertices: (n, 3) float32 or float64.
+        faces: (m, 3) int64 into `vertices`.
+        relative: Grid step relative to the largest absolute coordinate.
+
+    Returns:
+        (k, 3) float64 unique vertices, (m, 3) int64 faces into them, and n - k.
+    """
+    scale = float(np.abs(vertices).max()) if len(vertices) else 1.0
+    step = max(scale * relative, np.finfo(np.float64).tiny)
+    quantized = np.empty(vertices.shape, dtype=np.int64)
+    np.rint(vertices / step, out=quantized, casting="unsafe")
+    order, group, first = _group(_hash_rows(quantized))
+    representative = order[first]
+    if not np.array_equal(quantized[representative][group], quantized):
+        _, representative, group = np.unique(quantized, axis=0, return_index=True,
+                                              return_inverse=True)
+    unique = vertices[representative].astype(np.float64)
+    return unique, group.reshape(-1)[faces], len(vertices) - len(unique)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Mesh:
+    """Arrays shared by the checks, computed once.
+
+    vertices (n, 3) float64; faces (m, 3) int64; normals (m, 3) unit (zero for
+    degenerate faces); areas (m,); edge_order (3m,) sorts the directed edges
+    faces[:, [0,1]], [1,2], [2,0] (row-major: edge i belongs to face i // 3) by
+    undirected key; edge_first marks group starts in that order; edge_forward
+    tells whether each directed edge runs low -> high vertex.
+    """
+
+    vertices: FloatArray
+    faces: IntArray
+    normals: FloatArray
+    areas: FloatArray
+    cross_norm: FloatArray
+    edge_order: IntArray
+    edge_first: NDArray[np.bool_]
+    edge_forward: NDArray[np.bool_]
+    edge_count: IntArray
+    labels: IntArray
+    bodies: int
+
+
+def _prepare(vertices: FloatArray, faces: IntArray) -> _Mesh:
+    v0 = vertices[faces[:, 0]]
+    cross = np.cross(vertices[faces[:, 1]] - v0, vertices[faces[:, 2]] - v0)
+    norm = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+    normals = np.divide(cross, norm[:, None], out=np.zeros_like(cross), where=norm[:, None] > 0)
+    del cross, v0
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    low = directed.min(axis=1)
+    forward = directed[:, 0] == low
+    keys = low * np.int64(len(vertices)) + directed.max(axis=1)
+    del directed, low
+    order, _, first = _group(keys)
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.append(starts, len(keys)))
+    edge_count = np.repeat(counts, counts)
+    labels, bodies = _bodies(order, first, len(faces))
+    return _Mesh(vertices, faces, normals, norm / 2.0, norm, order, first, forward[order],
+                 edge_count, labels, bodies)
+
+
+def _bodies(order: IntArray, first: NDArray[np.bool_], face_count: int) -> tuple[IntArray, int]:
+    """Label faces by connected piece: faces sharing an edge are one piece."""
+    same = ~first[1:]
+    a = order[:-1][same] // 3
+    b = order[1:][same] // 3
+    graph = sparse.coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)),
+                              shape=(face_count, face_count)).tocsr()
+    count, labels = csgraph.connected_components(graph, directed=False)
+    return labels.astype(np.int64), int(count)
+
+
+# --- the checks ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    mesh: _Mesh
+    printer: _Printer
+    tol: Tolerances
+    volumes: FloatArray      # (bodies,) signed volume per body
+    extents: FloatArray      # (3,) axis-aligned size
+    orientation: FloatArray  # (3, 3) rotation into the best print orientation
+
+
+def _analyse(vertices: FloatArray, faces: IntArray, printer: _Printer, tol: Tolerances,
+             path: str, findings: list[Finding], timings: dict[str, float]) -> PrintabilityReport:
+    collapsed = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (
+        faces[:, 2] == faces[:, 0])
+    if collapsed.any():
+        findings.append(_collapsed_finding(int(collapsed.sum())))
+        faces = faces[~collapsed]
+    if len(faces) == 0:
+        findings.append(Finding("no_faces", Severity.ERROR,
+                                "every face is collapsed to a line or point: nothing to print"))
+        return _report(path, printer, None, findings, timings, "")
+    mesh = _timed(timings, "prepare", lambda: _prepare(vertices, faces))
+    ctx = _context(mesh, printer, tol)
+    best = ""
+    for name, check in _CHECKS:
+        result = _run_check(name, check, ctx, timings)
+        if isinstance(result, tuple):
+            produced, best, ctx = result
+        else:
+            produced = result
+        findings.extend(produced)
+    return _report(path, printer, ctx, findings, timings, best)
+
+
+def _context(mesh: _Mesh, printer: _Printer, tol: Tolerances) -> _Context:
+    v0 = mesh.vertices[mesh.faces[:, 0]]
+    per_face = np.einsum("ij,ij->i", v0, mesh.normals * mesh.cross_norm[:, None]) / 6.0
+    volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies)
+    extents = np.ptp(mesh.vertices, axis=0)
+    return _Context(mesh, printer, tol, volumes, extents, np.eye(3))
+
+
+def _run_check(name: str, check: Callable[[_Context, _Budget], Any], ctx: _Context,
+               timings: dict[str, float]) -> Any:
+    budget = _Budget(ctx.tol.check_seconds)
+    try:
+        return _timed(timings, name, lambda: check(ctx, budget))
+    except _OutOfTime:
+        return [Finding("check_timed_out", Severity.WARNING,
+                        f"the {name.replace('_', ' ')} check ran out of its "
+                        f"{ctx.tol.check_seconds:g} s time limit and was not completed",
+                        {"check": name})]
+
+
+def _report(path: str, printer: _Printer, ctx: _Context | None, findings: list[Finding],
+            timings: dict[str, float], best: str) -> PrintabilityReport:
+    rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    ordered = tuple(sorted(findings, key=lambda f: rank[f.severity]))
+    if ctx is None:
+        return PrintabilityReport(path, printer.name, printer.build_volume_mm, 0, 0, 0,
+                                  (0.0, 0.0, 0.0), 0.0, 0.0, best, ordered,
+                                  timings_s=MappingProxyType(dict(timings)))
+    mesh = ctx.mesh
+    ext = tuple(float(x) for x in ctx.extents)
+    return PrintabilityReport(
+        path, printer.name, printer.build_volume_mm, len(mesh.faces), len(mesh.vertices),
+        mesh.bodies, (ext[0], ext[1], ext[2]), float(ctx.volumes.sum()),
+        float(mesh.areas.sum()), best, ordered, timings_s=MappingProxyType(dict(timings)))
+
+
+def _collapsed_finding(count: int) -> Finding:
+    return Finding("degenerate_faces", Severity.WARNING,
+                   f"{count:,} faces have two corners at the same point (zero area); they "
+                   "were ignored, and --repair removes them", {"count": count})
+
+
+def _check_edges(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Watertight, manifold and consistently wound: all from the sorted edge table."""
+    mesh = ctx.mesh
+    first = mesh.edge_first
+    count = mesh.edge_count[first]
+    open_edges = int((count == 1).sum())
+    nonmanifold = int((count > 2).sum())
+    pair_start = np.flatnonzero(first & (mesh.edge_count == 2))
+    flipped = int((mesh.edge_forward[pair_start] == mesh.edge_forward[pair_start + 1]).sum())
+    findings = []
+    if open_edges:
+        findings.append(Finding(
+            "not_watertight", Severity.ERROR,
+            f"the surface has holes: {open_edges:,} edges belong to only one face; close "
+            "them in the modelling tool (or try --repair for small holes)",
+            {"open_edges": open_edges}))
+    if nonmanifold:
+        findings.append(Finding(
+            "non_manifold_edges", Severity.ERROR,
+            f"{nonmanifold:,} edges are shared by more than two faces (touching bodies, "
+            "internal or duplicate faces); the inside of the part is ambiguous",
+            {"non_manifold_edges": nonmanifold}))
+    if flipped:
+        findings.append(Finding(
+            "inconsistent_winding", Severity.ERROR,
+            f"neighbouring faces disagree about which side is outside along {flipped:,} "
+            "edges (some faces are flipped); --repair can fix the winding",
+            {"flipped_edges": flipped}))
+    return findings
+
+
+def _check_faces(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Degenerate (zero-height) and duplicate faces."""
+    mesh = ctx.mesh
+    longest = _longest_edges(mesh)
+    height = np.divide(mesh.cross_norm, longest, out=np.zeros_like(longest), where=longest > 0)
+    size = float(ctx.extents.max())
+    slivers = int((height <= ctx.tol.degenerate_relative * size).sum())
+    order, group, first = _group(_hash_rows(np.sort(mesh.faces, axis=1)))
+    duplicates = len(mesh.faces) - int(first.sum())
+    findings = []
+    if slivers:
+        findings.append(Finding(
+            "degenerate_faces", Severity.WARNING,
+            f"{slivers:,} faces have (almost) no area; slicers drop them, --repair removes "
+            "them", {"count": slivers}))
+    if duplicates:
+        findings.append(Finding(
+            "duplicate_faces", Severity.ERROR,
+            f"{duplicates:,} faces repeat another face (same three corners); the part "
+            "has overlapping skins, --repair removes the copies", {"count": duplicates}))
+    return findings
+
+
+def _longest_edges(mesh: _Mesh) -> FloatArray:
+    v = mesh.vertices
+    f = mesh.faces
+    lengths = [np.linalg.norm(v[f[:, i]] - v[f[:, (i + 1) % 3]], axis=1) for i in range(3)]
+    return np.maximum(np.maximum(lengths[0], lengths[1]), lengths[2])
+
+
+def _check_volume(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Zero volume, inside-out normals and the number of bodies."""
+    total = float(ctx.volumes.sum())
+    box = float(np.prod(ctx.extents))
+    findings = []
+    if abs(total) <= ctx.tol.zero_volume_relative * box or box == 0.0:
+        findings.append(Finding(
+            "zero_volume", Severity.ERROR,
+            f"the mesh encloses no volume ({total:.3g} mm³ in a {box:.3g} mm³ box): it is a "
+            "surface or a render model, not a solid; model it with thickness",
+            {"volume_mm3": total}))
+    elif total < 0 and not (ctx.mesh.edge_count == 1).any():
+        findings.append(Finding(
+            "inverted_normals", Severity.ERROR,
+            "the normals point inwards (negative volume): the mesh is inside out; "
+            "--repair flips it", {"volume_mm3": total}))
+    if ctx.mesh.bodies > 1:
+        negative = int((ctx.volumes < 0).sum()) if total > 0 else 0
+        findings.append(Finding(
+            "multiple_bodies", Severity.INFO,
+            f"the mesh has {ctx.mesh.bodies:,} separate bodies"
+            + (f", {negative:,} of them inward-facing (cavities or inverted)" if negative else ""),
+            {"bodies": ctx.mesh.bodies, "inward_bodies": negative}))
+    return findings
+
+
+def _check_units(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """A part a few millimetres or several metres across is probably in the wrong unit."""
+    size = float(ctx.extents.max())
+    dims = " x ".join(f"{x:.4g}" for x in ctx.extents)
+    if size < 1.0:
+        guess, factor = "metres", 1000.0
+    elif size < ctx.tol.small_part_mm:
+        guess, factor = "inches", 25.4
+    elif size > ctx.tol.large_part_mm:
+        return [Finding(
+            "units_suspect", Severity.WARNING,
+            f"the part is {dims} mm, several metres across: probably exported in the wrong "
+            "unit (or scaled twice); check the export settings", {"guess": "too_large"})]
+    else:
+        return []
+    return [Finding(
+        "units_suspect", Severity.WARNING,
+        f"the part is only {dims} mm: probably modelled in {guess}; scale it by "
+        f"{factor:g} if so", {"guess": guess, "scale": factor})]
+
+
+# --- orientation and build volume --------------------------------------------------------
+
+def _rot(axis: int, degrees: float) -> FloatArray:
+    c, s = round(math.cos(math.radians(degrees))), round(math.sin(math.radians(degrees)))
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return matrix
+
+
+# Each turns one side of the part onto the bed: (name, rotation, side in part coordinates).
+_ORIENTATIONS: tuple[tuple[str, FloatArray, FloatArray], ...] = tuple(
+    (name, matrix, matrix.T @ np.array([0.0, 0.0, -1.0]))
+    for name, matrix in (
+        ("as_is", np.eye(3)), ("rotate_x_90", _rot(0, 90)), ("rotate_x_270", _rot(0, 270)),
+        ("rotate_y_90", _rot(1, 90)), ("rotate_y_270", _rot(1, 270)),
+        ("rotate_x_180", _rot(0, 180)),
+    ))
+
+
+def _contact_area(mesh: _Mesh, down: FloatArray, tol: Tolerances) -> float:
+    """Area of the faces lying flat on the bed when `down` (3,) points at it."""
+    depth = mesh.vertices @ down
+    on_plane = depth >= depth.max() - tol.flat_base_height_mm
+    flat = (mesh.normals @ down) >= math.cos(math.radians(tol.flat_base_angle_deg))
+    touching = flat & on_plane[mesh.faces].all(axis=1)
+    return float(mesh.areas[touching].sum())
+
+
+def _check_fit(ctx: _Context, budget: _Budget) -> tuple[list[Finding], str, _Context]:
+    """Try the 24 axis-aligned orientations, then a minimum-volume box, then a tilt.
+
+    The best orientation fits, has the most flat base (within 5%), the least
+    overhang, then the lowest height.
+    """
+    bed = np.array(ctx.printer.build_volume_mm)
+    contacts = [_contact_area(ctx.mesh, down, ctx.tol) for _, _, down in _ORIENTATIONS]
+    overhangs = [_overhang_area(ctx.mesh, -down, ctx.printer, ctx.tol)
+                 for _, _, down in _ORIENTATIONS]
+    quantum = max(max(contacts) * 0.05, 1e-12)
+    candidates = []
+    for rank, (name, matrix, _) in enumerate(_ORIENTATIONS):
+        contact = contacts[rank]
+        for turn in (False, True):
+            full = _rot(2, 90) @ matrix if turn else matrix
+            size = np.abs(full) @ ctx.extents
+            fits = bool((size <= bed + 1e-6).all())
+            key = (not fits, -math.floor(contact / quantum), overhangs[rank], size[2], rank, turn)
+            candidates.append((key, name + ("+rotate_z_90" if turn else ""), full, size, contact))
+    _, name, matrix, size, contact = min(candidates, key=lambda c: c[0])
+    oriented = replace(ctx, orientation=matrix)
+    details = {"orientation": name, "contact_area_mm2": round(contact, 3),
+               "oriented_extents_mm": [round(float(x), 3) for x in size]}
+    findings = [_contact_finding(contact, size, details)]
+    if (size <= bed + 1e-6).all():
+        findings.append(Finding("fits_build_volume", Severity.INFO,
+                                f"fits the {_dims(bed)} mm build volume ({name})", details))
+        return findings, name, oriented
+    budget.check()
+    findings.append(_rotated_fit(ctx, bed, budget))
+    return findings, name, oriented
+
+
+def _dims(values: Any) -> str:
+    return " x ".join(f"{float(x):.4g}" for x in values)
+
+
+def _contact_finding(contact: float, size: FloatArray, details: dict[str, Any]) -> Finding:
+    if contact <= 0.0:
+        return Finding("no_flat_base", Severity.WARNING,
+                       "no flat face rests on the bed in any axis-aligned orientation: it "
+                       "needs supports or a brim, or a flat cut", details)
+    footprint = float(min(size[0], size[1]))
+    if size[2] > 8 * max(footprint, 1e-9) and size[2] > 30:
+        return Finding("tall_and_narrow", Severity.WARNING,
+                       f"the part stands {size[2]:.4g} mm tall on a {footprint:.4g} mm base: "
+                       "it may tip over; add a brim or print it lying down", details)
+    return Finding("flat_base", Severity.INFO,
+                   f"{contact:.4g} mm² of flat base rests on the bed", details)
+
+
+def _rotated_fit(ctx: _Context, bed: FloatArray, budget: _Budget) -> Finding:
+    boxes = [("axis-aligned box", ctx.extents)]
+    hull_points = ctx.mesh.vertices
+    if len(hull_points) <= 2_000_000:
+        boxes.append(("minimum-volume box", _min_volume_extents(hull_points)))
+        budget.check()
+    for label, extents in boxes:
+        if (np.sort(extents) <= np.sort(bed) + 1e-6).all():
+            return Finding("fits_rotated", Severity.WARNING,
+                           f"fits only when turned so its {label} ({_dims(extents)} mm) is "
+                           "axis-aligned on the bed; orient it in the slicer",
+                           {"box": label, "box_extents_mm": [float(x) for x in extents]})
+        tilt = _tilted_fit(extents, bed)
+        if tilt:
+            axis, degrees = tilt
+            return Finding("fits_tilted", Severity.WARNING,
+                           f"fits only when its {label} ({_dims(extents)} mm) is tilted "
+                           f"{degrees:.1f}° about the bed's {axis} axis; it will need supports",
+                           {"box": label, "tilt_axis": axis, "tilt_deg": degrees})
+    return Finding("too_big", Severity.ERROR,
+                   f"the part ({_dims(ctx.extents)} mm) fits the {_dims(bed)} mm build volume "
+                   "in no orientation: scale it down or split it into pieces",
+                   {"extents_mm": [float(x) for x in ctx.extents]})
+
+
+def _min_volume_extents(points: FloatArray) -> FloatArray:
+    # trimesh's minimum-volume oriented box works on the convex hull (scipy qhull).
+    from trimesh.bounds import oriented_bounds
+
+    _, extents = oriented_bounds(points)
+    return np.asarray(extents, dtype=np.float64)
+
+
+def _tilted_fit(extents: FloatArray, bed: FloatArray) -> tuple[str, float] | None:
+    """Find a box-dimension-to-bed-axis assignment and angle at which the box fits.
+
+    One box side lies along a bed axis; the other two are turned by theta in the
+    plane of the remaining two bed axes.
+    """
+    theta = np.radians(np.arange(0.0, 90.25, 0.25))
+    c, s = np.cos(theta), np.sin(theta)
+    for axis in range(3):
+        width, height = np.delete(bed, axis)
+        for k in range(3):
+            if extents[k] > bed[axis] + 1e-6:
+                continue
+            p, q = np.delete(extents, k)
+            ok = (p * c + q * s <= width + 1e-6) & (p * s + q * c <= height + 1e-6)
+            if ok.any():
+                return "XYZ"[axis], float(np.degrees(theta[np.flatnonzero(ok)[0]]))
+    return None
+
+
+def _overhang_area(mesh: _Mesh, up: FloatArray, printer: _Printer, tol: Tolerances) -> float:
+    """Area of downward faces steeper than the overhang limit when `up` (3,) is up."""
+    nz = mesh.normals @ up
+    height = mesh.vertices @ up
+    on_bed = (height[mesh.faces] <= height.min() + tol.flat_base_height_mm).all(axis=1)
+    steep = (-nz > math.sin(math.radians(printer.max_overhang_deg))) & ~on_bed
+    return float(mesh.areas[steep].sum())
+
+
+def _check_overhang(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Downward faces steeper than the printer's overhang angle, in the best orientation."""
+    area = _overhang_area(ctx.mesh, ctx.orientation[2], ctx.printer, ctx.tol)
+    if area == 0.0:
+        return []
+    severe = area >= ctx.tol.overhang_min_area_mm2
+    return [Finding(
+        "needs_supports" if severe else "small_overhangs",
+        Severity.WARNING if severe else Severity.INFO,
+        f"{area:.4g} mm² of the surface overhangs more than "
+        f"{ctx.printer.max_overhang_deg:g}° from vertical in the best orientation"
+        + ("; it needs supports" if severe else ""),
+        {"overhang_area_mm2": round(area, 3), "max_overhang_deg": ctx.printer.max_overhang_deg})]
+
+
+# --- thin walls ----------------------------------------------------------------------------
+
+def _surface_samples(mesh: _Mesh, count: int, seed: int = 0) -> tuple[FloatArray, FloatArray]:
+    """Area-weighted random points on the surface: (count, 3) points and their normals."""
+    rng = np.random.default_rng(seed)
+    cumulative = np.cumsum(mesh.areas)
+    picks = np.searchsorted(cumulative, rng.random(count) * cumulative[-1], side="right")
+    picks = np.minimum(picks, len(mesh.faces) - 1)
+    u, v = rng.random((2, count))
+    outside = u + v > 1
+    u[outside], v[outside] = 1 - u[outside], 1 - v[outside]
+    corners = mesh.faces[picks]
+    a = mesh.vertices[corners[:, 0]]
+    points = a + u[:, None] * (mesh.vertices[corners[:, 1]] - a) + v[:, None] * (
+        mesh.vertices[corners[:, 2]] - a)
+    return points, mesh.normals[picks]
+
+
+def _check_thin_walls(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Walls thinner than the nozzle can print, by ray casting or surface sampling."""
+    wall = ctx.tol.min_wall_mm if ctx.tol.min_wall_mm is not None else ctx.printer.nozzle_mm
+    total_area = float(ctx.mesh.areas.sum())
+    if total_area <= 0.0:
+        return []
+    fraction, method, spacing = _thin_fraction_sampled(ctx.mesh, wall, ctx.tol, budget)
+    area = fraction * total_area
+    details = {"thin_area_mm2": round(area, 3), "min_wall_mm": wall, "method": method,
+               "sample_spacing_mm": round(spacing, 4)}
+    note = ""
+    if spacing > wall:
+        note = (f" (sampled every {spacing:.2g} mm, coarser than the wall limit: thin "
+                "features smaller than that may be missed)")
+    if area == 0.0:
+        return [Finding("thin_walls_checked", Severity.INFO,
+                        f"no walls thinner than {wall:g} mm found{note}", details)]
+    severe = area >= ctx.tol.thin_wall_min_area_mm2
+    return [Finding(
+        "thin_walls", Severity.WARNING if severe else Severity.INFO,
+        f"about {area:.3g} mm² of the part is thinner than {wall:g} mm, the narrowest "
+        f"line this nozzle prints; those walls may be missing from the print{note}", details)]
+
+
+def _thin_fraction_sampled(mesh: _Mesh, wall: float, tol: Tolerances,
+                           budget: _Budget) -> tuple[float, str, float]:
+    """Fraction of sampled surface points whose opposite surface is closer than `wall`.
+
+    From a surface point p with outward normal n, the probe p - n * wall / 2 lies
+    mid-wall when the wall is thinner than `wall`; a sample of an opposite-facing
+    surface within wall / 2 of the probe then proves the wall thin. Samples of p's
+    own side are at least wall / 2 away, so they never count.
+    """
+    area = float(mesh.areas.sum())
+    spacing = max(wall / 3.0, math.sqrt(area / tol.thin_wall_samples))
+    count = int(min(tol.thin_wall_samples, max(1000, area / spacing**2)))
+    points, normals = _surface_samples(mesh, count)
+    budget.check()
+    tree = cKDTree(points)
+    budget.check()
+    probes = points - normals * (wall / 2.0)
+    queries = min(count, 50_000)
+    thin = np.zeros(queries, dtype=bool)
+    for start in range(0, queries, 10_000):
+        stop = min(start + 10_000, queries)
+        dist, index = tree.query(probes[start:stop], k=4, distance_upper_bound=wall / 2.0)
+        found = np.isfinite(dist)
+        index = np.where(found, index, 0)
+        facing = np.einsum("ikj,ij->ik", normals[index], normals[start:stop]) < -0.5
+        thin[start:stop] = (found & facing).any(axis=1)
+        budget.check()
+    return float(thin.mean()), "sampled", spacing
+
+
+# --- overlapping bodies ----------------------------------------------------------------------
+
+def _inside_by_ray(points: FloatArray, triangles: FloatArray, budget: _Budget) -> NDArray[np.bool_]:
+    """Which of (p, 3) points lie inside the closed surface of (t, 3, 3) triangles.
+
+    Parity of the crossings of a +Z ray from each point (even-odd rule).
+    """
+    x, y, z = (triangles[:, :, k] for k in range(3))
+    det = (y[:, 1] - y[:, 2]) * (x[:, 0] - x[:, 2]) + (x[:, 2] - x[:, 1]) * (y[:, 0] - y[:, 2])
+    usable = det != 0
+    x, y, z, det = x[usable], y[usable], z[usable], det[usable]
+    inside = np.zeros(len(points), dtype=bool)
+    step = max(1, 4_000_000 // max(len(det), 1))
+    for start in range(0, len(points), step):
+        px, py, pz = (points[start:start + step, k, None] for k in range(3))
+        l0 = ((y[:, 1] - y[:, 2]) * (px - x[:, 2]) + (x[:, 2] - x[:, 1]) * (py - y[:, 2])) / det
+        l1 = ((y[:, 2] - y[:, 0]) * (px - x[:, 2]) + (x[:, 0] - x[:, 2]) * (py - y[:, 2])) / det
+        l2 = 1.0 - l0 - l1
+        height = l0 * z[:, 0] + l1 * z[:, 1] + l2 * z[:, 2]
+        hits = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (height > pz)
+        inside[start:start + step] = hits.sum(axis=1) % 2 == 1
+        budget.check()
+    return inside
+
+
+def _check_overlaps(ctx: _Context, budget: _Budget) -> list[Finding]:
+    """Bodies that intersect or nest inside each other (the only self-intersection test)."""
+    mesh = ctx.mesh
+    if mesh.bodies == 1:
+        return [Finding("self_intersection_not_checked", Severity.INFO,
+                        "faces crossing within one body are not checked (no cheap exact "
+                        "test); slicers usually cope with small ones")]
+    pairs = _overlapping_boxes(mesh, ctx.volumes)
+    if len(pairs) > ctx.tol.max_body_pairs:
+        return [Finding("overlap_not_checked", Severity.INFO,
+                        f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, "
+                        f"more than the {ctx.tol.max_body_pairs} checked; overlaps not checked")]
+    crossing = []
+    for a, b in pairs:
+        if _inside_fraction(mesh, a, b, ctx.tol, budget) > 0 or _inside_fraction(
+                mesh, b, a, ctx.tol, budget) > 0:
+            crossing.append((int(a), int(b)))
+    if not crossing:
+        return []
+    return [Finding(
+        "overlapping_bodies", Severity.WARNING,
+        f"{len(crossing):,} pairs of bodies intersect or sit inside one another; slicers "
+        "merge them, but a boolean union in the modelling tool is cleaner",
+        {"pairs": len(crossing)})]
+
+
+def _body_boxes(mesh: _Mesh) -> tuple[FloatArray, FloatArray]:
+    order = np.argsort(mesh.labels, kind="stable")
+    starts = np.searchsorted(mesh.labels[order], np.arange(mesh.bodies))
+    corners = mesh.vertices[mesh.faces[order]]
+    low = np.minimum.reduceat(corners.min(axis=1), starts)
+    high = np.maximum.reduceat(corners.max(axis=1), starts)
+    return low, high
+
+
+def _overlapping_boxes(mesh: _Mesh, volumes: FloatArray) -> IntArray:
+    low, high = _body_boxes(mesh)
+    solid = np.flatnonzero(volumes > 0)
+    if len(solid) > 2000:
+        return np.zeros((len(solid) * (len(solid) - 1) // 2, 0), dtype=np.int64)
+    i, j = np.triu_indices(len(solid), k=1)
+    a, b = solid[i], solid[j]
+    touch = ((low[a] <= high[b]) & (low[b] <= high[a])).all(axis=1)
+    return np.stack([a[touch], b[touch]], axis=1)
+
+
+def _inside_fraction(mesh: _Mesh, a: int, b: int, tol: Tolerances, budget: _Budget) -> float:
+    """Fraction of body a's sampled vertices strictly inside body b."""
+    va = np.unique(mesh.faces[mesh.labels == a])
+    tb = mesh.faces[mesh.labels == b]
+    points = mesh.vertices[va]
+    low, high = mesh.vertices[tb].reshape(-1, 3).min(0), mesh.vertices[tb].reshape(-1, 3).max(0)
+    points = points[((points >= low) & (points <= high)).all(axis=1)]
+    if len(points) == 0:
+        return 0.0
+    keep = np.linspace(0, len(points) - 1, min(len(points), tol.overlap_samples))
+    points = points[keep.astype(np.int64)]
+    # A tiny sideways shift keeps the rays off the other body's edges and vertices.
+    jitter = np.random.default_rng(1).normal(size=(len(points), 3)) * 1e-7 * (high - low).max()
+    jitter[:, 2] = 0.0
+    return float(_inside_by_ray(points + jitter, mesh.vertices[tb], budget).mean())
+
+
+_CHECKS: tuple[tuple[str, Callable[[_Context, _Budget], Any]], ...] = (
+    ("edges", _check_edges),
+    ("faces", _check_faces),
+    ("volume", _check_volume),
+    ("units", _check_units),
+    ("build_volume", _check_fit),
+    ("overhang", _check_overhang),
+    ("thin_walls", _check_thin_walls),
+    ("overlaps", _check_overlaps),
+)
+
+
+# --- repair ------------------------------------------------------------------------------------
+
+def _repair(vertices: FloatArray, faces: IntArray) -> tuple[FloatArray, IntArray, list[Finding]]:
+    """Remove degenerate and duplicate faces, fix winding and inversion, fill small holes.
+
+    Uses trimesh's repair functions; every change is returned as an INFO finding.
+    """
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    findings = []
+    before = len(mesh.faces)
+    mesh.update_faces(mesh.nondegenerate_faces())
+    mesh.update_faces(mesh.unique_faces())
+    removed = before - len(mesh.faces)
+    if removed:
+        findings.append(Finding("repaired_faces_removed", Severity.INFO,
+                                f"repair removed {removed:,} degenerate or duplicate faces",
+                                {"count": removed}))
+    original = mesh.faces.copy()
+    trimesh.repair.fix_winding(mesh)
+    trimesh.repair.fix_inversion(mesh, multibody=True)
+    flipped = int((np.sort(original, axis=1) == np.sort(mesh.faces, axis=1)).all(axis=1).sum()
+                  - (original == mesh.faces).all(axis=1).sum())
+    if flipped:
+        findings.append(Finding("repaired_winding", Severity.INFO,
+                                f"repair flipped {flipped:,} faces to face outwards",
+                                {"count": flipped}))
+    count = len(mesh.faces)
+    trimesh.repair.fill_holes(mesh)
+    if len(mesh.faces) > count:
+        findings.append(Finding("repaired_holes", Severity.INFO,
+                                f"repair filled small holes with {len(mesh.faces) - count:,} "
+                                "faces", {"faces_added": len(mesh.faces) - count}))
+    mesh.remove_unreferenced_vertices()
+    return (np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64),
+            findings)
