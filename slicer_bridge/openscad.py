@@ -179,9 +179,9 @@ def _widget(kind: ParamKind, comment: str) -> dict[str, object]:
         return {}
     body = comment[1:-1]
     parts = [p.strip() for p in body.split(":")]
-    if "," not in body and 1 <= len(parts) <= 3 and all(_NUMBER.fullmatch(p) for p in parts):
-        if kind in (ParamKind.NUMBER, ParamKind.VECTOR):
-            return dict(_range(parts))
+    numeric = kind in (ParamKind.NUMBER, ParamKind.VECTOR)
+    if numeric and "," not in body and len(parts) <= 3 and all(_NUMBER.fullmatch(p) for p in parts):
+        return dict(_range(parts))
     return {"choices": tuple(_choice(i) for i in body.split(",") if i.strip())}
 
 
@@ -252,24 +252,35 @@ def _parameter(code: str, group: str, hidden: bool, description: str) -> Paramet
 # ------------------------------------------------------------- validation (pure)
 
 
+def _refuse(param: Parameter, value: object, problem: str) -> ParameterError:
+    return ParameterError(param.name, f"{value!r} {problem}; expected {param.allowed()}")
+
+
+def _off_step(value: float, low: float, step: float | None) -> bool:
+    if not step:
+        return False
+    steps = (value - low) / step
+    return abs(steps - round(steps)) > _STEP_TOLERANCE
+
+
 def _check_number(param: Parameter, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(param.name, f"{value!r} is not a number; expected {param.allowed()}")
+        raise _refuse(param, value, "is not a number")
     if not math.isfinite(value):
-        raise ParameterError(param.name, f"{value!r} is not finite; expected {param.allowed()}")
+        raise _refuse(param, value, "is not finite")
     low, high = param.minimum, param.maximum
     if low is not None and high is not None:
         if not low <= value <= high:
-            raise ParameterError(param.name, f"{value!r} is out of range; expected {param.allowed()}")
-        if param.step and abs((value - low) / param.step - round((value - low) / param.step)) > _STEP_TOLERANCE:
-            raise ParameterError(param.name, f"{value!r} is off the step; expected {param.allowed()}")
+            raise _refuse(param, value, "is out of range")
+        if _off_step(value, low, param.step):
+            raise _refuse(param, value, "is off the step")
     return value
 
 
 def _check_choice(param: Parameter, value: object) -> float | str:
     for choice in param.choices:
         if isinstance(choice.value, str) and value == choice.value:
-            return value  # type: ignore[return-value]
+            return choice.value
         if (
             isinstance(choice.value, float)
             and isinstance(value, (int, float))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from slicer_bridge.base import GcodeMetadata, SliceRequest, SliceResult, SlicerError
+from slicer_bridge.base import GcodeMetadata, SliceRequest, SlicerError, SliceResult
 from slicer_bridge.cache import CacheError, SliceCache, cache_key, slice_cached
 from slicer_bridge.profiles import load_profile
 from slicer_bridge.prusaslicer import PrusaSlicer

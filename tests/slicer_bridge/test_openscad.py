@@ -25,7 +25,7 @@ SCAD = Path(__file__).resolve().parent.parent / "data" / "scad"
 SCHEMA = parse_parameters((SCAD / "customizer.scad").read_text())
 
 
-def _param(name: str):  # noqa: ANN202 - test helper
+def _param(name: str):
     param = SCHEMA.get(name)
     assert param is not None, name
     return param

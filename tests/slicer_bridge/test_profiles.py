@@ -72,8 +72,10 @@ def test_missing_file_is_a_profile_error(tmp_path: Path) -> None:
         ("bed_shape = 0x0,9x0,9x9\nmax_print_height = -1\nnozzle_diameter = 0.4\n", "positive"),
         ("bed_shape = 0x0,9x0,9x9\nmax_print_height = 9\nnozzle_diameter = big\n", "not a number"),
         (
-            "bed_shape = 0x0,9x0,9x9\nmax_print_height = 9\nnozzle_diameter = 0.4\n"
-            "printer_notes = spimeforge: max_bed_c=hot\n",
+            (
+                "bed_shape = 0x0,9x0,9x9\nmax_print_height = 9\nnozzle_diameter = 0.4\n"
+                "printer_notes = spimeforge: max_bed_c=hot\n"
+            ),
             "max_bed_c",
         ),
     ],

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 import slicer_bridge
-from slicer_bridge.base import GcodeMetadata, SliceRequest, Slicer, SlicerError, ToolNotFound
+from slicer_bridge.base import GcodeMetadata, Slicer, SliceRequest, SlicerError, ToolNotFound
 from slicer_bridge.gcode_meta import GcodeMetadataError, parse_duration, parse_gcode_metadata
 from slicer_bridge.profiles import load_profile
 from slicer_bridge.prusaslicer import PrusaSlicer, build_slice_argv, override_args, parse_version
@@ -108,7 +108,7 @@ def test_multi_extruder_sums_and_percent_first_layer() -> None:
     (lambda g: g[: len(g) // 2], "estimated printing time"),
     (lambda g: b"", "header"),
 ])
-def test_gcode_without_statistics_is_an_error(cut, match: str) -> None:  # noqa: ANN001
+def test_gcode_without_statistics_is_an_error(cut, match: str) -> None:
     with pytest.raises(GcodeMetadataError, match=match):
         parse_gcode_metadata(cut(GCODE.read_bytes()))
 
