@@ -1,0 +1,147 @@
+"""Benchmark: push a 200 MB design to a local hub against a raw loopback TCP copy.
+
+Prints, all measured in this run:
+* push throughput vs. copying the same bytes through a raw 127.0.0.1 socket
+  (receiver writes to disk, like the hub), ratio target >= 50 %;
+* an unchanged re-push: wall time (target < 1 s) and blob bytes sent (target 0);
+* the hub's peak RSS (VmHWM of the hub subprocess) while receiving, target < 150 MB.
+
+Run with ``bash ops/bench.sh -k push``. Only the exact facts (zero bytes on an
+unchanged re-push, every blob stored) are asserted; timings are printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from hub.client.cli import main
+from hub.client.embedded import EmbeddedHub
+
+TOTAL_MB = 200
+FILES = 4
+
+
+def _binary_stl(path: Path, triangles: np.ndarray) -> None:
+    """Write (n, 3, 3) float32 triangles as a binary STL."""
+    n = len(triangles)
+    rec = np.zeros(n, dtype=[("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+    rec["v"] = triangles
+    with path.open("wb") as fh:
+        fh.write(b"spimeforge benchmark tiled sphere".ljust(80, b" "))
+        fh.write(np.uint32(n).tobytes())
+        fh.write(rec.tobytes())
+
+
+def make_design(folder: Path) -> int:
+    """A design of FILES binary STLs of tiled subdivided spheres totalling TOTAL_MB."""
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=5.0)
+    tri = sphere.triangles.astype(np.float32)
+    per_file = TOTAL_MB * 1_000_000 // FILES
+    copies = per_file // (len(tri) * 50)
+    folder.mkdir(parents=True)
+    names = []
+    for i in range(FILES):
+        offsets = np.stack(np.meshgrid(np.arange(copies), [i], [0]), -1).reshape(-1, 1, 1, 3)
+        tiles = (tri[None] + offsets.astype(np.float32) * 11.0).reshape(-1, 3, 3)
+        name = f"tile-{i}.stl"
+        _binary_stl(folder / name, tiles)
+        names.append(name)
+    parts = "".join(f'\n[[parts]]\nname = "tile-{i}"\nfiles = ["{n}"]\nmaterial = "PLA"\n'
+                    for i, n in enumerate(names))
+    (folder / "spime.toml").write_text(
+        'name = "bench-tiles"\ntitle = "Benchmark tiles"\nlicense = "CC0-1.0"\n'
+        'licensor = "bench"\nversion = "1.0.0"\nfunction = "Benchmark."\n' + parts)
+    return sum((folder / n).stat().st_size for n in names)
+
+
+def raw_socket_copy(files: list[Path], sink: Path) -> float:
+    """Seconds to send the files' bytes over loopback TCP to a receiver writing to disk."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    received = []
+
+    def receive() -> None:
+        conn, _ = server.accept()
+        with conn, sink.open("wb") as out:
+            while data := conn.recv(1 << 20):
+                out.write(data)
+                received.append(len(data))
+
+    thread = threading.Thread(target=receive)
+    thread.start()
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for f in files:
+            with f.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    s.sendall(chunk)
+    thread.join()
+    elapsed = time.perf_counter() - start
+    server.close()
+    assert sum(received) == sum(f.stat().st_size for f in files)
+    return elapsed
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of a process (VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def push(hub: EmbeddedHub, folder: Path, *extra: str) -> tuple[float, dict[str, object]]:
+    out = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = main(["push", str(folder), "--json", "--no-progress", "--hub", hub.address,
+                     "--token", hub.tokens["bench"], *extra])
+    elapsed = time.perf_counter() - start
+    assert code == 0, hub.log_tail()
+    return elapsed, json.loads(out.getvalue())
+
+
+def test_bench_push_200mb(tmp_path: Path) -> None:
+    design = tmp_path / "design"
+    size = make_design(design)
+    files = sorted(design.glob("*.stl"))
+    mb = size / 1e6
+
+    raw_s = raw_socket_copy(files, tmp_path / "sink.bin")
+    (tmp_path / "sink.bin").unlink()
+
+    hub = EmbeddedHub(data=tmp_path / "hub")
+    hub.data.mkdir()
+    hub.add_user("bench", "designer")
+    hub.start()
+    try:
+        assert hub.process is not None
+        idle_mb = vm_hwm_mb(hub.process.pid)
+        push_s, first = push(hub, design, "--new")
+        peak_mb = vm_hwm_mb(hub.process.pid)
+        repush_s, second = push(hub, design)
+    finally:
+        hub.stop()
+
+    raw_mbps, push_mbps = mb / raw_s, mb / push_s
+    print(f"\n== push benchmark ({mb:.1f} MB in {len(files)} binary STL files; "
+          "other helpers were loading the 2-core machine)")
+    print(f"raw loopback TCP copy (reference): {raw_s:6.2f} s  {raw_mbps:8.1f} MB/s")
+    print(f"spime push (hash + MissingBlobs + upload + Push): {push_s:6.2f} s  "
+          f"{push_mbps:8.1f} MB/s")
+    print(f"push / raw throughput ratio: {push_mbps / raw_mbps:6.1%} (target >= 50 %)")
+    print(f"unchanged re-push: {repush_s:.3f} s (target < 1 s), "
+          f"{second['bytes_uploaded']} blob bytes sent (target 0), unchanged={second['unchanged']}")
+    print(f"hub VmHWM: {idle_mb:.1f} MB idle, {peak_mb:.1f} MB after receiving "
+          f"(target < 150 MB)")
+    assert first["bytes_uploaded"] == size and first["blobs_uploaded"] == len(files)
+    assert second["bytes_uploaded"] == 0 and second["unchanged"] is True

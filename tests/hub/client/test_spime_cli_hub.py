@@ -1,0 +1,236 @@
+"""The ``spime`` CLI against a real hub (a ``spime-hub serve`` subprocess on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.client.cli import main
+from hub.client.embedded import EmbeddedHub
+
+DESIGNS = Path(__file__).resolve().parents[3] / "designs"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
+    embedded = EmbeddedHub(data=tmp_path_factory.mktemp("hub"))
+    for name in ("alice", "bob", "carol"):
+        embedded.add_user(name, "designer")
+    embedded.add_user("cust", "customer")
+    embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+class Spime:
+    """Runs ``spime`` in process as one user and returns (exit code, JSON or None, stderr)."""
+
+    def __init__(self, hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]) -> None:
+        self.hub = hub
+        self.capsys = capsys
+
+    def __call__(self, user: str, *argv: str, json_out: bool = True
+                 ) -> tuple[int, Any, str]:
+        self.capsys.readouterr()
+        extra = ["--json"] if json_out else []
+        code = main([*argv, *extra, "--hub", self.hub.address, "--token", self.hub.tokens[user]])
+        out, err = self.capsys.readouterr()
+        doc = json.loads(out) if json_out and out.strip() else None
+        if json_out and code == 0:
+            assert doc is not None, f"no JSON on stdout: {err}"
+        return code, doc, err
+
+    def ok(self, user: str, *argv: str) -> Any:
+        code, doc, err = self(user, *argv)
+        assert code == 0, err
+        return doc
+
+
+@pytest.fixture
+def spime(hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]) -> Spime:
+    return Spime(hub, capsys)
+
+
+def _copy(tmp_path: Path, design: str, slug: str) -> Path:
+    folder = tmp_path / slug
+    shutil.copytree(DESIGNS / design, folder)
+    manifest = folder / "spime.toml"
+    manifest.write_text(manifest.read_text().replace(f'name = "{design}"', f'name = "{slug}"'))
+    return folder
+
+
+def test_whoami(spime: Spime) -> None:
+    assert spime.ok("alice", "whoami") == {"name": "alice", "role": "designer",
+                                          "public_key": spime.ok("alice", "whoami")["public_key"]}
+
+
+def test_push_log_show_get_round_trip(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "box-with-lid", "rt-box")
+    pushed = spime.ok("alice", "push", str(folder), "--new", "-m", "first")
+    assert pushed["blobs_uploaded"] == 3 and not pushed["is_proposal"]
+    log = spime.ok("alice", "log", "rt-box")
+    assert [r["id"] for r in log["revisions"]] == [pushed["revision_id"]]
+    shown = spime.ok("cust", "show", f"rt-box@{pushed['revision_id'][:12]}")
+    assert shown["design"]["license"] == "CERN-OHL-S-2.0"
+    assert {f["path"] for f in shown["revision"]["files"]} == {"box.stl", "lid.stl",
+                                                               "box-with-lid.scad"}
+    out = tmp_path / "fetched"
+    got = spime.ok("cust", "get", "rt-box", "-o", str(out))
+    assert got["verified"] and got["revision_id"] == pushed["revision_id"]
+    for name in ("box.stl", "lid.stl", "box-with-lid.scad", "spime.toml"):
+        assert (out / name).read_bytes() == (folder / name).read_bytes()
+
+
+def test_unchanged_repush_sends_zero_bytes(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "rp-cube")
+    first = spime.ok("alice", "push", str(folder), "--new")
+    again = spime.ok("alice", "push", str(folder))
+    assert again["unchanged"] and again["bytes_uploaded"] == 0 and again["blobs_uploaded"] == 0
+    assert len(spime.ok("alice", "log", "rp-cube")["revisions"]) == 1
+    assert again["revision_id"] == first["revision_id"]
+
+
+def test_second_revision_uploads_only_the_changed_file(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "shelf-bracket", "rev-bracket")
+    spime.ok("alice", "push", str(folder), "--new")
+    scad = folder / "shelf-bracket.scad"
+    scad.write_text(scad.read_text() + "\n// tweak\n")
+    second = spime.ok("alice", "push", str(folder), "-m", "tweak")
+    assert second["blobs_uploaded"] == 1 and second["bytes_uploaded"] == scad.stat().st_size
+    revs = spime.ok("alice", "log", "rev-bracket")["revisions"]
+    assert len(revs) == 2 and revs[0]["parent_ids"] == [revs[1]["id"]]
+
+
+def test_signed_push_verifies_online_and_offline(spime: Spime, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    spime.ok("alice", "key", "gen", "--key", str(key))
+    folder = _copy(tmp_path, "calibration-cube", "signed-cube")
+    pushed = spime.ok("alice", "push", str(folder), "--new", "--key", str(key))
+    assert pushed["signed"]
+    log = spime.ok("alice", "log", "signed-cube")
+    assert log["revisions"][0]["signature"]
+    online = spime.ok("alice", "verify", "signed-cube")
+    assert online["ok"] and online["signed"] == [pushed["revision_id"]]
+    bundle = tmp_path / "bundle"
+    spime.ok("alice", "export", "signed-cube", "-o", str(bundle))
+    code = main(["verify", "--bundle", str(bundle), "--json"])
+    assert code == 0
+    blob = next((bundle / "blobs").iterdir())
+    blob.write_bytes(blob.read_bytes() + b"x")
+    assert main(["verify", "--bundle", str(bundle)]) == 1
+
+
+def test_push_to_a_missing_design_without_new(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "nowhere-cube")
+    code, _, err = spime("bob", "push", str(folder))
+    assert code == 1 and "NOT_FOUND" in err and "--new" in err
+
+
+def test_invalid_manifest_is_refused_locally(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "bad-cube")
+    manifest = folder / "spime.toml"
+    manifest.write_text(manifest.read_text().replace('license = "CC0-1.0"', 'license = "CC0-9"'))
+    code, _, err = spime("alice", "push", str(folder), "--new")
+    assert code == 2 and "CC0-9" in err
+
+
+def test_fork_of_nd_design_is_refused(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "cable-clip", "nd-clip")
+    spime.ok("alice", "push", str(folder), "--new")
+    code, _, err = spime("bob", "fork", "nd-clip", "--name", "nd-clip-remix")
+    assert code == 1 and "FAILED_PRECONDITION" in err and "nd-clip" in err
+    code, _, _ = spime("bob", "show", "nd-clip-remix")
+    assert code == 1
+
+
+def test_fork_and_remix_carry_attribution(spime: Spime, tmp_path: Path) -> None:
+    spime.ok("alice", "push", str(_copy(tmp_path, "shelf-bracket", "fk-bracket")), "--new")
+    spime.ok("alice", "push", str(_copy(tmp_path, "calibration-cube", "fk-cube")), "--new")
+    fork = spime.ok("bob", "fork", "fk-bracket", "--name", "fk-bracket-gpl",
+                    "--license", "GPL-3.0-or-later")
+    assert fork["design"]["license"] == "GPL-3.0-or-later"
+    assert any(a["design"] == "fk-bracket" for a in fork["design"]["attributions"])
+    remix = spime.ok("bob", "fork", "fk-cube", "fk-bracket", "--name", "fk-remix",
+                     "--license", "CC-BY-SA-4.0")
+    assert len(remix["revision"]["parent_ids"]) == 2
+    spime.ok("cust", "show", "fk-remix")
+
+
+def test_proposal_accept_and_decline(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "gov-cube")
+    spime.ok("alice", "push", str(folder), "--new")
+    manifest = folder / "spime.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.0.0"', 'version = "1.0.1"'))
+    proposal = spime.ok("bob", "push", str(folder), "-m", "bump")
+    assert proposal["is_proposal"] and proposal["proposal_id"]
+    head_before = spime.ok("alice", "show", "gov-cube")["design"]["head_revision_id"]
+    assert head_before != proposal["revision_id"]
+    code, _, err = spime("bob", "accept", "gov-cube", proposal["proposal_id"])
+    assert code == 1 and "PERMISSION_DENIED" in err
+    listed = spime.ok("alice", "proposals", "gov-cube")
+    assert [p["id"] for p in listed["proposals"]] == [proposal["proposal_id"]]
+    accepted = spime.ok("alice", "accept", "gov-cube", proposal["proposal_id"])
+    assert accepted["proposal"]["state"] == "accepted"
+    assert accepted["design"]["head_revision_id"] != head_before
+    manifest.write_text(manifest.read_text().replace('version = "1.0.1"', 'version = "1.0.2"'))
+    second = spime.ok("carol", "push", str(folder), "-m", "another bump")
+    declined = spime.ok("alice", "decline", "gov-cube", second["proposal_id"],
+                        "--reason", "not needed")
+    assert declined["state"] == "declined" and declined["reason"] == "not needed"
+    spime.ok("alice", "maintainer", "add", "gov-cube", "carol")
+    manifest.write_text(manifest.read_text().replace('version = "1.0.2"', 'version = "1.0.3"'))
+    direct = spime.ok("carol", "push", str(folder), "-m", "as maintainer")
+    assert not direct["is_proposal"]
+
+
+def test_stale_parent_is_aborted(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "stale-cube")
+    spime.ok("alice", "push", str(folder), "--new")
+    mine = tmp_path / "mine"
+    spime.ok("alice", "get", "stale-cube", "-o", str(mine))
+    manifest = folder / "spime.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    spime.ok("alice", "push", str(folder))
+    mine_manifest = mine / "spime.toml"
+    mine_manifest.write_text(mine_manifest.read_text().replace('version = "1.0.0"',
+                                                               'version = "2.0.0"'))
+    code, _, err = spime("alice", "push", str(mine))
+    assert code == 1 and "ABORTED" in err and "spime get" in err
+    assert len(spime.ok("alice", "log", "stale-cube")["revisions"]) == 2
+
+
+def test_search_by_license_and_tag(spime: Spime, tmp_path: Path) -> None:
+    spime.ok("alice", "push", str(_copy(tmp_path, "cable-clip", "srch-clip")), "--new")
+    found = spime.ok("cust", "search", "", "--license", "CC-BY-ND-4.0")
+    assert "srch-clip" in [d["slug"] for d in found["designs"]]
+    found = spime.ok("cust", "search", "cable", "--tag", "cable-management")
+    assert "srch-clip" in [d["slug"] for d in found["designs"]]
+
+
+def test_export_prov_and_okh(spime: Spime, tmp_path: Path) -> None:
+    spime.ok("alice", "push", str(_copy(tmp_path, "box-with-lid", "exp-box")), "--new")
+    prov = spime.ok("alice", "export", "exp-box", "--format", "prov",
+                    "-o", str(tmp_path / "p.json"))
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert prov["bytes"] > 0 and "entity" in doc and "agent" in doc
+    spime.ok("alice", "export", "exp-box", "--format", "okh", "-o", str(tmp_path / "o.toml"))
+    assert "CERN-OHL-S-2.0" in (tmp_path / "o.toml").read_text()
+
+
+def test_wrong_token_is_unauthenticated(hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    code = main(["whoami", "--hub", hub.address, "--token", "not-a-token"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "UNAUTHENTICATED" in err and "SPIME_TOKEN" in err
+
+
+def test_human_output_is_not_json(spime: Spime) -> None:
+    code, _, _ = spime("alice", "whoami", json_out=False)
+    assert code == 0
