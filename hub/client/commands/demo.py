@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.client.common import EXIT_OK, EXIT_REFUSED, ClientError, UsageError, add_json_option, emit, log
+from hub.client.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    ClientError,
+    UsageError,
+    add_json_option,
+    emit,
+    log,
+)
 from hub.client.embedded import EmbeddedHub
 
 _REPO_DESIGNS = Path(__file__).resolve().parents[3] / "designs"

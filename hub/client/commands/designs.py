@@ -9,8 +9,7 @@ from typing import Any
 from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import (EXIT_OK, Progress, add_hub_options, add_json_option, emit,
-                               split_ref)
+from hub.client.common import EXIT_OK, Progress, add_hub_options, add_json_option, emit, split_ref
 from hub.client.connection import Hub, opened
 from hub.client.download import write_revision
 from hub.client.local import write_base

@@ -16,10 +16,26 @@ from typing import Any
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, HubRefused, Progress, add_hub_options, add_json_option, emit, log
+from hub.client.common import (
+    EXIT_OK,
+    HubRefused,
+    Progress,
+    add_hub_options,
+    add_json_option,
+    emit,
+    log,
+)
 from hub.client.connection import Hub, opened
-from hub.client.local import (CHUNK, LocalFile, default_key_path, iter_chunks, load_key,
-                              read_base, scan_design_dir, write_base)
+from hub.client.local import (
+    CHUNK,
+    LocalFile,
+    default_key_path,
+    iter_chunks,
+    load_key,
+    read_base,
+    scan_design_dir,
+    write_base,
+)
 from hub.domain import FileEntry
 from hub.provenance import public_key_of, revision_id, sign
 

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from hub.client.chain import collect_chain, read_bundle, remote_blob_hasher, verify_revisions
-from hub.client.common import EXIT_OK, EXIT_REFUSED, UsageError, add_hub_options, add_json_option, emit, log
+from hub.client.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    UsageError,
+    add_hub_options,
+    add_json_option,
+    emit,
+    log,
+)
 from hub.client.connection import opened
 from hub.errors import HubError
 

@@ -69,7 +69,7 @@ def test_init_scaffolds_a_valid_manifest(tmp_path: Path, capsys: pytest.CaptureF
     m = parse_manifest((folder / "spime.toml").read_text())
     assert m.license == "CERN-OHL-S-2.0" and m.parts[0].files == ("widget.stl",)
     assert m.openscad is not None and m.openscad.source == "widget.scad"
-    _, manifest, files = scan_design_dir(folder)
+    _, _, files = scan_design_dir(folder)
     assert [f.path for f in files] == ["widget.scad", "widget.stl"]
     code, _, err = run(capsys, "init", str(folder))
     assert code == 2 and "already exists" in err
