@@ -158,5 +158,9 @@ def _human(d: dict[str, Any]) -> str:
         return f"{d['design']}: unchanged (head {d['revision_id'][:12]}), 0 bytes sent"
     what = f"proposal {d['proposal_id']}" if d["is_proposal"] else "revision"
     sig = "signed" if d["signed"] else "unsigned"
-    return (f"{d['design']}: {what} {d['revision_id'][:12]} ({sig}); "
-            f"{d['blobs_uploaded']} blob(s), {d['bytes_uploaded']} bytes sent")
+    lines = [(f"{d['design']}: {what} {d['revision_id'][:12]} ({sig}); "
+             f"{d['blobs_uploaded']} blob(s), {d['bytes_uploaded']} bytes sent")]
+    for r in d["reports"]:
+        lines.append(f"  {r['path']}: {'printable' if r['ok'] else 'NOT printable'}")
+        lines += [f"    {f['severity']}: {f['message']}" for f in r["findings"]]
+    return "\n".join(lines)
