@@ -15,7 +15,10 @@ __all__ = [
     "Attribution",
     "BlobInfo",
     "Design",
+    "Fabrication",
     "FileEntry",
+    "LedgerLine",
+    "RatingRecord",
     "PrintabilityRecord",
     "Proposal",
     "ProposalState",
@@ -139,3 +142,43 @@ class Proposal:
     reason: str = ""
     created_at: str = ""
     decided_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fabrication:
+    """One physical incarnation of a design revision (filled by later issues' nodes)."""
+
+    job_id: str
+    order_id: str
+    revision_id: str
+    node: str
+    printer: str
+    material: str
+    settings: Mapping[str, str]
+    estimated_seconds: int
+    actual_seconds: int
+    estimated_filament_g: float
+    actual_filament_g: float
+    outcome: str
+    failure_reason: str
+    finished_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRecord:
+    rater: str
+    role: str
+    stars: int
+    criteria: Mapping[str, int]
+    comment: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerLine:
+    order_id: str
+    recipient: str
+    share: str
+    currency: str
+    minor_units: int
+    equation_version: str

@@ -1,0 +1,141 @@
+"""One async server interceptor: authenticate, authorise, map HubError → StatusCode, log.
+
+The HubError → status table lives here and only here. An unexpected exception
+becomes INTERNAL with its traceback in the log; the server keeps running.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from hub import errors
+from hub.auth import authorize, bearer_token, is_public
+from hub.domain import Account
+
+__all__ = ["STATUS_OF", "HubInterceptor", "current_account", "status_of"]
+
+log = logging.getLogger("hub.api")
+
+# Most specific first: the first class an error is an instance of decides.
+STATUS_OF: tuple[tuple[type[errors.HubError], grpc.StatusCode], ...] = (
+    (errors.LicenseConflict, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.InvalidManifest, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidLicense, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.IntegrityError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.StaleHead, grpc.StatusCode.ABORTED),
+    (errors.AlreadyClaimed, grpc.StatusCode.ABORTED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.StorageError, grpc.StatusCode.UNAVAILABLE),
+)
+
+_account: contextvars.ContextVar[Account] = contextvars.ContextVar("hub_account")
+
+
+def current_account() -> Account:
+    """The authenticated caller of the RPC being served."""
+    return _account.get()
+
+
+def status_of(error: errors.HubError) -> grpc.StatusCode:
+    """The gRPC status of a hub error."""
+    return next((code for cls, code in STATUS_OF if isinstance(error, cls)), grpc.StatusCode.UNKNOWN)
+
+
+Authenticate = Callable[[str], Awaitable[Account | None]]
+
+
+class HubInterceptor(aio.ServerInterceptor):
+    """Wraps every handler: auth + role check before, error mapping and one log line after."""
+
+    def __init__(self, authenticate: Authenticate) -> None:
+        self._authenticate = authenticate
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None or is_public(details.method):
+            return handler
+        return _wrap(handler, details.method, self._guard(details))
+
+    def _guard(self, details: Any) -> Callable[[], Awaitable[Account]]:
+        async def guard() -> Account:
+            token = bearer_token(tuple(details.invocation_metadata or ()))
+            return authorize(details.method, await self._authenticate(token))
+
+        return guard
+
+
+async def _fail(context: aio.ServicerContext, method: str, exc: BaseException, started: float) -> None:
+    elapsed = round((time.monotonic() - started) * 1000, 1)
+    if isinstance(exc, errors.HubError):
+        code = status_of(exc)
+        log.info("rpc refused", extra={"rpc": method, "code": code.name, "error": exc.message, "ms": elapsed})
+        await context.abort(code, exc.message)
+    log.error("rpc failed", exc_info=exc, extra={"rpc": method, "code": "INTERNAL", "ms": elapsed})
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the hub's log")
+
+
+def _ok(method: str, started: float, account: Account | None) -> None:
+    elapsed = round((time.monotonic() - started) * 1000, 1)
+    log.info("rpc", extra={"rpc": method, "code": "OK", "ms": elapsed, "account": account.name if account else ""})
+
+
+def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]]) -> Any:
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            _unary(handler.unary_unary, method, guard), handler.request_deserializer, handler.response_serializer)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            _unary(handler.stream_unary, method, guard), handler.request_deserializer, handler.response_serializer)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _streaming(handler.unary_stream, method, guard), handler.request_deserializer, handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(
+        _streaming(handler.stream_stream, method, guard), handler.request_deserializer, handler.response_serializer)
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Callable[[], Awaitable[Account]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
+        started, account = time.monotonic(), None
+        try:
+            account = await guard()
+            _account.set(account)
+            response = await behavior(request, context)
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
+            await _fail(context, method, exc, started)
+        _ok(method, started, account)
+        return response
+
+    return wrapper
+
+
+def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str, guard: Callable[[], Awaitable[Account]]) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapper(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+        started, account = time.monotonic(), None
+        try:
+            account = await guard()
+            _account.set(account)
+            async for item in behavior(request, context):
+                yield item
+        except aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await _fail(context, method, exc, started)
+        _ok(method, started, account)
+
+    return wrapper

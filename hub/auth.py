@@ -1,0 +1,94 @@
+"""Who may call what: bearer tokens and the role table. Pure rules.
+
+Every RPC is authenticated by ``authorization: Bearer <token>`` metadata and then
+checked against ROLE_RULES by its short name ("Designs.Push"). A method missing
+from the table is allowed to admins only (deny by default). Membership rules
+(only maintainers move a head) are checked by the service, not here.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from hub.domain import Account, Role
+from hub.errors import PermissionDenied, Unauthenticated
+
+__all__ = ["PUBLIC_PREFIXES", "ROLE_RULES", "authorize", "bearer_token", "is_public", "new_token", "short_name"]
+
+_ALL = frozenset(Role)
+_AUTHORS = frozenset({Role.DESIGNER, Role.ADMIN})
+
+ROLE_RULES: dict[str, frozenset[Role]] = {
+    "Accounts.WhoAmI": _ALL,
+    "Designs.MissingBlobs": _AUTHORS,
+    "Designs.UploadBlob": _AUTHORS,
+    "Designs.Push": _AUTHORS,
+    "Designs.Fork": _AUTHORS,
+    "Designs.AcceptProposal": _AUTHORS,
+    "Designs.DeclineProposal": _AUTHORS,
+    "Designs.AddMaintainer": _AUTHORS,
+    "Designs.DownloadBlob": _ALL,
+    "Designs.GetDesign": _ALL,
+    "Designs.GetRevision": _ALL,
+    "Designs.Log": _ALL,
+    "Designs.Search": _ALL,
+    "Designs.ListProposals": _ALL,
+    "Records.GetRecord": _ALL,
+    "Records.Export": _ALL,
+}
+
+# Standard services that must answer without a token (health checks, grpcurl list).
+PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.v1alpha.", "/grpc.reflection.v1.")
+
+TOKEN_PREFIX = "spf_"
+
+
+def new_token() -> str:
+    """A fresh bearer token (shown once; the hub keeps only its hash)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def short_name(full_method: str) -> str:
+    """"/spimeforge.v1.Designs/Push" → "Designs.Push"."""
+    service, _, method = full_method.lstrip("/").partition("/")
+    return f"{service.rsplit('.', 1)[-1]}.{method}"
+
+
+def is_public(full_method: str) -> bool:
+    """Whether a method is served without authentication."""
+    return full_method.startswith(PUBLIC_PREFIXES)
+
+
+def bearer_token(metadata: list[tuple[str, str | bytes]] | tuple[tuple[str, str | bytes], ...]) -> str:
+    """Extract the token of an ``authorization: Bearer …`` header.
+
+    Raises:
+        Unauthenticated: the header is missing or not a bearer token.
+    """
+    for key, value in metadata:
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+    raise Unauthenticated(
+        "no token: set SPIME_TOKEN or pass --token (get one with `spime-hub user add NAME --role ROLE`)"
+    )
+
+
+def authorize(full_method: str, account: Account | None) -> Account:
+    """Check that an account may call a method.
+
+    Raises:
+        Unauthenticated: the token matched no account.
+        PermissionDenied: the account's role may not call this method.
+    """
+    if account is None:
+        raise Unauthenticated("unknown or revoked token: ask the hub's admin for a new one")
+    name = short_name(full_method)
+    allowed = ROLE_RULES.get(name, frozenset({Role.ADMIN}))
+    if account.role not in allowed and account.role is not Role.ADMIN:
+        roles = ", ".join(sorted(r.value for r in allowed)) or "admin"
+        raise PermissionDenied(f"{name} needs role {roles}; {account.name} is {account.role.value}")
+    return account

@@ -1,0 +1,72 @@
+"""Hub settings: read once, validated with ranges, frozen."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.errors import InvalidArgument
+
+__all__ = ["HubConfig", "default_data_dir", "parse_listen"]
+
+MB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory ($XDG_DATA_HOME/spimeforge or ~/.local/share/spimeforge)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "spimeforge"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split HOST:PORT (IPv6 as [::1]:PORT).
+
+    Raises:
+        InvalidArgument: not HOST:PORT with a port in 0..65535.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise InvalidArgument(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7443")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """Everything `spime-hub serve` needs, validated at construction.
+
+    Attributes:
+        data_dir: SQLite database, blobs, temp files.
+        listen: HOST:PORT (port 0 = pick a free one).
+        database_url: empty = SQLite in data_dir; else postgresql://…
+        tls_cert, tls_key: PEM files; both or neither.
+        max_blob_bytes: upload limit per blob.
+        grace_s: graceful-stop period.
+        future_skew_s, past_skew_s: accepted distance of a push's created_at from now.
+        printability_timeout_s: per-mesh limit of the push-time check.
+    """
+
+    data_dir: Path
+    listen: str = "127.0.0.1:7443"
+    database_url: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_blob_bytes: int = 512 * MB
+    grace_s: float = 10.0
+    future_skew_s: int = 300
+    past_skew_s: int = 7 * 86400
+    printability_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidArgument("give both --tls-cert and --tls-key, or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise InvalidArgument(f"TLS file {path} does not exist")
+        if not 1 <= self.max_blob_bytes <= 1 << 40:
+            raise InvalidArgument("--max-blob-mb must be between 1 byte and 1 TiB")
+        if not 0 <= self.grace_s <= 3600:
+            raise InvalidArgument("grace period must be 0..3600 s")
+        if self.database_url and not self.database_url.startswith(("postgresql", "sqlite")):
+            raise InvalidArgument("--database must be postgresql://… or sqlite:///…")

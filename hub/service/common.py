@@ -1,0 +1,38 @@
+"""Shared pieces of the use cases: the clock, time formats, the caller."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from hub.errors import InvalidArgument
+
+__all__ = ["Clock", "format_time", "parse_time", "system_clock"]
+
+Clock = Callable[[], dt.datetime]
+_RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def system_clock() -> dt.datetime:
+    """Now, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def format_time(moment: dt.datetime) -> str:
+    """RFC 3339 UTC with seconds precision and "Z"."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, field: str = "created_at") -> dt.datetime:
+    """Parse RFC 3339 UTC "YYYY-MM-DDTHH:MM:SSZ".
+
+    Raises:
+        InvalidArgument: any other format.
+    """
+    if not isinstance(text, str) or not _RFC3339_Z.match(text):
+        raise InvalidArgument(f"{field} {text!r:.40} must be RFC 3339 UTC like 2026-01-31T12:00:00Z")
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field} {text!r} is not a real date and time") from exc

@@ -1,0 +1,312 @@
+"""Use cases of the design commons: push, read, search, proposals, maintainers.
+
+The only hub code that combines store calls with the pure rules (manifest,
+licences, provenance). Blocking store calls run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from hub import provenance
+from hub.domain import SLUG_PATTERN, Account, Design, FileEntry, PrintabilityRecord, Proposal, Revision, RevisionKind
+from hub.errors import (
+    FailedPrecondition,
+    IntegrityError,
+    InvalidArgument,
+    InvalidManifest,
+    NotFound,
+    PermissionDenied,
+    StaleHead,
+)
+from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
+from hub.service.common import Clock, format_time, parse_time
+from hub.store.blobs import BlobStore, check_sha256
+from hub.store.designs import DesignMeta, DesignStore
+
+__all__ = ["DesignService", "PushRequest", "PushResult", "check_slug", "meta_of"]
+
+MAX_FILES = 10_000
+MESH_SUFFIXES = (".stl", ".obj", ".3mf")
+
+# (blob path, file name within the revision) -> report as plain data with at least "ok"
+PrintabilityCheck = Callable[[str, str], Mapping[str, object]]
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequest:
+    design: str
+    parent_ids: tuple[str, ...]
+    manifest_toml: str
+    files: tuple[FileEntry, ...]
+    created_at: str
+    message: str
+    signature: bytes = b""
+    public_key: bytes = b""
+    create: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    revision_id: str
+    is_proposal: bool = False
+    proposal_id: str = ""
+    unchanged: bool = False
+    reports: tuple[PrintabilityRecord, ...] = ()
+
+
+def check_slug(slug: str, what: str = "design") -> str:
+    """Raises: InvalidArgument: not a slug like "calibration-cube"."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
+        raise InvalidArgument(
+            f"{what} name {slug!r:.80} is not a slug: 2-63 lowercase letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    return slug
+
+
+def meta_of(manifest: Manifest) -> DesignMeta:
+    """What a design row shows of a manifest."""
+    return DesignMeta(manifest.title, manifest.description, manifest.license, manifest.tags)
+
+
+def check_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
+    """Validate the file list of a push.
+
+    Raises:
+        InvalidArgument: an unsafe or duplicate path, a malformed hash or size.
+    """
+    if len(files) > MAX_FILES:
+        raise InvalidArgument(f"a revision holds at most {MAX_FILES} files, got {len(files)}")
+    seen: set[str] = set()
+    for entry in files:
+        safe_relative_path(entry.path)
+        if entry.path == MANIFEST_NAME:
+            raise InvalidArgument(f"{MANIFEST_NAME} travels as manifest_toml, not as a file")
+        if entry.path in seen:
+            raise InvalidArgument(f"file {entry.path!r} is listed twice")
+        seen.add(entry.path)
+        check_sha256(entry.sha256)
+        if entry.size < 0:
+            raise InvalidArgument(f"file {entry.path!r} has a negative size")
+    return tuple(files)
+
+
+class DesignService:
+    """Designs, revisions, proposals and maintainers."""
+
+    def __init__(self, designs: DesignStore, blobs: BlobStore, clock: Clock, *,
+                 future_skew_s: int = 300, past_skew_s: int = 7 * 86400,
+                 printability: PrintabilityCheck | None = None, printability_timeout_s: float = 60.0,
+                 printability_max_bytes: int = 32 << 20) -> None:
+        self.designs, self.blobs, self.clock = designs, blobs, clock
+        self.future_skew = dt.timedelta(seconds=future_skew_s)
+        self.past_skew = dt.timedelta(seconds=past_skew_s)
+        self.printability = printability
+        self.printability_timeout_s = printability_timeout_s
+        self.printability_max_bytes = printability_max_bytes
+
+    def _now(self) -> str:
+        return format_time(self.clock())
+
+    # -- push ----------------------------------------------------------------
+
+    async def push(self, caller: Account, req: PushRequest) -> PushResult:
+        """Create a revision from uploaded blobs (a head move, a proposal, or nothing).
+
+        Raises:
+            InvalidArgument: bad slug, manifest, licence, paths, time, or a forged signature.
+            NotFound: the design does not exist (and create is false).
+            AlreadyExists: create is true but the design exists.
+            FailedPrecondition: blobs are missing or a parent is unknown.
+            StaleHead: the first parent is not the head.
+        """
+        manifest = self._validate(req)
+        await self._require_blobs(req.files)
+        rid = provenance.revision_id(
+            req.parent_ids, manifest.to_dict(), req.files, caller.name, req.created_at, req.message
+        )
+        if req.signature or req.public_key:
+            provenance.verify_signature(req.public_key, rid, req.signature)
+        if req.create:
+            return await self._create(caller, req, manifest, rid)
+        return await self._push_existing(caller, req, manifest, rid)
+
+    def _validate(self, req: PushRequest) -> Manifest:
+        check_slug(req.design)
+        manifest = parse_manifest(req.manifest_toml)
+        if manifest.name != req.design:
+            raise InvalidManifest(f"manifest name {manifest.name!r} does not match the design {req.design!r}")
+        check_files(req.files)
+        missing = missing_files(manifest, [f.path for f in req.files])
+        if missing:
+            raise InvalidManifest(f"{MANIFEST_NAME} names files the push does not contain: {', '.join(missing)}")
+        self._check_time(req.created_at)
+        if req.create and req.parent_ids:
+            raise InvalidArgument("a new design's first revision has no parents; push without parent ids")
+        if not req.create and not req.parent_ids:
+            raise InvalidArgument("give the parent revision id (the head you pulled), or push with create")
+        return manifest
+
+    def _check_time(self, created_at: str) -> None:
+        moment, now = parse_time(created_at), self.clock()
+        if moment > now + self.future_skew or moment < now - self.past_skew:
+            raise InvalidArgument(
+                f"created_at {created_at} is too far from the hub's time {format_time(now)}; check your clock"
+            )
+
+    async def _require_blobs(self, files: Sequence[FileEntry]) -> None:
+        missing = await asyncio.to_thread(self.blobs._thd_missing, [f.sha256 for f in files])
+        if missing:
+            names = [f.path for f in files if f.sha256 in set(missing)]
+            raise FailedPrecondition(
+                f"the hub lacks the blobs of {', '.join(names[:10])}{' …' if len(names) > 10 else ''}: "
+                "upload them first (MissingBlobs, then UploadBlob)"
+            )
+        for entry in files:
+            size = await asyncio.to_thread(self.blobs._thd_size, entry.sha256)
+            if size != entry.size:
+                raise IntegrityError(f"file {entry.path} declares {entry.size} bytes but its blob has {size}")
+
+    def _revision(self, caller: Account, req: PushRequest, rid: str, kind: RevisionKind) -> Revision:
+        return Revision(
+            id=rid, design=req.design, parent_ids=req.parent_ids, manifest_toml=req.manifest_toml,
+            files=tuple(sorted(req.files, key=lambda f: f.path)), author=caller.name, created_at=req.created_at,
+            message=req.message, kind=kind, signature=req.signature, public_key=req.public_key,
+        )
+
+    async def _create(self, caller: Account, req: PushRequest, manifest: Manifest, rid: str) -> PushResult:
+        revision = self._revision(caller, req, rid, RevisionKind.PUSH)
+        await asyncio.to_thread(self.designs._thd_create, req.design, meta_of(manifest), revision, caller.name, self._now())
+        return PushResult(rid, reports=await self._check_printability(revision))
+
+    async def _push_existing(self, caller: Account, req: PushRequest, manifest: Manifest, rid: str) -> PushResult:
+        design = await asyncio.to_thread(self.designs._thd_get_design, req.design)
+        head = await asyncio.to_thread(self.designs._thd_get_revision, req.design, "")
+        if _same_content(head, manifest, req.files):
+            return PushResult(head.id, unchanged=True, reports=head.reports)
+        await self._check_parents(req, design)
+        if caller.name in design.maintainers:
+            revision = self._revision(caller, req, rid, RevisionKind.PUSH)
+            await asyncio.to_thread(self.designs._thd_advance, req.design, req.parent_ids[0], revision, meta_of(manifest), self._now())
+            return PushResult(rid, reports=await self._check_printability(revision))
+        revision = self._revision(caller, req, rid, RevisionKind.PROPOSAL)
+        proposal_id = "p-" + secrets.token_hex(6)
+        await asyncio.to_thread(self.designs._thd_propose, req.design, req.parent_ids[0], revision, proposal_id, self._now())
+        return PushResult(rid, is_proposal=True, proposal_id=proposal_id, reports=await self._check_printability(revision))
+
+    async def _check_parents(self, req: PushRequest, design: Design) -> None:
+        if req.parent_ids[0] != design.head_revision_id:
+            raise StaleHead(f"design {design.slug} moved to {design.head_revision_id}; pull first, then push again")
+        for parent in req.parent_ids[1:]:
+            if await asyncio.to_thread(self.designs._thd_revision_by_id, parent) is None:
+                raise FailedPrecondition(f"parent revision {parent} is not on this hub")
+
+    async def _check_printability(self, revision: Revision) -> tuple[PrintabilityRecord, ...]:
+        if self.printability is None:
+            return ()
+        meshes = [f for f in revision.files if f.path.lower().endswith(MESH_SUFFIXES)]
+        reports = [r for r in [await self._check_one(f) for f in meshes] if r is not None]
+        if reports:
+            await asyncio.to_thread(self.designs._thd_store_reports, revision.id, reports)
+        return tuple(reports)
+
+    async def _check_one(self, entry: FileEntry) -> PrintabilityRecord | None:
+        assert self.printability is not None
+        if entry.size > self.printability_max_bytes:
+            return PrintabilityRecord(entry.path, True, {"path": entry.path, "ok": True, "findings": [
+                {"code": "not_checked", "severity": "info", "details": {"size": str(entry.size)},
+                 "message": f"larger than {self.printability_max_bytes >> 20} MiB: not checked at push time; "
+                            "run `spime check` on it"}]})
+        path = str(self.blobs.path(entry.sha256))
+        try:
+            report = await asyncio.wait_for(
+                asyncio.to_thread(self.printability, path, entry.path), self.printability_timeout_s
+            )
+        except TimeoutError:
+            report = {"path": entry.path, "ok": False, "findings": [
+                {"code": "check_timed_out", "severity": "warning",
+                 "message": f"printability check exceeded {self.printability_timeout_s:.0f} s", "details": {}}]}
+        except Exception as exc:  # noqa: BLE001 - a checker bug must not fail the push
+            report = {"path": entry.path, "ok": False, "findings": [
+                {"code": "check_failed", "severity": "warning", "message": str(exc)[:500], "details": {}}]}
+        return PrintabilityRecord(entry.path, bool(report.get("ok", False)), {**report, "path": entry.path})
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get_design(self, slug: str) -> Design:
+        """Raises: NotFound."""
+        return await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+
+    async def get_revision(self, slug: str, revision_id: str) -> Revision:
+        """Raises: NotFound, InvalidArgument."""
+        return await asyncio.to_thread(self.designs._thd_get_revision, check_slug(slug), revision_id)
+
+    async def log(self, slug: str, from_id: str, limit: int) -> list[Revision]:
+        """Raises: NotFound."""
+        return await asyncio.to_thread(self.designs._thd_log, check_slug(slug), from_id, limit)
+
+    async def search(self, text: str, license_id: str, tags: Sequence[str], page_size: int, token: str) -> tuple[list[Design], str]:
+        """A page of matching designs and the next page token ("" at the end).
+
+        Raises:
+            InvalidArgument: a malformed page token or page size.
+        """
+        size = page_size or 50
+        if not 1 <= size <= 500:
+            raise InvalidArgument("page_size must be 1..500")
+        offset = _page_offset(token)
+        found = await asyncio.to_thread(self.designs._thd_search, text, license_id, list(tags), offset, size + 1)
+        more = len(found) > size
+        return found[:size], (str(offset + size) if more else "")
+
+    # -- governance ------------------------------------------------------------
+
+    async def _require_maintainer(self, caller: Account, slug: str) -> Design:
+        design = await self.get_design(slug)
+        if caller.name not in design.maintainers and caller.role.value != "admin":
+            raise PermissionDenied(
+                f"only maintainers of {slug} ({', '.join(design.maintainers)}) may do this; {caller.name} is not one"
+            )
+        return design
+
+    async def list_proposals(self, slug: str, include_closed: bool) -> list[Proposal]:
+        """Raises: NotFound."""
+        return await asyncio.to_thread(self.designs._thd_list_proposals, check_slug(slug), include_closed)
+
+    async def accept(self, caller: Account, slug: str, proposal_id: str) -> tuple[Proposal, Design]:
+        """Raises: NotFound, PermissionDenied, FailedPrecondition."""
+        await self._require_maintainer(caller, slug)
+        proposal = await asyncio.to_thread(self.designs._thd_get_proposal, slug, proposal_id)
+        meta = meta_of(parse_manifest(proposal.revision.manifest_toml))
+        return await asyncio.to_thread(self.designs._thd_accept, slug, proposal_id, caller.name, meta, self._now())
+
+    async def decline(self, caller: Account, slug: str, proposal_id: str, reason: str) -> Proposal:
+        """Raises: NotFound, PermissionDenied, FailedPrecondition."""
+        await self._require_maintainer(caller, slug)
+        return await asyncio.to_thread(self.designs._thd_decline, slug, proposal_id, caller.name, reason, self._now())
+
+    async def add_maintainer(self, caller: Account, slug: str, account: str, exists: Callable[[str], bool]) -> Design:
+        """Raises: NotFound (design or account), PermissionDenied."""
+        await self._require_maintainer(caller, slug)
+        if not await asyncio.to_thread(exists, account):
+            raise NotFound(f"no account named {account!r}")
+        return await asyncio.to_thread(self.designs._thd_add_maintainer, slug, account, caller.name, self._now())
+
+
+def _same_content(head: Revision, manifest: Manifest, files: Sequence[FileEntry]) -> bool:
+    if sorted(head.files, key=lambda f: f.path) != sorted(files, key=lambda f: f.path):
+        return False
+    return parse_manifest(head.manifest_toml).to_dict() == manifest.to_dict()
+
+
+def _page_offset(token: str) -> int:
+    if not token:
+        return 0
+    if not token.isdigit() or len(token) > 9:
+        raise InvalidArgument(f"page token {token!r:.20} is not one this hub issued")
+    return int(token)

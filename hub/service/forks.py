@@ -1,0 +1,154 @@
+"""Fork and remix: a new design whose first revision has the parent revisions as parents.
+
+The licence rules decide first (hub.licenses); the remix's manifest is built
+from its parents (name, licence, derivative_of, merged parts and files) and
+the attribution obligations of every parent, and of their own ancestors,
+travel with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hub import licenses, provenance
+from hub.domain import Account, Attribution, Design, FileEntry, Revision, RevisionKind
+from hub.errors import AlreadyExists, InvalidArgument
+from hub.manifest import dump_manifest, manifest_from_dict, parse_manifest
+from hub.service.common import Clock, format_time
+from hub.service.designs import check_slug, meta_of
+from hub.store.designs import DesignStore
+
+__all__ = ["ForkRequest", "ForkService", "attribution_of"]
+
+MAX_PARENTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRequest:
+    parents: tuple[tuple[str, str], ...]  # (design, revision id or "" for head)
+    name: str
+    license: str = ""
+    message: str = ""
+    title: str = ""
+
+
+def attribution_of(revision: Revision) -> Attribution:
+    """The credit a remix owes one parent revision."""
+    manifest = parse_manifest(revision.manifest_toml)
+    duties = [n for i in licenses.license_ids(manifest.license) for n in licenses.obligations(i).notices()]
+    notice = f'"{manifest.title}" ({revision.design}@{revision.id[:12]}) by {manifest.licensor}, licensed {manifest.license}'
+    if duties:
+        notice += ". Obligations: " + "; ".join(duties)
+    return Attribution(
+        design=revision.design, revision_id=revision.id, title=manifest.title, license=manifest.license,
+        licensor=manifest.licensor, contributors=manifest.contributors, notice=notice,
+    )
+
+
+class ForkService:
+    """Creates remixes under the licence rules."""
+
+    def __init__(self, designs: DesignStore, clock: Clock) -> None:
+        self.designs, self.clock = designs, clock
+
+    async def fork(self, caller: Account, req: ForkRequest) -> tuple[Design, Revision]:
+        """Create the remix design and its first revision.
+
+        Raises:
+            InvalidArgument: bad name, no parents, or several parents without a licence.
+            InvalidLicense: the requested licence does not parse.
+            NotFound: a parent design or revision does not exist.
+            AlreadyExists: the new name is taken.
+            LicenseConflict: a licence rule forbids this remix (names rule and parent).
+        """
+        check_slug(req.name)
+        if not req.parents or len(req.parents) > MAX_PARENTS:
+            raise InvalidArgument(f"a fork needs 1 to {MAX_PARENTS} parents")
+        if await asyncio.to_thread(self.designs._thd_exists, req.name):
+            raise AlreadyExists(f"design {req.name!r} already exists: choose another --name")
+        parents = [await asyncio.to_thread(self.designs._thd_get_revision, check_slug(d), r) for d, r in req.parents]
+        if len({p.id for p in parents}) != len(parents):
+            raise InvalidArgument("the same parent revision is listed twice")
+        target = self._target_license(req, parents)
+        parent_licenses = [(p.design, parse_manifest(p.manifest_toml).license) for p in parents]
+        licenses.check_derivative(parent_licenses, target)
+        attributions = await self._attributions(parents)
+        revision = self._first_revision(caller, req, parents, target, attributions)
+        meta = meta_of(parse_manifest(revision.manifest_toml))
+        now = format_time(self.clock())
+        design = await asyncio.to_thread(self.designs._thd_create, req.name, meta, revision, caller.name, now, attributions)
+        return design, revision
+
+    @staticmethod
+    def _target_license(req: ForkRequest, parents: Sequence[Revision]) -> str:
+        if req.license:
+            return licenses.parse_expression(req.license)
+        if len(parents) > 1:
+            raise InvalidArgument("a remix of several parents needs an explicit --license")
+        return parse_manifest(parents[0].manifest_toml).license
+
+    async def _attributions(self, parents: Sequence[Revision]) -> tuple[Attribution, ...]:
+        found: dict[tuple[str, str], Attribution] = {}
+        for parent in parents:
+            found.setdefault((parent.design, parent.id), attribution_of(parent))
+            upstream = await asyncio.to_thread(self.designs._thd_get_design, parent.design)
+            for inherited in upstream.attributions:
+                found.setdefault((inherited.design, inherited.revision_id), inherited)
+        return tuple(found.values())
+
+    def _first_revision(self, caller: Account, req: ForkRequest, parents: Sequence[Revision], target: str,
+                        attributions: tuple[Attribution, ...]) -> Revision:
+        data, files = _merge(parents)
+        data.update(name=req.name, license=target, licensor=caller.name,
+                    derivative_of=[f"{p.design}@{p.id}" for p in parents])
+        if req.title:
+            data["title"] = req.title
+        manifest = manifest_from_dict(data)
+        created_at = format_time(self.clock())
+        message = req.message or "remix of " + ", ".join(f"{p.design}@{p.id[:12]}" for p in parents)
+        parent_ids = tuple(p.id for p in parents)
+        rid = provenance.revision_id(parent_ids, manifest.to_dict(), files, caller.name, created_at, message)
+        return Revision(
+            id=rid, design=req.name, parent_ids=parent_ids, manifest_toml=dump_manifest(manifest), files=files,
+            author=caller.name, created_at=created_at, message=message, kind=RevisionKind.FORK,
+            attributions=attributions,
+        )
+
+
+def _merge(parents: Sequence[Revision]) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
+    """Merge parents' manifests and files; later parents' clashing paths move under "<design>/"."""
+    first = parse_manifest(parents[0].manifest_toml).to_dict()
+    files = {f.path: f for f in parents[0].files}
+    for parent in parents[1:]:
+        extra = parse_manifest(parent.manifest_toml).to_dict()
+        renames = {f.path: _free_path(files, f, parent.design) for f in parent.files}
+        for old, new in renames.items():
+            entry = next(f for f in parent.files if f.path == old)
+            files[new] = FileEntry(new, entry.sha256, entry.size)
+        _merge_manifest(first, extra, renames, parent.design)
+    first.setdefault("contributors", [])
+    return first, tuple(sorted(files.values(), key=lambda f: f.path))
+
+
+def _free_path(files: dict[str, FileEntry], entry: FileEntry, design: str) -> str:
+    if entry.path not in files or files[entry.path].sha256 == entry.sha256:
+        return entry.path
+    return f"{design}/{entry.path}"
+
+
+def _merge_manifest(into: dict[str, Any], extra: dict[str, Any], renames: dict[str, str], design: str) -> None:
+    names = {part["name"] for part in into["parts"]}
+    for part in extra["parts"]:
+        name = part["name"] if part["name"] not in names else f"{part['name']} ({design})"
+        into["parts"].append({**part, "name": name, "files": [renames.get(f, f) for f in part["files"]]})
+        names.add(name)
+    for key in ("contributors", "tags"):
+        merged = list(dict.fromkeys([*into.get(key, []), *extra.get(key, [])]))
+        if merged:
+            into[key] = merged
+    images = list(dict.fromkeys([*into.get("images", []), *(renames.get(i, i) for i in extra.get("images", []))]))
+    if images:
+        into["images"] = images

@@ -1,0 +1,136 @@
+"""The community record of a design and its exports (PROV-JSON, OKH)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from hub import exports
+from hub.domain import Attribution, Fabrication, LedgerLine, ProposalState, RatingRecord, Revision
+from hub.errors import InvalidArgument
+from hub.service.designs import check_slug
+from hub.store.designs import DesignStore
+from hub.store.records import RecordStore
+
+__all__ = ["CommunityRecord", "Contributor", "LineageEdge", "RecordService"]
+
+MAX_LINEAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Contributor:
+    name: str
+    revisions: int
+    accepted_proposals: int
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEdge:
+    child_design: str
+    child_revision_id: str
+    parent_design: str
+    parent_revision_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityRecord:
+    design: str
+    license: str
+    revision_count: int
+    contributors: tuple[Contributor, ...]
+    lineage: tuple[LineageEdge, ...]
+    fabrications: tuple[Fabrication, ...]
+    ratings: tuple[RatingRecord, ...]
+    ledger: tuple[LedgerLine, ...]
+    attributions: tuple[Attribution, ...]
+
+
+class RecordService:
+    def __init__(self, designs: DesignStore, records: RecordStore) -> None:
+        self.designs, self.records = designs, records
+
+    async def get_record(self, slug: str) -> CommunityRecord:
+        """Raises: NotFound."""
+        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+        revisions = await asyncio.to_thread(self.designs._thd_all_revisions, slug)
+        proposals = await asyncio.to_thread(self.designs._thd_list_proposals, slug, True)
+        lineage = await self._edges(slug, revisions)
+        return CommunityRecord(
+            design=slug, license=design.license, revision_count=design.revision_count,
+            contributors=_contributors(revisions, proposals, design.maintainers), lineage=lineage,
+            fabrications=tuple(await asyncio.to_thread(self.records._thd_fabrications, slug)),
+            ratings=tuple(await asyncio.to_thread(self.records._thd_ratings, slug)),
+            ledger=tuple(await asyncio.to_thread(self.records._thd_ledger, slug)),
+            attributions=design.attributions,
+        )
+
+    async def _edges(self, slug: str, revisions: list[Revision]) -> tuple[LineageEdge, ...]:
+        edges = []
+        for rev in revisions:
+            for parent in rev.parent_ids:
+                upstream = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
+                if upstream is not None and upstream.design != slug:
+                    edges.append(LineageEdge(slug, rev.id, upstream.design, parent))
+        for child, child_rev, parent in await asyncio.to_thread(self.designs._thd_forks_of, [r.id for r in revisions]):
+            edges.append(LineageEdge(child, child_rev, slug, parent))
+        return tuple(edges)
+
+    async def export(self, slug: str, revision_id: str, fmt: str) -> tuple[str, bytes]:
+        """(media type, document) of a design's PROV-JSON lineage or OKH manifest.
+
+        Raises:
+            NotFound: no such design or revision.
+            InvalidArgument: unknown format.
+        """
+        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+        revision = await asyncio.to_thread(self.designs._thd_get_revision, slug, revision_id)
+        if fmt == "okh":
+            return exports.OKH_MEDIA_TYPE, exports.okh_manifest(design, revision)
+        if fmt == "prov":
+            lineage = await self._lineage(slug, revision)
+            return exports.PROV_MEDIA_TYPE, exports.prov_json(lineage)
+        raise InvalidArgument(f"unknown export format {fmt!r}: use prov or okh")
+
+    async def _lineage(self, slug: str, start: Revision) -> exports.Lineage:
+        seen: dict[str, Revision] = {}
+        todo = [start]
+        while todo and len(seen) < MAX_LINEAGE:
+            rev = todo.pop()
+            if rev.id in seen:
+                continue
+            seen[rev.id] = rev
+            for parent in rev.parent_ids:
+                if parent not in seen:
+                    found = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
+                    if found is not None:
+                        todo.append(found)
+        proposals = await asyncio.to_thread(self.designs._thd_list_proposals, slug, True)
+        ordered = sorted(seen.values(), key=lambda r: (r.created_at, r.id))
+        return exports.Lineage(slug, ordered, proposals)
+
+
+def _contributors(revisions: list[Revision], proposals: list, maintainers: tuple[str, ...]) -> tuple[Contributor, ...]:  # type: ignore[type-arg]
+    names: dict[str, dict[str, object]] = {}
+
+    def entry(name: str) -> dict[str, object]:
+        return names.setdefault(name, {"revisions": 0, "accepted": 0, "roles": set()})
+
+    accepted = {p.revision.id for p in proposals if p.state is ProposalState.ACCEPTED}
+    for rev in revisions:
+        if rev.kind.value != "proposal" or rev.id in accepted:
+            e = entry(rev.author)
+            e["revisions"] = int(e["revisions"]) + 1  # type: ignore[call-overload]
+            e["roles"].add("author")  # type: ignore[attr-defined]
+    for proposal in proposals:
+        if proposal.state is ProposalState.ACCEPTED:
+            e = entry(proposal.author)
+            e["accepted"] = int(e["accepted"]) + 1  # type: ignore[call-overload]
+        if proposal.decided_by:
+            entry(proposal.decided_by)["roles"].add("reviewer")  # type: ignore[attr-defined]
+    for name in maintainers:
+        entry(name)["roles"].add("maintainer")  # type: ignore[attr-defined]
+    return tuple(
+        Contributor(n, int(e["revisions"]), int(e["accepted"]), tuple(sorted(e["roles"])))  # type: ignore[call-overload, arg-type]
+        for n, e in sorted(names.items())
+    )

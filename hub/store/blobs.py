@@ -1,0 +1,210 @@
+"""Content-addressed blob store on a local directory, and the blobs table.
+
+Files live at ``blobs/ab/cdef…`` under the data directory. An upload streams
+into a temporary file under ``blobs/tmp/`` while its SHA-256 is computed; only
+when the bytes match the declared hash and size is the file fsynced and
+renamed into place, so a blob is either wholly present or absent. Nothing here
+holds a whole file in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from hub.errors import IntegrityError, InvalidArgument, NotFound, ResourceExhausted
+from hub.store import schema
+from hub.store.engine import connect, write
+
+__all__ = ["BlobStore", "Upload", "check_sha256"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+READ_CHUNK = 1 << 20
+
+
+def check_sha256(value: str) -> str:
+    """Return a lowercase 64-hex SHA-256 or raise.
+
+    Raises:
+        InvalidArgument: the value is not 64 lowercase hex digits.
+    """
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise InvalidArgument(f"{value!r:.80} is not a SHA-256 (64 lowercase hex digits)")
+    return value
+
+
+class Upload:
+    """One blob being received: a temp file, a running hash and a byte count."""
+
+    def __init__(self, store: BlobStore, sha256: str, declared_size: int, limit: int) -> None:
+        self._store, self.sha256, self.declared_size, self._limit = store, sha256, declared_size, limit
+        self._hash = hashlib.sha256()
+        self.received = 0
+        fd, name = tempfile.mkstemp(prefix="up-", dir=store.tmp_dir)
+        self._file = os.fdopen(fd, "wb")
+        self.temp_path = Path(name)
+
+    def write(self, data: bytes) -> None:
+        """Append a chunk (blocking I/O: call from a worker thread).
+
+        Raises:
+            ResourceExhausted: more bytes than the limit.
+            IntegrityError: more bytes than declared.
+        """
+        self.received += len(data)
+        if self.received > self._limit:
+            raise ResourceExhausted(
+                f"blob {self.sha256[:12]} exceeds the hub's upload limit of {self._limit} bytes"
+            )
+        if self.received > self.declared_size:
+            raise IntegrityError(f"blob {self.sha256[:12]}: more bytes than the declared {self.declared_size}")
+        self._hash.update(data)
+        self._file.write(data)
+
+    def finish(self) -> int:
+        """Verify, fsync and move the blob into place; returns its size.
+
+        Raises:
+            IntegrityError: size or hash differ from what was declared (temp file removed).
+        """
+        try:
+            self._verify()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final = self._store.path(self.sha256)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.temp_path, final)
+            return self.received
+        finally:
+            self.abort()
+
+    def _verify(self) -> None:
+        if self.received != self.declared_size:
+            raise IntegrityError(
+                f"blob {self.sha256[:12]}: received {self.received} bytes, declared {self.declared_size}; "
+                "nothing was stored, upload it again"
+            )
+        actual = self._hash.hexdigest()
+        if actual != self.sha256:
+            raise IntegrityError(
+                f"blob bytes hash to {actual[:12]}…, not the declared {self.sha256[:12]}…; nothing was stored"
+            )
+
+    def abort(self) -> None:
+        """Close and remove the temp file (idempotent)."""
+        if not self._file.closed:
+            self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+
+class BlobStore:
+    """Blob files under ``root`` plus their rows in the ``blobs`` table."""
+
+    def __init__(self, root: Path, engine: sa.Engine, max_blob_bytes: int) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = engine
+        self.max_blob_bytes = max_blob_bytes
+
+    def path(self, sha256: str) -> Path:
+        """Where a blob's bytes live."""
+        return self.root / sha256[:2] / sha256[2:]
+
+    def _thd_missing(self, hashes: Iterable[str]) -> list[str]:
+        """The hashes (in the given order, deduplicated) with no stored blob.
+
+        Raises:
+            InvalidArgument: a hash is malformed.
+        """
+        wanted = list(dict.fromkeys(check_sha256(h) for h in hashes))
+        with connect(self.engine) as conn:
+            known = set(conn.scalars(sa.select(schema.blobs.c.sha256).where(schema.blobs.c.sha256.in_(wanted))))
+        return [h for h in wanted if h not in known or not self.path(h).exists()]
+
+    def _thd_begin(self, sha256: str, declared_size: int) -> Upload:
+        """Start receiving a blob.
+
+        Raises:
+            InvalidArgument: the hash is malformed.
+            ResourceExhausted: the declared size is over the limit.
+        """
+        check_sha256(sha256)
+        if declared_size > self.max_blob_bytes:
+            raise ResourceExhausted(
+                f"blob of {declared_size} bytes exceeds the hub's upload limit of {self.max_blob_bytes} bytes"
+            )
+        return Upload(self, sha256, declared_size, self.max_blob_bytes)
+
+    def _thd_commit(self, upload: Upload, now: str) -> int:
+        """Finish an upload and record the blob; returns its size.
+
+        Raises:
+            IntegrityError: bytes do not match the declared hash or size.
+        """
+        size = upload.finish()
+        self._thd_record(upload.sha256, size, now)
+        return size
+
+    def _thd_record(self, sha256: str, size: int, now: str) -> None:
+        with write(self.engine) as conn:
+            exists = conn.scalar(sa.select(sa.func.count()).where(schema.blobs.c.sha256 == sha256))
+            if not exists:
+                conn.execute(sa.insert(schema.blobs).values(sha256=sha256, size=size, created_at=now))
+
+    def _thd_size(self, sha256: str) -> int:
+        """The size of a stored blob.
+
+        Raises:
+            NotFound: no such blob.
+        """
+        check_sha256(sha256)
+        path = self.path(sha256)
+        if not path.exists():
+            raise NotFound(f"blob {sha256[:12]} is not on this hub")
+        return path.stat().st_size
+
+    def _thd_read(self, sha256: str, offset: int, length: int = READ_CHUNK) -> bytes:
+        """Read one chunk of a blob from an offset (empty at the end).
+
+        Raises:
+            NotFound: no such blob.
+        """
+        with self._open(sha256) as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    def _open(self, sha256: str):  # type: ignore[no-untyped-def]
+        check_sha256(sha256)
+        try:
+            return open(self.path(sha256), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"blob {sha256[:12]} is not on this hub") from exc
+
+    def _thd_sha256_of(self, sha256: str) -> str | None:
+        """Re-hash a stored blob (None when missing), streaming."""
+        path = self.path(sha256)
+        if not path.exists():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(READ_CHUNK), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def temp_files(self) -> list[Path]:
+        """Leftover temporary upload files (tests assert there are none)."""
+        return sorted(self.tmp_dir.iterdir())
+
+    def iter_chunks(self, sha256: str, offset: int = 0) -> Iterator[bytes]:
+        """Blocking chunk iterator (used by exports and verification)."""
+        with self._open(sha256) as handle:
+            handle.seek(offset)
+            yield from iter(lambda: handle.read(READ_CHUNK), b"")

@@ -1,0 +1,358 @@
+"""The designs aggregate: designs, revisions (files, parents, reports), maintainers, proposals.
+
+Every change of a head is a compare-and-set inside one write transaction, so
+two pushes racing on the same parent cannot both win: the loser gets StaleHead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from hub.domain import (
+    Attribution,
+    Design,
+    FileEntry,
+    PrintabilityRecord,
+    Proposal,
+    ProposalState,
+    Revision,
+    RevisionKind,
+)
+from hub.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, StaleHead
+from hub.store import schema
+from hub.store.engine import connect, write
+
+__all__ = ["DesignMeta", "DesignStore"]
+
+d, r, rp, rf = schema.designs, schema.revisions, schema.revision_parents, schema.revision_files
+m, p, rep = schema.maintainers, schema.proposals, schema.printability_reports
+
+
+@dataclass(frozen=True, slots=True)
+class DesignMeta:
+    """What the designs row shows of its head revision."""
+
+    title: str
+    description: str
+    license: str
+    tags: tuple[str, ...]
+
+
+def _attr_json(items: Sequence[Attribution]) -> str:
+    return json.dumps([dataclasses.asdict(a) for a in items], sort_keys=True)
+
+
+def _attr_load(text: str) -> tuple[Attribution, ...]:
+    return tuple(Attribution(**{**a, "contributors": tuple(a["contributors"])}) for a in json.loads(text or "[]"))
+
+
+class DesignStore:
+    """One connector for designs and everything that belongs to them."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- reads -------------------------------------------------------------
+
+    def _thd_get_design(self, slug: str) -> Design:
+        """Raises: NotFound: no such design."""
+        with connect(self.engine) as conn:
+            return self._design(conn, slug)
+
+    def _thd_exists(self, slug: str) -> bool:
+        with connect(self.engine) as conn:
+            return conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)) > 0
+
+    def _thd_get_revision(self, slug: str, revision_id: str = "") -> Revision:
+        """A revision by id or unique prefix (>= 8 hex digits); empty = head.
+
+        Raises:
+            NotFound: no such design or revision.
+            InvalidArgument: the prefix is too short or ambiguous.
+        """
+        with connect(self.engine) as conn:
+            return self._revision(conn, self._resolve(conn, slug, revision_id))
+
+    def _thd_revision_by_id(self, revision_id: str) -> Revision | None:
+        with connect(self.engine) as conn:
+            exists = conn.scalar(sa.select(sa.func.count()).where(r.c.id == revision_id))
+            return self._revision(conn, revision_id) if exists else None
+
+    def _thd_log(self, slug: str, from_id: str = "", limit: int = 0) -> list[Revision]:
+        """Revisions from the head (or from_id) back along first parents within the design.
+
+        Raises:
+            NotFound: no such design or revision.
+        """
+        with connect(self.engine) as conn:
+            current: str | None = self._resolve(conn, slug, from_id)
+            out: list[Revision] = []
+            while current and (limit == 0 or len(out) < limit):
+                rev = self._revision(conn, current)
+                if rev.design != slug:
+                    break
+                out.append(rev)
+                current = rev.parent_ids[0] if rev.parent_ids else None
+            return out
+
+    def _thd_search(self, text: str, license_id: str, tags: Sequence[str], offset: int, limit: int) -> list[Design]:
+        query = sa.select(d.c.slug).order_by(d.c.slug).offset(offset).limit(limit)
+        for word in text.lower().split():
+            query = query.where(d.c.search_text.contains(word, autoescape=True))
+        if license_id:
+            query = query.where(d.c.license.contains(license_id, autoescape=True))
+        for tag in tags:
+            query = query.where(sa.exists().where(schema.design_tags.c.design == d.c.slug, schema.design_tags.c.tag == tag))
+        with connect(self.engine) as conn:
+            return [self._design(conn, slug) for slug in conn.scalars(query)]
+
+    def _thd_maintainers(self, slug: str) -> tuple[str, ...]:
+        with connect(self.engine) as conn:
+            return self._maintainers(conn, slug)
+
+    def _thd_list_proposals(self, slug: str, include_closed: bool) -> list[Proposal]:
+        """Raises: NotFound: no such design."""
+        with connect(self.engine) as conn:
+            self._require_design(conn, slug)
+            query = sa.select(p).where(p.c.design == slug).order_by(p.c.created_at, p.c.id)
+            if not include_closed:
+                query = query.where(p.c.state == ProposalState.OPEN.value)
+            return [self._proposal(conn, row) for row in conn.execute(query)]
+
+    def _thd_get_proposal(self, slug: str, proposal_id: str) -> Proposal:
+        with connect(self.engine) as conn:
+            return self._proposal(conn, self._proposal_row(conn, slug, proposal_id))
+
+    def _thd_all_revisions(self, slug: str) -> list[Revision]:
+        """Every revision stored for a design (pushes, forks and proposals), oldest first."""
+        with connect(self.engine) as conn:
+            self._require_design(conn, slug)
+            ids = conn.scalars(sa.select(r.c.id).where(r.c.design == slug).order_by(r.c.seq))
+            return [self._revision(conn, i) for i in list(ids)]
+
+    def _thd_forks_of(self, revision_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(child design, child revision, parent revision) for revisions of other designs citing these."""
+        query = (
+            sa.select(r.c.design, r.c.id, rp.c.parent_id)
+            .join(rp, rp.c.revision_id == r.c.id)
+            .where(rp.c.parent_id.in_(list(revision_ids)), r.c.kind == RevisionKind.FORK.value)
+        )
+        with connect(self.engine) as conn:
+            return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+    # -- writes ------------------------------------------------------------
+
+    def _thd_create(self, slug: str, meta: DesignMeta, revision: Revision, creator: str, now: str,
+                    attributions: Sequence[Attribution] = ()) -> Design:
+        """Create a design whose head is its first revision; the creator is its maintainer.
+
+        Raises:
+            AlreadyExists: the slug is taken.
+        """
+        with write(self.engine) as conn:
+            if conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)):
+                raise AlreadyExists(f"design {slug!r} already exists: push to it, or fork it under a new name")
+            conn.execute(sa.insert(d).values(
+                slug=slug, title=meta.title, description=meta.description, license=meta.license,
+                head_revision_id=None, created_by=creator, created_at=now, updated_at=now,
+                attributions=_attr_json(attributions), search_text=_search_text(slug, meta),
+            ))
+            self._set_tags(conn, slug, meta.tags)
+            conn.execute(sa.insert(m).values(design=slug, account=creator, position=0, added_by=creator, added_at=now))
+            self._insert_revision(conn, revision, now)
+            conn.execute(sa.update(d).where(d.c.slug == slug).values(head_revision_id=revision.id))
+            return self._design(conn, slug)
+
+    def _thd_advance(self, slug: str, expected_head: str, revision: Revision, meta: DesignMeta, now: str) -> Design:
+        """Store a revision and move the head to it if the head is still ``expected_head``.
+
+        Raises:
+            NotFound: no such design.
+            StaleHead: the head moved; nothing was stored.
+        """
+        with write(self.engine) as conn:
+            self._cas_head(conn, slug, expected_head)
+            self._insert_revision(conn, revision, now)
+            self._move_head(conn, slug, revision.id, meta, now)
+            return self._design(conn, slug)
+
+    def _thd_propose(self, slug: str, base: str, revision: Revision, proposal_id: str, now: str) -> Proposal:
+        """Store a revision as an open proposal against ``base``.
+
+        Raises:
+            NotFound: no such design.
+        """
+        with write(self.engine) as conn:
+            self._require_design(conn, slug)
+            self._insert_revision(conn, revision, now)
+            conn.execute(sa.insert(p).values(
+                id=proposal_id, design=slug, revision_id=revision.id, base_revision_id=base,
+                author=revision.author, state=ProposalState.OPEN.value, created_at=now,
+            ))
+            return self._proposal(conn, self._proposal_row(conn, slug, proposal_id))
+
+    def _thd_accept(self, slug: str, proposal_id: str, by: str, meta: DesignMeta, now: str) -> tuple[Proposal, Design]:
+        """Make an open proposal the head (only if its base is still the head).
+
+        Raises:
+            NotFound: no such design or proposal.
+            FailedPrecondition: the proposal is closed, or the head moved since it was made.
+        """
+        with write(self.engine) as conn:
+            row = self._open_proposal(conn, slug, proposal_id)
+            head = conn.scalar(sa.select(d.c.head_revision_id).where(d.c.slug == slug))
+            if head != row.base_revision_id:
+                raise FailedPrecondition(
+                    f"proposal {proposal_id} was made against {row.base_revision_id[:12]} but design {slug} "
+                    f"moved to {str(head)[:12]}; the author must pull and propose again"
+                )
+            self._move_head(conn, slug, row.revision_id, meta, now)
+            self._close(conn, proposal_id, ProposalState.ACCEPTED, by, "", now)
+            return self._proposal(conn, self._proposal_row(conn, slug, proposal_id)), self._design(conn, slug)
+
+    def _thd_decline(self, slug: str, proposal_id: str, by: str, reason: str, now: str) -> Proposal:
+        """Raises: NotFound, FailedPrecondition (already closed)."""
+        with write(self.engine) as conn:
+            self._open_proposal(conn, slug, proposal_id)
+            self._close(conn, proposal_id, ProposalState.DECLINED, by, reason, now)
+            return self._proposal(conn, self._proposal_row(conn, slug, proposal_id))
+
+    def _thd_add_maintainer(self, slug: str, account: str, by: str, now: str) -> Design:
+        """Raises: NotFound: no such design."""
+        with write(self.engine) as conn:
+            self._require_design(conn, slug)
+            current = self._maintainers(conn, slug)
+            if account not in current:
+                conn.execute(sa.insert(m).values(design=slug, account=account, position=len(current), added_by=by, added_at=now))
+            return self._design(conn, slug)
+
+    def _thd_store_reports(self, revision_id: str, reports: Sequence[PrintabilityRecord]) -> None:
+        with write(self.engine) as conn:
+            for report in reports:
+                conn.execute(sa.delete(rep).where(rep.c.revision_id == revision_id, rep.c.path == report.path))
+                conn.execute(sa.insert(rep).values(
+                    revision_id=revision_id, path=report.path, ok=report.ok, report=json.dumps(dict(report.report)),
+                ))
+
+    # -- helpers -----------------------------------------------------------
+
+    def _cas_head(self, conn: sa.Connection, slug: str, expected: str) -> None:
+        head = conn.scalar(sa.select(d.c.head_revision_id).where(d.c.slug == slug).with_for_update())
+        if head is None and not conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)):
+            raise NotFound(f"no design named {slug!r}")
+        if head != expected:
+            raise StaleHead(f"design {slug} moved to {head}; pull first, then push again")
+
+    def _move_head(self, conn: sa.Connection, slug: str, revision_id: str, meta: DesignMeta, now: str) -> None:
+        conn.execute(sa.update(d).where(d.c.slug == slug).values(
+            head_revision_id=revision_id, title=meta.title, description=meta.description,
+            license=meta.license, updated_at=now, search_text=_search_text(slug, meta),
+        ))
+        self._set_tags(conn, slug, meta.tags)
+
+    @staticmethod
+    def _set_tags(conn: sa.Connection, slug: str, tags: Sequence[str]) -> None:
+        conn.execute(sa.delete(schema.design_tags).where(schema.design_tags.c.design == slug))
+        for tag in dict.fromkeys(tags):
+            conn.execute(sa.insert(schema.design_tags).values(design=slug, tag=tag))
+
+    def _insert_revision(self, conn: sa.Connection, rev: Revision, now: str) -> None:
+        if conn.scalar(sa.select(sa.func.count()).where(r.c.id == rev.id)):
+            return
+        seq = (conn.scalar(sa.select(sa.func.max(r.c.seq)).where(r.c.design == rev.design)) or 0) + 1
+        conn.execute(sa.insert(r).values(
+            id=rev.id, design=rev.design, seq=seq, manifest_toml=rev.manifest_toml, author=rev.author,
+            created_at=rev.created_at, message=rev.message, signature=rev.signature, public_key=rev.public_key,
+            kind=rev.kind.value, attributions=_attr_json(rev.attributions), stored_at=now,
+        ))
+        for position, parent in enumerate(rev.parent_ids):
+            conn.execute(sa.insert(rp).values(revision_id=rev.id, position=position, parent_id=parent))
+        for entry in rev.files:
+            conn.execute(sa.insert(rf).values(revision_id=rev.id, path=entry.path, sha256=entry.sha256, size=entry.size))
+
+    def _close(self, conn: sa.Connection, pid: str, state: ProposalState, by: str, reason: str, now: str) -> None:
+        conn.execute(sa.update(p).where(p.c.id == pid).values(state=state.value, decided_by=by, reason=reason, decided_at=now))
+
+    def _open_proposal(self, conn: sa.Connection, slug: str, pid: str) -> sa.Row:  # type: ignore[type-arg]
+        row = self._proposal_row(conn, slug, pid)
+        if row.state != ProposalState.OPEN.value:
+            raise FailedPrecondition(f"proposal {pid} of {slug} is already {row.state}")
+        return row
+
+    @staticmethod
+    def _proposal_row(conn: sa.Connection, slug: str, pid: str) -> sa.Row:  # type: ignore[type-arg]
+        row = conn.execute(sa.select(p).where(p.c.id == pid, p.c.design == slug)).first()
+        if row is None:
+            raise NotFound(f"design {slug} has no proposal {pid!r}; list them with `spime proposals {slug}`")
+        return row
+
+    @staticmethod
+    def _require_design(conn: sa.Connection, slug: str) -> sa.Row:  # type: ignore[type-arg]
+        row = conn.execute(sa.select(d).where(d.c.slug == slug)).first()
+        if row is None:
+            raise NotFound(f"no design named {slug!r}; push it with --create or search with `spime search`")
+        return row
+
+    def _resolve(self, conn: sa.Connection, slug: str, revision_id: str) -> str:
+        row = self._require_design(conn, slug)
+        if not revision_id:
+            return str(row.head_revision_id)
+        if len(revision_id) < 8 or any(c not in "0123456789abcdef" for c in revision_id):
+            raise InvalidArgument(f"revision {revision_id!r}: give at least 8 lowercase hex digits")
+        ids = list(conn.scalars(sa.select(r.c.id).where(r.c.design == slug, r.c.id.startswith(revision_id)).limit(2)))
+        if not ids:
+            raise NotFound(f"design {slug} has no revision {revision_id}")
+        if len(ids) > 1:
+            raise InvalidArgument(f"revision prefix {revision_id} is ambiguous in {slug}: give more digits")
+        return ids[0]
+
+    def _maintainers(self, conn: sa.Connection, slug: str) -> tuple[str, ...]:
+        return tuple(conn.scalars(sa.select(m.c.account).where(m.c.design == slug).order_by(m.c.position)))
+
+    def _design(self, conn: sa.Connection, slug: str) -> Design:
+        row = self._require_design(conn, slug)
+        tags = tuple(conn.scalars(sa.select(schema.design_tags.c.tag).where(schema.design_tags.c.design == slug).order_by(schema.design_tags.c.tag)))
+        count = conn.scalar(sa.select(sa.func.count()).where(r.c.design == slug, r.c.kind != RevisionKind.PROPOSAL.value))
+        first = conn.scalar(sa.select(r.c.id).where(r.c.design == slug).order_by(r.c.seq).limit(1))
+        forked_from: tuple[str, ...] = ()
+        if first is not None and conn.scalar(sa.select(r.c.kind).where(r.c.id == first)) == RevisionKind.FORK.value:
+            forked_from = tuple(conn.scalars(sa.select(rp.c.parent_id).where(rp.c.revision_id == first).order_by(rp.c.position)))
+        return Design(
+            slug=row.slug, title=row.title, description=row.description, license=row.license,
+            head_revision_id=row.head_revision_id or "", maintainers=self._maintainers(conn, slug), tags=tags,
+            forked_from=forked_from, created_at=row.created_at, updated_at=row.updated_at,
+            revision_count=int(count or 0), attributions=_attr_load(row.attributions),
+        )
+
+    def _revision(self, conn: sa.Connection, revision_id: str) -> Revision:
+        row = conn.execute(sa.select(r).where(r.c.id == revision_id)).first()
+        if row is None:
+            raise NotFound(f"no revision {revision_id}")
+        parents = tuple(conn.scalars(sa.select(rp.c.parent_id).where(rp.c.revision_id == revision_id).order_by(rp.c.position)))
+        files = tuple(FileEntry(x.path, x.sha256, int(x.size)) for x in conn.execute(sa.select(rf).where(rf.c.revision_id == revision_id).order_by(rf.c.path)))
+        reports = tuple(
+            PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
+            for x in conn.execute(sa.select(rep).where(rep.c.revision_id == revision_id).order_by(rep.c.path))
+        )
+        return Revision(
+            id=row.id, design=row.design, parent_ids=parents, manifest_toml=row.manifest_toml, files=files,
+            author=row.author, created_at=row.created_at, message=row.message, kind=RevisionKind(row.kind),
+            signature=bytes(row.signature), public_key=bytes(row.public_key), reports=reports,
+            attributions=_attr_load(row.attributions),
+        )
+
+    def _proposal(self, conn: sa.Connection, row: sa.Row) -> Proposal:  # type: ignore[type-arg]
+        return Proposal(
+            id=row.id, design=row.design, revision=self._revision(conn, row.revision_id), author=row.author,
+            state=ProposalState(row.state), base_revision_id=row.base_revision_id, decided_by=row.decided_by,
+            reason=row.reason, created_at=row.created_at, decided_at=row.decided_at,
+        )
+
+
+def _search_text(slug: str, meta: DesignMeta) -> str:
+    return " ".join([slug, meta.title, meta.description, *meta.tags]).lower()

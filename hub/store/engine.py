@@ -1,0 +1,97 @@
+"""Engine setup for both backends and Alembic migrations.
+
+The only dialect-specific code of the store: SQLite gets WAL, synchronous=NORMAL,
+a busy timeout, foreign keys, and transactions opened by us (pysqlite's own
+implicit BEGIN is disabled) so a write transaction can take the write lock up
+front with BEGIN IMMEDIATE. PostgreSQL runs through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from hub.errors import InvalidArgument, StorageError
+
+__all__ = ["connect", "make_engine", "migrate", "sqlite_url", "write"]
+
+BUSY_TIMEOUT_MS = 10_000
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The URL of the embedded database inside a data directory."""
+    return f"sqlite:///{Path(data_dir).resolve() / 'hub.sqlite3'}"
+
+
+def _on_sqlite_connect(dbapi_conn: object, _record: object) -> None:
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _on_sqlite_begin(conn: sa.Connection) -> None:
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> sa.Engine:
+    """Create an engine for a sqlite:/// or postgresql+psycopg:// URL.
+
+    Raises:
+        InvalidArgument: the URL names another backend.
+    """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _on_sqlite_connect)
+        sa.event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    if url.startswith("postgresql+psycopg://"):
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    raise InvalidArgument(f"unsupported database URL {url.split(':')[0]!r}: use sqlite:/// or postgresql://")
+
+
+@contextlib.contextmanager
+def write(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success.
+
+    Raises:
+        StorageError: the database failed (not a constraint of ours).
+    """
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        yield conn
+
+
+@contextlib.contextmanager
+def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read transaction."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def _alembic_config(engine: sa.Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema up to the newest Alembic revision.
+
+    Raises:
+        StorageError: a migration failed.
+    """
+    try:
+        command.upgrade(_alembic_config(engine), "head")
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"database migration failed: {exc}") from exc
