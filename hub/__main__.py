@@ -30,7 +30,7 @@ from hub.errors import HubError
 from hub.service import AccountService, BlobService, DesignService, ForkService, Hub, RecordService
 from hub.service.accounts import parse_role
 from hub.service.common import Clock, system_clock
-from hub.store import open_store
+from hub.store import Store, open_store
 
 __all__ = ["compose", "main", "serve"]
 
@@ -65,7 +65,10 @@ def setup_logging(level: int = logging.INFO) -> None:
 class Composed:
     hub: Hub
     config: HubConfig
-    close: Any
+    store: Store
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _printability_check() -> Any:
@@ -100,7 +103,7 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
         forks=ForkService(store.designs, clock),
         records=RecordService(store.designs, store.records),
     )
-    return Composed(hub, config, store.close)
+    return Composed(hub, config, store)
 
 
 async def serve(config: HubConfig, ready_file: Path | None = None) -> None:

@@ -1,0 +1,187 @@
+"""An in-process grpc.aio hub for API tests, and helpers to push designs through real stubs.
+
+The server runs on its own event loop in a background thread, on 127.0.0.1
+port 0; tests talk to it with ordinary (blocking) generated stubs and can read
+its store directly to assert that refused calls changed nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from spimeforge.v1 import (
+    accounts_pb2_grpc,
+    common_pb2,
+    designs_pb2,
+    designs_pb2_grpc,
+    records_pb2_grpc,
+)
+
+from hub.__main__ import Composed, compose
+from hub.api.server import HubServer, TlsFiles
+from hub.config import HubConfig
+from hub.domain import Role
+from hub.store import schema
+
+USERS = {"admin": "admin", "alice": "designer", "bob": "designer", "carol": "customer", "olga": "operator"}
+CHUNK = 256 * 1024
+
+
+def now_z(offset_s: int = 0) -> str:
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def manifest_toml(name: str, *, license: str = "CC-BY-4.0", files: tuple[str, ...] = ("cube.stl",),
+                  title: str = "", tags: tuple[str, ...] = ("test",), version: str = "1.0.0",
+                  extra: str = "") -> str:
+    file_list = ", ".join(f'"{f}"' for f in files)
+    tag_list = ", ".join(f'"{t}"' for t in tags)
+    return (
+        f'name = "{name}"\ntitle = "{title or name.title()}"\ndescription = "A test design {name}"\n'
+        f'license = "{license}"\nlicensor = "Test Licensor"\nversion = "{version}"\n'
+        f'function = "testing the hub"\ntags = [{tag_list}]\n{extra}\n'
+        f'[[parts]]\nname = "body"\nfiles = [{file_list}]\nmaterial = "PLA"\nquantity = 1\n'
+    )
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class InProcessHub:
+    """A running in-process hub and blocking stubs to it."""
+
+    composed: Composed
+    server: HubServer
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    address: str
+    tokens: dict[str, str] = field(default_factory=dict)
+    channel: grpc.Channel | None = None
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self.composed.store.designs.engine
+
+    @property
+    def data_dir(self) -> Path:
+        return self.composed.config.data_dir
+
+    def md(self, name: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[name]}"),)
+
+    def add_user(self, name: str, role: str) -> str:
+        self.tokens[name] = self.composed.hub.accounts._thd_add_user(name, Role(role))[1]
+        return self.tokens[name]
+
+    @property
+    def designs(self) -> designs_pb2_grpc.DesignsStub:
+        return designs_pb2_grpc.DesignsStub(self.channel)
+
+    @property
+    def accounts(self) -> accounts_pb2_grpc.AccountsStub:
+        return accounts_pb2_grpc.AccountsStub(self.channel)
+
+    @property
+    def records(self) -> records_pb2_grpc.RecordsStub:
+        return records_pb2_grpc.RecordsStub(self.channel)
+
+    # -- assertions helpers ------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every row of every table, blob files and temp files: equal before/after a refused call."""
+        rows: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for table in schema.metadata.sorted_tables:
+                rows[table.name] = sorted(map(repr, conn.execute(sa.select(table)).all()))
+        blob_root = self.data_dir / "blobs"
+        rows["blob_files"] = sorted(str(p.relative_to(blob_root)) for p in blob_root.rglob("*") if p.is_file())
+        return rows
+
+    def temp_files(self) -> list[Path]:
+        return self.composed.store.blobs.temp_files()
+
+    # -- client helpers ----------------------------------------------------------
+
+    def upload(self, user: str, data: bytes, *, declared: str | None = None, declared_size: int | None = None,
+               chunk: int = CHUNK) -> designs_pb2.UploadBlobResponse:
+        def chunks() -> Iterator[common_pb2.BlobChunk]:
+            total = len(data) if declared_size is None else declared_size
+            first = common_pb2.BlobChunk(sha256=declared or sha(data), total_size=total, offset=0, data=data[:chunk])
+            yield first
+            for offset in range(chunk, len(data), chunk):
+                yield common_pb2.BlobChunk(offset=offset, data=data[offset:offset + chunk])
+
+        return self.designs.UploadBlob(chunks(), metadata=self.md(user), timeout=60)
+
+    def push(self, user: str, design: str, files: Mapping[str, bytes], *, manifest: str | None = None,
+             parents: tuple[str, ...] = (), create: bool = False, message: str = "push",
+             created_at: str | None = None, upload: bool = True, entries: list[common_pb2.FileEntry] | None = None,
+             signature: bytes = b"", public_key: bytes = b"") -> designs_pb2.PushResponse:
+        if upload:
+            missing = set(self.designs.MissingBlobs(
+                designs_pb2.MissingBlobsRequest(sha256=[sha(b) for b in files.values()]), metadata=self.md(user)).sha256)
+            for data in files.values():
+                if sha(data) in missing:
+                    self.upload(user, data)
+                    missing.discard(sha(data))
+        request = self.push_request(design, files, manifest=manifest, parents=parents, create=create,
+                                    message=message, created_at=created_at, entries=entries,
+                                    signature=signature, public_key=public_key)
+        return self.designs.Push(request, metadata=self.md(user), timeout=60)
+
+    @staticmethod
+    def push_request(design: str, files: Mapping[str, bytes], *, manifest: str | None = None,
+                     parents: tuple[str, ...] = (), create: bool = False, message: str = "push",
+                     created_at: str | None = None, entries: list[common_pb2.FileEntry] | None = None,
+                     signature: bytes = b"", public_key: bytes = b"") -> designs_pb2.PushRequest:
+        if entries is None:
+            entries = [common_pb2.FileEntry(path=p, sha256=sha(b), size=len(b)) for p, b in files.items()]
+        return designs_pb2.PushRequest(
+            design=design, parent_ids=list(parents), create=create, message=message,
+            manifest_toml=manifest if manifest is not None else manifest_toml(design, files=tuple(files)),
+            created_at=created_at or now_z(), files=entries, signature=signature, public_key=public_key,
+        )
+
+    def stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        asyncio.run_coroutine_threadsafe(self.server.stop(1.0), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+        self.composed.close()
+
+
+def start_in_process(data_dir: Path, database_url: str = "", *, tls: TlsFiles | None = None,
+                     max_blob_bytes: int = 512 << 20, printability: Any = None,
+                     users: Mapping[str, str] = USERS) -> InProcessHub:
+    """Compose a hub, start its server on a background loop, add the standard users."""
+    config = HubConfig(data_dir=data_dir, database_url=database_url, max_blob_bytes=max_blob_bytes)
+    composed = compose(config, printability=printability)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="hub-loop", daemon=True)
+    thread.start()
+
+    async def _start() -> tuple[HubServer, int]:
+        server = HubServer(composed.hub)
+        return server, await server.start("127.0.0.1:0", tls)
+
+    server, port = asyncio.run_coroutine_threadsafe(_start(), loop).result(timeout=30)
+    hub = InProcessHub(composed, server, loop, thread, f"127.0.0.1:{port}")
+    for name, role in users.items():
+        hub.add_user(name, role)
+    if tls is None:
+        hub.channel = grpc.insecure_channel(hub.address)
+    return hub

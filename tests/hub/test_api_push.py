@@ -1,0 +1,252 @@
+"""Push through the real API: the happy path and every bad-input case of issue 2.
+
+Each refusal asserts the gRPC status AND that the stored data is unchanged.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from spimeforge.v1 import common_pb2, designs_pb2
+
+from hub import provenance
+from hub.manifest import parse_manifest
+from tests.hub.harness import InProcessHub, manifest_toml, now_z, sha
+
+CUBE = b"solid cube\nendsolid cube\n" * 10
+README = b"# readme\n"
+
+
+def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def _refused(api: InProcessHub, call, code: grpc.StatusCode, words: str = "") -> str:  # type: ignore[no-untyped-def]
+    before = api.snapshot()
+    got, details = _code(call)
+    assert got == code, details
+    assert words.lower() in details.lower(), details
+    assert api.snapshot() == before
+    assert api.temp_files() == []
+    return details
+
+
+def _created(api: InProcessHub, user: str = "alice", design: str = "cube") -> str:
+    response = api.push(user, design, {"cube.stl": CUBE, "README.md": README}, create=True)
+    return response.revision_id
+
+
+def test_push_creates_design_and_revision_id_matches_provenance(api: InProcessHub) -> None:
+    created_at = now_z()
+    response = api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at=created_at, message="first")
+    manifest = parse_manifest(manifest_toml("cube"))
+    expected = provenance.revision_id(
+        [], manifest.to_dict(), [provenance.FileEntry("cube.stl", sha(CUBE), len(CUBE))], "alice", created_at, "first"
+    )
+    assert response.revision_id == expected and not response.is_proposal and not response.unchanged
+    design = api.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=api.md("carol"))
+    assert design.head_revision_id == expected and list(design.maintainers) == ["alice"]
+    assert design.license == "CC-BY-4.0" and design.revision_count == 1
+
+
+def test_repush_same_content_is_unchanged_and_sends_no_blobs(api: InProcessHub) -> None:
+    head = _created(api)
+    files = {"cube.stl": CUBE, "README.md": README}
+    missing = api.designs.MissingBlobs(
+        designs_pb2.MissingBlobsRequest(sha256=[sha(b) for b in files.values()]), metadata=api.md("alice"))
+    assert list(missing.sha256) == []
+    before = api.snapshot()
+    again = api.push("alice", "cube", files, parents=(head,), upload=False, message="again")
+    assert again.unchanged and again.revision_id == head
+    assert api.snapshot() == before
+
+
+def test_push_moves_head_and_log_follows_first_parents(api: InProcessHub) -> None:
+    first = _created(api)
+    second = api.push("alice", "cube", {"cube.stl": CUBE * 2, "README.md": README}, parents=(first,)).revision_id
+    log = api.designs.Log(designs_pb2.LogRequest(design="cube"), metadata=api.md("carol"))
+    assert [r.id for r in log.revisions] == [second, first]
+    rev = api.designs.GetRevision(designs_pb2.GetRevisionRequest(design="cube", revision_id=second[:10]), metadata=api.md("olga"))
+    assert rev.id == second and list(rev.parent_ids) == [first]
+
+
+def test_upload_dedupes_and_download_round_trips(api: InProcessHub) -> None:
+    data = bytes(range(256)) * 5000
+    first = api.upload("alice", data, chunk=100_000)
+    second = api.upload("alice", data)
+    assert (first.size, first.already_present, second.already_present) == (len(data), False, True)
+    chunks = list(api.designs.DownloadBlob(designs_pb2.DownloadBlobRequest(sha256=sha(data)), metadata=api.md("carol")))
+    assert b"".join(c.data for c in chunks) == data and chunks[0].total_size == len(data)
+    tail = api.designs.DownloadBlob(designs_pb2.DownloadBlobRequest(sha256=sha(data), offset=1000), metadata=api.md("carol"))
+    assert b"".join(c.data for c in tail) == data[1000:]
+
+
+# -- bad input: manifest and licence --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("manifest", "words"),
+    [
+        ("this is = = not toml", "not valid TOML"),
+        (manifest_toml("cube").replace('licensor = "Test Licensor"\n', ""), "licensor"),
+        (manifest_toml("cube").replace('version = "1.0.0"', "version = 3"), "version"),
+        (manifest_toml("cube") + 'colour = "red"\n', "unknown field"),
+        (manifest_toml("other"), "does not match"),
+        (manifest_toml("cube", files=("missing.stl",)), "missing.stl"),
+    ],
+)
+def test_malformed_or_missing_manifest_fields(api: InProcessHub, manifest: str, words: str) -> None:
+    _created(api)
+    head = api.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=api.md("alice")).head_revision_id
+    api.upload("alice", CUBE * 3)
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE * 3}, manifest=manifest, parents=(head,), upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, words)
+
+
+@pytest.mark.parametrize(("license", "words"), [("Bogus-License-9", "Bogus-License-9"), ("MIT AND (", "malformed")])
+def test_unknown_or_malformed_spdx(api: InProcessHub, license: str, words: str) -> None:
+    manifest = manifest_toml("cube", license=license)
+    api.upload("alice", CUBE)
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, manifest=manifest, create=True, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, words)
+
+
+# -- bad input: file names -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [("../etc/passwd", ".."), ("parts/../../x.stl", ".."), ("/abs/cube.stl", "absolute"),
+     ("nul\x00.stl", "NUL"), ("dir\\cube.stl", "backslash")],
+)
+def test_unsafe_file_names(api: InProcessHub, path: str, words: str) -> None:
+    api.upload("alice", CUBE)
+    entries = [common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE)),
+               common_pb2.FileEntry(path=path, sha256=sha(CUBE), size=len(CUBE))]
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, entries=entries, create=True, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, words)
+
+
+def test_duplicate_file_names(api: InProcessHub) -> None:
+    api.upload("alice", CUBE)
+    entry = common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE))
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, entries=[entry, entry], create=True, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "twice")
+
+
+# -- bad input: blobs -------------------------------------------------------------------
+
+
+def test_blob_whose_bytes_do_not_match_its_hash(api: InProcessHub) -> None:
+    _refused(api, lambda: api.upload("alice", CUBE, declared=sha(b"something else")),
+             grpc.StatusCode.INVALID_ARGUMENT, "hash")
+    assert api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sha(CUBE)]), metadata=api.md("alice")).sha256
+
+
+def test_blob_shorter_than_declared(api: InProcessHub) -> None:
+    _refused(api, lambda: api.upload("alice", CUBE, declared_size=len(CUBE) + 5), grpc.StatusCode.INVALID_ARGUMENT, "declared")
+
+
+def test_upload_over_the_limit_is_resource_exhausted_and_leaves_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.hub.harness import start_in_process
+
+    api = start_in_process(tmp_path / "small", max_blob_bytes=100_000)
+    try:
+        big = b"x" * 300_000
+        # declared honestly: refused at the first chunk
+        _refused(api, lambda: api.upload("alice", big), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit")
+        # declared small but streaming more: refused while streaming, temp file removed
+        _refused(api, lambda: api.upload("alice", big, declared_size=50_000), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit")
+        assert not any((api.data_dir / "blobs").glob("??/*"))
+    finally:
+        api.stop()
+
+
+def test_push_with_missing_blobs_lists_them(api: InProcessHub) -> None:
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, upload=False),
+             grpc.StatusCode.FAILED_PRECONDITION, "cube.stl")
+
+
+def test_declared_size_differs_from_blob(api: InProcessHub) -> None:
+    api.upload("alice", CUBE)
+    entries = [common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE) + 1)]
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, entries=entries, create=True, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "bytes")
+
+
+# -- bad input: history, time, signatures, designs ---------------------------------------
+
+
+def test_stale_parent_is_aborted_with_pull_first(api: InProcessHub) -> None:
+    first = _created(api)
+    second = api.push("alice", "cube", {"cube.stl": CUBE * 2}, parents=(first,)).revision_id
+    api.upload("alice", CUBE * 3)
+    details = _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE * 3}, parents=(first,), upload=False),
+                       grpc.StatusCode.ABORTED, "pull first")
+    assert second in details
+
+
+def test_created_at_far_from_now(api: InProcessHub) -> None:
+    api.upload("alice", CUBE)
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at=now_z(86400), upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "clock")
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at="yesterday", upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339")
+
+
+def test_signed_push_verifies_and_forged_signature_is_refused(api: InProcessHub) -> None:
+    key = provenance.generate_private_key()
+    public = provenance.public_key_of(key)
+    created_at = now_z()
+    files = {"cube.stl": CUBE}
+    manifest = parse_manifest(manifest_toml("cube")).to_dict()
+    rid = provenance.revision_id([], manifest, [provenance.FileEntry("cube.stl", sha(CUBE), len(CUBE))], "alice", created_at, "signed")
+    forged = provenance.sign(provenance.generate_private_key(), rid)
+    api.upload("alice", CUBE)
+    _refused(api, lambda: api.push("alice", "cube", files, create=True, created_at=created_at, message="signed",
+                                   signature=forged, public_key=public, upload=False), grpc.StatusCode.INVALID_ARGUMENT, "signature")
+    good = api.push("alice", "cube", files, create=True, created_at=created_at, message="signed",
+                    signature=provenance.sign(key, rid), public_key=public)
+    assert good.revision_id == rid
+    rev = api.designs.GetRevision(designs_pb2.GetRevisionRequest(design="cube"), metadata=api.md("carol"))
+    assert rev.signature and rev.public_key == public
+
+
+def test_push_to_a_missing_design_is_not_found(api: InProcessHub) -> None:
+    api.upload("bob", CUBE)
+    _refused(api, lambda: api.push("bob", "ghost", {"cube.stl": CUBE}, parents=("a" * 64,), upload=False),
+             grpc.StatusCode.NOT_FOUND, "ghost")
+
+
+def test_create_an_existing_design_is_already_exists(api: InProcessHub) -> None:
+    _created(api)
+    api.upload("bob", CUBE * 5)
+    _refused(api, lambda: api.push("bob", "cube", {"cube.stl": CUBE * 5}, create=True, upload=False),
+             grpc.StatusCode.ALREADY_EXISTS, "cube")
+
+
+def test_bad_slug(api: InProcessHub) -> None:
+    api.upload("alice", CUBE)
+    _refused(api, lambda: api.push("alice", "Bad Name", {"cube.stl": CUBE}, manifest=manifest_toml("cube"), create=True, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "slug")
+
+
+# -- authentication and roles -------------------------------------------------------------
+
+
+def test_unauthenticated_and_unknown_token(api: InProcessHub) -> None:
+    request = api.push_request("cube", {"cube.stl": CUBE}, create=True)
+    _refused(api, lambda: api.designs.Push(request), grpc.StatusCode.UNAUTHENTICATED, "token")
+    _refused(api, lambda: api.designs.Push(request, metadata=(("authorization", "Bearer spf_nope"),)),
+             grpc.StatusCode.UNAUTHENTICATED, "unknown")
+    _refused(api, lambda: api.designs.Push(request, metadata=(("authorization", "Basic abc"),)),
+             grpc.StatusCode.UNAUTHENTICATED, "bearer")
+
+
+@pytest.mark.parametrize("user", ["carol", "olga"])
+def test_wrong_role_cannot_push_or_upload(api: InProcessHub, user: str) -> None:
+    _refused(api, lambda: api.push(user, "cube", {"cube.stl": CUBE}, create=True, upload=False),
+             grpc.StatusCode.PERMISSION_DENIED, "designer")
+    _refused(api, lambda: api.upload(user, CUBE), grpc.StatusCode.PERMISSION_DENIED, "designer")
