@@ -92,9 +92,10 @@ class ToolError(SlicerBridgeError):
         self.stderr = stderr
         self.timed_out = timed_out
         self.reason = reason or self._default_reason()
-        # A signal from outside (OOM killer, shutdown) may not recur; a clean non-zero
-        # exit or a time limit on the same input will.
-        self.retryable = returncode is not None and returncode < 0
+        # SIGKILL/SIGTERM come from outside (OOM killer, shutdown) and may not recur; a
+        # clean non-zero exit, a crash (SIGABRT, SIGSEGV) or a time limit on the same
+        # input will.
+        self.retryable = returncode in (-9, -15)
         super().__init__(self._render())
 
     def _default_reason(self) -> str:
@@ -152,6 +153,7 @@ class GcodeMetadata:
         first_layer_height_mm: The first layer's height.
         slicer_name: For example "PrusaSlicer".
         slicer_version: For example "2.5.0".
+        max_z_mm: Height of the top layer (0.0 when the G-code marks no layers).
     """
 
     estimated_seconds: float
@@ -163,6 +165,7 @@ class GcodeMetadata:
     first_layer_height_mm: float
     slicer_name: str
     slicer_version: str
+    max_z_mm: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import re
 
 from slicer_bridge.base import GcodeMetadata, SlicerBridgeError
 
-__all__ = ["GcodeMetadataError", "parse_duration", "parse_gcode_metadata"]
+__all__ = ["GcodeMetadataError", "gcode_setting", "parse_duration", "parse_gcode_metadata"]
 
 # The statistics and the config block together are ~15 KB; leave ample room.
 _TAIL_BYTES = 512 * 1024
@@ -99,4 +99,26 @@ def parse_gcode_metadata(gcode: bytes) -> GcodeMetadata:
         first_layer_height_mm=_first_layer(values, layer_height),
         slicer_name=header.group(1).decode("utf-8", "replace"),
         slicer_version=header.group(2).decode("utf-8", "replace"),
+        max_z_mm=_top_z(gcode),
     )
+
+
+def _top_z(gcode: bytes) -> float:
+    start = gcode.rfind(b"\n;Z:")
+    if start < 0:
+        return 0.0
+    line = gcode[start + 4 : gcode.find(b"\n", start + 1)]
+    try:
+        return float(line)
+    except ValueError as exc:
+        raise GcodeMetadataError(f"';Z:{line!r}' is not a height") from exc
+
+
+def gcode_setting(gcode: bytes, key: str) -> str | None:
+    """The value of one config key PrusaSlicer appended to its G-code, or None.
+
+    Args:
+        gcode: The G-code's bytes (only the tail is read).
+        key: A config key, e.g. "max_print_height".
+    """
+    return _comments(gcode[-_TAIL_BYTES:]).get(key)

@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from slicer_bridge.base import GcodeMetadata, SliceRequest, SliceResult, SlicerError
-from slicer_bridge.gcode_meta import GcodeMetadataError, parse_gcode_metadata
+from slicer_bridge.base import GcodeMetadata, SliceRequest, SlicerError, SliceResult
+from slicer_bridge.gcode_meta import GcodeMetadataError, gcode_setting, parse_gcode_metadata
 from slicer_bridge.run import Completed, run
 
 __all__ = ["PrusaSlicer", "build_slice_argv", "override_args", "parse_version"]
@@ -20,6 +20,7 @@ __all__ = ["PrusaSlicer", "build_slice_argv", "override_args", "parse_version"]
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _VERSION = re.compile(r"PrusaSlicer-(\d+\.\d+\.\d+\S*)")
 _GCODE_NAME = "output.gcode"
+_Z_TOLERANCE_MM = 1e-3
 
 
 def override_args(overrides: Mapping[str, str]) -> list[str]:
@@ -121,13 +122,24 @@ class PrusaSlicer:
             argv = build_slice_argv(self.binary, request, gcode_path)
         except ValueError as exc:
             raise SlicerError((), None, "", "", reason=str(exc)) from exc
+        gcode_path.unlink(missing_ok=True)  # never read a previous slice's output
         done = await run(argv, timeout_s=self.timeout_s)
         return SliceResult(gcode_path, await asyncio.to_thread(_read_metadata, done, gcode_path))
 
 
 def _read_metadata(done: Completed, gcode_path: Path) -> GcodeMetadata:
     try:
-        return parse_gcode_metadata(gcode_path.read_bytes())
-    except (OSError, GcodeMetadataError) as exc:
+        gcode = gcode_path.read_bytes()
+        meta = parse_gcode_metadata(gcode)
+        height = float(gcode_setting(gcode, "max_print_height") or "inf")
+    except (OSError, ValueError, GcodeMetadataError) as exc:
         raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
                           reason=f"PrusaSlicer exited 0 but its G-code is unusable: {exc}") from exc
+    # PrusaSlicer 2.5's CLI slices an object taller than the printer without a word.
+    if meta.max_z_mm > height + _Z_TOLERANCE_MM:
+        gcode_path.unlink(missing_ok=True)
+        raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
+                          reason=f"the object is {meta.max_z_mm:g} mm tall but the printer's "
+                          f"build height (max_print_height) is {height:g} mm; scale or "
+                          f"rotate it, or choose a larger printer")
+    return meta

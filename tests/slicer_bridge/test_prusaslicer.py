@@ -81,7 +81,7 @@ def test_golden_gcode_metadata() -> None:
     assert parse_gcode_metadata(GCODE.read_bytes()) == GcodeMetadata(
         estimated_seconds=58.0, filament_mm=23.08, filament_g=0.07, filament_cm3=0.06,
         layer_count=10, layer_height_mm=0.2, first_layer_height_mm=0.2,
-        slicer_name="PrusaSlicer", slicer_version="2.5.0",
+        slicer_name="PrusaSlicer", slicer_version="2.5.0", max_z_mm=2.0,
     )
 
 
@@ -98,7 +98,7 @@ def test_multi_extruder_sums_and_percent_first_layer() -> None:
     assert (meta.filament_mm, meta.filament_g, meta.layer_count) == (15.0, 0.18, 2)
     assert meta.filament_cm3 == pytest.approx(0.15)
     assert (meta.estimated_seconds, meta.first_layer_height_mm) == (3723.0, 0.1)
-    assert meta.slicer_version == "2.6.1"
+    assert (meta.slicer_version, meta.max_z_mm) == ("2.6.1", 0.3)
 
 
 @pytest.mark.parametrize(("cut", "match"), [
@@ -185,6 +185,44 @@ def test_mesh_prusaslicer_cannot_slice(content: bytes, tmp_path: Path) -> None:
     with pytest.raises(SlicerError, match="Loading of a model file failed|empty|wrong size") as info:
         asyncio.run(PrusaSlicer().slice(SliceRequest(mesh, MK3S), tmp_path))
     assert info.value.returncode == 1
+    assert not (tmp_path / "output.gcode").exists()
+
+
+def _box(tmp_path: Path, extents: tuple[float, float, float]) -> Path:
+    path = tmp_path / "box_{}x{}x{}.stl".format(*extents)
+    trimesh.creation.box(extents).export(path)
+    return path
+
+
+def test_object_taller_than_the_printer_is_refused(tmp_path: Path) -> None:
+    mesh = _box(tmp_path, (20, 20, 300))
+    with pytest.raises(SlicerError, match="300 mm tall but the printer's build height") as info:
+        asyncio.run(PrusaSlicer().slice(SliceRequest(mesh, MK3S), tmp_path))
+    assert info.value.returncode == 0 and not (tmp_path / "output.gcode").exists()
+
+
+def test_object_wider_than_the_bed_is_refused_not_retryable(tmp_path: Path) -> None:
+    mesh = _box(tmp_path, (400, 20, 20))
+    with pytest.raises(SlicerError, match="could not fit on the bed") as info:
+        asyncio.run(PrusaSlicer().slice(SliceRequest(mesh, MK3S), tmp_path))
+    assert info.value.returncode is not None and info.value.returncode != 0
+    assert not info.value.retryable  # PrusaSlicer aborts; the same mesh aborts again
+
+
+@pytest.mark.parametrize("extents", [(0.01, 0.01, 0.01), (20, 20, 0.05)])
+def test_object_too_small_or_thin_to_have_layers(
+    extents: tuple[float, float, float], tmp_path: Path
+) -> None:
+    with pytest.raises(SlicerError, match="No layers were detected"):
+        asyncio.run(PrusaSlicer().slice(SliceRequest(_box(tmp_path, extents), MK3S), tmp_path))
+
+
+def test_stale_output_is_never_read(box_stl: Path, tmp_path: Path) -> None:
+    (tmp_path / "output.gcode").write_bytes(GCODE.read_bytes())
+    empty = tmp_path / "empty.stl"
+    empty.write_bytes(b"")
+    with pytest.raises(SlicerError):
+        asyncio.run(PrusaSlicer().slice(SliceRequest(empty, MK3S), tmp_path))
     assert not (tmp_path / "output.gcode").exists()
 
 

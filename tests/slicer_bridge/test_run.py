@@ -111,3 +111,12 @@ def test_many_concurrent_runs() -> None:
         return [d.stdout.strip() for d in await asyncio.gather(*runs)]
 
     assert asyncio.run(main()) == [str(i) for i in range(8)]
+
+
+@pytest.mark.parametrize(("signal_name", "retryable"), [("KILL", True), ("TERM", True),
+                                                        ("ABRT", False), ("SEGV", False)])
+def test_retryable_only_when_killed_from_outside(signal_name: str, retryable: bool) -> None:
+    with pytest.raises(SlicerError) as info:
+        run_sync(["sh", "-c", f"kill -{signal_name} $$"], timeout_s=30)
+    assert info.value.returncode is not None and info.value.returncode < 0
+    assert info.value.retryable is retryable
