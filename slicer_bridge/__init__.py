@@ -8,11 +8,11 @@ from slicer_bridge.base import (
     ParameterError,
     ProfileError,
     RenderError,
-    SliceRequest,
-    SliceResult,
     Slicer,
     SlicerBridgeError,
+    SliceRequest,
     SlicerError,
+    SliceResult,
     ToolError,
     ToolNotFound,
 )

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
-from slicer_bridge.base import GcodeMetadata, SliceRequest, SliceResult, Slicer, SlicerBridgeError
+from slicer_bridge.base import GcodeMetadata, Slicer, SlicerBridgeError, SliceRequest, SliceResult
 
 __all__ = ["CacheError", "SliceCache", "cache_key", "file_sha256", "slice_cached"]
 
