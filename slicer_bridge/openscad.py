@@ -14,6 +14,7 @@ above it, and an optional trailing widget comment:
     shape = "round";  // [round, square]    choices
     grip = 10;        // [10:Small, 20:Large]   labelled choices
     label = "hi";     // 8                  string of at most 8 characters
+    lip = 5;          // [3:10] lip height  text after the widget is the description
     /* [Hidden] */                          later parameters are not for customers
 """
 
@@ -171,18 +172,27 @@ def _range(parts: list[str]) -> dict[str, float]:
     return {"minimum": numbers[0], "step": numbers[1], "maximum": numbers[2]}
 
 
-def _widget(kind: ParamKind, comment: str) -> dict[str, object]:
+def _split_widget(comment: str) -> tuple[str, str]:
+    """The leading `[...]` of a trailing comment, and the text after it (a description)."""
     comment = comment.strip()
-    if kind is ParamKind.STRING and re.fullmatch(r"\d+", comment):
-        return {"max_length": int(comment)}
-    if not (comment.startswith("[") and comment.endswith("]")) or kind is ParamKind.BOOL:
-        return {}
-    body = comment[1:-1]
+    end = comment.find("]")
+    if comment.startswith("[") and end > 0:
+        return comment[: end + 1], comment[end + 1 :].strip()
+    return "", comment
+
+
+def _widget(kind: ParamKind, comment: str) -> tuple[dict[str, object], str]:
+    if kind is ParamKind.STRING and re.fullmatch(r"\s*\d+\s*", comment):
+        return {"max_length": int(comment)}, ""
+    widget, text = _split_widget(comment)
+    if not widget or kind is ParamKind.BOOL:
+        return {}, text
+    body = widget[1:-1]
     parts = [p.strip() for p in body.split(":")]
     numeric = kind in (ParamKind.NUMBER, ParamKind.VECTOR)
     if numeric and "," not in body and len(parts) <= 3 and all(_NUMBER.fullmatch(p) for p in parts):
-        return dict(_range(parts))
-    return {"choices": tuple(_choice(i) for i in body.split(",") if i.strip())}
+        return dict(_range(parts)), text
+    return {"choices": tuple(_choice(i) for i in body.split(",") if i.strip())}, text
 
 
 def _strip_block_comments(line: str, in_block: bool) -> tuple[str, bool]:
@@ -244,8 +254,8 @@ def _parameter(code: str, group: str, hidden: bool, description: str) -> Paramet
     if literal is None:
         return None
     kind, default = literal
-    widget = _widget(kind, (match[3] or "").replace("\0", "//"))
-    return Parameter(match[1], kind, default, group, description, hidden=hidden,
+    widget, text = _widget(kind, (match[3] or "").replace("\0", "//"))
+    return Parameter(match[1], kind, default, group, description or text, hidden=hidden,
                      **widget)  # type: ignore[arg-type]
 
 

@@ -191,3 +191,32 @@ def test_missing_design_and_missing_binary(tmp_path: Path) -> None:
     with pytest.raises(ToolNotFound, match="ops/install.sh"):
         asyncio.run(render_scad(SCAD / "empty.scad", {}, 10, tmp_path / "x.stl",
                                 binary="openscad-not-installed"))
+
+
+# ------------------------------------------------ the project's own designs
+
+DESIGNS = sorted((Path(__file__).resolve().parents[2] / "designs").glob("*/*.scad"))
+
+
+def test_trailing_text_after_the_widget_is_the_description() -> None:
+    schema = parse_parameters("lip_h = 5; // [3:10] height of the lip\nw = 2; // just words\n")
+    lip = schema.get("lip_h")
+    assert lip is not None and (lip.minimum, lip.maximum) == (3.0, 10.0)
+    assert lip.description == "height of the lip"
+    assert schema.get("w").description == "just words"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("scad", DESIGNS, ids=[p.parent.name for p in DESIGNS])
+def test_shipped_design_renders_with_its_defaults(scad: Path, tmp_path: Path) -> None:
+    schema = parse_parameters(scad.read_text())
+    assert schema.visible(), f"{scad.name} declares no customizer parameters"
+    out = asyncio.run(render_scad(scad, {}, 120, tmp_path / "out.stl"))
+    assert trimesh.load(out, force="mesh").is_watertight
+
+
+def test_calibration_cube_size_parameter(tmp_path: Path) -> None:
+    scad = next(p for p in DESIGNS if p.parent.name == "calibration-cube")
+    out = asyncio.run(render_scad(scad, {"size": 30}, 120, tmp_path / "cube30.stl"))
+    assert np.allclose(trimesh.load(out, force="mesh").extents, [30, 30, 30], atol=0.01)
+    with pytest.raises(ParameterError, match=r"'size': 41 is out of range; .* from 10 to 40"):
+        asyncio.run(render_scad(scad, {"size": 41}, 120, tmp_path / "cube41.stl"))
