@@ -179,7 +179,7 @@ def _decode_targets(text: str) -> tuple[frozenset[str] | None, frozenset[str]]:
     plain, conditional = set(), set()
     for item in text.split(";"):
         name = item.split("(")[0].strip()
-        (conditional if "only if" in item else plain).add(name)
+        (conditional if "(only if" in item else plain).add(name)
     return frozenset(plain), frozenset(conditional)
 
 

@@ -117,7 +117,7 @@ def upgrade() -> None:
     sa.Column('parameters', sa.Text(), server_default='{}', nullable=False),
     sa.Column('material', sa.String(length=32), server_default='', nullable=False),
     sa.Column('quantity', sa.Integer(), server_default='1', nullable=False),
-    sa.Column('paid', sa.Boolean(), server_default=sa.text('0'), nullable=False),
+    sa.Column('paid', sa.Boolean(), server_default=sa.false(), nullable=False),
     sa.Column('price_currency', sa.String(length=3), server_default='', nullable=False),
     sa.Column('price_minor', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('state', sa.String(length=24), nullable=False),
