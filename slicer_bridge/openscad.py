@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,7 +416,9 @@ async def render_scad(
         path: The .scad file; `include`/`use` resolve relative to its folder.
         params: Customer values (see `validate`).
         timeout_s: Time limit; a design that does not finish is killed.
-        out_path: Where to write the STL (default: beside the design, `<stem>.stl`).
+        out_path: Where to write the STL (default: `<stem>.stl` in a fresh temporary
+            directory that the caller owns; never beside the design, which may ship an
+            STL of the same name).
         binary: The openscad program.
 
     Returns:
@@ -429,7 +432,9 @@ async def render_scad(
     """
     scad = Path(path).resolve()
     values = validate(parse_parameters(_read_source(scad)), params)
-    out = (out_path or scad.with_suffix(".stl")).resolve()
+    if out_path is None:
+        out_path = Path(tempfile.mkdtemp(prefix="spime-render-")) / f"{scad.stem}.stl"
+    out = out_path.resolve()
     out.unlink(missing_ok=True)
     argv = render_argv(binary, scad, out, values)
     done = await run(argv, timeout_s=timeout_s, error=RenderError, check=False, cwd=scad.parent)

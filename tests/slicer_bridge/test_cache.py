@@ -209,3 +209,26 @@ def test_bad_bound_and_unusable_root(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(CacheError, match="cannot use"):
         SliceCache(blocker / "cache", 1_000)
+
+
+def test_node_agent_path_render_slice_cache(tmp_path: Path) -> None:
+    """The path the node agent takes: render a parametric design, slice it through the cache."""
+    from slicer_bridge.openscad import render_scad
+    from slicer_bridge.registry import SLICERS
+
+    scad = Path(__file__).resolve().parents[2] / "designs" / "calibration-cube" / \
+        "calibration-cube.scad"
+    cache = SliceCache(tmp_path / "cache", 50_000_000)
+    profile = load_profile("prusa_mini")
+
+    async def job(size: int) -> SliceResult:
+        mesh = await render_scad(scad, {"size": size}, 120, tmp_path / f"cube{size}.stl")
+        return await slice_cached(cache, SLICERS["prusaslicer"], SliceRequest(mesh, profile.ini_path))
+
+    first = asyncio.run(job(15))
+    again = asyncio.run(job(15))
+    other = asyncio.run(job(25))
+    assert not first.cached and again.cached and not other.cached
+    assert first.metadata.layer_count == 75 and first.metadata.max_z_mm == pytest.approx(15)
+    assert other.metadata.filament_g > first.metadata.filament_g
+    assert len(cache) == 2

@@ -220,3 +220,16 @@ def test_calibration_cube_size_parameter(tmp_path: Path) -> None:
     assert np.allclose(trimesh.load(out, force="mesh").extents, [30, 30, 30], atol=0.01)
     with pytest.raises(ParameterError, match=r"'size': 41 is out of range; .* from 10 to 40"):
         asyncio.run(render_scad(scad, {"size": 41}, 120, tmp_path / "cube41.stl"))
+
+
+def test_default_output_is_a_fresh_temporary_file_not_beside_the_design() -> None:
+    scad = next(p for p in DESIGNS if p.parent.name == "calibration-cube")
+    shipped = scad.with_suffix(".stl")
+    before = shipped.stat().st_mtime_ns
+    out = asyncio.run(render_scad(scad, {"size": 12}, 120))
+    try:
+        assert out.parent.name.startswith("spime-render-") and out.name == "calibration-cube.stl"
+        assert shipped.stat().st_mtime_ns == before
+    finally:
+        out.unlink()
+        out.parent.rmdir()
