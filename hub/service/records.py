@@ -105,7 +105,9 @@ class RecordService:
                     found = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
                     if found is not None:
                         todo.append(found)
-        proposals = await asyncio.to_thread(self.designs._thd_list_proposals, slug, True)
+        proposals = []
+        for design in sorted({rev.design for rev in seen.values()}):
+            proposals += await asyncio.to_thread(self.designs._thd_list_proposals, design, True)
         ordered = sorted(seen.values(), key=lambda r: (r.created_at, r.id))
         return exports.Lineage(slug, ordered, proposals)
 

@@ -318,6 +318,7 @@ class DesignStore:
         row = self._require_design(conn, slug)
         tags = tuple(conn.scalars(sa.select(schema.design_tags.c.tag).where(schema.design_tags.c.design == slug).order_by(schema.design_tags.c.tag)))
         count = conn.scalar(sa.select(sa.func.count()).where(r.c.design == slug, r.c.kind != RevisionKind.PROPOSAL.value))
+        count += conn.scalar(sa.select(sa.func.count()).where(p.c.design == slug, p.c.state == ProposalState.ACCEPTED.value))
         first = conn.scalar(sa.select(r.c.id).where(r.c.design == slug).order_by(r.c.seq).limit(1))
         forked_from: tuple[str, ...] = ()
         if first is not None and conn.scalar(sa.select(r.c.kind).where(r.c.id == first)) == RevisionKind.FORK.value:

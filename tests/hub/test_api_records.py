@@ -1,0 +1,82 @@
+"""Community record and exports: PROV-JSON lineage shape and the OKH manifest."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+import grpc
+from spimeforge.v1 import designs_pb2, records_pb2
+
+from tests.hub.harness import InProcessHub, manifest_toml
+
+STL = b"solid s\nendsolid s\n"
+
+
+def _history(api: InProcessHub) -> dict[str, str]:
+    files = ("part.stl",)
+    first = api.push("alice", "bracket", {"part.stl": STL}, manifest=manifest_toml("bracket", license="CC-BY-4.0", files=files), create=True).revision_id
+    second = api.push("alice", "bracket", {"part.stl": STL * 2}, manifest=manifest_toml("bracket", license="CC-BY-4.0", files=files, version="1.1.0"), parents=(first,)).revision_id
+    proposal = api.push("bob", "bracket", {"part.stl": STL * 3}, manifest=manifest_toml("bracket", license="CC-BY-4.0", files=files, version="1.2.0"), parents=(second,))
+    api.designs.AcceptProposal(designs_pb2.AcceptProposalRequest(design="bracket", proposal_id=proposal.proposal_id), metadata=api.md("alice"))
+    fork = api.designs.Fork(designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="bracket")], name="bracket-xl", license="CC-BY-SA-4.0"), metadata=api.md("bob"))
+    return {"first": first, "second": second, "merged": proposal.revision_id, "fork": fork.revision.id}
+
+
+def _export(api: InProcessHub, design: str, fmt: int) -> records_pb2.ExportResponse:
+    return api.records.Export(records_pb2.ExportRequest(design=design, format=fmt), metadata=api.md("carol"))
+
+
+def test_prov_json_of_a_fork_covers_its_whole_lineage(api: InProcessHub) -> None:
+    ids = _history(api)
+    doc = json.loads(_export(api, "bracket-xl", records_pb2.EXPORT_FORMAT_PROV_JSON).document)
+    assert doc["prefix"]["prov"] == "http://www.w3.org/ns/prov#"
+    assert {f"rev:{i}" for i in ids.values()} == set(doc["entity"])
+    assert {"person:alice", "person:bob"} == set(doc["agent"])
+    assert all(a["prov:type"]["$"] == "prov:Person" for a in doc["agent"].values())
+    kinds = {k: v["prov:type"]["$"] for k, v in doc["activity"].items()}
+    assert kinds == {f"act:{ids['first']}": "spime:Push", f"act:{ids['second']}": "spime:Push",
+                     f"act:{ids['merged']}": "spime:Merge", f"act:{ids['fork']}": "spime:Fork"}
+    derivations = {(d["prov:generatedEntity"], d["prov:usedEntity"]): d for d in doc["wasDerivedFrom"].values()}
+    revision = derivations[(f"rev:{ids['second']}", f"rev:{ids['first']}")]
+    assert revision["prov:type"] == {"$": "prov:Revision", "type": "prov:QUALIFIED_NAME"}
+    remix = derivations[(f"rev:{ids['fork']}", f"rev:{ids['merged']}")]
+    assert "prov:type" not in remix and remix["spime:derivation"] == "remix"
+    generated = {g["prov:entity"] for g in doc["wasGeneratedBy"].values()}
+    assert generated == set(doc["entity"])
+    reviewers = [a for a in doc["wasAssociatedWith"].values() if a["prov:hadRole"]["$"] == "spime:maintainer"]
+    assert reviewers == [{"prov:activity": f"act:{ids['merged']}", "prov:agent": "person:alice", "prov:hadRole": {"$": "spime:maintainer", "type": "prov:QUALIFIED_NAME"}}]
+
+
+def test_okh_manifest_has_the_required_fields(api: InProcessHub) -> None:
+    ids = _history(api)
+    response = _export(api, "bracket-xl", records_pb2.EXPORT_FORMAT_OKH)
+    assert response.media_type == "application/toml"
+    okh = tomllib.loads(response.document.decode())
+    for key in ("okhv", "name", "repo", "license", "licensor", "function"):
+        assert okh[key], key
+    assert okh["license"] == "CC-BY-SA-4.0" and okh["licensor"] == "bob" and okh["version"] == "1.2.0"
+    assert okh["forkOf"].endswith(ids["merged"]) and okh["release"] == f"bracket-xl@{ids['fork']}"
+    assert okh["part"] == [{"name": "body", "export": ["part.stl"], "material": "PLA"}]
+
+
+def test_community_record(api: InProcessHub) -> None:
+    ids = _history(api)
+    record = api.records.GetRecord(records_pb2.GetRecordRequest(design="bracket"), metadata=api.md("carol"))
+    people = {c.name: c for c in record.contributors}
+    assert people["alice"].revisions == 2 and set(people["alice"].roles) == {"author", "maintainer", "reviewer"}
+    assert people["bob"].accepted_proposals == 1 and record.revision_count == 3
+    assert [(e.child_design, e.parent_revision_id) for e in record.lineage] == [("bracket-xl", ids["merged"])]
+    fork = api.records.GetRecord(records_pb2.GetRecordRequest(design="bracket-xl"), metadata=api.md("carol"))
+    assert [a.design for a in fork.attributions] == ["bracket"]
+
+
+def test_export_errors(api: InProcessHub) -> None:
+    _history(api)
+    with pytest.raises(grpc.RpcError) as info:
+        _export(api, "nope", records_pb2.EXPORT_FORMAT_OKH)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        _export(api, "bracket", records_pb2.EXPORT_FORMAT_UNSPECIFIED)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

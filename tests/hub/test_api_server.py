@@ -1,0 +1,109 @@
+"""Server plumbing: health, reflection, TLS, error mapping of unexpected failures, WhoAmI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from spimeforge.v1 import accounts_pb2, designs_pb2
+
+from hub import errors
+from hub.api.interceptors import STATUS_OF, status_of
+from hub.api.server import TlsFiles
+from tests.hub.harness import InProcessHub, start_in_process
+
+
+def test_health_reports_serving_without_a_token(api: InProcessHub) -> None:
+    stub = health_pb2_grpc.HealthStub(api.channel)
+    for service in ("", "spimeforge.v1.Designs"):
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_every_service(api: InProcessHub) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(api.channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"spimeforge.v1.Designs", "spimeforge.v1.Accounts", "spimeforge.v1.Records", "grpc.health.v1.Health"} <= names
+
+
+def test_whoami_names_the_caller_and_role(api: InProcessHub) -> None:
+    account = api.accounts.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=api.md("olga"))
+    assert (account.name, account.role) == ("olga", accounts_pb2.ROLE_OPERATOR)
+
+
+def test_unexpected_exception_is_internal_and_server_keeps_serving(api: InProcessHub) -> None:
+    async def boom(slug: str) -> None:
+        raise RuntimeError("a bug")
+
+    real = api.composed.hub.designs.get_design
+    api.composed.hub.designs.get_design = boom  # type: ignore[method-assign]
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            api.designs.GetDesign(designs_pb2.GetDesignRequest(design="x"), metadata=api.md("carol"))
+        assert info.value.code() == grpc.StatusCode.INTERNAL and "a bug" not in info.value.details()
+    finally:
+        api.composed.hub.designs.get_design = real  # type: ignore[method-assign]
+    with pytest.raises(grpc.RpcError) as info:
+        api.designs.GetDesign(designs_pb2.GetDesignRequest(design="nothing-here"), metadata=api.md("carol"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_every_hub_error_has_a_status() -> None:
+    def leaves(cls: type) -> list[type]:
+        return [cls] + [c for sub in cls.__subclasses__() for c in leaves(sub)]
+
+    for cls in leaves(errors.HubError)[1:]:
+        assert status_of(cls("x")) != grpc.StatusCode.UNKNOWN, cls
+    assert status_of(errors.LicenseConflict("x")) == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_of(errors.StaleHead("x")) == grpc.StatusCode.ABORTED
+    assert status_of(errors.AlreadyClaimed("x")) == grpc.StatusCode.ABORTED
+    assert status_of(errors.InvalidTransition("x")) == grpc.StatusCode.FAILED_PRECONDITION
+    assert len(STATUS_OF) == len({cls for cls, _ in STATUS_OF})
+
+
+def _self_signed(directory: Path) -> TlsFiles:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return TlsFiles(directory / "cert.pem", directory / "key.pem")
+
+
+def test_tls_handshake_and_plaintext_refused(tmp_path: Path) -> None:
+    tls = _self_signed(tmp_path)
+    api = start_in_process(tmp_path / "data", tls=tls)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=tls.cert.read_bytes())
+        with grpc.secure_channel(api.address, creds) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            assert stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+            from spimeforge.v1 import accounts_pb2_grpc
+
+            who = accounts_pb2_grpc.AccountsStub(channel).WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=api.md("alice"), timeout=10)
+            assert who.name == "alice"
+        with grpc.insecure_channel(api.address) as plain:
+            with pytest.raises(grpc.RpcError) as info:
+                health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        api.stop()
