@@ -14,7 +14,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 import numpy as np
@@ -105,7 +105,8 @@ class LoadedMesh:
     """A triangle soup or indexed mesh exactly as the file stated it.
 
     Attributes:
-        vertices: (n, 3) float64, in the file's units (3MF: converted to mm).
+        vertices: (n, 3) float32 (binary STL, as stored) or float64, in the file's
+            units (3MF: converted to mm).
         faces: (m, 3) int64 indices into `vertices`, m >= 1.
         format: "stl-binary", "stl-ascii", "obj", "ply" or "3mf".
         notes: Things the loader did that a person should know (triangulated
@@ -113,7 +114,7 @@ class LoadedMesh:
         unit_hint: Unit declared by the file ("millimeter" for 3MF), or "".
     """
 
-    vertices: NDArray[np.float64]
+    vertices: NDArray[np.floating[Any]]
     faces: NDArray[np.int64]
     format: str
     notes: tuple[str, ...] = field(default=())
@@ -228,7 +229,8 @@ def _read_stl(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
         raise MeshFormatError(f"{name}: the file ended early while reading triangles")
     notes = () if size == expected else (
         f"ignored {size - expected:,} bytes after the {count:,} triangles",)
-    vertices = records["vertices"].reshape(-1, 3).astype(np.float64)
+    vertices = records["vertices"].reshape(-1, 3).copy()
+    del records
     faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
     return LoadedMesh(vertices, faces, "stl-binary", notes)
 

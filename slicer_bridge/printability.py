@@ -62,8 +62,8 @@ class Tolerances:
     """Every threshold the checks use, in millimetres and degrees.
 
     Attributes:
-        merge_relative: Vertices closer than this times the largest absolute
-            coordinate are one vertex (absorbs float32 export noise).
+        merge_relative: Vertices in one grid cell of this times the largest
+            extent are one vertex (absorbs float32 export noise); at least 1e-6.
         degenerate_relative: A face whose longest-edge-relative height is below
             this is degenerate (a sliver or a collapsed triangle).
         zero_volume_relative: |volume| below this fraction of the bounding box
@@ -85,7 +85,7 @@ class Tolerances:
         max_body_pairs: Most pairs of bodies tested for overlap.
     """
 
-    merge_relative: float = 1e-7
+    merge_relative: float = 1e-6
     degenerate_relative: float = 1e-6
     zero_volume_relative: float = 1e-4
     max_overhang_deg: float | None = None
@@ -353,27 +353,41 @@ def _group(keys: NDArray[Any]) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
 
 def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray,
                    relative: float) -> tuple[FloatArray, IntArray, int]:
-    """Merge vertices that coincide up to `relative` times the largest |coordinate|.
+    """Merge vertices that fall in the same grid cell of `relative` x the largest extent.
+
+    The grid has at most 2**21 cells per axis, so a cell packs exactly into one
+    uint64 key and one sort finds the duplicates.
 
     Args:
         vertices: (n, 3) float32 or float64.
         faces: (m, 3) int64 into `vertices`.
-        relative: Grid step relative to the largest absolute coordinate.
+        relative: Grid step relative to the largest extent; at least 1e-6.
 
     Returns:
         (k, 3) float64 unique vertices, (m, 3) int64 faces into them, and n - k.
     """
-    scale = float(np.abs(vertices).max()) if len(vertices) else 1.0
-    step = max(scale * relative, np.finfo(np.float64).tiny)
-    quantized = np.empty(vertices.shape, dtype=np.int64)
-    np.rint(vertices / step, out=quantized, casting="unsafe")
-    order, group, first = _group(_hash_rows(quantized))
-    representative = order[first]
-    if not np.array_equal(quantized[representative][group], quantized):
-        _, representative, group = np.unique(quantized, axis=0, return_index=True,
-                                              return_inverse=True)
-    unique = vertices[representative].astype(np.float64)
-    return unique, group.reshape(-1)[faces], len(vertices) - len(unique)
+    low = vertices.min(axis=0)
+    extent = float((vertices.max(axis=0) - low).max())
+    step = max(extent * max(relative, 1e-6), np.finfo(np.float64).tiny)
+    key = np.zeros(len(vertices), dtype=np.uint64)
+    for axis in range(3):
+        # Computed in the input's precision: equal inputs always land in equal cells.
+        cell = np.rint((vertices[:, axis] - low[axis]) * vertices.dtype.type(1.0 / step))
+        key |= cell.astype(np.uint64) << np.uint64(42 - 21 * axis)
+    order, group, first = _group(key)
+    del key
+    unique = vertices[order[first]].astype(np.float64)
+    if faces.base is None and len(faces) * 3 == len(vertices) and _is_identity(faces):
+        merged_faces = group.reshape(-1, 3)
+    else:
+        merged_faces = group[faces]
+    return unique, merged_faces, len(vertices) - len(unique)
+
+
+def _is_identity(faces: IntArray) -> bool:
+    """True when faces is arange(3m).reshape(m, 3): a triangle soup as STL stores it."""
+    return bool(faces[0, 0] == 0 and faces[-1, -1] == faces.size - 1 and
+                (np.diff(faces.reshape(-1)) == 1).all())
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -381,10 +395,13 @@ class _Mesh:
     """Arrays shared by the checks, computed once.
 
     vertices (n, 3) float64; faces (m, 3) int64; normals (m, 3) unit (zero for
-    degenerate faces); areas (m,); edge_order (3m,) sorts the directed edges
-    faces[:, [0,1]], [1,2], [2,0] (row-major: edge i belongs to face i // 3) by
-    undirected key; edge_first marks group starts in that order; edge_forward
-    tells whether each directed edge runs low -> high vertex.
+    degenerate faces); areas, cross_norm (twice the area) and longest (longest
+    edge) are (m,); low/high (3, m) are each face's lowest/highest coordinate per
+    axis. edge_order (3m,) sorts the directed edges faces[:, [0,1]], [1,2], [2,0]
+    (row-major: edge i belongs to face i // 3) by undirected key; edge_first marks
+    group starts and edge_count the group size, both in that order; edge_forward
+    tells whether each sorted directed edge runs from its lower vertex index.
+    labels (m,) numbers each face's body.
     """
 
     vertices: FloatArray
@@ -392,6 +409,9 @@ class _Mesh:
     normals: FloatArray
     areas: FloatArray
     cross_norm: FloatArray
+    longest: FloatArray
+    low: FloatArray
+    high: FloatArray
     edge_order: IntArray
     edge_first: NDArray[np.bool_]
     edge_forward: NDArray[np.bool_]
@@ -401,23 +421,60 @@ class _Mesh:
 
 
 def _prepare(vertices: FloatArray, faces: IntArray) -> _Mesh:
-    v0 = vertices[faces[:, 0]]
-    cross = np.cross(vertices[faces[:, 1]] - v0, vertices[faces[:, 2]] - v0)
-    norm = np.sqrt(np.einsum("ij,ij->i", cross, cross))
-    normals = np.divide(cross, norm[:, None], out=np.zeros_like(cross), where=norm[:, None] > 0)
-    del cross, v0
-    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    low = directed.min(axis=1)
-    forward = directed[:, 0] == low
-    keys = low * np.int64(len(vertices)) + directed.max(axis=1)
-    del directed, low
+    normals, norm, longest, low, high = _face_geometry(vertices, faces)
+    order, first, forward, edge_count = _edge_table(faces, len(vertices))
+    labels, bodies = _bodies(order, first, len(faces))
+    return _Mesh(vertices, faces, normals, norm / 2.0, norm, longest, low, high, order, first,
+                 forward, edge_count, labels, bodies)
+
+
+def _face_geometry(vertices: FloatArray, faces: IntArray,
+                   chunk: int = 1 << 19) -> tuple[FloatArray, ...]:
+    """Per face: unit normal (m, 3), |cross| (m,), longest edge (m,), low and high (3, m).
+
+    Works on chunks of faces with one contiguous coordinate array per axis, so the
+    temporaries stay small and every gather is a 1-D take.
+    """
+    m = len(faces)
+    normals = np.empty((m, 3))
+    norm = np.empty(m)
+    longest = np.empty(m)
+    low = np.empty((3, m))
+    high = np.empty((3, m))
+    axes = np.ascontiguousarray(vertices.T)
+    for start in range(0, m, chunk):
+        part = slice(start, min(start + chunk, m))
+        corners = np.ascontiguousarray(faces[part].T)
+        xyz = [axes[k][corners] for k in range(3)]  # each (3, c): corner x per face
+        e1 = [c[1] - c[0] for c in xyz]
+        e2 = [c[2] - c[0] for c in xyz]
+        cross = (e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2],
+                 e1[0] * e2[1] - e1[1] * e2[0])
+        length = np.sqrt(cross[0] ** 2 + cross[1] ** 2 + cross[2] ** 2)
+        safe = np.where(length > 0, length, 1.0)
+        for k in range(3):
+            normals[part, k] = np.where(length > 0, cross[k] / safe, 0.0)
+            low[k, part] = xyz[k].min(axis=0)
+            high[k, part] = xyz[k].max(axis=0)
+        norm[part] = length
+        longest[part] = np.sqrt(np.maximum(np.maximum(
+            sum(e * e for e in e1), sum(e * e for e in e2)),
+            sum((a - b) ** 2 for a, b in zip(e1, e2, strict=True))))
+    return normals, norm, longest, low, high
+
+
+def _edge_table(faces: IntArray, vertex_count: int) -> tuple[IntArray, NDArray[np.bool_],
+                                                             NDArray[np.bool_], IntArray]:
+    """Sort the 3m directed edges by undirected key; see `_Mesh`."""
+    start = faces.reshape(-1)
+    end = faces[:, [1, 2, 0]].reshape(-1)
+    forward = start < end
+    keys = np.minimum(start, end) * np.int64(vertex_count) + np.maximum(start, end)
+    del end
     order, _, first = _group(keys)
     starts = np.flatnonzero(first)
     counts = np.diff(np.append(starts, len(keys)))
-    edge_count = np.repeat(counts, counts)
-    labels, bodies = _bodies(order, first, len(faces))
-    return _Mesh(vertices, faces, normals, norm / 2.0, norm, order, first, forward[order],
-                 edge_count, labels, bodies)
+    return order, first, forward[order], np.repeat(counts, counts)
 
 
 def _bodies(order: IntArray, first: NDArray[np.bool_], face_count: int) -> tuple[IntArray, int]:
@@ -469,9 +526,9 @@ def _analyse(vertices: FloatArray, faces: IntArray, printer: _Printer, tol: Tole
 
 def _context(mesh: _Mesh, printer: _Printer, tol: Tolerances) -> _Context:
     v0 = mesh.vertices[mesh.faces[:, 0]]
-    per_face = np.einsum("ij,ij->i", v0, mesh.normals * mesh.cross_norm[:, None]) / 6.0
+    per_face = np.einsum("ij,ij->i", v0, mesh.normals) * mesh.cross_norm / 6.0
     volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies)
-    extents = np.ptp(mesh.vertices, axis=0)
+    extents = mesh.high.max(axis=1) - mesh.low.min(axis=1)
     return _Context(mesh, printer, tol, volumes, extents, np.eye(3))
 
 
@@ -481,10 +538,13 @@ def _run_check(name: str, check: Callable[[_Context, _Budget], Any], ctx: _Conte
     try:
         return _timed(timings, name, lambda: check(ctx, budget))
     except _OutOfTime:
-        return [Finding("check_timed_out", Severity.WARNING,
-                        f"the {name.replace('_', ' ')} check ran out of its "
-                        f"{ctx.tol.check_seconds:g} s time limit and was not completed",
-                        {"check": name})]
+        return [_timed_out(name, ctx.tol)]
+
+
+def _timed_out(name: str, tol: Tolerances) -> Finding:
+    return Finding("check_timed_out", Severity.WARNING,
+                   f"the {name.replace('_', ' ')} check ran out of its {tol.check_seconds:g} s "
+                   "time limit and was not completed", {"check": name})
 
 
 def _report(path: str, printer: _Printer, ctx: _Context | None, findings: list[Finding],
@@ -543,7 +603,7 @@ def _check_edges(ctx: _Context, budget: _Budget) -> list[Finding]:
 def _check_faces(ctx: _Context, budget: _Budget) -> list[Finding]:
     """Degenerate (zero-height) and duplicate faces."""
     mesh = ctx.mesh
-    longest = _longest_edges(mesh)
+    longest = mesh.longest
     height = np.divide(mesh.cross_norm, longest, out=np.zeros_like(longest), where=longest > 0)
     size = float(ctx.extents.max())
     slivers = int((height <= ctx.tol.degenerate_relative * size).sum())
@@ -561,13 +621,6 @@ def _check_faces(ctx: _Context, budget: _Budget) -> list[Finding]:
             f"{duplicates:,} faces repeat another face (same three corners); the part "
             "has overlapping skins, --repair removes the copies", {"count": duplicates}))
     return findings
-
-
-def _longest_edges(mesh: _Mesh) -> FloatArray:
-    v = mesh.vertices
-    f = mesh.faces
-    lengths = [np.linalg.norm(v[f[:, i]] - v[f[:, (i + 1) % 3]], axis=1) for i in range(3)]
-    return np.maximum(np.maximum(lengths[0], lengths[1]), lengths[2])
 
 
 def _check_volume(ctx: _Context, budget: _Budget) -> list[Finding]:
@@ -637,13 +690,24 @@ _ORIENTATIONS: tuple[tuple[str, FloatArray, FloatArray], ...] = tuple(
     ))
 
 
+def _axis_of(direction: FloatArray) -> tuple[int, float]:
+    axis = int(np.argmax(np.abs(direction)))
+    return axis, float(np.sign(direction[axis]))
+
+
+def _on_plate(mesh: _Mesh, up: FloatArray, tol: Tolerances) -> NDArray[np.bool_]:
+    """Faces lying within the flat-base height of the lowest point when `up` is up."""
+    axis, sign = _axis_of(up)
+    if sign > 0:
+        return mesh.high[axis] <= mesh.low[axis].min() + tol.flat_base_height_mm
+    return mesh.low[axis] >= mesh.high[axis].max() - tol.flat_base_height_mm
+
+
 def _contact_area(mesh: _Mesh, down: FloatArray, tol: Tolerances) -> float:
-    """Area of the faces lying flat on the bed when `down` (3,) points at it."""
-    depth = mesh.vertices @ down
-    on_plane = depth >= depth.max() - tol.flat_base_height_mm
-    flat = (mesh.normals @ down) >= math.cos(math.radians(tol.flat_base_angle_deg))
-    touching = flat & on_plane[mesh.faces].all(axis=1)
-    return float(mesh.areas[touching].sum())
+    """Area of the faces lying flat on the bed when axis direction `down` (3,) faces it."""
+    axis, sign = _axis_of(down)
+    flat = mesh.normals[:, axis] * sign >= math.cos(math.radians(tol.flat_base_angle_deg))
+    return float(mesh.areas[flat & _on_plate(mesh, -down, tol)].sum())
 
 
 def _check_fit(ctx: _Context, budget: _Budget) -> tuple[list[Finding], str, _Context]:
@@ -675,8 +739,15 @@ def _check_fit(ctx: _Context, budget: _Budget) -> tuple[list[Finding], str, _Con
         findings.append(Finding("fits_build_volume", Severity.INFO,
                                 f"fits the {_dims(bed)} mm build volume ({name})", details))
         return findings, name, oriented
-    budget.check()
-    findings.append(_rotated_fit(ctx, bed, budget))
+    try:
+        findings.append(_rotated_fit(ctx, bed, budget))
+    except _OutOfTime:
+        findings.append(Finding(
+            "too_big", Severity.ERROR,
+            f"the part ({_dims(ctx.extents)} mm) fits the {_dims(bed)} mm build volume in no "
+            f"axis-aligned orientation, and the rotated orientations could not be tried "
+            f"within the {ctx.tol.check_seconds:g} s time limit", {"rotated_checked": False}))
+        findings.append(_timed_out("build_volume", ctx.tol))
     return findings, name, oriented
 
 
@@ -752,12 +823,10 @@ def _tilted_fit(extents: FloatArray, bed: FloatArray) -> tuple[str, float] | Non
 
 
 def _overhang_area(mesh: _Mesh, up: FloatArray, printer: _Printer, tol: Tolerances) -> float:
-    """Area of downward faces steeper than the overhang limit when `up` (3,) is up."""
-    nz = mesh.normals @ up
-    height = mesh.vertices @ up
-    on_bed = (height[mesh.faces] <= height.min() + tol.flat_base_height_mm).all(axis=1)
-    steep = (-nz > math.sin(math.radians(printer.max_overhang_deg))) & ~on_bed
-    return float(mesh.areas[steep].sum())
+    """Area of downward faces steeper than the overhang limit when axis direction `up` is up."""
+    axis, sign = _axis_of(up)
+    steep = -mesh.normals[:, axis] * sign > math.sin(math.radians(printer.max_overhang_deg))
+    return float(mesh.areas[steep & ~_on_plate(mesh, up, tol)].sum())
 
 
 def _check_overhang(ctx: _Context, budget: _Budget) -> list[Finding]:
