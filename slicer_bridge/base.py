@@ -188,6 +188,9 @@ class SliceRequest:
         frozen = MappingProxyType({str(k): str(v) for k, v in sorted(self.overrides.items())})
         object.__setattr__(self, "overrides", frozen)
 
+    def __hash__(self) -> int:
+        return hash((self.mesh_path, self.profile_path, tuple(self.overrides.items())))
+
 
 @dataclass(frozen=True, slots=True)
 class SliceResult:

@@ -86,7 +86,6 @@ class PrusaSlicer:
         self.binary = binary
         self.timeout_s = timeout_s
         self._version: str | None = None
-        self._version_lock = asyncio.Lock()
 
     async def version(self) -> str:
         """The installed PrusaSlicer's version, asked once per instance.
@@ -95,15 +94,16 @@ class PrusaSlicer:
             ToolNotFound: PrusaSlicer is not installed.
             SlicerError: It did not state its version.
         """
-        async with self._version_lock:
-            if self._version is None:
-                done = await run([self.binary, "--help"], timeout_s=60.0, check=False)
-                try:
-                    self._version = parse_version(done.stdout + done.stderr)
-                except ValueError as exc:
-                    raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
-                                      reason=f"cannot read the slicer version: {exc}") from exc
-            return self._version
+        # No lock: two first callers at once both ask, harmlessly, and a lock would tie
+        # this shared instance to one event loop.
+        if self._version is None:
+            done = await run([self.binary, "--help"], timeout_s=60.0, check=False)
+            try:
+                self._version = parse_version(done.stdout + done.stderr)
+            except ValueError as exc:
+                raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
+                                  reason=f"cannot read the slicer version: {exc}") from exc
+        return self._version
 
     async def slice(self, request: SliceRequest, out_dir: Path | None = None) -> SliceResult:
         """Slice `request` into `out_dir/output.gcode` (a fresh temporary dir if None).
@@ -116,7 +116,9 @@ class PrusaSlicer:
         for path, what in ((request.mesh_path, "mesh"), (request.profile_path, "profile")):
             if not path.is_file():
                 raise SlicerError((), None, "", "", reason=f"the {what} {path} does not exist")
-        out_dir = Path(tempfile.mkdtemp(prefix="spime-slice-")) if out_dir is None else out_dir
+        if out_dir is None:
+            out_dir = Path(tempfile.mkdtemp(prefix="spime-slice-"))
+        out_dir.mkdir(parents=True, exist_ok=True)
         gcode_path = out_dir / _GCODE_NAME
         try:
             argv = build_slice_argv(self.binary, request, gcode_path)

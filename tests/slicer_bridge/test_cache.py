@@ -232,3 +232,14 @@ def test_node_agent_path_render_slice_cache(tmp_path: Path) -> None:
     assert first.metadata.layer_count == 75 and first.metadata.max_z_mm == pytest.approx(15)
     assert other.metadata.filament_g > first.metadata.filament_g
     assert len(cache) == 2
+
+
+def test_rewritten_mesh_is_rehashed(tmp_path: Path) -> None:
+    cache = SliceCache(tmp_path / "cache", 10_000)
+    mesh = tmp_path / "m.stl"
+    mesh.write_bytes(b"one")
+    first = cache.key_for(SliceRequest(mesh, MK3S), "prusaslicer", "2.5.0")
+    assert first == cache.key_for(SliceRequest(mesh, MK3S), "prusaslicer", "2.5.0")
+    mesh.write_bytes(b"two")
+    os.utime(mesh, ns=(1, 1))
+    assert first != cache.key_for(SliceRequest(mesh, MK3S), "prusaslicer", "2.5.0")
