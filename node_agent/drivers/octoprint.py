@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import tempfile
 import time
 import uuid
@@ -177,6 +178,7 @@ class OctoPrintDriver:
         self._closing = False
         self._tick = asyncio.Event()
         self._job: _Job | None = None
+        self._stop_reason: str | None = None
         self._resends_total = 0
         self._subscribers: set[asyncio.Queue[PrinterStatus | None]] = set()
 
@@ -197,13 +199,17 @@ class OctoPrintDriver:
             self._socket = await asyncio.to_thread(self._thd_open_socket)
         await self._wait_for(lambda: self._socket_seen, "the first push message")
         self._raise_if_error()
-        if self._status.phase is PrinterPhase.DISCONNECTED:
+        connecting = self._status.phase is PrinterPhase.DISCONNECTED
+        if connecting:
             await self._request_connection()
         await self._wait_for(
             lambda: self._status.phase not in (PrinterPhase.DISCONNECTED, PrinterPhase.CONNECTING),
             f"the printer to connect on port {self._port!r}",
         )
         self._raise_if_error()
+        if connecting:  # OctoPrint pushes the M115 report (FirmwareData) just after "Operational"
+            await self._wait_for(lambda: self._status.firmware is not None, "the firmware name",
+                                 quiet=True)
 
     async def close(self) -> None:
         """Close the push socket; the printer stays connected to OctoPrint. Idempotent."""
@@ -294,7 +300,12 @@ class OctoPrintDriver:
         Raises:
             PrinterNotReady: the printer is not connected.
         """
-        await self.send_commands(["M112"])
+        self._stop_reason = "emergency stop (M112)"  # the Disconnected event may come first
+        try:
+            await self.send_commands(["M112"])
+        except DriverError:
+            self._stop_reason = None
+            raise
         self._fail_job("emergency stop (M112)", retryable=False)
 
     async def send_commands(self, commands: Sequence[str]) -> None:
@@ -410,7 +421,18 @@ class OctoPrintDriver:
 
     @staticmethod
     def _thd_close_socket(sock: Any) -> None:
-        sock.disconnect()
+        # SocketClient.disconnect() sends a close frame and then reads the reply in
+        # this thread while the socket's own thread is blocked reading under the
+        # same lock, so it can hang until the server next pushes something. Shutting
+        # the TCP socket down ends the reader at once; the server just sees EOF.
+        app = getattr(sock, "_ws", None)
+        raw = getattr(getattr(app, "sock", None), "sock", None)
+        if app is None or raw is None:
+            sock.disconnect()
+        else:
+            app.keep_running = False
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
         thread = getattr(sock, "_thread", None)  # SocketClient keeps its runner thread here
         if thread is not None:
             thread.join(_SOCKET_JOIN_S)
@@ -504,6 +526,8 @@ class OctoPrintDriver:
 
     def _fail_job(self, reason: str, *, retryable: bool) -> None:
         job = self._job
+        if self._stop_reason is not None:
+            reason, retryable, self._stop_reason = self._stop_reason, False, None
         if job is not None and not job.done.done():
             self._finish(job, PrintOutcome.FAILED, self._status.bytes_sent,
                          reason=reason, retryable=retryable)
