@@ -53,11 +53,17 @@ def build_slice_argv(binary: str, request: SliceRequest, gcode_path: Path) -> li
     """
     return [
         binary, "--loglevel", "1",
-        "--load", str(request.profile_path),
+        "--load", _operand(request.profile_path),
         *override_args(request.overrides),
-        "--export-gcode", "--output", str(gcode_path),
-        str(request.mesh_path),
+        "--export-gcode", "--output", _operand(gcode_path),
+        _operand(request.mesh_path),
     ]
+
+
+def _operand(path: Path) -> str:
+    # A file named "-x.stl" must not read as an option.
+    text = str(path)
+    return f"./{text}" if text.startswith("-") else text
 
 
 def parse_version(help_text: str) -> str:

@@ -246,3 +246,13 @@ def test_slice_time_limit(box_stl: Path, tmp_path: Path) -> None:
     with pytest.raises(SlicerError, match="killed at the time limit") as info:
         asyncio.run(slicer.slice(SliceRequest(box_stl, MK3S), tmp_path))
     assert info.value.timed_out
+
+
+def test_file_names_that_look_like_options(box_stl: Path, tmp_path: Path) -> None:
+    request = SliceRequest(Path("-rf.stl"), Path("--help.ini"))
+    argv = build_slice_argv("prusa-slicer", request, Path("-o.gcode"))
+    assert argv[-1] == "./-rf.stl" and "./--help.ini" in argv and "./-o.gcode" in argv
+    odd = tmp_path / "-odd name.stl"
+    odd.write_bytes(box_stl.read_bytes())
+    result = asyncio.run(PrusaSlicer().slice(SliceRequest(odd, MK3S), tmp_path / "out dir"))
+    assert result.metadata.layer_count == 20
