@@ -1,0 +1,79 @@
+"""`spime-hub` as a user runs it: user add, migrate, serve (subprocess), graceful stop, exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spimeforge.v1 import accounts_pb2, accounts_pb2_grpc
+
+from tests.fixtures.hub_server import ROOT, RunningHub, hub_env, start_hub, stop_hub
+
+
+def _hub_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hub", *args], cwd=ROOT, env=hub_env(), capture_output=True,
+                          text=True, timeout=120)
+
+
+def _whoami(hub: RunningHub, token: str) -> accounts_pb2.Account:
+    with grpc.insecure_channel(hub.address) as channel:
+        return accounts_pb2_grpc.AccountsStub(channel).WhoAmI(
+            accounts_pb2.WhoAmIRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+
+
+def test_user_add_prints_a_token_and_json(tmp_path: Path) -> None:
+    plain = _hub_cli("user", "add", "dana", "--role", "designer", "--data", str(tmp_path))
+    assert plain.returncode == 0 and plain.stdout.strip().startswith("spf_")
+    as_json = _hub_cli("user", "add", "erik", "--role", "customer", "--data", str(tmp_path), "--json")
+    doc = json.loads(as_json.stdout)
+    assert doc["name"] == "erik" and doc["role"] == "customer" and doc["token"].startswith("spf_")
+    again = _hub_cli("user", "add", "erik", "--role", "customer", "--data", str(tmp_path))
+    assert again.returncode == 1 and "already exists" in again.stderr and again.stdout == ""
+    usage = _hub_cli("user", "add", "x", "--role", "wizard", "--data", str(tmp_path))
+    assert usage.returncode == 2
+    bad = _hub_cli("user", "add", "Bad Name", "--role", "admin", "--data", str(tmp_path))
+    assert bad.returncode == 1 and "account name" in bad.stderr
+    assert _hub_cli("migrate", "--data", str(tmp_path)).returncode == 0
+
+
+def test_serve_fixture_answers_and_stops_gracefully(hub: RunningHub) -> None:
+    assert _whoami(hub, hub.tokens["alice"]).role == accounts_pb2.ROLE_DESIGNER
+    token = hub.add_user("zoe", "operator")
+    assert _whoami(hub, token).name == "zoe"
+    assert stop_hub(hub) == 0
+    lines = [json.loads(line) for line in hub.log().splitlines() if line.startswith("{")]
+    messages = [line["msg"] for line in lines]
+    assert "hub listening" in messages and "hub stopped" in messages
+    assert any(line.get("rpc", "").endswith("WhoAmI") and line.get("account") == "zoe" for line in lines)
+
+
+def test_serve_on_postgresql(hub_pg: RunningHub) -> None:
+    assert hub_pg.database_url.startswith("postgresql+psycopg://")
+    assert _whoami(hub_pg, hub_pg.tokens["admin"]).role == accounts_pb2.ROLE_ADMIN
+
+
+def test_sigint_also_stops_and_health_is_reachable(tmp_path: Path) -> None:
+    hub = start_hub(tmp_path / "h", users={"admin": "admin"})
+    try:
+        with grpc.insecure_channel(hub.address) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        assert hub.process is not None
+        hub.process.send_signal(signal.SIGINT)
+        assert hub.process.wait(timeout=30) == 0
+    finally:
+        stop_hub(hub)
+
+
+def test_serve_refuses_bad_flags(tmp_path: Path) -> None:
+    half_tls = _hub_cli("serve", "--data", str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "c.pem"))
+    assert half_tls.returncode == 1 and "--tls-key" in half_tls.stderr
+    bad_listen = _hub_cli("serve", "--data", str(tmp_path), "--listen", "nowhere")
+    assert bad_listen.returncode == 1 and "HOST:PORT" in bad_listen.stderr
+    bad_db = _hub_cli("serve", "--data", str(tmp_path), "--listen", "127.0.0.1:0", "--database", "mysql://x")
+    assert bad_db.returncode == 1 and "postgresql" in bad_db.stderr
