@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from slicer_bridge.base import SlicerError, ToolError, ToolNotFound
 
@@ -22,6 +23,8 @@ __all__ = ["Completed", "run", "run_sync"]
 
 # After a kill, how long to wait for the pipes to close before giving up on the output.
 _DRAIN_AFTER_KILL_S = 5.0
+_MAX_CAPTURE_BYTES = 4 << 20
+_READ_BYTES = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +46,38 @@ class Completed:
     elapsed_s: float
 
 
-def _decode(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", errors="replace")
+class _Capture:
+    """One output stream, keeping only its last `_MAX_CAPTURE_BYTES` (a chatty or
+    looping program must not fill our memory)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.dropped = 0
+
+    async def drain(self, stream: asyncio.StreamReader | None) -> None:
+        while stream is not None and (chunk := await stream.read(_READ_BYTES)):
+            self.data += chunk
+            excess = len(self.data) - _MAX_CAPTURE_BYTES
+            if excess > 0:
+                del self.data[:excess]
+                self.dropped += excess
+
+    def text(self) -> str:
+        cut = f"[... first {self.dropped} bytes dropped ...]\n" if self.dropped else ""
+        return cut + self.data.decode("utf-8", errors="replace")
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _reap(proc: asyncio.subprocess.Process, waiter: asyncio.Future[Any]) -> None:
+    _kill_group(proc)
+    # The drains end when the pipes close; give up on them if a stray holds a pipe open.
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(waiter), _DRAIN_AFTER_KILL_S)
+    waiter.cancel()
 
 
 async def _spawn(
@@ -67,14 +95,6 @@ async def _spawn(
         )
     except FileNotFoundError as exc:
         raise ToolNotFound(argv[0]) from exc
-
-
-async def _communicate_killed(proc: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
-    _kill_group(proc)
-    try:
-        return await asyncio.wait_for(proc.communicate(), _DRAIN_AFTER_KILL_S)
-    except TimeoutError:
-        return b"", b""
 
 
 async def run(
@@ -97,7 +117,7 @@ async def run(
         env: Full environment for the child (inherit ours when None).
 
     Returns:
-        The completed run.
+        The completed run (each stream keeps at most its last 4 MiB).
 
     Raises:
         ToolNotFound: The program is not installed.
@@ -107,22 +127,23 @@ async def run(
     argv = tuple(str(a) for a in argv)
     started = time.monotonic()
     proc = await _spawn(argv, cwd, env)
+    out, err = _Capture(), _Capture()
+    waiter = asyncio.ensure_future(asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr),
+                                                  proc.wait()))
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+        await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
     except TimeoutError:
-        out, err = await _communicate_killed(proc)
+        await _reap(proc, waiter)
         raise error(
-            argv, None, _decode(out), _decode(err), timed_out=True,
+            argv, None, out.text(), err.text(), timed_out=True,
             reason=f"{Path(argv[0]).name} was killed at the time limit of {timeout_s:g} s",
         ) from None
     except BaseException:
         # Cancelled by the caller: the program must not outlive the job.
-        _kill_group(proc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), _DRAIN_AFTER_KILL_S)
+        await _reap(proc, waiter)
         raise
-    result = Completed(argv, proc.returncode or 0, _decode(out), _decode(err),
-                       time.monotonic() - started)
+    returncode = proc.returncode if proc.returncode is not None else 0
+    result = Completed(argv, returncode, out.text(), err.text(), time.monotonic() - started)
     if check and result.returncode != 0:
         raise error(argv, result.returncode, result.stdout, result.stderr)
     return result

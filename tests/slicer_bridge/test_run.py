@@ -120,3 +120,21 @@ def test_retryable_only_when_killed_from_outside(signal_name: str, retryable: bo
         run_sync(["sh", "-c", f"kill -{signal_name} $$"], timeout_s=30)
     assert info.value.returncode is not None and info.value.returncode < 0
     assert info.value.retryable is retryable
+
+
+def test_flood_of_output_is_bounded_and_keeps_the_end() -> None:
+    script = ("import sys\nfor i in range(200):\n    sys.stderr.write('x' * 100_000 + '\\n')\n"
+              "sys.stderr.write('the last words\\n'); sys.exit(4)")
+    with pytest.raises(SlicerError) as info:
+        run_sync([sys.executable, "-c", script], timeout_s=60)
+    err = info.value
+    assert err.stderr.startswith("[... first ") and err.stderr.endswith("the last words\n")
+    assert len(err.stderr) < 5 << 20
+    assert err.reason.endswith("the last words") and len(str(err)) < 20_000
+
+
+def test_output_written_before_the_time_limit_is_kept() -> None:
+    script = "import sys, time\nprint('working', flush=True)\ntime.sleep(300)"
+    with pytest.raises(SlicerError) as info:
+        run_sync([sys.executable, "-c", script], timeout_s=1.0)
+    assert info.value.timed_out and info.value.stdout == "working\n"
