@@ -64,7 +64,8 @@ class Demo:
     designs: list[Path]
     summary: dict[str, Any] = field(default_factory=dict)
 
-    def spime(self, user: str, *argv: str, expect: int = EXIT_OK) -> dict[str, Any]:
+    def spime(self, user: str, *argv: str, expect: int = EXIT_OK,
+              offline: bool = False) -> dict[str, Any]:
         """Run ``spime ARGV --json`` as ``user``; return its JSON (or the refusal text).
 
         Raises:
@@ -72,7 +73,9 @@ class Demo:
         """
         from hub.client.cli import main
 
-        full = [*argv, "--json", "--hub", self.hub.address, "--token", self.hub.tokens[user]]
+        full = [*argv, "--json"]
+        if not offline:
+            full += ["--hub", self.hub.address, "--token", self.hub.tokens[user]]
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(full)
@@ -109,7 +112,7 @@ def chapter(title: str) -> None:
 def step_push_designs(demo: Demo) -> None:
     """Alice makes a signing key and pushes every sample design."""
     chapter("Alice publishes the sample designs (signed pushes)")
-    key = demo.spime("alice", "key", "gen", "--key", str(demo.work / "alice.key"))
+    key = demo.spime("alice", "key", "gen", "--key", str(demo.work / "alice.key"), offline=True)
     say(f"alice's Ed25519 public key {key['public_key'][:16]}…")
     pushed = []
     for folder in demo.designs:
@@ -197,7 +200,7 @@ def step_verify_export(demo: Demo) -> None:
         f"{len(online['signed'])} signed: OK")
     bundle = demo.work / "exports" / "shelf-bracket.bundle"
     demo.spime("alice", "export", "shelf-bracket", "--format", "bundle", "-o", str(bundle))
-    offline = demo.spime("alice", "verify", "--bundle", str(bundle))
+    offline = demo.spime("alice", "verify", "--bundle", str(bundle), offline=True)
     say(f"offline verify of the exported bundle: OK ({offline['files_checked']} files)")
     exports = {}
     for fmt, name in (("prov", "bracket-with-cube.prov.json"), ("okh", "shelf-bracket.okh.toml")):

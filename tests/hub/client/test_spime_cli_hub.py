@@ -110,7 +110,7 @@ def test_second_revision_uploads_only_the_changed_file(spime: Spime, tmp_path: P
 
 def test_signed_push_verifies_online_and_offline(spime: Spime, tmp_path: Path) -> None:
     key = tmp_path / "key"
-    spime.ok("alice", "key", "gen", "--key", str(key))
+    assert main(["key", "gen", "--key", str(key)]) == 0
     folder = _copy(tmp_path, "calibration-cube", "signed-cube")
     pushed = spime.ok("alice", "push", str(folder), "--new", "--key", str(key))
     assert pushed["signed"]
