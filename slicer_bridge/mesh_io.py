@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 _STL_HEADER = 84
+_MAX_COORDINATE = 1e9
 _STL_RECORD = 50
 _STL_DTYPE = np.dtype([
     ("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attr", "<u2"),
@@ -172,6 +173,11 @@ def _validated(mesh: LoadedMesh, limits: LoadLimits, name: str) -> LoadedMesh:
             f"{name}: {len(bad):,} vertices have NaN or infinite coordinates "
             f"(first at vertex index {int(bad[0])}); the exporter wrote broken numbers, "
             "export the mesh again")
+    largest = float(np.abs(mesh.vertices).max()) if len(mesh.vertices) else 0.0
+    if largest > _MAX_COORDINATE:
+        raise InvalidGeometry(
+            f"{name}: a coordinate is {largest:.3g}, beyond {_MAX_COORDINATE:.0e} (a part "
+            "larger than 1000 km): the file is corrupt or in the wrong unit")
     if len(mesh.vertices) == 0 or mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
         raise InvalidGeometry(
             f"{name}: faces refer to vertices that do not exist "
@@ -269,9 +275,10 @@ def write_binary_stl(path: str | Path, vertices: NDArray[np.float64],
         OSError: The file cannot be written.
     """
     triangles = vertices[faces]
-    normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite input is written as is
+        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
     records = np.zeros(len(faces), dtype=_STL_DTYPE)
     records["normal"] = normals
     records["vertices"] = triangles
