@@ -127,6 +127,13 @@ class SliceCache:
         """Bytes held by the entries."""
         return self._total
 
+    def status(self) -> dict[str, int | str]:
+        """A plain-data snapshot for the node's status report."""
+        with self._lock:
+            return {"root": str(self.root), "entries": len(self._index),
+                    "bytes": self._total, "max_bytes": self.max_bytes,
+                    "hits": self.hits, "misses": self.misses}
+
     def __len__(self) -> int:
         return len(self._index)
 
