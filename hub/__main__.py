@@ -73,9 +73,10 @@ class Composed:
 
 def _printability_check() -> Any:
     """The push-time printability check (slicer_bridge), adapted to (blob path, file name) -> dict."""
-    from slicer_bridge.printability import check_file
-
     def check(blob_path: str, name: str) -> dict[str, Any]:
+        # Imported on first use: numpy/scipy/trimesh cost ~80 MB that a hub without meshes never needs.
+        from slicer_bridge.printability import check_file
+
         # The loader picks the format by extension, and blobs have none: link under the real name.
         with tempfile.TemporaryDirectory(prefix="spime-check-") as tmp:
             link = Path(tmp) / Path(name).name
