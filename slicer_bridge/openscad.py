@@ -20,6 +20,7 @@ above it, and an optional trailing widget comment:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
@@ -132,6 +133,19 @@ class ParameterSchema:
     def visible(self) -> tuple[Parameter, ...]:
         """The parameters a customer may set."""
         return tuple(p for p in self.parameters if not p.hidden)
+
+    def as_json(self) -> list[dict[str, object]]:
+        """The customer-settable parameters as JSON-ready dicts (for a form or `--json`)."""
+        return [_param_json(p) for p in self.visible()]
+
+
+def _param_json(param: Parameter) -> dict[str, object]:
+    data = {f.name: getattr(param, f.name) for f in dataclasses.fields(param)}
+    data["kind"] = param.kind.value
+    data["default"] = list(param.default) if isinstance(param.default, tuple) else param.default
+    data["choices"] = [{"value": c.value, "label": c.label} for c in param.choices]
+    del data["hidden"]
+    return data
 
 
 # ---------------------------------------------------------------- parsing (pure)

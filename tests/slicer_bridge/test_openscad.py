@@ -233,3 +233,15 @@ def test_default_output_is_a_fresh_temporary_file_not_beside_the_design() -> Non
     finally:
         out.unlink()
         out.parent.rmdir()
+
+
+def test_schema_as_json_is_plain_data() -> None:
+    import json
+
+    data = json.loads(json.dumps(SCHEMA.as_json()))
+    assert [d["name"] for d in data] == [p.name for p in SCHEMA.visible()]
+    grip = next(d for d in data if d["name"] == "grip")
+    assert grip["kind"] == "number" and grip["group"] == "Style"
+    assert grip["choices"] == [{"value": 10.0, "label": "Small"}, {"value": 20.0, "label": "Large"}]
+    corners = next(d for d in data if d["name"] == "corners")
+    assert corners["default"] == [1.0, 2.0, 3.0] and corners["maximum"] == 5.0
