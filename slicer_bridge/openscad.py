@@ -250,7 +250,8 @@ def parse_parameters(source: str) -> ParameterSchema:
         if depth == 0 and _DECLARATION.match(code):
             break
         if depth == 0 and (param := _parameter(code, group, hidden, description)):
-            params.append(param)
+            # OpenSCAD keeps the last top-level assignment of a name.
+            params = [p for p in params if p.name != param.name] + [param]
         description = code[2:].strip() if code.startswith("//") else ""
         depth = max(0, depth + _brace_delta(code))
     return ParameterSchema(tuple(params))

@@ -245,3 +245,9 @@ def test_schema_as_json_is_plain_data() -> None:
     assert grip["choices"] == [{"value": 10.0, "label": "Small"}, {"value": 20.0, "label": "Large"}]
     corners = next(d for d in data if d["name"] == "corners")
     assert corners["default"] == [1.0, 2.0, 3.0] and corners["maximum"] == 5.0
+
+
+def test_the_last_assignment_of_a_name_wins_as_in_openscad() -> None:
+    schema = parse_parameters("w = 1; // [0:5]\nh = 2;\nw = 3; // [0:9]\n")
+    assert [p.name for p in schema.parameters] == ["h", "w"]
+    assert (schema.get("w").default, schema.get("w").maximum) == (3, 9.0)  # type: ignore[union-attr]
