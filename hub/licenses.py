@@ -298,7 +298,7 @@ def _ids(tree: object) -> list[str]:
 
 def _no_remix_message(design: str, expression: str) -> str:
     rule = rule_for(expression)
-    if rule is None and _LICENSE_REF.match(expression) or rule is None and " " not in expression:
+    if rule is None and " " not in expression:
         return (
             f"licence rule 'unknown licence': parent {design} is under {expression}, which the "
             "hub's rule table does not know, so no remix is allowed without the licensor's grant"

@@ -47,7 +47,7 @@ class HubServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.health = health.aio.HealthServicer()
         self.port = 0
         self._register()
 
@@ -80,9 +80,7 @@ class HubServer:
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
-            result = self.health.set(name, status)
-            if result is not None:
-                await result
+            await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` s."""

@@ -57,7 +57,7 @@ class BlobService:
         if not await asyncio.to_thread(self.blobs._thd_missing, [sha]):
             async for _ in chunks:
                 pass
-            return UploadResult(sha, first.total_size, True)
+            return UploadResult(sha, await asyncio.to_thread(self.blobs._thd_size, sha), True)
         upload = await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size)
         try:
             await self._receive(upload, first, chunks)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from spimeforge.v1 import accounts_pb2, designs_pb2
@@ -19,7 +13,7 @@ from spimeforge.v1 import accounts_pb2, designs_pb2
 from hub import errors
 from hub.api.interceptors import STATUS_OF, status_of
 from hub.api.server import TlsFiles
-from tests.hub.harness import InProcessHub, start_in_process
+from tests.hub.harness import InProcessHub, self_signed as _self_signed, start_in_process
 
 
 def test_health_reports_serving_without_a_token(api: InProcessHub) -> None:
@@ -69,24 +63,6 @@ def test_every_hub_error_has_a_status() -> None:
     assert status_of(errors.AlreadyClaimed("x")) == grpc.StatusCode.ABORTED
     assert status_of(errors.InvalidTransition("x")) == grpc.StatusCode.FAILED_PRECONDITION
     assert len(STATUS_OF) == len({cls for cls, _ in STATUS_OF})
-
-
-def _self_signed(directory: Path) -> TlsFiles:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return TlsFiles(directory / "cert.pem", directory / "key.pem")
 
 
 def test_tls_handshake_and_plaintext_refused(tmp_path: Path) -> None:

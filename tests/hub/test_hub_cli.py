@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spimeforge.v1 import accounts_pb2, accounts_pb2_grpc
 
 from tests.fixtures.hub_server import ROOT, RunningHub, hub_env, start_hub, stop_hub
+from tests.hub.harness import self_signed
 
 
 def _hub_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,3 +78,17 @@ def test_serve_refuses_bad_flags(tmp_path: Path) -> None:
     assert bad_listen.returncode == 1 and "HOST:PORT" in bad_listen.stderr
     bad_db = _hub_cli("serve", "--data", str(tmp_path), "--listen", "127.0.0.1:0", "--database", "mysql://x")
     assert bad_db.returncode == 1 and "postgresql" in bad_db.stderr
+
+
+def test_serve_with_tls_flags(tmp_path: Path) -> None:
+    tls = self_signed(tmp_path)
+    hub = start_hub(tmp_path / "h", extra_args=("--tls-cert", str(tls.cert), "--tls-key", str(tls.key)),
+                    users={"alice": "designer"})
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=tls.cert.read_bytes())
+        with grpc.secure_channel(hub.address, creds) as channel:
+            who = accounts_pb2_grpc.AccountsStub(channel).WhoAmI(
+                accounts_pb2.WhoAmIRequest(), metadata=hub.metadata("alice"), timeout=10)
+        assert who.name == "alice"
+    finally:
+        assert stop_hub(hub) == 0
