@@ -155,8 +155,8 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> HubConfig:
     extra: dict[str, Any] = {}
     if args.command == "serve":
-        extra = dict(listen=args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                     max_blob_bytes=args.max_blob_mb * MB, grace_s=args.grace)
+        extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+                 "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 __all__ = [
+    "SLUG_PATTERN",
     "Account",
     "Attribution",
     "BlobInfo",
@@ -18,14 +19,13 @@ __all__ = [
     "Fabrication",
     "FileEntry",
     "LedgerLine",
-    "RatingRecord",
     "PrintabilityRecord",
     "Proposal",
     "ProposalState",
+    "RatingRecord",
     "Revision",
     "RevisionKind",
     "Role",
-    "SLUG_PATTERN",
 ]
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")

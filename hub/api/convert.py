@@ -6,7 +6,15 @@ from collections.abc import Mapping
 
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2
 
-from hub.domain import Account, Attribution, Design, FileEntry, PrintabilityRecord, Proposal, Revision
+from hub.domain import (
+    Account,
+    Attribution,
+    Design,
+    FileEntry,
+    PrintabilityRecord,
+    Proposal,
+    Revision,
+)
 from hub.service.blobs import Chunk
 from hub.service.designs import PushRequest, PushResult
 from hub.service.forks import ForkRequest

@@ -9,14 +9,21 @@ from pathlib import Path
 from grpc import aio, ssl_server_credentials
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from spimeforge.v1 import accounts_pb2, accounts_pb2_grpc, designs_pb2, designs_pb2_grpc, records_pb2, records_pb2_grpc
+from spimeforge.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    designs_pb2,
+    designs_pb2_grpc,
+    records_pb2,
+    records_pb2_grpc,
+)
 
 from hub.api.interceptors import HubInterceptor
 from hub.api.servicers import AccountsServicer, DesignsServicer, RecordsServicer
 from hub.errors import InvalidArgument
 from hub.service import Hub
 
-__all__ = ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles"]
+__all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles"]
 
 log = logging.getLogger("hub.server")
 

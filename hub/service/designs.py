@@ -13,7 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hub import provenance
-from hub.domain import SLUG_PATTERN, Account, Design, FileEntry, PrintabilityRecord, Proposal, Revision, RevisionKind
+from hub.domain import (
+    SLUG_PATTERN,
+    Account,
+    Design,
+    FileEntry,
+    PrintabilityRecord,
+    Proposal,
+    Revision,
+    RevisionKind,
+)
 from hub.errors import (
     FailedPrecondition,
     IntegrityError,

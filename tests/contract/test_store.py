@@ -13,8 +13,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hub.domain import Attribution, FileEntry, PrintabilityRecord, ProposalState, Revision, RevisionKind, Role
-from hub.errors import AlreadyExists, FailedPrecondition, IntegrityError, NotFound, ResourceExhausted, StaleHead
+from hub.domain import (
+    Attribution,
+    FileEntry,
+    PrintabilityRecord,
+    ProposalState,
+    Revision,
+    RevisionKind,
+    Role,
+)
+from hub.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    IntegrityError,
+    NotFound,
+    ResourceExhausted,
+    StaleHead,
+)
 from hub.provenance import sha256_hex
 from hub.store import Store, open_store
 from tests.fixtures.postgres import PostgresServer, create_database

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import tomllib
 
-import pytest
 import grpc
+import pytest
 from spimeforge.v1 import designs_pb2, records_pb2
 
 from tests.hub.harness import InProcessHub, manifest_toml

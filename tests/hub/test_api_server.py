@@ -12,8 +12,8 @@ from spimeforge.v1 import accounts_pb2, designs_pb2
 
 from hub import errors
 from hub.api.interceptors import STATUS_OF, status_of
-from hub.api.server import TlsFiles
-from tests.hub.harness import InProcessHub, self_signed as _self_signed, start_in_process
+from tests.hub.harness import InProcessHub, start_in_process
+from tests.hub.harness import self_signed as _self_signed
 
 
 def test_health_reports_serving_without_a_token(api: InProcessHub) -> None:

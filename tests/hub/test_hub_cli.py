@@ -18,7 +18,7 @@ from tests.hub.harness import self_signed
 
 def _hub_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hub", *args], cwd=ROOT, env=hub_env(), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
 
 
 def _whoami(hub: RunningHub, token: str) -> accounts_pb2.Account:
