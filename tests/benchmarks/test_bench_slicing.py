@@ -47,6 +47,43 @@ def _models(root: Path) -> dict[str, Path]:
     return {"20 mm cube (12 faces)": cube, f"sphere ({len(sphere.faces)} faces)": dense}
 
 
+def _bench_model(label: str, mesh: Path, profile: Path, slicer: PrusaSlicer, tmp: Path) -> None:
+    request = SliceRequest(mesh, profile)
+    out = tmp / f"{mesh.stem}_raw"
+    out.mkdir()
+    argv = build_slice_argv("prusa-slicer", request, out / "output.gcode")
+    # Interleaved, so warm-up and neighbours' load fall on both alike.
+    raws, bridges = [], []
+    for _ in range(ROUNDS):
+        raws.append(_median_s(lambda: subprocess.run(argv, capture_output=True, check=True), 1))
+        bridges.append(_median_s(lambda: asyncio.run(slicer.slice(request, out)), 1))
+    raw, bridge = statistics.median(raws), statistics.median(bridges)
+
+    def miss() -> None:
+        cache = SliceCache(tmp / f"cache_{time.monotonic_ns()}", 1 << 30)
+        assert not asyncio.run(slice_cached(cache, slicer, request)).cached
+
+    missed = _median_s(miss, ROUNDS)
+    cache = SliceCache(tmp / f"cache_{mesh.stem}", 1 << 30)
+    result = asyncio.run(slice_cached(cache, slicer, request))
+
+    async def hits() -> list[float]:
+        times = []
+        for _ in range(HIT_ROUNDS):
+            started = time.perf_counter()
+            assert (await slice_cached(cache, slicer, request)).cached
+            times.append(time.perf_counter() - started)
+        return times
+
+    hit = statistics.median(asyncio.run(hits()))
+    meta = result.metadata
+    print(f"  {label}: raw prusa-slicer {raw:.3f} s | bridge slice {bridge:.3f} s "
+          f"(x{bridge / raw:.2f} of raw) | cache miss {missed:.3f} s (x{missed / raw:.2f}) "
+          f"| cache hit {hit * 1000:.1f} ms (target < 50 ms; x{hit / raw:.1e} of raw)")
+    print(f"    G-code {result.gcode_path.stat().st_size / 1e6:.2f} MB, {meta.layer_count} "
+          f"layers, est. {meta.estimated_seconds / 60:.1f} min, {meta.filament_g:.1f} g")
+
+
 @pytest.mark.parametrize("profile_name", ["prusa_mk3s"])
 def test_bench_slicing(profile_name: str, tmp_path: Path) -> None:
     profile = load_profile(profile_name).ini_path
@@ -54,39 +91,6 @@ def test_bench_slicing(profile_name: str, tmp_path: Path) -> None:
     print(f"\nslicing benchmark, profile {profile_name}, median of {ROUNDS} "
           f"(other helpers may be loading the 2 cores)")
     for label, mesh in _models(tmp_path).items():
-        request = SliceRequest(mesh, profile)
-        out = tmp_path / f"{mesh.stem}_raw"
-        out.mkdir()
-        argv = build_slice_argv("prusa-slicer", request, out / "output.gcode")
-        # Interleaved, so warm-up and neighbours' load fall on both alike.
-        raws, bridges = [], []
-        for _ in range(ROUNDS):
-            raws.append(_median_s(lambda: subprocess.run(argv, capture_output=True, check=True), 1))
-            bridges.append(_median_s(lambda: asyncio.run(slicer.slice(request, out)), 1))
-        raw, bridge = statistics.median(raws), statistics.median(bridges)
-
-        def miss() -> None:
-            cache = SliceCache(tmp_path / f"cache_{time.monotonic_ns()}", 1 << 30)
-            assert not asyncio.run(slice_cached(cache, slicer, request)).cached
-
-        missed = _median_s(miss, ROUNDS)
-        cache = SliceCache(tmp_path / f"cache_{mesh.stem}", 1 << 30)
-        result = asyncio.run(slice_cached(cache, slicer, request))
-
-        async def hits() -> list[float]:
-            times = []
-            for _ in range(HIT_ROUNDS):
-                started = time.perf_counter()
-                assert (await slice_cached(cache, slicer, request)).cached
-                times.append(time.perf_counter() - started)
-            return times
-
-        hit = statistics.median(asyncio.run(hits()))
-        meta = result.metadata
-        print(f"  {label}: raw prusa-slicer {raw:.3f} s | bridge slice {bridge:.3f} s "
-              f"(x{bridge / raw:.2f} of raw) | cache miss {missed:.3f} s (x{missed / raw:.2f}) "
-              f"| cache hit {hit * 1000:.1f} ms (target < 50 ms; x{hit / raw:.4f} of raw)")
-        print(f"    G-code {result.gcode_path.stat().st_size / 1e6:.2f} MB, {meta.layer_count} "
-              f"layers, est. {meta.estimated_seconds / 60:.1f} min, {meta.filament_g:.1f} g")
+        _bench_model(label, mesh, profile, slicer, tmp_path)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"  peak RSS of the largest prusa-slicer child: {peak_mb:.0f} MB")
