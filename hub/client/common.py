@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -104,14 +105,16 @@ class Progress:
         self.stream = stream or sys.stderr
         self._start = time.monotonic()
         self._last = 0.0
+        self._lock = threading.Lock()
 
     def advance(self, n: int) -> None:
-        """Count ``n`` more bytes and redraw if due."""
-        self.done += n
-        now = time.monotonic()
-        if now - self._last >= 0.1 or self.done >= self.total:
-            self._last = now
-            self._draw(now)
+        """Count ``n`` more bytes and redraw if due (thread-safe)."""
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if now - self._last >= 0.1 or self.done >= self.total:
+                self._last = now
+                self._draw(now)
 
     def _draw(self, now: float) -> None:
         frac = min(self.done / self.total, 1.0)

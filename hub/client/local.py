@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
+HASH_THREADS = 4
 _BASE = Path(".spime") / "base"
 
 
@@ -88,7 +90,10 @@ def scan_design_dir(folder: Path) -> tuple[str, Manifest, list[LocalFile]]:
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a directory")
     text, manifest = read_manifest(folder)
-    files = [_local_file(folder, p) for p in _walk(folder)]
+    paths = list(_walk(folder))
+    # hashlib releases the GIL on large buffers, so a few threads hash files in parallel.
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        files = list(pool.map(lambda p: _local_file(folder, p), paths))
     missing = missing_files(manifest, (f.path for f in files))
     if missing:
         raise UsageError(f"{folder / MANIFEST_NAME} names {missing[0]!r} but the folder "
