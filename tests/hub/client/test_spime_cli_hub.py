@@ -1,4 +1,8 @@
-"""The ``spime`` CLI against a real hub (a ``spime-hub serve`` subprocess on 127.0.0.1)."""
+"""The ``spime`` CLI against a real hub (a ``spime-hub serve`` subprocess on 127.0.0.1).
+
+One hub serves the whole module (started with the CLI's own EmbeddedHub, as
+``spime demo`` does); each test uses its own design names.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ DESIGNS = Path(__file__).resolve().parents[3] / "designs"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
+def embedded_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
     embedded = EmbeddedHub(data=tmp_path_factory.mktemp("hub"))
     for name in ("alice", "bob", "carol"):
         embedded.add_user(name, "designer")
@@ -54,8 +58,8 @@ class Spime:
 
 
 @pytest.fixture
-def spime(hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]) -> Spime:
-    return Spime(hub, capsys)
+def spime(embedded_hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]) -> Spime:
+    return Spime(embedded_hub, capsys)
 
 
 def _copy(tmp_path: Path, design: str, slug: str) -> Path:
@@ -224,9 +228,9 @@ def test_export_prov_and_okh(spime: Spime, tmp_path: Path) -> None:
     assert "CERN-OHL-S-2.0" in (tmp_path / "o.toml").read_text()
 
 
-def test_wrong_token_is_unauthenticated(hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]
-                                        ) -> None:
-    code = main(["whoami", "--hub", hub.address, "--token", "not-a-token"])
+def test_wrong_token_is_unauthenticated(embedded_hub: EmbeddedHub,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["whoami", "--hub", embedded_hub.address, "--token", "not-a-token"])
     _, err = capsys.readouterr()
     assert code == 1 and "UNAUTHENTICATED" in err and "SPIME_TOKEN" in err
 
