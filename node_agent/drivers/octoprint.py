@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import octoprint_client
+import octoprint_client  # type: ignore[import-untyped]
 import requests
 
 from node_agent.drivers.base import (
@@ -45,9 +45,10 @@ __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
 
 log = logging.getLogger(__name__)
 
-#: Run after a cancel: heaters off, fan off, lift Z 10 mm (relative), motors off.
+#: Run after a cancel: heaters off, fan off, lift Z 10 mm (relative), motors off
+#: (the node config's ``end_gcode`` default).
 DEFAULT_END_SEQUENCE: tuple[str, ...] = (
-    "M104 S0", "M140 S0", "M106 S0", "G91", "G1 Z10 F600", "G90", "M84",
+    "M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84",
 )
 
 _LAYER_RE = re.compile(r";\s*(?:LAYER:\s*(-?\d+)|LAYER_CHANGE)")
@@ -288,7 +289,7 @@ class OctoPrintDriver:
         if job is None:
             return
         await self._command("/api/job", "cancel")
-        with contextlib.suppress(asyncio.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(job.done), self._timeout_s)
         await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES, "cancel")
         if self._status.phase is PrinterPhase.IDLE:
@@ -552,7 +553,7 @@ class OctoPrintDriver:
             remaining = deadline - time.monotonic()
             try:
                 await asyncio.wait_for(self._tick.wait(), max(remaining, 0))
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 if quiet:
                     return
                 raise ConnectionFailed(

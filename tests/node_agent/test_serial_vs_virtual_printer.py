@@ -1,0 +1,106 @@
+"""SerialDriver against OctoPrint's VirtualPrinter with its fault switches on.
+
+VirtualPrinter is an independent Marlin simulator (tests/fixtures/virtual_printer.py
+runs it on a pty in its own process). Each case switches on one of its faults
+and checks, with VirtualPrinter's own record of the commands it executed, that
+the job completes and every line was processed exactly once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from node_agent.drivers.base import PrinterDriver, PrintOutcome, PrintResult
+from tests.fixtures.virtual_printer import VirtualPrinterProcess
+
+BAUD = 115200
+DEADLINE_S = 90.0
+#: OctoPrint's own default one-shot faults (at line numbers 100-115)
+OCTOPRINT_DEFAULT_ERRORS = [
+    "100:resend", "105:resend_with_timeout", "110:missing_lineno", "115:checksum_mismatch",
+]
+
+
+def _job(moves: int, *, dwell: str | None = None) -> list[str]:
+    lines = ["G90", "M82", "G92 E0"]
+    for i in range(moves):
+        lines.append(f"G1 X{(i % 2) * 0.1:.1f} Y{(i % 7) * 0.1:.1f} E{(i + 1) * 0.001:.3f} F60000")
+        if dwell and i == moves // 2:
+            lines.append(dwell)
+    return lines
+
+
+def _driver(port: str) -> PrinterDriver:
+    from node_agent.drivers.serial import SerialDriver  # missing driver = failing test
+
+    driver: PrinterDriver = SerialDriver("vp", port, BAUD)
+    return driver
+
+
+def _print(port: str, lines: list[str]) -> PrintResult:
+    async def scenario() -> PrintResult:
+        driver = _driver(port)
+        try:
+            await driver.connect()
+            return await asyncio.wait_for(driver.print_lines("faults", lines), DEADLINE_S)
+        finally:
+            await driver.close()
+
+    result: PrintResult = asyncio.run(scenario())
+    return result
+
+
+def _assert_exactly_once_in_order(vp: VirtualPrinterProcess, lines: list[str]) -> None:
+    moves = [line for line in lines if line.startswith("G1 ")]
+    wanted = set(moves)
+    executed = [c for c in vp.executed() if c in wanted]
+    assert len(executed) == len(moves), (
+        f"VirtualPrinter executed {len(executed)} of {len(moves)} moves"
+        f" ({len(executed) - len(set(executed))} duplicates)\n{vp.output()[-1500:]}"
+    )
+    assert executed == moves, "moves executed out of order"
+
+
+#: one-shot resends spread over the job: Resend for the line itself, and a
+#: checksum mismatch reported against it (both answered with "Resend: N" + ok)
+FORCED_RESENDS = [f"{n}:resend" for n in range(20, 600, 40)] + [
+    f"{n}:checksum_mismatch" for n in range(40, 600, 40)
+]
+
+FAULTS: dict[str, tuple[dict[str, Any], str | None, bool]] = {
+    # name: (VirtualPrinter settings, extra line in the middle of the job, expect resends).
+    # VirtualPrinter's own ``resend_ratio`` is not used: in OctoPrint 1.11.8 it drops
+    # the line it rejects (it asks for N+1 after recording N), so no host can pass
+    # it; ``corrupt_every`` produces the same noisy-line fault on the wire instead.
+    "wire_noise_every_20th_line": ({"corrupt_every": 20}, None, True),
+    "forced_resends": ({"simulated_errors": FORCED_RESENDS}, None, True),
+    "broken_resend_without_ok": (
+        {"simulated_errors": FORCED_RESENDS, "brokenResend": True}, None, True),
+    "small_rx_buffer": ({"rxBuffer": 24, "commandBuffer": 2}, None, False),
+    "busy_during_a_long_dwell": ({"sendBusy": True, "busyInterval": 0.2}, "G4 S3", False),
+    "octoprint_default_errors_with_lost_ok": (
+        {"simulated_errors": OCTOPRINT_DEFAULT_ERRORS}, None, True),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_job_completes_exactly_once_in_order_despite(
+    fault: str, virtual_printer_factory: Callable[..., VirtualPrinterProcess]
+) -> None:
+    settings, extra, expect_resends = FAULTS[fault]
+    vp = virtual_printer_factory(**settings)
+    lines = _job(600, dwell=extra)
+
+    result = _print(vp.port, lines)
+
+    assert result.outcome is PrintOutcome.COMPLETED, (result, vp.output()[-1500:])
+    assert result.lines_sent == len(lines)
+    if expect_resends:
+        assert result.resends > 0, result
+    _assert_exactly_once_in_order(vp, lines)
+    if extra:
+        assert extra in vp.executed()
