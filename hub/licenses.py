@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-import license_expression
+import license_expression  # type: ignore[import-untyped]
 
 from hub.errors import InvalidLicense, LicenseConflict
 
@@ -143,12 +143,15 @@ def _parse_message(text: str, unknown: list[object], errors: list[str]) -> str:
     return f"malformed SPDX expression {text!r}: {'; '.join(errors)}"
 
 
-def _tree(expression: str) -> object:
+Tree = str | tuple[str, list["Tree"]]  # an id, or ("AND" | "OR", subtrees)
+
+
+def _tree(expression: str) -> Tree:
     """Parse to a plain tree: a str id, or ("AND"|"OR", [subtrees])."""
     return _convert(_licensing().parse(expression))
 
 
-def _convert(node: object) -> object:
+def _convert(node: object) -> Tree:
     if isinstance(node, license_expression.LicenseWithExceptionSymbol):
         return str(node.license_symbol.key)
     if isinstance(node, license_expression.LicenseSymbol):
@@ -176,7 +179,8 @@ def _decode_targets(text: str) -> tuple[frozenset[str] | None, frozenset[str]]:
         return None, frozenset()
     if text.startswith("NONE"):
         return frozenset(), frozenset()
-    plain, conditional = set(), set()
+    plain: set[str] = set()
+    conditional: set[str] = set()
     for item in text.split(";"):
         name = item.split("(")[0].strip()
         (conditional if "(only if" in item else plain).add(name)
@@ -221,13 +225,13 @@ def _union(a: _Targets, b: _Targets) -> _Targets:
     return None if a is None or b is None else a | b
 
 
-def _targets_of(tree: object) -> _Targets:
+def _targets_of(tree: Tree) -> _Targets:
     if isinstance(tree, str):
         rule = rule_for(tree)
         if rule is None or not rule.remix_allowed:
             return frozenset()
         return rule.derivative_targets
-    op, children = tree  # type: ignore[misc]
+    op, children = tree
     combine = _intersect if op == "AND" else _union
     result: _Targets = frozenset() if op == "OR" else None
     for child in children:
@@ -290,10 +294,10 @@ def _check_parent(design: str, expression: str, target_ids: tuple[str, ...]) -> 
         raise LicenseConflict(_bad_target_message(design, expression, bad, tree))
 
 
-def _ids(tree: object) -> list[str]:
+def _ids(tree: Tree) -> list[str]:
     if isinstance(tree, str):
         return [tree]
-    return [i for child in tree[1] for i in _ids(child)]  # type: ignore[index]
+    return [i for child in tree[1] for i in _ids(child)]
 
 
 def _no_remix_message(design: str, expression: str) -> str:
@@ -315,7 +319,7 @@ def _no_remix_message(design: str, expression: str) -> str:
     )
 
 
-def _bad_target_message(design: str, expression: str, bad: list[str], tree: object) -> str:
+def _bad_target_message(design: str, expression: str, bad: list[str], tree: Tree) -> str:
     conditional = set().union(*(r.conditional_targets for i in _ids(tree) if (r := rule_for(i))))
     allowed = sorted(_targets_of(tree) or ())
     hint = "; allowed: " + ", ".join(allowed)
@@ -353,10 +357,10 @@ def _fabrication_column(paid: bool, modified: bool) -> str:
     return "sell_print_modified" if modified else "sell_print_unmodified"
 
 
-def _fabricate_tree(tree: object, paid: bool, modified: bool) -> Decision:
+def _fabricate_tree(tree: Tree, paid: bool, modified: bool) -> Decision:
     if isinstance(tree, str):
         return _fabricate_one(tree, paid, modified)
-    op, children = tree  # type: ignore[misc]
+    op, children = tree
     decisions = [_fabricate_tree(child, paid, modified) for child in children]
     if op == "OR":
         chosen = next((d for d in decisions if d.allowed), decisions[0])

@@ -241,7 +241,9 @@ def verify_chain(revisions: Iterable[ChainLink], blobs: BlobLookup | None = None
     files_checked = 0
     for link in links:
         _check_link(link)
-        for entry in link.files if blobs is not None else ():
+        if blobs is None:
+            continue
+        for entry in link.files:
             _check_file(link, entry, blobs)
             files_checked += 1
     external = sorted({p for link in links for p in link.parents if p not in known})

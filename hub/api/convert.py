@@ -86,7 +86,7 @@ def _finding_to_proto(finding: Mapping[str, object]) -> common_pb2.Finding:
     return common_pb2.Finding(
         code=str(finding.get("code", "")), severity=_SEVERITY.get(str(finding.get("severity", "")).lower(), 0),
         message=str(finding.get("message", "")),
-        details={str(k): str(v) for k, v in details.items()},  # type: ignore[attr-defined]
+        details={str(k): str(v) for k, v in details.items()},
     )
 
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub import exports
-from hub.domain import Attribution, Fabrication, LedgerLine, ProposalState, RatingRecord, Revision
+from hub.domain import (
+    Attribution,
+    Fabrication,
+    LedgerLine,
+    Proposal,
+    ProposalState,
+    RatingRecord,
+    Revision,
+    RevisionKind,
+)
 from hub.errors import InvalidArgument
 from hub.service.designs import check_slug
 from hub.store.designs import DesignStore
@@ -112,27 +121,26 @@ class RecordService:
         return exports.Lineage(slug, ordered, proposals)
 
 
-def _contributors(revisions: list[Revision], proposals: list, maintainers: tuple[str, ...]) -> tuple[Contributor, ...]:  # type: ignore[type-arg]
-    names: dict[str, dict[str, object]] = {}
+@dataclass
+class _Tally:
+    revisions: int = 0
+    accepted: int = 0
+    roles: set[str] = field(default_factory=set)
 
-    def entry(name: str) -> dict[str, object]:
-        return names.setdefault(name, {"revisions": 0, "accepted": 0, "roles": set()})
 
+def _contributors(revisions: list[Revision], proposals: list[Proposal], maintainers: tuple[str, ...]) -> tuple[Contributor, ...]:
+    tally: dict[str, _Tally] = {}
     accepted = {p.revision.id for p in proposals if p.state is ProposalState.ACCEPTED}
     for rev in revisions:
-        if rev.kind.value != "proposal" or rev.id in accepted:
-            e = entry(rev.author)
-            e["revisions"] = int(e["revisions"]) + 1  # type: ignore[call-overload]
-            e["roles"].add("author")  # type: ignore[attr-defined]
+        if rev.kind is not RevisionKind.PROPOSAL or rev.id in accepted:
+            entry = tally.setdefault(rev.author, _Tally())
+            entry.revisions += 1
+            entry.roles.add("author")
     for proposal in proposals:
         if proposal.state is ProposalState.ACCEPTED:
-            e = entry(proposal.author)
-            e["accepted"] = int(e["accepted"]) + 1  # type: ignore[call-overload]
+            tally.setdefault(proposal.author, _Tally()).accepted += 1
         if proposal.decided_by:
-            entry(proposal.decided_by)["roles"].add("reviewer")  # type: ignore[attr-defined]
+            tally.setdefault(proposal.decided_by, _Tally()).roles.add("reviewer")
     for name in maintainers:
-        entry(name)["roles"].add("maintainer")  # type: ignore[attr-defined]
-    return tuple(
-        Contributor(n, int(e["revisions"]), int(e["accepted"]), tuple(sorted(e["roles"])))  # type: ignore[call-overload, arg-type]
-        for n, e in sorted(names.items())
-    )
+        tally.setdefault(name, _Tally()).roles.add("maintainer")
+    return tuple(Contributor(n, t.revisions, t.accepted, tuple(sorted(t.roles))) for n, t in sorted(tally.items()))

@@ -74,7 +74,7 @@ class AccountStore:
 
     def _thd_exists(self, name: str) -> bool:
         with connect(self.engine) as conn:
-            return conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)) > 0
+            return bool(conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)))
 
     def _thd_set_public_key(self, name: str, public_key_hex: str) -> None:
         with write(self.engine) as conn:

@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlalchemy as sa
 
@@ -179,9 +180,10 @@ class BlobStore:
         """
         with self._open(sha256) as handle:
             handle.seek(offset)
-            return handle.read(length)
+            data: bytes = handle.read(length)
+            return data
 
-    def _open(self, sha256: str):  # type: ignore[no-untyped-def]
+    def _open(self, sha256: str) -> BinaryIO:
         check_sha256(sha256)
         try:
             return open(self.path(sha256), "rb")

@@ -43,6 +43,10 @@ class DesignMeta:
     tags: tuple[str, ...]
 
 
+def _count(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> int:
+    return int(conn.scalar(sa.select(sa.func.count()).where(*where)) or 0)
+
+
 def _attr_json(items: Sequence[Attribution]) -> str:
     return json.dumps([dataclasses.asdict(a) for a in items], sort_keys=True)
 
@@ -66,7 +70,7 @@ class DesignStore:
 
     def _thd_exists(self, slug: str) -> bool:
         with connect(self.engine) as conn:
-            return conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)) > 0
+            return _count(conn, d.c.slug == slug) > 0
 
     def _thd_get_revision(self, slug: str, revision_id: str = "") -> Revision:
         """A revision by id or unique prefix (>= 8 hex digits); empty = head.
@@ -80,7 +84,7 @@ class DesignStore:
 
     def _thd_revision_by_id(self, revision_id: str) -> Revision | None:
         with connect(self.engine) as conn:
-            exists = conn.scalar(sa.select(sa.func.count()).where(r.c.id == revision_id))
+            exists = _count(conn, r.c.id == revision_id)
             return self._revision(conn, revision_id) if exists else None
 
     def _thd_log(self, slug: str, from_id: str = "", limit: int = 0) -> list[Revision]:
@@ -143,7 +147,7 @@ class DesignStore:
             .where(rp.c.parent_id.in_(list(revision_ids)), r.c.kind == RevisionKind.FORK.value)
         )
         with connect(self.engine) as conn:
-            return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+            return [(str(a), str(b), str(c)) for a, b, c in conn.execute(query)]
 
     # -- writes ------------------------------------------------------------
 
@@ -155,7 +159,7 @@ class DesignStore:
             AlreadyExists: the slug is taken.
         """
         with write(self.engine) as conn:
-            if conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)):
+            if _count(conn, d.c.slug == slug):
                 raise AlreadyExists(f"design {slug!r} already exists: push to it, or fork it under a new name")
             conn.execute(sa.insert(d).values(
                 slug=slug, title=meta.title, description=meta.description, license=meta.license,
@@ -243,7 +247,7 @@ class DesignStore:
 
     def _cas_head(self, conn: sa.Connection, slug: str, expected: str) -> None:
         head = conn.scalar(sa.select(d.c.head_revision_id).where(d.c.slug == slug).with_for_update())
-        if head is None and not conn.scalar(sa.select(sa.func.count()).where(d.c.slug == slug)):
+        if head is None and not _count(conn, d.c.slug == slug):
             raise NotFound(f"no design named {slug!r}")
         if head != expected:
             raise StaleHead(f"design {slug} moved to {head}; pull first, then push again")
@@ -262,7 +266,7 @@ class DesignStore:
             conn.execute(sa.insert(schema.design_tags).values(design=slug, tag=tag))
 
     def _insert_revision(self, conn: sa.Connection, rev: Revision, now: str) -> None:
-        if conn.scalar(sa.select(sa.func.count()).where(r.c.id == rev.id)):
+        if _count(conn, r.c.id == rev.id):
             return
         seq = (conn.scalar(sa.select(sa.func.max(r.c.seq)).where(r.c.design == rev.design)) or 0) + 1
         conn.execute(sa.insert(r).values(
@@ -309,7 +313,7 @@ class DesignStore:
             raise NotFound(f"design {slug} has no revision {revision_id}")
         if len(ids) > 1:
             raise InvalidArgument(f"revision prefix {revision_id} is ambiguous in {slug}: give more digits")
-        return ids[0]
+        return str(ids[0])
 
     def _maintainers(self, conn: sa.Connection, slug: str) -> tuple[str, ...]:
         return tuple(conn.scalars(sa.select(m.c.account).where(m.c.design == slug).order_by(m.c.position)))
@@ -317,8 +321,8 @@ class DesignStore:
     def _design(self, conn: sa.Connection, slug: str) -> Design:
         row = self._require_design(conn, slug)
         tags = tuple(conn.scalars(sa.select(schema.design_tags.c.tag).where(schema.design_tags.c.design == slug).order_by(schema.design_tags.c.tag)))
-        count = conn.scalar(sa.select(sa.func.count()).where(r.c.design == slug, r.c.kind != RevisionKind.PROPOSAL.value))
-        count += conn.scalar(sa.select(sa.func.count()).where(p.c.design == slug, p.c.state == ProposalState.ACCEPTED.value))
+        count = _count(conn, r.c.design == slug, r.c.kind != RevisionKind.PROPOSAL.value)
+        count += _count(conn, p.c.design == slug, p.c.state == ProposalState.ACCEPTED.value)
         first = conn.scalar(sa.select(r.c.id).where(r.c.design == slug).order_by(r.c.seq).limit(1))
         forked_from: tuple[str, ...] = ()
         if first is not None and conn.scalar(sa.select(r.c.kind).where(r.c.id == first)) == RevisionKind.FORK.value:
@@ -327,7 +331,7 @@ class DesignStore:
             slug=row.slug, title=row.title, description=row.description, license=row.license,
             head_revision_id=row.head_revision_id or "", maintainers=self._maintainers(conn, slug), tags=tags,
             forked_from=forked_from, created_at=row.created_at, updated_at=row.updated_at,
-            revision_count=int(count or 0), attributions=_attr_load(row.attributions),
+            revision_count=count, attributions=_attr_load(row.attributions),
         )
 
     def _revision(self, conn: sa.Connection, revision_id: str) -> Revision:
