@@ -165,3 +165,56 @@ def test_emergency_stop_halts_the_printer(octoprint_offline: OctoPrintServer) ->
         assert "M112" in (result.reason or "")
 
     asyncio.run(scenario())
+
+
+def test_file_position_maps_to_command_lines_and_layers() -> None:
+    from node_agent.drivers.octoprint import _JobIndex
+
+    lines = ["; header", "G90", "", ";LAYER:0", "G1 X1", "G1 X2 ; move", ";LAYER:1", "G1 X3"]
+    index = _JobIndex.build(lines)
+    ends = [sum(len(x) + 1 for x in lines[: i + 1]) for i in range(len(lines))]
+    assert index.size == ends[-1]
+    assert index.lines_done(0) == 0
+    assert index.lines_done(ends[1]) == 1  # "G90" fully read
+    assert index.lines_done(ends[5] - 1) == 2  # "G1 X2" not complete yet
+    assert index.lines_done(index.size) == 4
+    assert index.layer_at(ends[2]) is None
+    assert index.layer_at(ends[4]) == 0
+    assert index.layer_at(index.size) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "flags", "phase"),
+    [
+        ("Operational", {"operational": True, "ready": True}, PrinterPhase.IDLE),
+        ("Printing", {"operational": True, "printing": True}, PrinterPhase.PRINTING),
+        ("Pausing", {"operational": True, "pausing": True}, PrinterPhase.PAUSED),
+        ("Paused", {"operational": True, "paused": True}, PrinterPhase.PAUSED),
+        ("Cancelling", {"operational": True, "cancelling": True}, PrinterPhase.CANCELLING),
+        ("Offline after error", {"closedOrError": True, "error": True}, PrinterPhase.ERROR),
+        ("Error: Printer halted", {"closedOrError": True}, PrinterPhase.ERROR),
+        ("Offline", {"closedOrError": True}, PrinterPhase.DISCONNECTED),
+        ("Opening serial connection", {}, PrinterPhase.CONNECTING),
+    ],
+)
+def test_octoprint_states_map_onto_printer_phases(
+    text: str, flags: dict[str, bool], phase: PrinterPhase
+) -> None:
+    from node_agent.drivers.octoprint import _phase_from_state
+
+    assert _phase_from_state({"text": text, "flags": flags}) is phase
+
+
+def test_unknown_serial_port_is_not_ready_and_names_the_port(
+    octoprint_offline: OctoPrintServer,
+) -> None:
+    async def scenario() -> None:
+        driver = OctoPrintDriver("mk3", octoprint_offline.url, octoprint_offline.api_key,
+                                 port="/dev/ttyNOPE", baud=115200)
+        try:
+            with pytest.raises(PrinterNotReady, match="/dev/ttyNOPE"):
+                await driver.connect()
+        finally:
+            await driver.close()
+
+    asyncio.run(scenario())
