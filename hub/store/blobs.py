@@ -9,10 +9,12 @@ holds a whole file in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +29,7 @@ __all__ = ["BlobStore", "Upload", "check_sha256"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 1 << 20
+STALE_UPLOAD_S = 3600
 
 
 def check_sha256(value: str) -> str:
@@ -112,8 +115,17 @@ class BlobStore:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_uploads()
         self.engine = engine
         self.max_blob_bytes = max_blob_bytes
+
+    def _remove_stale_uploads(self) -> None:
+        # Left by a hub that was killed mid-upload; an hour is far beyond any live upload's idle time.
+        cutoff = time.time() - STALE_UPLOAD_S
+        for leftover in self.tmp_dir.glob("up-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def path(self, sha256: str) -> Path:
         """Where a blob's bytes live."""

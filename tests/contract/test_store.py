@@ -118,6 +118,18 @@ class StoreContract:
         with pytest.raises(NotFound):
             store.blobs._thd_size(SHA)
 
+    def test_stale_upload_files_are_removed_at_start(self, store: Store, tmp_path: Path) -> None:
+        import os
+
+        from hub.store.blobs import BlobStore
+
+        stale, fresh = store.blobs.tmp_dir / "up-stale", store.blobs.tmp_dir / "up-fresh"
+        stale.write_bytes(b"half")
+        fresh.write_bytes(b"live")
+        os.utime(stale, (0, 0))
+        BlobStore(store.blobs.root, store.blobs.engine, 4096)
+        assert store.blobs.temp_files() == [fresh]
+
     # -- designs ----------------------------------------------------------------------
 
     def test_create_get_and_log(self, store: Store) -> None:

@@ -30,6 +30,18 @@ def test_reflection_lists_every_service(api: InProcessHub) -> None:
     assert {"spimeforge.v1.Designs", "spimeforge.v1.Accounts", "spimeforge.v1.Records", "grpc.health.v1.Health"} <= names
 
 
+def test_reflection_resolves_the_api_descriptors(api: InProcessHub) -> None:
+    from google.protobuf import descriptor_pb2
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(api.channel)
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol="spimeforge.v1.Designs")
+    [response] = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
+    files = [descriptor_pb2.FileDescriptorProto.FromString(raw) for raw in response.file_descriptor_response.file_descriptor_proto]
+    assert "spimeforge/v1/designs.proto" in {f.name for f in files}
+    designs = next(f for f in files if f.name == "spimeforge/v1/designs.proto")
+    assert "Push" in {m.name for m in designs.service[0].method}
+
+
 def test_whoami_names_the_caller_and_role(api: InProcessHub) -> None:
     account = api.accounts.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=api.md("olga"))
     assert (account.name, account.role) == ("olga", accounts_pb2.ROLE_OPERATOR)
