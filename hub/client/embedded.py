@@ -50,13 +50,15 @@ class EmbeddedHub:
         data: the data directory (SQLite + blobs).
         address: 127.0.0.1:PORT once started.
         tokens: account name → bearer token.
-        extra_args: more ``spime-hub serve`` arguments (e.g. a size limit).
+        extra_args: more ``spime-hub serve`` arguments (e.g. TLS or a size limit).
+        ca: the CA certificate to trust when the hub serves TLS.
     """
 
     data: Path
     address: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    ca: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -92,7 +94,12 @@ class EmbeddedHub:
         self._wait_healthy(time.monotonic() + timeout)
 
     def _wait_healthy(self, deadline: float) -> None:
-        with grpc.insecure_channel(self.address) as channel:
+        if self.ca is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.ca.read_bytes())
+            channel = grpc.secure_channel(self.address, creds)
+        else:
+            channel = grpc.insecure_channel(self.address)
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:

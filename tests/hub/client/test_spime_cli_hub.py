@@ -70,6 +70,13 @@ def _copy(tmp_path: Path, design: str, slug: str) -> Path:
     return folder
 
 
+def _make_unique(folder: Path) -> None:
+    """Give the design blobs no other test has uploaded (blobs are shared by hash)."""
+    for scad in folder.glob("*.scad"):
+        scad.write_text(scad.read_text() + f"// copy {folder.name}\n")
+    (folder / "NOTES.md").write_text(f"Notes for {folder.name}\n")
+
+
 def test_whoami(spime: Spime) -> None:
     doc = spime.ok("alice", "whoami")
     assert doc["name"] == "alice" and doc["role"] == "designer"
@@ -238,3 +245,61 @@ def test_wrong_token_is_unauthenticated(embedded_hub: EmbeddedHub,
 def test_human_output_is_not_json(spime: Spime) -> None:
     code, _, _ = spime("alice", "whoami", json_out=False)
     assert code == 0
+
+
+def test_interrupted_push_resumes_by_hash(spime: Spime, tmp_path: Path) -> None:
+    from spimeforge.v1 import designs_pb2
+
+    from hub.client.commands.push import upload_missing
+    from hub.client.connection import opened
+    from hub.client.local import scan_design_dir
+
+    folder = _copy(tmp_path, "box-with-lid", "resume-box")
+    _make_unique(folder)
+    _, _, files = scan_design_dir(folder)
+    args = type("Args", (), {"hub": spime.hub.address, "token": spime.hub.tokens["alice"],
+                             "ca": None})()
+    with opened(args) as conn:  # type: ignore[arg-type]
+        missing = set(conn.call(conn.designs.MissingBlobs, designs_pb2.MissingBlobsRequest(
+            sha256=[f.sha256 for f in files])).sha256)
+        assert len(missing) >= 2
+        first = next(f for f in files if f.sha256 in missing)
+        assert upload_missing(conn, [first], progress=False) == (1, first.size)
+    done = spime.ok("alice", "push", str(folder), "--new")
+    assert done["blobs_uploaded"] == len(missing) - 1
+    assert done["bytes_uploaded"] == sum(f.size for f in files
+                                         if f.sha256 in missing and f is not first)
+
+
+def test_push_shows_a_progress_bar_on_stderr(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "shelf-bracket", "progress-bracket")
+    _make_unique(folder)
+    code, _, err = spime("alice", "push", str(folder), "--new", json_out=False)
+    assert code == 0 and "uploading 2 blob(s)" in err and "100.0%" in err
+
+
+def test_tls_with_the_ca_from_the_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    certs = tmp_path / "tls"
+    script = Path(__file__).resolve().parents[3] / "ops" / "tls" / "make-dev-ca.sh"
+    subprocess.run(["bash", str(script), str(certs), "localhost", "127.0.0.1"], check=True,
+                   capture_output=True, timeout=60)
+    tls = EmbeddedHub(data=tmp_path / "hub", ca=certs / "ca.crt",
+                      extra_args=("--tls-cert", str(certs / "hub.crt"),
+                                  "--tls-key", str(certs / "hub.key")))
+    tls.data.mkdir()
+    tls.add_user("tina", "designer")
+    tls.start()
+    try:
+        monkeypatch.setenv("SPIME_HUB", tls.address)
+        monkeypatch.setenv("SPIME_TOKEN", tls.tokens["tina"])
+        monkeypatch.setenv("SPIME_CA", str(certs / "ca.crt"))
+        assert main(["whoami", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["name"] == "tina"
+        monkeypatch.delenv("SPIME_CA")
+        assert main(["whoami"]) == 1
+        assert "UNAVAILABLE" in capsys.readouterr().err
+    finally:
+        tls.stop()
