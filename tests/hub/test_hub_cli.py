@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -92,3 +93,40 @@ def test_serve_with_tls_flags(tmp_path: Path) -> None:
         assert who.name == "alice"
     finally:
         assert stop_hub(hub) == 0
+
+
+def test_sigterm_lets_a_running_upload_finish(tmp_path: Path) -> None:
+    import hashlib
+    import threading
+
+    from spimeforge.v1 import common_pb2, designs_pb2_grpc
+
+    hub = start_hub(tmp_path / "h", users={"alice": "designer"})
+    data = b"z" * (4 << 20)
+    digest = hashlib.sha256(data).hexdigest()
+    first_sent, terminated = threading.Event(), threading.Event()
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for offset in range(0, len(data), 1 << 20):
+            yield common_pb2.BlobChunk(sha256=digest if offset == 0 else "", total_size=len(data) if offset == 0 else 0,
+                                       offset=offset, data=data[offset:offset + (1 << 20)])
+            first_sent.set()
+            assert terminated.wait(timeout=30)
+
+    try:
+        with grpc.insecure_channel(hub.address) as channel:
+            stub = designs_pb2_grpc.DesignsStub(channel)
+            future = stub.UploadBlob.future(chunks(), metadata=hub.metadata("alice"), timeout=60)
+            assert first_sent.wait(timeout=30)
+            assert hub.process is not None
+            hub.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while '"msg": "stopping"' not in hub.log():
+                assert time.monotonic() < deadline, hub.log()
+                time.sleep(0.05)
+            terminated.set()
+            assert future.result(timeout=30).size == len(data)
+        assert hub.process.wait(timeout=30) == 0
+        assert (tmp_path / "h" / "blobs" / digest[:2] / digest[2:]).stat().st_size == len(data)
+    finally:
+        stop_hub(hub)
