@@ -39,6 +39,7 @@ __all__ = [
 
 _STL_HEADER = 84
 _MAX_COORDINATE = 1e9
+_STL_CHUNK = 1 << 18
 _STL_RECORD = 50
 _STL_DTYPE = np.dtype([
     ("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attr", "<u2"),
@@ -108,7 +109,8 @@ class LoadedMesh:
     Attributes:
         vertices: (n, 3) float32 (binary STL, as stored) or float64, in the file's
             units (3MF: converted to mm).
-        faces: (m, 3) int64 indices into `vertices`, m >= 1.
+        faces: (m, 3) int64 indices into `vertices`, m >= 1; None for a triangle
+            soup (binary STL), where face i is vertices 3i, 3i+1, 3i+2.
         format: "stl-binary", "stl-ascii", "obj", "ply" or "3mf".
         notes: Things the loader did that a person should know (triangulated
             polygons, a 3MF unit converted, trailing bytes ignored).
@@ -116,10 +118,21 @@ class LoadedMesh:
     """
 
     vertices: NDArray[np.floating[Any]]
-    faces: NDArray[np.int64]
+    faces: NDArray[np.int64] | None
     format: str
     notes: tuple[str, ...] = field(default=())
     unit_hint: str = ""
+
+    @property
+    def face_count(self) -> int:
+        """Number of triangles."""
+        return len(self.vertices) // 3 if self.faces is None else len(self.faces)
+
+    def face_indices(self) -> NDArray[np.int64]:
+        """The (m, 3) int64 faces, materialized for a soup."""
+        if self.faces is None:
+            return np.arange(len(self.vertices), dtype=np.int64).reshape(-1, 3)
+        return self.faces
 
 
 def load_mesh(path: str | Path, limits: LoadLimits = LoadLimits()) -> LoadedMesh:
@@ -162,22 +175,25 @@ def load_mesh(path: str | Path, limits: LoadLimits = LoadLimits()) -> LoadedMesh
 
 
 def _validated(mesh: LoadedMesh, limits: LoadLimits, name: str) -> LoadedMesh:
-    if len(mesh.faces) == 0:
+    if mesh.face_count == 0:
         raise EmptyMesh(f"{name}: the file holds no triangles; export the mesh again")
-    if len(mesh.faces) > limits.max_triangles:
-        raise MeshTooLarge(_too_many(name, len(mesh.faces), limits))
-    finite = np.isfinite(mesh.vertices).all(axis=1)
+    if mesh.face_count > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, mesh.face_count, limits))
+    v = mesh.vertices
+    finite = np.isfinite(v[:, 0]) & np.isfinite(v[:, 1]) & np.isfinite(v[:, 2])
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise InvalidGeometry(
             f"{name}: {len(bad):,} vertices have NaN or infinite coordinates "
             f"(first at vertex index {int(bad[0])}); the exporter wrote broken numbers, "
             "export the mesh again")
-    largest = float(np.abs(mesh.vertices).max()) if len(mesh.vertices) else 0.0
+    largest = max(-float(mesh.vertices.min()), float(mesh.vertices.max()))
     if largest > _MAX_COORDINATE:
         raise InvalidGeometry(
             f"{name}: a coordinate is {largest:.3g}, beyond {_MAX_COORDINATE:.0e} (a part "
             "larger than 1000 km): the file is corrupt or in the wrong unit")
+    if mesh.faces is None:
+        return mesh
     if len(mesh.vertices) == 0 or mesh.faces.min() < 0 or mesh.faces.max() >= len(mesh.vertices):
         raise InvalidGeometry(
             f"{name}: faces refer to vertices that do not exist "
@@ -230,15 +246,15 @@ def _read_stl(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
             f"{name}: the binary STL header claims {count:,} triangles ({expected:,} bytes) "
             f"but the file has {size:,} bytes, room for {held:,}: it is truncated or corrupt; "
             "export or download it again")
-    records = np.fromfile(stream, dtype=_STL_DTYPE, count=count)
-    if len(records) != count:
-        raise MeshFormatError(f"{name}: the file ended early while reading triangles")
+    vertices = np.empty((count, 3, 3), dtype=np.float32)
+    for start in range(0, count, _STL_CHUNK):
+        records = np.fromfile(stream, dtype=_STL_DTYPE, count=min(_STL_CHUNK, count - start))
+        if len(records) != min(_STL_CHUNK, count - start):
+            raise MeshFormatError(f"{name}: the file ended early while reading triangles")
+        vertices[start:start + len(records)] = records["vertices"]
     notes = () if size == expected else (
         f"ignored {size - expected:,} bytes after the {count:,} triangles",)
-    vertices = records["vertices"].reshape(-1, 3).copy()
-    del records
-    faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
-    return LoadedMesh(vertices, faces, "stl-binary", notes)
+    return LoadedMesh(vertices.reshape(-1, 3), None, "stl-binary", notes)
 
 
 _FLOAT = rb"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))"
@@ -257,9 +273,7 @@ def _read_ascii_stl(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
         raise MeshFormatError(
             f"{name}: the ASCII STL has {len(found):,} vertex lines for {facets:,} facets "
             "(3 each expected): it is truncated or corrupt")
-    vertices = np.array(found, dtype=np.float64)
-    faces = np.arange(len(vertices), dtype=np.int64).reshape(-1, 3)
-    return LoadedMesh(vertices, faces, "stl-ascii")
+    return LoadedMesh(np.array(found, dtype=np.float64), None, "stl-ascii")
 
 
 def write_binary_stl(path: str | Path, vertices: NDArray[np.float64],

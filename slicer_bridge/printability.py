@@ -238,11 +238,11 @@ def check_path(path: str | Path, profile: PrinterProfile | None = None,
     printer = _printer(profile, tolerances)
     started = time.perf_counter()
     try:
-        loaded = load_mesh(path, limits)
+        loaded = [load_mesh(path, limits)]
     except MeshError as exc:
         return _unloadable(str(path), printer, exc)
-    result = check_mesh(loaded, printer_profile=profile, tolerances=tolerances, repair=repair,
-                        path=str(path))
+    # Hand over the only reference so the raw soup is freed once merged.
+    result = _check_loaded(loaded, printer, tolerances, repair, str(path))
     timings = {"load": time.perf_counter() - started - sum(result.report.timings_s.values()),
                **result.report.timings_s}
     return replace(result, report=replace(result.report, timings_s=MappingProxyType(timings)))
@@ -263,11 +263,18 @@ def check_mesh(mesh: LoadedMesh, printer_profile: PrinterProfile | None = None,
     Returns:
         The report with the merged (and possibly repaired) mesh.
     """
-    printer = _printer(printer_profile, tolerances)
+    return _check_loaded([mesh], _printer(printer_profile, tolerances), tolerances, repair,
+                         path)
+
+
+def _check_loaded(holder: list[LoadedMesh], printer: _Printer, tolerances: Tolerances,
+                  repair: bool, path: str) -> CheckResult:
     timings: dict[str, float] = {}
+    mesh = holder.pop()
     findings: list[Finding] = [Finding("loader_note", Severity.INFO, n) for n in mesh.notes]
     vertices, faces, merged = _timed(timings, "merge", lambda: merge_vertices(
         mesh.vertices, mesh.faces, tolerances.merge_relative))
+    del mesh
     if merged:
         findings.append(Finding("merged_vertices", Severity.INFO,
                                 f"merged {merged:,} coincident vertices", {"count": merged}))
@@ -339,6 +346,24 @@ def _hash_rows(q: IntArray) -> NDArray[np.uint64]:
     return h
 
 
+def _face_keys(faces: IntArray, vertex_count: int) -> NDArray[np.uint64]:
+    """One uint64 per face, equal exactly for faces with the same three corners.
+
+    Exact (bit-packed) below 2**21 vertices; above, a 64-bit hash whose chance of
+    a false match among 10**7 faces is about 1e-5.
+    """
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    low = np.minimum(np.minimum(a, b), c)
+    high = np.maximum(np.maximum(a, b), c)
+    middle = a + b + c - low - high  # np.sort(axis=1) is a Python-speed loop over rows
+    if vertex_count <= 1 << 21:
+        key = low.astype(np.uint64) << np.uint64(42)
+        key |= middle.astype(np.uint64) << np.uint64(21)
+        key |= high.astype(np.uint64)
+        return key
+    return _hash_rows(np.stack([low, middle, high], axis=1))
+
+
 def _group(keys: NDArray[Any]) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
     """Sort keys; return (order, group id per element, is-first-of-group in sorted order)."""
     order = np.argsort(keys)
@@ -346,12 +371,15 @@ def _group(keys: NDArray[Any]) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    del ordered
     group = np.empty(len(keys), dtype=np.int64)
-    group[order] = np.cumsum(first) - 1
+    running = np.cumsum(first)
+    running -= 1
+    group[order] = running
     return order, group, first
 
 
-def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray,
+def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray | None,
                    relative: float) -> tuple[FloatArray, IntArray, int]:
     """Merge vertices that fall in the same grid cell of `relative` x the largest extent.
 
@@ -360,14 +388,16 @@ def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray,
 
     Args:
         vertices: (n, 3) float32 or float64.
-        faces: (m, 3) int64 into `vertices`.
+        faces: (m, 3) int64 into `vertices`, or None for a soup (face i is
+            vertices 3i..3i+2).
         relative: Grid step relative to the largest extent; at least 1e-6.
 
     Returns:
         (k, 3) float64 unique vertices, (m, 3) int64 faces into them, and n - k.
     """
-    low = vertices.min(axis=0)
-    extent = float((vertices.max(axis=0) - low).max())
+    # Column by column: a reduction over axis 0 of an (n, 3) array is ~8x slower.
+    low = [vertices[:, k].min() for k in range(3)]
+    extent = max(float(vertices[:, k].max() - low[k]) for k in range(3))
     step = max(extent * max(relative, 1e-6), np.finfo(np.float64).tiny)
     key = np.zeros(len(vertices), dtype=np.uint64)
     for axis in range(3):
@@ -377,70 +407,56 @@ def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray,
     order, group, first = _group(key)
     del key
     unique = vertices[order[first]].astype(np.float64)
-    if faces.base is None and len(faces) * 3 == len(vertices) and _is_identity(faces):
-        merged_faces = group.reshape(-1, 3)
-    else:
-        merged_faces = group[faces]
+    del order, first
+    merged_faces = group.reshape(-1, 3) if faces is None else group[faces]
     return unique, merged_faces, len(vertices) - len(unique)
-
-
-def _is_identity(faces: IntArray) -> bool:
-    """True when faces is arange(3m).reshape(m, 3): a triangle soup as STL stores it."""
-    return bool(faces[0, 0] == 0 and faces[-1, -1] == faces.size - 1 and
-                (np.diff(faces.reshape(-1)) == 1).all())
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Mesh:
-    """Arrays shared by the checks, computed once.
+    """Arrays shared by the checks, computed once (sized for millions of faces).
 
-    vertices (n, 3) float64; faces (m, 3) int64; normals (m, 3) unit (zero for
-    degenerate faces); areas, cross_norm (twice the area) and longest (longest
-    edge) are (m,); low/high (3, m) are each face's lowest/highest coordinate per
-    axis. edge_order (3m,) sorts the directed edges faces[:, [0,1]], [1,2], [2,0]
-    (row-major: edge i belongs to face i // 3) by undirected key; edge_first marks
-    group starts and edge_count the group size, both in that order; edge_forward
-    tells whether each sorted directed edge runs from its lower vertex index.
-    labels (m,) numbers each face's body.
+    vertices (n, 3) float64; faces (m, 3) int64; normals (m, 3) float32 unit
+    (zero for degenerate faces); areas (m,) float64; longest (m,) float32 longest
+    edge. edge_order (3m,) int32 sorts the directed edges faces[:, [0,1]], [1,2],
+    [2,0] (row-major: edge i belongs to face i // 3) by undirected key; edge_first
+    marks group starts and edge_count (uint8, saturating) the group size, both in
+    that order; edge_forward tells whether each sorted directed edge runs from its
+    lower vertex index. labels (m,) int32 numbers each face's body.
     """
 
     vertices: FloatArray
     faces: IntArray
-    normals: FloatArray
+    normals: NDArray[np.float32]
     areas: FloatArray
-    cross_norm: FloatArray
-    longest: FloatArray
-    low: FloatArray
-    high: FloatArray
-    edge_order: IntArray
+    longest: NDArray[np.float32]
+    edge_order: NDArray[np.int32]
     edge_first: NDArray[np.bool_]
     edge_forward: NDArray[np.bool_]
-    edge_count: IntArray
-    labels: IntArray
+    edge_count: NDArray[np.uint8]
+    labels: NDArray[np.int32]
     bodies: int
 
 
 def _prepare(vertices: FloatArray, faces: IntArray) -> _Mesh:
-    normals, norm, longest, low, high = _face_geometry(vertices, faces)
+    normals, areas, longest = _face_geometry(vertices, faces)
     order, first, forward, edge_count = _edge_table(faces, len(vertices))
     labels, bodies = _bodies(order, first, len(faces))
-    return _Mesh(vertices, faces, normals, norm / 2.0, norm, longest, low, high, order, first,
-                 forward, edge_count, labels, bodies)
+    return _Mesh(vertices, faces, normals, areas, longest, order, first, forward, edge_count,
+                 labels, bodies)
 
 
 def _face_geometry(vertices: FloatArray, faces: IntArray,
-                   chunk: int = 1 << 19) -> tuple[FloatArray, ...]:
-    """Per face: unit normal (m, 3), |cross| (m,), longest edge (m,), low and high (3, m).
+                   chunk: int = 1 << 19) -> tuple[NDArray[Any], FloatArray, NDArray[Any]]:
+    """Per face: unit normal (m, 3) float32, area (m,) float64, longest edge (m,) float32.
 
     Works on chunks of faces with one contiguous coordinate array per axis, so the
     temporaries stay small and every gather is a 1-D take.
     """
     m = len(faces)
-    normals = np.empty((m, 3))
-    norm = np.empty(m)
-    longest = np.empty(m)
-    low = np.empty((3, m))
-    high = np.empty((3, m))
+    normals = np.empty((m, 3), dtype=np.float32)
+    areas = np.empty(m)
+    longest = np.empty(m, dtype=np.float32)
     axes = np.ascontiguousarray(vertices.T)
     for start in range(0, m, chunk):
         part = slice(start, min(start + chunk, m))
@@ -454,38 +470,48 @@ def _face_geometry(vertices: FloatArray, faces: IntArray,
         safe = np.where(length > 0, length, 1.0)
         for k in range(3):
             normals[part, k] = np.where(length > 0, cross[k] / safe, 0.0)
-            low[k, part] = xyz[k].min(axis=0)
-            high[k, part] = xyz[k].max(axis=0)
-        norm[part] = length
+        areas[part] = length / 2.0
         longest[part] = np.sqrt(np.maximum(np.maximum(
             sum(e * e for e in e1), sum(e * e for e in e2)),
             sum((a - b) ** 2 for a, b in zip(e1, e2, strict=True))))
-    return normals, norm, longest, low, high
+    return normals, areas, longest
 
 
-def _edge_table(faces: IntArray, vertex_count: int) -> tuple[IntArray, NDArray[np.bool_],
-                                                             NDArray[np.bool_], IntArray]:
+def _edge_table(faces: IntArray, vertex_count: int) -> tuple[NDArray[np.int32],
+                                                             NDArray[np.bool_],
+                                                             NDArray[np.bool_],
+                                                             NDArray[np.uint8]]:
     """Sort the 3m directed edges by undirected key; see `_Mesh`."""
     start = faces.reshape(-1)
-    end = faces[:, [1, 2, 0]].reshape(-1)
+    end = np.roll(faces, -1, axis=1).reshape(-1)
     forward = start < end
-    keys = np.minimum(start, end) * np.int64(vertex_count) + np.maximum(start, end)
+    keys = np.minimum(start, end)
+    keys *= np.int64(vertex_count)
+    keys += np.maximum(start, end)
     del end
-    order, _, first = _group(keys)
+    order = np.argsort(keys).astype(np.int32)
+    keys = keys[order]
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    del keys
     starts = np.flatnonzero(first)
-    counts = np.diff(np.append(starts, len(keys)))
+    counts = np.minimum(np.diff(np.append(starts, len(first))), 255).astype(np.uint8)
     return order, first, forward[order], np.repeat(counts, counts)
 
 
-def _bodies(order: IntArray, first: NDArray[np.bool_], face_count: int) -> tuple[IntArray, int]:
+def _bodies(order: NDArray[np.int32], first: NDArray[np.bool_],
+            face_count: int) -> tuple[NDArray[np.int32], int]:
     """Label faces by connected piece: faces sharing an edge are one piece."""
-    same = ~first[1:]
-    a = order[:-1][same] // 3
-    b = order[1:][same] // 3
-    graph = sparse.coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)),
-                              shape=(face_count, face_count)).tocsr()
+    same = np.flatnonzero(~first[1:])
+    a = order[same] // 3
+    b = order[same + 1] // 3
+    del same
+    graph = sparse.csr_matrix((np.ones(len(a), dtype=np.int8), (a, b)),
+                              shape=(face_count, face_count))
+    del a, b
     count, labels = csgraph.connected_components(graph, directed=False)
-    return labels.astype(np.int64), int(count)
+    return labels.astype(np.int32), int(count)
 
 
 # --- the checks ------------------------------------------------------------------------
@@ -526,9 +552,10 @@ def _analyse(vertices: FloatArray, faces: IntArray, printer: _Printer, tol: Tole
 
 def _context(mesh: _Mesh, printer: _Printer, tol: Tolerances) -> _Context:
     v0 = mesh.vertices[mesh.faces[:, 0]]
-    per_face = np.einsum("ij,ij->i", v0, mesh.normals) * mesh.cross_norm / 6.0
+    per_face = np.einsum("ij,ij->i", v0, mesh.normals) * mesh.areas / 3.0
+    del v0
     volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies)
-    extents = mesh.high.max(axis=1) - mesh.low.min(axis=1)
+    extents = np.array([np.ptp(mesh.vertices[:, k]) for k in range(3)])
     return _Context(mesh, printer, tol, volumes, extents, np.eye(3))
 
 
@@ -604,11 +631,11 @@ def _check_faces(ctx: _Context, budget: _Budget) -> list[Finding]:
     """Degenerate (zero-height) and duplicate faces."""
     mesh = ctx.mesh
     longest = mesh.longest
-    height = np.divide(mesh.cross_norm, longest, out=np.zeros_like(longest), where=longest > 0)
+    height = np.divide(2.0 * mesh.areas, longest, out=np.zeros(len(longest)), where=longest > 0)
     size = float(ctx.extents.max())
     slivers = int((height <= ctx.tol.degenerate_relative * size).sum())
-    order, group, first = _group(_hash_rows(np.sort(mesh.faces, axis=1)))
-    duplicates = len(mesh.faces) - int(first.sum())
+    keys = np.sort(_face_keys(mesh.faces, len(mesh.vertices)))
+    duplicates = int(np.count_nonzero(keys[1:] == keys[:-1]))  # np.unique hashes: slower
     findings = []
     if slivers:
         findings.append(Finding(
@@ -698,16 +725,20 @@ def _axis_of(direction: FloatArray) -> tuple[int, float]:
 def _on_plate(mesh: _Mesh, up: FloatArray, tol: Tolerances) -> NDArray[np.bool_]:
     """Faces lying within the flat-base height of the lowest point when `up` is up."""
     axis, sign = _axis_of(up)
-    if sign > 0:
-        return mesh.high[axis] <= mesh.low[axis].min() + tol.flat_base_height_mm
-    return mesh.low[axis] >= mesh.high[axis].max() - tol.flat_base_height_mm
+    height = mesh.vertices[:, axis] * sign
+    near = height <= height.min() + tol.flat_base_height_mm
+    return near[mesh.faces].all(axis=1)
 
 
-def _contact_area(mesh: _Mesh, down: FloatArray, tol: Tolerances) -> float:
-    """Area of the faces lying flat on the bed when axis direction `down` (3,) faces it."""
+def _contact_area(mesh: _Mesh, down: FloatArray, on_plate: NDArray[np.bool_],
+                  tol: Tolerances) -> float:
+    """Area of the faces lying flat on the bed when axis direction `down` (3,) faces it.
+
+    `on_plate` (m,) marks the faces at the plate in that orientation (`_on_plate`).
+    """
     axis, sign = _axis_of(down)
     flat = mesh.normals[:, axis] * sign >= math.cos(math.radians(tol.flat_base_angle_deg))
-    return float(mesh.areas[flat & _on_plate(mesh, -down, tol)].sum())
+    return float(mesh.areas[flat & on_plate].sum())
 
 
 def _check_fit(ctx: _Context, budget: _Budget) -> tuple[list[Finding], str, _Context]:
@@ -717,9 +748,12 @@ def _check_fit(ctx: _Context, budget: _Budget) -> tuple[list[Finding], str, _Con
     overhang, then the lowest height.
     """
     bed = np.array(ctx.printer.build_volume_mm)
-    contacts = [_contact_area(ctx.mesh, down, ctx.tol) for _, _, down in _ORIENTATIONS]
-    overhangs = [_overhang_area(ctx.mesh, -down, ctx.printer, ctx.tol)
-                 for _, _, down in _ORIENTATIONS]
+    plates = [_on_plate(ctx.mesh, -down, ctx.tol) for _, _, down in _ORIENTATIONS]
+    contacts = [_contact_area(ctx.mesh, down, plate, ctx.tol)
+                for (_, _, down), plate in zip(_ORIENTATIONS, plates, strict=True)]
+    overhangs = [_overhang_area(ctx.mesh, -down, plate, ctx.printer)
+                 for (_, _, down), plate in zip(_ORIENTATIONS, plates, strict=True)]
+    del plates
     quantum = max(max(contacts) * 0.05, 1e-12)
     candidates = []
     for rank, (name, matrix, _) in enumerate(_ORIENTATIONS):
@@ -822,16 +856,21 @@ def _tilted_fit(extents: FloatArray, bed: FloatArray) -> tuple[str, float] | Non
     return None
 
 
-def _overhang_area(mesh: _Mesh, up: FloatArray, printer: _Printer, tol: Tolerances) -> float:
-    """Area of downward faces steeper than the overhang limit when axis direction `up` is up."""
+def _overhang_area(mesh: _Mesh, up: FloatArray, on_plate: NDArray[np.bool_],
+                   printer: _Printer) -> float:
+    """Area of downward faces steeper than the overhang limit when axis direction `up` is up.
+
+    `on_plate` (m,) marks the faces resting on the plate in that orientation.
+    """
     axis, sign = _axis_of(up)
     steep = -mesh.normals[:, axis] * sign > math.sin(math.radians(printer.max_overhang_deg))
-    return float(mesh.areas[steep & ~_on_plate(mesh, up, tol)].sum())
+    return float(mesh.areas[steep & ~on_plate].sum())
 
 
 def _check_overhang(ctx: _Context, budget: _Budget) -> list[Finding]:
     """Downward faces steeper than the printer's overhang angle, in the best orientation."""
-    area = _overhang_area(ctx.mesh, ctx.orientation[2], ctx.printer, ctx.tol)
+    up = ctx.orientation[2]
+    area = _overhang_area(ctx.mesh, up, _on_plate(ctx.mesh, up, ctx.tol), ctx.printer)
     if area == 0.0:
         return []
     severe = area >= ctx.tol.overhang_min_area_mm2

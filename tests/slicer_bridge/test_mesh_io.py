@@ -71,8 +71,9 @@ def threemf(path: Path, xml: str, extra: dict[str, bytes] | None = None) -> Path
 def test_binary_stl_roundtrip(tmp_path: Path) -> None:
     mesh = load_mesh(stl(tmp_path / "t.stl"))
     assert mesh.format == "stl-binary"
-    assert mesh.faces.shape == (4, 3) and mesh.vertices.shape == (12, 3)
-    assert np.allclose(mesh.vertices[mesh.faces].reshape(-1, 3), TETRA_V[TETRA_F].reshape(-1, 3))
+    assert mesh.face_count == 4 and mesh.vertices.shape == (12, 3)
+    faces = mesh.face_indices()
+    assert np.allclose(mesh.vertices[faces].reshape(-1, 3), TETRA_V[TETRA_F].reshape(-1, 3))
 
 
 def test_binary_stl_whose_header_starts_with_solid(tmp_path: Path) -> None:
@@ -88,7 +89,7 @@ def test_ascii_stl(tmp_path: Path) -> None:
     path.write_text(ascii_stl())
     mesh = load_mesh(path)
     assert mesh.format == "stl-ascii"
-    assert mesh.faces.shape == (4, 3)
+    assert mesh.face_indices().shape == (4, 3)
     assert check_file(path).ok
 
 

@@ -100,7 +100,7 @@ def test_repair_writes_a_printable_mesh(tmp_path: Path, capsys) -> None:
     assert doc["repaired"] is True
     assert "repaired_holes" in {f["code"] for f in doc["findings"]}
     assert doc["repaired_path"] == str(out)
-    assert load_mesh(out).faces.shape == (12, 3)
+    assert load_mesh(out).face_count == 12
     assert main(["check", str(out), "--json"]) == 0
     capsys.readouterr()
 
