@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from hub.errors import InvalidArgument
 from hub.service.common import Clock, format_time
-from hub.store.blobs import READ_CHUNK, BlobStore, check_sha256
+from hub.store.blobs import READ_CHUNK, BlobStore, Upload, check_sha256
 
 __all__ = ["BlobService", "Chunk", "UploadResult"]
 
@@ -67,14 +67,20 @@ class BlobService:
         return UploadResult(sha, size, False)
 
     @staticmethod
-    async def _receive(upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:  # type: ignore[no-untyped-def]
+    async def _receive(upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
+        # Chunk N is written (in a worker thread) while chunk N+1 is being received.
         chunk: Chunk | None = first
+        expected = 0
         while chunk is not None:
-            if chunk.offset != upload.received:
-                raise InvalidArgument(f"chunk at offset {chunk.offset}, expected {upload.received}")
-            if chunk.data:
-                await asyncio.to_thread(upload.write, chunk.data)
-            chunk = await anext(chunks, None)
+            if chunk.offset != expected:
+                raise InvalidArgument(f"chunk at offset {chunk.offset}, expected {expected}")
+            expected += len(chunk.data)
+            write = asyncio.ensure_future(asyncio.to_thread(upload.write, chunk.data)) if chunk.data else None
+            try:
+                chunk = await anext(chunks, None)
+            finally:
+                if write is not None:
+                    await write
 
     async def download(self, sha256: str, offset: int) -> AsyncIterator[Chunk]:
         """Stream a blob from an offset (resumable).
