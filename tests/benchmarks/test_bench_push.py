@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -25,6 +26,7 @@ import trimesh
 
 from hub.client.cli import main
 from hub.client.embedded import EmbeddedHub
+from hub.client.local import scan_design_dir
 
 TOTAL_MB = 200
 FILES = 4
@@ -63,8 +65,11 @@ def make_design(folder: Path) -> int:
     return sum((folder / n).stat().st_size for n in names)
 
 
-def raw_socket_copy(files: list[Path], sink: Path) -> float:
-    """Seconds to send the files' bytes over loopback TCP to a receiver writing to disk."""
+def raw_socket_copy(files: list[Path], sink: Path, fsync: bool = False) -> float:
+    """Seconds to send the files' bytes over loopback TCP to a receiver writing to disk.
+
+    With ``fsync`` the receiver also flushes to the device at the end, as the hub does.
+    """
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     received = []
@@ -75,6 +80,9 @@ def raw_socket_copy(files: list[Path], sink: Path) -> float:
             while data := conn.recv(1 << 20):
                 out.write(data)
                 received.append(len(data))
+            if fsync:
+                out.flush()
+                os.fsync(out.fileno())
 
     thread = threading.Thread(target=receive)
     thread.start()
@@ -118,6 +126,11 @@ def test_bench_push_200mb(tmp_path: Path) -> None:
 
     raw_s = raw_socket_copy(files, tmp_path / "sink.bin")
     (tmp_path / "sink.bin").unlink()
+    raw_fsync_s = raw_socket_copy(files, tmp_path / "sink.bin", fsync=True)
+    (tmp_path / "sink.bin").unlink()
+    start = time.perf_counter()
+    scan_design_dir(design)
+    hash_s = time.perf_counter() - start
 
     hub = EmbeddedHub(data=tmp_path / "hub")
     hub.data.mkdir()
@@ -136,9 +149,13 @@ def test_bench_push_200mb(tmp_path: Path) -> None:
     print(f"\n== push benchmark ({mb:.1f} MB in {len(files)} binary STL files; "
           "other helpers were loading the 2-core machine)")
     print(f"raw loopback TCP copy (reference): {raw_s:6.2f} s  {raw_mbps:8.1f} MB/s")
+    print(f"raw loopback TCP copy + fsync (context, the hub fsyncs every blob): "
+          f"{raw_fsync_s:6.2f} s  {mb / raw_fsync_s:8.1f} MB/s")
+    print(f"client-side SHA-256 of the design alone (part of the push): {hash_s:6.2f} s")
     print(f"spime push (hash + MissingBlobs + upload + Push): {push_s:6.2f} s  "
           f"{push_mbps:8.1f} MB/s")
-    print(f"push / raw throughput ratio: {push_mbps / raw_mbps:6.1%} (target >= 50 %)")
+    print(f"push / raw throughput ratio: {push_mbps / raw_mbps:6.1%} (target >= 50 %); "
+          f"push / raw+fsync: {push_mbps / (mb / raw_fsync_s):6.1%}")
     print(f"unchanged re-push: {repush_s:.3f} s (target < 1 s), "
           f"{second['bytes_uploaded']} blob bytes sent (target 0), unchanged={second['unchanged']}")
     print(f"hub VmHWM: {idle_mb:.1f} MB idle, {peak_mb:.1f} MB after receiving "
