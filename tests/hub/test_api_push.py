@@ -250,3 +250,19 @@ def test_wrong_role_cannot_push_or_upload(api: InProcessHub, user: str) -> None:
     _refused(api, lambda: api.push(user, "cube", {"cube.stl": CUBE}, create=True, upload=False),
              grpc.StatusCode.PERMISSION_DENIED, "designer")
     _refused(api, lambda: api.upload(user, CUBE), grpc.StatusCode.PERMISSION_DENIED, "designer")
+
+
+def test_chunks_out_of_order_and_empty_upload(api: InProcessHub) -> None:
+    def shuffled():  # type: ignore[no-untyped-def]
+        yield common_pb2.BlobChunk(sha256=sha(CUBE), total_size=len(CUBE), offset=0, data=CUBE[:10])
+        yield common_pb2.BlobChunk(offset=20, data=CUBE[20:])
+
+    _refused(api, lambda: api.designs.UploadBlob(shuffled(), metadata=api.md("alice")), grpc.StatusCode.INVALID_ARGUMENT, "offset")
+    _refused(api, lambda: api.designs.UploadBlob(iter([]), metadata=api.md("alice")), grpc.StatusCode.INVALID_ARGUMENT, "empty upload")
+
+
+def test_download_of_a_missing_blob(api: InProcessHub) -> None:
+    request = designs_pb2.DownloadBlobRequest(sha256=sha(b"never uploaded"))
+    _refused(api, lambda: list(api.designs.DownloadBlob(request, metadata=api.md("carol"))), grpc.StatusCode.NOT_FOUND, "not on this hub")
+    bad = designs_pb2.DownloadBlobRequest(sha256="../../etc/passwd")
+    _refused(api, lambda: list(api.designs.DownloadBlob(bad, metadata=api.md("carol"))), grpc.StatusCode.INVALID_ARGUMENT, "SHA-256")
