@@ -303,3 +303,25 @@ def test_tls_with_the_ca_from_the_environment(tmp_path: Path, capsys: pytest.Cap
         assert "UNAVAILABLE" in capsys.readouterr().err
     finally:
         tls.stop()
+
+
+def test_get_resumes_a_partial_download_and_drops_a_corrupt_one(spime: Spime,
+                                                                tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "shelf-bracket", "dl-bracket")
+    spime.ok("alice", "push", str(folder), "--new")
+    out = tmp_path / "out"
+    out.mkdir()
+    stl = (folder / "shelf-bracket.stl").read_bytes()
+    (out / "shelf-bracket.stl.part").write_bytes(stl[:50_000])
+    spime.ok("cust", "get", "dl-bracket", "-o", str(out))
+    assert (out / "shelf-bracket.stl").read_bytes() == stl
+    assert not (out / "shelf-bracket.stl.part").exists()
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "shelf-bracket.stl.part").write_bytes(b"garbage" * 1000)
+    code, _, err = spime("cust", "get", "dl-bracket", "-o", str(again))
+    assert code == 1 and "corrupted" in err
+    assert not (again / "shelf-bracket.stl").exists()
+    assert not (again / "shelf-bracket.stl.part").exists()
+    spime.ok("cust", "get", "dl-bracket", "-o", str(again))
+    assert (again / "shelf-bracket.stl").read_bytes() == stl
