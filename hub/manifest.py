@@ -30,6 +30,7 @@ __all__ = [
     "OpenScad",
     "Part",
     "dump_manifest",
+    "manifest_from_dict",
     "missing_files",
     "parse_manifest",
     "safe_relative_path",

@@ -21,7 +21,14 @@ from hub.client.connection import Hub
 from hub.client.download import download_blob
 from hub.provenance import ChainReport, verify_chain
 
-__all__ = ["BUNDLE_FORMAT", "collect_chain", "read_bundle", "verify_revisions", "write_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "collect_chain",
+    "read_bundle",
+    "remote_blob_hasher",
+    "verify_revisions",
+    "write_bundle",
+]
 
 BUNDLE_FORMAT = "spimeforge-bundle/1"
 

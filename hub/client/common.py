@@ -16,8 +16,19 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = [
-    "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "ClientError", "HubRefused", "Progress",
-    "UsageError", "add_hub_options", "add_json_option", "emit", "log", "split_ref",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "ClientError",
+    "HubRefused",
+    "Progress",
+    "UsageError",
+    "add_hub_options",
+    "add_json_option",
+    "emit",
+    "env_or",
+    "log",
+    "split_ref",
 ]
 
 EXIT_OK = 0

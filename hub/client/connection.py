@@ -18,7 +18,7 @@ from spimeforge.v1 import accounts_pb2_grpc, designs_pb2_grpc, records_pb2_grpc
 
 from hub.client.common import HubRefused, UsageError, env_or
 
-__all__ = ["Hub", "connect", "translate"]
+__all__ = ["Hub", "connect", "opened", "translate"]
 
 _HINTS = {
     "UNAVAILABLE": "is the hub running at {hub}? Set SPIME_HUB or --hub (and SPIME_CA for TLS).",

@@ -16,7 +16,7 @@ from hub.errors import HubError, IntegrityError
 from hub.manifest import parse_manifest
 from hub.provenance import ChainLink
 
-__all__ = ["attribution", "chain_link", "design", "file_entries", "proposal", "revision"]
+__all__ = ["attribution", "chain_link", "design", "file_entries", "proposal", "report", "revision"]
 
 _KINDS = {designs_pb2.REVISION_KIND_PUSH: "push", designs_pb2.REVISION_KIND_FORK: "fork",
           designs_pb2.REVISION_KIND_PROPOSAL: "proposal"}

@@ -21,8 +21,18 @@ from hub.errors import HubError
 from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
 
 __all__ = [
-    "CHUNK", "LocalFile", "default_key_path", "hash_file", "iter_chunks", "load_key",
-    "read_base", "safe_target", "scan_design_dir", "write_base",
+    "CHUNK",
+    "HASH_THREADS",
+    "LocalFile",
+    "default_key_path",
+    "hash_file",
+    "iter_chunks",
+    "load_key",
+    "read_base",
+    "read_manifest",
+    "safe_target",
+    "scan_design_dir",
+    "write_base",
 ]
 
 CHUNK = 1024 * 1024

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import InvalidLicense, InvalidManifest
-from hub.manifest import (Manifest, dump_manifest, missing_files, parse_manifest,
-                          safe_relative_path)
+from hub.manifest import Manifest, dump_manifest, missing_files, parse_manifest, safe_relative_path
 
 DESIGNS = Path(__file__).resolve().parents[2] / "designs"
 

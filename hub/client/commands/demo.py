@@ -31,6 +31,21 @@ from hub.client.common import (
 )
 from hub.client.embedded import EmbeddedHub
 
+__all__ = [
+    "STEPS",
+    "Demo",
+    "StepFailed",
+    "chapter",
+    "register",
+    "run",
+    "say",
+    "step_proposal",
+    "step_push_designs",
+    "step_remix",
+    "step_second_revision",
+    "step_verify_export",
+]
+
 _REPO_DESIGNS = Path(__file__).resolve().parents[3] / "designs"
 
 

@@ -14,6 +14,16 @@ from hub.client.connection import Hub, opened
 from hub.client.download import write_revision
 from hub.client.local import write_base
 
+__all__ = [
+    "get_revision",
+    "log_revisions",
+    "register",
+    "run_get",
+    "run_log",
+    "run_search",
+    "run_show",
+]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime log``, ``show``, ``get`` and ``search``."""

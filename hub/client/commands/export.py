@@ -11,6 +11,8 @@ from hub.client.chain import write_bundle
 from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit, split_ref
 from hub.client.connection import opened
 
+__all__ = ["register", "run"]
+
 _FORMATS = {"prov": records_pb2.EXPORT_FORMAT_PROV_JSON, "okh": records_pb2.EXPORT_FORMAT_OKH}
 
 

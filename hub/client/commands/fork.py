@@ -11,6 +11,8 @@ from hub.client import convert
 from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit, split_ref
 from hub.client.connection import opened
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime fork``."""

@@ -10,6 +10,8 @@ from hub.client.common import EXIT_OK, UsageError, add_json_option, emit
 from hub.errors import HubError
 from hub.manifest import MANIFEST_NAME, parse_manifest
 
+__all__ = ["register", "run", "scaffold"]
+
 _MESH_SUFFIXES = (".stl", ".3mf", ".obj", ".step", ".stp")
 
 _TEMPLATE = '''# Spimeforge design manifest (fields follow Open Know-How).

@@ -9,6 +9,8 @@ from hub.client.common import EXIT_OK, UsageError, add_json_option, emit
 from hub.client.local import default_key_path, load_key
 from hub.provenance import generate_private_key, public_key_of
 
+__all__ = ["register", "run_gen", "run_show"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime key gen`` and ``spime key show``."""

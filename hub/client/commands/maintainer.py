@@ -10,6 +10,8 @@ from hub.client import convert
 from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
 from hub.client.connection import opened
 
+__all__ = ["register", "run_add"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime maintainer add``."""

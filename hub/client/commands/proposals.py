@@ -11,6 +11,8 @@ from hub.client import convert
 from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
 from hub.client.connection import opened
 
+__all__ = ["register", "run_accept", "run_decline", "run_list"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime proposals``, ``accept`` and ``decline``."""

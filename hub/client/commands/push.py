@@ -40,6 +40,8 @@ from hub.client.local import (
 from hub.domain import FileEntry
 from hub.provenance import public_key_of, revision_id, sign
 
+__all__ = ["register", "run", "upload_missing"]
+
 _UPLOAD_TIMEOUT = 6 * 3600.0
 # Concurrent blob streams: overlaps the hub's disk writes and hashing with sending.
 PARALLEL_STREAMS = 2

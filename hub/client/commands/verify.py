@@ -19,6 +19,8 @@ from hub.client.common import (
 from hub.client.connection import opened
 from hub.errors import HubError
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime verify``."""

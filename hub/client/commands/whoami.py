@@ -9,6 +9,8 @@ from spimeforge.v1 import accounts_pb2
 from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
 from hub.client.connection import opened
 
+__all__ = ["register", "run"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime whoami``."""

@@ -225,3 +225,38 @@ def test_verify_without_target_is_a_usage_error(capsys: pytest.CaptureFixture[st
 def test_verify_of_a_non_bundle_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "verify", "--bundle", str(tmp_path))
     assert code == 1 and "not a bundle" in err
+
+
+EXPORTS = {
+    "hub.manifest": ["MANIFEST_NAME", "Manifest", "OpenScad", "Part", "dump_manifest",
+                     "manifest_from_dict", "missing_files", "parse_manifest", "safe_relative_path"],
+    "hub.client.cli": ["COMMAND_MODULES", "build_parser", "main"],
+    "hub.client.local": ["CHUNK", "HASH_THREADS", "LocalFile", "default_key_path", "hash_file",
+                         "iter_chunks", "load_key", "read_base", "read_manifest", "safe_target",
+                         "scan_design_dir", "write_base"],
+    "hub.client.chain": ["BUNDLE_FORMAT", "collect_chain", "read_bundle", "remote_blob_hasher",
+                         "verify_revisions", "write_bundle"],
+    "hub.client.connection": ["Hub", "connect", "opened", "translate"],
+    "hub.client.embedded": ["EmbeddedHub", "free_port", "hub_command"],
+    "hub.client.commands.push": ["register", "run", "upload_missing"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPORTS))
+def test_exported_members(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(EXPORTS[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.__all__ names missing {name}"
+
+
+@pytest.mark.parametrize("module", [m for m in COMMAND_MODULES if m != "check"])
+def test_every_command_module_registers(module: str) -> None:
+    import argparse
+    import importlib
+
+    mod = importlib.import_module(f"hub.client.commands.{module}")
+    parser = argparse.ArgumentParser()
+    mod.register(parser.add_subparsers())
