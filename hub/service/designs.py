@@ -24,6 +24,7 @@ from hub.domain import (
     RevisionKind,
 )
 from hub.errors import (
+    AlreadyExists,
     FailedPrecondition,
     IntegrityError,
     InvalidArgument,
@@ -135,6 +136,7 @@ class DesignService:
             StaleHead: the first parent is not the head.
         """
         manifest = self._validate(req)
+        await self._check_existence(req)
         await self._require_blobs(req.files)
         rid = provenance.revision_id(
             req.parent_ids, manifest.to_dict(), req.files, caller.name, req.created_at, req.message
@@ -160,6 +162,13 @@ class DesignService:
         if not req.create and not req.parent_ids:
             raise InvalidArgument("give the parent revision id (the head you pulled), or push with create")
         return manifest
+
+    async def _check_existence(self, req: PushRequest) -> None:
+        exists = await asyncio.to_thread(self.designs._thd_exists, req.design)
+        if req.create and exists:
+            raise AlreadyExists(f"design {req.design!r} already exists: pull it and push without create")
+        if not req.create and not exists:
+            raise NotFound(f"no design named {req.design!r}: push with create to start it, or check the name")
 
     def _check_time(self, created_at: str) -> None:
         moment, now = parse_time(created_at), self.clock()

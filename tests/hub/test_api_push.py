@@ -215,6 +215,9 @@ def test_signed_push_verifies_and_forged_signature_is_refused(api: InProcessHub)
 
 
 def test_push_to_a_missing_design_is_not_found(api: InProcessHub) -> None:
+    # before any blob is uploaded, and after: NOT_FOUND either way
+    _refused(api, lambda: api.push("bob", "ghost", {"cube.stl": CUBE}, parents=("a" * 64,), upload=False),
+             grpc.StatusCode.NOT_FOUND, "ghost")
     api.upload("bob", CUBE)
     _refused(api, lambda: api.push("bob", "ghost", {"cube.stl": CUBE}, parents=("a" * 64,), upload=False),
              grpc.StatusCode.NOT_FOUND, "ghost")
