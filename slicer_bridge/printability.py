@@ -80,7 +80,12 @@ class Tolerances:
         large_part_mm: A part whose largest extent is above this is probably in
             the wrong unit (or not meant for a desktop printer).
         check_seconds: Time budget of each check.
+        thin_wall_method: "auto" (ray casting when embree is installed and the
+            mesh has at most ray_max_faces faces, else sampling), "rays" or "sampled".
         thin_wall_samples: Most surface samples of the sampled thin-wall check.
+        thin_wall_rays: Rays cast by the ray-casting thin-wall check.
+        ray_max_faces: Above this, "auto" samples (embree's copy of a huge mesh
+            would cost hundreds of MB).
         overlap_samples: Most points tested per pair of overlapping bodies.
         max_body_pairs: Most pairs of bodies tested for overlap.
     """
@@ -97,9 +102,17 @@ class Tolerances:
     small_part_mm: float = 8.0
     large_part_mm: float = 2000.0
     check_seconds: float = 10.0
+    thin_wall_method: str = "auto"
     thin_wall_samples: int = 200_000
+    thin_wall_rays: int = 50_000
+    ray_max_faces: int = 250_000
     overlap_samples: int = 64
     max_body_pairs: int = 200
+
+    def __post_init__(self) -> None:
+        if self.thin_wall_method not in ("auto", "rays", "sampled"):
+            raise ValueError(f"thin_wall_method must be 'auto', 'rays' or 'sampled', "
+                             f"not {self.thin_wall_method!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -907,12 +920,12 @@ def _check_thin_walls(ctx: _Context, budget: _Budget) -> list[Finding]:
     total_area = float(ctx.mesh.areas.sum())
     if total_area <= 0.0:
         return []
-    fraction, method, spacing = _thin_fraction_sampled(ctx.mesh, wall, ctx.tol, budget)
+    fraction, method, spacing = _thin_fraction(ctx.mesh, wall, ctx.tol, budget)
     area = fraction * total_area
     details = {"thin_area_mm2": round(area, 3), "min_wall_mm": wall, "method": method,
                "sample_spacing_mm": round(spacing, 4)}
     note = ""
-    if spacing > wall:
+    if method == "sampled" and spacing > wall:
         note = (f" (sampled every {spacing:.2g} mm, coarser than the wall limit: thin "
                 "features smaller than that may be missed)")
     if area == 0.0:
@@ -925,8 +938,49 @@ def _check_thin_walls(ctx: _Context, budget: _Budget) -> list[Finding]:
         f"line this nozzle prints; those walls may be missing from the print{note}", details)]
 
 
+def _thin_fraction(mesh: _Mesh, wall: float, tol: Tolerances,
+                   budget: _Budget) -> tuple[float, str, float]:
+    """Choose ray casting (embree, optional) or sampling; return (fraction, method, spacing)."""
+    method = tol.thin_wall_method
+    if method == "rays" or (method == "auto" and len(mesh.faces) <= tol.ray_max_faces):
+        try:
+            return _thin_fraction_rays(mesh, wall, tol, budget)
+        except ImportError:  # embreex is optional: fall back to sampling
+            pass
+    fraction, spacing = _thin_fraction_sampled(mesh, wall, tol, budget)
+    return fraction, "sampled", spacing
+
+
+def _thin_fraction_rays(mesh: _Mesh, wall: float, tol: Tolerances,
+                        budget: _Budget) -> tuple[float, str, float]:
+    """Cast a ray inwards from sampled surface points; a thin wall is hit within `wall`.
+
+    Only an exit through an opposite-facing surface counts, so internal faces do
+    not. Raises ImportError when embreex (embree) is not installed.
+    """
+    from trimesh import Trimesh
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    points, normals = _surface_samples(mesh, tol.thin_wall_rays)
+    offset = wall * 1e-3
+    origins = points - normals * offset
+    intersector = RayMeshIntersector(Trimesh(mesh.vertices, mesh.faces, process=False))
+    budget.check()
+    thin = np.zeros(len(points), dtype=bool)
+    for start in range(0, len(points), 10_000):
+        part = slice(start, start + 10_000)
+        hits, ray, tri = intersector.intersects_location(
+            origins[part], -normals[part], multiple_hits=False)
+        depth = np.linalg.norm(hits - origins[part][ray], axis=1) + offset
+        facing = np.einsum("ij,ij->i", mesh.normals[tri], normals[part][ray]) < -0.5
+        thin[start + ray[(depth < wall) & facing]] = True
+        budget.check()
+    spacing = math.sqrt(float(mesh.areas.sum()) / len(points))
+    return float(thin.mean()), "rays", spacing
+
+
 def _thin_fraction_sampled(mesh: _Mesh, wall: float, tol: Tolerances,
-                           budget: _Budget) -> tuple[float, str, float]:
+                           budget: _Budget) -> tuple[float, float]:
     """Fraction of sampled surface points whose opposite surface is closer than `wall`.
 
     From a surface point p with outward normal n, the probe p - n * wall / 2 lies
@@ -952,7 +1006,7 @@ def _thin_fraction_sampled(mesh: _Mesh, wall: float, tol: Tolerances,
         facing = np.einsum("ikj,ij->ik", normals[index], normals[start:stop]) < -0.5
         thin[start:stop] = (found & facing).any(axis=1)
         budget.check()
-    return float(thin.mean()), "sampled", spacing
+    return float(thin.mean()), spacing
 
 
 # --- overlapping bodies ----------------------------------------------------------------------

@@ -355,14 +355,39 @@ def test_flat_double_sided_sheet_has_zero_volume() -> None:
     assert not report.ok
 
 
-def test_thin_plate_is_a_thin_wall_and_thick_plate_is_not() -> None:
-    thin = check(*box((40, 40, 0.2)))
+@pytest.mark.parametrize("method", ["rays", "sampled"])
+def test_thin_plate_is_a_thin_wall_and_thick_plate_is_not(method: str) -> None:
+    tolerances = Tolerances(thin_wall_method=method)
+    thin = check(*box((40, 40, 0.2)), tolerances=tolerances)
     finding = _finding(thin, "thin_walls")
     assert finding.severity is Severity.WARNING
-    assert finding.details["thin_area_mm2"] > 1000
-    assert "thin_walls" not in check(*box((40, 40, 2.0))).codes()
-    assert "thin_walls" not in check(*box((40, 40, 0.3)), tolerances=Tolerances(
-        min_wall_mm=0.25)).codes()
+    assert finding.details["method"] == method
+    # Both faces of the plate are thin: 2 x 40 x 40 of 3232 mm².
+    assert finding.details["thin_area_mm2"] == pytest.approx(3200, rel=0.1)
+    thick = check(*box((40, 40, 2.0)), tolerances=tolerances)
+    assert _finding(thick, "thin_walls_checked").details["method"] == method
+    assert "thin_walls" not in check(*box((40, 40, 0.3)), tolerances=dataclasses.replace(
+        tolerances, min_wall_mm=0.25)).codes()
+
+
+@pytest.mark.parametrize("method", ["rays", "sampled"])
+def test_tube_wall_found_by_both_methods(real, method: str) -> None:
+    report = check_file(real("round.stl"), tolerances=Tolerances(thin_wall_method=method))
+    finding = _finding(report, "thin_walls")
+    assert finding.details["method"] == method
+    assert finding.details["thin_area_mm2"] > 0.8 * report.area_mm2
+
+
+def test_auto_casts_rays_on_small_meshes_and_samples_huge_ones() -> None:
+    small = check(*box((40, 40, 2.0)))
+    assert _finding(small, "thin_walls_checked").details["method"] == "rays"
+    sampled = check(*box((40, 40, 2.0)), tolerances=Tolerances(ray_max_faces=10))
+    assert _finding(sampled, "thin_walls_checked").details["method"] == "sampled"
+
+
+def test_unknown_thin_wall_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="thin_wall_method"):
+        Tolerances(thin_wall_method="magic")
 
 
 def sphere(radius: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
