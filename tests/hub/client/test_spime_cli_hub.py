@@ -325,3 +325,11 @@ def test_get_resumes_a_partial_download_and_drops_a_corrupt_one(spime: Spime,
     assert not (again / "shelf-bracket.stl.part").exists()
     spime.ok("cust", "get", "dl-bracket", "-o", str(again))
     assert (again / "shelf-bracket.stl").read_bytes() == stl
+
+
+def test_a_customer_cannot_push(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "cust-cube")
+    code, _, err = spime("cust", "push", str(folder), "--new")
+    assert code == 1 and "PERMISSION_DENIED" in err
+    code, _, err = spime("cust", "show", "cust-cube")
+    assert code == 1 and "NOT_FOUND" in err
