@@ -1035,25 +1035,38 @@ def _inside_by_ray(points: FloatArray, triangles: FloatArray, budget: _Budget) -
 
 
 def _check_overlaps(ctx: _Context, budget: _Budget) -> list[Finding]:
-    """Bodies that intersect or nest inside each other (the only self-intersection test)."""
+    """Closed bodies that intersect or nest inside each other (the only self-intersection test).
+
+    A sample of each body's vertices is tested against the other body by ray
+    parity; open bodies have no inside and are left out (said in the finding).
+    """
     mesh = ctx.mesh
     if mesh.bodies == 1:
         return [Finding("self_intersection_not_checked", Severity.INFO,
                         "faces crossing within one body are not checked (no cheap exact "
                         "test); slicers usually cope with small ones")]
-    pairs = _overlapping_boxes(mesh, ctx.volumes)
+    closed = _closed_bodies(mesh)
+    # Inside/outside is defined only for closed bodies of positive volume.
+    pairs = _overlapping_boxes(mesh, np.flatnonzero((ctx.volumes > 0) & closed))
+    findings = []
+    if not closed.all():
+        findings.append(Finding(
+            "overlap_partly_checked", Severity.INFO,
+            f"{int((~closed).sum()):,} open bodies have no inside and were left out of the "
+            "overlap check", {"open_bodies": int((~closed).sum())}))
     if len(pairs) > ctx.tol.max_body_pairs:
-        return [Finding("overlap_not_checked", Severity.INFO,
-                        f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, "
-                        f"more than the {ctx.tol.max_body_pairs} checked; overlaps not checked")]
+        return findings + [Finding(
+            "overlap_not_checked", Severity.INFO,
+            f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, more than the "
+            f"{ctx.tol.max_body_pairs} checked; overlaps not checked")]
     crossing = []
     for a, b in pairs:
         if _inside_fraction(mesh, a, b, ctx.tol, budget) > 0 or _inside_fraction(
                 mesh, b, a, ctx.tol, budget) > 0:
             crossing.append((int(a), int(b)))
     if not crossing:
-        return []
-    return [Finding(
+        return findings
+    return findings + [Finding(
         "overlapping_bodies", Severity.WARNING,
         f"{len(crossing):,} pairs of bodies intersect or sit inside one another; slicers "
         "merge them, but a boolean union in the modelling tool is cleaner",
@@ -1061,17 +1074,28 @@ def _check_overlaps(ctx: _Context, budget: _Budget) -> list[Finding]:
 
 
 def _body_boxes(mesh: _Mesh) -> tuple[FloatArray, FloatArray]:
-    order = np.argsort(mesh.labels, kind="stable")
-    starts = np.searchsorted(mesh.labels[order], np.arange(mesh.bodies))
-    corners = mesh.vertices[mesh.faces[order]]
-    low = np.minimum.reduceat(corners.min(axis=1), starts)
-    high = np.maximum.reduceat(corners.max(axis=1), starts)
-    return low, high
+    """(bodies, 3) lowest and highest corner of each body's vertices."""
+    owner = np.full(len(mesh.vertices), -1, dtype=np.int64)
+    for k in range(3):
+        owner[mesh.faces[:, k]] = mesh.labels
+    used = np.flatnonzero(owner >= 0)
+    order = used[np.argsort(owner[used], kind="stable")]
+    starts = np.searchsorted(owner[order], np.arange(mesh.bodies))
+    points = mesh.vertices[order]
+    return np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts)
 
 
-def _overlapping_boxes(mesh: _Mesh, volumes: FloatArray) -> IntArray:
+def _closed_bodies(mesh: _Mesh) -> NDArray[np.bool_]:
+    """(bodies,) True for bodies without open edges."""
+    open_faces = mesh.edge_order[mesh.edge_count == 1] // 3
+    closed = np.ones(mesh.bodies, dtype=bool)
+    closed[mesh.labels[open_faces]] = False
+    return closed
+
+
+def _overlapping_boxes(mesh: _Mesh, solid: IntArray) -> IntArray:
+    """Pairs (k, 2) of the `solid` bodies whose bounding boxes overlap."""
     low, high = _body_boxes(mesh)
-    solid = np.flatnonzero(volumes > 0)
     if len(solid) > 2000:
         return np.zeros((len(solid) * (len(solid) - 1) // 2, 0), dtype=np.int64)
     i, j = np.triu_indices(len(solid), k=1)
@@ -1082,7 +1106,7 @@ def _overlapping_boxes(mesh: _Mesh, volumes: FloatArray) -> IntArray:
 
 def _inside_fraction(mesh: _Mesh, a: int, b: int, tol: Tolerances, budget: _Budget) -> float:
     """Fraction of body a's sampled vertices strictly inside body b."""
-    va = np.unique(mesh.faces[mesh.labels == a])
+    va = mesh.faces[mesh.labels == a].reshape(-1)
     tb = mesh.faces[mesh.labels == b]
     points = mesh.vertices[va]
     low, high = mesh.vertices[tb].reshape(-1, 3).min(0), mesh.vertices[tb].reshape(-1, 3).max(0)
