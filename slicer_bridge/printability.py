@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -47,6 +48,7 @@ IntArray = NDArray[np.int64]
 
 DEFAULT_BUILD_VOLUME_MM = (250.0, 210.0, 210.0)
 DEFAULT_NOZZLE_MM = 0.4
+DEFAULT_LIMITS = LoadLimits()
 
 
 class Severity(str, Enum):
@@ -222,7 +224,7 @@ class CheckResult:
 
 def check_file(path: str | Path, profile: PrinterProfile | None = None,
                tolerances: Tolerances = Tolerances(), repair: bool = False,
-               limits: LoadLimits = LoadLimits()) -> PrintabilityReport:
+               limits: LoadLimits = DEFAULT_LIMITS) -> PrintabilityReport:
     """Load a mesh file and check whether it can be printed.
 
     Args:
@@ -242,7 +244,7 @@ def check_file(path: str | Path, profile: PrinterProfile | None = None,
 
 def check_path(path: str | Path, profile: PrinterProfile | None = None,
                tolerances: Tolerances = Tolerances(), repair: bool = False,
-               limits: LoadLimits = LoadLimits()) -> CheckResult:
+               limits: LoadLimits = DEFAULT_LIMITS) -> CheckResult:
     """Like `check_file`, but also return the (repaired) mesh arrays.
 
     Raises:
@@ -285,9 +287,10 @@ def _check_loaded(holder: list[LoadedMesh], printer: _Printer, tolerances: Toler
     timings: dict[str, float] = {}
     mesh = holder.pop()
     findings: list[Finding] = [Finding("loader_note", Severity.INFO, n) for n in mesh.notes]
-    vertices, faces, merged = _timed(timings, "merge", lambda: merge_vertices(
-        mesh.vertices, mesh.faces, tolerances.merge_relative))
+    merge = partial(merge_vertices, mesh.vertices, mesh.faces, tolerances.merge_relative)
     del mesh
+    vertices, faces, merged = _timed(timings, "merge", merge)
+    del merge
     if merged:
         findings.append(Finding("merged_vertices", Severity.INFO,
                                 f"merged {merged:,} coincident vertices", {"count": merged}))
@@ -567,8 +570,8 @@ def _context(mesh: _Mesh, printer: _Printer, tol: Tolerances) -> _Context:
     v0 = mesh.vertices[mesh.faces[:, 0]]
     per_face = np.einsum("ij,ij->i", v0, mesh.normals) * mesh.areas / 3.0
     del v0
-    volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies)
-    extents = np.array([np.ptp(mesh.vertices[:, k]) for k in range(3)])
+    volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies).astype(np.float64)
+    extents = np.array([float(np.ptp(mesh.vertices[:, k])) for k in range(3)], dtype=np.float64)
     return _Context(mesh, printer, tol, volumes, extents, np.eye(3))
 
 
@@ -740,7 +743,8 @@ def _on_plate(mesh: _Mesh, up: FloatArray, tol: Tolerances) -> NDArray[np.bool_]
     axis, sign = _axis_of(up)
     height = mesh.vertices[:, axis] * sign
     near = height <= height.min() + tol.flat_base_height_mm
-    return near[mesh.faces].all(axis=1)
+    on_plate: NDArray[np.bool_] = near[mesh.faces].all(axis=1)
+    return on_plate
 
 
 def _contact_area(mesh: _Mesh, down: FloatArray, on_plate: NDArray[np.bool_],
@@ -845,7 +849,7 @@ def _min_volume_extents(points: FloatArray) -> FloatArray:
     # trimesh's minimum-volume oriented box works on the convex hull (scipy qhull).
     from trimesh.bounds import oriented_bounds
 
-    _, extents = oriented_bounds(points)
+    _, extents = oriented_bounds(points)  # type: ignore[no-untyped-call]
     return np.asarray(extents, dtype=np.float64)
 
 
@@ -1153,7 +1157,7 @@ def _repair(vertices: FloatArray, faces: IntArray) -> tuple[FloatArray, IntArray
                                 f"repair removed {removed:,} degenerate or duplicate faces",
                                 {"count": removed}))
     original = mesh.faces.copy()
-    trimesh.repair.fix_winding(mesh)
+    trimesh.repair.fix_winding(mesh)  # type: ignore[no-untyped-call]
     trimesh.repair.fix_inversion(mesh, multibody=True)
     flipped = int((np.sort(original, axis=1) == np.sort(mesh.faces, axis=1)).all(axis=1).sum()
                   - (original == mesh.faces).all(axis=1).sum())

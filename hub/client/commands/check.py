@@ -74,10 +74,11 @@ def _document(result: CheckResult, output: Path | None) -> dict[str, Any]:
 
 
 def _human(doc: dict[str, Any]) -> str:
-    lines = [f"{doc['path']}: {'printable' if doc['ok'] else 'NOT printable'} "
-             f"({doc['faces']:,} faces, {doc['bodies']} bodies, "
-             f"{' x '.join(f'{x:g}' for x in doc['extents_mm'])} mm, "
-             f"best orientation {doc['best_orientation'] or '-'})"]
+    size = " x ".join(f"{x:g}" for x in doc["extents_mm"])
+    verdict = "printable" if doc["ok"] else "NOT printable"
+    head = (f"{doc['path']}: {verdict} ({doc['faces']:,} faces, {doc['bodies']} bodies, "
+            f"{size} mm, best orientation {doc['best_orientation'] or '-'})")
+    lines = [head]
     lines += [f"  {f['severity']:<7} {f['code']}: {f['message']}" for f in doc["findings"]]
     return "\n".join(lines)
 

@@ -96,7 +96,7 @@ def test_repair_writes_a_printable_mesh(tmp_path: Path, capsys) -> None:
     out = tmp_path / "fixed.stl"
     assert main(["check", str(_cube(tmp_path / "open.stl", drop_face=True)), "--repair",
                  "-o", str(out), "--json"]) == 0
-    doc, err = _json(capsys)
+    doc, _ = _json(capsys)
     assert doc["repaired"] is True
     assert "repaired_holes" in {f["code"] for f in doc["findings"]}
     assert doc["repaired_path"] == str(out)
@@ -108,11 +108,11 @@ def test_repair_writes_a_printable_mesh(tmp_path: Path, capsys) -> None:
 def test_console_run_prints_exactly_one_json_document(tmp_path: Path) -> None:
     cube = _cube(tmp_path / "cube.stl")
     done = subprocess.run([sys.executable, "-m", "hub.client.cli", "check", str(cube), "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["ok"] is True
     bad = subprocess.run([sys.executable, "-m", "hub.client.cli", "check",
                           str(_real(tmp_path, "soup.stl")), "--json"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+                         capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["ok"] is False
