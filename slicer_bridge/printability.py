@@ -141,6 +141,9 @@ class Finding:
     message: str
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+
     def to_dict(self) -> dict[str, Any]:
         """Return {"code", "severity", "message", **details} for JSON."""
         return {**dict(self.details), "code": self.code, "severity": self.severity.value,
@@ -724,6 +727,8 @@ def _rot(axis: int, degrees: float) -> FloatArray:
 
 
 # Each turns one side of the part onto the bed: (name, rotation, side in part coordinates).
+# With an optional quarter turn about Z these give every distinct bounding box of the 24
+# axis-aligned orientations (the other 12 differ by a half turn about Z: same box, same base).
 _ORIENTATIONS: tuple[tuple[str, FloatArray, FloatArray], ...] = tuple(
     (name, matrix, matrix.T @ np.array([0.0, 0.0, -1.0]))
     for name, matrix in (

@@ -494,9 +494,14 @@ def test_merge_vertices_joins_float_noise_and_keeps_distinct_points() -> None:
 def test_tolerances_and_findings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Tolerances().min_wall_mm = 1.0  # type: ignore[misc]
-    finding = Finding("x", Severity.INFO, "m")
+    details = {"count": 1}
+    finding = Finding("x", Severity.INFO, "m", details)
     with pytest.raises(dataclasses.FrozenInstanceError):
         finding.code = "y"  # type: ignore[misc]
+    details["count"] = 2
+    assert finding.details["count"] == 1
+    with pytest.raises(TypeError):
+        finding.details["count"] = 3  # type: ignore[index]
 
 
 def test_check_path_returns_the_repaired_mesh(tmp_path: Path) -> None:

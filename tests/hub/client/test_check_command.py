@@ -76,6 +76,14 @@ def test_printer_profile(tmp_path: Path, capsys) -> None:
     assert "Prusa" in err or "MINI" in err.upper()
 
 
+def test_printer_profile_by_ini_path(tmp_path: Path, capsys) -> None:
+    ini = ROOT / "slicer_bridge" / "profiles" / "creality_ender3.ini"
+    assert main(["check", str(_cube(tmp_path / "cube.stl")), "--printer", str(ini),
+                 "--json"]) == 0
+    doc, _ = _json(capsys)
+    assert doc["build_volume_mm"][:2] == [220.0, 220.0]
+
+
 @pytest.mark.parametrize("argv", [
     ["check", "/nonexistent/file.stl"],
     ["check", "{cube}", "--printer", "no_such_printer"],
