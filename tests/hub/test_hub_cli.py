@@ -118,6 +118,11 @@ def test_sigterm_lets_a_running_upload_finish(tmp_path: Path) -> None:
             stub = designs_pb2_grpc.DesignsStub(channel)
             future = stub.UploadBlob.future(chunks(), metadata=hub.metadata("alice"), timeout=60)
             assert first_sent.wait(timeout=30)
+            # the call is in flight once the hub has opened its temporary upload file
+            deadline = time.monotonic() + 30
+            while not list((tmp_path / "h" / "blobs" / "tmp").glob("up-*")):
+                assert time.monotonic() < deadline, hub.log()
+                time.sleep(0.01)
             assert hub.process is not None
             hub.process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 30
