@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = ["PreparedJob", "parse_words", "prepare", "strip_comment"]
 
+_HEAD = re.compile(r"([GMTgmt])(\d+)(?:\.\d+)?")
 _WORD = re.compile(r"([A-Za-z])\s*([-+]?(?:\d+\.?\d*|\.\d+))")
 
 
@@ -26,15 +27,17 @@ def strip_comment(line: str) -> str:
 def parse_words(command: str) -> tuple[str, dict[str, float]]:
     """Split a command into its word (``G1``, ``M104``) and numeric parameters.
 
-    Non-numeric parameters (``M117 text``) are ignored; a parameter given twice
-    keeps its last value, as Marlin's parser does.
+    ``G1X10Y5`` (no spaces) works too; non-numeric parameters (``M117 text``)
+    are ignored; a parameter given twice keeps its last value, as in Marlin.
     """
-    head, _, rest = command.strip().partition(" ")
-    word = head.upper()
-    if len(word) > 1 and word[0] in "GMT" and "." in word:
-        word = word.split(".")[0]  # G29.1 style subcodes count as their base
-    if word[:1] == "M" and word[1:] in ("117", "118"):
+    text = command.strip()
+    head = _HEAD.match(text)
+    if head is None:
+        return text.split(" ", 1)[0].upper(), {}
+    word = f"{head.group(1).upper()}{int(head.group(2))}"
+    if word in ("M117", "M118"):
         return word, {}
+    rest = text[head.end() :]
     return word, {k.upper(): float(v) for k, v in _WORD.findall(rest)}
 
 

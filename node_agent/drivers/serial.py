@@ -143,7 +143,8 @@ class SerialDriver:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._watchdog = self._reconnector = None
-        self.engine.fail("the driver was closed", retryable=True)
+        if self.engine.state in (State.PRINTING, State.PAUSED, State.CANCELLING):
+            self.engine.fail("the driver was closed", retryable=True)
         self._drain()
         self._release_port()
         self._notify()
@@ -153,7 +154,9 @@ class SerialDriver:
         engine = self.engine
         job = engine.job
         phase = _PHASES[engine.state]
-        if self._fd < 0 and phase is not PrinterPhase.ERROR:
+        if self._closing and self._fd < 0:
+            phase = PrinterPhase.DISCONNECTED
+        elif self._fd < 0 and phase is not PrinterPhase.ERROR:
             phase = PrinterPhase.CONNECTING if self._reconnector else PrinterPhase.DISCONNECTED
         total = len(job.commands) if job else 0
         acked = engine.lines_acknowledged if job else 0

@@ -1,0 +1,253 @@
+"""The ``spime-node`` command line: argument parsing and the print flow.
+
+Subcommands (the daemon arrives with a later issue):
+
+* ``spime-node print FILE --printer NAME [--config PATH]`` or
+  ``spime-node print FILE --port PORT --baud N``: print a local G-code file
+  through the same safety filter, engine and driver the agent uses. Progress
+  and temperatures go to stderr; ``--json`` prints one summary document on
+  stdout. Ctrl-C cancels safely (end sequence); a second Ctrl-C sends M112.
+* ``spime-node simulate --link PATH``: run the simulated Marlin on a pty for
+  demos and dry runs (``print --simulate`` does that in-process).
+
+Exit status: 0 the job completed, 1 it did not (refused by the safety filter,
+printer unreachable, failed or cancelled), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from node_agent.config import ConfigError, PrinterConfig, load_config
+from node_agent.drivers.base import DriverError, PrinterDriver, PrinterStatus, PrintOutcome
+from node_agent.safety import JobRefused, SafetyLimits, enforce
+
+__all__ = ["PrintTarget", "build_parser", "run"]
+
+DEFAULT_CONFIG = "/etc/spimeforge/node.toml"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments, an unreadable file or a bad config (exit status 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrintTarget:
+    """Where ``print`` goes: a configured printer, or an ad-hoc serial port."""
+
+    name: str
+    printer: PrinterConfig | None = None
+    port: str | None = None
+    baud: int | None = None
+
+
+DriverFactory = Callable[[PrintTarget], PrinterDriver]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every ``spime-node`` subcommand."""
+    parser = argparse.ArgumentParser(prog="spime-node", description="Spimeforge node agent")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("print", help="print a local G-code file (an operator's test print)")
+    p.add_argument("file", help="G-code file")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--printer", help="a printer from the node config")
+    where.add_argument("--port", help="ad hoc: a serial port, e.g. /dev/ttyACM0")
+    p.add_argument("--baud", type=int, help="ad hoc: baud rate (with --port)")
+    p.add_argument("--config", help=f"node config (default: $SPIME_NODE_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--max-hotend", type=float, default=300.0, help="ad hoc limit, °C")
+    p.add_argument("--max-bed", type=float, default=120.0, help="ad hoc limit, °C")
+    p.add_argument("--build-volume", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="ad hoc: refuse moves outside this volume (mm)")
+    p.add_argument("--simulate", action="store_true",
+                   help="dry run: print to a simulated Marlin instead of the real port")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    s = sub.add_parser("simulate", help="run a simulated Marlin printer on a pty (demo)")
+    s.add_argument("--link", required=True, help="symlink to create for the port")
+    s.add_argument("--baud", type=int, default=None)
+    s.add_argument("--latency-ms", type=float, default=None)
+    s.add_argument("--advanced-ok", action="store_true")
+    return parser
+
+
+def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = sys.stdout,
+        stderr: TextIO = sys.stderr) -> int:
+    """Parse ``argv`` and run the subcommand; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.command == "simulate":
+        from node_agent import testing
+
+        sim_argv = ["--link", args.link]
+        sim_argv += ["--baud", str(args.baud)] if args.baud else []
+        sim_argv += ["--latency-ms", str(args.latency_ms)] if args.latency_ms is not None else []
+        sim_argv += ["--advanced-ok"] if args.advanced_ok else []
+        return testing.main(sim_argv)
+    try:
+        target, limits = _resolve(args)
+        lines = _read_gcode(args.file)
+    except (UsageError, ConfigError) as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_USAGE
+    return _print_file(args, target, limits, lines, factory, stdout, stderr)
+
+
+def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
+    if args.printer:
+        if args.baud is not None:
+            raise UsageError("--baud goes with --port; a configured printer has its own baud")
+        path = args.config or os.environ.get("SPIME_NODE_CONFIG") or DEFAULT_CONFIG
+        printer = load_config(path).printer(args.printer)
+        limits = SafetyLimits(printer.max_hotend_c, printer.max_bed_c, printer.build_volume_mm,
+                              printer.move_margin_mm)
+        return PrintTarget(printer.name, printer=printer), limits
+    if args.baud is None:
+        raise UsageError("--port needs --baud (e.g. --baud 115200)")
+    if args.baud < 1200:
+        raise UsageError(f"--baud {args.baud} is not a usable baud rate")
+    volume = tuple(args.build_volume) if args.build_volume else None
+    limits = SafetyLimits(args.max_hotend, args.max_bed, volume)  # type: ignore[arg-type]
+    return PrintTarget("ad-hoc", port=args.port, baud=args.baud), limits
+
+
+def _read_gcode(path: str) -> list[str]:
+    try:
+        with open(path, encoding="ascii", errors="strict") as fh:
+            return fh.read().splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not an ASCII G-code file (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLimits,
+                lines: list[str], factory: DriverFactory, stdout: TextIO, stderr: TextIO) -> int:
+    summary: dict[str, Any] = {"printer": target.name, "file": args.file}
+    try:
+        enforce(lines, limits)
+    except JobRefused as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        summary.update(outcome="refused", reason=str(exc), lines_sent=0, resends=0, seconds=0.0,
+                       violations=[{"line": v.line, "command": v.command, "reason": v.reason}
+                                   for v in exc.violations])
+        return _finish(summary, args.json, stdout, EXIT_FAILED)
+    try:
+        driver = factory(target)
+    except (ValueError, DriverError) as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_USAGE
+    name = os.path.basename(args.file)
+    summary.update(asyncio.run(_print(driver, name, lines, stderr)))
+    code = EXIT_OK if summary["outcome"] == PrintOutcome.COMPLETED.value else EXIT_FAILED
+    return _finish(summary, args.json, stdout, code)
+
+
+def _finish(summary: dict[str, Any], as_json: bool, stdout: TextIO, code: int) -> int:
+    if as_json:
+        print(json.dumps(summary, sort_keys=True), file=stdout)
+    return code
+
+
+async def _print(driver: PrinterDriver, name: str, lines: list[str], err: TextIO) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        await driver.connect()
+    except DriverError as exc:
+        print(f"spime-node: {exc}", file=err)
+        await driver.close()
+        return {"outcome": "unreachable", "reason": str(exc), "lines_sent": 0, "resends": 0,
+                "seconds": round(time.monotonic() - started, 3), "retryable": exc.retryable}
+    loop = asyncio.get_running_loop()
+    interrupts = _Interrupts(driver, err)
+    loop.add_signal_handler(signal.SIGINT, interrupts.handle)
+    shower = asyncio.create_task(_show_progress(driver, err))
+    try:
+        result = await driver.print_lines(name, lines)
+    except DriverError as exc:
+        print(f"\nspime-node: {exc}", file=err)
+        return {"outcome": PrintOutcome.FAILED.value, "reason": str(exc), "lines_sent": 0,
+                "resends": 0, "seconds": round(time.monotonic() - started, 3),
+                "retryable": exc.retryable}
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        shower.cancel()
+        status = driver.status()
+        await driver.close()
+    print(f"\r{render_progress(status)}\n{name}: {result.outcome.value}"
+          + (f" ({result.reason})" if result.reason else ""), file=err)
+    return {"outcome": result.outcome.value, "reason": result.reason,
+            "lines_total": status.lines_total, "lines_sent": result.lines_sent,
+            "resends": result.resends, "seconds": round(result.seconds, 3),
+            "retryable": result.retryable, "firmware": status.firmware, "layer": status.layer}
+
+
+class _Interrupts:
+    """Ctrl-C: first a safe cancel (end sequence), then an emergency stop."""
+
+    def __init__(self, driver: PrinterDriver, err: TextIO) -> None:
+        self.driver, self.err, self.count = driver, err, 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("\ncancelling: finishing buffered moves, then the end sequence "
+                  "(Ctrl-C again for an emergency stop)", file=self.err)
+            self._spawn(self.driver.cancel())
+        else:
+            print("\nemergency stop (M112)", file=self.err)
+            self._spawn(self.driver.emergency_stop())
+
+    def _spawn(self, coro: Any) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except DriverError as exc:
+                print(f"spime-node: {exc}", file=self.err)
+
+        task = asyncio.create_task(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+def render_progress(status: PrinterStatus, width: int = 30) -> str:
+    """One progress line: bar, percent, lines, layer, temperatures, resends."""
+    filled = int(width * status.percent / 100)
+    bar = "#" * filled + "." * (width - filled)
+    t = status.temperatures
+    parts = [f"[{bar}] {status.percent:5.1f}%", f"{status.lines_sent}/{status.lines_total} lines"]
+    if status.layer is not None:
+        parts.append(f"layer {status.layer}")
+    if t.hotend_c is not None:
+        parts.append(f"T {t.hotend_c:.0f}/{t.hotend_target_c or 0:.0f}°C")
+    if t.bed_c is not None:
+        parts.append(f"B {t.bed_c:.0f}/{t.bed_target_c or 0:.0f}°C")
+    parts.append(f"resends {status.resends}")
+    return "  ".join(parts)
+
+
+async def _show_progress(driver: PrinterDriver, err: TextIO, every_s: float = 0.25) -> None:
+    tty = err.isatty()
+    last = 0.0
+    async for status in driver.updates():
+        now = time.monotonic()
+        if now - last < (every_s if tty else 2.0):
+            continue
+        last = now
+        line = render_progress(status)
+        print(f"\r{line}" if tty else line, end="" if tty else "\n", file=err, flush=True)

@@ -1,0 +1,280 @@
+"""The node config: one TOML file, read entirely, validated, frozen.
+
+Example (every key shown; ``[printers.firmware]`` is optional)::
+
+    [node]
+    name = "fablab-berlin"
+    hub = "127.0.0.1:7443"
+    location = "Berlin"
+
+    [[printers]]
+    name = "mk3"
+    driver = "serial"            # or "octoprint"
+    port = "/dev/ttyACM0"        # serial only
+    baud = 115200                # serial only
+    # url = "http://127.0.0.1:5000"   # octoprint only
+    # api_key = "..."                 # octoprint only
+    model = "Prusa MK3S"
+    build_volume_mm = [250, 210, 210]
+    nozzle_mm = 0.4
+    materials = ["PLA", "PETG"]
+    max_hotend_c = 280
+    max_bed_c = 110
+    slicer_profile = "prusa_mk3s"
+    move_margin_mm = 5           # optional: how far moves may leave the volume (purge lines)
+
+    [printers.firmware]          # optional overrides of what the engine detects
+    rx_buffer_bytes = 128
+    command_buffer = 4
+    end_gcode = ["M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84"]
+
+Unknown keys are errors (a typo must not silently drop a safety limit).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_END_GCODE",
+    "ConfigError",
+    "FirmwareConfig",
+    "NodeConfig",
+    "NodeInfo",
+    "PrinterConfig",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", "M84")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+class ConfigError(Exception):
+    """The node config is unusable; the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareConfig:
+    """Overrides for the serial engine (None = detect)."""
+
+    rx_buffer_bytes: int | None = None
+    command_buffer: int | None = None
+    end_gcode: tuple[str, ...] = DEFAULT_END_GCODE
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterConfig:
+    """One printer of the node, with its safety limits."""
+
+    name: str
+    driver: str
+    model: str
+    build_volume_mm: tuple[float, float, float]
+    nozzle_mm: float
+    materials: tuple[str, ...]
+    max_hotend_c: float
+    max_bed_c: float
+    slicer_profile: str
+    port: str | None = None
+    baud: int | None = None
+    url: str | None = None
+    api_key: str | None = None
+    move_margin_mm: float = 5.0
+    firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    hub: str
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node: NodeInfo
+    printers: tuple[PrinterConfig, ...]
+    source: str = "<config>"
+
+    def printer(self, name: str) -> PrinterConfig:
+        """Return the printer called ``name``.
+
+        Raises:
+            ConfigError: no such printer (the message lists the known ones).
+        """
+        for printer in self.printers:
+            if printer.name == name:
+                return printer
+        known = ", ".join(p.name for p in self.printers) or "none"
+        raise ConfigError(f"{self.source}: no printer named {name!r} (configured: {known})")
+
+
+class _Reader:
+    """Reads one table, remembering which keys were used, for precise errors."""
+
+    def __init__(self, table: Any, where: str, source: str) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: {where} must be a table")
+        self.table, self.where, self.source = table, where, source
+        self.used: set[str] = set()
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.where}.{key}: {message}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., *,
+            lo: float | None = None, hi: float | None = None) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                raise self.fail(key, "is required")
+            return default
+        value = self.table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(key, f"must be a {names}, got {value!r}")
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            raise self.fail(key, f"must be between {lo:g} and {hi:g}, got {value!r}")
+        return value
+
+    def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
+        value = self.get(key, list, default)
+        if not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(key, "must be a list of non-empty strings")
+        return tuple(value)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})")
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node config file.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or breaks the schema.
+    """
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file; pass --config or set SPIME_NODE_CONFIG") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    return parse_config(data, source)
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfig:
+    """Validate an already parsed TOML document.
+
+    Raises:
+        ConfigError: a key is missing, unknown, of the wrong type or out of range.
+    """
+    top = _Reader(data, "<top>", source)
+    node = _node(_Reader(top.get("node", dict), "node", source))
+    raw_printers = top.get("printers", list, [])
+    top.finish()
+    printers = tuple(
+        _printer(_Reader(raw, f"printers[{i}]", source)) for i, raw in enumerate(raw_printers)
+    )
+    names = [p.name for p in printers]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{source}: printer name {name!r} is used twice; names must be unique")
+    return NodeConfig(node, printers, source)
+
+
+def _node(r: _Reader) -> NodeInfo:
+    name = _name(r, "name")
+    hub = r.get("hub", str)
+    if not _HUB.match(hub):
+        raise r.fail("hub", f"must be host:port, got {hub!r}")
+    location = r.get("location", str, "")
+    r.finish()
+    return NodeInfo(name, hub, location)
+
+
+def _name(r: _Reader, key: str) -> str:
+    value = r.get(key, str)
+    if not _NAME.match(value):
+        raise r.fail(key, f"must be 1-64 letters, digits, '.', '_' or '-', got {value!r}")
+    return str(value)
+
+
+def _printer(r: _Reader) -> PrinterConfig:
+    name = _name(r, "name")
+    driver = r.get("driver", str)
+    if driver not in ("serial", "octoprint"):
+        raise r.fail("driver", f"must be 'serial' or 'octoprint', got {driver!r}")
+    link = _serial_link(r) if driver == "serial" else _octoprint_link(r)
+    volume = r.get("build_volume_mm", list)
+    if len(volume) != 3 or not all(_number(v) and 10 <= v <= 2000 for v in volume):
+        raise r.fail("build_volume_mm", f"must be [x, y, z] in mm, each 10-2000, got {volume!r}")
+    printer = PrinterConfig(
+        name=name,
+        driver=driver,
+        model=r.get("model", str),
+        build_volume_mm=(float(volume[0]), float(volume[1]), float(volume[2])),
+        nozzle_mm=float(r.get("nozzle_mm", (int, float), lo=0.1, hi=2.0)),
+        materials=r.strings("materials"),
+        max_hotend_c=float(r.get("max_hotend_c", (int, float), lo=0, hi=500)),
+        max_bed_c=float(r.get("max_bed_c", (int, float), lo=0, hi=200)),
+        slicer_profile=r.get("slicer_profile", str),
+        move_margin_mm=float(r.get("move_margin_mm", (int, float), 5.0, lo=0, hi=50)),
+        firmware=_firmware(r),
+        **link,
+    )
+    r.finish()
+    return printer
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _serial_link(r: _Reader) -> dict[str, Any]:
+    for key in ("url", "api_key"):
+        if key in r.table:
+            raise r.fail(key, "only applies to driver = 'octoprint'")
+    port = r.get("port", str)
+    if not port.strip():
+        raise r.fail("port", "must name a device, e.g. /dev/ttyACM0")
+    return {"port": port, "baud": r.get("baud", int, lo=1200, hi=4_000_000)}
+
+
+def _octoprint_link(r: _Reader) -> dict[str, Any]:
+    url = r.get("url", str)
+    if not _URL.match(url):
+        raise r.fail("url", f"must look like http://host:port, got {url!r}")
+    api_key = r.get("api_key", str)
+    if not api_key.strip():
+        raise r.fail("api_key", "must not be empty (OctoPrint: Settings > Application Keys)")
+    # port/baud: which serial port OctoPrint itself should open (default: its AUTO)
+    port = r.get("port", str, None)
+    baud = r.get("baud", int, None, lo=1200, hi=4_000_000) if "baud" in r.table else None
+    return {"url": url, "api_key": api_key, "port": port, "baud": baud}
+
+
+def _firmware(printer: _Reader) -> FirmwareConfig:
+    raw = printer.get("firmware", dict, {})
+    r = _Reader(raw, f"{printer.where}.firmware", printer.source)
+    rx = r.get("rx_buffer_bytes", int, None, lo=32, hi=65536) if "rx_buffer_bytes" in raw else None
+    cmd = r.get("command_buffer", int, None, lo=1, hi=64) if "command_buffer" in raw else None
+    end = r.strings("end_gcode", list(DEFAULT_END_GCODE))
+    for command in end:
+        if "*" in command or "\n" in command or not command.isascii():
+            raise r.fail("end_gcode", f"{command!r} is not a single ASCII G-code command")
+    r.used.update({"rx_buffer_bytes", "command_buffer"})
+    r.finish()
+    return FirmwareConfig(rx, cmd, end)
