@@ -748,7 +748,8 @@ def _on_plate(mesh: _Mesh, up: FloatArray, tol: Tolerances) -> NDArray[np.bool_]
     axis, sign = _axis_of(up)
     height = mesh.vertices[:, axis] * sign
     near = height <= height.min() + tol.flat_base_height_mm
-    on_plate: NDArray[np.bool_] = near[mesh.faces].all(axis=1)
+    faces = mesh.faces
+    on_plate: NDArray[np.bool_] = near[faces[:, 0]] & near[faces[:, 1]] & near[faces[:, 2]]
     return on_plate
 
 
@@ -827,10 +828,8 @@ def _contact_finding(contact: float, size: FloatArray, details: dict[str, Any]) 
 
 def _rotated_fit(ctx: _Context, bed: FloatArray, budget: _Budget) -> Finding:
     boxes = [("axis-aligned box", ctx.extents)]
-    hull_points = ctx.mesh.vertices
-    if len(hull_points) <= 2_000_000:
-        boxes.append(("minimum-volume box", _min_volume_extents(hull_points)))
-        budget.check()
+    boxes.append(("minimum-volume box", _min_volume_extents(ctx.mesh.vertices)))
+    budget.check()
     for label, extents in boxes:
         if (np.sort(extents) <= np.sort(bed) + 1e-6).all():
             return Finding("fits_rotated", Severity.WARNING,
@@ -850,12 +849,19 @@ def _rotated_fit(ctx: _Context, bed: FloatArray, budget: _Budget) -> Finding:
                    {"extents_mm": [float(x) for x in ctx.extents]})
 
 
-def _min_volume_extents(points: FloatArray) -> FloatArray:
-    # trimesh's minimum-volume oriented box works on the convex hull (scipy qhull).
+def _min_volume_extents(points: FloatArray, sample: int = 5_000) -> FloatArray:
+    """Extents (3,) of a (near) minimum-volume box around (n, 3) points.
+
+    trimesh finds the box of the convex hull (scipy qhull) of an even sample of
+    the points; the extents are then measured over all points, so the box
+    always contains the part (it may be slightly larger than the optimum).
+    """
     from trimesh.bounds import oriented_bounds
 
-    _, extents = oriented_bounds(points)  # type: ignore[no-untyped-call]
-    return np.asarray(extents, dtype=np.float64)
+    picked = points[np.linspace(0, len(points) - 1, min(len(points), sample)).astype(np.int64)]
+    transform, _ = oriented_bounds(picked)  # type: ignore[no-untyped-call]
+    rotated = points @ np.asarray(transform)[:3, :3].T
+    return np.array([float(np.ptp(rotated[:, k])) for k in range(3)])
 
 
 def _tilted_fit(extents: FloatArray, bed: FloatArray) -> tuple[str, float] | None:
@@ -1020,27 +1026,90 @@ def _thin_fraction_sampled(mesh: _Mesh, wall: float, tol: Tolerances,
 
 # --- overlapping bodies ----------------------------------------------------------------------
 
-def _inside_by_ray(points: FloatArray, triangles: FloatArray, budget: _Budget) -> NDArray[np.bool_]:
-    """Which of (p, 3) points lie inside the closed surface of (t, 3, 3) triangles.
+@dataclass(frozen=True, slots=True, eq=False)
+class _Column:
+    """A closed body's triangles binned by XY, for vertical-ray parity tests.
 
-    Parity of the crossings of a +Z ray from each point (even-odd rule).
+    x, y, z are (t, 3) corner coordinates of the triangles that are not vertical
+    (det != 0); the small ones are sorted by grid cell (keys), the few wider than
+    a cell (big) are tested for every ray.
     """
-    x, y, z = (triangles[:, :, k] for k in range(3))
+
+    x: FloatArray
+    y: FloatArray
+    z: FloatArray
+    det: FloatArray
+    origin: FloatArray
+    cell: float
+    keys: IntArray
+    small: IntArray
+    big: IntArray
+
+
+_GRID_ROW = np.int64(1 << 31)
+
+
+def _column(triangles: FloatArray) -> _Column:
+    """Bin (t, 3, 3) triangles by the XY cell of their centre."""
+    x, y, z = (np.ascontiguousarray(triangles[:, :, k]) for k in range(3))
     det = (y[:, 1] - y[:, 2]) * (x[:, 0] - x[:, 2]) + (x[:, 2] - x[:, 1]) * (y[:, 0] - y[:, 2])
     usable = det != 0
     x, y, z, det = x[usable], y[usable], z[usable], det[usable]
-    inside = np.zeros(len(points), dtype=bool)
-    step = max(1, 4_000_000 // max(len(det), 1))
-    for start in range(0, len(points), step):
-        px, py, pz = (points[start:start + step, k, None] for k in range(3))
+    low = np.stack([_corner_min(x), _corner_min(y)], axis=1)
+    high = np.stack([_corner_max(x), _corner_max(y)], axis=1)
+    extent = np.maximum(high[:, 0] - low[:, 0], high[:, 1] - low[:, 1])
+    # CAD meshes have long slivers: the widest 1% are tested for every ray instead.
+    cell = max(float(np.percentile(extent, 99)) if len(extent) else 1.0, 1e-9)
+    origin = low.min(axis=0) if len(low) else np.zeros(2)
+    cells = np.floor(((low + high) / 2 - origin) / cell).astype(np.int64)
+    key = cells[:, 0] * _GRID_ROW + cells[:, 1]
+    small = np.flatnonzero(extent <= cell)
+    small = small[np.argsort(key[small])]
+    return _Column(x, y, z, det, origin, cell, key[small], small,
+                   np.flatnonzero(extent > cell))
+
+
+def _corner_min(values: FloatArray) -> FloatArray:
+    """Row minimum of (t, 3): pairwise, as a reduction over a short axis is slow."""
+    return np.minimum(np.minimum(values[:, 0], values[:, 1]), values[:, 2])
+
+
+def _corner_max(values: FloatArray) -> FloatArray:
+    """Row maximum of (t, 3)."""
+    return np.maximum(np.maximum(values[:, 0], values[:, 1]), values[:, 2])
+
+
+def _candidates(column: _Column, point: FloatArray) -> IntArray:
+    """Triangles whose XY box may contain `point`: its cell and the 8 around it."""
+    i, j = np.floor((point[:2] - column.origin) / column.cell).astype(np.int64)
+    near = np.array([(i + di) * _GRID_ROW + j + dj for di in (-1, 0, 1) for dj in (-1, 0, 1)])
+    first = np.searchsorted(column.keys, near, side="left")
+    last = np.searchsorted(column.keys, near, side="right")
+    return np.concatenate([column.small[f:l] for f, l in zip(first, last, strict=True)]
+                          + [column.big])
+
+
+def _any_inside(points: FloatArray, column: _Column, budget: _Budget) -> bool:
+    """Whether any of (p, 3) points lies inside the closed body (parity of +Z rays).
+
+    Points are tested 16 at a time, stopping at the first batch with one inside.
+    """
+    for start in range(0, len(points), 16):
+        batch = points[start:start + 16]
+        found = [_candidates(column, point) for point in batch]
+        t = np.concatenate(found)
+        owner = np.repeat(np.arange(len(batch)), [len(f) for f in found])
+        x, y, z, det = column.x[t], column.y[t], column.z[t], column.det[t]
+        px, py, pz = batch[owner, 0], batch[owner, 1], batch[owner, 2]
         l0 = ((y[:, 1] - y[:, 2]) * (px - x[:, 2]) + (x[:, 2] - x[:, 1]) * (py - y[:, 2])) / det
         l1 = ((y[:, 2] - y[:, 0]) * (px - x[:, 2]) + (x[:, 0] - x[:, 2]) * (py - y[:, 2])) / det
         l2 = 1.0 - l0 - l1
         height = l0 * z[:, 0] + l1 * z[:, 1] + l2 * z[:, 2]
         hits = (l0 >= 0) & (l1 >= 0) & (l2 >= 0) & (height > pz)
-        inside[start:start + step] = hits.sum(axis=1) % 2 == 1
+        if (np.bincount(owner[hits], minlength=len(batch)) % 2 == 1).any():
+            return True
         budget.check()
-    return inside
+    return False
 
 
 def _check_overlaps(ctx: _Context, budget: _Budget) -> list[Finding]:
@@ -1069,10 +1138,11 @@ def _check_overlaps(ctx: _Context, budget: _Budget) -> list[Finding]:
             f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, more than the "
             f"{ctx.tol.max_body_pairs} checked; overlaps not checked")]
     crossing = []
-    for a, b in pairs:
-        if _inside_fraction(mesh, a, b, ctx.tol, budget) > 0 or _inside_fraction(
-                mesh, b, a, ctx.tol, budget) > 0:
-            crossing.append((int(a), int(b)))
+    columns: dict[int, _Column] = {}
+    for a, b in pairs.tolist():
+        if _reaches_into(mesh, a, b, columns, ctx.tol, budget) or _reaches_into(
+                mesh, b, a, columns, ctx.tol, budget):
+            crossing.append((a, b))
     if not crossing:
         return findings
     return findings + [Finding(
@@ -1113,21 +1183,28 @@ def _overlapping_boxes(mesh: _Mesh, solid: IntArray) -> IntArray:
     return np.stack([a[touch], b[touch]], axis=1)
 
 
-def _inside_fraction(mesh: _Mesh, a: int, b: int, tol: Tolerances, budget: _Budget) -> float:
-    """Fraction of body a's sampled vertices strictly inside body b."""
-    va = mesh.faces[mesh.labels == a].reshape(-1)
-    tb = mesh.faces[mesh.labels == b]
-    points = mesh.vertices[va]
-    low, high = mesh.vertices[tb].reshape(-1, 3).min(0), mesh.vertices[tb].reshape(-1, 3).max(0)
+def _reaches_into(mesh: _Mesh, a: int, b: int, columns: dict[int, _Column],
+                  tol: Tolerances, budget: _Budget) -> bool:
+    """Whether a sample of body a's vertices has one strictly inside body b."""
+    corners = mesh.faces[mesh.labels == a].reshape(-1)
+    # Thin out evenly first: the bounding-box filter below only needs a fair sample.
+    spread = np.linspace(0, len(corners) - 1, min(len(corners), 64 * tol.overlap_samples))
+    points = mesh.vertices[corners[spread.astype(np.int64)]]
+    if b not in columns:
+        columns[b] = _column(mesh.vertices[mesh.faces[mesh.labels == b]])
+        budget.check()
+    column = columns[b]
+    low = np.array([column.x.min(), column.y.min(), column.z.min()])
+    high = np.array([column.x.max(), column.y.max(), column.z.max()])
     points = points[((points >= low) & (points <= high)).all(axis=1)]
     if len(points) == 0:
-        return 0.0
+        return False
     keep = np.linspace(0, len(points) - 1, min(len(points), tol.overlap_samples))
     points = points[keep.astype(np.int64)]
     # A tiny sideways shift keeps the rays off the other body's edges and vertices.
     jitter = np.random.default_rng(1).normal(size=(len(points), 3)) * 1e-7 * (high - low).max()
     jitter[:, 2] = 0.0
-    return float(_inside_by_ray(points + jitter, mesh.vertices[tb], budget).mean())
+    return _any_inside(points + jitter, column, budget)
 
 
 _CHECKS: tuple[tuple[str, Callable[[_Context, _Budget], Any]], ...] = (
