@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from hub import provenance
+from hub import licenses, provenance
 from hub.domain import (
     SLUG_PATTERN,
     Account,
@@ -81,7 +81,8 @@ def check_slug(slug: str, what: str = "design") -> str:
 
 def meta_of(manifest: Manifest) -> DesignMeta:
     """What a design row shows of a manifest."""
-    return DesignMeta(manifest.title, manifest.description, manifest.license, manifest.tags)
+    ids = licenses.license_ids(manifest.license)
+    return DesignMeta(manifest.title, manifest.description, manifest.license, manifest.tags, ids)
 
 
 def check_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
@@ -272,12 +273,16 @@ class DesignService:
         """A page of matching designs and the next page token ("" at the end).
 
         Raises:
-            InvalidArgument: a malformed page token or page size.
+            InvalidArgument: a malformed page token, page size or licence id.
         """
         size = page_size or 50
         if not 1 <= size <= 500:
             raise InvalidArgument("page_size must be 1..500")
         offset = _page_offset(token)
+        if license_id:
+            license_id = licenses.parse_expression(license_id)
+            if " " in license_id:
+                raise InvalidArgument(f"search by one licence id, not an expression: {license_id!r}")
         found = await asyncio.to_thread(self.designs._thd_search, text, license_id, list(tags), offset, size + 1)
         more = len(found) > size
         return found[:size], (str(offset + size) if more else "")

@@ -41,6 +41,7 @@ class DesignMeta:
     description: str
     license: str
     tags: tuple[str, ...]
+    license_ids: tuple[str, ...] = ()
 
 
 def _count(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> int:
@@ -109,7 +110,7 @@ class DesignStore:
         for word in text.lower().split():
             query = query.where(d.c.search_text.contains(word, autoescape=True))
         if license_id:
-            query = query.where(d.c.license.contains(license_id, autoescape=True))
+            query = query.where(d.c.license_ids.contains(f" {license_id} ", autoescape=True))
         for tag in tags:
             query = query.where(sa.exists().where(schema.design_tags.c.design == d.c.slug, schema.design_tags.c.tag == tag))
         with connect(self.engine) as conn:
@@ -165,6 +166,7 @@ class DesignStore:
                 slug=slug, title=meta.title, description=meta.description, license=meta.license,
                 head_revision_id=None, created_by=creator, created_at=now, updated_at=now,
                 attributions=_attr_json(attributions), search_text=_search_text(slug, meta),
+                license_ids=_id_list(meta),
             ))
             self._set_tags(conn, slug, meta.tags)
             conn.execute(sa.insert(m).values(design=slug, account=creator, position=0, added_by=creator, added_at=now))
@@ -256,6 +258,7 @@ class DesignStore:
         conn.execute(sa.update(d).where(d.c.slug == slug).values(
             head_revision_id=revision_id, title=meta.title, description=meta.description,
             license=meta.license, updated_at=now, search_text=_search_text(slug, meta),
+            license_ids=_id_list(meta),
         ))
         self._set_tags(conn, slug, meta.tags)
 
@@ -361,3 +364,7 @@ class DesignStore:
 
 def _search_text(slug: str, meta: DesignMeta) -> str:
     return " ".join([slug, meta.title, meta.description, *meta.tags]).lower()
+
+
+def _id_list(meta: DesignMeta) -> str:
+    return f" {' '.join(meta.license_ids)} " if meta.license_ids else ""

@@ -66,6 +66,8 @@ designs = sa.Table(
     sa.Column("updated_at", _TIME, nullable=False),
     sa.Column("attributions", sa.Text, nullable=False, server_default="[]"),
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
+    # " ID1 ID2 " of the licence expression, so a search by licence id matches whole ids only
+    sa.Column("license_ids", sa.Text, nullable=False, server_default=""),
 )
 
 design_tags = sa.Table(

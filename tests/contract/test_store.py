@@ -52,7 +52,7 @@ def _rev(rid: str, design: str = "cube", parents: tuple[str, ...] = (), kind: Re
 def _meta(title: str = "Cube"):  # type: ignore[no-untyped-def]
     from hub.store.designs import DesignMeta
 
-    return DesignMeta(title, "a cube", "CC-BY-4.0", META_TAGS)
+    return DesignMeta(title, "a cube", "CC-BY-4.0", META_TAGS, ("CC-BY-4.0",))
 
 
 class StoreContract:
@@ -82,6 +82,16 @@ class StoreContract:
         first = _rev("a")
         store.designs._thd_create("cube", _meta(), first, "alice", NOW)
         return first
+
+    def test_migrations_match_the_schema(self, store: Store) -> None:
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        from hub.store.schema import metadata
+
+        with store.accounts.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        assert diff == [], "schema.py and the Alembic migrations differ: add a migration"
 
     # -- accounts ---------------------------------------------------------------------
 
@@ -192,7 +202,8 @@ class StoreContract:
         store.designs._thd_add_maintainer("cube", "bob", "alice", NOW)
         store.designs._thd_add_maintainer("cube", "bob", "alice", NOW)
         assert store.designs._thd_maintainers("cube") == ("alice", "bob")
-        assert [d.slug for d in store.designs._thd_search("CUBE", "CC-BY", ["test"], 0, 10)] == ["cube"]
+        assert [d.slug for d in store.designs._thd_search("CUBE", "CC-BY-4.0", ["test"], 0, 10)] == ["cube"]
+        assert store.designs._thd_search("", "CC-BY", [], 0, 10) == []
         assert store.designs._thd_search("cube", "MIT", [], 0, 10) == []
         assert store.designs._thd_search("100%_", "", [], 0, 10) == []
         report = PrintabilityRecord("cube.stl", True, {"ok": True, "faces": 12})

@@ -133,3 +133,13 @@ def test_search_filters_and_pages(api: InProcessHub) -> None:
     assert [d.slug for d in by_license.designs] == ["cube-0", "cube-2", "cube-4"]
     by_tag = api.designs.Search(designs_pb2.SearchRequest(tags=["fixture", "cube"], text="3"), metadata=api.md("carol"))
     assert [d.slug for d in by_tag.designs] == ["cube-3"]
+
+
+def test_search_by_licence_matches_whole_ids(api: InProcessHub) -> None:
+    _design(api, "alice", "zero", "MIT-0")
+    _design(api, "alice", "plain", "MIT")
+    _design(api, "alice", "dual", "CC-BY-SA-4.0 OR MIT")
+    found = api.designs.Search(designs_pb2.SearchRequest(license="mit"), metadata=api.md("carol"))
+    assert [d.slug for d in found.designs] == ["dual", "plain"]
+    _refused(api, lambda: api.designs.Search(designs_pb2.SearchRequest(license="Nope-1"), metadata=api.md("carol")),
+             grpc.StatusCode.INVALID_ARGUMENT, "Nope-1")
