@@ -13,6 +13,7 @@ from hub.domain import (
     FileEntry,
     PrintabilityRecord,
     Proposal,
+    RatingRecord,
     Revision,
 )
 from hub.service.blobs import Chunk
@@ -135,6 +136,13 @@ def _format_from_proto(value: int) -> str:
     return _FORMATS.get(value, f"unknown ({value})")
 
 
+def _rating_to_proto(x: RatingRecord) -> common_pb2.Rating:
+    rating = common_pb2.Rating(rater=x.rater, role=x.role, stars=x.stars, criteria=dict(x.criteria), comment=x.comment)
+    if x.at:
+        rating.at.FromJsonString(x.at)
+    return rating
+
+
 def _record_to_proto(rec: CommunityRecord) -> records_pb2.CommunityRecord:
     return records_pb2.CommunityRecord(
         design=rec.design, license=rec.license, revision_count=rec.revision_count,
@@ -146,7 +154,7 @@ def _record_to_proto(rec: CommunityRecord) -> records_pb2.CommunityRecord:
             actual_seconds=f.actual_seconds, estimated_filament_g=f.estimated_filament_g,
             actual_filament_g=f.actual_filament_g, outcome=f.outcome, failure_reason=f.failure_reason,
             finished_at=f.finished_at) for f in rec.fabrications],
-        ratings=[common_pb2.Rating(rater=x.rater, role=x.role, stars=x.stars, criteria=dict(x.criteria), comment=x.comment) for x in rec.ratings],
+        ratings=[_rating_to_proto(x) for x in rec.ratings],
         ledger=[records_pb2.LedgerEntry(order_id=x.order_id, recipient=x.recipient, share=x.share, amount=common_pb2.Money(currency=x.currency, minor_units=x.minor_units), equation_version=x.equation_version) for x in rec.ledger],
         attributions=[_attribution_to_proto(a) for a in rec.attributions],
     )
