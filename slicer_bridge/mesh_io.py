@@ -92,6 +92,9 @@ class LoadLimits:
         max_compression_ratio: Largest declared uncompressed/compressed ratio of
             any 3MF entry; text mesh data compresses about 5-20x, bombs 1000x.
         max_archive_entries: Most entries in a 3MF zip.
+        max_text_bytes: Largest text mesh (ASCII STL, OBJ, ASCII PLY, a 3MF's
+            model XML) accepted: text is parsed in Python, at several times its
+            size in memory.
     """
 
     max_file_bytes: int = 1 << 30
@@ -100,6 +103,7 @@ class LoadLimits:
     max_archive_bytes: int = 1 << 30
     max_compression_ratio: float = 200.0
     max_archive_entries: int = 1000
+    max_text_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -235,6 +239,7 @@ def read_binary_stl_header(stream: BinaryIO, size: int) -> int | None:
 def _read_stl(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
     count = read_binary_stl_header(stream, size)
     if count is None:
+        _check_text_size(size, limits, name, "ASCII STL")
         stream.seek(0)
         return _read_ascii_stl(stream.read(), limits, name)
     if count > limits.max_triangles:
@@ -260,6 +265,13 @@ def _read_stl(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
 _FLOAT = rb"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?))"
 _ASCII_VERTEX = re.compile(rb"vertex\s+" + _FLOAT + rb"\s+" + _FLOAT + rb"\s+" + _FLOAT,
                            re.IGNORECASE)
+
+
+def _check_text_size(size: int, limits: LoadLimits, name: str, what: str) -> None:
+    if size > limits.max_text_bytes:
+        raise MeshTooLarge(
+            f"{name}: {size:,} bytes of {what} exceeds the limit of {limits.max_text_bytes:,} "
+            "bytes for text mesh formats; export it as binary STL or 3MF instead")
 
 
 def _read_ascii_stl(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
@@ -305,6 +317,7 @@ def write_binary_stl(path: str | Path, vertices: NDArray[np.float64],
 # --- OBJ -----------------------------------------------------------------------------
 
 def _read_obj(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    _check_text_size(size, limits, name, "OBJ")
     text = stream.read().decode("utf-8", errors="replace").replace("\\\r\n", " ")
     text = text.replace("\\\n", " ")
     vertices: list[tuple[str, str, str]] = []
@@ -369,6 +382,8 @@ def _read_ply(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
     if counts.get("vertex", 0) > limits.max_vertices:
         raise MeshTooLarge(f"{name}: {counts['vertex']:,} vertices exceeds the limit of "
                            f"{limits.max_vertices:,}; decimate the mesh")
+    if b"format ascii" in head[:end]:
+        _check_text_size(size, limits, name, "ASCII PLY")
     stream.seek(0)
     # trimesh's PLY parser is vectorized; it is used only after the header passed the limits.
     from trimesh.exchange.ply import load_ply
@@ -423,7 +438,9 @@ def _3mf_model_entry(archive: zipfile.ZipFile, limits: LoadLimits, name: str) ->
     if not models:
         raise MeshFormatError(f"{name}: the 3MF archive has no 3D model part (*.model)")
     main = [e for e in models if e.filename.lower() == "3d/3dmodel.model"]
-    return (main or models)[0]
+    chosen = (main or models)[0]
+    _check_text_size(chosen.file_size, limits, name, "3MF model XML")
+    return chosen
 
 
 def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str) -> bytes:

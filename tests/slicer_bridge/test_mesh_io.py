@@ -372,6 +372,18 @@ def test_triangle_limit_on_text_formats(tmp_path: Path) -> None:
         load_mesh(threemf(tmp_path / "a.3mf", model_xml()), small)
 
 
+def test_text_size_limit(tmp_path: Path) -> None:
+    small = LoadLimits(max_text_bytes=200)
+    ascii_path = tmp_path / "a.stl"
+    ascii_path.write_text(ascii_stl())
+    obj = tmp_path / "a.obj"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n" * 20 + "f 1 2 3\n")
+    for path in (ascii_path, obj, threemf(tmp_path / "a.3mf", model_xml())):
+        with pytest.raises(MeshTooLarge, match="text mesh formats"):
+            load_mesh(path, small)
+    assert load_mesh(stl(tmp_path / "b.stl"), small).face_count == 4
+
+
 def test_corrupt_ply(tmp_path: Path) -> None:
     path = tmp_path / "bad.ply"
     path.write_bytes(b"not a ply at all")
