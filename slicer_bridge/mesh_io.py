@@ -216,7 +216,8 @@ def read_binary_stl_header(stream: BinaryIO, size: int) -> int | None:
     """Return the triangle count a binary STL header declares, or None if not binary.
 
     A file counts as binary STL when its size is exactly 84 + 50 * count, or when
-    it does not start with "solid" (ASCII STL always does).
+    it does not start with "solid" followed by a "facet" soon after (ASCII STL
+    always does; some binary exporters also write "solid" into the header).
 
     Raises:
         MeshFormatError: The file is shorter than the 84-byte header.
@@ -232,7 +233,11 @@ def read_binary_stl_header(stream: BinaryIO, size: int) -> int | None:
     if size == _STL_HEADER + _STL_RECORD * count:
         return count
     if head.lstrip().startswith(b"solid"):
-        return None
+        stream.seek(0)
+        start = stream.read(1024)
+        stream.seek(_STL_HEADER)
+        if b"facet" in start or b"endsolid" in start:
+            return None
     return count
 
 

@@ -84,6 +84,16 @@ def test_binary_stl_whose_header_starts_with_solid(tmp_path: Path) -> None:
     assert load_mesh(path).format == "stl-binary"
 
 
+def test_binary_stl_with_solid_header_and_trailing_bytes(tmp_path: Path) -> None:
+    path = stl(tmp_path / "t.stl")
+    data = bytearray(path.read_bytes())
+    data[:10] = b"solid fake"
+    path.write_bytes(bytes(data) + b"\0" * 7)
+    mesh = load_mesh(path)
+    assert mesh.format == "stl-binary" and mesh.face_count == 4
+    assert any("ignored 7 bytes" in n for n in mesh.notes)
+
+
 def test_ascii_stl(tmp_path: Path) -> None:
     path = tmp_path / "t.stl"
     path.write_text(ascii_stl())
