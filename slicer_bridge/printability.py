@@ -570,7 +570,9 @@ def _analyse(vertices: FloatArray, faces: IntArray, printer: _Printer, tol: Tole
 
 
 def _context(mesh: _Mesh, printer: _Printer, tol: Tolerances) -> _Context:
-    v0 = mesh.vertices[mesh.faces[:, 0]]
+    # Relative to the lowest corner: far from the origin the signed tetrahedra cancel badly.
+    low = np.array([mesh.vertices[:, k].min() for k in range(3)])
+    v0 = mesh.vertices[mesh.faces[:, 0]] - low
     per_face = np.einsum("ij,ij->i", v0, mesh.normals) * mesh.areas / 3.0
     del v0
     volumes = np.bincount(mesh.labels, weights=per_face, minlength=mesh.bodies).astype(np.float64)

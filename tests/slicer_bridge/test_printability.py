@@ -272,6 +272,11 @@ def test_box_winding_is_outward() -> None:
     assert check(*box()).volume_mm3 > 0
 
 
+def test_volume_far_from_the_origin() -> None:
+    report = check(*box(at=(1e6, -1e6, 5e5)))
+    assert report.volume_mm3 == pytest.approx(8000, rel=1e-6)
+
+
 def test_missing_face_is_a_hole_and_repair_fills_it() -> None:
     vertices, faces = box()
     report = check(vertices, faces[1:])
