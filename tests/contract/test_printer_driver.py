@@ -230,7 +230,7 @@ class PrinterDriverContract:
         assert_exactly_once_in_order(backend, lines)
 
     def test_cancel_stops_the_job_and_runs_the_safe_end_sequence(self, backend: Backend) -> None:
-        lines = build_job(3000, dwell_every=10, heat=True)
+        lines = build_job(6000, dwell_every=10, heat=True)
         total = len(job_commands(lines))
 
         async def scenario() -> tuple[Any, PrinterStatus]:

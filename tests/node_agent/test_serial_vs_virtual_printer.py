@@ -18,7 +18,7 @@ from node_agent.drivers.base import PrinterDriver, PrintOutcome, PrintResult
 from tests.fixtures.virtual_printer import VirtualPrinterProcess
 
 BAUD = 115200
-DEADLINE_S = 90.0
+DEADLINE_S = 30.0
 #: OctoPrint's own default one-shot faults (at line numbers 100-115)
 OCTOPRINT_DEFAULT_ERRORS = [
     "100:resend", "105:resend_with_timeout", "110:missing_lineno", "115:checksum_mismatch",
@@ -54,15 +54,17 @@ def _print(port: str, lines: list[str]) -> PrintResult:
     return result
 
 
-def _assert_exactly_once_in_order(vp: VirtualPrinterProcess, lines: list[str]) -> None:
+def _assert_exactly_once_in_order(
+    vp: VirtualPrinterProcess, lines: list[str], swallowed: int = 0
+) -> None:
     moves = [line for line in lines if line.startswith("G1 ")]
     wanted = set(moves)
     executed = [c for c in vp.executed() if c in wanted]
-    assert len(executed) == len(moves), (
-        f"VirtualPrinter executed {len(executed)} of {len(moves)} moves"
-        f" ({len(executed) - len(set(executed))} duplicates)\n{vp.output()[-1500:]}"
+    assert len(executed) == len(set(executed)), f"duplicates\n{vp.output()[-1500:]}"
+    assert len(executed) == len(moves) - swallowed, (
+        f"VirtualPrinter executed {len(executed)} of {len(moves)} moves\n{vp.output()[-1500:]}"
     )
-    assert executed == moves, "moves executed out of order"
+    assert executed == [m for m in moves if m in set(executed)], "moves out of order"
 
 
 #: one-shot resends spread over the job: Resend for the line itself, and a
@@ -73,9 +75,13 @@ FORCED_RESENDS = [f"{n}:resend" for n in range(20, 600, 40)] + [
 
 FAULTS: dict[str, tuple[dict[str, Any], str | None, bool]] = {
     # name: (VirtualPrinter settings, extra line in the middle of the job, expect resends).
-    # VirtualPrinter's own ``resend_ratio`` is not used: in OctoPrint 1.11.8 it drops
-    # the line it rejects (it asks for N+1 after recording N), so no host can pass
-    # it; ``corrupt_every`` produces the same noisy-line fault on the wire instead.
+    # "octoprint_default_errors_with_lost_ok" includes ``105:resend_with_timeout``:
+    # VirtualPrinter asks for line 105 again, then swallows the resent line without
+    # executing or answering it while recording it as received. The host must
+    # detect the lost ok and go on; that one line is lost by the peer's design.
+    # The bridge corrects two VirtualPrinter 1.11.8 resend-number bugs (see
+    # tests/fixtures/virtual_printer.py) so that it asks for what Marlin asks for.
+    "resend_ratio_5_percent": ({"resend_ratio": 5}, None, True),
     "wire_noise_every_20th_line": ({"corrupt_every": 20}, None, True),
     "forced_resends": ({"simulated_errors": FORCED_RESENDS}, None, True),
     "broken_resend_without_ok": (
@@ -101,6 +107,7 @@ def test_job_completes_exactly_once_in_order_despite(
     assert result.lines_sent == len(lines)
     if expect_resends:
         assert result.resends > 0, result
-    _assert_exactly_once_in_order(vp, lines)
+    swallowed = sum(e.endswith(":resend_with_timeout") for e in settings.get("simulated_errors", []))
+    _assert_exactly_once_in_order(vp, lines, swallowed)
     if extra:
         assert extra in vp.executed()
