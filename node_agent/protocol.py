@@ -445,8 +445,11 @@ class MarlinProtocol:
         Returns:
             True if a probe was queued, False if one is already outstanding.
         """
-        if self._barrier is not None or self._probe_wanted or self.state is State.ERROR:
+        if self._probe_wanted or self.state in (State.ERROR, State.DISCONNECTED):
             return False
+        # A probe may itself be lost (line noise, a firmware that swallowed it):
+        # each call sends a fresh one; the newest is the barrier, and the answer
+        # to any of them acknowledges everything sent before it.
         self._probe_wanted = True
         return True
 
@@ -574,7 +577,8 @@ class MarlinProtocol:
 
     def _on_ok(self, line: str) -> None:
         rest = line[3:]
-        fields = dict(_OK_FIELD.findall(rest.split("T:")[0])) if rest else {}
+        temps = _TEMP.search(rest) if rest else None
+        fields = dict(_OK_FIELD.findall(rest[: temps.start()] if temps else rest)) if rest else {}
         number = int(fields["N"]) if "N" in fields else None
         event = Ok(
             number,
@@ -582,7 +586,7 @@ class MarlinProtocol:
             int(fields["B"]) if "B" in fields else None,
         )
         self._emit(event)
-        has_temps = "T:" in rest and self._on_temperatures(rest)
+        has_temps = temps is not None and self._on_temperatures(rest)
         if self.state is State.CONNECTING and self._fw_name is not None:
             self._identified()  # the ok closing the M115 report, however oks were counted
         elif has_temps:
@@ -794,9 +798,15 @@ class MarlinProtocol:
     def _send_probe(self, out: list[bytes]) -> None:
         size = len(_PROBE) + 1
         if self._fits(size, probe=True):
+            self._forget_probes()  # an unanswered earlier probe is presumed lost
             self._probe_wanted = False
             self._barrier = self._record(None, _PROBE, size, None)
             out.append(b"M105\n")
+
+    def _forget_probes(self) -> None:
+        if any(s.number is None for s in self._in_flight):
+            self._in_flight = deque(s for s in self._in_flight if s.number is not None)
+            self._in_flight_bytes = sum(s.size for s in self._in_flight)
 
     def _send_lines(self, out: list[bytes]) -> None:
         while True:

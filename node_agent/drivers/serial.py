@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import serial
 
@@ -63,6 +63,10 @@ _PROGRESS_EVENTS = (Ok, Resend, Busy, Wait, FirmwareError, Start, FirmwareInfo)
 _PHASES = {state: PrinterPhase(state.value) for state in State}
 
 
+def _pick(new: float | None, old: float | None) -> float | None:
+    return old if new is None else new
+
+
 class SerialDriver:
     """A printer on a serial port (USB CDC, USB-serial bridge or a pty).
 
@@ -76,6 +80,9 @@ class SerialDriver:
             (``long_dead_after_s`` while G28/M109/… may legitimately block).
         connect_timeout_s: how long ``connect()`` waits for the M115 answer.
         reconnect: reopen the port after it disappears.
+        trace: optional ``trace(kind, text)`` hook seeing the conversation at the
+            engine boundary: ``"<"`` bytes read, ``">"`` bytes written, ``"="``
+            events (repr), ``"!"`` engine commands (golden transcripts use it).
     """
 
     def __init__(
@@ -91,6 +98,7 @@ class SerialDriver:
         connect_timeout_s: float = 10.0,
         temperature_poll_s: float = 2.0,
         reconnect: bool = True,
+        trace: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = name
         self.port = port
@@ -102,6 +110,7 @@ class SerialDriver:
         self.connect_timeout_s = connect_timeout_s
         self.temperature_poll_s = temperature_poll_s
         self.reconnect = reconnect
+        self._trace = trace
         self.engine = MarlinProtocol(self.settings)
         self._serial: serial.Serial | None = None
         self._fd = -1
@@ -189,6 +198,7 @@ class SerialDriver:
         if self._fd < 0:
             raise PrinterNotReady(f"printer {self.name!r} is not connected")
         try:
+            self._note(f"job {name}\n" + "\n".join(job.commands))
             self.engine.start_job(job)
         except LocalProtocolError as exc:
             raise PrinterNotReady(f"printer {self.name!r}: {exc}") from exc
@@ -227,6 +237,7 @@ class SerialDriver:
         """
         if self._fd < 0:
             raise PrinterNotReady(f"printer {self.name!r} is not connected")
+        self._note("emergency_stop")
         self.engine.emergency_stop()
         self._drain()
         self._flush()
@@ -247,6 +258,7 @@ class SerialDriver:
     # -- commands ----------------------------------------------------------
     def _command(self, action: object) -> None:
         assert callable(action)
+        self._note(action.__name__)
         try:
             action()
         except LocalProtocolError as exc:
@@ -255,6 +267,10 @@ class SerialDriver:
         self._flush()
         self._notify()
 
+    def _note(self, command: str) -> None:
+        if self._trace:
+            self._trace("!", command)
+
     # -- port ----------------------------------------------------------------
     async def _open_and_handshake(self) -> None:
         assert self._loop is not None
@@ -262,6 +278,7 @@ class SerialDriver:
         self.engine = MarlinProtocol(self.settings)
         ready = self._ready = self._loop.create_future()
         start = self._last_progress = self._last_rx = self._loop.time()
+        self._note("connect")
         self.engine.connect()
         self._flush()
         deadline = start + self.connect_timeout_s
@@ -277,6 +294,7 @@ class SerialDriver:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(ready), min(remaining, 1.0))
             if not ready.done() and self.engine.state is State.CONNECTING:
+                self._note("connect")
                 self.engine.connect()  # the board may have been booting: say hello again
                 self._flush()
         ready.result()  # raises ConnectionFailed when the port went away meanwhile
@@ -318,12 +336,16 @@ class SerialDriver:
             return self._lost(f"{self.port} was closed by the other side")
         assert self._loop is not None
         self._last_rx = self._loop.time()
+        if self._trace:
+            self._trace("<", data.decode("ascii", "replace"))
         self.engine.receive_data(data)
         self._drain()
         self._flush()
 
     def _flush(self) -> None:
         data = self.engine.data_to_send()
+        if data and self._trace:
+            self._trace(">", data.decode("ascii"))
         if data and self._fd >= 0:
             self._write(data)
 
@@ -372,11 +394,17 @@ class SerialDriver:
 
     def _handle(self, event: Event) -> None:
         assert self._loop is not None
+        if self._trace and not isinstance(event, Ok):
+            self._trace("=", repr(event))
         if isinstance(event, _PROGRESS_EVENTS):
             self._last_progress = self._loop.time()
         if isinstance(event, TemperatureReport):
+            old = self._temps  # a report may carry only some values (M109's "T:203.1")
             self._temps = Temperatures(
-                event.hotend_c, event.hotend_target_c, event.bed_c, event.bed_target_c
+                _pick(event.hotend_c, old.hotend_c),
+                _pick(event.hotend_target_c, old.hotend_target_c),
+                _pick(event.bed_c, old.bed_c),
+                _pick(event.bed_target_c, old.bed_target_c),
             )
         elif isinstance(event, FirmwareInfo):
             if self._ready is not None and not self._ready.done():
@@ -445,6 +473,7 @@ class SerialDriver:
         if now - self._last_progress > self.comm_timeout_s:
             self.timeouts += 1
             self._last_progress = now
+            self._note("probe")
             if engine.probe():
                 self.probes += 1
             self._flush()
@@ -455,5 +484,6 @@ class SerialDriver:
             return
         if now - self._last_poll >= self.temperature_poll_s:
             self._last_poll = now
+            self._note("probe")
             if self.engine.probe():
                 self._flush()
