@@ -460,8 +460,12 @@ class OctoPrintDriver:
         # websocket-client >= 1 passes extra close arguments that octoprint_client's
         # close handler does not take; the resulting TypeError is how a close shows up.
         thread = getattr(self._socket, "_thread", None)
-        if thread is None or not thread.is_alive() or isinstance(err, TypeError):
-            self._fail_job(f"lost OctoPrint's push socket ({err})", retryable=True)
+        if thread is None or not thread.is_alive() or isinstance(err, TypeError) or (
+                err == "closed"):
+            self._socket, self._socket_seen = None, False  # connect() opens a new one
+            reason = f"lost the push socket to OctoPrint at {self._url}"
+            self._fail_job(reason, retryable=True)
+            self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
 
     def _on_current(self, msg: Mapping[str, Any]) -> None:
         state = msg.get("state") or {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import octoprint_client
@@ -18,10 +19,17 @@ from node_agent.drivers.base import (
     ConnectionFailed,
     PrinterNotReady,
     PrinterPhase,
+    PrinterStatus,
     PrintOutcome,
+    PrintResult,
 )
 from node_agent.drivers.octoprint import OctoPrintDriver
-from tests.fixtures.octoprint_server import OctoPrintServer, free_port
+from tests.fixtures.octoprint_server import (
+    OctoPrintServer,
+    free_port,
+    start_octoprint,
+    stop_octoprint,
+)
 
 
 def _driver(server: OctoPrintServer, **kwargs: Any) -> OctoPrintDriver:
@@ -218,3 +226,41 @@ def test_unknown_serial_port_is_not_ready_and_names_the_port(
             await driver.close()
 
     asyncio.run(scenario())
+
+
+def test_server_going_away_fails_the_job_as_retryable(tmp_path: Path) -> None:
+    server, proc = start_octoprint(tmp_path / "octoprint")
+
+    async def scenario() -> tuple[PrintResult, PrinterStatus]:
+        driver = _driver(server)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(driver.print_lines("doomed", _job(200000)))
+            await _until(lambda: driver.status().lines_sent > 100)
+            await asyncio.to_thread(stop_octoprint, proc)
+            result = await asyncio.wait_for(job, 30)
+            status = driver.status()
+            started = time.monotonic()
+            with pytest.raises(ConnectionFailed, match="unreachable"):
+                await driver.connect()
+            assert time.monotonic() - started < 3
+            return result, status
+        finally:
+            await driver.close()
+
+    try:
+        result, status = asyncio.run(scenario())
+    finally:
+        stop_octoprint(proc)
+    assert result.outcome is PrintOutcome.FAILED
+    assert result.retryable
+    assert "push socket" in (result.reason or "")
+    assert 100 < result.lines_sent < 200002
+    assert status.phase is PrinterPhase.DISCONNECTED
+
+
+async def _until(cond: Any, deadline_s: float = 20) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)  # polling the driver's status with a deadline
