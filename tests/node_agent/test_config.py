@@ -1,0 +1,143 @@
+"""The node config: the documented example loads; every bad input names key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from node_agent.config import (
+    DEFAULT_END_GCODE,
+    ConfigError,
+    NodeConfig,
+    load_config,
+    parse_config,
+)
+
+EXAMPLE = """\
+[node]
+name = "fablab-berlin"
+hub = "127.0.0.1:7443"
+location = "Berlin"
+
+[[printers]]
+name = "mk3"
+driver = "serial"
+port = "/dev/ttyACM0"
+baud = 115200
+model = "Prusa MK3S"
+build_volume_mm = [250, 210, 210]
+nozzle_mm = 0.4
+materials = ["PLA", "PETG"]
+max_hotend_c = 280
+max_bed_c = 110
+slicer_profile = "prusa_mk3s"
+
+[printers.firmware]
+rx_buffer_bytes = 128
+command_buffer = 4
+end_gcode = ["M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84"]
+
+[[printers]]
+name = "ender-octo"
+driver = "octoprint"
+url = "http://127.0.0.1:5000"
+api_key = "abc123"
+model = "Ender 3"
+build_volume_mm = [220, 220, 250]
+nozzle_mm = 0.4
+materials = ["PLA"]
+max_hotend_c = 260
+max_bed_c = 100
+slicer_profile = "ender3"
+"""
+
+
+def _load(tmp_path: Path, text: str) -> NodeConfig:
+    path = tmp_path / "node.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def _data() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(EXAMPLE)
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    config = _load(tmp_path, EXAMPLE)
+    assert config.node.name == "fablab-berlin" and config.node.hub == "127.0.0.1:7443"
+    mk3 = config.printer("mk3")
+    assert (mk3.driver, mk3.port, mk3.baud) == ("serial", "/dev/ttyACM0", 115200)
+    assert mk3.build_volume_mm == (250.0, 210.0, 210.0) and mk3.materials == ("PLA", "PETG")
+    assert mk3.firmware.rx_buffer_bytes == 128 and mk3.firmware.command_buffer == 4
+    assert mk3.firmware.end_gcode[-1] == "M84"
+    octo = config.printer("ender-octo")
+    assert (octo.url, octo.api_key, octo.port) == ("http://127.0.0.1:5000", "abc123", None)
+    assert octo.firmware.end_gcode == DEFAULT_END_GCODE and octo.firmware.rx_buffer_bytes is None
+    with pytest.raises(AttributeError):
+        mk3.name = "other"  # type: ignore[misc]  # frozen
+
+
+def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    data = _data()
+    target: Any = data
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("node", "nmae"), "x", "node.nmae: unknown key"),
+    (("node", "hub"), "localhost", "node.hub: must be host:port"),
+    (("node", "name"), KeyError, "node.name: is required"),
+    (("printers", 0, "max_hotend_c"), 900, "printers[0].max_hotend_c: must be between 0 and 500"),
+    (("printers", 0, "max_bed_c"), "hot", "printers[0].max_bed_c: must be a int or float"),
+    (("printers", 0, "baud"), 12.5, "printers[0].baud: must be a int"),
+    (("printers", 0, "baud"), KeyError, "printers[0].baud: is required"),
+    (("printers", 0, "driver"), "klipper", "must be 'serial' or 'octoprint'"),
+    (("printers", 0, "url"), "http://x:1", "printers[0].url: only applies to driver = 'octoprint'"),
+    (("printers", 0, "build_volume_mm"), [250, 210], "build_volume_mm: must be [x, y, z]"),
+    (("printers", 0, "nozzle_mm"), 0.0, "nozzle_mm: must be between 0.1 and 2"),
+    (("printers", 0, "materials"), ["PLA", ""], "materials: must be a list of non-empty strings"),
+    (("printers", 0, "name"), "has space", "printers[0].name: must be 1-64 letters"),
+    (("printers", 0, "firmware", "command_buffer"), 0, "firmware.command_buffer: must be between"),
+    (("printers", 0, "firmware", "end_gcode"), ["G1 Z10*3"], "is not a single ASCII G-code"),
+    (("printers", 0, "firmware", "rx_bufer_bytes"), 64, "firmware.rx_bufer_bytes: unknown key"),
+    (("printers", 1, "api_key"), KeyError, "printers[1].api_key: is required"),
+    (("printers", 1, "url"), "ftp://x", "printers[1].url: must look like http://host:port"),
+    (("printers", 1, "name"), "mk3", "printer name 'mk3' is used twice"),
+    (("extra",), {"a": 1}, "<top>.extra: unknown key"),
+])
+def test_bad_config_is_refused_naming_the_key(path: tuple[Any, ...], value: Any,
+                                               message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_mutate(path, value), "node.toml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("node.toml: ")
+
+
+def test_a_written_config_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_bytes(tomli_w.dumps(_data()).encode())
+    assert load_config(path) == parse_config(_data(), str(path))
+
+
+def test_missing_file_and_broken_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file; pass --config"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _load(tmp_path, "[node\nname = 1")
+
+
+def test_unknown_printer_lists_the_known_ones(tmp_path: Path) -> None:
+    config = _load(tmp_path, EXAMPLE)
+    with pytest.raises(ConfigError, match=r"no printer named 'mk4' \(configured: mk3, ender-octo\)"):
+        config.printer("mk4")
