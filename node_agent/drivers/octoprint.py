@@ -286,7 +286,7 @@ class OctoPrintDriver:
             PrinterNotReady: the printer is not connected.
         """
         job = self._job
-        if job is None:
+        if job is None or job.done.done():
             return
         await self._command("/api/job", "cancel")
         with contextlib.suppress(TimeoutError):

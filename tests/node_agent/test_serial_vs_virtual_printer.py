@@ -9,10 +9,12 @@ the job completes and every line was processed exactly once, in order.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import serial
 
 from node_agent.drivers.base import PrinterDriver, PrintOutcome, PrintResult
 from tests.fixtures.virtual_printer import VirtualPrinterProcess
@@ -111,3 +113,25 @@ def test_job_completes_exactly_once_in_order_despite(
     _assert_exactly_once_in_order(vp, lines, swallowed)
     if extra:
         assert extra in vp.executed()
+
+
+def _framed(number: int, command: str) -> bytes:
+    body = f"N{number} {command}"
+    checksum = 0
+    for byte in body.encode():
+        checksum ^= byte
+    return f"{body}*{checksum}\n".encode()
+
+
+def test_bridge_accepts_printruns_line_number_reset(virtual_printer: VirtualPrinterProcess) -> None:
+    """Printrun resets with ``N-1 M110 N-1``, which crashes VirtualPrinter's parser
+    unless the bridge answers it (the benchmark streams printcore to this peer)."""
+    with serial.Serial(virtual_printer.port, BAUD, timeout=0.2) as port:
+        port.write(_framed(-1, "M110 N-1") + _framed(0, "G1 X1 F600") + _framed(1, "G1 X2"))
+        deadline = time.monotonic() + 10
+        received = b""
+        while received.count(b"ok") < 3 and time.monotonic() < deadline:
+            received += port.read(256)
+    assert received.count(b"ok") >= 3, received
+    assert b"Resend" not in received and b"rror" not in received, received
+    assert [c for c in virtual_printer.executed() if c.startswith("G1")] == ["G1 X1 F600", "G1 X2"]
