@@ -106,7 +106,7 @@ class Tolerances:
     check_seconds: float = 10.0
     thin_wall_method: str = "auto"
     thin_wall_samples: int = 200_000
-    thin_wall_rays: int = 50_000
+    thin_wall_rays: int = 25_000
     ray_max_faces: int = 250_000
     overlap_samples: int = 64
     max_body_pairs: int = 200
