@@ -163,9 +163,7 @@ class SerialDriver:
         engine = self.engine
         job = engine.job
         phase = _PHASES[engine.state]
-        if self._closing and self._fd < 0:
-            phase = PrinterPhase.DISCONNECTED
-        elif self._fd < 0 and phase is not PrinterPhase.ERROR:
+        if self._fd < 0:  # the port is closed or gone: say so, whatever the engine ended in
             phase = PrinterPhase.CONNECTING if self._reconnector else PrinterPhase.DISCONNECTED
         total = len(job.commands) if job else 0
         acked = engine.lines_acknowledged if job else 0
