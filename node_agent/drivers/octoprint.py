@@ -180,6 +180,7 @@ class OctoPrintDriver:
         self._tick = asyncio.Event()
         self._job: _Job | None = None
         self._stop_reason: str | None = None
+        self._state_id = "OFFLINE"  # OctoPrint's own state name, from PrinterStateChanged
         self._resends_total = 0
         self._subscribers: set[asyncio.Queue[PrinterStatus | None]] = set()
 
@@ -268,7 +269,9 @@ class OctoPrintDriver:
             PrinterNotReady: no job is printing.
         """
         await self._command("/api/job", "pause", {"action": "pause"})
-        await self._wait_for(lambda: self._status.phase is not PrinterPhase.PRINTING, "pause")
+        # "Pausing" lasts until the lines in flight are acknowledged; wait for "Paused"
+        await self._wait_for(lambda: self._state_id == "PAUSED" or self._status.phase not in (
+            PrinterPhase.PRINTING, PrinterPhase.PAUSED), "pause")
 
     async def resume(self) -> None:
         """Resume a paused job and wait until OctoPrint prints again.
@@ -491,6 +494,9 @@ class OctoPrintDriver:
         )
 
     def _on_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        if kind == "PrinterStateChanged":
+            self._state_id = str(payload.get("state_id"))
+            self._wake()
         if kind == "PrinterStateChanged" and payload.get("state_id") in _EVENT_PHASES:
             phase = _EVENT_PHASES[payload["state_id"]]
             self._set_status(replace(self._status, phase=phase, error=None))

@@ -73,6 +73,18 @@ async def wait_until(cond: Callable[[], bool], what: str, deadline_s: float = DE
         await asyncio.sleep(0.01)
 
 
+async def settled_lines(driver: PrinterDriver, quiet_s: float = 1.0) -> int:
+    """Wait until ``lines_sent`` has not changed for ``quiet_s`` and return it."""
+    deadline = time.monotonic() + DEADLINE_S
+    last, since = driver.status().lines_sent, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "lines_sent never settled"
+        await asyncio.sleep(0.05)
+        if driver.status().lines_sent != last:
+            last, since = driver.status().lines_sent, time.monotonic()
+    return last
+
+
 class Backend:
     """One driver + peer combination, as the contract cases see it."""
 
@@ -171,7 +183,7 @@ class PrinterDriverContract:
         assert_exactly_once_in_order(backend, lines)
 
     def test_progress_updates_arrive_while_printing(self, backend: Backend) -> None:
-        lines = build_job(1500, dwell_every=25)
+        lines = build_job(3000, dwell_every=25)
         seen: list[PrinterStatus] = []
 
         async def scenario() -> Any:
@@ -210,11 +222,10 @@ class PrinterDriverContract:
                 await wait_until(lambda: driver.status().lines_sent > 100, "some progress")
                 await driver.pause()
                 assert driver.status().phase is PrinterPhase.PAUSED
-                # lines already in flight may still be acknowledged; after that the
-                # count must stand still (a time window is inherent to "nothing moves")
+                # lines already in flight may still be acknowledged; once the count
+                # settles it must stand still (a time window is inherent to "nothing moves")
+                held = await settled_lines(driver)
                 await asyncio.sleep(1.0)
-                held = driver.status().lines_sent
-                await asyncio.sleep(0.8)
                 still = driver.status().lines_sent
                 assert driver.status().phase is PrinterPhase.PAUSED
                 await driver.resume()
