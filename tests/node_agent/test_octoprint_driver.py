@@ -7,6 +7,9 @@ these are the OctoPrint-specific failure modes and the push-socket check.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -264,3 +267,42 @@ async def _until(cond: Any, deadline_s: float = 20) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)  # polling the driver's status with a deadline
+
+
+def test_spime_node_print_streams_through_octoprint_from_the_node_config(
+    octoprint_offline: OctoPrintServer, tmp_path: Path
+) -> None:
+    """The operator's test print, ``spime-node print --printer``, on an OctoPrint printer."""
+    config = tmp_path / "node.toml"
+    config.write_text(f"""
+[node]
+name = "lab"
+hub = "127.0.0.1:7443"
+
+[[printers]]
+name = "octo"
+driver = "octoprint"
+url = "{octoprint_offline.url}"
+api_key = "{octoprint_offline.api_key}"
+port = "VIRTUAL"
+baud = 115200
+model = "Virtual"
+build_volume_mm = [200, 200, 200]
+nozzle_mm = 0.4
+materials = ["PLA"]
+max_hotend_c = 260
+max_bed_c = 100
+slicer_profile = "generic"
+""")
+    gcode = tmp_path / "cube.gcode"
+    gcode.write_text("; test print\n" + "\n".join(_job(500)) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "node_agent", "print", str(gcode), "--printer", "octo",
+         "--config", str(config), "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["outcome"] == "completed", summary
+    assert summary["lines_sent"] == 502
