@@ -42,7 +42,8 @@ DEADLINE_S = 30.0
 
 
 def build_job(moves: int, *, dwell_every: int = 0, heat: bool = False,
-              fatal_line: str | None = None, fatal_at: int = 40) -> list[str]:
+              fatal_line: str | None = None, fatal_at: int = 40,
+              layer_every: int = 0) -> list[str]:
     """A job of unique commands: tiny absolute moves with growing E, optional dwells.
 
     ``G4 P10`` every ``dwell_every`` moves paces the job on every peer (each dwell
@@ -52,6 +53,8 @@ def build_job(moves: int, *, dwell_every: int = 0, heat: bool = False,
     if heat:
         lines += ["M104 S200", "M140 S60"]
     for i in range(moves):
+        if layer_every and i % layer_every == 0:
+            lines.append(f";LAYER:{i // layer_every}")
         if fatal_line is not None and i == fatal_at:
             lines.append(fatal_line)
         lines.append(f"G1 X{(i % 2) * 0.1:.1f} Y0 E{(i + 1) * 0.001:.3f} F60000")
@@ -183,7 +186,7 @@ class PrinterDriverContract:
         assert_exactly_once_in_order(backend, lines)
 
     def test_progress_updates_arrive_while_printing(self, backend: Backend) -> None:
-        lines = build_job(3000, dwell_every=25)
+        lines = build_job(3000, dwell_every=25, layer_every=500)
         seen: list[PrinterStatus] = []
 
         async def scenario() -> Any:
@@ -209,6 +212,9 @@ class PrinterDriverContract:
         assert partial, f"no progress update between start and end: {printing[:20]}"
         assert partial == sorted(partial), "progress went backwards"
         assert any(s.job_name == "progress" for s in seen)
+        layers = [s.layer for s in seen if s.phase is PrinterPhase.PRINTING and s.layer is not None]
+        assert layers, "no layer reported from the ;LAYER: comments"
+        assert layers == sorted(layers) and set(layers) <= set(range(6))
 
     def test_pause_holds_the_job_and_resume_finishes_it(self, backend: Backend) -> None:
         lines = build_job(2000, dwell_every=10)
