@@ -119,7 +119,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
     if args.baud < 1200:
         raise UsageError(f"--baud {args.baud} is not a usable baud rate")
     volume = tuple(args.build_volume) if args.build_volume else None
-    limits = SafetyLimits(args.max_hotend, args.max_bed, volume)  # type: ignore[arg-type]
+    limits = SafetyLimits(args.max_hotend, args.max_bed, volume)
     return PrintTarget("ad-hoc", port=args.port, baud=args.baud), limits
 
 

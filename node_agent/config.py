@@ -38,7 +38,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "DEFAULT_END_GCODE",
@@ -136,12 +136,12 @@ class _Reader:
             if default is ...:
                 raise self.fail(key, "is required")
             return default
-        value = self.table[key]
+        value: Any = self.table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) or not isinstance(value, kinds):
             names = " or ".join(k.__name__ for k in kinds)
             raise self.fail(key, f"must be a {names}, got {value!r}")
-        if lo is not None and hi is not None and not lo <= value <= hi:
+        if lo is not None and hi is not None and not lo <= cast(float, value) <= hi:
             raise self.fail(key, f"must be between {lo:g} and {hi:g}, got {value!r}")
         return value
 

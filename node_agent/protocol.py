@@ -294,7 +294,7 @@ def frame(number: int, command: str) -> bytes:
 class _Sent:
     """One line waiting for its ``ok`` in the firmware (numbered or an un-numbered probe)."""
 
-    __slots__ = ("number", "command", "size", "job_index")
+    __slots__ = ("command", "job_index", "number", "size")
 
     def __init__(self, number: int | None, command: str, size: int, job_index: int | None):
         self.number = number
@@ -550,7 +550,8 @@ class MarlinProtocol:
         if lower.startswith("echo:"):
             return self._emit(Echo(line[5:].strip()))
         if "T:" in line or line.startswith("B:"):
-            return self._on_temperatures(line)
+            self._on_temperatures(line)
+            return
         self._emit(Other(line))
 
     def _emit(self, event: Event) -> None:

@@ -49,7 +49,7 @@ import threading
 import time
 import tty
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -231,9 +231,9 @@ class MarlinModel:
                 self._accept_line(raw)
 
     def _accept_line(self, raw: bytes) -> None:
-        if self.options.corrupt_rate and raw.startswith(b"N"):
-            if self._rng.random() < self.options.corrupt_rate:
-                raw = self._corrupt(raw)
+        rate = self.options.corrupt_rate
+        if rate and raw.startswith(b"N") and self._rng.random() < rate:
+            raw = self._corrupt(raw)
         if not raw.startswith(b"N"):
             if b"*" in raw:
                 return self._line_error(_ERR_NO_LINE)
@@ -622,7 +622,7 @@ class SimulatedPrinterProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self.stats: FirmwareStats | None = None
 
-    def __enter__(self) -> SimulatedPrinterProcess:
+    def __enter__(self) -> SimulatedPrinterProcess:  # noqa: PYI034
         opts = json.dumps(dataclasses.asdict(self.options))
         argv = [sys.executable, "-m", "node_agent.testing", "--link", self.port]
         argv += ["--options", opts, "--stats", self._stats_path]

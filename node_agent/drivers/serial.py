@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-import serial
+import serial  # type: ignore[import-untyped]
 
 from node_agent.drivers.base import (
     ConnectionFailed,
@@ -254,8 +254,7 @@ class SerialDriver:
             self._subscribers.discard(changed)
 
     # -- commands ----------------------------------------------------------
-    def _command(self, action: object) -> None:
-        assert callable(action)
+    def _command(self, action: Callable[[], None]) -> None:
         self._note(action.__name__)
         try:
             action()

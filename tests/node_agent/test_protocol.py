@@ -357,7 +357,7 @@ def test_a_printer_restart_fails_the_job_and_reconnects() -> None:
     link.engine.receive_data(b"start\n")
     events = list(iter(link.engine.next_event, NEED_DATA))
     assert Start() in events
-    finished = [e for e in events if isinstance(e, JobFinished)][0]
+    finished = next(e for e in events if isinstance(e, JobFinished))
     assert finished.outcome is JobOutcome.FAILED and finished.retryable
     assert link.engine.state is State.CONNECTING
     assert link.engine.data_to_send().startswith(b"N0 M110 N0*125\n")
