@@ -379,8 +379,13 @@ class MarlinProtocol:
         """Begin streaming a prepared (already safety-checked) job.
 
         Raises:
-            LocalProtocolError: not IDLE (connecting, printing, or in ERROR).
+            LocalProtocolError: not IDLE (connecting, printing, or in ERROR), or a
+                command cannot be framed (non-ASCII, ``*``, a line break).
         """
+        if (self.state, "start_job") not in _TRANSITIONS:
+            self._transition("start_job")  # raises, naming the state
+        for command in job.commands:
+            self._check_command(command)
         self._transition("start_job")
         self.job = job
         self._job_next = self._job_acked = 0

@@ -138,6 +138,9 @@ class SerialDriver:
         """
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        if self._fd >= 0 and self.engine.state is not State.ERROR:
+            return  # already connected
+        self._release_port()
         await self._open_and_handshake()
         self._connected_once = True
         if self._watchdog is None:

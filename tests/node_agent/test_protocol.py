@@ -307,6 +307,10 @@ def test_illegal_commands_raise_before_anything_changes() -> None:
     assert engine.state is State.DISCONNECTED and engine.data_to_send() == b""
     with pytest.raises(LocalProtocolError):
         engine.send_command("G1 X1*12")
+    link = connected()
+    with pytest.raises(LocalProtocolError, match="not a single ASCII G-code command"):
+        link.engine.start_job(prepare("x", ["G28", "M117 Grüße"]))
+    assert link.engine.state is State.IDLE and link.engine.job is None
 
 
 def test_pause_holds_and_resume_finishes() -> None:
