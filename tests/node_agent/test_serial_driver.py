@@ -298,3 +298,19 @@ def test_firmware_in_its_own_process_records_every_line() -> None:
         result = run(scenario())
     assert result.outcome is PrintOutcome.COMPLETED
     assert fw.stats is not None and moves_accepted(fw.stats.accepted) == MOVES
+
+
+def test_the_simulated_wire_throttles_to_the_baud_rate() -> None:
+    # 8N1: 10 bits a byte; 600 framed lines of ~45 B at 115200 baud need >= 2.3 s
+    async def scenario() -> tuple[float, int]:
+        async with simulated_printer(baud=115200) as fw:
+            driver = SerialDriver("sim", fw.port, 115200)
+            try:
+                await driver.connect()
+                result = await driver.print_lines("job", MOVES[:600])
+            finally:
+                await driver.close()
+            return result.seconds, fw.stats.bytes_received
+
+    seconds, received = run(scenario())
+    assert seconds >= 0.97 * (received - 200) * 10 / 115200  # minus the handshake's bytes
