@@ -52,6 +52,10 @@ class HubServer:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # BDP probing grows each stream's HTTP/2 receive window far beyond what the
+                # blob writers keep up with; the transport then buffers tens of MB per upload.
+                # Fixed windows keep an upload's buffering bounded (and measured no slower).
+                ("grpc.http2.bdp_probe", 0),
             ],
         )
         self.health = health.aio.HealthServicer()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.client.common import ClientError, UsageError
+from hub.client.statcache import StatCache, now_ns
 from hub.errors import HubError
 from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
 
@@ -36,7 +37,9 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
-HASH_THREADS = 4
+# hashlib releases the GIL on large buffers: one thread per core hashes files in parallel
+# (more would only make every file finish later, delaying the first upload).
+HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _BASE = Path(".spime") / "base"
 
 
@@ -87,8 +90,17 @@ def read_manifest(folder: Path) -> tuple[str, Manifest]:
         raise UsageError(f"{path}: {exc}") from exc
 
 
-def scan_design_dir(folder: Path) -> tuple[str, Manifest, list[LocalFile]]:
-    """Validate a design folder and hash every file in it.
+def scan_design_dir(folder: Path, *, cache: StatCache | None = None,
+                    on_hashed: Callable[[list[LocalFile]], None] | None = None,
+                    ) -> tuple[str, Manifest, list[LocalFile]]:
+    """Validate a design folder, then hash every file in it (largest first, in parallel).
+
+    Args:
+        folder: the design folder.
+        cache: hashes of files whose stat is unchanged are taken from it, and new
+            ones are recorded in it.
+        on_hashed: called (in this thread) with each batch of files as soon as their
+            hashes are known, so uploads can start while other files are still hashed.
 
     Returns:
         The manifest text, the parsed manifest and the files sorted by path.
@@ -96,19 +108,42 @@ def scan_design_dir(folder: Path) -> tuple[str, Manifest, list[LocalFile]]:
     Raises:
         UsageError: the manifest is invalid, a file it names is missing, a file
             name is not allowed, or the folder holds a symlink.
+        OSError: a file could not be read.
     """
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a directory")
     text, manifest = read_manifest(folder)
-    paths = list(_walk(folder))
-    # hashlib releases the GIL on large buffers, so a few threads hash files in parallel.
+    paths = _checked_paths(folder, manifest)
+    files: list[LocalFile] = []
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        files = list(pool.map(lambda p: _local_file(folder, p), paths))
-    missing = missing_files(manifest, (f.path for f in files))
+        pending: set[Future[LocalFile]] = {pool.submit(_local_file, folder, p, rel, cache)
+                                           for rel, p in paths}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                batch = [f.result() for f in done]
+                files += batch
+                if on_hashed is not None:
+                    on_hashed(batch)
+        finally:
+            for f in pending:
+                f.cancel()
+    return text, manifest, sorted(files, key=lambda f: f.path)
+
+
+def _checked_paths(folder: Path, manifest: Manifest) -> list[tuple[str, Path]]:
+    """(relative name, path) of every design file, largest first, all names validated."""
+    paths = [(p.relative_to(folder).as_posix(), p) for p in _walk(folder)]
+    for rel, _ in paths:
+        try:
+            safe_relative_path(rel)
+        except HubError as exc:
+            raise UsageError(str(exc)) from exc
+    missing = missing_files(manifest, (rel for rel, _ in paths))
     if missing:
         raise UsageError(f"{folder / MANIFEST_NAME} names {missing[0]!r} but the folder "
                          "has no such file")
-    return text, manifest, sorted(files, key=lambda f: f.path)
+    return sorted(paths, key=lambda rp: -rp[1].stat().st_size)
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -123,13 +158,14 @@ def _walk(folder: Path) -> Iterator[Path]:
             yield path
 
 
-def _local_file(folder: Path, path: Path) -> LocalFile:
-    rel = path.relative_to(folder).as_posix()
-    try:
-        safe_relative_path(rel)
-    except HubError as exc:
-        raise UsageError(str(exc)) from exc
+def _local_file(folder: Path, path: Path, rel: str, cache: StatCache | None) -> LocalFile:
+    before = path.stat()
+    if cache is not None and (sha := cache.lookup(rel, before)) is not None:
+        return LocalFile(rel, path, sha, before.st_size)
+    started = now_ns()
     sha, size = hash_file(path)
+    if cache is not None:
+        cache.remember(rel, before, path.stat(), sha, started)
     return LocalFile(rel, path, sha, size)
 
 

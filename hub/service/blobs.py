@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +16,14 @@ from hub.store.blobs import READ_CHUNK, BlobStore, Upload, check_sha256
 __all__ = ["BlobService", "Chunk", "UploadResult"]
 
 MAX_HASHES = 10_000
+# MiB queued between the receive loop and an upload's writer thread (a chunk takes one
+# slot per started MiB, at most all of them). When the queue is full the receive loop
+# stops reading, so gRPC's flow control holds the client back.
+QUEUE_DEPTH = 4
+_SLOT = 1 << 20
+# Uploads written at once (one thread each); more wait before their first write.
+MAX_WRITERS = 8
+_COMMIT, _ABORT = object(), object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +43,113 @@ class UploadResult:
     already_present: bool
 
 
+class BlobWriter:
+    """Hashes and writes one upload's chunks, in order, in its own thread.
+
+    The event loop hands chunks over through a queue bounded by QUEUE_DEPTH
+    (``put`` awaits while it is full). The thread owns the temporary file: it
+    ends the upload by committing it (verify, fsync, rename) or aborting it
+    (remove), so nothing is half-stored whichever way the receive loop ends.
+    """
+
+    def __init__(self, upload: Upload, depth: int = QUEUE_DEPTH) -> None:
+        self._upload = upload
+        self._loop = asyncio.get_running_loop()
+        self._depth = depth
+        self._slots = asyncio.Semaphore(depth)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._done: asyncio.Future[int] = self._loop.create_future()
+        self._error: BaseException | None = None
+        self._ended = False
+        self._got_end = False
+        threading.Thread(target=self._run, name=f"blob-{upload.sha256[:8]}", daemon=True).start()
+
+    async def put(self, data: bytes) -> None:
+        """Queue a chunk, waiting while QUEUE_DEPTH MiB are pending.
+
+        Raises:
+            OSError: the thread failed to write an earlier chunk (disk full…).
+        """
+        for _ in range(self._weight(data)):
+            await self._slots.acquire()
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def _weight(self, data: bytes) -> int:
+        return min(self._depth, -(-len(data) // _SLOT))
+
+    async def commit(self) -> int:
+        """Verify, fsync and move the blob into place once all chunks are written.
+
+        Raises:
+            IntegrityError: size or hash differ from the declaration (nothing stored).
+            OSError: writing failed.
+        """
+        self._ended = True
+        self._queue.put(_COMMIT)
+        return await self._done
+
+    async def abort(self) -> None:
+        """Drop the upload and wait until the thread has removed the temporary file."""
+        if not self._ended:
+            self._ended = True
+            self._queue.put(_ABORT)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._done)
+
+    def _run(self) -> None:
+        size, error = 0, RuntimeError("the blob writer thread stopped")
+        try:
+            size, error = self._drain(), None
+        except Exception as exc:  # noqa: BLE001 - handed to the event loop, which raises it
+            self._error = error = exc
+            self._discard_rest()
+        finally:
+            self._upload.abort()
+            self._call(self._finish, size, error)
+
+    def _drain(self) -> int:
+        while True:
+            item = self._queue.get()
+            if item is _COMMIT or item is _ABORT:
+                self._got_end = True
+                return self._upload.finish() if item is _COMMIT else 0
+            self._upload.absorb(item)  # type: ignore[arg-type]
+            self._release(item)
+
+    def _discard_rest(self) -> None:
+        # Free enough slots that a receive loop blocked in put() wakes and sees the error.
+        for _ in range(self._depth):
+            self._call(self._slots.release)
+        while not self._got_end:
+            item = self._queue.get()
+            self._got_end = item is _COMMIT or item is _ABORT
+            self._release(item)
+
+    def _release(self, item: object) -> None:
+        for _ in range(self._weight(item) if isinstance(item, bytes) else 1):  # type: ignore[arg-type]
+            self._call(self._slots.release)
+
+    def _call(self, fn: object, *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop is closed: the hub is shutting down
+            pass
+
+    def _finish(self, size: int, error: BaseException | None) -> None:
+        if self._done.done():
+            return
+        if error is not None:
+            self._done.set_exception(error)
+        else:
+            self._done.set_result(size)
+
+
 class BlobService:
     def __init__(self, blobs: BlobStore, clock: Clock) -> None:
         self.blobs, self.clock = blobs, clock
+        self._writers = asyncio.Semaphore(MAX_WRITERS)
 
     async def missing(self, hashes: Sequence[str]) -> list[str]:
         """Raises: InvalidArgument: a malformed hash or too many."""
@@ -58,29 +173,34 @@ class BlobService:
             async for _ in chunks:
                 pass
             return UploadResult(sha, await asyncio.to_thread(self.blobs._thd_size, sha), True)
-        upload = await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size)
-        try:
-            await self._receive(upload, first, chunks)
-            size = await asyncio.to_thread(self.blobs._thd_commit, upload, format_time(self.clock()))
-        finally:
-            upload.abort()
+        async with self._writers:
+            size = await self._store(await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size),
+                                     first, chunks)
+        await asyncio.to_thread(self.blobs._thd_record, sha, size, format_time(self.clock()))
         return UploadResult(sha, size, False)
 
+    async def _store(self, upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> int:
+        writer = BlobWriter(upload)
+        try:
+            await self._receive(upload, writer, first, chunks)
+            return await writer.commit()
+        except BaseException:
+            await writer.abort()
+            raise
+
     @staticmethod
-    async def _receive(upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
-        # Chunk N is written (in a worker thread) while chunk N+1 is being received.
+    async def _receive(upload: Upload, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
+        # The writer thread hashes and writes earlier chunks while later ones arrive.
         chunk: Chunk | None = first
         expected = 0
         while chunk is not None:
             if chunk.offset != expected:
                 raise InvalidArgument(f"chunk at offset {chunk.offset}, expected {expected}")
             expected += len(chunk.data)
-            write = asyncio.ensure_future(asyncio.to_thread(upload.write, chunk.data)) if chunk.data else None
-            try:
-                chunk = await anext(chunks, None)
-            finally:
-                if write is not None:
-                    await write
+            upload.count(len(chunk.data))
+            if chunk.data:
+                await writer.put(chunk.data)
+            chunk = await anext(chunks, None)
 
     async def download(self, sha256: str, offset: int) -> AsyncIterator[Chunk]:
         """Stream a blob from an offset (resumable).

@@ -55,19 +55,32 @@ class Upload:
         self.temp_path = Path(name)
 
     def write(self, data: bytes) -> None:
-        """Append a chunk (blocking I/O: call from a worker thread).
+        """Count and append a chunk (blocking I/O: call from a worker thread).
 
         Raises:
             ResourceExhausted: more bytes than the limit.
             IntegrityError: more bytes than declared.
         """
-        self.received += len(data)
+        self.count(len(data))
+        self.absorb(data)
+
+    def count(self, n: int) -> None:
+        """Account for ``n`` more bytes before they are written (cheap, non-blocking).
+
+        Raises:
+            ResourceExhausted: more bytes than the limit.
+            IntegrityError: more bytes than declared.
+        """
+        self.received += n
         if self.received > self._limit:
             raise ResourceExhausted(
                 f"blob {self.sha256[:12]} exceeds the hub's upload limit of {self._limit} bytes"
             )
         if self.received > self.declared_size:
             raise IntegrityError(f"blob {self.sha256[:12]}: more bytes than the declared {self.declared_size}")
+
+    def absorb(self, data: bytes | memoryview) -> None:
+        """Hash and append bytes already counted (blocking: one writer thread per upload)."""
         self._hash.update(data)
         self._file.write(data)
 

@@ -1,50 +1,42 @@
 """``spime push DIR``: send a design folder to the hub as a new revision.
 
-Hashes first: the client asks which blobs the hub lacks and uploads only those,
-in client-streamed ~1 MiB chunks with a progress bar on stderr. An interrupted
-push resumes by hash: the blobs already stored are not sent again.
+Hashes the files (reusing hashes cached in ``.spime/hashes.json`` for files
+whose stat is unchanged), asks which blobs the hub lacks and uploads only those,
+in client-streamed ~1 MiB chunks with a progress bar on stderr; uploads start
+while later files are still being hashed. An interrupted push resumes by hash:
+the blobs already stored are not sent again.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import (
-    EXIT_OK,
-    HubRefused,
-    Progress,
-    add_hub_options,
-    add_json_option,
-    emit,
-    log,
-)
+from hub.client.common import EXIT_OK, HubRefused, add_hub_options, add_json_option, emit
 from hub.client.connection import Hub, opened
 from hub.client.local import (
-    CHUNK,
     LocalFile,
     default_key_path,
-    iter_chunks,
     load_key,
     read_base,
+    read_manifest,
     scan_design_dir,
     write_base,
 )
+from hub.client.statcache import StatCache
+from hub.client.upload import PARALLEL_STREAMS, Uploader
 from hub.domain import FileEntry
+from hub.manifest import Manifest
 from hub.provenance import public_key_of, revision_id, sign
 
 __all__ = ["register", "run", "upload_missing"]
 
-_UPLOAD_TIMEOUT = 6 * 3600.0
-# Concurrent blob streams: overlaps the hub's disk writes and hashing with sending.
-PARALLEL_STREAMS = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -64,14 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, hash, upload missing blobs, then create the revision."""
+    """Validate, hash while uploading missing blobs, then create the revision."""
     folder: Path = args.dir
-    text, manifest, files = scan_design_dir(folder)
+    _, manifest = read_manifest(folder)
     key = load_key(default_key_path(args.key))
     with opened(args) as hub:
         author = hub.call(hub.accounts.WhoAmI, accounts_pb2.WhoAmIRequest()).name
         parents = [] if args.new else [_parent(hub, args, manifest.name, folder)]
-        blobs, sent = upload_missing(hub, files, progress=not args.no_progress)
+        text, manifest, files, blobs, sent = _hash_and_upload(hub, folder, not args.no_progress)
         created_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entries = [FileEntry(path=f.path, sha256=f.sha256, size=f.size) for f in files]
         rid = revision_id(parents, manifest.to_dict(), entries, author, created_at, args.message)
@@ -89,6 +81,16 @@ def run(args: argparse.Namespace) -> int:
     doc = _summary(manifest.name, resp, blobs, sent, len(files), key is not None)
     emit(args, doc, _human)
     return EXIT_OK
+
+
+def _hash_and_upload(hub: Hub, folder: Path, progress: bool,
+                     ) -> tuple[str, Manifest, list[LocalFile], int, int]:
+    cache = StatCache(folder)
+    with Uploader(hub, progress=progress) as uploader:
+        text, manifest, files = scan_design_dir(folder, cache=cache, on_hashed=uploader.offer)
+        blobs, sent = uploader.finish()
+    cache.save({f.path for f in files})
+    return text, manifest, files, blobs, sent
 
 
 def _parent(hub: Hub, args: argparse.Namespace, design: str, folder: Path) -> str:
@@ -113,45 +115,9 @@ def upload_missing(hub: Hub, files: Sequence[LocalFile], *, progress: bool = Tru
     Raises:
         HubRefused: the hub refused a blob (hash mismatch, over the size limit…).
     """
-    by_hash = {f.sha256: f for f in files}
-    missing = hub.call(hub.designs.MissingBlobs,
-                       designs_pb2.MissingBlobsRequest(sha256=sorted(by_hash))).sha256
-    todo = sorted((by_hash[h] for h in missing if h in by_hash), key=lambda f: -f.size)
-    total = sum(f.size for f in todo)
-    if not todo:
-        log("all blobs already on the hub: 0 bytes to send")
-        return 0, 0
-    bar = Progress(total, f"uploading {len(todo)} blob(s)") if progress else None
-    with ThreadPoolExecutor(max_workers=max(1, min(streams, len(todo)))) as pool:
-        for future in [pool.submit(_upload_one, hub, f, bar) for f in todo]:
-            future.result()
-    if bar:
-        bar.finish()
-    return len(todo), total
-
-
-def _upload_one(hub: Hub, f: LocalFile, bar: Progress | None) -> None:
-    with hub.errors():
-        hub.designs.UploadBlob(_chunks(f, bar), metadata=hub.metadata, timeout=_UPLOAD_TIMEOUT)
-
-
-def _chunks(f: LocalFile, bar: Progress | None) -> Iterator[common_pb2.BlobChunk]:
-    offset = 0
-    first = True
-    for data in iter_chunks(f.abspath, CHUNK):
-        yield _chunk(f, offset, data, first)
-        first = False
-        offset += len(data)
-        if bar:
-            bar.advance(len(data))
-    if first:
-        yield _chunk(f, 0, b"", True)
-
-
-def _chunk(f: LocalFile, offset: int, data: bytes, first: bool) -> common_pb2.BlobChunk:
-    if first:
-        return common_pb2.BlobChunk(sha256=f.sha256, total_size=f.size, offset=offset, data=data)
-    return common_pb2.BlobChunk(offset=offset, data=data)
+    with Uploader(hub, streams=streams, progress=progress) as uploader:
+        uploader.offer(files)
+        return uploader.finish()
 
 
 def _summary(design: str, resp: designs_pb2.PushResponse, blobs: int, sent: int,

@@ -1,0 +1,87 @@
+"""A git-index-like cache of file hashes in a design folder's ``.spime/hashes.json``.
+
+An entry maps a relative path to the file's (size, mtime_ns, ctime_ns, inode) and
+its SHA-256. A file whose stat differs is hashed again. A file changed within
+the file-system clock's granularity of being hashed could keep its stat, so (as
+git does with "racily clean" entries) a hash is only remembered when the file
+was last modified well before hashing began; such fresh files are re-hashed
+next time. The cache is a speed-up only: unreadable or corrupt, it is ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["CACHE_PATH", "RACY_NS", "StatCache", "stat_key"]
+
+CACHE_PATH = Path(".spime") / "hashes.json"
+# Kernel file timestamps come from a coarse clock; two seconds is far beyond its tick.
+RACY_NS = 2_000_000_000
+_VERSION = 1
+
+StatKey = tuple[int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    """The stat fields that change whenever a file's content is rewritten."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class StatCache:
+    """Path → (stat key, sha256) for one design folder; thread-safe."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / CACHE_PATH
+        self._entries: dict[str, tuple[StatKey, str]] = {}
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if doc.get("version") == _VERSION:
+                self._entries = {p: (tuple(k), str(h)) for p, (k, h) in doc["files"].items()
+                                 if len(k) == 4 and all(isinstance(x, int) for x in k)}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            self._entries = {}
+
+    def lookup(self, rel: str, st: os.stat_result) -> str | None:
+        """The cached hash of ``rel`` if its stat is unchanged, else None."""
+        with self._lock:
+            entry = self._entries.get(rel)
+        return entry[1] if entry is not None and entry[0] == stat_key(st) else None
+
+    def remember(self, rel: str, before: os.stat_result, after: os.stat_result,
+                 sha256: str, started_ns: int) -> None:
+        """Record a hash computed between two stats, unless the file moved or is racily fresh."""
+        if stat_key(before) != stat_key(after) or before.st_mtime_ns > started_ns - RACY_NS:
+            return
+        with self._lock:
+            self._entries[rel] = (stat_key(after), sha256)
+            self._dirty = True
+
+    def save(self, keep: set[str]) -> None:
+        """Write the entries for the paths in ``keep`` atomically; errors are ignored."""
+        with self._lock:
+            if not self._dirty and keep >= set(self._entries):
+                return
+            files = {p: [list(k), h] for p, (k, h) in sorted(self._entries.items()) if p in keep}
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps({"version": _VERSION, "files": files}), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def now_ns() -> int:
+    """Wall-clock time in ns, comparable with file mtimes."""
+    return time.time_ns()
