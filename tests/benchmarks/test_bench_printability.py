@@ -31,7 +31,7 @@ ALL_SIZES = {"10k": (50, 100), "100k": (158, 316), "1M": (500, 1000), "4M": (100
 # e.g. SPIME_BENCH_SIZES=10k,100k for a quick run
 SIZES = {k: v for k, v in ALL_SIZES.items()
          if k in os.environ.get("SPIME_BENCH_SIZES", ",".join(ALL_SIZES)).split(",")}
-EXTERNAL_TIMEOUT_S = 900
+EXTERNAL_TIMEOUT_S = 300
 
 CHECKER = r"""
 import cProfile, io, json, pstats, sys, time
