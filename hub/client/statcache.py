@@ -1,11 +1,13 @@
 """A git-index-like cache of file hashes in a design folder's ``.spime/hashes.json``.
 
 An entry maps a relative path to the file's (size, mtime_ns, ctime_ns, inode) and
-its SHA-256. A file whose stat differs is hashed again. A file changed within
-the file-system clock's granularity of being hashed could keep its stat, so (as
-git does with "racily clean" entries) a hash is only remembered when the file
-was last modified well before hashing began; such fresh files are re-hashed
-next time. The cache is a speed-up only: unreadable or corrupt, it is ignored.
+its SHA-256. A file whose stat differs is hashed again; the inode change time
+cannot be set from user space, so even an edit that restores size and mtime is
+seen. A file changed within the file-system clock's granularity of being hashed
+could keep its stat, so (as git does with "racily clean" entries) a hash is
+only remembered when the file's mtime and ctime are well before hashing began;
+such fresh files are hashed again next time. The cache is a speed-up only:
+unreadable or corrupt, it is ignored.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def stat_key(st: os.stat_result) -> StatKey:
 class StatCache:
     """Path → (stat key, sha256) for one design folder; thread-safe."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, racy_ns: int = RACY_NS) -> None:
         self.path = folder / CACHE_PATH
+        self.racy_ns = racy_ns
         self._entries: dict[str, tuple[StatKey, str]] = {}
         self._lock = threading.Lock()
         self._dirty = False
@@ -60,7 +63,8 @@ class StatCache:
     def remember(self, rel: str, before: os.stat_result, after: os.stat_result,
                  sha256: str, started_ns: int) -> None:
         """Record a hash computed between two stats, unless the file moved or is racily fresh."""
-        if stat_key(before) != stat_key(after) or before.st_mtime_ns > started_ns - RACY_NS:
+        changed = max(before.st_mtime_ns, before.st_ctime_ns)
+        if stat_key(before) != stat_key(after) or changed > started_ns - self.racy_ns:
             return
         with self._lock:
             self._entries[rel] = (stat_key(after), sha256)

@@ -1,0 +1,171 @@
+"""``spime push`` speed paths: the stat cache of file hashes and uploading while hashing.
+
+The cache is checked through what it changes: a hash taken from the cache is the
+one stored in ``.spime/hashes.json`` (tests plant a wrong one to see it used), a
+changed file is hashed again, and a touched but identical file is hashed again
+and then not uploaded because the hub already has its blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from spimeforge.v1 import designs_pb2
+
+from hub.client.common import UsageError
+from hub.client.connection import opened
+from hub.client.embedded import EmbeddedHub
+from hub.client.local import scan_design_dir
+from hub.client.statcache import CACHE_PATH, StatCache
+from tests.hub.client.test_spime_cli_hub import Spime, _copy, _make_unique
+
+MANIFEST = ('name = "cache-box"\ntitle = "Cache box"\nlicense = "CC0-1.0"\nlicensor = "t"\n'
+            'version = "1.0.0"\nfunction = "Testing."\n'
+            '[[parts]]\nname = "box"\nfiles = ["box.stl"]\nmaterial = "PLA"\n')
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
+    embedded = EmbeddedHub(data=tmp_path_factory.mktemp("hub"))
+    embedded.add_user("alice", "designer")
+    embedded.start()
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture
+def spime(hub: EmbeddedHub, capsys: pytest.CaptureFixture[str]) -> Spime:
+    return Spime(hub, capsys)
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "cache-box"
+    folder.mkdir()
+    (folder / "spime.toml").write_text(MANIFEST)
+    (folder / "box.stl").write_bytes(b"solid box\nendsolid box\n")
+    (folder / "notes.md").write_text("first notes\n")
+    return folder
+
+
+def _scan(folder: Path, racy_ns: int = 0) -> dict[str, str]:
+    cache = StatCache(folder, racy_ns=racy_ns)
+    _, _, files = scan_design_dir(folder, cache=cache)
+    cache.save({f.path for f in files})
+    return {f.path: f.sha256 for f in files}
+
+
+def _plant(folder: Path, path: str, sha256: str) -> None:
+    doc = json.loads((folder / CACHE_PATH).read_text())
+    doc["files"][path][1] = sha256
+    (folder / CACHE_PATH).write_text(json.dumps(doc))
+
+
+def test_an_unchanged_file_takes_its_hash_from_the_cache(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    first = _scan(folder)
+    assert first["box.stl"] == hashlib.sha256((folder / "box.stl").read_bytes()).hexdigest()
+    _plant(folder, "box.stl", "0" * 64)
+    assert _scan(folder)["box.stl"] == "0" * 64
+
+
+def test_a_changed_file_is_hashed_again_even_with_size_and_mtime_restored(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    _scan(folder)
+    _plant(folder, "notes.md", "0" * 64)
+    path = folder / "notes.md"
+    st = path.stat()
+    path.write_text("other notes\n")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert _scan(folder)["notes.md"] == hashlib.sha256(b"other notes\n").hexdigest()
+
+
+def test_a_touched_file_is_hashed_again(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    real = _scan(folder)["box.stl"]
+    _plant(folder, "box.stl", "0" * 64)
+    os.utime(folder / "box.stl")
+    assert _scan(folder)["box.stl"] == real
+
+
+def test_freshly_written_files_are_not_remembered(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    _scan(folder, racy_ns=3600 * 10**9)  # every file counts as changed "just now"
+    assert not (folder / CACHE_PATH).exists()
+
+
+def test_a_corrupt_cache_is_ignored(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / ".spime").mkdir()
+    (folder / CACHE_PATH).write_text('{"version": 1, "files": {"box.stl": [[1], 7]}')
+    expected = hashlib.sha256((folder / "box.stl").read_bytes()).hexdigest()
+    assert _scan(folder)["box.stl"] == expected
+    assert json.loads((folder / CACHE_PATH).read_text())["files"]["box.stl"][1] == expected
+
+
+def test_deleted_files_leave_the_cache(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    _scan(folder)
+    (folder / "notes.md").unlink()
+    _scan(folder)
+    assert set(json.loads((folder / CACHE_PATH).read_text())["files"]) == {"box.stl"}
+
+
+def test_an_unwritable_cache_only_costs_speed(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / ".spime").write_text("a file where the cache directory would go")
+    assert set(_scan(folder)) == {"box.stl", "notes.md"}
+    assert set(_scan(folder)) == {"box.stl", "notes.md"}
+
+
+def test_touched_identical_file_is_not_uploaded_again(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "touch-cube")
+    _make_unique(folder)
+    first = spime.ok("alice", "push", str(folder), "--new")
+    assert first["blobs_uploaded"] >= 1
+    _scan(folder)  # every file now has a cache entry (the push skipped these fresh copies)
+    for path in folder.glob("*"):
+        if path.is_file():
+            os.utime(path)
+    again = spime.ok("alice", "push", str(folder))
+    assert again["unchanged"] and again["blobs_uploaded"] == 0 and again["bytes_uploaded"] == 0
+
+
+def test_a_changed_file_is_uploaded_after_a_cached_push(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "cached-cube")
+    _make_unique(folder)
+    spime.ok("alice", "push", str(folder), "--new")
+    _scan(folder)
+    assert "NOTES.md" in json.loads((folder / CACHE_PATH).read_text())["files"]
+    notes = folder / "NOTES.md"
+    st = notes.stat()
+    notes.write_text(notes.read_text().upper())  # same size, mtime restored below
+    os.utime(notes, ns=(st.st_atime_ns, st.st_mtime_ns))
+    second = spime.ok("alice", "push", str(folder), "-m", "louder notes")
+    assert second["blobs_uploaded"] == 1 and second["bytes_uploaded"] == st.st_size
+    assert not second["unchanged"]
+
+
+def test_a_manifest_naming_a_missing_file_uploads_nothing(spime: Spime, tmp_path: Path) -> None:
+    folder = _copy(tmp_path, "calibration-cube", "broken-cube")
+    _make_unique(folder)
+    manifest = folder / "spime.toml"
+    manifest.write_text(manifest.read_text().replace('files = ["', 'files = ["ghost.stl", "', 1))
+    code, _, err = spime("alice", "push", str(folder), "--new")
+    assert code != 0 and "ghost.stl" in err
+    with pytest.raises(UsageError):
+        scan_design_dir(folder)
+    unique = hashlib.sha256((folder / "NOTES.md").read_bytes()).hexdigest()
+    args = type("Args", (), {"hub": spime.hub.address, "token": spime.hub.tokens["alice"],
+                             "ca": None})()
+    with opened(args) as conn:  # type: ignore[arg-type]
+        missing = conn.call(conn.designs.MissingBlobs,
+                            designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
+    assert list(missing) == [unique]

@@ -1,0 +1,136 @@
+"""The hub's blob receive path: back-pressure to the client, writer errors, cancelled uploads.
+
+Each upload is hashed and written by its own thread behind a bounded queue; when
+the disk is slower than the network, the receive loop stops reading and gRPC
+flow control holds the client back instead of the hub buffering the blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from spimeforge.v1 import common_pb2, designs_pb2
+
+from hub.store.blobs import Upload
+from tests.hub.harness import InProcessHub, sha
+
+MIB = 1 << 20
+# Hub queue (4 MiB) + the chunk being received + HTTP/2 windows + the client's send buffers.
+BUFFERED_BOUND = 12 * MIB
+
+
+class Sender:
+    """Streams ``size`` bytes in 1 MiB chunks and counts how many it has handed to gRPC."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
+        self.size = size
+        self.sent = 0
+        self.sha256 = hashlib.sha256(self.block * (size // MIB)).hexdigest()
+
+    def chunks(self) -> Iterator[common_pb2.BlobChunk]:
+        for offset in range(0, self.size, MIB):
+            first = {"sha256": self.sha256, "total_size": self.size} if offset == 0 else {}
+            yield common_pb2.BlobChunk(offset=offset, data=self.block, **first)
+            self.sent += MIB
+
+
+def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture()
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Writer threads block before writing until the event is set (a stalled disk)."""
+    go = threading.Event()
+    absorb = Upload.absorb
+
+    def stalled(self: Upload, data: bytes) -> None:
+        assert go.wait(60), "the test never released the disk"
+        absorb(self, data)
+
+    monkeypatch.setattr(Upload, "absorb", stalled)
+    yield go
+    go.set()
+
+
+def test_a_stalled_disk_holds_the_client_back(api: InProcessHub, slow_disk: threading.Event) -> None:
+    sender = Sender(64 * MIB, seed=1)
+    call = api.designs.UploadBlob.future(sender.chunks(), metadata=api.md("alice"), timeout=120)
+    _wait_for(lambda: sender.sent >= 4 * MIB)
+    held_until = time.monotonic() + 1.0
+    while time.monotonic() < held_until:  # the bound holds for a whole second, not just once
+        assert sender.sent <= BUFFERED_BOUND, f"{sender.sent / MIB:.0f} MiB left the client"
+        time.sleep(0.05)
+    slow_disk.set()
+    response = call.result(timeout=120)
+    assert (response.sha256, response.size) == (sender.sha256, 64 * MIB)
+    assert api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sender.sha256]),
+                                    metadata=api.md("alice")).sha256 == []
+    assert api.temp_files() == []
+
+
+def test_concurrent_uploads_are_each_bounded(api: InProcessHub, slow_disk: threading.Event) -> None:
+    senders = [Sender(24 * MIB, seed=10 + i) for i in range(3)]
+    calls = [api.designs.UploadBlob.future(s.chunks(), metadata=api.md("alice"), timeout=120)
+             for s in senders]
+    _wait_for(lambda: all(s.sent >= 2 * MIB for s in senders))
+    assert all(s.sent <= BUFFERED_BOUND for s in senders)
+    slow_disk.set()
+    assert sorted(c.result(timeout=120).sha256 for c in calls) == sorted(s.sha256 for s in senders)
+    assert api.temp_files() == []
+
+
+def test_a_cancelled_upload_leaves_no_temp_file(api: InProcessHub, slow_disk: threading.Event) -> None:
+    sender = Sender(32 * MIB, seed=2)
+    call = api.designs.UploadBlob.future(sender.chunks(), metadata=api.md("alice"), timeout=120)
+    _wait_for(lambda: sender.sent >= 2 * MIB and len(api.temp_files()) == 1)
+    call.cancel()
+    slow_disk.set()
+    _wait_for(lambda: api.temp_files() == [])
+    assert api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sender.sha256]),
+                                    metadata=api.md("alice")).sha256 == [sender.sha256]
+    assert api.upload("alice", b"still serving").size == len(b"still serving")
+
+
+def test_a_write_error_fails_the_upload_and_keeps_nothing(api: InProcessHub) -> None:
+    # A real EFBIG from the kernel: the file-size limit stands in for a full disk.
+    sender = Sender(16 * MIB, seed=3)
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4 * MIB, old_limit[1]))
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            api.designs.UploadBlob(sender.chunks(), metadata=api.md("alice"), timeout=60)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert api.temp_files() == []
+    assert not any((api.data_dir / "blobs").glob("??/*"))
+    assert api.upload("alice", b"after the error").size == len(b"after the error")
+
+
+def test_an_empty_blob_is_stored(api: InProcessHub) -> None:
+    response = api.upload("alice", b"")
+    assert (response.sha256, response.size) == (sha(b""), 0)
+    assert os.path.getsize(api.data_dir / "blobs" / sha(b"")[:2] / sha(b"")[2:]) == 0
+
+
+def test_blob_bytes_on_disk_match_what_was_sent(api: InProcessHub) -> None:
+    sender = Sender(9 * MIB, seed=4)
+    api.designs.UploadBlob(sender.chunks(), metadata=api.md("alice"), timeout=60)
+    stored = Path(api.data_dir / "blobs" / sender.sha256[:2] / sender.sha256[2:])
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == sender.sha256
