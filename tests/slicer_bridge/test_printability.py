@@ -306,6 +306,39 @@ def test_inside_out_box_and_repair() -> None:
     assert "repaired_winding" in repaired.codes()
 
 
+def test_repair_does_not_mirror_lone_triangles(report_of, real) -> None:
+    repaired = check_file(real("soup.stl"), repair=True)
+    assert "repaired_holes" not in repaired.codes()
+    assert "duplicate_faces" not in repaired.codes()
+    assert not repaired.ok
+
+
+def test_repair_turns_inverted_bodies_but_keeps_cavities() -> None:
+    outer_v, outer_f = box()
+    inner_v, inner_f = box((5, 5, 5), at=(5, 5, 5))
+    apart_v, apart_f = box(at=(40, 0, 0))
+    vertices, faces = combine((outer_v, outer_f[:, ::-1]), (inner_v, inner_f[:, ::-1]),
+                              (apart_v, apart_f[:, ::-1]))
+    report = check(vertices, faces, repair=True)
+    # Everything was inside out: the outer boxes turn outwards, and the inner box,
+    # once inside the outer one, reads as a cavity.
+    assert report.volume_mm3 == pytest.approx(2 * 8000 - 125)
+    assert report.ok, report.findings
+
+
+def test_repair_of_a_large_mesh_is_vectorized() -> None:
+    import trimesh
+
+    sphere_mesh = trimesh.creation.icosphere(subdivisions=6, radius=30)  # 82k faces
+    faces = np.asarray(sphere_mesh.faces).copy()
+    faces[::7] = faces[::7, ::-1]
+    result = check_mesh(LoadedMesh(np.asarray(sphere_mesh.vertices) + 30, faces, "test"),
+                        repair=True).report
+    assert result.ok
+    assert _finding(result, "repaired_winding").details["count"] == len(faces[::7])
+    assert result.timings_s["repair"] < 10
+
+
 def test_repair_is_reported_never_silent() -> None:
     clean = check(*box(), repair=True)
     assert not clean.repaired
