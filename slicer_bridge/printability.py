@@ -40,6 +40,7 @@ __all__ = [
     "Tolerances",
     "check_file",
     "check_mesh",
+    "check_path",
     "merge_vertices",
 ]
 
@@ -241,6 +242,10 @@ def check_file(path: str | Path, profile: PrinterProfile | None = None,
     Returns:
         The report; a file that cannot be loaded gives a report whose only
         finding is an error naming the problem (ok is False).
+
+    Raises:
+        Nothing for a bad, hostile or unreadable file: that is an error finding.
+        Each check stops at tolerances.check_seconds and says so in a finding.
     """
     return check_path(path, profile, tolerances, repair, limits).report
 
@@ -280,6 +285,9 @@ def check_mesh(mesh: LoadedMesh, printer_profile: PrinterProfile | None = None,
 
     Returns:
         The report with the merged (and possibly repaired) mesh.
+
+    Raises:
+        Nothing for bad geometry: every problem is a finding.
     """
     return _check_loaded([mesh], _printer(printer_profile, tolerances), tolerances, repair,
                          path)
@@ -413,6 +421,9 @@ def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray | None,
 
     Returns:
         (k, 3) float64 unique vertices, (m, 3) int64 faces into them, and n - k.
+
+    Raises:
+        ValueError: `vertices` is empty (the loader never returns such a mesh).
     """
     # Column by column: a reduction over axis 0 of an (n, 3) array is ~8x slower.
     low = [vertices[:, k].min() for k in range(3)]

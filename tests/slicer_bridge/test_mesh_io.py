@@ -399,3 +399,12 @@ def test_corrupt_ply(tmp_path: Path) -> None:
     path.write_bytes(b"not a ply at all")
     with pytest.raises(MeshFormatError, match="not a PLY"):
         load_mesh(path)
+
+
+def test_exported_members() -> None:
+    import slicer_bridge.mesh_io as module
+
+    assert sorted(module.__all__) == sorted([
+        "ArchiveRefused", "EmptyMesh", "InvalidGeometry", "LoadLimits", "LoadedMesh", "MeshError",
+        "MeshFormatError", "MeshTooLarge", "UnsupportedFormat", "load_mesh",
+        "read_binary_stl_header", "write_binary_stl"])

@@ -551,3 +551,11 @@ def test_check_path_returns_the_repaired_mesh(tmp_path: Path) -> None:
     out = tmp_path / "fixed.stl"
     write_binary_stl(out, result.vertices, result.faces)
     assert check_file(out).ok
+
+
+def test_exported_members() -> None:
+    import slicer_bridge.printability as module
+
+    assert sorted(module.__all__) == ["CheckResult", "Finding", "PrintabilityReport", "Severity",
+                                      "Tolerances", "check_file", "check_mesh", "check_path",
+                                      "merge_vertices"]
