@@ -321,10 +321,51 @@ def write_binary_stl(path: str | Path, vertices: NDArray[np.float64],
 
 # --- OBJ -----------------------------------------------------------------------------
 
+_OBJ_VERTEX = re.compile(rb"^v[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\S+)", re.MULTILINE)
+_OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
+_OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
+_OBJ_CORNER = rb"[ \t]+([1-9]\d*)(?:/\S*)?"
+_OBJ_TRIANGLE = re.compile(rb"^f" + _OBJ_CORNER * 3 + rb"[ \t]*\r?$", re.MULTILINE)
+
+
 def _read_obj(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
     _check_text_size(size, limits, name, "OBJ")
-    text = stream.read().decode("utf-8", errors="replace").replace("\\\r\n", " ")
-    text = text.replace("\\\n", " ")
+    data = stream.read()
+    vertex_total = len(_OBJ_VERTEX_LINE.findall(data))
+    if vertex_total > limits.max_vertices:
+        raise MeshTooLarge(f"{name}: {vertex_total:,} vertices exceeds the limit of "
+                           f"{limits.max_vertices:,}; decimate the mesh")
+    fast = _read_obj_triangles(data, vertex_total, limits, name)
+    if fast is not None:
+        return fast
+    return _read_obj_lines(data.decode("utf-8", errors="replace"), vertex_total, limits, name)
+
+
+def _read_obj_triangles(data: bytes, vertex_total: int, limits: LoadLimits,
+                        name: str) -> LoadedMesh | None:
+    """The common OBJ, parsed without a per-line loop: only "v x y z" and triangles
+    with positive in-range indices. None means "use the line-by-line parser"."""
+    if b"\\\n" in data or b"\\\r\n" in data:
+        return None
+    face_total = len(_OBJ_FACE_LINE.findall(data))
+    if face_total > limits.max_triangles:
+        return None
+    vertices = _OBJ_VERTEX.findall(data)
+    triangles = _OBJ_TRIANGLE.findall(data)
+    if len(vertices) != vertex_total or len(triangles) != face_total:
+        return None
+    try:
+        vertex_array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
+    except ValueError:
+        return None
+    faces = np.array(triangles, dtype=np.int64).reshape(-1, 3) - 1
+    if faces.size and faces.max() >= vertex_total:
+        return None
+    return LoadedMesh(vertex_array, faces, "obj")
+
+
+def _read_obj_lines(text: str, vertex_total: int, limits: LoadLimits, name: str) -> LoadedMesh:
+    text = text.replace("\\\r\n", " ").replace("\\\n", " ")
     vertices: list[tuple[str, str, str]] = []
     faces: list[list[int]] = []
     polygons = 0
@@ -335,15 +376,12 @@ def _read_obj(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
                 raise MeshFormatError(f"{name} line {number}: a vertex needs 3 coordinates")
             vertices.append((parts[1], parts[2], parts[3]))
         elif line.startswith("f "):
-            corners = _obj_corners(line, number, len(vertices), name)
+            corners = _obj_corners(line, number, len(vertices), vertex_total, name)
             polygons += len(corners) > 3
             faces.extend([corners[0], corners[i], corners[i + 1]]
                          for i in range(1, len(corners) - 1))
             if len(faces) > limits.max_triangles:
                 raise MeshTooLarge(_too_many(name, len(faces), limits))
-    if len(vertices) > limits.max_vertices:
-        raise MeshTooLarge(f"{name}: {len(vertices):,} vertices exceeds the limit of "
-                           f"{limits.max_vertices:,}; decimate the mesh")
     try:
         vertex_array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
     except ValueError as exc:
@@ -353,18 +391,22 @@ def _read_obj(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
     return LoadedMesh(vertex_array, face_array, "obj", notes)
 
 
-def _obj_corners(line: str, number: int, vertex_count: int, name: str) -> list[int]:
+def _obj_corners(line: str, number: int, defined: int, total: int, name: str) -> list[int]:
+    """Zero-based vertex indices of one "f" line; negative indices count back from the
+    vertices defined so far, positive ones may refer to any vertex of the file."""
     corners = []
     for token in line.split()[1:]:
         try:
             index = int(token.split("/")[0])
         except ValueError as exc:
             raise MeshFormatError(f"{name} line {number}: {token!r} is not a vertex index") from exc
-        resolved = index - 1 if index > 0 else vertex_count + index
-        if index == 0 or not 0 <= resolved < vertex_count:
+        resolved = index - 1 if index > 0 else defined + index
+        limit = total if index > 0 else defined
+        if index == 0 or not 0 <= resolved < limit:
+            where = "in the file" if index > 0 else "before it"
             raise InvalidGeometry(
-                f"{name} line {number}: face refers to vertex {index}, but only "
-                f"{vertex_count:,} vertices are defined before it; the OBJ is corrupt")
+                f"{name} line {number}: face refers to vertex {index}, but only {limit:,} "
+                f"vertices are defined {where}; the OBJ is corrupt")
         corners.append(resolved)
     if len(corners) < 3:
         raise MeshFormatError(f"{name} line {number}: a face needs at least 3 vertices")

@@ -118,6 +118,24 @@ def test_obj_with_polygons_slashes_and_negative_indices(tmp_path: Path) -> None:
     assert report.volume_mm3 == pytest.approx(1000) or report.volume_mm3 == pytest.approx(-1000)
 
 
+def test_obj_triangles_fast_and_line_parsers_agree(tmp_path: Path) -> None:
+    body = "".join(f"v {x} {y} {z}\n" for x, y, z in TETRA_V)
+    triangles = "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in TETRA_F)
+    fast = tmp_path / "fast.obj"
+    fast.write_text("# triangles only\nvn 0 0 1\n" + body + triangles.replace("\n", "\r\n"))
+    slow = tmp_path / "slow.obj"  # a negative index sends it down the line-by-line path
+    slow.write_text(body + triangles.replace("f 2 3 4", "f -3 -2 -1"))
+    a, b = load_mesh(fast), load_mesh(slow)
+    assert np.array_equal(a.faces, b.faces) and np.array_equal(a.faces, TETRA_F)
+    assert np.allclose(a.vertices, b.vertices)
+
+
+def test_obj_faces_may_refer_to_vertices_defined_later(tmp_path: Path) -> None:
+    path = tmp_path / "later.obj"
+    path.write_text("f 1 2 3\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 3 2 4\nv 0 0 1\n")
+    assert load_mesh(path).face_indices().shape == (3, 3)
+
+
 def test_3mf_with_unit_and_transform(tmp_path: Path) -> None:
     path = threemf(tmp_path / "t.3mf", model_xml(unit="inch", transform="1 0 0 0 1 0 0 0 1 5 0 0"))
     mesh = load_mesh(path)
