@@ -840,15 +840,17 @@ def _contact_finding(contact: float, size: FloatArray, details: dict[str, Any]) 
 
 
 def _rotated_fit(ctx: _Context, bed: FloatArray, budget: _Budget) -> Finding:
-    boxes = [("axis-aligned box", ctx.extents)]
-    boxes.append(("minimum-volume box", _min_volume_extents(ctx.mesh.vertices)))
+    """Try the minimum-volume box turned onto the bed axes, then either box tilted."""
+    rotation, box = _min_volume_box(ctx.mesh.vertices)
+    boxes = [("axis-aligned box", ctx.extents, np.eye(3)), ("minimum-volume box", box, rotation)]
     budget.check()
-    for label, extents in boxes:
+    for label, extents, turn in boxes:
         if (np.sort(extents) <= np.sort(bed) + 1e-6).all():
             return Finding("fits_rotated", Severity.WARNING,
                            f"fits only when turned so its {label} ({_dims(extents)} mm) is "
                            "axis-aligned on the bed; orient it in the slicer",
-                           {"box": label, "box_extents_mm": [float(x) for x in extents]})
+                           {"box": label, "box_extents_mm": [float(x) for x in extents],
+                            "rotation": np.round(turn, 6).tolist()})
         tilt = _tilted_fit(extents, bed)
         if tilt:
             axis, degrees = tilt
@@ -862,8 +864,8 @@ def _rotated_fit(ctx: _Context, bed: FloatArray, budget: _Budget) -> Finding:
                    {"extents_mm": [float(x) for x in ctx.extents]})
 
 
-def _min_volume_extents(points: FloatArray, sample: int = 5_000) -> FloatArray:
-    """Extents (3,) of a (near) minimum-volume box around (n, 3) points.
+def _min_volume_box(points: FloatArray, sample: int = 5_000) -> tuple[FloatArray, FloatArray]:
+    """Rotation (3, 3) onto a (near) minimum-volume box around (n, 3) points, and its extents.
 
     trimesh finds the box of the convex hull (scipy qhull) of an even sample of
     the points; the extents are then measured over all points, so the box
@@ -873,8 +875,9 @@ def _min_volume_extents(points: FloatArray, sample: int = 5_000) -> FloatArray:
 
     picked = points[np.linspace(0, len(points) - 1, min(len(points), sample)).astype(np.int64)]
     transform, _ = oriented_bounds(picked)  # type: ignore[no-untyped-call]
-    rotated = points @ np.asarray(transform)[:3, :3].T
-    return np.array([float(np.ptp(rotated[:, k])) for k in range(3)])
+    rotation = np.asarray(transform, dtype=np.float64)[:3, :3]
+    rotated = points @ rotation.T
+    return rotation, np.array([float(np.ptp(rotated[:, k])) for k in range(3)])
 
 
 def _tilted_fit(extents: FloatArray, bed: FloatArray) -> tuple[str, float] | None:

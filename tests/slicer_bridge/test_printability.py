@@ -494,6 +494,8 @@ def test_plate_rotated_in_the_file_fits_by_its_minimum_volume_box() -> None:
     finding = _finding(report, "fits_rotated")
     assert finding.details["box"] == "minimum-volume box"
     assert report.ok
+    turned = (vertices @ rotation.T) @ np.array(finding.details["rotation"]).T
+    assert sorted(np.ptp(turned, axis=0)) == pytest.approx([5, 200, 240], abs=0.01)
 
 
 def test_too_big_in_every_orientation() -> None:
