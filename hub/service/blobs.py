@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from hub.errors import InvalidArgument
@@ -99,7 +99,8 @@ class BlobWriter:
             await asyncio.shield(self._done)
 
     def _run(self) -> None:
-        size, error = 0, RuntimeError("the blob writer thread stopped")
+        size = 0
+        error: BaseException | None = RuntimeError("the blob writer thread stopped")
         try:
             size, error = self._drain(), None
         except Exception as exc:  # noqa: BLE001 - handed to the event loop, which raises it
@@ -116,24 +117,23 @@ class BlobWriter:
                 self._got_end = True
                 return self._upload.finish() if item is _COMMIT else 0
             self._upload.absorb(item)  # type: ignore[arg-type]
-            self._release(item)
+            self._call(self._free, self._weight(item))  # type: ignore[arg-type]
 
     def _discard_rest(self) -> None:
         # Free enough slots that a receive loop blocked in put() wakes and sees the error.
-        for _ in range(self._depth):
-            self._call(self._slots.release)
+        self._call(self._free, self._depth)
         while not self._got_end:
             item = self._queue.get()
             self._got_end = item is _COMMIT or item is _ABORT
-            self._release(item)
+            self._call(self._free, self._depth)
 
-    def _release(self, item: object) -> None:
-        for _ in range(self._weight(item) if isinstance(item, bytes) else 1):  # type: ignore[arg-type]
-            self._call(self._slots.release)
+    def _free(self, slots: int) -> None:
+        for _ in range(slots):
+            self._slots.release()
 
-    def _call(self, fn: object, *args: object) -> None:
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+            self._loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # the loop is closed: the hub is shutting down
             pass
 
@@ -180,7 +180,11 @@ class BlobService:
         return UploadResult(sha, size, False)
 
     async def _store(self, upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> int:
-        writer = BlobWriter(upload)
+        try:
+            writer = BlobWriter(upload)
+        except BaseException:
+            upload.abort()
+            raise
         try:
             await self._receive(upload, writer, first, chunks)
             return await writer.commit()
