@@ -169,3 +169,21 @@ def test_a_manifest_naming_a_missing_file_uploads_nothing(spime: Spime, tmp_path
         missing = conn.call(conn.designs.MissingBlobs,
                             designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
     assert list(missing) == [unique]
+
+
+def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = EmbeddedHub(data=tmp_path / "small-hub", extra_args=("--max-blob-mb", "1"))
+    small.data.mkdir()
+    small.add_user("alice", "designer")
+    small.start()
+    try:
+        folder = _folder(tmp_path)
+        big = os.urandom(3 << 20)
+        (folder / "box.stl").write_bytes(big)
+        code, _, err = Spime(small, capsys)("alice", "push", str(folder), "--new")
+        assert code != 0 and "RESOURCE_EXHAUSTED" in err and "larger than the hub allows" in err
+        assert list((small.data / "blobs" / "tmp").iterdir()) == []
+        assert not (small.data / "blobs" / hashlib.sha256(big).hexdigest()[:2]).exists()
+    finally:
+        small.stop()
