@@ -187,3 +187,16 @@ def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
         assert not (small.data / "blobs" / hashlib.sha256(big).hexdigest()[:2]).exists()
     finally:
         small.stop()
+
+
+def test_identical_files_are_uploaded_once_and_empty_files_work(spime: Spime,
+                                                               tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    payload = os.urandom(3 << 20)  # several chunks, hashed in parallel with its twin
+    (folder / "box.stl").write_bytes(payload)
+    (folder / "box-copy.stl").write_bytes(payload)
+    (folder / "empty.md").write_bytes(b"")
+    (folder / "spime.toml").write_text(MANIFEST.replace("cache-box", "twin-box"))
+    pushed = spime.ok("alice", "push", str(folder), "--new")
+    assert pushed["files"] == 4 and pushed["blobs_uploaded"] == 3
+    assert pushed["bytes_uploaded"] == len(payload) + len("first notes\n")
