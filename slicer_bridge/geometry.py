@@ -16,7 +16,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 __all__ = ["Mesh", "body_labels", "closed_bodies", "edge_table", "face_geometry", "face_keys",
-           "merge_vertices", "prepare"]
+           "grouped_order", "merge_vertices", "prepare"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -48,14 +48,61 @@ def face_keys(faces: IntArray, vertex_count: int) -> NDArray[np.uint64]:
     return _hash_rows(np.stack([low, middle, high], axis=1))
 
 
-def _group(keys: NDArray[Any]) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
-    """Sort keys; return (order, group id per element, is-first-of-group in sorted order)."""
-    order = np.argsort(keys)
+def grouped_order(keys: NDArray[np.uint64],
+                  key_bits: int) -> tuple[IntArray, NDArray[np.bool_]]:
+    """Order (n,) uint64 keys below 2**key_bits so that equal keys are adjacent.
+
+    Packs each key with its index into one uint64 and sorts values, which numpy
+    does several times faster than argsort (SIMD sorts). Keys too wide to pack
+    are packed as a multiplicative hash instead: the groups then come in hash
+    order, and the rare runs where distinct keys share a hash are re-sorted by
+    key, so the grouping stays exact.
+
+    Returns:
+        order (n,) int64, and first (n,) bool marking where each group of equal
+        keys starts in that order.
+    """
+    index_bits = max(1, (len(keys) - 1).bit_length())
+    if key_bits <= 64 - index_bits:
+        order, ordered = _packed_sort(keys, index_bits)
+        return order, _starts(ordered)
+    hashed = keys * np.uint64(0x9E3779B97F4A7C15)
+    hashed >>= np.uint64(index_bits)
+    order, hashed = _packed_sort(hashed, index_bits)
     ordered = keys[order]
-    first = np.empty(len(keys), dtype=bool)
+    first = _starts(ordered)
+    clash = np.flatnonzero(first[1:] & ~_starts(hashed)[1:])
+    if len(clash):
+        positions = np.flatnonzero(np.isin(hashed, hashed[clash + 1]))
+        members = order[positions]
+        order[positions] = members[np.lexsort((keys[members], hashed[positions]))]
+        first = _starts(keys[order])
+    return order, first
+
+
+def _packed_sort(keys: NDArray[np.uint64], index_bits: int) -> tuple[IntArray,
+                                                                   NDArray[np.uint64]]:
+    """Stable argsort (n,) int64 of (n,) keys below 2**(64 - index_bits), and the sorted keys."""
+    packed = keys << np.uint64(index_bits)
+    packed |= np.arange(len(keys), dtype=np.uint64)
+    packed.sort()
+    ordered = packed >> np.uint64(index_bits)
+    packed &= np.uint64((1 << index_bits) - 1)
+    return packed.view(np.int64), ordered
+
+
+def _starts(ordered: NDArray[Any]) -> NDArray[np.bool_]:
+    """(n,) True where a run of equal values in (n,) `ordered` starts."""
+    first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    del ordered
+    return first
+
+
+def _group(keys: NDArray[np.uint64],
+           key_bits: int) -> tuple[IntArray, IntArray, NDArray[np.bool_]]:
+    """Group keys; return (order, group id per element, is-first-of-group in that order)."""
+    order, first = grouped_order(keys, key_bits)
     group = np.empty(len(keys), dtype=np.int64)
     running = np.cumsum(first)
     running -= 1
@@ -67,8 +114,11 @@ def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray | None,
                    relative: float) -> tuple[FloatArray, IntArray, int]:
     """Merge vertices that fall in the same grid cell of `relative` x the largest extent.
 
-    The grid has at most 2**21 cells per axis, so a cell packs exactly into one
-    uint64 key and one sort finds the duplicates.
+    The grid has at most ~2**20 cells per axis, so a cell packs exactly into one
+    uint64 key and one sort finds the duplicates. A tolerance grid rather than an
+    exact bit match even for binary STL: exporters write the same corner with
+    float32 noise (seamed and noisy files must still close), and the sort, not
+    the key, is the cost.
 
     Args:
         vertices: (n, 3) float32 or float64.
@@ -87,11 +137,15 @@ def merge_vertices(vertices: NDArray[np.floating[Any]], faces: IntArray | None,
     extent = max(float(vertices[:, k].max() - low[k]) for k in range(3))
     step = max(extent * max(relative, 1e-6), np.finfo(np.float64).tiny)
     key = np.zeros(len(vertices), dtype=np.uint64)
+    key_bits = 0
     for axis in range(3):
         # Computed in the input's precision: equal inputs always land in equal cells.
         cell = np.rint((vertices[:, axis] - low[axis]) * vertices.dtype.type(1.0 / step))
-        key |= cell.astype(np.uint64) << np.uint64(42 - 21 * axis)
-    order, group, first = _group(key)
+        bits = int(cell.max()).bit_length()
+        key <<= np.uint64(bits)
+        key |= cell.astype(np.uint64)
+        key_bits += bits
+    order, group, first = _group(key, key_bits)
     del key
     unique = vertices[order[first]].astype(np.float64)
     del order, first
@@ -105,11 +159,13 @@ class Mesh:
 
     vertices (n, 3) float64; faces (m, 3) int64; normals (m, 3) float32 unit
     (zero for degenerate faces); areas (m,) float64; longest (m,) float32 longest
-    edge. edge_order (3m,) int32 sorts the directed edges faces[:, [0,1]], [1,2],
-    [2,0] (row-major: edge i belongs to face i // 3) by undirected key; edge_first
-    marks group starts and edge_count (uint8, saturating) the group size, both in
-    that order; edge_forward tells whether each sorted directed edge runs from its
-    lower vertex index. labels (m,) int32 numbers each face's body.
+    edge. edge_order (3m,) int32 orders the directed edges faces[:, [0,1]], [1,2],
+    [2,0] (row-major: edge i belongs to face i // 3) so that the edges with one
+    undirected key are adjacent (`grouped_order`; by ascending key below ~2**20
+    vertices); edge_first (3m,) bool marks group starts and edge_count (3m,)
+    uint8 (saturating) the group size, both in that order; edge_forward (3m,)
+    bool tells whether each ordered directed edge runs from its lower vertex
+    index. labels (m,) int32 numbers each face's body; bodies is their count.
     """
 
     vertices: FloatArray
@@ -168,7 +224,7 @@ def edge_table(faces: IntArray, vertex_count: int) -> tuple[NDArray[np.int32],
                                                              NDArray[np.bool_],
                                                              NDArray[np.bool_],
                                                              NDArray[np.uint8]]:
-    """Sort the 3m directed edges by undirected key; see `Mesh`."""
+    """Group the 3m directed edges by undirected key; see `Mesh` for the four arrays."""
     start = faces.reshape(-1)
     end = np.roll(faces, -1, axis=1).reshape(-1)
     forward = start < end
@@ -176,12 +232,11 @@ def edge_table(faces: IntArray, vertex_count: int) -> tuple[NDArray[np.int32],
     keys *= np.int64(vertex_count)
     keys += np.maximum(start, end)
     del end
-    order = np.argsort(keys).astype(np.int32)
-    keys = keys[order]
-    first = np.empty(len(keys), dtype=bool)
-    first[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    key_bits = max(1, (vertex_count * vertex_count - 1).bit_length())
+    grouped, first = grouped_order(keys.view(np.uint64), key_bits)
     del keys
+    order = grouped.astype(np.int32)
+    del grouped
     starts = np.flatnonzero(first)
     counts = np.minimum(np.diff(np.append(starts, len(first))), 255).astype(np.uint8)
     return order, first, forward[order], np.repeat(counts, counts)
