@@ -16,7 +16,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 __all__ = ["Mesh", "body_labels", "closed_bodies", "edge_table", "face_geometry", "face_keys",
-           "grouped_order", "merge_vertices", "prepare"]
+           "grouped_order", "merge_vertices", "prepare", "sorted_order"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -78,6 +78,17 @@ def grouped_order(keys: NDArray[np.uint64],
         order[positions] = members[np.lexsort((keys[members], hashed[positions]))]
         first = _starts(keys[order])
     return order, first
+
+
+def sorted_order(keys: NDArray[np.uint64], key_bits: int) -> IntArray:
+    """Stable argsort (n,) int64 of (n,) uint64 keys below 2**key_bits.
+
+    A packed value sort (see `grouped_order`) when key and index fit one uint64.
+    """
+    index_bits = max(1, (len(keys) - 1).bit_length())
+    if key_bits <= 64 - index_bits:
+        return _packed_sort(keys, index_bits)[0]
+    return np.argsort(keys, kind="stable")
 
 
 def _packed_sort(keys: NDArray[np.uint64], index_bits: int) -> tuple[IntArray,

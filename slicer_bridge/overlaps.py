@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 
 from slicer_bridge.budget import Budget
 from slicer_bridge.findings import Finding, Severity, Tolerances
-from slicer_bridge.geometry import Mesh, closed_bodies
+from slicer_bridge.geometry import Mesh, closed_bodies, sorted_order
 from slicer_bridge.printability_checks import Context
 from slicer_bridge.ray_parity import Column, any_inside, build_column
 
@@ -43,12 +43,12 @@ def check_overlaps(ctx: Context, budget: Budget) -> list[Finding]:
             f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, more than the "
             f"{ctx.tol.max_body_pairs} checked; overlaps not checked")]
     crossing = []
-    columns: dict[int, Column] = {}
+    bodies = _Bodies(mesh)
     for a, b in pairs.tolist():
         small, large = (a, b) if ctx.volumes[a] <= ctx.volumes[b] else (b, a)
         # A small part pushed into a large one is the usual case: test that way first.
-        if _reaches_into(mesh, small, large, columns, ctx.tol, budget) or _reaches_into(
-                mesh, large, small, columns, ctx.tol, budget):
+        if _reaches_into(bodies, small, large, ctx.tol, budget) or _reaches_into(
+                bodies, large, small, ctx.tol, budget):
             crossing.append((a, b))
     if not crossing:
         return findings
@@ -65,10 +65,33 @@ def _body_boxes(mesh: Mesh) -> tuple[FloatArray, FloatArray]:
     for k in range(3):
         owner[mesh.faces[:, k]] = mesh.labels
     used = np.flatnonzero(owner >= 0)
-    order = used[np.argsort(owner[used], kind="stable")]
+    order = used[sorted_order(owner[used].view(np.uint64), max(1, mesh.bodies.bit_length()))]
     starts = np.searchsorted(owner[order], np.arange(mesh.bodies))
     points = mesh.vertices[order]
     return np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts)
+
+
+class _Bodies:
+    """Per-body face indices and ray-parity columns, each computed on first use."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        self._faces: dict[int, IntArray] = {}
+        self._columns: dict[int, Column] = {}
+
+    def faces(self, body: int) -> IntArray:
+        """(f,) int64 indices of the body's faces, ascending."""
+        if body not in self._faces:
+            self._faces[body] = np.flatnonzero(self.mesh.labels == body)
+        return self._faces[body]
+
+    def column(self, body: int, budget: Budget) -> Column:
+        """The body's triangles binned for vertical rays."""
+        if body not in self._columns:
+            mesh = self.mesh
+            self._columns[body] = build_column(mesh.vertices[mesh.faces[self.faces(body)]])
+            budget.check()
+        return self._columns[body]
 
 
 def _overlapping_boxes(mesh: Mesh, solid: IntArray) -> IntArray:
@@ -82,17 +105,16 @@ def _overlapping_boxes(mesh: Mesh, solid: IntArray) -> IntArray:
     return np.stack([a[touch], b[touch]], axis=1)
 
 
-def _reaches_into(mesh: Mesh, a: int, b: int, columns: dict[int, Column],
-                  tol: Tolerances, budget: Budget) -> bool:
+def _reaches_into(bodies: _Bodies, a: int, b: int, tol: Tolerances, budget: Budget) -> bool:
     """Whether a sample of body a's vertices has one strictly inside body b."""
-    corners = mesh.faces[mesh.labels == a].reshape(-1)
+    mesh = bodies.mesh
+    faces = bodies.faces(a)
     # Thin out evenly first: the bounding-box filter below only needs a fair sample.
-    spread = np.linspace(0, len(corners) - 1, min(len(corners), 64 * tol.overlap_samples))
-    points = mesh.vertices[corners[spread.astype(np.int64)]]
-    if b not in columns:
-        columns[b] = build_column(mesh.vertices[mesh.faces[mesh.labels == b]])
-        budget.check()
-    column = columns[b]
+    # Corner c of a's flattened (3f,) corner list is corner c % 3 of face c // 3.
+    spread = np.linspace(0, 3 * len(faces) - 1, min(3 * len(faces), 64 * tol.overlap_samples))
+    corner = spread.astype(np.int64)
+    points = mesh.vertices[mesh.faces[faces[corner // 3], corner % 3]]
+    column = bodies.column(b, budget)
     low = np.array([column.x.min(), column.y.min(), column.z.min()])
     high = np.array([column.x.max(), column.y.max(), column.z.max()])
     points = points[((points >= low) & (points <= high)).all(axis=1)]

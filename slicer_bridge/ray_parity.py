@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slicer_bridge.budget import Budget
+from slicer_bridge.geometry import sorted_order
 
 __all__ = ["Column", "any_inside", "build_column"]
 
@@ -19,9 +20,11 @@ IntArray = NDArray[np.int64]
 class Column:
     """A closed body's triangles binned by XY, for vertical-ray parity tests.
 
-    x, y, z are (t, 3) corner coordinates of the triangles that are not vertical
-    (det != 0); the small ones are sorted by grid cell (keys), the few wider than
-    a cell (big) are tested for every ray.
+    x, y, z are (t, 3) float64 corner coordinates of the triangles that are not
+    vertical (det (t,) != 0). Each triangle is listed once in every grid cell
+    its XY bounding box touches: keys (k,) int64 are the sorted cell keys and
+    small (k,) int64 the triangle of each entry; the few triangles spanning more
+    than _MAX_CELLS cells (big) are tested for every ray instead.
     """
 
     x: FloatArray
@@ -36,10 +39,11 @@ class Column:
 
 
 _GRID_ROW = np.int64(1 << 31)
+_MAX_CELLS = 64
 
 
 def build_column(triangles: FloatArray) -> Column:
-    """Bin (t, 3, 3) triangles by the XY cell of their centre."""
+    """Bin (t, 3, 3) triangles into every XY grid cell their bounding box touches."""
     x, y, z = (np.ascontiguousarray(triangles[:, :, k]) for k in range(3))
     det = (y[:, 1] - y[:, 2]) * (x[:, 0] - x[:, 2]) + (x[:, 2] - x[:, 1]) * (y[:, 0] - y[:, 2])
     usable = det != 0
@@ -47,15 +51,29 @@ def build_column(triangles: FloatArray) -> Column:
     low = np.stack([_corner_min(x), _corner_min(y)], axis=1)
     high = np.stack([_corner_max(x), _corner_max(y)], axis=1)
     extent = np.maximum(high[:, 0] - low[:, 0], high[:, 1] - low[:, 1])
-    # CAD meshes have long slivers: the widest 1% are tested for every ray instead.
-    cell = max(float(np.percentile(extent, 99)) if len(extent) else 1.0, 1e-9)
+    # About the typical triangle: few per cell, few cells per triangle; CAD slivers
+    # wider than _MAX_CELLS cells are tested for every ray instead.
+    cell = max(float(np.percentile(extent, 75)) if len(extent) else 1.0, 1e-9)
     origin = low.min(axis=0) if len(low) else np.zeros(2)
-    cells = np.floor(((low + high) / 2 - origin) / cell).astype(np.int64)
-    key = cells[:, 0] * _GRID_ROW + cells[:, 1]
-    small = np.flatnonzero(extent <= cell)
-    small = small[np.argsort(key[small])]
-    return Column(x, y, z, det, origin, cell, key[small], small,
-                   np.flatnonzero(extent > cell))
+    first = np.floor((low - origin) / cell).astype(np.int64)
+    span = np.floor((high - origin) / cell).astype(np.int64) - first + 1
+    count = span[:, 0] * span[:, 1]
+    fits = count <= _MAX_CELLS
+    keys, small = _cell_entries(np.flatnonzero(fits), first, span, count)
+    return Column(x, y, z, det, origin, cell, keys, small, np.flatnonzero(~fits))
+
+
+def _cell_entries(tris: IntArray, first: IntArray, span: IntArray,
+                  count: IntArray) -> tuple[IntArray, IntArray]:
+    """(k,) sorted cell keys and (k,) triangles: one entry per touched cell of each of `tris`."""
+    per = count[tris]
+    owner = np.repeat(tris, per)
+    rank = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)
+    width = span[owner, 1]
+    key = (first[owner, 0] + rank // width) * _GRID_ROW + first[owner, 1] + rank % width
+    bits = int(key.max()).bit_length() if len(key) else 1
+    order = sorted_order(key.view(np.uint64), bits)
+    return key[order], owner[order]
 
 
 def _corner_min(values: FloatArray) -> FloatArray:
@@ -69,13 +87,12 @@ def _corner_max(values: FloatArray) -> FloatArray:
 
 
 def _candidates(column: Column, point: FloatArray) -> IntArray:
-    """Triangles whose XY box may contain `point`: its cell and the 8 around it."""
+    """Triangles whose XY box may contain `point`: those listed in its cell, and the big ones."""
     i, j = np.floor((point[:2] - column.origin) / column.cell).astype(np.int64)
-    near = np.array([(i + di) * _GRID_ROW + j + dj for di in (-1, 0, 1) for dj in (-1, 0, 1)])
-    first = np.searchsorted(column.keys, near, side="left")
-    last = np.searchsorted(column.keys, near, side="right")
-    return np.concatenate([column.small[f:l] for f, l in zip(first, last, strict=True)]
-                          + [column.big])
+    key = i * _GRID_ROW + j
+    first = np.searchsorted(column.keys, key, side="left")
+    last = np.searchsorted(column.keys, key, side="right")
+    return np.concatenate([column.small[first:last], column.big])
 
 
 def any_inside(points: FloatArray, column: Column, budget: Budget) -> bool:
