@@ -163,3 +163,21 @@ def test_progress_line_shows_bar_layer_temperatures_and_resends() -> None:
     line = render_progress(status, width=10)
     assert line == ("[#####.....]  50.0%  100/200 lines  layer 3  T 210/210°C  B 60/60°C"
                     "  resends 2")
+
+
+def test_simulate_subcommand_serves_a_printer_until_terminated(tmp_path: Path) -> None:
+    link = tmp_path / "ttyDEMO"
+    proc = subprocess.Popen([sys.executable, "-m", "node_agent", "simulate", "--link", str(link),
+                             "--baud", "250000"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not link.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        gcode = write(tmp_path / "a.gcode", MOVES[:20])
+        done = spime_node("print", gcode, "--port", str(link), "--baud", "250000", "--json")
+        assert done.returncode == 0 and json.loads(done.stdout)["lines_sent"] == 20
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0 and not link.exists()
