@@ -181,3 +181,35 @@ def test_simulate_subcommand_serves_a_printer_until_terminated(tmp_path: Path) -
         proc.terminate()
         proc.communicate(timeout=10)
     assert proc.returncode == 0 and not link.exists()
+
+
+def test_composition_root_builds_each_driver_kind_from_the_config(tmp_path: Path) -> None:
+    from node_agent.__main__ import build_driver
+    from node_agent.cli import PrintTarget
+    from node_agent.config import load_config
+    from node_agent.drivers.octoprint import OctoPrintDriver
+    from node_agent.drivers.serial import SerialDriver
+
+    text = Path(config_for(tmp_path, "/dev/ttyACM0")).read_text() + """
+[[printers]]
+name = "octo"
+driver = "octoprint"
+url = "http://127.0.0.1:5000"
+api_key = "k"
+model = "Ender 3"
+build_volume_mm = [220, 220, 250]
+nozzle_mm = 0.4
+materials = ["PLA"]
+max_hotend_c = 260
+max_bed_c = 100
+slicer_profile = "ender3"
+"""
+    (tmp_path / "both.toml").write_text(text)
+    config = load_config(tmp_path / "both.toml")
+    serial_driver = build_driver(PrintTarget("sim", printer=config.printer("sim")))
+    assert isinstance(serial_driver, SerialDriver)
+    assert serial_driver.settings.end_gcode == tuple(END) and serial_driver.baud == 115200
+    octo = build_driver(PrintTarget("octo", printer=config.printer("octo")))
+    assert isinstance(octo, OctoPrintDriver) and octo.name == "octo"
+    adhoc = build_driver(PrintTarget("ad-hoc", port="/dev/ttyUSB0", baud=250000))
+    assert isinstance(adhoc, SerialDriver) and adhoc.port == "/dev/ttyUSB0"
