@@ -9,7 +9,7 @@ from slicer_bridge.budget import Budget
 from slicer_bridge.findings import Finding, Severity, Tolerances
 from slicer_bridge.geometry import Mesh, closed_bodies, sorted_order
 from slicer_bridge.printability_checks import Context
-from slicer_bridge.ray_parity import Column, any_inside, build_column
+from slicer_bridge.ray_parity import Column, any_inside, column_of_corners
 
 __all__ = ["check_overlaps"]
 
@@ -30,7 +30,8 @@ def check_overlaps(ctx: Context, budget: Budget) -> list[Finding]:
                         "test); slicers usually cope with small ones")]
     closed = closed_bodies(mesh)
     # Inside/outside is defined only for closed bodies of positive volume.
-    pairs = _overlapping_boxes(mesh, np.flatnonzero((ctx.volumes > 0) & closed))
+    bodies = _Bodies(mesh)
+    pairs = _overlapping_boxes(bodies, np.flatnonzero((ctx.volumes > 0) & closed))
     findings = []
     if not closed.all():
         findings.append(Finding(
@@ -43,7 +44,6 @@ def check_overlaps(ctx: Context, budget: Budget) -> list[Finding]:
             f"{len(pairs):,} pairs of bodies have overlapping bounding boxes, more than the "
             f"{ctx.tol.max_body_pairs} checked; overlaps not checked")]
     crossing = []
-    bodies = _Bodies(mesh)
     for a, b in pairs.tolist():
         small, large = (a, b) if ctx.volumes[a] <= ctx.volumes[b] else (b, a)
         # A small part pushed into a large one is the usual case: test that way first.
@@ -78,6 +78,8 @@ class _Bodies:
         self.mesh = mesh
         self._faces: dict[int, IntArray] = {}
         self._columns: dict[int, Column] = {}
+        self._axes: list[FloatArray] | None = None
+        self.low, self.high = _body_boxes(mesh)
 
     def faces(self, body: int) -> IntArray:
         """(f,) int64 indices of the body's faces, ascending."""
@@ -88,15 +90,17 @@ class _Bodies:
     def column(self, body: int, budget: Budget) -> Column:
         """The body's triangles binned for vertical rays."""
         if body not in self._columns:
-            mesh = self.mesh
-            self._columns[body] = build_column(mesh.vertices[mesh.faces[self.faces(body)]])
+            if self._axes is None:
+                self._axes = [np.ascontiguousarray(self.mesh.vertices[:, k]) for k in range(3)]
+            corners = self.mesh.faces[self.faces(body)]
+            self._columns[body] = column_of_corners(*(axis[corners] for axis in self._axes))
             budget.check()
         return self._columns[body]
 
 
-def _overlapping_boxes(mesh: Mesh, solid: IntArray) -> IntArray:
+def _overlapping_boxes(bodies: _Bodies, solid: IntArray) -> IntArray:
     """Pairs (k, 2) of the `solid` bodies whose bounding boxes overlap."""
-    low, high = _body_boxes(mesh)
+    low, high = bodies.low, bodies.high
     if len(solid) > 2000:
         return np.zeros((len(solid) * (len(solid) - 1) // 2, 0), dtype=np.int64)
     i, j = np.triu_indices(len(solid), k=1)
@@ -114,6 +118,9 @@ def _reaches_into(bodies: _Bodies, a: int, b: int, tol: Tolerances, budget: Budg
     spread = np.linspace(0, 3 * len(faces) - 1, min(3 * len(faces), 64 * tol.overlap_samples))
     corner = spread.astype(np.int64)
     points = mesh.vertices[mesh.faces[faces[corner // 3], corner % 3]]
+    # The column's box lies within b's vertex box: no point there, no column needed.
+    if not ((points >= bodies.low[b]) & (points <= bodies.high[b])).all(axis=1).any():
+        return False
     column = bodies.column(b, budget)
     low = np.array([column.x.min(), column.y.min(), column.z.min()])
     high = np.array([column.x.max(), column.y.max(), column.z.max()])

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from slicer_bridge.budget import Budget
 from slicer_bridge.geometry import sorted_order
 
-__all__ = ["Column", "any_inside", "build_column"]
+__all__ = ["Column", "any_inside", "build_column", "column_of_corners"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -45,6 +45,11 @@ _MAX_CELLS = 64
 def build_column(triangles: FloatArray) -> Column:
     """Bin (t, 3, 3) triangles into every XY grid cell their bounding box touches."""
     x, y, z = (np.ascontiguousarray(triangles[:, :, k]) for k in range(3))
+    return column_of_corners(x, y, z)
+
+
+def column_of_corners(x: FloatArray, y: FloatArray, z: FloatArray) -> Column:
+    """Like `build_column`, from (t, 3) corner x, y and z coordinates."""
     det = (y[:, 1] - y[:, 2]) * (x[:, 0] - x[:, 2]) + (x[:, 2] - x[:, 1]) * (y[:, 0] - y[:, 2])
     usable = det != 0
     x, y, z, det = x[usable], y[usable], z[usable], det[usable]
