@@ -182,9 +182,11 @@ def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
         big = os.urandom(3 << 20)
         (folder / "box.stl").write_bytes(big)
         code, _, err = Spime(small, capsys)("alice", "push", str(folder), "--new")
-        assert code != 0 and "RESOURCE_EXHAUSTED" in err and "larger than the hub allows" in err
+        assert code != 0, err
+        assert "RESOURCE_EXHAUSTED" in err and "larger than the hub allows" in err, err
         assert list((small.data / "blobs" / "tmp").iterdir()) == []
-        assert not (small.data / "blobs" / hashlib.sha256(big).hexdigest()[:2]).exists()
+        big_sha = hashlib.sha256(big).hexdigest()
+        assert not (small.data / "blobs" / big_sha[:2] / big_sha[2:]).exists()
     finally:
         small.stop()
 
