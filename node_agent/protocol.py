@@ -351,6 +351,7 @@ class MarlinProtocol:
         self.lines_resent = 0
         self._max_b = -1
         self._last_resend = -1
+        self._careful_from: int | None = None
 
     # -- state machine -------------------------------------------------
     def _transition(self, trigger: str) -> None:
@@ -632,6 +633,10 @@ class MarlinProtocol:
         if self._same_resends > self.settings.max_consecutive_resends:
             return self.fail(f"printer keeps requesting line {number}; communication stuck")
         self._emit(Resend(number))
+        if self._same_resends >= 2:
+            # The same line failed again: replay it alone until it is acknowledged,
+            # so a periodic fault cannot hit it at the same position every time.
+            self._careful_from = number
         self.resends += 1
         self._resync_from = number
         self._drop_in_flight_from(number)
@@ -700,6 +705,8 @@ class MarlinProtocol:
         if sent is self._barrier:
             self._barrier = None
             self._end_resync()
+        elif self._careful_from is not None and (sent.number or -1) >= self._careful_from:
+            self._careful_from = None
         return sent
 
     def _ack(self, count: int) -> None:
@@ -822,6 +829,8 @@ class MarlinProtocol:
             number, command, job_index = nxt
             data = frame(number, command)
             if not self._fits(len(data)):
+                return
+            if self._careful_from is not None and any(s.number is not None for s in self._in_flight):
                 return
             self._commit(number, command, job_index, data)
             out.append(data)
