@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from slicer_bridge.geometry import edge_table, grouped_order, merge_vertices
-
-GOLDEN = 0x9E3779B97F4A7C15
+from slicer_bridge.geometry import edge_table, grouped_order, merge_vertices, sorted_order
 
 
 def _groups(keys: np.ndarray, order: np.ndarray, first: np.ndarray) -> list[set[int]]:
     ordered = keys[order]
     bounds = np.append(np.flatnonzero(first), len(keys))
-    groups = [set(ordered[a:b].tolist()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    groups = [set(ordered[a:b].tolist()) for a, b in itertools.pairwise(bounds)]
     assert all(len(g) == 1 for g in groups), "a group mixes distinct keys"
     return groups
 
@@ -27,18 +27,15 @@ def test_grouped_order_makes_equal_keys_adjacent(bits: int) -> None:
     assert sorted(order.tolist()) == list(range(len(keys)))
     groups = _groups(keys, order, first)
     assert len(groups) == len(np.unique(keys))
+    if bits <= 64 - 13:  # packed: ascending and stable
+        assert (order == np.argsort(keys, kind="stable")).all()
 
 
-def test_grouped_order_separates_distinct_keys_that_share_a_hash() -> None:
-    # k2 * GOLDEN == k1 * GOLDEN + 1 (mod 2**64): the same truncated hash.
-    inverse = pow(GOLDEN, -1, 1 << 64)
-    k1 = 12345
-    k2 = (k1 + inverse) % (1 << 64)
-    keys = np.array([k1, k2] * 50 + [7, 8, 7], dtype=np.uint64)
-    order, first = grouped_order(keys, 64)
-    groups = _groups(keys, order, first)
-    assert sorted(min(g) for g in groups) == sorted({k1, k2, 7, 8})
-    assert int(first.sum()) == 4
+def test_sorted_order_is_a_stable_argsort_packed_or_not() -> None:
+    keys = np.array([5, 3, 5, 1, 3, 5], dtype=np.uint64)
+    expected = np.argsort(keys, kind="stable")
+    assert (sorted_order(keys, 3) == expected).all()  # packed with the index
+    assert (sorted_order(keys, 64) == expected).all()  # too wide to pack
 
 
 def test_edge_table_counts_each_undirected_edge() -> None:
