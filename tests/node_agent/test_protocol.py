@@ -399,3 +399,27 @@ def test_golden_transcript_replays_byte_by_byte(path: Path) -> None:
     assert result.written == result.expected_written
     assert result.events == result.expected_events
     assert any("JobFinished" in e for e in result.events)
+
+
+def test_a_line_that_fails_twice_is_replayed_alone() -> None:
+    link = connected()
+    link.run(lambda: not link.engine.awaiting_response, limit_s=5)
+    engine = link.engine
+    engine.start_job(prepare("job", MOVES[:20]))
+    first = int(engine.data_to_send().split()[0][1:])
+
+    def fail_and_barrier() -> list[bytes]:
+        engine.receive_data(f"Error:checksum mismatch, Last Line: {first - 1}\n"
+                            f"Resend: {first}\nok\n".encode())
+        list(iter(engine.next_event, NEED_DATA))
+        assert engine.data_to_send() == b"M105\n"
+        engine.receive_data(b"ok T:21.0 /0.0 B:21.0 /0.0\n")
+        list(iter(engine.next_event, NEED_DATA))
+        return engine.data_to_send().splitlines()
+
+    assert len(fail_and_barrier()) > 1  # first time: replay with the full window
+    alone = fail_and_barrier()
+    assert len(alone) == 1 and alone[0].startswith(f"N{first} ".encode())
+    engine.receive_data(b"ok\n")
+    list(iter(engine.next_event, NEED_DATA))
+    assert len(engine.data_to_send().splitlines()) > 1  # acknowledged: window open again
