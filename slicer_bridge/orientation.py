@@ -52,7 +52,10 @@ def _on_plate(mesh: Mesh, up: FloatArray, tol: Tolerances) -> NDArray[np.bool_]:
     height = mesh.vertices[:, axis] * sign
     near = height <= height.min() + tol.flat_base_height_mm
     faces = mesh.faces
-    on_plate: NDArray[np.bool_] = near[faces[:, 0]] & near[faces[:, 1]] & near[faces[:, 2]]
+    on_plate: NDArray[np.bool_] = near[faces[:, 0]]
+    # Few faces reach the plate: test the other two corners of those only.
+    first = np.flatnonzero(on_plate)
+    on_plate[first] = near[faces[first, 1]] & near[faces[first, 2]]
     return on_plate
 
 

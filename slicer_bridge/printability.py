@@ -260,8 +260,7 @@ def _analyse(vertices: FloatArray, faces: IntArray, printer: Printer, tol: Toler
         findings.append(Finding("no_faces", Severity.ERROR,
                                 "every face is collapsed to a line or point: nothing to print"))
         return _report(path, printer, None, findings, timings, "")
-    mesh = timed(timings, "prepare", lambda: prepare(vertices, faces))
-    ctx = make_context(mesh, printer, tol)
+    ctx = timed(timings, "prepare", lambda: make_context(prepare(vertices, faces), printer, tol))
     best = ""
     for name, check in _CHECKS:
         result = _run_check(name, check, ctx, timings)

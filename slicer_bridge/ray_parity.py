@@ -40,6 +40,7 @@ class Column:
 
 _GRID_ROW = np.int64(1 << 31)
 _MAX_CELLS = 64
+_CELL_PERCENTILE = 75
 
 
 def build_column(triangles: FloatArray) -> Column:
@@ -58,7 +59,7 @@ def column_of_corners(x: FloatArray, y: FloatArray, z: FloatArray) -> Column:
     extent = np.maximum(high[:, 0] - low[:, 0], high[:, 1] - low[:, 1])
     # About the typical triangle: few per cell, few cells per triangle; CAD slivers
     # wider than _MAX_CELLS cells are tested for every ray instead.
-    cell = max(float(np.percentile(extent, 75)) if len(extent) else 1.0, 1e-9)
+    cell = max(float(np.percentile(extent, _CELL_PERCENTILE)) if len(extent) else 1.0, 1e-9)
     origin = low.min(axis=0) if len(low) else np.zeros(2)
     first = np.floor((low - origin) / cell).astype(np.int64)
     span = np.floor((high - origin) / cell).astype(np.int64) - first + 1
