@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ from hub.provenance import public_key_of, revision_id, sign
 __all__ = ["register", "run", "upload_missing"]
 
 
-
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime push``."""
     p = subparsers.add_parser("push", help="push a design folder as a new revision")
@@ -61,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
     _, manifest = read_manifest(folder)
     key = load_key(default_key_path(args.key))
     with opened(args) as hub:
-        author = hub.call(hub.accounts.WhoAmI, accounts_pb2.WhoAmIRequest()).name
-        parents = [] if args.new else [_parent(hub, args, manifest.name, folder)]
-        text, manifest, files, blobs, sent = _hash_and_upload(hub, folder, not args.no_progress)
+        caller = _Caller(hub, args, folder, manifest.name)
+        text, manifest, files, blobs, sent = _hash_and_upload(hub, folder, caller,
+                                                              not args.no_progress)
+        author, parents = caller.resolve()
         created_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         entries = [FileEntry(path=f.path, sha256=f.sha256, size=f.size) for f in files]
         rid = revision_id(parents, manifest.to_dict(), entries, author, created_at, args.message)
@@ -83,11 +84,43 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _hash_and_upload(hub: Hub, folder: Path, progress: bool,
+@dataclass
+class _Caller:
+    """Who pushes and onto which parent, asked once the folder has been validated.
+
+    The hub is asked before the first blob is offered, so local errors come
+    first, then a bad token or an unknown design, and only then uploads.
+    """
+
+    hub: Hub
+    args: argparse.Namespace
+    folder: Path
+    design: str
+    answer: tuple[str, list[str]] | None = None
+
+    def resolve(self) -> tuple[str, list[str]]:
+        """(author, parent ids), asking the hub the first time.
+
+        Raises:
+            HubRefused: WhoAmI or the head lookup was refused.
+        """
+        if self.answer is None:
+            who = self.hub.call(self.hub.accounts.WhoAmI, accounts_pb2.WhoAmIRequest()).name
+            parents = [] if self.args.new else [_parent(self.hub, self.args, self.design,
+                                                        self.folder)]
+            self.answer = (who, parents)
+        return self.answer
+
+
+def _hash_and_upload(hub: Hub, folder: Path, caller: _Caller, progress: bool,
                      ) -> tuple[str, Manifest, list[LocalFile], int, int]:
     cache = StatCache(folder)
     with Uploader(hub, progress=progress) as uploader:
-        text, manifest, files = scan_design_dir(folder, cache=cache, on_hashed=uploader.offer)
+        def offer(batch: list[LocalFile]) -> None:
+            caller.resolve()
+            uploader.offer(batch)
+
+        text, manifest, files = scan_design_dir(folder, cache=cache, on_hashed=offer)
         blobs, sent = uploader.finish()
     cache.save({f.path for f in files})
     return text, manifest, files, blobs, sent

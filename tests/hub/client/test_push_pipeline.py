@@ -202,3 +202,31 @@ def test_identical_files_are_uploaded_once_and_empty_files_work(spime: Spime,
     pushed = spime.ok("alice", "push", str(folder), "--new")
     assert pushed["files"] == 4 and pushed["blobs_uploaded"] == 3
     assert pushed["bytes_uploaded"] == len(payload) + len("first notes\n")
+
+
+def test_local_errors_come_before_the_hub_is_asked(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.client.cli import main
+    from hub.client.embedded import free_port
+
+    folder = _folder(tmp_path)
+    (folder / "link.stl").symlink_to(folder / "box.stl")
+    code = main(["push", str(folder), "--new", "--hub", f"127.0.0.1:{free_port()}",
+                 "--token", "nobody"])
+    err = capsys.readouterr().err
+    assert code != 0 and "symlink" in err and "UNAVAILABLE" not in err
+
+
+def test_an_unknown_design_is_refused_before_any_upload(spime: Spime, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "spime.toml").write_text(MANIFEST.replace("cache-box", "never-created"))
+    (folder / "box.stl").write_bytes(os.urandom(1 << 20))
+    code, _, err = spime("alice", "push", str(folder))
+    assert code != 0 and "NOT_FOUND" in err and "--new" in err
+    unique = hashlib.sha256((folder / "box.stl").read_bytes()).hexdigest()
+    args = type("Args", (), {"hub": spime.hub.address, "token": spime.hub.tokens["alice"],
+                             "ca": None})()
+    with opened(args) as conn:  # type: ignore[arg-type]
+        missing = conn.call(conn.designs.MissingBlobs,
+                            designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
+    assert list(missing) == [unique]
