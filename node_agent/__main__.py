@@ -23,7 +23,7 @@ def build_driver(target: PrintTarget) -> PrinterDriver:
     printer = target.printer
     if printer is None:
         assert target.port is not None and target.baud is not None
-        return SerialDriver(target.name, target.port, target.baud)
+        return SerialDriver(target.name, target.port, target.baud, trace=target.trace)
     firmware = printer.firmware
     if printer.driver == "octoprint":
         from node_agent.drivers.octoprint import OctoPrintDriver  # imports octoprint_client
@@ -36,7 +36,8 @@ def build_driver(target: PrintTarget) -> PrinterDriver:
     settings = ProtocolSettings(rx_buffer_bytes=firmware.rx_buffer_bytes,
                                 command_buffer=firmware.command_buffer,
                                 end_gcode=firmware.end_gcode)
-    return SerialDriver(printer.name, printer.port, printer.baud, settings=settings)
+    return SerialDriver(printer.name, printer.port, printer.baud, settings=settings,
+                        trace=target.trace)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +58,8 @@ def _simulated(args: list[str]) -> int:
             from node_agent.drivers.serial import SerialDriver
 
             configured = target.printer.baud if target.printer else None
-            return SerialDriver(target.name, runner.port, target.baud or configured or 115200)
+            baud = target.baud or configured or 115200
+            return SerialDriver(target.name, runner.port, baud, trace=target.trace)
 
         return run(args, simulated)
     finally:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -49,6 +50,36 @@ class PrintTarget:
     printer: PrinterConfig | None = None
     port: str | None = None
     baud: int | None = None
+    trace: Callable[[str, str], None] | None = None
+
+
+class TranscriptWriter:
+    """A serial driver ``trace`` hook writing the golden-transcript format.
+
+    ``< line`` received, ``> line`` written, ``= event``, ``! command`` (and
+    ``+ line`` for a job's lines): the format tests/node_agent/transcripts.py
+    replays byte by byte, so a conversation with a real printer can become a
+    regression test.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._partial = ""
+
+    def __call__(self, kind: str, text: str) -> None:
+        if kind == "<":
+            *lines, self._partial = (self._partial + text).split("\n")
+            self._write("<", [line.rstrip("\r") for line in lines])
+        elif kind == "!":
+            head, *job = text.split("\n")
+            self._write("!", [head])
+            self._write("+", job)
+        else:
+            self._write(kind, text.splitlines() if kind == ">" else [text])
+
+    def _write(self, kind: str, lines: list[str]) -> None:
+        for line in lines:
+            self.out.write(f"{kind} {line}\n")
 
 
 DriverFactory = Callable[[PrintTarget], PrinterDriver]
@@ -72,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true",
                    help="dry run: print to a simulated Marlin instead of the real port")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--trace", metavar="FILE",
+                   help="serial only: record the conversation as a replayable transcript")
     s = sub.add_parser("simulate", help="run a simulated Marlin printer on a pty (demo)")
     s.add_argument("--link", required=True, help="symlink to create for the port")
     s.add_argument("--baud", type=int, default=None)
@@ -102,7 +135,16 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
     except (UsageError, ConfigError) as exc:
         print(f"spime-node: {exc}", file=stderr)
         return EXIT_USAGE
-    return _print_file(args, target, limits, lines, factory, stdout, stderr)
+    if not args.trace:
+        return _print_file(args, target, limits, lines, factory, stdout, stderr)
+    try:
+        trace = open(args.trace, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        print(f"spime-node: --trace {args.trace}: {exc.strerror}", file=stderr)
+        return EXIT_USAGE
+    with trace:
+        target = dataclasses.replace(target, trace=TranscriptWriter(trace))
+        return _print_file(args, target, limits, lines, factory, stdout, stderr)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:

@@ -213,3 +213,19 @@ slicer_profile = "ender3"
     assert isinstance(octo, OctoPrintDriver) and octo.name == "octo"
     adhoc = build_driver(PrintTarget("ad-hoc", port="/dev/ttyUSB0", baud=250000))
     assert isinstance(adhoc, SerialDriver) and adhoc.port == "/dev/ttyUSB0"
+
+
+def test_trace_records_a_transcript_that_replays(tmp_path: Path) -> None:
+    from tests.node_agent.transcripts import replay
+
+    gcode = write(tmp_path / "a.gcode", [";LAYER:0", *MOVES[:120]])
+    trace = tmp_path / "conversation.txt"
+    options = FirmwareOptions(baud=115200, corrupt_rate=0.05, seed=4)
+    with SimulatedPrinterProcess(options) as fw:
+        done = spime_node("print", gcode, "--port", fw.port, "--baud", "115200", "--json",
+                          "--trace", str(trace))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["resends"] > 0
+    result = replay(trace.read_text(encoding="utf-8"))
+    assert result.written == result.expected_written and len(result.written) > 120
+    assert result.events == result.expected_events
