@@ -12,7 +12,7 @@ __all__ = ["Budget", "OutOfTime", "timed", "timed_out"]
 
 
 class OutOfTime(Exception):
-    pass
+    """Raised by `Budget.check` past the deadline; the orchestrator turns it into a finding."""
 
 
 class Budget:
@@ -23,11 +23,21 @@ class Budget:
         self.deadline = time.perf_counter() + seconds
 
     def check(self) -> None:
+        """Return while time is left.
+
+        Raises:
+            OutOfTime: The deadline has passed.
+        """
         if time.perf_counter() > self.deadline:
             raise OutOfTime
 
 
 def timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    """Call fn(), adding its wall time to timings[name] even when it raises.
+
+    Raises:
+        Whatever fn raises.
+    """
     started = time.perf_counter()
     try:
         return fn()
@@ -36,6 +46,7 @@ def timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
 
 
 def timed_out(name: str, tol: Tolerances) -> Finding:
+    """The WARNING finding of check `name` stopped at its time limit."""
     return Finding("check_timed_out", Severity.WARNING,
                    f"the {name.replace('_', ' ')} check ran out of its {tol.check_seconds:g} s "
                    "time limit and was not completed", {"check": name})

@@ -180,6 +180,12 @@ class Mesh:
 
 
 def prepare(vertices: FloatArray, faces: IntArray) -> Mesh:
+    """Compute the shared arrays of merged (n, 3) float64 vertices and (m, 3) int64 faces.
+
+    Raises:
+        IndexError: A face refers to a vertex that does not exist (the loader
+            rejects such files first).
+    """
     normals, areas, longest = face_geometry(vertices, faces)
     order, first, forward, edge_count = edge_table(faces, len(vertices))
     labels, bodies = body_labels(order, first, len(faces))

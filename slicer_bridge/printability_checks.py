@@ -29,6 +29,7 @@ class Context:
 
 
 def make_context(mesh: Mesh, printer: Printer, tol: Tolerances) -> Context:
+    """Add the per-body signed volumes and the extents to the shared arrays."""
     # Relative to the lowest corner: far from the origin the signed tetrahedra cancel badly.
     low = np.array([mesh.vertices[:, k].min() for k in range(3)])
     v0 = mesh.vertices[mesh.faces[:, 0]] - low

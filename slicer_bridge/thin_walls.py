@@ -114,7 +114,8 @@ def _thin_fraction_sampled(mesh: Mesh, wall: float, tol: Tolerances,
     count = int(min(tol.thin_wall_samples, max(1000, area / spacing**2)))
     points, normals = _surface_samples(mesh, count)
     budget.check()
-    tree = cKDTree(points)
+    # Exact neighbours whatever the tree shape; an unbalanced tree builds twice as fast.
+    tree = cKDTree(points, balanced_tree=False, compact_nodes=False)
     budget.check()
     probes = points - normals * (wall / 2.0)
     queries = min(count, 50_000)
