@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-import license_expression  # type: ignore[import-untyped]
+import license_expression
 
 from hub.errors import InvalidLicense, LicenseConflict
 

@@ -23,11 +23,22 @@ from hub.service.records import CommunityRecord
 
 __all__: list[str] = []
 
-_ROLES = {"designer": 1, "operator": 2, "customer": 3, "admin": 4, "node": 5}
-_KINDS = {"push": 1, "fork": 2, "proposal": 3}
-_STATES = {"open": 1, "accepted": 2, "declined": 3}
-_SEVERITY = {"info": 1, "warning": 2, "error": 3}
-_FORMATS = {1: "prov", 2: "okh"}
+_ROLES: dict[str, accounts_pb2.Role] = {
+    "designer": accounts_pb2.ROLE_DESIGNER, "operator": accounts_pb2.ROLE_OPERATOR,
+    "customer": accounts_pb2.ROLE_CUSTOMER, "admin": accounts_pb2.ROLE_ADMIN, "node": accounts_pb2.ROLE_NODE,
+}
+_KINDS: dict[str, designs_pb2.RevisionKind] = {
+    "push": designs_pb2.REVISION_KIND_PUSH, "fork": designs_pb2.REVISION_KIND_FORK,
+    "proposal": designs_pb2.REVISION_KIND_PROPOSAL,
+}
+_STATES: dict[str, designs_pb2.ProposalState] = {
+    "open": designs_pb2.PROPOSAL_STATE_OPEN, "accepted": designs_pb2.PROPOSAL_STATE_ACCEPTED,
+    "declined": designs_pb2.PROPOSAL_STATE_DECLINED,
+}
+_SEVERITY: dict[str, common_pb2.Severity] = {
+    "info": common_pb2.SEVERITY_INFO, "warning": common_pb2.SEVERITY_WARNING, "error": common_pb2.SEVERITY_ERROR,
+}
+_FORMATS: dict[int, str] = {records_pb2.EXPORT_FORMAT_PROV_JSON: "prov", records_pb2.EXPORT_FORMAT_OKH: "okh"}
 
 
 def _account_to_proto(account: Account) -> accounts_pb2.Account:
@@ -85,7 +96,7 @@ def _finding_to_proto(finding: Mapping[str, object]) -> common_pb2.Finding:
     details = dict(finding.get("details") or {})  # type: ignore[call-overload]
     details.update({k: v for k, v in finding.items() if k not in ("code", "severity", "message", "details")})
     return common_pb2.Finding(
-        code=str(finding.get("code", "")), severity=_SEVERITY.get(str(finding.get("severity", "")).lower(), 0),
+        code=str(finding.get("code", "")), severity=_SEVERITY.get(str(finding.get("severity", "")).lower(), common_pb2.SEVERITY_UNSPECIFIED),
         message=str(finding.get("message", "")),
         details={str(k): str(v) for k, v in details.items()},
     )

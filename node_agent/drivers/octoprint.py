@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import octoprint_client  # type: ignore[import-untyped]
+import octoprint_client
 import requests
 
 from node_agent.drivers.base import (

@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-import serial  # type: ignore[import-untyped]
+import serial
 
 from node_agent.drivers.base import (
     ConnectionFailed,
