@@ -129,4 +129,7 @@ class PrinterDriver(Protocol):
         """M112 or the equivalent, ahead of anything queued."""
 
     def updates(self) -> AsyncIterator[PrinterStatus]:
-        """Yield a new snapshot on every change (progress, temperature, phase)."""
+        """Yield a new snapshot on every change (progress, temperature, phase).
+
+        The first snapshot comes at once; the iterator ends after ``close()``.
+        """

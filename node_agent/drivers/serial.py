@@ -244,12 +244,12 @@ class SerialDriver:
         self._flush()
 
     async def updates(self) -> AsyncIterator[PrinterStatus]:
-        """Yield a snapshot after every change (coalesced while the consumer is busy)."""
+        """Yield a snapshot after every change (coalesced while the consumer is busy), until ``close()``."""
         changed = asyncio.Event()
         self._subscribers.add(changed)
         try:
             yield self.status()
-            while True:
+            while not self._closing:
                 await changed.wait()
                 changed.clear()
                 yield self.status()

@@ -139,6 +139,27 @@ class PrinterDriverContract:
 
         run(scenario())
 
+    def test_updates_start_with_a_snapshot_and_end_on_close(self, backend: Backend) -> None:
+        async def scenario() -> list[PrinterStatus]:
+            driver = backend.driver()
+            await driver.connect()
+            seen: list[PrinterStatus] = []
+            first = asyncio.Event()
+
+            async def follow() -> None:
+                async for status in driver.updates():
+                    seen.append(status)
+                    first.set()
+
+            follower = asyncio.ensure_future(follow())
+            await asyncio.wait_for(first.wait(), timeout=10)
+            await driver.close()
+            await asyncio.wait_for(follower, timeout=10)
+            return seen
+
+        seen = run(scenario())
+        assert seen[0].phase is PrinterPhase.IDLE
+
     def test_print_before_connect_is_not_ready(self, backend: Backend) -> None:
         async def scenario() -> None:
             driver = backend.driver()
