@@ -35,6 +35,7 @@ PURE_MODULES = (
     "hub.manifest",
     "hub.exports",
     "node_agent.protocol",
+    "node_agent.events",
     "node_agent.safety",
     "node_agent.gcode",
     "slicer_bridge.base",
