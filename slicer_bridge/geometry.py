@@ -103,7 +103,7 @@ def _group(keys: NDArray[np.uint64],
     """Group keys; return (order, group id per element, is-first-of-group in that order)."""
     order, first = grouped_order(keys, key_bits)
     group = np.empty(len(keys), dtype=np.int64)
-    running = np.cumsum(first)
+    running = np.cumsum(first, dtype=np.int64)
     running -= 1
     group[order] = running
     return order, group, first
