@@ -23,6 +23,7 @@ __all__ = [
     "HubRefused",
     "Progress",
     "UsageError",
+    "add_hub_command",
     "add_hub_options",
     "add_json_option",
     "emit",
@@ -71,6 +72,18 @@ def add_hub_options(parser: argparse.ArgumentParser) -> None:
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--json``: print one JSON document on stdout instead of text."""
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def add_hub_command(subparsers: argparse._SubParsersAction, name: str, text: str,  # type: ignore[type-arg]
+                    func: Callable[[argparse.Namespace], int],
+                    description: str | None = None) -> argparse.ArgumentParser:
+    """Add a subcommand that talks to the hub and can print JSON; ``func`` runs it."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=text, description=description or text)
+    add_hub_options(parser)
+    add_json_option(parser)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def emit(args: argparse.Namespace, document: Any, human: Callable[[Any], str]) -> None:

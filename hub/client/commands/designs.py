@@ -9,7 +9,7 @@ from typing import Any
 from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, Progress, add_hub_options, add_json_option, emit, split_ref
+from hub.client.common import EXIT_OK, Progress, add_hub_command, emit, split_ref
 from hub.client.connection import Hub, opened
 from hub.client.download import write_revision
 from hub.client.local import write_base
@@ -27,28 +27,20 @@ __all__ = [
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime log``, ``show``, ``get`` and ``search``."""
-    p = _parser(subparsers, "log", "revisions of a design from its head back", run_log)
+    p = add_hub_command(subparsers, "log", "revisions of a design from its head back", run_log)
     p.add_argument("design", help="DESIGN or DESIGN@REV (start there instead of the head)")
     p.add_argument("-n", "--limit", type=int, default=0, help="at most N revisions")
-    p = _parser(subparsers, "show", "a design and one of its revisions", run_show)
+    p = add_hub_command(subparsers, "show", "a design and one of its revisions", run_show)
     p.add_argument("ref", help="DESIGN or DESIGN@REV")
-    p = _parser(subparsers, "get", "download a revision and verify every hash", run_get)
+    p = add_hub_command(subparsers, "get", "download a revision and verify every hash", run_get)
     p.add_argument("ref", help="DESIGN or DESIGN@REV")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
-    p = _parser(subparsers, "search", "find designs", run_search)
+    p = add_hub_command(subparsers, "search", "find designs", run_search)
     p.add_argument("text", nargs="?", default="", help="words in the title or description")
     p.add_argument("--license", default="", help="SPDX id the license must contain")
     p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
     p.add_argument("--limit", type=int, default=50, help="results per page (max 500)")
 
-
-def _parser(subparsers: argparse._SubParsersAction, name: str, text: str,  # type: ignore[type-arg]
-            func: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=func)
-    return p
 
 
 def get_revision(hub: Hub, design: str, rev: str = "") -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from spimeforge.v1 import records_pb2
 
 from hub.client.chain import write_bundle
-from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit, split_ref
+from hub.client.common import EXIT_OK, add_hub_command, emit, split_ref
 from hub.client.connection import opened
 
 __all__ = ["register", "run"]
@@ -18,16 +18,13 @@ _FORMATS = {"prov": records_pb2.EXPORT_FORMAT_PROV_JSON, "okh": records_pb2.EXPO
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime export``."""
-    p = subparsers.add_parser(
-        "export", help="export a design: an offline-verifiable bundle, PROV-JSON or OKH",
+    p = add_hub_command(
+        subparsers, "export", "export a design: an offline-verifiable bundle, PROV-JSON or OKH", run,
         description="bundle = a directory with every revision's JSON and every blob; "
                     "prov = W3C PROV-JSON of the lineage; okh = an Open Know-How manifest.")
     p.add_argument("ref", metavar="DESIGN[@REV]", help="design (a revision for prov/okh)")
     p.add_argument("--format", choices=("bundle", "prov", "okh"), default="bundle")
     p.add_argument("-o", "--output", type=Path, required=True, help="output path")
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from spimeforge.v1 import designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit, split_ref
+from hub.client.common import EXIT_OK, add_hub_command, emit, split_ref
 from hub.client.connection import opened
 
 __all__ = ["register", "run"]
@@ -16,8 +16,8 @@ __all__ = ["register", "run"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime fork``."""
-    p = subparsers.add_parser(
-        "fork", help="fork a design, or remix several, into a new design",
+    p = add_hub_command(
+        subparsers, "fork", "fork a design, or remix several, into a new design", run,
         description="The hub applies the license rules: ND designs cannot be forked, and the "
                     "new license must be one every parent allows.")
     p.add_argument("parents", nargs="+", metavar="DESIGN[@REV]", help="parent design(s)")
@@ -26,9 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    "(default: the parent's; required for a remix of several)")
     p.add_argument("--title", default="", help="title of the new design")
     p.add_argument("-m", "--message", default="", help="why you fork")
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from spimeforge.v1 import designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
+from hub.client.common import EXIT_OK, add_hub_command, emit
 from hub.client.connection import opened
 
 __all__ = ["register", "run_accept", "run_decline", "run_list"]
@@ -16,25 +15,17 @@ __all__ = ["register", "run_accept", "run_decline", "run_list"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime proposals``, ``accept`` and ``decline``."""
-    p = _parser(subparsers, "proposals", "list a design's proposals", run_list)
+    p = add_hub_command(subparsers, "proposals", "list a design's proposals", run_list)
     p.add_argument("design")
     p.add_argument("--all", action="store_true", help="include accepted and declined ones")
-    p = _parser(subparsers, "accept", "accept a proposal: it becomes the head", run_accept)
+    p = add_hub_command(subparsers, "accept", "accept a proposal: it becomes the head", run_accept)
     p.add_argument("design")
     p.add_argument("proposal")
-    p = _parser(subparsers, "decline", "decline a proposal with a reason", run_decline)
+    p = add_hub_command(subparsers, "decline", "decline a proposal with a reason", run_decline)
     p.add_argument("design")
     p.add_argument("proposal")
     p.add_argument("--reason", required=True, help="why (shown to the author)")
 
-
-def _parser(subparsers: argparse._SubParsersAction, name: str, text: str,  # type: ignore[type-arg]
-            func: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(name, help=text, description=text)
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=func)
-    return p
 
 
 def run_list(args: argparse.Namespace) -> int:

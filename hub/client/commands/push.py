@@ -19,7 +19,7 @@ from typing import Any
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, HubRefused, add_hub_options, add_json_option, emit
+from hub.client.common import EXIT_OK, HubRefused, add_hub_command, emit
 from hub.client.connection import Hub, opened
 from hub.client.local import (
     LocalFile,
@@ -41,7 +41,8 @@ __all__ = ["register", "run", "upload_missing"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime push``."""
-    p = subparsers.add_parser("push", help="push a design folder as a new revision")
+    p = add_hub_command(
+        subparsers, "push", "push a design folder as a new revision", run)
     p.add_argument("dir", type=Path, help="design folder with a spime.toml")
     p.add_argument("-m", "--message", default="", help="what changed")
     p.add_argument("--new", action="store_true", help="create the design (you become maintainer)")
@@ -50,9 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--key", default=None, help="signing key (default $SPIME_KEY or "
                    "~/.config/spimeforge/key; pushes are signed when it exists)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,8 +11,7 @@ from hub.client.common import (
     EXIT_OK,
     EXIT_REFUSED,
     UsageError,
-    add_hub_options,
-    add_json_option,
+    add_hub_command,
     emit,
     log,
 )
@@ -24,14 +23,11 @@ __all__ = ["register", "run"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime verify``."""
-    p = subparsers.add_parser(
-        "verify", help="re-check every revision id, file hash and signature of a design",
+    p = add_hub_command(
+        subparsers, "verify", "re-check every revision id, file hash and signature of a design", run,
         description="Online against a hub, or offline on an exported bundle (--bundle).")
     p.add_argument("design", nargs="?", help="design slug (online)")
     p.add_argument("--bundle", type=Path, help="verify an exported bundle directory offline")
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 from spimeforge.v1 import accounts_pb2
 
-from hub.client.common import EXIT_OK, add_hub_options, add_json_option, emit
+from hub.client.common import EXIT_OK, add_hub_command, emit
 from hub.client.connection import opened
 
 __all__ = ["register", "run"]
@@ -14,10 +14,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``spime whoami``."""
-    p = subparsers.add_parser("whoami", help="show the account of your token")
-    add_hub_options(p)
-    add_json_option(p)
-    p.set_defaults(func=run)
+    add_hub_command(subparsers, "whoami", "show the account of your token", run)
 
 
 def run(args: argparse.Namespace) -> int:
