@@ -213,7 +213,7 @@ def test_bench_push_200mb(tmp_path: Path) -> None:
 
     raw_mbps, push_mbps, work_mbps = mb / raw_s, mb / push_s, mb / raw_work_s
     print(f"\n== push benchmark ({mb:.1f} MB in {len(files)} binary STL files; "
-          "other helpers were loading the 2-core machine)")
+          f"load average {os.getloadavg()[0]:.1f})")
     print(f"raw loopback TCP copy (reference): {raw_s:6.2f} s  {raw_mbps:8.1f} MB/s")
     print(f"raw loopback TCP copy + fsync (context, the hub fsyncs every blob): "
           f"{raw_fsync_s:6.2f} s  {mb / raw_fsync_s:8.1f} MB/s")

@@ -9,6 +9,7 @@ of a cache hit (target < 50 ms), with the overhead ratios. Asserts only that it 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import statistics
 import subprocess
@@ -89,7 +90,7 @@ def test_bench_slicing(profile_name: str, tmp_path: Path) -> None:
     profile = load_profile(profile_name).ini_path
     slicer = PrusaSlicer()
     print(f"\nslicing benchmark, profile {profile_name}, median of {ROUNDS} "
-          f"(other helpers may be loading the 2 cores)")
+          f"(load average {os.getloadavg()[0]:.1f})")
     for label, mesh in _models(tmp_path).items():
         _bench_model(label, mesh, profile, slicer, tmp_path)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
