@@ -495,6 +495,7 @@ def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str) -> 
         with archive.open(entry) as part:
             # Read one byte past the declared size so a lying header is caught.
             data = part.read(entry.file_size + 1)
+    # zipfile raises NotImplementedError for compression methods it cannot read.
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
         raise ArchiveRefused(f"{name}: cannot extract {entry.filename!r}: {exc}") from exc
     if len(data) > entry.file_size:
