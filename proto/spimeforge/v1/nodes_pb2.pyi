@@ -110,6 +110,22 @@ DESIRED_HOLD: Desired
 DESIRED_CANCEL: Desired
 DESIRED_FORGET: Desired
 
+class EnrollRequest(_message.Message):
+    __slots__ = ("enrollment_token", "agent_version")
+    ENROLLMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    enrollment_token: str
+    agent_version: str
+    def __init__(self, enrollment_token: _Optional[str] = ..., agent_version: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("node", "token")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    token: str
+    def __init__(self, node: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+
 class DownloadArtifactRequest(_message.Message):
     __slots__ = ("sha256", "offset")
     SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -147,20 +163,24 @@ class AgentMsg(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., offer_reply: _Optional[_Union[OfferReply, _Mapping]] = ..., start_request: _Optional[_Union[StartRequest, _Mapping]] = ..., job_event: _Optional[_Union[JobEvent, _Mapping]] = ..., ack: _Optional[_Union[CommandAck, _Mapping]] = ..., printer_changed: _Optional[_Union[PrinterChanged, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_id", "agent_version", "last_hub_seq_applied", "printers", "jobs", "location")
+    __slots__ = ("agent_id", "agent_version", "last_hub_seq_applied", "printers", "jobs", "location", "latitude", "longitude")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     LAST_HUB_SEQ_APPLIED_FIELD_NUMBER: _ClassVar[int]
     PRINTERS_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     LOCATION_FIELD_NUMBER: _ClassVar[int]
+    LATITUDE_FIELD_NUMBER: _ClassVar[int]
+    LONGITUDE_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     agent_version: str
     last_hub_seq_applied: int
     printers: _containers.RepeatedCompositeFieldContainer[PrinterState]
     jobs: _containers.RepeatedCompositeFieldContainer[HeldJob]
     location: str
-    def __init__(self, agent_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., last_hub_seq_applied: _Optional[int] = ..., printers: _Optional[_Iterable[_Union[PrinterState, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., location: _Optional[str] = ...) -> None: ...
+    latitude: float
+    longitude: float
+    def __init__(self, agent_id: _Optional[str] = ..., agent_version: _Optional[str] = ..., last_hub_seq_applied: _Optional[int] = ..., printers: _Optional[_Iterable[_Union[PrinterState, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[HeldJob, _Mapping]]] = ..., location: _Optional[str] = ..., latitude: _Optional[float] = ..., longitude: _Optional[float] = ...) -> None: ...
 
 class HeldJob(_message.Message):
     __slots__ = ("job_id", "lease_epoch", "state", "last_agent_seq", "printer_id")
@@ -177,7 +197,7 @@ class HeldJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., lease_epoch: _Optional[int] = ..., state: _Optional[_Union[JobLocalState, str]] = ..., last_agent_seq: _Optional[int] = ..., printer_id: _Optional[str] = ...) -> None: ...
 
 class PrinterState(_message.Message):
-    __slots__ = ("printer_id", "model", "build_volume_mm", "nozzle_diameter_mm", "materials", "loaded_color", "phase", "bed_clear", "queue_depth", "hotend_c", "bed_c")
+    __slots__ = ("printer_id", "model", "build_volume_mm", "nozzle_diameter_mm", "materials", "loaded_color", "phase", "bed_clear", "queue_depth", "hotend_c", "bed_c", "rate_per_hour", "rate_per_gram", "slicer_profile", "accepting")
     PRINTER_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BUILD_VOLUME_MM_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +209,10 @@ class PrinterState(_message.Message):
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     HOTEND_C_FIELD_NUMBER: _ClassVar[int]
     BED_C_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    RATE_PER_GRAM_FIELD_NUMBER: _ClassVar[int]
+    SLICER_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTING_FIELD_NUMBER: _ClassVar[int]
     printer_id: str
     model: str
     build_volume_mm: _common_pb2.Vector3
@@ -200,7 +224,11 @@ class PrinterState(_message.Message):
     queue_depth: int
     hotend_c: float
     bed_c: float
-    def __init__(self, printer_id: _Optional[str] = ..., model: _Optional[str] = ..., build_volume_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., nozzle_diameter_mm: _Optional[float] = ..., materials: _Optional[_Iterable[str]] = ..., loaded_color: _Optional[str] = ..., phase: _Optional[_Union[PrinterPhase, str]] = ..., bed_clear: _Optional[bool] = ..., queue_depth: _Optional[int] = ..., hotend_c: _Optional[float] = ..., bed_c: _Optional[float] = ...) -> None: ...
+    rate_per_hour: _common_pb2.Money
+    rate_per_gram: _common_pb2.Money
+    slicer_profile: str
+    accepting: bool
+    def __init__(self, printer_id: _Optional[str] = ..., model: _Optional[str] = ..., build_volume_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., nozzle_diameter_mm: _Optional[float] = ..., materials: _Optional[_Iterable[str]] = ..., loaded_color: _Optional[str] = ..., phase: _Optional[_Union[PrinterPhase, str]] = ..., bed_clear: _Optional[bool] = ..., queue_depth: _Optional[int] = ..., hotend_c: _Optional[float] = ..., bed_c: _Optional[float] = ..., rate_per_hour: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., rate_per_gram: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., slicer_profile: _Optional[str] = ..., accepting: _Optional[bool] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("printers", "progress")
@@ -354,7 +382,7 @@ class ArtifactRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class JobOffer(_message.Message):
-    __slots__ = ("offer_id", "job_id", "design", "revision_id", "artifacts", "parameters", "material", "color", "quantity", "bbox_mm", "deadline", "offer_expires_at", "payout", "attributions")
+    __slots__ = ("offer_id", "job_id", "design", "revision_id", "artifacts", "parameters", "material", "color", "quantity", "bbox_mm", "deadline", "offer_expires_at", "payout", "attributions", "printer_id", "lease_epoch")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +404,8 @@ class JobOffer(_message.Message):
     OFFER_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     PAYOUT_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PRINTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
     offer_id: str
     job_id: str
     design: str
@@ -390,7 +420,9 @@ class JobOffer(_message.Message):
     offer_expires_at: _timestamp_pb2.Timestamp
     payout: _common_pb2.Money
     attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Attribution]
-    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactRef, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., material: _Optional[str] = ..., color: _Optional[str] = ..., quantity: _Optional[int] = ..., bbox_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offer_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ...) -> None: ...
+    printer_id: str
+    lease_epoch: int
+    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactRef, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., material: _Optional[str] = ..., color: _Optional[str] = ..., quantity: _Optional[int] = ..., bbox_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offer_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ..., printer_id: _Optional[str] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
 
 class Assigned(_message.Message):
     __slots__ = ("job_id", "offer_id", "lease_epoch")

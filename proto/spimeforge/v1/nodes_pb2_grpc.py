@@ -35,6 +35,11 @@ class NodesStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Enroll = channel.unary_unary(
+                '/spimeforge.v1.Nodes/Enroll',
+                request_serializer=spimeforge_dot_v1_dot_nodes__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_nodes__pb2.EnrollResponse.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/spimeforge.v1.Nodes/Session',
                 request_serializer=spimeforge_dot_v1_dot_nodes__pb2.AgentMsg.SerializeToString,
@@ -54,6 +59,14 @@ class NodesStub:
 
 class NodesServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Enroll(self, request, context):
+        """Exchange a one-time enrollment token (`spime-hub node add NAME`) for the
+        node's long-lived credential. Called without a bearer token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
@@ -78,6 +91,11 @@ class NodesServicer:
 
 def add_NodesServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=spimeforge_dot_v1_dot_nodes__pb2.EnrollRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_nodes__pb2.EnrollResponse.SerializeToString,
+            ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
                     request_deserializer=spimeforge_dot_v1_dot_nodes__pb2.AgentMsg.FromString,
@@ -103,6 +121,33 @@ def add_NodesServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Nodes:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Nodes/Enroll',
+            spimeforge_dot_v1_dot_nodes__pb2.EnrollRequest.SerializeToString,
+            spimeforge_dot_v1_dot_nodes__pb2.EnrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Session(request_iterator,
