@@ -59,6 +59,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_BED_CLEARED: _ClassVar[EventKind]
     EVENT_KIND_CANCELLED: _ClassVar[EventKind]
     EVENT_KIND_INTERRUPTED: _ClassVar[EventKind]
+    EVENT_KIND_OUTCOME: _ClassVar[EventKind]
 
 class Desired(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -104,6 +105,7 @@ EVENT_KIND_COMPLETED: EventKind
 EVENT_KIND_BED_CLEARED: EventKind
 EVENT_KIND_CANCELLED: EventKind
 EVENT_KIND_INTERRUPTED: EventKind
+EVENT_KIND_OUTCOME: EventKind
 DESIRED_UNSPECIFIED: Desired
 DESIRED_RUN: Desired
 DESIRED_HOLD: Desired
