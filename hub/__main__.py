@@ -4,6 +4,8 @@
                     [--tls-cert F --tls-key F] [--max-blob-mb N] [--grace S]
     spime-hub user add NAME --role designer|operator|customer|admin|node [--data DIR] [--database URL] [--json]
     spime-hub migrate [--data DIR] [--database URL]
+    spime-hub node add NAME [--json]                  (hub/node_commands.py: node and job admin)
+    spime-hub job add|list|requeue|fail|cancel ...
 
 Exit status: 0 success, 1 refused/failed (message on stderr), 2 usage error.
 Logs are one JSON object per line on stderr.
@@ -15,22 +17,40 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub import node_commands, ops_commands, sd_notify
+from hub.api.metrics import HubMetrics, start_metrics_server
 from hub.api.server import HubServer, TlsFiles
 from hub.config import MB, HubConfig, default_data_dir
 from hub.errors import HubError
-from hub.service import AccountService, BlobService, DesignService, ForkService, Hub, RecordService
+from hub.jobs import DEFAULT_TIMERS, TimerPolicy
+from hub.keys import fingerprint
+from hub.provenance import public_key_of
+from hub.service import (
+    AccountService,
+    BlobService,
+    DesignService,
+    ForkService,
+    Hub,
+    JobService,
+    NodeService,
+    RecordService,
+)
 from hub.service.accounts import parse_role
 from hub.service.common import Clock, system_clock
+from hub.service.grants import GrantService
+from hub.service.orders import OrderService
+from hub.service.quoting import SliceEstimator
 from hub.store import Store, open_store
+from hub.store.hub_key import HUB_KEY_NAME, load_or_create_hub_key
+from hub.store.orders import OrderStore
+from hub.workers import CheckLimits, CheckPool
 
 __all__ = ["compose", "main", "serve"]
 
@@ -66,53 +86,64 @@ class Composed:
     hub: Hub
     config: HubConfig
     store: Store
+    checks: CheckPool | None = None
 
     def close(self) -> None:
+        if self.checks is not None:
+            self.checks.close()
         self.store.close()
 
 
-def _printability_check() -> Any:
-    """The push-time printability check (slicer_bridge), adapted to (blob path, file name) -> dict."""
-    def check(blob_path: str, name: str) -> dict[str, Any]:
-        # Imported on first use: numpy/scipy/trimesh cost ~80 MB that a hub without meshes never needs.
-        from slicer_bridge.printability import check_file
-
-        # The loader picks the format by extension, and blobs have none: link under the real name.
-        with tempfile.TemporaryDirectory(prefix="spime-check-") as tmp:
-            link = Path(tmp) / Path(name).name
-            os.symlink(blob_path, link)
-            return check_file(link).to_dict()
-
-    return check
+def _check_pool(config: HubConfig) -> CheckPool:
+    """The push-time printability check: slicer_bridge in worker processes with limits."""
+    return CheckPool(CheckLimits(cpu_s=config.printability_cpu_s, memory_bytes=config.printability_memory_mb * MB,
+                                 timeout_s=config.printability_timeout_s))
 
 
-def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = "auto") -> Composed:
+def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = "auto",
+            timers: TimerPolicy = DEFAULT_TIMERS) -> Composed:
     """config → engine → stores → services. Migrates the schema first.
 
     Raises:
         HubError: the database or data directory cannot be opened.
     """
     store = open_store(config.data_dir, config.database_url, config.max_blob_bytes)
-    check = _printability_check() if printability == "auto" else printability
+    pool = _check_pool(config) if printability == "auto" else printability
+    accounts = AccountService(store.accounts, clock, load_or_create_hub_key(config.data_dir))
+    jobs = JobService(store.jobs, store.nodes, clock, timers)
     hub = Hub(
-        accounts=AccountService(store.accounts, clock),
-        blobs=BlobService(store.blobs, clock),
+        accounts=accounts,
+        blobs=BlobService(store.blobs, clock, idle_timeout_s=config.upload_idle_timeout_s),
         designs=DesignService(
             store.designs, store.blobs, clock, future_skew_s=config.future_skew_s, past_skew_s=config.past_skew_s,
-            printability=check, printability_timeout_s=config.printability_timeout_s,
+            printability=pool.check if pool else None, printability_timeout_s=config.printability_timeout_s,
+            signatures=accounts.check_signature,
         ),
         forks=ForkService(store.designs, clock),
-        records=RecordService(store.designs, store.records),
+        records=RecordService(store.designs, store.records, OrderStore(store.designs.engine)),
+        jobs=jobs,
+        nodes=NodeService(store.nodes, jobs, store.jobs, store.designs, clock, timers),
+        orders=_order_service(config, store, jobs, clock),
     )
-    return Composed(hub, config, store)
+    return Composed(hub, config, store, pool or None)
+
+
+def _order_service(config: HubConfig, store: Store, jobs: JobService, clock: Clock) -> OrderService:
+    """Orders (issue 8): quotes sliced on the hub under the data directory, jobs through the job service."""
+    orders = OrderStore(store.designs.engine)
+    grants = GrantService(store.designs, orders, clock)
+    estimator = SliceEstimator(store.blobs.path, config.data_dir / "quotes")
+    return OrderService(store.designs, orders, grants, estimator, clock, jobs=jobs, nodes=store.nodes)
 
 
 async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     """Run the hub until SIGTERM/SIGINT, then stop gracefully."""
     composed = compose(config)
-    server = HubServer(composed.hub)
-    tls = TlsFiles(config.tls_cert, config.tls_key) if config.tls_cert and config.tls_key else None
+    metrics = HubMetrics() if config.metrics_listen else None
+    server = HubServer(composed.hub, metrics)
+    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     port = await server.start(config.listen, tls)
+    exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -120,9 +151,13 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     if ready_file is not None:
         host = config.listen.rpartition(":")[0]
         ready_file.write_text(f"{host}:{port}\n", encoding="utf-8")
+    sd_notify.ready(f"serving on port {port}")
     await stop.wait()
     log.info("stopping", extra={"grace_s": config.grace_s})
+    sd_notify.stopping()
     await server.stop(config.grace_s)
+    if exporter is not None:
+        exporter.close()
     composed.close()
 
 
@@ -134,6 +169,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", default="127.0.0.1:7443", help="HOST:PORT (default 127.0.0.1:7443; port 0 = any)")
     s.add_argument("--tls-cert", type=Path, help="PEM certificate; with --tls-key enables TLS")
     s.add_argument("--tls-key", type=Path, help="PEM private key")
+    s.add_argument("--tls-client-ca", type=Path, metavar="FILE",
+                   help="PEM CA: require every client to present a certificate it signed (mTLS)")
+    s.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)")
     s.add_argument("--max-blob-mb", type=int, default=512, help="largest accepted blob in MiB (default 512)")
     s.add_argument("--grace", type=float, default=10.0, help="seconds to finish running calls on stop")
     s.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
@@ -144,6 +183,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--json", action="store_true", help='print {"name", "role", "token"}')
     _store_args(add)
     _store_args(sub.add_parser("migrate", help="bring the database schema up to date"))
+    key = sub.add_parser("key", help="the hub's own Ed25519 key").add_subparsers(dest="key_command", required=True)
+    show = key.add_parser("show", help="print the hub's public key (verifiers pin it: spime verify --hub-key)")
+    show.add_argument("--data", type=Path, default=default_data_dir(), help="data directory (default: %(default)s)")
+    show.add_argument("--json", action="store_true", help='print {"public_key", "fingerprint", "path"}')
+    ops_commands.register(sub, _store_args)
+    node_commands.register(sub, _store_args)
+    ops_commands.finish_parser(parser)
     return parser
 
 
@@ -156,7 +202,8 @@ def _config(args: argparse.Namespace) -> HubConfig:
     extra: dict[str, Any] = {}
     if args.command == "serve":
         extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-                 "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace}
+                 "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
+                 "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 
@@ -172,16 +219,31 @@ def _user_add(args: argparse.Namespace, config: HubConfig) -> None:
         print(token)
 
 
+def _key_show(args: argparse.Namespace) -> None:
+    public = public_key_of(load_or_create_hub_key(args.data))
+    doc = {"public_key": public.hex(), "fingerprint": fingerprint(public), "path": str(args.data / HUB_KEY_NAME)}
+    print(json.dumps(doc) if args.json else doc["public_key"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `spime-hub`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     setup_logging()
     try:
+        if args.command in ops_commands.COMMANDS:
+            ops_commands.run(args, parser)
+            return 0
+        if args.command == "key":
+            _key_show(args)
+            return 0
         config = _config(args)
         if args.command == "serve":
             asyncio.run(serve(config, args.ready_file))
         elif args.command == "user":
             _user_add(args, config)
+        elif args.command in node_commands.COMMANDS:
+            node_commands.run(args, lambda: compose(config, printability=None))
         else:
             compose(config, printability=None).close()
             print("schema is up to date", file=sys.stderr)

@@ -15,11 +15,17 @@ from hub.errors import PermissionDenied, Unauthenticated
 
 __all__ = ["PUBLIC_PREFIXES", "ROLE_RULES", "authorize", "bearer_token", "is_public", "new_token", "short_name"]
 
-_ALL = frozenset(Role)
+# People's roles: a node credential can do nothing but be a node (issue 7).
+_ALL = frozenset(Role) - {Role.NODE}
+_NODES = frozenset({Role.NODE})
 _AUTHORS = frozenset({Role.DESIGNER, Role.ADMIN})
 
 ROLE_RULES: dict[str, frozenset[Role]] = {
-    "Accounts.WhoAmI": _ALL,
+    "Accounts.WhoAmI": _ALL | _NODES,
+    "Accounts.GetHubKey": _ALL,
+    "Accounts.ListKeys": _ALL,
+    "Accounts.RegisterKey": _AUTHORS,
+    "Accounts.RevokeKey": _AUTHORS,
     "Designs.MissingBlobs": _AUTHORS,
     "Designs.UploadBlob": _AUTHORS,
     "Designs.Push": _AUTHORS,
@@ -35,10 +41,29 @@ ROLE_RULES: dict[str, frozenset[Role]] = {
     "Designs.ListProposals": _ALL,
     "Records.GetRecord": _ALL,
     "Records.Export": _ALL,
+    "Records.GetLedger": _ALL,
+    "Records.SetValueEquation": _AUTHORS,
+    "Records.SetParticipation": _AUTHORS,
+    "Orders.Quote": _ALL,
+    "Orders.PlaceOrder": _ALL,
+    "Orders.GetOrder": _ALL,
+    "Orders.ListOrders": _ALL,
+    "Orders.WatchOrder": _ALL,
+    "Orders.CancelOrder": _ALL,
+    # a node rates the design it printed (role maker); the service checks it made the order
+    "Orders.RateOrder": _ALL | _NODES,
+    "Orders.Grant": _AUTHORS,
+    "Orders.ListGrants": _ALL,
+    "Orders.GetIncarnation": _ALL,
+    "Nodes.Session": _NODES,
+    "Nodes.FetchArtifact": _NODES,
+    "Nodes.PutArtifact": _NODES,
 }
 
 # Standard services that must answer without a token (health checks, grpcurl list).
 PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.v1alpha.", "/grpc.reflection.v1.")
+# An agent exchanges its one-time enrollment token for a credential: it has none yet.
+_PUBLIC_METHODS = frozenset({"/spimeforge.v1.Nodes/Enroll"})
 
 TOKEN_PREFIX = "spf_"
 
@@ -56,7 +81,7 @@ def short_name(full_method: str) -> str:
 
 def is_public(full_method: str) -> bool:
     """Whether a method is served without authentication."""
-    return full_method.startswith(PUBLIC_PREFIXES)
+    return full_method.startswith(PUBLIC_PREFIXES) or full_method in _PUBLIC_METHODS
 
 
 def bearer_token(metadata: list[tuple[str, str | bytes]] | tuple[tuple[str, str | bytes], ...]) -> str:

@@ -43,7 +43,11 @@ class HubConfig:
         max_blob_bytes: upload limit per blob.
         grace_s: graceful-stop period.
         future_skew_s, past_skew_s: accepted distance of a push's created_at from now.
-        printability_timeout_s: per-mesh limit of the push-time check.
+        printability_timeout_s: per-mesh limit of the push-time check (wall time; the worker is then killed).
+        printability_cpu_s, printability_memory_mb: CPU time and address space of one check's worker process.
+        upload_idle_timeout_s: an upload stream that sends no chunk for this long is ended (RESOURCE_EXHAUSTED).
+        tls_client_ca: PEM CA bundle; set, every client must present a certificate it signed (mTLS).
+        metrics_listen: HOST:PORT of the Prometheus /metrics endpoint; empty = none.
     """
 
     data_dir: Path
@@ -56,16 +60,31 @@ class HubConfig:
     future_skew_s: int = 300
     past_skew_s: int = 7 * 86400
     printability_timeout_s: float = 60.0
+    printability_cpu_s: int = 60
+    printability_memory_mb: int = 2048
+    upload_idle_timeout_s: float = 30.0
+    tls_client_ca: Path | None = None
+    metrics_listen: str = ""
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidArgument("give both --tls-cert and --tls-key, or neither")
-        for path in (self.tls_cert, self.tls_key):
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
+        if self.metrics_listen:
+            try:
+                parse_listen(self.metrics_listen)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"--metrics-{exc.message.removeprefix('--')}") from exc
+        for path in (self.tls_cert, self.tls_key, self.tls_client_ca):
             if path is not None and not Path(path).is_file():
                 raise InvalidArgument(f"TLS file {path} does not exist")
         if not 1 <= self.max_blob_bytes <= 1 << 40:
             raise InvalidArgument("--max-blob-mb must be between 1 byte and 1 TiB")
+        if not (0 < self.upload_idle_timeout_s <= 3600 and 0 < self.printability_timeout_s <= 3600
+                and 1 <= self.printability_cpu_s <= 3600 and 64 <= self.printability_memory_mb <= 1 << 20):
+            raise InvalidArgument("upload idle timeout and check limits: 0-3600 s, CPU 1-3600 s, memory >= 64 MiB")
         if not 0 <= self.grace_s <= 3600:
             raise InvalidArgument("grace period must be 0..3600 s")
         if self.database_url and not self.database_url.startswith(("postgresql", "sqlite")):

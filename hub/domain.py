@@ -162,6 +162,9 @@ class Fabrication:
     outcome: str
     failure_reason: str
     finished_at: str
+    incarnation_id: str = ""
+    printer_model: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +185,4 @@ class LedgerLine:
     currency: str
     minor_units: int
     equation_version: str
+    explanation: str = ""

@@ -34,15 +34,29 @@ class HubError(Exception):
     Attributes:
         message: what is wrong and, where it helps, what to do next.
         retryable: whether the same call may succeed later without changes.
+        reason: a stable UPPER_SNAKE_CASE code for programs (google.rpc.ErrorInfo
+            reason), e.g. ``LICENSE_ND_NO_DERIVATIVES``; each class has a default.
+        field: the request field at fault (``files[3].path``), or "" when none.
+        retry_after_s: how long to wait before retrying, when ``retryable``.
     """
 
     retryable: bool = False
+    reason: str = "HUB_ERROR"
+    field: str = ""
+    retry_after_s: float = 1.0
 
-    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None, reason: str | None = None,
+                 field: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         if retryable is not None:
             self.retryable = retryable
+        if reason is not None:
+            self.reason = reason
+        if field is not None:
+            self.field = field
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
     def __str__(self) -> str:
         return self.message
@@ -51,64 +65,91 @@ class HubError(Exception):
 class InvalidArgument(HubError):
     """The request itself is wrong; fix it before trying again."""
 
+    reason = "INVALID_ARGUMENT"
+
 
 class InvalidManifest(InvalidArgument):
     """A spime.toml is malformed or misses a required field (the message names the field)."""
+
+    reason = "MANIFEST_INVALID"
 
 
 class InvalidLicense(InvalidArgument):
     """An SPDX expression is malformed or names an unknown licence (the message names it)."""
 
+    reason = "LICENSE_INVALID"
+
 
 class IntegrityError(InvalidArgument):
     """Bytes, a revision id or a signature do not match what was declared."""
+
+    reason = "INTEGRITY_MISMATCH"
 
 
 class NotFound(HubError):
     """The named design, revision, proposal, blob or account does not exist."""
 
+    reason = "NOT_FOUND"
+
 
 class AlreadyExists(HubError):
     """Something with that name already exists."""
+
+    reason = "ALREADY_EXISTS"
 
 
 class PermissionDenied(HubError):
     """The caller is known but its role or membership does not allow this call."""
 
+    reason = "PERMISSION_DENIED"
+
 
 class Unauthenticated(HubError):
     """No credentials, or credentials the hub does not know."""
+
+    reason = "UNAUTHENTICATED"
 
 
 class FailedPrecondition(HubError):
     """The request is well formed but the current state forbids it."""
 
+    reason = "FAILED_PRECONDITION"
+
 
 class LicenseConflict(FailedPrecondition):
     """A licence rule forbids the remix or fabrication (the message names rule and parent)."""
 
+    reason = "LICENSE_CONFLICT"
+
 
 class InvalidTransition(FailedPrecondition):
     """A state machine was asked for a move its transition table does not allow."""
+
+    reason = "INVALID_TRANSITION"
 
 
 class StaleHead(HubError):
     """A revision's parent is no longer the design's head: pull, then push again."""
 
     retryable = True
+    reason = "STALE_HEAD"
 
 
 class AlreadyClaimed(HubError):
     """Someone else holds the claim or lease (a race lost; retrying may pick another)."""
 
     retryable = True
+    reason = "ALREADY_CLAIMED"
 
 
 class ResourceExhausted(HubError):
     """A configured limit (upload size, page size) was exceeded."""
+
+    reason = "LIMIT_EXCEEDED"
 
 
 class StorageError(HubError):
     """The database or blob store failed; the hub's fault, retry later."""
 
     retryable = True
+    reason = "STORAGE_UNAVAILABLE"

@@ -31,6 +31,7 @@ __all__ = [
     "Obligations",
     "allowed_derivative_licenses",
     "check_derivative",
+    "check_revision_license",
     "license_ids",
     "may_fabricate",
     "obligations",
@@ -42,6 +43,7 @@ __all__ = [
 ANY = "ANY"
 _LICENSE_REF = re.compile(r"^(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+$")
 _MAX_EXPRESSION = 512
+_NOT_SPDX = re.compile(r"[^A-Za-z0-9.\-+:() \t]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +123,31 @@ def parse_expression(text: str) -> str:
     """
     if not isinstance(text, str) or not text.strip():
         raise InvalidLicense("license is empty: give an SPDX expression such as CC-BY-4.0")
-    if len(text) > _MAX_EXPRESSION or "\x00" in text:
-        raise InvalidLicense(f"license expression is too long or contains NUL: {text[:40]!r}…")
+    if len(text) > _MAX_EXPRESSION:
+        raise InvalidLicense(f"license expression is longer than {_MAX_EXPRESSION} characters",
+                             reason="LICENSE_TOO_LONG", field="license")
+    bad = sorted(set(_NOT_SPDX.findall(text)))
+    if bad:
+        raise InvalidLicense(f"license expression {text[:80]!r} contains {''.join(bad)[:20]!r}: an SPDX "
+                             "expression holds only letters, digits, '.', '-', '+', ':', parentheses and "
+                             "spaces", reason="LICENSE_MALFORMED", field="license")
+    try:
+        return _parse(text)
+    except (license_expression.ExpressionError, AttributeError, IndexError, TypeError, ValueError,
+            RecursionError) as exc:
+        # license-expression raises more than ExpressionError on malformed input
+        # ("MIT OR" gives AttributeError, "()" IndexError).
+        raise InvalidLicense(f"malformed SPDX expression {text!r}: check its operators and parentheses",
+                             reason="LICENSE_MALFORMED", field="license") from exc
+
+
+def _parse(text: str) -> str:
     info = _licensing().validate(text)
     unknown = [s for s in info.invalid_symbols if not _LICENSE_REF.match(str(s))]
     if unknown or (info.errors and not info.invalid_symbols):
-        raise InvalidLicense(_parse_message(text, unknown, info.errors))
-    try:
-        return str(_licensing().parse(text).render())
-    except license_expression.ExpressionError as exc:
-        raise InvalidLicense(f"malformed SPDX expression {text!r}: {exc}") from exc
+        raise InvalidLicense(_parse_message(text, unknown, info.errors), field="license",
+                             reason="LICENSE_UNKNOWN" if any(str(s) for s in unknown) else "LICENSE_MALFORMED")
+    return str(_licensing().parse(text).render())
 
 
 def _parse_message(text: str, unknown: list[object], errors: list[str]) -> str:
@@ -274,24 +291,55 @@ def check_derivative(parent_licenses: Sequence[tuple[str, str]], target: str) ->
     if len(parent_licenses) > 1 and allowed is not None and not allowed:
         for design, expression in parent_licenses:
             if _targets_of(_tree(parse_expression(expression))) == frozenset():
-                raise LicenseConflict(_no_remix_message(design, parse_expression(expression)))
+                raise _no_remix(design, parse_expression(expression))
         names = " + ".join(f"{d} ({lic})" for d, lic in parent_licenses)
         raise LicenseConflict(
             f"licence rule 'intersection of allowed derivative licences': the parents {names} "
-            "allow no common licence, so this remix cannot be published"
+            "allow no common licence, so this remix cannot be published", reason="LICENSE_NO_COMMON_LICENSE"
         )
     for design, expression in parent_licenses:
         _check_parent(design, parse_expression(expression), target_ids)
+
+
+def check_revision_license(target: str, upstream: Sequence[tuple[str, str]], *, previous: str | None = None,
+                           may_relicense: bool = False) -> None:
+    """The one licence check of every revision that enters the commons.
+
+    Run on create, ordinary and multi-parent pushes, proposals, accepts and
+    forks alike, against the whole lineage.
+
+    Args:
+        target: the new revision's SPDX expression.
+        upstream: (``design@revision``, SPDX expression) of every ancestor in
+            another design, transitively (what its attributions record).
+        previous: the licence of the revision it follows in the same design,
+            or None for a design's first revision.
+        may_relicense: whether the author maintains the design: only
+            maintainers change a design's licence, and only from this revision on.
+
+    Raises:
+        InvalidLicense: an expression does not parse.
+        LicenseConflict: naming the rule and the ancestor that forbids it.
+    """
+    target = parse_expression(target)
+    if previous is not None and not may_relicense and parse_expression(previous) != target:
+        raise LicenseConflict(
+            f"licence rule 'only maintainers relicense': the design is under {previous}; a proposal "
+            f"cannot change it to {target}, ask a maintainer", reason="LICENSE_CHANGE_NOT_MAINTAINER")
+    unique = list(dict.fromkeys((name, parse_expression(expression)) for name, expression in upstream))
+    if unique:
+        check_derivative(unique, target)
 
 
 def _check_parent(design: str, expression: str, target_ids: tuple[str, ...]) -> None:
     tree = _tree(expression)
     allowed = _targets_of(tree)
     if allowed is not None and not allowed:
-        raise LicenseConflict(_no_remix_message(design, expression))
+        raise _no_remix(design, expression)
     bad = [t for t in target_ids if allowed is not None and t not in allowed]
     if bad:
-        raise LicenseConflict(_bad_target_message(design, expression, bad, tree))
+        raise LicenseConflict(_bad_target_message(design, expression, bad, tree),
+                              reason="LICENSE_DERIVATIVE_NOT_ALLOWED")
 
 
 def _ids(tree: Tree) -> list[str]:
@@ -300,23 +348,22 @@ def _ids(tree: Tree) -> list[str]:
     return [i for child in tree[1] for i in _ids(child)]
 
 
-def _no_remix_message(design: str, expression: str) -> str:
+def _no_remix(design: str, expression: str) -> LicenseConflict:
     rule = rule_for(expression)
     if rule is None and " " not in expression:
-        return (
+        return LicenseConflict(
             f"licence rule 'unknown licence': parent {design} is under {expression}, which the "
-            "hub's rule table does not know, so no remix is allowed without the licensor's grant"
-        )
+            "hub's rule table does not know, so no remix is allowed without the licensor's grant",
+            reason="LICENSE_UNKNOWN_NO_REMIX")
     if rule is not None and "ND" in expression.split("-"):
         clause = rule.field("key_clauses").split(" '")[0]
-        return (
+        return LicenseConflict(
             f"licence rule 'no derivatives' ({clause}): parent {design} is under {expression}, "
-            "which forbids sharing adapted material, so it cannot be forked or remixed"
-        )
-    return (
+            "which forbids sharing adapted material, so it cannot be forked or remixed",
+            reason="LICENSE_ND_NO_DERIVATIVES")
+    return LicenseConflict(
         f"licence rule 'no remix': parent {design} is under {expression}, which does not allow "
-        "publishing an adaptation without the licensor's grant"
-    )
+        "publishing an adaptation without the licensor's grant", reason="LICENSE_NO_REMIX")
 
 
 def _bad_target_message(design: str, expression: str, bad: list[str], tree: Tree) -> str:

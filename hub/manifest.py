@@ -23,9 +23,12 @@ import tomli_w
 
 from hub.errors import InvalidManifest
 from hub.licenses import parse_expression
+from hub.paths import path_problem
 
 __all__ = [
     "MANIFEST_NAME",
+    "MAX_MANIFEST_CHARS",
+    "MAX_TOML_DEPTH",
     "Manifest",
     "OpenScad",
     "Part",
@@ -34,6 +37,7 @@ __all__ = [
     "missing_files",
     "parse_manifest",
     "safe_relative_path",
+    "toml_depth",
 ]
 
 MANIFEST_NAME = "spime.toml"
@@ -44,7 +48,8 @@ _DERIVATIVE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}@[0-9a-f]{8,64}$")
 _LANG_RE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,39}$")
 _MAX_TEXT = 10_000
-_MAX_PATH = 1024
+MAX_TOML_DEPTH = 16  # arrays and tables within one another, [[parts]] counting 2
+MAX_MANIFEST_CHARS = 1 << 20
 
 ParamValue = bool | int | float | str
 
@@ -134,43 +139,28 @@ class Manifest:
         return tuple(sorted(names))
 
 
-def safe_relative_path(name: str) -> str:
-    """Check that ``name`` is a safe relative POSIX path inside a design.
+def safe_relative_path(name: str, field: str = "path") -> str:
+    """Check that ``name`` is a relative POSIX path that checks out on every system.
+
+    The rules are hub.paths's (no ``..``, absolute paths, backslashes, control or
+    bidi characters, Windows device names, trailing dots or spaces …).
 
     Args:
         name: a path as written in a manifest or a push.
+        field: the manifest or request field it came from, for the error's details.
 
     Returns:
         The same path, unchanged.
 
     Raises:
-        InvalidManifest: the path is empty, absolute, has a ``..``, ``.`` or empty
-            part, a backslash, a NUL or another control character, or is too long.
+        InvalidManifest: naming the path and the rule it breaks.
     """
-    problem = _path_problem(name)
-    if problem:
-        raise InvalidManifest(f"file path {name!r} is not allowed: {problem}; "
-                              "use a relative path inside the design folder")
+    problem = path_problem(name)
+    if problem is not None:
+        raise InvalidManifest(f"file path {problem.path!r:.300} is not allowed: {problem.message}; "
+                              "use a relative path inside the design folder that checks out on "
+                              "Linux, macOS and Windows", reason=problem.rule, field=field)
     return name
-
-
-def _path_problem(name: str) -> str:
-    if not isinstance(name, str) or not name:
-        return "it is empty"
-    if len(name) > _MAX_PATH:
-        return f"it is longer than {_MAX_PATH} characters"
-    if "\x00" in name or any(ord(c) < 32 for c in name):
-        return "it contains NUL or a control character"
-    if "\\" in name:
-        return "it contains a backslash (use '/')"
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        return "it is absolute"
-    parts = name.split("/")
-    if ".." in parts:
-        return "it contains '..'"
-    if any(p in ("", ".") for p in parts):
-        return "it has an empty or '.' component"
-    return ""
 
 
 def parse_manifest(text: str) -> Manifest:
@@ -183,16 +173,52 @@ def parse_manifest(text: str) -> Manifest:
         The validated manifest.
 
     Raises:
-        InvalidManifest: the TOML is malformed, a required field is missing, a
+        InvalidManifest: the TOML is longer than ``MAX_MANIFEST_CHARS``, malformed
+            or nested deeper than ``MAX_TOML_DEPTH`` arrays and tables, a required field is missing, a
             field has the wrong type or value, or a key is unknown. The message
             names the field.
         InvalidLicense: the ``license`` is not a valid SPDX expression.
     """
+    if not isinstance(text, str) or len(text) > MAX_MANIFEST_CHARS:
+        raise InvalidManifest(f"{MANIFEST_NAME} is longer than {MAX_MANIFEST_CHARS} characters",
+                              reason="LIMIT_EXCEEDED", field="manifest_toml")
+    depth = toml_depth(text)
+    if depth > MAX_TOML_DEPTH:
+        raise InvalidManifest(f"{MANIFEST_NAME} nests arrays and tables {depth} deep; at most "
+                              f"{MAX_TOML_DEPTH} are allowed", reason="MANIFEST_TOO_DEEP",
+                              field="manifest_toml")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidManifest(f"{MANIFEST_NAME} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise InvalidManifest(f"{MANIFEST_NAME} is not valid TOML: {exc}", field="manifest_toml") from exc
     return manifest_from_dict(data)
+
+
+# Comments, the four kinds of strings (their brackets do not count; an unterminated one runs
+# to its end, so no opener is scanned twice and the scan stays linear), then brackets.
+_TOML_TOKEN = re.compile(
+    r'#[^\n]*+|"""(?:[^"\\]++|\\.|"(?!""))*+(?:"""|\Z)|' + r"'''(?:[^']++|'(?!''))*+(?:'''|\Z)"
+    + r'|"(?:[^"\\\n]++|\\.)*+(?:"|\n|\Z)|' + r"'[^'\n]*+(?:'|\n|\Z)|[\[\]{}]",
+    re.DOTALL,
+)
+
+
+def toml_depth(text: str) -> int:
+    """How deep arrays and tables nest in TOML text, counted without parsing it.
+
+    Brackets and braces inside strings and comments do not count; a table
+    header ``[[parts]]`` counts 2. Malformed text gets some number: the parser
+    refuses it afterwards.
+    """
+    depth = deepest = 0
+    for match in _TOML_TOKEN.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def manifest_from_dict(data: Mapping[str, Any]) -> Manifest:
@@ -286,7 +312,7 @@ def _str_list(data: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None
               hint: str = "") -> tuple[str, ...]:
     items = _list(data, key)
     for item in items:
-        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+        if not isinstance(item, str) or not item.strip() or len(item) > 200 or "\x00" in item:
             raise InvalidManifest(f"field {key!r} must be a list of non-empty strings")
         if pattern is not None and not pattern.match(item):
             raise InvalidManifest(f"field {key!r} has a malformed entry {item!r}; "
@@ -305,7 +331,7 @@ def _language(data: Mapping[str, Any]) -> str:
 def _path_field(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidManifest(f"field {key!r} must list file paths as strings")
-    return safe_relative_path(value)
+    return safe_relative_path(value, field=key)
 
 
 def _parts(value: Any) -> tuple[Part, ...]:
@@ -348,6 +374,8 @@ def _openscad(value: Any) -> OpenScad | None:
     for key, default in params.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             raise InvalidManifest(f"openscad parameter {key!r} is not an OpenSCAD identifier")
+        if isinstance(default, str) and (len(default) > _MAX_TEXT or "\x00" in default):
+            raise InvalidManifest(f"openscad parameter {key!r} is too long or has forbidden characters")
         if not isinstance(default, bool | int | float | str):
             raise InvalidManifest(f"openscad parameter {key!r} must be a number, string or bool")
     return OpenScad(source=source, parameters=tuple(sorted(params.items())))

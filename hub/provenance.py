@@ -20,19 +20,22 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hub import keys
 from hub.domain import FileEntry
 from hub.errors import IntegrityError, InvalidArgument
+from hub.keys import KeyRegistration
 
 __all__ = [
+    "AuthorshipCheck",
     "ChainLink",
     "ChainReport",
     "FileEntry",
     "canonical_json",
     "generate_private_key",
     "public_key_of",
+    "registered_authorship",
     "revision_document",
     "revision_id",
     "sha256_hex",
@@ -142,19 +145,18 @@ def sign(private_key_bytes: bytes, revision_id: str) -> bytes:
 
 
 def verify_signature(public_key: bytes, revision_id: str, signature: bytes) -> None:
-    """Check an Ed25519 signature over a revision id.
+    """Check an Ed25519 signature over a revision id, strictly (see :mod:`hub.keys`).
+
+    This proves only that the key signed; :func:`registered_authorship` proves
+    that the key was the author's.
 
     Raises:
-        IntegrityError: the key is malformed or the signature does not match.
+        IntegrityError: a malformed or weak key, a non-canonical signature, or a mismatch.
     """
     if len(public_key) != 32:
         raise IntegrityError(f"revision {revision_id[:12]}: public key must be 32 raw bytes, got {len(public_key)}")
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, revision_id.encode("ascii"))
-    except InvalidSignature as exc:
-        raise IntegrityError(
-            f"revision {revision_id[:12]}: signature does not match key {public_key.hex()[:16]}…"
-        ) from exc
+    keys.verify_strict(public_key, revision_id.encode("ascii"), signature,
+                       what=f"revision {revision_id[:12]}: signature")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,39 @@ class ChainReport:
     external_parents: tuple[str, ...] = field(default=())
 
 
+AuthorshipCheck = Callable[[ChainLink], None]
+
+
+def registered_authorship(registrations: Iterable[KeyRegistration], hub_public_key: bytes) -> AuthorshipCheck:
+    """A check that a signed link's key was registered to its author when it was made.
+
+    Every registration must carry the hub key's signature; give the *pinned* hub
+    key here, never one read from the bundle being checked.
+
+    Raises:
+        IntegrityError: a registration is not signed by the hub key (raised now,
+            not by the returned check), or two registrations name one key.
+    """
+    by_key: dict[bytes, KeyRegistration] = {}
+    for reg in registrations:
+        keys.verify_registration(hub_public_key, reg)
+        if by_key.setdefault(reg.public_key, reg) != reg:
+            raise IntegrityError(f"key {reg.fingerprint} has two different registrations")
+
+    def check(link: ChainLink) -> None:
+        reg = by_key.get(link.public_key)
+        where = f"revision {link.id[:12]}: the signing key {keys.fingerprint(link.public_key)}"
+        if reg is None:
+            raise IntegrityError(f"{where} has no registration signed by the hub: it is not {link.author}'s key")
+        if reg.account != link.author:
+            raise IntegrityError(f"{where} is registered to {reg.account}, not to the author {link.author}")
+        if not reg.valid_at(link.created_at):
+            span = f"from {reg.registered_at}" + (f" until {reg.revoked_at}" if reg.revoked_at else "")
+            raise IntegrityError(f"{where} counts only {span}, not at {link.created_at}")
+
+    return check
+
+
 def _check_link(link: ChainLink) -> None:
     computed = revision_id(link.parents, link.manifest, link.files, link.author, link.created_at, link.message)
     if computed != link.id:
@@ -220,7 +255,8 @@ def _check_file(link: ChainLink, entry: FileEntry, lookup: BlobLookup) -> None:
         )
 
 
-def verify_chain(revisions: Iterable[ChainLink], blobs: BlobLookup | None = None) -> ChainReport:
+def verify_chain(revisions: Iterable[ChainLink], blobs: BlobLookup | None = None,
+                 authorship: AuthorshipCheck | None = None) -> ChainReport:
     """Re-check every revision id, file hash and signature of a chain.
 
     Args:
@@ -228,6 +264,9 @@ def verify_chain(revisions: Iterable[ChainLink], blobs: BlobLookup | None = None
         blobs: given a declared sha256, returns the file's bytes, or the sha256
             of its bytes as actually stored, or None when missing. Without it,
             only ids and signatures are checked.
+        authorship: checks that each signed link's key was its author's
+            (:func:`registered_authorship`); without it a signature proves only
+            that *some* key signed.
 
     Returns:
         A report of what was checked; parents outside the given set (a fork's
@@ -241,6 +280,8 @@ def verify_chain(revisions: Iterable[ChainLink], blobs: BlobLookup | None = None
     files_checked = 0
     for link in links:
         _check_link(link)
+        if authorship is not None and link.signature:
+            authorship(link)
         if blobs is None:
             continue
         for entry in link.files:

@@ -1,6 +1,14 @@
 """The ``spime-node`` command line: argument parsing and the print flow.
 
-Subcommands (the daemon arrives with a later issue):
+Subcommands:
+
+* ``spime-node run --config FILE``: the daemon (node_agent.daemon).
+* ``spime-node enroll --config FILE --token T``: exchange the one-time enrollment
+  token for the node credential, stored 0600 in the state directory.
+* ``spime-node status [--json]``, ``bed-clear PRINTER``, ``outcome JOB success|failed
+  [--reason R] [--notes N]``, ``printer PRINTER online|offline|maintenance``: talk to
+  the running daemon over its control socket (exit 1, saying how to start it, when
+  none runs).
 
 * ``spime-node print FILE --printer NAME [--config PATH]`` or
   ``spime-node print FILE --port PORT --baud N``: print a local G-code file
@@ -28,11 +36,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from node_agent import ops_cli
 from node_agent.config import ConfigError, PrinterConfig, load_config
 from node_agent.drivers.base import DriverError, PrinterDriver, PrinterStatus, PrintOutcome
-from node_agent.safety import JobRefused, SafetyLimits, enforce
+from node_agent.jobfile import GcodeFileError, SafeJob, check_file
+from node_agent.safety import JobRefused, SafetyLimits
 
-__all__ = ["PrintTarget", "build_parser", "run"]
+__all__ = ["PrintTarget", "build_parser", "render_status", "run"]
 
 DEFAULT_CONFIG = "/etc/spimeforge/node.toml"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -105,12 +115,129 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--trace", metavar="FILE",
                    help="serial only: record the conversation as a replayable transcript")
+    _agent_parsers(sub)
     s = sub.add_parser("simulate", help="run a simulated Marlin printer on a pty (demo)")
     s.add_argument("--link", required=True, help="symlink to create for the port")
     s.add_argument("--baud", type=int, default=None)
     s.add_argument("--latency-ms", type=float, default=None)
     s.add_argument("--advanced-ok", action="store_true")
+    ops_cli.add_completion(sub)
+    ops_cli.finish_parser(parser)
     return parser
+
+
+def _agent_parsers(sub: Any) -> None:
+    config_help = f"node config (default: $SPIME_NODE_CONFIG or {DEFAULT_CONFIG})"
+    r = sub.add_parser("run", help="run the node agent daemon")
+    r.add_argument("--config", help=config_help)
+    e = sub.add_parser("enroll", help="exchange an enrollment token for the node credential")
+    e.add_argument("--config", help=config_help)
+    e.add_argument("--token", required=True, help="the token `spime-hub node add` printed")
+    e.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    st = sub.add_parser("status", help="printers, queue and the current job of the daemon")
+    st.add_argument("--config", help=config_help)
+    st.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    b = sub.add_parser("bed-clear", help="confirm a printer's bed is clear for the next job")
+    b.add_argument("printer")
+    o = sub.add_parser("outcome", help="how a finished print came out")
+    o.add_argument("job")
+    o.add_argument("outcome", choices=("success", "failed"))
+    o.add_argument("--reason", default="", help="why it failed (max 4000 characters)")
+    o.add_argument("--notes", default="", help="operator notes (max 4000 characters)")
+    pr = sub.add_parser("printer", help="take a printer online, offline or into maintenance")
+    pr.add_argument("printer")
+    pr.add_argument("mode", choices=("online", "offline", "maintenance"))
+    for p in (b, o, pr):
+        p.add_argument("--config", help=config_help)
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("SPIME_NODE_CONFIG") or DEFAULT_CONFIG)
+
+
+def _agent_command(args: argparse.Namespace, factory: DriverFactory, stdout: TextIO,
+                   stderr: TextIO) -> int:
+    try:
+        config = load_config(_config_path(args))
+    except ConfigError as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_USAGE
+    if args.command not in ("run", "enroll"):
+        return _ask_daemon(args, config.node.state_dir, config.source, stdout, stderr)
+    from node_agent import daemon  # the daemon's imports (gRPC, slicer bridge) are heavy
+    from node_agent.hub_client import HubError
+
+    try:
+        if args.command == "run":
+            return daemon.run_daemon(config, lambda p: factory(PrintTarget(p.name, printer=p)),
+                                     stderr)
+        if args.command == "enroll":
+            node, path = daemon.enroll_node(config, args.token)
+            if args.json:
+                print(json.dumps({"node": node, "credential": str(path)}), file=stdout)
+            else:
+                print(f"enrolled node {node}; credential stored in {path}", file=stderr)
+    except (daemon.DaemonError, HubError) as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _control_request(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "status":
+        return {"cmd": "status"}
+    if args.command == "bed-clear":
+        return {"cmd": "bed_clear", "printer": args.printer}
+    if args.command == "printer":
+        return {"cmd": "printer", "printer": args.printer, "mode": args.mode}
+    return {"cmd": "outcome", "job": args.job, "outcome": args.outcome, "reason": args.reason,
+            "notes": args.notes}
+
+
+def _ask_daemon(args: argparse.Namespace, state_dir: Any, source: str, stdout: TextIO,
+                stderr: TextIO) -> int:
+    from node_agent.control import NoDaemon, control_path, request
+
+    path = control_path(state_dir)
+    try:
+        answer = request(path, _control_request(args))
+    except (NoDaemon, OSError) as exc:
+        print(f"spime-node: no spime-node daemon is running for this node ({exc}); start it "
+              f"with: spime-node run --config {source}", file=stderr)
+        return EXIT_FAILED
+    if not answer.get("ok"):
+        print(f"spime-node: {answer.get('error')}", file=stderr)
+        return EXIT_FAILED
+    result = answer["result"]
+    if args.json:
+        print(json.dumps(result, sort_keys=True), file=stdout)
+    elif args.command == "status":
+        print(render_status(result), file=stdout)
+    else:
+        print("ok: " + ", ".join(f"{k} {v}" for k, v in result.items()), file=stderr)
+    return EXIT_OK
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """``spime-node status`` for people: the node, each printer, then the jobs."""
+    hub = "connected" if status["online"] else "not connected"
+    lines = [f"node {status['node']}: hub {status['hub']} {hub}"
+             + (", draining" if status["draining"] else "")
+             + f", {status['outbox']} report(s) not yet acknowledged"]
+    for p in status["printers"]:
+        temps = " ".join(f"{label} {p[key]:.0f}°C" for label, key in (("T", "hotend_c"),
+                                                                       ("B", "bed_c"))
+                         if p[key] is not None)
+        job = f" job {p['job']} {p['percent']:.1f}%" + (f" layer {p['layer']}" if p["layer"]
+                                                          else "") if p["job"] else ""
+        bed = "bed clear" if p["bed_clear"] else "BED NOT CLEAR (spime-node bed-clear)"
+        lines.append(f"  {p['name']} ({p['model']}): {p['phase']}, {p['mode']}, {bed}"
+                     f"{job} {temps}".rstrip())
+    for j in status["jobs"]:
+        lines.append(f"  job {j['job']} [{j['state']}] {j['design']} on {j['printer']}"
+                     + (f": {j['reason']}" if j["reason"] else ""))
+    return "\n".join(lines)
 
 
 def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = sys.stdout,
@@ -121,6 +248,10 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if args.command in ("run", "enroll", "status", "bed-clear", "outcome", "printer"):
+        return _agent_command(args, factory, stdout, stderr)
+    if args.command == "completion":
+        return ops_cli.print_completion(parser, args.shell, stdout)
     if args.command == "simulate":
         from node_agent import testing
 
@@ -131,12 +262,12 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
         return testing.main(sim_argv)
     try:
         target, limits = _resolve(args)
-        lines = _read_gcode(args.file)
+        _readable(args.file)
     except (UsageError, ConfigError) as exc:
         print(f"spime-node: {exc}", file=stderr)
         return EXIT_USAGE
     if not args.trace:
-        return _print_file(args, target, limits, lines, factory, stdout, stderr)
+        return _print_file(args, target, limits, factory, stdout, stderr)
     try:
         trace = open(args.trace, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
     except OSError as exc:
@@ -144,7 +275,7 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
         return EXIT_USAGE
     with trace:
         target = dataclasses.replace(target, trace=TranscriptWriter(trace))
-        return _print_file(args, target, limits, lines, factory, stdout, stderr)
+        return _print_file(args, target, limits, factory, stdout, stderr)
 
 
 def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
@@ -165,23 +296,24 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
     return PrintTarget("ad-hoc", port=args.port, baud=args.baud), limits
 
 
-def _read_gcode(path: str) -> list[str]:
+def _readable(path: str) -> None:
     try:
-        with open(path, encoding="ascii", errors="strict") as fh:
-            return fh.read().splitlines()
+        with open(path, "rb"):
+            pass
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not an ASCII G-code file (byte {exc.start})") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLimits,
-                lines: list[str], factory: DriverFactory, stdout: TextIO, stderr: TextIO) -> int:
+                factory: DriverFactory, stdout: TextIO, stderr: TextIO) -> int:
     summary: dict[str, Any] = {"printer": target.name, "file": args.file}
     try:
-        enforce(lines, limits)
+        job = check_file(args.file, limits)  # streamed: bounded memory for any size
+    except GcodeFileError as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_USAGE
     except JobRefused as exc:
         print(f"spime-node: {exc}", file=stderr)
         summary.update(outcome="refused", reason=str(exc), lines_sent=0, resends=0, seconds=0.0,
@@ -193,8 +325,7 @@ def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLim
     except (ValueError, DriverError) as exc:
         print(f"spime-node: {exc}", file=stderr)
         return EXIT_USAGE
-    name = os.path.basename(args.file)
-    summary.update(asyncio.run(_print(driver, name, lines, stderr)))
+    summary.update(asyncio.run(_print(driver, job, stderr)))
     code = EXIT_OK if summary["outcome"] == PrintOutcome.COMPLETED.value else EXIT_FAILED
     return _finish(summary, args.json, stdout, code)
 
@@ -205,7 +336,8 @@ def _finish(summary: dict[str, Any], as_json: bool, stdout: TextIO, code: int) -
     return code
 
 
-async def _print(driver: PrinterDriver, name: str, lines: list[str], err: TextIO) -> dict[str, Any]:
+async def _print(driver: PrinterDriver, job: SafeJob, err: TextIO) -> dict[str, Any]:
+    name = job.name
     started = time.monotonic()
     try:
         await driver.connect()
@@ -219,7 +351,7 @@ async def _print(driver: PrinterDriver, name: str, lines: list[str], err: TextIO
     loop.add_signal_handler(signal.SIGINT, interrupts.handle)
     shower = asyncio.create_task(_show_progress(driver, err))
     try:
-        result = await driver.print_lines(name, lines)
+        result = await driver.print_job(job)
     except DriverError as exc:
         print(f"\nspime-node: {exc}", file=err)
         return {"outcome": PrintOutcome.FAILED.value, "reason": str(exc), "lines_sent": 0,

@@ -6,6 +6,13 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     name = "fablab-berlin"
     hub = "127.0.0.1:7443"
     location = "Berlin"
+    latitude = 52.52              # optional, WGS84 degrees (both or neither)
+    longitude = 13.405
+    state_dir = "/var/lib/spimeforge/node"   # journal, credential, control socket
+    # tls_ca = "/etc/spimeforge/hub-ca.crt"  # the hub's CA when it serves TLS
+    # credential_file = "..."     # default: <state_dir>/credential (written by enroll)
+    # token = "..."               # or the node credential inline
+    heartbeat_s = 15
 
     [[printers]]
     name = "mk3"
@@ -22,6 +29,12 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     max_bed_c = 110
     slicer_profile = "prusa_mk3s"
     move_margin_mm = 5           # optional: how far moves may leave the volume (purge lines)
+    rate_per_hour = 2.50         # optional: machine time, in `currency` (orders)
+    rate_per_gram = 0.05         # optional: material, in `currency`
+    currency = "EUR"             # ISO 4217; required with a rate
+
+Relative paths (state_dir, tls_ca, credential_file) are relative to the config
+file's folder.
 
     [printers.firmware]          # optional overrides of what the engine detects
     rx_buffer_bytes = 128
@@ -47,6 +60,7 @@ __all__ = [
     "NodeConfig",
     "NodeInfo",
     "PrinterConfig",
+    "Rate",
     "load_config",
     "parse_config",
 ]
@@ -55,6 +69,8 @@ DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
 
 
 class ConfigError(Exception):
@@ -68,6 +84,14 @@ class FirmwareConfig:
     rx_buffer_bytes: int | None = None
     command_buffer: int | None = None
     end_gcode: tuple[str, ...] = DEFAULT_END_GCODE
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A price in minor units (cents) of an ISO 4217 currency."""
+
+    currency: str
+    minor_units: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +113,29 @@ class PrinterConfig:
     api_key: str | None = None
     move_margin_mm: float = 5.0
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
+    rate_per_hour: Rate | None = None
+    rate_per_gram: Rate | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
+    """The node itself: who it is, where it is, how it reaches the hub."""
+
     name: str
     hub: str
     location: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
+    tls_ca: Path | None = None
+    credential_file: Path | None = None
+    token: str | None = field(default=None, repr=False)
+    heartbeat_s: float = 15.0
+
+    @property
+    def credential_path(self) -> Path:
+        """Where the node credential is read from (and ``enroll`` writes it)."""
+        return self.credential_file or self.state_dir / "credential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +222,8 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfi
         ConfigError: a key is missing, unknown, of the wrong type or out of range.
     """
     top = _Reader(data, "<top>", source)
-    node = _node(_Reader(top.get("node", dict), "node", source))
+    base = Path(source).parent
+    node = _node(_Reader(top.get("node", dict), "node", source), base)
     raw_printers = top.get("printers", list, [])
     top.finish()
     printers = tuple(
@@ -195,14 +236,56 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfi
     return NodeConfig(node, printers, source)
 
 
-def _node(r: _Reader) -> NodeInfo:
+def _node(r: _Reader, base: Path) -> NodeInfo:
     name = _name(r, "name")
     hub = r.get("hub", str)
     if not _HUB.match(hub):
         raise r.fail("hub", f"must be host:port, got {hub!r}")
     location = r.get("location", str, "")
+    if len(location) > 128 or "\x00" in location:
+        raise r.fail("location", "must be at most 128 characters without NUL")
+    latitude = r.get("latitude", (int, float), None, lo=-90, hi=90)
+    longitude = r.get("longitude", (int, float), None, lo=-180, hi=180)
+    if (latitude is None) != (longitude is None):
+        raise r.fail("latitude" if latitude is None else "longitude",
+                     "latitude and longitude go together; give both or neither")
+    token = r.get("token", str, None)
+    if token is not None and not (0 < len(token) <= 256 and token.isprintable()):
+        raise r.fail("token", "must be the node credential printed by `spime-node enroll`")
+    credential = _path(r, "credential_file", base)
+    if token is not None and credential is not None:
+        raise r.fail("token", "give token or credential_file, not both")
+    info = NodeInfo(
+        name, hub, location,
+        latitude=None if latitude is None else float(latitude),
+        longitude=None if longitude is None else float(longitude),
+        state_dir=_path(r, "state_dir", base) or Path(DEFAULT_STATE_DIR),
+        tls_ca=_path(r, "tls_ca", base), credential_file=credential, token=token,
+        heartbeat_s=float(r.get("heartbeat_s", (int, float), 15.0, lo=1, hi=300)),
+    )
     r.finish()
-    return NodeInfo(name, hub, location)
+    return info
+
+
+def _path(r: _Reader, key: str, base: Path) -> Path | None:
+    value = r.get(key, str, None)
+    if value is None:
+        return None
+    if not value.strip() or "\x00" in value:
+        raise r.fail(key, "must be a file system path")
+    return base / Path(value).expanduser()
+
+
+def _rates(r: _Reader) -> tuple[Rate | None, Rate | None]:
+    hour = r.get("rate_per_hour", (int, float), None, lo=0, hi=1_000_000)
+    gram = r.get("rate_per_gram", (int, float), None, lo=0, hi=1_000_000)
+    currency = r.get("currency", str, None)
+    if currency is not None and not _CURRENCY.match(currency):
+        raise r.fail("currency", f"must be an ISO 4217 code such as 'EUR', got {currency!r}")
+    if currency is None and (hour is not None or gram is not None):
+        raise r.fail("currency", "is required with rate_per_hour or rate_per_gram")
+    return (None if hour is None else Rate(str(currency), round(hour * 100)),
+            None if gram is None else Rate(str(currency), round(gram * 100)))
 
 
 def _name(r: _Reader, key: str) -> str:
@@ -218,6 +301,7 @@ def _printer(r: _Reader) -> PrinterConfig:
     if driver not in ("serial", "octoprint"):
         raise r.fail("driver", f"must be 'serial' or 'octoprint', got {driver!r}")
     link = _serial_link(r) if driver == "serial" else _octoprint_link(r)
+    per_hour, per_gram = _rates(r)
     volume = r.get("build_volume_mm", list)
     if len(volume) != 3 or not all(_number(v) and 10 <= v <= 2000 for v in volume):
         raise r.fail("build_volume_mm", f"must be [x, y, z] in mm, each 10-2000, got {volume!r}")
@@ -233,6 +317,8 @@ def _printer(r: _Reader) -> PrinterConfig:
         slicer_profile=r.get("slicer_profile", str),
         move_margin_mm=float(r.get("move_margin_mm", (int, float), 5.0, lo=0, hi=50)),
         firmware=_firmware(r),
+        rate_per_hour=per_hour,
+        rate_per_gram=per_gram,
         **link,
     )
     r.finish()

@@ -281,8 +281,9 @@ class MarlinProtocol:
         """
         if (self.state, "start_job") not in _TRANSITIONS:
             self._transition("start_job")  # raises, naming the state
-        for command in job.commands:
-            self._check_command(command)
+        if not job.checked:  # a checked job may stream from disk: don't read it twice
+            for command in job.commands:
+                self._check_command(command)
         self._transition("start_job")
         self.job = job
         self._job_next = self._job_acked = 0

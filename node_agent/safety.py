@@ -1,23 +1,40 @@
-"""The G-code safety filter: refuse a job before its first line is sent (pure).
+"""The G-code safety filter: an allow-list of what a slicer emits to print (pure).
 
-Each printer's limits come from its node config: the hottest hotend and bed
-it may be asked for, its build volume (plus a small margin, since slicers park
-or purge just outside it, e.g. PrusaSlicer's ``G1 Y-3`` purge on the MK3), and
-commands a job must never contain because they change the printer rather than
-print on it (EEPROM writes, factory reset, firmware update, SD writes,
-emergency stop / restart). The whole file is checked first; a refusal names
-every offending line (up to a limit) with its file line number and the reason.
+A job may only contain the commands a slicer writes to *print*, each with the
+parameters it uses for that (``ALLOW_LISTS``, documented per firmware; Marlin 2.1
+with Prusa-Firmware's extras first). Everything else is refused with its file line
+number: commands that change the machine rather than print on it (steps per unit,
+home offsets, software endstops, pins, EEPROM, firmware update, baud rate), SD-card
+printing of files the filter never saw, macros that hide other commands
+(M810-M819), host-action echoes (M118), and text Marlin would not read as the
+filter does (a line number of its own, a code number that wraps to another code).
+
+Lines are parsed as Marlin parses them (see ``node_agent.gcode``), and the geometry
+of the whole path is followed: absolute and relative moves (G90/G91), logical origins
+(G92), homing (G28), and arcs (G2/G3) including their extent between the end points.
+Every point must stay within the build volume plus a margin (slicers park or purge
+just outside, e.g. PrusaSlicer's ``G1 Y-3`` on the MK3), and Z never goes below the
+bed. A relative move on an axis whose position is not known yet is refused: nothing
+can tell where it ends.
+
+``Checker`` judges one line at a time (the streaming pass over a file on disk uses
+it, see ``node_agent.jobfile``); ``check_lines``/``enforce`` judge a whole sequence.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from node_agent.gcode import parse_words, strip_comment
+from node_agent.gcode import Command, parse_command, strip_comment
 
 __all__ = [
+    "ALLOW_LISTS",
     "FORBIDDEN_COMMANDS",
+    "MAX_COMMAND_CHARS",
+    "Allowed",
+    "Checker",
     "JobRefused",
     "SafetyLimits",
     "Violation",
@@ -25,35 +42,151 @@ __all__ = [
     "enforce",
 ]
 
+#: Marlin's MAX_CMD_SIZE is 96 bytes for the whole framed line ``N<n> <command>*<cs>``;
+#: a longer line is cut and fails its checksum for ever. 80 leaves room for the frame.
+MAX_COMMAND_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """One allow-listed command: the parameter letters it may carry and why a slicer emits it."""
+
+    params: str
+    what: str
+
+
+_MOVE = "XYZEF"
+_ARC = "XYZEFIJRP"
+_HOT = "STRBF"  # S target, R wait-target (M109), B/F autotemp max/factor, T tool
+
+#: What PrusaSlicer (and Cura, SuperSlicer) emit to print, per firmware flavour.
+#: ``marlin``: Marlin 2.1 plus the Prusa-Firmware (a Marlin fork) commands PrusaSlicer's
+#: Prusa profiles use (G80, M862.x, M115 U, M601); checked against PrusaSlicer 2.5
+#: output of the shipped profiles and Marlin's G-code index (marlinfw.org/meta/gcode).
+ALLOW_LISTS: dict[str, dict[str, Allowed]] = {
+    "marlin": {
+        "G0": Allowed(_MOVE, "travel move"),
+        "G1": Allowed(_MOVE, "linear move"),
+        "G2": Allowed(_ARC, "clockwise arc (arc fitting)"),
+        "G3": Allowed(_ARC, "counter-clockwise arc (arc fitting)"),
+        "G4": Allowed("PS", "dwell (minimum layer time)"),
+        "G10": Allowed("", "firmware retract"),
+        "G11": Allowed("", "firmware unretract"),
+        "G21": Allowed("", "millimetre units"),
+        "G28": Allowed("XYZWO", "home (Prusa W: without mesh levelling)"),
+        "G29": Allowed("A", "probe the bed (bare; Prusa A: activate the mesh)"),
+        "G80": Allowed("N", "Prusa-Firmware mesh bed levelling"),
+        "G90": Allowed("", "absolute positioning"),
+        "G91": Allowed("", "relative positioning"),
+        "G92": Allowed("XYZE", "set the logical position (E reset per layer)"),
+        "M0": Allowed("PS", "wait for the operator"),
+        "M1": Allowed("PS", "wait for the operator"),
+        "M17": Allowed("XYZE", "enable steppers"),
+        "M18": Allowed("XYZES", "disable steppers"),
+        "M73": Allowed("PRQSCD", "progress and remaining time for the display"),
+        "M82": Allowed("", "absolute extrusion"),
+        "M83": Allowed("", "relative extrusion"),
+        "M84": Allowed("XYZES", "disable steppers"),
+        "M104": Allowed(_HOT + "T", "set hotend temperature"),
+        "M105": Allowed("TR", "report temperatures"),
+        "M106": Allowed("SPT", "fan speed"),
+        "M107": Allowed("P", "fan off"),
+        "M109": Allowed(_HOT + "T", "wait for hotend temperature"),
+        "M115": Allowed("U", "firmware info (Prusa U: newest firmware version)"),
+        "M117": Allowed("", "message on the display"),
+        "M140": Allowed("S", "set bed temperature"),
+        "M190": Allowed("SR", "wait for bed temperature"),
+        "M201": Allowed("XYZETF", "maximum accelerations (machine limits)"),
+        "M203": Allowed("XYZET", "maximum feed rates (machine limits)"),
+        "M204": Allowed("PRTS", "accelerations (machine limits)"),
+        "M205": Allowed("XYZEBSTJ", "jerk and minimum speeds (machine limits)"),
+        "M220": Allowed("S", "feed-rate factor"),
+        "M221": Allowed("ST", "flow factor"),
+        "M400": Allowed("", "finish moves"),
+        "M420": Allowed("SZ", "enable saved bed levelling, fade height"),
+        "M486": Allowed("STACPU", "label objects (cancel object support)"),
+        "M600": Allowed("", "filament change (colour change)"),
+        "M601": Allowed("", "Prusa-Firmware pause print"),
+        "M862.1": Allowed("PQ", "Prusa check: nozzle diameter"),
+        "M862.2": Allowed("PQ", "Prusa check: printer type"),
+        "M862.3": Allowed("PQ", "Prusa check: printer model"),
+        "M862.4": Allowed("PQ", "Prusa check: firmware version"),
+        "M862.5": Allowed("PQ", "Prusa check: G-code level"),
+        "M862.6": Allowed("PQ", "Prusa check: firmware feature"),
+        "M900": Allowed("KLST", "linear advance factor"),
+    },
+}
+
 FORBIDDEN_COMMANDS: dict[str, str] = {
-    "M500": "writes settings to EEPROM",
-    "M502": "resets settings to factory defaults",
-    "M997": "starts a firmware update",
-    "M999": "restarts a halted printer (an operator's decision)",
-    "M112": "is an emergency stop",
-    "M28": "writes a file to the SD card",
-    "M29": "writes a file to the SD card",
-    "M30": "deletes a file on the SD card",
-    "M303": "runs a PID autotune",
-    "M510": "locks the machine",
-    "M511": "unlocks the machine",
-    "M512": "sets the machine password",
-    "M928": "starts SD logging",
+    "M20": "lists the SD card", "M21": "mounts the SD card", "M22": "releases the SD card",
+    "M23": "selects an SD-card file the filter never saw",
+    "M24": "prints from the SD card (a file the filter never saw)",
+    "M25": "pauses SD printing", "M26": "moves the SD-card file position",
+    "M27": "reports SD printing", "M28": "writes a file to the SD card",
+    "M29": "writes a file to the SD card", "M30": "deletes a file on the SD card",
+    "M32": "prints an SD-card file the filter never saw",
+    "M33": "reads the SD card", "M34": "sorts the SD card",
+    "M42": "sets a pin", "M43": "debugs pins", "M226": "waits on a pin",
+    "M80": "switches the power supply", "M81": "switches the power supply off",
+    "M92": "changes steps per unit", "M110": "changes the host's line numbers",
+    "M111": "changes debug output", "M112": "is an emergency stop",
+    "M118": "echoes text to the host (host actions)", "M120": "changes endstops",
+    "M121": "changes endstops", "M206": "changes home offsets",
+    "M211": "changes software endstops", "M260": "writes to I2C devices",
+    "M303": "runs a PID autotune", "M350": "changes microstepping",
+    "M428": "changes home offsets", "M500": "writes settings to EEPROM",
+    "M501": "reloads settings from EEPROM", "M502": "resets settings to factory defaults",
+    "M503": "reports settings", "M504": "validates EEPROM", "M510": "locks the machine",
+    "M511": "unlocks the machine", "M512": "sets the machine password",
+    "M540": "changes endstop abort behaviour", "M575": "changes the serial baud rate",
+    "M851": "changes the probe offset", "M906": "changes motor currents",
+    "M907": "changes motor currents", "M928": "starts SD logging",
+    "M997": "starts a firmware update", "M999": "restarts a halted printer (an operator's decision)",
+    "G20": "switches to inches (slicers emit millimetres)",
+    **{f"M{n}": "defines or runs a G-code macro that hides other commands"
+       for n in range(810, 820)},
 }
 _HOTEND = frozenset({"M104", "M109"})
 _BED = frozenset({"M140", "M190"})
+_AXES = "XYZ"
 _MOVES = frozenset({"G0", "G1", "G2", "G3"})
+_MAX_CODE_DIGITS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class SafetyLimits:
-    """What a job may ask of one printer; ``build_volume_mm`` None skips move checks."""
+    """What a job may ask of one printer; ``build_volume_mm`` None skips move checks.
+
+    Attributes:
+        max_hotend_c: Hottest hotend target.
+        max_bed_c: Hottest bed target.
+        build_volume_mm: X, Y, Z size; None leaves moves unchecked.
+        move_margin_mm: X/Y/top tolerance outside the volume (purge lines, parking).
+        forbidden: Allow-listed words this printer still refuses (e.g. ``("G29",)``).
+        firmware: Which ``ALLOW_LISTS`` entry applies.
+        tools: Number of tools (``T0`` … ``T<n-1>`` allowed).
+        max_feedrate_mm_s: Highest feed rate a move or M203 may ask for.
+        max_accel_mm_s2: Highest acceleration M201/M204 may set.
+        max_factor_pct: Highest M220/M221 factor.
+        max_dwell_s: Longest G4 dwell.
+    """
 
     max_hotend_c: float
     max_bed_c: float
     build_volume_mm: tuple[float, float, float] | None = None
     move_margin_mm: float = 5.0
-    forbidden: tuple[str, ...] = tuple(FORBIDDEN_COMMANDS)
+    forbidden: tuple[str, ...] = ()
+    firmware: str = "marlin"
+    tools: int = 1
+    max_feedrate_mm_s: float = 1000.0
+    max_accel_mm_s2: float = 30000.0
+    max_factor_pct: float = 200.0
+    max_dwell_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.firmware not in ALLOW_LISTS:
+            known = ", ".join(sorted(ALLOW_LISTS))
+            raise ValueError(f"no G-code allow-list for firmware {self.firmware!r}; known: {known}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,78 +210,286 @@ class JobRefused(Exception):
         super().__init__(f"job refused, nothing was sent: {lines}{more}")
 
 
-class _Position:
-    """Machine position per axis (None until known), honouring G90/G91/G92/G28."""
+# ---------------------------------------------------------------- geometry
+
+
+class _Machine:
+    """Machine position per axis (None until known), honouring G90/G91/G92/G28.
+
+    ``shift`` is machine minus logical position (G92); None when a G92 came while
+    the machine position was unknown, so later absolute moves land nobody knows where.
+    """
 
     def __init__(self) -> None:
-        self.absolute = True
-        self.pos: dict[str, float | None] = {"X": None, "Y": None, "Z": None}
-        self.offset = {"X": 0.0, "Y": 0.0, "Z": 0.0}
+        self.relative = False
+        self.pos: dict[str, float | None] = dict.fromkeys(_AXES)
+        self.shift: dict[str, float | None] = dict.fromkeys(_AXES, 0.0)
 
-    def apply(self, word: str, params: dict[str, float]) -> dict[str, float]:
-        """Update for one command; returns the machine coordinates a move reaches."""
+    def home(self, params: dict[str, float | None]) -> None:
+        for axis in [a for a in _AXES if a in params] or list(_AXES):
+            self.pos[axis], self.shift[axis] = 0.0, 0.0
+
+    def set_logical(self, params: dict[str, float | None]) -> None:
+        for axis in _AXES:
+            value, current = params.get(axis), self.pos[axis]
+            if value is not None:
+                self.shift[axis] = None if current is None else current - value
+
+    def forget(self) -> None:
+        """After probing (G29/G80) the head is somewhere over the bed."""
+        self.pos = dict.fromkeys(_AXES)
+
+    def target(self, axis: str, value: float | None) -> tuple[float | None, str | None]:
+        """Where a move's axis word takes the machine, or why nobody can tell."""
+        current = self.pos[axis]
+        if value is None:
+            return current, None
+        if self.relative:
+            if current is None:
+                return None, (f"moves {axis} relatively (G91) before its position is known; "
+                              "home it (G28) or move to an absolute position first")
+            return current + value, None
+        shift = self.shift[axis]
+        if shift is None:
+            return None, (f"moves {axis} after G92 redefined it at an unknown position; "
+                          "home it (G28) before G92")
+        return value + shift, None
+
+
+def _arc_points(start: tuple[float, float], end: tuple[float, float], center: tuple[float, float],
+                clockwise: bool, turns: int) -> list[tuple[float, float]]:
+    """The end point and every axis extreme an arc passes (its bounding points)."""
+    radius = math.hypot(start[0] - center[0], start[1] - center[1])
+    a0 = math.atan2(start[1] - center[1], start[0] - center[0])
+    a1 = math.atan2(end[1] - center[1], end[0] - center[0])
+    sweep = (a0 - a1) if clockwise else (a1 - a0)
+    sweep %= 2 * math.pi
+    if sweep < 1e-9:  # same start and end: Marlin draws a full circle
+        sweep = 2 * math.pi
+    sweep += 2 * math.pi * max(0, turns)
+    points = [end]
+    for k in range(4):
+        extreme = k * math.pi / 2
+        offset = ((a0 - extreme) if clockwise else (extreme - a0)) % (2 * math.pi)
+        if offset <= sweep:
+            points.append((center[0] + radius * math.cos(extreme),
+                           center[1] + radius * math.sin(extreme)))
+    return points
+
+
+def _arc_center(start: tuple[float, float], end: tuple[float, float], cmd: Command,
+                clockwise: bool) -> tuple[float, float] | None:
+    """Marlin's G2/G3 center: ``R`` (radius, negative for the long way) or ``I``/``J``."""
+    radius = cmd.params.get("R")
+    if radius is not None:
+        dx, dy = (end[0] - start[0]) / 2, (end[1] - start[1]) / 2
+        half = math.hypot(dx, dy)
+        if half == 0:
+            return None
+        h2 = (radius - half) * (radius + half)
+        h = math.sqrt(h2) if h2 >= 0 else 0.0
+        e = -1.0 if clockwise ^ (radius < 0) else 1.0
+        sx, sy = -dy / half, dx / half
+        return start[0] + dx + sx * e * h, start[1] + dy + sy * e * h
+    i, j = cmd.params.get("I"), cmd.params.get("J")
+    if i is None and j is None:
+        return None
+    return start[0] + (i or 0.0), start[1] + (j or 0.0)
+
+
+# ---------------------------------------------------------------- the checker
+
+
+class Checker:
+    """Judge a job line by line, keeping the machine state between lines.
+
+    Args:
+        limits: the printer's limits.
+    """
+
+    def __init__(self, limits: SafetyLimits) -> None:
+        self.limits = limits
+        self.allowed = ALLOW_LISTS[limits.firmware]
+        self.machine = _Machine()
+        self.refused_words = frozenset(limits.forbidden)
+
+    def check(self, line: str) -> str | None:
+        """The reason one file line is refused, or None when it is fine (or not a command)."""
+        command = line.split(";", 1)[0].strip()
+        if not command:
+            return None
+        problem = _text_problem(command)
+        if problem:
+            return problem
+        parsed = parse_command(command)
+        if parsed is None:
+            return _unparsed_problem(command)
+        return self._command_problem(parsed)
+
+    def _command_problem(self, cmd: Command) -> str | None:
+        word = cmd.word
+        if len(cmd.digits.lstrip("0")) > _MAX_CODE_DIGITS:
+            return (f"code number {cmd.digits} is out of range (Marlin would run it as {word}); "
+                    "not allowed in a job")
+        if word in self.refused_words:
+            return "is refused on this printer"
+        if word.startswith("T"):
+            return self._tool_problem(cmd)
+        rule = self.allowed.get(word)
+        if rule is None:
+            why = FORBIDDEN_COMMANDS.get(word, "is not on the allow-list of what a slicer emits "
+                                               f"to print ({self.limits.firmware})")
+            return f"{why}; not allowed in a job"
+        extra = [letter for letter in cmd.params if letter not in rule.params]
+        if extra:
+            return (f"parameter {', '.join(extra)} is not allowed with {word} in a job "
+                    f"(allowed: {', '.join(rule.params) or 'none'})")
+        return self._value_problem(cmd) or self._geometry_problem(cmd)
+
+    def _tool_problem(self, cmd: Command) -> str | None:
+        number = int(cmd.word[1:].split(".")[0])
+        if cmd.params or "." in cmd.word or number >= self.limits.tools:
+            return f"selects tool {cmd.word}, but this printer has {self.limits.tools} tool(s)"
+        return None
+
+    def _value_problem(self, cmd: Command) -> str | None:
+        limits, word, p = self.limits, cmd.word, cmd.params
+        if word in _MOVES:
+            feed = p.get("F")
+            if feed is None or feed <= limits.max_feedrate_mm_s * 60:
+                return None
+            return _over(p, "F", limits.max_feedrate_mm_s * 60, "feed rate", "mm/min")
+        value = max(p.get("S") or 0.0, p.get("R") or 0.0, p.get("B") or 0.0)
+        if word in _HOTEND and value > limits.max_hotend_c:
+            return f"hotend {value:g} °C is above this printer's maximum of {limits.max_hotend_c:g} °C"
+        if word in _BED and value > limits.max_bed_c:
+            return f"bed {value:g} °C is above this printer's maximum of {limits.max_bed_c:g} °C"
+        if word in ("M104", "M109", "M105", "M106") and (p.get("T") or 0) >= limits.tools:
+            return f"names tool {p.get('T'):g}, but this printer has {limits.tools} tool(s)"
+        return self._setting_problem(cmd)
+
+    def _setting_problem(self, cmd: Command) -> str | None:
+        limits, word, p = self.limits, cmd.word, cmd.params
+        if word == "M203":
+            return _over(p, "XYZE", limits.max_feedrate_mm_s, "maximum feed rate", "mm/s")
+        if word in ("M201", "M204"):
+            return _over(p, "XYZEPRTS", limits.max_accel_mm_s2, "acceleration", "mm/s²")
+        if word in ("M220", "M221"):
+            return _over(p, "S", limits.max_factor_pct, "factor", "%")
+        if word == "G4":
+            seconds = max((p.get("S") or 0.0), (p.get("P") or 0.0) / 1000)
+            return None if seconds <= limits.max_dwell_s else (
+                f"dwells {seconds:g} s, longer than this printer's maximum of {limits.max_dwell_s:g} s")
+        return None
+
+    def _geometry_problem(self, cmd: Command) -> str | None:
+        machine, word = self.machine, cmd.word
         if word == "G90":
-            self.absolute = True
+            machine.relative = False
         elif word == "G91":
-            self.absolute = False
+            machine.relative = True
         elif word == "G28":
-            axes = [a for a in self.pos if a in params] or list(self.pos)
-            for axis in axes:
-                self.pos[axis], self.offset[axis] = 0.0, 0.0
+            machine.home(cmd.params)
         elif word == "G92":
-            for axis in self.pos:
-                current = self.pos[axis]
-                if axis in params and current is not None:
-                    self.offset[axis] = current - params[axis]
-        elif word in _MOVES:
-            return self._move(params)
-        return {}
+            machine.set_logical(cmd.params)
+        elif word in ("G29", "G80"):
+            machine.forget()
+        elif word in ("G0", "G1"):
+            return self._line_move(cmd)
+        elif word in ("G2", "G3"):
+            return self._arc_move(cmd)
+        return None
 
-    def _move(self, params: dict[str, float]) -> dict[str, float]:
-        reached = {}
-        for axis in self.pos:
+    def _line_move(self, cmd: Command) -> str | None:
+        volume = self.limits.build_volume_mm
+        reached: dict[str, float] = {}
+        params = cmd.params
+        for axis in _AXES:
             if axis not in params:
                 continue
-            current = self.pos[axis]
-            if self.absolute:
-                target: float | None = params[axis] + self.offset[axis]
-            else:
-                target = None if current is None else current + params[axis]
-            self.pos[axis] = target
+            target, problem = self.machine.target(axis, params[axis])
+            if problem and volume is not None:
+                return problem
+            self.machine.pos[axis] = target
             if target is not None:
                 reached[axis] = target
-        return reached
+        return self._outside(reached)
 
+    def _arc_move(self, cmd: Command) -> str | None:
+        if "P" in cmd.params and (cmd.params["P"] or 0) > 100:
+            return "asks for more than 100 full circles"
+        machine = self.machine
+        ends: dict[str, float | None] = {}
+        for axis in _AXES:
+            target, problem = machine.target(axis, cmd.params.get(axis))
+            if problem and self.limits.build_volume_mm is not None:
+                return problem
+            ends[axis] = target
+        start = (machine.pos["X"], machine.pos["Y"])
+        end = (ends["X"], ends["Y"])
+        machine.pos.update(ends)
+        if self.limits.build_volume_mm is None:
+            return None
+        if None in start or None in end:
+            return "draws an arc before the X/Y position is known; home (G28) first"
+        s = (float(start[0]), float(start[1]))  # type: ignore[arg-type]
+        e = (float(end[0]), float(end[1]))  # type: ignore[arg-type]
+        clockwise = cmd.word == "G2"
+        center = _arc_center(s, e, cmd, clockwise)
+        if center is None:
+            return "is an arc without a centre (I/J) or a usable radius (R)"
+        turns = int(cmd.params.get("P") or 0)
+        for x, y in _arc_points(s, e, center, clockwise, turns):
+            problem = self._outside({"X": x, "Y": y}, "arc reaches")
+            if problem:
+                return problem
+        z = ends["Z"]
+        return self._outside({"Z": z} if z is not None else {})
 
-def _temperature_problem(word: str, params: dict[str, float], limits: SafetyLimits) -> str | None:
-    value = max(params.get("S", 0.0), params.get("R", 0.0))
-    if word in _HOTEND and value > limits.max_hotend_c:
-        return f"hotend {value:g} °C is above this printer's maximum of {limits.max_hotend_c:g} °C"
-    if word in _BED and value > limits.max_bed_c:
-        return f"bed {value:g} °C is above this printer's maximum of {limits.max_bed_c:g} °C"
-    return None
-
-
-def _volume_problem(reached: dict[str, float], limits: SafetyLimits) -> str | None:
-    if limits.build_volume_mm is None:
+    def _outside(self, reached: dict[str, float], verb: str = "moves") -> str | None:
+        volume = self.limits.build_volume_mm
+        if volume is None:
+            return None
+        margin = self.limits.move_margin_mm
+        for axis, size in zip(_AXES, volume, strict=True):
+            value = reached.get(axis)
+            if value is None:
+                continue
+            if axis == "Z" and value < 0:
+                return f"{verb} Z to {value:g} mm, below the bed (Z 0)"
+            if not -margin <= value <= size + margin:
+                return (f"{verb} {axis} to {value:g} mm, outside the build volume "
+                        f"(0-{size:g} mm, margin {margin:g} mm)")
         return None
-    margin = limits.move_margin_mm
-    for axis, size in zip("XYZ", limits.build_volume_mm, strict=True):
-        value = reached.get(axis)
-        if value is not None and not -margin <= value <= size + margin:
-            return (
-                f"moves {axis} to {value:g} mm, outside the build volume "
-                f"(0-{size:g} mm, margin {margin:g} mm)"
-            )
+
+
+def _over(params: dict[str, float | None], letters: str, limit: float, what: str,
+          unit: str) -> str | None:
+    for letter in letters:
+        value = params.get(letter)
+        if value is not None and value > limit:
+            return f"{what} {letter}{value:g} {unit} is above this printer's maximum of {limit:g} {unit}"
     return None
 
 
-def _line_problem(command: str) -> str | None:
+def _text_problem(command: str) -> str | None:
     if not command.isascii():
         return "contains non-ASCII characters, which the serial line protocol cannot carry"
+    if not command.isprintable():
+        return "contains control characters (a second line for the firmware)"
     if "*" in command:
         return "contains '*', which the serial line protocol reserves for checksums"
+    if len(command) > MAX_COMMAND_CHARS:
+        return (f"is {len(command)} characters long; Marlin cuts lines beyond "
+                f"{MAX_COMMAND_CHARS} (its 96-byte command buffer with the line frame)")
     return None
+
+
+def _unparsed_problem(command: str) -> str:
+    if command[:1] in "Nn" and (command[1:2].isdigit() or command[1:2] in ("-", "+")):
+        return "carries its own line number; the host numbers lines, a job must not"
+    return ("is not a G, M or T command with a code number; Marlin could read it as a "
+            "motion mode or ignore it, so it is not allowed in a job")
 
 
 def check_lines(
@@ -166,22 +507,13 @@ def check_lines(
     """
     found: list[Violation] = []
     total = 0
-    position = _Position()
-    forbidden = frozenset(limits.forbidden)
+    checker = Checker(limits)
     for lineno, line in enumerate(lines, start=1):
-        command = strip_comment(line)
-        if not command:
-            continue
-        word, params = parse_words(command)
-        reason = _line_problem(command)
-        if reason is None and word in forbidden:
-            reason = f"{FORBIDDEN_COMMANDS.get(word, 'is not allowed in a job')}; not allowed in a job"
-        reason = reason or _temperature_problem(word, params, limits)
-        reason = reason or _volume_problem(position.apply(word, params), limits)
+        reason = checker.check(line)
         if reason is not None:
             total += 1
             if len(found) < max_violations:
-                found.append(Violation(lineno, command, reason))
+                found.append(Violation(lineno, strip_comment(line), reason))
     return found, total
 
 

@@ -10,7 +10,9 @@ SYSTEM_PACKAGES=(
   python3 python3-venv python3-dev gcc
   postgresql postgresql-client
   prusa-slicer openscad admesh
+  rsync
   xvfb xauth
+  zsh
 )
 
 missing=()

@@ -520,11 +520,62 @@ def _parse_3mf_model(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
              for i in root.iter(f"{_3MF_NS}item")]
     if not items:
         items = [(key, np.eye(4)) for key in objects]
+    _check_3mf_expansion(objects, [key for key, _ in items], limits, name)
     parts = [_3mf_object(objects, key, matrix, 0, name) for key, matrix in items]
     vertices, faces = _concatenate([p for group in parts for p in group])
     scale = _3MF_UNITS[unit]
     notes = () if unit == "millimeter" else (f"converted 3MF unit {unit!r} to millimetres",)
     return LoadedMesh(vertices * scale, faces, "3mf", notes, unit)
+
+
+def _check_3mf_expansion(objects: dict[str | None, ElementTree.Element], keys: list[str | None],
+                         limits: LoadLimits, name: str) -> None:
+    """Refuse a build whose components and items expand past the limits, before expanding it.
+
+    Each object's expanded size (its own mesh plus its components', recursively)
+    is counted once and reused, so a few kilobytes of nested components that
+    would expand to billions of triangles cost a few dictionary lookups.
+
+    Raises:
+        MeshTooLarge: the expanded triangles or vertices exceed the limits.
+        MeshFormatError: a missing or cyclic object, or nesting deeper than 16.
+    """
+    sizes: dict[str | None, tuple[int, int]] = {}
+    triangles = vertices = 0
+    for key in keys:
+        t, v = _3mf_expanded(objects, key, sizes, set(), name)
+        triangles, vertices = triangles + t, vertices + v
+    if triangles > limits.max_triangles:
+        raise MeshTooLarge(
+            f"{name}: the 3MF build expands (components and items) to {triangles:,} triangles, over the "
+            f"limit of {limits.max_triangles:,}; refused before expanding it")
+    if vertices > limits.max_vertices:
+        raise MeshTooLarge(
+            f"{name}: the 3MF build expands to {vertices:,} vertices, over the limit of "
+            f"{limits.max_vertices:,}; refused before expanding it")
+
+
+def _3mf_expanded(objects: dict[str | None, ElementTree.Element], key: str | None,
+                  sizes: dict[str | None, tuple[int, int]], path: set[str | None],
+                  name: str) -> tuple[int, int]:
+    """(triangles, vertices) of one object with its components expanded, memoized in ``sizes``."""
+    if key in sizes:
+        return sizes[key]
+    if key not in objects or key in path or len(path) > 16:
+        raise MeshFormatError(f"{name}: 3MF build refers to missing or cyclic object {key!r}")
+    obj = objects[key]
+    triangles = vertices = 0
+    mesh = obj.find(f"{_3MF_NS}mesh")
+    if mesh is not None:
+        triangles = sum(1 for _ in mesh.iter(f"{_3MF_NS}triangle"))
+        vertices = sum(1 for _ in mesh.iter(f"{_3MF_NS}vertex"))
+    path.add(key)
+    for component in obj.iter(f"{_3MF_NS}component"):
+        t, v = _3mf_expanded(objects, component.get("objectid"), sizes, path, name)
+        triangles, vertices = triangles + t, vertices + v
+    path.discard(key)
+    sizes[key] = (triangles, vertices)
+    return sizes[key]
 
 
 def _3mf_object(objects: dict[str | None, ElementTree.Element], key: str | None,

@@ -23,14 +23,24 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import os
 import re
+import shutil
+import signal
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slicer_bridge.base import ParameterError, RenderError
+from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
 from slicer_bridge.run import run
+from slicer_bridge.scad_sandbox import (
+    SandboxLimits,
+    check_references,
+    copy_into,
+    sandbox_argv,
+    sandbox_env,
+)
 
 __all__ = [
     "Choice",
@@ -424,8 +434,16 @@ async def render_scad(
     timeout_s: float,
     out_path: Path | None = None,
     binary: str = "openscad",
+    *,
+    root: Path | str | None = None,
+    limits: SandboxLimits | None = None,
 ) -> Path:
     """Validate `params` against the design's customizer schema and render it to STL.
+
+    Only the design revision's own files are used: every `include`/`use`/`import`/
+    `surface` must name a file inside `root` (see `slicer_bridge.scad_sandbox`), and
+    OpenSCAD runs on a copy of just those files with memory, CPU and output limits and
+    no network.
 
     Args:
         path: The .scad file; `include`/`use` resolve relative to its folder.
@@ -435,26 +453,53 @@ async def render_scad(
             directory that the caller owns; never beside the design, which may ship an
             STL of the same name).
         binary: The openscad program.
+        root: The design revision's folder (default: the .scad file's folder).
+        limits: Sandbox limits (default: `SandboxLimits()` with the CPU limit set to
+            the time limit).
 
     Returns:
         The STL path.
 
     Raises:
         ParameterError: A value is not allowed by the schema (nothing is run).
+        ScadReferenceError: The design uses a file outside `root`, a link, a missing
+            file or a computed file name (nothing is run).
         ToolNotFound: OpenSCAD is not installed.
         RenderError: OpenSCAD failed (its own message is in `reason`), produced no
-            geometry, or was killed at the time limit.
+            geometry, ran out of its memory or CPU limit, or was killed at the time limit.
     """
     scad = Path(path).resolve()
     values = validate(parse_parameters(_read_source(scad)), params)
+    for program in (binary, "prlimit"):
+        if shutil.which(program) is None:
+            raise ToolNotFound(program)
+    files = check_references(scad, Path(root) if root is not None else scad.parent)
     if out_path is None:
         out_path = Path(tempfile.mkdtemp(prefix="spime-render-")) / f"{scad.stem}.stl"
     out = out_path.resolve()
     out.unlink(missing_ok=True)
-    argv = render_argv(binary, scad, out, values)
-    done = await run(argv, timeout_s=timeout_s, error=RenderError, check=False, cwd=scad.parent)
-    if done.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
-        raise RenderError(argv, done.returncode, done.stdout, done.stderr,
-                          reason=f"OpenSCAD could not render {scad.name}: "
-                          f"{_openscad_message(done.stderr)}")
+    limits = limits or SandboxLimits(cpu_s=timeout_s + 1)
+    with tempfile.TemporaryDirectory(prefix="spime-scad-") as tmp:
+        sandbox = Path(tmp)
+        main = copy_into(files, Path(root) if root is not None else scad.parent, sandbox / "d")
+        staged = sandbox / "out.stl"
+        argv = sandbox_argv(render_argv(binary, main, staged, values), limits)
+        done = await run(argv, timeout_s=timeout_s, error=RenderError, check=False,
+                         cwd=main.parent, env=sandbox_env(sandbox, os.environ))
+        if done.returncode != 0 or not staged.is_file() or staged.stat().st_size == 0:
+            raise RenderError(argv, done.returncode, done.stdout, done.stderr,
+                              reason=f"OpenSCAD could not render {scad.name}: "
+                              f"{_failure(done.returncode, done.stderr, limits)}")
+        shutil.move(staged, out)
     return out
+
+
+def _failure(returncode: int, stderr: str, limits: SandboxLimits) -> str:
+    if returncode == -signal.SIGXCPU or returncode == 128 + signal.SIGXCPU:
+        return f"it used more than its CPU-time limit of {limits.cpu_s:g} s"
+    lowered = stderr.lower()
+    if "bad_alloc" in lowered or "out of memory" in lowered or returncode in (
+            -signal.SIGABRT, -signal.SIGSEGV, 128 + signal.SIGABRT):
+        return (f"it ran out of its memory limit of {limits.memory_bytes / 2**30:g} GiB "
+                f"(exit {returncode})")
+    return _openscad_message(stderr)

@@ -11,8 +11,8 @@ from slicer_bridge.budget import Budget
 from slicer_bridge.findings import Finding, Printer, Severity, Tolerances
 from slicer_bridge.geometry import Mesh, face_keys
 
-__all__ = ["Context", "check_edges", "check_faces", "check_units", "check_volume",
-           "make_context"]
+__all__ = ["Context", "check_edges", "check_faces", "check_size", "check_units",
+           "check_volume", "make_context"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -139,3 +139,22 @@ def check_units(ctx: Context, budget: Budget) -> list[Finding]:
         "units_suspect", Severity.WARNING,
         f"the part is only {dims} mm: probably modelled in {guess}; scale it by "
         f"{factor:g} if so", {"guess": guess, "scale": factor})]
+
+
+def check_size(ctx: Context, budget: Budget) -> list[Finding]:
+    """A part whose smallest extent is thinner than the nozzle cannot be printed at all.
+
+    Nothing of it is as thick as one extruded line (a file stored in metres is 1000x too
+    small: sliced, it gives no layers), so it is an error, not a warning.
+    """
+    nozzle = ctx.printer.nozzle_mm
+    thinnest = float(ctx.extents.min())
+    if thinnest >= nozzle:
+        return []
+    dims = " x ".join(f"{x:.4g}" for x in ctx.extents)
+    hint = " (stored in metres? scale it by 1000)" if float(ctx.extents.max()) < 1.0 else ""
+    return [Finding(
+        "too_small_to_print", Severity.ERROR,
+        f"the part is {dims} mm: its smallest extent, {thinnest:.4g} mm, is thinner than the "
+        f"{nozzle:g} mm nozzle, so nothing of it can be printed{hint}",
+        {"extents_mm": [round(float(x), 6) for x in ctx.extents], "nozzle_mm": nozzle})]

@@ -9,13 +9,27 @@ import asyncio
 import re
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from slicer_bridge.base import GcodeMetadata, SliceRequest, SlicerError, SliceResult
+from slicer_bridge.base import (
+    GcodeMetadata,
+    ParameterError,
+    SliceRequest,
+    SlicerError,
+    SliceResult,
+)
 from slicer_bridge.gcode_meta import GcodeMetadataError, gcode_setting, parse_gcode_metadata
 from slicer_bridge.run import Completed, run
 
-__all__ = ["PrusaSlicer", "build_slice_argv", "override_args", "parse_version"]
+__all__ = [
+    "CUSTOMER_SETTINGS",
+    "CustomerSetting",
+    "PrusaSlicer",
+    "build_slice_argv",
+    "override_args",
+    "parse_version",
+]
 
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _VERSION = re.compile(r"PrusaSlicer-(\d+\.\d+\.\d+\S*)")
@@ -23,8 +37,70 @@ _GCODE_NAME = "output.gcode"
 _Z_TOLERANCE_MM = 1e-3
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerSetting:
+    """A slicer setting an order may choose, within the operator's bounds.
+
+    Attributes:
+        kind: "number" (mm or count), "int", "percent" (``20%``), "bool" (0/1) or "choice".
+        low: Smallest number allowed.
+        high: Largest number allowed.
+        choices: The allowed words of a "choice".
+    """
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[str, ...] = ()
+
+    def check(self, key: str, value: str) -> str | None:
+        """Why ``value`` is not allowed, or None."""
+        if self.kind == "choice":
+            return None if value in self.choices else f"one of {', '.join(self.choices)}"
+        if self.kind == "bool":
+            return None if value in ("0", "1") else "0 or 1"
+        text = value[:-1] if self.kind == "percent" and value.endswith("%") else value
+        pattern = r"\d{1,3}" if self.kind == "int" else r"\d{1,3}(?:\.\d{1,4})?"
+        unit = "%" if self.kind == "percent" else ""
+        expected = f"a number from {self.low:g}{unit} to {self.high:g}{unit}"
+        if not re.fullmatch(pattern, text) or not self.low <= float(text) <= self.high:
+            return expected
+        return None
+
+
+#: What an order may set; everything else comes from the operator's printer profile
+#: (``post_process`` runs a command, ``*_gcode`` goes to the printer, output names
+#: and paths touch the node's disk).
+CUSTOMER_SETTINGS: dict[str, CustomerSetting] = {
+    "layer_height": CustomerSetting("number", 0.05, 0.35),
+    "first_layer_height": CustomerSetting("number", 0.1, 0.35),
+    "fill_density": CustomerSetting("percent", 0, 100),
+    "fill_pattern": CustomerSetting("choice", choices=(
+        "rectilinear", "grid", "triangles", "stars", "cubic", "line", "concentric",
+        "honeycomb", "3dhoneycomb", "gyroid", "adaptivecubic", "supportcubic", "lightning")),
+    "perimeters": CustomerSetting("int", 1, 10),
+    "top_solid_layers": CustomerSetting("int", 0, 30),
+    "bottom_solid_layers": CustomerSetting("int", 0, 30),
+    "support_material": CustomerSetting("bool"),
+    "brim_width": CustomerSetting("number", 0, 20),
+}
+
+
+def _operator_only(key: str) -> str:
+    if key == "post_process":
+        return "it runs a program on the node"
+    if key.endswith("_gcode") or key in ("gcode_flavor", "gcode_substitutions"):
+        return "it is G-code sent to the printer"
+    if key in ("output_filename_format", "output", "load", "datadir"):
+        return "it names files on the node"
+    return "it is the operator's choice"
+
+
 def override_args(overrides: Mapping[str, str]) -> list[str]:
-    """PrusaSlicer command-line options for config overrides (pure).
+    """PrusaSlicer command-line options for an order's setting overrides (pure).
+
+    Only ``CUSTOMER_SETTINGS`` may be set, each within its range; the rest of the
+    configuration comes from the operator's profile.
 
     Args:
         overrides: Config keys as written in an .ini (`fill_density`) to values (`20%`).
@@ -33,14 +109,21 @@ def override_args(overrides: Mapping[str, str]) -> list[str]:
         Options such as `--fill-density=20%`, sorted by key.
 
     Raises:
-        ValueError: A key is not a config-key identifier or a value spans lines.
+        ParameterError: A key is not a setting an order may choose (the message says
+            why), or its value is out of range or malformed (a ValueError too).
     """
     args = []
     for key, value in sorted(overrides.items()):
         if not _KEY.fullmatch(key):
-            raise ValueError(f"slicer setting {key!r} is not a config key like 'fill_density'")
-        if "\n" in value or "\r" in value:
-            raise ValueError(f"slicer setting {key!r}: a value must be one line")
+            raise ParameterError(key, "is not a config key like 'fill_density'")
+        setting = CUSTOMER_SETTINGS.get(key)
+        if setting is None:
+            allowed = ", ".join(sorted(CUSTOMER_SETTINGS))
+            raise ParameterError(key, f"an order cannot set it ({_operator_only(key)}); it "
+                                      f"comes from the printer's profile. Orders may set: {allowed}")
+        problem = setting.check(key, value)
+        if problem is not None:
+            raise ParameterError(key, f"{value[:40]!r} is not allowed; expected {problem}")
         args.append(f"--{key.replace('_', '-')}={value}")
     return args
 
@@ -49,7 +132,7 @@ def build_slice_argv(binary: str, request: SliceRequest, gcode_path: Path) -> li
     """The PrusaSlicer command line that slices `request` into `gcode_path` (pure).
 
     Raises:
-        ValueError: An override is malformed (see `override_args`).
+        ParameterError: An override is not allowed (see `override_args`).
     """
     return [
         binary, "--loglevel", "1",
@@ -115,9 +198,12 @@ class PrusaSlicer:
         """Slice `request` into `out_dir/output.gcode` (a fresh temporary dir if None).
 
         Raises:
+            ParameterError: An override is not a setting an order may choose, or is
+                out of range (nothing is run).
             ToolNotFound: PrusaSlicer is not installed.
             SlicerError: A missing input, a rejected profile or mesh, a time-out, or
-                G-code without the statistics the bridge reads.
+                G-code without the statistics the bridge reads, or with no layers or
+                extrusion at all.
         """
         for path, what in ((request.mesh_path, "mesh"), (request.profile_path, "profile")):
             if not path.is_file():
@@ -128,6 +214,8 @@ class PrusaSlicer:
         gcode_path = out_dir / _GCODE_NAME
         try:
             argv = build_slice_argv(self.binary, request, gcode_path)
+        except ParameterError:
+            raise  # the order's fault, not the slicer's
         except ValueError as exc:
             raise SlicerError((), None, "", "", reason=str(exc)) from exc
         gcode_path.unlink(missing_ok=True)  # never read a previous slice's output

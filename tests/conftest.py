@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.hub_server",
     "tests.fixtures.octoprint_server",
     "tests.fixtures.virtual_printer",
+    "tests.fixtures.tcp_proxy",
 ]

@@ -17,8 +17,19 @@ EXPORTS = {
         "license_ids", "may_fabricate", "obligations", "parse_expression", "rule_for", "rules",
     ],
     "hub.provenance": [
-        "ChainLink", "ChainReport", "FileEntry", "canonical_json", "generate_private_key", "public_key_of",
-        "revision_document", "revision_id", "sha256_hex", "sign", "verify_chain", "verify_signature",
+        "AuthorshipCheck", "ChainLink", "ChainReport", "FileEntry", "canonical_json", "generate_private_key",
+        "public_key_of", "registered_authorship", "revision_document", "revision_id", "sha256_hex", "sign",
+        "verify_chain", "verify_signature",
+    ],
+    "hub.keys": [
+        "FINGERPRINT_HEX", "KeyRegistration", "REGISTRATION_TYPE", "SMALL_ORDER_ENCODINGS", "check_public_key",
+        "fingerprint", "proof_message", "prove_possession", "registration_message", "sign_registration",
+        "verify_registration", "verify_strict",
+    ],
+    "hub.store.hub_key": ["HUB_KEY_NAME", "load_or_create_hub_key"],
+    "hub.bundle": [
+        "BUNDLE_FORMAT", "FORMATS", "MAX_BUNDLE_BYTES", "MAX_DEPTH", "MAX_FILES", "MAX_REGISTRATIONS", "MAX_REVISIONS",
+        "Bundle", "bundle_document", "parse_bundle",
     ],
     "hub.domain": [
         "Account", "Attribution", "BlobInfo", "Design", "Fabrication", "FileEntry", "LedgerLine", "PrintabilityRecord",
@@ -27,12 +38,34 @@ EXPORTS = {
     "hub.auth": ["PUBLIC_PREFIXES", "ROLE_RULES", "authorize", "bearer_token", "is_public", "new_token", "short_name"],
     "hub.config": ["HubConfig", "default_data_dir", "parse_listen"],
     "hub.exports": ["OKH_MEDIA_TYPE", "PROV_MEDIA_TYPE", "Lineage", "okh_manifest", "prov_json"],
-    "hub.store": ["AccountStore", "BlobStore", "DesignStore", "RecordStore", "Store", "open_store"],
+    "hub.store": [
+        "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",
+    ],
     "hub.store.engine": ["connect", "make_engine", "migrate", "sqlite_url", "write"],
-    "hub.service": ["AccountService", "BlobService", "DesignService", "ForkService", "Hub", "RecordService"],
+    "hub.service": [
+        "AccountService", "BlobService", "DesignService", "ForkService", "GrantService", "Hub", "JobService",
+        "NodeService", "OrderService", "RecordService",
+    ],
+    "hub.jobs": [
+        "ACTIVE", "DEFAULT_TIMERS", "EVENT_KINDS", "HELD", "TERMINAL", "TRANSITIONS", "Change", "Command", "Job",
+        "JobSpec", "JobState", "TimerPolicy", "check_data", "check_transition", "event_effect", "is_unstarted",
+        "lost_contact_deadline", "production_update",
+    ],
+    "hub.scheduler": ["Money", "PrinterRecord", "candidates", "fits", "qualifies"],
+    "hub.orders": ["FINAL_STATES", "Grant", "JOB_STAGE", "LedgerRow", "Order", "OrderObject", "OrderState", "RatingRow", "StoredQuote", "TRANSITIONS", "advance", "cancellable", "derive_state"],
+    "hub.ledger": ["Beneficiaries", "COMMONS_FUND", "Costs", "DEFAULT_EQUATION", "Share", "ValueEquation", "distribute", "format_money", "parse_equation"],
+    "hub.ratings": ["CRITERIA", "MAX_COMMENT_CHARS", "PRIOR_MEAN", "PRIOR_WEIGHT", "ROLES", "Reputation", "Vote", "check_rating", "reputation"],
+    "hub.quotes": ["Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "price", "rank"],
+    "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles"],
     "hub.api.interceptors": ["STATUS_OF", "HubInterceptor", "current_account", "status_of"],
     "hub.__main__": ["compose", "main", "serve"],
+    "hub.limits": [
+        "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "FIELD_LIMITS", "MAX_CHECKED_MESHES", "MAX_FILES",
+        "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "PAGE_MAX_BYTES", "PageCut", "check_fields", "check_page_size",
+        "cut_page", "too_busy",
+    ],
+    "hub.workers": ["CallGate", "CheckLimits", "CheckPool", "OwnLoop", "aborted_report", "check_mesh"],
 }
 
 

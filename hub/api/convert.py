@@ -16,6 +16,7 @@ from hub.domain import (
     RatingRecord,
     Revision,
 )
+from hub.keys import KeyRegistration
 from hub.service.blobs import Chunk
 from hub.service.designs import PushRequest, PushResult
 from hub.service.forks import ForkRequest
@@ -43,6 +44,13 @@ _FORMATS: dict[int, str] = {records_pb2.EXPORT_FORMAT_PROV_JSON: "prov", records
 
 def _account_to_proto(account: Account) -> accounts_pb2.Account:
     return accounts_pb2.Account(name=account.name, role=_ROLES[account.role.value], public_key=account.public_key)
+
+
+def _key_to_proto(reg: KeyRegistration) -> accounts_pb2.KeyRegistration:
+    return accounts_pb2.KeyRegistration(
+        account=reg.account, public_key=reg.public_key, fingerprint=reg.fingerprint,
+        registered_at=reg.registered_at, revoked_at=reg.revoked_at, hub_signature=reg.hub_signature,
+    )
 
 
 def _file_from_proto(entry: common_pb2.FileEntry) -> FileEntry:

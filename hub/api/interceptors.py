@@ -1,7 +1,10 @@
 """One async server interceptor: authenticate, authorise, map HubError → StatusCode, log.
 
-The HubError → status table lives here and only here. An unexpected exception
-becomes INTERNAL with its traceback in the log; the server keeps running.
+The HubError → status table lives here and only here; each refusal also carries
+machine-readable details (hub/api/errors_detail.py). A request whose bytes do not
+decode as its protobuf message is INVALID_ARGUMENT (grpc.aio itself would answer
+UNKNOWN): the interceptor swaps in a deserializer that never raises. An unexpected
+exception becomes INTERNAL with its traceback in the log; the server keeps running.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import grpc
 from grpc import aio
 
 from hub import errors
+from hub.api.errors_detail import trailing_metadata
 from hub.auth import authorize, bearer_token, is_public
 from hub.domain import Account
 
@@ -82,8 +86,9 @@ async def _fail(context: aio.ServicerContext, method: str, exc: BaseException, s
     elapsed = round((time.monotonic() - started) * 1000, 1)
     if isinstance(exc, errors.HubError):
         code = status_of(exc)
-        log.info("rpc refused", extra={"rpc": method, "code": code.name, "error": exc.message, "ms": elapsed})
-        await context.abort(code, exc.message)
+        log.info("rpc refused", extra={"rpc": method, "code": code.name, "reason": exc.reason,
+                                       "error": exc.message, "ms": elapsed})
+        await context.abort(code, exc.message, trailing_metadata(exc, code))
     log.error("rpc failed", exc_info=exc, extra={"rpc": method, "code": "INTERNAL", "ms": elapsed})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the hub's log")
 
@@ -93,18 +98,62 @@ def _ok(method: str, started: float, account: Account | None) -> None:
     log.info("rpc", extra={"rpc": method, "code": "OK", "ms": elapsed, "account": account.name if account else ""})
 
 
+class _Undecodable:
+    """Stands in for a request message whose bytes did not decode."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RecursionError, …
+            return _Undecodable(exc)
+
+    return safe
+
+
+def _undecodable(method: str, bad: _Undecodable) -> errors.InvalidArgument:
+    return errors.InvalidArgument(
+        f"the request to {method} is not a valid protobuf message ({type(bad.error).__name__}); "
+        "use the hub's .proto definitions", reason="REQUEST_UNDECODABLE", field="request")
+
+
+def _checked(request: Any, method: str) -> Any:
+    if isinstance(request, _Undecodable):
+        raise _undecodable(method, request)
+    if hasattr(request, "__aiter__"):
+        return _checked_stream(request, method)
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise _undecodable(method, request)
+        yield request
+
+
 def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]]) -> Any:
+    deserialize = _safe_deserializer(handler.request_deserializer)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, method, guard), handler.request_deserializer, handler.response_serializer)
+            _unary(handler.unary_unary, method, guard), deserialize, handler.response_serializer)
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(
-            _unary(handler.stream_unary, method, guard), handler.request_deserializer, handler.response_serializer)
+            _unary(handler.stream_unary, method, guard), deserialize, handler.response_serializer)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, method, guard), handler.request_deserializer, handler.response_serializer)
+            _streaming(handler.unary_stream, method, guard), deserialize, handler.response_serializer)
     return grpc.stream_stream_rpc_method_handler(
-        _streaming(handler.stream_stream, method, guard), handler.request_deserializer, handler.response_serializer)
+        _streaming(handler.stream_stream, method, guard), deserialize, handler.response_serializer)
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Callable[[], Awaitable[Account]]) -> Callable[..., Awaitable[Any]]:
@@ -113,7 +162,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Callable
         try:
             account = await guard()
             _account.set(account)
-            response = await behavior(request, context)
+            response = await behavior(_checked(request, method), context)
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
@@ -130,7 +179,7 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str, guard: 
         try:
             account = await guard()
             _account.set(account)
-            async for item in behavior(request, context):
+            async for item in behavior(_checked(request, method), context):
                 yield item
         except aio.AbortError:
             raise

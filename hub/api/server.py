@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,22 @@ from spimeforge.v1 import (
     accounts_pb2_grpc,
     designs_pb2,
     designs_pb2_grpc,
+    nodes_pb2,
+    nodes_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
     records_pb2,
     records_pb2_grpc,
 )
 
 from hub.api.interceptors import HubInterceptor
-from hub.api.servicers import AccountsServicer, DesignsServicer, RecordsServicer
+from hub.api.metrics import HubMetrics, MetricsInterceptor
+from hub.api.nodes import NodesServicer
+from hub.api.orders import OrdersServicer, RecordsWithLedgerServicer
+from hub.api.servicers import AccountsServicer, DesignsServicer
 from hub.errors import InvalidArgument
 from hub.service import Hub
+from hub.workers import OwnLoop
 
 __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles"]
 
@@ -32,22 +41,33 @@ SERVICE_NAMES = (
     accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
     designs_pb2.DESCRIPTOR.services_by_name["Designs"].full_name,
     records_pb2.DESCRIPTOR.services_by_name["Records"].full_name,
+    nodes_pb2.DESCRIPTOR.services_by_name["Nodes"].full_name,
+    orders_pb2.DESCRIPTOR.services_by_name["Orders"].full_name,
 )
 
 
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
+    """PEM files of the server's certificate and key; with ``client_ca``, clients must present
+    a certificate signed by that CA (mTLS: nodes authenticate with ``make-node-cert.sh`` certs)."""
+
     cert: Path
     key: Path
+    client_ca: Path | None = None
 
 
 class HubServer:
     """A grpc.aio server around a Hub; start() binds, stop(grace) drains."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, metrics: HubMetrics | None = None) -> None:
         self.hub = hub
+        # Token checks run on their own loop and threads: a flood of pushes, searches or
+        # uploads filling the main loop's thread pool cannot delay other callers' auth.
+        self._auth = OwnLoop("hub-auth")
+        # The metrics interceptor goes first (outermost) so refused auth is counted too.
+        outer = [MetricsInterceptor(metrics)] if metrics is not None else []
         self.server = aio.server(
-            interceptors=[HubInterceptor(hub.accounts.authenticate)],
+            interceptors=[*outer, HubInterceptor(self._auth.wrap(hub.accounts.authenticate))],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -56,16 +76,26 @@ class HubServer:
                 # blob writers keep up with; the transport then buffers tens of MB per upload.
                 # Fixed windows keep an upload's buffering bounded (and measured no slower).
                 ("grpc.http2.bdp_probe", 0),
+                # Agents ping every 30 s without calls in flight (agent_protocol.md 2c): the default
+                # 5 min minimum would answer GOAWAY too_many_pings. Our own pings find dead agents.
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
             ],
         )
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self._stop_sweeper = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
         self._register()
 
     def _register(self) -> None:
         accounts_pb2_grpc.add_AccountsServicer_to_server(AccountsServicer(self.hub), self.server)
         designs_pb2_grpc.add_DesignsServicer_to_server(DesignsServicer(self.hub), self.server)
-        records_pb2_grpc.add_RecordsServicer_to_server(RecordsServicer(self.hub), self.server)
+        records_pb2_grpc.add_RecordsServicer_to_server(RecordsWithLedgerServicer(self.hub), self.server)
+        orders_pb2_grpc.add_OrdersServicer_to_server(OrdersServicer(self.hub), self.server)
+        nodes_pb2_grpc.add_NodesServicer_to_server(NodesServicer(self.hub), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.server)
@@ -80,12 +110,15 @@ class HubServer:
             if tls is None:
                 self.port = self.server.add_insecure_port(listen)
             else:
-                creds = ssl_server_credentials([(tls.key.read_bytes(), tls.cert.read_bytes())])
+                creds = _credentials(tls)
                 self.port = self.server.add_secure_port(listen, creds)
         except (RuntimeError, OSError) as exc:
             raise InvalidArgument(f"cannot listen on {listen}: {exc}") from exc
+        await self.hub.nodes.startup()
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        # Offer expiry, leases, lost contact, and jobs queued by `spime-hub job add` in another process.
+        self._sweeper = asyncio.create_task(self.hub.nodes.run_sweeper(self._stop_sweeper))
         log.info("hub listening", extra={"listen": listen, "port": self.port, "tls": tls is not None})
         return self.port
 
@@ -96,8 +129,21 @@ class HubServer:
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, refuse new calls and let running ones finish within ``grace`` s."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._stop_sweeper.set()
+        if self._sweeper is not None:
+            await self._sweeper
         await self.server.stop(grace)
+        await self.hub.nodes.drain()
+        self._auth.close()
         log.info("hub stopped", extra={"grace_s": grace})
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+
+def _credentials(tls: TlsFiles) -> object:
+    """Server credentials; with a client CA, a client without a certificate it signed fails the handshake."""
+    pair = [(tls.key.read_bytes(), tls.cert.read_bytes())]
+    if tls.client_ca is None:
+        return ssl_server_credentials(pair)
+    return ssl_server_credentials(pair, root_certificates=tls.client_ca.read_bytes(), require_client_auth=True)

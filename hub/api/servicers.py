@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+from google.protobuf.message import Message
 from grpc import aio
 from spimeforge.v1 import (
     accounts_pb2,
@@ -15,10 +16,13 @@ from spimeforge.v1 import (
     records_pb2_grpc,
 )
 
+from hub import limits
 from hub.api import convert as cv
 from hub.api.interceptors import current_account
+from hub.keys import fingerprint
 from hub.service import Hub
 from hub.service.blobs import Chunk
+from hub.workers import CallGate
 
 __all__ = ["AccountsServicer", "DesignsServicer", "RecordsServicer"]
 
@@ -30,63 +34,144 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
     async def WhoAmI(self, request: accounts_pb2.WhoAmIRequest, context: aio.ServicerContext) -> accounts_pb2.Account:
         return cv._account_to_proto(current_account())
 
+    async def GetHubKey(self, request: accounts_pb2.GetHubKeyRequest,
+                        context: aio.ServicerContext) -> accounts_pb2.HubKey:
+        key = self.hub.accounts.hub_public_key
+        return accounts_pb2.HubKey(public_key=key, fingerprint=fingerprint(key))
+
+    async def RegisterKey(self, request: accounts_pb2.RegisterKeyRequest,
+                          context: aio.ServicerContext) -> accounts_pb2.KeyRegistration:
+        reg = await self.hub.accounts.register_key(current_account(), request.public_key, request.signed_at,
+                                                   request.proof)
+        return cv._key_to_proto(reg)
+
+    async def ListKeys(self, request: accounts_pb2.ListKeysRequest,
+                       context: aio.ServicerContext) -> accounts_pb2.ListKeysResponse:
+        regs = await self.hub.accounts.list_keys(current_account(), request.account)
+        return accounts_pb2.ListKeysResponse(keys=[cv._key_to_proto(r) for r in regs],
+                                             hub_public_key=self.hub.accounts.hub_public_key)
+
+    async def RevokeKey(self, request: accounts_pb2.RevokeKeyRequest,
+                        context: aio.ServicerContext) -> accounts_pb2.KeyRegistration:
+        reg = await self.hub.accounts.revoke_key(current_account(), request.fingerprint, request.effective_at)
+        return cv._key_to_proto(reg)
+
 
 async def _chunks(requests: AsyncIterator[common_pb2.BlobChunk]) -> AsyncIterator[Chunk]:
     async for chunk in requests:
         yield cv._chunk_from_proto(chunk)
 
 
+def _bounded(message: Message) -> None:
+    """Check a request (and the messages inside it) against hub.limits.FIELD_LIMITS.
+
+    Raises:
+        InvalidArgument: a field over its documented maximum, naming the limit.
+    """
+    name = message.DESCRIPTOR.name
+    fields = {f: getattr(message, f) for f in limits.FIELD_LIMITS.get(name, {}) if not f.endswith("[]")}
+    limits.check_fields(name, fields)
+    for field in message.DESCRIPTOR.fields:
+        if field.message_type is None or field.message_type.name not in limits.FIELD_LIMITS:
+            continue
+        if field.is_repeated:
+            for item in getattr(message, field.name):
+                _bounded(item)
+        elif message.HasField(field.name):
+            _bounded(getattr(message, field.name))
+
+
+def _page(items: Sequence[Message], wanted: int) -> int:
+    """How many of the first ``wanted`` items one answer carries within limits.PAGE_MAX_BYTES."""
+    return limits.cut_page([item.ByteSize() for item in items[:wanted]]).count
+
+
 class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.gate = CallGate(limits.CONCURRENT_CALLS)
 
     async def MissingBlobs(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         return designs_pb2.MissingBlobsResponse(sha256=await self.hub.blobs.missing(list(request.sha256)))
 
     async def UploadBlob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        result = await self.hub.blobs.upload(_chunks(request_iterator))
+        async with self.gate.enter("Designs.UploadBlob", current_account().name):
+            result = await self.hub.blobs.upload(_chunks(request_iterator))
         return designs_pb2.UploadBlobResponse(sha256=result.sha256, size=result.size, already_present=result.already_present)
 
     async def DownloadBlob(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         async for chunk in self.hub.blobs.download(request.sha256, int(request.offset)):
             yield cv._chunk_to_proto(chunk)
 
     async def Push(self, request, context):  # type: ignore[no-untyped-def]
-        return cv._push_to_proto(await self.hub.designs.push(current_account(), cv._push_from_proto(request)))
+        _bounded(request)
+        async with self.gate.enter("Designs.Push", current_account().name):
+            return cv._push_to_proto(await self.hub.designs.push(current_account(), cv._push_from_proto(request)))
 
     async def GetDesign(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         return cv._design_to_proto(await self.hub.designs.get_design(request.design))
 
     async def GetRevision(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         return cv._revision_to_proto(await self.hub.designs.get_revision(request.design, request.revision_id))
 
     async def Log(self, request, context):  # type: ignore[no-untyped-def]
-        revisions = await self.hub.designs.log(request.design, request.from_revision_id, int(request.limit))
-        return designs_pb2.LogResponse(revisions=[cv._revision_to_proto(r) for r in revisions])
+        _bounded(request)
+        # Old clients send no page: their limit (0 = as many as one page may hold) is the page size.
+        wanted = request.page.page_size if request.HasField("page") else request.limit or limits.MAX_PAGE_SIZE
+        size = limits.check_page_size(int(wanted), "Log")
+        start = request.page.page_token or request.from_revision_id
+        revisions = await self.hub.designs.log(request.design, start, size + 1)
+        protos = [cv._revision_to_proto(r) for r in revisions[:size]]
+        count = _page(protos, size)
+        token = revisions[count].id if count < len(revisions) else ""
+        return designs_pb2.LogResponse(revisions=protos[:count], next_page_token=token)
 
     async def Search(self, request, context):  # type: ignore[no-untyped-def]
-        found, token = await self.hub.designs.search(
-            request.text, request.license, list(request.tags), int(request.page.page_size), request.page.page_token
-        )
-        return designs_pb2.SearchResponse(designs=[cv._design_to_proto(d) for d in found], next_page_token=token)
+        _bounded(request)
+        size = limits.check_page_size(int(request.page.page_size), "Search")
+        async with self.gate.enter("Designs.Search", current_account().name):
+            found, token = await self.hub.designs.search(
+                request.text, request.license, list(request.tags), size, request.page.page_token
+            )
+        protos = [cv._design_to_proto(d) for d in found]
+        count = _page(protos, size)
+        if count < len(protos):
+            token = str(int(request.page.page_token or "0") + count)
+        return designs_pb2.SearchResponse(designs=protos[:count], next_page_token=token)
 
     async def Fork(self, request, context):  # type: ignore[no-untyped-def]
-        design, revision = await self.hub.forks.fork(current_account(), cv._fork_from_proto(request))
+        _bounded(request)
+        async with self.gate.enter("Designs.Fork", current_account().name):
+            design, revision = await self.hub.forks.fork(current_account(), cv._fork_from_proto(request))
         return designs_pb2.ForkResponse(design=cv._design_to_proto(design), revision=cv._revision_to_proto(revision))
 
     async def ListProposals(self, request, context):  # type: ignore[no-untyped-def]
-        proposals = await self.hub.designs.list_proposals(request.design, request.include_closed)
-        return designs_pb2.ListProposalsResponse(proposals=[cv._proposal_to_proto(p) for p in proposals])
+        _bounded(request)
+        size = limits.check_page_size(int(request.page.page_size), "ListProposals")
+        token = request.page.page_token
+        proposals = await self.hub.designs.list_proposals(request.design, request.include_closed, token, size + 1)
+        protos = [cv._proposal_to_proto(p) for p in proposals[:size]]
+        count = _page(protos, size)
+        more = count < len(proposals)
+        return designs_pb2.ListProposalsResponse(
+            proposals=protos[:count], next_page_token=str(int(token or "0") + count) if more else "")
 
     async def AcceptProposal(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         proposal, design = await self.hub.designs.accept(current_account(), request.design, request.proposal_id)
         return designs_pb2.AcceptProposalResponse(proposal=cv._proposal_to_proto(proposal), design=cv._design_to_proto(design))
 
     async def DeclineProposal(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         proposal = await self.hub.designs.decline(current_account(), request.design, request.proposal_id, request.reason)
         return cv._proposal_to_proto(proposal)
 
     async def AddMaintainer(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         design = await self.hub.designs.add_maintainer(
             current_account(), request.design, request.account, self.hub.accounts.accounts._thd_exists
         )
@@ -96,12 +181,16 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
 class RecordsServicer(records_pb2_grpc.RecordsServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.gate = CallGate(limits.CONCURRENT_CALLS)
 
     async def GetRecord(self, request, context):  # type: ignore[no-untyped-def]
+        _bounded(request)
         return cv._record_to_proto(await self.hub.records.get_record(request.design))
 
     async def Export(self, request, context):  # type: ignore[no-untyped-def]
-        media_type, document = await self.hub.records.export(
-            request.design, request.revision_id, cv._format_from_proto(request.format)
-        )
+        _bounded(request)
+        async with self.gate.enter("Records.Export", current_account().name):
+            media_type, document = await self.hub.records.export(
+                request.design, request.revision_id, cv._format_from_proto(request.format)
+            )
         return records_pb2.ExportResponse(media_type=media_type, document=document)

@@ -1,8 +1,9 @@
 """Collect a design's revision chain from a hub, and read/write offline bundles.
 
-A bundle is a directory: ``bundle.json`` (the design and every revision as
-JSON) and ``blobs/<sha256>`` (every file's bytes). ``spime verify --bundle``
-checks it without a hub.
+A bundle is a directory: ``bundle.json`` (the design, every revision, and the
+hub-signed key registrations of every signer; see :mod:`hub.bundle`) and
+``blobs/<sha256>`` (every file's bytes). ``spime verify --bundle`` checks it
+without a hub, against a pinned hub key.
 """
 
 from __future__ import annotations
@@ -13,24 +14,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spimeforge.v1 import designs_pb2
+from spimeforge.v1 import accounts_pb2, designs_pb2
 
+from hub.bundle import BUNDLE_FORMAT, MAX_BUNDLE_BYTES, Bundle, bundle_document, parse_bundle
 from hub.client import convert
 from hub.client.common import ClientError, HubRefused
 from hub.client.connection import Hub
 from hub.client.download import download_blob
-from hub.provenance import ChainReport, verify_chain
+from hub.errors import HubError
+from hub.keys import KeyRegistration
+from hub.provenance import AuthorshipCheck, ChainReport, verify_chain
 
 __all__ = [
     "BUNDLE_FORMAT",
     "collect_chain",
+    "collect_keys",
     "read_bundle",
     "remote_blob_hasher",
     "verify_revisions",
     "write_bundle",
 ]
-
-BUNDLE_FORMAT = "spimeforge-bundle/1"
 
 
 def collect_chain(hub: Hub, design: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -69,14 +72,39 @@ def _maybe_revision(hub: Hub, design: str, rid: str) -> dict[str, Any] | None:
     return convert.revision(msg)
 
 
-def verify_revisions(revisions: list[dict[str, Any]],
-                     blobs: Callable[[str], str | None] | None) -> ChainReport:
+def collect_keys(hub: Hub, revisions: list[dict[str, Any]]) -> tuple[bytes, list[KeyRegistration]]:
+    """The hub's public key and the registrations of every account that signed a revision.
+
+    Raises:
+        HubRefused: the hub refused a call (an author the hub no longer knows is skipped).
+    """
+    hub_key = bytes(hub.call(hub.accounts.GetHubKey, accounts_pb2.GetHubKeyRequest()).public_key)
+    found: list[KeyRegistration] = []
+    for author in sorted({r["author"] for r in revisions if r.get("signature")}):
+        try:
+            resp = hub.call(hub.accounts.ListKeys, accounts_pb2.ListKeysRequest(account=author))
+        except HubRefused as exc:
+            if exc.code_name in ("NOT_FOUND", "INVALID_ARGUMENT"):
+                continue
+            raise
+        found.extend(KeyRegistration(k.account, bytes(k.public_key), k.registered_at, k.revoked_at,
+                                     bytes(k.hub_signature)) for k in resp.keys)
+    return hub_key, found
+
+
+def verify_revisions(revisions: list[dict[str, Any]], blobs: Callable[[str], str | None] | None,
+                     authorship: AuthorshipCheck | None = None) -> ChainReport:
     """Check every id, signature and (with ``blobs``) file hash of the revisions.
+
+    Args:
+        revisions: revision dicts.
+        blobs: see :func:`hub.provenance.verify_chain`.
+        authorship: proves each signer was the author (:func:`hub.provenance.registered_authorship`).
 
     Raises:
         IntegrityError: the first thing that does not match.
     """
-    return verify_chain([convert.chain_link(r) for r in revisions], blobs)
+    return verify_chain([convert.chain_link(r) for r in revisions], blobs, authorship)
 
 
 def remote_blob_hasher(hub: Hub) -> Callable[[str], str | None]:
@@ -115,37 +143,39 @@ def write_bundle(hub: Hub, design: str, out: Path) -> dict[str, Any]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClientError(f"{out} exists and is not an empty directory; choose a new path")
     info, revisions = collect_chain(hub, design)
+    hub_key, registrations = collect_keys(hub, revisions)
     blobs = {f["sha256"]: int(f["size"]) for r in revisions for f in r["files"]}
     (out / "blobs").mkdir(parents=True, exist_ok=True)
     for sha, size in sorted(blobs.items()):
         download_blob(hub, sha, size, out / "blobs" / sha)
-    doc = {"format": BUNDLE_FORMAT, "design": info, "revisions": revisions}
+    doc = bundle_document(info, revisions, hub_key, registrations)
     (out / "bundle.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n",
                                      encoding="utf-8")
     return {"design": design, "output": str(out), "revisions": len(revisions),
-            "blobs": len(blobs), "bytes": sum(blobs.values())}
+            "blobs": len(blobs), "bytes": sum(blobs.values()), "hub_public_key": hub_key.hex(),
+            "key_registrations": len(registrations)}
 
 
-def read_bundle(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]],
-                                       Callable[[str], str | None]]:
-    """Load a bundle: the design, its revisions, and a lookup hashing ``blobs/<sha>``.
+def read_bundle(folder: Path) -> tuple[Bundle, Callable[[str], str | None]]:
+    """Load a bundle (bounded, type-checked) and a lookup hashing ``blobs/<sha>``.
 
     Raises:
-        ClientError: the bundle is missing or malformed.
+        ClientError: the bundle is missing, too big, or malformed (the message says where).
     """
+    path = folder / "bundle.json"
     try:
-        doc = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ClientError(f"{folder} is not a bundle (bundle.json unreadable: {exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
-        raise ClientError(f"{folder}/bundle.json is not a {BUNDLE_FORMAT} document")
-    revisions = doc.get("revisions")
-    if not isinstance(revisions, list) or not all(isinstance(r, dict) for r in revisions):
-        raise ClientError(f"{folder}/bundle.json has no revision list")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as exc:
+        raise ClientError(f"{folder} is not a bundle (bundle.json unreadable: {exc.strerror or exc})") from exc
+    try:
+        bundle = parse_bundle(data)
+    except HubError as exc:
+        raise ClientError(f"{path} is not a valid bundle: {exc}") from exc
 
     def lookup(sha256: str) -> str | None:
         path = folder / "blobs" / sha256
-        if len(sha256) != 64 or not path.is_file():
+        if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256) or not path.is_file():
             return None
         digest = hashlib.sha256()
         with path.open("rb") as fh:
@@ -153,6 +183,4 @@ def read_bundle(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]],
                 digest.update(chunk)
         return digest.hexdigest()
 
-    return doc.get("design") or {}, revisions, lookup
-
-
+    return bundle, lookup

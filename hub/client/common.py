@@ -10,10 +10,10 @@ import argparse
 import json
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
+
+from hub.client.progress import Progress
 
 __all__ = [
     "EXIT_OK",
@@ -117,40 +117,3 @@ def split_ref(ref: str) -> tuple[str, str]:
 def env_or(value: str | None, name: str) -> str:
     """Return ``value`` if given, else the environment variable ``name`` (or "")."""
     return value if value else os.environ.get(name, "")
-
-
-class Progress:
-    """A byte-count progress bar on stderr, redrawn at most ten times a second."""
-
-    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.label = label
-        self.stream = stream or sys.stderr
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def advance(self, n: int) -> None:
-        """Count ``n`` more bytes and redraw if due (thread-safe)."""
-        with self._lock:
-            self.done += n
-            now = time.monotonic()
-            if now - self._last >= 0.1 or self.done >= self.total:
-                self._last = now
-                self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        frac = min(self.done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = self.done / max(now - self._start, 1e-6) / 1e6
-        end = "\n" if self.done >= self.total else ""
-        self.stream.write(f"\r{self.label} [{bar:<30}] {frac:6.1%} "
-                          f"{self.done / 1e6:8.1f} MB {rate:7.1f} MB/s{end}")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        """End the bar's line."""
-        if self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()

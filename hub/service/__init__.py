@@ -8,9 +8,16 @@ from hub.service.accounts import AccountService
 from hub.service.blobs import BlobService
 from hub.service.designs import DesignService
 from hub.service.forks import ForkService
+from hub.service.grants import GrantService
+from hub.service.jobs import JobService
+from hub.service.nodes import NodeService
+from hub.service.orders import OrderService
 from hub.service.records import RecordService
 
-__all__ = ["AccountService", "BlobService", "DesignService", "ForkService", "Hub", "RecordService"]
+__all__ = [
+    "AccountService", "BlobService", "DesignService", "ForkService", "GrantService", "Hub", "JobService", "NodeService",
+    "OrderService", "RecordService",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +29,6 @@ class Hub:
     designs: DesignService
     forks: ForkService
     records: RecordService
+    jobs: JobService
+    nodes: NodeService
+    orders: OrderService | None = None  # issue 8: quotes, orders, ratings, grants, the ledger

@@ -1,19 +1,34 @@
-"""Accounts: create (with a token), authenticate a token."""
+"""Accounts: create (with a token), authenticate a token, register and revoke public keys.
+
+A revision's signature counts only if it verifies with a key registered to its
+author at the revision's time (issue 10 section 4); the hub signs every key
+registration with its own key so that bundles prove authorship offline.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
+from dataclasses import replace
 
+from hub import keys
 from hub.auth import new_token
 from hub.domain import Account, Role
-from hub.errors import InvalidArgument
-from hub.service.common import Clock, format_time
+from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, PermissionDenied
+from hub.keys import KeyRegistration
+from hub.provenance import generate_private_key, public_key_of
+from hub.service.common import Clock, format_time, parse_time
 from hub.store.accounts import AccountStore
 
-__all__ = ["AccountService", "check_account_name"]
+__all__ = ["MAX_KEYS_PER_ACCOUNT", "PROOF_SKEW_S", "AccountService", "check_account_name"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
+MAX_KEYS_PER_ACCOUNT = 100
+PROOF_SKEW_S = 300
+MAX_REVOKE_AHEAD = dt.timedelta(days=366)
+_REGISTER_HINT = "run `spime key register` to register it to your account"
 
 
 def check_account_name(name: str) -> str:
@@ -33,8 +48,19 @@ def parse_role(text: str) -> Role:
 
 
 class AccountService:
-    def __init__(self, accounts: AccountStore, clock: Clock) -> None:
+    """Accounts, tokens and public keys.
+
+    Args:
+        accounts: the store connector.
+        clock: the hub's clock.
+        hub_key: the hub's raw Ed25519 private key (signs key registrations);
+            None makes a throw-away one (tests and one-shot commands).
+    """
+
+    def __init__(self, accounts: AccountStore, clock: Clock, hub_key: bytes | None = None) -> None:
         self.accounts, self.clock = accounts, clock
+        self._hub_key = hub_key if hub_key is not None else generate_private_key()
+        self.hub_public_key = public_key_of(self._hub_key)
 
     def _thd_add_user(self, name: str, role: Role) -> tuple[Account, str]:
         """Create an account; returns it and its token (shown once).
@@ -50,3 +76,95 @@ class AccountService:
     async def authenticate(self, token: str) -> Account | None:
         """The account of a token, or None."""
         return await asyncio.to_thread(self.accounts._thd_by_token, token)
+
+    # -- public keys -----------------------------------------------------------------
+
+    async def register_key(self, caller: Account, public_key: bytes, signed_at: str, proof: bytes) -> KeyRegistration:
+        """Register a key to the caller after checking its proof of possession.
+
+        Raises:
+            InvalidArgument: a weak key, a bad time, or a proof that does not verify.
+            AlreadyExists: the key is registered already.
+            ResourceExhausted: the account holds too many keys.
+        """
+        keys.check_public_key(public_key)
+        moment, now = parse_time(signed_at, "signed_at"), self.clock()
+        if abs((moment - now).total_seconds()) > PROOF_SKEW_S:
+            raise InvalidArgument(f"signed_at {signed_at} is more than {PROOF_SKEW_S} s from the hub's time "
+                                  f"{format_time(now)}; check your clock and sign a fresh proof")
+        message = keys.proof_message(caller.name, public_key, signed_at, self.hub_public_key)
+        try:
+            keys.verify_strict(public_key, message, proof, what="the proof of possession")
+        except IntegrityError as exc:
+            raise InvalidArgument(f"{exc}: sign the registration challenge with this key's private half") from exc
+        # From the proof's own time when that is earlier: a client clock a little behind the hub's
+        # must not make its next push look older than the key (only the caller's own revisions can use it).
+        registered_at = min(format_time(now), format_time(moment))
+        reg = keys.sign_registration(self._hub_key, KeyRegistration(caller.name, bytes(public_key), registered_at))
+        return await asyncio.to_thread(self.accounts._thd_add_key, reg, MAX_KEYS_PER_ACCOUNT)
+
+    async def list_keys(self, caller: Account, account: str) -> list[KeyRegistration]:
+        """Every key registered to an account ("" = the caller), oldest first.
+
+        Raises:
+            InvalidArgument: a malformed account name.
+            NotFound: no such account.
+        """
+        name = check_account_name(account) if account else caller.name
+        return await asyncio.to_thread(self.accounts._thd_keys, name)
+
+    async def revoke_key(self, caller: Account, fingerprint: str, effective_at: str) -> KeyRegistration:
+        """Revoke one of the caller's keys from ``effective_at`` ("" = now) on.
+
+        Raises:
+            InvalidArgument: a malformed fingerprint or time, or a time before the registration.
+            NotFound: the caller has no such key.
+            FailedPrecondition: the key is revoked already from that time or earlier.
+        """
+        if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
+            raise InvalidArgument(f"fingerprint {fingerprint!r:.40} must be 32 lowercase hex digits (see `spime key list`)")
+        now = self.clock()
+        at = format_time(now) if not effective_at else format_time(parse_time(effective_at, "effective_at"))
+        if parse_time(at) > now + MAX_REVOKE_AHEAD:
+            raise InvalidArgument(f"effective_at {at} is more than {MAX_REVOKE_AHEAD.days} days ahead")
+        return await asyncio.to_thread(self.accounts._thd_revoke_key, caller.name, fingerprint,
+                                       lambda reg: self._revoked(reg, at))
+
+    def _revoked(self, reg: KeyRegistration, at: str) -> KeyRegistration:
+        if at < reg.registered_at:
+            raise InvalidArgument(f"key {reg.fingerprint} was registered at {reg.registered_at}: "
+                                  f"it cannot be revoked from {at}, before that")
+        if reg.revoked_at and reg.revoked_at <= at:
+            raise FailedPrecondition(f"key {reg.fingerprint} is revoked already from {reg.revoked_at}; "
+                                     "a revocation can move earlier, never later")
+        return keys.sign_registration(self._hub_key, replace(reg, revoked_at=at))
+
+    async def check_signature(self, author: str, created_at: str, revision_id: str,
+                              public_key: bytes, signature: bytes) -> None:
+        """Accept an unsigned revision, or one signed by a key registered to its author.
+
+        The key must be registered to ``author``, live at ``created_at`` and not
+        revoked as of the hub's time (so a stolen key cannot backdate revisions).
+
+        Raises:
+            InvalidArgument: key without signature (or the reverse), a weak key, a forged signature.
+            PermissionDenied: the key is not registered to the author.
+            FailedPrecondition: the key was not live at created_at, or is revoked now.
+        """
+        if not signature and not public_key:
+            return
+        if not signature or not public_key:
+            raise InvalidArgument("a signed push carries both signature and public_key")
+        keys.check_public_key(public_key)
+        reg = await asyncio.to_thread(self.accounts._thd_key, public_key)
+        fp = keys.fingerprint(public_key)
+        if reg is None or reg.account != author:
+            whose = "no account" if reg is None else "another account"
+            raise PermissionDenied(f"the signing key {fp} is registered to {whose}, not to {author}: {_REGISTER_HINT}")
+        now = format_time(self.clock())
+        if not reg.valid_at(created_at) or not reg.valid_at(max(now, created_at)):
+            span = f"registered {reg.registered_at}" + (f", revoked from {reg.revoked_at}" if reg.revoked_at else "")
+            raise FailedPrecondition(f"the signing key {fp} does not count for a revision made at {created_at} "
+                                     f"({span}): sign with a live key (`spime key list`; {_REGISTER_HINT})")
+        keys.verify_strict(public_key, revision_id.encode("ascii"), signature,
+                           what=f"revision {revision_id[:12]}: the signature")

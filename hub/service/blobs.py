@@ -9,7 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from hub.errors import InvalidArgument
+from hub.errors import IntegrityError, InvalidArgument, ResourceExhausted
 from hub.service.common import Clock, format_time
 from hub.store.blobs import READ_CHUNK, BlobStore, Upload, check_sha256
 
@@ -146,9 +146,26 @@ class BlobWriter:
             self._done.set_result(size)
 
 
+async def _next(chunks: AsyncIterator[Chunk], idle_timeout_s: float) -> Chunk | None:
+    """The next chunk, or None at the end.
+
+    Raises:
+        ResourceExhausted: no chunk arrived within ``idle_timeout_s`` (the stream's slot is freed).
+    """
+    try:
+        return await asyncio.wait_for(anext(chunks, None), idle_timeout_s)
+    except TimeoutError as exc:
+        raise ResourceExhausted(
+            f"upload stream sent nothing for {idle_timeout_s:g} s (limit upload_idle_timeout_s); "
+            "it was ended and nothing was stored: upload the blob again",
+            retryable=True, reason="UPLOAD_IDLE", retry_after_s=1.0,
+        ) from exc
+
+
 class BlobService:
-    def __init__(self, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, blobs: BlobStore, clock: Clock, *, idle_timeout_s: float = 30.0) -> None:
         self.blobs, self.clock = blobs, clock
+        self.idle_timeout_s = idle_timeout_s
         self._writers = asyncio.Semaphore(MAX_WRITERS)
 
     async def missing(self, hashes: Sequence[str]) -> list[str]:
@@ -160,24 +177,34 @@ class BlobService:
     async def upload(self, chunks: AsyncIterator[Chunk]) -> UploadResult:
         """Receive one blob; it is stored only when every byte matches the declared hash.
 
+        A blob the hub already has is answered at once (already_present) without
+        reading the rest of the stream, once its declared size matches.
+
         Raises:
             InvalidArgument: no first chunk, bad hash, offsets out of order.
             IntegrityError: the bytes or size do not match the declaration.
-            ResourceExhausted: larger than the hub's limit (nothing is kept).
+            ResourceExhausted: larger than the hub's limit, or the stream went idle (nothing is kept).
         """
-        first = await anext(chunks, None)
+        first = await _next(chunks, self.idle_timeout_s)
         if first is None:
             raise InvalidArgument("empty upload: the first chunk must declare sha256 and total_size")
         sha = check_sha256(first.sha256)
         if not await asyncio.to_thread(self.blobs._thd_missing, [sha]):
-            async for _ in chunks:
-                pass
-            return UploadResult(sha, await asyncio.to_thread(self.blobs._thd_size, sha), True)
+            return await self._present(sha, first)
         async with self._writers:
-            size = await self._store(await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size),
-                                     first, chunks)
+            upload = await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size)
+            size = await self._store(upload, first, chunks)
         await asyncio.to_thread(self.blobs._thd_record, sha, size, format_time(self.clock()))
         return UploadResult(sha, size, False)
+
+    async def _present(self, sha: str, first: Chunk) -> UploadResult:
+        size = await asyncio.to_thread(self.blobs._thd_size, sha)
+        if first.total_size != size or len(first.data) > size or first.offset:
+            raise IntegrityError(
+                f"blob {sha[:12]} is on the hub with {size} bytes, not the declared {first.total_size}; "
+                "nothing was changed"
+            )
+        return UploadResult(sha, size, True)
 
     async def _store(self, upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> int:
         try:
@@ -192,8 +219,7 @@ class BlobService:
             await writer.abort()
             raise
 
-    @staticmethod
-    async def _receive(upload: Upload, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
+    async def _receive(self, upload: Upload, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
         # The writer thread hashes and writes earlier chunks while later ones arrive.
         chunk: Chunk | None = first
         expected = 0
@@ -204,7 +230,7 @@ class BlobService:
             upload.count(len(chunk.data))
             if chunk.data:
                 await writer.put(chunk.data)
-            chunk = await anext(chunks, None)
+            chunk = await _next(chunks, self.idle_timeout_s)
 
     async def download(self, sha256: str, offset: int) -> AsyncIterator[Chunk]:
         """Stream a blob from an offset (resumable).

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from hub import licenses, provenance
 from hub.domain import (
     SLUG_PATTERN,
     Account,
+    Attribution,
     Design,
     FileEntry,
     PrintabilityRecord,
@@ -29,22 +30,28 @@ from hub.errors import (
     IntegrityError,
     InvalidArgument,
     InvalidManifest,
+    LicenseConflict,
     NotFound,
     PermissionDenied,
     StaleHead,
 )
-from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
+from hub.limits import MAX_CHECKED_MESHES, MAX_FILES
+from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest
+from hub.paths import check_paths
 from hub.service.common import Clock, format_time, parse_time
+from hub.service.lineage import Lineage
 from hub.store.blobs import BlobStore, check_sha256
 from hub.store.designs import DesignMeta, DesignStore
 
 __all__ = ["DesignService", "PushRequest", "PushResult", "check_slug", "meta_of"]
 
-MAX_FILES = 10_000
 MESH_SUFFIXES = (".stl", ".obj", ".3mf")
 
 # (blob path, file name within the revision) -> report as plain data with at least "ok"
-PrintabilityCheck = Callable[[str, str], Mapping[str, object]]
+PrintabilityCheck = Callable[[str, str], Awaitable[Mapping[str, object]]]
+# (author, created_at, revision id, public key, signature): raises unless unsigned or signed by a key
+# registered to the author at that time (AccountService.check_signature)
+SignatureCheck = Callable[[str, str, str, bytes, bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,12 @@ class PushResult:
     proposal_id: str = ""
     unchanged: bool = False
     reports: tuple[PrintabilityRecord, ...] = ()
+
+
+def _not_checked(entry: FileEntry, why: str) -> dict[str, object]:
+    return {"path": entry.path, "ok": True, "findings": [
+        {"code": "not_checked", "severity": "info", "details": {"size": str(entry.size)},
+         "message": f"{why}: not checked at push time; run `spime check` on it"}]}
 
 
 def check_slug(slug: str, what: str = "design") -> str:
@@ -92,15 +105,14 @@ def check_files(files: Sequence[FileEntry]) -> tuple[FileEntry, ...]:
         InvalidArgument: an unsafe or duplicate path, a malformed hash or size.
     """
     if len(files) > MAX_FILES:
-        raise InvalidArgument(f"a revision holds at most {MAX_FILES} files, got {len(files)}")
-    seen: set[str] = set()
-    for entry in files:
-        safe_relative_path(entry.path)
+        raise InvalidArgument(f"a revision lists at most {MAX_FILES} files, got {len(files)} (limit PushRequest.files)",
+                              reason="FIELD_TOO_LARGE", field="files")
+    for index, entry in enumerate(files):
         if entry.path == MANIFEST_NAME:
-            raise InvalidArgument(f"{MANIFEST_NAME} travels as manifest_toml, not as a file")
-        if entry.path in seen:
-            raise InvalidArgument(f"file {entry.path!r} is listed twice")
-        seen.add(entry.path)
+            raise InvalidArgument(f"{MANIFEST_NAME} travels as manifest_toml, not as a file",
+                                  reason="PATH_RESERVED_NAME", field=f"files[{index}].path")
+    check_paths([entry.path for entry in files], "files")
+    for entry in files:
         check_sha256(entry.sha256)
         if entry.size < 0:
             raise InvalidArgument(f"file {entry.path!r} has a negative size")
@@ -113,13 +125,15 @@ class DesignService:
     def __init__(self, designs: DesignStore, blobs: BlobStore, clock: Clock, *,
                  future_skew_s: int = 300, past_skew_s: int = 7 * 86400,
                  printability: PrintabilityCheck | None = None, printability_timeout_s: float = 60.0,
-                 printability_max_bytes: int = 32 << 20) -> None:
+                 printability_max_bytes: int = 32 << 20, signatures: SignatureCheck | None = None) -> None:
         self.designs, self.blobs, self.clock = designs, blobs, clock
         self.future_skew = dt.timedelta(seconds=future_skew_s)
         self.past_skew = dt.timedelta(seconds=past_skew_s)
         self.printability = printability
         self.printability_timeout_s = printability_timeout_s
         self.printability_max_bytes = printability_max_bytes
+        self.signatures = signatures
+        self.lineage = Lineage(designs)
 
     def _now(self) -> str:
         return format_time(self.clock())
@@ -133,7 +147,9 @@ class DesignService:
             InvalidArgument: bad slug, manifest, licence, paths, time, or a forged signature.
             NotFound: the design does not exist (and create is false).
             AlreadyExists: create is true but the design exists.
-            FailedPrecondition: blobs are missing or a parent is unknown.
+            FailedPrecondition: blobs are missing, a parent is unknown, or the signing key was not
+                live at created_at.
+            PermissionDenied: signed with a key not registered to the caller.
             StaleHead: the first parent is not the head.
         """
         manifest = self._validate(req)
@@ -142,7 +158,9 @@ class DesignService:
         rid = provenance.revision_id(
             req.parent_ids, manifest.to_dict(), req.files, caller.name, req.created_at, req.message
         )
-        if req.signature or req.public_key:
+        if self.signatures is not None:
+            await self.signatures(caller.name, req.created_at, rid, req.public_key, req.signature)
+        elif req.signature or req.public_key:
             provenance.verify_signature(req.public_key, rid, req.signature)
         if req.create:
             return await self._create(caller, req, manifest, rid)
@@ -199,61 +217,96 @@ class DesignService:
         )
 
     async def _create(self, caller: Account, req: PushRequest, manifest: Manifest, rid: str) -> PushResult:
-        revision = self._revision(caller, req, rid, RevisionKind.PUSH)
-        await asyncio.to_thread(self.designs._thd_create, req.design, meta_of(manifest), revision, caller.name, self._now())
+        attributions = await self._licence_law(req.design, manifest, [], None, may_relicense=True)
+        revision = replace(self._revision(caller, req, rid, RevisionKind.PUSH), attributions=attributions)
+        meta = replace(meta_of(manifest), attributions=attributions)
+        await asyncio.to_thread(self.designs._thd_create, req.design, meta, revision, caller.name, self._now(), attributions)
         return PushResult(rid, reports=await self._check_printability(revision))
+
+    async def _licence_law(self, slug: str, manifest: Manifest, parents: Sequence[Revision], head: Revision | None,
+                           *, may_relicense: bool) -> tuple[Attribution, ...]:
+        """The licence check of a new revision against its whole lineage; its inherited attributions.
+
+        Raises:
+            LicenseConflict: a rule forbids it (names the rule and the ancestor), or it drops an
+                inherited ``derivative_of`` entry.
+            FailedPrecondition: a ``derivative_of`` entry names an unaccepted proposal.
+        """
+        previous = None
+        if head is not None:
+            before = parse_manifest(head.manifest_toml)
+            previous = before.license
+            dropped = sorted(set(before.derivative_of) - set(manifest.derivative_of))
+            if dropped:
+                raise LicenseConflict(
+                    f"licence rule 'attribution travels': {MANIFEST_NAME} drops derivative_of {', '.join(dropped)} "
+                    f"that {slug}@{head.id[:12]} credits; keep every entry", reason="LICENSE_ATTRIBUTION_DROPPED",
+                    field="manifest_toml")
+        referenced = await self.lineage.referenced(manifest, slug)
+        return await self.lineage.check(slug, manifest.license, [*parents, *referenced], previous=previous,
+                                        may_relicense=may_relicense)
 
     async def _push_existing(self, caller: Account, req: PushRequest, manifest: Manifest, rid: str) -> PushResult:
         design = await asyncio.to_thread(self.designs._thd_get_design, req.design)
         head = await asyncio.to_thread(self.designs._thd_get_revision, req.design, "")
         if _same_content(head, manifest, req.files):
             return PushResult(head.id, unchanged=True, reports=head.reports)
-        await self._check_parents(req, design)
-        if caller.name in design.maintainers:
-            revision = self._revision(caller, req, rid, RevisionKind.PUSH)
-            await asyncio.to_thread(self.designs._thd_advance, req.design, req.parent_ids[0], revision, meta_of(manifest), self._now())
+        parents = await self._check_parents(req, design, head)
+        maintainer = caller.name in design.maintainers
+        attributions = await self._licence_law(req.design, manifest, parents, head, may_relicense=maintainer)
+        if maintainer:
+            revision = replace(self._revision(caller, req, rid, RevisionKind.PUSH), attributions=attributions)
+            meta = replace(meta_of(manifest), attributions=attributions)
+            await asyncio.to_thread(self.designs._thd_advance, req.design, req.parent_ids[0], revision, meta, self._now())
             return PushResult(rid, reports=await self._check_printability(revision))
-        revision = self._revision(caller, req, rid, RevisionKind.PROPOSAL)
+        revision = replace(self._revision(caller, req, rid, RevisionKind.PROPOSAL), attributions=attributions)
         proposal_id = "p-" + secrets.token_hex(6)
         await asyncio.to_thread(self.designs._thd_propose, req.design, req.parent_ids[0], revision, proposal_id, self._now())
         return PushResult(rid, is_proposal=True, proposal_id=proposal_id, reports=await self._check_printability(revision))
 
-    async def _check_parents(self, req: PushRequest, design: Design) -> None:
+    async def _check_parents(self, req: PushRequest, design: Design, head: Revision) -> list[Revision]:
+        """The parents of a push: the head first, then accepted revisions (of any design).
+
+        Raises:
+            StaleHead: the first parent is not the head.
+            InvalidArgument: a malformed, repeated or excess parent id.
+            FailedPrecondition: a parent is not on this hub or was never accepted.
+        """
         if req.parent_ids[0] != design.head_revision_id:
             raise StaleHead(f"design {design.slug} moved to {design.head_revision_id}; pull first, then push again")
-        for parent in req.parent_ids[1:]:
-            if await asyncio.to_thread(self.designs._thd_revision_by_id, parent) is None:
-                raise FailedPrecondition(f"parent revision {parent} is not on this hub")
+        if req.parent_ids[0] in req.parent_ids[1:]:
+            raise InvalidArgument("the same parent revision is listed twice", field="parent_ids")
+        return [head, *await self.lineage.accepted(req.parent_ids[1:])]
 
     async def _check_printability(self, revision: Revision) -> tuple[PrintabilityRecord, ...]:
         if self.printability is None:
             return ()
         meshes = [f for f in revision.files if f.path.lower().endswith(MESH_SUFFIXES)]
-        reports = [r for r in [await self._check_one(f) for f in meshes] if r is not None]
+        # Each distinct blob is checked once per revision, and at most MAX_CHECKED_MESHES of them.
+        distinct = list(dict.fromkeys(f.sha256 for f in meshes))
+        checked = {sha: await self._check_one(next(f for f in meshes if f.sha256 == sha))
+                   for sha in distinct[:MAX_CHECKED_MESHES]}
+        reports = [self._report_for(entry, checked.get(entry.sha256)) for entry in meshes]
         if reports:
             await asyncio.to_thread(self.designs._thd_store_reports, revision.id, reports)
         return tuple(reports)
 
-    async def _check_one(self, entry: FileEntry) -> PrintabilityRecord | None:
+    @staticmethod
+    def _report_for(entry: FileEntry, report: Mapping[str, object] | None) -> PrintabilityRecord:
+        if report is None:
+            report = _not_checked(entry, f"the revision has more than {MAX_CHECKED_MESHES} distinct meshes; "
+                                         "only the first are checked at push time")
+        return PrintabilityRecord(entry.path, bool(report.get("ok", False)), {**report, "path": entry.path})
+
+    async def _check_one(self, entry: FileEntry) -> Mapping[str, object]:
         assert self.printability is not None
         if entry.size > self.printability_max_bytes:
-            return PrintabilityRecord(entry.path, True, {"path": entry.path, "ok": True, "findings": [
-                {"code": "not_checked", "severity": "info", "details": {"size": str(entry.size)},
-                 "message": f"larger than {self.printability_max_bytes >> 20} MiB: not checked at push time; "
-                            "run `spime check` on it"}]})
-        path = str(self.blobs.path(entry.sha256))
+            return _not_checked(entry, f"larger than {self.printability_max_bytes >> 20} MiB")
         try:
-            report = await asyncio.wait_for(
-                asyncio.to_thread(self.printability, path, entry.path), self.printability_timeout_s
-            )
-        except TimeoutError:
-            report = {"path": entry.path, "ok": False, "findings": [
-                {"code": "check_timed_out", "severity": "warning",
-                 "message": f"printability check exceeded {self.printability_timeout_s:.0f} s", "details": {}}]}
+            return await self.printability(str(self.blobs.path(entry.sha256)), entry.path)
         except Exception as exc:  # noqa: BLE001 - a checker bug must not fail the push
-            report = {"path": entry.path, "ok": False, "findings": [
+            return {"path": entry.path, "ok": False, "findings": [
                 {"code": "check_failed", "severity": "warning", "message": str(exc)[:500], "details": {}}]}
-        return PrintabilityRecord(entry.path, bool(report.get("ok", False)), {**report, "path": entry.path})
 
     # -- reads ---------------------------------------------------------------
 
@@ -297,15 +350,27 @@ class DesignService:
             )
         return design
 
-    async def list_proposals(self, slug: str, include_closed: bool) -> list[Proposal]:
-        """Raises: NotFound."""
-        return await asyncio.to_thread(self.designs._thd_list_proposals, check_slug(slug), include_closed)
+    async def list_proposals(self, slug: str, include_closed: bool, token: str = "", limit: int = 0) -> list[Proposal]:
+        """Proposals from the page token's offset, at most ``limit`` (0 = all).
+
+        Raises:
+            NotFound: no such design.
+            InvalidArgument: a page token this hub did not issue.
+        """
+        return await asyncio.to_thread(
+            self.designs._thd_list_proposals, check_slug(slug), include_closed, _page_offset(token), limit
+        )
 
     async def accept(self, caller: Account, slug: str, proposal_id: str) -> tuple[Proposal, Design]:
         """Raises: NotFound, PermissionDenied, FailedPrecondition."""
         await self._require_maintainer(caller, slug)
         proposal = await asyncio.to_thread(self.designs._thd_get_proposal, slug, proposal_id)
-        meta = meta_of(parse_manifest(proposal.revision.manifest_toml))
+        manifest = parse_manifest(proposal.revision.manifest_toml)
+        head = await asyncio.to_thread(self.designs._thd_get_revision, slug, "")
+        parents = [head] if proposal.revision.parent_ids[:1] == (head.id,) else []
+        parents += await self.lineage.accepted(proposal.revision.parent_ids[len(parents):])
+        attributions = await self._licence_law(slug, manifest, parents, head, may_relicense=False)
+        meta = replace(meta_of(manifest), attributions=attributions)
         return await asyncio.to_thread(self.designs._thd_accept, slug, proposal_id, caller.name, meta, self._now())
 
     async def decline(self, caller: Account, slug: str, proposal_id: str, reason: str) -> Proposal:

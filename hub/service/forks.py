@@ -1,9 +1,12 @@
 """Fork and remix: a new design whose first revision has the parent revisions as parents.
 
-The licence rules decide first (hub.licenses); the remix's manifest is built
+Only accepted revisions can be parents, and the licence rules decide first
+against the whole lineage (hub.service.lineage); the remix's manifest is built
 from its parents (name, licence, derivative_of, merged parts and files) and
 the attribution obligations of every parent, and of their own ancestors,
-travel with it.
+travel with it. Where two parents hold different files at the same path (also
+after case folding and Unicode normalisation), a later parent's file moves
+under ``<its design>/``; a remix whose paths still collide is refused.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from typing import Any
 
 from hub import licenses, provenance
 from hub.domain import Account, Attribution, Design, FileEntry, Revision, RevisionKind
-from hub.errors import AlreadyExists, InvalidArgument
+from hub.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from hub.manifest import dump_manifest, manifest_from_dict, parse_manifest
+from hub.paths import check_paths, fold
 from hub.service.common import Clock, format_time
 from hub.service.designs import check_slug, meta_of
+from hub.service.lineage import Lineage, attribution_of
 from hub.store.designs import DesignStore
 
 __all__ = ["ForkRequest", "ForkService", "attribution_of"]
@@ -35,24 +40,12 @@ class ForkRequest:
     title: str = ""
 
 
-def attribution_of(revision: Revision) -> Attribution:
-    """The credit a remix owes one parent revision."""
-    manifest = parse_manifest(revision.manifest_toml)
-    duties = [n for i in licenses.license_ids(manifest.license) for n in licenses.obligations(i).notices()]
-    notice = f'"{manifest.title}" ({revision.design}@{revision.id[:12]}) by {manifest.licensor}, licensed {manifest.license}'
-    if duties:
-        notice += ". Obligations: " + "; ".join(duties)
-    return Attribution(
-        design=revision.design, revision_id=revision.id, title=manifest.title, license=manifest.license,
-        licensor=manifest.licensor, contributors=manifest.contributors, notice=notice,
-    )
-
-
 class ForkService:
     """Creates remixes under the licence rules."""
 
     def __init__(self, designs: DesignStore, clock: Clock) -> None:
         self.designs, self.clock = designs, clock
+        self.lineage = Lineage(designs)
 
     async def fork(self, caller: Account, req: ForkRequest) -> tuple[Design, Revision]:
         """Create the remix design and its first revision.
@@ -63,24 +56,27 @@ class ForkService:
             NotFound: a parent design or revision does not exist.
             AlreadyExists: the new name is taken.
             LicenseConflict: a licence rule forbids this remix (names rule and parent).
+            FailedPrecondition: a parent is a proposal never accepted, or the parents' paths collide.
         """
         check_slug(req.name)
         if not req.parents or len(req.parents) > MAX_PARENTS:
             raise InvalidArgument(f"a fork needs 1 to {MAX_PARENTS} parents")
         if await asyncio.to_thread(self.designs._thd_exists, req.name):
             raise AlreadyExists(f"design {req.name!r} already exists: choose another --name")
-        parents = [await asyncio.to_thread(self.designs._thd_get_revision, check_slug(d), r) for d, r in req.parents]
+        parents = [await self._parent(d, r) for d, r in req.parents]
         if len({p.id for p in parents}) != len(parents):
-            raise InvalidArgument("the same parent revision is listed twice")
+            raise InvalidArgument("the same parent revision is listed twice", field="parents")
         target = self._target_license(req, parents)
-        parent_licenses = [(p.design, parse_manifest(p.manifest_toml).license) for p in parents]
-        licenses.check_derivative(parent_licenses, target)
-        attributions = await self._attributions(parents)
+        attributions = await self.lineage.check(req.name, target, parents, previous=None, may_relicense=True)
         revision = self._first_revision(caller, req, parents, target, attributions)
         meta = meta_of(parse_manifest(revision.manifest_toml))
         now = format_time(self.clock())
         design = await asyncio.to_thread(self.designs._thd_create, req.name, meta, revision, caller.name, now, attributions)
         return design, revision
+
+    async def _parent(self, design: str, revision_id: str) -> Revision:
+        revision = await asyncio.to_thread(self.designs._thd_get_revision, check_slug(design), revision_id)
+        return await self.lineage.require_accepted(revision)
 
     @staticmethod
     def _target_license(req: ForkRequest, parents: Sequence[Revision]) -> str:
@@ -89,15 +85,6 @@ class ForkService:
         if len(parents) > 1:
             raise InvalidArgument("a remix of several parents needs an explicit --license")
         return parse_manifest(parents[0].manifest_toml).license
-
-    async def _attributions(self, parents: Sequence[Revision]) -> tuple[Attribution, ...]:
-        found: dict[tuple[str, str], Attribution] = {}
-        for parent in parents:
-            found.setdefault((parent.design, parent.id), attribution_of(parent))
-            upstream = await asyncio.to_thread(self.designs._thd_get_design, parent.design)
-            for inherited in upstream.attributions:
-                found.setdefault((inherited.design, inherited.revision_id), inherited)
-        return tuple(found.values())
 
     def _first_revision(self, caller: Account, req: ForkRequest, parents: Sequence[Revision], target: str,
                         attributions: tuple[Attribution, ...]) -> Revision:
@@ -119,22 +106,44 @@ class ForkService:
 
 
 def _merge(parents: Sequence[Revision]) -> tuple[dict[str, Any], tuple[FileEntry, ...]]:
-    """Merge parents' manifests and files; later parents' clashing paths move under "<design>/"."""
+    """Merge parents' manifests and files; later parents' clashing paths move under "<design>/".
+
+    Raises:
+        FailedPrecondition: paths still collide after the move (the message names both parents).
+    """
     first = parse_manifest(parents[0].manifest_toml).to_dict()
-    files = {f.path: f for f in parents[0].files}
+    files = {fold(f.path): f for f in parents[0].files}
+    owner = {fold(f.path): parents[0].design for f in parents[0].files}
     for parent in parents[1:]:
         extra = parse_manifest(parent.manifest_toml).to_dict()
         renames = {f.path: _free_path(files, f, parent.design) for f in parent.files}
-        for old, new in renames.items():
-            entry = next(f for f in parent.files if f.path == old)
-            files[new] = FileEntry(new, entry.sha256, entry.size)
+        for entry in parent.files:
+            new = renames[entry.path]
+            if fold(new) in files and files[fold(new)] != FileEntry(new, entry.sha256, entry.size):
+                raise _collision(new, owner[fold(new)], parent.design)
+            files[fold(new)] = FileEntry(new, entry.sha256, entry.size)
+            owner.setdefault(fold(new), parent.design)
         _merge_manifest(first, extra, renames, parent.design)
     first.setdefault("contributors", [])
-    return first, tuple(sorted(files.values(), key=lambda f: f.path))
+    merged = tuple(sorted(files.values(), key=lambda f: f.path))
+    try:
+        check_paths([f.path for f in merged], "parents")
+    except InvalidArgument as exc:
+        raise FailedPrecondition(f"the parents' files cannot be merged: {exc.message}", reason="PATH_COLLISION",
+                                 field="parents") from exc
+    return first, merged
+
+
+def _collision(path: str, first: str, second: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"remix refused: {first} and {second} both hold a different file at {path!r} (also after moving "
+        f"{second}'s under '{second}/'); nothing is silently replaced, so remix them in another order "
+        "or push a merged revision yourself", reason="PATH_COLLISION", field="parents")
 
 
 def _free_path(files: dict[str, FileEntry], entry: FileEntry, design: str) -> str:
-    if entry.path not in files or files[entry.path].sha256 == entry.sha256:
+    same = files.get(fold(entry.path))
+    if same is None or (same.path == entry.path and same.sha256 == entry.sha256):
         return entry.path
     return f"{design}/{entry.path}"
 

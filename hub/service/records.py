@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 
-from hub import exports
+from hub import exports, ledger
+from hub import ratings as ratings_rules
 from hub.domain import (
     Attribution,
     Fabrication,
@@ -19,11 +21,14 @@ from hub.domain import (
 from hub.errors import InvalidArgument
 from hub.service.designs import check_slug
 from hub.store.designs import DesignStore
-from hub.store.records import RecordStore
+from hub.store.orders import OrderStore
+from hub.store.records import AggregateRow, RecordStore
 
-__all__ = ["CommunityRecord", "Contributor", "LineageEdge", "RecordService"]
+__all__ = ["CommunityRecord", "Contributor", "LineageEdge", "PrintAggregate", "RecordExtras", "RecordService",
+           "summarize"]
 
 MAX_LINEAGE = 10_000
+DEFAULT_RUNG = "co-create"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,47 @@ class LineageEdge:
 
 
 @dataclass(frozen=True, slots=True)
+class PrintAggregate:
+    """How a design prints on one printer model in one material."""
+
+    printer_model: str
+    material: str
+    prints: int
+    successes: int
+    success_rate: float
+    mean_time_error: float
+    mean_filament_error: float
+    typical_settings: dict[str, str]
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordExtras:
+    """What issue 8 adds to the record: aggregates, reputation, the ladder rung and the value equation."""
+
+    aggregates: tuple[PrintAggregate, ...]
+    reputation: ratings_rules.Reputation
+    participation: str
+    equation: ledger.ValueEquation
+    fabrication_count: int
+
+
+def summarize(row: AggregateRow) -> PrintAggregate:
+    """Aggregate counts → "prints well on a Prusa MK3S in PETG at 0.2 mm, 94 % of 37 prints succeeded"."""
+    rate = row.successes / row.prints if row.prints else 0.0
+    settings: dict[str, str] = json.loads(row.settings[0][0]) if row.settings else {}
+    model = row.printer_model or "an unnamed printer"
+    verdict = "prints well" if rate >= 0.8 else "prints with trouble" if rate >= 0.5 else "often fails"
+    layer = settings.get("layer_height_mm")
+    at = f" at {layer} mm" if layer else ""
+    summary = f"{verdict} on {model} in {row.material}{at}, {rate * 100:.0f} % of {row.prints} prints succeeded"
+    return PrintAggregate(row.printer_model, row.material, row.prints, row.successes, round(rate, 4),
+                          round(row.time_error_sum / row.measured, 4) if row.measured else 0.0,
+                          round(row.filament_error_sum / row.measured, 4) if row.measured else 0.0,
+                          {str(k): str(v) for k, v in settings.items()}, summary)
+
+
+@dataclass(frozen=True, slots=True)
 class CommunityRecord:
     design: str
     license: str
@@ -53,11 +99,12 @@ class CommunityRecord:
     ratings: tuple[RatingRecord, ...]
     ledger: tuple[LedgerLine, ...]
     attributions: tuple[Attribution, ...]
+    extras: RecordExtras | None = None
 
 
 class RecordService:
-    def __init__(self, designs: DesignStore, records: RecordStore) -> None:
-        self.designs, self.records = designs, records
+    def __init__(self, designs: DesignStore, records: RecordStore, orders: OrderStore | None = None) -> None:
+        self.designs, self.records, self.orders = designs, records, orders
 
     async def get_record(self, slug: str) -> CommunityRecord:
         """Raises: NotFound."""
@@ -72,6 +119,19 @@ class RecordService:
             ratings=tuple(await asyncio.to_thread(self.records._thd_ratings, slug)),
             ledger=tuple(await asyncio.to_thread(self.records._thd_ledger, slug)),
             attributions=design.attributions,
+            extras=await asyncio.to_thread(self._thd_extras, slug),
+        )
+
+    def _thd_extras(self, slug: str) -> RecordExtras:
+        votes = [ratings_rules.Vote(r.stars, r.criteria) for r in self.records._thd_ratings(slug)
+                 if r.role in ("customer", "maker")]
+        stored = self.orders._thd_equation(slug) if self.orders is not None else None
+        return RecordExtras(
+            aggregates=tuple(summarize(row) for row in self.records._thd_aggregates(slug)),
+            reputation=ratings_rules.reputation(votes),
+            participation=self.records._thd_rung(slug) or DEFAULT_RUNG,
+            equation=ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1]),
+            fabrication_count=self.records._thd_fabrication_count(slug),
         )
 
     async def _edges(self, slug: str, revisions: list[Revision]) -> tuple[LineageEdge, ...]:

@@ -10,9 +10,11 @@ from hub.store.accounts import AccountStore
 from hub.store.blobs import BlobStore
 from hub.store.designs import DesignStore
 from hub.store.engine import make_engine, migrate, sqlite_url
+from hub.store.jobs import JobStore
+from hub.store.nodes import NodeStore
 from hub.store.records import RecordStore
 
-__all__ = ["AccountStore", "BlobStore", "DesignStore", "RecordStore", "Store", "open_store"]
+__all__ = ["AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,8 @@ class Store:
     designs: DesignStore
     blobs: BlobStore
     records: RecordStore
+    nodes: NodeStore
+    jobs: JobStore
     close: Callable[[], None]
 
 
@@ -42,5 +46,7 @@ def open_store(data_dir: Path, database_url: str, max_blob_bytes: int) -> Store:
         designs=DesignStore(engine),
         blobs=BlobStore(data_dir / "blobs", engine, max_blob_bytes),
         records=RecordStore(engine),
+        nodes=NodeStore(engine),
+        jobs=JobStore(engine),
         close=engine.dispose,
     )

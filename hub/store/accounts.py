@@ -1,13 +1,15 @@
-"""Accounts and their bearer tokens (only the tokens' SHA-256 is stored)."""
+"""Accounts, their bearer tokens (only the tokens' SHA-256 is stored) and their registered public keys."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from hub.domain import Account, Role
-from hub.errors import AlreadyExists, NotFound
+from hub.errors import AlreadyExists, NotFound, ResourceExhausted
+from hub.keys import KeyRegistration
 from hub.store import schema
 from hub.store.engine import connect, write
 
@@ -17,6 +19,12 @@ __all__ = ["AccountStore", "token_digest"]
 def token_digest(token: str) -> str:
     """The stored form of a token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _key(row: sa.Row) -> KeyRegistration:  # type: ignore[type-arg]
+    return KeyRegistration(account=row.account, public_key=bytes.fromhex(row.public_key),
+                           registered_at=row.registered_at, revoked_at=row.revoked_at or "",
+                           hub_signature=bytes.fromhex(row.hub_signature))
 
 
 def _account(row: sa.Row) -> Account:  # type: ignore[type-arg]
@@ -76,11 +84,72 @@ class AccountStore:
         with connect(self.engine) as conn:
             return bool(conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)))
 
-    def _thd_set_public_key(self, name: str, public_key_hex: str) -> None:
+    # -- public keys (issue 10 section 4) --------------------------------------------
+
+    def _thd_add_key(self, reg: KeyRegistration, max_keys: int) -> KeyRegistration:
+        """Register a key to its account.
+
+        Raises:
+            NotFound: no such account.
+            AlreadyExists: the key is registered already (to this or another account).
+            ResourceExhausted: the account holds max_keys keys, live or revoked.
+        """
+        keys = schema.account_keys
+        try:
+            with write(self.engine) as conn:
+                self._require(conn, reg.account)
+                owner = conn.scalar(sa.select(keys.c.account).where(keys.c.public_key == reg.public_key.hex()))
+                if owner is not None:
+                    whose = "your account" if owner == reg.account else "another account"
+                    raise AlreadyExists(f"key {reg.fingerprint} is already registered to {whose}")
+                held = conn.scalar(sa.select(sa.func.count()).where(keys.c.account == reg.account)) or 0
+                if held >= max_keys:
+                    raise ResourceExhausted(f"an account holds at most {max_keys} keys, live or revoked")
+                conn.execute(sa.insert(keys).values(
+                    public_key=reg.public_key.hex(), account=reg.account, fingerprint=reg.fingerprint,
+                    registered_at=reg.registered_at, revoked_at=None, hub_signature=reg.hub_signature.hex()))
+        except sa.exc.IntegrityError as exc:  # a concurrent registration of the same key won
+            raise AlreadyExists(f"key {reg.fingerprint} is already registered") from exc
+        return reg
+
+    def _thd_keys(self, account: str) -> list[KeyRegistration]:
+        """Every key of an account, oldest first.
+
+        Raises:
+            NotFound: no such account.
+        """
+        keys = schema.account_keys
+        with connect(self.engine) as conn:
+            self._require(conn, account)
+            rows = conn.execute(sa.select(keys).where(keys.c.account == account)
+                                .order_by(keys.c.registered_at, keys.c.fingerprint)).all()
+        return [_key(row) for row in rows]
+
+    def _thd_key(self, public_key: bytes) -> KeyRegistration | None:
+        """The registration of a key, or None when no account registered it."""
+        keys = schema.account_keys
+        with connect(self.engine) as conn:
+            row = conn.execute(sa.select(keys).where(keys.c.public_key == bytes(public_key).hex())).first()
+        return None if row is None else _key(row)
+
+    def _thd_revoke_key(self, account: str, fingerprint: str,
+                        revoke: Callable[[KeyRegistration], KeyRegistration]) -> KeyRegistration:
+        """Replace a key's registration by ``revoke(current)`` in one transaction.
+
+        Raises:
+            NotFound: the account has no key with this fingerprint.
+            HubError: whatever ``revoke`` raises (nothing is changed then).
+        """
+        keys = schema.account_keys
         with write(self.engine) as conn:
-            conn.execute(
-                sa.update(schema.accounts).where(schema.accounts.c.name == name).values(public_key=public_key_hex)
-            )
+            row = conn.execute(sa.select(keys).where(keys.c.account == account,
+                                                     keys.c.fingerprint == fingerprint)).first()
+            if row is None:
+                raise NotFound(f"{account} has no key with fingerprint {fingerprint} (see `spime key list`)")
+            revoked = revoke(_key(row))
+            conn.execute(sa.update(keys).where(keys.c.public_key == row.public_key).values(
+                revoked_at=revoked.revoked_at, hub_signature=revoked.hub_signature.hex()))
+        return revoked
 
     @staticmethod
     def _require(conn: sa.Connection, name: str) -> sa.Row:  # type: ignore[type-arg]

@@ -42,6 +42,8 @@ class DesignMeta:
     license: str
     tags: tuple[str, ...]
     license_ids: tuple[str, ...] = ()
+    # The design's inherited attributions from its head's whole lineage; None keeps the stored ones.
+    attributions: tuple[Attribution, ...] | None = None
 
 
 def _count(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> int:
@@ -83,6 +85,16 @@ class DesignStore:
         with connect(self.engine) as conn:
             return self._revision(conn, self._resolve(conn, slug, revision_id))
 
+    def _thd_is_accepted(self, revision_id: str) -> bool:
+        """Whether a revision is in the commons: pushed, forked, or an accepted proposal."""
+        with connect(self.engine) as conn:
+            kind = conn.scalar(sa.select(r.c.kind).where(r.c.id == revision_id))
+            if kind is None:
+                return False
+            if kind != RevisionKind.PROPOSAL.value:
+                return True
+            return _count(conn, p.c.revision_id == revision_id, p.c.state == ProposalState.ACCEPTED.value) > 0
+
     def _thd_revision_by_id(self, revision_id: str) -> Revision | None:
         with connect(self.engine) as conn:
             exists = _count(conn, r.c.id == revision_id)
@@ -120,11 +132,17 @@ class DesignStore:
         with connect(self.engine) as conn:
             return self._maintainers(conn, slug)
 
-    def _thd_list_proposals(self, slug: str, include_closed: bool) -> list[Proposal]:
-        """Raises: NotFound: no such design."""
+    def _thd_list_proposals(self, slug: str, include_closed: bool, offset: int = 0, limit: int = 0) -> list[Proposal]:
+        """Proposals oldest first, ``limit`` of them (0 = all) after skipping ``offset``.
+
+        Raises:
+            NotFound: no such design.
+        """
         with connect(self.engine) as conn:
             self._require_design(conn, slug)
-            query = sa.select(p).where(p.c.design == slug).order_by(p.c.created_at, p.c.id)
+            query = sa.select(p).where(p.c.design == slug).order_by(p.c.created_at, p.c.id).offset(offset)
+            if limit:
+                query = query.limit(limit)
             if not include_closed:
                 query = query.where(p.c.state == ProposalState.OPEN.value)
             return [self._proposal(conn, row) for row in conn.execute(query)]
@@ -260,6 +278,8 @@ class DesignStore:
             license=meta.license, updated_at=now, search_text=_search_text(slug, meta),
             license_ids=_id_list(meta),
         ))
+        if meta.attributions is not None:
+            conn.execute(sa.update(d).where(d.c.slug == slug).values(attributions=_attr_json(meta.attributions)))
         self._set_tags(conn, slug, meta.tags)
 
     @staticmethod

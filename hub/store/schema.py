@@ -45,6 +45,19 @@ tokens = sa.Table(
     sa.Column("revoked_at", _TIME, nullable=True),
 )
 
+# A public key registered to an account (issue 10 §4): registered_at <= t < revoked_at is when a
+# signature by it counts; hub_signature is the hub key's signature over the row (hub.keys).
+account_keys = sa.Table(
+    "account_keys",
+    metadata,
+    sa.Column("public_key", _HASH, primary_key=True),  # raw Ed25519 key, lowercase hex
+    sa.Column("account", _NAME, sa.ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False, unique=True),
+    sa.Column("registered_at", _TIME, nullable=False),
+    sa.Column("revoked_at", _TIME, nullable=True),
+    sa.Column("hub_signature", sa.String(128), nullable=False),
+)
+
 blobs = sa.Table(
     "blobs",
     metadata,
@@ -165,41 +178,174 @@ orders = sa.Table(
     sa.Column("state", sa.String(24), nullable=False),
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("updated_at", _TIME, nullable=False),
+    # issue 8: where and how it is made, what it cost, why it ended
+    sa.Column("quote_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("rule", sa.String(16), nullable=False, server_default=""),
+    sa.Column("node", _NAME, nullable=False, server_default=""),
+    sa.Column("printer", _NAME, nullable=False, server_default=""),
+    sa.Column("near", sa.String(64), nullable=False, server_default=""),
+    sa.Column("material_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("machine_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("fees_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("estimated_seconds", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attributions", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("failure_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("partial_cost_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("settled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# -- node agents and the job lifecycle (issue 7) -----------------------------------------------
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("name", _NAME, sa.ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("session_epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("online", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("agent_version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("location", sa.String(128), nullable=False, server_default=""),
+    sa.Column("latitude", sa.Float, nullable=True),
+    sa.Column("longitude", sa.Float, nullable=True),
+    # highest agent_seq committed (Welcome.last_agent_seq_committed)
+    sa.Column("last_agent_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # last hub_seq allocated to a command for this node, and the agent's cumulative ack
+    sa.Column("hub_seq", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("hub_seq_acked", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_seen", _TIME, nullable=False, server_default=""),
+    sa.Column("disconnected_at", _TIME, nullable=False, server_default=""),
+    sa.Column("created_at", _TIME, nullable=False),
+)
+
+enrollment_tokens = sa.Table(
+    "enrollment_tokens",
+    metadata,
+    sa.Column("token_sha256", _HASH, primary_key=True),
+    sa.Column("node", _NAME, sa.ForeignKey("nodes.name", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", _TIME, nullable=False),
+    sa.Column("expires_at", _TIME, nullable=False),
+    sa.Column("used_at", _TIME, nullable=False, server_default=""),
+)
+
+printers = sa.Table(
+    "printers",
+    metadata,
+    sa.Column("node", _NAME, sa.ForeignKey("nodes.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("printer", _NAME, primary_key=True),
+    sa.Column("model", sa.String(64), nullable=False, server_default=""),
+    sa.Column("build_x_mm", sa.Float, nullable=False),
+    sa.Column("build_y_mm", sa.Float, nullable=False),
+    sa.Column("build_z_mm", sa.Float, nullable=False),
+    sa.Column("nozzle_mm", sa.Float, nullable=False, server_default="0.4"),
+    sa.Column("materials", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("loaded_color", sa.String(64), nullable=False, server_default=""),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("bed_clear", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("accepting", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("hour_currency", sa.String(3), nullable=False, server_default=""),
+    sa.Column("hour_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("gram_currency", sa.String(3), nullable=False, server_default=""),
+    sa.Column("gram_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("slicer_profile", sa.String(64), nullable=False, server_default=""),
+    sa.Column("updated_at", _TIME, nullable=False),
+)
+
+# The hub -> agent outbox: a command stays until the agent acks its hub_seq.
+node_commands = sa.Table(
+    "node_commands",
+    metadata,
+    sa.Column("node", _NAME, sa.ForeignKey("nodes.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("hub_seq", sa.BigInteger, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("job_id", sa.String(32), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", _TIME, nullable=False),
 )
 
 jobs = sa.Table(
     "jobs",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id"), nullable=False, index=True),
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id"), nullable=True, index=True),
+    sa.Column("design", _NAME, sa.ForeignKey("designs.slug"), nullable=False, index=True),
+    sa.Column("revision_id", _HASH, nullable=False),
+    sa.Column("material", sa.String(32), nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False, server_default="{}"),
     sa.Column("state", sa.String(24), nullable=False, index=True),
-    sa.Column("node", _NAME, nullable=True),
+    sa.Column("want_node", _NAME, nullable=True),
+    sa.Column("want_printer", _NAME, nullable=True),
+    sa.Column("node", _NAME, nullable=True, index=True),
     sa.Column("printer", _NAME, nullable=True),
-    sa.Column("lease_owner", _NAME, nullable=True),
-    sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("lease_expires_at", _TIME, nullable=True),
+    # the fencing token: bumped on every (re)assignment and requeue
+    sa.Column("lease_epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("offer_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("offer_expires_at", _TIME, nullable=False, server_default=""),
+    sa.Column("tried_nodes", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("paid", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("payout_currency", sa.String(3), nullable=False, server_default=""),
+    sa.Column("payout_minor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("estimated_seconds", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("layer", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("production", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("failure_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_by", _NAME, nullable=False),
+    sa.Column("started_at", _TIME, nullable=False, server_default=""),
+    sa.Column("lost_at", _TIME, nullable=False, server_default=""),
     sa.Column("created_at", _TIME, nullable=False),
     sa.Column("updated_at", _TIME, nullable=False),
+)
+
+# Every report of every agent, applied or not: (node, agent_seq) is the idempotency key.
+job_events = sa.Table(
+    "job_events",
+    metadata,
+    sa.Column("node", _NAME, sa.ForeignKey("nodes.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("agent_seq", sa.BigInteger, primary_key=True),
+    sa.Column("job_id", sa.String(32), nullable=False, index=True),
+    sa.Column("lease_epoch", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("at", _TIME, nullable=False),
+    sa.Column("data", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("applied", sa.Boolean, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("received_at", _TIME, nullable=False),
 )
 
 fabrications = sa.Table(
     "fabrications",
     metadata,
-    sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id"), primary_key=True),
-    sa.Column("order_id", sa.String(32), nullable=False),
+    sa.Column("incarnation_id", sa.String(16), primary_key=True),
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("lease_epoch", sa.BigInteger, nullable=False),
+    sa.Column("order_id", sa.String(32), nullable=True),
     sa.Column("design", _NAME, nullable=False, index=True),
     sa.Column("revision_id", _HASH, nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False, server_default="{}"),
     sa.Column("node", _NAME, nullable=False),
     sa.Column("printer", _NAME, nullable=False),
+    sa.Column("printer_model", sa.String(64), nullable=False, server_default=""),
     sa.Column("material", sa.String(32), nullable=False),
+    sa.Column("slicer", sa.String(64), nullable=False, server_default=""),
+    sa.Column("slicer_version", sa.String(64), nullable=False, server_default=""),
+    sa.Column("slicer_profile", sa.String(64), nullable=False, server_default=""),
     sa.Column("settings", sa.Text, nullable=False, server_default="{}"),
     sa.Column("estimated_seconds", sa.Integer, nullable=False, server_default="0"),
     sa.Column("actual_seconds", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("estimated_filament_mm", sa.Float, nullable=False, server_default="0"),
     sa.Column("estimated_filament_g", sa.Float, nullable=False, server_default="0"),
+    sa.Column("actual_filament_mm", sa.Float, nullable=False, server_default="0"),
     sa.Column("actual_filament_g", sa.Float, nullable=False, server_default="0"),
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("failure_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("operator_notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("resends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("findings", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("started_at", _TIME, nullable=False, server_default=""),
     sa.Column("finished_at", _TIME, nullable=False),
+    # exactly once per job epoch
+    sa.UniqueConstraint("job_id", "lease_epoch", name="uq_fabrications_job_epoch"),
+    sa.CheckConstraint("outcome IN ('success','failed','cancelled','interrupted')", name="outcome"),
 )
 
 ratings = sa.Table(
@@ -214,8 +360,13 @@ ratings = sa.Table(
     sa.Column("criteria", sa.Text, nullable=False, server_default="{}"),
     sa.Column("comment", sa.Text, nullable=False, server_default=""),
     sa.Column("at", _TIME, nullable=False),
+    # issue 8: one per person per job per role; job_id "" = the whole order
+    sa.Column("job_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("node", _NAME, nullable=False, server_default=""),
     sa.CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+    sa.UniqueConstraint("order_id", "job_id", "rater", "role", name="uq_ratings_order_job_rater_role"),
 )
+sa.Index("ix_ratings_node", ratings.c.node)
 
 ledger_entries = sa.Table(
     "ledger_entries",
@@ -229,4 +380,82 @@ ledger_entries = sa.Table(
     sa.Column("minor_units", sa.BigInteger, nullable=False),
     sa.Column("equation_version", sa.String(16), nullable=False),
     sa.Column("at", _TIME, nullable=False),
+    # issue 8: why this share, and the value equation it was computed with (JSON snapshot)
+    sa.Column("explanation", sa.Text, nullable=False, server_default=""),
+    sa.Column("equation", sa.Text, nullable=False, server_default="{}"),
+)
+sa.Index("ix_ledger_entries_recipient", ledger_entries.c.recipient)
+
+# -- issue 8: quotes, idempotency keys, licence grants, value equations, participation ---------
+
+quotes = sa.Table(
+    "quotes",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("customer", _NAME, sa.ForeignKey("accounts.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("design", _NAME, sa.ForeignKey("designs.slug", ondelete="CASCADE"), nullable=False),
+    sa.Column("revision_id", _HASH, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),      # the OrderSpec as canonical JSON
+    sa.Column("options", sa.Text, nullable=False),   # the offers, best first by price
+    sa.Column("created_at", _TIME, nullable=False),
+    sa.Column("expires_at", _TIME, nullable=False),
+)
+
+order_keys = sa.Table(
+    "order_keys",
+    metadata,
+    sa.Column("customer", _NAME, sa.ForeignKey("accounts.name", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("request_sha256", _HASH, nullable=False),
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", _TIME, nullable=False),
+)
+
+# One fabricated object of an order: its incarnation id is printed as a QR label.
+order_objects = sa.Table(
+    "order_objects",
+    metadata,
+    sa.Column("incarnation_id", sa.String(16), primary_key=True),
+    sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("job_id", sa.String(32), nullable=False, server_default=""),
+    sa.Column("part", sa.String(128), nullable=False, server_default=""),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("design", _NAME, sa.ForeignKey("designs.slug", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("revision_id", _HASH, nullable=False, server_default=""),  # "" = every revision
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("node", _NAME, nullable=False, server_default=""),  # "" = any node
+    sa.Column("until", _TIME, nullable=False),
+    sa.Column("granted_by", _NAME, sa.ForeignKey("accounts.name"), nullable=False),
+    sa.Column("granted_at", _TIME, nullable=False),
+    sa.Column("statement", sa.Text, nullable=False),  # canonical JSON of the fields above
+    sa.Column("statement_sha256", _HASH, nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False, server_default=""),  # Ed25519 hex, optional
+    sa.Column("revoked_at", _TIME, nullable=False, server_default=""),
+    sa.CheckConstraint("scope IN ('paid','modified','any')", name="scope"),
+)
+
+value_equations = sa.Table(
+    "value_equations",
+    metadata,
+    sa.Column("design", _NAME, sa.ForeignKey("designs.slug", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("equation", sa.Text, nullable=False),
+    sa.Column("set_by", _NAME, nullable=False),
+    sa.Column("set_at", _TIME, nullable=False),
+)
+
+participation = sa.Table(
+    "participation",
+    metadata,
+    sa.Column("design", _NAME, sa.ForeignKey("designs.slug", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rung", sa.String(16), nullable=False),
+    sa.Column("set_by", _NAME, nullable=False),
+    sa.Column("set_at", _TIME, nullable=False),
+    sa.CheckConstraint("rung IN ('consume','co-design','co-create')", name="rung"),
 )

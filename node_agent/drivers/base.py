@@ -8,9 +8,11 @@ around a real OctoPrint server. Both pass ``tests/contract/test_printer_driver``
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from node_agent.jobfile import SafeJob
 
 
 class PrinterPhase(enum.Enum):
@@ -110,8 +112,12 @@ class PrinterDriver(Protocol):
     def status(self) -> PrinterStatus:
         """Return the current snapshot without I/O."""
 
-    async def print_lines(self, name: str, lines: Sequence[str]) -> PrintResult:
-        """Stream one G-code job (already safety-filtered) and wait for its end.
+    async def print_job(self, job: SafeJob) -> PrintResult:
+        """Stream one safety-checked G-code file from disk and wait for its end.
+
+        Only a ``SafeJob`` (from ``node_agent.jobfile.check_file``) is accepted, so no
+        path reaches a printer around the safety filter. A file that changed since
+        its check is not sent on: the job ends FAILED, not retryable.
 
         Raises:
             PrinterNotReady: not connected, or another job is running.

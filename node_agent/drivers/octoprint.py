@@ -11,13 +11,10 @@ driver never polls. ``requests``/``websocket`` exceptions are translated into th
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
-import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -40,6 +37,7 @@ from node_agent.drivers.base import (
     PrintResult,
     Temperatures,
 )
+from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
 
@@ -51,7 +49,7 @@ DEFAULT_END_SEQUENCE: tuple[str, ...] = (
     "M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84",
 )
 
-_LAYER_RE = re.compile(r";\s*(?:LAYER:\s*(-?\d+)|LAYER_CHANGE)")
+_UPLOAD_CHUNK = 1 << 16
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SOCKET_JOIN_S = 5.0
 _BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
@@ -69,37 +67,49 @@ _EVENT_PHASES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class _JobIndex:
-    """Where each command line of an uploaded job ends, to turn ``filepos`` into lines."""
+    """Turns OctoPrint's ``filepos`` into commands done and the layer (bounded tables)."""
 
-    command_ends: tuple[int, ...]
-    layer_starts: tuple[int, ...]
-    layers: tuple[int, ...]
-    size: int
-
-    @classmethod
-    def build(cls, lines: Sequence[str]) -> _JobIndex:
-        ends: list[int] = []
-        layer_starts: list[int] = []
-        layers: list[int] = []
-        pos = 0
-        for line in lines:
-            pos += len(line.encode()) + 1
-            match = _LAYER_RE.search(line)
-            if match:
-                layer_starts.append(pos)
-                layers.append(int(match.group(1)) if match.group(1) else len(layers))
-            if line.split(";", 1)[0].strip():
-                ends.append(pos)
-        return cls(tuple(ends), tuple(layer_starts), tuple(layers), pos)
+    def __init__(self, job: SafeJob) -> None:
+        self._job = job
+        self.size = job.size
 
     def lines_done(self, filepos: int) -> int:
-        return bisect.bisect_right(self.command_ends, filepos)
+        return self._job.commands_before(filepos)
 
     def layer_at(self, filepos: int) -> int | None:
-        i = bisect.bisect_right(self.layer_starts, filepos)
-        return self.layers[i - 1] if i else None
+        return self._job.layer_at(max(0, self.lines_done(filepos) - 1))
+
+
+class _MultipartBody:
+    """A ``multipart/form-data`` upload of one file, streamed (requests would read it whole)."""
+
+    def __init__(self, reader: VerifiedReader, file_name: str, size: int) -> None:
+        self.boundary = f"spime-{uuid.uuid4().hex}"
+        self._head = (f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+                      f'filename="{file_name}"\r\nContent-Type: application/octet-stream'
+                      "\r\n\r\n").encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._reader = reader
+        self.length = len(self._head) + size + len(self._tail)
+        self._phase = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._phase == 0:
+            self._phase = 1
+            return self._head
+        if self._phase == 1:
+            data = self._reader.read(_UPLOAD_CHUNK)
+            if data:
+                return data
+            self._phase = 2
+        if self._phase == 2:
+            self._phase = 3
+            return self._tail
+        return b""
 
 
 @dataclass(slots=True)
@@ -229,23 +239,29 @@ class OctoPrintDriver:
         """Return the latest snapshot pushed by OctoPrint (no I/O)."""
         return self._status
 
-    async def print_lines(self, name: str, lines: Sequence[str]) -> PrintResult:
-        """Upload the job, select and start it, and wait for its end and an idle printer.
+    async def print_job(self, job: SafeJob) -> PrintResult:
+        """Upload the checked file (streamed, its SHA-256 verified), start it, wait for its end.
 
         Raises:
             PrinterNotReady: not connected, in an error state, or another job is running.
-            JobRejected: the job holds no G-code command.
+            JobRejected: the job holds no G-code command, or the file changed since
+                its check (the upload is deleted, nothing is printed).
             ConnectionFailed: OctoPrint became unreachable while starting the job.
         """
         self._require_idle()
-        index = _JobIndex.build(lines)
-        if not index.command_ends:
+        name = job.name
+        if not job.commands:
             raise JobRejected(f"job {name!r} holds no G-code command; nothing to print")
-        path = await self._upload(name, lines)
-        job = _Job(name, path, index, self._resends_total, time.monotonic(),
-                   asyncio.get_running_loop().create_future())
+        index = _JobIndex(job)
+        path = await self._upload(job)
+        started = _Job(name, path, index, self._resends_total, time.monotonic(),
+                       asyncio.get_running_loop().create_future())
+        return await self._run(started, job.commands)
+
+    async def _run(self, job: _Job, commands: int) -> PrintResult:
+        name, path = job.name, job.path
         self._job = job
-        self._set_status(replace(self._status, job_name=name, lines_total=len(index.command_ends),
+        self._set_status(replace(self._status, job_name=name, lines_total=commands,
                                  lines_sent=0, bytes_sent=0, resends=0, percent=0.0, layer=None))
         try:
             await self._command(f"/api/files/local/{path}", "select", {"print": True})
@@ -390,23 +406,48 @@ class OctoPrintDriver:
                 f"printer {self.name!r}: OctoPrint cannot connect port {self._port!r}: {exc}"
             ) from exc
 
-    async def _upload(self, name: str, lines: Sequence[str]) -> str:
-        file_name = f"{_UNSAFE_NAME.sub('_', name)[:60] or 'job'}-{uuid.uuid4().hex[:8]}.gcode"
-        text = "\n".join(lines) + "\n"
-        resp = await asyncio.to_thread(self._thd_upload, file_name, text)
+    async def _upload(self, job: SafeJob) -> str:
+        file_name = f"{_UNSAFE_NAME.sub('_', job.name)[:60] or 'job'}-{uuid.uuid4().hex[:8]}.gcode"
         try:
-            return str(resp.json()["files"]["local"]["path"])
+            reader = job.open_bytes()
+        except GcodeFileError as exc:
+            raise JobRejected(f"job {job.name!r}: {exc}") from exc
+        try:
+            resp = await asyncio.to_thread(self._thd_upload, file_name, reader, job.size)
+        finally:
+            reader.close()
+        try:
+            path = str(resp.json()["files"]["local"]["path"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ConnectionFailed(
                 f"printer {self.name!r}: unexpected upload answer from OctoPrint: {resp.text[:200]}"
             ) from exc
+        if not reader.verified():
+            await self._delete_quietly(path)
+            raise JobRejected(f"job {job.name!r}: {job.path} changed after the safety check; "
+                              "nothing was printed, check it again")
+        return path
 
-    def _thd_upload(self, file_name: str, text: str) -> requests.Response:
-        with tempfile.TemporaryDirectory(prefix="spime-octoprint-") as tmp:
-            local = os.path.join(tmp, file_name)
-            with open(local, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            return self._thd_call("upload", "/api/files/local", (local, None, file_name), (201,))
+    def _thd_upload(self, file_name: str, reader: VerifiedReader, size: int) -> requests.Response:
+        body = _MultipartBody(reader, file_name, size)
+        request = self._client.prepare_request("POST", "/api/files/local")
+        request.body = body
+        request.headers["Content-Type"] = f"multipart/form-data; boundary={body.boundary}"
+        request.headers["Content-Length"] = str(body.length)
+        path = "/api/files/local"
+        try:
+            with requests.Session() as session:
+                resp = session.send(request, timeout=max(self._timeout_s, 60.0))
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectionFailed(
+                f"printer {self.name!r}: OctoPrint at {self._url} is unreachable ({exc}); "
+                "check that it runs and that the url in the printer config is right"
+            ) from exc
+        except requests.RequestException as exc:
+            raise ConnectionFailed(
+                f"printer {self.name!r}: upload to OctoPrint at {self._url} failed: {exc}"
+            ) from exc
+        return self._check(resp, path, (201,))
 
     async def _delete_quietly(self, path: str) -> None:
         try:

@@ -22,13 +22,12 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 import serial
 
 from node_agent.drivers.base import (
     ConnectionFailed,
-    JobRejected,
     PrinterNotReady,
     PrinterPhase,
     PrinterStatus,
@@ -36,7 +35,7 @@ from node_agent.drivers.base import (
     PrintResult,
     Temperatures,
 )
-from node_agent.gcode import prepare
+from node_agent.jobfile import SafeJob, StreamedCommands
 from node_agent.protocol import (
     NEED_DATA,
     Busy,
@@ -118,6 +117,7 @@ class SerialDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Future[None] | None = None
         self._job_done: asyncio.Future[JobFinished] | None = None
+        self._streamed: StreamedCommands | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._subscribers: set[asyncio.Event] = set()
@@ -184,39 +184,56 @@ class SerialDriver:
             firmware=engine.firmware.name if engine.firmware else None,
         )
 
-    async def print_lines(self, name: str, lines: Sequence[str]) -> PrintResult:
-        """Stream one job through the engine and wait for its end.
+    async def print_job(self, job: SafeJob) -> PrintResult:
+        """Stream one checked job from disk through the engine and wait for its end.
+
+        The file is read line by line as the window allows (bounded memory, any
+        size). If it changed since its check, the stand-in ``M400`` replaces the
+        rest, the job is cancelled with the safe end sequence and ends FAILED.
 
         Raises:
             PrinterNotReady: not connected, or another job is running.
-            JobRejected: a line cannot be sent over the Marlin line protocol.
         """
-        job = prepare(name, lines)
-        for index, command in enumerate(job.commands):
-            if "*" in command or not command.isascii():
-                line = job.source_lines[index]
-                raise JobRejected(f"line {line}: {command!r} cannot be sent (non-ASCII or '*')")
         if self._fd < 0:
             raise PrinterNotReady(f"printer {self.name!r} is not connected")
+        prepared = job.prepared()
+        commands = prepared.commands
+        assert isinstance(commands, StreamedCommands)
         try:
-            self._note(f"job {name}\n" + "\n".join(job.commands))
-            self.engine.start_job(job)
+            self._note_job(job)
+            self.engine.start_job(prepared)
         except LocalProtocolError as exc:
+            commands.close()
             raise PrinterNotReady(f"printer {self.name!r}: {exc}") from exc
         assert self._loop is not None
         started = time.monotonic()
         self._job_done = self._loop.create_future()
-        self._drain()
-        self._flush()
-        finished = await self._job_done
+        self._streamed = commands
+        try:
+            self._drain()
+            self._flush()
+            finished = await self._job_done
+        finally:
+            self._streamed = None
+            commands.close()
+        outcome, reason, retryable = finished.outcome.value, finished.reason, finished.retryable
+        if commands.changed is not None:
+            outcome, reason, retryable = PrintOutcome.FAILED.value, commands.changed, False
         return PrintResult(
-            outcome=PrintOutcome(finished.outcome.value),
+            outcome=PrintOutcome(outcome),
             lines_sent=self.engine.lines_sent,
             resends=self.engine.resends,
             seconds=time.monotonic() - started,
-            reason=finished.reason,
-            retryable=finished.retryable,
+            reason=reason,
+            retryable=retryable,
         )
+
+    def _note_job(self, job: SafeJob) -> None:
+        if self._trace is None:
+            return
+        self._trace("!", f"job {job.name}")
+        for _, command in job.stream():  # a second read, only when recording a transcript
+            self._trace("+", command)
 
     async def pause(self) -> None:
         """Hold the stream (Raises: PrinterNotReady when no job is printing)."""
@@ -344,6 +361,11 @@ class SerialDriver:
 
     def _flush(self) -> None:
         data = self.engine.data_to_send()
+        streamed = self._streamed
+        if streamed is not None and streamed.changed and self.engine.state is State.PRINTING:
+            self._note("cancel")
+            self.engine.cancel()  # the file changed under us: stop, safe end sequence
+            data += self.engine.data_to_send()
         if data and self._trace:
             self._trace(">", data.decode("ascii"))
         if data and self._fd >= 0:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Make a small private CA and a server certificate for a hub, for TLS on every gRPC link.
+# Node client certificates for mTLS: bash ops/tls/make-node-cert.sh OUTDIR NODE (uses OUTDIR/ca.key).
 # Usage: bash ops/tls/make-dev-ca.sh OUTDIR HOSTNAME [IP]
 #   OUTDIR/ca.crt      give to clients: SPIME_CA=OUTDIR/ca.crt (or --ca)
 #   OUTDIR/hub.crt/key spime-hub serve --tls-cert OUTDIR/hub.crt --tls-key OUTDIR/hub.key

@@ -37,6 +37,7 @@ from node_agent.drivers.serial import SerialDriver
 from node_agent.gcode import prepare
 from node_agent.protocol import frame
 from node_agent.testing import FirmwareOptions, SimulatedPrinterProcess
+from tests.node_agent.jobfiles import print_lines
 
 # printrun 2.2.0 calls locale.getdefaultlocale() (deprecated) when imported
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -106,7 +107,7 @@ def run_ours(port: str, baud: int) -> Run:
         driver = SerialDriver("bench", port, baud)
         await driver.connect()
         cpu, start = time.process_time(), time.perf_counter()
-        result = await driver.print_lines("bench", GCODE)
+        result = await print_lines(driver, "bench", GCODE)
         seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
         await driver.close()
         note = f"resends {result.resends}, probes {driver.probes}"

@@ -13,7 +13,8 @@ names a backend, a driver talking to an independent peer:
 Jobs are built so every command is unique (the E value grows), which makes the
 peer's own record of executed commands an exactly-once-in-order check where the
 peer exposes one. The fatal fault is VirtualPrinter's
-``!!DEBUG:trigger_fatal_error_marlin`` and the simulator's ``fail_at_line``;
+``!!DEBUG:trigger_fatal_error_marlin`` (sent beside the job: the safety filter
+refuses it inside one) and the simulator's ``fail_at_line``;
 both report Marlin's "Thermal Runaway ... Printer halted. kill() called!".
 """
 
@@ -35,9 +36,11 @@ from node_agent.drivers.base import (
 )
 from tests.fixtures.octoprint_server import OctoPrintServer
 from tests.fixtures.virtual_printer import VirtualPrinterProcess
+from tests.node_agent.jobfiles import print_lines
 
 BAUD = 115200
 FATAL_REASON = "Thermal Runaway"
+FATAL_DEBUG_COMMAND = "!!DEBUG:trigger_fatal_error_marlin"  # VirtualPrinter's fault switch
 DEADLINE_S = 30.0
 
 
@@ -91,10 +94,12 @@ async def settled_lines(driver: PrinterDriver, quiet_s: float = 1.0) -> int:
 class Backend:
     """One driver + peer combination, as the contract cases see it."""
 
-    fatal_line: str | None = None  # a job line that makes the peer halt
-
     def driver(self, *, fatal: bool = False) -> PrinterDriver:
         raise NotImplementedError
+
+    async def inject_fatal(self, driver: PrinterDriver) -> None:
+        """Make the peer halt mid-job (a debug command outside the job: the safety
+        filter rightly refuses it inside one); peers that halt by themselves do nothing."""
 
     def executed(self) -> list[str] | None:
         """Commands the peer executed, in order, or None if the peer does not tell."""
@@ -165,7 +170,7 @@ class PrinterDriverContract:
             driver = backend.driver()
             try:
                 with pytest.raises(PrinterNotReady):
-                    await driver.print_lines("early", build_job(3))
+                    await print_lines(driver, "early", build_job(3))
             finally:
                 await driver.close()
 
@@ -192,7 +197,7 @@ class PrinterDriverContract:
             driver = backend.driver()
             try:
                 await driver.connect()
-                result = await asyncio.wait_for(driver.print_lines("small", lines), DEADLINE_S)
+                result = await asyncio.wait_for(print_lines(driver, "small", lines), DEADLINE_S)
                 await wait_until(lambda: driver.status().phase is PrinterPhase.IDLE, "idle")
                 return result, driver.status()
             finally:
@@ -220,7 +225,7 @@ class PrinterDriverContract:
             try:
                 await driver.connect()
                 watcher = asyncio.create_task(watch())
-                result = await asyncio.wait_for(driver.print_lines("progress", lines), DEADLINE_S)
+                result = await asyncio.wait_for(print_lines(driver, "progress", lines), DEADLINE_S)
                 watcher.cancel()
                 return result
             finally:
@@ -245,7 +250,7 @@ class PrinterDriverContract:
             driver = backend.driver()
             try:
                 await driver.connect()
-                job = asyncio.create_task(driver.print_lines("pause", lines))
+                job = asyncio.create_task(print_lines(driver, "pause", lines))
                 await wait_until(lambda: driver.status().lines_sent > 100, "some progress")
                 await driver.pause()
                 assert driver.status().phase is PrinterPhase.PAUSED
@@ -275,7 +280,7 @@ class PrinterDriverContract:
             driver = backend.driver()
             try:
                 await driver.connect()
-                job = asyncio.create_task(driver.print_lines("cancel", lines))
+                job = asyncio.create_task(print_lines(driver, "cancel", lines))
                 await wait_until(
                     lambda: driver.status().temperatures.hotend_target_c == 200.0
                     and driver.status().lines_sent > 100, "heating and progress")
@@ -303,13 +308,16 @@ class PrinterDriverContract:
     def test_firmware_error_fails_the_job_with_the_firmware_reason(
         self, backend: Backend
     ) -> None:
-        lines = build_job(400, dwell_every=10, fatal_line=backend.fatal_line)
+        lines = build_job(400, dwell_every=10)
 
         async def scenario() -> tuple[Any, PrinterStatus]:
             driver = backend.driver(fatal=True)
             try:
                 await driver.connect()
-                result = await asyncio.wait_for(driver.print_lines("fatal", lines), DEADLINE_S)
+                job = asyncio.create_task(print_lines(driver, "fatal", lines))
+                await wait_until(lambda: driver.status().lines_sent > 40 or job.done(), "progress")
+                await backend.inject_fatal(driver)
+                result = await asyncio.wait_for(job, DEADLINE_S)
                 await wait_until(lambda: driver.status().phase is PrinterPhase.ERROR, "error")
                 return result, driver.status()
             finally:
@@ -334,10 +342,15 @@ def _serial_driver(name: str, port: str) -> PrinterDriver:
 
 
 class _VirtualPrinterBackend(Backend):
-    fatal_line = "!!DEBUG:trigger_fatal_error_marlin"
-
     def __init__(self, vp: VirtualPrinterProcess) -> None:
         self.vp = vp
+
+    async def inject_fatal(self, driver: PrinterDriver) -> None:
+        from node_agent.drivers.serial import SerialDriver
+
+        assert isinstance(driver, SerialDriver)
+        driver.engine.send_command(FATAL_DEBUG_COMMAND)
+        driver._flush()
 
     def driver(self, *, fatal: bool = False) -> PrinterDriver:
         return _serial_driver("vp", self.vp.port)
@@ -376,10 +389,14 @@ class _SimulatorBackend(Backend):
 
 
 class _OctoPrintBackend(Backend):
-    fatal_line = "!!DEBUG:trigger_fatal_error_marlin"
-
     def __init__(self, server: OctoPrintServer) -> None:
         self.server = server
+
+    async def inject_fatal(self, driver: PrinterDriver) -> None:
+        from node_agent.drivers.octoprint import OctoPrintDriver
+
+        assert isinstance(driver, OctoPrintDriver)
+        await driver.send_commands([FATAL_DEBUG_COMMAND])
 
     def driver(self, *, fatal: bool = False) -> PrinterDriver:
         from node_agent.drivers.octoprint import OctoPrintDriver

@@ -171,9 +171,13 @@ class InProcessHub:
 
 def start_in_process(data_dir: Path, database_url: str = "", *, tls: TlsFiles | None = None,
                      max_blob_bytes: int = 512 << 20, printability: Any = None,
-                     users: Mapping[str, str] = USERS) -> InProcessHub:
-    """Compose a hub, start its server on a background loop, add the standard users."""
-    config = HubConfig(data_dir=data_dir, database_url=database_url, max_blob_bytes=max_blob_bytes)
+                     users: Mapping[str, str] = USERS, settings: Mapping[str, Any] | None = None) -> InProcessHub:
+    """Compose a hub, start its server on a background loop, add the standard users.
+
+    ``settings`` are further HubConfig fields (e.g. a small upload_idle_timeout_s).
+    """
+    config = HubConfig(data_dir=data_dir, database_url=database_url, max_blob_bytes=max_blob_bytes,
+                       **dict(settings or {}))
     composed = compose(config, printability=printability)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="hub-loop", daemon=True)
@@ -190,6 +194,19 @@ def start_in_process(data_dir: Path, database_url: str = "", *, tls: TlsFiles | 
     if tls is None:
         hub.channel = grpc.insecure_channel(hub.address)
     return hub
+
+
+def register_key(api: InProcessHub, user: str, private_key: bytes, signed_at: str | None = None) -> Any:
+    """Register a key to a user through the API (proof of possession included); the KeyRegistration."""
+    from spimeforge.v1 import accounts_pb2
+
+    from hub.keys import prove_possession
+
+    hub_key = api.accounts.GetHubKey(accounts_pb2.GetHubKeyRequest(), metadata=api.md(user)).public_key
+    at = signed_at or now_z()
+    public, proof = prove_possession(private_key, user, at, hub_key)
+    request = accounts_pb2.RegisterKeyRequest(public_key=public, signed_at=at, proof=proof)
+    return api.accounts.RegisterKey(request, metadata=api.md(user), timeout=30)
 
 
 def self_signed(directory: Path) -> TlsFiles:

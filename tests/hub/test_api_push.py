@@ -11,7 +11,7 @@ from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub import provenance
 from hub.manifest import parse_manifest
-from tests.hub.harness import InProcessHub, manifest_toml, now_z, sha
+from tests.hub.harness import InProcessHub, manifest_toml, now_z, register_key, sha
 
 CUBE = b"solid cube\nendsolid cube\n" * 10
 README = b"# readme\n"
@@ -204,6 +204,7 @@ def test_signed_push_verifies_and_forged_signature_is_refused(api: InProcessHub)
     manifest = parse_manifest(manifest_toml("cube")).to_dict()
     rid = provenance.revision_id([], manifest, [provenance.FileEntry("cube.stl", sha(CUBE), len(CUBE))], "alice", created_at, "signed")
     forged = provenance.sign(provenance.generate_private_key(), rid)
+    register_key(api, "alice", key)
     api.upload("alice", CUBE)
     _refused(api, lambda: api.push("alice", "cube", files, create=True, created_at=created_at, message="signed",
                                    signature=forged, public_key=public, upload=False), grpc.StatusCode.INVALID_ARGUMENT, "signature")

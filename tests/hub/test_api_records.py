@@ -7,8 +7,10 @@ import tomllib
 
 import grpc
 import pytest
-from spimeforge.v1 import designs_pb2, records_pb2
+from spimeforge.v1 import designs_pb2, nodes_pb2, records_pb2
 
+from hub.jobs import JobSpec
+from tests.hub.fake_agent import FakeAgent, printer
 from tests.hub.harness import InProcessHub, manifest_toml
 
 STL = b"solid s\nendsolid s\n"
@@ -88,21 +90,24 @@ def test_record_carries_fabrications_ratings_and_ledger(api: InProcessHub) -> No
     from hub.store import schema
 
     ids = _history(api)
+    # The fabrication comes from a (fake) node agent printing a job over the real Nodes service.
+    agent = FakeAgent.enrolled(api, "lab-1", [printer("mk3s")])
+    agent.connect()
+    api.composed.hub.jobs._thd_create_job(JobSpec("bracket", ids["merged"], "PLA"), "admin")
+    job_id, epoch = agent.take_job()
+    agent.run_to_printed(job_id, epoch, "mk3s")
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_OUTCOME, {"outcome": "success"}))
+    agent.close()
     with api.engine.begin() as conn:
         conn.execute(sa.insert(schema.orders).values(id="o-1", customer="carol", design="bracket", revision_id=ids["merged"],
                                                      state="completed", created_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z"))
-        conn.execute(sa.insert(schema.jobs).values(id="j-1", order_id="o-1", state="done", created_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z"))
-        conn.execute(sa.insert(schema.fabrications).values(
-            job_id="j-1", order_id="o-1", design="bracket", revision_id=ids["merged"], node="lab-1", printer="mk3s",
-            material="PLA", settings='{"layer_height": "0.2"}', estimated_seconds=600, actual_seconds=650,
-            estimated_filament_g=5.0, actual_filament_g=5.2, outcome="completed", finished_at="2026-01-01T01:00:00Z"))
         conn.execute(sa.insert(schema.ratings).values(design="bracket", order_id="o-1", rater="carol", role="customer", stars=5,
                                                       criteria='{"fit": 4}', comment="great", at="2026-01-02T00:00:00Z"))
         conn.execute(sa.insert(schema.ledger_entries).values(order_id="o-1", design="bracket", recipient="alice", share="design",
                                                              currency="EUR", minor_units=120, equation_version="v1", at="2026-01-02T00:00:00Z"))
     record = api.records.GetRecord(records_pb2.GetRecordRequest(design="bracket"), metadata=api.md("carol"))
     [fab] = record.fabrications
-    assert (fab.node, fab.actual_seconds, fab.settings["layer_height"], fab.outcome) == ("lab-1", 650, "0.2", "completed")
+    assert (fab.node, fab.actual_seconds, fab.settings["layer_height_mm"], fab.outcome) == ("lab-1", 640, "0.2", "success")
     [rating] = record.ratings
     assert rating.stars == 5 and rating.criteria["fit"] == 4 and rating.at.ToJsonString() == "2026-01-02T00:00:00Z"
     [line] = record.ledger

@@ -110,7 +110,7 @@ def test_missing_file_and_flags_exit_2(tmp_path: Path) -> None:
     binary = tmp_path / "b.gcode"
     binary.write_bytes(b"G1 X1\n\xff\xfe")
     done = spime_node("print", str(binary), "--port", "/dev/x", "--baud", "115200")
-    assert done.returncode == 2 and "not an ASCII G-code file" in done.stderr
+    assert done.returncode == 1 and "line 2" in done.stderr and "non-ASCII" in done.stderr
     done = spime_node("print", str(binary))
     assert done.returncode == 2 and "one of the arguments --printer --port is required" in done.stderr
 

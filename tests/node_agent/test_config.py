@@ -12,6 +12,7 @@ from node_agent.config import (
     DEFAULT_END_GCODE,
     ConfigError,
     NodeConfig,
+    Rate,
     load_config,
     parse_config,
 )
@@ -21,6 +22,10 @@ EXAMPLE = """\
 name = "fablab-berlin"
 hub = "127.0.0.1:7443"
 location = "Berlin"
+latitude = 52.52
+longitude = 13.405
+state_dir = "state"
+heartbeat_s = 5
 
 [[printers]]
 name = "mk3"
@@ -34,6 +39,9 @@ materials = ["PLA", "PETG"]
 max_hotend_c = 280
 max_bed_c = 110
 slicer_profile = "prusa_mk3s"
+rate_per_hour = 2.5
+rate_per_gram = 0.04
+currency = "EUR"
 
 [printers.firmware]
 rx_buffer_bytes = 128
@@ -80,6 +88,12 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert octo.firmware.end_gcode == DEFAULT_END_GCODE and octo.firmware.rx_buffer_bytes is None
     with pytest.raises(AttributeError):
         mk3.name = "other"  # type: ignore[misc]  # frozen
+    assert (mk3.rate_per_hour, mk3.rate_per_gram) == (Rate("EUR", 250), Rate("EUR", 4))
+    assert octo.rate_per_hour is None
+    node = config.node
+    assert (node.latitude, node.longitude, node.heartbeat_s) == (52.52, 13.405, 5.0)
+    assert node.state_dir == tmp_path / "state"  # relative to the config file
+    assert node.credential_path == tmp_path / "state" / "credential" and node.token is None
 
 
 def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -115,6 +129,16 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("printers", 1, "url"), "ftp://x", "printers[1].url: must look like http://host:port"),
     (("printers", 1, "name"), "mk3", "printer name 'mk3' is used twice"),
     (("extra",), {"a": 1}, "<top>.extra: unknown key"),
+    (("node", "latitude"), 91, "node.latitude: must be between -90 and 90"),
+    (("node", "longitude"), -181.5, "node.longitude: must be between -180 and 180"),
+    (("node", "longitude"), KeyError, "node.longitude: latitude and longitude go together"),
+    (("node", "heartbeat_s"), 0, "node.heartbeat_s: must be between 1 and 300"),
+    (("node", "location"), "x" * 129, "node.location: must be at most 128 characters"),
+    (("node", "token"), "bad\ntoken", "node.token: must be the node credential"),
+    (("node", "credential_file"), " ", "node.credential_file: must be a file system path"),
+    (("printers", 0, "currency"), "euro", "printers[0].currency: must be an ISO 4217 code"),
+    (("printers", 0, "currency"), KeyError, "printers[0].currency: is required with rate_per_hour"),
+    (("printers", 0, "rate_per_hour"), -1, "printers[0].rate_per_hour: must be between 0"),
 ])
 def test_bad_config_is_refused_naming_the_key(path: tuple[Any, ...], value: Any,
                                                message: str) -> None:
@@ -141,3 +165,10 @@ def test_unknown_printer_lists_the_known_ones(tmp_path: Path) -> None:
     config = _load(tmp_path, EXAMPLE)
     with pytest.raises(ConfigError, match=r"no printer named 'mk4' \(configured: mk3, ender-octo\)"):
         config.printer("mk4")
+
+
+def test_token_and_credential_file_exclude_each_other() -> None:
+    data = _data()
+    data["node"].update(token="abc", credential_file="cred")
+    with pytest.raises(ConfigError, match="node.token: give token or credential_file, not both"):
+        parse_config(data, "node.toml")

@@ -33,6 +33,7 @@ from tests.fixtures.octoprint_server import (
     start_octoprint,
     stop_octoprint,
 )
+from tests.node_agent.jobfiles import print_lines, safe_job
 
 
 def _driver(server: OctoPrintServer, **kwargs: Any) -> OctoPrintDriver:
@@ -106,7 +107,7 @@ def test_printer_in_error_state_is_not_ready_with_reason(
             assert "error state" in str(info.value)
             assert driver.status().phase is PrinterPhase.ERROR
             with pytest.raises(PrinterNotReady):
-                await driver.print_lines("after-error", _job(5))
+                await print_lines(driver, "after-error", _job(5))
         finally:
             await driver.close()
 
@@ -120,9 +121,10 @@ class _CountingClient(octoprint_client.Client):  # type: ignore[misc]
         super().__init__(baseurl, apikey)
         self.calls: list[tuple[str, str]] = []
 
-    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+    def prepare_request(self, method: Any = None, path: Any = None, params: Any = None) -> Any:
+        # Every request is prepared here once (the streamed upload prepares its own).
         self.calls.append((method, path))
-        return super().request(method, path, *args, **kwargs)
+        return super().prepare_request(method, path, params)
 
 
 def test_progress_arrives_on_the_push_socket_without_polling(
@@ -143,7 +145,7 @@ def test_progress_arrives_on_the_push_socket_without_polling(
             await driver.connect()
             watcher = asyncio.create_task(watch())
             client.calls.clear()
-            result = await driver.print_lines("push", _job(4000))
+            result = await print_lines(driver, "push", _job(4000))
             watcher.cancel()
         finally:
             await driver.close()
@@ -163,7 +165,7 @@ def test_emergency_stop_halts_the_printer(octoprint_offline: OctoPrintServer) ->
         driver = _driver(octoprint_offline)
         try:
             await driver.connect()
-            job = asyncio.create_task(driver.print_lines("estop", _job(20000)))
+            job = asyncio.create_task(print_lines(driver, "estop", _job(20000)))
             deadline = time.monotonic() + 15
             while driver.status().lines_sent < 100 and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)  # polling a condition with a deadline
@@ -182,7 +184,7 @@ def test_file_position_maps_to_command_lines_and_layers() -> None:
     from node_agent.drivers.octoprint import _JobIndex
 
     lines = ["; header", "G90", "", ";LAYER:0", "G1 X1", "G1 X2 ; move", ";LAYER:1", "G1 X3"]
-    index = _JobIndex.build(lines)
+    index = _JobIndex(safe_job("index", lines))
     ends = [sum(len(x) + 1 for x in lines[: i + 1]) for i in range(len(lines))]
     assert index.size == ends[-1]
     assert index.lines_done(0) == 0
@@ -238,7 +240,7 @@ def test_server_going_away_fails_the_job_as_retryable(tmp_path: Path) -> None:
         driver = _driver(server)
         try:
             await driver.connect()
-            job = asyncio.create_task(driver.print_lines("doomed", _job(200000)))
+            job = asyncio.create_task(print_lines(driver, "doomed", _job(200000)))
             await _until(lambda: driver.status().lines_sent > 100)
             await asyncio.to_thread(stop_octoprint, proc)
             result = await asyncio.wait_for(job, 30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from node_agent.safety import JobRefused, SafetyLimits, check_lines, enforce
@@ -59,6 +61,7 @@ def test_a_real_slicer_file_passes() -> None:
     ("M997", "firmware update"),
     ("M112", "emergency stop"),
     ("M28 evil.gco", "SD card"),
+    ("M29", "SD card"),
     ("G1 X300 Y10", "moves X to 300 mm, outside the build volume (0-250 mm, margin 5 mm)"),
     ("G0 Y-20", "moves Y to -20 mm"),
     ("G1 Z215.5", "moves Z to 215.5 mm"),
@@ -85,8 +88,11 @@ def test_relative_moves_and_g92_are_tracked() -> None:
     assert total == 1 and found[0].line == 6
 
 
-def test_moves_before_homing_in_relative_mode_are_not_guessed() -> None:
-    assert check_lines(["G91", "G1 Z10", "G1 X-5"], MK3) == ([], 0)
+def test_relative_moves_before_the_position_is_known_are_refused() -> None:
+    found, total = check_lines(["G91", "G1 Z10", "G1 X-5"], MK3)
+    assert [v.line for v in found] == [2, 3] and total == 2
+    assert "relatively (G91) before its position is known" in found[0].reason
+    assert check_lines(["G28", "G91", "G1 Z10", "G1 X5"], MK3) == ([], 0)
 
 
 def test_margin_allows_purge_lines_just_outside() -> None:
@@ -111,3 +117,130 @@ def test_many_violations_are_counted_and_listed_up_to_twenty() -> None:
 def test_compact_gcode_without_spaces_is_understood() -> None:
     found, _ = check_lines(["G28", "G1X300Y5", "M104S400"], MK3)
     assert [v.line for v in found] == [2, 3]
+
+
+# ---------------------------------------------------------------- allow-list, Marlin parsing
+
+REAL_PRUSASLICER = Path(__file__).resolve().parents[1] / "data" / "gcode" / "box5x5x2_mk3s.gcode"
+
+
+def test_real_prusaslicer_output_of_a_shipped_profile_passes() -> None:
+    lines = REAL_PRUSASLICER.read_text(encoding="ascii").splitlines()
+    assert check_lines(lines, MK3) == ([], 0)
+
+
+@pytest.mark.parametrize("line", [
+    'M862.3 P "MK3S"', "M862.1 P0.4", "M115 U3.13.2", "G28 W", "G80", "M73 P10 R5", "G4 S1",
+    "M201 X1000 Y1000 Z200 E5000", "M203 X200 Y200 Z12 E120", "M204 P1250 R1250 T1250",
+    "M205 X8 Y8 Z0.4 E1.5", "M221 S95", "M900 K0", "M486 S0", "M117 Printing...", "G10", "G11",
+    "G21", "M82", "M83", "M84", "M107", "M106 S255", "M105", "M400", "M600", "M601", "T0",
+    "g1 x10 y10", "G1X10Y10E.5F1800", "G01 X10", "M104 S200 T0", "M109 R200", "M190 R60",
+])
+def test_what_slicers_emit_to_print_is_allowed(line: str) -> None:
+    assert check_lines(["G28", line], MK3) == ([], 0), line
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ("M 112", "emergency stop"),
+    ("m112", "emergency stop"),
+    ("M112 ; stop", "emergency stop"),
+    ("M65648", "out of range (Marlin would run it as M112)"),
+    ("M0112", "emergency stop"),
+    ("N10 M112", "its own line number"),
+    ("n5 G1 X5", "its own line number"),
+    ("M810 G28|M500", "macro that hides other commands"),
+    ("M819", "macro"),
+    ("M92 E9000", "steps per unit"),
+    ("M206 Z-5", "home offsets"),
+    ("M428", "home offsets"),
+    ("M211 S0", "software endstops"),
+    ("M42 P13 S255", "sets a pin"),
+    ("M43 T", "pins"),
+    ("M226 P1 S1", "waits on a pin"),
+    ("M20", "SD card"),
+    ("M23 evil.gco", "SD-card file the filter never saw"),
+    ("M24", "SD card"),
+    ("M32 !evil.g#", "SD-card file the filter never saw"),
+    ("M500", "EEPROM"),
+    ("M502", "factory defaults"),
+    ("M997", "firmware update"),
+    ("M999", "restarts a halted printer"),
+    ("M118 //action:cancel", "host actions"),
+    ("M575 B9600", "baud rate"),
+    ("M110 N100", "line numbers"),
+    ("G20", "inches"),
+    ("M303 E0 S250 C8", "PID autotune"),
+    ("M851 Z-5", "probe offset"),
+    ("M907 X2000", "motor currents"),
+    ("G92.1", "allow-list"),
+    ("M862.9 P1", "allow-list"),
+    ("M155 S1", "allow-list"),
+    ("X10 Y10", "not a G, M or T command"),
+    ("T?", "not a G, M or T command"),
+    ("T1", "this printer has 1 tool"),
+    ("M104 T1 S200", "this printer has 1 tool"),
+    ("G1 X10 A5", "parameter A is not allowed with G1"),
+    ("G29 S3 Z-2", "parameter S, Z is not allowed with G29"),
+    ("M104 S200 I1", "parameter I is not allowed with M104"),
+    ("G1 F999999", "feed rate F999999 mm/min is above"),
+    ("M203 X5000", "maximum feed rate X5000 mm/s is above"),
+    ("M220 S1000", "factor S1000 % is above"),
+    ("G4 S99999", "dwells 99999 s"),
+    ("M104 B400 S200", "hotend 400 °C"),
+    ("G1 X10\rM112", "control characters"),
+    ("G1 X10\tY10", "control characters"),
+    ("M117 " + "x" * 90, "characters long"),
+])
+def test_hostile_lines_are_refused_with_their_line_number(line: str, reason: str) -> None:
+    lines = ["G28", "; a comment", "G1 Z5 F600", line, "G1 X1 Y1"]
+    found, total = check_lines(lines, MK3)
+    assert total == 1, found
+    assert found[0].line == 4 and reason in found[0].reason, found[0]
+
+
+def test_a_comment_cannot_hide_or_fake_a_command() -> None:
+    assert check_lines(["G28", "G1 X10 ; M112 M500", ";M500", "; N5 M112"], MK3) == ([], 0)
+
+
+def test_a_printer_can_refuse_an_allowed_command() -> None:
+    limits = SafetyLimits(280, 110, (250, 210, 210), forbidden=("G29",))
+    assert check_lines(["G28", "G29"], limits)[0][0].reason == "is refused on this printer"
+
+
+def test_an_unknown_firmware_has_no_allow_list() -> None:
+    with pytest.raises(ValueError, match="no G-code allow-list for firmware 'grbl'"):
+        SafetyLimits(280, 110, firmware="grbl")
+
+
+# ---------------------------------------------------------------- geometry of the whole path
+
+
+@pytest.mark.parametrize(("lines", "line", "reason"), [
+    (["G28", "G1 Z-0.5"], 2, "Z to -0.5 mm, below the bed"),
+    (["G28", "G1 Z1", "G91", "G1 Z-2"], 4, "Z to -1 mm, below the bed"),
+    (["G28", "G1 Z0.2", "G92 Z10", "G1 Z0"], 4, "Z to -9.8 mm, below the bed"),
+    (["G92 Z200", "G1 Z0"], 2, "after G92 redefined it at an unknown position"),
+    (["G91", "G1 Z-50"], 2, "before its position is known"),
+    (["G28", "G1 X200 Y100", "M83", "G1 X250 E5", "G91", "G1 X10 E1"], 6, "X to 260 mm"),
+    (["G28", "G90", "G1 X100", "G92 X0", "G1 X160"], 5, "X to 260 mm"),
+    (["G1 X10 Y10", "G2 X10 Y10 I-30 J0"], 2, "arc reaches X to -20 mm"),  # full circle
+    (["G28", "G1 X230 Y50", "G3 X230 Y150 I0 J50"], 3, "arc reaches X to 280 mm"),
+    (["G28", "G1 X100 Y100", "G2 X100 Y200 R-80"], 3, "arc reaches Y to 230 mm"),
+    (["G28", "G1 X100 Y100 Z5", "G2 X120 Y100 I10 J0 Z-1"], 3, "Z to -1 mm, below the bed"),
+    (["G28", "G1 X100 Y100", "G2 X120 Y100"], 3, "arc without a centre"),
+    (["G2 X120 Y100 I10 J0"], 1, "arc before the X/Y position is known"),
+    (["G28", "G1 X100 Y100", "G91", "G3 X0 Y150 I0 J75"], 4, "arc reaches"),
+])
+def test_the_whole_path_stays_in_the_volume(lines: list[str], line: int, reason: str) -> None:
+    found, total = check_lines(lines, MK3)
+    assert total == 1, found
+    assert found[0].line == line and reason in found[0].reason, found[0]
+
+
+def test_an_arc_is_followed_in_its_direction() -> None:
+    # From (230, 50) to (230, 150) about (230, 100): counter-clockwise bulges to X 280
+    # (refused above); clockwise bulges to X 180, inside.
+    assert check_lines(["G28", "G1 X230 Y50", "G2 X230 Y150 I0 J50"], MK3) == ([], 0)
+    # A small arc inside the bed, by radius and by centre.
+    assert check_lines(["G28", "G1 X100 Y100", "G2 X120 Y100 R10", "G3 X100 Y100 I-10 J0"],
+                       MK3) == ([], 0)

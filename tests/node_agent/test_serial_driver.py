@@ -20,19 +20,20 @@ import pytest
 
 from node_agent.drivers.base import (
     ConnectionFailed,
-    JobRejected,
     PrinterNotReady,
     PrinterPhase,
     PrintOutcome,
 )
 from node_agent.drivers.serial import SerialDriver
 from node_agent.protocol import ProtocolSettings
+from node_agent.safety import JobRefused
 from node_agent.testing import (
     FirmwareOptions,
     FirmwareRunner,
     SimulatedPrinterProcess,
     simulated_printer,
 )
+from tests.node_agent.jobfiles import print_lines
 
 MOVES = [f"G1 X{i % 200}.{i % 7} Y{(i * 7) % 200}.5 E{i * 0.01:.4f} F1800" for i in range(2000)]
 END = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", "M84")
@@ -67,7 +68,7 @@ def test_job_arrives_exactly_once_in_order(options: dict[str, Any]) -> None:
             try:
                 await driver.connect()
                 assert driver.status().phase is PrinterPhase.IDLE
-                result = await driver.print_lines("job", MOVES)
+                result = await print_lines(driver, "job", MOVES)
             finally:
                 await driver.close()
             assert result.outcome is PrintOutcome.COMPLETED, result
@@ -87,7 +88,7 @@ def test_a_lost_ok_is_recovered_within_three_seconds() -> None:
             try:
                 await driver.connect()
                 started = time.monotonic()
-                result = await driver.print_lines("job", MOVES[:800])
+                result = await print_lines(driver, "job", MOVES[:800])
                 elapsed = time.monotonic() - started
             finally:
                 await driver.close()
@@ -105,7 +106,7 @@ def test_busy_keeps_a_long_dwell_alive_without_failing() -> None:
             driver = SerialDriver("sim", fw.port, 115200, comm_timeout_s=0.5, dead_after_s=1.0)
             try:
                 await driver.connect()
-                result = await driver.print_lines("dwell", ["G4 S2.5", *MOVES[:20]])
+                result = await print_lines(driver, "dwell", ["G4 S2.5", *MOVES[:20]])
             finally:
                 await driver.close()
             assert result.outcome is PrintOutcome.COMPLETED and result.seconds >= 2.5
@@ -120,10 +121,10 @@ def test_fatal_firmware_error_fails_the_job_with_its_reason() -> None:
             driver = SerialDriver("sim", fw.port, 115200)
             try:
                 await driver.connect()
-                result = await driver.print_lines("job", MOVES[:500])
+                result = await print_lines(driver, "job", MOVES[:500])
                 status = driver.status()
                 with pytest.raises(PrinterNotReady):
-                    await driver.print_lines("again", MOVES[:5])
+                    await print_lines(driver, "again", MOVES[:5])
             finally:
                 await driver.close()
             assert result.outcome is PrintOutcome.FAILED and not result.retryable
@@ -139,7 +140,7 @@ def test_cancel_sends_the_end_sequence_and_pause_holds() -> None:
             driver = SerialDriver("sim", fw.port, 115200, settings=ProtocolSettings(end_gcode=END))
             try:
                 await driver.connect()
-                job = asyncio.create_task(driver.print_lines("job", MOVES))
+                job = asyncio.create_task(print_lines(driver, "job", MOVES))
                 await wait_until(lambda: driver.status().lines_sent > 200, "progress")
                 await driver.pause()
                 assert driver.status().phase is PrinterPhase.PAUSED
@@ -167,7 +168,7 @@ def test_emergency_stop_halts_the_printer() -> None:
             driver = SerialDriver("sim", fw.port, 115200)
             try:
                 await driver.connect()
-                job = asyncio.create_task(driver.print_lines("job", MOVES))
+                job = asyncio.create_task(print_lines(driver, "job", MOVES))
                 await wait_until(lambda: driver.status().lines_sent > 50, "progress")
                 await driver.emergency_stop()
                 result = await job
@@ -194,7 +195,7 @@ def test_status_carries_temperatures_progress_and_firmware() -> None:
                 await driver.connect()
                 watcher = asyncio.create_task(watch())
                 lines = ["M104 S200", "M140 S60", ";LAYER:0", *MOVES[:300], ";LAYER:1", *MOVES[300:600]]
-                result = await driver.print_lines("job", lines)
+                result = await print_lines(driver, "job", lines)
                 await wait_until(lambda: (driver.status().temperatures.hotend_target_c or 0) > 0,
                                  "temperature report")
                 watcher.cancel()
@@ -215,17 +216,17 @@ def test_bad_jobs_and_bad_states_are_refused() -> None:
         async with simulated_printer() as fw:
             driver = SerialDriver("sim", fw.port, 115200)
             with pytest.raises(PrinterNotReady, match="not connected"):
-                await driver.print_lines("early", MOVES[:3])
+                await print_lines(driver, "early", MOVES[:3])
             try:
                 await driver.connect()
-                with pytest.raises(JobRejected, match="line 2"):
-                    await driver.print_lines("bad", ["G28", "M117 a*b"])
+                with pytest.raises(JobRefused, match="line 2"):  # the filter, before the driver
+                    await print_lines(driver, "bad", ["G28", "M117 a*b"])
                 with pytest.raises(PrinterNotReady):
                     await driver.pause()
-                job = asyncio.create_task(driver.print_lines("long", MOVES))
+                job = asyncio.create_task(print_lines(driver, "long", MOVES))
                 await wait_until(lambda: driver.status().lines_sent > 10, "progress")
                 with pytest.raises(PrinterNotReady, match="cannot start job while printing"):
-                    await driver.print_lines("second", MOVES[:3])
+                    await print_lines(driver, "second", MOVES[:3])
                 await driver.cancel()
                 await job
             finally:
@@ -267,7 +268,7 @@ def test_reconnects_after_the_port_disappears() -> None:
             driver = SerialDriver("sim", runner.port, 115200)
             try:
                 await driver.connect()
-                job = asyncio.create_task(driver.print_lines("job", MOVES))
+                job = asyncio.create_task(print_lines(driver, "job", MOVES))
                 await wait_until(lambda: driver.status().lines_sent > 50, "progress")
                 await asyncio.to_thread(runner.unplug)
                 result = await job
@@ -276,7 +277,7 @@ def test_reconnects_after_the_port_disappears() -> None:
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(runner.replug)
                 await wait_until(lambda: driver.status().phase is PrinterPhase.IDLE, "reconnected")
-                again = await driver.print_lines("after", MOVES[:100])
+                again = await print_lines(driver, "after", MOVES[:100])
                 assert again.outcome is PrintOutcome.COMPLETED
             finally:
                 await driver.close()
@@ -291,7 +292,7 @@ def test_firmware_in_its_own_process_records_every_line() -> None:
             driver = SerialDriver("sim", fw.port, 250000)
             try:
                 await driver.connect()
-                return await driver.print_lines("job", MOVES)
+                return await print_lines(driver, "job", MOVES)
             finally:
                 await driver.close()
 
@@ -307,7 +308,7 @@ def test_the_simulated_wire_throttles_to_the_baud_rate() -> None:
             driver = SerialDriver("sim", fw.port, 115200)
             try:
                 await driver.connect()
-                result = await driver.print_lines("job", MOVES[:600])
+                result = await print_lines(driver, "job", MOVES[:600])
             finally:
                 await driver.close()
             return result.seconds, fw.stats.bytes_received

@@ -18,6 +18,7 @@ import serial
 
 from node_agent.drivers.base import PrinterDriver, PrintOutcome, PrintResult
 from tests.fixtures.virtual_printer import VirtualPrinterProcess
+from tests.node_agent.jobfiles import print_lines
 
 BAUD = 115200
 DEADLINE_S = 30.0
@@ -48,7 +49,7 @@ def _print(port: str, lines: list[str]) -> PrintResult:
         driver = _driver(port)
         try:
             await driver.connect()
-            return await asyncio.wait_for(driver.print_lines("faults", lines), DEADLINE_S)
+            return await asyncio.wait_for(print_lines(driver, "faults", lines), DEADLINE_S)
         finally:
             await driver.close()
 

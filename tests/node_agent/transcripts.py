@@ -32,6 +32,7 @@ from typing import Any
 
 from node_agent.gcode import prepare
 from node_agent.protocol import NEED_DATA, MarlinProtocol, Ok, ProtocolSettings
+from tests.node_agent.jobfiles import print_lines
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "transcripts"
 
@@ -163,7 +164,7 @@ async def _record_with(port: str, baud: int, job: list[str], before: Callable[[A
     await driver.connect()
     if before is not None:
         await before(driver)
-    await driver.print_lines("golden", job)
+    await print_lines(driver, "golden", job)
     await driver.close()
     return recorder.out
 

@@ -561,3 +561,24 @@ def test_exported_members() -> None:
     assert sorted(module.__all__) == ["CheckResult", "Finding", "PrintabilityReport", "Severity",
                                       "Tolerances", "check_file", "check_mesh", "check_path",
                                       "merge_vertices"]
+
+
+@pytest.mark.parametrize("size", [(0.02, 0.02, 0.02), (20.0, 20.0, 0.3), (0.05, 0.3, 0.2)])
+def test_a_part_thinner_than_the_nozzle_is_an_error_not_a_pass(size) -> None:
+    report = check(*box(size))
+    assert not report.ok
+    finding = _finding(report, "too_small_to_print")
+    assert finding.severity is Severity.ERROR
+    assert finding.details["nozzle_mm"] == 0.4
+    assert finding.details["extents_mm"] == pytest.approx(list(size))
+    assert "thinner than the 0.4 mm nozzle" in finding.message
+
+
+def test_a_cube_stored_in_metres_is_an_error_with_the_scale_hint() -> None:
+    report = check(*box((0.02, 0.02, 0.02)))  # a 20 mm calibration cube written in metres
+    assert "stored in metres? scale it by 1000" in _finding(report, "too_small_to_print").message
+    assert _finding(report, "units_suspect").details["scale"] == 1000
+
+
+def test_a_part_as_thick_as_the_nozzle_is_not_too_small() -> None:
+    assert "too_small_to_print" not in check(*box((20.0, 20.0, 0.4))).codes()

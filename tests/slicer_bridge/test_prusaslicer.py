@@ -4,13 +4,21 @@ the binary, then real slicing with the installed prusa-slicer."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
 import trimesh
 
 import slicer_bridge
-from slicer_bridge.base import GcodeMetadata, Slicer, SliceRequest, SlicerError, ToolNotFound
+from slicer_bridge.base import (
+    GcodeMetadata,
+    ParameterError,
+    Slicer,
+    SliceRequest,
+    SlicerError,
+    ToolNotFound,
+)
 from slicer_bridge.gcode_meta import GcodeMetadataError, parse_duration, parse_gcode_metadata
 from slicer_bridge.profiles import load_profile
 from slicer_bridge.prusaslicer import PrusaSlicer, build_slice_argv, override_args, parse_version
@@ -44,11 +52,30 @@ def test_argv_loads_profile_then_overrides_then_mesh() -> None:
 @pytest.mark.parametrize(("overrides", "match"), [
     ({"--load": "x"}, "not a config key"),
     ({"Fill": "x"}, "not a config key"),
-    ({"start_gcode": "G28\nM104"}, "one line"),
+    ({"start_gcode": "G28\nM104"}, "an order cannot set it (it is G-code sent to the printer)"),
+    ({"post_process": "/bin/sh -c 'curl x|sh'"}, "cannot set it (it runs a program on the node)"),
+    ({"end_gcode": "M502"}, "G-code sent to the printer"),
+    ({"before_layer_gcode": "M500"}, "G-code sent to the printer"),
+    ({"output_filename_format": "../../x"}, "it names files on the node"),
+    ({"temperature": "300"}, "(it is the operator's choice); it comes from the printer's profile"),
+    ({"layer_height": "5"}, "'5' is not allowed; expected a number from 0.05 to 0.35"),
+    ({"fill_density": "150%"}, "expected a number from 0% to 100%"),
+    ({"fill_density": "20%\n--post-process=x"}, "expected a number from 0% to 100%"),
+    ({"perimeters": "2.5"}, "expected a number from 1 to 10"),
+    ({"fill_pattern": "`rm -rf`"}, "expected one of rectilinear"),
+    ({"support_material": "yes"}, "expected 0 or 1"),
 ])
-def test_malformed_overrides_are_refused(overrides: dict[str, str], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_order_overrides_outside_the_allow_list_are_refused(overrides: dict[str, str],
+                                                           match: str) -> None:
+    with pytest.raises(ParameterError, match=re.escape(match)):
         override_args(overrides)
+
+
+def test_refused_overrides_never_reach_the_slicer(box_stl: Path, tmp_path: Path) -> None:
+    request = SliceRequest(box_stl, MK3S, {"post_process": f"touch {tmp_path}/pwned"})
+    with pytest.raises(ParameterError, match="post_process"):
+        asyncio.run(PrusaSlicer().slice(request, tmp_path))
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "output.gcode").exists()
 
 
 def test_request_is_frozen_and_canonical() -> None:

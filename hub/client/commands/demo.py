@@ -128,7 +128,9 @@ def step_push_designs(demo: Demo) -> None:
     """Alice makes a signing key and pushes every sample design."""
     chapter("Alice publishes the sample designs (signed pushes)")
     key = demo.spime("alice", "key", "gen", "--key", str(demo.work / "alice.key"), offline=True)
-    say(f"alice's Ed25519 public key {key['public_key'][:16]}…")
+    reg = demo.spime("alice", "key", "register", "--key", str(demo.work / "alice.key"))
+    say(f"alice's Ed25519 public key {key['public_key'][:16]}… registered with the hub "
+        f"(fingerprint {reg['fingerprint']})")
     pushed = []
     for folder in demo.designs:
         doc = demo.spime("alice", "push", str(folder), "--new", "-m", "first release",
@@ -215,8 +217,10 @@ def step_verify_export(demo: Demo) -> None:
         f"{len(online['signed'])} signed: OK")
     bundle = demo.work / "exports" / "shelf-bracket.bundle"
     demo.spime("alice", "export", "shelf-bracket", "--format", "bundle", "-o", str(bundle))
-    offline = demo.spime("alice", "verify", "--bundle", str(bundle), offline=True)
-    say(f"offline verify of the exported bundle: OK ({offline['files_checked']} files)")
+    hub_key = demo.spime("alice", "key", "hub")["public_key"]
+    offline = demo.spime("alice", "verify", "--bundle", str(bundle), "--hub-key", hub_key, offline=True)
+    say(f"offline verify of the exported bundle against the pinned hub key {hub_key[:16]}…: "
+        f"OK ({offline['files_checked']} files, {len(offline['signed'])} signed by alice's registered key)")
     exports = {}
     for fmt, name in (("prov", "bracket-with-cube.prov.json"), ("okh", "shelf-bracket.okh.toml")):
         design = "bracket-with-cube" if fmt == "prov" else "shelf-bracket"

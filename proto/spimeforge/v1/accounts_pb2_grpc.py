@@ -39,6 +39,26 @@ class AccountsStub:
                 request_serializer=spimeforge_dot_v1_dot_accounts__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_accounts__pb2.Account.FromString,
                 _registered_method=True)
+        self.GetHubKey = channel.unary_unary(
+                '/spimeforge.v1.Accounts/GetHubKey',
+                request_serializer=spimeforge_dot_v1_dot_accounts__pb2.GetHubKeyRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_accounts__pb2.HubKey.FromString,
+                _registered_method=True)
+        self.RegisterKey = channel.unary_unary(
+                '/spimeforge.v1.Accounts/RegisterKey',
+                request_serializer=spimeforge_dot_v1_dot_accounts__pb2.RegisterKeyRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.FromString,
+                _registered_method=True)
+        self.ListKeys = channel.unary_unary(
+                '/spimeforge.v1.Accounts/ListKeys',
+                request_serializer=spimeforge_dot_v1_dot_accounts__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_accounts__pb2.ListKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeKey = channel.unary_unary(
+                '/spimeforge.v1.Accounts/RevokeKey',
+                request_serializer=spimeforge_dot_v1_dot_accounts__pb2.RevokeKeyRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.FromString,
+                _registered_method=True)
 
 
 class AccountsServicer:
@@ -51,6 +71,42 @@ class AccountsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHubKey(self, request, context):
+        """The hub's own Ed25519 public key: it signs key registrations, so a
+        verifier that pins it can prove offline who signed a revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterKey(self, request, context):
+        """Register a public key to the caller's account. The proof of possession is
+        an Ed25519 signature by that key over the canonical challenge (UTF-8):
+        "spimeforge-key-proof/1\n" account "\n" public_key hex "\n" signed_at "\n" hub key hex
+        signed_at must be within 5 minutes of the hub's time. Weak keys (small
+        order, not in the prime-order subgroup, non-canonical) are refused.
+        At most 100 keys (live or revoked) per account: RESOURCE_EXHAUSTED beyond.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeys(self, request, context):
+        """Every key registered to an account (any caller may list any account's keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeKey(self, request, context):
+        """Revoke one of the caller's keys from a date on (now by default; a date in
+        the past invalidates signatures made after it). A revocation can move
+        earlier, never later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +114,26 @@ def add_AccountsServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=spimeforge_dot_v1_dot_accounts__pb2.WhoAmIRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_accounts__pb2.Account.SerializeToString,
+            ),
+            'GetHubKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHubKey,
+                    request_deserializer=spimeforge_dot_v1_dot_accounts__pb2.GetHubKeyRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_accounts__pb2.HubKey.SerializeToString,
+            ),
+            'RegisterKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterKey,
+                    request_deserializer=spimeforge_dot_v1_dot_accounts__pb2.RegisterKeyRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.SerializeToString,
+            ),
+            'ListKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeys,
+                    request_deserializer=spimeforge_dot_v1_dot_accounts__pb2.ListKeysRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_accounts__pb2.ListKeysResponse.SerializeToString,
+            ),
+            'RevokeKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeKey,
+                    request_deserializer=spimeforge_dot_v1_dot_accounts__pb2.RevokeKeyRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +163,114 @@ class Accounts:
             '/spimeforge.v1.Accounts/WhoAmI',
             spimeforge_dot_v1_dot_accounts__pb2.WhoAmIRequest.SerializeToString,
             spimeforge_dot_v1_dot_accounts__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHubKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Accounts/GetHubKey',
+            spimeforge_dot_v1_dot_accounts__pb2.GetHubKeyRequest.SerializeToString,
+            spimeforge_dot_v1_dot_accounts__pb2.HubKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Accounts/RegisterKey',
+            spimeforge_dot_v1_dot_accounts__pb2.RegisterKeyRequest.SerializeToString,
+            spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Accounts/ListKeys',
+            spimeforge_dot_v1_dot_accounts__pb2.ListKeysRequest.SerializeToString,
+            spimeforge_dot_v1_dot_accounts__pb2.ListKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Accounts/RevokeKey',
+            spimeforge_dot_v1_dot_accounts__pb2.RevokeKeyRequest.SerializeToString,
+            spimeforge_dot_v1_dot_accounts__pb2.KeyRegistration.FromString,
             options,
             channel_credentials,
             insecure,

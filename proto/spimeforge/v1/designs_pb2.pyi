@@ -169,20 +169,24 @@ class GetRevisionRequest(_message.Message):
     def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ...) -> None: ...
 
 class LogRequest(_message.Message):
-    __slots__ = ("design", "from_revision_id", "limit")
+    __slots__ = ("design", "from_revision_id", "limit", "page")
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     FROM_REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     design: str
     from_revision_id: str
     limit: int
-    def __init__(self, design: _Optional[str] = ..., from_revision_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    page: _common_pb2.PageRequest
+    def __init__(self, design: _Optional[str] = ..., from_revision_id: _Optional[str] = ..., limit: _Optional[int] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
 
 class LogResponse(_message.Message):
-    __slots__ = ("revisions",)
+    __slots__ = ("revisions", "next_page_token")
     REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     revisions: _containers.RepeatedCompositeFieldContainer[Revision]
-    def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("text", "license", "tags", "page")
@@ -257,18 +261,22 @@ class Proposal(_message.Message):
     def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision: _Optional[_Union[Revision, _Mapping]] = ..., author: _Optional[str] = ..., state: _Optional[_Union[ProposalState, str]] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., decided_at: _Optional[str] = ...) -> None: ...
 
 class ListProposalsRequest(_message.Message):
-    __slots__ = ("design", "include_closed")
+    __slots__ = ("design", "include_closed", "page")
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     design: str
     include_closed: bool
-    def __init__(self, design: _Optional[str] = ..., include_closed: _Optional[bool] = ...) -> None: ...
+    page: _common_pb2.PageRequest
+    def __init__(self, design: _Optional[str] = ..., include_closed: _Optional[bool] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
 
 class ListProposalsResponse(_message.Message):
-    __slots__ = ("proposals",)
+    __slots__ = ("proposals", "next_page_token")
     PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     proposals: _containers.RepeatedCompositeFieldContainer[Proposal]
-    def __init__(self, proposals: _Optional[_Iterable[_Union[Proposal, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, proposals: _Optional[_Iterable[_Union[Proposal, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class AcceptProposalRequest(_message.Message):
     __slots__ = ("design", "proposal_id")

@@ -27,7 +27,14 @@ if _version_not_supported:
 
 
 class DesignsStub:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (hub/limits.py): every request field below states its maximum; a
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    Text is counted in UTF-8 bytes, repeated fields in items, and no text may
+    hold a NUL character. List answers page (PageRequest, next_page_token) and
+    one page carries at most 4 MiB. Expensive calls run at most so many at once
+    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    more is RESOURCE_EXHAUSTED with a retry hint.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -103,7 +110,14 @@ class DesignsStub:
 
 
 class DesignsServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (hub/limits.py): every request field below states its maximum; a
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    Text is counted in UTF-8 bytes, repeated fields in items, and no text may
+    hold a NUL character. List answers page (PageRequest, next_page_token) and
+    one page carries at most 4 MiB. Expensive calls run at most so many at once
+    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    more is RESOURCE_EXHAUSTED with a retry hint.
+    """
 
     def MissingBlobs(self, request, context):
         """Which of these blob hashes the hub does not have yet (push sends hashes first).
@@ -116,6 +130,10 @@ class DesignsServicer:
         """Client-streamed upload of one blob; the first chunk declares sha256 and
         total_size. Bytes that do not match the declared hash are discarded
         (INVALID_ARGUMENT); a blob over the hub's limit is RESOURCE_EXHAUSTED.
+        A stream that sends no chunk for the hub's idle timeout (default 30 s) is
+        ended with RESOURCE_EXHAUSTED. A blob the hub already has is answered at
+        once (already_present) without reading the rest of the stream; a declared
+        size that differs from the stored blob's is INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,7 +168,8 @@ class DesignsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Log(self, request, context):
-        """Revisions from a design's head (or a given revision) back along first parents.
+        """Revisions from a design's head (or a given revision) back along first
+        parents, one page at a time (follow next_page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -271,7 +290,14 @@ def add_DesignsServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Designs:
-    """Missing associated documentation comment in .proto file."""
+    """Limits (hub/limits.py): every request field below states its maximum; a
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    Text is counted in UTF-8 bytes, repeated fields in items, and no text may
+    hold a NUL character. List answers page (PageRequest, next_page_token) and
+    one page carries at most 4 MiB. Expensive calls run at most so many at once
+    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    more is RESOURCE_EXHAUSTED with a retry hint.
+    """
 
     @staticmethod
     def MissingBlobs(request,

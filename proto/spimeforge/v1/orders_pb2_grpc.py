@@ -69,6 +69,21 @@ class OrdersStub:
                 request_serializer=spimeforge_dot_v1_dot_orders__pb2.RateOrderRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_orders__pb2.Order.FromString,
                 _registered_method=True)
+        self.Grant = channel.unary_unary(
+                '/spimeforge.v1.Orders/Grant',
+                request_serializer=spimeforge_dot_v1_dot_orders__pb2.GrantRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/spimeforge.v1.Orders/ListGrants',
+                request_serializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
+        self.GetIncarnation = channel.unary_unary(
+                '/spimeforge.v1.Orders/GetIncarnation',
+                request_serializer=spimeforge_dot_v1_dot_orders__pb2.GetIncarnationRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_orders__pb2.Incarnation.FromString,
+                _registered_method=True)
 
 
 class OrdersServicer:
@@ -106,13 +121,37 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Until the print starts the jobs are cancelled at once; afterwards the node is asked to stop
+        and the order records the partial cost. Only the customer (or an admin) may cancel.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RateOrder(self, request, context):
+        """Only people who took part: the customer, the node that made it, a maintainer of the design
+        (PERMISSION_DENIED otherwise). One rating per person per job per role; a second replaces the first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Grant(self, request, context):
+        """A licensor's permission on record (maintainers of the design only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncarnation(self, request, context):
+        """What a fabricated object's QR label resolves to.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -154,6 +193,21 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.RateOrder,
                     request_deserializer=spimeforge_dot_v1_dot_orders__pb2.RateOrderRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_orders__pb2.Order.SerializeToString,
+            ),
+            'Grant': grpc.unary_unary_rpc_method_handler(
+                    servicer.Grant,
+                    request_deserializer=spimeforge_dot_v1_dot_orders__pb2.GrantRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.SerializeToString,
+            ),
+            'GetIncarnation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncarnation,
+                    request_deserializer=spimeforge_dot_v1_dot_orders__pb2.GetIncarnationRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_orders__pb2.Incarnation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +399,87 @@ class Orders:
             '/spimeforge.v1.Orders/RateOrder',
             spimeforge_dot_v1_dot_orders__pb2.RateOrderRequest.SerializeToString,
             spimeforge_dot_v1_dot_orders__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Grant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Orders/Grant',
+            spimeforge_dot_v1_dot_orders__pb2.GrantRequest.SerializeToString,
+            spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Orders/ListGrants',
+            spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.SerializeToString,
+            spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncarnation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Orders/GetIncarnation',
+            spimeforge_dot_v1_dot_orders__pb2.GetIncarnationRequest.SerializeToString,
+            spimeforge_dot_v1_dot_orders__pb2.Incarnation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from spimeforge.v1 import common_pb2 as spimeforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bspimeforge/v1/records.proto\x12\rspimeforge.v1\x1a\x1aspimeforge/v1/common.proto\"\"\n\x10GetRecordRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\"Y\n\x0b\x43ontributor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\trevisions\x18\x02 \x01(\r\x12\x1a\n\x12\x61\x63\x63\x65pted_proposals\x18\x03 \x01(\r\x12\r\n\x05roles\x18\x04 \x03(\t\"q\n\x0bLineageEdge\x12\x14\n\x0c\x63hild_design\x18\x01 \x01(\t\x12\x19\n\x11\x63hild_revision_id\x18\x02 \x01(\t\x12\x15\n\rparent_design\x18\x03 \x01(\t\x12\x1a\n\x12parent_revision_id\x18\x04 \x01(\t\"\x8c\x03\n\x0b\x46\x61\x62rication\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x0f\n\x07printer\x18\x05 \x01(\t\x12\x10\n\x08material\x18\x06 \x01(\t\x12:\n\x08settings\x18\x07 \x03(\x0b\x32(.spimeforge.v1.Fabrication.SettingsEntry\x12\x19\n\x11\x65stimated_seconds\x18\x08 \x01(\r\x12\x16\n\x0e\x61\x63tual_seconds\x18\t \x01(\r\x12\x1c\n\x14\x65stimated_filament_g\x18\n \x01(\x01\x12\x19\n\x11\x61\x63tual_filament_g\x18\x0b \x01(\x01\x12\x0f\n\x07outcome\x18\x0c \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\r \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\t\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x81\x01\n\x0bLedgerEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.spimeforge.v1.Money\x12\x18\n\x10\x65quation_version\x18\x05 \x01(\t\"\xe1\x02\n\x0f\x43ommunityRecord\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x0f\n\x07license\x18\x02 \x01(\t\x12\x16\n\x0erevision_count\x18\x03 \x01(\r\x12\x30\n\x0c\x63ontributors\x18\x04 \x03(\x0b\x32\x1a.spimeforge.v1.Contributor\x12+\n\x07lineage\x18\x05 \x03(\x0b\x32\x1a.spimeforge.v1.LineageEdge\x12\x30\n\x0c\x66\x61\x62rications\x18\x06 \x03(\x0b\x32\x1a.spimeforge.v1.Fabrication\x12&\n\x07ratings\x18\x07 \x03(\x0b\x32\x15.spimeforge.v1.Rating\x12*\n\x06ledger\x18\x08 \x03(\x0b\x32\x1a.spimeforge.v1.LedgerEntry\x12\x30\n\x0c\x61ttributions\x18\t \x03(\x0b\x32\x1a.spimeforge.v1.Attribution\"a\n\rExportRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x13\n\x0brevision_id\x18\x02 \x01(\t\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.spimeforge.v1.ExportFormat\"6\n\x0e\x45xportResponse\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x0c*a\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPORT_FORMAT_PROV_JSON\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_OKH\x10\x02\x32\x9e\x01\n\x07Records\x12L\n\tGetRecord\x12\x1f.spimeforge.v1.GetRecordRequest\x1a\x1e.spimeforge.v1.CommunityRecord\x12\x45\n\x06\x45xport\x12\x1c.spimeforge.v1.ExportRequest\x1a\x1d.spimeforge.v1.ExportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bspimeforge/v1/records.proto\x12\rspimeforge.v1\x1a\x1aspimeforge/v1/common.proto\"\"\n\x10GetRecordRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\"Y\n\x0b\x43ontributor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\trevisions\x18\x02 \x01(\r\x12\x1a\n\x12\x61\x63\x63\x65pted_proposals\x18\x03 \x01(\r\x12\r\n\x05roles\x18\x04 \x03(\t\"q\n\x0bLineageEdge\x12\x14\n\x0c\x63hild_design\x18\x01 \x01(\t\x12\x19\n\x11\x63hild_revision_id\x18\x02 \x01(\t\x12\x15\n\rparent_design\x18\x03 \x01(\t\x12\x1a\n\x12parent_revision_id\x18\x04 \x01(\t\"\xae\x04\n\x0b\x46\x61\x62rication\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x13\n\x0brevision_id\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x0f\n\x07printer\x18\x05 \x01(\t\x12\x10\n\x08material\x18\x06 \x01(\t\x12:\n\x08settings\x18\x07 \x03(\x0b\x32(.spimeforge.v1.Fabrication.SettingsEntry\x12\x19\n\x11\x65stimated_seconds\x18\x08 \x01(\r\x12\x16\n\x0e\x61\x63tual_seconds\x18\t \x01(\r\x12\x1c\n\x14\x65stimated_filament_g\x18\n \x01(\x01\x12\x19\n\x11\x61\x63tual_filament_g\x18\x0b \x01(\x01\x12\x0f\n\x07outcome\x18\x0c \x01(\t\x12\x16\n\x0e\x66\x61ilure_reason\x18\r \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0e \x01(\t\x12\x16\n\x0eincarnation_id\x18\x0f \x01(\t\x12\x15\n\rprinter_model\x18\x10 \x01(\t\x12>\n\nparameters\x18\x11 \x03(\x0b\x32*.spimeforge.v1.Fabrication.ParametersEntry\x1a/\n\rSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbf\x02\n\x0ePrintAggregate\x12\x15\n\rprinter_model\x18\x01 \x01(\t\x12\x10\n\x08material\x18\x02 \x01(\t\x12\x0e\n\x06prints\x18\x03 \x01(\r\x12\x11\n\tsuccesses\x18\x04 \x01(\r\x12\x14\n\x0csuccess_rate\x18\x05 \x01(\x01\x12\x17\n\x0fmean_time_error\x18\x06 \x01(\x01\x12\x1b\n\x13mean_filament_error\x18\x07 \x01(\x01\x12L\n\x10typical_settings\x18\x08 \x03(\x0b\x32\x32.spimeforge.v1.PrintAggregate.TypicalSettingsEntry\x12\x0f\n\x07summary\x18\t \x01(\t\x1a\x36\n\x14TypicalSettingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa4\x01\n\nReputation\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x0c\n\x04mean\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x39\n\x08\x63riteria\x18\x04 \x03(\x0b\x32\'.spimeforge.v1.Reputation.CriteriaEntry\x1a/\n\rCriteriaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb2\x01\n\x0bLedgerEntry\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\r\n\x05share\x18\x03 \x01(\t\x12$\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x14.spimeforge.v1.Money\x12\x18\n\x10\x65quation_version\x18\x05 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65sign\x18\x07 \x01(\t\x12\n\n\x02\x61t\x18\x08 \x01(\t\"<\n\rLedgerRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\"A\n\x07\x42\x61lance\x12\x11\n\trecipient\x18\x01 \x01(\t\x12#\n\x05total\x18\x02 \x01(\x0b\x32\x14.spimeforge.v1.Money\"g\n\x0eLedgerResponse\x12(\n\x08\x62\x61lances\x18\x01 \x03(\x0b\x32\x16.spimeforge.v1.Balance\x12+\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1a.spimeforge.v1.LedgerEntry\"\x90\x01\n\rValueEquation\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05maker\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65sign_lineage\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommons\x18\x05 \x01(\t\x12\x14\n\x0cown_revision\x18\x06 \x01(\t\x12\x10\n\x08upstream\x18\x07 \x01(\t\"I\n\x17SetValueEquationRequest\x12.\n\x08\x65quation\x18\x01 \x01(\x0b\x32\x1c.spimeforge.v1.ValueEquation\"7\n\x17SetParticipationRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x0c\n\x04rung\x18\x02 \x01(\t\"\xb2\x04\n\x0f\x43ommunityRecord\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x0f\n\x07license\x18\x02 \x01(\t\x12\x16\n\x0erevision_count\x18\x03 \x01(\r\x12\x30\n\x0c\x63ontributors\x18\x04 \x03(\x0b\x32\x1a.spimeforge.v1.Contributor\x12+\n\x07lineage\x18\x05 \x03(\x0b\x32\x1a.spimeforge.v1.LineageEdge\x12\x30\n\x0c\x66\x61\x62rications\x18\x06 \x03(\x0b\x32\x1a.spimeforge.v1.Fabrication\x12&\n\x07ratings\x18\x07 \x03(\x0b\x32\x15.spimeforge.v1.Rating\x12*\n\x06ledger\x18\x08 \x03(\x0b\x32\x1a.spimeforge.v1.LedgerEntry\x12\x30\n\x0c\x61ttributions\x18\t \x03(\x0b\x32\x1a.spimeforge.v1.Attribution\x12\x31\n\naggregates\x18\n \x03(\x0b\x32\x1d.spimeforge.v1.PrintAggregate\x12\x34\n\x11\x64\x65sign_reputation\x18\x0b \x01(\x0b\x32\x19.spimeforge.v1.Reputation\x12\x15\n\rparticipation\x18\x0c \x01(\t\x12\x34\n\x0evalue_equation\x18\r \x01(\x0b\x32\x1c.spimeforge.v1.ValueEquation\x12\x19\n\x11\x66\x61\x62rication_count\x18\x0e \x01(\r\"a\n\rExportRequest\x12\x0e\n\x06\x64\x65sign\x18\x01 \x01(\t\x12\x13\n\x0brevision_id\x18\x02 \x01(\t\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.spimeforge.v1.ExportFormat\"6\n\x0e\x45xportResponse\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x0c*a\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45XPORT_FORMAT_PROV_JSON\x10\x01\x12\x15\n\x11\x45XPORT_FORMAT_OKH\x10\x02\x32\x9e\x03\n\x07Records\x12L\n\tGetRecord\x12\x1f.spimeforge.v1.GetRecordRequest\x1a\x1e.spimeforge.v1.CommunityRecord\x12\x45\n\x06\x45xport\x12\x1c.spimeforge.v1.ExportRequest\x1a\x1d.spimeforge.v1.ExportResponse\x12H\n\tGetLedger\x12\x1c.spimeforge.v1.LedgerRequest\x1a\x1d.spimeforge.v1.LedgerResponse\x12X\n\x10SetValueEquation\x12&.spimeforge.v1.SetValueEquationRequest\x1a\x1c.spimeforge.v1.ValueEquation\x12Z\n\x10SetParticipation\x12&.spimeforge.v1.SetParticipationRequest\x1a\x1e.spimeforge.v1.CommunityRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FABRICATION_SETTINGSENTRY']._loaded_options = None
   _globals['_FABRICATION_SETTINGSENTRY']._serialized_options = b'8\001'
-  _globals['_EXPORTFORMAT']._serialized_start=1358
-  _globals['_EXPORTFORMAT']._serialized_end=1455
+  _globals['_FABRICATION_PARAMETERSENTRY']._loaded_options = None
+  _globals['_FABRICATION_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_PRINTAGGREGATE_TYPICALSETTINGSENTRY']._loaded_options = None
+  _globals['_PRINTAGGREGATE_TYPICALSETTINGSENTRY']._serialized_options = b'8\001'
+  _globals['_REPUTATION_CRITERIAENTRY']._loaded_options = None
+  _globals['_REPUTATION_CRITERIAENTRY']._serialized_options = b'8\001'
+  _globals['_EXPORTFORMAT']._serialized_start=2780
+  _globals['_EXPORTFORMAT']._serialized_end=2877
   _globals['_GETRECORDREQUEST']._serialized_start=74
   _globals['_GETRECORDREQUEST']._serialized_end=108
   _globals['_CONTRIBUTOR']._serialized_start=110
@@ -43,17 +49,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LINEAGEEDGE']._serialized_start=201
   _globals['_LINEAGEEDGE']._serialized_end=314
   _globals['_FABRICATION']._serialized_start=317
-  _globals['_FABRICATION']._serialized_end=713
-  _globals['_FABRICATION_SETTINGSENTRY']._serialized_start=666
-  _globals['_FABRICATION_SETTINGSENTRY']._serialized_end=713
-  _globals['_LEDGERENTRY']._serialized_start=716
-  _globals['_LEDGERENTRY']._serialized_end=845
-  _globals['_COMMUNITYRECORD']._serialized_start=848
-  _globals['_COMMUNITYRECORD']._serialized_end=1201
-  _globals['_EXPORTREQUEST']._serialized_start=1203
-  _globals['_EXPORTREQUEST']._serialized_end=1300
-  _globals['_EXPORTRESPONSE']._serialized_start=1302
-  _globals['_EXPORTRESPONSE']._serialized_end=1356
-  _globals['_RECORDS']._serialized_start=1458
-  _globals['_RECORDS']._serialized_end=1616
+  _globals['_FABRICATION']._serialized_end=875
+  _globals['_FABRICATION_SETTINGSENTRY']._serialized_start=777
+  _globals['_FABRICATION_SETTINGSENTRY']._serialized_end=824
+  _globals['_FABRICATION_PARAMETERSENTRY']._serialized_start=826
+  _globals['_FABRICATION_PARAMETERSENTRY']._serialized_end=875
+  _globals['_PRINTAGGREGATE']._serialized_start=878
+  _globals['_PRINTAGGREGATE']._serialized_end=1197
+  _globals['_PRINTAGGREGATE_TYPICALSETTINGSENTRY']._serialized_start=1143
+  _globals['_PRINTAGGREGATE_TYPICALSETTINGSENTRY']._serialized_end=1197
+  _globals['_REPUTATION']._serialized_start=1200
+  _globals['_REPUTATION']._serialized_end=1364
+  _globals['_REPUTATION_CRITERIAENTRY']._serialized_start=1317
+  _globals['_REPUTATION_CRITERIAENTRY']._serialized_end=1364
+  _globals['_LEDGERENTRY']._serialized_start=1367
+  _globals['_LEDGERENTRY']._serialized_end=1545
+  _globals['_LEDGERREQUEST']._serialized_start=1547
+  _globals['_LEDGERREQUEST']._serialized_end=1607
+  _globals['_BALANCE']._serialized_start=1609
+  _globals['_BALANCE']._serialized_end=1674
+  _globals['_LEDGERRESPONSE']._serialized_start=1676
+  _globals['_LEDGERRESPONSE']._serialized_end=1779
+  _globals['_VALUEEQUATION']._serialized_start=1782
+  _globals['_VALUEEQUATION']._serialized_end=1926
+  _globals['_SETVALUEEQUATIONREQUEST']._serialized_start=1928
+  _globals['_SETVALUEEQUATIONREQUEST']._serialized_end=2001
+  _globals['_SETPARTICIPATIONREQUEST']._serialized_start=2003
+  _globals['_SETPARTICIPATIONREQUEST']._serialized_end=2058
+  _globals['_COMMUNITYRECORD']._serialized_start=2061
+  _globals['_COMMUNITYRECORD']._serialized_end=2623
+  _globals['_EXPORTREQUEST']._serialized_start=2625
+  _globals['_EXPORTREQUEST']._serialized_end=2722
+  _globals['_EXPORTRESPONSE']._serialized_start=2724
+  _globals['_EXPORTRESPONSE']._serialized_end=2778
+  _globals['_RECORDS']._serialized_start=2880
+  _globals['_RECORDS']._serialized_end=3294
 # @@protoc_insertion_point(module_scope)

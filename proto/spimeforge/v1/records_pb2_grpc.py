@@ -44,6 +44,21 @@ class RecordsStub:
                 request_serializer=spimeforge_dot_v1_dot_records__pb2.ExportRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_records__pb2.ExportResponse.FromString,
                 _registered_method=True)
+        self.GetLedger = channel.unary_unary(
+                '/spimeforge.v1.Records/GetLedger',
+                request_serializer=spimeforge_dot_v1_dot_records__pb2.LedgerRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_records__pb2.LedgerResponse.FromString,
+                _registered_method=True)
+        self.SetValueEquation = channel.unary_unary(
+                '/spimeforge.v1.Records/SetValueEquation',
+                request_serializer=spimeforge_dot_v1_dot_records__pb2.SetValueEquationRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_records__pb2.ValueEquation.FromString,
+                _registered_method=True)
+        self.SetParticipation = channel.unary_unary(
+                '/spimeforge.v1.Records/SetParticipation',
+                request_serializer=spimeforge_dot_v1_dot_records__pb2.SetParticipationRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_records__pb2.CommunityRecord.FromString,
+                _registered_method=True)
 
 
 class RecordsServicer:
@@ -61,6 +76,27 @@ class RecordsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLedger(self, request, context):
+        """Balances and entries of the value ledger, of a design or of a recipient (a node).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetValueEquation(self, request, context):
+        """Publish the next version of a design's value equation (maintainers only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetParticipation(self, request, context):
+        """Declare how far a design opens up (maintainers only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecordsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +109,21 @@ def add_RecordsServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=spimeforge_dot_v1_dot_records__pb2.ExportRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_records__pb2.ExportResponse.SerializeToString,
+            ),
+            'GetLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLedger,
+                    request_deserializer=spimeforge_dot_v1_dot_records__pb2.LedgerRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_records__pb2.LedgerResponse.SerializeToString,
+            ),
+            'SetValueEquation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetValueEquation,
+                    request_deserializer=spimeforge_dot_v1_dot_records__pb2.SetValueEquationRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_records__pb2.ValueEquation.SerializeToString,
+            ),
+            'SetParticipation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetParticipation,
+                    request_deserializer=spimeforge_dot_v1_dot_records__pb2.SetParticipationRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_records__pb2.CommunityRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +180,87 @@ class Records:
             '/spimeforge.v1.Records/Export',
             spimeforge_dot_v1_dot_records__pb2.ExportRequest.SerializeToString,
             spimeforge_dot_v1_dot_records__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Records/GetLedger',
+            spimeforge_dot_v1_dot_records__pb2.LedgerRequest.SerializeToString,
+            spimeforge_dot_v1_dot_records__pb2.LedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetValueEquation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Records/SetValueEquation',
+            spimeforge_dot_v1_dot_records__pb2.SetValueEquationRequest.SerializeToString,
+            spimeforge_dot_v1_dot_records__pb2.ValueEquation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetParticipation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Records/SetParticipation',
+            spimeforge_dot_v1_dot_records__pb2.SetParticipationRequest.SerializeToString,
+            spimeforge_dot_v1_dot_records__pb2.CommunityRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,8 +6,11 @@ One hub serves the whole module (started with the CLI's own EmbeddedHub, as
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +126,9 @@ def test_signed_push_verifies_online_and_offline(spime: Spime, tmp_path: Path) -
     key = tmp_path / "key"
     assert main(["key", "gen", "--key", str(key)]) == 0
     folder = _copy(tmp_path, "calibration-cube", "signed-cube")
+    code, _, err = spime("alice", "push", str(folder), "--new", "--key", str(key))
+    assert code == 1 and "PERMISSION_DENIED" in err and "spime key register" in err  # not registered yet
+    spime.ok("alice", "key", "register", "--key", str(key))
     pushed = spime.ok("alice", "push", str(folder), "--new", "--key", str(key))
     assert pushed["signed"]
     log = spime.ok("alice", "log", "signed-cube")
@@ -131,11 +137,15 @@ def test_signed_push_verifies_online_and_offline(spime: Spime, tmp_path: Path) -
     assert online["ok"] and online["signed"] == [pushed["revision_id"]]
     bundle = tmp_path / "bundle"
     spime.ok("alice", "export", "signed-cube", "-o", str(bundle))
-    code = main(["verify", "--bundle", str(bundle), "--json"])
-    assert code == 0
+    hub_key = spime.ok("cust", "key", "hub")["public_key"]
+    assert spime.ok("cust", "verify", "signed-cube", "--hub-key", hub_key)["hub_key"] == hub_key
+    code, doc, _ = spime("cust", "verify", "signed-cube", "--hub-key", "ab" * 32)  # pinned another hub
+    assert code == 1 and "not the pinned hub key" in doc["error"]
+    assert main(["verify", "--bundle", str(bundle), "--json", "--hub-key", hub_key]) == 0
+    assert main(["verify", "--bundle", str(bundle), "--json"]) == 1  # nothing pinned: authorship unproven
     blob = next((bundle / "blobs").iterdir())
     blob.write_bytes(blob.read_bytes() + b"x")
-    assert main(["verify", "--bundle", str(bundle)]) == 1
+    assert main(["verify", "--bundle", str(bundle), "--hub-key", hub_key]) == 1
 
 
 def test_push_to_a_missing_design_without_new(spime: Spime, tmp_path: Path) -> None:
@@ -333,3 +343,40 @@ def test_a_customer_cannot_push(spime: Spime, tmp_path: Path) -> None:
     assert code == 1 and "PERMISSION_DENIED" in err
     code, _, err = spime("cust", "show", "cust-cube")
     assert code == 1 and "NOT_FOUND" in err
+
+
+def test_register_list_rotate_revoke(spime: Spime, tmp_path: Path) -> None:
+    key = tmp_path / "bob.key"
+    made = json.loads(_key_gen(key))
+    reg = spime.ok("bob", "key", "register", "--key", str(key))
+    assert reg["fingerprint"] == made["fingerprint"] and reg["account"] == "bob" and not reg["revoked_at"]
+    listed = spime.ok("carol", "key", "list", "bob")
+    assert [k["fingerprint"] for k in listed["keys"]] == [reg["fingerprint"]]
+    assert listed["hub_public_key"] == spime.ok("carol", "key", "hub")["public_key"]
+    code, _, err = spime("bob", "key", "register", "--key", str(key))
+    assert code == 1 and "ALREADY_EXISTS" in err
+    # rotation: a new key in the file, the old kept beside it and revoked
+    rotated = spime.ok("bob", "key", "rotate", "--key", str(key))
+    assert rotated["revoked"]["fingerprint"] == reg["fingerprint"] and rotated["revoked"]["revoked_at"]
+    assert rotated["registered"]["fingerprint"] != reg["fingerprint"]
+    assert Path(rotated["old_key_file"]).read_text().strip() != key.read_text().strip()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    states = {k["fingerprint"]: k["revoked_at"] for k in spime.ok("bob", "key", "list")["keys"]}
+    assert states[reg["fingerprint"]] and not states[rotated["registered"]["fingerprint"]]
+    # pushes sign with the new key; the old one no longer counts
+    folder = _copy(tmp_path, "calibration-cube", "bob-rotated")
+    assert spime.ok("bob", "push", str(folder), "--new", "--key", str(key))["signed"]
+    code, _, err = spime("bob", "push", str(_copy(tmp_path / "old", "calibration-cube", "bob-old")), "--new",
+                         "--key", rotated["old_key_file"])
+    assert code == 1 and "FAILED_PRECONDITION" in err and "revoked" in err
+    new_fp = rotated["registered"]["fingerprint"]
+    code, _, err = spime("bob", "key", "revoke", new_fp, "--at", "2000-01-01T00:00:00Z")
+    assert code == 1 and "INVALID_ARGUMENT" in err and "before" in err
+    assert spime.ok("bob", "key", "revoke", new_fp)["revoked_at"]
+
+
+def _key_gen(key: Path) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["key", "gen", "--key", str(key), "--json"]) == 0
+    return out.getvalue()

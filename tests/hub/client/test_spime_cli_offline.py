@@ -16,6 +16,7 @@ from hub.client.common import ClientError
 from hub.client.download import plan_targets
 from hub.client.local import scan_design_dir
 from hub.domain import FileEntry
+from hub.keys import KeyRegistration, sign_registration
 from hub.manifest import parse_manifest
 from hub.provenance import generate_private_key, public_key_of, revision_id, sign
 
@@ -135,10 +136,20 @@ def _revision(folder: Path, parents: list[str], author: str, when: str, message:
     return rev, [f.abspath for f in files]
 
 
+HUB_KEY = generate_private_key()  # stands in for a hub's own key: it signs the key registrations
+ADA_KEY = generate_private_key()
+
+
+def _registration(account: str, key: bytes, hub_key: bytes = HUB_KEY) -> dict[str, str]:
+    reg = sign_registration(hub_key, KeyRegistration(account, public_key_of(key), "2025-12-31T00:00:00Z"))
+    return {"account": reg.account, "public_key": reg.public_key.hex(), "registered_at": reg.registered_at,
+            "revoked_at": reg.revoked_at, "hub_signature": reg.hub_signature.hex()}
+
+
 def _bundle(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     shutil.copytree(DESIGNS / "calibration-cube", work)
-    key = generate_private_key()
+    key = ADA_KEY
     r1, paths1 = _revision(work, [], "ada", "2026-01-01T00:00:00Z", "first", key)
     (work / "calibration-cube.scad").write_text("// v2\n" + (work / "calibration-cube.scad").read_text())
     r2, paths2 = _revision(work, [r1["id"]], "ada", "2026-01-02T00:00:00Z", "second", key)
@@ -152,13 +163,15 @@ def _bundle(tmp_path: Path) -> Path:
             else:
                 shutil.copyfile(p, bundle / "blobs" / f["sha256"])
     design = {"slug": "calibration-cube", "head_revision_id": r2["id"]}
-    doc = {"format": "spimeforge-bundle/1", "design": design, "revisions": [r1, r2]}
+    keys = {"hub_public_key": public_key_of(HUB_KEY).hex(), "registrations": [_registration("ada", key)]}
+    doc = {"format": "spimeforge-bundle/2", "design": design, "revisions": [r1, r2], "keys": keys}
     (bundle / "bundle.json").write_text(json.dumps(doc))
     return bundle
 
 
-def _verify(capsys: pytest.CaptureFixture[str], bundle: Path) -> tuple[int, dict[str, Any]]:
-    code, out, _ = run(capsys, "verify", "--bundle", str(bundle), "--json")
+def _verify(capsys: pytest.CaptureFixture[str], bundle: Path, *pin: str) -> tuple[int, dict[str, Any]]:
+    pin = pin or ("--hub-key", public_key_of(HUB_KEY).hex())
+    code, out, _ = run(capsys, "verify", "--bundle", str(bundle), "--json", *pin)
     return code, json.loads(out)
 
 
@@ -234,7 +247,7 @@ EXPORTS = {
     "hub.client.local": ["CHUNK", "HASH_THREADS", "LocalFile", "default_key_path", "hash_file",
                          "iter_chunks", "load_key", "read_base", "read_manifest", "safe_target",
                          "scan_design_dir", "write_base"],
-    "hub.client.chain": ["BUNDLE_FORMAT", "collect_chain", "read_bundle", "remote_blob_hasher",
+    "hub.client.chain": ["BUNDLE_FORMAT", "collect_chain", "collect_keys", "read_bundle", "remote_blob_hasher",
                          "verify_revisions", "write_bundle"],
     "hub.client.connection": ["Hub", "connect", "opened", "translate"],
     "hub.client.embedded": ["EmbeddedHub", "free_port", "hub_command"],

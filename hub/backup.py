@@ -1,0 +1,260 @@
+"""`spime-hub backup` and `spime-hub restore`: the database and its blobs in one tar file.
+
+Archive layout (uncompressed tar; blobs are mostly meshes that compress little):
+
+* ``database/NNN-TABLE.jsonl``: one JSON object per row, tables in dependency order;
+  bytes as ``{"$base64": …}``, decimals as ``{"$decimal": "…"}``.
+* ``blobs/ab/cdef…``: every stored blob, at the same path as in the data directory.
+* ``spimeforge-backup.json``: format, schema revision, backend, rows per table and
+  the blob list (sha256, size), written last.
+
+Consistency while the hub runs: the rows come from one database snapshot
+(:mod:`hub.store.dump`). Blobs are immutable and content-addressed, and a row
+names a blob only after the file is in place, so every blob of the snapshot can
+be copied afterwards; each is hashed while copied and must match its name.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import decimal
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from hub.errors import IntegrityError, InvalidArgument
+from hub.store.blobs import check_sha256
+from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
+from hub.store.engine import make_engine, sqlite_url
+
+__all__ = ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"]
+
+FORMAT = 1
+MANIFEST = "spimeforge-backup.json"
+_COPY_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSummary:
+    """What an archive holds (after a backup) or what was restored from one."""
+
+    path: Path
+    revision: str
+    rows: dict[str, int]
+    blobs: int
+    blob_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {"path": str(self.path), "schema_revision": self.revision, "rows": self.rows,
+                "blobs": self.blobs, "blob_bytes": self.blob_bytes}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, memoryview)):
+        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        if "$base64" in value:
+            return base64.b64decode(value["$base64"], validate=True)
+        if "$decimal" in value:
+            return decimal.Decimal(value["$decimal"])
+    return value
+
+
+def _blob_name(sha256: str) -> str:
+    return f"blobs/{sha256[:2]}/{sha256[2:]}"
+
+
+def backup(data_dir: Path, database_url: str, out: Path) -> BackupSummary:
+    """Write the hub's database and blobs to the tar file ``out`` (atomically: all or nothing).
+
+    Raises:
+        InvalidArgument: the output cannot be written.
+        IntegrityError: a blob file is missing or does not match its hash.
+        StorageError: the database could not be read.
+    """
+    engine = make_engine(database_url or sqlite_url(data_dir))
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
+                tempfile.TemporaryDirectory(prefix="spime-backup-") as tmp:
+            export = _thd_export(engine, _TableWriter(tar, Path(tmp)))
+            size = sum(_add_blob(tar, Path(data_dir) / "blobs", sha, n) for sha, n in export.blobs)
+            _add_bytes(tar, MANIFEST, json.dumps(_manifest(export), indent=1).encode())
+        os.replace(partial, out)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot write the backup {out}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+        engine.dispose()
+    return BackupSummary(out, export.revision, dict(export.rows), len(export.blobs), size)
+
+
+class _TableWriter:
+    """The export's sink: each table becomes one numbered JSON-lines member."""
+
+    def __init__(self, tar: tarfile.TarFile, tmp: Path) -> None:
+        self._tar, self._tmp, self._n = tar, tmp, 0
+
+    def __call__(self, table: str, rows: Iterator[Row]) -> int:
+        self._n += 1
+        path, count = self._tmp / f"{self._n:03d}-{table}.jsonl", 0
+        with path.open("w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps({k: _encode(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+                count += 1
+        self._tar.add(path, arcname=f"database/{path.name}", recursive=False, filter=_plain)
+        path.unlink()
+        return count
+
+
+def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o600
+    return info
+
+
+def _manifest(export: Export) -> dict[str, Any]:
+    return {"format": FORMAT, "schema_revision": export.revision, "backend": export.backend,
+            "rows": dict(export.rows), "blobs": [[sha, size] for sha, size in export.blobs]}
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = _plain(tarfile.TarInfo(name))
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f, self.hash, self.count = f, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+
+def _add_blob(tar: tarfile.TarFile, root: Path, sha256: str, size: int) -> int:
+    path = root / sha256[:2] / sha256[2:]
+    try:
+        with path.open("rb") as f:
+            actual = os.fstat(f.fileno()).st_size
+            if actual != size:
+                raise IntegrityError(f"blob {sha256} is {actual} bytes on disk, {size} in the database")
+            info = _plain(tarfile.TarInfo(_blob_name(sha256)))
+            info.size = size
+            reader = _HashingReader(f)
+            tar.addfile(info, reader)
+    except FileNotFoundError as exc:
+        raise IntegrityError(f"blob {sha256} is in the database but its file {path} is missing") from exc
+    if reader.hash.hexdigest() != sha256:
+        raise IntegrityError(f"blob file {path} does not match its SHA-256: the blob store is damaged")
+    return size
+
+
+def restore(archive: Path, data_dir: Path, database_url: str) -> BackupSummary:
+    """Restore ``archive`` into an empty database and the data directory's blob store.
+
+    Raises:
+        InvalidArgument: the archive is unreadable or not a Spimeforge backup.
+        IntegrityError: a blob in the archive does not match its hash.
+        FailedPrecondition: the target database is not empty.
+        StorageError: the database refused the rows.
+    """
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            manifest = _read_manifest(tar)
+            blobs = [(check_sha256(sha), int(size)) for sha, size in manifest["blobs"]]
+            size = sum(_restore_blob(tar, Path(data_dir) / "blobs", sha, n) for sha, n in blobs)
+            rows = _load_database(tar, data_dir, database_url, manifest["schema_revision"])
+    except (OSError, tarfile.TarError) as exc:
+        raise InvalidArgument(f"cannot read the backup {archive}: {exc}") from exc
+    return BackupSummary(archive, manifest["schema_revision"], rows, len(blobs), size)
+
+
+def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
+    try:
+        member = tar.extractfile(MANIFEST)
+    except KeyError as exc:
+        raise InvalidArgument(f"not a Spimeforge backup: {MANIFEST} is missing") from exc
+    assert member is not None
+    doc: dict[str, Any] = json.loads(member.read())
+    if doc.get("format") != FORMAT:
+        raise InvalidArgument(f"backup format {doc.get('format')!r} is not {FORMAT}: use the matching Spimeforge")
+    return doc
+
+
+def _restore_blob(tar: tarfile.TarFile, root: Path, sha256: str, size: int) -> int:
+    final = root / sha256[:2] / sha256[2:]
+    if final.is_file() and final.stat().st_size == size:
+        return size
+    source = tar.extractfile(_blob_name(sha256))
+    if source is None:
+        raise InvalidArgument(f"blob {sha256} in the backup is not a regular file")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=final.parent, prefix=".restore-", delete=False) as out:
+        tmp = Path(out.name)
+        for chunk in iter(lambda: source.read(_COPY_CHUNK), b""):
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    if digest.hexdigest() != sha256:
+        tmp.unlink()
+        raise IntegrityError(f"blob {sha256} in the backup does not match its SHA-256: the archive is damaged")
+    os.replace(tmp, final)
+    return size
+
+
+def _load_database(tar: tarfile.TarFile, data_dir: Path, database_url: str, revision: str) -> dict[str, int]:
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url or sqlite_url(data_dir))
+    try:
+        _thd_migrate_to(engine, revision)
+        rows = _thd_import(engine, revision, _tables(tar))
+        _thd_migrate_to(engine, "head")
+    finally:
+        engine.dispose()
+    return rows
+
+
+def _tables(tar: tarfile.TarFile) -> Iterator[tuple[str, Iterable[Row]]]:
+    members = sorted(m.name for m in tar.getmembers() if m.name.startswith("database/") and m.isfile())
+    for name in members:
+        table = name.removeprefix("database/").removesuffix(".jsonl").partition("-")[2]
+        yield table, _lines(tar, name)
+
+
+def _lines(tar: tarfile.TarFile, name: str) -> Iterator[Row]:
+    f = tar.extractfile(name)
+    if f is None:
+        raise InvalidArgument(f"{name} in the backup is not a regular file")
+    with contextlib.closing(f):
+        for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument(f"{name} line {number} of the backup is not JSON: {exc}") from exc
+            yield {k: _decode(v) for k, v in doc.items()}
+

@@ -1,0 +1,338 @@
+"""The hub's job lifecycle: states, the one transition table, timers, production data. Pure.
+
+States are lower-case strings in the database. Every move is checked against
+TRANSITIONS before any row changes (`check_transition` raises InvalidTransition);
+the store then applies it as a compare-and-set on (job id, state, lease epoch).
+
+Production data keys of `JobEvent.data` per event kind (all values are strings):
+
+* SLICED: estimated_seconds, filament_mm, filament_g, slicer, slicer_version, profile, layer_height_mm
+* COMPLETED: actual_seconds, filament_mm_used, filament_g_used, resends
+* FAILED: failure_reason, retryable (true|false), detected_by (firmware|slicer|printability|agent|operator), step
+* PRINTABILITY_FAILED: findings (a JSON list)
+* OUTCOME: outcome (success|failed), reason, notes
+* INTERRUPTED, CANCELLED: reason
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from hub.errors import InvalidArgument, InvalidTransition
+
+__all__ = [
+    "ACTIVE",
+    "DEFAULT_TIMERS",
+    "EVENT_KINDS",
+    "HELD",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Change",
+    "Command",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "TimerPolicy",
+    "check_data",
+    "check_transition",
+    "event_effect",
+    "is_unstarted",
+    "lost_contact_deadline",
+    "production_update",
+]
+
+MAX_DATA_ENTRIES = 32
+MAX_DATA_KEY = 64
+MAX_DATA_VALUE = 16 * 1024
+MAX_PARAMETERS = 64
+MAX_PARAM_KEY = 64
+MAX_PARAM_VALUE = 1024
+MAX_REASON = 1024
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    OFFERED = "offered"
+    ASSIGNED = "assigned"
+    PREPARING = "preparing"
+    READY = "ready"
+    PRINTING = "printing"
+    PRINTED = "printed"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST_CONTACT = "lost_contact"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+S = JobState
+_UNSTARTED = frozenset({S.ASSIGNED, S.PREPARING, S.READY})
+
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    S.QUEUED: frozenset({S.OFFERED, S.CANCELLED, S.FAILED}),
+    # Back to QUEUED: declined or expired offer.
+    S.OFFERED: frozenset({S.ASSIGNED, S.QUEUED, S.CANCELLED, S.FAILED}),
+    # Back to QUEUED (new epoch): the lease of an unstarted job ran out.
+    S.ASSIGNED: frozenset({S.PREPARING, S.READY, S.PRINTING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.PREPARING: frozenset({S.READY, S.PRINTING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.READY: frozenset({S.PRINTING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.PRINTING: frozenset({S.PRINTED, S.FAILED, S.CANCELLED, S.LOST_CONTACT}),
+    S.PRINTED: frozenset({S.DONE, S.FAILED}),
+    # The agent came back (same epoch): its word counts again.
+    S.LOST_CONTACT: frozenset({S.PRINTING, S.PRINTED, S.FAILED, S.CANCELLED, S.OUTCOME_UNKNOWN}),
+    # A person decides (requeue bumps the epoch); a late word of the same epoch still counts.
+    S.OUTCOME_UNKNOWN: frozenset({S.QUEUED, S.FAILED, S.PRINTING, S.PRINTED, S.CANCELLED}),
+    S.DONE: frozenset(),
+    S.FAILED: frozenset({S.QUEUED}),  # only by an admin's requeue
+    S.CANCELLED: frozenset(),
+}
+
+TERMINAL = frozenset({S.DONE, S.FAILED, S.CANCELLED})
+# States in which a node holds the job (its printer is busy with it).
+HELD = frozenset({S.OFFERED, S.ASSIGNED, S.PREPARING, S.READY, S.PRINTING, S.PRINTED, S.LOST_CONTACT,
+                  S.OUTCOME_UNKNOWN})
+ACTIVE = frozenset(JobState) - TERMINAL
+
+EVENT_KINDS = (
+    "downloaded", "printability_ok", "printability_failed", "sliced", "started", "progress", "paused",
+    "resumed", "failed", "completed", "bed_cleared", "cancelled", "interrupted", "outcome",
+)
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    """Raises: InvalidTransition: the table has no move from current to target."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current.value} job cannot become {target.value}")
+
+
+def is_unstarted(state: JobState) -> bool:
+    """Assigned to a node but no print started: safe to hand to another node."""
+    return state in _UNSTARTED
+
+
+@dataclass(frozen=True, slots=True)
+class TimerPolicy:
+    """Lease and liveness timers (agent_protocol.md 2c), in seconds."""
+
+    heartbeat_s: int = 15
+    suspect_after_s: int = 45
+    offer_expiry_s: int = 120
+    lease_ttl_s: int = 120          # unstarted job of a vanished node: back to the queue after this
+    outcome_grace_s: int = 2 * 3600  # lost_contact -> outcome_unknown at estimated end + this
+    enrollment_ttl_s: int = 24 * 3600
+    sweep_interval_s: float = 1.0
+
+
+DEFAULT_TIMERS = TimerPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to make; ORDERS and the admin CLI create jobs from it."""
+
+    design: str
+    revision_id: str
+    material: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    order_id: str | None = None
+    node: str | None = None
+    printer: str | None = None
+    paid: bool = False
+    payout_currency: str = ""
+    payout_minor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    design: str
+    revision_id: str
+    material: str
+    parameters: Mapping[str, str]
+    order_id: str | None
+    state: JobState
+    node: str | None
+    printer: str | None
+    lease_epoch: int
+    progress_percent: float
+    layer: int
+    estimated_seconds: int
+    created_at: str
+    updated_at: str
+    failure_reason: str
+    paid: bool = False
+    payout_currency: str = ""
+    payout_minor: int = 0
+    offer_id: str = ""
+    offer_expires_at: str = ""
+    started_at: str = ""
+    cancel_requested: bool = False
+    want_node: str | None = None
+    want_printer: str | None = None
+    tried_nodes: tuple[str, ...] = ()
+    production: Mapping[str, object] = field(default_factory=dict)
+    lost_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A hub -> agent command kept in the node's outbox until acked (kind: offer, assigned,
+    start_granted, start_denied, cancel, hold); body holds lease_epoch, reason, offer fields."""
+
+    kind: str
+    job_id: str
+    node: str
+    body: Mapping[str, object]
+    hub_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one use case does to one job, decided on the job as locked in the store.
+
+    `values` are job fields to set; `bump_epoch` fences every holder of the old epoch;
+    `fabrication` is the outcome of the production record to write (once per epoch);
+    `applied`/`note` describe a reported event (stale or refused events change nothing).
+    """
+
+    target: JobState | None = None
+    values: Mapping[str, object] = field(default_factory=dict)
+    bump_epoch: bool = False
+    commands: tuple[Command, ...] = ()
+    production: Mapping[str, object] = field(default_factory=dict)
+    fabrication: str | None = None
+    applied: bool = True
+    note: str = ""
+
+
+def lost_contact_deadline(started_at: dt.datetime | None, since: dt.datetime, estimated_seconds: int,
+                          policy: TimerPolicy) -> dt.datetime:
+    """When a LOST_CONTACT job becomes OUTCOME_UNKNOWN: estimated end + grace.
+
+    Without a start time or estimate, the contact loss itself counts as the estimated end.
+    """
+    end = since if started_at is None else max(since, started_at + dt.timedelta(seconds=estimated_seconds))
+    return end + dt.timedelta(seconds=policy.outcome_grace_s)
+
+
+def check_data(data: Mapping[str, str]) -> dict[str, str]:
+    """Bound a JobEvent data map (also refuses NUL characters, which PostgreSQL cannot store).
+
+    Raises:
+        InvalidArgument: too many entries, a key or value too long, or a NUL character.
+    """
+    if len(data) > MAX_DATA_ENTRIES:
+        raise InvalidArgument(f"event data has {len(data)} entries; at most {MAX_DATA_ENTRIES} are allowed")
+    for key, value in data.items():
+        if not key or len(key) > MAX_DATA_KEY:
+            raise InvalidArgument(f"event data key {key[:80]!r} must be 1-{MAX_DATA_KEY} characters")
+        if len(value) > MAX_DATA_VALUE:
+            raise InvalidArgument(f"event data {key!r} is {len(value)} characters; at most {MAX_DATA_VALUE}")
+        if "\x00" in key or "\x00" in value:
+            raise InvalidArgument(f"event data {key[:64]!r} contains a NUL character")
+    return dict(data)
+
+
+def _number(data: Mapping[str, str], key: str) -> float | None:
+    text = data.get(key)
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"event data {key}={text[:40]!r} must be a number") from exc
+    if not (value >= 0 and value < 1e12):
+        raise InvalidArgument(f"event data {key}={text[:40]!r} must be a non-negative number")
+    return value
+
+
+_NUMBERS = {
+    "sliced": {"estimated_seconds": "estimated_seconds", "filament_mm": "estimated_filament_mm",
+               "filament_g": "estimated_filament_g", "layer_height_mm": "layer_height_mm"},
+    "completed": {"actual_seconds": "actual_seconds", "filament_mm_used": "actual_filament_mm",
+                  "filament_g_used": "actual_filament_g", "resends": "resends"},
+}
+_TEXTS = {
+    "sliced": {"slicer": "slicer", "slicer_version": "slicer_version", "profile": "slicer_profile"},
+    "failed": {"failure_reason": "failure_reason", "detected_by": "detected_by", "step": "step",
+               "retryable": "retryable"},
+    "outcome": {"reason": "failure_reason", "notes": "operator_notes"},
+    "interrupted": {"reason": "failure_reason"},
+    "cancelled": {"reason": "failure_reason"},
+}
+
+
+def production_update(kind: str, data: Mapping[str, str]) -> dict[str, object]:
+    """The production data an event adds to its job (merged into the job's record).
+
+    Raises:
+        InvalidArgument: a number is not a number, findings are not a JSON list, an outcome is unknown.
+    """
+    update: dict[str, object] = {}
+    for key, name in _NUMBERS.get(kind, {}).items():
+        value = _number(data, key)
+        if value is not None:
+            update[name] = value
+    for key, name in _TEXTS.get(kind, {}).items():
+        if data.get(key):
+            update[name] = data[key][:MAX_REASON]
+    if kind == "printability_failed" and "findings" in data:
+        update["findings"] = _findings(data["findings"])
+    if kind == "outcome":
+        update["outcome"] = _outcome(data)
+    return update
+
+
+def _findings(text: str) -> list[object]:
+    try:
+        findings = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument("event data findings must be a JSON list") from exc
+    if not isinstance(findings, list):
+        raise InvalidArgument("event data findings must be a JSON list")
+    return findings
+
+
+def _outcome(data: Mapping[str, str]) -> str:
+    outcome = data.get("outcome", "")
+    if outcome not in ("success", "failed"):
+        raise InvalidArgument(f"OUTCOME event needs data outcome=success|failed, not {outcome[:40]!r}")
+    return outcome
+
+
+def event_effect(kind: str, state: JobState, data: Mapping[str, str]) -> JobState | None:
+    """The state a job of `state` moves to on an event of `kind`; None = no state change.
+
+    Raises:
+        InvalidArgument: an OUTCOME event without a valid outcome.
+        InvalidTransition: the event makes no sense in this state (e.g. COMPLETED on a queued job).
+    """
+    target = _target(kind, state, data)
+    if target is None or target is state:
+        return None
+    check_transition(state, target)
+    return target
+
+
+def _target(kind: str, state: JobState, data: Mapping[str, str]) -> JobState | None:
+    if kind in ("downloaded", "printability_ok"):
+        return S.PREPARING if state is S.ASSIGNED else None
+    if kind == "sliced":
+        return S.READY if state in (S.ASSIGNED, S.PREPARING) else None
+    if kind in ("started", "progress", "paused", "resumed"):
+        return S.PRINTING if state in (S.LOST_CONTACT, S.OUTCOME_UNKNOWN) else None
+    if kind == "completed":
+        return S.PRINTED
+    if kind in ("failed", "printability_failed", "interrupted"):
+        return S.FAILED
+    if kind == "cancelled":
+        return S.CANCELLED
+    if kind == "outcome":
+        if state is not S.PRINTED:
+            raise InvalidTransition(f"an outcome is reported for a printed job, this one is {state.value}")
+        return S.DONE if _outcome(data) == "success" else S.FAILED
+    return None  # bed_cleared: the agent's own business

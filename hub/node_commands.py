@@ -1,0 +1,120 @@
+"""`spime-hub node add` and `spime-hub job add|list|requeue|fail|cancel`: admin commands on the store.
+
+They work on the data directory / database directly (like `user add`); a running hub
+notices new jobs and commands within one sweep (about a second).
+
+    spime-hub node add NAME [--json]
+    spime-hub job add DESIGN[@REV] --material PLA [--param name=value ...] [--node N] [--printer P] [--json]
+    spime-hub job list [--state STATE ...] [--json]
+    spime-hub job requeue JOB [--json]
+    spime-hub job fail JOB [--reason TEXT] [--json]
+    spime-hub job cancel JOB [--reason TEXT] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import InvalidArgument
+from hub.jobs import Job, JobSpec, JobState
+
+if TYPE_CHECKING:
+    from hub.__main__ import Composed
+
+__all__ = ["COMMANDS", "job_document", "register", "run"]
+
+COMMANDS = ("node", "job")
+StoreArgs = Callable[[argparse.ArgumentParser], None]
+
+
+def register(sub: Any, store_args: StoreArgs) -> None:
+    """Add the node and job subcommands to spime-hub's parser."""
+    node = sub.add_parser("node", help="manage node agents").add_subparsers(dest="node_command", required=True)
+    add = node.add_parser("add", help="create a node account and print its one-time enrollment token (24 h)")
+    add.add_argument("name")
+    _common(add, store_args, '{"node", "enrollment_token", "expires_at"}')
+    job = sub.add_parser("job", help="manage fabrication jobs").add_subparsers(dest="job_command", required=True)
+    jadd = job.add_parser("add", help="queue a job for a design revision (head unless @REV)")
+    jadd.add_argument("design", metavar="DESIGN[@REV]")
+    jadd.add_argument("--material", required=True, help="e.g. PLA")
+    jadd.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a design parameter")
+    jadd.add_argument("--node", help="only this node may take it")
+    jadd.add_argument("--printer", help="only this printer may take it")
+    _common(jadd, store_args, "the job")
+    jlist = job.add_parser("list", help="list jobs")
+    jlist.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
+    _common(jlist, store_args, "a list of jobs")
+    for name, text in (("requeue", "print again under a new lease epoch (outcome_unknown or failed jobs)"),
+                       ("fail", "declare the job failed"), ("cancel", "cancel the job")):
+        p = job.add_parser(name, help=text)
+        p.add_argument("job")
+        if name != "requeue":
+            p.add_argument("--reason", default="", help="why (kept on the job and its fabrication)")
+        _common(p, store_args, "the job")
+
+
+def _common(p: argparse.ArgumentParser, store_args: StoreArgs, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    store_args(p)
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    """A job as one JSON object."""
+    return {
+        "id": job.id, "design": job.design, "revision_id": job.revision_id, "material": job.material,
+        "parameters": dict(job.parameters), "order_id": job.order_id, "state": job.state.value, "node": job.node,
+        "printer": job.printer, "lease_epoch": job.lease_epoch, "progress_percent": job.progress_percent,
+        "estimated_seconds": job.estimated_seconds, "failure_reason": job.failure_reason,
+        "created_at": job.created_at, "updated_at": job.updated_at,
+    }
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidArgument(f"--param {item!r} must be NAME=VALUE")
+        params[name] = value
+    return params
+
+
+def run(args: argparse.Namespace, open_hub: Callable[[], Composed]) -> None:
+    """Run a node/job subcommand and print its result.
+
+    Raises:
+        HubError: the store refused (bad name, unknown design or job, illegal transition).
+    """
+    composed = open_hub()
+    try:
+        doc, text = _dispatch(args, composed)
+    finally:
+        composed.close()
+    print(json.dumps(doc) if args.json else text)
+
+
+def _dispatch(args: argparse.Namespace, composed: Composed) -> tuple[Any, str]:
+    hub = composed.hub
+    if args.command == "node":
+        name, token, expires = hub.nodes._thd_add_node(args.name)
+        return {"node": name, "enrollment_token": token, "expires_at": expires}, token
+    if args.job_command == "list":
+        jobs = hub.jobs._thd_list_jobs([JobState(s) for s in args.state])
+        lines = [f"{j.id}  {j.state.value:<15} {j.design}@{j.revision_id[:12]}  {j.material}  {j.node or '-'}"
+                 for j in jobs]
+        return [job_document(j) for j in jobs], "\n".join(lines) or "no jobs"
+    if args.job_command == "add":
+        slug, _, rev = args.design.partition("@")
+        revision = composed.store.designs._thd_get_revision(slug, rev)
+        spec = JobSpec(slug, revision.id, args.material, _params(args.param), node=args.node, printer=args.printer)
+        job = hub.jobs._thd_create_job(spec, "admin")
+    elif args.job_command == "requeue":
+        job = hub.jobs._thd_requeue(args.job)
+    elif args.job_command == "fail":
+        job = hub.jobs._thd_fail(args.job, args.reason)
+    else:
+        job = hub.jobs._thd_cancel_job(args.job, args.reason)
+    return job_document(job), f"{job.id} {job.state.value}"

@@ -1,0 +1,205 @@
+"""Licence at order time, grants on record, the value equation of a design and settling paid orders.
+
+Order-time rules (shared/data/licenses/README.md §2): a paid order of an NC design
+needs a grant of scope paid; an ND design is made only with its default
+parameters unless a grant of scope modified is on record; an all-rights-reserved
+(or unknown) licence needs a grant of scope any. A grant is a separate record
+(design, revision or all, scope, node or any, until when, by a maintainer) and
+never changes the design's licence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+from hub import ledger, licenses
+from hub.domain import Account, Design, Role
+from hub.errors import InvalidArgument, LicenseConflict, PermissionDenied
+from hub.orders import Grant, Order
+from hub.service.common import Clock, format_time, parse_time
+from hub.service.designs import check_slug
+from hub.store.designs import DesignStore
+from hub.store.orders import OrderStore
+
+__all__ = ["GRANT_SCOPES", "GrantRequest", "GrantService", "LicenceGate"]
+
+GRANT_SCOPES = ("paid", "modified", "any")
+MAX_GRANT_YEARS = 10
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_HEX = re.compile(r"^[0-9a-f]{0,128}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    design: str
+    revision_id: str
+    scope: str
+    node: str
+    until: str
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LicenceGate:
+    """The outcome of the licence check of one order: allowed, and which nodes a grant limits it to."""
+
+    rule: str
+    nodes: frozenset[str] | None  # None = any node
+    notices: tuple[str, ...]
+
+
+def _until(text: str, now: dt.datetime) -> str:
+    if _DATE.match(text):
+        text += "T23:59:59Z"
+    moment = parse_time(text, "until")
+    if moment <= now:
+        raise InvalidArgument(f"until {text} is in the past: a grant must end in the future")
+    if moment > now + dt.timedelta(days=366 * MAX_GRANT_YEARS):
+        raise InvalidArgument(f"until {text} is more than {MAX_GRANT_YEARS} years ahead")
+    return format_time(moment)
+
+
+def _needed_scopes(license: str, paid: bool, modified: bool) -> tuple[str, licenses.Decision]:
+    decision = licenses.may_fabricate(license, paid, modified)
+    if decision.allowed:
+        return "", decision
+    unpaid = licenses.may_fabricate(license, False, modified)
+    unmodified = licenses.may_fabricate(license, paid, False)
+    if paid and unpaid.allowed:
+        return "paid", decision
+    if modified and unmodified.allowed:
+        return "modified", decision
+    return "any", decision
+
+
+class GrantService:
+    """Grants, the licence gate of orders, value equations and settling paid orders into the ledger."""
+
+    def __init__(self, designs: DesignStore, orders: OrderStore, clock: Clock) -> None:
+        self.designs, self.orders, self.clock = designs, orders, clock
+
+    async def grant(self, caller: Account, request: GrantRequest) -> Grant:
+        """Record a licensor's grant (maintainers of the design, or an admin).
+
+        Raises:
+            InvalidArgument: a bad design name, scope, node, date or signature.
+            NotFound: no such design or revision.
+            PermissionDenied: the caller does not maintain the design.
+        """
+        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(request.design))
+        _require_maintainer(caller, design)
+        if request.scope not in GRANT_SCOPES:
+            raise InvalidArgument(f"scope {request.scope!r:.40}: use {', '.join(GRANT_SCOPES)}")
+        if request.node and not _NAME.match(request.node):
+            raise InvalidArgument(f"node {request.node!r:.70} is not an account name")
+        if not _HEX.match(request.signature):
+            raise InvalidArgument("signature must be hex, at most 128 characters")
+        if request.revision_id:
+            await asyncio.to_thread(self.designs._thd_get_revision, design.slug, request.revision_id)
+        now = self.clock()
+        fields = {"design": design.slug, "revision_id": request.revision_id, "scope": request.scope,
+                  "node": request.node, "until": _until(request.until, now), "granted_by": caller.name,
+                  "granted_at": format_time(now)}
+        statement = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        grant = Grant(id=secrets.token_hex(8), statement_sha256=hashlib.sha256(statement.encode()).hexdigest(),
+                      signature=request.signature, **fields)
+        await asyncio.to_thread(self.orders._thd_add_grant, grant, statement)
+        return grant
+
+    async def list_grants(self, slug: str) -> list[Grant]:
+        """Raises: NotFound, InvalidArgument."""
+        await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+        return await asyncio.to_thread(self.orders._thd_grants, slug)
+
+    def _thd_gate(self, design: Design, revision_id: str, paid: bool, modified: bool) -> LicenceGate:
+        """Whether this order may exist under the design's licence (and grants on record).
+
+        Raises:
+            LicenseConflict: refused, naming the rule and the grant that would allow it.
+        """
+        scope, decision = _needed_scopes(design.license, paid, modified)
+        if not scope:
+            return LicenceGate(decision.rule, None, decision.obligations)
+        valid = [g for g in self.orders._thd_grants(design.slug, format_time(self.clock()))
+                 if g.revision_id in ("", revision_id) and (g.scope == scope or g.scope == "any")]
+        if not valid:
+            what = {"paid": "a paid order", "modified": "changed parameters", "any": "any fabrication"}[scope]
+            raise LicenseConflict(
+                f"{design.slug} is licensed {design.license}: {what} is refused ({decision.rule}); "
+                f"a maintainer can record a grant with `spime grant {design.slug} --scope {scope}`")
+        nodes = None if any(not g.node for g in valid) else frozenset(g.node for g in valid)
+        return LicenceGate(f"{decision.rule}; allowed by grant {valid[0].id}", nodes, decision.obligations)
+
+    # -- value equations and settlement ------------------------------------------------------
+
+    def _thd_equation(self, slug: str) -> ledger.ValueEquation:
+        stored = self.orders._thd_equation(slug)
+        return ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1])
+
+    async def equation(self, slug: str) -> ledger.ValueEquation:
+        """The value equation in force for a design (the default until a maintainer publishes one)."""
+        return await asyncio.to_thread(self._thd_equation, check_slug(slug))
+
+    async def set_equation(self, caller: Account, slug: str, proposed: ledger.ValueEquation) -> ledger.ValueEquation:
+        """Publish the next version of a design's value equation.
+
+        Raises:
+            NotFound, PermissionDenied, InvalidArgument: as for grants; InvalidTransition: a concurrent change.
+        """
+        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+        _require_maintainer(caller, design)
+        stored = await asyncio.to_thread(self.orders._thd_equation, slug)
+        current = 1 if stored is None else stored[0]
+        version = current + 1
+        equation = ledger.ValueEquation(str(version), proposed.maker_percent, proposed.design_percent,
+                                        proposed.commons_percent, proposed.own_revision_percent,
+                                        proposed.upstream_percent)
+        if stored is None:
+            await asyncio.to_thread(self.orders._thd_set_equation, slug, 0, ledger.DEFAULT_EQUATION.to_json(),
+                                    "hub", format_time(self.clock()))
+        await asyncio.to_thread(self.orders._thd_set_equation, slug, current, equation.to_json(), caller.name,
+                                format_time(self.clock()))
+        return equation
+
+    def _thd_settle(self, order: Order, maker: str) -> bool:
+        """Write a paid, delivered order's ledger entries once; False if there was nothing to do."""
+        if not order.paid or order.settled or order.price_minor <= 0:
+            return False
+        equation = self._thd_equation(order.design)
+        costs = ledger.Costs(order.material_minor, order.machine_minor, order.fees_minor)
+        who = ledger.Beneficiaries(maker, *self._thd_beneficiaries(order.design))
+        shares = ledger.distribute(order.price_minor, order.currency, costs, who, equation)
+        return self.orders._thd_settle(order.id, order.design, order.currency, shares, equation.version,
+                                       equation.to_json(), format_time(self.clock()))
+
+    def _thd_beneficiaries(self, slug: str) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        own = self._thd_weights(slug)
+        upstream: dict[str, dict[str, int]] = {}
+        design = self.designs._thd_get_design(slug)
+        for parent_id in design.forked_from:
+            parent = self.designs._thd_revision_by_id(parent_id)
+            if parent is not None and parent.design != slug:
+                upstream[parent.design] = self._thd_weights(parent.design)
+        return own, upstream
+
+    def _thd_weights(self, slug: str) -> dict[str, int]:
+        """Accepted contributions per person: revisions that reached the design (pushes, forks, merged proposals)."""
+        accepted = {p.revision.id for p in self.designs._thd_list_proposals(slug, True) if p.state.value == "accepted"}
+        weights: dict[str, int] = {}
+        for rev in self.designs._thd_all_revisions(slug):
+            if rev.kind.value != "proposal" or rev.id in accepted:
+                weights[rev.author] = weights.get(rev.author, 0) + 1
+        return weights
+
+
+def _require_maintainer(caller: Account, design: Design) -> None:
+    if caller.role is not Role.ADMIN and caller.name not in design.maintainers:
+        raise PermissionDenied(f"only maintainers of {design.slug} may do this; {caller.name} is not one")
+

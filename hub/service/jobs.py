@@ -1,0 +1,568 @@
+"""Job use cases: create, offer to a printer, apply the agents' reports, timers, admin decisions.
+
+Each use case is a pure `decide(job) -> Change` run by the store on the locked job row
+(see hub/store/jobs.py); commands for agents go to the node's outbox in the same
+transaction, then the node's session is rung. Listeners hear every committed change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from hub.errors import HubError, InvalidArgument, InvalidTransition, NotFound, PermissionDenied
+from hub.jobs import (
+    DEFAULT_TIMERS,
+    EVENT_KINDS,
+    MAX_PARAM_KEY,
+    MAX_PARAM_VALUE,
+    MAX_PARAMETERS,
+    MAX_REASON,
+    TERMINAL,
+    Change,
+    Command,
+    Job,
+    JobSpec,
+    JobState,
+    TimerPolicy,
+    check_data,
+    check_transition,
+    event_effect,
+    is_unstarted,
+    lost_contact_deadline,
+    production_update,
+)
+from hub.scheduler import PrinterRecord, candidates
+from hub.service.common import Clock, format_time, parse_time
+from hub.service.designs import check_slug
+from hub.store.jobs import EventRecord, JobStore, Outcome
+from hub.store.nodes import NodeStore
+
+__all__ = ["Desired", "HeldJob", "JobService", "Progress", "check_spec"]
+
+log = logging.getLogger("hub.jobs")
+S = JobState
+Listener = Callable[[Job], None]
+_MATERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[A-Za-z0-9_./-]{1,40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldJob:
+    """A job a (re)connecting agent says it holds (Hello.jobs)."""
+
+    job_id: str
+    lease_epoch: int
+    state: str  # preparing|ready|printing|paused|finished|done|failed|cancelled|interrupted
+    printer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What the hub wants the agent to do with a held job: run|hold|cancel|forget."""
+
+    job_id: str
+    lease_epoch: int
+    desired: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    job_id: str
+    lease_epoch: int
+    percent: float
+    layer: int
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(6)}"
+
+
+def check_spec(spec: JobSpec) -> JobSpec:
+    """Bounds of a job's fields (also refuses NUL characters).
+
+    Raises:
+        InvalidArgument: a field is missing, malformed or too long.
+    """
+    check_slug(spec.design)
+    if not _HEX64.match(spec.revision_id or ""):
+        raise InvalidArgument(f"revision id {spec.revision_id[:80]!r} must be 64 lowercase hex digits")
+    if not _MATERIAL.match(spec.material or ""):
+        raise InvalidArgument(f"material {spec.material[:80]!r} must be 1-32 letters, digits or +_.- (e.g. PLA)")
+    _check_parameters(spec.parameters)
+    for label, value, pattern in (("node", spec.node, _NAME), ("printer", spec.printer, _PRINTER),
+                                  ("order id", spec.order_id, _ID)):
+        if value is not None and not pattern.match(value):
+            raise InvalidArgument(f"{label} {value[:80]!r} is not a valid name")
+    if spec.payout_minor < 0 or (spec.payout_currency and not re.match(r"^[A-Z]{3}$", spec.payout_currency)):
+        raise InvalidArgument("payout must be a non-negative amount in an ISO 4217 currency like EUR")
+    return spec
+
+
+def _check_parameters(parameters: Mapping[str, str]) -> None:
+    if len(parameters) > MAX_PARAMETERS:
+        raise InvalidArgument(f"{len(parameters)} parameters; at most {MAX_PARAMETERS} are allowed")
+    for key, value in parameters.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or len(key) > MAX_PARAM_KEY:
+            raise InvalidArgument(f"parameter name {key[:80]!r} must be an identifier of at most {MAX_PARAM_KEY}")
+        if len(value) > MAX_PARAM_VALUE or "\x00" in value:
+            raise InvalidArgument(f"parameter {key} must be at most {MAX_PARAM_VALUE} characters without NUL")
+
+
+def _cmd(kind: str, job: Job, node: str, epoch: int, **extra: object) -> Command:
+    return Command(kind, job.id, node, {"lease_epoch": epoch, **extra})
+
+
+def _ended(job: Job, target: JobState, kind: str) -> str | None:
+    """The fabrication outcome of a job that ends after its print started."""
+    if not job.started_at or target not in TERMINAL:
+        return None
+    if kind in ("interrupted", "cancelled"):
+        return kind
+    return "success" if target is S.DONE else "failed"
+
+
+class JobService:
+    """Jobs: the use cases ORDERS, the admin CLI and the node sessions call."""
+
+    def __init__(self, jobs: JobStore, nodes: NodeStore, clock: Clock, timers: TimerPolicy = DEFAULT_TIMERS) -> None:
+        self.jobs, self.nodes, self.clock, self.timers = jobs, nodes, clock, timers
+        self.ring: Callable[[str], None] = lambda node: None
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call fn(job) after every committed change of a job (from any thread)."""
+        self._listeners.append(fn)
+
+    def _now(self) -> str:
+        return format_time(self.clock())
+
+    def _emit(self, job: Job | None) -> None:
+        if job is None:
+            return
+        for fn in list(self._listeners):
+            try:
+                fn(job)
+            except Exception:
+                log.exception("job listener failed", extra={"job": job.id})
+
+    def _commit(self, job_id: str, decide: Callable[[Job | None], Change],
+                event: EventRecord | None = None) -> Outcome:
+        made: list[Change] = []
+
+        def run(job: Job | None) -> Change:
+            made.append(decide(job))
+            return made[-1]
+
+        outcome = self.jobs._thd_change(job_id, run, self._now(), event)
+        if made and not outcome.duplicate:
+            for node in {c.node for c in made[-1].commands}:
+                self.ring(node)
+        if outcome.changed:
+            self._emit(outcome.job)
+        return outcome
+
+    # -- reads ---------------------------------------------------------------------
+
+    def _thd_get_job(self, job_id: str) -> Job:
+        """Raises: NotFound."""
+        return self.jobs._thd_get(job_id)
+
+    def _thd_jobs_of_order(self, order_id: str) -> list[Job]:
+        return self.jobs._thd_list(order_id=order_id)
+
+    def _thd_list_jobs(self, states: Sequence[JobState] = ()) -> list[Job]:
+        return self.jobs._thd_list(states)
+
+    # -- create, dispatch ------------------------------------------------------------
+
+    def _thd_create_job(self, spec: JobSpec, created_by: str) -> Job:
+        """Queue a job and offer it at once if a printer qualifies.
+
+        Raises:
+            InvalidArgument: a field of the spec is malformed.
+            NotFound: no such design revision.
+        """
+        job = self.jobs._thd_create(_new_id("j-"), check_spec(spec), created_by, self._now())
+        self._emit(job)
+        return self._thd_dispatch(job.id) or job
+
+    async def create_job(self, spec: JobSpec, created_by: str) -> Job:
+        """Raises: InvalidArgument, NotFound."""
+        return await asyncio.to_thread(self._thd_create_job, spec, created_by)
+
+    def _thd_dispatch(self, job_id: str) -> Job | None:
+        """Offer a queued job to the first printer that qualifies; None if none does (or not queued)."""
+        now = self.clock()
+        expires = format_time(now + dt.timedelta(seconds=self.timers.offer_expiry_s))
+        offer_id = f"{job_id}/{secrets.token_hex(4)}"
+
+        def pick(job: Job, printers: list[PrinterRecord], busy: frozenset[tuple[str, str]],
+                 extents: tuple[float, float, float] | None) -> PrinterRecord | None:
+            found = candidates(printers, extents, job.material, busy=busy, exclude_nodes=frozenset(job.tried_nodes),
+                               node=job.want_node, printer=job.want_printer)
+            return found[0] if found else None
+
+        def change_for(job: Job, p: PrinterRecord) -> Change:
+            offer = _cmd("offer", job, p.node, job.lease_epoch + 1, offer_id=offer_id, printer_id=p.printer,
+                         expires_at=expires)
+            return Change(S.OFFERED, {"node": p.node, "printer": p.printer, "offer_id": offer_id,
+                                      "offer_expires_at": expires}, commands=(offer,))
+
+        job = self.jobs._thd_dispatch(job_id, pick, change_for, format_time(now))
+        if job is not None and job.node:
+            self.ring(job.node)
+            self._emit(job)
+        return job
+
+    def _thd_dispatch_all(self) -> int:
+        """Offer every queued job that some printer can take; returns how many were offered."""
+        return sum(self._thd_dispatch(job_id) is not None for job_id in self.jobs._thd_queued_ids())
+
+    # -- the agent's side ------------------------------------------------------------
+
+    def _thd_offer_reply(self, node: str, offer_id: str, accept: bool, reason: str,
+                         est_seconds: int = 0) -> Job | None:
+        """Accept (assign, new epoch) or decline (back to the queue, next candidate) an offer.
+
+        A reply to an offer that expired or was replaced changes nothing.
+
+        Raises:
+            NotFound: the offer names no job.
+            PermissionDenied: the offer was made to another node.
+        """
+        job_id = offer_id.partition("/")[0]
+
+        def decide(job: Job | None) -> Change:
+            if job is None:
+                raise NotFound(f"offer {offer_id[:40]!r} names no job")
+            if job.offer_id != offer_id or job.state is not S.OFFERED:
+                return Change(applied=False, note="offer no longer valid")
+            if job.node != node:
+                raise PermissionDenied(f"offer {offer_id} was made to another node")
+            if accept:
+                assigned = _cmd("assigned", job, node, job.lease_epoch + 1, offer_id=offer_id)
+                values = {"offer_expires_at": "", "estimated_seconds": est_seconds or job.estimated_seconds}
+                return Change(S.ASSIGNED, values, bump_epoch=True, commands=(assigned,))
+            log.info("offer declined", extra={"job": job.id, "node": node, "reason": reason[:200]})
+            return Change(S.QUEUED, {"node": None, "printer": None, "offer_expires_at": "",
+                                     "tried_nodes": (*job.tried_nodes, node)})
+
+        outcome = self._commit(job_id, decide)
+        if outcome.changed and not accept:
+            return self._thd_dispatch(job_id) or outcome.job
+        return outcome.job
+
+    def _thd_start(self, node: str, job_id: str, epoch: int, printer: str) -> bool:
+        """The start fence: grant exactly once per epoch, to the epoch's holder; returns whether granted.
+
+        The grant or the denial goes to the node's outbox (StartGranted / StartDenied).
+
+        Raises:
+            NotFound: no such job.
+            PermissionDenied: the job is not this node's.
+        """
+        def decide(job: Job | None) -> Change:
+            if job is None:
+                raise NotFound(f"no job {job_id[:40]!r}")
+            if job.node != node:
+                raise PermissionDenied(f"job {job_id} is not assigned to node {node}")
+            deny = self._denial(job, epoch, printer)
+            if deny:
+                return Change(commands=(_cmd("start_denied", job, node, epoch, reason=deny),), applied=False)
+            granted = _cmd("start_granted", job, node, epoch)
+            return Change(S.PRINTING, {"started_at": self._now(), "progress": 0.0}, commands=(granted,))
+
+        return self._commit(job_id, decide).applied
+
+    @staticmethod
+    def _denial(job: Job, epoch: int, printer: str) -> str:
+        if epoch != job.lease_epoch:
+            return f"lease epoch {epoch} is stale; the job is at epoch {job.lease_epoch}"
+        if job.cancel_requested:
+            return "the job is being cancelled"
+        if printer and printer != job.printer:
+            return f"the job was assigned to printer {job.printer}, not {printer}"
+        if not is_unstarted(job.state):
+            return f"the job is {job.state.value}: a print starts at most once per epoch"
+        return ""
+
+    def _thd_event(self, node: str, event: EventRecord) -> Outcome:
+        """Record a report once per (node, agent_seq) and apply it if its epoch is current.
+
+        A refused report is recorded too (so the agent's outbox moves on), then raised.
+
+        Raises:
+            InvalidArgument: malformed kind, data or ids.
+            NotFound: the job does not exist.
+            PermissionDenied: the job is not this node's.
+        """
+        try:
+            event = self._valid_event(event)
+        except InvalidArgument as exc:
+            self._refuse(replace(event, job_id="", data={}, kind="invalid", at=self._now()), exc)
+            raise
+        refusal: list[HubError] = []
+        outcome = self._commit(event.job_id, lambda job: self._decide_event(node, event, job, refusal), event)
+        if refusal:
+            raise refusal[0]
+        return outcome
+
+    def _refuse(self, event: EventRecord, exc: HubError) -> None:
+        if event.agent_seq > 0:
+            self._commit("", lambda job: Change(applied=False, note=str(exc)[:MAX_REASON]), event)
+
+    @staticmethod
+    def _valid_event(event: EventRecord) -> EventRecord:
+        if event.agent_seq < 1 or event.agent_seq >= 2**63:
+            raise InvalidArgument("agent_seq must be 1 or more (the agent's outbox sequence)")
+        if not _ID.match(event.job_id):
+            raise InvalidArgument(f"job id {event.job_id[:40]!r} is malformed")
+        if event.kind not in EVENT_KINDS:
+            raise InvalidArgument(f"event kind {event.kind[:40]!r} is not one of {', '.join(EVENT_KINDS)}")
+        parse_time(event.at, "event time")
+        return replace(event, data=check_data(event.data))
+
+    def _decide_event(self, node: str, event: EventRecord, job: Job | None, refusal: list[HubError]) -> Change:
+        if job is None:
+            refusal.append(NotFound(f"no job {event.job_id!r}"))
+            return Change(applied=False, note="unknown job")
+        if event.lease_epoch < job.lease_epoch:  # fenced: whoever held the old epoch, it changes nothing
+            return Change(applied=False, note=f"stale epoch {event.lease_epoch}; job is at {job.lease_epoch}")
+        if job.node != node or event.lease_epoch != job.lease_epoch:
+            refusal.append(PermissionDenied(f"job {job.id} at epoch {event.lease_epoch} is not node {node}'s"))
+            return Change(applied=False, note="not this node's job")
+        try:
+            target = event_effect(event.kind, job.state, event.data)
+            production = production_update(event.kind, event.data)
+            values = self._event_values(event, target, production)
+        except InvalidTransition as exc:
+            return Change(applied=False, note=str(exc))
+        except InvalidArgument as exc:
+            refusal.append(exc)
+            return Change(applied=False, note=str(exc)[:MAX_REASON])
+        return Change(target, values, production=production,
+                      fabrication=None if target is None else _ended(job, target, event.kind))
+
+    @staticmethod
+    def _event_values(event: EventRecord, target: JobState | None,
+                      production: Mapping[str, object]) -> dict[str, object]:
+        values: dict[str, object] = {}
+        if "estimated_seconds" in production:
+            values["estimated_seconds"] = int(float(str(production["estimated_seconds"])))
+        if target is S.PRINTING:
+            values["lost_at"] = ""
+        if target is S.PRINTED:
+            values["progress"] = 100.0
+        if target is S.FAILED or target is S.CANCELLED:
+            reason = event.data.get("failure_reason") or event.data.get("reason") or event.kind
+            values["failure_reason"] = reason[:MAX_REASON]
+        if event.kind == "progress":
+            values.update(_progress_values(event.data))
+        return values
+
+    def _thd_progress(self, node: str, items: Sequence[Progress]) -> None:
+        """Heartbeat progress of printing jobs (current epoch only); a silent job found printing again."""
+        for item in items:
+            def decide(job: Job | None, item: Progress = item) -> Change:
+                if job is None or job.node != node or job.lease_epoch != item.lease_epoch:
+                    return Change(applied=False)
+                if job.state not in (S.PRINTING, S.LOST_CONTACT):
+                    return Change(applied=False)
+                target = S.PRINTING if job.state is S.LOST_CONTACT else None
+                pct = min(100.0, max(0.0, item.percent))
+                if target is None and (pct, item.layer) == (job.progress_percent, job.layer):
+                    return Change(applied=False)
+                return Change(target, {"progress": pct, "layer": item.layer, "lost_at": ""})
+
+            try:
+                self._commit(item.job_id, decide)
+            except NotFound:
+                continue
+
+    def _thd_reconcile(self, node: str, held: Sequence[HeldJob]) -> list[Desired]:
+        """Level-triggered resume: what the agent should do with each job it says it holds."""
+        return [self._desired(node, h) for h in held]
+
+    def _desired(self, node: str, held: HeldJob) -> Desired:
+        printing = held.state in ("printing", "paused")
+        try:
+            job = self.jobs._thd_get(held.job_id)
+        except NotFound:
+            return Desired(held.job_id, held.lease_epoch, "cancel" if printing else "forget")
+        if job.node != node or job.lease_epoch != held.lease_epoch:
+            return Desired(held.job_id, held.lease_epoch, "cancel" if printing else "forget")
+        if job.state in TERMINAL:
+            return Desired(job.id, job.lease_epoch, "forget")
+        if job.cancel_requested:
+            return Desired(job.id, job.lease_epoch, "cancel")
+        if printing and job.state in (S.LOST_CONTACT, S.OUTCOME_UNKNOWN):
+            self._commit(job.id, lambda j: Change(S.PRINTING, {"lost_at": ""})
+                         if j is not None and j.state is job.state and j.lease_epoch == job.lease_epoch
+                         else Change(applied=False))
+        return Desired(job.id, job.lease_epoch, "run")
+
+    def _thd_node_lost(self, node: str) -> None:
+        """The node's session ended: its printing jobs are LOST_CONTACT (never requeued by themselves)."""
+        for job in self.jobs._thd_list((S.PRINTING,), node=node):
+            self._commit(job.id, lambda j: Change(S.LOST_CONTACT, {"lost_at": self._now()})
+                         if j is not None and j.state is S.PRINTING and j.node == node else Change(applied=False))
+
+    # -- admin decisions ---------------------------------------------------------------
+
+    def _thd_cancel_job(self, job_id: str, reason: str) -> Job:
+        """Cancel a job: at once before printing; while printing, the node is told and the job
+        ends cancelled when the agent reports CANCELLED.
+
+        Raises:
+            NotFound: no such job.
+            InvalidTransition: the job already ended (or its print finished).
+        """
+        reason = _reason(reason)
+
+        def decide(job: Job | None) -> Change:
+            assert job is not None
+            tell = (_cmd("cancel", job, job.node, job.lease_epoch, reason=reason),) if job.node else ()
+            return _cancel_change(job, tell, reason)
+
+        outcome = self._commit(job_id, decide)
+        if outcome.before is not None and outcome.before.state is S.OFFERED and outcome.before.node:
+            self.nodes._thd_drop_commands(outcome.before.node, job_id, ("offer",))
+        assert outcome.job is not None
+        return outcome.job
+
+    def _thd_requeue(self, job_id: str) -> Job:
+        """A person decided to print again: back to the queue under a new epoch (fences the old node).
+
+        Raises:
+            NotFound: no such job.
+            InvalidTransition: only outcome_unknown and failed jobs can be requeued.
+        """
+        def decide(job: Job | None) -> Change:
+            assert job is not None
+            check_transition(job.state, S.QUEUED)
+            if is_unstarted(job.state) or job.state is S.OFFERED:
+                raise InvalidTransition(f"the job is {job.state.value}, still with its node: cancel it instead")
+            return Change(S.QUEUED, _RESET, bump_epoch=True)
+
+        outcome = self._commit(job_id, decide)
+        return self._thd_dispatch(job_id) or self.jobs._thd_get(job_id) if outcome.changed else self._get(outcome)
+
+    def _thd_fail(self, job_id: str, reason: str) -> Job:
+        """A person decided the job failed (typically an outcome_unknown job).
+
+        Raises:
+            NotFound: no such job.
+            InvalidTransition: the job already ended.
+        """
+        reason = _reason(reason) or "failed by an admin"
+
+        def decide(job: Job | None) -> Change:
+            assert job is not None
+            check_transition(job.state, S.FAILED)
+            tell = () if job.state in (S.QUEUED, S.OFFERED, S.PRINTED) or not job.node else (
+                _cmd("cancel", job, job.node, job.lease_epoch, reason=reason),)
+            return Change(S.FAILED, {"failure_reason": reason}, commands=tell,
+                          fabrication=_ended(job, S.FAILED, "failed"))
+
+        return self._get(self._commit(job_id, decide))
+
+    @staticmethod
+    def _get(outcome: Outcome) -> Job:
+        assert outcome.job is not None
+        return outcome.job
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _thd_sweep(self) -> None:
+        """Expire offers, requeue unstarted jobs of vanished nodes, time out lost contact, dispatch."""
+        now = self.clock()
+        stamp = format_time(now)
+        for job in self.jobs._thd_due(S.OFFERED, "offer_expires_at", stamp):
+            self._expire_offer(job, stamp)
+        self._requeue_abandoned(now)
+        for job in self.jobs._thd_list((S.LOST_CONTACT,)):
+            self._maybe_unknown(job, now)
+        self._thd_dispatch_all()
+
+    def _expire_offer(self, job: Job, stamp: str) -> None:
+        def decide(j: Job | None) -> Change:
+            if j is None or j.state is not S.OFFERED or j.offer_id != job.offer_id or j.offer_expires_at > stamp:
+                return Change(applied=False)
+            return Change(S.QUEUED, {"node": None, "printer": None, "offer_expires_at": "",
+                                     "tried_nodes": (*j.tried_nodes, j.node or "")})
+
+        if self._commit(job.id, decide).changed and job.node:
+            self.nodes._thd_drop_commands(job.node, job.id, ("offer",))
+
+    def _requeue_abandoned(self, now: dt.datetime) -> None:
+        for job in self.jobs._thd_list((S.PRINTING,)):
+            if not self.nodes._thd_node(job.node or "").online:
+                self._thd_node_lost(job.node or "")
+        for job in self.jobs._thd_list((S.ASSIGNED, S.PREPARING, S.READY)):
+            info = self.nodes._thd_node(job.node or "")
+            if info.online or not info.disconnected_at:
+                continue
+            if parse_time(info.disconnected_at) + dt.timedelta(seconds=self.timers.lease_ttl_s) > now:
+                continue
+            self._commit(job.id, _requeue_if_unchanged(job))
+
+    def _maybe_unknown(self, job: Job, now: dt.datetime) -> None:
+        started = parse_time(job.started_at) if job.started_at else None
+        since = parse_time(job.lost_at) if job.lost_at else now
+        if lost_contact_deadline(started, since, job.estimated_seconds, self.timers) > now:
+            return
+        self._commit(job.id, lambda j: Change(S.OUTCOME_UNKNOWN)
+                     if j is not None and j.state is S.LOST_CONTACT and j.lease_epoch == job.lease_epoch
+                     else Change(applied=False))
+
+
+_RESET: Mapping[str, object] = {
+    "node": None, "printer": None, "offer_id": "", "offer_expires_at": "", "progress": 0.0, "layer": 0,
+    "started_at": "", "lost_at": "", "cancel_requested": False, "failure_reason": "", "tried_nodes": (),
+    "production": "{}",
+}
+
+
+def _cancel_change(job: Job, tell: tuple[Command, ...], reason: str) -> Change:
+    if job.state in (S.PRINTING, S.LOST_CONTACT):
+        return Change(values={"cancel_requested": True}, commands=tell)
+    check_transition(job.state, S.CANCELLED)
+    tell = tell if job.state not in (S.QUEUED, S.OFFERED) else ()
+    return Change(S.CANCELLED, {"failure_reason": reason}, commands=tell,
+                  fabrication=_ended(job, S.CANCELLED, "cancelled"))
+
+
+def _requeue_if_unchanged(seen: Job) -> Callable[[Job | None], Change]:
+    def decide(job: Job | None) -> Change:
+        if job is None or job.state is not seen.state or job.lease_epoch != seen.lease_epoch:
+            return Change(applied=False)
+        return Change(S.QUEUED, _RESET, bump_epoch=True)
+
+    return decide
+
+
+def _reason(text: str) -> str:
+    if len(text) > MAX_REASON or "\x00" in text:
+        raise InvalidArgument(f"reason must be at most {MAX_REASON} characters without NUL")
+    return text
+
+
+def _progress_values(data: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    try:
+        if "percent" in data:
+            values["progress"] = min(100.0, max(0.0, float(data["percent"])))
+        if "layer" in data:
+            values["layer"] = max(0, int(data["layer"]))
+    except ValueError as exc:
+        raise InvalidArgument("PROGRESS data percent and layer must be numbers") from exc
+    return values

@@ -1,0 +1,454 @@
+"""Node use cases: enrollment and the agent's Session (hello, heartbeats, reports, acks).
+
+One live session per node. Hub -> agent commands live in the node's outbox table
+(hub/store/nodes.py) until acked; a session is rung (a doorbell on its queue, thread
+safe) whenever a command is committed, and then sends everything past what it sent.
+A newer Hello of the same node supersedes the older session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from hub.auth import new_token
+from hub.domain import Account, Attribution, Role
+from hub.errors import InvalidArgument, NotFound, PermissionDenied
+from hub.jobs import DEFAULT_TIMERS, Command, Job, JobState, TimerPolicy
+from hub.scheduler import PrinterRecord
+from hub.service.accounts import check_account_name
+from hub.service.common import Clock, format_time
+from hub.service.jobs import Desired, HeldJob, JobService, Progress
+from hub.store.designs import DesignStore
+from hub.store.jobs import EventRecord, JobStore
+from hub.store.nodes import NodeStore
+
+__all__ = [
+    "Ack", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply", "PrinterChanged",
+    "Session", "StartRequest", "Superseded", "Welcome", "check_printer",
+]
+
+log = logging.getLogger("hub.nodes")
+MAX_PRINTERS = 64
+MAX_HELD = 1000
+MAX_MATERIALS = 32
+_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
+_DOORBELL = object()
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    agent_id: str
+    version: str
+    last_hub_seq_applied: int
+    printers: tuple[PrinterRecord, ...]
+    held: tuple[HeldJob, ...]
+    location: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    printers: tuple[PrinterRecord, ...]
+    progress: tuple[Progress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OfferReply:
+    offer_id: str
+    accept: bool
+    reason: str
+    est_print_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    job_id: str
+    lease_epoch: int
+    printer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    hub_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterChanged:
+    printer: PrinterRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    session_epoch: int
+    last_agent_seq_committed: int
+    desired: tuple[Desired, ...]
+    heartbeat_s: int
+    lease_ttl_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventAck:
+    agent_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    new_session_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class OfferDetails:
+    """A JobOffer as sent: the job's spec, its artifacts and attributions."""
+
+    hub_seq: int
+    offer_id: str
+    job: Job
+    artifacts: tuple[tuple[str, int, str, str], ...]  # sha256, size, kind, path
+    bbox_mm: tuple[float, float, float] | None
+    expires_at: str
+    printer: str
+    lease_epoch: int
+    attributions: tuple[Attribution, ...]
+
+
+Incoming = Heartbeat | OfferReply | StartRequest | EventRecord | Ack | PrinterChanged
+Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded
+
+
+@dataclass(eq=False)
+class Session:
+    """One agent's live stream: its epoch and the queue its sender drains."""
+
+    node: str
+    epoch: int
+    loop: asyncio.AbstractEventLoop
+    sent: int
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    last_heard: dt.datetime | None = None
+    printers: dict[str, PrinterRecord] = field(default_factory=dict)
+
+    def push(self, item: object) -> None:
+        """Queue an item for the sender (from any thread)."""
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def ring(self) -> None:
+        self.push(_DOORBELL)
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.push(_END if error is None else error)
+
+
+def _check_text(label: str, text: str, limit: int) -> None:
+    if len(text) > limit or "\x00" in text:
+        raise InvalidArgument(f"{label} must be at most {limit} characters without NUL")
+
+
+def check_printer(p: PrinterRecord) -> PrinterRecord:
+    """Bounds of a reported printer.
+
+    Raises:
+        InvalidArgument: a malformed id, size, phase or too many materials.
+    """
+    if not _PRINTER.match(p.printer):
+        raise InvalidArgument(f"printer id {p.printer[:80]!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    _check_text("printer model", p.model, 64)
+    _check_text("slicer profile", p.slicer_profile, 64)
+    if not all(0 < v <= 10_000 for v in p.build_volume_mm):
+        raise InvalidArgument(f"printer {p.printer}: build volume must be 0-10000 mm on each axis")
+    if not 0 <= p.nozzle_mm <= 10:
+        raise InvalidArgument(f"printer {p.printer}: nozzle diameter must be 0-10 mm")
+    if p.phase not in _PHASES:
+        raise InvalidArgument(f"printer {p.printer}: phase must be one of {', '.join(sorted(_PHASES))}")
+    if len(p.materials) > MAX_MATERIALS:
+        raise InvalidArgument(f"printer {p.printer}: at most {MAX_MATERIALS} materials")
+    for material in p.materials:
+        _check_text("material", material, 32)
+    for currency, minor in (p.rate_per_hour, p.rate_per_gram):
+        if (currency and not re.match(r"^[A-Z]{3}$", currency)) or minor < 0:
+            raise InvalidArgument(f"printer {p.printer}: rates are non-negative amounts in an ISO 4217 currency")
+    return p
+
+
+def _check_hello(account: Account, hello: Hello) -> None:
+    if hello.agent_id != account.name:
+        raise PermissionDenied(f"Hello.agent_id {hello.agent_id[:64]!r} is not this credential's node "
+                               f"{account.name!r}")
+    _check_text("agent version", hello.version, 64)
+    _check_text("location", hello.location, 128)
+    if hello.latitude is not None and not -90 <= hello.latitude <= 90:
+        raise InvalidArgument("latitude must be -90..90 degrees")
+    if hello.longitude is not None and not -180 <= hello.longitude <= 180:
+        raise InvalidArgument("longitude must be -180..180 degrees")
+    if len(hello.printers) > MAX_PRINTERS or len(hello.held) > MAX_HELD:
+        raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} held jobs per Hello")
+    for p in hello.printers:
+        check_printer(p)
+    for held in hello.held:
+        _check_text("held job id", held.job_id, 40)
+
+
+class NodeService:
+    """Enrollment and the sessions of connected agents."""
+
+    def __init__(self, nodes: NodeStore, jobs: JobService, job_store: JobStore, designs: DesignStore,
+                 clock: Clock, timers: TimerPolicy = DEFAULT_TIMERS) -> None:
+        self.nodes, self.jobs, self.job_store, self.designs = nodes, jobs, job_store, designs
+        self.clock, self.timers = clock, timers
+        self._sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._lock = threading.Lock()
+        jobs.ring = self.ring
+
+    def ring(self, node: str) -> None:
+        """A command for node was committed: wake its session, if any (thread safe)."""
+        with self._lock:
+            session = self._sessions.get(node)
+        if session is not None:
+            session.ring()
+
+    def online(self) -> list[str]:
+        with self._lock:
+            return sorted(self._sessions)
+
+    def _current(self, session: Session) -> bool:
+        with self._lock:
+            return self._sessions.get(session.node) is session
+
+    # -- enrollment ------------------------------------------------------------------
+
+    def _thd_add_node(self, name: str) -> tuple[str, str, str]:
+        """Create a node account; returns (name, one-time enrollment token, expires_at).
+
+        Raises:
+            InvalidArgument: bad name.
+            AlreadyExists: the name is taken.
+        """
+        now = self.clock()
+        expires = format_time(now + dt.timedelta(seconds=self.timers.enrollment_ttl_s))
+        token = "spe_" + new_token().removeprefix("spf_")
+        self.nodes._thd_add_node(check_account_name(name), token, format_time(now), expires)
+        return name, token, expires
+
+    async def enroll(self, enrollment_token: str, agent_version: str) -> tuple[str, str]:
+        """Exchange an enrollment token for the node's bearer token; returns (node, token).
+
+        Raises:
+            InvalidArgument: the token or version is malformed.
+            Unauthenticated: unknown, used or expired enrollment token.
+        """
+        if not enrollment_token or len(enrollment_token) > 128 or "\x00" in enrollment_token:
+            raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)")
+        _check_text("agent version", agent_version, 64)
+        bearer = new_token()
+        node = await asyncio.to_thread(self.nodes._thd_enroll, enrollment_token, bearer, format_time(self.clock()))
+        log.info("node enrolled", extra={"node": node, "agent_version": agent_version})
+        return node, bearer
+
+    # -- sessions ----------------------------------------------------------------------
+
+    async def open(self, account: Account, hello: Hello) -> Session:
+        """Start a session: record the node's state, reconcile held jobs, queue Welcome.
+
+        Raises:
+            PermissionDenied: agent_id is not the caller's node, or the caller is not a node.
+            InvalidArgument: a malformed Hello.
+        """
+        if account.role is not Role.NODE:
+            raise PermissionDenied(f"{account.name} is not a node account")
+        _check_hello(account, hello)
+        now = format_time(self.clock())
+        place = (hello.location, hello.latitude, hello.longitude)
+        info = await asyncio.to_thread(self.nodes._thd_hello, account.name, place, hello.version,
+                                       hello.last_hub_seq_applied, hello.printers, now)
+        desired = await asyncio.to_thread(self.jobs._thd_reconcile, account.name, hello.held)
+        session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
+                          sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
+                          printers={p.printer: p for p in hello.printers})
+        session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
+                             self.timers.lease_ttl_s))
+        session.ring()
+        with self._lock:
+            old, self._sessions[account.name] = self._sessions.get(account.name), session
+        if old is not None:
+            old.push(Superseded(info.session_epoch))
+            old.end()
+        log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
+        await asyncio.to_thread(self.jobs._thd_dispatch_all)
+        return session
+
+    async def handle(self, session: Session, message: Incoming) -> None:
+        """Apply one agent message of a live session (a superseded session's messages are ignored).
+
+        Raises:
+            InvalidArgument: a malformed message.
+            NotFound: a report on an unknown job.
+            PermissionDenied: a report or request about another node's job.
+        """
+        if not self._current(session):
+            return
+        session.last_heard = self.clock()
+        if isinstance(message, EventRecord):
+            await self._event(session, message)
+        elif isinstance(message, Heartbeat):
+            await self._heartbeat(session, message)
+        elif isinstance(message, OfferReply):
+            await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
+                                    message.reason, message.est_print_seconds)
+        elif isinstance(message, StartRequest):
+            await asyncio.to_thread(self.jobs._thd_start, session.node, message.job_id, message.lease_epoch,
+                                    message.printer)
+        elif isinstance(message, Ack):
+            await asyncio.to_thread(self.nodes._thd_ack, session.node, message.hub_seq)
+        else:
+            await self._printers(session, (check_printer(message.printer),))
+
+    async def _event(self, session: Session, event: EventRecord) -> None:
+        try:
+            await asyncio.to_thread(self.jobs._thd_event, session.node, event)
+        except (InvalidArgument, PermissionDenied, NotFound):
+            if event.agent_seq > 0:
+                session.push(EventAck(event.agent_seq))  # recorded as refused: the outbox moves on
+            raise
+        session.push(EventAck(event.agent_seq))
+
+    async def _heartbeat(self, session: Session, beat: Heartbeat) -> None:
+        if len(beat.printers) > MAX_PRINTERS or len(beat.progress) > MAX_HELD:
+            raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} progress entries per heartbeat")
+        changed = tuple(check_printer(p) for p in beat.printers if session.printers.get(p.printer) != p)
+        if changed:
+            await self._printers(session, changed)
+        if beat.progress:
+            await asyncio.to_thread(self.jobs._thd_progress, session.node, beat.progress)
+
+    async def _printers(self, session: Session, printers: Sequence[PrinterRecord]) -> None:
+        await asyncio.to_thread(self.nodes._thd_set_printers, session.node, printers, format_time(self.clock()))
+        session.printers.update({p.printer: p for p in printers})
+        await asyncio.to_thread(self.jobs._thd_dispatch_all)
+
+    async def close(self, session: Session) -> None:
+        """The stream ended: if it was the node's current session, the node is offline and its
+        printing jobs are LOST_CONTACT."""
+        with self._lock:
+            current = self._sessions.get(session.node) is session
+            if current:
+                del self._sessions[session.node]
+        if not current:
+            return
+        now = format_time(self.clock())
+        if await asyncio.to_thread(self.nodes._thd_disconnect, session.node, session.epoch, now):
+            await asyncio.to_thread(self.jobs._thd_node_lost, session.node)
+        log.info("session closed", extra={"node": session.node, "session_epoch": session.epoch})
+
+    def close_soon(self, session: Session) -> None:
+        """close() in its own task: a cancelled stream handler cannot await it (drain() waits)."""
+        task = asyncio.get_running_loop().create_task(self.close(session))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def drain(self) -> None:
+        """Wait until every ended session is closed (before the store goes away)."""
+        while self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def outgoing(self, session: Session) -> AsyncIterator[Outgoing]:
+        """What to send on the stream, in order, until the session ends (or fails)."""
+        while True:
+            item = await session.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            if item is _DOORBELL:
+                for command in await asyncio.to_thread(self.nodes._thd_pending, session.node, session.sent):
+                    session.sent = max(session.sent, command.hub_seq)
+                    rendered = await asyncio.to_thread(self._thd_render, command)
+                    if rendered is not None:
+                        yield rendered
+                continue
+            yield item  # type: ignore[misc]
+
+    def _thd_render(self, command: Command) -> Outgoing | None:
+        """An offer becomes the full JobOffer; a stale offer is skipped (its seq is acked later)."""
+        if command.kind != "offer":
+            return command
+        job = self.job_store._thd_get(command.job_id)
+        if job.state is not JobState.OFFERED or job.offer_id != command.body.get("offer_id"):
+            return None
+        revision = self.designs._thd_revision_by_id(job.revision_id)
+        files = () if revision is None else revision.files
+        artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in files)
+        attributions = () if revision is None else revision.attributions
+        return OfferDetails(
+            command.hub_seq, job.offer_id, job, artifacts, _bbox(revision.reports if revision else ()),
+            job.offer_expires_at, str(command.body.get("printer_id", "")), int(str(command.body["lease_epoch"])),
+            attributions,
+        )
+
+    async def check_liveness(self) -> None:
+        """End sessions silent for longer than timers.suspect_after_s (SUSPECT: treated as gone)."""
+        limit = self.clock() - dt.timedelta(seconds=self.timers.suspect_after_s)
+        with self._lock:
+            silent = [s for s in self._sessions.values() if s.last_heard is not None and s.last_heard < limit]
+        for session in silent:
+            log.warning("node silent, ending its session", extra={"node": session.node})
+            session.end()
+            await self.close(session)
+
+    async def may_fetch(self, account: Account, sha256: str) -> None:
+        """Raises: PermissionDenied: the blob is not part of a job this node holds."""
+        if account.role is Role.ADMIN:
+            return
+        if not await asyncio.to_thread(self.job_store._thd_may_fetch, account.name, sha256):
+            raise PermissionDenied(f"blob {sha256[:16]} belongs to no job of node {account.name}")
+
+    async def startup(self) -> None:
+        """Before serving: no session exists yet, so no node is online (one hub process per database)."""
+        await asyncio.to_thread(self.nodes._thd_reset_online, format_time(self.clock()))
+
+    async def ring_behind(self) -> None:
+        """Ring sessions whose outbox holds commands they have not sent (written by another process,
+        e.g. `spime-hub job add|cancel`)."""
+        heads = await asyncio.to_thread(self.nodes._thd_outbox_heads)
+        with self._lock:
+            behind = [s for name, s in self._sessions.items() if heads.get(name, 0) > s.sent]
+        for session in behind:
+            session.ring()
+
+    async def run_sweeper(self, stop: asyncio.Event) -> None:
+        """Liveness and job timers, every timers.sweep_interval_s, until stop is set."""
+        while not stop.is_set():
+            try:
+                await self.check_liveness()
+                await asyncio.to_thread(self.jobs._thd_sweep)
+                await self.ring_behind()
+            except Exception:
+                log.exception("sweep failed")
+            try:
+                await asyncio.wait_for(stop.wait(), self.timers.sweep_interval_s)
+            except TimeoutError:
+                pass
+
+
+def _kind(path: str) -> str:
+    suffix = path.rsplit(".", 1)[-1].lower()
+    return {"stl": "mesh", "3mf": "mesh", "obj": "mesh", "scad": "scad", "gcode": "gcode"}.get(suffix, "file")
+
+
+def _bbox(reports: Sequence[object]) -> tuple[float, float, float] | None:
+    sizes = []
+    for record in reports:
+        extents = getattr(record, "report", {}).get("extents_mm")
+        if isinstance(extents, list) and len(extents) == 3:
+            sizes.append(tuple(float(e) for e in extents))
+    if not sizes:
+        return None
+    return (max(s[0] for s in sizes), max(s[1] for s in sizes), max(s[2] for s in sizes))

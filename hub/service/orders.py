@@ -1,0 +1,628 @@
+"""Customers' orders: quote, place, follow, cancel and rate; the order's state follows its jobs.
+
+Quotes come from the printers that qualify now (hub.scheduler), priced at each
+node's published rates with a real slice on the hub, corrected by the node's
+measured history. Placing an order creates one job per object through the job
+service (HUBNODES' JobService); a listener on job changes moves the order,
+settles paid orders into the value ledger once, and wakes WatchOrder streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from hub import geo, licenses, orders, quotes
+from hub import ratings as ratings_rules
+from hub.domain import Account, Attribution, Design, Revision, Role
+from hub.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from hub.jobs import Job, JobSpec
+from hub.manifest import parse_manifest
+from hub.scheduler import PrinterRecord, qualifies
+from hub.service.common import Clock, format_time
+from hub.service.designs import check_slug
+from hub.service.grants import GrantService
+from hub.service.quoting import MeshPlan, SliceEstimator, check_parameters
+from hub.store.designs import DesignStore
+from hub.store.orders import OrderStore
+
+__all__ = ["JobPort", "NodePort", "OrderRequest", "OrderService", "OrderView", "QuoteResult", "qr_payload"]
+
+MATERIALS = ("PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "HIPS", "PVA", "PLA-CF", "PETG-CF")
+MAX_PARAMETERS, MAX_PARAM_NAME, MAX_PARAM_VALUE = 64, 64, 1024
+MAX_KM = 20_000.0
+QUOTE_TTL_S = 15 * 60
+MAX_KEY, MAX_REASON = 64, 1024
+PAGE_DEFAULT, PAGE_MAX = 50, 500
+QR_PREFIX = "SPIME:"
+RUNGS = ("consume", "co-design", "co-create")
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+class JobPort(Protocol):
+    """What the order service needs of HUBNODES' JobService."""
+
+    def _thd_create_job(self, spec: JobSpec, created_by: str) -> Job: ...
+    def _thd_jobs_of_order(self, order_id: str) -> list[Job]: ...
+    def _thd_cancel_job(self, job_id: str, reason: str) -> Job: ...
+    def add_listener(self, fn: Callable[[Job], None]) -> None: ...
+
+
+class NodePort(Protocol):
+    def _thd_printers(self) -> list[PrinterRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What a customer asks for (OrderSpec)."""
+
+    design: str
+    revision_id: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    material: str = ""
+    color: str = ""
+    quantity: int = 1
+    near: str = ""
+    paid: bool = False
+    max_km: float = 0.0
+
+    def canonical(self) -> str:
+        return json.dumps({"design": self.design, "revision_id": self.revision_id, "parameters": dict(self.parameters),
+                           "material": self.material, "color": self.color, "quantity": self.quantity,
+                           "near": self.near, "paid": self.paid, "max_km": self.max_km}, sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteResult:
+    id: str
+    revision_id: str
+    options: tuple[quotes.QuoteOption, ...]
+    refusal: str
+    expires_at: str
+    attributions: tuple[Attribution, ...]
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order with its jobs, as shown to a person."""
+
+    order: orders.Order
+    jobs: tuple[Job, ...]
+    progress_percent: float
+    layer: int
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgument(f"{name}: at most {limit} characters")
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} must not contain NUL characters")
+    return value
+
+
+def check_request(req: OrderRequest) -> OrderRequest:
+    """Validate every field before anything is looked up.
+
+    Raises:
+        InvalidArgument: names the field and what is allowed.
+    """
+    check_slug(req.design)
+    if req.revision_id and not all(c in "0123456789abcdef" for c in req.revision_id) or len(req.revision_id) > 64:
+        raise InvalidArgument(f"revision_id {req.revision_id!r:.80} is not a revision id (64 hex digits)")
+    if not 1 <= req.quantity <= quotes.MAX_QUANTITY:
+        raise InvalidArgument(f"quantity must be 1 to {quotes.MAX_QUANTITY}, got {req.quantity}")
+    material = req.material.upper()
+    if material not in MATERIALS:
+        raise InvalidArgument(f"unknown material {req.material!r:.40}: use one of {', '.join(MATERIALS)}")
+    if len(req.parameters) > MAX_PARAMETERS:
+        raise InvalidArgument(f"at most {MAX_PARAMETERS} parameters")
+    for name, value in req.parameters.items():
+        _text(name, "parameter name", MAX_PARAM_NAME)
+        _text(value, f"parameter {name}", MAX_PARAM_VALUE)
+    _text(req.color, "color", 64)
+    if req.near:
+        geo.parse_near(req.near)
+    if not (0.0 <= req.max_km <= MAX_KM):  # also refuses NaN
+        raise InvalidArgument(f"max_km must be 0 (no limit) to {MAX_KM:g}, got {req.max_km}")
+    if req.max_km and not req.near:
+        raise InvalidArgument("max_km needs near=LAT,LON")
+    return replace(req, material=material)
+
+
+def _incarnation_id() -> str:
+    return "".join(_B32[b % 32] for b in secrets.token_bytes(12))
+
+
+def qr_payload(incarnation_id: str) -> str:
+    """The short text of a QR label; GetIncarnation resolves it."""
+    return f"{QR_PREFIX}{incarnation_id.upper()}"
+
+
+def _order_id(now: dt.datetime) -> str:
+    return f"o{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
+
+
+class OrderService:
+    """Quote, place, show, watch, cancel and rate orders."""
+
+    def __init__(self, designs: DesignStore, store: OrderStore, grants: GrantService, estimator: SliceEstimator,
+                 clock: Clock, jobs: JobPort | None = None, nodes: NodePort | None = None,
+                 reputation: Callable[[str], tuple[float, int]] | None = None) -> None:
+        self.designs, self.store, self.grants, self.estimator, self.clock = designs, store, grants, estimator, clock
+        self.jobs, self.nodes = jobs, nodes
+        self.reputation = reputation or self._thd_node_reputation
+        self._watchers: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+        if jobs is not None:
+            jobs.add_listener(self._on_job)
+
+    # -- quotes ------------------------------------------------------------------------------
+
+    async def quote(self, caller: Account, request: OrderRequest) -> QuoteResult:
+        """Quotes from the printers that can make it now, cheapest first.
+
+        Raises:
+            InvalidArgument: a malformed field, an unknown material, a parameter out of range.
+            NotFound: no such design or revision.
+            LicenseConflict: the licence refuses this order and no grant is on record.
+            FailedPrecondition: the design has no printable mesh or the mesh has printability errors.
+        """
+        req = check_request(request)
+        design, revision = await self._resolve(req)
+        manifest = parse_manifest(revision.manifest_toml)
+        scad = await asyncio.to_thread(self._scad_source, revision, manifest.openscad.source if manifest.openscad else "")
+        changed = check_parameters(manifest, scad, req.parameters)
+        gate = await asyncio.to_thread(self.grants._thd_gate, design, revision.id, req.paid, bool(changed))
+        reports = {r.path: r.report for r in revision.reports}
+        mesh = await self.estimator.plan(revision, manifest, changed, reports)
+        printers = await asyncio.to_thread(self.nodes._thd_printers) if self.nodes is not None else []
+        chosen, refusal = self._qualifying(printers, mesh, req, gate.nodes)
+        options, cached = await self._options(chosen, mesh, req)
+        now = self.clock()
+        result = QuoteResult(secrets.token_hex(8), revision.id, tuple(quotes.rank(options, "cheapest")),
+                             "" if options else refusal, format_time(now + dt.timedelta(seconds=QUOTE_TTL_S)),
+                             _attributions(design, revision, gate.notices), cached)
+        await asyncio.to_thread(self.store._thd_save_quote, orders.StoredQuote(
+            result.id, caller.name, design.slug, revision.id, req.canonical(),
+            json.dumps([_option_json(o) for o in result.options]), format_time(now), result.expires_at))
+        return result
+
+    async def _resolve(self, req: OrderRequest) -> tuple[Design, Revision]:
+        design = await asyncio.to_thread(self.designs._thd_get_design, req.design)
+        try:
+            revision = await asyncio.to_thread(self.designs._thd_get_revision, req.design, req.revision_id)
+        except NotFound as exc:
+            raise NotFound(f"{req.design} has no revision {req.revision_id[:16] or '(head)'}: see `spime log {req.design}`") from exc
+        return design, revision
+
+    def _scad_source(self, revision: Revision, source: str) -> str | None:
+        entry = next((f for f in revision.files if f.path == source), None) if source else None
+        if entry is None:
+            return None
+        return self.estimator.blob_path(entry.sha256).read_text(encoding="utf-8", errors="replace")
+
+    @staticmethod
+    def _qualifying(printers: Sequence[PrinterRecord], mesh: MeshPlan, req: OrderRequest,
+                    allowed: frozenset[str] | None) -> tuple[list[PrinterRecord], str]:
+        near = geo.parse_near(req.near) if req.near else None
+        chosen: list[PrinterRecord] = []
+        reasons: list[str] = []
+        for p in printers:
+            reason = qualifies(mesh.extents_mm, req.material, p)
+            if reason is None and allowed is not None and p.node not in allowed:
+                reason = f"the licence grant does not cover node {p.node}"
+            if reason is None and req.max_km and near is not None:
+                km = _distance(near, p)
+                if km is None or km > req.max_km:
+                    reason = f"node {p.node} is {'at an unknown place' if km is None else f'{km:.0f} km away'}"
+            if reason is None and (not p.rate_per_hour[0] or p.rate_per_hour[0] != p.rate_per_gram[0]):
+                reason = f"printer {p.printer} of {p.node} publishes no rates in one currency"
+            if reason:
+                reasons.append(reason)
+            else:
+                chosen.append(p)
+        refusal = "no printer can make it now: " + "; ".join(sorted(set(reasons))[:10]) if reasons else \
+            "no printer is registered with the hub"
+        return chosen, refusal
+
+    async def _options(self, printers: Sequence[PrinterRecord], mesh: MeshPlan,
+                       req: OrderRequest) -> tuple[list[quotes.QuoteOption], bool]:
+        near = geo.parse_near(req.near) if req.near else None
+        slices: dict[str, tuple[quotes.Estimate, bool, dict[str, str]]] = {}
+        out = []
+        for p in printers:
+            if p.slicer_profile not in slices:
+                slices[p.slicer_profile] = await self.estimator.estimate(mesh, p.slicer_profile)
+            estimate, _, _ = slices[p.slicer_profile]
+            history = await asyncio.to_thread(self.store._thd_history, p.node, p.model, req.material)
+            fix = quotes.correction([quotes.HistoryPoint(*h) for h in history])
+            corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
+            rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
+            score, count = await asyncio.to_thread(self.reputation, p.node)
+            out.append(quotes.QuoteOption(
+                p.node, p.printer, p.model, quotes.price(corrected, req.quantity, rates),
+                round(corrected.seconds * req.quantity), round(corrected.filament_g * req.quantity, 2),
+                _distance(near, p) if near else None, score, count, format_time(self.clock()), fix))
+        return out, bool(slices) and all(s[1] for s in slices.values())
+
+    # -- placing -----------------------------------------------------------------------------
+
+    async def place(self, caller: Account, request: OrderRequest | None, quote_id: str, option: int,
+                    best: str, key: str) -> OrderView:
+        """Place an order from a stored quote's option, or by a rule over fresh quotes.
+
+        Raises:
+            InvalidArgument: bad fields or rule; NotFound: unknown quote, design or revision;
+            FailedPrecondition: the quote expired or nothing can make it; AlreadyExists: the key
+            names a different order; LicenseConflict: as for quotes.
+        """
+        _text(key, "idempotency_key", MAX_KEY)
+        if best and best not in quotes.RANK_RULES:
+            raise InvalidArgument(f"unknown rule {best!r:.40}: use {', '.join(quotes.RANK_RULES)}")
+        basis = json.dumps({"quote": quote_id, "option": option, "best": best,
+                            "spec": request.canonical() if request and not quote_id else ""}, sort_keys=True)
+        sha = hashlib.sha256(basis.encode()).hexdigest()
+        if key:
+            existing = await asyncio.to_thread(self._keyed_order, caller.name, key, sha)
+            if existing is not None:
+                return await self.view(caller, existing)
+        req, quote_row, chosen = await self._choose(caller, request, quote_id, option, best or "cheapest")
+        order = await self._new_order(caller, req, quote_row, chosen, best)
+        stored, created = await asyncio.to_thread(self.store._thd_create_order, order, key, sha)
+        if created:
+            stored = await asyncio.to_thread(self._thd_start_jobs, stored, caller.name)
+        return await self.view(caller, stored.id)
+
+    def _keyed_order(self, customer: str, key: str, sha: str) -> str | None:
+        return self.store._thd_key(customer, key, sha)
+
+    async def _choose(self, caller: Account, request: OrderRequest | None, quote_id: str, option: int,
+                      rule: str) -> tuple[OrderRequest, orders.StoredQuote, quotes.QuoteOption]:
+        if not quote_id:
+            if request is None:
+                raise InvalidArgument("give a quote_id, or a spec to quote and choose by a rule")
+            fresh = await self.quote(caller, request)
+            if not fresh.options:
+                raise FailedPrecondition(fresh.refusal)
+            quote_id, option = fresh.id, fresh.options.index(quotes.rank(fresh.options, rule)[0])
+        _text(quote_id, "quote_id", 32)
+        row = await asyncio.to_thread(self.store._thd_get_quote, quote_id)
+        if row.customer != caller.name:
+            raise NotFound(f"no quote {quote_id!r}")
+        if row.expires_at <= format_time(self.clock()):
+            raise FailedPrecondition(f"quote {quote_id} expired at {row.expires_at}: ask for a new one with `spime quote`")
+        options = [_option_from_json(o) for o in json.loads(row.options_json)]
+        if not 0 <= option < len(options):
+            raise InvalidArgument(f"quote {quote_id} has options 0 to {len(options) - 1}, not {option}")
+        spec = json.loads(row.spec_json)
+        return OrderRequest(**{**spec, "parameters": spec["parameters"]}), row, options[option]
+
+    async def _new_order(self, caller: Account, req: OrderRequest, quote: orders.StoredQuote,
+                         chosen: quotes.QuoteOption, rule: str) -> orders.Order:
+        design = await asyncio.to_thread(self.designs._thd_get_design, quote.design)
+        revision = await asyncio.to_thread(self.designs._thd_get_revision, quote.design, quote.revision_id)
+        now_dt = self.clock()
+        now = format_time(now_dt)
+        objects = tuple(orders.OrderObject(_incarnation_id(), i, "", "") for i in range(req.quantity))
+        # the quote passed the licence gate with the same spec; this only collects the notices
+        notices = licenses.may_fabricate(design.license, False, False).obligations
+        price = chosen.price
+        return orders.Order(
+            id=_order_id(now_dt), customer=caller.name, design=design.slug, revision_id=revision.id,
+            parameters=dict(req.parameters), material=req.material, quantity=req.quantity, paid=req.paid,
+            currency=price.currency, price_minor=price.total_minor if req.paid else 0,
+            state=orders.OrderState.PLACED, created_at=now, updated_at=now, quote_id=quote.id, rule=rule,
+            node=chosen.node, printer=chosen.printer, near=req.near, material_minor=price.material_minor,
+            machine_minor=price.machine_minor, fees_minor=price.fees_minor,
+            estimated_seconds=chosen.estimated_seconds, attributions=_attributions(design, revision, notices),
+            objects=objects)
+
+    def _thd_start_jobs(self, order: orders.Order, created_by: str) -> orders.Order:
+        if self.jobs is None:
+            return order
+        made: dict[str, str] = {}
+        payout = order.price_minor // max(order.quantity, 1)
+        for obj in order.objects:
+            job = self.jobs._thd_create_job(JobSpec(
+                design=order.design, revision_id=order.revision_id, material=order.material,
+                parameters=order.parameters, order_id=order.id, node=order.node or None,
+                printer=order.printer or None, paid=order.paid, payout_currency=order.currency,
+                payout_minor=payout), created_by)
+            made[obj.incarnation_id] = job.id
+        states = [j.state.value for j in self.jobs._thd_jobs_of_order(order.id)]
+        return self.store._thd_set_jobs(order.id, made, orders.derive_state(states), format_time(self.clock()))
+
+    # -- reading and following ---------------------------------------------------------------
+
+    def _thd_view(self, order_id: str) -> OrderView:
+        order = self.store._thd_get_order(order_id)
+        jobs = tuple(self.jobs._thd_jobs_of_order(order_id)) if self.jobs is not None else ()
+        order = self._thd_refresh(order, jobs)
+        active = [j for j in jobs if j.state.value not in ("cancelled",)]
+        progress = sum(100.0 if j.state.value in ("printed", "done") else j.progress_percent for j in active)
+        return OrderView(order, jobs, round(progress / len(active), 1) if active else 0.0,
+                         max((j.layer for j in jobs), default=0))
+
+    def _thd_refresh(self, order: orders.Order, jobs: Sequence[Job]) -> orders.Order:
+        """Move the stored order to the state its jobs imply; settle it when it is delivered."""
+        if not jobs:
+            return order
+        target = orders.derive_state(j.state.value for j in jobs)
+        failure = "; ".join(sorted({j.failure_reason for j in jobs if j.failure_reason}))[:1000]
+        while target is not order.state and order.state not in orders.FINAL_STATES:
+            orders.advance(order.state, target)
+            self.store._thd_update_state(order.id, order.state, target, format_time(self.clock()), failure)
+            order = self.store._thd_get_order(order.id)  # ours or a concurrent refresh's: both derive the same
+        if order.state is orders.OrderState.DELIVERED and order.paid and not order.settled:
+            maker = next((j.node for j in jobs if j.state.value == "done" and j.node), order.node)
+            self.grants._thd_settle(order, maker)
+        return order
+
+    async def view(self, caller: Account, order_id: str) -> OrderView:
+        """Raises: InvalidArgument, NotFound, PermissionDenied."""
+        _text(order_id, "order_id", 32)
+        shown = await asyncio.to_thread(self._thd_view, order_id)
+        _require_party(caller, shown)
+        return shown
+
+    async def list_orders(self, caller: Account, include_final: bool, page_size: int, token: str) -> tuple[list[OrderView], str]:
+        """A page of the caller's orders (an admin's: everyone's), newest first.
+
+        Raises:
+            InvalidArgument: a bad page token; ResourceExhausted: page_size over the maximum.
+        """
+        if page_size > PAGE_MAX:
+            raise InvalidArgument(f"page_size is at most {PAGE_MAX}")
+        limit = page_size or PAGE_DEFAULT
+        before = _decode_token(token)
+        customer = None if caller.role is Role.ADMIN else caller.name
+        found = await asyncio.to_thread(self.store._thd_list_orders, customer, include_final,
+                                        [s.value for s in orders.FINAL_STATES], limit + 1, before)
+        views = [await asyncio.to_thread(self._thd_view, o.id) for o in found[:limit]]
+        return views, _encode_token(found[limit - 1].id) if len(found) > limit else ""
+
+    async def watch(self, caller: Account, order_id: str) -> AsyncIterator[OrderView]:
+        """The order now, then after every change of its jobs, until it is final."""
+        shown = await self.view(caller, order_id)
+        yield shown
+        event = asyncio.Event()
+        entry = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._watchers.setdefault(order_id, []).append(entry)
+        try:
+            last = _fingerprint(shown)
+            while shown.order.state not in orders.FINAL_STATES:
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=30.0)
+                except TimeoutError:
+                    pass
+                event.clear()
+                shown = await asyncio.to_thread(self._thd_view, order_id)
+                if _fingerprint(shown) != last:
+                    last = _fingerprint(shown)
+                    yield shown
+        finally:
+            with self._lock:
+                self._watchers[order_id].remove(entry)
+                if not self._watchers[order_id]:
+                    del self._watchers[order_id]
+
+    def _on_job(self, job: Job) -> None:
+        """JobService listener (any thread): wake watchers; settle finished orders off the caller's thread."""
+        if not job.order_id:
+            return
+        with self._lock:
+            waiting = list(self._watchers.get(job.order_id, ()))
+        for loop, event in waiting:
+            loop.call_soon_threadsafe(event.set)
+        if job.state.value in ("done", "failed", "cancelled", "lost_contact"):
+            threading.Thread(target=self._refresh_quietly, args=(job.order_id,), daemon=True).start()
+
+    def _refresh_quietly(self, order_id: str) -> None:
+        try:
+            self._thd_view(order_id)
+        except Exception:  # noqa: BLE001 - the next read refreshes again
+            return
+
+    # -- cancelling --------------------------------------------------------------------------
+
+    async def cancel(self, caller: Account, order_id: str, reason: str) -> OrderView:
+        """Cancel an order: unstarted jobs at once, printing ones by asking the node to stop.
+
+        Raises:
+            NotFound, PermissionDenied (not the customer), FailedPrecondition (already final).
+        """
+        _text(reason, "reason", MAX_REASON)
+        shown = await self.view(caller, order_id)
+        if caller.name != shown.order.customer and caller.role is not Role.ADMIN:
+            raise PermissionDenied(f"only {shown.order.customer}, who placed order {order_id}, may cancel it")
+        if not orders.cancellable(shown.order.state):
+            raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: nothing to cancel")
+        partial = 0
+        for job in shown.jobs:
+            if job.state.value in ("done", "failed", "cancelled", "printed"):
+                continue
+            if job.state.value == "printing" and self.jobs is not None:
+                share = (shown.order.material_minor + shown.order.machine_minor) / max(shown.order.quantity, 1)
+                partial += round(share * job.progress_percent / 100)
+            await asyncio.to_thread(self.jobs._thd_cancel_job, job.id, reason or "cancelled by the customer")  # type: ignore[union-attr]
+        if not shown.jobs:
+            await asyncio.to_thread(self.store._thd_update_state, order_id, shown.order.state,
+                                    orders.OrderState.CANCELLED, format_time(self.clock()), reason or "cancelled")
+        if partial:
+            fresh = await asyncio.to_thread(self.store._thd_get_order, order_id)
+            await asyncio.to_thread(self.store._thd_update_state, order_id, fresh.state, fresh.state,
+                                    format_time(self.clock()), "", partial)
+        return await self.view(caller, order_id)
+
+    # -- ratings, the object's record, the ledger, the ladder --------------------------------
+
+    async def rate(self, caller: Account, order_id: str, job_id: str, role: str, stars: int,
+                   criteria: Mapping[str, int], comment: str) -> OrderView:
+        """Rate an order (or one of its jobs) in the role the caller took in it.
+
+        Raises:
+            InvalidArgument: stars/criteria/comment out of bounds, an unknown role or job.
+            NotFound: no such order. PermissionDenied: the caller took no part in it in that role.
+            FailedPrecondition: nothing was made yet.
+        """
+        ratings_rules.check_rating(stars, criteria, comment)
+        _text(job_id, "job_id", 32)
+        if role not in ratings_rules.ROLES:
+            raise InvalidArgument(f"role {role!r:.20}: use {', '.join(ratings_rules.ROLES)}")
+        _text(order_id, "order_id", 32)
+        shown = await asyncio.to_thread(self._thd_view, order_id)
+        design = await asyncio.to_thread(self.designs._thd_get_design, shown.order.design)
+        jobs = [j for j in shown.jobs if not job_id or j.id == job_id]
+        if job_id and not jobs:
+            raise InvalidArgument(f"order {order_id} has no job {job_id!r}")
+        _require_role(caller, role, shown, jobs, design)
+        if not any(j.state.value in ("printed", "done", "failed", "lost_contact") for j in jobs):
+            raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: rate it once something was made")
+        node = next((j.node for j in jobs if j.node), shown.order.node) or ""
+        await asyncio.to_thread(self.store._thd_put_rating, orders.RatingRow(
+            order_id, job_id, shown.order.design, "" if role == "maker" else node, caller.name, role, stars,
+            dict(criteria), comment, format_time(self.clock())))
+        return shown
+
+    def _thd_node_reputation(self, node: str) -> tuple[float, int]:
+        votes = self.store._thd_ratings(node=node, roles=("customer", "designer"))
+        rep = ratings_rules.reputation(ratings_rules.Vote(v.stars, v.criteria) for v in votes)
+        return rep.score, rep.count
+
+    async def incarnation(self, text: str) -> dict[str, object]:
+        """What a QR label resolves to.
+
+        Raises:
+            InvalidArgument: not an incarnation id or payload. NotFound: unknown.
+        """
+        ident = text.removeprefix(QR_PREFIX).lower()
+        if not (1 <= len(ident) <= 16 and all(c in _B32 for c in ident)):
+            raise InvalidArgument(f"{text!r:.40} is not an incarnation id (12 letters and digits 2-7)")
+        order, obj = await asyncio.to_thread(self.store._thd_incarnation, ident)
+        job = next((j for j in await asyncio.to_thread(self._jobs_of, order.id) if j.id == obj.job_id), None)
+        return {"incarnation_id": ident, "order_id": order.id, "design": order.design,
+                "revision_id": order.revision_id, "parameters": dict(order.parameters),
+                "node": (job.node if job else None) or order.node, "printer": (job.printer if job else None) or order.printer,
+                "material": order.material, "date": (job.updated_at if job else order.created_at),
+                "state": job.state.value if job else order.state.value,
+                "attributions": [_attribution_dict(a) for a in order.attributions]}
+
+    def _jobs_of(self, order_id: str) -> list[Job]:
+        return self.jobs._thd_jobs_of_order(order_id) if self.jobs is not None else []
+
+    async def ledger(self, design: str, node: str, limit: int) -> tuple[list[tuple[str, str, int]], list[orders.LedgerRow]]:
+        """Balances and the latest entries of a design's or a node's ledger.
+
+        Raises:
+            InvalidArgument: neither or both of design and node, or a limit over 1000.
+        """
+        if bool(design) == bool(node):
+            raise InvalidArgument("give exactly one of design or node")
+        if limit > 1000:
+            raise InvalidArgument("limit is at most 1000")
+        if design:
+            check_slug(design)
+            await asyncio.to_thread(self.designs._thd_get_design, design)
+        else:
+            _text(node, "node", 64)
+        kwargs = {"design": design} if design else {"recipient": node}
+        balances = await asyncio.to_thread(lambda: self.store._thd_balances(**kwargs))
+        entries = await asyncio.to_thread(lambda: self.store._thd_ledger(**kwargs, limit=limit or 100))
+        return balances, entries
+
+    async def set_participation(self, caller: Account, slug: str, rung: str) -> None:
+        """Raises: InvalidArgument (unknown rung), NotFound, PermissionDenied (not a maintainer)."""
+        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
+        if caller.role is not Role.ADMIN and caller.name not in design.maintainers:
+            raise PermissionDenied(f"only maintainers of {slug} may set its participation; {caller.name} is not one")
+        if rung not in RUNGS:
+            raise InvalidArgument(f"rung {rung!r:.20}: use {', '.join(RUNGS)}")
+        await asyncio.to_thread(self.store._thd_set_rung, slug, rung, caller.name, format_time(self.clock()))
+
+
+def _require_role(caller: Account, role: str, shown: OrderView, jobs: Sequence[Job], design: Design) -> None:
+    took_part = {
+        "customer": caller.name == shown.order.customer,
+        "maker": any(j.node == caller.name for j in jobs),
+        "designer": caller.name in design.maintainers,
+    }[role]
+    if not took_part:
+        raise PermissionDenied(f"{caller.name} took no part in order {shown.order.id} as {role}: "
+                               "only its customer, the node that made it and the design's maintainers rate it")
+
+
+def _attribution_dict(a: Attribution) -> dict[str, object]:
+    return {"design": a.design, "revision_id": a.revision_id, "title": a.title, "license": a.license,
+            "licensor": a.licensor, "contributors": list(a.contributors), "notice": a.notice}
+
+
+def _require_party(caller: Account, shown: OrderView) -> None:
+    if caller.role is Role.ADMIN or caller.name == shown.order.customer:
+        return
+    if any(j.node == caller.name for j in shown.jobs):
+        return
+    raise PermissionDenied(f"order {shown.order.id} belongs to {shown.order.customer}; {caller.name} takes no part in it")
+
+
+def _fingerprint(view: OrderView) -> tuple[object, ...]:
+    return (view.order.state, view.progress_percent, view.layer, tuple((j.state, j.node) for j in view.jobs))
+
+
+def _distance(near: geo.Point | None, p: PrinterRecord) -> float | None:
+    if near is None or p.latitude is None or p.longitude is None:
+        return None
+    return round(geo.distance_km(near, geo.Point(p.latitude, p.longitude)), 1)
+
+
+def _attributions(design: Design, revision: Revision, notices: Sequence[str]) -> tuple[Attribution, ...]:
+    manifest = parse_manifest(revision.manifest_toml)
+    contributors = tuple(dict.fromkeys((revision.author, *manifest.contributors)))
+    notice = f"“{manifest.title}” by {manifest.licensor}, {manifest.license}; " + " ".join(notices)
+    own = Attribution(design.slug, revision.id, manifest.title, manifest.license, manifest.licensor, contributors,
+                      notice.strip()[:2000])
+    return (own, *design.attributions)
+
+
+def _option_json(o: quotes.QuoteOption) -> dict[str, object]:
+    return {"node": o.node, "printer": o.printer, "model": o.printer_model, "currency": o.price.currency,
+            "material": o.price.material_minor, "machine": o.price.machine_minor, "fees": o.price.fees_minor,
+            "contribution": o.price.contribution_minor,
+            "seconds": o.estimated_seconds, "grams": o.filament_g, "km": o.distance_km, "rep": o.reputation,
+            "ratings": o.ratings, "start": o.earliest_start, "tf": o.correction.time_factor,
+            "ff": o.correction.filament_factor, "prints": o.correction.prints, "note": o.correction.note}
+
+
+def _option_from_json(d: Mapping[str, object]) -> quotes.QuoteOption:
+    price = quotes.Price(str(d["currency"]), int(d["material"]), int(d["machine"]), int(d["fees"]),  # type: ignore[call-overload]
+                         int(d["contribution"]))  # type: ignore[call-overload]
+    fix = quotes.Correction(float(d["tf"]), float(d["ff"]), int(d["prints"]), str(d["note"]))  # type: ignore[arg-type,call-overload]
+    km = d["km"]
+    return quotes.QuoteOption(str(d["node"]), str(d["printer"]), str(d["model"]), price, int(d["seconds"]),  # type: ignore[call-overload]
+                              float(d["grams"]), None if km is None else float(km), float(d["rep"]),  # type: ignore[arg-type]
+                              int(d["ratings"]), str(d["start"]), fix)  # type: ignore[call-overload]
+
+
+def _encode_token(order_id: str) -> str:
+    return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token is not one this hub handed out") from exc
+    if len(value) > 32 or not value.isalnum():
+        raise InvalidArgument("page_token is not one this hub handed out")
+    return value

@@ -1,0 +1,207 @@
+"""The mesh and the real slice behind a quote: OpenSCAD with the customer's parameters, PrusaSlicer, the cache.
+
+The hub calls slicer_bridge (DESIGN.md: "the hub may call slicer_bridge"). A
+revision's blobs have no file names, so each render or slice works in a
+directory of symlinks named as in the revision. Rendered meshes are kept per
+(revision, parameters) and slices go through the slice cache keyed by (mesh
+hash, profile hash, slicer version), so a repeated quote costs two lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hub.domain import Revision
+from hub.errors import FailedPrecondition, InvalidArgument, StorageError
+from hub.manifest import Manifest
+from hub.quotes import Estimate
+
+if TYPE_CHECKING:
+    from slicer_bridge.openscad import Value
+
+__all__ = ["MeshPlan", "SliceEstimator", "check_parameters"]
+
+MESH_SUFFIXES = (".stl", ".3mf", ".obj")
+RENDER_TIMEOUT_S = 120.0
+SLICE_CACHE_BYTES = 512 << 20
+DEFAULT_PROFILE = "generic_200"
+
+
+@dataclass(frozen=True, slots=True)
+class MeshPlan:
+    """What to slice for one object: a mesh file, its size, and whether it differs from the published design."""
+
+    path: Path
+    extents_mm: tuple[float, float, float] | None
+    modified: bool
+    rendered: bool
+
+
+def _coerce(value: str) -> object:
+    """Customer values arrive as text; give the validator the JSON-like value they spell."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def check_parameters(manifest: Manifest, scad_source: str | None, parameters: Mapping[str, str]) -> dict[str, str]:
+    """Validate a customer's parameters against the design's OpenSCAD customizer schema.
+
+    Returns:
+        The parameters that differ from the published defaults (empty = an unmodified object).
+
+    Raises:
+        InvalidArgument: the design has no parameters, or a value is unknown, of the wrong type or out
+            of range (the message names the parameter and what is allowed).
+    """
+    if not parameters:
+        return {}
+    if scad_source is None or manifest.openscad is None:
+        raise InvalidArgument(f"{manifest.name} has no OpenSCAD parameters: order it without --param")
+    from slicer_bridge.base import ParameterError
+    from slicer_bridge.openscad import format_value, parse_parameters, validate
+
+    try:
+        checked = validate(parse_parameters(scad_source), {k: _coerce(v) for k, v in parameters.items()})
+    except ParameterError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    defaults = dict(manifest.openscad.parameters)
+    changed = {}
+    for name, value in checked.items():
+        default = defaults.get(name)
+        if default is None or format_value(_as_value(value)) != format_value(_as_value(default)):
+            changed[name] = format_value(value)
+    return changed
+
+
+def _as_value(value: object) -> Value:
+    if isinstance(value, list):
+        return tuple(float(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, float | bool | str):
+        return value
+    return str(value)
+
+
+class SliceEstimator:
+    """Render and slice on the hub for quotes; everything it writes lives under one work directory."""
+
+    def __init__(self, blob_path: Callable[[str], Path], work_dir: Path) -> None:
+        self.blob_path = blob_path
+        self.work_dir = Path(work_dir)
+        self._cache: object | None = None
+        self._slicer: object | None = None
+
+    def _link_tree(self, revision: Revision, into: Path) -> None:
+        for entry in revision.files:
+            target = into / entry.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                os.symlink(self.blob_path(entry.sha256), target)
+
+    async def plan(self, revision: Revision, manifest: Manifest, changed: Mapping[str, str],
+                   reports: Mapping[str, Mapping[str, object]]) -> MeshPlan:
+        """The mesh of one object: the published mesh, or an OpenSCAD render with changed parameters.
+
+        Raises:
+            FailedPrecondition: the revision has no mesh to print, or its printability check found errors.
+            InvalidArgument: OpenSCAD refused the parameters.
+        """
+        if changed and manifest.openscad is not None:
+            return await self._render(revision, manifest.openscad.source, changed)
+        meshes = [f for part in manifest.parts for f in part.files if f.lower().endswith(MESH_SUFFIXES)]
+        if not meshes:
+            raise FailedPrecondition(f"{revision.design} has no printable mesh (STL, 3MF or OBJ) in this revision")
+        name = meshes[0]
+        report = reports.get(name)
+        if report is not None and report.get("ok") is False:
+            errors = [str(f.get("message", f.get("code"))) for f in report.get("findings", [])  # type: ignore[attr-defined]
+                      if f.get("severity") in ("error", "SEVERITY_ERROR")]
+            raise FailedPrecondition(f"printability check of {name} found errors: {'; '.join(errors) or 'see the report'}")
+        folder = self.work_dir / "revisions" / revision.id
+        await asyncio.to_thread(self._link_tree, revision, folder)
+        extents = report.get("extents_mm") if report is not None else None
+        return MeshPlan(folder / name, _extents(extents), False, False)
+
+    async def _render(self, revision: Revision, source: str, changed: Mapping[str, str]) -> MeshPlan:
+        from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
+        from slicer_bridge.openscad import render_scad
+
+        key = hashlib.sha256(json.dumps([revision.id, sorted(changed.items())]).encode()).hexdigest()[:32]
+        out = self.work_dir / "renders" / key / (Path(source).stem + ".stl")
+        if not out.is_file():
+            folder = Path(tempfile.mkdtemp(prefix="render-", dir=self._mkdir(self.work_dir / "tmp")))
+            try:
+                await asyncio.to_thread(self._link_tree, revision, folder)
+                values = {k: _coerce(v) for k, v in changed.items()}
+                staged = await render_scad(folder / source, values, RENDER_TIMEOUT_S, folder / "out.stl")
+                self._mkdir(out.parent)
+                os.replace(staged, out)
+            except ParameterError as exc:
+                raise InvalidArgument(str(exc)) from exc
+            except (RenderError, ToolNotFound) as exc:
+                raise FailedPrecondition(f"the design cannot be rendered with these parameters: {exc}") from exc
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+        return MeshPlan(out, await asyncio.to_thread(_mesh_extents, out), True, True)
+
+    @staticmethod
+    def _mkdir(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def estimate(self, mesh: MeshPlan, profile: str) -> tuple[Estimate, bool, dict[str, str]]:
+        """Slice one object with a printer profile: (estimate, came from the cache, settings).
+
+        Raises:
+            FailedPrecondition: the profile is unknown or the slicer failed on this mesh.
+            StorageError: the slicer is not installed or the cache is unusable.
+        """
+        from slicer_bridge.base import SliceRequest, SlicerError, ToolNotFound
+        from slicer_bridge.cache import CacheError, SliceCache, slice_cached
+        from slicer_bridge.profiles import PROFILE_DIR
+        from slicer_bridge.prusaslicer import PrusaSlicer
+
+        ini = PROFILE_DIR / f"{profile or DEFAULT_PROFILE}.ini"
+        if not ini.is_file():
+            raise FailedPrecondition(f"printer profile {profile!r} is unknown to the hub's slicer")
+        if self._cache is None:
+            self._cache = await asyncio.to_thread(SliceCache, self._mkdir(self.work_dir / "slices"), SLICE_CACHE_BYTES)
+            self._slicer = PrusaSlicer()
+        try:
+            result = await slice_cached(self._cache, self._slicer, SliceRequest(mesh.path, ini))  # type: ignore[arg-type]
+        except ToolNotFound as exc:
+            raise StorageError(f"the hub cannot slice: {exc}") from exc
+        except CacheError as exc:
+            raise StorageError(f"the hub's slice cache is unusable: {exc}") from exc
+        except SlicerError as exc:
+            raise FailedPrecondition(f"slicing failed for profile {profile}: {exc}") from exc
+        meta = result.metadata
+        settings = {"layer_height_mm": f"{meta.layer_height_mm:g}", "profile": profile or DEFAULT_PROFILE,
+                    "slicer": f"{meta.slicer_name} {meta.slicer_version}".strip()}
+        return Estimate(meta.estimated_seconds, meta.filament_g), result.cached, settings
+
+
+def _extents(value: object) -> tuple[float, float, float] | None:
+    if isinstance(value, list | tuple) and len(value) == 3:
+        return (float(value[0]), float(value[1]), float(value[2]))
+    return None
+
+
+def _mesh_extents(path: Path) -> tuple[float, float, float]:
+    from slicer_bridge.mesh_io import load_mesh
+
+    mesh = load_mesh(path)
+    size = mesh.vertices.max(axis=0) - mesh.vertices.min(axis=0)
+    return (float(size[0]), float(size[1]), float(size[2]))

@@ -1,0 +1,75 @@
+"""The hub's own Ed25519 key: made once in the data directory, readable only by its owner.
+
+The hub signs key registrations with it; verifiers pin its public half
+(``spime-hub key show``). Hub replicas sharing one database must share this
+file too, or bundles exported through them carry different hub keys.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from hub.errors import StorageError
+from hub.provenance import generate_private_key
+
+__all__ = ["HUB_KEY_NAME", "load_or_create_hub_key"]
+
+HUB_KEY_NAME = "hub_ed25519.key"
+
+
+def load_or_create_hub_key(data_dir: Path) -> bytes:
+    """The hub's raw 32-byte private key, made (mode 0600) on first use.
+
+    Raises:
+        StorageError: the file is unreadable, malformed, or readable by others.
+    """
+    path = Path(data_dir) / HUB_KEY_NAME
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    try:
+        _create(path)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    except OSError as exc:
+        raise StorageError(f"cannot create the hub key {path}: {exc}") from exc
+    try:
+        return _read(path)
+    except FileNotFoundError as exc:
+        raise StorageError(f"the hub key {path} vanished while the hub started") from exc
+
+
+def _create(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(generate_private_key().hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # fails with FileExistsError instead of replacing a key already in use
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"cannot read the hub key {path}: {exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StorageError(f"the hub key {path} is readable by others: chmod 600 it")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise StorageError(f"the hub key {path} is not hex") from exc
+    if len(key) != 32:
+        raise StorageError(f"the hub key {path} holds {len(key)} bytes, not 32")
+    return key

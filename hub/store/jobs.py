@@ -1,0 +1,300 @@
+"""Jobs with fenced leases, every reported event, and the fabrications they produce.
+
+Every change of a job runs in one write transaction: the row is locked (FOR UPDATE on
+PostgreSQL; BEGIN IMMEDIATE serialises writers on SQLite), a pure `decide` function
+of the service chooses the change, and the UPDATE is a compare-and-set on
+(id, state, lease_epoch), together with the outbox commands, the event row and the
+fabrication the change brings. Queued jobs are claimed with FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from hub.errors import AlreadyClaimed, NotFound
+from hub.jobs import HELD, Change, Job, JobSpec, JobState
+from hub.scheduler import PrinterRecord
+from hub.store import schema
+from hub.store.engine import connect, write
+from hub.store.nodes import enqueue, printers_in
+
+__all__ = ["EventRecord", "JobStore", "Outcome"]
+
+j, ev, fab = schema.jobs, schema.job_events, schema.fabrications
+MAX_LIST = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A JobEvent as received: recorded once per (node, agent_seq), applied or not."""
+
+    node: str
+    agent_seq: int
+    job_id: str
+    lease_epoch: int
+    kind: str
+    at: str
+    data: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a change did: the job after it (None if unknown), whether it moved, duplicates."""
+
+    job: Job | None
+    before: Job | None
+    changed: bool
+    duplicate: bool = False
+    applied: bool = True
+    note: str = ""
+
+
+Decide = Callable[[Job | None], Change]
+Pick = Callable[[Job, list[PrinterRecord], frozenset[tuple[str, str]], tuple[float, float, float] | None],
+                PrinterRecord | None]
+
+
+def _job(row: sa.Row) -> Job:  # type: ignore[type-arg]
+    return Job(
+        id=row.id, design=row.design, revision_id=row.revision_id, material=row.material,
+        parameters=json.loads(row.parameters), order_id=row.order_id, state=JobState(row.state), node=row.node,
+        printer=row.printer, lease_epoch=int(row.lease_epoch), progress_percent=row.progress, layer=row.layer,
+        estimated_seconds=row.estimated_seconds, created_at=row.created_at, updated_at=row.updated_at,
+        failure_reason=row.failure_reason, paid=row.paid, payout_currency=row.payout_currency,
+        payout_minor=int(row.payout_minor), offer_id=row.offer_id, offer_expires_at=row.offer_expires_at,
+        started_at=row.started_at, cancel_requested=row.cancel_requested, want_node=row.want_node,
+        want_printer=row.want_printer, tried_nodes=tuple(json.loads(row.tried_nodes)),
+        production=json.loads(row.production), lost_at=row.lost_at,
+    )
+
+
+def _incarnation_id() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode().lower()[:12]
+
+
+class JobStore:
+    """One connector for jobs, job events and fabrications."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- reads -------------------------------------------------------------------
+
+    def _thd_get(self, job_id: str) -> Job:
+        """Raises: NotFound: no such job."""
+        with connect(self.engine) as conn:
+            row = conn.execute(sa.select(j).where(j.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
+        return _job(row)
+
+    def _thd_list(self, states: Sequence[JobState] = (), node: str | None = None, order_id: str | None = None,
+                  limit: int = MAX_LIST) -> list[Job]:
+        query = sa.select(j).order_by(j.c.created_at, j.c.id).limit(limit)
+        if states:
+            query = query.where(j.c.state.in_([s.value for s in states]))
+        if node is not None:
+            query = query.where(j.c.node == node)
+        if order_id is not None:
+            query = query.where(j.c.order_id == order_id)
+        with connect(self.engine) as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def _thd_events(self, job_id: str) -> list[tuple[EventRecord, bool, str]]:
+        """Every event recorded for a job (applied or not), in arrival order."""
+        query = sa.select(ev).where(ev.c.job_id == job_id).order_by(ev.c.received_at, ev.c.agent_seq)
+        with connect(self.engine) as conn:
+            return [(EventRecord(r.node, int(r.agent_seq), r.job_id, int(r.lease_epoch), r.kind, r.at,
+                                 json.loads(r.data)), r.applied, r.note) for r in conn.execute(query)]
+
+    def _thd_fabrications_of(self, job_id: str) -> list[dict[str, object]]:
+        with connect(self.engine) as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.select(fab).where(fab.c.job_id == job_id))]
+
+    def _thd_may_fetch(self, node: str, sha256: str) -> bool:
+        """Whether a blob belongs to a revision of a job the node holds."""
+        rf = schema.revision_files
+        query = (
+            sa.select(sa.func.count()).select_from(rf.join(j, j.c.revision_id == rf.c.revision_id))
+            .where(rf.c.sha256 == sha256, j.c.node == node, j.c.state.in_([s.value for s in HELD]))
+        )
+        with connect(self.engine) as conn:
+            return bool(conn.scalar(query))
+
+    def _thd_queued_ids(self, limit: int = MAX_LIST) -> list[str]:
+        query = sa.select(j.c.id).where(j.c.state == JobState.QUEUED.value).order_by(j.c.created_at).limit(limit)
+        with connect(self.engine) as conn:
+            return list(conn.execute(query).scalars())
+
+    def _thd_due(self, state: JobState, column: str, before: str) -> list[Job]:
+        """Jobs in a state whose time column is set and earlier than `before`."""
+        col = j.c[column]
+        with connect(self.engine) as conn:
+            rows = conn.execute(sa.select(j).where(j.c.state == state.value, col != "", col < before))
+            return [_job(row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------
+
+    def _thd_create(self, job_id: str, spec: JobSpec, created_by: str, now: str) -> Job:
+        """Insert a queued job for an existing design revision.
+
+        Raises:
+            NotFound: no such design or revision.
+        """
+        r = schema.revisions
+        with write(self.engine) as conn:
+            found = conn.scalar(sa.select(sa.func.count()).where(r.c.id == spec.revision_id, r.c.design == spec.design))
+            if not found:
+                raise NotFound(f"design {spec.design!r} has no revision {spec.revision_id[:16]!r}")
+            conn.execute(sa.insert(j).values(
+                id=job_id, order_id=spec.order_id, design=spec.design, revision_id=spec.revision_id,
+                material=spec.material, parameters=json.dumps(dict(spec.parameters), sort_keys=True),
+                state=JobState.QUEUED.value, want_node=spec.node, want_printer=spec.printer, paid=spec.paid,
+                payout_currency=spec.payout_currency, payout_minor=spec.payout_minor, created_by=created_by,
+                created_at=now, updated_at=now,
+            ))
+            return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
+
+    def _thd_change(self, job_id: str, decide: Decide, now: str, event: EventRecord | None = None) -> Outcome:
+        """Lock a job, let `decide` choose the change, apply it as a CAS with its side effects.
+
+        With an event, the event is recorded in the same transaction; a (node, agent_seq)
+        already recorded changes nothing and comes back as a duplicate.
+
+        Raises:
+            NotFound: no such job (without an event).
+            AlreadyClaimed: the job changed under us (a concurrent writer won the CAS).
+            HubError: whatever `decide` raises; then nothing changes.
+        """
+        with write(self.engine) as conn:
+            if event is not None and self._seen(conn, event):
+                return Outcome(None, None, False, duplicate=True)
+            row = conn.execute(sa.select(j).where(j.c.id == job_id).with_for_update()).first()
+            if row is None and event is None:
+                raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
+            before = None if row is None else _job(row)
+            change = decide(before)
+            after = before if before is None else self._apply(conn, before, change, now)
+            if event is not None:
+                self._record(conn, event, change, now)
+            return Outcome(after, before, after is not before, applied=change.applied, note=change.note)
+
+    def _thd_dispatch(self, job_id: str, pick: Pick, change_for: Callable[[Job, PrinterRecord], Change],
+                      now: str) -> Job | None:
+        """Claim a queued job (SKIP LOCKED) and offer it to the printer `pick` chooses.
+
+        Returns the offered job, or None when the job is not queued (any more) or no printer fits.
+        """
+        with write(self.engine) as conn:
+            row = conn.execute(
+                sa.select(j).where(j.c.id == job_id, j.c.state == JobState.QUEUED.value)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            job = _job(row)
+            chosen = pick(job, printers_in(conn), self._busy(conn), self._extents(conn, job.revision_id))
+            if chosen is None:
+                return None
+            return self._apply(conn, job, change_for(job, chosen), now)
+
+    # -- helpers -----------------------------------------------------------------
+
+    @staticmethod
+    def _seen(conn: sa.Connection, event: EventRecord) -> bool:
+        return bool(conn.scalar(sa.select(sa.func.count()).where(ev.c.node == event.node,
+                                                                  ev.c.agent_seq == event.agent_seq)))
+
+    def _apply(self, conn: sa.Connection, job: Job, change: Change, now: str) -> Job:
+        if change.target is None and not change.values and not change.production and not change.bump_epoch:
+            self._side_effects(conn, job, change, now)
+            return job
+        values: dict[str, object] = {"updated_at": now, **change.values}
+        if "tried_nodes" in values:
+            values["tried_nodes"] = json.dumps(list(values["tried_nodes"]))  # type: ignore[call-overload]
+        if change.target is not None:
+            values["state"] = change.target.value
+        if change.bump_epoch:
+            values["lease_epoch"] = j.c.lease_epoch + 1
+        if change.production:
+            values["production"] = json.dumps({**job.production, **change.production}, sort_keys=True)
+        done = conn.execute(
+            sa.update(j).where(j.c.id == job.id, j.c.state == job.state.value, j.c.lease_epoch == job.lease_epoch)
+            .values(**values)
+        ).rowcount
+        if done != 1:
+            raise AlreadyClaimed(f"job {job.id} changed while we worked on it; try again")
+        after = _job(conn.execute(sa.select(j).where(j.c.id == job.id)).one())
+        self._side_effects(conn, after, change, now)
+        return after
+
+    def _side_effects(self, conn: sa.Connection, job: Job, change: Change, now: str) -> None:
+        for command in change.commands:
+            enqueue(conn, command, now)
+        if change.fabrication is not None and job.node and job.printer:
+            self._fabricate(conn, job, change.fabrication, now)
+
+    @staticmethod
+    def _record(conn: sa.Connection, event: EventRecord, change: Change, now: str) -> None:
+        conn.execute(sa.insert(ev).values(
+            node=event.node, agent_seq=event.agent_seq, job_id=event.job_id, lease_epoch=event.lease_epoch,
+            kind=event.kind, at=event.at, data=json.dumps(dict(event.data), sort_keys=True), applied=change.applied, note=change.note, received_at=now,
+        ))
+        n = schema.nodes
+        conn.execute(sa.update(n).where(n.c.name == event.node, n.c.last_agent_seq < event.agent_seq)
+                     .values(last_agent_seq=event.agent_seq))
+
+    @staticmethod
+    def _busy(conn: sa.Connection) -> frozenset[tuple[str, str]]:
+        rows = conn.execute(sa.select(j.c.node, j.c.printer).where(
+            j.c.state.in_([s.value for s in HELD]), j.c.node.is_not(None), j.c.printer.is_not(None)))
+        return frozenset((r.node, r.printer) for r in rows)
+
+    @staticmethod
+    def _extents(conn: sa.Connection, revision_id: str) -> tuple[float, float, float] | None:
+        """The largest extents of the revision's checked meshes (None: nothing checked)."""
+        rows = conn.execute(sa.select(schema.printability_reports.c.report)
+                            .where(schema.printability_reports.c.revision_id == revision_id))
+        sizes = []
+        for (text,) in rows:
+            extents = json.loads(text).get("extents_mm")
+            if isinstance(extents, list) and len(extents) == 3:
+                sizes.append(tuple(sorted(float(e) for e in extents)))
+        if not sizes:
+            return None
+        return (max(s[0] for s in sizes), max(s[1] for s in sizes), max(s[2] for s in sizes))
+
+    @staticmethod
+    def _fabricate(conn: sa.Connection, job: Job, outcome: str, now: str) -> None:
+        exists = conn.scalar(sa.select(sa.func.count()).where(fab.c.job_id == job.id,
+                                                               fab.c.lease_epoch == job.lease_epoch))
+        if exists:
+            return
+        pr = schema.printers
+        model = conn.scalar(sa.select(pr.c.model).where(pr.c.node == job.node, pr.c.printer == job.printer)) or ""
+        p = job.production
+
+        def num(key: str) -> float:
+            value = p.get(key, 0)
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        settings = {k: str(p[k]) for k in ("layer_height_mm",) if k in p}
+        conn.execute(sa.insert(fab).values(
+            incarnation_id=_incarnation_id(), job_id=job.id, lease_epoch=job.lease_epoch, order_id=job.order_id,
+            design=job.design, revision_id=job.revision_id, parameters=json.dumps(dict(job.parameters)),
+            node=job.node, printer=job.printer, printer_model=model, material=job.material,
+            slicer=str(p.get("slicer", "")), slicer_version=str(p.get("slicer_version", "")),
+            slicer_profile=str(p.get("slicer_profile", "")), settings=json.dumps(settings),
+            estimated_seconds=int(num("estimated_seconds")), actual_seconds=int(num("actual_seconds")),
+            estimated_filament_mm=num("estimated_filament_mm"), estimated_filament_g=num("estimated_filament_g"),
+            actual_filament_mm=num("actual_filament_mm"), actual_filament_g=num("actual_filament_g"),
+            outcome=outcome, failure_reason=job.failure_reason, operator_notes=str(p.get("operator_notes", "")),
+            resends=int(num("resends")), findings=json.dumps(p.get("findings", [])), started_at=job.started_at,
+            finished_at=now,
+        ))

@@ -1,0 +1,227 @@
+"""Nodes, their printers, enrollment tokens (stored hashed) and the hub -> agent command outbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from hub.errors import AlreadyExists, NotFound, Unauthenticated
+from hub.jobs import Command
+from hub.scheduler import PrinterRecord
+from hub.store import schema
+from hub.store.accounts import token_digest
+from hub.store.engine import connect, write
+
+__all__ = ["NodeInfo", "NodeStore", "enqueue", "printers_in"]
+
+n, pr, cmd, en = schema.nodes, schema.printers, schema.node_commands, schema.enrollment_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    session_epoch: int
+    online: bool
+    last_agent_seq: int
+    hub_seq: int
+    hub_seq_acked: int
+    location: str
+    latitude: float | None
+    longitude: float | None
+    last_seen: str
+    disconnected_at: str
+
+
+def _node(row: sa.Row) -> NodeInfo:  # type: ignore[type-arg]
+    return NodeInfo(row.name, row.session_epoch, row.online, row.last_agent_seq, row.hub_seq, row.hub_seq_acked,
+                    row.location, row.latitude, row.longitude, row.last_seen, row.disconnected_at)
+
+
+def _printer(row: sa.Row) -> PrinterRecord:  # type: ignore[type-arg]
+    return PrinterRecord(
+        node=row.node, printer=row.printer, model=row.model,
+        build_volume_mm=(row.build_x_mm, row.build_y_mm, row.build_z_mm), nozzle_mm=row.nozzle_mm,
+        materials=tuple(json.loads(row.materials)), phase=row.phase, bed_clear=row.bed_clear,
+        accepting=row.accepting, online=row.online, rate_per_hour=(row.hour_currency, row.hour_minor),
+        rate_per_gram=(row.gram_currency, row.gram_minor), slicer_profile=row.slicer_profile,
+        latitude=row.latitude, longitude=row.longitude, last_seen=row.last_seen,
+    )
+
+
+def _printer_values(p: PrinterRecord, now: str) -> dict[str, object]:
+    x, y, z = p.build_volume_mm
+    return {
+        "model": p.model, "build_x_mm": x, "build_y_mm": y, "build_z_mm": z, "nozzle_mm": p.nozzle_mm,
+        "materials": json.dumps(list(p.materials)), "phase": p.phase, "bed_clear": p.bed_clear,
+        "accepting": p.accepting, "hour_currency": p.rate_per_hour[0], "hour_minor": p.rate_per_hour[1],
+        "gram_currency": p.rate_per_gram[0], "gram_minor": p.rate_per_gram[1],
+        "slicer_profile": p.slicer_profile, "updated_at": now,
+    }
+
+
+def printers_in(conn: sa.Connection, node: str | None = None) -> list[PrinterRecord]:
+    """Every known printer (of one node) with its node's liveness, inside a transaction."""
+    query = (
+        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen)
+        .join(n, n.c.name == pr.c.node).order_by(pr.c.node, pr.c.printer)
+    )
+    if node is not None:
+        query = query.where(pr.c.node == node)
+    return [_printer(row) for row in conn.execute(query)]
+
+
+def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
+    """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq."""
+    seq = conn.execute(
+        sa.update(n).where(n.c.name == command.node).values(hub_seq=n.c.hub_seq + 1).returning(n.c.hub_seq)
+    ).scalar_one()
+    conn.execute(sa.insert(cmd).values(node=command.node, hub_seq=seq, kind=command.kind, job_id=command.job_id,
+                                       body=json.dumps(dict(command.body)), created_at=now))
+    return int(seq)
+
+
+class NodeStore:
+    """One connector for the nodes aggregate."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def _thd_add_node(self, name: str, enrollment_token: str, now: str, expires_at: str) -> None:
+        """Create the node's account (role node), its node row and a one-time enrollment token.
+
+        Raises:
+            AlreadyExists: the name is taken.
+        """
+        with write(self.engine) as conn:
+            if conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)):
+                raise AlreadyExists(f"account {name!r} already exists; pick another node name")
+            conn.execute(sa.insert(schema.accounts).values(name=name, role="node", created_at=now))
+            conn.execute(sa.insert(n).values(name=name, created_at=now))
+            conn.execute(sa.insert(en).values(token_sha256=token_digest(enrollment_token), node=name,
+                                              created_at=now, expires_at=expires_at))
+
+    def _thd_enroll(self, enrollment_token: str, bearer: str, now: str) -> str:
+        """Consume an enrollment token once and give its node a bearer token; returns the node.
+
+        Raises:
+            Unauthenticated: the token is unknown, used or expired.
+        """
+        digest = token_digest(enrollment_token)
+        with write(self.engine) as conn:
+            row = conn.execute(sa.select(en).where(en.c.token_sha256 == digest)).first()
+            if row is None or row.used_at or row.expires_at <= now:
+                raise Unauthenticated("unknown, used or expired enrollment token: ask the hub's admin for a new one "
+                                      "(`spime-hub node add NAME`)")
+            done = conn.execute(sa.update(en).where(en.c.token_sha256 == digest, en.c.used_at == "")
+                                .values(used_at=now)).rowcount
+            if done != 1:
+                raise Unauthenticated("this enrollment token was just used by another call")
+            conn.execute(sa.insert(schema.tokens).values(token_sha256=token_digest(bearer), account=row.node,
+                                                         created_at=now))
+            return str(row.node)
+
+    def _thd_node(self, name: str) -> NodeInfo:
+        """Raises: NotFound: no such node."""
+        with connect(self.engine) as conn:
+            row = conn.execute(sa.select(n).where(n.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no node named {name!r}: create it with `spime-hub node add {name}`")
+        return _node(row)
+
+    def _thd_hello(self, name: str, place: tuple[str, float | None, float | None], version: str,
+                   applied_hub_seq: int, printers: Sequence[PrinterRecord], now: str) -> NodeInfo:
+        """Open a session: bump session_epoch, mark online, replace printers, trim acked commands.
+
+        Raises:
+            NotFound: no such node.
+        """
+        location, lat, lon = place
+        with write(self.engine) as conn:
+            row = conn.execute(
+                sa.update(n).where(n.c.name == name).values(
+                    session_epoch=n.c.session_epoch + 1, online=True, location=location, latitude=lat,
+                    longitude=lon, agent_version=version, last_seen=now,
+                    hub_seq_acked=sa.func.greatest(n.c.hub_seq_acked, applied_hub_seq)
+                    if conn.dialect.name == "postgresql" else sa.func.max(n.c.hub_seq_acked, applied_hub_seq),
+                ).returning(*n.c)
+            ).first()
+            if row is None:
+                raise NotFound(f"no node named {name!r}")
+            conn.execute(sa.delete(cmd).where(cmd.c.node == name, cmd.c.hub_seq <= row.hub_seq_acked))
+            conn.execute(sa.delete(pr).where(pr.c.node == name))
+            for p in printers:
+                conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **_printer_values(p, now)))
+            return _node(row)
+
+    def _thd_disconnect(self, name: str, session_epoch: int, now: str) -> bool:
+        """Mark a node offline if `session_epoch` is still its current session; returns whether it was."""
+        with write(self.engine) as conn:
+            return bool(conn.execute(
+                sa.update(n).where(n.c.name == name, n.c.session_epoch == session_epoch)
+                .values(online=False, disconnected_at=now, last_seen=now)
+            ).rowcount)
+
+    def _thd_mark_offline(self, names: Sequence[str], now: str) -> None:
+        """Nodes whose heartbeats stopped (SUSPECT) count as disconnected from now."""
+        if names:
+            with write(self.engine) as conn:
+                conn.execute(sa.update(n).where(n.c.name.in_(names), n.c.online.is_(True))
+                             .values(online=False, disconnected_at=now))
+
+    def _thd_reset_online(self, now: str) -> None:
+        """At hub start nobody is connected yet (one hub process per database): every node is offline
+        until its agent says Hello again."""
+        with write(self.engine) as conn:
+            conn.execute(sa.update(n).where(n.c.online.is_(True)).values(online=False, disconnected_at=now))
+
+    def _thd_outbox_heads(self) -> dict[str, int]:
+        """The last hub_seq of every online node (commands written by other processes show up here)."""
+        with connect(self.engine) as conn:
+            return {r.name: int(r.hub_seq) for r in conn.execute(sa.select(n.c.name, n.c.hub_seq)
+                                                                  .where(n.c.online.is_(True)))}
+
+    def _thd_seen(self, name: str, now: str) -> None:
+        with write(self.engine) as conn:
+            conn.execute(sa.update(n).where(n.c.name == name).values(last_seen=now))
+
+    def _thd_set_printers(self, name: str, printers: Sequence[PrinterRecord], now: str) -> None:
+        """Upsert printers of a node as reported by a heartbeat or PrinterChanged."""
+        with write(self.engine) as conn:
+            for p in printers:
+                values = _printer_values(p, now)
+                done = conn.execute(sa.update(pr).where(pr.c.node == name, pr.c.printer == p.printer)
+                                    .values(**values)).rowcount
+                if not done:
+                    conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **values))
+
+    def _thd_printers(self) -> list[PrinterRecord]:
+        """Every printer known to the hub, with its node's liveness and location."""
+        with connect(self.engine) as conn:
+            return printers_in(conn)
+
+    def _thd_ack(self, name: str, hub_seq: int) -> None:
+        """The agent applied every command up to hub_seq: drop them from the outbox."""
+        with write(self.engine) as conn:
+            conn.execute(sa.delete(cmd).where(cmd.c.node == name, cmd.c.hub_seq <= hub_seq))
+            conn.execute(sa.update(n).where(n.c.name == name, n.c.hub_seq_acked < hub_seq)
+                         .values(hub_seq_acked=hub_seq))
+
+    def _thd_pending(self, name: str, after: int) -> list[Command]:
+        """Commands of a node's outbox with hub_seq > after, oldest first."""
+        query = sa.select(cmd).where(cmd.c.node == name, cmd.c.hub_seq > after).order_by(cmd.c.hub_seq)
+        with connect(self.engine) as conn:
+            return [Command(row.kind, row.job_id, row.node, _body(row.body), int(row.hub_seq))
+                    for row in conn.execute(query)]
+
+    def _thd_drop_commands(self, name: str, job_id: str, kinds: Sequence[str]) -> None:
+        """Forget undelivered commands that no longer mean anything (an expired offer)."""
+        with write(self.engine) as conn:
+            conn.execute(sa.delete(cmd).where(cmd.c.node == name, cmd.c.job_id == job_id, cmd.c.kind.in_(kinds)))
+
+
+def _body(text: str) -> Mapping[str, object]:
+    body = json.loads(text)
+    return body if isinstance(body, dict) else {}

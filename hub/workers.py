@@ -1,0 +1,311 @@
+"""Where the hub's expensive work runs, so no caller can starve the others.
+
+* :class:`CheckPool`: the push-time printability check runs in a few worker
+  *processes* (at most ``size`` at once), each with a CPU-time and an address
+  space limit set in the child (``setrlimit``), and a wall timeout after which
+  the child is killed, not left running. A check that is killed or over a limit
+  becomes a ``check_aborted`` finding.
+* :class:`OwnLoop`: a coroutine (the token check) runs on its own event loop
+  thread, whose blocking calls use that loop's own thread pool, never the pool
+  that pushes, searches and uploads fill.
+* :class:`CallGate`: a per-account limit on concurrent calls of an expensive RPC.
+
+The child side of the pool is this module run as ``python -m hub.workers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from hub.limits import too_busy
+
+__all__ = ["CallGate", "CheckLimits", "CheckPool", "OwnLoop", "aborted_report", "check_mesh"]
+
+T = TypeVar("T")
+MESH_CHECK = "hub.workers:check_mesh"
+
+
+def check_mesh(blob_path: str, name: str) -> dict[str, Any]:
+    """The printability check of one mesh blob, as plain data (runs in a worker process)."""
+    from slicer_bridge.printability import check_file
+
+    # The loader picks the format by extension, and blobs have none: link under the real name.
+    with tempfile.TemporaryDirectory(prefix="spime-check-") as tmp:
+        link = Path(tmp) / Path(name).name
+        os.symlink(blob_path, link)
+        return check_file(link).to_dict()
+
+
+def aborted_report(name: str, reason: str, code: str = "check_aborted") -> dict[str, Any]:
+    """A report saying the check did not finish (the push itself is not refused)."""
+    return {"path": name, "ok": False, "findings": [{
+        "code": code, "severity": "warning", "details": {},
+        "message": f"printability check stopped: {reason}; run `spime check` on the file locally",
+    }]}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLimits:
+    """Limits of one check.
+
+    Attributes:
+        size: worker processes (checks running at once).
+        cpu_s: CPU seconds one check may use before the kernel stops it (RLIMIT_CPU).
+        memory_bytes: address space of a worker process (RLIMIT_AS).
+        timeout_s: wall time of one check, waiting for a worker included; then the child is killed.
+    """
+
+    size: int = max(1, (os.cpu_count() or 2) - 1)
+    cpu_s: int = 60
+    memory_bytes: int = 2 << 30
+    timeout_s: float = 60.0
+
+
+class _Worker:
+    """One child process answering one JSON line per JSON line it is sent."""
+
+    def __init__(self, target: str, limits: CheckLimits) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hub.workers", target, str(limits.cpu_s), str(limits.memory_bytes)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )
+
+    def exchange(self, args: list[str]) -> dict[str, Any] | None:
+        """Send one job and read its answer (blocking); None when the child died."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(json.dumps(args).encode() + b"\n")
+            stdin.flush()
+            line = stdout.readline()
+        except (OSError, ValueError):
+            return None
+        answer: dict[str, Any] | None = json.loads(line) if line else None
+        return answer
+
+    def why_dead(self) -> str:
+        code = self.process.wait()
+        if code == -signal.SIGXCPU:
+            return "it used more CPU time than the hub allows for one file"
+        if code == -signal.SIGKILL:
+            return "it was killed (too slow or too large)"
+        return f"the checker exited with status {code}"
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()
+
+
+class CheckPool:
+    """Runs ``target(blob_path, name) -> dict`` in worker processes with limits.
+
+    Workers start on first use and are reused; a worker that times out, crosses
+    a limit or dies is killed and replaced by a fresh one on the next check.
+    """
+
+    def __init__(self, limits: CheckLimits = CheckLimits(), target: str = MESH_CHECK) -> None:
+        self.limits, self.target = limits, target
+        self._threads = ThreadPoolExecutor(limits.size, thread_name_prefix="check")
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None
+        self._closed = False
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (tests check none is left behind)."""
+        with self._lock:
+            return [w.process.pid for w in self._all]
+
+    async def check(self, blob_path: str, name: str) -> dict[str, Any]:
+        """The report of one file; a check that cannot finish becomes a ``check_aborted`` finding."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limits.size)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.timeout_s
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.limits.timeout_s)
+        except TimeoutError:
+            return aborted_report(name, f"the hub's {self.limits.size} check worker(s) stayed busy for "
+                                        f"{self.limits.timeout_s:.0f} s", "not_checked")
+        try:
+            return await self._run(blob_path, name, max(0.0, deadline - loop.time()))
+        finally:
+            self._slots.release()
+
+    async def _run(self, blob_path: str, name: str, timeout: float) -> dict[str, Any]:
+        worker = self._take()
+        job = asyncio.get_running_loop().run_in_executor(self._threads, worker.exchange, [blob_path, name])
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(job), timeout)
+        except TimeoutError:
+            await self._discard(worker, job)
+            return aborted_report(name, f"it took longer than {self.limits.timeout_s:.0f} s")
+        except BaseException:
+            await self._discard(worker, job)
+            raise
+        if answer is None or "aborted" in answer:
+            reason = answer["aborted"] if answer else worker.why_dead()
+            await self._discard(worker, job)
+            return aborted_report(name, reason)
+        self._give_back(worker)
+        return answer.get("report") or aborted_report(name, str(answer.get("error", "no report")), "check_failed")
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            worker = _Worker(self.target, self.limits)
+            self._all.add(worker)
+            return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if self._closed:
+                self._all.discard(worker)
+            else:
+                self._idle.append(worker)
+                return
+        worker.kill()
+
+    async def _discard(self, worker: _Worker, job: asyncio.Future[Any]) -> None:
+        with self._lock:
+            self._all.discard(worker)
+            with contextlib.suppress(ValueError):
+                self._idle.remove(worker)
+        worker.kill()
+        with contextlib.suppress(Exception):
+            await job  # the exchange thread sees EOF once the child is gone
+
+    def close(self) -> None:
+        """Kill every worker and wait for them (idempotent; safe from any thread)."""
+        with self._lock:
+            self._closed = True
+            workers, self._idle = list(self._all), []
+            self._all.clear()
+        for worker in workers:
+            worker.kill()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+
+class OwnLoop:
+    """An event loop on its own thread: coroutines run there, with their own thread pool."""
+
+    def __init__(self, name: str, threads: int = 4) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix=name))
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def wrap(self, fn: Callable[[str], Coroutine[Any, Any, T]]) -> Callable[[str], Awaitable[T]]:
+        """``fn`` made to run on this loop, awaited from the caller's loop."""
+        async def run(arg: str) -> T:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fn(arg), self._loop))
+
+        return run
+
+    def close(self) -> None:
+        """Stop the loop and its threads (idempotent)."""
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        executor = self._loop._default_executor  # type: ignore[attr-defined]
+        self._loop.close()
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+class CallGate:
+    """Counts each account's running calls of each expensive method."""
+
+    def __init__(self, maxima: Mapping[str, int]) -> None:
+        self._maxima = dict(maxima)
+        self._running: Counter[tuple[str, str]] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def enter(self, method: str, account: str) -> AsyncIterator[None]:
+        """Hold one of the account's slots of ``method`` while the body runs.
+
+        Raises:
+            ResourceExhausted: the account already runs as many as allowed.
+        """
+        key, maximum = (account, method), self._maxima.get(method)
+        if maximum is not None and self._running[key] >= maximum:
+            raise too_busy(method, account, self._running[key])
+        self._running[key] += 1
+        try:
+            yield
+        finally:
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
+
+
+# --- the child process -----------------------------------------------------------------
+
+def _limit_child(cpu_s: int, memory_bytes: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _cpu_budget(cpu_s)
+
+
+def _cpu_budget(cpu_s: int) -> None:
+    """Allow ``cpu_s`` more CPU seconds from now (SIGXCPU ends the process past it)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(usage.ru_utime + usage.ru_stime) + 1 + cpu_s
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+
+
+def _answer(out: IO[bytes], doc: Mapping[str, Any]) -> None:
+    out.write(json.dumps(doc, default=str).encode() + b"\n")
+    out.flush()
+
+
+def _child(target: str, cpu_s: int, memory_bytes: int) -> None:
+    module, _, name = target.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    if target == MESH_CHECK:
+        importlib.import_module("slicer_bridge.printability")  # preload once, not per check
+    _limit_child(cpu_s, memory_bytes)
+    for line in sys.stdin.buffer:
+        _cpu_budget(cpu_s)
+        try:
+            _answer(sys.stdout.buffer, {"report": fn(*json.loads(line))})
+        except MemoryError:
+            _answer(sys.stdout.buffer, {"aborted": "it needed more memory than the hub allows for one file"})
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the hub as a check_failed finding
+            _answer(sys.stdout.buffer, {"error": f"{type(exc).__name__}: {exc}"[:500]})
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -1,0 +1,152 @@
+"""``spime-node run`` and ``spime-node enroll``: wiring the agent's parts together.
+
+The composition root (``node_agent.__main__``) passes the driver factory; this module
+builds the journal, the hub connection, the worker and the control socket, installs
+the signal handlers and runs until SIGTERM/SIGINT (a second signal stops waiting
+for running prints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from node_agent.config import NodeConfig, PrinterConfig
+from node_agent.control import ControlServer, control_path
+from node_agent.drivers.base import PrinterDriver
+from node_agent.hub_client import HubConnection, HubError, enroll
+from node_agent.journal import Journal, JournalError
+from node_agent.pipeline import PipelineSettings
+from node_agent.worker import AGENT_VERSION, ControlError, Worker
+from slicer_bridge import SLICERS, CacheError, SliceCache
+
+__all__ = ["DaemonError", "enroll_node", "read_credential", "run_daemon"]
+
+SLICE_CACHE_BYTES = 2 * 1024**3
+log = logging.getLogger("spime-node")
+
+
+class DaemonError(Exception):
+    """The daemon cannot start; the message says what to do."""
+
+
+def read_credential(config: NodeConfig) -> str:
+    """The node credential: ``token`` in the config, else the enrolled credential file.
+
+    Raises:
+        DaemonError: not enrolled yet, or the file is unreadable.
+    """
+    if config.node.token:
+        return config.node.token
+    path = config.node.credential_path
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise DaemonError(f"{path}: no node credential; enroll first: spime-node enroll "
+                          f"--config {config.source} --token TOKEN (from `spime-hub node add`)"
+                          ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DaemonError(f"{path}: cannot read the node credential: {exc}") from exc
+    if not token:
+        raise DaemonError(f"{path}: the credential file is empty; enroll again")
+    return token
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def enroll_node(config: NodeConfig, enrollment_token: str) -> tuple[str, Path]:
+    """Exchange the enrollment token and store the credential 0600 in the state directory.
+
+    Returns:
+        (node name the hub knows, credential path).
+
+    Raises:
+        HubError: the hub refused or could not be reached.
+        DaemonError: the hub enrolled a different node name than the config's.
+    """
+    node, token = asyncio.run(enroll(config.node.hub, enrollment_token, AGENT_VERSION,
+                                     config.node.tls_ca))
+    path = config.node.credential_path
+    _write_private(path, token)
+    if node != config.node.name:
+        raise DaemonError(f"the token enrolled node {node!r} but the config names "
+                          f"{config.node.name!r}; set [node] name = {node!r} (credential saved "
+                          f"in {path})")
+    return node, path
+
+
+def _pipeline(config: NodeConfig) -> PipelineSettings:
+    state = config.node.state_dir
+    try:
+        cache = SliceCache(state / "slice-cache", SLICE_CACHE_BYTES)
+    except CacheError as exc:
+        raise DaemonError(str(exc)) from exc
+    return PipelineSettings(state / "jobs", cache, SLICERS["prusaslicer"])
+
+
+def run_daemon(config: NodeConfig, factory: Callable[[PrinterConfig], PrinterDriver],
+               err: TextIO = sys.stderr) -> int:
+    """Run the agent until a signal; returns the exit status.
+
+    Raises:
+        DaemonError: not enrolled, or the state directory is unusable.
+    """
+    logging.basicConfig(stream=err, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    token = read_credential(config)
+    try:
+        journal = Journal.open(config.node.state_dir / "journal.db")
+    except JournalError as exc:
+        raise DaemonError(str(exc)) from exc
+    try:
+        return asyncio.run(_serve(config, journal, token, factory))
+    finally:
+        journal.close()
+
+
+async def _serve(config: NodeConfig, journal: Journal, token: str,
+                 factory: Callable[[PrinterConfig], PrinterDriver]) -> int:
+    drivers = {p.name: factory(p) for p in config.printers}
+    hub = HubConnection(config.node.hub, token, config.node.tls_ca)
+    worker = Worker(config, journal, hub, drivers, _pipeline(config))
+    control = ControlServer(control_path(config.node.state_dir), worker, (ControlError,))
+    try:
+        await control.start()
+    except OSError as exc:
+        await hub.close()
+        raise DaemonError(str(exc)) from exc
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal() -> None:
+        signals["count"] += 1
+        worker.shutdown(leave_prints=signals["count"] > 1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    log.info("node %s: serving, control socket %s", config.node.name, control.path)
+    try:
+        await worker.run()
+    except HubError as exc:
+        log.error("%s; enroll again with `spime-node enroll`", exc)
+        return 1
+    finally:
+        await control.close()
+    log.info("node %s: stopped", config.node.name)
+    return 0

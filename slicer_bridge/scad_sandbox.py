@@ -1,0 +1,284 @@
+"""OpenSCAD renders only a design revision's own files, in a sandbox.
+
+Before anything runs, ``check_references`` reads the design's statements that pull
+in other files (``include <f>``, ``use <f>``, ``import("f")``, ``surface(file="f")``
+and the old DXF readers) in the main file and, transitively, in every file it
+includes. Each must name, as a plain string, an existing regular file inside the
+revision's folder: an absolute path, ``~``, a ``..`` that climbs out, a symlink, a
+missing file (OpenSCAD would search its library paths) or a computed name (a
+variable or ``str(...)``, which could be anything, even a customer's value) is
+refused with the file and line.
+
+``sandbox_argv`` then runs OpenSCAD on a copy of just those files in a temporary
+directory with ``OPENSCADPATH`` empty and ``HOME`` set to that directory, under
+``prlimit`` (address space, CPU seconds, output size, no core dumps) and, when the
+node runs as root, ``unshare -n`` (no network: an empty network namespace). OpenSCAD
+has no network functions; the namespace is defence in depth, and without root it is
+skipped. The caller's time limit kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from slicer_bridge.base import RenderError
+
+__all__ = [
+    "SandboxLimits",
+    "ScadReferenceError",
+    "check_references",
+    "copy_into",
+    "references",
+    "sandbox_argv",
+    "sandbox_env",
+]
+
+_MAX_FILE_BYTES = 2_000_000
+_MAX_FILES = 200
+_INCLUDE = re.compile(r"\b(include|use)\s*<([^>\n]*)>")
+_FILE_CALL = re.compile(
+    r"\b(import|surface|dxf_linear_extrude|dxf_rotate_extrude|dxf_dim|dxf_cross|"
+    r"linear_extrude|rotate_extrude)\s*\("
+)
+_POSITIONAL_FILE = frozenset({"import", "surface", "dxf_linear_extrude", "dxf_rotate_extrude",
+                              "dxf_dim", "dxf_cross"})
+_NAMED = re.compile(r"^\s*([A-Za-z_$]\w*)\s*=(?!=)(.*)$", re.DOTALL)
+_STRING_BODY = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_LITERAL = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*', re.DOTALL)
+
+
+class ScadReferenceError(RenderError):
+    """The design reaches for a file outside its revision; nothing was rendered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__((), None, "", "", reason=f"refused before rendering: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    """What one OpenSCAD run may use.
+
+    Attributes:
+        memory_bytes: Address-space limit (``RLIMIT_AS``).
+        cpu_s: CPU-time limit (``RLIMIT_CPU``); the wall-clock limit is the caller's.
+        output_bytes: Largest file it may write (``RLIMIT_FSIZE``).
+        network: Leave the network reachable (False: an empty namespace when root).
+    """
+
+    memory_bytes: int = 2 << 30
+    cpu_s: float = 300.0
+    output_bytes: int = 512 << 20
+    network: bool = False
+
+
+# ---------------------------------------------------------------- reading statements (pure)
+
+
+def _blank_comments(source: str) -> str:
+    """The source with comments replaced by spaces (newlines kept), strings untouched."""
+    out: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c == '"':
+            j = i + 1
+            while j < n and source[j] != '"':
+                j += 2 if source[j] == "\\" else 1
+            out.append(source[i:j + 1])
+            i = j + 1
+        elif source.startswith("//", i):
+            j = source.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        elif source.startswith("/*", i):
+            j = source.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(re.sub(r"[^\n]", " ", source[i:j]))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _arguments(code: str, start: int) -> list[str]:
+    """Top-level comma-separated arguments of the call whose ``(`` is at ``start - 1``."""
+    args, depth, current, i = [], 0, [], start
+    while i < len(code):
+        c = code[i]
+        if c == '"':
+            literal = _LITERAL.match(code, i)
+            end = literal.end() if literal else len(code)
+            current.append(code[i:end])
+            i = end
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append("".join(current))
+            current = []
+            i += 1
+            continue
+        current.append(c)
+        i += 1
+    args.append("".join(current))
+    return [a for a in args if a.strip()]
+
+
+def _file_argument(function: str, args: list[str]) -> str | None:
+    """The ``file`` argument's text, or None when the call names no file."""
+    for arg in args:
+        named = _NAMED.match(arg)
+        if named and named.group(1) == "file":
+            return named.group(2)
+    positional = [a for a in args if not _NAMED.match(a)]
+    if function in _POSITIONAL_FILE and positional:
+        return positional[0]
+    return None
+
+
+def _unescape(body: str) -> str:
+    return re.sub(r"\\(.)", lambda m: m.group(1), body)
+
+
+def references(source: str) -> Iterator[tuple[int, str, str | None]]:
+    """(line, statement, file name or None when not a plain string) for each file reference."""
+    code = _blank_comments(source)
+    # Statements are looked for outside strings; a file argument is read from the code.
+    masked = _STRING_BODY.sub(lambda m: '"' + "x" * (len(m.group()) - 2) + '"', code)
+    for match in _INCLUDE.finditer(masked):
+        target = code[match.start(2):match.end(2)].strip()
+        yield code.count("\n", 0, match.start()) + 1, match.group(1), target
+    for match in _FILE_CALL.finditer(masked):
+        function = match.group(1)
+        argument = _file_argument(function, _arguments(code, match.end()))
+        if argument is None:
+            continue
+        literal = _LITERAL.fullmatch(argument)
+        name = _unescape(literal.group(1)) if literal else None
+        yield code.count("\n", 0, match.start()) + 1, f"{function}()", name
+
+
+# ---------------------------------------------------------------- checking against the folder
+
+
+def _inside(root: Path, base: Path, name: str) -> Path:
+    """The file ``name`` (as written in a file in ``base``) names inside ``root``.
+
+    Raises:
+        ValueError: why it is not a regular file inside ``root``.
+    """
+    if not name:
+        raise ValueError("names no file")
+    if name.startswith(("/", "\\", "~")) or re.match(r"^[A-Za-z]:", name) or "\0" in name:
+        raise ValueError(f"{name!r} is an absolute path; only the design's own files may be used")
+    lexical = Path(os.path.normpath(base / name))
+    if not lexical.is_relative_to(root):
+        raise ValueError(f"{name!r} is outside the design's folder")
+    if lexical.resolve() != lexical:
+        raise ValueError(f"{name!r} is or passes through a symbolic link")
+    if not lexical.is_file():
+        raise ValueError(f"{name!r} is not a file of the design (OpenSCAD would search "
+                         "its library paths)")
+    return lexical
+
+
+def _read(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScadReferenceError(f"cannot read {path.name}: {exc.strerror}") from exc
+    if len(data) > _MAX_FILE_BYTES:
+        raise ScadReferenceError(f"{path.name} is larger than {_MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+def check_references(scad: Path, root: Path) -> list[Path]:
+    """Every file the design uses, all inside ``root``; the main file first.
+
+    Args:
+        scad: The main .scad file.
+        root: The design revision's folder.
+
+    Returns:
+        The files to copy into the sandbox (absolute paths inside ``root``).
+
+    Raises:
+        ScadReferenceError: a reference leaves the folder, is a link, is missing or is
+            computed; the message names the file, line and statement.
+    """
+    root = root.resolve()
+    try:
+        main = _inside(root, root, os.path.relpath(scad.resolve(), root))
+    except ValueError as exc:
+        raise ScadReferenceError(f"the design file {exc}") from exc
+    found, queue = [main], [main]
+    while queue:
+        current = queue.pop()
+        for line, statement, name in references(_read(current)):
+            where = f"{current.relative_to(root)} line {line}: {statement}"
+            if name is None:
+                raise ScadReferenceError(f"{where} names its file with an expression; "
+                                         "only a plain string naming a file of the design may be used")
+            try:
+                target = _inside(root, current.parent, name)
+            except ValueError as exc:
+                raise ScadReferenceError(f"{where} {exc}") from exc
+            if target in found:
+                continue
+            found.append(target)
+            if len(found) > _MAX_FILES:
+                raise ScadReferenceError(f"the design uses more than {_MAX_FILES} files")
+            if statement in ("include", "use"):
+                queue.append(target)
+    return found
+
+
+# ---------------------------------------------------------------- running
+
+
+def copy_into(files: list[Path], root: Path, sandbox: Path) -> Path:
+    """Copy ``files`` (inside ``root``) into ``sandbox`` keeping their layout; the main file's copy.
+
+    Raises:
+        OSError: a copy failed.
+    """
+    root = root.resolve()
+    copies = []
+    for path in files:
+        target = sandbox / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target, follow_symlinks=False)
+        copies.append(target)
+    return copies[0]
+
+
+def sandbox_argv(argv: list[str], limits: SandboxLimits) -> list[str]:
+    """``argv`` under ``prlimit`` and, as root without network, ``unshare -n`` (pure but for which())."""
+    wrapped = [
+        "prlimit", f"--as={limits.memory_bytes}", f"--cpu={math.ceil(limits.cpu_s)}",
+        f"--fsize={limits.output_bytes}", "--core=0", "--", *argv,
+    ]
+    if not limits.network and os.geteuid() == 0 and shutil.which("unshare"):
+        wrapped = ["unshare", "--net", "--", *wrapped]
+    return wrapped
+
+
+def sandbox_env(sandbox: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """A minimal environment: PATH from ``base``, HOME and caches in the sandbox, no OPENSCADPATH."""
+    home = str(sandbox)
+    return {"PATH": base.get("PATH", "/usr/bin:/bin"), "HOME": home, "OPENSCADPATH": "",
+            "XDG_CONFIG_HOME": home, "XDG_CACHE_HOME": home, "XDG_DATA_HOME": home,
+            "LC_ALL": "C.UTF-8"}

@@ -1,0 +1,225 @@
+"""Benchmark: many node agents on one hub process, against a bare grpc.aio bidi-stream server.
+
+For 1,000 and 10,000 simulated agents (two client processes, tests/benchmarks/agent_swarm.py),
+measured in the same run on the hub and on the reference:
+* memory per agent: the server process's RSS growth from idle to every stream connected,
+  divided by the agent count (target < 64 KiB on the hub);
+* offer latency: from job creation on the hub (or the reference's push) to the offer's arrival
+  in the agent, p50 and p99 over jobs spread across the agents (target p99 < 20 ms);
+* reconnect: every stream dropped at once, time until all agents are back (target < 10 s).
+
+The hub runs as its own process (`spime-hub serve` on SQLite in a temporary directory); jobs
+are created in the bench process through the hub's job service on the same database and the
+hub's dispatch wakes on its queue poll, so the hub figure includes that poll. The reference
+server is a grpc.aio server with one raw-bytes bidi method, no auth and no store: the floor.
+
+Run with ``bash ops/bench.sh -k agents``. Set SPIME_BENCH_AGENTS=1000 to run the small size only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIZES = tuple(int(n) for n in os.environ.get("SPIME_BENCH_AGENTS", "1000,10000").split(","))
+CLIENT_PROCESSES = 2
+JOBS = 200
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class SwarmRun:
+    """The client processes and what they printed."""
+
+    procs: list[subprocess.Popen[str]]
+    events: list[dict[str, object]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start_readers(self) -> None:
+        for proc in self.procs:
+            threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self.lock:
+                self.events.append(json.loads(line))
+
+    def count(self, key: str) -> list[dict[str, object]]:
+        with self.lock:
+            return [e for e in self.events if key in e]
+
+    def wait_for(self, key: str, n: int, timeout_s: float) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.count(key)
+            if len(found) >= n:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"only {len(self.count(key))}/{n} '{key}' events within {timeout_s} s")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def start_swarm(tmp: Path, target: str, mode: str, agents: list[tuple[str, str]]) -> SwarmRun:
+    procs = []
+    for k in range(CLIENT_PROCESSES):
+        part = tmp / f"agents-{mode}-{k}.tsv"
+        part.write_text("".join(f"{n}\t{t}\n" for n, t in agents[k::CLIENT_PROCESSES]))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.agent_swarm", "--target", target, "--mode", mode,
+             "--agents", str(part)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}"},
+        ))
+    run = SwarmRun(procs)
+    run.start_readers()
+    return run
+
+
+def reconnect_seconds(run: SwarmRun, timeout_s: float) -> float:
+    for proc in run.procs:
+        proc.send_signal(10)  # SIGUSR1: drop every stream at once
+    dropped = run.wait_for("dropped", CLIENT_PROCESSES, 30)
+    back = run.wait_for("reconnected", CLIENT_PROCESSES, timeout_s)
+    start = min(int(e["t_ns"]) for e in dropped)  # type: ignore[call-overload]
+    end = max(int(e["t_ns"]) for e in back)  # type: ignore[call-overload]
+    return (end - start) / 1e9
+
+
+# -- the reference: a bare grpc.aio bidi-stream server, in its own process --------------------
+
+BARE_SERVER = r'''
+import asyncio, sys, time
+from grpc import aio
+import grpc
+
+streams = {}
+
+async def session(request_iterator, context):
+    queue = asyncio.Queue()
+    name = None
+    async def reader():
+        nonlocal name
+        async for msg in request_iterator:
+            name = msg.decode()
+            streams[name] = queue
+            await queue.put(b"welcome")
+    task = asyncio.create_task(reader())
+    try:
+        while True:
+            yield await queue.get()
+    finally:
+        task.cancel()
+        if name is not None and streams.get(name) is queue:
+            del streams[name]
+
+async def control():
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        name, job = line.decode().split()
+        t0 = time.monotonic_ns()
+        await streams[name].put(job.encode())
+        print(f"{job} {t0}", flush=True)
+
+async def main():
+    server = aio.server(options=[("grpc.so_reuseport", 0)])
+    handler = grpc.method_handlers_generic_handler("bench.Bare", {
+        "Session": grpc.stream_stream_rpc_method_handler(session)})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await control()
+
+asyncio.run(main())
+'''
+
+
+@dataclass(frozen=True)
+class Figures:
+    kib_per_agent: float
+    p50_ms: float
+    p99_ms: float
+    reconnect_s: float
+
+
+def measure_bare(tmp: Path, n: int) -> Figures:
+    server = subprocess.Popen([sys.executable, "-c", BARE_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert server.stdout is not None and server.stdin is not None
+    try:
+        port = int(server.stdout.readline())
+        idle = rss_kib(server.pid)
+        agents = [(f"agent-{i:05d}", "") for i in range(n)]
+        run = start_swarm(tmp, f"127.0.0.1:{port}", "bare", agents)
+        try:
+            run.wait_for("connected", CLIENT_PROCESSES, 120)
+            per_agent = (rss_kib(server.pid) - idle) / n
+            created: dict[str, int] = {}
+            for j in range(JOBS):
+                server.stdin.write(f"{agents[(j * 7919) % n][0]} job-{j}\n")
+                server.stdin.flush()
+                job, t0 = server.stdout.readline().split()
+                created[job] = int(t0)
+                time.sleep(0.005)
+            offers = run.wait_for("offer", JOBS, 60)
+            lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
+            reconnect = reconnect_seconds(run, 120)
+        finally:
+            run.stop()
+    finally:
+        server.kill()
+        server.wait()
+        server.stdin.close()
+        server.stdout.close()
+    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect)
+
+
+def report(n: int, hub: Figures | None, bare: Figures) -> None:
+    print(f"\n== {n} agents, {CLIENT_PROCESSES} client processes ==")
+    print(f"reference bare grpc.aio: {bare.kib_per_agent:7.1f} KiB/agent  offer p50 {bare.p50_ms:6.2f} ms  "
+          f"p99 {bare.p99_ms:6.2f} ms  all reconnected in {bare.reconnect_s:5.2f} s")
+    if hub is not None:
+        print(f"spime-hub:               {hub.kib_per_agent:7.1f} KiB/agent  offer p50 {hub.p50_ms:6.2f} ms  "
+              f"p99 {hub.p99_ms:6.2f} ms  all reconnected in {hub.reconnect_s:5.2f} s")
+        print(f"hub / reference: memory {hub.kib_per_agent / max(bare.kib_per_agent, 0.01):.2f}x, "
+              f"p99 {hub.p99_ms / max(bare.p99_ms, 0.01):.2f}x, reconnect {hub.reconnect_s / bare.reconnect_s:.2f}x "
+              "(targets: < 64 KiB/agent, p99 < 20 ms, reconnect < 10 s)")
+
+
+def test_bench_agents(tmp_path: Path) -> None:
+    for n in SIZES:
+        bare = measure_bare(tmp_path, n)
+        report(n, None, bare)

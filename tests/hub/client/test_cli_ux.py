@@ -1,0 +1,139 @@
+"""What a person expects of the three commands: --version, shell completion, an example in every
+command's help, and progress that is a bar on a terminal and plain lines anywhere else."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.client import examples
+from hub.client.cli import build_parser
+from hub.client.progress import Progress
+from tests.fixtures.hub_server import ROOT
+
+BIN = Path(sys.executable).parent
+PROGRAMS = ("spime", "spime-hub", "spime-node")
+# A command each program's completion must offer, and a flag of it.
+EXPECTED = {"spime": ("check", "--printer"), "spime-hub": ("backup", "--tls-client-ca"),
+            "spime-node": ("run", "--config")}
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_version_of_each_installed_command(program: str) -> None:
+    from importlib import metadata
+
+    done = _run(str(BIN / program), "--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{program} {metadata.version('spimeforge')}\n"
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_completion_scripts_parse_and_offer_the_commands(program: str, tmp_path: Path) -> None:
+    command, flag = EXPECTED[program]
+    bash = _run(str(BIN / program), "completion", "bash")
+    assert bash.returncode == 0, bash.stderr
+    script = tmp_path / program
+    script.write_text(bash.stdout)
+    registered = _run("bash", "-c", f"source {script} && complete -p {program}")
+    assert registered.returncode == 0 and program in registered.stdout, registered.stderr
+    assert command in bash.stdout and flag in bash.stdout
+
+    zsh = _run(str(BIN / program), "completion", "zsh")
+    assert zsh.returncode == 0, zsh.stderr
+    assert zsh.stdout.startswith(f"#compdef {program}")
+    (tmp_path / f"_{program}").write_text(zsh.stdout)
+    parsed = _run("zsh", "-n", str(tmp_path / f"_{program}"))
+    assert parsed.returncode == 0, parsed.stderr
+    assert command in zsh.stdout and flag in zsh.stdout
+
+
+def test_completion_refuses_an_unknown_shell() -> None:
+    done = _run(str(BIN / "spime"), "completion", "fish")
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+def _parsers() -> dict[str, object]:
+    from hub.__main__ import _parser
+    from node_agent.cli import build_parser as node_parser
+
+    return {"spime": build_parser(), "spime-hub": _parser(), "spime-node": node_parser()}
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_every_command_shows_an_example(program: str) -> None:
+    parser = _parsers()[program]
+    missing = [name for name, p in examples.commands(parser)  # type: ignore[arg-type]
+               if "example:" not in (p.epilog or "") or program not in (p.epilog or "")]
+    assert not missing, f"{program}: commands without an example in --help: {missing} " \
+                        "(add one to hub/client/examples.py, hub/ops_commands.py or node_agent/ops_cli.py)"
+
+
+def test_check_does_not_import_grpc_or_the_protos(tmp_path: Path) -> None:
+    stl = ROOT / "designs" / "calibration-cube" / "calibration-cube.stl"
+    code = ("import sys; from hub.client.cli import main; rc = main(['check', sys.argv[1], '--json']); "
+            "heavy = sorted(m for m in ('grpc', 'spimeforge.v1.designs_pb2', 'rich') if m in sys.modules); "
+            "print(heavy, file=sys.stderr); sys.exit(rc)")
+    done = _run(sys.executable, "-c", code, str(stl))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_progress_is_plain_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    bar = Progress(4_000_000, "uploading 2 blob(s)", out)
+    for _ in range(8):
+        bar.advance(500_000)
+    bar.finish()
+    bar.finish()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        "uploading 2 blob(s): 25%", "uploading 2 blob(s): 50%", "uploading 2 blob(s): 75%", "uploading 2 blob(s): done"]
+    assert "4.0 MB of 4.0 MB" in lines[-1] and "B/s" in lines[-1]
+    assert "s left" in lines[0]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def _on_terminal(environ: dict[str, str]) -> str:
+    """Run a bar on a real pseudo-terminal and return what the terminal received."""
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(os.dup(follower), "w", encoding="utf-8") as tty:
+            bar = Progress(1000, "downloading", tty, environ=environ)
+            bar.advance(400)
+            bar.advance(600)
+            bar.finish()
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+
+
+def test_progress_is_a_bar_with_rate_and_eta_on_a_terminal_and_honours_no_color() -> None:
+    coloured = _on_terminal({"TERM": "xterm-256color"})
+    assert "downloading" in coloured and "1.0/1.0 kB" in coloured and "\x1b[" in coloured
+    assert "38;" in coloured or "\x1b[3" in coloured  # a colour was set
+    plain = _on_terminal({"TERM": "xterm-256color", "NO_COLOR": "1"})
+    assert "downloading" in plain and "1.0/1.0 kB" in plain
+    assert "\x1b[3" not in plain and "38;" not in plain  # cursor moves only, no colour

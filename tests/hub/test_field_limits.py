@@ -1,0 +1,130 @@
+"""Every request field has a documented maximum, and list answers page within a byte cap.
+
+Each refusal is INVALID_ARGUMENT naming the limit, and nothing stored changes;
+each list RPC returns every item across its pages with no page over
+hub.limits.PAGE_MAX_BYTES. Both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from spimeforge.v1 import common_pb2, designs_pb2, records_pb2
+
+from hub import limits
+from tests.hub.harness import InProcessHub, manifest_toml
+
+CUBE = b"solid cube\nendsolid cube\n"
+LONG = "x" * 70_000
+
+
+def _refused(api: InProcessHub, call: Callable[[], Any], limit: str,
+             code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+    before = api.snapshot()
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    assert info.value.code() == code, info.value.details()
+    assert f"limit {limit}" in (info.value.details() or ""), info.value.details()
+    assert api.snapshot() == before
+
+
+def _push(api: InProcessHub, **fields: Any) -> Callable[[], Any]:
+    request = api.push_request("cube", {"cube.stl": CUBE}, create=True)
+    for name, value in fields.items():
+        field = getattr(request, name)
+        if isinstance(value, list):
+            del field[:]
+            field.extend(value)
+        else:
+            setattr(request, name, value)
+    return lambda: api.designs.Push(request, metadata=api.md("alice"))
+
+
+def test_each_field_maximum_is_refused_naming_its_limit(any_api: InProcessHub) -> None:
+    api = any_api
+    api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    d, carol, alice = api.designs, api.md("carol"), api.md("alice")
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (lambda: d.Search(designs_pb2.SearchRequest(tags=[f"t{i}" for i in range(5000)]), metadata=carol),
+         "SearchRequest.tags"),
+        (lambda: d.Search(designs_pb2.SearchRequest(tags=["t" * 65]), metadata=carol), "SearchRequest.tags[]"),
+        (lambda: d.Search(designs_pb2.SearchRequest(text="w " * 200), metadata=carol), "SearchRequest.text"),
+        (lambda: d.Search(designs_pb2.SearchRequest(page=common_pb2.PageRequest(page_size=501)), metadata=carol),
+         "PageRequest.page_size"),
+        (lambda: d.GetDesign(designs_pb2.GetDesignRequest(design="c" * 100), metadata=carol),
+         "GetDesignRequest.design"),
+        (lambda: d.Log(designs_pb2.LogRequest(design="cube", page=common_pb2.PageRequest(page_token="z" * 65)),
+                       metadata=carol), "PageRequest.page_token"),
+        (_push(api, message=LONG), "PushRequest.message"),
+        (_push(api, manifest_toml="#" * (limits.MAX_MANIFEST_BYTES + 1)), "PushRequest.manifest_toml"),
+        (_push(api, parent_ids=["a" * 64] * 17), "PushRequest.parent_ids"),
+        (_push(api, files=[common_pb2.FileEntry(path=f"f{i}.txt", sha256="a" * 64, size=1)
+                           for i in range(limits.MAX_FILES + 1)]), "PushRequest.files"),
+        (_push(api, files=[common_pb2.FileEntry(path="p" * 1025, sha256="a" * 64, size=1)]), "FileEntry.path"),
+        (lambda: d.Fork(designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube")], name="fork",
+                                                 title="t" * 201), metadata=alice), "ForkRequest.title"),
+        (lambda: d.Fork(designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube" * 20)], name="fork"),
+                        metadata=alice), "ForkParent.design"),
+        (lambda: d.DeclineProposal(designs_pb2.DeclineProposalRequest(design="cube", proposal_id="p-1",
+                                                                      reason="r" * 5000), metadata=alice),
+         "DeclineProposalRequest.reason"),
+        (lambda: d.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=["a" * 64] * 10_001), metadata=alice),
+         "MissingBlobsRequest.sha256"),
+        (lambda: api.records.Export(records_pb2.ExportRequest(design="cube", revision_id="r" * 65), metadata=carol),
+         "ExportRequest.revision_id"),
+    ]
+    for call, limit in cases:
+        _refused(api, call, limit)
+
+
+def test_nul_characters_are_refused_the_same_on_both_databases(any_api: InProcessHub) -> None:
+    api = any_api
+    api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    before = api.snapshot()
+    with pytest.raises(grpc.RpcError) as info:
+        api.designs.Search(designs_pb2.SearchRequest(text="cu\x00be"), metadata=api.md("carol"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "NUL" in (info.value.details() or "")
+    assert api.snapshot() == before
+
+
+def _big_manifest(design: str, version: int) -> str:
+    # A TOML comment makes each revision (and so each page entry) about 200 KB.
+    return manifest_toml(design, version=f"1.0.{version}") + "#" + "x" * 200_000 + "\n"
+
+
+def test_log_and_proposals_page_through_everything_within_the_byte_cap(any_api: InProcessHub) -> None:
+    api = any_api
+    heads = [api.push("alice", "big", {"cube.stl": CUBE}, manifest=_big_manifest("big", 0), create=True).revision_id]
+    for version in range(1, 25):
+        heads.append(api.push("alice", "big", {"cube.stl": CUBE}, manifest=_big_manifest("big", version),
+                              parents=(heads[-1],)).revision_id)
+    for version in range(25, 47):
+        api.push("bob", "big", {"cube.stl": CUBE}, manifest=_big_manifest("big", version), parents=(heads[-1],))
+
+    pages = _pages(lambda token: api.designs.Log(designs_pb2.LogRequest(
+        design="big", page=common_pb2.PageRequest(page_size=500, page_token=token)), metadata=api.md("carol")))
+    assert [r.id for page in pages for r in page.revisions] == heads[::-1]
+    assert len(pages) >= 2 and all(p.ByteSize() <= limits.PAGE_MAX_BYTES + 1024 for p in pages)
+
+    small = _pages(lambda token: api.designs.Log(designs_pb2.LogRequest(
+        design="big", page=common_pb2.PageRequest(page_size=10, page_token=token)), metadata=api.md("carol")))
+    assert [len(p.revisions) for p in small] == [10, 10, 5]
+
+    pages_p = _pages(lambda token: api.designs.ListProposals(designs_pb2.ListProposalsRequest(
+        design="big", page=common_pb2.PageRequest(page_size=500, page_token=token)), metadata=api.md("alice")))
+    proposals = [p.id for page in pages_p for p in page.proposals]
+    assert len(proposals) == len(set(proposals)) == 22
+    assert len(pages_p) >= 2 and all(p.ByteSize() <= limits.PAGE_MAX_BYTES + 1024 for p in pages_p)
+    # An old client (no page) gets the first page and the token to go on.
+    old = api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="big"), metadata=api.md("alice"))
+    assert [p.id for p in old.proposals] == proposals[:len(old.proposals)] and old.next_page_token
+
+
+def _pages(call: Callable[[str], Any]) -> list[Any]:
+    pages, token = [call("")], None
+    while (token := pages[-1].next_page_token) and len(pages) < 100:
+        pages.append(call(token))
+    return pages

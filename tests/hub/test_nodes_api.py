@@ -1,0 +1,213 @@
+"""The Nodes service through real stubs on SQLite and PostgreSQL: enroll, sessions, offers, production data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from spimeforge.v1 import accounts_pb2, designs_pb2, nodes_pb2, nodes_pb2_grpc
+
+from hub.jobs import JobSpec, JobState
+from hub.store import schema
+from tests.fixtures.postgres import create_database
+from tests.hub.fake_agent import ClockedHub, FakeAgent, enroll, printer, start_clocked, wait_for
+
+STL = b"solid cube\nendsolid cube\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    running = start_clocked(tmp_path / "data", url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _design(hub: ClockedHub) -> str:
+    return str(hub.push("alice", "cube", {"cube.stl": STL}, create=True).revision_id)
+
+
+def _job(hub: ClockedHub, rev: str, **kw: object) -> str:
+    return hub.composed.hub.jobs._thd_create_job(JobSpec("cube", rev, "PLA", **kw), "admin").id  # type: ignore[arg-type]
+
+
+def _state(hub: ClockedHub, job_id: str) -> JobState:
+    return hub.composed.hub.jobs._thd_get_job(job_id).state
+
+
+def test_enroll_once_then_node_token_is_only_a_node(hub: ClockedHub) -> None:
+    _, enrollment, _ = hub.composed.hub.nodes._thd_add_node("lab-1")
+    stub = nodes_pb2_grpc.NodesStub(hub.channel)
+    reply = stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token=enrollment, agent_version="t/1"))
+    assert reply.node == "lab-1" and reply.token
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token=enrollment))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token="x" * 200))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    md = (("authorization", f"Bearer {reply.token}"),)
+    assert hub.accounts.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=md).name == "lab-1"
+    with pytest.raises(grpc.RpcError) as info:
+        hub.designs.Push(hub.push_request("cube", {"cube.stl": STL}, create=True), metadata=md)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as info:
+        hub.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=md)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with hub.engine.connect() as conn:
+        stored = list(conn.execute(sa.select(schema.enrollment_tokens.c.token_sha256)).scalars())
+    assert enrollment not in stored and len(stored) == 1
+
+
+def test_hello_must_name_the_credentials_node(hub: ClockedHub) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    with pytest.raises(AssertionError):
+        agent.connect(agent_id="lab-2")
+    assert agent.ended() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as info:
+        list(nodes_pb2_grpc.NodesStub(hub.channel).Session(iter([nodes_pb2.AgentMsg(hello=nodes_pb2.Hello(agent_id="alice"))]), metadata=hub.md("alice")))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_job_printed_end_to_end_writes_one_fabrication(hub: ClockedHub) -> None:
+    rev = _design(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    welcome = agent.connect()
+    assert welcome.session_epoch == 1 and welcome.heartbeat_interval_s == 15
+    job_id = _job(hub, rev, parameters={"size": "20"})
+    offer = agent.expect("offer").offer
+    assert (offer.job_id, offer.printer_id, offer.material, offer.lease_epoch) == (job_id, "mk3", "PLA", 1)
+    assert [a.path for a in offer.artifacts] == ["cube.stl"] and offer.parameters["size"] == "20"
+    agent.reply(offer)
+    assert agent.expect("assigned").assigned.lease_epoch == 1
+    # the artifact is the node's to fetch, resumable by offset
+    md = (("authorization", f"Bearer {agent.token}"),)
+    chunks = list(agent.stub.FetchArtifact(nodes_pb2.DownloadArtifactRequest(sha256=offer.artifacts[0].sha256, offset=5), metadata=md))
+    assert b"".join(c.data for c in chunks) == STL[5:]
+    agent.run_to_printed(job_id, 1)
+    assert _state(hub, job_id) is JobState.PRINTED
+    # a duplicate report is applied once
+    agent.event(job_id, 1, nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "999"}, seq=agent.seq)
+    agent.acked(agent.seq)
+    seq = agent.event(job_id, 1, nodes_pb2.EVENT_KIND_OUTCOME, {"outcome": "success", "notes": "crisp"})
+    agent.acked(seq)
+    job = hub.composed.hub.jobs._thd_get_job(job_id)
+    assert job.state is JobState.DONE and job.progress_percent == 100.0
+    [fab] = hub.composed.store.jobs._thd_fabrications_of(job_id)
+    assert (fab["outcome"], fab["actual_seconds"], fab["estimated_seconds"], fab["resends"]) == ("success", 640, 600, 2)
+    assert (fab["printer_model"], fab["slicer_version"], fab["operator_notes"]) == ("Prusa MK3S", "2.5.0", "crisp")
+    assert len(fab["incarnation_id"]) == 12 and fab["order_id"] is None
+    record = hub.records.GetRecord(__import__("spimeforge.v1.records_pb2", fromlist=["x"]).GetRecordRequest(design="cube"), metadata=hub.md("carol"))
+    assert [(f.node, f.actual_seconds, f.outcome) for f in record.fabrications] == [("lab-1", 640, "success")]
+    agent.close()
+
+
+def test_decline_and_expiry_move_the_offer_on(hub: ClockedHub) -> None:
+    rev = _design(hub)
+    one = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    two = FakeAgent.enrolled(hub, "lab-2", [printer()])
+    one.connect()
+    two.connect()
+    job_id = _job(hub, rev)
+    first = one.expect("offer").offer
+    one.reply(first, accept=False, reason=nodes_pb2.DECLINE_REASON_NO_CAPACITY)
+    second = two.expect("offer").offer
+    assert second.job_id == job_id and second.offer_id != first.offer_id
+    hub.clock.advance(121)
+    hub.sweep()
+    assert _state(hub, job_id) is JobState.QUEUED  # both nodes tried; nobody left
+    two.reply(second)  # too late: changes nothing
+    hub.sweep()
+    assert _state(hub, job_id) is JobState.QUEUED
+    one.close()
+    two.close()
+
+
+def test_start_is_granted_once_per_epoch_and_requeue_fences_the_old_epoch(hub: ClockedHub) -> None:
+    rev = _design(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    job_id = _job(hub, rev)
+    job_id, epoch = agent.take_job()
+    agent.start(job_id, epoch)
+    agent.expect("start_granted")
+    agent.start(job_id, epoch)
+    assert "once per epoch" in agent.expect("start_denied").start_denied.reason
+    seq = agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PROGRESS, {"percent": "40", "layer": "12"})
+    agent.acked(seq)
+    agent.cut()
+    assert wait_for(lambda: _state(hub, job_id) is JobState.LOST_CONTACT)
+    hub.clock.advance(2 * 3600 + 601)
+    hub.sweep()
+    assert _state(hub, job_id) is JobState.OUTCOME_UNKNOWN
+    job = hub.composed.hub.jobs._thd_requeue(job_id)
+    assert job.lease_epoch == epoch + 1 and job.state is JobState.QUEUED
+    # the old node comes back with its stale result: recorded, applied to nothing, told to forget
+    back = FakeAgent(hub, "lab-1", agent.token, [printer(phase=nodes_pb2.PRINTER_PHASE_PRINTING)])
+    back.seq = agent.seq
+    welcome = back.connect(held=[nodes_pb2.HeldJob(job_id=job_id, lease_epoch=epoch, state=nodes_pb2.JOB_LOCAL_STATE_DONE)])
+    assert [(d.job_id, d.desired) for d in welcome.desired] == [(job_id, nodes_pb2.DESIRED_FORGET)]
+    assert welcome.last_agent_seq_committed == seq
+    late = back.event(job_id, epoch, nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"})
+    back.acked(late)
+    assert _state(hub, job_id) is JobState.QUEUED
+    events = hub.composed.store.jobs._thd_events(job_id)
+    assert events[-1][1] is False and "stale epoch" in events[-1][2]
+    assert hub.composed.store.jobs._thd_fabrications_of(job_id) == []
+    back.close()
+
+
+def test_a_node_reporting_on_another_nodes_job_is_refused(hub: ClockedHub) -> None:
+    rev = _design(hub)
+    owner = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    other = FakeAgent.enrolled(hub, "lab-2", [printer(materials=("PETG",))])
+    owner.connect()
+    other.connect()
+    job_id = _job(hub, rev)
+    job_id, epoch = owner.take_job()
+    other.event(job_id, epoch, nodes_pb2.EVENT_KIND_FAILED, {"failure_reason": "sabotage"})
+    assert other.ended() == grpc.StatusCode.PERMISSION_DENIED
+    assert _state(hub, job_id) is JobState.ASSIGNED
+    # the refusal is on record, so the other agent's outbox moved past it
+    assert other.connect().last_agent_seq_committed == 1
+    other.start(job_id, epoch)
+    assert other.ended() == grpc.StatusCode.PERMISSION_DENIED
+    owner.close()
+
+
+@pytest.mark.parametrize("data, code", [
+    ({f"k{i}": "v" for i in range(33)}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"notes": "a\x00b"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"big": "x" * (16 * 1024 + 1)}, grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_bad_reports_end_the_stream_with_a_clear_status(hub: ClockedHub, data: dict[str, str], code: grpc.StatusCode) -> None:
+    rev = _design(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    _job(hub, rev)
+    job_id, epoch = agent.take_job()
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_SLICED, data)
+    assert agent.ended() == code
+    assert _state(hub, job_id) is JobState.ASSIGNED
+
+
+def test_unknown_job_is_not_found(hub: ClockedHub) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    agent.event("j-nope", 1, nodes_pb2.EVENT_KIND_STARTED)
+    assert agent.ended() == grpc.StatusCode.NOT_FOUND
+
+
+def test_fetch_refuses_blobs_of_other_jobs(hub: ClockedHub) -> None:
+    _design(hub)
+    token = enroll(hub, "lab-1")
+    md = (("authorization", f"Bearer {token}"),)
+    from tests.hub.harness import sha
+    with pytest.raises(grpc.RpcError) as info:
+        list(nodes_pb2_grpc.NodesStub(hub.channel).FetchArtifact(nodes_pb2.DownloadArtifactRequest(sha256=sha(STL)), metadata=md))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -1,0 +1,92 @@
+"""`spime-hub node add` and `spime-hub job add|list|fail|requeue` against a running hub subprocess."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from spimeforge.v1 import nodes_pb2, nodes_pb2_grpc
+
+from hub.__main__ import main
+from tests.fixtures.hub_server import ROOT, RunningHub, hub_env, start_hub, stop_hub
+from tests.fixtures.postgres import create_database
+from tests.hub.fake_agent import FakeAgent, printer
+from tests.hub.harness import InProcessHub
+
+STL = b"solid cube\nendsolid cube\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningHub]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    hub = start_hub(tmp_path / "hub", url)
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+
+
+def _store(hub: RunningHub) -> list[str]:
+    return ["--data", str(hub.data_dir)] + (["--database", hub.database_url] if hub.database_url else [])
+
+
+def _subprocess(hub: RunningHub, *argv: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "hub", *argv, *_store(hub)], cwd=ROOT, env=hub_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _cli(hub: RunningHub, capsys: pytest.CaptureFixture[str], *argv: str, ok: bool = True) -> Any:
+    """spime-hub in this process (the same main() as the console script, without its start-up cost)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = main([*argv, *_store(hub)])
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        root.handlers[:], root.level = handlers, level
+    out = capsys.readouterr()
+    assert (code == 0) == ok, out.err
+    return json.loads(out.out) if ok and "--json" in argv else out
+
+
+def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, capsys: pytest.CaptureFixture[str]) -> None:
+    channel = grpc.insecure_channel(running.address)
+    try:
+        pusher = InProcessHub.push_request("cube", {"cube.stl": STL}, create=True)
+        from spimeforge.v1 import common_pb2, designs_pb2_grpc
+        designs = designs_pb2_grpc.DesignsStub(channel)
+        md = running.metadata("alice")
+        designs.UploadBlob(iter([common_pb2.BlobChunk(sha256=pusher.files[0].sha256, total_size=len(STL), data=STL)]), metadata=md)
+        designs.Push(pusher, metadata=md)
+        added = json.loads(_subprocess(running, "node", "add", "lab-1", "--json").stdout)
+        assert set(added) == {"node", "enrollment_token", "expires_at"} and added["node"] == "lab-1"
+        assert "already exists" in _cli(running, capsys, "node", "add", "lab-1", ok=False).err
+        token = nodes_pb2_grpc.NodesStub(channel).Enroll(
+            nodes_pb2.EnrollRequest(enrollment_token=added["enrollment_token"])).token
+        agent = FakeAgent(channel, "lab-1", token, [printer()])
+        agent.connect()
+        job = _cli(running, capsys, "job", "add", "cube", "--material", "PLA", "--param", "size=20", "--json")
+        assert job["state"] in ("queued", "offered") and job["parameters"] == {"size": "20"}
+        offer = agent.expect("offer").offer  # the hub's sweep picked it up
+        assert offer.job_id == job["id"]
+        listed = _cli(running, capsys, "job", "list", "--json")
+        assert [j["id"] for j in listed] == [job["id"]]
+        assert "still with its node" in _cli(running, capsys, "job", "requeue", job["id"], ok=False).err
+        failed = _cli(running, capsys, "job", "fail", job["id"], "--reason", "operator said so", "--json")
+        assert (failed["state"], failed["failure_reason"]) == ("failed", "operator said so")
+        requeued = _cli(running, capsys, "job", "requeue", job["id"], "--json")
+        assert requeued["lease_epoch"] == 1 and requeued["state"] in ("queued", "offered")
+        assert "--material" in _cli(running, capsys, "job", "add", "cube", ok=False).err
+        agent.close()
+    finally:
+        channel.close()

@@ -1,0 +1,214 @@
+"""Orders through real stubs on SQLite and PostgreSQL: quote (a real slice), order, watch, print by a node, rate, ledger."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from spimeforge.v1 import orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
+
+from tests.fixtures.postgres import create_database
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.harness import manifest_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+CUBE = ROOT / "designs" / "calibration-cube"
+FILES = {"calibration-cube.stl": (CUBE / "calibration-cube.stl").read_bytes(),
+         "calibration-cube.scad": (CUBE / "calibration-cube.scad").read_bytes()}
+
+
+def cube_manifest(name: str = "cube", license: str = "CC-BY-4.0") -> str:
+    return manifest_toml(name, license=license, files=("calibration-cube.stl",),
+                         extra='[openscad]\nsource = "calibration-cube.scad"\n'
+                               'parameters = { size = 20, mark_depth = 0.6, chamfer = 0.6 }\n')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    running = start_clocked(tmp_path / "data", url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _orders(hub: ClockedHub) -> orders_pb2_grpc.OrdersStub:
+    return orders_pb2_grpc.OrdersStub(hub.channel)
+
+
+def _push(hub: ClockedHub, name: str = "cube", license: str = "CC-BY-4.0") -> str:
+    files = dict(FILES)
+    return str(hub.push("alice", name, files, manifest=cube_manifest(name, license), create=True).revision_id)
+
+
+def _spec(design: str = "cube", **kw: object) -> orders_pb2.OrderSpec:
+    fields: dict[str, object] = {"design": design, "material": "PLA", "quantity": 1, "near": "52.52,13.40", "paid": True}
+    fields.update(kw)
+    return orders_pb2.OrderSpec(**fields)  # type: ignore[arg-type]
+
+
+def _code(call: object, *args: object, **kwargs: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)  # type: ignore[operator]
+    return info.value.code()  # type: ignore[no-any-return]
+
+
+def test_quote_order_print_rate_and_ledger(hub: ClockedHub) -> None:
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer(materials=("PLA", "PETG"))])
+    agent.connect()
+    stub = _orders(hub)
+    quote = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
+    assert quote.fabricable and quote.candidate_nodes == ["lab-1"] and quote.quote_id
+    [option] = quote.options
+    assert option.node == "lab-1" and option.has_distance and option.distance_km < 20
+    assert option.estimated_seconds > 0 and option.filament_g > 0 and option.ratings == 0
+    parts = (option.material_cost, option.machine_cost, option.fees, option.contribution)
+    assert option.price.minor_units == sum(p.minor_units for p in parts) and option.contribution.minor_units > 0
+    assert "measured print" in option.correction
+    again = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
+    assert again.sliced_from_cache and again.options[0].price == option.price
+    assert quote.attributions[0].design == "cube" and "CC-BY-4.0" in quote.attributions[0].notice
+
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=quote.quote_id, idempotency_key="k1"),
+                             metadata=hub.md("carol"))
+    assert placed.price == option.price and len(placed.objects) == 2
+    assert all(o.qr_payload == "SPIME:" + o.incarnation_id.upper() for o in placed.objects)
+    same = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=quote.quote_id, idempotency_key="k1"),
+                           metadata=hub.md("carol"))
+    assert same.id == placed.id
+    assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(quote_id=again.quote_id, idempotency_key="k1"),
+                 metadata=hub.md("carol")) == grpc.StatusCode.ALREADY_EXISTS
+
+    seen: list[int] = []
+    watcher = threading.Thread(target=lambda: seen.extend(
+        o.state for o in stub.WatchOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=hub.md("carol"),
+                                         timeout=60)), daemon=True)
+    watcher.start()
+    agent.print_job()
+    agent.heartbeat()  # the printer is idle with a clear bed again: the second object is offered
+    hub.sweep()
+    agent.print_job()
+    watcher.join(60)
+    assert seen[-1] == orders_pb2.ORDER_STATE_DELIVERED and len(seen) >= 2
+    done = stub.GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=hub.md("carol"))
+    assert done.state == orders_pb2.ORDER_STATE_DELIVERED and done.progress_percent == 100.0
+
+    records = records_pb2_grpc.RecordsStub(hub.channel)
+    ledger = wait_for(lambda: records.GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries)
+    assert sum(e.amount.minor_units for e in ledger) == placed.price.minor_units
+    assert {e.share for e in ledger} >= {"reimbursement", "maker", "design", "commons"}
+    assert all(e.explanation and e.equation_version == "1" for e in ledger)
+    node_ledger = records.GetLedger(records_pb2.LedgerRequest(node="lab-1"), metadata=hub.md("carol"))
+    assert node_ledger.balances[0].recipient == "lab-1" and node_ledger.balances[0].total.minor_units > 0
+
+    rate = orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "customer", "stars": 5,
+                                                                   "criteria": {"quality": 5, "fairness": 4}})
+    stub.RateOrder(rate, metadata=hub.md("carol"))
+    rate.rating.stars = 4
+    stub.RateOrder(rate, metadata=hub.md("carol"))  # replaces the first
+    stub.RateOrder(orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "maker", "stars": 3}),
+                   metadata=hub.md("lab-1"))
+    assert _code(stub.RateOrder, orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "customer", "stars": 5}),
+                 metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
+    record = records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=hub.md("carol"))
+    assert sorted((r.rater, r.stars) for r in record.ratings) == [("carol", 4), ("lab-1", 3)]
+    assert record.design_reputation.count == 2 and record.fabrication_count == 2
+    [agg] = record.aggregates
+    assert (agg.printer_model, agg.material, agg.prints, agg.successes) == ("Prusa MK3S", "PLA", 2, 2)
+    assert agg.summary == "prints well on Prusa MK3S in PLA at 0.2 mm, 100 % of 2 prints succeeded"
+    assert {f.incarnation_id for f in record.fabrications} and record.participation == "co-create"
+    second = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol")).options[0]
+    assert second.ratings == 1 and second.reputation == pytest.approx((5 * 3 + 4) / 6, abs=1e-3)
+    incarnation = stub.GetIncarnation(orders_pb2.GetIncarnationRequest(incarnation_id=placed.objects[0].qr_payload),
+                                      metadata=hub.md("bob"))
+    assert (incarnation.design, incarnation.node, incarnation.state) == ("cube", "lab-1", "done")
+    agent.close()
+
+
+def test_bad_input_is_refused_and_changes_nothing(hub: ClockedHub) -> None:
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+    ok = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=ok.quote_id, idempotency_key="k"), metadata=hub.md("carol"))
+    before = hub.snapshot()
+    bad_specs = {
+        "quantity 0": _spec(quantity=0), "quantity 1000": _spec(quantity=1000), "material": _spec(material="CHEESE"),
+        "param range": _spec(parameters={"size": "400"}), "param type": _spec(parameters={"size": '"big"'}),
+        "param unknown": _spec(parameters={"colour": "1"}), "latitude": _spec(near="95,10"),
+        "longitude": _spec(near="10,200"), "near text": _spec(near="Berlin"), "max_km": _spec(max_km=-1),
+        "nul": _spec(parameters={"size": "2\x000"}), "design": _spec(design="No Such"),
+    }
+    for name, spec in bad_specs.items():
+        assert _code(stub.Quote, orders_pb2.QuoteRequest(spec=spec), metadata=hub.md("carol")) == \
+            grpc.StatusCode.INVALID_ARGUMENT, name
+        assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(spec=spec), metadata=hub.md("carol")) == \
+            grpc.StatusCode.INVALID_ARGUMENT, name
+    assert _code(stub.Quote, orders_pb2.QuoteRequest(spec=_spec(design="nope")), metadata=hub.md("carol")) == grpc.StatusCode.NOT_FOUND
+    assert _code(stub.Quote, orders_pb2.QuoteRequest(spec=_spec(revision_id="ab" * 32)), metadata=hub.md("carol")) == grpc.StatusCode.NOT_FOUND
+    assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(quote_id="0123456789abcdef"), metadata=hub.md("carol")) == grpc.StatusCode.NOT_FOUND
+    assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(quote_id=ok.quote_id, option=7), metadata=hub.md("carol")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(quote_id=ok.quote_id, idempotency_key="k", option=0, best="fastest"), metadata=hub.md("carol")) == grpc.StatusCode.ALREADY_EXISTS
+    assert _code(stub.RateOrder, orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "customer", "stars": 5}), metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(stub.RateOrder, orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "customer", "stars": 9}), metadata=hub.md("carol")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert _code(stub.CancelOrder, orders_pb2.CancelOrderRequest(order_id=placed.id), metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(stub.GetOrder, orders_pb2.GetOrderRequest(order_id="o-nope"), metadata=hub.md("carol")) == grpc.StatusCode.NOT_FOUND
+    assert _code(stub.ListOrders, orders_pb2.ListOrdersRequest(page={"page_size": 501}), metadata=hub.md("carol")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert hub.snapshot() == before
+    hub.clock.advance(16 * 60)
+    assert _code(stub.PlaceOrder, orders_pb2.PlaceOrderRequest(quote_id=ok.quote_id), metadata=hub.md("carol")) == grpc.StatusCode.FAILED_PRECONDITION
+    assert hub.snapshot() == before
+    agent.close()
+
+
+def test_cancel_before_the_print_starts_and_list(hub: ClockedHub) -> None:
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="nearest"), metadata=hub.md("carol"))
+    assert placed.state in (orders_pb2.ORDER_STATE_QUEUED, orders_pb2.ORDER_STATE_ASSIGNED)
+    cancelled = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="changed my mind"),
+                                 metadata=hub.md("carol"))
+    assert cancelled.state == orders_pb2.ORDER_STATE_CANCELLED and cancelled.partial_cost.minor_units == 0
+    assert _code(stub.CancelOrder, orders_pb2.CancelOrderRequest(order_id=placed.id), metadata=hub.md("carol")) == grpc.StatusCode.FAILED_PRECONDITION
+    listed = stub.ListOrders(orders_pb2.ListOrdersRequest(include_final=True), metadata=hub.md("carol"))
+    assert [o.id for o in listed.orders] == [placed.id]
+    assert not stub.ListOrders(orders_pb2.ListOrdersRequest(), metadata=hub.md("carol")).orders
+    assert not stub.ListOrders(orders_pb2.ListOrdersRequest(include_final=True), metadata=hub.md("bob")).orders
+    agent.close()
+
+
+def test_licence_rules_at_order_time(hub: ClockedHub) -> None:
+    _push(hub, "nc-cube", "CC-BY-NC-4.0")
+    _push(hub, "nd-cube", "CC-BY-ND-4.0")
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+
+    def quote(design: str, **kw: object) -> orders_pb2.QuoteResponse:
+        return stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design, **kw)), metadata=hub.md("carol"))
+
+    with pytest.raises(grpc.RpcError) as info:
+        quote("nc-cube")
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "CC-BY-NC-4.0" in (info.value.details() or "")
+    assert quote("nc-cube", paid=False).fabricable
+    with pytest.raises(grpc.RpcError) as info:
+        quote("nd-cube", parameters={"size": "30"})
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "--scope modified" in (info.value.details() or "")
+    assert quote("nd-cube", parameters={"size": "20"}).fabricable  # the defaults are not an adaptation
+    grant = orders_pb2.GrantRequest(design="nc-cube", scope="paid", until="2030-01-01")
+    assert _code(stub.Grant, grant, metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(stub.Grant, orders_pb2.GrantRequest(design="nc-cube", scope="paid", until="2001-01-01"),
+                 metadata=hub.md("alice")) == grpc.StatusCode.INVALID_ARGUMENT
+    recorded = stub.Grant(grant, metadata=hub.md("alice"))
+    assert recorded.granted_by == "alice" and len(recorded.statement_sha256) == 64
+    assert quote("nc-cube").fabricable
+    assert [g.id for g in stub.ListGrants(orders_pb2.ListGrantsRequest(design="nc-cube"), metadata=hub.md("carol")).grants] == [recorded.id]
+    agent.close()

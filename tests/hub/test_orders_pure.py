@@ -1,0 +1,157 @@
+"""Pure cores of issue 8: order states, the value ledger, ratings, quotes and geography."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+
+from hub import geo, ledger, orders, quotes, ratings
+from hub.errors import InvalidArgument, InvalidTransition
+
+# -- orders ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("jobs", "state"), [
+    ([], "placed"),
+    (["queued", "offered"], "queued"),
+    (["printing", "queued"], "queued"),
+    (["printing", "done"], "printing"),
+    (["printed", "done"], "printed"),
+    (["done", "done"], "delivered"),
+    (["done", "cancelled"], "delivered"),
+    (["cancelled", "cancelled"], "cancelled"),
+    (["done", "failed"], "failed"),
+    (["lost_contact", "done"], "lost_contact"),
+    (["outcome_unknown", "queued"], "outcome_unknown"),
+    (["assigned", "preparing", "ready"], "assigned"),
+])
+def test_order_state_is_derived_from_its_jobs(jobs: list[str], state: str) -> None:
+    assert orders.derive_state(jobs).value == state
+
+
+def test_final_order_states_are_sticky() -> None:
+    assert orders.advance(orders.OrderState.QUEUED, orders.OrderState.PRINTING) is orders.OrderState.PRINTING
+    for final in orders.FINAL_STATES:
+        assert orders.advance(final, final) is final
+        with pytest.raises(InvalidTransition):
+            orders.advance(final, orders.OrderState.QUEUED)
+        assert not orders.cancellable(final)
+    with pytest.raises(InvalidTransition):
+        orders.derive_state(["warming_up"])
+
+
+# -- ledger ----------------------------------------------------------------------------------
+
+def test_the_notes_worked_example() -> None:
+    costs = ledger.Costs(material_minor=255, machine_minor=700, fees_minor=145)
+    who = ledger.Beneficiaries("fablab", {"alice": 1}, {"parent-design": {"bob": 1}})
+    shares = ledger.distribute(4000, "EUR", costs, who)
+    amounts: dict[tuple[str, str], int] = {}
+    for s in shares:
+        amounts[(s.recipient, s.share)] = amounts.get((s.recipient, s.share), 0) + s.minor_units
+    assert amounts == {("fablab", "reimbursement"): 955, ("payment-fees", "fees"): 145, ("fablab", "maker"): 1740,
+                       ("commons-fund", "commons"): 435, ("alice", "design"): 508, ("bob", "upstream"): 217}
+    assert sum(s.minor_units for s in shares) == 4000
+    assert all(s.explanation for s in shares)
+    assert any("maker 60 %" in s.explanation for s in shares)
+
+
+def test_ledger_adds_up_to_the_cent_over_many_prices() -> None:
+    rng = random.Random(8)
+    for _ in range(2000):
+        price = rng.randrange(0, 10**7)
+        costs = ledger.Costs(*(rng.randrange(0, 2000) for _ in range(4)))
+        contributors = {f"c{i}": rng.randrange(1, 9) for i in range(rng.randrange(0, 7))}
+        upstream = {f"p{i}": {f"u{i}{j}": rng.randrange(1, 5) for j in range(rng.randrange(0, 4))}
+                    for i in range(rng.randrange(0, 4))}
+        shares = ledger.distribute(price, "EUR", costs, ledger.Beneficiaries("node", contributors, upstream))
+        assert sum(s.minor_units for s in shares) == price
+        assert all(s.minor_units > 0 for s in shares)
+
+
+def test_a_price_below_costs_pays_costs_in_order() -> None:
+    shares = ledger.distribute(300, "EUR", ledger.Costs(200, 200, 50), ledger.Beneficiaries("node"))
+    assert [(s.share, s.minor_units) for s in shares] == [("reimbursement", 200), ("reimbursement", 100)]
+    assert "covers only" in shares[1].explanation
+
+
+def test_nobody_to_credit_goes_to_the_commons() -> None:
+    shares = ledger.distribute(1000, "EUR", ledger.Costs(), ledger.Beneficiaries("node"))
+    assert {(s.recipient, s.minor_units) for s in shares} == {("node", 600), ("commons-fund", 400)}
+
+
+def test_value_equation_is_validated_and_snapshotted() -> None:
+    eq = ledger.ValueEquation(version="2", maker_percent=Decimal(50), design_percent=Decimal(30),
+                              commons_percent=Decimal(20))
+    assert ledger.parse_equation(eq.to_json()) == eq
+    with pytest.raises(InvalidArgument, match="add up to 100"):
+        ledger.ValueEquation(maker_percent=Decimal(70))
+    with pytest.raises(InvalidArgument):
+        ledger.parse_equation("{}")
+    with pytest.raises(InvalidArgument):
+        ledger.distribute(-1, "EUR", ledger.Costs(), ledger.Beneficiaries("n"))
+
+
+# -- ratings ---------------------------------------------------------------------------------
+
+def test_bayesian_reputation_is_not_swung_by_one_vote() -> None:
+    one = ratings.reputation([ratings.Vote(5, {"quality": 5})])
+    assert one.count == 1 and one.mean == 5.0 and 3.0 < one.score < 3.5
+    many = ratings.reputation([ratings.Vote(5, {})] * 95 + [ratings.Vote(1, {})] * 5)
+    assert many.score > 4.5 and many.count == 100
+    assert one.criteria["quality"][1] == 1
+    assert ratings.reputation([]).describe() == "no ratings yet"
+
+
+@pytest.mark.parametrize(("stars", "criteria", "comment"), [
+    (0, {}, ""), (6, {}, ""), (3, {"speed": 3}, ""), (3, {"quality": 9}, ""), (3, {}, "x" * 2001), (3, {}, "a\x00"),
+])
+def test_bad_ratings_are_refused(stars: int, criteria: dict[str, int], comment: str) -> None:
+    with pytest.raises(InvalidArgument):
+        ratings.check_rating(stars, criteria, comment)
+
+
+# -- quotes ----------------------------------------------------------------------------------
+
+def test_price_is_material_plus_machine_time_plus_fees() -> None:
+    p = quotes.price(quotes.Estimate(seconds=3.5 * 3600, filament_g=85), 1, quotes.Rates("EUR", 200, 3))
+    assert (p.material_minor, p.machine_minor, p.fees_minor, p.contribution_minor) == (255, 700, 29, 287)
+    assert p.total_minor == 255 + 700 + 29 + 287
+    assert quotes.price(quotes.Estimate(3600, 10), 3, quotes.Rates("EUR", 100, 1)).machine_minor == 300
+    for bad in (0, -1, quotes.MAX_QUANTITY + 1):
+        with pytest.raises(InvalidArgument, match="quantity"):
+            quotes.price(quotes.Estimate(1, 1), bad, quotes.Rates("EUR", 1, 1))
+
+
+def test_history_corrects_the_estimate_only_with_enough_prints() -> None:
+    point = quotes.HistoryPoint(1000, 1100, 10, 9.5)
+    assert quotes.correction([point] * 2).time_factor == 1.0
+    fixed = quotes.correction([point] * 5)
+    assert fixed.time_factor == pytest.approx(1.1) and fixed.filament_factor == pytest.approx(0.95)
+    assert fixed.prints == 5 and "+10 %" in fixed.note and "5 measured prints" in fixed.note
+    wild = quotes.correction([quotes.HistoryPoint(10, 1000, 1, 1)] * 5)
+    assert wild.time_factor == 2.0
+
+
+def test_rank_by_rule() -> None:
+    def option(node: str, total: int, secs: int, km: float | None) -> quotes.QuoteOption:
+        return quotes.QuoteOption(node, "p", "m", quotes.Price("EUR", total, 0, 0), secs, 1.0, km, 3.0, 0, "",
+                                  quotes.correction([]))
+    opts = [option("a", 500, 100, 30.0), option("b", 400, 300, None), option("c", 600, 50, 2.0)]
+    assert [o.node for o in quotes.rank(opts, "cheapest")] == ["b", "a", "c"]
+    assert [o.node for o in quotes.rank(opts, "fastest")] == ["c", "a", "b"]
+    assert [o.node for o in quotes.rank(opts, "nearest")] == ["c", "a", "b"]
+    with pytest.raises(InvalidArgument):
+        quotes.rank(opts, "prettiest")
+
+
+# -- geo -------------------------------------------------------------------------------------
+
+def test_distance_and_coordinates() -> None:
+    berlin, paris = geo.parse_near("52.5200,13.4050"), geo.parse_near("48.8566,2.3522")
+    assert geo.distance_km(berlin, paris) == pytest.approx(878, abs=5)
+    assert geo.distance_km(berlin, berlin) == 0.0
+    for bad in ("91,0", "0,181", "abc", "1,2,3", "nan,0", "1," * 40):
+        with pytest.raises(InvalidArgument):
+            geo.parse_near(bad)

@@ -1,0 +1,113 @@
+"""The agent's door to the hub, against the real in-process hub (SQLite and PostgreSQL):
+enrollment refusals, resumable SHA-256-verified artifact downloads, a Hello under another
+node's name, and the reconnect backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node_agent import messages as m
+from node_agent.hub_client import (
+    ArtifactError,
+    HubConnection,
+    HubRefused,
+    HubUnavailable,
+    backoff_delay,
+    enroll,
+)
+from tests.fixtures.postgres import create_database
+from tests.hub.harness import InProcessHub, start_in_process
+
+ROOT = Path(__file__).resolve().parents[2]
+STL = (ROOT / "designs" / "calibration-cube" / "calibration-cube.stl").read_bytes()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
+    url = "" if request.param == "sqlite" else create_database(
+        request.getfixturevalue("postgres_server"))
+    running = start_in_process(tmp_path / "data", url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def ref(data: bytes) -> m.ArtifactRef:
+    return m.ArtifactRef(hashlib.sha256(data).hexdigest(), len(data), "mesh", "cube.stl")
+
+
+async def _fetches(hub: InProcessHub, tmp_path: Path) -> None:
+    hub.push("alice", "cube", {"cube.stl": STL}, create=True)
+    conn = HubConnection(hub.address, hub.tokens["admin"])
+    try:
+        whole = await conn.fetch_artifact(ref(STL), tmp_path / "a" / "cube.stl")
+        assert whole.read_bytes() == STL
+        resumed = tmp_path / "b" / "cube.stl"
+        resumed.parent.mkdir()
+        resumed.with_name("cube.stl.part").write_bytes(STL[:1000])  # an interrupted download
+        seen: list[int] = []
+        await conn.fetch_artifact(ref(STL), resumed, seen.append)
+        assert resumed.read_bytes() == STL and seen[-1] == len(STL) and min(seen) > 1000
+        bad = tmp_path / "c" / "cube.stl"
+        bad.parent.mkdir()
+        bad.with_name("cube.stl.part").write_bytes(b"x" * 1000)  # a corrupt partial file
+        with pytest.raises(ArtifactError, match="expected"):
+            await conn.fetch_artifact(ref(STL), bad)
+        assert not bad.exists() and not bad.with_name("cube.stl.part").exists()
+        with pytest.raises(HubRefused) as caught:
+            await conn.fetch_artifact(ref(b"nothing like it"), tmp_path / "d" / "x.stl")
+        assert caught.value.code == "NOT_FOUND" and not caught.value.retryable
+    finally:
+        await conn.close()
+
+
+def test_artifacts_download_resume_and_are_verified(hub: InProcessHub, tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_fetches(hub, tmp_path), 120))
+
+
+async def _identity(hub: InProcessHub) -> None:
+    with pytest.raises(HubRefused) as caught:
+        await enroll(hub.address, "not-a-token", "test/1")
+    assert caught.value.code == "UNAUTHENTICATED"
+    _, token, _ = await asyncio.to_thread(hub.composed.hub.nodes._thd_add_node, "lab-1")
+    node, credential = await enroll(hub.address, token, "test/1")
+    assert node == "lab-1" and credential
+    with pytest.raises(HubRefused, match="UNAUTHENTICATED"):
+        await enroll(hub.address, token, "test/1")  # one time only
+    conn = HubConnection(hub.address, credential)
+    try:
+        session = await conn.session(m.Hello("lab-2", "test/1", 0, (), ()))
+        with pytest.raises(HubRefused) as refused:
+            await session.receive()
+        assert refused.value.code == "PERMISSION_DENIED"
+        with pytest.raises(HubRefused) as denied:  # a node credential is only a node
+            await conn.fetch_artifact(ref(STL), Path("/nonexistent/never-written"))
+        assert denied.value.code == "PERMISSION_DENIED"
+    finally:
+        await conn.close()
+    dead = HubConnection("127.0.0.1:1", credential)
+    try:
+        with pytest.raises(HubUnavailable) as unavailable:
+            await (await dead.session(m.Hello("lab-1", "test/1", 0, (), ()))).receive()
+        assert unavailable.value.retryable
+    finally:
+        await dead.close()
+
+
+def test_enrollment_and_identity_refusals_are_clear(hub: InProcessHub) -> None:
+    asyncio.run(asyncio.wait_for(_identity(hub), 120))
+
+
+def test_backoff_is_full_jitter_exponential_and_capped() -> None:
+    rng = random.Random(7)
+    for attempt, ceiling in [(0, 1.0), (1, 2.0), (3, 8.0), (6, 60.0), (500, 60.0)]:
+        delays = [backoff_delay(attempt, rng) for _ in range(200)]
+        assert all(0.0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2
