@@ -1,11 +1,13 @@
 """`spime-hub`: the hub server's composition root and command line.
 
     spime-hub serve [--data DIR] [--listen HOST:PORT] [--database URL]
-                    [--tls-cert F --tls-key F] [--max-blob-mb N] [--grace S]
+                    [--tls-cert F --tls-key F [--tls-client-ca F]] [--metrics-listen HOST:PORT]
+                    [--max-blob-mb N] [--grace S]
     spime-hub user add NAME --role designer|operator|customer|admin|node [--data DIR] [--database URL] [--json]
     spime-hub migrate [--data DIR] [--database URL]
     spime-hub node add NAME [--json]                  (hub/node_commands.py: node and job admin)
     spime-hub job add|list|requeue|fail|cancel ...
+    spime-hub backup|restore ... / completion bash|zsh / --version   (hub/ops_commands.py)
 
 Exit status: 0 success, 1 refused/failed (message on stderr), 2 usage error.
 Logs are one JSON object per line on stderr.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -107,6 +110,8 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
     Raises:
         HubError: the database or data directory cannot be opened.
     """
+    # Blob paths reach worker processes and temporary links: never relative to the current directory.
+    config = dataclasses.replace(config, data_dir=config.data_dir.expanduser().absolute())
     store = open_store(config.data_dir, config.database_url, config.max_blob_bytes)
     pool = _check_pool(config) if printability == "auto" else printability
     accounts = AccountService(store.accounts, clock, load_or_create_hub_key(config.data_dir))
@@ -142,8 +147,8 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     metrics = HubMetrics() if config.metrics_listen else None
     server = HubServer(composed.hub, metrics)
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
-    port = await server.start(config.listen, tls)
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
+    port = await server.start(config.listen, tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -185,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     _store_args(sub.add_parser("migrate", help="bring the database schema up to date"))
     key = sub.add_parser("key", help="the hub's own Ed25519 key").add_subparsers(dest="key_command", required=True)
     show = key.add_parser("show", help="print the hub's public key (verifiers pin it: spime verify --hub-key)")
-    show.add_argument("--data", type=Path, default=default_data_dir(), help="data directory (default: %(default)s)")
+    show.add_argument("--data", type=_data_path, default=default_data_dir(), help="data directory (default: %(default)s)")
     show.add_argument("--json", action="store_true", help='print {"public_key", "fingerprint", "path"}')
     ops_commands.register(sub, _store_args)
     node_commands.register(sub, _store_args)
@@ -193,8 +198,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _data_path(text: str) -> Path:
+    """A ``--data`` argument, made absolute at startup: blob paths handed to the push-time
+    checks and the workers must not depend on the current directory."""
+    return Path(text).expanduser().absolute()
+
+
 def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, default=default_data_dir(), help="data directory (default: %(default)s)")
+    p.add_argument("--data", type=_data_path, default=default_data_dir(), help="data directory (default: %(default)s)")
     p.add_argument("--database", default="", help="postgresql://… (default: SQLite in the data directory)")
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from hub.errors import IntegrityError, InvalidArgument
+from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument
 from hub.store.blobs import check_sha256
 from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
 from hub.store.engine import make_engine, sqlite_url
@@ -83,10 +83,13 @@ def backup(data_dir: Path, database_url: str, out: Path) -> BackupSummary:
     """Write the hub's database and blobs to the tar file ``out`` (atomically: all or nothing).
 
     Raises:
+        FailedPrecondition: there is no hub database at ``data_dir``/``database_url``.
         InvalidArgument: the output cannot be written.
         IntegrityError: a blob file is missing or does not match its hash.
         StorageError: the database could not be read.
     """
+    if not database_url and not (Path(data_dir) / "hub.sqlite3").is_file():
+        raise FailedPrecondition(f"{data_dir} holds no hub database (hub.sqlite3): check --data, or give --database")
     engine = make_engine(database_url or sqlite_url(data_dir))
     partial = out.with_name(out.name + ".partial")
     try:

@@ -72,12 +72,14 @@ class InvalidManifest(InvalidArgument):
     """A spime.toml is malformed or misses a required field (the message names the field)."""
 
     reason = "MANIFEST_INVALID"
+    field = "manifest_toml"
 
 
 class InvalidLicense(InvalidArgument):
     """An SPDX expression is malformed or names an unknown licence (the message names it)."""
 
     reason = "LICENSE_INVALID"
+    field = "license"
 
 
 class IntegrityError(InvalidArgument):

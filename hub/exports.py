@@ -209,7 +209,8 @@ def okh_manifest(design: Design, revision: Revision, repo: str = "") -> bytes:
     doc["part"] = parts
     sizes = [e for p in manifest.parts for f in p.files if (e := extents.get(f)) is not None]
     if sizes:
-        doc["outer-dimensions"] = _dimensions(tuple(max(s[i] for s in sizes) for i in range(3)))
+        doc["outer-dimensions"] = _dimensions((max(s[0] for s in sizes), max(s[1] for s in sizes),
+                                               max(s[2] for s in sizes)))
     if manifest.contributors:
         doc["contributors"] = list(manifest.contributors)
     if manifest.tags:

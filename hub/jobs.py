@@ -125,6 +125,7 @@ class TimerPolicy:
     outcome_grace_s: int = 2 * 3600  # lost_contact -> outcome_unknown at estimated end + this
     enrollment_ttl_s: int = 24 * 3600
     sweep_interval_s: float = 1.0
+    queue_poll_s: float = 0.05       # how soon jobs queued by another process are offered
 
 
 DEFAULT_TIMERS = TimerPolicy()

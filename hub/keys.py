@@ -19,6 +19,7 @@ from ``registered_at`` (inclusive) until ``revoked_at`` (exclusive, empty while 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -122,6 +123,28 @@ def _check_point(encoded: bytes, what: str) -> _Point:
     return point
 
 
+def _check_r(encoded: bytes) -> None:
+    # libsodium's way for R: canonical y and not on the blocklist (sign bit ignored). No decoding
+    # here: OpenSSL decodes R and a point off the curve simply fails to verify.
+    value = int.from_bytes(encoded, "little")
+    if value & ((1 << 255) - 1) >= _P:
+        raise InvalidArgument("the signature's R is not canonically encoded (y >= p)")
+    if (value & ((1 << 255) - 1)).to_bytes(32, "little") in SMALL_ORDER_ENCODINGS:
+        raise InvalidArgument("the signature's R is a small-order point")
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_problem(public_key: bytes) -> str:
+    # Cached: the subgroup check is ~250 point additions in Python, and a chain repeats its few keys.
+    try:
+        point = _check_point(public_key, "the Ed25519 public key")
+    except InvalidArgument as exc:
+        return str(exc)
+    if not _is_identity(_multiply(_L, point)):
+        return "the Ed25519 public key has a small-order component (not in the prime-order subgroup)"
+    return ""
+
+
 def check_public_key(public_key: bytes) -> bytes:
     """Accept only a canonical Ed25519 key of prime order.
 
@@ -129,9 +152,10 @@ def check_public_key(public_key: bytes) -> bytes:
         InvalidArgument: wrong length, non-canonical, off the curve, small order,
             or outside the prime-order subgroup.
     """
-    point = _check_point(bytes(public_key), "the Ed25519 public key")
-    if not _is_identity(_multiply(_L, point)):
-        raise InvalidArgument("the Ed25519 public key has a small-order component (not in the prime-order subgroup)")
+    problem = _key_problem(bytes(public_key)) if len(public_key) == 32 else (
+        f"the Ed25519 public key must be 32 raw bytes, got {len(public_key)}")
+    if problem:
+        raise InvalidArgument(problem)
     return bytes(public_key)
 
 
@@ -147,7 +171,7 @@ def verify_strict(public_key: bytes, message: bytes, signature: bytes, what: str
             raise InvalidArgument(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
         if int.from_bytes(signature[32:], "little") >= _L:
             raise InvalidArgument("the signature's S is not reduced modulo the group order (non-canonical)")
-        _check_point(signature[:32], "the signature's R")
+        _check_r(signature[:32])
     except InvalidArgument as exc:
         raise IntegrityError(f"{what}: {exc}") from exc
     try:

@@ -79,7 +79,7 @@ FIELD_LIMITS: Mapping[str, Mapping[str, int]] = {
 
 CONCURRENT_CALLS: Mapping[str, int] = {
     "Designs.Push": 2,
-    "Designs.UploadBlob": 8,
+    "Designs.UploadBlob": 4,
     "Designs.Fork": 2,
     "Designs.Search": 4,
     "Records.Export": 2,

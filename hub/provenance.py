@@ -201,24 +201,29 @@ AuthorshipCheck = Callable[[ChainLink], None]
 def registered_authorship(registrations: Iterable[KeyRegistration], hub_public_key: bytes) -> AuthorshipCheck:
     """A check that a signed link's key was registered to its author when it was made.
 
-    Every registration must carry the hub key's signature; give the *pinned* hub
-    key here, never one read from the bundle being checked.
+    Every registration a signed link relies on must carry the hub key's
+    signature; give the *pinned* hub key here, never one read from the bundle
+    being checked.
 
     Raises:
-        IntegrityError: a registration is not signed by the hub key (raised now,
-            not by the returned check), or two registrations name one key.
+        IntegrityError: two registrations name one key (the returned check raises
+            IntegrityError for a link whose key is unregistered, registered to
+            someone else, not live at the link's time, or not signed by the hub).
     """
     by_key: dict[bytes, KeyRegistration] = {}
     for reg in registrations:
-        keys.verify_registration(hub_public_key, reg)
         if by_key.setdefault(reg.public_key, reg) != reg:
             raise IntegrityError(f"key {reg.fingerprint} has two different registrations")
+    verified: set[bytes] = set()  # each used registration is checked once; unused ones cost nothing
 
     def check(link: ChainLink) -> None:
         reg = by_key.get(link.public_key)
         where = f"revision {link.id[:12]}: the signing key {keys.fingerprint(link.public_key)}"
         if reg is None:
             raise IntegrityError(f"{where} has no registration signed by the hub: it is not {link.author}'s key")
+        if reg.public_key not in verified:
+            keys.verify_registration(hub_public_key, reg)
+            verified.add(reg.public_key)
         if reg.account != link.author:
             raise IntegrityError(f"{where} is registered to {reg.account}, not to the author {link.author}")
         if not reg.valid_at(link.created_at):

@@ -270,6 +270,7 @@ class CallGate:
 def _limit_child(cpu_s: int, memory_bytes: int) -> None:
     import resource
 
+    os.nice(10)  # checks yield the CPU to the hub's event loop and database work
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     _cpu_budget(cpu_s)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from node_agent import sd_notify
 from node_agent.config import NodeConfig, PrinterConfig
 from node_agent.control import ControlServer, control_path
 from node_agent.drivers.base import PrinterDriver
@@ -136,17 +137,25 @@ async def _serve(config: NodeConfig, journal: Journal, token: str,
 
     def on_signal() -> None:
         signals["count"] += 1
+        sd_notify.stopping()
         worker.shutdown(leave_prints=signals["count"] > 1)
+
+    async def announce() -> None:
+        await worker.ready.wait()
+        up = sum(1 for p in (await worker.status())["printers"] if p["connected"])
+        sd_notify.ready(f"{up}/{len(config.printers)} printers connected")
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     log.info("node %s: serving, control socket %s", config.node.name, control.path)
+    notifier = asyncio.create_task(announce())
     try:
         await worker.run()
     except HubError as exc:
         log.error("%s; enroll again with `spime-node enroll`", exc)
         return 1
     finally:
+        notifier.cancel()
         await control.close()
     log.info("node %s: stopped", config.node.name)
     return 0

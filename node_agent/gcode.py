@@ -84,9 +84,12 @@ def parse_command(command: str) -> Command | None:
     if head is None:
         return None
     letter, digits, sub = head.groups()
-    # Refused anyway (too many digits); int() of thousands of digits is slow or refused.
-    number = int(digits) % _CODE_MODULUS if len(digits) <= 20 else _CODE_MODULUS - 1
-    word = letter.upper() + str(number)
+    if len(digits) < 5 and digits[0] != "0" and letter in "GMT":
+        word = letter + digits  # the common case, already canonical
+    else:
+        # Refused anyway (too many digits); int() of thousands of digits is slow or refused.
+        number = int(digits) % _CODE_MODULUS if len(digits) <= 20 else _CODE_MODULUS - 1
+        word = letter.upper() + str(number)
     if sub:
         word += f".{int(sub)}"
     rest = command[head.end():]

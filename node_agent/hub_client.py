@@ -41,6 +41,10 @@ KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # The channel's own reconnect backoff (default up to 120 s) must not outlast ours.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
 )
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -157,9 +161,11 @@ class HubConnection:
             HubUnavailable: the hub kept failing mid-transfer.
             ArtifactError: the bytes do not hash to ``ref.sha256``.
         """
-        if dest.is_file() and _sha256(dest) == ref.sha256:
-            return dest
+        if dest.is_file() and await asyncio.to_thread(_sha256, dest) == ref.sha256:
+            return dest  # fetched before this restart
         part = dest.with_name(dest.name + ".part")
+        if part.exists() and part.stat().st_size > ref.size:
+            part.unlink()  # longer than the artifact: not a prefix of it
         for attempt in range(_CHUNK_ATTEMPTS):
             try:
                 await self._fetch_into(ref.sha256, part, progress)

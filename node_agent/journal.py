@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     filament_mm REAL,
     started_at REAL,
     reason TEXT NOT NULL DEFAULT '',
+    last_seq INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -87,6 +88,7 @@ class JournalJob:
     started_at: float | None
     reason: str
     updated_at: float
+    last_seq: int = 0               # the agent_seq of the job's newest event
 
     @property
     def granted(self) -> bool:
@@ -304,6 +306,7 @@ class Journal:
             "INSERT INTO outbox (agent_seq, job_id, lease_epoch, kind, at, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (seq, job.job_id, job.lease_epoch, kind.value, at, json.dumps(dict(data))))
+        self._conn.execute("UPDATE jobs SET last_seq = ? WHERE job_id = ?", (seq, job.job_id))
         return JobEvent(seq, job.job_id, job.lease_epoch, kind, at, data)
 
     def forget(self, job_id: str) -> None:
@@ -336,8 +339,8 @@ class Journal:
 
     def held_jobs(self) -> list[HeldJob]:
         """The jobs to tell the hub about in Hello: every job not forgotten."""
-        last = self.last_agent_seq()
-        return [HeldJob(j.job_id, j.lease_epoch, j.state, last, j.printer) for j in self.jobs()]
+        return [HeldJob(j.job_id, j.lease_epoch, j.state, j.last_seq, j.printer)
+                for j in self.jobs()]
 
     # ------------------------------------------------------------------ outbox
     def last_agent_seq(self) -> int:
@@ -426,4 +429,4 @@ def _job(row: sqlite3.Row) -> JournalJob:
         granted_epoch=row["granted_epoch"], gcode_path=row["gcode_path"],
         estimated_seconds=row["estimated_seconds"], filament_mm=row["filament_mm"],
         started_at=row["started_at"],
-        reason=row["reason"], updated_at=row["updated_at"])
+        reason=row["reason"], updated_at=row["updated_at"], last_seq=row["last_seq"])

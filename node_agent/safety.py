@@ -107,13 +107,14 @@ ALLOW_LISTS: dict[str, dict[str, Allowed]] = {
         "M486": Allowed("STACPU", "label objects (cancel object support)"),
         "M600": Allowed("", "filament change (colour change)"),
         "M601": Allowed("", "Prusa-Firmware pause print"),
-        "M862.1": Allowed("PQ", "Prusa check: nozzle diameter"),
-        "M862.2": Allowed("PQ", "Prusa check: printer type"),
-        "M862.3": Allowed("PQ", "Prusa check: printer model"),
-        "M862.4": Allowed("PQ", "Prusa check: firmware version"),
-        "M862.5": Allowed("PQ", "Prusa check: G-code level"),
-        "M862.6": Allowed("PQ", "Prusa check: firmware feature"),
+        "M862.1": Allowed("PQAF", "Prusa check: nozzle diameter"),
+        "M862.2": Allowed("PQAF", "Prusa check: printer type"),
+        "M862.3": Allowed("PQAF", "Prusa check: printer model"),
+        "M862.4": Allowed("PQAF", "Prusa check: firmware version"),
+        "M862.5": Allowed("PQAF", "Prusa check: G-code level"),
+        "M862.6": Allowed("PQAF", "Prusa check: firmware feature"),
         "M900": Allowed("KLST", "linear advance factor"),
+        "M907": Allowed("E", "extruder motor current (Prusa MK3 profiles: 430/538 mA)"),
     },
 }
 
@@ -140,7 +141,7 @@ FORBIDDEN_COMMANDS: dict[str, str] = {
     "M511": "unlocks the machine", "M512": "sets the machine password",
     "M540": "changes endstop abort behaviour", "M575": "changes the serial baud rate",
     "M851": "changes the probe offset", "M906": "changes motor currents",
-    "M907": "changes motor currents", "M928": "starts SD logging",
+    "M928": "starts SD logging",
     "M997": "starts a firmware update", "M999": "restarts a halted printer (an operator's decision)",
     "G20": "switches to inches (slicers emit millimetres)",
     **{f"M{n}": "defines or runs a G-code macro that hides other commands"
@@ -151,6 +152,7 @@ _BED = frozenset({"M140", "M190"})
 _AXES = "XYZ"
 _MOVES = frozenset({"G0", "G1", "G2", "G3"})
 _MAX_CODE_DIGITS = 4
+_MAX_EXTRUDER_CURRENT_MA = 600.0  # Prusa's MK3 profiles use 430 and 538
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +378,8 @@ class Checker:
             return _over(p, "XYZEPRTS", limits.max_accel_mm_s2, "acceleration", "mm/s²")
         if word in ("M220", "M221"):
             return _over(p, "S", limits.max_factor_pct, "factor", "%")
+        if word == "M907":
+            return _over(p, "E", _MAX_EXTRUDER_CURRENT_MA, "extruder motor current", "mA")
         if word == "G4":
             seconds = max((p.get("S") or 0.0), (p.get("P") or 0.0) / 1000)
             return None if seconds <= limits.max_dwell_s else (
@@ -451,9 +455,9 @@ class Checker:
         if volume is None:
             return None
         margin = self.limits.move_margin_mm
-        for axis, size in zip(_AXES, volume, strict=True):
-            value = reached.get(axis)
-            if value is None:
+        for axis, value in reached.items():
+            size = volume[_AXES.index(axis)]
+            if -margin <= value <= size + margin and (value >= 0 or axis != "Z"):
                 continue
             if axis == "Z" and value < 0:
                 return f"{verb} Z to {value:g} mm, below the bed (Z 0)"

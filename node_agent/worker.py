@@ -28,16 +28,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node_agent import messages as m
-from node_agent.config import NodeConfig, PrinterConfig
+from node_agent.config import NodeConfig
 from node_agent.drivers.base import DriverError, PrinterDriver, PrinterPhase, PrintOutcome
 from node_agent.hub_client import HubError, HubRefused, backoff_delay
 from node_agent.jobs import ACTIVE, TERMINAL, EventKind, JobState
 from node_agent.journal import Journal, JournalJob
 from node_agent.pipeline import PipelineSettings, StepFailed, prepare_job, safe_job
+from node_agent.printers import Slot, decline, snapshot, status_entry
 
 __all__ = ["AGENT_VERSION", "ControlError", "HubLink", "Session", "Worker"]
 
 AGENT_VERSION = "spime-node 0.1"
+ACCEPT_GRACE_S = 60.0
 log = logging.getLogger("spime-node")
 
 
@@ -64,19 +66,11 @@ class _Ended(Exception):
 
 
 @dataclass(eq=False)
-class _Slot:
-    config: PrinterConfig
-    driver: PrinterDriver
-    connected: bool = False
-    error: str = ""
-    job: str | None = None          # the job holding this printer (preparing .. finished)
-
-
-@dataclass(eq=False)
 class _Run:
     task: asyncio.Task[None]
     granted: asyncio.Event = field(default_factory=asyncio.Event)
     denied: str | None = None
+    asked_in: int = 0                # the session that carried our StartRequest (0: none)
 
 
 async def _db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -90,7 +84,7 @@ class Worker:
                  drivers: Mapping[str, PrinterDriver], pipeline: PipelineSettings,
                  rng: random.Random | None = None) -> None:
         self.config, self.journal, self.hub, self.pipeline = config, journal, hub, pipeline
-        self._slots = {p.name: _Slot(p, drivers[p.name]) for p in config.printers}
+        self._slots = {p.name: Slot(p, drivers[p.name]) for p in config.printers}
         self._rng = rng or random.Random()
         self._stop = asyncio.Event()
         self._leave = asyncio.Event()
@@ -101,6 +95,8 @@ class Worker:
         self._runs: dict[str, _Run] = {}
         self._draining = False
         self._started = False
+        self._session_no = 0
+        self.ready = asyncio.Event()     # set once the printers were tried and the loop runs
         self.heartbeat_s = config.node.heartbeat_s
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,6 +125,7 @@ class Worker:
                         "not restarted", job.job_id)
         self._restore_slots()
         await self._connect_printers()
+        self.ready.set()
         heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
         session = asyncio.create_task(self._sessions(), name="sessions")
         stop = asyncio.create_task(self._stop.wait())
@@ -162,6 +159,7 @@ class Worker:
             if any(not t.done() for t in printing):
                 log.warning("leaving running print(s): they are reported interrupted on the "
                             "next start")
+                return
         await asyncio.gather(*(r.task for r in self._runs.values()), return_exceptions=True)
         if self._online.is_set():
             await self._flush()
@@ -245,6 +243,7 @@ class Worker:
             self.heartbeat_s = float(welcome.heartbeat_interval_s)
         desired = {d.job_id: d for d in welcome.desired}
         self._sent_seq = welcome.last_agent_seq_committed
+        self._session_no += 1
         self._online.set()
         log.info("connected to the hub (session %d)", welcome.session_epoch)
         await self._flush()
@@ -261,8 +260,8 @@ class Worker:
             await self._cancel(job.job_id, "the hub cancelled the job")
         elif job.state in (JobState.PREPARING, JobState.READY) and job.job_id not in self._runs:
             self._start_run(job.job_id)
-        elif job.state is JobState.READY and job.job_id in self._runs and not job.granted:
-            await self._send(m.StartRequest(job.job_id, job.lease_epoch, job.printer))
+        elif job.state is JobState.READY and job.job_id in self._runs:
+            self._runs[job.job_id].granted.set()  # wake it: it asks again in this session
 
     async def _send(self, message: m.AgentMessage) -> bool:
         session = self._session
@@ -360,30 +359,8 @@ class Worker:
 
     def _qualifies(self, offer: m.Offer) -> tuple[m.DeclineReason, str] | None:
         slot = self._slots.get(offer.printer_id)
-        if slot is None:
-            return m.DeclineReason.NO_CAPACITY, f"no printer {offer.printer_id!r} on this node"
-        if self._draining:
-            return m.DeclineReason.NO_CAPACITY, "the node is shutting down or draining"
-        printer, flags = slot.config, self.journal.printer_flags(slot.config.name)
-        if offer.material.upper() not in {x.upper() for x in printer.materials}:
-            return (m.DeclineReason.MATERIAL_UNAVAILABLE,
-                    f"{printer.name} has {', '.join(printer.materials)}, not {offer.material}")
-        if any(v > 0 for v in offer.bbox_mm) and not _fits(offer.bbox_mm, printer.build_volume_mm):
-            return m.DeclineReason.NOT_PRINTABLE, f"the part does not fit {printer.name}"
-        busy = self._busy_reason(slot, flags.bed_clear, flags.mode)
-        return None if busy is None else (m.DeclineReason.NO_CAPACITY, busy)
-
-    def _busy_reason(self, slot: _Slot, bed_clear: bool, mode: str) -> str | None:
-        name = slot.config.name
-        if mode != "online":
-            return f"{name} is {mode}"
-        if slot.job is not None:
-            return f"{name} is taken by job {slot.job}"
-        if not slot.connected or slot.driver.status().phase is not PrinterPhase.IDLE:
-            return f"{name} is not idle ({slot.error or slot.driver.status().phase.value})"
-        if not bed_clear:
-            return f"{name}: the operator has not confirmed the bed is clear"
-        return None
+        flags = self.journal.printer_flags(offer.printer_id)
+        return decline(offer, slot, flags, self._draining)
 
     async def _assigned(self, assigned: m.Assigned) -> None:
         job = await _db(self.journal.find, assigned.job_id)
@@ -495,8 +472,10 @@ class Worker:
                                  {"reason": f"start denied: {run.denied}"})
                 self._release(job)
                 raise _Ended
-            if not job.granted and self._may_start(job):
-                await self._send(m.StartRequest(job_id, job.lease_epoch, job.printer))
+            # One request per session: the hub grants once per epoch and denies repeats.
+            if not job.granted and self._may_start(job) and run.asked_in != self._session_no \
+                    and await self._send(m.StartRequest(job_id, job.lease_epoch, job.printer)):
+                run.asked_in = self._session_no
             run.granted.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.granted.wait(), self.heartbeat_s)
@@ -554,10 +533,23 @@ class Worker:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             await self._connect_printers()
+            await self._expire_accepted(time.time())
             if self._online.is_set():
                 await self._send(m.Heartbeat(
                     tuple(self._snapshot(s) for s in self._slots.values()),
                     tuple(await self._progress())))
+
+    async def _expire_accepted(self, now: float) -> None:
+        """Forget accepted offers the hub never assigned (it gave the job to another node)."""
+        for slot in self._slots.values():
+            job = None if slot.job is None else await _db(self.journal.find, slot.job)
+            if job is None or job.state is not JobState.ACCEPTED or not job.offer.expires_at:
+                continue
+            if now > job.offer.expires_at + ACCEPT_GRACE_S:
+                log.info("offer %s was never assigned; forgetting job %s", job.offer_id,
+                         job.job_id)
+                await _db(self.journal.forget, job.job_id)
+                self._release(job)
 
     async def _progress(self) -> list[m.JobProgress]:
         out = []
@@ -571,35 +563,15 @@ class Worker:
                                          status.layer or 0))
         return out
 
-    def _snapshot(self, slot: _Slot) -> m.PrinterSnapshot:
-        p, status = slot.config, slot.driver.status()
-        flags = self.journal.printer_flags(p.name)
-        phase = _PHASES.get(status.phase, m.Phase.OFFLINE)
-        if flags.mode == "maintenance":
-            phase = m.Phase.MAINTENANCE
-        temps = status.temperatures
-        return m.PrinterSnapshot(
-            printer_id=p.name, model=p.model, build_volume_mm=p.build_volume_mm,
-            nozzle_mm=p.nozzle_mm, materials=p.materials, phase=phase,
-            bed_clear=flags.bed_clear, accepting=flags.mode == "online" and not self._draining,
-            slicer_profile=p.slicer_profile, queue_depth=int(slot.job is not None),
-            hotend_c=temps.hotend_c or 0.0, bed_c=temps.bed_c or 0.0,
-            rate_per_hour=_rate(p.rate_per_hour), rate_per_gram=_rate(p.rate_per_gram))
+    def _snapshot(self, slot: Slot) -> m.PrinterSnapshot:
+        return snapshot(slot, self.journal.printer_flags(slot.config.name), self._draining)
 
     # ------------------------------------------------------------------ operator commands
     async def status(self) -> dict[str, Any]:
         """A plain-data snapshot for ``spime-node status``."""
         jobs = await _db(self.journal.jobs)
-        printers = []
-        for slot in self._slots.values():
-            snap, st = self._snapshot(slot), slot.driver.status()
-            flags = self.journal.printer_flags(slot.config.name)
-            printers.append({
-                "name": slot.config.name, "model": slot.config.model, "phase": snap.phase.value,
-                "mode": flags.mode, "bed_clear": flags.bed_clear, "connected": slot.connected,
-                "error": slot.error, "job": slot.job, "percent": round(st.percent, 1),
-                "layer": st.layer, "hotend_c": st.temperatures.hotend_c,
-                "bed_c": st.temperatures.bed_c})
+        printers = [status_entry(s, self.journal.printer_flags(s.config.name), self._draining)
+                    for s in self._slots.values()]
         return {"node": self.config.node.name, "hub": self.config.node.hub,
                 "online": self._online.is_set(), "draining": self._draining,
                 "printers": printers,
@@ -665,26 +637,11 @@ class Worker:
         self._release(job)
         return {"job": job_id, "outcome": outcome}
 
-    def _slot(self, printer: str) -> _Slot:
+    def _slot(self, printer: str) -> Slot:
         slot = self._slots.get(printer)
         if slot is None:
             raise ControlError(f"no printer {printer!r} (configured: {', '.join(self._slots)})")
         return slot
 
 
-def _fits(part: tuple[float, float, float], volume: tuple[float, float, float]) -> bool:
-    return all(a <= b for a, b in zip(sorted(part), sorted(volume), strict=True))
-
-
-def _rate(rate: Any) -> tuple[str, int] | None:
-    return None if rate is None else (rate.currency, rate.minor_units)
-
-
 _FATAL = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "SUPERSEDED"})
-_PHASES = {
-    PrinterPhase.IDLE: m.Phase.IDLE,
-    PrinterPhase.PRINTING: m.Phase.PRINTING,
-    PrinterPhase.CANCELLING: m.Phase.PRINTING,
-    PrinterPhase.PAUSED: m.Phase.PAUSED,
-    PrinterPhase.ERROR: m.Phase.ERROR,
-}

@@ -4,6 +4,7 @@
 # Usage: bash ops/install-service.sh [hub|node|all]          (default: all; safe to run again)
 #   DESTDIR=/tmp/stage bash ops/install-service.sh all      lay the files out under a staging root
 #                                                           (no user, no ownership, no systemctl)
+#   COMPLETIONS=no bash ops/install-service.sh               skip the shell completions
 # Then: put TLS files in /etc/spimeforge/tls (bash ops/tls/make-dev-ca.sh /etc/spimeforge/tls HOST),
 # edit /etc/spimeforge/hub.env or node.toml, and `systemctl enable --now spime-hub` (or spime-node).
 set -euo pipefail
@@ -62,7 +63,9 @@ fi
 bash_dir="$dest/usr/share/bash-completion/completions"
 zsh_dir="$dest/usr/share/zsh/vendor-completions"
 install -d -m 0755 "$bash_dir" "$zsh_dir"
-for prog in spime spime-hub spime-node; do
+progs=(spime spime-hub spime-node)
+[ "${COMPLETIONS:-yes}" = no ] && progs=()
+for prog in "${progs[@]}"; do
   for shell in bash zsh; do
     if script=$("$src/.venv/bin/$prog" completion "$shell" 2>/dev/null); then
       if [ "$shell" = bash ]; then out="$bash_dir/$prog"; else out="$zsh_dir/_$prog"; fi

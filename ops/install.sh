@@ -12,7 +12,7 @@ SYSTEM_PACKAGES=(
   prusa-slicer openscad admesh
   rsync
   xvfb xauth
-  zsh
+  systemd zsh openssl
 )
 
 missing=()

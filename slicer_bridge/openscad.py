@@ -436,6 +436,7 @@ async def render_scad(
     binary: str = "openscad",
     *,
     root: Path | str | None = None,
+    trusted_links: tuple[Path, ...] = (),
     limits: SandboxLimits | None = None,
 ) -> Path:
     """Validate `params` against the design's customizer schema and render it to STL.
@@ -454,6 +455,8 @@ async def render_scad(
             STL of the same name).
         binary: The openscad program.
         root: The design revision's folder (default: the .scad file's folder).
+        trusted_links: Folders that symbolic links in `root` may point into (e.g. the
+            blob store a revision is staged from); any other link out is refused.
         limits: Sandbox limits (default: `SandboxLimits()` with the CPU limit set to
             the time limit).
 
@@ -468,12 +471,13 @@ async def render_scad(
         RenderError: OpenSCAD failed (its own message is in `reason`), produced no
             geometry, ran out of its memory or CPU limit, or was killed at the time limit.
     """
-    scad = Path(path).resolve()
+    scad = Path(os.path.abspath(path))  # not resolve(): a staged file may be a link
     values = validate(parse_parameters(_read_source(scad)), params)
     for program in (binary, "prlimit"):
         if shutil.which(program) is None:
             raise ToolNotFound(program)
-    files = check_references(scad, Path(root) if root is not None else scad.parent)
+    folder = Path(root) if root is not None else scad.parent
+    files = check_references(scad, folder, trusted_links)
     if out_path is None:
         out_path = Path(tempfile.mkdtemp(prefix="spime-render-")) / f"{scad.stem}.stl"
     out = out_path.resolve()
@@ -481,7 +485,7 @@ async def render_scad(
     limits = limits or SandboxLimits(cpu_s=timeout_s + 1)
     with tempfile.TemporaryDirectory(prefix="spime-scad-") as tmp:
         sandbox = Path(tmp)
-        main = copy_into(files, Path(root) if root is not None else scad.parent, sandbox / "d")
+        main = copy_into(files, folder, sandbox / "d")
         staged = sandbox / "out.stl"
         argv = sandbox_argv(render_argv(binary, main, staged, values), limits)
         done = await run(argv, timeout_s=timeout_s, error=RenderError, check=False,

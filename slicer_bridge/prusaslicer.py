@@ -231,6 +231,13 @@ def _read_metadata(done: Completed, gcode_path: Path) -> GcodeMetadata:
     except (OSError, ValueError, GcodeMetadataError) as exc:
         raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
                           reason=f"PrusaSlicer exited 0 but its G-code is unusable: {exc}") from exc
+    if meta.layer_count == 0 or meta.filament_mm <= 0:
+        gcode_path.unlink(missing_ok=True)
+        raise SlicerError(done.argv, done.returncode, done.stdout, done.stderr,
+                          reason=f"PrusaSlicer exited 0 but its G-code has {meta.layer_count} "
+                          f"layers and {meta.filament_mm:g} mm of filament: nothing would be "
+                          "printed (the part is thinner than the nozzle or a layer, or in the "
+                          "wrong unit)")
     # PrusaSlicer 2.5's CLI slices an object taller than the printer without a word.
     if meta.max_z_mm > height + _Z_TOLERANCE_MM:
         gcode_path.unlink(missing_ok=True)

@@ -173,8 +173,11 @@ def references(source: str) -> Iterator[tuple[int, str, str | None]]:
 # ---------------------------------------------------------------- checking against the folder
 
 
-def _inside(root: Path, base: Path, name: str) -> Path:
+def _inside(root: Path, base: Path, name: str, trusted: tuple[Path, ...]) -> Path:
     """The file ``name`` (as written in a file in ``base``) names inside ``root``.
+
+    A symbolic link is followed only to a file inside ``root`` or inside a ``trusted``
+    folder (the hub stages a revision as links into its own blob store).
 
     Raises:
         ValueError: why it is not a regular file inside ``root``.
@@ -186,8 +189,9 @@ def _inside(root: Path, base: Path, name: str) -> Path:
     lexical = Path(os.path.normpath(base / name))
     if not lexical.is_relative_to(root):
         raise ValueError(f"{name!r} is outside the design's folder")
-    if lexical.resolve() != lexical:
-        raise ValueError(f"{name!r} is or passes through a symbolic link")
+    real = lexical.resolve()
+    if real != lexical and not any(real.is_relative_to(t) for t in (root.resolve(), *trusted)):
+        raise ValueError(f"{name!r} is or passes through a symbolic link out of the design")
     if not lexical.is_file():
         raise ValueError(f"{name!r} is not a file of the design (OpenSCAD would search "
                          "its library paths)")
@@ -205,12 +209,13 @@ def _read(path: Path) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def check_references(scad: Path, root: Path) -> list[Path]:
+def check_references(scad: Path, root: Path, trusted_links: tuple[Path, ...] = ()) -> list[Path]:
     """Every file the design uses, all inside ``root``; the main file first.
 
     Args:
         scad: The main .scad file.
         root: The design revision's folder.
+        trusted_links: Folders symbolic links in ``root`` may point into (a blob store).
 
     Returns:
         The files to copy into the sandbox (absolute paths inside ``root``).
@@ -219,9 +224,10 @@ def check_references(scad: Path, root: Path) -> list[Path]:
         ScadReferenceError: a reference leaves the folder, is a link, is missing or is
             computed; the message names the file, line and statement.
     """
-    root = root.resolve()
+    root = Path(os.path.abspath(root))
+    trusted = tuple(t.resolve() for t in trusted_links)
     try:
-        main = _inside(root, root, os.path.relpath(scad.resolve(), root))
+        main = _inside(root, root, os.path.relpath(os.path.abspath(scad), root), trusted)
     except ValueError as exc:
         raise ScadReferenceError(f"the design file {exc}") from exc
     found, queue = [main], [main]
@@ -233,7 +239,7 @@ def check_references(scad: Path, root: Path) -> list[Path]:
                 raise ScadReferenceError(f"{where} names its file with an expression; "
                                          "only a plain string naming a file of the design may be used")
             try:
-                target = _inside(root, current.parent, name)
+                target = _inside(root, current.parent, name, trusted)
             except ValueError as exc:
                 raise ScadReferenceError(f"{where} {exc}") from exc
             if target in found:
@@ -255,12 +261,12 @@ def copy_into(files: list[Path], root: Path, sandbox: Path) -> Path:
     Raises:
         OSError: a copy failed.
     """
-    root = root.resolve()
+    root = Path(os.path.abspath(root))
     copies = []
     for path in files:
         target = sandbox / path.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target, follow_symlinks=False)
+        shutil.copyfile(path, target)  # contents only: links were checked, copies are plain
         copies.append(target)
     return copies[0]
 

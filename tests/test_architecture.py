@@ -37,6 +37,7 @@ PURE_MODULES = (
     "hub.keys",
     "hub.bundle",
     "hub.manifest",
+    "hub.paths",
     "hub.exports",
     "hub.limits",
     "hub.orders",

@@ -14,7 +14,7 @@ EXPORTS = {
     ],
     "hub.licenses": [
         "ANY", "Decision", "LicenseRule", "Obligations", "allowed_derivative_licenses", "check_derivative",
-        "license_ids", "may_fabricate", "obligations", "parse_expression", "rule_for", "rules",
+        "check_revision_license", "license_ids", "may_fabricate", "obligations", "parse_expression", "rule_for", "rules",
     ],
     "hub.provenance": [
         "AuthorshipCheck", "ChainLink", "ChainReport", "FileEntry", "canonical_json", "generate_private_key",
@@ -59,7 +59,27 @@ EXPORTS = {
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles"],
     "hub.api.interceptors": ["STATUS_OF", "HubInterceptor", "current_account", "status_of"],
+    "hub.api.errors_detail": ["DOMAIN", "rich_status", "trailing_metadata"],
+    "hub.paths": [
+        "CLIENT_RESERVED", "MAX_COMPONENT_BYTES", "MAX_DEPTH", "MAX_PATH_CHARS", "PathProblem", "check_path",
+        "check_paths", "fold", "path_problem",
+    ],
+    "hub.service.lineage": ["Lineage", "attribution_of", "upstream"],
     "hub.__main__": ["compose", "main", "serve"],
+    "hub.api.metrics": ["FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "start_metrics_server"],
+    "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
+    "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
+    "hub.sd_notify": ["notify", "ready", "stopping"],
+    "hub.ops_commands": ["COMMANDS", "EXAMPLES", "completion_script", "finish_parser", "register", "run", "version"],
+    "hub.client.progress": ["Progress", "format_amount"],
+    "hub.client.examples": ["EXAMPLES", "apply_examples", "commands"],
+    "node_agent.sd_notify": ["notify", "ready", "stopping"],
+    "node_agent.metrics": ["MetricsAddressError", "MetricsServer", "NodeMetrics", "start_metrics_server"],
+    "node_agent.progress": ["Progress", "format_amount"],
+    "node_agent.ops_cli": [
+        "EXAMPLES", "SHELLS", "add_completion", "commands", "completion_script", "finish_parser", "print_completion",
+        "version",
+    ],
     "hub.limits": [
         "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "FIELD_LIMITS", "MAX_CHECKED_MESHES", "MAX_FILES",
         "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "PAGE_MAX_BYTES", "PageCut", "check_fields", "check_page_size",

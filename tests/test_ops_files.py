@@ -121,7 +121,7 @@ def test_install_service_lays_out_units_config_and_completions(tmp_path: Path) -
     unit = (tmp_path / "etc/systemd/system/spime-hub.service").read_text()
     assert f"ExecStart={Path(sys.executable).parent}/spime-hub serve" in unit
     (tmp_path / "etc/spimeforge/hub.env").write_text('SPIME_HUB_OPTS="--grace 3"\n')
-    again = _runs(["bash", str(ROOT / "ops" / "install-service.sh"), "hub"], DESTDIR=str(tmp_path))
+    again = _runs(["bash", str(ROOT / "ops" / "install-service.sh"), "hub"], DESTDIR=str(tmp_path), COMPLETIONS="no")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "etc/spimeforge/hub.env").read_text() == 'SPIME_HUB_OPTS="--grace 3"\n'
     assert _runs(["bash", str(ROOT / "ops" / "install-service.sh"), "everything"]).returncode == 2

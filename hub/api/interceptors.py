@@ -126,19 +126,67 @@ def _undecodable(method: str, bad: _Undecodable) -> errors.InvalidArgument:
         "use the hub's .proto definitions", reason="REQUEST_UNDECODABLE", field="request")
 
 
-def _checked(request: Any, method: str) -> Any:
+def _has_nul(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" in value
+
+
+def _nul_in_map(values: Any, name: str, field: Any) -> str | None:
+    value_field = field.message_type.fields_by_name["value"]
+    for key, value in values.items():
+        where = f"{name}[{key!r}]"
+        if _has_nul(key) or _has_nul(value):
+            return where
+        if value_field.type == value_field.TYPE_MESSAGE and (found := _nul_field(value, where + ".")):
+            return found
+    return None
+
+
+def _nul_in(values: Any, name: str, field: Any) -> str | None:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return _nul_in_map(values, name, field)
+    items = list(values) if field.is_repeated else [values]
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]" if field.is_repeated else name
+        if _has_nul(item):
+            return where
+        if field.type == field.TYPE_MESSAGE and (found := _nul_field(item, where + ".")):
+            return found
+    return None
+
+
+def _nul_field(message: Any, prefix: str = "") -> str | None:
+    """The first text field of a request that holds a NUL character ("files[2].path"), or None.
+
+    PostgreSQL refuses NUL in text where SQLite stores it: refusing it here, before
+    any store, gives the same answer on both.
+    """
+    for field, values in message.ListFields():
+        if field.type in (field.TYPE_STRING, field.TYPE_MESSAGE):
+            found = _nul_in(values, prefix + field.name, field)
+            if found:
+                return found
+    return None
+
+
+def _check_message(request: Any, method: str) -> Any:
     if isinstance(request, _Undecodable):
         raise _undecodable(method, request)
+    field = _nul_field(request)
+    if field:
+        raise errors.InvalidArgument(f"{field} contains a NUL character; remove it", reason="NUL_CHARACTER",
+                                     field=field)
+    return request
+
+
+def _checked(request: Any, method: str) -> Any:
     if hasattr(request, "__aiter__"):
         return _checked_stream(request, method)
-    return request
+    return _check_message(request, method)
 
 
 async def _checked_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
     async for request in requests:
-        if isinstance(request, _Undecodable):
-            raise _undecodable(method, request)
-        yield request
+        yield _check_message(request, method)
 
 
 def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]]) -> Any:

@@ -53,7 +53,8 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
 
     async def RevokeKey(self, request: accounts_pb2.RevokeKeyRequest,
                         context: aio.ServicerContext) -> accounts_pb2.KeyRegistration:
-        reg = await self.hub.accounts.revoke_key(current_account(), request.fingerprint, request.effective_at)
+        reg = await self.hub.accounts.revoke_key(current_account(), request.fingerprint, request.effective_at,
+                                                 request.account)
         return cv._key_to_proto(reg)
 
 

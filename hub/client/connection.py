@@ -118,11 +118,19 @@ def connect(args: argparse.Namespace, *, need_token: bool = True) -> Hub:
 
 
 def _tls(ca: str) -> grpc.ChannelCredentials:
-    try:
-        root = Path(ca).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read the CA file {ca!r}: {exc.strerror}") from exc
-    return grpc.ssl_channel_credentials(root_certificates=root)
+    """Trust ``ca``; present SPIME_CLIENT_CERT/SPIME_CLIENT_KEY when a hub requires client certificates (mTLS)."""
+    files = {"CA": ca, "client certificate": env_or(None, "SPIME_CLIENT_CERT"),
+             "client key": env_or(None, "SPIME_CLIENT_KEY")}
+    if bool(files["client certificate"]) != bool(files["client key"]):
+        raise UsageError("set both SPIME_CLIENT_CERT and SPIME_CLIENT_KEY (bash ops/tls/make-node-cert.sh), or neither")
+    pem: dict[str, bytes | None] = {}
+    for what, path in files.items():
+        try:
+            pem[what] = Path(path).read_bytes() if path else None
+        except OSError as exc:
+            raise UsageError(f"cannot read the {what} file {path!r}: {exc.strerror}") from exc
+    return grpc.ssl_channel_credentials(root_certificates=pem["CA"], private_key=pem["client key"],
+                                        certificate_chain=pem["client certificate"])
 
 
 @contextlib.contextmanager

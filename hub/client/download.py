@@ -13,6 +13,7 @@ from spimeforge.v1 import designs_pb2
 from hub.client.common import ClientError
 from hub.client.connection import Hub
 from hub.client.local import safe_target
+from hub.paths import CLIENT_RESERVED, fold
 
 __all__ = ["download_blob", "plan_targets", "write_revision"]
 
@@ -23,13 +24,21 @@ def plan_targets(dest: Path, files: Iterable[dict[str, Any]]) -> list[tuple[dict
     """Map every file of a revision to its place under ``dest``, before writing anything.
 
     Raises:
-        ClientError: a name is unsafe or escapes ``dest``, or two files share a name.
+        ClientError: a name is unsafe or escapes ``dest``, two files share a name
+            (also after case folding and Unicode normalisation, as macOS and
+            Windows compare them), a path is both a file and a folder, or a file
+            takes a name the client keeps for itself.
     """
     plan = [(f, safe_target(dest, f["path"])) for f in files]
-    if any(f["path"] == "spime.toml" for f, _ in plan):
-        raise ClientError("refusing to write: the revision lists 'spime.toml' as a file")
-    if len({t for _, t in plan}) != len(plan):
-        raise ClientError("refusing to write: the revision lists a file twice")
+    keys = [fold(f["path"]) for f, _ in plan]
+    if any(k.split("/")[0] in CLIENT_RESERVED for k in keys):
+        raise ClientError("refusing to write: the revision lists 'spime.toml' or '.spime/' as a file")
+    if len(set(keys)) != len(keys):
+        raise ClientError("refusing to write: the revision lists a file twice (names equal after case "
+                          "folding and Unicode normalisation count as the same)")
+    folders = {k.rsplit("/", i)[0] for k in keys for i in range(1, k.count("/") + 1)}
+    if folders & set(keys):
+        raise ClientError(f"refusing to write: {min(folders & set(keys))!r} is both a file and a folder")
     return plan
 
 
@@ -87,8 +96,11 @@ def write_revision(hub: Hub, rev: dict[str, Any], dest: Path,
         HubRefused: the hub refused a download.
     """
     plan = plan_targets(dest, rev["files"])
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "spime.toml").write_text(rev["manifest_toml"], encoding="utf-8")
-    for f, target in plan:
-        download_blob(hub, f["sha256"], int(f["size"]), target, advance)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "spime.toml").write_text(rev["manifest_toml"], encoding="utf-8")
+        for f, target in plan:
+            download_blob(hub, f["sha256"], int(f["size"]), target, advance)
+    except OSError as exc:
+        raise ClientError(f"cannot write into {dest}: {exc.strerror or exc} ({exc.filename or ''})") from exc
     return ["spime.toml"] + [f["path"] for f, _ in plan]

@@ -20,6 +20,7 @@ from hub.client.common import ClientError, UsageError
 from hub.client.statcache import StatCache, now_ns
 from hub.errors import HubError
 from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
+from hub.paths import path_problem
 
 __all__ = [
     "CHUNK",
@@ -169,17 +170,23 @@ def _local_file(folder: Path, path: Path, rel: str, cache: StatCache | None) -> 
     return LocalFile(rel, path, sha, size)
 
 
+# Rules that only keep a name portable: a revision stored before the hub enforced them
+# still downloads where the local system can hold the name.
+_PORTABILITY_RULES = frozenset({"PATH_RESERVED_NAME", "PATH_TRAILING_DOT_OR_SPACE", "PATH_TOO_LONG",
+                                "PATH_WINDOWS_FORBIDDEN_CHARACTER", "PATH_TOO_DEEP"})
+
+
 def safe_target(dest: Path, name: str) -> Path:
     """Where a downloaded file named ``name`` goes under ``dest``.
 
     Raises:
-        ClientError: the name is unsafe (``..``, absolute, NUL…) or resolves
-            outside ``dest``; nothing is written.
+        ClientError: the name is unsafe (``..``, absolute, NUL, control or bidi
+            characters…), cannot be written on this system, or resolves outside
+            ``dest``; nothing is written.
     """
-    try:
-        safe_relative_path(name)
-    except HubError as exc:
-        raise ClientError(f"refusing to write {name!r}: {exc}") from exc
+    problem = path_problem(name)
+    if problem is not None and (os.name == "nt" or problem.rule not in _PORTABILITY_RULES):
+        raise ClientError(f"refusing to write {name!r:.300}: {problem.message}")
     target = (dest / name).resolve()
     root = dest.resolve()
     if root not in target.parents:

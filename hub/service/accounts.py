@@ -113,21 +113,26 @@ class AccountService:
         name = check_account_name(account) if account else caller.name
         return await asyncio.to_thread(self.accounts._thd_keys, name)
 
-    async def revoke_key(self, caller: Account, fingerprint: str, effective_at: str) -> KeyRegistration:
-        """Revoke one of the caller's keys from ``effective_at`` ("" = now) on.
+    async def revoke_key(self, caller: Account, fingerprint: str, effective_at: str,
+                         account: str = "") -> KeyRegistration:
+        """Revoke one of the caller's keys (an admin: anyone's) from ``effective_at`` ("" = now) on.
 
         Raises:
-            InvalidArgument: a malformed fingerprint or time, or a time before the registration.
-            NotFound: the caller has no such key.
+            InvalidArgument: a malformed fingerprint, account or time, or a time before the registration.
+            PermissionDenied: another account's key, and the caller is not an admin.
+            NotFound: the account has no such key.
             FailedPrecondition: the key is revoked already from that time or earlier.
         """
+        owner = check_account_name(account) if account else caller.name
+        if owner != caller.name and caller.role is not Role.ADMIN:
+            raise PermissionDenied(f"only an admin may revoke {owner}'s keys; {caller.name} is {caller.role.value}")
         if not isinstance(fingerprint, str) or not _FINGERPRINT.match(fingerprint):
             raise InvalidArgument(f"fingerprint {fingerprint!r:.40} must be 32 lowercase hex digits (see `spime key list`)")
         now = self.clock()
         at = format_time(now) if not effective_at else format_time(parse_time(effective_at, "effective_at"))
         if parse_time(at) > now + MAX_REVOKE_AHEAD:
             raise InvalidArgument(f"effective_at {at} is more than {MAX_REVOKE_AHEAD.days} days ahead")
-        return await asyncio.to_thread(self.accounts._thd_revoke_key, caller.name, fingerprint,
+        return await asyncio.to_thread(self.accounts._thd_revoke_key, owner, fingerprint,
                                        lambda reg: self._revoked(reg, at))
 
     def _revoked(self, reg: KeyRegistration, at: str) -> KeyRegistration:

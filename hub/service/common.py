@@ -31,8 +31,8 @@ def parse_time(text: str, field: str = "created_at") -> dt.datetime:
         InvalidArgument: any other format.
     """
     if not isinstance(text, str) or not _RFC3339_Z.match(text):
-        raise InvalidArgument(f"{field} {text!r:.40} must be RFC 3339 UTC like 2026-01-31T12:00:00Z")
+        raise InvalidArgument(f"{field} {text!r:.40} must be RFC 3339 UTC like 2026-01-31T12:00:00Z", field=field)
     try:
         return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     except ValueError as exc:
-        raise InvalidArgument(f"{field} {text!r} is not a real date and time") from exc
+        raise InvalidArgument(f"{field} {text!r} is not a real date and time", field=field) from exc

@@ -82,12 +82,12 @@ def _not_checked(entry: FileEntry, why: str) -> dict[str, object]:
          "message": f"{why}: not checked at push time; run `spime check` on it"}]}
 
 
-def check_slug(slug: str, what: str = "design") -> str:
+def check_slug(slug: str, what: str = "design", field: str = "design") -> str:
     """Raises: InvalidArgument: not a slug like "calibration-cube"."""
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         raise InvalidArgument(
             f"{what} name {slug!r:.80} is not a slug: 2-63 lowercase letters, digits and '-', "
-            "starting with a letter or digit"
+            "starting with a letter or digit", reason="INVALID_SLUG", field=field,
         )
     return slug
 

@@ -58,7 +58,7 @@ class ForkService:
             LicenseConflict: a licence rule forbids this remix (names rule and parent).
             FailedPrecondition: a parent is a proposal never accepted, or the parents' paths collide.
         """
-        check_slug(req.name)
+        check_slug(req.name, field="name")
         if not req.parents or len(req.parents) > MAX_PARENTS:
             raise InvalidArgument(f"a fork needs 1 to {MAX_PARENTS} parents")
         if await asyncio.to_thread(self.designs._thd_exists, req.name):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,13 +18,9 @@ from hub.errors import HubError, InvalidArgument, InvalidTransition, NotFound, P
 from hub.jobs import (
     DEFAULT_TIMERS,
     EVENT_KINDS,
-    MAX_PARAM_KEY,
-    MAX_PARAM_VALUE,
-    MAX_PARAMETERS,
     MAX_REASON,
     TERMINAL,
     Change,
-    Command,
     Job,
     JobSpec,
     JobState,
@@ -39,7 +34,18 @@ from hub.jobs import (
 )
 from hub.scheduler import PrinterRecord, candidates
 from hub.service.common import Clock, format_time, parse_time
-from hub.service.designs import check_slug
+from hub.service.job_changes import (
+    JOB_ID,
+    RESET,
+    cancel_change,
+    check_reason,
+    check_spec,
+    cmd,
+    ended,
+    progress_values,
+    requeue_if_unchanged,
+    unknown_to_agent,
+)
 from hub.store.jobs import EventRecord, JobStore, Outcome
 from hub.store.nodes import NodeStore
 
@@ -48,11 +54,7 @@ __all__ = ["Desired", "HeldJob", "JobService", "Progress", "check_spec"]
 log = logging.getLogger("hub.jobs")
 S = JobState
 Listener = Callable[[Job], None]
-_MATERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[A-Za-z0-9_./-]{1,40}$")
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,50 +88,6 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(6)}"
 
 
-def check_spec(spec: JobSpec) -> JobSpec:
-    """Bounds of a job's fields (also refuses NUL characters).
-
-    Raises:
-        InvalidArgument: a field is missing, malformed or too long.
-    """
-    check_slug(spec.design)
-    if not _HEX64.match(spec.revision_id or ""):
-        raise InvalidArgument(f"revision id {spec.revision_id[:80]!r} must be 64 lowercase hex digits")
-    if not _MATERIAL.match(spec.material or ""):
-        raise InvalidArgument(f"material {spec.material[:80]!r} must be 1-32 letters, digits or +_.- (e.g. PLA)")
-    _check_parameters(spec.parameters)
-    for label, value, pattern in (("node", spec.node, _NAME), ("printer", spec.printer, _PRINTER),
-                                  ("order id", spec.order_id, _ID)):
-        if value is not None and not pattern.match(value):
-            raise InvalidArgument(f"{label} {value[:80]!r} is not a valid name")
-    if spec.payout_minor < 0 or (spec.payout_currency and not re.match(r"^[A-Z]{3}$", spec.payout_currency)):
-        raise InvalidArgument("payout must be a non-negative amount in an ISO 4217 currency like EUR")
-    return spec
-
-
-def _check_parameters(parameters: Mapping[str, str]) -> None:
-    if len(parameters) > MAX_PARAMETERS:
-        raise InvalidArgument(f"{len(parameters)} parameters; at most {MAX_PARAMETERS} are allowed")
-    for key, value in parameters.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or len(key) > MAX_PARAM_KEY:
-            raise InvalidArgument(f"parameter name {key[:80]!r} must be an identifier of at most {MAX_PARAM_KEY}")
-        if len(value) > MAX_PARAM_VALUE or "\x00" in value:
-            raise InvalidArgument(f"parameter {key} must be at most {MAX_PARAM_VALUE} characters without NUL")
-
-
-def _cmd(kind: str, job: Job, node: str, epoch: int, **extra: object) -> Command:
-    return Command(kind, job.id, node, {"lease_epoch": epoch, **extra})
-
-
-def _ended(job: Job, target: JobState, kind: str) -> str | None:
-    """The fabrication outcome of a job that ends after its print started."""
-    if not job.started_at or target not in TERMINAL:
-        return None
-    if kind in ("interrupted", "cancelled"):
-        return kind
-    return "success" if target is S.DONE else "failed"
-
-
 class JobService:
     """Jobs: the use cases ORDERS, the admin CLI and the node sessions call."""
 
@@ -137,6 +95,7 @@ class JobService:
         self.jobs, self.nodes, self.clock, self.timers = jobs, nodes, clock, timers
         self.ring: Callable[[str], None] = lambda node: None
         self._listeners: list[Listener] = []
+        self._tried: set[str] = set()  # job ids this process tried to offer (the queue poll skips them)
 
     def add_listener(self, fn: Listener) -> None:
         """Call fn(job) after every committed change of a job (from any thread)."""
@@ -212,12 +171,13 @@ class JobService:
             return found[0] if found else None
 
         def change_for(job: Job, p: PrinterRecord) -> Change:
-            offer = _cmd("offer", job, p.node, job.lease_epoch + 1, offer_id=offer_id, printer_id=p.printer,
+            offer = cmd("offer", job, p.node, job.lease_epoch + 1, offer_id=offer_id, printer_id=p.printer,
                          expires_at=expires)
             return Change(S.OFFERED, {"node": p.node, "printer": p.printer, "offer_id": offer_id,
                                       "offer_expires_at": expires}, commands=(offer,))
 
         job = self.jobs._thd_dispatch(job_id, pick, change_for, format_time(now))
+        self._tried.add(job_id)
         if job is not None and job.node:
             self.ring(job.node)
             self._emit(job)
@@ -225,7 +185,15 @@ class JobService:
 
     def _thd_dispatch_all(self) -> int:
         """Offer every queued job that some printer can take; returns how many were offered."""
-        return sum(self._thd_dispatch(job_id) is not None for job_id in self.jobs._thd_queued_ids())
+        queued = self.jobs._thd_queued_ids()
+        self._tried.intersection_update(queued)  # only queued ids matter to the poll
+        return sum(self._thd_dispatch(job_id) is not None for job_id in queued)
+
+    def _thd_dispatch_new(self) -> int:
+        """Offer queued jobs this hub never tried to dispatch (created by another process, e.g.
+        `spime-hub job add`); cheap enough to poll often."""
+        return sum(self._thd_dispatch(job_id) is not None
+                   for job_id in self.jobs._thd_queued_ids() if job_id not in self._tried)
 
     # -- the agent's side ------------------------------------------------------------
 
@@ -249,7 +217,7 @@ class JobService:
             if job.node != node:
                 raise PermissionDenied(f"offer {offer_id} was made to another node")
             if accept:
-                assigned = _cmd("assigned", job, node, job.lease_epoch + 1, offer_id=offer_id)
+                assigned = cmd("assigned", job, node, job.lease_epoch + 1, offer_id=offer_id)
                 values = {"offer_expires_at": "", "estimated_seconds": est_seconds or job.estimated_seconds}
                 return Change(S.ASSIGNED, values, bump_epoch=True, commands=(assigned,))
             log.info("offer declined", extra={"job": job.id, "node": node, "reason": reason[:200]})
@@ -273,12 +241,12 @@ class JobService:
         def decide(job: Job | None) -> Change:
             if job is None:
                 raise NotFound(f"no job {job_id[:40]!r}")
-            if job.node != node:
+            if job.node != node and epoch >= job.lease_epoch:  # a stale epoch is denied, not refused
                 raise PermissionDenied(f"job {job_id} is not assigned to node {node}")
             deny = self._denial(job, epoch, printer)
             if deny:
-                return Change(commands=(_cmd("start_denied", job, node, epoch, reason=deny),), applied=False)
-            granted = _cmd("start_granted", job, node, epoch)
+                return Change(commands=(cmd("start_denied", job, node, epoch, reason=deny),), applied=False)
+            granted = cmd("start_granted", job, node, epoch)
             return Change(S.PRINTING, {"started_at": self._now(), "progress": 0.0}, commands=(granted,))
 
         return self._commit(job_id, decide).applied
@@ -324,7 +292,7 @@ class JobService:
     def _valid_event(event: EventRecord) -> EventRecord:
         if event.agent_seq < 1 or event.agent_seq >= 2**63:
             raise InvalidArgument("agent_seq must be 1 or more (the agent's outbox sequence)")
-        if not _ID.match(event.job_id):
+        if not JOB_ID.match(event.job_id):
             raise InvalidArgument(f"job id {event.job_id[:40]!r} is malformed")
         if event.kind not in EVENT_KINDS:
             raise InvalidArgument(f"event kind {event.kind[:40]!r} is not one of {', '.join(EVENT_KINDS)}")
@@ -350,7 +318,7 @@ class JobService:
             refusal.append(exc)
             return Change(applied=False, note=str(exc)[:MAX_REASON])
         return Change(target, values, production=production,
-                      fabrication=None if target is None else _ended(job, target, event.kind))
+                      fabrication=None if target is None else ended(job, target, event.kind))
 
     @staticmethod
     def _event_values(event: EventRecord, target: JobState | None,
@@ -366,7 +334,7 @@ class JobService:
             reason = event.data.get("failure_reason") or event.data.get("reason") or event.kind
             values["failure_reason"] = reason[:MAX_REASON]
         if event.kind == "progress":
-            values.update(_progress_values(event.data))
+            values.update(progress_values(event.data))
         return values
 
     def _thd_progress(self, node: str, items: Sequence[Progress]) -> None:
@@ -388,9 +356,19 @@ class JobService:
             except NotFound:
                 continue
 
-    def _thd_reconcile(self, node: str, held: Sequence[HeldJob]) -> list[Desired]:
-        """Level-triggered resume: what the agent should do with each job it says it holds."""
-        return [self._desired(node, h) for h in held]
+    def _thd_reconcile(self, node: str, held: Sequence[HeldJob], applied_hub_seq: int = 0) -> list[Desired]:
+        """Level-triggered resume: what the agent should do with each job it says it holds; jobs the
+        hub thinks it holds but it does not know (a lost journal) are fenced off."""
+        desired = [self._desired(node, h) for h in held]
+        known = {h.job_id for h in held}
+        undelivered = {c.job_id for c in self.nodes._thd_pending(node, applied_hub_seq)}
+        for job in self.jobs._thd_list((S.ASSIGNED, S.PREPARING, S.READY, S.PRINTING), node=node):
+            if job.id in known or job.id in undelivered:
+                continue
+            log.warning("node does not know a job it holds", extra={"node": node, "job": job.id})
+            target = S.LOST_CONTACT if job.state is S.PRINTING else S.QUEUED
+            self._commit(job.id, unknown_to_agent(job, target, self._now()))
+        return desired
 
     def _desired(self, node: str, held: HeldJob) -> Desired:
         printing = held.state in ("printing", "paused")
@@ -426,12 +404,12 @@ class JobService:
             NotFound: no such job.
             InvalidTransition: the job already ended (or its print finished).
         """
-        reason = _reason(reason)
+        reason = check_reason(reason)
 
         def decide(job: Job | None) -> Change:
             assert job is not None
-            tell = (_cmd("cancel", job, job.node, job.lease_epoch, reason=reason),) if job.node else ()
-            return _cancel_change(job, tell, reason)
+            tell = (cmd("cancel", job, job.node, job.lease_epoch, reason=reason),) if job.node else ()
+            return cancel_change(job, tell, reason)
 
         outcome = self._commit(job_id, decide)
         if outcome.before is not None and outcome.before.state is S.OFFERED and outcome.before.node:
@@ -451,7 +429,7 @@ class JobService:
             check_transition(job.state, S.QUEUED)
             if is_unstarted(job.state) or job.state is S.OFFERED:
                 raise InvalidTransition(f"the job is {job.state.value}, still with its node: cancel it instead")
-            return Change(S.QUEUED, _RESET, bump_epoch=True)
+            return Change(S.QUEUED, RESET, bump_epoch=True)
 
         outcome = self._commit(job_id, decide)
         return self._thd_dispatch(job_id) or self.jobs._thd_get(job_id) if outcome.changed else self._get(outcome)
@@ -463,15 +441,15 @@ class JobService:
             NotFound: no such job.
             InvalidTransition: the job already ended.
         """
-        reason = _reason(reason) or "failed by an admin"
+        reason = check_reason(reason) or "failed by an admin"
 
         def decide(job: Job | None) -> Change:
             assert job is not None
             check_transition(job.state, S.FAILED)
             tell = () if job.state in (S.QUEUED, S.OFFERED, S.PRINTED) or not job.node else (
-                _cmd("cancel", job, job.node, job.lease_epoch, reason=reason),)
+                cmd("cancel", job, job.node, job.lease_epoch, reason=reason),)
             return Change(S.FAILED, {"failure_reason": reason}, commands=tell,
-                          fabrication=_ended(job, S.FAILED, "failed"))
+                          fabrication=ended(job, S.FAILED, "failed"))
 
         return self._get(self._commit(job_id, decide))
 
@@ -513,7 +491,7 @@ class JobService:
                 continue
             if parse_time(info.disconnected_at) + dt.timedelta(seconds=self.timers.lease_ttl_s) > now:
                 continue
-            self._commit(job.id, _requeue_if_unchanged(job))
+            self._commit(job.id, requeue_if_unchanged(job))
 
     def _maybe_unknown(self, job: Job, now: dt.datetime) -> None:
         started = parse_time(job.started_at) if job.started_at else None
@@ -523,46 +501,3 @@ class JobService:
         self._commit(job.id, lambda j: Change(S.OUTCOME_UNKNOWN)
                      if j is not None and j.state is S.LOST_CONTACT and j.lease_epoch == job.lease_epoch
                      else Change(applied=False))
-
-
-_RESET: Mapping[str, object] = {
-    "node": None, "printer": None, "offer_id": "", "offer_expires_at": "", "progress": 0.0, "layer": 0,
-    "started_at": "", "lost_at": "", "cancel_requested": False, "failure_reason": "", "tried_nodes": (),
-    "production": "{}",
-}
-
-
-def _cancel_change(job: Job, tell: tuple[Command, ...], reason: str) -> Change:
-    if job.state in (S.PRINTING, S.LOST_CONTACT):
-        return Change(values={"cancel_requested": True}, commands=tell)
-    check_transition(job.state, S.CANCELLED)
-    tell = tell if job.state not in (S.QUEUED, S.OFFERED) else ()
-    return Change(S.CANCELLED, {"failure_reason": reason}, commands=tell,
-                  fabrication=_ended(job, S.CANCELLED, "cancelled"))
-
-
-def _requeue_if_unchanged(seen: Job) -> Callable[[Job | None], Change]:
-    def decide(job: Job | None) -> Change:
-        if job is None or job.state is not seen.state or job.lease_epoch != seen.lease_epoch:
-            return Change(applied=False)
-        return Change(S.QUEUED, _RESET, bump_epoch=True)
-
-    return decide
-
-
-def _reason(text: str) -> str:
-    if len(text) > MAX_REASON or "\x00" in text:
-        raise InvalidArgument(f"reason must be at most {MAX_REASON} characters without NUL")
-    return text
-
-
-def _progress_values(data: Mapping[str, str]) -> dict[str, object]:
-    values: dict[str, object] = {}
-    try:
-        if "percent" in data:
-            values["progress"] = min(100.0, max(0.0, float(data["percent"])))
-        if "layer" in data:
-            values["layer"] = max(0, int(data["layer"]))
-    except ValueError as exc:
-        raise InvalidArgument("PROGRESS data percent and layer must be numbers") from exc
-    return values

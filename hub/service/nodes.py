@@ -269,7 +269,12 @@ class NodeService:
         place = (hello.location, hello.latitude, hello.longitude)
         info = await asyncio.to_thread(self.nodes._thd_hello, account.name, place, hello.version,
                                        hello.last_hub_seq_applied, hello.printers, now)
-        desired = await asyncio.to_thread(self.jobs._thd_reconcile, account.name, hello.held)
+        try:
+            desired = await asyncio.to_thread(self.jobs._thd_reconcile, account.name, hello.held,
+                                              hello.last_hub_seq_applied)
+        except BaseException:
+            await asyncio.to_thread(self.nodes._thd_disconnect, account.name, info.session_epoch, now)
+            raise
         session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
                           sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
                           printers={p.printer: p for p in hello.printers})
@@ -301,9 +306,12 @@ class NodeService:
         elif isinstance(message, Heartbeat):
             await self._heartbeat(session, message)
         elif isinstance(message, OfferReply):
+            _check_text("offer id", message.offer_id, 64)
             await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
                                     message.reason, message.est_print_seconds)
         elif isinstance(message, StartRequest):
+            _check_text("job id", message.job_id, 40)
+            _check_text("printer id", message.printer, 64)
             await asyncio.to_thread(self.jobs._thd_start, session.node, message.job_id, message.lease_epoch,
                                     message.printer)
         elif isinstance(message, Ack):
@@ -323,6 +331,8 @@ class NodeService:
     async def _heartbeat(self, session: Session, beat: Heartbeat) -> None:
         if len(beat.printers) > MAX_PRINTERS or len(beat.progress) > MAX_HELD:
             raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} progress entries per heartbeat")
+        for item in beat.progress:
+            _check_text("progress job id", item.job_id, 40)
         changed = tuple(check_printer(p) for p in beat.printers if session.printers.get(p.printer) != p)
         if changed:
             await self._printers(session, changed)
@@ -424,7 +434,27 @@ class NodeService:
             session.ring()
 
     async def run_sweeper(self, stop: asyncio.Event) -> None:
-        """Liveness and job timers, every timers.sweep_interval_s, until stop is set."""
+        """Liveness and job timers, every timers.sweep_interval_s, until stop is set (and the
+        queue poll for jobs queued by other processes, every timers.queue_poll_s)."""
+        poll = asyncio.create_task(self._poll_queue(stop))
+        try:
+            await self._sweep_until(stop)
+        finally:
+            await poll
+
+    async def _poll_queue(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.jobs._thd_dispatch_new)
+                await self.ring_behind()
+            except Exception:
+                log.exception("queue poll failed")  # the poll must survive one bad round
+            try:
+                await asyncio.wait_for(stop.wait(), self.timers.queue_poll_s)
+            except TimeoutError:
+                pass
+
+    async def _sweep_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 await self.check_liveness()

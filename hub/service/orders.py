@@ -10,7 +10,6 @@ settles paid orders into the value ledger once, and wakes WatchOrder streams.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -30,6 +29,14 @@ from hub.scheduler import PrinterRecord, qualifies
 from hub.service.common import Clock, format_time
 from hub.service.designs import check_slug
 from hub.service.grants import GrantService
+from hub.service.order_values import (
+    attribution_dict,
+    attributions,
+    decode_token,
+    encode_token,
+    option_from_json,
+    option_json,
+)
 from hub.service.quoting import MeshPlan, SliceEstimator, check_parameters
 from hub.store.designs import DesignStore
 from hub.store.orders import OrderStore
@@ -181,6 +188,9 @@ class OrderService:
         manifest = parse_manifest(revision.manifest_toml)
         scad = await asyncio.to_thread(self._scad_source, revision, manifest.openscad.source if manifest.openscad else "")
         changed = check_parameters(manifest, scad, req.parameters)
+        if changed and await asyncio.to_thread(self.store._thd_rung, design.slug) == "consume":
+            raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
+                                     "its maintainers do not take customers' parameters")
         gate = await asyncio.to_thread(self.grants._thd_gate, design, revision.id, req.paid, bool(changed))
         reports = {r.path: r.report for r in revision.reports}
         mesh = await self.estimator.plan(revision, manifest, changed, reports)
@@ -190,10 +200,10 @@ class OrderService:
         now = self.clock()
         result = QuoteResult(secrets.token_hex(8), revision.id, tuple(quotes.rank(options, "cheapest")),
                              "" if options else refusal, format_time(now + dt.timedelta(seconds=QUOTE_TTL_S)),
-                             _attributions(design, revision, gate.notices), cached)
+                             attributions(design, revision, gate.notices), cached)
         await asyncio.to_thread(self.store._thd_save_quote, orders.StoredQuote(
             result.id, caller.name, design.slug, revision.id, req.canonical(),
-            json.dumps([_option_json(o) for o in result.options]), format_time(now), result.expires_at))
+            json.dumps([option_json(o) for o in result.options]), format_time(now), result.expires_at))
         return result
 
     async def _resolve(self, req: OrderRequest) -> tuple[Design, Revision]:
@@ -300,7 +310,7 @@ class OrderService:
             raise NotFound(f"no quote {quote_id!r}")
         if row.expires_at <= format_time(self.clock()):
             raise FailedPrecondition(f"quote {quote_id} expired at {row.expires_at}: ask for a new one with `spime quote`")
-        options = [_option_from_json(o) for o in json.loads(row.options_json)]
+        options = [option_from_json(o) for o in json.loads(row.options_json)]
         if not 0 <= option < len(options):
             raise InvalidArgument(f"quote {quote_id} has options 0 to {len(options) - 1}, not {option}")
         spec = json.loads(row.spec_json)
@@ -323,7 +333,7 @@ class OrderService:
             state=orders.OrderState.PLACED, created_at=now, updated_at=now, quote_id=quote.id, rule=rule,
             node=chosen.node, printer=chosen.printer, near=req.near, material_minor=price.material_minor,
             machine_minor=price.machine_minor, fees_minor=price.fees_minor,
-            estimated_seconds=chosen.estimated_seconds, attributions=_attributions(design, revision, notices),
+            estimated_seconds=chosen.estimated_seconds, attributions=attributions(design, revision, notices),
             objects=objects)
 
     def _thd_start_jobs(self, order: orders.Order, created_by: str) -> orders.Order:
@@ -334,8 +344,9 @@ class OrderService:
         for obj in order.objects:
             job = self.jobs._thd_create_job(JobSpec(
                 design=order.design, revision_id=order.revision_id, material=order.material,
+                # the quoted node, on whichever of its printers qualifies when the job is offered
                 parameters=order.parameters, order_id=order.id, node=order.node or None,
-                printer=order.printer or None, paid=order.paid, payout_currency=order.currency,
+                paid=order.paid, payout_currency=order.currency,
                 payout_minor=payout), created_by)
             made[obj.incarnation_id] = job.id
         states = [j.state.value for j in self.jobs._thd_jobs_of_order(order.id)]
@@ -383,12 +394,12 @@ class OrderService:
         if page_size > PAGE_MAX:
             raise InvalidArgument(f"page_size is at most {PAGE_MAX}")
         limit = page_size or PAGE_DEFAULT
-        before = _decode_token(token)
+        before = decode_token(token)
         customer = None if caller.role is Role.ADMIN else caller.name
         found = await asyncio.to_thread(self.store._thd_list_orders, customer, include_final,
                                         [s.value for s in orders.FINAL_STATES], limit + 1, before)
         views = [await asyncio.to_thread(self._thd_view, o.id) for o in found[:limit]]
-        return views, _encode_token(found[limit - 1].id) if len(found) > limit else ""
+        return views, encode_token(found[limit - 1].id) if len(found) > limit else ""
 
     async def watch(self, caller: Account, order_id: str) -> AsyncIterator[OrderView]:
         """The order now, then after every change of its jobs, until it is final."""
@@ -515,7 +526,7 @@ class OrderService:
                 "node": (job.node if job else None) or order.node, "printer": (job.printer if job else None) or order.printer,
                 "material": order.material, "date": (job.updated_at if job else order.created_at),
                 "state": job.state.value if job else order.state.value,
-                "attributions": [_attribution_dict(a) for a in order.attributions]}
+                "attributions": [attribution_dict(a) for a in order.attributions]}
 
     def _jobs_of(self, order_id: str) -> list[Job]:
         return self.jobs._thd_jobs_of_order(order_id) if self.jobs is not None else []
@@ -561,10 +572,6 @@ def _require_role(caller: Account, role: str, shown: OrderView, jobs: Sequence[J
                                "only its customer, the node that made it and the design's maintainers rate it")
 
 
-def _attribution_dict(a: Attribution) -> dict[str, object]:
-    return {"design": a.design, "revision_id": a.revision_id, "title": a.title, "license": a.license,
-            "licensor": a.licensor, "contributors": list(a.contributors), "notice": a.notice}
-
 
 def _require_party(caller: Account, shown: OrderView) -> None:
     if caller.role is Role.ADMIN or caller.name == shown.order.customer:
@@ -584,45 +591,5 @@ def _distance(near: geo.Point | None, p: PrinterRecord) -> float | None:
     return round(geo.distance_km(near, geo.Point(p.latitude, p.longitude)), 1)
 
 
-def _attributions(design: Design, revision: Revision, notices: Sequence[str]) -> tuple[Attribution, ...]:
-    manifest = parse_manifest(revision.manifest_toml)
-    contributors = tuple(dict.fromkeys((revision.author, *manifest.contributors)))
-    notice = f"“{manifest.title}” by {manifest.licensor}, {manifest.license}; " + " ".join(notices)
-    own = Attribution(design.slug, revision.id, manifest.title, manifest.license, manifest.licensor, contributors,
-                      notice.strip()[:2000])
-    return (own, *design.attributions)
 
 
-def _option_json(o: quotes.QuoteOption) -> dict[str, object]:
-    return {"node": o.node, "printer": o.printer, "model": o.printer_model, "currency": o.price.currency,
-            "material": o.price.material_minor, "machine": o.price.machine_minor, "fees": o.price.fees_minor,
-            "contribution": o.price.contribution_minor,
-            "seconds": o.estimated_seconds, "grams": o.filament_g, "km": o.distance_km, "rep": o.reputation,
-            "ratings": o.ratings, "start": o.earliest_start, "tf": o.correction.time_factor,
-            "ff": o.correction.filament_factor, "prints": o.correction.prints, "note": o.correction.note}
-
-
-def _option_from_json(d: Mapping[str, object]) -> quotes.QuoteOption:
-    price = quotes.Price(str(d["currency"]), int(d["material"]), int(d["machine"]), int(d["fees"]),  # type: ignore[call-overload]
-                         int(d["contribution"]))  # type: ignore[call-overload]
-    fix = quotes.Correction(float(d["tf"]), float(d["ff"]), int(d["prints"]), str(d["note"]))  # type: ignore[arg-type,call-overload]
-    km = d["km"]
-    return quotes.QuoteOption(str(d["node"]), str(d["printer"]), str(d["model"]), price, int(d["seconds"]),  # type: ignore[call-overload]
-                              float(d["grams"]), None if km is None else float(km), float(d["rep"]),  # type: ignore[arg-type]
-                              int(d["ratings"]), str(d["start"]), fix)  # type: ignore[call-overload]
-
-
-def _encode_token(order_id: str) -> str:
-    return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        value = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument("page_token is not one this hub handed out") from exc
-    if len(value) > 32 or not value.isalnum():
-        raise InvalidArgument("page_token is not one this hub handed out")
-    return value

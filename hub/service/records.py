@@ -178,7 +178,8 @@ class RecordService:
         for design in sorted({rev.design for rev in seen.values()}):
             proposals += await asyncio.to_thread(self.designs._thd_list_proposals, design, True)
         ordered = sorted(seen.values(), key=lambda r: (r.created_at, r.id))
-        return exports.Lineage(slug, ordered, proposals)
+        fabrications = await asyncio.to_thread(self.records._thd_fabrications, slug)
+        return exports.Lineage(slug, ordered, proposals, fabrications)
 
 
 @dataclass

@@ -78,11 +78,16 @@ def _thd_export(engine: sa.Engine, sink: TableSink) -> Export:
     """Read every table (dependency order) of one consistent snapshot into ``sink``.
 
     Raises:
+        FailedPrecondition: the database has no hub schema (wrong --data or --database).
         StorageError: the database could not be read.
     """
     try:
         with _snapshot(engine) as conn, conn.begin():
             revision = schema_revision(conn)
+            if not revision:
+                raise FailedPrecondition(
+                    f"{engine.url.render_as_string(hide_password=True)} holds no Spimeforge schema: "
+                    "check --data and --database")
             counts = {table.name: sink(table.name, _rows(conn, table)) for table in _reflect(conn)}
             blobs = tuple((str(sha), int(size)) for sha, size in conn.execute(
                 sa.select(schema.blobs.c.sha256, schema.blobs.c.size).order_by(schema.blobs.c.sha256)))

@@ -22,7 +22,7 @@ from hub.jobs import HELD, Change, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.engine import connect, write
-from hub.store.nodes import enqueue, printers_in
+from hub.store.nodes import enqueue, printers_in, translated
 
 __all__ = ["EventRecord", "JobStore", "Outcome"]
 
@@ -86,6 +86,7 @@ class JobStore:
 
     # -- reads -------------------------------------------------------------------
 
+    @translated
     def _thd_get(self, job_id: str) -> Job:
         """Raises: NotFound: no such job."""
         with connect(self.engine) as conn:
@@ -94,6 +95,7 @@ class JobStore:
             raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
         return _job(row)
 
+    @translated
     def _thd_list(self, states: Sequence[JobState] = (), node: str | None = None, order_id: str | None = None,
                   limit: int = MAX_LIST) -> list[Job]:
         query = sa.select(j).order_by(j.c.created_at, j.c.id).limit(limit)
@@ -141,6 +143,7 @@ class JobStore:
 
     # -- writes ------------------------------------------------------------------
 
+    @translated
     def _thd_create(self, job_id: str, spec: JobSpec, created_by: str, now: str) -> Job:
         """Insert a queued job for an existing design revision.
 
@@ -161,6 +164,7 @@ class JobStore:
             ))
             return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
 
+    @translated
     def _thd_change(self, job_id: str, decide: Decide, now: str, event: EventRecord | None = None) -> Outcome:
         """Lock a job, let `decide` choose the change, apply it as a CAS with its side effects.
 
@@ -172,19 +176,25 @@ class JobStore:
             AlreadyClaimed: the job changed under us (a concurrent writer won the CAS).
             HubError: whatever `decide` raises; then nothing changes.
         """
-        with write(self.engine) as conn:
-            if event is not None and self._seen(conn, event):
-                return Outcome(None, None, False, duplicate=True)
-            row = conn.execute(sa.select(j).where(j.c.id == job_id).with_for_update()).first()
-            if row is None and event is None:
-                raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
-            before = None if row is None else _job(row)
-            change = decide(before)
-            after = before if before is None else self._apply(conn, before, change, now)
-            if event is not None:
-                self._record(conn, event, change, now)
-            return Outcome(after, before, after is not before, applied=change.applied, note=change.note)
+        try:
+            with write(self.engine) as conn:
+                if event is not None and self._seen(conn, event):
+                    return Outcome(None, None, False, duplicate=True)
+                row = conn.execute(sa.select(j).where(j.c.id == job_id).with_for_update()).first()
+                if row is None and event is None:
+                    raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
+                before = None if row is None else _job(row)
+                change = decide(before)
+                after = before if before is None else self._apply(conn, before, change, now)
+                if event is not None:
+                    self._record(conn, event, change, now)
+        except sa.exc.IntegrityError as exc:
+            if event is None:
+                raise AlreadyClaimed(f"job {job_id} changed while we worked on it; try again") from exc
+            return Outcome(None, None, False, duplicate=True)  # the same report, recorded concurrently
+        return Outcome(after, before, after is not before, applied=change.applied, note=change.note)
 
+    @translated
     def _thd_dispatch(self, job_id: str, pick: Pick, change_for: Callable[[Job, PrinterRecord], Change],
                       now: str) -> Job | None:
         """Claim a queued job (SKIP LOCKED) and offer it to the printer `pick` chooses.
@@ -199,10 +209,25 @@ class JobStore:
             if row is None:
                 return None
             job = _job(row)
-            chosen = pick(job, printers_in(conn), self._busy(conn), self._extents(conn, job.revision_id))
+            chosen = self._choose(conn, job, pick)
+            return None if chosen is None else self._apply(conn, job, change_for(job, chosen), now)
+
+    def _choose(self, conn: sa.Connection, job: Job, pick: Pick) -> PrinterRecord | None:
+        """Pick a printer and lock its row; another claimer may have just taken it (PostgreSQL runs
+        claimers concurrently), so busy printers are read again once the lock is held."""
+        printers, extents, busy = printers_in(conn), self._extents(conn, job.revision_id), self._busy(conn)
+        for _ in range(len(printers) + 1):
+            chosen = pick(job, printers, busy, extents)
             if chosen is None:
                 return None
-            return self._apply(conn, job, change_for(job, chosen), now)
+            pr = schema.printers
+            conn.execute(sa.select(pr.c.node).where(pr.c.node == chosen.node, pr.c.printer == chosen.printer)
+                         .with_for_update())
+            fresh = self._busy(conn)
+            if (chosen.node, chosen.printer) not in fresh:
+                return chosen
+            busy = fresh
+        return None
 
     # -- helpers -----------------------------------------------------------------
 

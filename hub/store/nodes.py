@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
-from hub.errors import AlreadyExists, NotFound, Unauthenticated
+from hub.errors import AlreadyExists, NotFound, StorageError, Unauthenticated
 from hub.jobs import Command
 from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.accounts import token_digest
 from hub.store.engine import connect, write
 
-__all__ = ["NodeInfo", "NodeStore", "enqueue", "printers_in"]
+__all__ = ["NodeInfo", "NodeStore", "enqueue", "printers_in", "translated"]
 
 n, pr, cmd, en = schema.nodes, schema.printers, schema.node_commands, schema.enrollment_tokens
 
@@ -33,6 +35,24 @@ class NodeInfo:
     longitude: float | None
     last_seen: str
     disconnected_at: str
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(fn: Callable[P, R]) -> Callable[P, R]:
+    """Database failures (not our constraints) become StorageError: the hub's fault, retry later."""
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"the database failed: {type(exc).__name__}; try again") from exc
+
+    return wrapper
 
 
 def _node(row: sa.Row) -> NodeInfo:  # type: ignore[type-arg]
@@ -89,6 +109,7 @@ class NodeStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
+    @translated
     def _thd_add_node(self, name: str, enrollment_token: str, now: str, expires_at: str) -> None:
         """Create the node's account (role node), its node row and a one-time enrollment token.
 
@@ -103,6 +124,7 @@ class NodeStore:
             conn.execute(sa.insert(en).values(token_sha256=token_digest(enrollment_token), node=name,
                                               created_at=now, expires_at=expires_at))
 
+    @translated
     def _thd_enroll(self, enrollment_token: str, bearer: str, now: str) -> str:
         """Consume an enrollment token once and give its node a bearer token; returns the node.
 
@@ -131,6 +153,7 @@ class NodeStore:
             raise NotFound(f"no node named {name!r}: create it with `spime-hub node add {name}`")
         return _node(row)
 
+    @translated
     def _thd_hello(self, name: str, place: tuple[str, float | None, float | None], version: str,
                    applied_hub_seq: int, printers: Sequence[PrinterRecord], now: str) -> NodeInfo:
         """Open a session: bump session_epoch, mark online, replace printers, trim acked commands.
@@ -156,6 +179,7 @@ class NodeStore:
                 conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **_printer_values(p, now)))
             return _node(row)
 
+    @translated
     def _thd_disconnect(self, name: str, session_epoch: int, now: str) -> bool:
         """Mark a node offline if `session_epoch` is still its current session; returns whether it was."""
         with write(self.engine) as conn:
@@ -178,15 +202,17 @@ class NodeStore:
             conn.execute(sa.update(n).where(n.c.online.is_(True)).values(online=False, disconnected_at=now))
 
     def _thd_outbox_heads(self) -> dict[str, int]:
-        """The last hub_seq of every online node (commands written by other processes show up here)."""
+        """The newest unacked hub_seq per node (commands written by other processes show up here).
+        The outbox holds only unacked commands, so this stays small whatever the node count."""
+        query = sa.select(cmd.c.node, sa.func.max(cmd.c.hub_seq).label("seq")).group_by(cmd.c.node)
         with connect(self.engine) as conn:
-            return {r.name: int(r.hub_seq) for r in conn.execute(sa.select(n.c.name, n.c.hub_seq)
-                                                                  .where(n.c.online.is_(True)))}
+            return {r.node: int(r.seq) for r in conn.execute(query)}
 
     def _thd_seen(self, name: str, now: str) -> None:
         with write(self.engine) as conn:
             conn.execute(sa.update(n).where(n.c.name == name).values(last_seen=now))
 
+    @translated
     def _thd_set_printers(self, name: str, printers: Sequence[PrinterRecord], now: str) -> None:
         """Upsert printers of a node as reported by a heartbeat or PrinterChanged."""
         with write(self.engine) as conn:
@@ -197,11 +223,13 @@ class NodeStore:
                 if not done:
                     conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **values))
 
+    @translated
     def _thd_printers(self) -> list[PrinterRecord]:
         """Every printer known to the hub, with its node's liveness and location."""
         with connect(self.engine) as conn:
             return printers_in(conn)
 
+    @translated
     def _thd_ack(self, name: str, hub_seq: int) -> None:
         """The agent applied every command up to hub_seq: drop them from the outbox."""
         with write(self.engine) as conn:
@@ -209,6 +237,7 @@ class NodeStore:
             conn.execute(sa.update(n).where(n.c.name == name, n.c.hub_seq_acked < hub_seq)
                          .values(hub_seq_acked=hub_seq))
 
+    @translated
     def _thd_pending(self, name: str, after: int) -> list[Command]:
         """Commands of a node's outbox with hub_seq > after, oldest first."""
         query = sa.select(cmd).where(cmd.c.node == name, cmd.c.hub_seq > after).order_by(cmd.c.hub_seq)

@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from hub.domain import Attribution
 from hub.errors import AlreadyExists, InvalidTransition, NotFound, StorageError
+from hub.jobs import HELD
 from hub.ledger import Share
 from hub.orders import Grant, LedgerRow, Order, OrderObject, OrderState, RatingRow, StoredQuote
+from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.engine import connect, write
 
@@ -34,6 +36,22 @@ def _attributions_json(items: Sequence[Attribution]) -> str:
     return json.dumps([{"design": a.design, "revision_id": a.revision_id, "title": a.title, "license": a.license,
                         "licensor": a.licensor, "contributors": list(a.contributors), "notice": a.notice}
                        for a in items], sort_keys=True)
+
+
+def _printer(row: sa.Row[tuple[object, ...]]) -> PrinterRecord:
+    x = row._mapping
+    return PrinterRecord(
+        node=x["node"], printer=x["printer"], model=x["model"],
+        build_volume_mm=(x["build_x_mm"], x["build_y_mm"], x["build_z_mm"]), nozzle_mm=x["nozzle_mm"],
+        materials=tuple(json.loads(x["materials"])), phase=x["phase"], bed_clear=bool(x["bed_clear"]),
+        accepting=bool(x["accepting"]), online=bool(x["online"]), rate_per_hour=(x["hour_currency"], x["hour_minor"]),
+        rate_per_gram=(x["gram_currency"], x["gram_minor"]), slicer_profile=x["slicer_profile"],
+        latitude=x["latitude"], longitude=x["longitude"], last_seen=x["last_seen"],
+    )
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _order(row: sa.Row[tuple[object, ...]], objects: tuple[OrderObject, ...]) -> Order:
@@ -117,6 +135,9 @@ class OrderStore:
                 if key:
                     conn.execute(k.insert().values(customer=order.customer, key=key, request_sha256=request_sha256,
                                                    order_id=order.id, created_at=order.created_at))
+        except sa.exc.OperationalError as exc:
+            raise StorageError(f"order {order.id} could not be stored now (the database is busy): retry",
+                               retryable=True) from exc
         except sa.exc.IntegrityError as exc:
             # a concurrent PlaceOrder with the same key won the insert: answer with its order
             with connect(self.engine) as conn:
@@ -315,6 +336,28 @@ class OrderStore:
         with write(self.engine) as conn:
             conn.execute(pa.delete().where(pa.c.design == design))
             conn.execute(pa.insert().values(design=design, rung=rung, set_by=by, set_at=now))
+
+    # -- matching ----------------------------------------------------------------------------
+
+    def _thd_candidates(self, material: str, per_hour: float, grams: float, limit: int) -> list[PrinterRecord]:
+        """The cheapest printers that can take a job now, matched by the database over every printer.
+
+        Online node, accepting, idle, clear bed, the material loaded and no job held (offered to it,
+        assigned, printing ...); ordered by the price of
+        ``per_hour`` hours and ``grams`` of filament at each printer's rates. The caller still checks
+        the build volume (any orientation) on what comes back.
+        """
+        pr, n, jb = schema.printers, schema.nodes, schema.jobs
+        cost = pr.c.hour_minor * per_hour + pr.c.gram_minor * grams
+        busy = sa.exists().where(jb.c.node == pr.c.node, jb.c.printer == pr.c.printer,
+                                 jb.c.state.in_([s.value for s in HELD]))
+        query = (sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen).join(n, n.c.name == pr.c.node)
+                 .where(n.c.online == sa.true(), pr.c.accepting == sa.true(), pr.c.bed_clear == sa.true(),
+                        pr.c.phase == "idle", pr.c.hour_currency != "", pr.c.hour_currency == pr.c.gram_currency,
+                        pr.c.materials.ilike(f'%"{_like_escape(material)}"%', escape="\\"), ~busy)
+                 .order_by(cost, pr.c.node, pr.c.printer).limit(limit))
+        with connect(self.engine) as conn:
+            return [_printer(row) for row in conn.execute(query)]
 
     # -- measured history for quotes ---------------------------------------------------------
 

@@ -19,7 +19,7 @@ from hub.store.engine import connect
 __all__ = ["AggregateRow", "RecordStore"]
 
 f, rt, lg, pa = schema.fabrications, schema.ratings, schema.ledger_entries, schema.participation
-FABRICATIONS_LISTED = 1000
+FABRICATIONS_LISTED = 200
 
 
 @dataclass(frozen=True, slots=True)

@@ -385,6 +385,8 @@ ledger_entries = sa.Table(
     sa.Column("equation", sa.Text, nullable=False, server_default="{}"),
 )
 sa.Index("ix_ledger_entries_recipient", ledger_entries.c.recipient)
+# issue 8: the record lists a design's latest fabrications
+sa.Index("ix_fabrications_design_finished_at", fabrications.c.design, fabrications.c.finished_at)
 
 # -- issue 8: quotes, idempotency keys, licence grants, value equations, participation ---------
 

@@ -37,6 +37,7 @@ from node_agent.drivers.base import (
     PrintResult,
     Temperatures,
 )
+from node_agent.drivers.multipart import MultipartBody
 from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
@@ -49,7 +50,6 @@ DEFAULT_END_SEQUENCE: tuple[str, ...] = (
     "M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84",
 )
 
-_UPLOAD_CHUNK = 1 << 16
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SOCKET_JOIN_S = 5.0
 _BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
@@ -79,37 +79,6 @@ class _JobIndex:
 
     def layer_at(self, filepos: int) -> int | None:
         return self._job.layer_at(max(0, self.lines_done(filepos) - 1))
-
-
-class _MultipartBody:
-    """A ``multipart/form-data`` upload of one file, streamed (requests would read it whole)."""
-
-    def __init__(self, reader: VerifiedReader, file_name: str, size: int) -> None:
-        self.boundary = f"spime-{uuid.uuid4().hex}"
-        self._head = (f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
-                      f'filename="{file_name}"\r\nContent-Type: application/octet-stream'
-                      "\r\n\r\n").encode()
-        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self._reader = reader
-        self.length = len(self._head) + size + len(self._tail)
-        self._phase = 0
-
-    def __len__(self) -> int:
-        return self.length
-
-    def read(self, n: int = -1) -> bytes:
-        if self._phase == 0:
-            self._phase = 1
-            return self._head
-        if self._phase == 1:
-            data = self._reader.read(_UPLOAD_CHUNK)
-            if data:
-                return data
-            self._phase = 2
-        if self._phase == 2:
-            self._phase = 3
-            return self._tail
-        return b""
 
 
 @dataclass(slots=True)
@@ -312,7 +281,7 @@ class OctoPrintDriver:
             await asyncio.wait_for(asyncio.shield(job.done), self._timeout_s)
         await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES, "cancel")
         if self._status.phase is PrinterPhase.IDLE:
-            await self.send_commands(self._end_sequence)
+            await self._send_commands(self._end_sequence)
 
     async def emergency_stop(self) -> None:
         """Send M112; OctoPrint sends it ahead of its queue and drops the connection.
@@ -322,14 +291,16 @@ class OctoPrintDriver:
         """
         self._stop_reason = "emergency stop (M112)"  # the Disconnected event may come first
         try:
-            await self.send_commands(["M112"])
+            await self._send_commands(["M112"])
         except DriverError:
             self._stop_reason = None
             raise
         self._fail_job("emergency stop (M112)", retryable=False)
 
-    async def send_commands(self, commands: Sequence[str]) -> None:
-        """Send G-code commands outside a job (``/api/printer/command``).
+    async def _send_commands(self, commands: Sequence[str]) -> None:
+        """Send the driver's own commands (end sequence, M112) outside a job.
+
+        Private on purpose: jobs reach the printer only as a checked ``SafeJob``.
 
         Raises:
             PrinterNotReady: the printer is not connected.
@@ -429,7 +400,7 @@ class OctoPrintDriver:
         return path
 
     def _thd_upload(self, file_name: str, reader: VerifiedReader, size: int) -> requests.Response:
-        body = _MultipartBody(reader, file_name, size)
+        body = MultipartBody(reader, file_name, size)
         request = self._client.prepare_request("POST", "/api/files/local")
         request.body = body
         request.headers["Content-Type"] = f"multipart/form-data; boundary={body.boundary}"

@@ -26,9 +26,15 @@ from pathlib import Path
 
 import grpc
 from grpc import aio
-from spimeforge.v1 import nodes_pb2, nodes_pb2_grpc
+from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
 STREAMS_PER_CHANNEL = 100
+PRINTER = nodes_pb2.PrinterState(
+    printer_id="p1", model="Prusa MK3S", build_volume_mm=common_pb2.Vector3(x=250, y=210, z=210),
+    nozzle_diameter_mm=0.4, materials=["PLA"], phase=nodes_pb2.PRINTER_PHASE_IDLE, bed_clear=True, accepting=True,
+    rate_per_hour=common_pb2.Money(currency="EUR", minor_units=300),
+    rate_per_gram=common_pb2.Money(currency="EUR", minor_units=5), slicer_profile="prusa_mk3s",
+)
 BARE_METHOD = "/bench.Bare/Session"
 
 
@@ -75,9 +81,24 @@ class Swarm:
             return
         stub = nodes_pb2_grpc.NodesStub(channel)
         call = stub.Session(metadata=(("authorization", f"Bearer {token}"),))
-        await call.write(nodes_pb2.AgentMsg(hello=nodes_pb2.Hello(agent_id=name, agent_version="swarm")))
-        async for message in call:
-            await self._on_hub(name, call, message, generation)
+        await call.write(nodes_pb2.AgentMsg(hello=nodes_pb2.Hello(agent_id=name, agent_version="swarm",
+                                                                  printers=[PRINTER])))
+        beat: asyncio.Task[None] | None = None
+        try:
+            async for message in call:
+                if message.WhichOneof("kind") == "welcome" and beat is None:
+                    beat = asyncio.create_task(self._heartbeats(call, message.welcome.heartbeat_interval_s or 15))
+                await self._on_hub(name, call, message, generation)
+        finally:
+            if beat is not None:
+                beat.cancel()
+
+    async def _heartbeats(self, call: aio.StreamStreamCall, interval_s: float) -> None:
+        """Like a real agent: a heartbeat with the printer states every interval (first one jittered)."""
+        await asyncio.sleep(random.uniform(0, interval_s))
+        while True:
+            await call.write(nodes_pb2.AgentMsg(heartbeat=nodes_pb2.Heartbeat(printers=[PRINTER])))
+            await asyncio.sleep(interval_s)
 
     async def _on_bare(self, name: str, message: bytes, generation: int) -> None:
         if message == b"welcome":

@@ -18,6 +18,7 @@ Run with ``bash ops/bench.sh -k agents``. Set SPIME_BENCH_AGENTS=1000 to run the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import statistics
@@ -27,6 +28,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import trimesh
+
+from hub.jobs import JobSpec
+from tests.hub.harness import InProcessHub, start_in_process
 
 SIZES = tuple(int(n) for n in os.environ.get("SPIME_BENCH_AGENTS", "1000,10000").split(","))
 CLIENT_PROCESSES = 2
@@ -219,7 +225,59 @@ def report(n: int, hub: Figures | None, bare: Figures) -> None:
               "(targets: < 64 KiB/agent, p99 < 20 ms, reconnect < 10 s)")
 
 
+# -- the hub: an in-process hub (own event-loop thread) on SQLite; the bench process is the hub process --
+
+async def _enroll_all(hub: InProcessHub, names: list[str]) -> list[str]:
+    nodes = hub.composed.hub.nodes
+    gate = asyncio.Semaphore(64)
+
+    async def one(name: str) -> str:
+        async with gate:
+            _, enrollment, _ = await asyncio.to_thread(nodes._thd_add_node, name)
+            return (await nodes.enroll(enrollment, "swarm"))[1]
+
+    return list(await asyncio.gather(*(one(n) for n in names)))
+
+
+def measure_hub(tmp: Path, n: int) -> Figures:
+    hub = start_in_process(tmp / f"hub-{n}")
+    try:
+        revision = hub.push("alice", "bench-cube", {"cube.stl": CUBE_STL}, create=True).revision_id
+        names = [f"node-{i:05d}" for i in range(n)]
+        tokens = asyncio.run_coroutine_threadsafe(_enroll_all(hub, names), hub.loop).result(timeout=600)
+        idle = rss_kib(os.getpid())
+        run = start_swarm(tmp, hub.address, "hub", list(zip(names, tokens, strict=True)))
+        try:
+            run.wait_for("connected", CLIENT_PROCESSES, 300)
+            per_agent = (rss_kib(os.getpid()) - idle) / n
+            created: dict[str, int] = {}
+            jobs = hub.composed.hub.jobs
+            for j in range(JOBS):
+                node = names[(j * 7919) % n]
+                t0 = time.monotonic_ns()
+                job = jobs._thd_create_job(JobSpec("bench-cube", revision, "PLA", node=node), "admin")
+                created[job.id] = t0
+                time.sleep(0.005)
+            offers = run.wait_for("offer", JOBS, 120)
+            lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
+            reconnect = reconnect_seconds(run, 300)
+        finally:
+            run.stop()
+    finally:
+        hub.stop()
+    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect)
+
+
+def _cube_stl() -> bytes:
+    mesh = trimesh.creation.box(extents=(20, 20, 20))
+    return bytes(mesh.export(file_type="stl"))
+
+
+CUBE_STL = _cube_stl()
+
+
 def test_bench_agents(tmp_path: Path) -> None:
     for n in SIZES:
         bare = measure_bare(tmp_path, n)
-        report(n, None, bare)
+        hub = measure_hub(tmp_path, n)
+        report(n, hub, bare)

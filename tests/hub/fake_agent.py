@@ -33,7 +33,6 @@ from hub.jobs import TimerPolicy
 from tests.hub.harness import USERS, InProcessHub
 
 WAIT_S = 20.0
-T0 = dt.datetime(2026, 12, 1, 4, 0, tzinfo=dt.UTC)
 
 
 def _utc_now() -> dt.datetime:
@@ -43,8 +42,9 @@ def _utc_now() -> dt.datetime:
 class ManualClock:
     """The hub's clock in tests: moves only when told."""
 
-    def __init__(self, start: dt.datetime = T0) -> None:
-        self.now = start
+    def __init__(self, start: dt.datetime | None = None) -> None:
+        # Starts at the real time: pushes carry the client's time and the hub checks its skew.
+        self.now = start or dt.datetime.now(dt.UTC).replace(microsecond=0)
         self._lock = threading.Lock()
 
     def __call__(self) -> dt.datetime:
@@ -58,6 +58,13 @@ class ManualClock:
 
 class ClockedHub(InProcessHub):
     clock: ManualClock
+    stopped: bool = False
+
+    def stop(self) -> None:
+        """Stop once (a test may stop it early to restart the hub on the same data)."""
+        if not self.stopped:
+            self.stopped = True
+            super().stop()
 
     def sweep(self) -> None:
         """Run the hub's timers once, now (liveness, offers, leases, lost contact, dispatch)."""
@@ -71,7 +78,7 @@ def start_clocked(data_dir: Path, database_url: str = "", timers: TimerPolicy | 
     """An in-process hub on 127.0.0.1:0 whose clock tests move; its own sweeper is slowed to a crawl
     so that tests decide when timers run (hub.sweep())."""
     clock = ManualClock()
-    timers = timers or TimerPolicy(sweep_interval_s=3600)
+    timers = timers or TimerPolicy(sweep_interval_s=3600, queue_poll_s=3600)
     config = HubConfig(data_dir=data_dir, database_url=database_url)
     composed = compose(config, clock=clock, printability=None, timers=timers)
     loop = asyncio.new_event_loop()
@@ -124,6 +131,8 @@ class FakeAgent:
         self.seq = 0
         self.last_hub_seq = 0
         self.received: list[nodes_pb2.HubMsg] = []
+        self._unclaimed: list[nodes_pb2.HubMsg] = []
+        self.jobs: dict[str, nodes_pb2.HeldJob] = {}  # what a real agent's journal would hold
         self._inbox: queue.Queue[nodes_pb2.HubMsg | None] = queue.Queue()
         self._outbox: queue.Queue[nodes_pb2.AgentMsg | None] = queue.Queue()
         self.error: grpc.RpcError | None = None
@@ -136,9 +145,11 @@ class FakeAgent:
 
     # -- stream --------------------------------------------------------------------
 
-    def connect(self, held: Sequence[nodes_pb2.HeldJob] = (), agent_id: str | None = None) -> nodes_pb2.Welcome:
-        """Open a Session with Hello; returns the Welcome."""
+    def connect(self, held: Sequence[nodes_pb2.HeldJob] | None = None, agent_id: str | None = None) -> nodes_pb2.Welcome:
+        """Open a Session with Hello (held: the jobs it took, unless given); returns the Welcome."""
+        held = list(self.jobs.values()) if held is None else held
         self._inbox, self._outbox, self.error = queue.Queue(), queue.Queue(), None
+        self._unclaimed = []
         hello = nodes_pb2.Hello(agent_id=agent_id or self.node, agent_version="fake/1",
                                 last_hub_seq_applied=self.last_hub_seq, printers=self.printers, jobs=list(held),
                                 location="Testlab", latitude=52.5, longitude=13.4)
@@ -175,7 +186,10 @@ class FakeAgent:
             self._reader.join(WAIT_S)
 
     def expect(self, kind: str, timeout: float = WAIT_S) -> nodes_pb2.HubMsg:
-        """The next hub message of a kind (others are kept in .received); acks commands as applied."""
+        """The oldest not yet expected hub message of a kind (every message is kept in .received)."""
+        for i, msg in enumerate(self._unclaimed):
+            if msg.WhichOneof("kind") == kind:
+                return self._unclaimed.pop(i)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -190,6 +204,7 @@ class FakeAgent:
                 self.last_hub_seq = max(self.last_hub_seq, msg.hub_seq)
             if msg.WhichOneof("kind") == kind:
                 return msg
+            self._unclaimed.append(msg)
         raise AssertionError(f"no {kind} within {timeout}s; got {[m.WhichOneof('kind') for m in self.received]}")
 
     def ended(self, timeout: float = WAIT_S) -> grpc.StatusCode | None:
@@ -239,6 +254,7 @@ class FakeAgent:
         self.reply(offer)
         assigned = self.expect("assigned").assigned
         self.ack()
+        self.jobs[assigned.job_id] = held(assigned.job_id, assigned.lease_epoch, nodes_pb2.JOB_LOCAL_STATE_PREPARING)
         return assigned.job_id, assigned.lease_epoch
 
     def run_to_printed(self, job_id: str, epoch: int, printer_id: str = "mk3") -> None:

@@ -114,7 +114,8 @@ def test_remix_license_rules(any_api: InProcessHub) -> None:
              grpc.StatusCode.INVALID_ARGUMENT, "--license")
 
 
-def test_fork_errors(api: InProcessHub) -> None:
+def test_fork_errors(any_api: InProcessHub) -> None:
+    api = any_api
     _design(api, "alice", "base", "MIT")
     _refused(api, lambda: _fork(api, "bob", [("nothing", "")], "x-fork"), grpc.StatusCode.NOT_FOUND, "nothing")
     _refused(api, lambda: _fork(api, "bob", [("base", "")], "base"), grpc.StatusCode.ALREADY_EXISTS)
@@ -135,7 +136,8 @@ def test_search_filters_and_pages(api: InProcessHub) -> None:
     assert [d.slug for d in by_tag.designs] == ["cube-3"]
 
 
-def test_search_by_licence_matches_whole_ids(api: InProcessHub) -> None:
+def test_search_by_licence_matches_whole_ids(any_api: InProcessHub) -> None:
+    api = any_api
     _design(api, "alice", "zero", "MIT-0")
     _design(api, "alice", "plain", "MIT")
     _design(api, "alice", "dual", "CC-BY-SA-4.0 OR MIT")

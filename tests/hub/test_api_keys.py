@@ -45,8 +45,9 @@ def _keys(api: InProcessHub, account: str, caller: str = "carol") -> list[KeyReg
     return [KeyRegistration(k.account, k.public_key, k.registered_at, k.revoked_at, k.hub_signature) for k in resp.keys]
 
 
-def _revoke(api: InProcessHub, user: str, fingerprint: str, at: str = "") -> accounts_pb2.KeyRegistration:
-    request = accounts_pb2.RevokeKeyRequest(fingerprint=fingerprint, effective_at=at)
+def _revoke(api: InProcessHub, user: str, fingerprint: str, at: str = "",
+            account: str = "") -> accounts_pb2.KeyRegistration:
+    request = accounts_pb2.RevokeKeyRequest(fingerprint=fingerprint, effective_at=at, account=account)
     return api.accounts.RevokeKey(request, metadata=api.md(user))
 
 
@@ -104,11 +105,16 @@ def test_key_requests_are_checked_before_the_store(any_api: InProcessHub) -> Non
     cases = [
         (lambda: _revoke(api, "alice", "zz" * 16), grpc.StatusCode.INVALID_ARGUMENT, "fingerprint"),
         (lambda: _revoke(api, "alice", fp[:31] + "\x00"), grpc.StatusCode.INVALID_ARGUMENT, "fingerprint"),
-        (lambda: _revoke(api, "alice", fp, "soon\x00"), grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339"),
+        (lambda: _revoke(api, "alice", fp, "soon\x00"), grpc.StatusCode.INVALID_ARGUMENT, "effective_at"),
+        (lambda: _revoke(api, "alice", fp, "soon"), grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339"),
         (lambda: _revoke(api, "alice", fp, "2999-01-01T00:00:00Z"), grpc.StatusCode.INVALID_ARGUMENT, "ahead"),
         (lambda: _revoke(api, "bob", fp), grpc.StatusCode.NOT_FOUND, "no key"),
         (lambda: _revoke(api, "carol", fp), grpc.StatusCode.PERMISSION_DENIED, "RevokeKey"),
+        (lambda: _revoke(api, "bob", fp, account="alice"), grpc.StatusCode.PERMISSION_DENIED, "only an admin"),
+        (lambda: _revoke(api, "admin", fp, account="Alice"), grpc.StatusCode.INVALID_ARGUMENT, "account name"),
         (lambda: api.accounts.ListKeys(accounts_pb2.ListKeysRequest(account="Al\x00ice"), metadata=api.md("bob")),
+         grpc.StatusCode.INVALID_ARGUMENT, "account"),
+        (lambda: api.accounts.ListKeys(accounts_pb2.ListKeysRequest(account="Alice"), metadata=api.md("bob")),
          grpc.StatusCode.INVALID_ARGUMENT, "account name"),
         (lambda: api.accounts.ListKeys(accounts_pb2.ListKeysRequest(account="nobody"), metadata=api.md("bob")),
          grpc.StatusCode.NOT_FOUND, "nobody"),
@@ -121,6 +127,7 @@ def test_key_requests_are_checked_before_the_store(any_api: InProcessHub) -> Non
     ]
     for call, code, words in cases:
         _refused(api, call, code, words)
+    assert _revoke(api, "admin", fp, account="alice").revoked_at  # an admin revokes a leaked key
 
 
 def test_proof_of_possession_is_required(any_api: InProcessHub) -> None:
@@ -142,13 +149,19 @@ def test_proof_of_possession_is_required(any_api: InProcessHub) -> None:
 def test_small_order_key_is_refused_although_openssl_accepts_its_universal_signature(any_api: InProcessHub) -> None:
     api = any_api
     rid1, push1 = _signed_push(api, "alice", None, create=True, public_key=IDENTITY, signature=UNIVERSAL)
-    # the danger: one signature that OpenSSL accepts for any revision at all
-    for message in (rid1.encode(), ("f" * 64).encode()):
+    rid2, push2 = _signed_push(api, "alice", None, create=True, public_key=IDENTITY, signature=UNIVERSAL,
+                               body=CUBE * 2)
+    # the danger: one signature that OpenSSL accepts for two different revisions (for any message at all),
+    # and so also as a proof of possession of a key nobody holds
+    hub_key = _hub_key(api)
+    at = now_z()
+    for message in (rid1.encode(), rid2.encode(), keys.proof_message("alice", IDENTITY, at, hub_key)):
         Ed25519PublicKey.from_public_bytes(IDENTITY).verify(UNIVERSAL, message)
-    request = accounts_pb2.RegisterKeyRequest(public_key=IDENTITY, signed_at=now_z(), proof=UNIVERSAL)
+    request = accounts_pb2.RegisterKeyRequest(public_key=IDENTITY, signed_at=at, proof=UNIVERSAL)
     _refused(api, lambda: api.accounts.RegisterKey(request, metadata=api.md("alice")),
              grpc.StatusCode.INVALID_ARGUMENT, "small-order")
-    _refused(api, push1, grpc.StatusCode.INVALID_ARGUMENT, "small-order")
+    for push in (push1, push2):
+        _refused(api, push, grpc.StatusCode.INVALID_ARGUMENT, "small-order")
 
 
 def test_only_the_authors_registered_key_counts(any_api: InProcessHub) -> None:

@@ -97,7 +97,8 @@ def test_upload_dedupes_and_download_round_trips(api: InProcessHub) -> None:
         (manifest_toml("cube", files=("missing.stl",)), "missing.stl"),
     ],
 )
-def test_malformed_or_missing_manifest_fields(api: InProcessHub, manifest: str, words: str) -> None:
+def test_malformed_or_missing_manifest_fields(any_api: InProcessHub, manifest: str, words: str) -> None:
+    api = any_api
     _created(api)
     head = api.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=api.md("alice")).head_revision_id
     api.upload("alice", CUBE * 3)
@@ -106,7 +107,8 @@ def test_malformed_or_missing_manifest_fields(api: InProcessHub, manifest: str, 
 
 
 @pytest.mark.parametrize(("license", "words"), [("Bogus-License-9", "Bogus-License-9"), ("MIT AND (", "malformed")])
-def test_unknown_or_malformed_spdx(api: InProcessHub, license: str, words: str) -> None:
+def test_unknown_or_malformed_spdx(any_api: InProcessHub, license: str, words: str) -> None:
+    api = any_api
     manifest = manifest_toml("cube", license=license)
     api.upload("alice", CUBE)
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, manifest=manifest, create=True, upload=False),
@@ -121,7 +123,8 @@ def test_unknown_or_malformed_spdx(api: InProcessHub, license: str, words: str) 
     [("../etc/passwd", ".."), ("parts/../../x.stl", ".."), ("/abs/cube.stl", "absolute"),
      ("nul\x00.stl", "NUL"), ("dir\\cube.stl", "backslash")],
 )
-def test_unsafe_file_names(api: InProcessHub, path: str, words: str) -> None:
+def test_unsafe_file_names(any_api: InProcessHub, path: str, words: str) -> None:
+    api = any_api
     api.upload("alice", CUBE)
     entries = [common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE)),
                common_pb2.FileEntry(path=path, sha256=sha(CUBE), size=len(CUBE))]
@@ -129,7 +132,8 @@ def test_unsafe_file_names(api: InProcessHub, path: str, words: str) -> None:
              grpc.StatusCode.INVALID_ARGUMENT, words)
 
 
-def test_duplicate_file_names(api: InProcessHub) -> None:
+def test_duplicate_file_names(any_api: InProcessHub) -> None:
+    api = any_api
     api.upload("alice", CUBE)
     entry = common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE))
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, entries=[entry, entry], create=True, upload=False),
@@ -139,13 +143,15 @@ def test_duplicate_file_names(api: InProcessHub) -> None:
 # -- bad input: blobs -------------------------------------------------------------------
 
 
-def test_blob_whose_bytes_do_not_match_its_hash(api: InProcessHub) -> None:
+def test_blob_whose_bytes_do_not_match_its_hash(any_api: InProcessHub) -> None:
+    api = any_api
     _refused(api, lambda: api.upload("alice", CUBE, declared=sha(b"something else")),
              grpc.StatusCode.INVALID_ARGUMENT, "hash")
     assert api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sha(CUBE)]), metadata=api.md("alice")).sha256
 
 
-def test_blob_shorter_than_declared(api: InProcessHub) -> None:
+def test_blob_shorter_than_declared(any_api: InProcessHub) -> None:
+    api = any_api
     _refused(api, lambda: api.upload("alice", CUBE, declared_size=len(CUBE) + 5), grpc.StatusCode.INVALID_ARGUMENT, "declared")
 
 
@@ -164,12 +170,14 @@ def test_upload_over_the_limit_is_resource_exhausted_and_leaves_nothing(tmp_path
         api.stop()
 
 
-def test_push_with_missing_blobs_lists_them(api: InProcessHub) -> None:
+def test_push_with_missing_blobs_lists_them(any_api: InProcessHub) -> None:
+    api = any_api
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, upload=False),
              grpc.StatusCode.FAILED_PRECONDITION, "cube.stl")
 
 
-def test_declared_size_differs_from_blob(api: InProcessHub) -> None:
+def test_declared_size_differs_from_blob(any_api: InProcessHub) -> None:
+    api = any_api
     api.upload("alice", CUBE)
     entries = [common_pb2.FileEntry(path="cube.stl", sha256=sha(CUBE), size=len(CUBE) + 1)]
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, entries=entries, create=True, upload=False),
@@ -179,7 +187,8 @@ def test_declared_size_differs_from_blob(api: InProcessHub) -> None:
 # -- bad input: history, time, signatures, designs ---------------------------------------
 
 
-def test_stale_parent_is_aborted_with_pull_first(api: InProcessHub) -> None:
+def test_stale_parent_is_aborted_with_pull_first(any_api: InProcessHub) -> None:
+    api = any_api
     first = _created(api)
     second = api.push("alice", "cube", {"cube.stl": CUBE * 2}, parents=(first,)).revision_id
     api.upload("alice", CUBE * 3)
@@ -188,7 +197,8 @@ def test_stale_parent_is_aborted_with_pull_first(api: InProcessHub) -> None:
     assert second in details
 
 
-def test_created_at_far_from_now(api: InProcessHub) -> None:
+def test_created_at_far_from_now(any_api: InProcessHub) -> None:
+    api = any_api
     api.upload("alice", CUBE)
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at=now_z(86400), upload=False),
              grpc.StatusCode.INVALID_ARGUMENT, "clock")
@@ -196,7 +206,8 @@ def test_created_at_far_from_now(api: InProcessHub) -> None:
              grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339")
 
 
-def test_signed_push_verifies_and_forged_signature_is_refused(api: InProcessHub) -> None:
+def test_signed_push_verifies_and_forged_signature_is_refused(any_api: InProcessHub) -> None:
+    api = any_api
     key = provenance.generate_private_key()
     public = provenance.public_key_of(key)
     created_at = now_z()
@@ -215,7 +226,8 @@ def test_signed_push_verifies_and_forged_signature_is_refused(api: InProcessHub)
     assert rev.signature and rev.public_key == public
 
 
-def test_push_to_a_missing_design_is_not_found(api: InProcessHub) -> None:
+def test_push_to_a_missing_design_is_not_found(any_api: InProcessHub) -> None:
+    api = any_api
     # before any blob is uploaded, and after: NOT_FOUND either way
     _refused(api, lambda: api.push("bob", "ghost", {"cube.stl": CUBE}, parents=("a" * 64,), upload=False),
              grpc.StatusCode.NOT_FOUND, "ghost")
@@ -224,14 +236,16 @@ def test_push_to_a_missing_design_is_not_found(api: InProcessHub) -> None:
              grpc.StatusCode.NOT_FOUND, "ghost")
 
 
-def test_create_an_existing_design_is_already_exists(api: InProcessHub) -> None:
+def test_create_an_existing_design_is_already_exists(any_api: InProcessHub) -> None:
+    api = any_api
     _created(api)
     api.upload("bob", CUBE * 5)
     _refused(api, lambda: api.push("bob", "cube", {"cube.stl": CUBE * 5}, create=True, upload=False),
              grpc.StatusCode.ALREADY_EXISTS, "cube")
 
 
-def test_bad_slug(api: InProcessHub) -> None:
+def test_bad_slug(any_api: InProcessHub) -> None:
+    api = any_api
     api.upload("alice", CUBE)
     _refused(api, lambda: api.push("alice", "Bad Name", {"cube.stl": CUBE}, manifest=manifest_toml("cube"), create=True, upload=False),
              grpc.StatusCode.INVALID_ARGUMENT, "slug")
@@ -240,7 +254,8 @@ def test_bad_slug(api: InProcessHub) -> None:
 # -- authentication and roles -------------------------------------------------------------
 
 
-def test_unauthenticated_and_unknown_token(api: InProcessHub) -> None:
+def test_unauthenticated_and_unknown_token(any_api: InProcessHub) -> None:
+    api = any_api
     request = api.push_request("cube", {"cube.stl": CUBE}, create=True)
     _refused(api, lambda: api.designs.Push(request), grpc.StatusCode.UNAUTHENTICATED, "token")
     _refused(api, lambda: api.designs.Push(request, metadata=(("authorization", "Bearer spf_nope"),)),
@@ -250,13 +265,15 @@ def test_unauthenticated_and_unknown_token(api: InProcessHub) -> None:
 
 
 @pytest.mark.parametrize("user", ["carol", "olga"])
-def test_wrong_role_cannot_push_or_upload(api: InProcessHub, user: str) -> None:
+def test_wrong_role_cannot_push_or_upload(any_api: InProcessHub, user: str) -> None:
+    api = any_api
     _refused(api, lambda: api.push(user, "cube", {"cube.stl": CUBE}, create=True, upload=False),
              grpc.StatusCode.PERMISSION_DENIED, "designer")
     _refused(api, lambda: api.upload(user, CUBE), grpc.StatusCode.PERMISSION_DENIED, "designer")
 
 
-def test_chunks_out_of_order_and_empty_upload(api: InProcessHub) -> None:
+def test_chunks_out_of_order_and_empty_upload(any_api: InProcessHub) -> None:
+    api = any_api
     def shuffled():  # type: ignore[no-untyped-def]
         yield common_pb2.BlobChunk(sha256=sha(CUBE), total_size=len(CUBE), offset=0, data=CUBE[:10])
         yield common_pb2.BlobChunk(offset=20, data=CUBE[20:])
@@ -265,7 +282,8 @@ def test_chunks_out_of_order_and_empty_upload(api: InProcessHub) -> None:
     _refused(api, lambda: api.designs.UploadBlob(iter([]), metadata=api.md("alice")), grpc.StatusCode.INVALID_ARGUMENT, "empty upload")
 
 
-def test_download_of_a_missing_blob(api: InProcessHub) -> None:
+def test_download_of_a_missing_blob(any_api: InProcessHub) -> None:
+    api = any_api
     request = designs_pb2.DownloadBlobRequest(sha256=sha(b"never uploaded"))
     _refused(api, lambda: list(api.designs.DownloadBlob(request, metadata=api.md("carol"))), grpc.StatusCode.NOT_FOUND, "not on this hub")
     bad = designs_pb2.DownloadBlobRequest(sha256="../../etc/passwd")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -57,6 +58,61 @@ def _fill(api: InProcessHub) -> None:
              parents=(head.head_revision_id,))
 
 
+_CHOICES = re.compile(r"(\w+) IN \('([^']*)'")
+
+
+def _value(column: sa.Column[Any], choices: dict[str, str]) -> Any:
+    kind = column.type
+    if column.name in choices:
+        return choices[column.name]
+    if isinstance(kind, sa.Boolean):
+        return True
+    if isinstance(kind, sa.Integer):
+        return 1
+    if isinstance(kind, (sa.Float, sa.Numeric)):
+        return 1.5
+    if isinstance(kind, sa.LargeBinary):
+        return b"\x00\xffraw bytes"
+    default = getattr(column.server_default, "arg", None)
+    if isinstance(default, str) and default[:1] in "[{":  # JSON documents: keep them parseable
+        return default
+    if isinstance(kind, sa.Text) and not isinstance(default, str):  # free text or a JSON report
+        return "{}"
+    if column.name.endswith("_at") or column.name in ("last_seen", "until", "expires"):
+        return "2026-12-01T04:00:00Z"
+    length = getattr(kind, "length", None) or 40
+    return "v-" + column.name[: max(length - 2, 1)]
+
+
+def _fill_every_table(engine: sa.Engine) -> set[str]:
+    """One synthetic row in every table the flows left empty (orders, jobs, fabrications, ratings,
+    ledger, ...), so the round trip carries each table and column type; returns the filled tables.
+    Autoincrement ids are left to the database, so PostgreSQL's sequences come into play."""
+    filled = set()
+    with engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+                continue
+            choices = {m.group(1): m.group(2) for c in table.constraints if isinstance(c, sa.CheckConstraint)
+                       for m in [_CHOICES.search(str(c.sqltext))] if m}
+            row = {c.name: _value(c, choices) for c in table.columns
+                   if not (c.primary_key and c.autoincrement is True)}
+            for fk in table.foreign_key_constraints:
+                ref = conn.execute(sa.select(*[e.column for e in fk.elements]).limit(1)).first()
+                if ref is None:
+                    break
+                row.update({e.parent.name: v for e, v in zip(fk.elements, ref, strict=True)})
+            else:
+                try:
+                    with conn.begin_nested() if conn.in_transaction() else conn.begin():
+                        conn.execute(table.insert().values(row))
+                    filled.add(table.name)
+                except sa.exc.DBAPIError:
+                    continue
+        conn.commit()
+    return filled
+
+
 def _contents(engine: sa.Engine, data_dir: Path) -> dict[str, Any]:
     """Every row of every table (sorted) and every blob file's bytes."""
     found: dict[str, Any] = {}
@@ -80,6 +136,8 @@ def _restored(data_dir: Path, url: str) -> dict[str, Any]:
 def test_round_trip_while_serving_restores_every_row_and_blob(
         any_api: InProcessHub, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     _fill(any_api)
+    filled = _fill_every_table(any_api.engine)
+    assert {"orders", "jobs", "fabrications", "ratings", "ledger_entries"} <= filled, filled
     before = _contents(any_api.engine, any_api.data_dir)
     assert before["revisions"] and before["proposals"] and len(before["blob_files"]) >= 5
 
@@ -91,6 +149,15 @@ def test_round_trip_while_serving_restores_every_row_and_blob(
 
     assert restored.rows == summary.rows
     assert _restored(tmp_path / "restored", target_url) == before
+    engine = make_engine(target_url or sqlite_url(tmp_path / "restored"))
+    try:  # ids the database hands out go on after the restored ones
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(schema.ratings).limit(1)).mappings().one()
+            new_id = conn.execute(schema.ratings.insert().values(
+                {**{k: v for k, v in row.items() if k != "id"}, "role": "again"}).returning(schema.ratings.c.id)).scalar()
+        assert new_id == row["id"] + 1
+    finally:
+        engine.dispose()
 
     again = start_in_process(tmp_path / "restored", target_url, users={})
     try:
@@ -197,10 +264,20 @@ def test_backup_and_restore_commands(api: InProcessHub, tmp_path: Path) -> None:
 
     done = hub("backup", "--data", str(api.data_dir), str(tmp_path / "hub.tar"), "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["rows"]["revisions"] == 5
-    done = hub("restore", str(tmp_path / "hub.tar"), "--data", str(tmp_path / "r"), "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["blobs"] == len(_contents(api.engine, api.data_dir)["blob_files"])
-    refused = hub("restore", str(tmp_path / "hub.tar"), "--data", str(tmp_path / "r"))
+    summary = json.loads(done.stdout)
+    assert summary["rows"]["revisions"] == 5
+    assert summary["blobs"] == len(_contents(api.engine, api.data_dir)["blob_files"])
+    assert "wrote" in done.stderr and str(tmp_path / "hub.tar") in done.stderr
+    refused = hub("restore", str(tmp_path / "hub.tar"), "--data", str(api.data_dir))
     assert refused.returncode == 1
     assert "needs an empty database" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_backup_refuses_a_place_without_a_hub(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    with pytest.raises(FailedPrecondition, match="holds no hub database"):
+        backup(tmp_path, "", tmp_path / "x.tar")
+    assert not (tmp_path / "hub.sqlite3").exists()
+    empty = create_database(request.getfixturevalue("postgres_server"))
+    with pytest.raises(FailedPrecondition, match="holds no Spimeforge schema"):
+        backup(tmp_path, empty, tmp_path / "x.tar")
+    assert not (tmp_path / "x.tar").exists() and not (tmp_path / "x.tar.partial").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -27,7 +28,7 @@ S = JobState
 def test_the_table_covers_every_state_and_the_happy_path() -> None:
     assert set(TRANSITIONS) == set(JobState)
     path = [S.QUEUED, S.OFFERED, S.ASSIGNED, S.PREPARING, S.READY, S.PRINTING, S.PRINTED, S.DONE]
-    for current, target in zip(path, path[1:], strict=False):
+    for current, target in itertools.pairwise(path):
         check_transition(current, target)
     assert TRANSITIONS[S.DONE] == TRANSITIONS[S.CANCELLED] == frozenset()
     assert TERMINAL.isdisjoint(HELD)

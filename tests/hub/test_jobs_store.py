@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from hub.__main__ import Composed, compose
 from hub.config import HubConfig
 from hub.domain import FileEntry, Revision, RevisionKind, Role
-from hub.errors import InvalidTransition, NotFound
+from hub.errors import InvalidTransition, NotFound, Unauthenticated
 from hub.jobs import JobSpec, JobState, TimerPolicy
 from hub.provenance import sha256_hex
 from hub.scheduler import PrinterRecord
+from hub.service.common import format_time
 from hub.store import schema
 from hub.store.designs import DesignMeta
 from hub.store.jobs import EventRecord
@@ -129,6 +130,10 @@ def test_admin_decisions_respect_the_table(hub: Composed) -> None:
         service._thd_get_job("j-missing")
     with pytest.raises(NotFound):
         service._thd_create_job(JobSpec("cube", "b" * 64, "PLA"), "admin")
+    _, token, _ = hub.hub.nodes._thd_add_node("lab-9")
+    hub.hub.nodes.clock.advance(24 * 3600 + 1)  # type: ignore[attr-defined]
+    with pytest.raises(Unauthenticated):
+        hub.store.nodes._thd_enroll(token, "bearer", format_time(hub.hub.nodes.clock()))
     seen: list[str] = []
     service.add_listener(lambda j: seen.append(j.state.value))
     service._thd_create_job(JobSpec("cube", REV, "PLA"), "admin")

@@ -100,6 +100,9 @@ def test_signature_malleability_is_refused() -> None:
     small_r = keys.SMALL_ORDER_ENCODINGS[2] + signature[32:]
     with pytest.raises(IntegrityError, match="R"):
         keys.verify_strict(public, b"a" * 64, small_r)
+    for r in (_with_sign(keys.SMALL_ORDER_ENCODINGS[3]), (P + 1).to_bytes(32, "little")):
+        with pytest.raises(IntegrityError, match="R is"):
+            keys.verify_strict(public, b"a" * 64, r + signature[32:])
     with pytest.raises(IntegrityError, match="64 bytes"):
         keys.verify_strict(public, b"a" * 64, signature[:63])
     with pytest.raises(IntegrityError, match="does not match"):

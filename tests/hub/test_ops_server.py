@@ -93,8 +93,22 @@ def test_mtls_refuses_clients_without_a_certificate_of_the_ca(tmp_path: Path, da
             who = accounts_pb2_grpc.AccountsStub(ch).WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=hub.md("olga"),
                                                            timeout=10)
         assert who.name == "olga"
+        _spime_whoami_with_client_certificate(hub, tls_dir)
     finally:
         hub.stop()
+
+
+def _spime_whoami_with_client_certificate(hub: InProcessHub, tls_dir: Path) -> None:
+    """The `spime` CLI presents SPIME_CLIENT_CERT/KEY; without them the hub is unreachable."""
+    env = {**hub_env(), "SPIME_HUB": hub.address, "SPIME_TOKEN": hub.tokens["alice"],
+           "SPIME_CA": str(tls_dir / "ca.crt")}
+    argv = [sys.executable, "-m", "hub.client.cli", "whoami", "--json"]
+    refused = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE_S, check=False)
+    assert refused.returncode == 1 and "UNAVAILABLE" in refused.stderr
+    env |= {"SPIME_CLIENT_CERT": str(tls_dir / "node-1.crt"), "SPIME_CLIENT_KEY": str(tls_dir / "node-1.key")}
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE_S, check=False)
+    assert done.returncode == 0, done.stderr
+    assert '"alice"' in done.stdout
 
 
 def test_client_ca_without_server_certificate_is_a_usage_error(tmp_path: Path) -> None:
@@ -164,6 +178,12 @@ def test_metrics_listen_must_be_host_port(tmp_path: Path) -> None:
         HubConfig(data_dir=tmp_path, metrics_listen="9464")
     with pytest.raises(InvalidArgument, match="--metrics-listen"):
         start_metrics_server("nonsense", HubMetrics().registry)
+    first = start_metrics_server("127.0.0.1:0", HubMetrics().registry)
+    try:
+        with pytest.raises(InvalidArgument, match="cannot serve metrics on"):
+            start_metrics_server(f"127.0.0.1:{first.port}", HubMetrics().registry)
+    finally:
+        first.close()
 
 
 @pytest.fixture()
@@ -195,15 +215,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_notifies_systemd_when_ready_and_serves_metrics(
+def test_serve_as_the_unit_runs_it_notifies_systemd_and_serves_mtls_and_metrics(
         tmp_path: Path, database_url: str, notify_socket: tuple[socket.socket, str]) -> None:
+    """`spime-hub serve` with the unit's options (TLS, client CA, metrics) under $NOTIFY_SOCKET."""
     sock, address = notify_socket
+    tls = _certificates(tmp_path / "tls")
     data = tmp_path / "hub"
     data.mkdir()
     token = add_users(data, database_url, {"alice": "designer"})["alice"]
     metrics_port = _free_port()
     argv = [sys.executable, "-m", "hub", "serve", "--data", str(data), "--listen", "127.0.0.1:0",
-            "--metrics-listen", f"127.0.0.1:{metrics_port}", "--grace", "2"]
+            "--metrics-listen", f"127.0.0.1:{metrics_port}", "--grace", "2",
+            "--tls-cert", str(tls / "hub.crt"), "--tls-key", str(tls / "hub.key"), "--tls-client-ca", str(tls / "ca.crt")]
     if database_url:
         argv += ["--database", database_url]
     env = {**hub_env(), "NOTIFY_SOCKET": address}
@@ -214,7 +237,12 @@ def test_serve_notifies_systemd_when_ready_and_serves_metrics(
         assert "READY=1" in message.splitlines()
         assert f"MAINPID={process.pid}" in message.splitlines()
         port = int(message.rpartition("serving on port ")[2])
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            _health(f"127.0.0.1:{port}", grpc.ssl_channel_credentials((tls / "ca.crt").read_bytes()))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        node = grpc.ssl_channel_credentials((tls / "ca.crt").read_bytes(), (tls / "node-1.key").read_bytes(),
+                                            (tls / "node-1.crt").read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{port}", node) as channel:
             who = accounts_pb2_grpc.AccountsStub(channel).WhoAmI(
                 accounts_pb2.WhoAmIRequest(), metadata=(("authorization", f"Bearer {token}"),), timeout=10)
         assert who.name == "alice"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from spimeforge.v1 import orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
+from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
 
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
@@ -211,4 +211,44 @@ def test_licence_rules_at_order_time(hub: ClockedHub) -> None:
     assert recorded.granted_by == "alice" and len(recorded.statement_sha256) == 64
     assert quote("nc-cube").fabricable
     assert [g.id for g in stub.ListGrants(orders_pb2.ListGrantsRequest(design="nc-cube"), metadata=hub.md("carol")).grants] == [recorded.id]
+    records = records_pb2_grpc.RecordsStub(hub.channel)
+    ladder = records_pb2.SetParticipationRequest(design="nc-cube", rung="consume")
+    assert _code(records.SetParticipation, ladder, metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
+    assert records.SetParticipation(ladder, metadata=hub.md("alice")).participation == "consume"
+    with pytest.raises(grpc.RpcError) as info:
+        quote("nc-cube", parameters={"size": "30"})
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "consume" in (info.value.details() or "")
+    equation = records_pb2.ValueEquation(design="nc-cube", maker="50", design_lineage="30", commons="20",
+                                         own_revision="70", upstream="30")
+    published = records.SetValueEquation(records_pb2.SetValueEquationRequest(equation=equation), metadata=hub.md("alice"))
+    assert published.version == "2" and published.maker == "50"
+    bad = records_pb2.ValueEquation(design="nc-cube", maker="90", design_lineage="30", commons="20",
+                                    own_revision="70", upstream="30")
+    assert _code(records.SetValueEquation, records_pb2.SetValueEquationRequest(equation=bad),
+                 metadata=hub.md("alice")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert records.GetRecord(records_pb2.GetRecordRequest(design="nc-cube"), metadata=hub.md("carol")).value_equation.version == "2"
+    agent.close()
+
+
+def test_cancel_while_printing_asks_the_node_and_records_the_partial_cost(hub: ClockedHub) -> None:
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec()), metadata=hub.md("carol"))
+    job_id, epoch = agent.take_job()
+    agent.start(job_id, epoch)
+    agent.expect("start_granted")
+    agent.ack()
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_STARTED))
+    agent.heartbeat([nodes_pb2.JobProgress(job_id=job_id, lease_epoch=epoch, percent=50.0, layer=40)])
+    wait_for(lambda: stub.GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=hub.md("carol")).progress_percent == 50.0)
+    asked = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="wrong colour"), metadata=hub.md("carol"))
+    assert asked.state == orders_pb2.ORDER_STATE_PRINTING
+    assert 0 < asked.partial_cost.minor_units < placed.price.minor_units  # half the material and machine time
+    assert agent.expect("cancel").cancel.job_id == job_id
+    agent.ack()
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_CANCELLED, {"reason": "customer"}))
+    final = wait_for(lambda: (o := stub.GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=hub.md("carol"))).state == orders_pb2.ORDER_STATE_CANCELLED and o)
+    assert final.partial_cost.minor_units == asked.partial_cost.minor_units
     agent.close()

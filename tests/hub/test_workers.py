@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+import trimesh
 
 from hub.workers import CheckLimits, CheckPool
+from tests.hub.test_api_printability import _stl
 
 
 def _alive(pid: int) -> bool:
@@ -53,9 +55,6 @@ def test_a_check_over_its_limit_is_killed_and_becomes_a_finding(
 
 
 def test_a_worker_is_reused_and_killed_on_close(tmp_path: Path) -> None:
-    from tests.hub.test_api_printability import _stl  # a real mesh through the real check
-    import trimesh
-
     blob = tmp_path / "blob"
     blob.write_bytes(_stl(trimesh.creation.box(extents=(20, 20, 20))))
     pool = CheckPool(CheckLimits(size=1, timeout_s=120))

@@ -38,5 +38,10 @@ def _mkdir(path: Path) -> Path:
 
 
 async def print_lines(driver: PrinterDriver, name: str, lines: Sequence[str]) -> PrintResult:
-    """``driver.print_job`` for lines held in memory (written to a temporary file first)."""
-    return await driver.print_job(safe_job(name, lines))
+    """``driver.print_job`` for lines held in memory (written to a temporary file first).
+
+    Raises:
+        JobRefused: the filter refuses a line (nothing is sent).
+    """
+    with tempfile.TemporaryDirectory(prefix="job-", dir=_mkdir(_DIR)) as folder:
+        return await driver.print_job(safe_job(name, lines, directory=Path(folder)))

@@ -74,12 +74,18 @@ def poll(what: str, check: Any, deadline_s: float = 60) -> Any:
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
-    with SimulatedPrinterProcess(FirmwareOptions()) as printer:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's Type=notify socket
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(60)
+    with SimulatedPrinterProcess(FirmwareOptions()) as printer, notify:
         config = write_config(tmp_path, printer.port)
         proc = subprocess.Popen([sys.executable, "-m", "node_agent", "run", "--config",
-                                 str(config)], cwd=ROOT, env=ENV, text=True,
+                                 str(config)], cwd=ROOT, text=True,
+                                env={**ENV, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
+            ready = notify.recv(4096).decode()
+            assert "READY=1" in ready and "STATUS=1/1 printers connected" in ready, ready
             poll("the daemon's control socket", lambda: spime_node(
                 "status", "--config", str(config)).returncode == 0 or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()[1]

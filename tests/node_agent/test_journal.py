@@ -120,5 +120,5 @@ def test_after_kill_9_a_running_print_is_interrupted_never_resumed(tmp_path: Pat
     kinds = [(e.job_id, e.kind) for e in journal.pending()]
     assert kinds == [("printing-job", EventKind.STARTED), ("printing-job", EventKind.INTERRUPTED)]
     assert journal.recover() == []  # idempotent
-    held = {h.job_id: h.state for h in journal.held_jobs()}
-    assert held == {"printing-job": JobState.INTERRUPTED, "ready-job": JobState.READY}
+    held = {h.job_id: (h.state, h.last_agent_seq) for h in journal.held_jobs()}
+    assert held == {"printing-job": (JobState.INTERRUPTED, 2), "ready-job": (JobState.READY, 0)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from node_agent.drivers.base import (
     AuthenticationFailed,
     ConnectionFailed,
+    JobRejected,
     PrinterNotReady,
     PrinterPhase,
     PrinterStatus,
@@ -178,6 +180,32 @@ def test_emergency_stop_halts_the_printer(octoprint_offline: OctoPrintServer) ->
         assert "M112" in (result.reason or "")
 
     asyncio.run(scenario())
+
+
+def test_a_file_changed_after_its_check_is_not_printed(
+    octoprint_offline: OctoPrintServer, tmp_path: Path,
+) -> None:
+    job = safe_job("tampered", _job(50), directory=tmp_path)
+    path = Path(job.path)
+    st = path.stat()
+    text = path.read_text(encoding="ascii").replace("G1 X0.1 E0.011 F60000",
+                                                    "M502".ljust(21), 1)
+    path.write_text(text, encoding="ascii")  # same size, same mtime: only the hash tells
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    async def scenario() -> None:
+        driver = _driver(octoprint_offline)
+        try:
+            await driver.connect()
+            with pytest.raises(JobRejected, match="changed after the safety check"):
+                await driver.print_job(job)
+            assert driver.status().phase is PrinterPhase.IDLE
+        finally:
+            await driver.close()
+
+    asyncio.run(scenario())
+    files = octoprint_offline.request("GET", "/api/files/local").json()["files"]
+    assert not [f for f in files if f["name"].startswith("tampered")], files
 
 
 def test_file_position_maps_to_command_lines_and_layers() -> None:

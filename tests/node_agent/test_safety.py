@@ -135,6 +135,7 @@ def test_real_prusaslicer_output_of_a_shipped_profile_passes() -> None:
     "M205 X8 Y8 Z0.4 E1.5", "M221 S95", "M900 K0", "M486 S0", "M117 Printing...", "G10", "G11",
     "G21", "M82", "M83", "M84", "M107", "M106 S255", "M105", "M400", "M600", "M601", "T0",
     "g1 x10 y10", "G1X10Y10E.5F1800", "G01 X10", "M104 S200 T0", "M109 R200", "M190 R60",
+    "M907 E538", "M862.1 P0.4 A0 F0", "G4", "M205 S0 T0", "M84 X Y E", "G0 F6000 X10 Y10",
 ])
 def test_what_slicers_emit_to_print_is_allowed(line: str) -> None:
     assert check_lines(["G28", line], MK3) == ([], 0), line
@@ -171,7 +172,8 @@ def test_what_slicers_emit_to_print_is_allowed(line: str) -> None:
     ("G20", "inches"),
     ("M303 E0 S250 C8", "PID autotune"),
     ("M851 Z-5", "probe offset"),
-    ("M907 X2000", "motor currents"),
+    ("M907 X2000", "parameter X is not allowed with M907"),
+    ("M907 E2000", "extruder motor current E2000 mA is above"),
     ("G92.1", "allow-list"),
     ("M862.9 P1", "allow-list"),
     ("M155 S1", "allow-list"),

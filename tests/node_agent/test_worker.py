@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from node_agent import messages as m
 from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
 from node_agent.drivers.serial import SerialDriver
@@ -104,6 +106,18 @@ def config(tmp_path: Path, port: str) -> NodeConfig:
     return NodeConfig(node, (printer,))
 
 
+_CACHE: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_slice_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _CACHE[:] = [tmp_path_factory.mktemp("slice-cache")]  # the same mesh is sliced once
+
+
+def shared_cache() -> SliceCache:
+    return SliceCache(_CACHE[0], 100 * 1024 * 1024)
+
+
 def run(body: Callable[[Path], Awaitable[None]], tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(body(tmp_path), 300))
 
@@ -113,7 +127,7 @@ async def _happy_path(tmp_path: Path) -> None:
         cfg = config(tmp_path, sim.port)
         journal = Journal.open(tmp_path / "journal.db")
         hub = ScriptedHub()
-        cache = SliceCache(tmp_path / "cache", 100 * 1024 * 1024)
+        cache = shared_cache()
         worker = Worker(cfg, journal, hub, {"mk3": SerialDriver("mk3", sim.port, 250000)},
                         PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"]))
         running = asyncio.create_task(worker.run())
@@ -184,7 +198,7 @@ async def _reconnect(tmp_path: Path) -> None:
         cfg = config(tmp_path, sim.port)
         journal = Journal.open(tmp_path / "journal.db")
         hub = ScriptedHub()
-        cache = SliceCache(tmp_path / "cache", 100 * 1024 * 1024)
+        cache = shared_cache()
         worker = Worker(cfg, journal, hub, {"mk3": SerialDriver("mk3", sim.port, 250000)},
                         PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"]))
         running = asyncio.create_task(worker.run())
@@ -228,7 +242,7 @@ async def _offline_mid_print(tmp_path: Path) -> None:
         cfg = config(tmp_path, sim.port)
         journal = Journal.open(tmp_path / "journal.db")
         hub = ScriptedHub()
-        cache = SliceCache(tmp_path / "cache", 100 * 1024 * 1024)
+        cache = shared_cache()
         driver = SerialDriver("mk3", sim.port, 250000)
         worker = Worker(cfg, journal, hub, {"mk3": driver},
                         PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"]))
@@ -262,3 +276,49 @@ async def _offline_mid_print(tmp_path: Path) -> None:
 
 def test_a_print_outlives_the_hub_and_shutdown_waits_for_it(tmp_path: Path) -> None:
     run(_offline_mid_print, tmp_path)
+
+
+async def _cancel_and_firmware_failure(tmp_path: Path) -> None:
+    await _ends_badly(tmp_path, "job-c", {"move_time_s": 0.0005})
+    await _ends_badly(tmp_path, "job-f", {"fail_at_line": 40})
+
+
+async def _ends_badly(tmp_path: Path, job_id: str, options: dict[str, Any]) -> None:
+    state = tmp_path / job_id
+    async with simulated_printer(**options) as sim:
+        cfg = config(state, sim.port)
+        journal = Journal.open(state / "journal.db")
+        hub = ScriptedHub()
+        cache = shared_cache()
+        worker = Worker(cfg, journal, hub, {"mk3": SerialDriver("mk3", sim.port, 250000)},
+                        PipelineSettings(state / "jobs", cache, SLICERS["prusaslicer"]))
+        running = asyncio.create_task(worker.run())
+        await until("hello", lambda: hub.sessions)
+        hub.current.inbox.put_nowait(m.Welcome(1, 0))
+        await until("printer connected", lambda: hub.sent(m.Heartbeat) and
+                    hub.sent(m.Heartbeat)[-1].printers[0].phase is m.Phase.IDLE)
+        hub.current.inbox.put_nowait(the_offer(job_id, 1))
+        hub.current.inbox.put_nowait(m.Assigned(2, job_id, f"offer-{job_id}", 1))
+        await until("start request", lambda: hub.sent(m.StartRequest))
+        hub.current.inbox.put_nowait(m.StartGranted(3, job_id, 1))
+        await until("started", lambda: EventKind.STARTED in hub.events())
+        if job_id == "job-c":
+            hub.current.inbox.put_nowait(m.Cancel(4, job_id, 1, "the customer cancelled"))
+            await until("cancelled", lambda: EventKind.CANCELLED in hub.events())
+            assert journal.job(job_id).state is JobState.CANCELLED
+        else:
+            await until("failed", lambda: EventKind.FAILED in hub.events())
+            failed = hub.sent(m.JobEvent)[-1].data
+            assert failed["detected_by"] == "firmware" and failed["step"] == "print"
+            assert "Thermal Runaway" in failed["failure_reason"]
+        assert hub.events()[-1] in (EventKind.CANCELLED, EventKind.FAILED)
+        # Whatever is left on the bed: no next job until the operator clears it.
+        beat = await until("heartbeat", lambda: (b := hub.sent(m.Heartbeat)) and
+                           b[-1].printers[0].queue_depth == 0 and b[-1])
+        assert beat.printers[0].bed_clear is False
+        worker.shutdown()
+        await running
+
+
+def test_a_cancel_mid_print_and_a_firmware_failure_end_the_job_cleanly(tmp_path: Path) -> None:
+    run(_cancel_and_firmware_failure, tmp_path)

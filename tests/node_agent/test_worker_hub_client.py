@@ -22,7 +22,7 @@ from node_agent.hub_client import (
     enroll,
 )
 from tests.fixtures.postgres import create_database
-from tests.hub.harness import InProcessHub, start_in_process
+from tests.hub.harness import InProcessHub, self_signed, start_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STL = (ROOT / "designs" / "calibration-cube" / "calibration-cube.stl").read_bytes()
@@ -111,3 +111,29 @@ def test_backoff_is_full_jitter_exponential_and_capped() -> None:
         delays = [backoff_delay(attempt, rng) for _ in range(200)]
         assert all(0.0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2
+
+
+async def _over_tls(hub: InProcessHub, ca: Path) -> None:
+    _, token, _ = await asyncio.to_thread(hub.composed.hub.nodes._thd_add_node, "lab-tls")
+    with pytest.raises(HubUnavailable):  # without the CA the hub's certificate is not trusted
+        await enroll(hub.address, token, "test/1", timeout_s=10)
+    node, credential = await enroll(hub.address, token, "test/1", ca=ca)
+    conn = HubConnection(hub.address, credential, ca)
+    try:
+        session = await conn.session(m.Hello(node, "test/1", 0, (), ()))
+        welcome = await session.receive()
+        assert isinstance(welcome, m.Welcome) and welcome.session_epoch >= 1
+        await session.close()
+    finally:
+        await conn.close()
+    with pytest.raises(HubRefused, match="cannot read the hub's CA file"):
+        HubConnection(hub.address, credential, ca.with_name("missing.pem"))
+
+
+def test_the_node_trusts_the_hub_through_its_ca_file(tmp_path: Path) -> None:
+    tls = self_signed(tmp_path)
+    running = start_in_process(tmp_path / "data", tls=tls)
+    try:
+        asyncio.run(asyncio.wait_for(_over_tls(running, tls.cert), 120))
+    finally:
+        running.stop()

@@ -76,6 +76,23 @@ def test_a_symbolic_link_out_of_the_folder_is_refused(tmp_path: Path) -> None:
         check_references(scad, scad.parent)
 
 
+def test_a_revision_staged_as_links_into_a_trusted_blob_store_renders(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "aa11").write_text('use <lib.scad>\nblock(3);\nimport("part.stl");\n', encoding="utf-8")
+    (blobs / "bb22").write_text("module block(s) { cube(s); }\n", encoding="utf-8")
+    (blobs / "cc33").write_text(CUBE_STL, encoding="utf-8")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for name, blob in (("main.scad", "aa11"), ("lib.scad", "bb22"), ("part.stl", "cc33")):
+        os.symlink(blobs / blob, staged / name)
+    with pytest.raises(ScadReferenceError, match="symbolic link out of the design"):
+        check_references(staged / "main.scad", staged)
+    out = asyncio.run(render_scad(staged / "main.scad", {}, 60, tmp_path / "out.stl",
+                                  trusted_links=(blobs,)))
+    assert out.stat().st_size > 0
+
+
 def test_statements_in_comments_and_strings_are_not_references() -> None:
     source = ('// include </etc/passwd>\n/* use <x.scad>\n import("/y") */\n'
               'echo("import(\\"/z\\")");\nimport(file = "a.stl", convexity = 3);\n')

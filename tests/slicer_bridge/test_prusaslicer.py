@@ -283,3 +283,29 @@ def test_file_names_that_look_like_options(box_stl: Path, tmp_path: Path) -> Non
     odd.write_bytes(box_stl.read_bytes())
     result = asyncio.run(PrusaSlicer().slice(SliceRequest(odd, MK3S), tmp_path / "out dir"))
     assert result.metadata.layer_count == 20
+
+
+@pytest.mark.parametrize("edit", [
+    lambda text: text.replace(";LAYER_CHANGE", ";LAYER_GONE"),
+    lambda text: re.sub(r"; filament used \[mm\] = [\d.]+", "; filament used [mm] = 0", text),
+], ids=["no_layers", "no_extrusion"])
+def test_gcode_without_layers_or_extrusion_is_a_slicer_error(tmp_path: Path, edit) -> None:
+    # PrusaSlicer 2.5 refuses such parts itself ("No layers were detected"); the bridge
+    # does not count on it: G-code that would print nothing is never a success.
+    from slicer_bridge.prusaslicer import _read_metadata
+    from slicer_bridge.run import Completed
+
+    gcode = tmp_path / "output.gcode"
+    gcode.write_text(edit(GCODE.read_text(encoding="ascii")), encoding="ascii")
+    done = Completed(("prusa-slicer",), 0, "", "", 1.0)
+    with pytest.raises(SlicerError, match="nothing would be printed"):
+        _read_metadata(done, gcode)
+    assert not gcode.exists()
+
+
+def test_a_part_stored_in_metres_does_not_slice(tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny.stl"
+    trimesh.creation.box((0.02, 0.02, 0.02)).export(tiny)
+    with pytest.raises(SlicerError) as caught:
+        asyncio.run(PrusaSlicer().slice(SliceRequest(tiny, MK3S), tmp_path))
+    assert "No layers were detected" in caught.value.reason

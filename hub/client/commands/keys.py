@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     lst.add_argument("account", nargs="?", default="", help="account (default: yours)")
     rev = sub.add_parser("revoke", help="revoke a key from a date on (signatures after it stop counting)")
     rev.add_argument("fingerprint", help="32 hex digits, as `spime key list` shows")
+    rev.add_argument("--account", default="", help="another account's key (admins only: a leaked key)")
     rot = sub.add_parser("rotate", help="make a new key, register it, revoke the old one")
     hub = sub.add_parser("hub", help="the hub's own public key (pin it for `spime verify --bundle`)")
     for q in (rev, rot):
@@ -153,15 +154,15 @@ def run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _revoke(hub: Hub, fp: str, at: str) -> dict[str, Any]:
-    return _registration(hub.call(hub.accounts.RevokeKey, accounts_pb2.RevokeKeyRequest(fingerprint=fp,
-                                                                                         effective_at=at)))
+def _revoke(hub: Hub, fp: str, at: str, account: str = "") -> dict[str, Any]:
+    request = accounts_pb2.RevokeKeyRequest(fingerprint=fp, effective_at=at, account=account)
+    return _registration(hub.call(hub.accounts.RevokeKey, request))
 
 
 def run_revoke(args: argparse.Namespace) -> int:
     """Revoke one of your keys from ``--at`` (default now) on."""
     with opened(args) as hub:
-        doc = _revoke(hub, args.fingerprint, args.at)
+        doc = _revoke(hub, args.fingerprint, args.at, args.account)
     emit(args, doc, lambda d: "revoked " + _human_reg(d))
     return EXIT_OK
 

@@ -125,18 +125,22 @@ def _trusted_key(claimed: bytes, pinned: bytes | None, where: str) -> bytes | st
 
 def _check(info: Any, revisions: list[dict[str, Any]], lookup: Any, source: str,
            hub_key: bytes | str, registrations: list[KeyRegistration]) -> dict[str, Any]:
+    """Verify; ``hub_key`` is the trusted hub key, b"" for none needed, or why none can be trusted."""
     doc: dict[str, Any] = {"design": info.get("slug", ""), "source": source, "revisions": len(revisions)}
-    if isinstance(hub_key, str):
-        return {**doc, "ok": False, "error": hub_key}
     try:
-        authorship = registered_authorship(registrations, hub_key) if hub_key else None
+        authorship = registered_authorship(registrations, hub_key) if isinstance(hub_key, bytes) and hub_key else None
         report = verify_revisions(revisions, lookup, authorship)
     except HubError as exc:
         return {**doc, "ok": False, "error": str(exc)}
+    if isinstance(hub_key, str):  # the content holds together, but nothing proves who signed it
+        return {**doc, "ok": False, "error": hub_key}
     head = info.get("head_revision_id", "")
     if head and head not in report.revisions:
         return {**doc, "ok": False, "error": f"the head {head[:12]} is not in the chain"}
-    return {**doc, "ok": True, "error": "", "signed": list(report.signed),
+    signed = set(report.signed)
+    signers = {r["id"]: {"author": r["author"], "key": fingerprint(bytes.fromhex(r["public_key"]))}
+               for r in revisions if r["id"] in signed}
+    return {**doc, "ok": True, "error": "", "signed": list(report.signed), "signers": signers,
             "unsigned": list(report.unsigned), "files_checked": report.files_checked,
             "external_parents": list(report.external_parents),
             "hub_key": hub_key.hex() if hub_key else ""}

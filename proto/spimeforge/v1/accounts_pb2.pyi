@@ -75,12 +75,14 @@ class ListKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[KeyRegistration, _Mapping]]] = ..., hub_public_key: _Optional[bytes] = ...) -> None: ...
 
 class RevokeKeyRequest(_message.Message):
-    __slots__ = ("fingerprint", "effective_at")
+    __slots__ = ("fingerprint", "effective_at", "account")
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_AT_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     effective_at: str
-    def __init__(self, fingerprint: _Optional[str] = ..., effective_at: _Optional[str] = ...) -> None: ...
+    account: str
+    def __init__(self, fingerprint: _Optional[str] = ..., effective_at: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()

@@ -32,7 +32,7 @@ class DesignsStub:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
     more is RESOURCE_EXHAUSTED with a retry hint.
     """
 
@@ -115,7 +115,7 @@ class DesignsServicer:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
     more is RESOURCE_EXHAUSTED with a retry hint.
     """
 
@@ -295,7 +295,7 @@ class Designs:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 8, Fork 2, Search 4, Records.Export 2); one
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
     more is RESOURCE_EXHAUSTED with a retry hint.
     """
 

@@ -63,26 +63,37 @@ class NodesServicer:
     def Enroll(self, request, context):
         """Exchange a one-time enrollment token (`spime-hub node add NAME`) for the
         node's long-lived credential. Called without a bearer token.
+        UNAUTHENTICATED for an unknown, used or expired (24 h) token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """One stream per agent, node credential only; Hello first (else INVALID_ARGUMENT), its agent_id
+        must be the credential's node (else PERMISSION_DENIED). Refusals END the stream with their
+        status: PERMISSION_DENIED for a report, offer reply or start request about another node's job
+        (or a job at an epoch this node does not hold), NOT_FOUND for an unknown job or offer,
+        INVALID_ARGUMENT for a field beyond its documented maximum. A refused JobEvent is recorded
+        and acked (EventAck) before the stream ends, so Welcome.last_agent_seq_committed covers it and
+        the agent's outbox moves on. A stale-epoch JobEvent is not a refusal: recorded, acked, applied
+        to nothing; the stream goes on.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def FetchArtifact(self, request, context):
-        """Artifacts (meshes, G-code) by sha256, resumable by offset.
+        """Artifacts (meshes, G-code) by sha256, resumable by offset; only blobs of a revision of a job
+        the node holds (offered to it or later), else PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PutArtifact(self, request_iterator, context):
-        """Photos, logs, sliced files; the first chunk carries sha256 and total_size.
+        """Photos, logs, sliced files; the first chunk carries sha256 and total_size (max 64 MiB,
+        else RESOURCE_EXHAUSTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,6 +44,7 @@ def test_genuine_bundle_passes_with_the_pinned_hub_key(tmp_path: Path, capsys: p
     bundle = _bundle(tmp_path)
     code, doc = _verify(capsys, bundle)
     assert code == 0 and doc["ok"] and len(doc["signed"]) == 2 and doc["hub_key"] == public_key_of(HUB_KEY).hex()
+    assert {s["author"] for s in doc["signers"].values()} == {"ada"}
     key_file = tmp_path / "hub.pub"
     key_file.write_text(public_key_of(HUB_KEY).hex() + "\n")
     assert _verify(capsys, bundle, "--hub-key", str(key_file))[0] == 0  # a pinned key file works too

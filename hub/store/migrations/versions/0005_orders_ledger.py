@@ -45,6 +45,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("explanation", sa.Text(), server_default="", nullable=False))
         batch_op.add_column(sa.Column("equation", sa.Text(), server_default="{}", nullable=False))
         batch_op.create_index("ix_ledger_entries_recipient", ["recipient"], unique=False)
+    with op.batch_alter_table("fabrications", schema=None) as batch_op:
+        batch_op.create_index("ix_fabrications_design_finished_at", ["design", "finished_at"], unique=False)
     _create_tables()
 
 
@@ -132,6 +134,8 @@ def _create_tables() -> None:
 def downgrade() -> None:
     for table in ("participation", "value_equations", "grants", "order_objects", "order_keys", "quotes"):
         op.drop_table(table)
+    with op.batch_alter_table("fabrications", schema=None) as batch_op:
+        batch_op.drop_index("ix_fabrications_design_finished_at")
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
         batch_op.drop_index("ix_ledger_entries_recipient")
         batch_op.drop_column("equation")

@@ -1,0 +1,197 @@
+"""Issue 7's fault tests: real processes on 127.0.0.1, every wait bounded.
+
+`spime-hub serve` runs as a subprocess (SQLite in tmp, or a database of the session's
+PostgreSQL), two `spime-node run` agents as subprocesses with their own configs and state
+directories, each behind its own TcpProxy to the hub:
+
+* lab-a: printer "sim" on our simulated Marlin (node_agent.testing, slow moves) and printer
+  "vp" on OctoPrint's VirtualPrinter, both on pseudo-terminals;
+* lab-b: printer "octo" through a real `octoprint serve` (its virtual printer).
+
+Jobs are a 10 x 10 x 0.6 mm plate (three layers), pinned to a node and printer. After each
+fault the test checks, on the hub's record (job_events, fabrications) and on the firmware:
+no job lost, no print started twice, every report applied once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from spimeforge.v1 import nodes_pb2
+
+from node_agent.testing import FirmwareOptions, SimulatedPrinterProcess
+from tests.e2e.processes import (
+    AgentProcess,
+    HubProcess,
+    applied,
+    octoprint_printer,
+    poll,
+    serial_printer,
+)
+from tests.fixtures.octoprint_server import OctoPrintServer
+from tests.fixtures.postgres import create_database
+from tests.fixtures.virtual_printer import VirtualPrinterProcess
+from tests.hub.fake_agent import FakeAgent
+
+CUT_S = 60.0
+#: reports that change a job at most once per epoch
+ONCE = ("started", "completed", "failed", "interrupted", "outcome")
+
+
+class Rig:
+    """The hub, two agents and their printers of one test."""
+
+    def __init__(self, hub: HubProcess, a: AgentProcess, b: AgentProcess, sim: SimulatedPrinterProcess,
+                 vp: VirtualPrinterProcess, octo: OctoPrintServer, revision: str) -> None:
+        self.hub, self.a, self.b = hub, a, b
+        self.sim, self.vp, self.octo = sim, vp, octo
+        self.revision = revision
+
+    def explain(self) -> str:
+        return (f"--- hub log ---\n{self.hub.log()}\n--- lab-a log ---\n{self.a.log()}\n"
+                f"--- lab-b log ---\n{self.b.log()}")
+
+    def wait_state(self, job_id: str, states: set[str], deadline_s: float = 90.0) -> str:
+        def check() -> str:
+            state = self.hub.state(job_id)
+            if state in {"failed", "cancelled"} - states:
+                raise AssertionError(f"job {job_id} went {state}: "
+                                     f"{self.hub.job(job_id).failure_reason}\n{self.explain()}")
+            return state if state in states else ""
+        return str(poll(f"job {job_id} in {sorted(states)}", check, deadline_s, self.explain))
+
+    def reported_once(self, job_id: str, fabrications: int = 0) -> list[dict[str, Any]]:
+        """Each report kind that moves a job was applied at most once, and STARTED exactly once;
+        the fabrication lands on the record once the job ended (interrupted, verdict)."""
+        events = self.hub.events(job_id)
+        for kind in ONCE:
+            assert len(applied(events, kind)) <= 1, (kind, events)
+        assert len(applied(events, "started")) == 1, events
+        assert len(self.hub.fabrications(job_id)) == fabrications
+        return events
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rig(request: pytest.FixtureRequest, tmp_path: Path, octoprint_offline: OctoPrintServer) -> Iterator[Rig]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    hub = HubProcess(tmp_path / "hub", url)
+    hub.start()
+    agents: list[AgentProcess] = []
+    try:
+        revision = hub.push_design()
+        with SimulatedPrinterProcess(FirmwareOptions(move_time_s=0.05)) as sim:
+            vp = VirtualPrinterProcess({"commandBuffer": 4}).start()
+            try:
+                a = AgentProcess("lab-a", tmp_path / "lab-a", hub.proxy(),
+                                 [serial_printer("sim", sim.port), serial_printer("vp", vp.port, 115200)])
+                b = AgentProcess("lab-b", tmp_path / "lab-b", hub.proxy(),
+                                 [octoprint_printer("octo", octoprint_offline.url, octoprint_offline.api_key)])
+                agents += [a, b]
+                for agent in agents:
+                    agent.enroll(hub)
+                    agent.start()
+                yield Rig(hub, a, b, sim, vp, octoprint_offline, revision)
+            finally:
+                for agent in agents:
+                    agent.stop()
+                vp.cleanup()
+    finally:
+        hub.stop()
+        hub.close_proxies()
+
+
+def test_faults_lose_no_job_start_no_print_twice_and_apply_every_report_once(rig: Rig) -> None:
+    hub, a, b = rig.hub, rig.a, rig.b
+
+    # 1. kill -9 lab-a mid-print, restart it: the job is reported interrupted, never restarted.
+    j1 = hub.add_job(rig.revision, "lab-a", "sim")
+    rig.wait_state(j1.id, {"printing"})
+    poll("lab-a streaming j1", lambda: a.local_job(j1.id).get("state") == "printing"
+         and next(p for p in a.status()["printers"] if p["name"] == "sim").get("percent", 0) > 0,
+         explain=rig.explain)
+    a.kill()
+    rig.wait_state(j1.id, {"lost_contact"})
+    a.start()
+    rig.wait_state(j1.id, {"failed"})
+    assert "restarted" in hub.job(j1.id).failure_reason
+    events1 = rig.reported_once(j1.id, fabrications=1)
+    assert len(applied(events1, "interrupted")) == 1
+    assert [f["outcome"] for f in hub.fabrications(j1.id)] == ["interrupted"]
+
+    # 2. kill -9 the hub mid-job and restart it on the same data: lab-a reconnects, the print
+    # that kept running finishes and its result lands once.
+    j2 = hub.add_job(rig.revision, "lab-a", "vp")
+    rig.wait_state(j2.id, {"printing"})
+    hub.kill()
+    hub.start()
+    rig.wait_state(j2.id, {"printed"}, 180.0)
+    events2 = rig.reported_once(j2.id)
+    assert len(applied(events2, "completed")) == 1
+    assert sum(c.startswith("G28") for c in rig.vp.executed()) == a.gcode_lines(j2.id, "G28")
+
+    # 3. cut lab-b off for 60 s while it finishes a print: lost_contact on the hub meanwhile,
+    # nothing new starts, and the buffered reports are applied once after the reconnect.
+    j3 = hub.add_job(rig.revision, "lab-b", "octo")
+    rig.wait_state(j3.id, {"printing"})
+    cut_at = time.monotonic()
+    b.proxy.cut()
+    rig.wait_state(j3.id, {"lost_contact"})
+    j4 = hub.add_job(rig.revision, "lab-b", "octo")
+    poll("lab-b to finish j3 offline", lambda: b.local_job(j3.id).get("state") in {
+        "finished_awaiting_bed_clear", "done"}, explain=rig.explain)
+    assert hub.state(j3.id) == "lost_contact"
+    poll("the cut to last 60 s", lambda: time.monotonic() - cut_at >= CUT_S, CUT_S + 10)
+    assert hub.state(j3.id) == "lost_contact" and hub.state(j4.id) == "queued"
+    b.proxy.restore()
+    rig.wait_state(j3.id, {"printed"}, 120.0)
+    events3 = rig.reported_once(j3.id)
+    assert len(applied(events3, "completed")) == 1
+    assert hub.events(j4.id) == [] and hub.state(j4.id) in {"queued", "offered", "assigned"}
+
+    # 4-6 with a raw stub holding lab-a's credential (the real lab-a stopped first: a second
+    # session as the same node would supersede it).
+    assert a.stop() == 0, a.log()
+    fake = FakeAgent(grpc.insecure_channel(hub.address), "lab-a", a.token, [])
+    fake.connect()
+    # 4. the same report twice (same agent_seq as the agent's own COMPLETED of j2): applied once.
+    done = applied(events2, "completed")[0]
+    before = hub.events(j2.id), hub.job(j2.id)
+    fake.event(j2.id, done["lease_epoch"], nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"},
+               seq=done["agent_seq"])
+    fake.acked(done["agent_seq"])
+    assert (hub.events(j2.id), hub.job(j2.id)) == before
+    # 6. a stale-epoch result after `spime-hub job requeue`: recorded, not applied.
+    requeued = hub.cli("job", "requeue", j1.id, "--json")
+    assert requeued.returncode == 0, requeued.stderr
+    job1 = hub.job(j1.id)
+    assert job1.lease_epoch > j1.lease_epoch or job1.lease_epoch > events1[0]["lease_epoch"]
+    stale_seq = 10_000
+    fake.event(j1.id, events1[0]["lease_epoch"], nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"},
+               seq=stale_seq)
+    fake.acked(stale_seq)
+    stale = [e for e in hub.events(j1.id) if e["agent_seq"] == stale_seq]
+    assert len(stale) == 1 and not stale[0]["applied"], stale
+    after = hub.job(j1.id)
+    assert (after.state, after.lease_epoch) == (job1.state, job1.lease_epoch)
+    # 5. lab-a's credential reporting on lab-b's job: PERMISSION_DENIED, nothing changed.
+    before3 = hub.job(j3.id), hub.fabrications(j3.id)
+    fake.event(j3.id, hub.job(j3.id).lease_epoch, nodes_pb2.EVENT_KIND_FAILED, {"reason": "not mine"},
+               seq=stale_seq + 1)
+    assert fake.ended() == grpc.StatusCode.PERMISSION_DENIED
+    assert (hub.job(j3.id), hub.fabrications(j3.id)) == before3
+    assert not [e for e in hub.events(j3.id) if e["node"] == "lab-a" and e["applied"]]
+
+    # No job lost and no print started twice, on the firmware too.
+    for job in (j1, j2, j3, j4):
+        assert hub.state(job.id)  # still on the hub
+    assert b.stop() == 0, b.log()
+    stats = rig.sim.stop()
+    assert stats is not None
+    homed = sum(c.startswith("G28") for c in stats.accepted)
+    assert 1 <= homed <= a.gcode_lines(j1.id, "G28")
+    assert not any(c.startswith("M84") for c in stats.accepted)
