@@ -2,7 +2,7 @@
 
     spime-hub serve [--data DIR] [--listen HOST:PORT] [--database URL]
                     [--tls-cert F --tls-key F [--tls-client-ca F]] [--metrics-listen HOST:PORT]
-                    [--max-blob-mb N] [--grace S]
+                    [--max-blob-mb N] [--grace S] [--blobs s3://BUCKET/PREFIX [--s3-endpoint URL]]
     spime-hub user add NAME --role designer|operator|customer|admin|node [--data DIR] [--database URL] [--json]
     spime-hub migrate [--data DIR] [--database URL]
     spime-hub node add NAME [--json]                  (hub/node_commands.py: node and job admin)
@@ -22,12 +22,13 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub import node_commands, ops_commands, sd_notify
+from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, start_metrics_server
 from hub.api.server import HubServer, TlsFiles
 from hub.config import MB, HubConfig, default_data_dir
@@ -112,7 +113,8 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
     """
     # Blob paths reach worker processes and temporary links: never relative to the current directory.
     config = dataclasses.replace(config, data_dir=config.data_dir.expanduser().absolute())
-    store = open_store(config.data_dir, config.database_url, config.max_blob_bytes)
+    store = open_store(config.data_dir, config.database_url, config.max_blob_bytes,
+                       blobs=config.blobs, s3_endpoint=config.s3_endpoint)
     pool = _check_pool(config) if printability == "auto" else printability
     accounts = AccountService(store.accounts, clock, load_or_create_hub_key(config.data_dir))
     jobs = JobService(store.jobs, store.nodes, clock, timers)
@@ -144,6 +146,8 @@ def _order_service(config: HubConfig, store: Store, jobs: JobService, clock: Clo
 async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     """Run the hub until SIGTERM/SIGINT, then stop gracefully."""
     composed = compose(config)
+    # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
+    threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()
     metrics = HubMetrics() if config.metrics_listen else None
     server = HubServer(composed.hub, metrics)
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
@@ -181,6 +185,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-blob-mb", type=int, default=512, help="largest accepted blob in MiB (default 512)")
     s.add_argument("--grace", type=float, default=10.0, help="seconds to finish running calls on stop")
     s.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    s.add_argument("--blobs", default="", metavar="s3://BUCKET/PREFIX",
+                   help="keep blobs in an S3-compatible bucket (credentials and region from AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY, AWS_REGION; default: files under --data/blobs)")
+    s.add_argument("--s3-endpoint", default="", metavar="URL",
+                   help="URL of the S3-compatible server, e.g. http://minio.lan:9000 (default: AWS)")
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create an account and print its token")
     add.add_argument("name")
@@ -214,7 +223,8 @@ def _config(args: argparse.Namespace) -> HubConfig:
     if args.command == "serve":
         extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                  "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
-                 "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen}
+                 "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen,
+                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 

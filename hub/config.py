@@ -48,6 +48,8 @@ class HubConfig:
         upload_idle_timeout_s: an upload stream that sends no chunk for this long is ended (RESOURCE_EXHAUSTED).
         tls_client_ca: PEM CA bundle; set, every client must present a certificate it signed (mTLS).
         metrics_listen: HOST:PORT of the Prometheus /metrics endpoint; empty = none.
+        blobs: empty = blob files under data_dir; ``s3://BUCKET/PREFIX`` = an S3-compatible bucket.
+        s3_endpoint: URL of the S3-compatible server (empty = AWS); credentials from AWS_* variables.
     """
 
     data_dir: Path
@@ -65,6 +67,8 @@ class HubConfig:
     upload_idle_timeout_s: float = 30.0
     tls_client_ca: Path | None = None
     metrics_listen: str = ""
+    blobs: str = ""
+    s3_endpoint: str = ""
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -87,5 +91,9 @@ class HubConfig:
             raise InvalidArgument("upload idle timeout and check limits: 0-3600 s, CPU 1-3600 s, memory >= 64 MiB")
         if not 0 <= self.grace_s <= 3600:
             raise InvalidArgument("grace period must be 0..3600 s")
+        if (self.blobs and not self.blobs.startswith("s3://")) or len(self.blobs) > 300:
+            raise InvalidArgument("--blobs must be s3://BUCKET/PREFIX (at most 300 characters), or omitted")
+        if self.s3_endpoint and not self.blobs:
+            raise InvalidArgument("--s3-endpoint needs --blobs s3://BUCKET/PREFIX")
         if self.database_url and not self.database_url.startswith(("postgresql", "sqlite")):
             raise InvalidArgument("--database must be postgresql://… or sqlite:///…")

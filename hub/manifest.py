@@ -50,6 +50,9 @@ _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,39}$")
 _MAX_TEXT = 10_000
 MAX_TOML_DEPTH = 16  # arrays and tables within one another, [[parts]] counting 2
 MAX_MANIFEST_CHARS = 1 << 20
+_MAX_LIST = 1000  # entries of a list field (contributors, tags, images)
+# Each derivative_of entry that names a revision on this hub is looked up at every push.
+_MAX_ITEMS = {"derivative_of": 64}
 
 ParamValue = bool | int | float | str
 
@@ -305,6 +308,10 @@ def _list(data: Mapping[str, Any], key: str) -> list[Any]:
     value = data.get(key, [])
     if not isinstance(value, list):
         raise InvalidManifest(f"field {key!r} must be a list")
+    limit = _MAX_ITEMS.get(key, _MAX_LIST)
+    if len(value) > limit:
+        raise InvalidManifest(f"field {key!r} lists {len(value)} entries, at most {limit} are allowed",
+                              reason="LIMIT_EXCEEDED")
     return value
 
 

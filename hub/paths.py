@@ -82,8 +82,6 @@ def _bad_character(text: str) -> str:
 def _text_problem(path: str) -> tuple[str, str] | None:
     if not path:
         return "PATH_EMPTY", "it is empty"
-    if len(path) > MAX_PATH_CHARS:
-        return "PATH_TOO_LONG", f"it is longer than {MAX_PATH_CHARS} characters"
     if "\x00" in path:
         return "PATH_CONTROL_CHARACTER", "it contains NUL"
     bad = _bad_character(path)
@@ -96,11 +94,15 @@ def _text_problem(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _component_problem(part: str) -> tuple[str, str] | None:
+def _structure_problem(part: str) -> tuple[str, str] | None:
     if part == "..":
         return "PATH_PARENT_REFERENCE", "it contains '..'"
     if part in ("", "."):
         return "PATH_EMPTY_COMPONENT", "it has an empty or '.' component"
+    return None
+
+
+def _portability_problem(part: str) -> tuple[str, str] | None:
     if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
         return "PATH_COMPONENT_TOO_LONG", f"the name {part[:40]!r}… is longer than {MAX_COMPONENT_BYTES} bytes"
     forbidden = sorted(set(part) & _WINDOWS_FORBIDDEN)
@@ -113,8 +115,20 @@ def _component_problem(part: str) -> tuple[str, str] | None:
     return None
 
 
+def _size_problem(path: str, parts: list[str]) -> tuple[str, str] | None:
+    if len(path) > MAX_PATH_CHARS:
+        return "PATH_TOO_LONG", f"it is longer than {MAX_PATH_CHARS} characters"
+    if len(parts) > MAX_DEPTH:
+        return "PATH_TOO_DEEP", f"it is more than {MAX_DEPTH} folders deep"
+    return None
+
+
 def path_problem(path: object) -> PathProblem | None:
     """The first rule one path breaks, or None when it checks out everywhere.
+
+    Rules that keep a path safe anywhere (NUL and control characters, backslashes,
+    absolute paths, ``..``) are checked before those that keep it portable, so the
+    rule reported for a path that breaks several is the most serious one.
 
     Args:
         path: a path as written in a push or a manifest (anything: it is checked).
@@ -123,12 +137,9 @@ def path_problem(path: object) -> PathProblem | None:
         return PathProblem(repr(path)[:80], "PATH_NOT_TEXT", "it is not text")
     found = _text_problem(path)
     parts = path.split("/") if found is None else []
-    if found is None and len(parts) > MAX_DEPTH:
-        found = "PATH_TOO_DEEP", f"it is more than {MAX_DEPTH} folders deep"
-    for part in parts:
-        if found is not None:
-            break
-        found = _component_problem(part)
+    found = found or next(filter(None, map(_structure_problem, parts)), None)
+    found = found or next(filter(None, map(_portability_problem, parts)), None)
+    found = found or _size_problem(path, parts)
     return None if found is None else PathProblem(path, found[0], found[1])
 
 

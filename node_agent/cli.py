@@ -130,6 +130,8 @@ def _agent_parsers(sub: Any) -> None:
     config_help = f"node config (default: $SPIME_NODE_CONFIG or {DEFAULT_CONFIG})"
     r = sub.add_parser("run", help="run the node agent daemon")
     r.add_argument("--config", help=config_help)
+    r.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9465)")
     e = sub.add_parser("enroll", help="exchange an enrollment token for the node credential")
     e.add_argument("--config", help=config_help)
     e.add_argument("--token", required=True, help="the token `spime-hub node add` printed")
@@ -171,7 +173,7 @@ def _agent_command(args: argparse.Namespace, factory: DriverFactory, stdout: Tex
     try:
         if args.command == "run":
             return daemon.run_daemon(config, lambda p: factory(PrintTarget(p.name, printer=p)),
-                                     stderr)
+                                     stderr, args.metrics_listen)
         if args.command == "enroll":
             node, path = daemon.enroll_node(config, args.token)
             if args.json:
@@ -231,7 +233,8 @@ def render_status(status: dict[str, Any]) -> str:
                          if p[key] is not None)
         job = f" job {p['job']} {p['percent']:.1f}%" + (f" layer {p['layer']}" if p["layer"]
                                                           else "") if p["job"] else ""
-        bed = "bed clear" if p["bed_clear"] else "BED NOT CLEAR (spime-node bed-clear)"
+        bed = "bed clear" if p["bed_clear"] else (
+            "part on the bed" if p["phase"] == "printing" else "BED NOT CLEAR (spime-node bed-clear)")
         lines.append(f"  {p['name']} ({p['model']}): {p['phase']}, {p['mode']}, {bed}"
                      f"{job} {temps}".rstrip())
     for j in status["jobs"]:

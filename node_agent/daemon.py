@@ -23,6 +23,7 @@ from node_agent.control import ControlServer, control_path
 from node_agent.drivers.base import PrinterDriver
 from node_agent.hub_client import HubConnection, HubError, enroll
 from node_agent.journal import Journal, JournalError
+from node_agent.metrics import MetricsAddressError, MetricsServer, NodeMetrics, start_metrics_server
 from node_agent.pipeline import PipelineSettings
 from node_agent.worker import AGENT_VERSION, ControlError, Worker
 from slicer_bridge import SLICERS, CacheError, SliceCache
@@ -79,12 +80,25 @@ def enroll_node(config: NodeConfig, enrollment_token: str) -> tuple[str, Path]:
 
     Raises:
         HubError: the hub refused or could not be reached.
-        DaemonError: the hub enrolled a different node name than the config's.
+        DaemonError: the credential cannot be stored, or the hub enrolled a different node
+            name than the config's.
     """
+    path = config.node.credential_path
+    try:  # before the one-time token is spent
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path.parent, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise DaemonError(f"{path.parent}: cannot write the node credential there; fix "
+                          "state_dir (or credential_file) in the config, then enroll")
     node, token = asyncio.run(enroll(config.node.hub, enrollment_token, AGENT_VERSION,
                                      config.node.tls_ca))
-    path = config.node.credential_path
-    _write_private(path, token)
+    try:
+        _write_private(path, token)
+    except OSError as exc:
+        raise DaemonError(f"{path}: cannot store the node credential ({exc.strerror}); the "
+                          "enrollment token is used up: ask the hub admin for a new one") from exc
     if node != config.node.name:
         raise DaemonError(f"the token enrolled node {node!r} but the config names "
                           f"{config.node.name!r}; set [node] name = {node!r} (credential saved "
@@ -102,11 +116,12 @@ def _pipeline(config: NodeConfig) -> PipelineSettings:
 
 
 def run_daemon(config: NodeConfig, factory: Callable[[PrinterConfig], PrinterDriver],
-               err: TextIO = sys.stderr) -> int:
+               err: TextIO = sys.stderr, metrics_listen: str | None = None) -> int:
     """Run the agent until a signal; returns the exit status.
 
     Raises:
-        DaemonError: not enrolled, or the state directory is unusable.
+        DaemonError: not enrolled, the state directory is unusable, or the metrics address
+            cannot be bound.
     """
     logging.basicConfig(stream=err, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -116,16 +131,40 @@ def run_daemon(config: NodeConfig, factory: Callable[[PrinterConfig], PrinterDri
     except JournalError as exc:
         raise DaemonError(str(exc)) from exc
     try:
-        return asyncio.run(_serve(config, journal, token, factory))
+        return asyncio.run(_serve(config, journal, token, factory, metrics_listen))
     finally:
         journal.close()
 
 
+def _metrics(worker: Worker, address: str | None) -> MetricsServer | None:
+    if address is None:
+        return None
+    metrics = NodeMetrics(lambda: worker.printer_snapshots, jobs=lambda: worker.job_counts)
+    try:
+        return start_metrics_server(address, metrics.registry)
+    except MetricsAddressError as exc:
+        raise DaemonError(str(exc)) from exc
+
+
 async def _serve(config: NodeConfig, journal: Journal, token: str,
-                 factory: Callable[[PrinterConfig], PrinterDriver]) -> int:
+                 factory: Callable[[PrinterConfig], PrinterDriver], metrics_listen: str | None
+                 ) -> int:
     drivers = {p.name: factory(p) for p in config.printers}
     hub = HubConnection(config.node.hub, token, config.node.tls_ca)
     worker = Worker(config, journal, hub, drivers, _pipeline(config))
+    try:
+        metrics = _metrics(worker, metrics_listen)
+    except DaemonError:
+        await hub.close()
+        raise
+    try:
+        return await _run(config, worker, hub)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+async def _run(config: NodeConfig, worker: Worker, hub: HubConnection) -> int:
     control = ControlServer(control_path(config.node.state_dir), worker, (ControlError,))
     try:
         await control.start()

@@ -268,8 +268,11 @@ def _lines(fh: BinaryIO) -> Iterator[tuple[int, str, int]]:
             violation = Violation(lineno, raw[:40].decode("latin-1") + "...",
                                   f"is longer than {MAX_LINE_BYTES} bytes")
             raise JobRefused([violation], 1)
+        size = len(raw)
+        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte-order mark some editors write: not a command
         # latin-1 maps every byte; the filter refuses non-ASCII outside comments.
-        yield lineno, raw.decode("latin-1").rstrip("\r\n"), len(raw)
+        yield lineno, raw.decode("latin-1").rstrip("\r\n"), size
 
 
 class _Scan:

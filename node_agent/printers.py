@@ -11,7 +11,7 @@ from node_agent.config import PrinterConfig, Rate
 from node_agent.drivers.base import PrinterDriver, PrinterPhase
 from node_agent.journal import PrinterFlags
 
-__all__ = ["Slot", "decline", "fits", "snapshot", "status_entry"]
+__all__ = ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"]
 
 _PHASES = {
     PrinterPhase.IDLE: m.Phase.IDLE,

@@ -79,8 +79,8 @@ class Progress:
             if self._bar:
                 self._bar.advance(n)
             elif self._total:
-                step = min(self.done * _STEPS // self._total, _STEPS - 1)
-                if step > self._step:
+                step = self.done * _STEPS // self._total
+                if self._step < step < _STEPS:  # the end is finish()'s line
                     self._step = step
                     self._line(f"{100 * step // _STEPS}%")
 

@@ -24,6 +24,7 @@ it, see ``node_agent.jobfile``); ``check_lines``/``enforce`` judge a whole seque
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -151,6 +152,8 @@ _HOTEND = frozenset({"M104", "M109"})
 _BED = frozenset({"M140", "M190"})
 _AXES = "XYZ"
 _MOVES = frozenset({"G0", "G1", "G2", "G3"})
+# Upper-case G0/G1 with single-spaced X/Y/Z/E/F numbers: what slicers write millions of.
+_PLAIN_MOVE = re.compile(r"G[01](?: [XYZEF]-?(?:\d+\.?\d*|\.\d+))+")
 _MAX_CODE_DIGITS = 4
 _MAX_EXTRUDER_CURRENT_MA = 600.0  # Prusa's MK3 profiles use 430 and 538
 
@@ -323,10 +326,20 @@ class Checker:
         problem = _text_problem(command)
         if problem:
             return problem
+        if _PLAIN_MOVE.fullmatch(command) and command[:2] not in self.refused_words:
+            return self._plain_move(command)
         parsed = parse_command(command)
         if parsed is None:
             return _unparsed_problem(command)
         return self._command_problem(parsed)
+
+    def _plain_move(self, command: str) -> str | None:
+        """The slicer's bread and butter, ``G1 X1.5 Y2 E.03 F1800``, without the general parser."""
+        params: dict[str, float | None] = {w[0]: float(w[1:]) for w in command[3:].split()}
+        feed = params.get("F")
+        if feed is not None and feed > self.limits.max_feedrate_mm_s * 60:
+            return _over(params, "F", self.limits.max_feedrate_mm_s * 60, "feed rate", "mm/min")
+        return self._line_move(Command(command[:2], command[1:2], params))
 
     def _command_problem(self, cmd: Command) -> str | None:
         word = cmd.word

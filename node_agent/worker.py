@@ -6,7 +6,10 @@ Rules it keeps (nodes.proto, agent_protocol.md 2c):
 
 * write to the journal first, then act; every report goes through the outbox and is
   resent after a reconnect until the hub acknowledges it;
-* apply each hub command once (``hub_seq`` watermark in the journal), then ack it;
+* apply each hub command once (``hub_seq`` watermark in the journal), then ack it; the
+  effect is journaled before the watermark and every handler is idempotent (a re-offered
+  job already accepted is accepted again, a repeated grant changes nothing), so a crash
+  between the two replays harmlessly;
 * never start a physical print without a StartGranted for the job's current epoch, and
   never while offline; a printer takes no next job until the operator confirms its bed
   is clear;
@@ -29,7 +32,13 @@ from typing import Any, Protocol
 
 from node_agent import messages as m
 from node_agent.config import NodeConfig
-from node_agent.drivers.base import DriverError, PrinterDriver, PrinterPhase, PrintOutcome
+from node_agent.drivers.base import (
+    DriverError,
+    PrinterDriver,
+    PrinterPhase,
+    PrinterStatus,
+    PrintOutcome,
+)
 from node_agent.hub_client import HubError, HubRefused, backoff_delay
 from node_agent.jobs import ACTIVE, TERMINAL, EventKind, JobState
 from node_agent.journal import Journal, JournalJob
@@ -97,6 +106,9 @@ class Worker:
         self._started = False
         self._session_no = 0
         self.ready = asyncio.Event()     # set once the printers were tried and the loop runs
+        # Plain-data snapshots other threads may read (the metrics server), replaced whole.
+        self.printer_snapshots: dict[str, PrinterStatus] = {}
+        self.job_counts: dict[str, int] = {}
         self.heartbeat_s = config.node.heartbeat_s
 
     # ------------------------------------------------------------------ lifecycle
@@ -125,6 +137,7 @@ class Worker:
                         "not restarted", job.job_id)
         self._restore_slots()
         await self._connect_printers()
+        await self._store_snapshots()
         self.ready.set()
         heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeats")
         session = asyncio.create_task(self._sessions(), name="sessions")
@@ -338,6 +351,9 @@ class Worker:
 
     async def _offer(self, offer: m.Offer) -> None:
         held = await _db(self.journal.find, offer.job_id)
+        if held is not None and held.state in TERMINAL and offer.lease_epoch > held.lease_epoch:
+            await _db(self.journal.forget, held.job_id)  # requeued on the hub: a new epoch
+            held = None
         if held is not None and held.state is not JobState.ACCEPTED:
             await self._send(m.OfferReply(offer.offer_id, False, m.DeclineReason.NO_CAPACITY,
                                           f"this node already holds job {offer.job_id}"))
@@ -534,10 +550,18 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)
             await self._connect_printers()
             await self._expire_accepted(time.time())
+            await self._store_snapshots()
             if self._online.is_set():
                 await self._send(m.Heartbeat(
                     tuple(self._snapshot(s) for s in self._slots.values()),
                     tuple(await self._progress())))
+
+    async def _store_snapshots(self) -> None:
+        self.printer_snapshots = {n: s.driver.status() for n, s in self._slots.items()}
+        counts: dict[str, int] = {}
+        for job in await _db(self.journal.jobs):
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        self.job_counts = counts
 
     async def _expire_accepted(self, now: float) -> None:
         """Forget accepted offers the hub never assigned (it gave the job to another node)."""

@@ -74,6 +74,33 @@ EXPORTS = {
     "hub.client.progress": ["Progress", "format_amount"],
     "hub.client.examples": ["EXAMPLES", "apply_examples", "commands"],
     "node_agent.sd_notify": ["notify", "ready", "stopping"],
+    "node_agent.jobs": [
+        "ACTIVE", "DETECTED_BY", "EVENT_DATA_KEYS", "EventKind", "InvalidEventData", "InvalidTransition", "JobState",
+        "MAX_DATA_ENTRIES", "MAX_KEY_CHARS", "MAX_VALUE_CHARS", "TERMINAL", "TRANSITIONS", "advance",
+        "check_event_data",
+    ],
+    "node_agent.messages": [
+        "AgentMessage", "ArtifactRef", "Assigned", "Attribution", "Cancel", "CommandAck", "DeclineReason", "Desired",
+        "DesiredJob", "Drain", "EventAck", "Heartbeat", "HeldJob", "Hello", "Hold", "HubCommand", "JobEvent",
+        "JobProgress", "Offer", "OfferReply", "Phase", "Ping", "PrinterChanged", "PrinterSnapshot", "StartDenied",
+        "StartGranted", "StartRequest", "Superseded", "Welcome",
+    ],
+    "node_agent.journal": ["Journal", "JournalError", "JournalJob", "PrinterFlags"],
+    "node_agent.hub_client": [
+        "ArtifactError", "HubConnection", "HubError", "HubRefused", "HubUnavailable", "KEEPALIVE_OPTIONS",
+        "SessionStream", "backoff_delay", "enroll",
+    ],
+    "node_agent.pipeline": [
+        "Emit", "Fetch", "PipelineSettings", "PreparedPrint", "StepFailed", "gcode_header", "prepare_job", "safe_job",
+    ],
+    "node_agent.worker": ["AGENT_VERSION", "ControlError", "HubLink", "Session", "Worker"],
+    "node_agent.control": ["ControlServer", "Controls", "MAX_REQUEST_BYTES", "NoDaemon", "control_path", "request"],
+    "node_agent.daemon": ["DaemonError", "enroll_node", "read_credential", "run_daemon"],
+    "node_agent.printers": ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"],
+    "node_agent.config": [
+        "ConfigError", "DEFAULT_END_GCODE", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig", "Rate",
+        "load_config", "parse_config",
+    ],
     "node_agent.metrics": ["MetricsAddressError", "MetricsServer", "NodeMetrics", "start_metrics_server"],
     "node_agent.progress": ["Progress", "format_amount"],
     "node_agent.ops_cli": [
@@ -86,6 +113,21 @@ EXPORTS = {
         "cut_page", "too_busy",
     ],
     "hub.workers": ["CallGate", "CheckLimits", "CheckPool", "OwnLoop", "aborted_report", "check_mesh"],
+    "node_agent.safety": [
+        "ALLOW_LISTS", "Allowed", "Checker", "FORBIDDEN_COMMANDS", "JobRefused", "MAX_COMMAND_CHARS", "SafetyLimits",
+        "Violation", "check_lines", "enforce",
+    ],
+    "node_agent.jobfile": [
+        "GcodeFileError", "JobChanged", "MAX_LINE_BYTES", "STAND_IN", "SafeJob", "StreamedCommands", "VerifiedReader",
+        "check_file",
+    ],
+    "node_agent.gcode": ["Command", "PreparedJob", "layer_marker", "parse_command", "parse_words", "prepare",
+                         "strip_comment"],
+    "node_agent.drivers.multipart": ["MultipartBody"],
+    "slicer_bridge.scad_sandbox": [
+        "SandboxLimits", "ScadReferenceError", "check_references", "copy_into", "references", "sandbox_argv",
+        "sandbox_env",
+    ],
 }
 
 

@@ -217,6 +217,8 @@ def _record_extras(out: records_pb2.CommunityRecord, record: Any) -> records_pb2
     out.participation = extras.participation
     out.value_equation.CopyFrom(_equation_to_proto(record.design, extras.equation))
     out.fabrication_count = extras.fabrication_count
+    for name, rung, count in extras.ladder:
+        out.ladder.add(name=name, rung=rung, contributions=count)
     for fab, proto in zip(record.fabrications, out.fabrications, strict=True):
         proto.incarnation_id = getattr(fab, "incarnation_id", "")
     for entry, proto in zip(record.ledger, out.ledger, strict=True):

@@ -113,13 +113,18 @@ def scan_design_dir(folder: Path, *, cache: StatCache | None = None,
     """
     if not folder.is_dir():
         raise UsageError(f"{folder} is not a directory")
-    text, manifest = read_manifest(folder)
-    paths = _checked_paths(folder, manifest)
+    if not (folder / MANIFEST_NAME).is_file():
+        read_manifest(folder)  # raises the usual "not found" error
+    paths = _checked_paths(folder)
     files: list[LocalFile] = []
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         pending: set[Future[LocalFile]] = {pool.submit(_local_file, folder, p, rel, cache)
                                            for rel, p in paths}
         try:
+            # Validating the manifest (the licence parser is pure Python) overlaps the
+            # hashing threads (hashlib releases the GIL) instead of delaying them.
+            text, manifest = read_manifest(folder)
+            _check_named(folder, manifest, paths)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 batch = [f.result() for f in done]
@@ -132,7 +137,7 @@ def scan_design_dir(folder: Path, *, cache: StatCache | None = None,
     return text, manifest, sorted(files, key=lambda f: f.path)
 
 
-def _checked_paths(folder: Path, manifest: Manifest) -> list[tuple[str, Path]]:
+def _checked_paths(folder: Path) -> list[tuple[str, Path]]:
     """(relative name, path) of every design file, largest first, all names validated."""
     paths = [(p.relative_to(folder).as_posix(), p) for p in _walk(folder)]
     for rel, _ in paths:
@@ -140,11 +145,14 @@ def _checked_paths(folder: Path, manifest: Manifest) -> list[tuple[str, Path]]:
             safe_relative_path(rel)
         except HubError as exc:
             raise UsageError(str(exc)) from exc
+    return sorted(paths, key=lambda rp: -rp[1].stat().st_size)
+
+
+def _check_named(folder: Path, manifest: Manifest, paths: list[tuple[str, Path]]) -> None:
     missing = missing_files(manifest, (rel for rel, _ in paths))
     if missing:
         raise UsageError(f"{folder / MANIFEST_NAME} names {missing[0]!r} but the folder "
                          "has no such file")
-    return sorted(paths, key=lambda rp: -rp[1].stat().st_size)
 
 
 def _walk(folder: Path) -> Iterator[Path]:

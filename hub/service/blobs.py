@@ -21,8 +21,11 @@ MAX_HASHES = 10_000
 # stops reading, so gRPC's flow control holds the client back.
 QUEUE_DEPTH = 4
 _SLOT = 1 << 20
-# Uploads written at once (one thread each); more wait before their first write.
-MAX_WRITERS = 8
+# Uploads written at once (one thread each); more wait before their first write. Each
+# account may run hub.limits.CONCURRENT_CALLS["Designs.UploadBlob"] (4) at once, so a few
+# hostile accounts holding idle streams (each ended after the idle timeout) leave slots
+# for everyone else; the memory bound is MAX_WRITERS * QUEUE_DEPTH MiB of queued chunks.
+MAX_WRITERS = 16
 _COMMIT, _ABORT = object(), object()
 
 
@@ -153,7 +156,8 @@ async def _next(chunks: AsyncIterator[Chunk], idle_timeout_s: float) -> Chunk | 
         ResourceExhausted: no chunk arrived within ``idle_timeout_s`` (the stream's slot is freed).
     """
     try:
-        return await asyncio.wait_for(anext(chunks, None), idle_timeout_s)
+        async with asyncio.timeout(idle_timeout_s):  # no task per chunk, unlike wait_for
+            return await anext(chunks, None)
     except TimeoutError as exc:
         raise ResourceExhausted(
             f"upload stream sent nothing for {idle_timeout_s:g} s (limit upload_idle_timeout_s); "

@@ -27,6 +27,7 @@ from hub.domain import (
 from hub.errors import (
     AlreadyExists,
     FailedPrecondition,
+    HubError,
     IntegrityError,
     InvalidArgument,
     InvalidManifest,
@@ -151,6 +152,8 @@ class DesignService:
                 live at created_at.
             PermissionDenied: signed with a key not registered to the caller.
             StaleHead: the first parent is not the head.
+            LicenseConflict: the licence law refuses it (names the rule and the ancestor): a
+                licence an ancestor forbids, a relicensing proposal, a dropped attribution.
         """
         manifest = self._validate(req)
         await self._check_existence(req)
@@ -232,16 +235,7 @@ class DesignService:
                 inherited ``derivative_of`` entry.
             FailedPrecondition: a ``derivative_of`` entry names an unaccepted proposal.
         """
-        previous = None
-        if head is not None:
-            before = parse_manifest(head.manifest_toml)
-            previous = before.license
-            dropped = sorted(set(before.derivative_of) - set(manifest.derivative_of))
-            if dropped:
-                raise LicenseConflict(
-                    f"licence rule 'attribution travels': {MANIFEST_NAME} drops derivative_of {', '.join(dropped)} "
-                    f"that {slug}@{head.id[:12]} credits; keep every entry", reason="LICENSE_ATTRIBUTION_DROPPED",
-                    field="manifest_toml")
+        previous = _previous_licence(slug, manifest, head, may_relicense) if head is not None else None
         referenced = await self.lineage.referenced(manifest, slug)
         return await self.lineage.check(slug, manifest.license, [*parents, *referenced], previous=previous,
                                         may_relicense=may_relicense)
@@ -362,7 +356,13 @@ class DesignService:
         )
 
     async def accept(self, caller: Account, slug: str, proposal_id: str) -> tuple[Proposal, Design]:
-        """Raises: NotFound, PermissionDenied, FailedPrecondition."""
+        """Make a proposal the head, after the licence law checks it again against the whole lineage.
+
+        Raises:
+            NotFound: no such design or proposal.
+            PermissionDenied: the caller does not maintain the design.
+            FailedPrecondition: closed, stale, a parent not accepted, or LicenseConflict.
+        """
         await self._require_maintainer(caller, slug)
         proposal = await asyncio.to_thread(self.designs._thd_get_proposal, slug, proposal_id)
         manifest = parse_manifest(proposal.revision.manifest_toml)
@@ -386,10 +386,41 @@ class DesignService:
         return await asyncio.to_thread(self.designs._thd_add_maintainer, slug, account, caller.name, self._now())
 
 
+def _previous_licence(slug: str, manifest: Manifest, head: Revision, may_relicense: bool) -> str | None:
+    """The head's licence, after checking that the new manifest keeps the head's derivative_of.
+
+    Raises:
+        LicenseConflict: an inherited derivative_of entry is dropped, or a non-maintainer pushes
+            onto a head whose manifest today's rules refuse.
+    """
+    before = _recorded(head)
+    if before is None and not may_relicense:
+        raise LicenseConflict(f"the manifest of {slug}@{head.id[:12]} predates the hub's current rules; only a "
+                              "maintainer can push a revision that repairs it", reason="LICENSE_CHANGE_NOT_MAINTAINER")
+    if before is None:
+        return None
+    dropped = sorted(set(before.derivative_of) - set(manifest.derivative_of))
+    if dropped:
+        raise LicenseConflict(
+            f"licence rule 'attribution travels': {MANIFEST_NAME} drops derivative_of {', '.join(dropped)} "
+            f"that {slug}@{head.id[:12]} credits; keep every entry", reason="LICENSE_ATTRIBUTION_DROPPED",
+            field="manifest_toml")
+    return before.license
+
+
+def _recorded(revision: Revision) -> Manifest | None:
+    """A stored revision's manifest, or None when today's stricter rules refuse what an older hub took."""
+    try:
+        return parse_manifest(revision.manifest_toml)
+    except HubError:
+        return None
+
+
 def _same_content(head: Revision, manifest: Manifest, files: Sequence[FileEntry]) -> bool:
     if sorted(head.files, key=lambda f: f.path) != sorted(files, key=lambda f: f.path):
         return False
-    return parse_manifest(head.manifest_toml).to_dict() == manifest.to_dict()
+    recorded = _recorded(head)
+    return recorded is not None and recorded.to_dict() == manifest.to_dict()
 
 
 def _page_offset(token: str) -> int:

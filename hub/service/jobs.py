@@ -482,16 +482,13 @@ class JobService:
             self.nodes._thd_drop_commands(job.node, job.id, ("offer",))
 
     def _requeue_abandoned(self, now: dt.datetime) -> None:
-        for job in self.jobs._thd_list((S.PRINTING,)):
-            if not self.nodes._thd_node(job.node or "").online:
-                self._thd_node_lost(job.node or "")
-        for job in self.jobs._thd_list((S.ASSIGNED, S.PREPARING, S.READY)):
-            info = self.nodes._thd_node(job.node or "")
-            if info.online or not info.disconnected_at:
-                continue
-            if parse_time(info.disconnected_at) + dt.timedelta(seconds=self.timers.lease_ttl_s) > now:
-                continue
-            self._commit(job.id, requeue_if_unchanged(job))
+        """Jobs of offline nodes: a print is LOST_CONTACT, an unstarted lease runs out after lease_ttl_s."""
+        for node in {job.node for job, _ in self.jobs._thd_of_offline_nodes((S.PRINTING,)) if job.node}:
+            self._thd_node_lost(node)
+        ttl = dt.timedelta(seconds=self.timers.lease_ttl_s)
+        for job, since in self.jobs._thd_of_offline_nodes((S.ASSIGNED, S.PREPARING, S.READY)):
+            if since and parse_time(since) + ttl <= now:
+                self._commit(job.id, requeue_if_unchanged(job))
 
     def _maybe_unknown(self, job: Job, now: dt.datetime) -> None:
         started = parse_time(job.started_at) if job.started_at else None

@@ -13,17 +13,19 @@ import datetime as dt
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.auth import new_token
-from hub.domain import Account, Attribution, Role
-from hub.errors import InvalidArgument, NotFound, PermissionDenied
+from hub.domain import Account, Attribution, Revision, Role
+from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import DEFAULT_TIMERS, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
+from hub.service.lineage import attribution_of
 from hub.store.designs import DesignStore
 from hub.store.jobs import EventRecord, JobStore
 from hub.store.nodes import NodeStore
@@ -204,7 +206,7 @@ class NodeService:
         self.nodes, self.jobs, self.job_store, self.designs = nodes, jobs, job_store, designs
         self.clock, self.timers = clock, timers
         self._sessions: dict[str, Session] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
         jobs.ring = self.ring
 
@@ -287,7 +289,8 @@ class NodeService:
             old.push(Superseded(info.session_epoch))
             old.end()
         log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
-        await asyncio.to_thread(self.jobs._thd_dispatch_all)
+        # Welcome goes out now; offering queued jobs to the new printers need not delay it.
+        self._spawn(asyncio.to_thread(self.jobs._thd_dispatch_all))
         return session
 
     async def handle(self, session: Session, message: Incoming) -> None:
@@ -360,9 +363,17 @@ class NodeService:
 
     def close_soon(self, session: Session) -> None:
         """close() in its own task: a cancelled stream handler cannot await it (drain() waits)."""
-        task = asyncio.get_running_loop().create_task(self.close(session))
+        self._spawn(self.close(session))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session task failed", exc_info=task.exception())
 
     async def drain(self) -> None:
         """Wait until every ended session is closed (before the store goes away)."""
@@ -396,7 +407,7 @@ class NodeService:
         revision = self.designs._thd_revision_by_id(job.revision_id)
         files = () if revision is None else revision.files
         artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in files)
-        attributions = () if revision is None else revision.attributions
+        attributions = () if revision is None else (*_own_attribution(revision), *revision.attributions)
         return OfferDetails(
             command.hub_seq, job.offer_id, job, artifacts, _bbox(revision.reports if revision else ()),
             job.offer_expires_at, str(command.body.get("printer_id", "")), int(str(command.body["lease_epoch"])),
@@ -466,6 +477,15 @@ class NodeService:
                 await asyncio.wait_for(stop.wait(), self.timers.sweep_interval_s)
             except TimeoutError:
                 pass
+
+
+def _own_attribution(revision: Revision) -> tuple[Attribution, ...]:
+    """The design's own credit first (the G-code header carries it), then its upstream's."""
+    try:
+        return (attribution_of(revision),)
+    except HubError:  # a manifest the hub accepted once but cannot read now: upstream credit still goes
+        log.warning("cannot build the attribution", extra={"revision": revision.id})
+        return ()
 
 
 def _kind(path: str) -> str:

@@ -108,7 +108,7 @@ class SliceEstimator:
             target = into / entry.path
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
-                os.symlink(self.blob_path(entry.sha256), target)
+                _place(self.blob_path(entry.sha256), target)
 
     async def plan(self, revision: Revision, manifest: Manifest, changed: Mapping[str, str],
                    reports: Mapping[str, Mapping[str, object]]) -> MeshPlan:
@@ -191,6 +191,15 @@ class SliceEstimator:
         settings = {"layer_height_mm": f"{meta.layer_height_mm:g}", "profile": profile or DEFAULT_PROFILE,
                     "slicer": f"{meta.slicer_name} {meta.slicer_version}".strip()}
         return Estimate(meta.estimated_seconds, meta.filament_g), result.cached, settings
+
+
+def _place(blob: Path, target: Path) -> None:
+    """A real file (never a symlink: OpenSCAD rendering refuses links out of the design): a hard link
+    into the blob store, or a copy when the work directory is on another file system."""
+    try:
+        os.link(blob, target)
+    except OSError:
+        shutil.copyfile(blob, target)
 
 
 def _extents(value: object) -> tuple[float, float, float] | None:

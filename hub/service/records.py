@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from dataclasses import dataclass, field
 
 from hub import exports, ledger
@@ -29,6 +30,7 @@ __all__ = ["CommunityRecord", "Contributor", "LineageEdge", "PrintAggregate", "R
 
 MAX_LINEAGE = 10_000
 DEFAULT_RUNG = "co-create"
+MAX_CACHED_AGGREGATES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,7 @@ class RecordExtras:
     participation: str
     equation: ledger.ValueEquation
     fabrication_count: int
+    ladder: tuple[tuple[str, str, int], ...] = ()  # (name, rung, contributions)
 
 
 def summarize(row: AggregateRow) -> PrintAggregate:
@@ -105,6 +108,9 @@ class CommunityRecord:
 class RecordService:
     def __init__(self, designs: DesignStore, records: RecordStore, orders: OrderStore | None = None) -> None:
         self.designs, self.records, self.orders = designs, records, orders
+        # design -> (fabrication count, latest finish, aggregates): recomputed only when a fabrication is added
+        self._aggregates: dict[str, tuple[int, str, tuple[PrintAggregate, ...]]] = {}
+        self._lock = threading.Lock()
 
     async def get_record(self, slug: str) -> CommunityRecord:
         """Raises: NotFound."""
@@ -126,13 +132,38 @@ class RecordService:
         votes = [ratings_rules.Vote(r.stars, r.criteria) for r in self.records._thd_ratings(slug)
                  if r.role in ("customer", "maker")]
         stored = self.orders._thd_equation(slug) if self.orders is not None else None
+        count, aggregates = self._thd_aggregates(slug)
         return RecordExtras(
-            aggregates=tuple(summarize(row) for row in self.records._thd_aggregates(slug)),
+            aggregates=aggregates,
             reputation=ratings_rules.reputation(votes),
             participation=self.records._thd_rung(slug) or DEFAULT_RUNG,
             equation=ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1]),
-            fabrication_count=self.records._thd_fabrication_count(slug),
+            fabrication_count=count,
+            ladder=self._thd_ladder(slug),
         )
+
+    def _thd_aggregates(self, slug: str) -> tuple[int, tuple[PrintAggregate, ...]]:
+        count, latest = self.records._thd_fabrication_mark(slug)
+        with self._lock:
+            cached = self._aggregates.get(slug)
+        if cached is not None and cached[:2] == (count, latest):
+            return count, cached[2]
+        aggregates = tuple(summarize(row) for row in self.records._thd_aggregates(slug))
+        with self._lock:
+            if len(self._aggregates) >= MAX_CACHED_AGGREGATES:
+                self._aggregates.pop(next(iter(self._aggregates)))
+            self._aggregates[slug] = (count, latest, aggregates)
+        return count, aggregates
+
+    def _thd_ladder(self, slug: str) -> tuple[tuple[str, str, int], ...]:
+        steps = [(name, "co-design" if custom else "consume", n)
+                 for name, custom, n in self.records._thd_orders_by_customer(slug)]
+        merged: dict[str, int] = {}
+        for proposal in self.designs._thd_list_proposals(slug, True):
+            if proposal.state is ProposalState.ACCEPTED:
+                merged[proposal.author] = merged.get(proposal.author, 0) + 1
+        steps += [(name, "co-create", n) for name, n in sorted(merged.items())]
+        return tuple(steps)
 
     async def _edges(self, slug: str, revisions: list[Revision]) -> tuple[LineageEdge, ...]:
         edges = []

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.store.accounts import AccountStore
+from hub.store.blob_backend import open_blob_store
 from hub.store.blobs import BlobStore
 from hub.store.designs import DesignStore
 from hub.store.engine import make_engine, migrate, sqlite_url
@@ -30,21 +31,28 @@ class Store:
     close: Callable[[], None]
 
 
-def open_store(data_dir: Path, database_url: str, max_blob_bytes: int) -> Store:
-    """Open (and migrate) the database and the blob directory under data_dir.
+def open_store(data_dir: Path, database_url: str, max_blob_bytes: int, *, blobs: str = "",
+               s3_endpoint: str = "") -> Store:
+    """Open (and migrate) the database and the blob store: a directory under data_dir, or
+    an S3 bucket when ``blobs`` is ``s3://BUCKET/PREFIX`` (see hub.store.blob_backend).
 
     Raises:
         InvalidArgument: unsupported database URL.
-        StorageError: the migration failed.
+        StorageError: the migration failed, or the S3 bucket cannot be reached.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(database_url or sqlite_url(data_dir))
     migrate(engine)
+    try:
+        blob_store = open_blob_store(data_dir, engine, max_blob_bytes, blobs, s3_endpoint)
+    except BaseException:
+        engine.dispose()
+        raise
     return Store(
         accounts=AccountStore(engine),
         designs=DesignStore(engine),
-        blobs=BlobStore(data_dir / "blobs", engine, max_blob_bytes),
+        blobs=blob_store,
         records=RecordStore(engine),
         nodes=NodeStore(engine),
         jobs=JobStore(engine),

@@ -124,6 +124,9 @@ class Upload:
 class BlobStore:
     """Blob files under ``root`` plus their rows in the ``blobs`` table."""
 
+    # The S3 backend (hub/store/s3blobs.py) spools and hashes the same way, then sends the verified file.
+    upload_type: type[Upload] = Upload
+
     def __init__(self, root: Path, engine: sa.Engine, max_blob_bytes: int) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
@@ -167,7 +170,7 @@ class BlobStore:
             raise ResourceExhausted(
                 f"blob of {declared_size} bytes exceeds the hub's upload limit of {self.max_blob_bytes} bytes"
             )
-        return Upload(self, sha256, declared_size, self.max_blob_bytes)
+        return self.upload_type(self, sha256, declared_size, self.max_blob_bytes)
 
     def _thd_commit(self, upload: Upload, now: str) -> int:
         """Finish an upload and record the blob; returns its size.

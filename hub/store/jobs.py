@@ -129,6 +129,16 @@ class JobStore:
         with connect(self.engine) as conn:
             return bool(conn.scalar(query))
 
+    def _thd_of_offline_nodes(self, states: Sequence[JobState]) -> list[tuple[Job, str]]:
+        """Jobs in these states held by a node that is offline, with when it went (one query)."""
+        n = schema.nodes
+        query = (
+            sa.select(j, n.c.disconnected_at.label("node_gone_at")).join(n, n.c.name == j.c.node)
+            .where(j.c.state.in_([s.value for s in states]), n.c.online.is_(False))
+        )
+        with connect(self.engine) as conn:
+            return [(_job(row), str(row.node_gone_at)) for row in conn.execute(query)]
+
     def _thd_queued_ids(self, limit: int = MAX_LIST) -> list[str]:
         query = sa.select(j.c.id).where(j.c.state == JobState.QUEUED.value).order_by(j.c.created_at).limit(limit)
         with connect(self.engine) as conn:

@@ -18,7 +18,7 @@ from hub.store.engine import connect
 
 __all__ = ["AggregateRow", "RecordStore"]
 
-f, rt, lg, pa = schema.fabrications, schema.ratings, schema.ledger_entries, schema.participation
+f, rt, lg, pa, o = schema.fabrications, schema.ratings, schema.ledger_entries, schema.participation, schema.orders
 FABRICATIONS_LISTED = 200
 
 
@@ -56,13 +56,21 @@ class RecordStore:
 
     def _thd_fabrications(self, design: str, limit: int = FABRICATIONS_LISTED) -> list[Fabrication]:
         """The latest fabrications of a design, oldest of them first."""
-        query = sa.select(f).where(f.c.design == design).order_by(f.c.finished_at.desc(), f.c.job_id.desc()).limit(limit)
+        # finished_at alone, so that ix_fabrications_design_finished_at serves the order and the limit
+        query = sa.select(f).where(f.c.design == design).order_by(f.c.finished_at.desc()).limit(limit)
         with connect(self.engine) as conn:
             return [_fabrication(x) for x in reversed(conn.execute(query).all())]
 
     def _thd_fabrication_count(self, design: str) -> int:
         with connect(self.engine) as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(f).where(f.c.design == design)).scalar_one())
+
+    def _thd_fabrication_mark(self, design: str) -> tuple[int, str]:
+        """(count, latest finished_at) of a design's fabrications: changes whenever one is added."""
+        query = sa.select(sa.func.count(), sa.func.max(f.c.finished_at)).where(f.c.design == design)
+        with connect(self.engine) as conn:
+            count, latest = conn.execute(query).one()
+        return int(count), str(latest or "")
 
     def _thd_aggregates(self, design: str) -> list[AggregateRow]:
         """Per (printer model, material): prints, successes, summed relative estimate errors, common settings."""
@@ -105,6 +113,14 @@ class RecordStore:
                            x.explanation)
                 for x in conn.execute(query)
             ]
+
+    def _thd_orders_by_customer(self, design: str) -> list[tuple[str, bool, int]]:
+        """(customer, with own parameters, orders) of a design's orders."""
+        custom = o.c.parameters != "{}"
+        query = (sa.select(o.c.customer, custom, sa.func.count()).where(o.c.design == design)
+                 .group_by(o.c.customer, custom).order_by(o.c.customer))
+        with connect(self.engine) as conn:
+            return [(str(c), bool(p), int(n)) for c, p, n in conn.execute(query)]
 
     def _thd_rung(self, design: str) -> str:
         with connect(self.engine) as conn:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,7 @@ class HubProcess:
         return self.running.log()[-4000:] if self.running else ""
 
     def proxy(self) -> TcpProxy:
-        """A proxy to this hub for one agent (closed by stop_proxies)."""
+        """A proxy to this hub for one agent (closed by close_proxies)."""
         assert self.running is not None
         made = TcpProxy("127.0.0.1", self.running.port)
         self.proxies.append(made)
@@ -157,6 +156,12 @@ class HubProcess:
         with self.admin.store.designs.engine.connect() as db:
             rows = db.execute(sa.select(t).where(t.c.job_id == job_id).order_by(t.c.node, t.c.agent_seq))
             return [dict(r) for r in rows.mappings()]
+
+    def node_seqs(self, node: str) -> list[int]:
+        """The agent_seq of every report of a node on the hub's record, in order."""
+        t = schema.job_events
+        with self.admin.store.designs.engine.connect() as db:
+            return list(db.scalars(sa.select(t.c.agent_seq).where(t.c.node == node).order_by(t.c.agent_seq)))
 
     def fabrications(self, job_id: str) -> list[dict[str, Any]]:
         t = schema.fabrications
@@ -272,6 +277,10 @@ heartbeat_s = 1
         done = self.cli("status", "--json")
         return json.loads(done.stdout) if done.returncode == 0 else {}
 
+    def printer(self, name: str) -> dict[str, Any]:
+        """One printer of `spime-node status --json` ({} while the daemon does not answer)."""
+        return next((p for p in self.status().get("printers", []) if p.get("name") == name), {})
+
     def local_job(self, job_id: str) -> dict[str, Any]:
         return next((j for j in self.status().get("jobs", []) if j.get("job") == job_id), {})
 
@@ -279,16 +288,3 @@ heartbeat_s = 1
         """How many lines of the job's G-code start with prefix (what one print sends)."""
         gcode = self.root / "state" / "jobs" / job_id / "job.gcode"
         return sum(line.startswith(prefix) for line in gcode.read_text(encoding="ascii").splitlines())
-
-
-def stop_all(agents: Iterator[AgentProcess] | list[AgentProcess]) -> None:
-    for agent in agents:
-        agent.stop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -14,6 +14,8 @@ import grpc
 import pytest
 from spimeforge.v1 import common_pb2, designs_pb2
 
+from hub.api.interceptors import status_of
+from hub.errors import HubError
 from hub.manifest import MAX_TOML_DEPTH
 from hub.paths import MAX_DEPTH
 from tests.hub.harness import InProcessHub, manifest_toml, sha
@@ -32,8 +34,8 @@ def _push_manifest(api: InProcessHub, manifest: str) -> Callable[[], object]:
     return lambda: api.push("alice", "cube", {"cube.stl": STL}, manifest=manifest, create=True, upload=False)
 
 
-MALFORMED_SPDX = ["MIT OR", "MIT AND", "()", "mit or", "LicenseRef-x OR", "(MIT", "MIT)", "OR MIT",
-                  "MIT\u202eGPL-3.0-only", "MIT\u00a0OR GPL-3.0-only", "(" * 300 + "MIT" + ")" * 300]
+# (tests/hub/test_licence_law_pure.py holds more; these go through every door)
+MALFORMED_SPDX = ["MIT OR", "()", "LicenseRef-x OR", "OR MIT", "MIT\u202eGPL-3.0-only", "(" * 300 + "MIT" + ")" * 300]
 
 
 def test_malformed_spdx_is_invalid_argument_at_every_door(any_api: InProcessHub) -> None:
@@ -178,3 +180,16 @@ def test_details_carry_retry_info_where_waiting_helps(any_api: InProcessHub) -> 
         api.designs.GetDesign(designs_pb2.GetDesignRequest(design="nothing"), metadata=api.md("carol"))
     missing = details_of(info.value)
     assert missing.code == grpc.StatusCode.NOT_FOUND and missing.info.reason == "NOT_FOUND" and missing.retry is None
+
+
+def _subclasses(cls: type[HubError]) -> list[type[HubError]]:
+    return [cls, *(s for sub in cls.__subclasses__() for s in _subclasses(sub))]
+
+
+def test_every_hub_error_has_a_status_and_a_reason() -> None:
+    import hub.errors
+
+    for cls in _subclasses(hub.errors.HubError)[1:]:
+        error = cls("x")
+        assert status_of(error) not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), cls
+        assert error.reason != "HUB_ERROR" and error.reason.isupper(), cls

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import grpc
 from spimeforge.v1 import designs_pb2
 
+from hub.domain import FileEntry, Revision, RevisionKind
 from hub.manifest import parse_manifest
-from tests.hub.harness import InProcessHub, manifest_toml
+from tests.hub.harness import InProcessHub, manifest_toml, now_z, sha
 from tests.hub.refusal import refused
 
 STL = b"solid a\nendsolid a\n"
@@ -137,3 +138,18 @@ def test_a_remix_never_silently_replaces_a_file(any_api: InProcessHub) -> None:
     _create(api, "alice", "case-b", "MIT", {"part.stl": STL + b"B"})
     remix = _fork(api, "bob", [("case-a", ""), ("case-b", "")], "case-ab", "MIT")
     assert sorted(f.path for f in remix.revision.files) == ["Part.stl", "case-b/part.stl"]
+
+
+def test_accept_runs_the_licence_law_again(any_api: InProcessHub) -> None:
+    api = any_api
+    base = _create(api, "alice", "lamp", "CC-BY-SA-4.0")
+    # a proposal an older hub stored unchecked: it relicenses the design
+    entry = FileEntry("part.stl", sha(STL + b"lamp"), len(STL + b"lamp"))
+    revision = Revision(id=sha(b"lamp-mit"), design="lamp", parent_ids=(base,), files=(entry,), author="bob",
+                        manifest_toml=manifest_toml("lamp", license="MIT", files=("part.stl",)),
+                        created_at=now_z(), message="mit", kind=RevisionKind.PROPOSAL)
+    api.composed.store.designs._thd_propose("lamp", base, revision, "p-legacy", now_z())
+    accept = designs_pb2.AcceptProposalRequest(design="lamp", proposal_id="p-legacy")
+    refused(api, lambda: api.designs.AcceptProposal(accept, metadata=api.md("alice")),
+            FP, "LICENSE_CHANGE_NOT_MAINTAINER", "MIT")
+    assert _design(api, "lamp").head_revision_id == base

@@ -83,6 +83,7 @@ def test_job_printed_end_to_end_writes_one_fabrication(hub: ClockedHub) -> None:
     offer = agent.expect("offer").offer
     assert (offer.job_id, offer.printer_id, offer.material, offer.lease_epoch) == (job_id, "mk3", "PLA", 1)
     assert [a.path for a in offer.artifacts] == ["cube.stl"] and offer.parameters["size"] == "20"
+    assert [(a.design, a.license, a.licensor) for a in offer.attributions] == [("cube", "CC-BY-4.0", "Test Licensor")]
     agent.reply(offer)
     assert agent.expect("assigned").assigned.lease_epoch == 1
     # the artifact is the node's to fetch, resumable by offset

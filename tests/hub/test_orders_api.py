@@ -122,6 +122,7 @@ def test_quote_order_print_rate_and_ledger(hub: ClockedHub) -> None:
     assert (agg.printer_model, agg.material, agg.prints, agg.successes) == ("Prusa MK3S", "PLA", 2, 2)
     assert agg.summary == "prints well on Prusa MK3S in PLA at 0.2 mm, 100 % of 2 prints succeeded"
     assert {f.incarnation_id for f in record.fabrications} and record.participation == "co-create"
+    assert [(s.name, s.rung, s.contributions) for s in record.ladder] == [("carol", "consume", 1)]
     second = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol")).options[0]
     assert second.ratings == 1 and second.reputation == pytest.approx((5 * 3 + 4) / 6, abs=1e-3)
     incarnation = stub.GetIncarnation(orders_pb2.GetIncarnationRequest(incarnation_id=placed.objects[0].qr_payload),

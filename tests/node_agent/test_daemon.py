@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,10 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     notify.settimeout(60)
     with SimulatedPrinterProcess(FirmwareOptions()) as printer, notify:
         config = write_config(tmp_path, printer.port)
+        metrics = f"127.0.0.1:{closed_port()}"
+        (tmp_path / "metrics").write_text(metrics)
         proc = subprocess.Popen([sys.executable, "-m", "node_agent", "run", "--config",
-                                 str(config)], cwd=ROOT, text=True,
+                                 str(config), "--metrics-listen", metrics], cwd=ROOT, text=True,
                                 env={**ENV, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -111,6 +114,11 @@ def test_operator_commands_reach_the_running_daemon(daemon: tuple[Path, Any]) ->
                  and s)
     assert first["node"] == "test-node" and first["online"] is False and first["jobs"] == []
     assert first["printers"][0]["phase"] == "idle" and first["printers"][0]["bed_clear"] is True
+    address = (config.parent / "metrics").read_text()
+    scrape = poll("metrics", lambda: 'state="idle"} 1.0' in (
+        text := urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode())
+        and text)
+    assert 'spime_node_printer_state{printer="mk3",state="idle"} 1.0' in scrape
 
     done = spime_node("printer", "mk3", "maintenance", "--config", str(config))
     assert done.returncode == 0, done.stderr

@@ -75,6 +75,14 @@ def test_a_line_longer_than_the_bound_is_refused_without_reading_it_whole(tmp_pa
         check_file(str(path), MK3)
 
 
+def test_windows_line_endings_a_byte_order_mark_and_utf8_comments_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "win.gcode"
+    path.write_bytes(b"\xef\xbb\xbfG28\r\n; W\xc3\xbcrfel\r\nG1 X10 Y10\r\n")
+    job = check_file(str(path), MK3)
+    assert [c for _, c in job.stream()] == ["G28", "G1 X10 Y10"]
+    assert job.commands_before(job.size) == 2
+
+
 def test_unreadable_files_are_file_errors(tmp_path: Path) -> None:
     with pytest.raises(GcodeFileError, match="no such file"):
         check_file(str(tmp_path / "none.gcode"), MK3)

@@ -246,3 +246,12 @@ def test_an_arc_is_followed_in_its_direction() -> None:
     # A small arc inside the bed, by radius and by centre.
     assert check_lines(["G28", "G1 X100 Y100", "G2 X120 Y100 R10", "G3 X100 Y100 I-10 J0"],
                        MK3) == ([], 0)
+
+
+@pytest.mark.parametrize("line", ["G1 X300 Y5", "G0 Z-1", "G1 F99999 X1", "G1 X10 X300",
+                                  "G1 X10 Y10 E.5 F1800", "G1 E-.8"])
+def test_plain_moves_take_a_fast_path_with_the_same_verdict(line: str) -> None:
+    general = line.lower().replace(" ", "  ")  # same command, through the general parser
+    fast = check_lines(["G28", line], MK3)
+    slow = check_lines(["G28", general], MK3)
+    assert [v.reason for v in fast[0]] == [v.reason for v in slow[0]]

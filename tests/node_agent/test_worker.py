@@ -138,17 +138,19 @@ async def _happy_path(tmp_path: Path) -> None:
                     hub.sent(m.Heartbeat)[-1].printers[0].phase is m.Phase.IDLE)
 
         hub.current.inbox.put_nowait(the_offer("job-1", 1))
-        await until("accept", lambda: hub.sent(m.OfferReply))
-        assert hub.sent(m.OfferReply)[0].accept and m.CommandAck(1) in hub.current.sent
+        await until("accept, then the ack", lambda: m.CommandAck(1) in hub.current.sent)
+        assert hub.sent(m.OfferReply)[0].accept
         hub.current.inbox.put_nowait(m.Assigned(2, "job-1", "offer-job-1", 1))
         request = await until("start request", lambda: hub.sent(m.StartRequest))
         assert request[0] == m.StartRequest("job-1", 1, "mk3")
         assert hub.events() == [EventKind.DOWNLOADED, EventKind.PRINTABILITY_OK, EventKind.SLICED]
+        hub.current.inbox.put_nowait(m.StartGranted(3, "job-1", 7))  # another epoch's grant
+        await until("stale grant acked", lambda: m.CommandAck(3) in hub.current.sent)
         await asyncio.sleep(0.5)  # several heartbeats pass: still no start without a grant
-        assert EventKind.STARTED not in hub.events()
+        assert EventKind.STARTED not in hub.events() and not journal.job("job-1").granted
         assert not any(c.startswith("M104") for c in sim.stats.accepted)
 
-        hub.current.inbox.put_nowait(m.StartGranted(3, "job-1", 1))
+        hub.current.inbox.put_nowait(m.StartGranted(4, "job-1", 1))
         await until("completed", lambda: EventKind.COMPLETED in hub.events())
         assert hub.events()[3:] == [EventKind.STARTED, EventKind.COMPLETED]
         assert journal.job("job-1").state is JobState.FINISHED
@@ -159,12 +161,12 @@ async def _happy_path(tmp_path: Path) -> None:
         await until("re-ack", lambda: hub.current.sent.count(m.CommandAck(1)) == 2)
         assert len(hub.sent(m.OfferReply)) == 1
         # The bed holds a part awaiting the operator: the next offer is declined.
-        hub.current.inbox.put_nowait(the_offer("job-2", 4))
+        hub.current.inbox.put_nowait(the_offer("job-2", 5))
         await until("decline", lambda: len(hub.sent(m.OfferReply)) == 2)
         decline = hub.sent(m.OfferReply)[1]
         assert not decline.accept and decline.reason is m.DeclineReason.NO_CAPACITY
         assert "taken by job job-1" in decline.detail
-        hub.current.inbox.put_nowait(the_offer("job-3", 5, material="PETG"))
+        hub.current.inbox.put_nowait(the_offer("job-3", 6, material="PETG"))
         await until("decline", lambda: len(hub.sent(m.OfferReply)) == 3)
         assert hub.sent(m.OfferReply)[2].reason is m.DeclineReason.MATERIAL_UNAVAILABLE
 
@@ -217,10 +219,9 @@ async def _reconnect(tmp_path: Path) -> None:
         assert hello.last_hub_seq_applied == 2
         assert [(j.job_id, j.state) for j in hello.jobs] == [("job-1", JobState.READY)]
         hub.current.inbox.put_nowait(m.Welcome(2, 1))
-        await until("resend", lambda: hub.current.sent and
-                    isinstance(hub.current.sent[0], m.JobEvent))
-        resent = [e.agent_seq for e in hub.current.sent if isinstance(e, m.JobEvent)]
-        assert resent == [e.agent_seq for e in first.sent if isinstance(e, m.JobEvent)][1:]
+        expected = [e.agent_seq for e in first.sent if isinstance(e, m.JobEvent)][1:]
+        await until("resend", lambda: [e.agent_seq for e in hub.current.sent
+                                       if isinstance(e, m.JobEvent)] == expected)
         await until("start asked again", lambda: any(isinstance(x, m.StartRequest)
                                                       for x in hub.current.sent))
         hub.current.inbox.put_nowait(m.Cancel(3, "job-1", 1, "customer cancelled"))

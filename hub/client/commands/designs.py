@@ -60,9 +60,16 @@ def log_revisions(hub: Hub, design: str, start: str = "", limit: int = 0) -> lis
     Raises:
         HubRefused: the design does not exist or access is refused.
     """
-    resp = hub.call(hub.designs.Log, designs_pb2.LogRequest(
-        design=design, from_revision_id=start, limit=max(limit, 0)))
-    return [convert.revision(r) for r in resp.revisions]
+    revisions: list[dict[str, Any]] = []
+    token = ""
+    while True:  # the hub pages its answer (at most 500 revisions and 4 MiB a page)
+        wanted = min(500, limit - len(revisions)) if limit > 0 else 500
+        resp = hub.call(hub.designs.Log, designs_pb2.LogRequest(
+            design=design, from_revision_id=start, page=common_pb2.PageRequest(page_size=wanted, page_token=token)))
+        revisions += [convert.revision(r) for r in resp.revisions]
+        token = resp.next_page_token
+        if not token or (limit > 0 and len(revisions) >= limit):
+            return revisions
 
 
 def run_log(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from spimeforge.v1 import designs_pb2
+from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub.client import convert
 from hub.client.common import EXIT_OK, add_hub_command, emit
@@ -30,10 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_list(args: argparse.Namespace) -> int:
     """List proposals."""
+    proposals: list[designs_pb2.Proposal] = []
+    token = ""
     with opened(args) as hub:
-        resp = hub.call(hub.designs.ListProposals, designs_pb2.ListProposalsRequest(
-            design=args.design, include_closed=args.all))
-    doc = {"design": args.design, "proposals": [convert.proposal(p) for p in resp.proposals]}
+        while True:  # the hub pages its answer (at most 500 proposals and 4 MiB a page)
+            resp = hub.call(hub.designs.ListProposals, designs_pb2.ListProposalsRequest(
+                design=args.design, include_closed=args.all, page=common_pb2.PageRequest(page_size=500, page_token=token)))
+            proposals += resp.proposals
+            token = resp.next_page_token
+            if not token:
+                break
+    doc = {"design": args.design, "proposals": [convert.proposal(p) for p in proposals]}
     emit(args, doc, lambda d: "\n".join(
         f"{p['id']}  {p['state']:<9} {p['author']:<12} {p['revision']['id'][:12]}  "
         f"{p['revision']['message']}" for p in d["proposals"]) or "no proposals")

@@ -38,6 +38,7 @@ def _text(r: Any) -> str:
     lines += [f"  contributor {c.name}: {c.revisions} revisions, {c.accepted_proposals} accepted proposals "
               f"({', '.join(c.roles)})" for c in r.contributors]
     lines += [f"  remix {e.child_design} of {e.parent_design}@{e.parent_revision_id[:12]}" for e in r.lineage]
+    lines += [f"  {s.name} took part as {s.rung} ({s.contributions})" for s in r.ladder]
     for f in list(r.fabrications)[-10:]:
         lines.append(f"  made {f.finished_at} by {f.node}/{f.printer} ({f.printer_model}) in {f.material}: {f.outcome}, "
                      f"{f.actual_seconds}s (est. {f.estimated_seconds}s), {f.actual_filament_g:.1f} g")

@@ -226,7 +226,7 @@ class SetParticipationRequest(_message.Message):
     def __init__(self, design: _Optional[str] = ..., rung: _Optional[str] = ...) -> None: ...
 
 class CommunityRecord(_message.Message):
-    __slots__ = ("design", "license", "revision_count", "contributors", "lineage", "fabrications", "ratings", "ledger", "attributions", "aggregates", "design_reputation", "participation", "value_equation", "fabrication_count")
+    __slots__ = ("design", "license", "revision_count", "contributors", "lineage", "fabrications", "ratings", "ledger", "attributions", "aggregates", "design_reputation", "participation", "value_equation", "fabrication_count", "ladder")
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     LICENSE_FIELD_NUMBER: _ClassVar[int]
     REVISION_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +241,7 @@ class CommunityRecord(_message.Message):
     PARTICIPATION_FIELD_NUMBER: _ClassVar[int]
     VALUE_EQUATION_FIELD_NUMBER: _ClassVar[int]
     FABRICATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LADDER_FIELD_NUMBER: _ClassVar[int]
     design: str
     license: str
     revision_count: int
@@ -255,7 +256,18 @@ class CommunityRecord(_message.Message):
     participation: str
     value_equation: ValueEquation
     fabrication_count: int
-    def __init__(self, design: _Optional[str] = ..., license: _Optional[str] = ..., revision_count: _Optional[int] = ..., contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., lineage: _Optional[_Iterable[_Union[LineageEdge, _Mapping]]] = ..., fabrications: _Optional[_Iterable[_Union[Fabrication, _Mapping]]] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., ledger: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ..., aggregates: _Optional[_Iterable[_Union[PrintAggregate, _Mapping]]] = ..., design_reputation: _Optional[_Union[Reputation, _Mapping]] = ..., participation: _Optional[str] = ..., value_equation: _Optional[_Union[ValueEquation, _Mapping]] = ..., fabrication_count: _Optional[int] = ...) -> None: ...
+    ladder: _containers.RepeatedCompositeFieldContainer[LadderStep]
+    def __init__(self, design: _Optional[str] = ..., license: _Optional[str] = ..., revision_count: _Optional[int] = ..., contributors: _Optional[_Iterable[_Union[Contributor, _Mapping]]] = ..., lineage: _Optional[_Iterable[_Union[LineageEdge, _Mapping]]] = ..., fabrications: _Optional[_Iterable[_Union[Fabrication, _Mapping]]] = ..., ratings: _Optional[_Iterable[_Union[_common_pb2.Rating, _Mapping]]] = ..., ledger: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ..., aggregates: _Optional[_Iterable[_Union[PrintAggregate, _Mapping]]] = ..., design_reputation: _Optional[_Union[Reputation, _Mapping]] = ..., participation: _Optional[str] = ..., value_equation: _Optional[_Union[ValueEquation, _Mapping]] = ..., fabrication_count: _Optional[int] = ..., ladder: _Optional[_Iterable[_Union[LadderStep, _Mapping]]] = ...) -> None: ...
+
+class LadderStep(_message.Message):
+    __slots__ = ("name", "rung", "contributions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNG_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rung: str
+    contributions: int
+    def __init__(self, name: _Optional[str] = ..., rung: _Optional[str] = ..., contributions: _Optional[int] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
     __slots__ = ("design", "revision_id", "format")

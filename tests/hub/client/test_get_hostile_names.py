@@ -7,9 +7,9 @@ can hold the name) or refuse them with a message and exit status 1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from hub.client.cli import main
@@ -17,7 +17,8 @@ from hub.client.common import ClientError
 from hub.client.download import plan_targets
 from hub.domain import FileEntry, Revision, RevisionKind
 from hub.store.designs import DesignMeta
-from tests.hub.harness import InProcessHub, manifest_toml, now_z, sha, start_in_process
+from tests.hub.harness import InProcessHub, manifest_toml, now_z, sha
+from tests.hub.refusal import refused
 
 
 def _files(*names: str) -> list[dict[str, object]]:
@@ -35,6 +36,8 @@ def _files(*names: str) -> list[dict[str, object]]:
         (["SPIME.TOML"], "spime"),
         (["evil\u202egnp.stl"], "U+202E"),
         (["x\x1b[2J.stl"], "control"),
+        (["a" * 300 + "\x00"], "NUL"),
+        (["b/" * 200 + "../../x"], "'..'"),
     ],
 )
 def test_plan_refuses_names_that_collide_or_deceive(tmp_path: Path, names: list[str], words: str) -> None:
@@ -47,15 +50,6 @@ def test_plan_refuses_names_that_collide_or_deceive(tmp_path: Path, names: list[
 def test_plan_accepts_legacy_names_this_system_can_hold(tmp_path: Path) -> None:
     plan = plan_targets(tmp_path / "out", _files("CON.stl", "trailing.", "what?.md"))
     assert [t.name for _, t in plan] == ["CON.stl", "trailing.", "what?.md"]
-
-
-@pytest.fixture()
-def hub(tmp_path: Path) -> Iterator[InProcessHub]:
-    api = start_in_process(tmp_path / "data")
-    try:
-        yield api
-    finally:
-        api.stop()
 
 
 def _legacy(api: InProcessHub, slug: str, files: dict[str, bytes]) -> None:
@@ -74,8 +68,9 @@ def _get(api: InProcessHub, slug: str, out: Path, capsys: pytest.CaptureFixture[
     return code, capsys.readouterr().err
 
 
-def test_get_writes_or_refuses_every_legacy_revision(hub: InProcessHub, tmp_path: Path,
+def test_get_writes_or_refuses_every_legacy_revision(any_api: InProcessHub, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    hub = any_api
     _legacy(hub, "old-names", {"CON.stl": b"con", "dir./x.stl": b"dot"})
     code, err = _get(hub, "old-names", tmp_path / "a", capsys)
     assert code == 0, err
@@ -86,7 +81,20 @@ def test_get_writes_or_refuses_every_legacy_revision(hub: InProcessHub, tmp_path
     _legacy(hub, "old-long", {"é" * 200 + ".stl": b"long"})
     code, err = _get(hub, "old-long", tmp_path / "c", capsys)
     assert code == 1 and "longer than 255 bytes" in err and not (tmp_path / "c").exists()
-    # portable rules aside, the system itself refuses a 5000-character path: a message, not a traceback
-    _legacy(hub, "old-deep", {"/".join(["d" * 200] * 25): b"deep"})
+    # portable rules aside, the system itself refuses a path over PATH_MAX bytes: a message, not a traceback
+    _legacy(hub, "old-deep", {"/".join(["\U0001f4a5" * 63] * 16): b"deep"})
     code, err = _get(hub, "old-deep", tmp_path / "d", capsys)
     assert code == 1 and "cannot write" in err and "Traceback" not in err
+
+
+def test_a_legacy_head_is_repaired_by_its_maintainers_only(any_api: InProcessHub) -> None:
+    api = any_api
+    _legacy(api, "old-head", {"CON.stl": b"con"})  # its manifest lists no files: refused today
+    head = sha(b"old-head")
+    api.upload("bob", b"fixed")
+    manifest = manifest_toml("old-head", files=("part.stl",))
+    refused(api, lambda: api.push("bob", "old-head", {"part.stl": b"fixed"}, manifest=manifest, parents=(head,),
+                                  upload=False), grpc.StatusCode.FAILED_PRECONDITION, "LICENSE_CHANGE_NOT_MAINTAINER",
+            "maintainer")
+    fixed = api.push("alice", "old-head", {"part.stl": b"fixed"}, manifest=manifest, parents=(head,))
+    assert not fixed.is_proposal and not fixed.unchanged
