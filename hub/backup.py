@@ -25,12 +25,13 @@ import json
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument
+from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
+from hub.store.blob_backend import open_blob_store_for_copy
 from hub.store.blobs import check_sha256
 from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
 from hub.store.engine import make_engine, sqlite_url
@@ -79,14 +80,17 @@ def _blob_name(sha256: str) -> str:
     return f"blobs/{sha256[:2]}/{sha256[2:]}"
 
 
-def backup(data_dir: Path, database_url: str, out: Path) -> BackupSummary:
+def backup(data_dir: Path, database_url: str, out: Path, *, blobs: str = "", s3_endpoint: str = "") -> BackupSummary:
     """Write the hub's database and blobs to the tar file ``out`` (atomically: all or nothing).
+
+    With ``blobs`` = ``s3://BUCKET/PREFIX`` the blobs come from that bucket (fetched, verified,
+    into the data directory's blob cache first).
 
     Raises:
         FailedPrecondition: there is no hub database at ``data_dir``/``database_url``.
         InvalidArgument: the output cannot be written.
         IntegrityError: a blob file is missing or does not match its hash.
-        StorageError: the database could not be read.
+        StorageError: the database or the blob bucket could not be read.
     """
     if not database_url and not (Path(data_dir) / "hub.sqlite3").is_file():
         raise FailedPrecondition(f"{data_dir} holds no hub database (hub.sqlite3): check --data, or give --database")
@@ -96,7 +100,8 @@ def backup(data_dir: Path, database_url: str, out: Path) -> BackupSummary:
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
                 tempfile.TemporaryDirectory(prefix="spime-backup-") as tmp:
             export = _thd_export(engine, _TableWriter(tar, Path(tmp)))
-            size = sum(_add_blob(tar, Path(data_dir) / "blobs", sha, n) for sha, n in export.blobs)
+            root = _blob_root(data_dir, database_url, blobs, s3_endpoint, export.blobs)
+            size = sum(_add_blob(tar, root, sha, n) for sha, n in export.blobs)
             _add_bytes(tar, MANIFEST, json.dumps(_manifest(export), indent=1).encode())
         os.replace(partial, out)
     except OSError as exc:
@@ -175,24 +180,60 @@ def _add_blob(tar: tarfile.TarFile, root: Path, sha256: str, size: int) -> int:
     return size
 
 
-def restore(archive: Path, data_dir: Path, database_url: str) -> BackupSummary:
-    """Restore ``archive`` into an empty database and the data directory's blob store.
+def _blob_root(data_dir: Path, database_url: str, blobs: str, s3_endpoint: str,
+               wanted: Iterable[tuple[str, int]]) -> Path:
+    """The local directory holding the blobs: the blob store's, or the S3 store's cache, filled."""
+    if not blobs:
+        return Path(data_dir) / "blobs"
+    store = open_blob_store_for_copy(data_dir, database_url, blobs, s3_endpoint)
+    for sha256, _ in wanted:
+        try:
+            store.path(sha256)
+        except NotFound as exc:
+            raise IntegrityError(f"blob {sha256} is in the database but not in {blobs}") from exc
+    return store.root
+
+
+def restore(archive: Path, data_dir: Path, database_url: str, *, blobs: str = "",
+            s3_endpoint: str = "") -> BackupSummary:
+    """Restore ``archive`` into an empty database and the data directory's blob store
+    (or the bucket ``blobs`` = ``s3://BUCKET/PREFIX``, through the data directory's blob cache).
 
     Raises:
         InvalidArgument: the archive is unreadable or not a Spimeforge backup.
         IntegrityError: a blob in the archive does not match its hash.
         FailedPrecondition: the target database is not empty.
-        StorageError: the database refused the rows.
+        StorageError: the database refused the rows, or the blob bucket failed.
     """
     try:
         with tarfile.open(archive, "r:") as tar:
             manifest = _read_manifest(tar)
-            blobs = [(check_sha256(sha), int(size)) for sha, size in manifest["blobs"]]
-            size = sum(_restore_blob(tar, Path(data_dir) / "blobs", sha, n) for sha, n in blobs)
+            listed = [(check_sha256(sha), int(size)) for sha, size in manifest["blobs"]]
+            put = _bucket_writer(data_dir, database_url, blobs, s3_endpoint)
+            root = Path(data_dir) / ("blob-cache" if blobs else "blobs")
+            size = sum(put(root, sha, _restore_blob(tar, root, sha, n)) for sha, n in listed)
             rows = _load_database(tar, data_dir, database_url, manifest["schema_revision"])
     except (OSError, tarfile.TarError) as exc:
         raise InvalidArgument(f"cannot read the backup {archive}: {exc}") from exc
-    return BackupSummary(archive, manifest["schema_revision"], rows, len(blobs), size)
+    return BackupSummary(archive, manifest["schema_revision"], rows, len(listed), size)
+
+
+def _bucket_writer(data_dir: Path, database_url: str, blobs: str,
+                   s3_endpoint: str) -> Callable[[Path, str, int], int]:
+    """``put(root, sha256, size) -> size``: sends a restored (verified) blob file to the bucket."""
+    if not blobs:
+        return lambda _root, _sha256, size: size
+    from hub.store.s3blobs import S3BlobStore  # boto3: only for S3 blob stores
+
+    store = open_blob_store_for_copy(data_dir, database_url, blobs, s3_endpoint)
+    assert isinstance(store, S3BlobStore)
+
+    def put(root: Path, sha256: str, size: int) -> int:
+        if not store._thd_has_object(sha256):
+            store._thd_put_file(root / sha256[:2] / sha256[2:], sha256)
+        return size
+
+    return put
 
 
 def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:

@@ -52,6 +52,7 @@ MAX_PARAMETERS = 64
 MAX_PARAM_KEY = 64
 MAX_PARAM_VALUE = 1024
 MAX_REASON = 1024
+MAX_NUMBER = 1e9
 
 
 class JobState(enum.Enum):
@@ -246,8 +247,8 @@ def _number(data: Mapping[str, str], key: str) -> float | None:
         value = float(text)
     except ValueError as exc:
         raise InvalidArgument(f"event data {key}={text[:40]!r} must be a number") from exc
-    if not (value >= 0 and value < 1e12):
-        raise InvalidArgument(f"event data {key}={text[:40]!r} must be a non-negative number")
+    if not 0 <= value < MAX_NUMBER:  # also refuses NaN; the database keeps 32-bit integers
+        raise InvalidArgument(f"event data {key}={text[:40]!r} must be a number from 0 to {MAX_NUMBER:g}")
     return value
 
 

@@ -82,15 +82,23 @@ def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
                        epilog=_BACKUP_EXAMPLE, formatter_class=raw)
     b.add_argument("out", type=Path, metavar="OUT.tar", help="archive to write (replaced atomically)")
     store_args(b)
+    _blob_args(b)
     b.add_argument("--json", action="store_true", help="print a summary document on stdout")
     r = sub.add_parser("restore", help="load a backup into a new data directory and an empty database",
                        epilog=_RESTORE_EXAMPLE, formatter_class=raw)
     r.add_argument("archive", type=Path, metavar="BACKUP.tar", help="archive written by `spime-hub backup`")
     store_args(r)
+    _blob_args(r)
     r.add_argument("--json", action="store_true", help="print a summary document on stdout")
     c = sub.add_parser("completion", help="print a shell completion script",
                        epilog=_COMPLETION_EXAMPLE, formatter_class=raw)
     c.add_argument("shell", choices=SHELLS)
+
+
+def _blob_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--blobs", default="", metavar="s3://BUCKET/PREFIX",
+                   help="the hub's blobs are in this S3-compatible bucket (as `serve --blobs`)")
+    p.add_argument("--s3-endpoint", default="", metavar="URL", help="URL of the S3-compatible server")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -105,10 +113,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from hub.backup import backup, restore
 
     if args.command == "backup":
-        summary = backup(args.data, args.database, args.out)
+        summary = backup(args.data, args.database, args.out, blobs=args.blobs, s3_endpoint=args.s3_endpoint)
         verb = "wrote"
     else:
-        summary = restore(args.archive, args.data, args.database)
+        summary = restore(args.archive, args.data, args.database, blobs=args.blobs, s3_endpoint=args.s3_endpoint)
         verb = "restored"
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, sort_keys=True))

@@ -81,7 +81,7 @@ class _Worker:
 
     def __init__(self, target: str, limits: CheckLimits) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+               "SPIME_HUB_PID": str(os.getpid()), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hub.workers", target, str(limits.cpu_s), str(limits.memory_bytes)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
@@ -267,6 +267,16 @@ class CallGate:
 
 # --- the child process -----------------------------------------------------------------
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the hub (the thread that started it) dies (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the hub died before prctl took effect
+        os._exit(1)
+
+
 def _limit_child(cpu_s: int, memory_bytes: int) -> None:
     import resource
 
@@ -292,6 +302,7 @@ def _answer(out: IO[bytes], doc: Mapping[str, Any]) -> None:
 
 
 def _child(target: str, cpu_s: int, memory_bytes: int) -> None:
+    _die_with_parent(int(os.environ.get("SPIME_HUB_PID", os.getppid())))
     module, _, name = target.partition(":")
     fn = getattr(importlib.import_module(module), name)
     if target == MESH_CHECK:

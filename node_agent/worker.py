@@ -40,8 +40,15 @@ from node_agent.drivers.base import (
     PrintOutcome,
 )
 from node_agent.hub_client import HubError, HubRefused, backoff_delay
-from node_agent.jobs import ACTIVE, TERMINAL, EventKind, JobState
-from node_agent.journal import Journal, JournalJob
+from node_agent.jobs import (
+    ACTIVE,
+    TERMINAL,
+    EventKind,
+    InvalidEventData,
+    InvalidTransition,
+    JobState,
+)
+from node_agent.journal import Journal, JournalError, JournalJob
 from node_agent.pipeline import PipelineSettings, StepFailed, prepare_job, safe_job
 from node_agent.printers import Slot, decline, snapshot, status_entry
 
@@ -323,7 +330,11 @@ class Worker:
         if seq and seq <= await _db(self.journal.last_hub_seq_applied):
             await self._send(m.CommandAck(seq))  # a redelivery: applied already
             return
-        await self._handle(command)
+        try:
+            await self._handle(command)
+        except (InvalidTransition, InvalidEventData, KeyError) as exc:
+            # A command that does not fit the job's local state: redelivery would not help.
+            log.error("hub command %s not applied: %s", type(command).__name__, exc)
         if seq:
             await _db(self._watermark, seq)
             await self._send(m.CommandAck(seq))
@@ -548,13 +559,18 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
-            await self._connect_printers()
-            await self._expire_accepted(time.time())
-            await self._store_snapshots()
-            if self._online.is_set():
-                await self._send(m.Heartbeat(
-                    tuple(self._snapshot(s) for s in self._slots.values()),
-                    tuple(await self._progress())))
+            try:
+                await self._beat()
+            except JournalError as exc:  # the disk: say so, keep beating (the hub sees us alive)
+                log.error("heartbeat: %s", exc)
+
+    async def _beat(self) -> None:
+        await self._connect_printers()
+        await self._expire_accepted(time.time())
+        await self._store_snapshots()
+        if self._online.is_set():
+            await self._send(m.Heartbeat(tuple(self._snapshot(s) for s in self._slots.values()),
+                                         tuple(await self._progress())))
 
     async def _store_snapshots(self) -> None:
         self.printer_snapshots = {n: s.driver.status() for n, s in self._slots.items()}

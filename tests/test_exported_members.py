@@ -42,6 +42,8 @@ EXPORTS = {
         "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",
     ],
     "hub.store.engine": ["connect", "make_engine", "migrate", "sqlite_url", "write"],
+    "hub.store.blob_backend": ["BlobBackend", "open_blob_store", "open_blob_store_for_copy"],
+    "hub.store.s3blobs": ["PART_BYTES", "S3BlobStore", "S3Location", "S3Upload", "parse_s3_url"],
     "hub.service": [
         "AccountService", "BlobService", "DesignService", "ForkService", "GrantService", "Hub", "JobService",
         "NodeService", "OrderService", "RecordService",

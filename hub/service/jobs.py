@@ -185,9 +185,16 @@ class JobService:
 
     def _thd_dispatch_all(self) -> int:
         """Offer every queued job that some printer can take; returns how many were offered."""
-        queued = self.jobs._thd_queued_ids()
-        self._tried.intersection_update(queued)  # only queued ids matter to the poll
-        return sum(self._thd_dispatch(job_id) is not None for job_id in queued)
+        queued = self.jobs._thd_list((S.QUEUED,))
+        self._tried.intersection_update(job.id for job in queued)  # only queued ids matter to the poll
+        if not queued:
+            return 0
+        printers, busy = self.jobs._thd_free_printers()
+        # One read of the printers rules out most jobs at once; a claim re-checks under its lock.
+        hopeful = [job for job in queued if candidates(printers, None, job.material, busy=busy,
+                                                       exclude_nodes=frozenset(job.tried_nodes),
+                                                       node=job.want_node, printer=job.want_printer)]
+        return sum(self._thd_dispatch(job.id) is not None for job in hopeful)
 
     def _thd_dispatch_new(self) -> int:
         """Offer queued jobs this hub never tried to dispatch (created by another process, e.g.

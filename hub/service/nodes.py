@@ -20,7 +20,7 @@ from typing import Any
 from hub.auth import new_token
 from hub.domain import Account, Attribution, Revision, Role
 from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
-from hub.jobs import DEFAULT_TIMERS, Command, Job, JobState, TimerPolicy
+from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
 from hub.service.common import Clock, format_time
@@ -310,6 +310,8 @@ class NodeService:
             await self._heartbeat(session, message)
         elif isinstance(message, OfferReply):
             _check_text("offer id", message.offer_id, 64)
+            if message.est_print_seconds > MAX_NUMBER:
+                raise InvalidArgument(f"est_print_seconds must be at most {MAX_NUMBER:g}")
             await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
                                     message.reason, message.est_print_seconds)
         elif isinstance(message, StartRequest):
@@ -336,6 +338,8 @@ class NodeService:
             raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} progress entries per heartbeat")
         for item in beat.progress:
             _check_text("progress job id", item.job_id, 40)
+            if not 0 <= item.percent <= 100:  # also refuses NaN
+                raise InvalidArgument(f"progress of job {item.job_id} must be 0-100 percent")
         changed = tuple(check_printer(p) for p in beat.printers if session.printers.get(p.printer) != p)
         if changed:
             await self._printers(session, changed)

@@ -21,8 +21,9 @@ import sqlalchemy as sa
 
 from hub.errors import InvalidArgument
 from hub.store.blobs import BlobStore, Upload
+from hub.store.engine import make_engine, sqlite_url
 
-__all__ = ["BlobBackend", "open_blob_store"]
+__all__ = ["BlobBackend", "open_blob_store", "open_blob_store_for_copy"]
 
 S3_SCHEME = "s3://"
 
@@ -87,3 +88,19 @@ def open_blob_store(data_dir: Path, engine: sa.Engine, max_blob_bytes: int, blob
     from hub.store.s3blobs import S3BlobStore, parse_s3_url
 
     return S3BlobStore(parse_s3_url(blobs, s3_endpoint), Path(data_dir) / "blob-cache", engine, max_blob_bytes)
+
+
+def open_blob_store_for_copy(data_dir: Path, database_url: str, blobs: str, s3_endpoint: str = "") -> BlobStore:
+    """A blob store for backup and restore: no upload limit, and no database connection kept
+    (copying blobs reads no rows; the engine reconnects if a row is ever asked for).
+
+    Raises:
+        InvalidArgument: ``blobs`` is neither empty nor an s3:// URL.
+        StorageError: the bucket cannot be reached or does not exist.
+    """
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url or sqlite_url(data_dir))
+    try:
+        return open_blob_store(data_dir, engine, 1 << 40, blobs, s3_endpoint)
+    finally:
+        engine.dispose()

@@ -129,6 +129,11 @@ class JobStore:
         with connect(self.engine) as conn:
             return bool(conn.scalar(query))
 
+    def _thd_free_printers(self) -> tuple[list[PrinterRecord], frozenset[tuple[str, str]]]:
+        """Every printer and the (node, printer) pairs busy with a job, read together."""
+        with connect(self.engine) as conn:
+            return printers_in(conn), self._busy(conn)
+
     def _thd_of_offline_nodes(self, states: Sequence[JobState]) -> list[tuple[Job, str]]:
         """Jobs in these states held by a node that is offline, with when it went (one query)."""
         n = schema.nodes

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,14 +111,28 @@ def _translate(exc: Exception, what: str) -> HubError:
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, boto3.exceptions.Boto3Error)
 
 
+_SESSION_LOCK = threading.Lock()
+_SESSIONS: list[Any] = []
+
+
+def _session() -> Any:
+    # Loading the S3 service model costs a fraction of a second per session: share one
+    # (a boto3 session may not be used by two threads at once, its clients may).
+    with _SESSION_LOCK:
+        if not _SESSIONS:
+            _SESSIONS.append(boto3.session.Session())
+        return _SESSIONS[0]
+
+
 def _client(location: S3Location) -> Any:
     config = botocore.config.Config(
-        connect_timeout=10, read_timeout=60, retries={"max_attempts": 4, "mode": "standard"},
+        connect_timeout=10, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": "path"} if location.endpoint else None,
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("s3", endpoint_url=location.endpoint or None, region_name=region,
-                                          config=config)
+    session = _session()
+    with _SESSION_LOCK:
+        return session.client("s3", endpoint_url=location.endpoint or None, region_name=region, config=config)
 
 
 class S3Upload(Upload):
@@ -200,12 +215,22 @@ class S3BlobStore(BlobStore):
             upload.abort()
 
     def _thd_put_file(self, source: Path, sha256: str) -> None:
+        """Send a file whose SHA-256 the caller verified to the blob's key (multipart past PART_BYTES).
+
+        Raises:
+            StorageError: the object store failed.
+        """
         try:
             self._s3.upload_file(str(source), self.location.bucket, self.location.key(sha256), Config=self._transfer)
         except _BOTO_ERRORS as exc:
             raise _translate(exc, f"storing blob {sha256[:12]}") from exc
 
-    def _exists(self, sha256: str) -> bool:
+    def _thd_has_object(self, sha256: str) -> bool:
+        """Whether the bucket holds the blob's object (whatever the database says).
+
+        Raises:
+            StorageError: the object store failed.
+        """
         try:
             self._head(sha256)
         except NotFound:
@@ -229,7 +254,7 @@ class S3BlobStore(BlobStore):
         wanted = list(dict.fromkeys(check_sha256(h) for h in hashes))
         with connect(self.engine) as conn:
             known = set(conn.scalars(sa.select(schema.blobs.c.sha256).where(schema.blobs.c.sha256.in_(wanted))))
-        return [h for h in wanted if h not in known or not (self._cached(h).exists() or self._exists(h))]
+        return [h for h in wanted if h not in known or not (self._cached(h).exists() or self._thd_has_object(h))]
 
     def _thd_size(self, sha256: str) -> int:
         """The size of a stored blob.

@@ -24,6 +24,7 @@ import grpc
 import pytest
 from spimeforge.v1 import nodes_pb2
 
+from hub.jobs import Job
 from node_agent.testing import FirmwareOptions, SimulatedPrinterProcess
 from tests.e2e.processes import (
     AgentProcess,
@@ -125,115 +126,127 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path, octoprint_offline: OctoP
 
 
 def test_faults_lose_no_job_start_no_print_twice_and_apply_every_report_once(rig: Rig) -> None:
-    hub, a, b = rig.hub, rig.a, rig.b
     clock = Phases()
+    # Case 3 cuts lab-b off for 60 s; cases 1 and 2 run on lab-a meanwhile (the hub restart
+    # included: lab-b's proxy follows the hub to its new port).
+    j3, j4, cut_at = cut_lab_b(rig)
+    clock.mark("lab-b cut")
+    j1 = agent_killed_mid_print(rig)
+    clock.mark("case 1: agent killed")
+    j2 = hub_killed_mid_job(rig)
+    clock.mark("case 2: hub killed")
+    lab_b_back(rig, j3, j4, cut_at)
+    clock.mark("lab-b back")
+    # No report lost or doubled: each agent's sequence numbers are on the record once, without gaps.
+    for agent in (rig.a, rig.b):
+        seqs = rig.hub.node_seqs(agent.name)
+        assert seqs == list(range(1, len(seqs) + 1)), (agent.name, seqs)
+    raw_stub_reports(rig, j1, j2, j3)
+    clock.mark("cases 4-6")
+    # No job lost, and no print started twice on the firmware either.
+    for job in (j1, j2, j3, j4):
+        assert rig.hub.state(job.id)
+    assert rig.b.stop() == 0, rig.b.log()
+    stats = rig.sim.stop()
+    assert stats is not None
+    assert 1 <= sum(c.startswith("G28") for c in stats.accepted) <= rig.a.gcode_lines(j1.id, "G28")
+    assert not any(c.startswith("M84") for c in stats.accepted)  # j1 never ran to its end
 
-    # 3. cut lab-b off for 60 s while it finishes a print: lost_contact on the hub meanwhile,
-    # nothing new starts, and the buffered reports are applied once after the reconnect.
-    # Cases 1 and 2 run on lab-a during the cut (the hub restart included: lab-b's proxy
-    # follows the hub to its new port).
-    j3 = hub.add_job(rig.revision, "lab-b", "octo")
+
+def cut_lab_b(rig: Rig) -> tuple[Job, Job, float]:
+    """Case 3, first half: cut lab-b off while it prints j3; the hub says lost_contact, and j4
+    (queued for lab-b meanwhile) is not offered to it."""
+    j3 = rig.hub.add_job(rig.revision, "lab-b", "octo")
     rig.wait_state(j3.id, {"printing"})
     cut_at = time.monotonic()
-    b.proxy.cut()
+    rig.b.proxy.cut()
     rig.wait_state(j3.id, {"lost_contact"})
-    j4 = hub.add_job(rig.revision, "lab-b", "octo")
-    clock.mark("lab-b cut")
+    return j3, rig.hub.add_job(rig.revision, "lab-b", "octo"), cut_at
 
-    # 1. kill -9 lab-a mid-print, restart it: the job is reported interrupted, never restarted.
+
+def agent_killed_mid_print(rig: Rig) -> Job:
+    """Case 1: kill -9 lab-a mid-print and restart it: reported interrupted, never restarted."""
+    hub, a = rig.hub, rig.a
     j1 = hub.add_job(rig.revision, "lab-a", "sim")
     rig.wait_state(j1.id, {"printing"})
     poll("lab-a streaming j1", lambda: a.local_job(j1.id).get("state") == "printing"
-         and a.printer("sim").get("percent", 0) > 0,
-         explain=rig.explain)
+         and a.printer("sim").get("percent", 0) > 0, explain=rig.explain)
     a.kill()
     rig.wait_state(j1.id, {"lost_contact"})
     a.start()
     rig.wait_state(j1.id, {"failed"})
     assert "restarted" in hub.job(j1.id).failure_reason
-    events1 = rig.reported_once(j1.id, fabrications=1)
-    assert len(applied(events1, "interrupted")) == 1
+    assert len(applied(rig.reported_once(j1.id, fabrications=1), "interrupted")) == 1
     assert [f["outcome"] for f in hub.fabrications(j1.id)] == ["interrupted"]
-    clock.mark("case 1: agent killed")
+    return j1
 
-    # 2. kill -9 the hub mid-job and restart it on the same data: lab-a reconnects, the print
-    # that kept running finishes and its result lands once.
-    j2 = hub.add_job(rig.revision, "lab-a", "vp")
+
+def hub_killed_mid_job(rig: Rig) -> Job:
+    """Case 2: kill -9 the hub while lab-a prints j2, restart it on the same data: lab-a
+    reconnects, the print that kept running finishes and its result lands once."""
+    j2 = rig.hub.add_job(rig.revision, "lab-a", "vp")
     rig.wait_state(j2.id, {"printing"})
-    hub.kill()
-    hub.start()
+    rig.hub.kill()
+    rig.hub.start()
     rig.wait_state(j2.id, {"printed"}, 180.0)
-    events2 = rig.reported_once(j2.id)
-    assert len(applied(events2, "completed")) == 1
-    assert sum(c.startswith("G28") for c in rig.vp.executed()) == a.gcode_lines(j2.id, "G28")
-    clock.mark("case 2: hub killed")
+    assert len(applied(rig.reported_once(j2.id), "completed")) == 1
+    assert sum(c.startswith("G28") for c in rig.vp.executed()) == rig.a.gcode_lines(j2.id, "G28")
+    return j2
 
-    # 3, continued.
+
+def lab_b_back(rig: Rig, j3: Job, j4: Job, cut_at: float) -> None:
+    """Case 3, second half: lab-b finished j3 offline; after 60 s the link comes back and the
+    buffered reports are applied once; nothing new started while offline."""
+    hub, b = rig.hub, rig.b
     poll("lab-b to finish j3 offline", lambda: b.local_job(j3.id).get("state") in {
         "finished_awaiting_bed_clear", "done"}, explain=rig.explain)
     assert hub.state(j3.id) == "lost_contact"
     offline = b.status()
-    assert offline["online"] is False and offline["outbox"] > 0  # the reports wait in the outbox
+    # the agent knows it is offline and its reports wait in the outbox
+    assert offline.get("online") is False and offline.get("outbox", 0) > 0, offline
     poll("the cut to last 60 s", lambda: time.monotonic() - cut_at >= CUT_S, CUT_S + 10)
     assert hub.state(j3.id) == "lost_contact" and hub.state(j4.id) == "queued"
-    clock.mark("cut lasted 60 s")
     b.proxy.restore()
     rig.wait_state(j3.id, {"printed"}, 120.0)
     poll("lab-b's outbox delivered", lambda: (st := b.status()).get("online") and st["outbox"] == 0,
          explain=rig.explain)
-    clock.mark("lab-b back")
-    events3 = rig.reported_once(j3.id)
-    assert len(applied(events3, "completed")) == 1
+    assert len(applied(rig.reported_once(j3.id), "completed")) == 1
+    assert octoprint_prints(rig.octo, j3.id) == 1
     # j4 waits: lab-b's bed holds j3's part until its operator clears it.
     assert not applied(hub.events(j4.id), "started")
     assert hub.state(j4.id) in {"queued", "offered", "assigned", "preparing", "ready"}
-    assert octoprint_prints(rig.octo, j3.id) == 1
 
-    # No report lost or doubled: each agent's sequence numbers are on the record once, without gaps.
-    for agent in (a, b):
-        seqs = hub.node_seqs(agent.name)
-        assert seqs == list(range(1, len(seqs) + 1)), (agent.name, seqs)
 
-    # 4-6 with a raw stub holding lab-a's credential (the real lab-a stopped first: a second
-    # session as the same node would supersede it).
-    assert a.stop() == 0, a.log()
-    fake = FakeAgent(grpc.insecure_channel(hub.address), "lab-a", a.token, [])
-    fake.connect()
-    # 4. the same report twice (same agent_seq as the agent's own COMPLETED of j2): applied once.
-    done = applied(events2, "completed")[0]
-    before = hub.events(j2.id), hub.job(j2.id)
-    fake.event(j2.id, done["lease_epoch"], nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"},
-               seq=done["agent_seq"])
-    fake.acked(done["agent_seq"])
-    assert (hub.events(j2.id), hub.job(j2.id)) == before
-    # 6. a stale-epoch result after `spime-hub job requeue`: recorded, not applied.
-    requeued = hub.cli("job", "requeue", j1.id, "--json")
-    assert requeued.returncode == 0, requeued.stderr
-    job1 = hub.job(j1.id)
-    assert job1.state.value == "queued" and job1.lease_epoch > events1[0]["lease_epoch"]
-    stale_seq = 10_000
-    fake.event(j1.id, events1[0]["lease_epoch"], nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"},
-               seq=stale_seq)
-    fake.acked(stale_seq)
-    stale = [e for e in hub.events(j1.id) if e["agent_seq"] == stale_seq]
-    assert len(stale) == 1 and not stale[0]["applied"], stale
-    after = hub.job(j1.id)
-    assert (after.state, after.lease_epoch) == (job1.state, job1.lease_epoch)
-    # 5. lab-a's credential reporting on lab-b's job: PERMISSION_DENIED, nothing changed.
-    before3 = hub.job(j3.id), hub.fabrications(j3.id)
-    fake.event(j3.id, hub.job(j3.id).lease_epoch, nodes_pb2.EVENT_KIND_FAILED, {"reason": "not mine"},
-               seq=stale_seq + 1)
-    assert fake.ended() == grpc.StatusCode.PERMISSION_DENIED
-    assert (hub.job(j3.id), hub.fabrications(j3.id)) == before3
-    assert not [e for e in hub.events(j3.id) if e["node"] == "lab-a" and e["applied"]]
-
-    # No job lost and no print started twice, on the firmware too.
-    for job in (j1, j2, j3, j4):
-        assert hub.state(job.id)  # still on the hub
-    assert b.stop() == 0, b.log()
-    stats = rig.sim.stop()
-    assert stats is not None
-    homed = sum(c.startswith("G28") for c in stats.accepted)
-    assert 1 <= homed <= a.gcode_lines(j1.id, "G28")
-    assert not any(c.startswith("M84") for c in stats.accepted)
-    clock.mark("cases 4-6 and checks")
+def raw_stub_reports(rig: Rig, j1: Job, j2: Job, j3: Job) -> None:
+    """Cases 4-6 with a raw stub holding lab-a's credential (the real lab-a stopped first: a
+    second session as the same node would supersede it)."""
+    hub = rig.hub
+    assert rig.a.stop() == 0, rig.a.log()
+    with grpc.insecure_channel(hub.address) as channel:
+        fake = FakeAgent(channel, "lab-a", rig.a.token, [])
+        fake.connect()
+        # 4. lab-a's own COMPLETED of j2 again, same agent_seq (another body even): applied once.
+        done = applied(hub.events(j2.id), "completed")[0]
+        before = hub.events(j2.id), hub.job(j2.id)
+        fake.event(j2.id, done["lease_epoch"], nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"},
+                   seq=done["agent_seq"])
+        fake.acked(done["agent_seq"])
+        assert (hub.events(j2.id), hub.job(j2.id)) == before
+        # 6. a result of j1's old epoch after `spime-hub job requeue`: recorded, not applied.
+        old_epoch = hub.job(j1.id).lease_epoch
+        requeued = hub.cli("job", "requeue", j1.id, "--json")
+        assert requeued.returncode == 0, requeued.stderr
+        job1 = hub.job(j1.id)
+        assert job1.state.value == "queued" and job1.lease_epoch > old_epoch
+        fake.event(j1.id, old_epoch, nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "1"}, seq=10_000)
+        fake.acked(10_000)
+        stale = [e for e in hub.events(j1.id) if e["agent_seq"] == 10_000]
+        assert len(stale) == 1 and not stale[0]["applied"], stale
+        assert hub.job(j1.id) == job1
+        # 5. lab-a's credential reporting on lab-b's job: PERMISSION_DENIED, nothing changed.
+        before3 = hub.job(j3.id), hub.fabrications(j3.id)
+        fake.event(j3.id, before3[0].lease_epoch, nodes_pb2.EVENT_KIND_FAILED, {"reason": "not mine"},
+                   seq=10_001)
+        assert fake.ended() == grpc.StatusCode.PERMISSION_DENIED
+        assert (hub.job(j3.id), hub.fabrications(j3.id)) == before3
+        assert not [e for e in hub.events(j3.id) if e["node"] == "lab-a" and e["applied"]]

@@ -195,6 +195,15 @@ def test_only_a_qualifying_printer_is_offered_the_job(hub: ClockedHub) -> None:
                                                               "retryable": "false", "step": "slice"}))
     assert (_get(hub, job_id).state, _get(hub, job_id).failure_reason) == (JobState.FAILED, "slicer crashed")
     assert hub.composed.store.jobs._thd_fabrications_of(job_id) == []
+    # the operator takes the printer offline (maintenance): no offers until it accepts again
+    agent.printers[0] = printer("mk3", accepting=False)
+    agent.send(printer_changed=P.PrinterChanged(printer=agent.printers[0]))
+    wait_for(lambda: not hub.composed.store.nodes._thd_printers()[0].accepting)
+    second = _job(hub)
+    assert _get(hub, second).state is JobState.QUEUED
+    agent.printers[0] = printer("mk3")
+    agent.send(printer_changed=P.PrinterChanged(printer=agent.printers[0]))
+    assert agent.expect("offer").offer.job_id == second
     # artifacts a node puts are bounded
     md = (("authorization", f"Bearer {agent.token}"),)
     with pytest.raises(grpc.RpcError) as info:

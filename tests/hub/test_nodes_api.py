@@ -202,6 +202,9 @@ def test_bad_input_gets_clear_statuses_and_changes_nothing(hub: ClockedHub) -> N
     agent.send(offer_reply=nodes_pb2.OfferReply(offer_id="j-nope/1234"))
     assert agent.ended() == grpc.StatusCode.NOT_FOUND
     agent.connect()
+    agent.heartbeat([nodes_pb2.JobProgress(job_id=job_id, lease_epoch=epoch, percent=float("nan"))])
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    agent.connect()
     agent.send(hello=nodes_pb2.Hello(agent_id="lab-1"))
     assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
     bad_printer = printer("bad id with spaces")

@@ -69,3 +69,48 @@ def test_a_worker_is_reused_and_killed_on_close(tmp_path: Path) -> None:
         pool.close()
     assert [r["ok"] for r in reports] == [True, True] and reports[0]["faces"] == 12
     assert len(pids) == 1 and not _alive(pids[0])
+
+
+_ORPHAN = """
+import asyncio, sys
+from hub.workers import CheckLimits, CheckPool
+pool = CheckPool(CheckLimits(size=1, timeout_s=600), target="tests.hub.check_targets:stall")
+async def main():
+    task = asyncio.ensure_future(pool.check(sys.argv[1], "part.stl"))
+    while not pool.pids():
+        await asyncio.sleep(0.01)
+    print(pool.pids()[0], flush=True)
+    await task
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_a_worker_dies_with_a_hub_that_was_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"solid x\nendsolid x\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "proto")])}
+    hub = subprocess.Popen([sys.executable, "-c", _ORPHAN, str(blob)], stdout=subprocess.PIPE, text=True,
+                           env=env, cwd=root)
+    assert hub.stdout is not None
+    worker = int(hub.stdout.readline())
+    hub.send_signal(signal.SIGKILL)
+    hub.wait()
+    hub.stdout.close()
+    deadline = time.monotonic() + 30
+    while not _gone(worker):
+        assert time.monotonic() < deadline, "the check worker outlived its killed hub"
+        time.sleep(0.05)
