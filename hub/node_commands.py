@@ -3,7 +3,7 @@
 They work on the data directory / database directly (like `user add`); a running hub
 notices new jobs and commands within one sweep (about a second).
 
-    spime-hub node add NAME [--json]
+    spime-hub node add NAME [--again] [--json]
     spime-hub job add DESIGN[@REV] --material PLA [--param name=value ...] [--node N] [--printer P] [--json]
     spime-hub job list [--state STATE ...] [--json]
     spime-hub job requeue JOB [--json]
@@ -35,6 +35,8 @@ def register(sub: Any, store_args: StoreArgs) -> None:
     node = sub.add_parser("node", help="manage node agents").add_subparsers(dest="node_command", required=True)
     add = node.add_parser("add", help="create a node account and print its one-time enrollment token (24 h)")
     add.add_argument("name")
+    add.add_argument("--again", action="store_true",
+                     help="a new enrollment token for an existing node (its agent lost its credential)")
     _common(add, store_args, '{"node", "enrollment_token", "expires_at"}')
     job = sub.add_parser("job", help="manage fabrication jobs").add_subparsers(dest="job_command", required=True)
     jadd = job.add_parser("add", help="queue a job for a design revision (head unless @REV)")
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace, open_hub: Callable[[], Composed]) -> None:
 def _dispatch(args: argparse.Namespace, composed: Composed) -> tuple[Any, str]:
     hub = composed.hub
     if args.command == "node":
-        name, token, expires = hub.nodes._thd_add_node(args.name)
+        name, token, expires = hub.nodes._thd_add_node(args.name, again=args.again)
         return {"node": name, "enrollment_token": token, "expires_at": expires}, token
     if args.job_command == "list":
         jobs = hub.jobs._thd_list_jobs([JobState(s) for s in args.state])

@@ -39,6 +39,7 @@ log = logging.getLogger("hub.nodes")
 MAX_PRINTERS = 64
 MAX_HELD = 1000
 MAX_MATERIALS = 32
+LAST_SEEN_EVERY_S = 60
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
@@ -136,6 +137,7 @@ class Session:
     sent: int
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     last_heard: dt.datetime | None = None
+    last_written: dt.datetime | None = None  # when nodes.last_seen was last stored
     printers: dict[str, PrinterRecord] = field(default_factory=dict)
 
     def push(self, item: object) -> None:
@@ -227,17 +229,20 @@ class NodeService:
 
     # -- enrollment ------------------------------------------------------------------
 
-    def _thd_add_node(self, name: str) -> tuple[str, str, str]:
-        """Create a node account; returns (name, one-time enrollment token, expires_at).
+    def _thd_add_node(self, name: str, again: bool = False) -> tuple[str, str, str]:
+        """Create a node account (or, with again, a new token for an existing node); returns
+        (name, one-time enrollment token, expires_at).
 
         Raises:
             InvalidArgument: bad name.
-            AlreadyExists: the name is taken.
+            AlreadyExists: the name is taken (without again).
+            NotFound: no such node (with again).
         """
         now = self.clock()
         expires = format_time(now + dt.timedelta(seconds=self.timers.enrollment_ttl_s))
         token = "spe_" + new_token().removeprefix("spf_")
-        self.nodes._thd_add_node(check_account_name(name), token, format_time(now), expires)
+        store = self.nodes._thd_new_enrollment if again else self.nodes._thd_add_node
+        store(check_account_name(name), token, format_time(now), expires)
         return name, token, expires
 
     async def enroll(self, enrollment_token: str, agent_version: str) -> tuple[str, str]:
@@ -345,6 +350,11 @@ class NodeService:
             await self._printers(session, changed)
         if beat.progress:
             await asyncio.to_thread(self.jobs._thd_progress, session.node, beat.progress)
+        now = self.clock()
+        if session.last_written is None or now - session.last_written >= dt.timedelta(seconds=LAST_SEEN_EVERY_S):
+            # Heartbeats stay in memory; the stored last_seen is refreshed about once a minute.
+            session.last_written = now
+            await asyncio.to_thread(self.nodes._thd_seen, session.node, format_time(now))
 
     async def _printers(self, session: Session, printers: Sequence[PrinterRecord]) -> None:
         await asyncio.to_thread(self.nodes._thd_set_printers, session.node, printers, format_time(self.clock()))

@@ -17,9 +17,13 @@ from hub.store import schema
 from hub.store.accounts import token_digest
 from hub.store.engine import connect, write
 
-__all__ = ["NodeInfo", "NodeStore", "enqueue", "printers_in", "translated"]
+__all__ = ["CHANNEL", "NodeInfo", "NodeStore", "enqueue", "notify", "printers_in", "translated"]
 
 n, pr, cmd, en = schema.nodes, schema.printers, schema.node_commands, schema.enrollment_tokens
+hr = schema.hub_replicas
+# PostgreSQL wake-up channel of hub replicas (hub/store/notify.py): payload "NODE" = a command was
+# committed for NODE; "NODE EPOCH" = NODE said Hello and its session EPOCH supersedes older ones.
+CHANNEL = "spime_node_commands"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +97,22 @@ def printers_in(conn: sa.Connection, node: str | None = None) -> list[PrinterRec
     return [_printer(row) for row in conn.execute(query)]
 
 
+def notify(conn: sa.Connection, payload: str) -> None:
+    """On PostgreSQL, wake the hub replicas (delivered when the caller's transaction commits);
+    elsewhere nothing: one hub process rings its sessions itself."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
+
+
 def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
-    """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq."""
+    """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq.
+    The replica holding the node's session is woken by NOTIFY at commit (PostgreSQL)."""
     seq = conn.execute(
         sa.update(n).where(n.c.name == command.node).values(hub_seq=n.c.hub_seq + 1).returning(n.c.hub_seq)
     ).scalar_one()
     conn.execute(sa.insert(cmd).values(node=command.node, hub_seq=seq, kind=command.kind, job_id=command.job_id,
                                        body=json.dumps(dict(command.body)), created_at=now))
+    notify(conn, command.node)
     return int(seq)
 
 
@@ -121,6 +134,19 @@ class NodeStore:
                 raise AlreadyExists(f"account {name!r} already exists; pick another node name")
             conn.execute(sa.insert(schema.accounts).values(name=name, role="node", created_at=now))
             conn.execute(sa.insert(n).values(name=name, created_at=now))
+            conn.execute(sa.insert(en).values(token_sha256=token_digest(enrollment_token), node=name,
+                                              created_at=now, expires_at=expires_at))
+
+    @translated
+    def _thd_new_enrollment(self, name: str, enrollment_token: str, now: str, expires_at: str) -> None:
+        """Another one-time enrollment token for an existing node (its agent lost its credential).
+
+        Raises:
+            NotFound: no such node.
+        """
+        with write(self.engine) as conn:
+            if not conn.scalar(sa.select(sa.func.count()).where(n.c.name == name)):
+                raise NotFound(f"no node named {name!r}: create it with `spime-hub node add {name}`")
             conn.execute(sa.insert(en).values(token_sha256=token_digest(enrollment_token), node=name,
                                               created_at=now, expires_at=expires_at))
 
@@ -155,8 +181,9 @@ class NodeStore:
 
     @translated
     def _thd_hello(self, name: str, place: tuple[str, float | None, float | None], version: str,
-                   applied_hub_seq: int, printers: Sequence[PrinterRecord], now: str) -> NodeInfo:
-        """Open a session: bump session_epoch, mark online, replace printers, trim acked commands.
+                   applied_hub_seq: int, printers: Sequence[PrinterRecord], now: str, replica: str = "") -> NodeInfo:
+        """Open a session held by `replica`: bump session_epoch, mark online, replace printers, trim
+        acked commands, and tell the other replicas (NOTIFY "NODE EPOCH": an older session is superseded).
 
         Raises:
             NotFound: no such node.
@@ -166,7 +193,7 @@ class NodeStore:
             row = conn.execute(
                 sa.update(n).where(n.c.name == name).values(
                     session_epoch=n.c.session_epoch + 1, online=True, location=location, latitude=lat,
-                    longitude=lon, agent_version=version, last_seen=now,
+                    longitude=lon, agent_version=version, last_seen=now, replica=replica,
                     hub_seq_acked=sa.func.greatest(n.c.hub_seq_acked, applied_hub_seq)
                     if conn.dialect.name == "postgresql" else sa.func.max(n.c.hub_seq_acked, applied_hub_seq),
                 ).returning(*n.c)
@@ -177,6 +204,7 @@ class NodeStore:
             conn.execute(sa.delete(pr).where(pr.c.node == name))
             for p in printers:
                 conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **_printer_values(p, now)))
+            notify(conn, f"{name} {row.session_epoch}")
             return _node(row)
 
     @translated
@@ -185,7 +213,7 @@ class NodeStore:
         with write(self.engine) as conn:
             return bool(conn.execute(
                 sa.update(n).where(n.c.name == name, n.c.session_epoch == session_epoch)
-                .values(online=False, disconnected_at=now, last_seen=now)
+                .values(online=False, disconnected_at=now, last_seen=now, replica="")
             ).rowcount)
 
     def _thd_mark_offline(self, names: Sequence[str], now: str) -> None:

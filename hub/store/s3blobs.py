@@ -149,12 +149,18 @@ class S3Upload(Upload):
         """
         try:
             self._verify()
-            self._file.close()
+            self._sync_close()
             self._store._thd_put_file(self.temp_path, self.sha256)
             self._store._keep(self.temp_path, self.sha256)
             return self.received
         finally:
             self.abort()
+
+    def _sync_close(self) -> None:
+        # The cache copy is trusted when read back: it must be whole after a crash.
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
 
 
 class S3BlobStore(BlobStore):
@@ -209,7 +215,7 @@ class S3BlobStore(BlobStore):
             for chunk in self.iter_chunks(sha256):
                 upload.write(chunk)
             upload._verify()
-            upload._file.close()
+            upload._sync_close()
             self._keep(upload.temp_path, sha256)
         finally:
             upload.abort()

@@ -214,6 +214,18 @@ nodes = sa.Table(
     sa.Column("last_seen", _TIME, nullable=False, server_default=""),
     sa.Column("disconnected_at", _TIME, nullable=False, server_default=""),
     sa.Column("created_at", _TIME, nullable=False),
+    # the hub replica holding the node's session ("" = none); see hub_replicas (issue 9)
+    sa.Column("replica", _NAME, nullable=False, server_default=""),
+)
+
+# Hub replicas on one database heartbeat their row; a replica whose lease expired is dead and
+# the sessions it held are released by the others (issue 9).
+hub_replicas = sa.Table(
+    "hub_replicas",
+    metadata,
+    sa.Column("replica", _NAME, primary_key=True),
+    sa.Column("started_at", _TIME, nullable=False),
+    sa.Column("expires_at", _TIME, nullable=False),
 )
 
 enrollment_tokens = sa.Table(

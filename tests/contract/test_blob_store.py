@@ -80,14 +80,17 @@ def moto_s3() -> Iterator[MotoS3]:
         server.stop()
 
 
+# One database per backend and class (migrating a new one per test would dominate the run
+# time); each test has its own blob directory or bucket, and asserts only its own rows.
+@pytest.fixture(scope="class", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'shared.sqlite3'}"
+    return create_database(request.getfixturevalue("postgres_server"))
+
+
 class BlobStoreContract:
     __test__ = False
-
-    @pytest.fixture(params=["sqlite", "postgresql"])
-    def database_url(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
-        if request.param == "sqlite":
-            return f"sqlite:///{tmp_path / 'shared.sqlite3'}"
-        return create_database(request.getfixturevalue("postgres_server"))
 
     @pytest.fixture()
     def blob_settings(self) -> dict[str, str]:
@@ -181,7 +184,8 @@ class BlobStoreContract:
         self._put(store, SMALL)
         self._put(store, SMALL)
         with store.designs.engine.connect() as conn:
-            assert conn.scalar(sa.text("SELECT count(*) FROM blobs")) == 1
+            count = sa.text("SELECT count(*) FROM blobs WHERE sha256 = :sha")
+            assert conn.scalar(count, {"sha": sha(SMALL)}) == 1
 
     # -- refusals: nothing is stored ----------------------------------------------------
 
@@ -301,24 +305,45 @@ class TestS3BlobStore(BlobStoreContract):
         with pytest.raises(NotFound):
             second.blobs._thd_size(sha(SMALL))
 
-    def test_a_missing_bucket_is_a_clear_error(self, tmp_path: Path, database_url: str, moto_s3: MotoS3,
-                                               bucket: str) -> None:
-        with pytest.raises(StorageError, match="does not exist") as info:
-            open_store(tmp_path / "x", database_url, LIMIT, blobs="s3://no-such-bucket-here/p",
-                       s3_endpoint=moto_s3.endpoint)
-        assert not info.value.retryable
 
-    def test_an_unreachable_store_is_a_retryable_error(self, opener: Any, moto_s3: MotoS3, bucket: str) -> None:
-        store = opener()
-        self._put(store, SMALL)
-        closed = MotoS3()
-        closed.client.create_bucket(Bucket=bucket)
-        remote = S3BlobStore(parse_s3_url(f"s3://{bucket}/hub/blobs", closed.endpoint),
-                             store.blobs.root.parent / "cut-cache", store.designs.engine, LIMIT)
-        closed.stop()
+# -- S3 faults: about the object store, not the database (SQLite only) ---------------------
+
+
+@pytest.fixture()
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'faults.sqlite3'}"
+
+
+def test_a_missing_bucket_is_a_clear_error(tmp_path: Path, sqlite_url: str, moto_s3: MotoS3,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    set_aws_env(monkeypatch, tmp_path)
+    with pytest.raises(StorageError, match="does not exist") as info:
+        open_store(tmp_path / "x", sqlite_url, LIMIT, blobs="s3://no-such-bucket-here/p",
+                   s3_endpoint=moto_s3.endpoint)
+    assert not info.value.retryable
+
+
+def test_an_unreachable_store_is_a_retryable_error(tmp_path: Path, sqlite_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    set_aws_env(monkeypatch, tmp_path)
+    closing = MotoS3()
+    bucket = closing.new_bucket()
+    settings = {"blobs": f"s3://{bucket}/p", "s3_endpoint": closing.endpoint}
+    store = open_store(tmp_path / "data", sqlite_url, LIMIT, **settings)
+    replica = open_store(tmp_path / "replica", sqlite_url, LIMIT, **settings)  # nothing in its cache
+    try:
+        BlobStoreContract._put(store, SMALL)
+        closing.stop()
         with pytest.raises(StorageError) as info:
-            remote._thd_size(sha(SMALL))
+            replica.blobs._thd_missing([sha(SMALL)])
         assert info.value.retryable and "try again" in str(info.value)
+        with pytest.raises(StorageError):
+            replica.blobs._thd_read(sha(SMALL), 0, 10)
+        with pytest.raises(StorageError):
+            store.blobs._thd_sha256_of(sha(SMALL))
+    finally:
+        store.close()
+        replica.close()
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3://UPPER/x", "s3://ab", "s3://bucket/a/../b", "s3://bucket/a b",

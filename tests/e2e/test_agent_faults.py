@@ -133,6 +133,8 @@ def test_faults_lose_no_job_start_no_print_twice_and_apply_every_report_once(rig
     clock.mark("lab-b cut")
     j1 = agent_killed_mid_print(rig)
     clock.mark("case 1: agent killed")
+    j5 = late_report_after_requeue(rig)
+    clock.mark("case 6: late report of a requeued job")
     j2 = hub_killed_mid_job(rig)
     clock.mark("case 2: hub killed")
     lab_b_back(rig, j3, j4, cut_at)
@@ -144,13 +146,15 @@ def test_faults_lose_no_job_start_no_print_twice_and_apply_every_report_once(rig
     raw_stub_reports(rig, j1, j2, j3)
     clock.mark("cases 4-6")
     # No job lost, and no print started twice on the firmware either.
-    for job in (j1, j2, j3, j4):
+    for job in (j1, j2, j3, j4, j5):
         assert rig.hub.state(job.id)
     assert rig.b.stop() == 0, rig.b.log()
     stats = rig.sim.stop()
     assert stats is not None
-    assert 1 <= sum(c.startswith("G28") for c in stats.accepted) <= rig.a.gcode_lines(j1.id, "G28")
-    assert not any(c.startswith("M84") for c in stats.accepted)  # j1 never ran to its end
+    # j1 and j5 each started once on the sim and neither ran to its end
+    homings = rig.a.gcode_lines(j1.id, "G28") + rig.a.gcode_lines(j5.id, "G28")
+    assert 2 <= sum(c.startswith("G28") for c in stats.accepted) <= homings
+    assert not any(c.startswith("M84") for c in stats.accepted)
 
 
 def cut_lab_b(rig: Rig) -> tuple[Job, Job, float]:
@@ -179,6 +183,35 @@ def agent_killed_mid_print(rig: Rig) -> Job:
     assert len(applied(rig.reported_once(j1.id, fabrications=1), "interrupted")) == 1
     assert [f["outcome"] for f in hub.fabrications(j1.id)] == ["interrupted"]
     return j1
+
+
+def late_report_after_requeue(rig: Rig) -> Job:
+    """Case 6 with the real agent: lab-a dies mid-print, a person fails and requeues the job
+    (`spime-hub job fail|requeue`: new epoch); the restarted agent's INTERRUPTED report of the
+    old epoch is recorded, not applied, and the job is not printed again by itself."""
+    hub, a = rig.hub, rig.a
+    cleared = a.cli("bed-clear", "sim")  # the operator took j1's half print off the bed
+    assert cleared.returncode == 0, cleared.stderr
+    j5 = hub.add_job(rig.revision, "lab-a", "sim")
+    rig.wait_state(j5.id, {"printing"})
+    poll("lab-a streaming j5", lambda: a.local_job(j5.id).get("state") == "printing"
+         and a.printer("sim").get("percent", 0) > 0, explain=rig.explain)
+    a.kill()
+    rig.wait_state(j5.id, {"lost_contact"})
+    old_epoch = hub.job(j5.id).lease_epoch
+    for command in (("fail", j5.id, "--reason", "lab-a went dark"), ("requeue", j5.id)):
+        done = hub.cli("job", *command)
+        assert done.returncode == 0, done.stderr
+    a.start()
+
+    def late_report() -> list[dict[str, Any]]:
+        return [e for e in hub.events(j5.id) if e["kind"] == "interrupted"]
+    late = poll("lab-a's late INTERRUPTED of j5", late_report, explain=rig.explain)
+    assert [(e["lease_epoch"], e["applied"]) for e in late] == [(old_epoch, False)]
+    job = hub.job(j5.id)
+    assert job.lease_epoch == old_epoch + 1 and job.state.value == "queued"
+    assert len(applied(hub.events(j5.id), "started")) == 1  # the first epoch's only
+    return j5
 
 
 def hub_killed_mid_job(rig: Rig) -> Job:

@@ -71,6 +71,8 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         added = json.loads(_subprocess(running, "node", "add", "lab-1", "--json").stdout)
         assert set(added) == {"node", "enrollment_token", "expires_at"} and added["node"] == "lab-1"
         assert "already exists" in _cli(running, capsys, "node", "add", "lab-1", ok=False).err
+        again = _cli(running, capsys, "node", "add", "lab-1", "--again", "--json")
+        assert again["node"] == "lab-1" and again["enrollment_token"] != added["enrollment_token"]
         token = nodes_pb2_grpc.NodesStub(channel).Enroll(
             nodes_pb2.EnrollRequest(enrollment_token=added["enrollment_token"])).token
         agent = FakeAgent(channel, "lab-1", token, [printer()])

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,11 +98,6 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_worker_dies_with_a_hub_that_was_killed(tmp_path: Path) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
     blob = tmp_path / "blob"
     blob.write_bytes(b"solid x\nendsolid x\n")
     root = Path(__file__).resolve().parents[2]

@@ -1,0 +1,301 @@
+"""The chapters of ``spime demo``: each one drives the real ``spime`` commands (in
+process, ``--json``) or ``spime-node``/``spime-hub`` (as subprocesses) and tells
+the story on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.client.common import EXIT_OK, EXIT_REFUSED, log
+from hub.client.demo import octoprint as octo
+from hub.client.demo import summary
+from hub.client.demo.node import NODE, OCTO_PRINTER, SERIAL_PRINTER, Node, add_node, \
+    node_config, start_simulator
+from hub.client.demo.processes import Children, StepFailed, wait_for
+from hub.client.embedded import EmbeddedHub
+
+__all__ = ["STEPS", "Demo", "chapter", "say", "step_forks", "step_hub", "step_makerspace",
+           "step_orders", "step_print", "step_push", "step_ratings", "step_record"]
+
+OCTOPRINT_START_S = 45.0
+PRINT_DEADLINE_S = 150.0
+CUSTOMER = "carol"
+# The parametric order: a smaller, thinner shelf bracket than the default.
+BRACKET_PARAMS = {"width": "12", "arm_length": "30", "thickness": "3", "holes_per_arm": "1"}
+
+
+@dataclass
+class Demo:
+    """State shared by the chapters."""
+
+    hub: EmbeddedHub
+    work: Path
+    designs: list[Path]
+    children: Children
+    node: Node
+    octoprint: octo.OctoPrint | None = None
+    skipped: list[str] = field(default_factory=list)
+    refused: list[summary.Refusal] = field(default_factory=list)
+    order_ids: list[str] = field(default_factory=list)
+    ordered_designs: list[str] = field(default_factory=list)
+
+    def spime(self, user: str, *argv: str, expect: int = EXIT_OK, offline: bool = False,
+              token: str = "") -> dict[str, Any]:
+        """Run ``spime ARGV --json`` as ``user``; its JSON (or ``{"exit", "stderr"}``).
+
+        Raises:
+            StepFailed: the exit code is not ``expect``.
+        """
+        from hub.client.cli import main
+
+        full = [*argv, "--json"]
+        if not offline:
+            full += ["--hub", self.hub.address, "--token", token or self.hub.tokens[user]]
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(full)
+        if code != expect:
+            raise StepFailed(f"`spime {' '.join(argv)}` as {user} exited {code}, expected "
+                             f"{expect}:\n{err.getvalue().strip()}")
+        if code != EXIT_OK:
+            return {"exit": code, "stderr": err.getvalue().strip()}
+        return dict(json.loads(out.getvalue())) if out.getvalue().strip() else {}
+
+    def design(self, name: str) -> Path:
+        """The sample design folder ``name``.
+
+        Raises:
+            StepFailed: it is missing.
+        """
+        for d in self.designs:
+            if d.name == name:
+                return d
+        raise StepFailed(f"the sample design {name!r} is missing from designs/")
+
+
+def say(text: str) -> None:
+    """Tell the story on stderr."""
+    log(f"  {text}")
+
+
+def chapter(title: str) -> None:
+    """Start a chapter of the story."""
+    log(f"\n== {title}")
+
+
+def step_hub(demo: Demo) -> None:
+    """Start OctoPrint's set-up early (it is slow), create accounts, start the hub."""
+    chapter("Starting a hub, a makerspace node and its printers")
+    try:
+        demo.octoprint = octo.launch(demo.children, demo.work / "octoprint", OCTOPRINT_START_S)
+        say(f"octoprint serve starting at {demo.octoprint.url} (virtual printer)")
+    except StepFailed as exc:
+        _skip_octoprint(demo, str(exc))
+    for name, role in (("alice", "designer"), ("bob", "designer"), (CUSTOMER, "customer")):
+        demo.hub.add_user(name, role)
+    token = add_node(demo.hub.data)
+    demo.hub.start()
+    if demo.hub.process is not None:
+        demo.children.adopt("spime-hub", demo.hub.process, demo.hub.data / "hub.log")
+    say(f"spime-hub serving on {demo.hub.address} (SQLite + blobs in {demo.hub.data}); "
+        f"accounts alice, bob (designers), {CUSTOMER} (customer); node {NODE} added")
+    demo.node.root.mkdir(parents=True, exist_ok=True)
+    (demo.node.root / "token").write_text(token, encoding="utf-8")
+
+
+def _skip_octoprint(demo: Demo, why: str) -> None:
+    demo.skipped.append(f"{OCTO_PRINTER}: {why}")
+    say(f"SKIPPED the OctoPrint printer: {why}; the demo goes on with the serial printer")
+    demo.octoprint = None
+
+
+def step_makerspace(demo: Demo) -> None:
+    """Simulated Marlin, OctoPrint ready (or skipped), enroll and run the agent."""
+    port = demo.work / "ttyMARLIN"
+    start_simulator(demo.children, port)
+    say(f"simulated Marlin 2.1 firmware on a pseudo-terminal at {port} (faster than real time)")
+    if demo.octoprint is not None:
+        try:
+            octo.wait_ready(demo.octoprint, OCTOPRINT_START_S)
+            say(f"OctoPrint answers at {demo.octoprint.url}")
+        except StepFailed as exc:
+            demo.children.stop(demo.octoprint.child, 5.0)
+            _skip_octoprint(demo, str(exc))
+    demo.node.config.write_text(node_config(demo.hub.address, port, demo.octoprint),
+                                encoding="utf-8")
+    demo.node.enroll((demo.node.root / "token").read_text(encoding="utf-8"))
+    demo.node.run(demo.children)
+    printers = [SERIAL_PRINTER] + ([OCTO_PRINTER] if demo.octoprint else [])
+    say(f"`spime-node enroll` then `spime-node run`: node {NODE} with printers {', '.join(printers)}")
+
+
+def step_push(demo: Demo) -> None:
+    """Alice registers a signing key and pushes every sample design, signed."""
+    chapter("Alice publishes the sample designs (signed pushes)")
+    key = str(demo.work / "alice.key")
+    gen = demo.spime("alice", "key", "gen", "--key", key, offline=True)
+    reg = demo.spime("alice", "key", "register", "--key", key)
+    say(f"alice's Ed25519 key {gen['public_key'][:16]}… registered (fingerprint {reg['fingerprint']})")
+    for folder in demo.designs:
+        doc = demo.spime("alice", "push", str(folder), "--new", "-m", "first release",
+                         "--key", key, "--no-progress")
+        say(f"pushed {doc['design']:<18} revision {doc['revision_id'][:12]} (signed)")
+
+
+def step_forks(demo: Demo) -> None:
+    """A fork under a compatible licence, and the refused fork of the ND design."""
+    chapter("Remix under the licence rules")
+    doc = demo.spime("bob", "fork", "shelf-bracket", "--name", "shelf-bracket-gpl", "--license",
+                     "GPL-3.0-or-later", "-m", "a GPL fork")
+    d = doc["design"]
+    say(f"OK      bob forks shelf-bracket (CC-BY-SA-4.0) as {d['slug']} ({d['license']}), "
+        f"{len(d['attributions'])} attribution(s) travel with it")
+    no = demo.spime("bob", "fork", "cable-clip", "--name", "cable-clip-wide", "-m", "wider",
+                    expect=EXIT_REFUSED)
+    refusal = summary.parse_refusal("fork", "cable-clip", no["stderr"])
+    demo.refused.append(refusal)
+    say(f"REFUSED bob forks cable-clip (CC-BY-ND-4.0): {refusal.status}: {refusal.message}")
+
+
+def _option(quote: dict[str, Any], printer: str) -> dict[str, Any] | None:
+    return next((o for o in quote.get("options", []) if o.get("printer") == printer), None)
+
+
+def _quote(demo: Demo, argv: list[str], printer: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def check() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        quote = demo.spime(CUSTOMER, "quote", *argv)
+        option = _option(quote, printer)
+        return (quote, option) if option else None
+    return wait_for(f"a quote from {printer}", check, 90.0, _agent_log(demo))
+
+
+def _agent_log(demo: Demo) -> Callable[[], str]:
+    return lambda: demo.node.agent.log_tail() if demo.node.agent else ""
+
+
+def _order(demo: Demo, design: str, params: dict[str, str], printer: str) -> None:
+    argv = [design, "--material", "PLA", "--near", "52.52,13.40"]
+    argv += [f"--param={k}={v}" for k, v in params.items()]
+    quote, option = _quote(demo, argv, printer)
+    say(f"quote {quote['quote_id']}: {option['node']}/{option['printer']} "
+        f"{summary.amount(option['price']):.2f} {option['price']['currency']}, "
+        f"about {int(option['estimated_seconds']) // 60} min, {float(option['filament_g']):.1f} g")
+    order = demo.spime(CUSTOMER, "order", *argv, "--quote", quote["quote_id"], "--option",
+                       str(option["option"]), "--key", f"demo-{design}")
+    demo.order_ids.append(order["id"])
+    demo.ordered_designs.append(design)
+    shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "default parameters"
+    say(f"{CUSTOMER} ordered {design} ({shown}): order {order['id']}, "
+        f"{summary.amount(order['price']):.2f} {order['price']['currency']}")
+
+
+def step_orders(demo: Demo) -> None:
+    """The customer quotes and orders two objects, one parametric."""
+    chapter(f"{CUSTOMER} quotes and orders two objects")
+    second = OCTO_PRINTER if demo.octoprint else SERIAL_PRINTER
+    _order(demo, "calibration-cube", {}, SERIAL_PRINTER)
+    _order(demo, "shelf-bracket", BRACKET_PARAMS, second)
+
+
+def _operate(demo: Demo, obj: dict[str, Any], done: set[str]) -> None:
+    job, printer = obj.get("job_id", ""), obj.get("printer", "")
+    if obj.get("state") != "printed" or job in done:
+        return
+    demo.node.cli("outcome", job, "success", "--notes", "confirmed by spime demo")
+    demo.node.cli("bed-clear", printer)
+    done.add(job)
+    say(f"operator step confirmed automatically: `spime-node outcome {job} success` and "
+        f"`spime-node bed-clear {printer}`")
+
+
+def _progress(demo: Demo, seen: dict[str, str]) -> list[dict[str, Any]]:
+    orders = [o for o in demo.spime(CUSTOMER, "orders", "--all")["orders"]
+              if o["id"] in demo.order_ids]
+    for o in orders:
+        for obj in o.get("objects", []):
+            line = str(obj.get("state", "?"))
+            if line == "printing":  # a line per quarter of the print, not per poll
+                line += f" {int(float(obj.get('progress_percent', 0)) // 25 * 25)} %+"
+            key = obj.get("job_id") or o["id"]
+            if seen.get(key) != line:
+                seen[key] = line
+                say(f"{o['spec']['design']:<17} job {key} on {obj.get('printer') or '?'}: {line}")
+    return orders
+
+
+def step_print(demo: Demo) -> None:
+    """The node checks, slices and streams; the demo confirms the operator steps."""
+    chapter("The node checks printability, slices with PrusaSlicer and prints")
+    seen: dict[str, str] = {}
+    done: set[str] = set()
+
+    def finished() -> list[dict[str, Any]] | None:
+        orders = _progress(demo, seen)
+        for o in orders:
+            for obj in o.get("objects", []):
+                _operate(demo, obj, done)
+        final = [o for o in orders if not o["state"].endswith(("PRINTING", "QUEUED", "SLICING",
+                                                                 "ACCEPTED", "PLACED", "PRINTED"))]
+        if demo.node.agent is not None and not demo.node.agent.alive():
+            raise StepFailed(f"spime-node run exited:\n{demo.node.agent.log_tail()}")
+        return orders if len(final) == len(demo.order_ids) else None
+
+    orders = wait_for("both orders to be final", finished, PRINT_DEADLINE_S, _agent_log(demo))
+    bad = [o for o in orders if o["state"] != "ORDER_STATE_DELIVERED"]
+    if bad:
+        raise StepFailed("orders not delivered: " + ", ".join(
+            f"{o['id']} {o['state']} {o.get('failure_reason', '')}" for o in bad))
+    say("both orders delivered")
+
+
+def step_ratings(demo: Demo) -> None:
+    """The customer rates each order; the maker (the node) rates each design."""
+    chapter("Ratings")
+    maker = demo.node.credential()
+    for order_id, design in zip(demo.order_ids, demo.ordered_designs, strict=True):
+        demo.spime(CUSTOMER, "rate", order_id, "--stars", "5", "--role", "customer",
+                   "--criteria", "quality=5,fairness=5", "--comment", "exactly as ordered")
+        demo.spime(NODE, "rate", order_id, "--stars", "4", "--role", "maker",
+                   "--criteria", "printability=4", "--comment", f"{design} sliced and printed cleanly",
+                   token=maker)
+        say(f"{CUSTOMER} rated order {order_id} 5/5; the maker {NODE} rated {design} 4/5")
+
+
+def step_record(demo: Demo) -> None:
+    """Print each ordered design's record, the incarnation ids and the ledger."""
+    chapter("The community record, the incarnations and the value ledger")
+    for design in demo.ordered_designs:
+        record = demo.spime(CUSTOMER, "record", design)
+        ledger = demo.spime(CUSTOMER, "ledger", design)
+        say(f"{design}: {record.get('fabrication_count', 0)} fabrication(s), rated "
+            f"{float(record.get('design_reputation', {}).get('score', 0)):.1f}/5")
+        for f in record.get("fabrications", []):
+            say(f"  incarnation {f.get('incarnation_id')} order {f.get('order_id')} made on "
+                f"{f.get('node')}/{f.get('printer')} in {f.get('material')}: {f.get('outcome')}, "
+                f"{f.get('actual_seconds', 0)} s (estimated {f.get('estimated_seconds', 0)} s)")
+        for row in summary.ledger_rows(ledger.get("entries", []), set(demo.order_ids)):
+            say(f"  ledger order {row['order']}: {row['party']:<14} {row['role']:<13} "
+                f"{row['amount']:.2f}")
+
+
+STEPS: list[Callable[[Demo], None]] = [
+    step_hub, step_makerspace, step_push, step_forks, step_orders, step_print, step_ratings,
+    step_record,
+]
+
+
+def copy_designs(src: list[Path], dest: Path) -> list[Path]:
+    """Scratch copies of the sample designs (pushing never touches the originals)."""
+    out = []
+    for folder in src:
+        shutil.copytree(folder, dest / folder.name)
+        out.append(dest / folder.name)
+    return out
