@@ -83,6 +83,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # S3 blobs: no per-call chatter
 
 
 @dataclass

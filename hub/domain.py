@@ -165,6 +165,8 @@ class Fabrication:
     incarnation_id: str = ""
     printer_model: str = ""
     parameters: Mapping[str, str] = field(default_factory=dict)
+    actual_filament_mm: float = 0.0
+    resends: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     longitude = 13.405
     state_dir = "/var/lib/spimeforge/node"   # journal, credential, control socket
     # tls_ca = "/etc/spimeforge/hub-ca.crt"  # the hub's CA when it serves TLS
+    # tls_cert = "/etc/spimeforge/tls/node.crt"  # with tls_key: the node's client certificate (mTLS hubs)
+    # tls_key = "/etc/spimeforge/tls/node.key"
     # credential_file = "..."     # default: <state_dir>/credential (written by enroll)
     # token = "..."               # or the node credential inline
     heartbeat_s = 15
@@ -33,7 +35,7 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     rate_per_gram = 0.05         # optional: material, in `currency`
     currency = "EUR"             # ISO 4217; required with a rate
 
-Relative paths (state_dir, tls_ca, credential_file) are relative to the config
+Relative paths (state_dir, tls_ca, tls_cert, tls_key, credential_file) are relative to the config
 file's folder.
 
     [printers.firmware]          # optional overrides of what the engine detects
@@ -128,6 +130,8 @@ class NodeInfo:
     longitude: float | None = None
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     credential_file: Path | None = None
     token: str | None = field(default=None, repr=False)
     heartbeat_s: float = 15.0
@@ -255,12 +259,18 @@ def _node(r: _Reader, base: Path) -> NodeInfo:
     credential = _path(r, "credential_file", base)
     if token is not None and credential is not None:
         raise r.fail("token", "give token or credential_file, not both")
+    tls_ca, tls_cert, tls_key = (_path(r, key, base) for key in ("tls_ca", "tls_cert", "tls_key"))
+    if (tls_cert is None) != (tls_key is None):
+        raise r.fail("tls_cert" if tls_cert is None else "tls_key",
+                     "tls_cert and tls_key go together; give both or neither")
+    if tls_cert is not None and tls_ca is None:
+        raise r.fail("tls_cert", "a client certificate needs TLS: set tls_ca to the hub's CA file too")
     info = NodeInfo(
         name, hub, location,
         latitude=None if latitude is None else float(latitude),
         longitude=None if longitude is None else float(longitude),
         state_dir=_path(r, "state_dir", base) or Path(DEFAULT_STATE_DIR),
-        tls_ca=_path(r, "tls_ca", base), credential_file=credential, token=token,
+        tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, credential_file=credential, token=token,
         heartbeat_s=float(r.get("heartbeat_s", (int, float), 15.0, lo=1, hi=300)),
     )
     r.finish()

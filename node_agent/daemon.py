@@ -21,7 +21,7 @@ from node_agent import sd_notify
 from node_agent.config import NodeConfig, PrinterConfig
 from node_agent.control import ControlServer, control_path
 from node_agent.drivers.base import PrinterDriver
-from node_agent.hub_client import HubConnection, HubError, enroll
+from node_agent.hub_client import ClientCertificate, HubConnection, HubError, enroll
 from node_agent.journal import Journal, JournalError
 from node_agent.metrics import MetricsAddressError, MetricsServer, NodeMetrics, start_metrics_server
 from node_agent.pipeline import PipelineSettings
@@ -60,6 +60,11 @@ def read_credential(config: NodeConfig) -> str:
     return token
 
 
+def _client_certificate(config: NodeConfig) -> ClientCertificate | None:
+    node = config.node
+    return None if node.tls_cert is None or node.tls_key is None else ClientCertificate(node.tls_cert, node.tls_key)
+
+
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -93,7 +98,7 @@ def enroll_node(config: NodeConfig, enrollment_token: str) -> tuple[str, Path]:
         raise DaemonError(f"{path.parent}: cannot write the node credential there; fix "
                           "state_dir (or credential_file) in the config, then enroll")
     node, token = asyncio.run(enroll(config.node.hub, enrollment_token, AGENT_VERSION,
-                                     config.node.tls_ca))
+                                     config.node.tls_ca, client=_client_certificate(config)))
     try:
         _write_private(path, token)
     except OSError as exc:
@@ -150,7 +155,7 @@ async def _serve(config: NodeConfig, journal: Journal, token: str,
                  factory: Callable[[PrinterConfig], PrinterDriver], metrics_listen: str | None
                  ) -> int:
     drivers = {p.name: factory(p) for p in config.printers}
-    hub = HubConnection(config.node.hub, token, config.node.tls_ca)
+    hub = HubConnection(config.node.hub, token, config.node.tls_ca, _client_certificate(config))
     worker = Worker(config, journal, hub, drivers, _pipeline(config))
     try:
         metrics = _metrics(worker, metrics_listen)

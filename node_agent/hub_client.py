@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from node_agent.jobs import EventKind, JobState
 __all__ = [
     "KEEPALIVE_OPTIONS",
     "ArtifactError",
+    "ClientCertificate",
     "HubConnection",
     "HubError",
     "HubRefused",
@@ -94,19 +96,35 @@ def _translate(exc: grpc.RpcError, what: str) -> HubError:
     return cls(message, code.name)
 
 
-def _channel(target: str, ca: Path | None) -> grpc.aio.Channel:
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """The node's own certificate and key, for hubs that require mutual TLS (`--tls-client-ca`)."""
+
+    cert: Path
+    key: Path
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise HubRefused(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _channel(target: str, ca: Path | None, client: ClientCertificate | None = None) -> grpc.aio.Channel:
     options = list(KEEPALIVE_OPTIONS)
     if ca is None:
         return grpc.aio.insecure_channel(target, options=options)
-    try:
-        root = ca.read_bytes()
-    except OSError as exc:
-        raise HubRefused(f"cannot read the hub's CA file {ca}: {exc.strerror}") from exc
-    return grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(root), options=options)
+    root = _read(ca, "the hub's CA file")
+    key = chain = None
+    if client is not None:
+        chain, key = _read(client.cert, "the node's certificate"), _read(client.key, "the node's key")
+    credentials = grpc.ssl_channel_credentials(root, private_key=key, certificate_chain=chain)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 async def enroll(target: str, enrollment_token: str, version: str, ca: Path | None = None,
-                 timeout_s: float = 30.0) -> tuple[str, str]:
+                 timeout_s: float = 30.0, client: ClientCertificate | None = None) -> tuple[str, str]:
     """Exchange a one-time enrollment token for the node credential.
 
     Returns:
@@ -116,7 +134,7 @@ async def enroll(target: str, enrollment_token: str, version: str, ca: Path | No
         HubRefused: the token is unknown, used or expired (or the CA file is unreadable).
         HubUnavailable: the hub did not answer.
     """
-    channel = _channel(target, ca)
+    channel = _channel(target, ca, client)
     try:
         reply = await nodes_pb2_grpc.NodesStub(channel).Enroll(
             nodes_pb2.EnrollRequest(enrollment_token=enrollment_token, agent_version=version),
@@ -131,9 +149,10 @@ async def enroll(target: str, enrollment_token: str, version: str, ca: Path | No
 class HubConnection:
     """One channel to the hub with the node's credential."""
 
-    def __init__(self, target: str, token: str, ca: Path | None = None) -> None:
+    def __init__(self, target: str, token: str, ca: Path | None = None,
+                 client: ClientCertificate | None = None) -> None:
         self.target = target
-        self._channel = _channel(target, ca)
+        self._channel = _channel(target, ca, client)
         self._stub = nodes_pb2_grpc.NodesStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
 

@@ -24,6 +24,8 @@ ADAPTER_OWNERS: dict[str, tuple[str, ...]] = {
     "serial": ("node_agent.drivers.serial", "node_agent.testing", "node_agent.cli"),
     "octoprint_client": ("node_agent.drivers.octoprint",),
     "octoprint": ("node_agent.drivers.octoprint",),
+    "boto3": ("hub.store.s3blobs",),
+    "botocore": ("hub.store.s3blobs",),
 }
 
 # Pure cores: no sockets, serial ports, subprocesses, databases or gRPC.

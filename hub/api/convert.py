@@ -172,7 +172,8 @@ def _record_to_proto(rec: CommunityRecord) -> records_pb2.CommunityRecord:
             material=f.material, settings=dict(f.settings), estimated_seconds=f.estimated_seconds,
             actual_seconds=f.actual_seconds, estimated_filament_g=f.estimated_filament_g,
             actual_filament_g=f.actual_filament_g, outcome=f.outcome, failure_reason=f.failure_reason,
-            finished_at=f.finished_at) for f in rec.fabrications],
+            finished_at=f.finished_at, actual_filament_mm=f.actual_filament_mm, resends=f.resends)
+            for f in rec.fabrications],
         ratings=[_rating_to_proto(x) for x in rec.ratings],
         ledger=[records_pb2.LedgerEntry(order_id=x.order_id, recipient=x.recipient, share=x.share, amount=common_pb2.Money(currency=x.currency, minor_units=x.minor_units), equation_version=x.equation_version) for x in rec.ledger],
         attributions=[_attribution_to_proto(a) for a in rec.attributions],

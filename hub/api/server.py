@@ -30,6 +30,7 @@ from hub.api.orders import OrdersServicer, RecordsWithLedgerServicer
 from hub.api.servicers import AccountsServicer, DesignsServicer
 from hub.errors import InvalidArgument
 from hub.service import Hub
+from hub.service.replicas import ReplicaService
 from hub.workers import OwnLoop
 
 __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles"]
@@ -88,6 +89,9 @@ class HubServer:
         self.port = 0
         self._stop_sweeper = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        # This process as one of several hub replicas on one database (lease, wake-ups, takeover).
+        self.replicas = ReplicaService(hub.nodes)
+        self._replica_loop: asyncio.Task[None] | None = None
         self._register()
 
     def _register(self) -> None:
@@ -114,11 +118,12 @@ class HubServer:
                 self.port = self.server.add_secure_port(listen, creds)
         except (RuntimeError, OSError) as exc:
             raise InvalidArgument(f"cannot listen on {listen}: {exc}") from exc
-        await self.hub.nodes.startup()
+        await self.replicas.start()
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         # Offer expiry, leases, lost contact, and jobs queued by `spime-hub job add` in another process.
         self._sweeper = asyncio.create_task(self.hub.nodes.run_sweeper(self._stop_sweeper))
+        self._replica_loop = asyncio.create_task(self.replicas.run(self._stop_sweeper))
         log.info("hub listening", extra={"listen": listen, "port": self.port, "tls": tls is not None})
         return self.port
 
@@ -132,8 +137,11 @@ class HubServer:
         self._stop_sweeper.set()
         if self._sweeper is not None:
             await self._sweeper
+        if self._replica_loop is not None:
+            await self._replica_loop
         await self.server.stop(grace)
         await self.hub.nodes.drain()
+        await self.replicas.stop()
         self._auth.close()
         log.info("hub stopped", extra={"grace_s": grace})
 

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -46,7 +47,7 @@ from hub.service.job_changes import (
     requeue_if_unchanged,
     unknown_to_agent,
 )
-from hub.store.jobs import EventRecord, JobStore, Outcome
+from hub.store.jobs import EventRecord, JobStore, Outcome, Pick
 from hub.store.nodes import NodeStore
 
 __all__ = ["Desired", "HeldJob", "JobService", "Progress", "check_spec"]
@@ -96,6 +97,8 @@ class JobService:
         self.ring: Callable[[str], None] = lambda node: None
         self._listeners: list[Listener] = []
         self._tried: set[str] = set()  # job ids this process tried to offer (the queue poll skips them)
+        self._pass_lock = threading.Lock()
+        self._pass_running = self._pass_wanted = False  # a coalesced dispatch pass runs / another is asked for
 
     def add_listener(self, fn: Listener) -> None:
         """Call fn(job) after every committed change of a job (from any thread)."""
@@ -144,22 +147,26 @@ class JobService:
     # -- create, dispatch ------------------------------------------------------------
 
     def _thd_create_job(self, spec: JobSpec, created_by: str) -> Job:
-        """Queue a job and offer it at once if a printer qualifies.
+        """Queue a job and offer it at once (same transaction) if a printer qualifies.
 
         Raises:
             InvalidArgument: a field of the spec is malformed.
             NotFound: no such design revision.
         """
-        job = self.jobs._thd_create(_new_id("j-"), check_spec(spec), created_by, self._now())
-        self._emit(job)
-        return self._thd_dispatch(job.id) or job
+        job_id = _new_id("j-")
+        pick, change_for, now = self._offer_rules(job_id)
+        created, offered = self.jobs._thd_create_offered(job_id, check_spec(spec), created_by, now, pick, change_for)
+        self._tried.add(job_id)
+        self._emit(created)
+        self._offered(offered)
+        return offered or created
 
     async def create_job(self, spec: JobSpec, created_by: str) -> Job:
         """Raises: InvalidArgument, NotFound."""
         return await asyncio.to_thread(self._thd_create_job, spec, created_by)
 
-    def _thd_dispatch(self, job_id: str) -> Job | None:
-        """Offer a queued job to the first printer that qualifies; None if none does (or not queued)."""
+    def _offer_rules(self, job_id: str) -> tuple[Pick, Callable[[Job, PrinterRecord], Change], str]:
+        """How a dispatch of job_id picks a printer and the offer it makes: (pick, change_for, now)."""
         now = self.clock()
         expires = format_time(now + dt.timedelta(seconds=self.timers.offer_expiry_s))
         offer_id = f"{job_id}/{secrets.token_hex(4)}"
@@ -176,12 +183,41 @@ class JobService:
             return Change(S.OFFERED, {"node": p.node, "printer": p.printer, "offer_id": offer_id,
                                       "offer_expires_at": expires}, commands=(offer,))
 
-        job = self.jobs._thd_dispatch(job_id, pick, change_for, format_time(now))
-        self._tried.add(job_id)
+        return pick, change_for, format_time(now)
+
+    def _offered(self, job: Job | None) -> None:
         if job is not None and job.node:
             self.ring(job.node)
             self._emit(job)
+
+    def _thd_dispatch(self, job_id: str) -> Job | None:
+        """Offer a queued job to the first printer that qualifies; None if none does (or not queued)."""
+        job = self.jobs._thd_dispatch(job_id, *self._offer_rules(job_id))
+        self._tried.add(job_id)
+        self._offered(job)
         return job
+
+    def _thd_dispatch_soon(self) -> int:
+        """_thd_dispatch_all, coalesced: a call while a pass runs asks for one more pass after it
+        and returns at once (many Hellos at once cost a few passes, not one each)."""
+        with self._pass_lock:
+            if self._pass_running:
+                self._pass_wanted = True
+                return 0
+            self._pass_running, self._pass_wanted = True, False
+        offered = 0
+        try:
+            while True:
+                offered += self._thd_dispatch_all()
+                with self._pass_lock:
+                    if not self._pass_wanted:
+                        self._pass_running = False
+                        return offered
+                    self._pass_wanted = False
+        except BaseException:
+            with self._pass_lock:
+                self._pass_running = False
+            raise
 
     def _thd_dispatch_all(self) -> int:
         """Offer every queued job that some printer can take; returns how many were offered."""

@@ -26,6 +26,7 @@ from hub.service.accounts import check_account_name
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
+from hub.service.replicas import new_replica_id
 from hub.store.designs import DesignStore
 from hub.store.jobs import EventRecord, JobStore
 from hub.store.nodes import NodeStore
@@ -210,6 +211,7 @@ class NodeService:
         self._sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
+        self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -218,6 +220,41 @@ class NodeService:
             session = self._sessions.get(node)
         if session is not None:
             session.ring()
+
+    def ring_all(self) -> None:
+        """Ring every local session (after a LISTEN (re)connect: wake-ups may have been missed)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.ring()
+
+    def supersede(self, node: str, epoch: int) -> None:
+        """The node said Hello with session `epoch` on another replica: end an older session here
+        (thread safe). Its close() then finds the node is no longer its own and leaves it online."""
+        with self._lock:
+            session = self._sessions.get(node)
+            if session is None or session.epoch >= epoch:
+                return
+            del self._sessions[node]
+        log.info("session superseded on another replica", extra={"node": node, "session_epoch": session.epoch})
+        session.push(Superseded(epoch))
+        session.end()
+
+    def drop(self, node: str, epoch: int) -> None:
+        """Another replica released this session (our lease had lapsed): end it without touching the
+        node's row; the agent reconnects and says Hello again (thread safe)."""
+        with self._lock:
+            session = self._sessions.get(node)
+            if session is None or session.epoch != epoch:
+                return
+            del self._sessions[node]
+        log.warning("session released by another replica", extra={"node": node, "session_epoch": epoch})
+        session.end()
+
+    def local_epochs(self) -> dict[str, int]:
+        """The session epoch of every session held by this process."""
+        with self._lock:
+            return {name: s.epoch for name, s in self._sessions.items()}
 
     def online(self) -> list[str]:
         with self._lock:
@@ -275,7 +312,7 @@ class NodeService:
         now = format_time(self.clock())
         place = (hello.location, hello.latitude, hello.longitude)
         info = await asyncio.to_thread(self.nodes._thd_hello, account.name, place, hello.version,
-                                       hello.last_hub_seq_applied, hello.printers, now)
+                                       hello.last_hub_seq_applied, hello.printers, now, self.replica)
         try:
             desired = await asyncio.to_thread(self.jobs._thd_reconcile, account.name, hello.held,
                                               hello.last_hub_seq_applied)
@@ -295,7 +332,7 @@ class NodeService:
             old.end()
         log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
         # Welcome goes out now; offering queued jobs to the new printers need not delay it.
-        self._spawn(asyncio.to_thread(self.jobs._thd_dispatch_all))
+        self._spawn(asyncio.to_thread(self.jobs._thd_dispatch_soon))
         return session
 
     async def handle(self, session: Session, message: Incoming) -> None:
@@ -359,7 +396,7 @@ class NodeService:
     async def _printers(self, session: Session, printers: Sequence[PrinterRecord]) -> None:
         await asyncio.to_thread(self.nodes._thd_set_printers, session.node, printers, format_time(self.clock()))
         session.printers.update({p.printer: p for p in printers})
-        await asyncio.to_thread(self.jobs._thd_dispatch_all)
+        await asyncio.to_thread(self.jobs._thd_dispatch_soon)
 
     async def close(self, session: Session) -> None:
         """The stream ended: if it was the node's current session, the node is offline and its
@@ -403,13 +440,17 @@ class NodeService:
             if isinstance(item, BaseException):
                 raise item
             if item is _DOORBELL:
-                for command in await asyncio.to_thread(self.nodes._thd_pending, session.node, session.sent):
-                    session.sent = max(session.sent, command.hub_seq)
-                    rendered = await asyncio.to_thread(self._thd_render, command)
+                pending = await asyncio.to_thread(self._thd_pending_rendered, session.node, session.sent)
+                for seq, rendered in pending:
+                    session.sent = max(session.sent, seq)
                     if rendered is not None:
                         yield rendered
                 continue
             yield item  # type: ignore[misc]
+
+    def _thd_pending_rendered(self, node: str, after: int) -> list[tuple[int, Outgoing | None]]:
+        """The node's commands after hub_seq `after`, rendered, in one thread hop: (hub_seq, message)."""
+        return [(c.hub_seq, self._thd_render(c)) for c in self.nodes._thd_pending(node, after)]
 
     def _thd_render(self, command: Command) -> Outgoing | None:
         """An offer becomes the full JobOffer; a stale offer is skipped (its seq is acked later)."""

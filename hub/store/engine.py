@@ -9,6 +9,8 @@ front with BEGIN IMMEDIATE. PostgreSQL runs through psycopg 3.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +62,20 @@ def make_engine(url: str) -> sa.Engine:
     raise InvalidArgument(f"unsupported database URL {url.split(':')[0]!r}: use sqlite:/// or postgresql://")
 
 
+_WRITERS: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_gate(engine: sa.Engine) -> contextlib.AbstractContextManager[object]:
+    """SQLite has one writer: this process's writers queue on a lock in turn instead of polling the
+    database's busy handler (which sleeps up to 100 ms per try); other processes still meet the
+    busy timeout. PostgreSQL writers run concurrently."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(engine, threading.RLock())
+
+
 @contextlib.contextmanager
 def write(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success.
@@ -67,7 +83,7 @@ def write(engine: sa.Engine) -> Iterator[sa.Connection]:
     Raises:
         StorageError: the database failed (not a constraint of ours).
     """
-    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+    with _writer_gate(engine), engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         yield conn
 
 

@@ -22,12 +22,13 @@ from hub.jobs import HELD, Change, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.engine import connect, write
-from hub.store.nodes import enqueue, printers_in, translated
+from hub.store.nodes import _printer, enqueue, translated
 
 __all__ = ["EventRecord", "JobStore", "Outcome"]
 
 j, ev, fab = schema.jobs, schema.job_events, schema.fabrications
 MAX_LIST = 1000
+PAGE = 200  # free printers read per round while choosing one for a job
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,42 @@ def _job(row: sa.Row) -> Job:  # type: ignore[type-arg]
         want_printer=row.want_printer, tried_nodes=tuple(json.loads(row.tried_nodes)),
         production=json.loads(row.production), lost_at=row.lost_at,
     )
+
+
+def _holds(node: sa.ColumnElement[str] | str, printer: sa.ColumnElement[str] | str) -> list[sa.ColumnElement[bool]]:
+    """The conditions of a job that keeps a printer busy (offered to it, assigned, printing ...)."""
+    return [j.c.node == node, j.c.printer == printer, j.c.state.in_([s.value for s in HELD])]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _free_query(job: Job | None = None, after: tuple[str, str] | None = None) -> sa.Select:  # type: ignore[type-arg]
+    """Printers that could take a job now, in (node, printer) order: the database does the filtering
+    (the caller still checks materials exactly and the build volume). With a job: only printers with
+    its material loaded, on its pinned node/printer, not on nodes that declined it; a page of PAGE
+    printers after `after`."""
+    pr, n = schema.printers, schema.nodes
+    query = (
+        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen).join(n, n.c.name == pr.c.node)
+        .where(n.c.online.is_(True), pr.c.accepting.is_(True), pr.c.phase == "idle", pr.c.bed_clear.is_(True),
+               ~sa.exists().where(*_holds(pr.c.node, pr.c.printer)))
+        .order_by(pr.c.node, pr.c.printer)
+    )
+    if job is None:
+        return query
+    pattern = f'%"{_like_escape(job.material.lower())}"%'
+    query = query.where(sa.func.lower(pr.c.materials).like(pattern, escape="\\")).limit(PAGE)
+    if job.want_node is not None:
+        query = query.where(pr.c.node == job.want_node)
+    if job.want_printer is not None:
+        query = query.where(pr.c.printer == job.want_printer)
+    if job.tried_nodes:
+        query = query.where(pr.c.node.not_in(list(job.tried_nodes)))
+    if after is not None:
+        query = query.where(sa.tuple_(pr.c.node, pr.c.printer) > sa.tuple_(*after))
+    return query
 
 
 def _incarnation_id() -> str:
@@ -130,9 +167,10 @@ class JobStore:
             return bool(conn.scalar(query))
 
     def _thd_free_printers(self) -> tuple[list[PrinterRecord], frozenset[tuple[str, str]]]:
-        """Every printer and the (node, printer) pairs busy with a job, read together."""
+        """The printers that could take a job now (online, accepting, idle, clear bed, holding no
+        job; the database filters them) and the busy pairs (none: they are filtered out)."""
         with connect(self.engine) as conn:
-            return printers_in(conn), self._busy(conn)
+            return [_printer(row) for row in conn.execute(_free_query())], frozenset()
 
     def _thd_of_offline_nodes(self, states: Sequence[JobState]) -> list[tuple[Job, str]]:
         """Jobs in these states held by a node that is offline, with when it went (one query)."""
@@ -165,19 +203,36 @@ class JobStore:
         Raises:
             NotFound: no such design or revision.
         """
-        r = schema.revisions
         with write(self.engine) as conn:
-            found = conn.scalar(sa.select(sa.func.count()).where(r.c.id == spec.revision_id, r.c.design == spec.design))
-            if not found:
-                raise NotFound(f"design {spec.design!r} has no revision {spec.revision_id[:16]!r}")
-            conn.execute(sa.insert(j).values(
-                id=job_id, order_id=spec.order_id, design=spec.design, revision_id=spec.revision_id,
-                material=spec.material, parameters=json.dumps(dict(spec.parameters), sort_keys=True),
-                state=JobState.QUEUED.value, want_node=spec.node, want_printer=spec.printer, paid=spec.paid,
-                payout_currency=spec.payout_currency, payout_minor=spec.payout_minor, created_by=created_by,
-                created_at=now, updated_at=now,
-            ))
-            return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
+            return self._insert(conn, job_id, spec, created_by, now)
+
+    @translated
+    def _thd_create_offered(self, job_id: str, spec: JobSpec, created_by: str, now: str, pick: Pick,
+                            change_for: Callable[[Job, PrinterRecord], Change]) -> tuple[Job, Job | None]:
+        """Insert a queued job and offer it in the same transaction, as _thd_dispatch would (one
+        write transaction instead of two); returns (the created job, the offered job or None).
+
+        Raises:
+            NotFound: no such design or revision.
+        """
+        with write(self.engine) as conn:
+            created = self._insert(conn, job_id, spec, created_by, now)
+            return created, self._offer(conn, created, pick, change_for, now)
+
+    @staticmethod
+    def _insert(conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str) -> Job:
+        r = schema.revisions
+        found = conn.scalar(sa.select(sa.func.count()).where(r.c.id == spec.revision_id, r.c.design == spec.design))
+        if not found:
+            raise NotFound(f"design {spec.design!r} has no revision {spec.revision_id[:16]!r}")
+        conn.execute(sa.insert(j).values(
+            id=job_id, order_id=spec.order_id, design=spec.design, revision_id=spec.revision_id,
+            material=spec.material, parameters=json.dumps(dict(spec.parameters), sort_keys=True),
+            state=JobState.QUEUED.value, want_node=spec.node, want_printer=spec.printer, paid=spec.paid,
+            payout_currency=spec.payout_currency, payout_minor=spec.payout_minor, created_by=created_by,
+            created_at=now, updated_at=now,
+        ))
+        return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
 
     @translated
     def _thd_change(self, job_id: str, decide: Decide, now: str, event: EventRecord | None = None) -> Outcome:
@@ -223,26 +278,31 @@ class JobStore:
             ).first()
             if row is None:
                 return None
-            job = _job(row)
-            chosen = self._choose(conn, job, pick)
-            return None if chosen is None else self._apply(conn, job, change_for(job, chosen), now)
+            return self._offer(conn, _job(row), pick, change_for, now)
+
+    def _offer(self, conn: sa.Connection, job: Job, pick: Pick, change_for: Callable[[Job, PrinterRecord], Change],
+               now: str) -> Job | None:
+        chosen = self._choose(conn, job, pick)
+        return None if chosen is None else self._apply(conn, job, change_for(job, chosen), now)
 
     def _choose(self, conn: sa.Connection, job: Job, pick: Pick) -> PrinterRecord | None:
-        """Pick a printer and lock its row; another claimer may have just taken it (PostgreSQL runs
-        claimers concurrently), so busy printers are read again once the lock is held."""
-        printers, extents, busy = printers_in(conn), self._extents(conn, job.revision_id), self._busy(conn)
-        for _ in range(len(printers) + 1):
-            chosen = pick(job, printers, busy, extents)
-            if chosen is None:
+        """Pick a printer among the free ones the database finds for the job, a page at a time, and
+        lock its row; another claimer may have just taken it (PostgreSQL runs claimers concurrently),
+        so the chosen printer is checked again once its lock is held."""
+        extents, taken = self._extents(conn, job.revision_id), set[tuple[str, str]]()
+        after: tuple[str, str] | None = None
+        while True:
+            page = [_printer(row) for row in conn.execute(_free_query(job, after))]
+            if not page:
                 return None
-            pr = schema.printers
-            conn.execute(sa.select(pr.c.node).where(pr.c.node == chosen.node, pr.c.printer == chosen.printer)
-                         .with_for_update())
-            fresh = self._busy(conn)
-            if (chosen.node, chosen.printer) not in fresh:
-                return chosen
-            busy = fresh
-        return None
+            after = (page[-1].node, page[-1].printer)
+            while (chosen := pick(job, page, frozenset(taken), extents)) is not None:
+                pr = schema.printers
+                conn.execute(sa.select(pr.c.node).where(pr.c.node == chosen.node, pr.c.printer == chosen.printer)
+                             .with_for_update())
+                if not conn.scalar(sa.select(sa.func.count()).where(*_holds(chosen.node, chosen.printer))):
+                    return chosen
+                taken.add((chosen.node, chosen.printer))
 
     # -- helpers -----------------------------------------------------------------
 
@@ -289,12 +349,6 @@ class JobStore:
         n = schema.nodes
         conn.execute(sa.update(n).where(n.c.name == event.node, n.c.last_agent_seq < event.agent_seq)
                      .values(last_agent_seq=event.agent_seq))
-
-    @staticmethod
-    def _busy(conn: sa.Connection) -> frozenset[tuple[str, str]]:
-        rows = conn.execute(sa.select(j.c.node, j.c.printer).where(
-            j.c.state.in_([s.value for s in HELD]), j.c.node.is_not(None), j.c.printer.is_not(None)))
-        return frozenset((r.node, r.printer) for r in rows)
 
     @staticmethod
     def _extents(conn: sa.Connection, revision_id: str) -> tuple[float, float, float] | None:

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 
 import psycopg
-from psycopg import sql
 import sqlalchemy as sa
+from psycopg import sql
 
 from hub.store.nodes import CHANNEL
 

@@ -45,6 +45,7 @@ def _fabrication(x: sa.Row[tuple[object, ...]]) -> Fabrication:
         estimated_filament_g=m["estimated_filament_g"], actual_filament_g=m["actual_filament_g"],
         outcome=m["outcome"], failure_reason=m["failure_reason"], finished_at=m["finished_at"],
         incarnation_id=m["incarnation_id"], printer_model=m["printer_model"], parameters=json.loads(m["parameters"]),
+        actual_filament_mm=m["actual_filament_mm"], resends=m["resends"],
     )
 
 

@@ -4,7 +4,8 @@ The bucket is on moto's real S3 server on 127.0.0.1 (tests/contract/test_blob_st
 starts it); the hub is the in-process grpc.aio hub on SQLite and on PostgreSQL. A second
 hub on the same database and bucket (a replica, with an empty cache) serves the blobs
 the first one received, and `spime-hub backup`/`restore --blobs s3://…` round-trip a hub
-into a new database and a new bucket.
+into a new database and a new bucket. One test runs `spime-hub serve --blobs … --s3-endpoint …`
+as a subprocess.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from spimeforge.v1 import designs_pb2
+from spimeforge.v1 import common_pb2, designs_pb2, designs_pb2_grpc
 
 from hub.__main__ import main
 from hub.store.s3blobs import PART_BYTES, S3BlobStore
 from tests.contract.test_blob_store import MotoS3, moto_s3, set_aws_env
+from tests.fixtures.hub_server import start_hub, stop_hub
 from tests.fixtures.postgres import create_database
 from tests.hub.harness import USERS, InProcessHub, sha, start_in_process
 
@@ -27,6 +29,7 @@ __all__ = ["moto_s3"]  # the module-scoped server fixture, shared with the contr
 
 MESH = b"solid big\n" + bytes(range(256)) * ((PART_BYTES + 4096) // 256) + b"endsolid big\n"
 README = b"# a big cube\n"
+SMALL_MESH = b"solid small\n" + b"facet normal 0 0 1\nendfacet\n" * 40 + b"endsolid small\n"
 
 
 class S3Hubs:
@@ -131,7 +134,7 @@ def test_refusals_store_nothing_in_the_bucket(hubs: S3Hubs, moto_s3: MotoS3) -> 
 def test_backup_and_restore_through_s3(hubs: S3Hubs, moto_s3: MotoS3, request: pytest.FixtureRequest,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     api = hubs.start("hub")
-    api.push("alice", "big-cube", {"big.stl": MESH, "README.md": README}, create=True)
+    api.push("alice", "small-cube", {"small.stl": SMALL_MESH, "README.md": README}, create=True)
     archive = hubs.tmp_path / "hub.tar"
     flags = ["--blobs", hubs.settings["blobs"], "--s3-endpoint", moto_s3.endpoint]
     assert _cli(["backup", str(archive), "--data", str(api.data_dir), "--database", hubs.database_url, *flags]) == 0
@@ -142,10 +145,27 @@ def test_backup_and_restore_through_s3(hubs: S3Hubs, moto_s3: MotoS3, request: p
     assert _cli(["restore", str(archive), "--data", str(hubs.tmp_path / "restored"), "--database", new_url,
                  *new_flags]) == 0
     assert "2 blobs" in capsys.readouterr().err
-    assert moto_s3.keys(new_bucket) == sorted(f"restored/{d[:2]}/{d[2:]}" for d in (sha(MESH), sha(README)))
+    assert moto_s3.keys(new_bucket) == sorted(f"restored/{d[:2]}/{d[2:]}" for d in (sha(SMALL_MESH), sha(README)))
     settings = {"blobs": f"s3://{new_bucket}/restored", "s3_endpoint": moto_s3.endpoint}
     hubs.started.append(replica := start_in_process(hubs.tmp_path / "fresh", new_url, settings=settings, users={}))
     replica.tokens.update(api.tokens)
     assert replica.snapshot()["blobs"] == api.snapshot()["blobs"]
     assert replica.snapshot()["revisions"] == api.snapshot()["revisions"]
-    assert _download(replica, sha(MESH))[1] == MESH
+    assert _download(replica, sha(SMALL_MESH))[1] == SMALL_MESH
+
+
+def test_spime_hub_serve_with_blobs_flags(hubs: S3Hubs, moto_s3: MotoS3) -> None:
+    flags = ("--blobs", hubs.settings["blobs"], "--s3-endpoint", moto_s3.endpoint)
+    running = start_hub(hubs.tmp_path / "served", hubs.database_url, extra_args=flags)
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            stub = designs_pb2_grpc.DesignsStub(channel)
+            first = common_pb2.BlobChunk(sha256=sha(README), total_size=len(README), offset=0, data=README)
+            stored = stub.UploadBlob(iter([first]), metadata=running.metadata("alice"), timeout=60)
+            assert stored.size == len(README) and not stored.already_present
+            request = designs_pb2.DownloadBlobRequest(sha256=sha(README), offset=2)
+            chunks = stub.DownloadBlob(request, metadata=running.metadata("carol"), timeout=60)
+            assert b"".join(c.data for c in chunks) == README[2:]
+        assert moto_s3.keys(hubs.bucket) == [f"spime/{sha(README)[:2]}/{sha(README)[2:]}"]
+    finally:
+        assert stop_hub(running) == 0, running.log()[-2000:]

@@ -172,3 +172,17 @@ def test_token_and_credential_file_exclude_each_other() -> None:
     data["node"].update(token="abc", credential_file="cred")
     with pytest.raises(ConfigError, match="node.token: give token or credential_file, not both"):
         parse_config(data, "node.toml")
+
+
+def test_client_certificate_needs_its_key_and_the_hub_ca() -> None:
+    data = _data()
+    data["node"].update(tls_cert="node.crt")
+    with pytest.raises(ConfigError, match="node.tls_key: tls_cert and tls_key go together"):
+        parse_config(data, "/etc/spimeforge/node.toml")
+    data["node"].update(tls_key="node.key")
+    with pytest.raises(ConfigError, match="node.tls_cert: a client certificate needs TLS: set tls_ca"):
+        parse_config(data, "/etc/spimeforge/node.toml")
+    data["node"].update(tls_ca="ca.crt")
+    node = parse_config(data, "/etc/spimeforge/node.toml").node
+    assert (node.tls_ca, node.tls_cert, node.tls_key) == (
+        Path("/etc/spimeforge/ca.crt"), Path("/etc/spimeforge/node.crt"), Path("/etc/spimeforge/node.key"))

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from hub.api.server import TlsFiles
 from node_agent import messages as m
 from node_agent.hub_client import (
     ArtifactError,
+    ClientCertificate,
     HubConnection,
     HubRefused,
     HubUnavailable,
@@ -135,5 +138,39 @@ def test_the_node_trusts_the_hub_through_its_ca_file(tmp_path: Path) -> None:
     running = start_in_process(tmp_path / "data", tls=tls)
     try:
         asyncio.run(asyncio.wait_for(_over_tls(running, tls.cert), 120))
+    finally:
+        running.stop()
+
+
+def _dev_ca(directory: Path) -> Path:
+    """ops/tls: a CA, the hub's certificate for 127.0.0.1, and a client certificate for node lab-mtls."""
+    for script, arg in (("make-dev-ca.sh", "localhost"), ("make-node-cert.sh", "lab-mtls")):
+        subprocess.run(["bash", str(ROOT / "ops" / "tls" / script), str(directory), arg],
+                       check=True, capture_output=True, timeout=60)
+    return directory
+
+
+async def _over_mtls(hub: InProcessHub, tls: Path) -> None:
+    _, token, _ = await asyncio.to_thread(hub.composed.hub.nodes._thd_add_node, "lab-mtls")
+    ca, client = tls / "ca.crt", ClientCertificate(tls / "lab-mtls.crt", tls / "lab-mtls.key")
+    with pytest.raises(HubUnavailable):  # the hub requires a client certificate of its CA
+        await enroll(hub.address, token, "test/1", ca=ca, timeout_s=10)
+    node, credential = await enroll(hub.address, token, "test/1", ca=ca, client=client)
+    conn = HubConnection(hub.address, credential, ca, client)
+    try:
+        session = await conn.session(m.Hello(node, "test/1", 0, (), ()))
+        assert isinstance(await session.receive(), m.Welcome)
+        await session.close()
+    finally:
+        await conn.close()
+    with pytest.raises(HubRefused, match="cannot read the node's key"):
+        HubConnection(hub.address, credential, ca, ClientCertificate(client.cert, tls / "missing.key"))
+
+
+def test_the_node_presents_its_client_certificate_to_an_mtls_hub(tmp_path: Path) -> None:
+    tls = _dev_ca(tmp_path / "tls")
+    running = start_in_process(tmp_path / "data", tls=TlsFiles(tls / "hub.crt", tls / "hub.key", tls / "ca.crt"))
+    try:
+        asyncio.run(asyncio.wait_for(_over_mtls(running, tls), 120))
     finally:
         running.stop()

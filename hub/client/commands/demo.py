@@ -12,10 +12,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
-from hub.client.common import EXIT_OK, EXIT_REFUSED, ClientError, UsageError, add_json_option, emit, log
+from hub.client.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    ClientError,
+    UsageError,
+    add_json_option,
+    emit,
+    log,
+)
 from hub.client.demo import summary
 from hub.client.demo.node import Node
 from hub.client.demo.processes import Children, interrupts_raise
@@ -25,6 +34,7 @@ from hub.client.embedded import EmbeddedHub
 __all__ = ["EXIT_INTERRUPTED", "register", "run"]
 
 EXIT_INTERRUPTED = 130
+STOP_GRACE_S = 10.0  # the agent lets a running print end; after that it is killed
 _REPO_DESIGNS = Path(__file__).resolve().parents[3] / "designs"
 
 
@@ -59,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     except ClientError as exc:
         log(f"\nspime demo: FAILED: {exc}\n(logs in {children.logs})" if args.data
             else f"\nspime demo: FAILED: {exc}")
+    except (OSError, ValueError, KeyError) as exc:  # a broken answer or file: still clean up
+        log(f"\nspime demo: FAILED unexpectedly: {type(exc).__name__}: {exc}")
     except KeyboardInterrupt:
         log("\nspime demo: interrupted; stopping everything it started")
         code = EXIT_INTERRUPTED
@@ -71,10 +83,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cleanup(demo: Demo, keep: bool) -> None:
-    demo.children.stop_all()
-    demo.hub.stop()
-    if not keep:
-        shutil.rmtree(demo.work, ignore_errors=True)
+    # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        demo.children.stop_all(grace_s=STOP_GRACE_S)
+        demo.hub.stop()
+        if not keep:
+            shutil.rmtree(demo.work, ignore_errors=True)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _summary(demo: Demo) -> dict[str, object]:

@@ -16,8 +16,15 @@ from typing import Any
 from hub.client.demo.octoprint import OctoPrint
 from hub.client.demo.processes import Child, Children, StepFailed, command, wait_for
 
-__all__ = ["NODE", "SERIAL_PRINTER", "OCTO_PRINTER", "Node", "add_node", "node_config",
-           "start_simulator"]
+__all__ = [
+    "NODE",
+    "OCTO_PRINTER",
+    "SERIAL_PRINTER",
+    "Node",
+    "add_node_command",
+    "node_config",
+    "start_simulator",
+]
 
 NODE = "fablab-demo"
 SERIAL_PRINTER = "mk3-serial"
@@ -48,15 +55,9 @@ def _run(argv: list[str], what: str) -> str:
     return done.stdout
 
 
-def add_node(data: Path) -> str:
-    """``spime-hub node add NODE``: the node's one-time enrollment token.
-
-    Raises:
-        StepFailed: the command failed.
-    """
-    out = _run([*command("spime-hub"), "node", "add", NODE, "--data", str(data), "--json"],
-               f"`spime-hub node add {NODE}`")
-    return str(json.loads(out)["enrollment_token"])
+def add_node_command(data: Path) -> list[str]:
+    """``spime-hub node add NODE --json`` on the hub's data directory."""
+    return [*command("spime-hub"), "node", "add", NODE, "--data", str(data), "--json"]
 
 
 def start_simulator(children: Children, link: Path) -> Child:

@@ -8,6 +8,7 @@ missing or slow, the demo goes on with the serial printer alone and says why.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ from pathlib import Path
 from hub.client.demo.processes import Child, Children, StepFailed
 from hub.client.embedded import free_port
 
-__all__ = ["OctoPrint", "launch", "octoprint_command", "wait_ready"]
+__all__ = ["OctoPrint", "launch", "octoprint_command", "user_add", "wait_ready"]
 
 USER = "demo"
 _DISABLED = ["announcements", "softwareupdate", "tracking", "errortracking", "discovery",
@@ -57,15 +58,24 @@ def _settings(api_block: str) -> str:
     return api_block + "".join(f"{k}: {json.dumps(v)}\n" for k, v in doc.items())
 
 
-def _configure(exe: str, basedir: Path, api_key: str, timeout_s: float) -> None:
-    try:
-        subprocess.run([exe, "--basedir", str(basedir), "user", "add", "--password",
-                        secrets.token_urlsafe(12), "--admin", USER],
-                       check=True, capture_output=True, timeout=timeout_s)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise StepFailed(f"`octoprint user add` failed: {exc}") from exc
+def user_add(children: Children, basedir: Path) -> Child:
+    """Start ``octoprint user add`` (an admin) in ``basedir``; :func:`launch` follows.
+
+    Raises:
+        StepFailed: OctoPrint is not installed.
+    """
+    exe = octoprint_command()
+    if exe is None:
+        raise StepFailed("the `octoprint` program is not installed beside this Python")
+    basedir.mkdir(parents=True, exist_ok=True)
+    return children.spawn("octoprint-user-add", [exe, "--basedir", str(basedir), "user", "add",
+                                                 "--password", secrets.token_urlsafe(12),
+                                                 "--admin", USER])
+
+
+def _configure(basedir: Path, api_key: str) -> None:
     users = basedir / "users.yaml"
-    text = users.read_text(encoding="utf-8")
+    text = users.read_text(encoding="utf-8") if users.exists() else ""
     if "apikey: null" not in text:
         raise StepFailed("OctoPrint's users.yaml has an unexpected shape (no `apikey: null`)")
     users.write_text(text.replace("apikey: null", f"apikey: {api_key}", 1), encoding="utf-8")
@@ -75,18 +85,21 @@ def _configure(exe: str, basedir: Path, api_key: str, timeout_s: float) -> None:
                       encoding="utf-8")
 
 
-def launch(children: Children, basedir: Path, timeout_s: float) -> OctoPrint:
-    """Configure ``basedir`` and start ``octoprint serve`` (not yet waiting for it).
+def launch(children: Children, added: Child, basedir: Path, timeout_s: float) -> OctoPrint:
+    """Once ``added`` (:func:`user_add`) ends, configure and start ``octoprint serve``.
 
     Raises:
-        StepFailed: OctoPrint is not installed or could not be configured.
+        StepFailed: the user could not be added in time or the configuration failed.
     """
-    exe = octoprint_command()
-    if exe is None:
-        raise StepFailed("the `octoprint` program is not installed beside this Python")
-    basedir.mkdir(parents=True, exist_ok=True)
+    try:
+        code = added.process.wait(timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"`octoprint user add` took over {timeout_s:.0f} s") from exc
+    if code != 0:
+        raise StepFailed(f"`octoprint user add` exited {code}: {added.log_tail(5)}")
+    exe = str(octoprint_command())
     api_key = secrets.token_hex(16)
-    _configure(exe, basedir, api_key, timeout_s)
+    _configure(basedir, api_key)
     port = free_port()
     argv = [exe, "serve", "--basedir", str(basedir), "--host", "127.0.0.1", "--port", str(port)]
     if os.geteuid() == 0:
@@ -99,10 +112,10 @@ def _answers(server: OctoPrint) -> bool:
     request = urllib.request.Request(server.url + "/api/version",
                                      headers={"X-Api-Key": server.api_key})
     try:
-        with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - our own 127.0.0.1 URL
+        with urllib.request.urlopen(request, timeout=2) as resp:
             return int(resp.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
+        return False  # not up yet, or up halfway
 
 
 def wait_ready(server: OctoPrint, deadline_s: float) -> None:

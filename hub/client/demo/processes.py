@@ -68,6 +68,7 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    out: Path | None = None
 
     def alive(self) -> bool:
         """Whether the process has not exited yet."""
@@ -88,24 +89,43 @@ class Children:
     logs: Path
     started: list[Child] = field(default_factory=list)
 
-    def spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None,
-              cwd: Path | None = None) -> Child:
-        """Start ``argv`` in a new process group with stdout/stderr to ``LOGS/NAME.log``.
+    def spawn(self, name: str, argv: list[str], cwd: Path | None = None,
+              stdout: bool = False) -> Child:
+        """Start ``argv`` in a new process group, its output to ``LOGS/NAME.log``.
+
+        With ``stdout``, standard output goes to ``LOGS/NAME.out`` on its own.
 
         Raises:
             StepFailed: the program could not be started.
         """
-        log = self.logs / f"{name}.log"
+        log, out_path = self.logs / f"{name}.log", self.logs / f"{name}.out"
         try:
-            with log.open("ab") as out:
-                proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env=dict(env) if env is not None else None, cwd=cwd)
+            with log.open("ab") as err, (out_path.open("wb") if stdout else log.open("ab")) as out:
+                proc = subprocess.Popen(argv, stdout=out,
+                                        stderr=err if stdout else subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
         except OSError as exc:
             raise StepFailed(f"could not start {name} ({argv[0]}): {exc}") from exc
-        child = Child(name, proc, log)
+        child = Child(name, proc, log, out_path)
         self.started.append(child)
         return child
+
+    def run_all(self, commands: Mapping[str, list[str]], deadline_s: float) -> dict[str, str]:
+        """Run one-shot commands side by side; each one's stdout once all have exited 0.
+
+        Raises:
+            StepFailed: one failed or they did not all finish within ``deadline_s``.
+        """
+        started = {name: self.spawn(name, argv, stdout=True) for name, argv in commands.items()}
+        end = time.monotonic() + deadline_s
+        for name, child in started.items():
+            try:
+                code = child.process.wait(max(0.0, end - time.monotonic()))
+            except subprocess.TimeoutExpired as exc:
+                raise StepFailed(f"`{' '.join(commands[name])}` took over {deadline_s:.0f} s") from exc
+            if code != 0:
+                raise StepFailed(f"`{' '.join(commands[name])}` exited {code}:\n{child.log_tail()}")
+        return {name: (self.logs / f"{name}.out").read_text(encoding="utf-8") for name in started}
 
     def adopt(self, name: str, process: subprocess.Popen[bytes], log: Path) -> Child:
         """Track a process started elsewhere (in its own session) for cleanup."""

@@ -17,15 +17,24 @@ from typing import Any
 from hub.client.common import EXIT_OK, EXIT_REFUSED, log
 from hub.client.demo import octoprint as octo
 from hub.client.demo import summary
-from hub.client.demo.node import NODE, OCTO_PRINTER, SERIAL_PRINTER, Node, add_node, \
-    node_config, start_simulator
-from hub.client.demo.processes import Children, StepFailed, wait_for
+from hub.client.demo.node import (
+    NODE,
+    OCTO_PRINTER,
+    SERIAL_PRINTER,
+    Node,
+    add_node_command,
+    node_config,
+    start_simulator,
+)
+from hub.client.demo.processes import Child, Children, StepFailed, command, wait_for
 from hub.client.embedded import EmbeddedHub
 
 __all__ = ["STEPS", "Demo", "chapter", "say", "step_forks", "step_hub", "step_makerspace",
            "step_orders", "step_print", "step_push", "step_ratings", "step_record"]
 
 OCTOPRINT_START_S = 45.0
+CLI_DEADLINE_S = 120.0
+HUB_START_S = 60.0
 PRINT_DEADLINE_S = 150.0
 CUSTOMER = "carol"
 # The parametric order: a smaller, thinner shelf bracket than the default.
@@ -91,22 +100,59 @@ def chapter(title: str) -> None:
     log(f"\n== {title}")
 
 
+def _user_command(demo: Demo, name: str, role: str) -> list[str]:
+    return [*command("spime-hub"), "user", "add", name, "--role", role,
+            "--data", str(demo.hub.data), "--json"]
+
+
+def _accounts(demo: Demo) -> str:
+    """Create the accounts and the node, side by side once the database exists."""
+    users = {"alice": "designer", "bob": "designer", CUSTOMER: "customer"}
+    first = {"user-alice": _user_command(demo, "alice", users.pop("alice"))}
+    outs = demo.children.run_all(first, CLI_DEADLINE_S)  # creates and migrates the database
+    rest = {f"user-{n}": _user_command(demo, n, r) for n, r in users.items()}
+    outs |= demo.children.run_all({**rest, "node-add": add_node_command(demo.hub.data)},
+                                  CLI_DEADLINE_S)
+    for name, out in outs.items():
+        if name.startswith("user-"):
+            demo.hub.tokens[name.removeprefix("user-")] = str(json.loads(out)["token"])
+    return str(json.loads(outs["node-add"])["enrollment_token"])
+
+
+def _start_hub(demo: Demo) -> None:
+    """``spime-hub serve`` on 127.0.0.1:0; the address it bound comes back in a ready file."""
+    ready = demo.work / "hub.ready"
+    hub = demo.children.spawn("spime-hub", [*command("spime-hub"), "serve", "--data",
+                                            str(demo.hub.data), "--listen", "127.0.0.1:0",
+                                            "--ready-file", str(ready)])
+
+    def bound() -> str | None:
+        if not hub.alive():
+            raise StepFailed(f"spime-hub serve exited {hub.process.returncode}:\n{hub.log_tail()}")
+        text = ready.read_text(encoding="utf-8").strip() if ready.exists() else ""
+        return text if text.endswith(tuple("0123456789")) else None
+    demo.hub.address = wait_for("the hub to serve", bound, HUB_START_S, hub.log_tail)
+
+
 def step_hub(demo: Demo) -> None:
-    """Start OctoPrint's set-up early (it is slow), create accounts, start the hub."""
+    """Accounts, the node and OctoPrint's admin side by side; then the hub and OctoPrint."""
     chapter("Starting a hub, a makerspace node and its printers")
+    octo_dir = demo.work / "octoprint"
     try:
-        demo.octoprint = octo.launch(demo.children, demo.work / "octoprint", OCTOPRINT_START_S)
-        say(f"octoprint serve starting at {demo.octoprint.url} (virtual printer)")
+        added: Child | None = octo.user_add(demo.children, octo_dir)
     except StepFailed as exc:
+        added = None
         _skip_octoprint(demo, str(exc))
-    for name, role in (("alice", "designer"), ("bob", "designer"), (CUSTOMER, "customer")):
-        demo.hub.add_user(name, role)
-    token = add_node(demo.hub.data)
-    demo.hub.start()
-    if demo.hub.process is not None:
-        demo.children.adopt("spime-hub", demo.hub.process, demo.hub.data / "hub.log")
+    token = _accounts(demo)
+    _start_hub(demo)
     say(f"spime-hub serving on {demo.hub.address} (SQLite + blobs in {demo.hub.data}); "
         f"accounts alice, bob (designers), {CUSTOMER} (customer); node {NODE} added")
+    if added is not None:
+        try:
+            demo.octoprint = octo.launch(demo.children, added, octo_dir, OCTOPRINT_START_S)
+            say(f"octoprint serve starting at {demo.octoprint.url} (virtual printer)")
+        except StepFailed as exc:
+            _skip_octoprint(demo, str(exc))
     demo.node.root.mkdir(parents=True, exist_ok=True)
     (demo.node.root / "token").write_text(token, encoding="utf-8")
 

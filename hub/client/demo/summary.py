@@ -38,7 +38,7 @@ def parse_refusal(action: str, design: str, stderr: str) -> Refusal:
 def amount(money: Mapping[str, Any]) -> float:
     """A Money document as a number in its currency (cents → euros)."""
     digits = _MINOR_DIGITS.get(str(money.get("currency", "")), 2)
-    return int(money.get("minor_units", 0)) / 10 ** digits
+    return float(int(money.get("minor_units", 0)) / 10 ** digits)
 
 
 def _state(order: Mapping[str, Any]) -> str:

@@ -48,7 +48,7 @@ class LineageEdge(_message.Message):
     def __init__(self, child_design: _Optional[str] = ..., child_revision_id: _Optional[str] = ..., parent_design: _Optional[str] = ..., parent_revision_id: _Optional[str] = ...) -> None: ...
 
 class Fabrication(_message.Message):
-    __slots__ = ("job_id", "order_id", "revision_id", "node", "printer", "material", "settings", "estimated_seconds", "actual_seconds", "estimated_filament_g", "actual_filament_g", "outcome", "failure_reason", "finished_at", "incarnation_id", "printer_model", "parameters")
+    __slots__ = ("job_id", "order_id", "revision_id", "node", "printer", "material", "settings", "estimated_seconds", "actual_seconds", "estimated_filament_g", "actual_filament_g", "outcome", "failure_reason", "finished_at", "incarnation_id", "printer_model", "parameters", "actual_filament_mm", "resends")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,8 @@ class Fabrication(_message.Message):
     INCARNATION_ID_FIELD_NUMBER: _ClassVar[int]
     PRINTER_MODEL_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_FILAMENT_MM_FIELD_NUMBER: _ClassVar[int]
+    RESENDS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     order_id: str
     revision_id: str
@@ -97,7 +99,9 @@ class Fabrication(_message.Message):
     incarnation_id: str
     printer_model: str
     parameters: _containers.ScalarMap[str, str]
-    def __init__(self, job_id: _Optional[str] = ..., order_id: _Optional[str] = ..., revision_id: _Optional[str] = ..., node: _Optional[str] = ..., printer: _Optional[str] = ..., material: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., estimated_seconds: _Optional[int] = ..., actual_seconds: _Optional[int] = ..., estimated_filament_g: _Optional[float] = ..., actual_filament_g: _Optional[float] = ..., outcome: _Optional[str] = ..., failure_reason: _Optional[str] = ..., finished_at: _Optional[str] = ..., incarnation_id: _Optional[str] = ..., printer_model: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    actual_filament_mm: float
+    resends: int
+    def __init__(self, job_id: _Optional[str] = ..., order_id: _Optional[str] = ..., revision_id: _Optional[str] = ..., node: _Optional[str] = ..., printer: _Optional[str] = ..., material: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., estimated_seconds: _Optional[int] = ..., actual_seconds: _Optional[int] = ..., estimated_filament_g: _Optional[float] = ..., actual_filament_g: _Optional[float] = ..., outcome: _Optional[str] = ..., failure_reason: _Optional[str] = ..., finished_at: _Optional[str] = ..., incarnation_id: _Optional[str] = ..., printer_model: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., actual_filament_mm: _Optional[float] = ..., resends: _Optional[int] = ...) -> None: ...
 
 class PrintAggregate(_message.Message):
     __slots__ = ("printer_model", "material", "prints", "successes", "success_rate", "mean_time_error", "mean_filament_error", "typical_settings", "summary")
