@@ -40,7 +40,7 @@ from node_agent import ops_cli
 from node_agent.config import ConfigError, PrinterConfig, load_config
 from node_agent.drivers.base import DriverError, PrinterDriver, PrinterStatus, PrintOutcome
 from node_agent.jobfile import GcodeFileError, SafeJob, check_file
-from node_agent.safety import JobRefused, SafetyLimits
+from node_agent.safety import JobRefused, SafetyLimits, limits_for
 
 __all__ = ["PrintTarget", "build_parser", "render_status", "run"]
 
@@ -287,8 +287,7 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
             raise UsageError("--baud goes with --port; a configured printer has its own baud")
         path = args.config or os.environ.get("SPIME_NODE_CONFIG") or DEFAULT_CONFIG
         printer = load_config(path).printer(args.printer)
-        limits = SafetyLimits(printer.max_hotend_c, printer.max_bed_c, printer.build_volume_mm,
-                              printer.move_margin_mm)
+        limits = limits_for(printer)
         return PrintTarget(printer.name, printer=printer), limits
     if args.baud is None:
         raise UsageError("--port needs --baud (e.g. --baud 115200)")

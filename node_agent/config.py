@@ -63,6 +63,7 @@ __all__ = [
     "NodeInfo",
     "PrinterConfig",
     "Rate",
+    "SafetyConfig",
     "load_config",
     "parse_config",
 ]
@@ -97,6 +98,19 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetyConfig:
+    """Per-printer caps of the G-code safety filter beyond temperatures and volume (defaults: Marlin's)."""
+
+    firmware: str = "marlin"
+    tools: int = 1
+    max_feedrate_mm_s: float = 1000.0
+    max_accel_mm_s2: float = 30000.0
+    max_factor_pct: float = 200.0
+    max_dwell_s: float = 1800.0
+    forbidden_gcode: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PrinterConfig:
     """One printer of the node, with its safety limits."""
 
@@ -115,6 +129,7 @@ class PrinterConfig:
     api_key: str | None = None
     move_margin_mm: float = 5.0
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     rate_per_hour: Rate | None = None
     rate_per_gram: Rate | None = None
 
@@ -327,6 +342,7 @@ def _printer(r: _Reader) -> PrinterConfig:
         slicer_profile=r.get("slicer_profile", str),
         move_margin_mm=float(r.get("move_margin_mm", (int, float), 5.0, lo=0, hi=50)),
         firmware=_firmware(r),
+        safety=_safety(r),
         rate_per_hour=per_hour,
         rate_per_gram=per_gram,
         **link,
@@ -360,6 +376,33 @@ def _octoprint_link(r: _Reader) -> dict[str, Any]:
     port = r.get("port", str, None)
     baud = r.get("baud", int, None, lo=1200, hi=4_000_000) if "baud" in r.table else None
     return {"url": url, "api_key": api_key, "port": port, "baud": baud}
+
+
+_GCODE_WORD = re.compile(r"^[GMT]\d{1,4}(\.\d)?$")
+
+
+def _safety(printer: _Reader) -> SafetyConfig:
+    raw = printer.get("safety", dict, {})
+    r = _Reader(raw, f"{printer.where}.safety", printer.source)
+    base = SafetyConfig()
+    forbidden = r.strings("forbidden_gcode", [])
+    for word in forbidden:
+        if not _GCODE_WORD.match(word):
+            raise r.fail("forbidden_gcode", f"{word!r} is not a G-code word like G29 or M600")
+    firmware = r.get("firmware", str, base.firmware)
+    if firmware != "marlin":
+        raise r.fail("firmware", f"no G-code allow-list for {firmware!r}; known: marlin")
+    safety = SafetyConfig(
+        firmware=firmware,
+        tools=r.get("tools", int, base.tools, lo=1, hi=16),
+        max_feedrate_mm_s=float(r.get("max_feedrate_mm_s", (int, float), base.max_feedrate_mm_s, lo=1, hi=5000)),
+        max_accel_mm_s2=float(r.get("max_accel_mm_s2", (int, float), base.max_accel_mm_s2, lo=1, hi=200000)),
+        max_factor_pct=float(r.get("max_factor_pct", (int, float), base.max_factor_pct, lo=10, hi=999)),
+        max_dwell_s=float(r.get("max_dwell_s", (int, float), base.max_dwell_s, lo=0, hi=86400)),
+        forbidden_gcode=tuple(forbidden),
+    )
+    r.finish()
+    return safety
 
 
 def _firmware(printer: _Reader) -> FirmwareConfig:

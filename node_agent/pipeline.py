@@ -22,7 +22,7 @@ from node_agent.config import PrinterConfig
 from node_agent.jobfile import GcodeFileError, SafeJob, check_file
 from node_agent.jobs import MAX_VALUE_CHARS, EventKind
 from node_agent.messages import ArtifactRef, Attribution, Offer
-from node_agent.safety import JobRefused, SafetyLimits
+from node_agent.safety import JobRefused, limits_for
 from slicer_bridge import (
     ParameterError,
     ParamKind,
@@ -281,8 +281,7 @@ def safe_job(gcode: Path, printer: PrinterConfig, job_id: str) -> SafeJob:
     Raises:
         StepFailed: the G-code breaks the printer's limits, or the file is unreadable.
     """
-    limits = SafetyLimits(printer.max_hotend_c, printer.max_bed_c, printer.build_volume_mm,
-                          printer.move_margin_mm)
+    limits = limits_for(printer)
     try:
         return check_file(str(gcode), limits, name=job_id)
     except JobRefused as exc:

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from node_agent.config import PrinterConfig
 from node_agent.gcode import Command, parse_command, strip_comment
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Violation",
     "check_lines",
     "enforce",
+    "limits_for",
 ]
 
 #: Marlin's MAX_CMD_SIZE is 96 bytes for the whole framed line ``N<n> <command>*<cs>``;
@@ -192,6 +194,17 @@ class SafetyLimits:
         if self.firmware not in ALLOW_LISTS:
             known = ", ".join(sorted(ALLOW_LISTS))
             raise ValueError(f"no G-code allow-list for firmware {self.firmware!r}; known: {known}")
+
+
+def limits_for(printer: PrinterConfig) -> SafetyLimits:
+    """The safety limits of a configured printer: every path to it (agent jobs, `spime-node print`) uses these."""
+    safety = printer.safety
+    return SafetyLimits(
+        printer.max_hotend_c, printer.max_bed_c, printer.build_volume_mm, printer.move_margin_mm,
+        forbidden=safety.forbidden_gcode, firmware=safety.firmware, tools=safety.tools,
+        max_feedrate_mm_s=safety.max_feedrate_mm_s, max_accel_mm_s2=safety.max_accel_mm_s2,
+        max_factor_pct=safety.max_factor_pct, max_dwell_s=safety.max_dwell_s,
+    )
 
 
 @dataclass(frozen=True, slots=True)

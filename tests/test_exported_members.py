@@ -89,7 +89,7 @@ EXPORTS = {
     ],
     "node_agent.journal": ["Journal", "JournalError", "JournalJob", "PrinterFlags"],
     "node_agent.hub_client": [
-        "ArtifactError", "HubConnection", "HubError", "HubRefused", "HubUnavailable", "KEEPALIVE_OPTIONS",
+        "ArtifactError", "ClientCertificate", "HubConnection", "HubError", "HubRefused", "HubUnavailable", "KEEPALIVE_OPTIONS",
         "SessionStream", "backoff_delay", "enroll",
     ],
     "node_agent.pipeline": [
@@ -101,7 +101,7 @@ EXPORTS = {
     "node_agent.printers": ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"],
     "node_agent.config": [
         "ConfigError", "DEFAULT_END_GCODE", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig", "Rate",
-        "load_config", "parse_config",
+        "SafetyConfig", "load_config", "parse_config",
     ],
     "node_agent.metrics": ["MetricsAddressError", "MetricsServer", "NodeMetrics", "start_metrics_server"],
     "node_agent.progress": ["Progress", "format_amount"],
@@ -117,7 +117,7 @@ EXPORTS = {
     "hub.workers": ["CallGate", "CheckLimits", "CheckPool", "OwnLoop", "aborted_report", "check_mesh"],
     "node_agent.safety": [
         "ALLOW_LISTS", "Allowed", "Checker", "FORBIDDEN_COMMANDS", "JobRefused", "MAX_COMMAND_CHARS", "SafetyLimits",
-        "Violation", "check_lines", "enforce",
+        "Violation", "check_lines", "enforce", "limits_for",
     ],
     "node_agent.jobfile": [
         "GcodeFileError", "JobChanged", "MAX_LINE_BYTES", "STAND_IN", "SafeJob", "StreamedCommands", "VerifiedReader",

@@ -186,3 +186,21 @@ def test_client_certificate_needs_its_key_and_the_hub_ca() -> None:
     node = parse_config(data, "/etc/spimeforge/node.toml").node
     assert (node.tls_ca, node.tls_cert, node.tls_key) == (
         Path("/etc/spimeforge/ca.crt"), Path("/etc/spimeforge/node.crt"), Path("/etc/spimeforge/node.key"))
+
+
+def test_safety_caps_reach_the_filter_and_bad_ones_are_refused() -> None:
+    from node_agent.safety import JobRefused, enforce, limits_for
+
+    data = _data()
+    data["printers"][0]["safety"] = {"forbidden_gcode": ["G29"], "max_feedrate_mm_s": 200, "tools": 2}
+    printer = parse_config(data, "node.toml").printers[0]
+    limits = limits_for(printer)
+    assert (limits.forbidden, limits.max_feedrate_mm_s, limits.tools) == (("G29",), 200.0, 2)
+    with pytest.raises(JobRefused, match="line 2"):
+        enforce(["G28", "G29"], limits)
+    data["printers"][0]["safety"] = {"forbidden_gcode": ["rm -rf"]}
+    with pytest.raises(ConfigError, match=r"printers\[0\].safety.forbidden_gcode: 'rm -rf' is not a G-code word"):
+        parse_config(data, "node.toml")
+    data["printers"][0]["safety"] = {"max_feedrate": 1}
+    with pytest.raises(ConfigError, match=r"printers\[0\].safety.max_feedrate: unknown key"):
+        parse_config(data, "node.toml")
