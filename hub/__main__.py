@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hub import licenses, node_commands, ops_commands, sd_notify
-from hub.api.metrics import HubMetrics, start_metrics_server
+from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
 from hub.api.server import HubServer, TlsFiles
 from hub.config import MB, HubConfig, default_data_dir
 from hub.errors import HubError
@@ -150,6 +150,8 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
     threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()
     metrics = HubMetrics() if config.metrics_listen else None
+    if metrics is not None:
+        feed_from(metrics, composed.hub, composed.store.jobs._thd_state_counts)
     server = HubServer(composed.hub, metrics)
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None

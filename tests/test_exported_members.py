@@ -68,7 +68,9 @@ EXPORTS = {
     ],
     "hub.service.lineage": ["Lineage", "attribution_of", "upstream"],
     "hub.__main__": ["compose", "main", "serve"],
-    "hub.api.metrics": ["FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "start_metrics_server"],
+    "hub.api.metrics": [
+        "FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "feed_from", "start_metrics_server",
+    ],
     "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],

@@ -29,8 +29,11 @@ from prometheus_client.registry import Collector
 
 from hub.config import parse_listen
 from hub.errors import InvalidArgument
+from hub.jobs import Job
+from hub.service import Hub
+from hub.service.common import parse_time
 
-__all__ = ["FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "start_metrics_server"]
+__all__ = ["FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "feed_from", "start_metrics_server"]
 
 # RPCs range from sub-millisecond lookups to multi-minute uploads of large meshes.
 RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -172,6 +175,22 @@ class MetricsServer:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
+
+
+_FINAL_JOB_STATES = frozenset({"done", "failed", "cancelled"})
+
+
+def feed_from(metrics: HubMetrics, hub: Hub, job_counts: Callable[[], Mapping[str, int]]) -> None:
+    """Feed the gauges from a running hub: connected nodes and jobs by state at each scrape, and
+    how long each ordered object took from its job's creation to done, failed or cancelled."""
+    metrics.set_fleet_provider(lambda: FleetSnapshot(len(hub.nodes.online()), job_counts()))
+
+    def on_job(job: Job) -> None:
+        if job.order_id and job.state.value in _FINAL_JOB_STATES:
+            started = parse_time(job.created_at, "created_at")
+            metrics.observe_order_latency(job.state.value, (hub.jobs.clock() - started).total_seconds())
+
+    hub.jobs.add_listener(on_job)
 
 
 def start_metrics_server(address: str, registry: CollectorRegistry) -> MetricsServer:

@@ -8,10 +8,18 @@ transaction (SQLite serialises them) and its own worker-thread hop; a batch take
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Batcher"]
+from hub.errors import StorageError
+from hub.service.jobs import Desired, HeldJob, JobService
+from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
+
+__all__ = ["Batcher", "Opened", "Opening", "session_opener"]
+
+log = logging.getLogger("hub.batching")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,11 +32,12 @@ class Batcher(Generic[T, R]):
 
     ``run`` returns one result per item, in order: a value, or the exception that item's caller
     gets. An exception raised by ``run`` itself goes to every caller of that batch. One batch runs
-    at a time; calls are answered in the order they came.
+    at a time; calls are answered in the order they came. ``dropped(item, result)`` runs (in a
+    worker thread) for a result whose caller was cancelled meanwhile, to undo what it did.
     """
 
-    def __init__(self, run: BatchRun[T, R], max_batch: int = 64) -> None:
-        self._run, self._max = run, max_batch
+    def __init__(self, run: BatchRun[T, R], max_batch: int = 64, dropped: Callable[[T, R], None] | None = None) -> None:
+        self._run, self._max, self._dropped = run, max_batch, dropped
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -52,10 +61,63 @@ class Batcher(Generic[T, R]):
                 results: Sequence[R | Exception] = await asyncio.to_thread(self._run, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
                 results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
+            for (item, future), result in zip(batch, results, strict=True):
                 if future.done():  # the caller was cancelled
+                    if self._dropped is not None and not isinstance(result, Exception):
+                        await self._undo(item, result)
                     continue
                 if isinstance(result, Exception):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _undo(self, item: T, result: R) -> None:
+        assert self._dropped is not None
+        try:
+            await asyncio.to_thread(self._dropped, item, result)
+        except Exception:
+            log.exception("undoing a batched call whose caller went away failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A session to open: the Hello to store and the jobs the agent says it holds."""
+
+    hello: HelloRecord
+    held: tuple[HeldJob, ...]
+
+
+Opened = tuple[NodeInfo, list[Desired]]
+
+
+def session_opener(nodes: NodeStore, jobs: JobService) -> Batcher[Opening, Opened]:
+    """Hellos of many agents stored in one write transaction, then each agent's held jobs reconciled
+    (NodeService.open); a caller that went away meanwhile has its session closed again."""
+    def one(hello: HelloRecord) -> NodeInfo | Exception:
+        try:
+            return nodes._thd_hello(hello.name, hello.place, hello.version, hello.applied_hub_seq, hello.printers,
+                                    hello.now, hello.replica)
+        except Exception as exc:  # noqa: BLE001 - that caller gets it
+            return exc
+
+    def run(items: Sequence[Opening]) -> list[Opened | Exception]:
+        try:
+            infos: Sequence[NodeInfo | Exception] = nodes._thd_hello_many([i.hello for i in items])
+        except StorageError:  # the batch failed as a whole: each Hello on its own
+            infos = [one(i.hello) for i in items]
+        out: list[Opened | Exception] = []
+        for item, info in zip(items, infos, strict=True):
+            if isinstance(info, Exception):
+                out.append(info)
+                continue
+            try:
+                out.append((info, jobs._thd_reconcile(item.hello.name, item.held, item.hello.applied_hub_seq)))
+            except Exception as exc:  # noqa: BLE001 - that caller gets it; its session is not open
+                nodes._thd_disconnect(item.hello.name, info.session_epoch, item.hello.now)
+                out.append(exc)
+        return out
+
+    def dropped(item: Opening, opened: Opened) -> None:
+        nodes._thd_disconnect(item.hello.name, opened[0].session_epoch, item.hello.now)
+
+    return Batcher(run, dropped=dropped)

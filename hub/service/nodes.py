@@ -23,13 +23,14 @@ from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
+from hub.service.batching import Opening, session_opener
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
 from hub.service.replicas import new_replica_id
 from hub.store.designs import DesignStore
 from hub.store.jobs import EventRecord, JobStore
-from hub.store.nodes import NodeStore
+from hub.store.nodes import HelloRecord, NodeStore
 
 __all__ = [
     "Ack", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply", "PrinterChanged",
@@ -212,6 +213,7 @@ class NodeService:
         self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
+        self._opener = session_opener(nodes, jobs)
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -311,14 +313,10 @@ class NodeService:
         _check_hello(account, hello)
         now = format_time(self.clock())
         place = (hello.location, hello.latitude, hello.longitude)
-        info = await asyncio.to_thread(self.nodes._thd_hello, account.name, place, hello.version,
-                                       hello.last_hub_seq_applied, hello.printers, now, self.replica)
-        try:
-            desired = await asyncio.to_thread(self.jobs._thd_reconcile, account.name, hello.held,
-                                              hello.last_hub_seq_applied)
-        except BaseException:
-            await asyncio.to_thread(self.nodes._thd_disconnect, account.name, info.session_epoch, now)
-            raise
+        # Batched: Hellos arriving together share one write transaction and one thread hop.
+        info, desired = await self._opener.submit(Opening(HelloRecord(
+            account.name, place, hello.version, hello.last_hub_seq_applied, tuple(hello.printers), now, self.replica),
+            tuple(hello.held)))
         session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
                           sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
                           printers={p.printer: p for p in hello.printers})

@@ -187,6 +187,12 @@ class JobStore:
         with connect(self.engine) as conn:
             return list(conn.execute(query).scalars())
 
+    def _thd_state_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (the metrics gauge; one indexed GROUP BY)."""
+        query = sa.select(j.c.state, sa.func.count()).group_by(j.c.state)
+        with connect(self.engine) as conn:
+            return {str(state): int(n) for state, n in conn.execute(query)}
+
     def _thd_due(self, state: JobState, column: str, before: str) -> list[Job]:
         """Jobs in a state whose time column is set and earlier than `before`."""
         col = j.c[column]

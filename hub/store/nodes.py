@@ -17,7 +17,7 @@ from hub.store import schema
 from hub.store.accounts import token_digest
 from hub.store.engine import connect, write
 
-__all__ = ["CHANNEL", "NodeInfo", "NodeStore", "enqueue", "notify", "printers_in", "translated"]
+__all__ = ["CHANNEL", "HelloRecord", "NodeInfo", "NodeStore", "enqueue", "notify", "printers_in", "translated"]
 
 n, pr, cmd, en = schema.nodes, schema.printers, schema.node_commands, schema.enrollment_tokens
 hr = schema.hub_replicas
@@ -104,6 +104,42 @@ def notify(conn: sa.Connection, payload: str) -> None:
         conn.execute(sa.select(sa.func.pg_notify(CHANNEL, payload)))
 
 
+@dataclass(frozen=True, slots=True)
+class HelloRecord:
+    """What a Hello stores: the node, (location, latitude, longitude), agent version, the newest
+    hub_seq the agent applied, its printers, when, and the replica holding the session."""
+
+    name: str
+    place: tuple[str, float | None, float | None]
+    version: str
+    applied_hub_seq: int
+    printers: tuple[PrinterRecord, ...]
+    now: str
+    replica: str = ""
+
+
+def _hello(conn: sa.Connection, h: HelloRecord) -> NodeInfo:
+    """Raises: NotFound: no such node (nothing written)."""
+    location, lat, lon = h.place
+    row = conn.execute(
+        sa.update(n).where(n.c.name == h.name).values(
+            session_epoch=n.c.session_epoch + 1, online=True, location=location, latitude=lat,
+            longitude=lon, agent_version=h.version, last_seen=h.now, replica=h.replica,
+            hub_seq_acked=sa.func.greatest(n.c.hub_seq_acked, h.applied_hub_seq)
+            if conn.dialect.name == "postgresql" else sa.func.max(n.c.hub_seq_acked, h.applied_hub_seq),
+        ).returning(*n.c)
+    ).first()
+    if row is None:
+        raise NotFound(f"no node named {h.name!r}")
+    conn.execute(sa.delete(cmd).where(cmd.c.node == h.name, cmd.c.hub_seq <= row.hub_seq_acked))
+    conn.execute(sa.delete(pr).where(pr.c.node == h.name))
+    if h.printers:
+        conn.execute(sa.insert(pr), [{"node": h.name, "printer": p.printer, **_printer_values(p, h.now)}
+                                     for p in h.printers])
+    notify(conn, f"{h.name} {row.session_epoch}")
+    return _node(row)
+
+
 def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
     """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq.
     The replica holding the node's session is woken by NOTIFY at commit (PostgreSQL)."""
@@ -188,24 +224,24 @@ class NodeStore:
         Raises:
             NotFound: no such node.
         """
-        location, lat, lon = place
         with write(self.engine) as conn:
-            row = conn.execute(
-                sa.update(n).where(n.c.name == name).values(
-                    session_epoch=n.c.session_epoch + 1, online=True, location=location, latitude=lat,
-                    longitude=lon, agent_version=version, last_seen=now, replica=replica,
-                    hub_seq_acked=sa.func.greatest(n.c.hub_seq_acked, applied_hub_seq)
-                    if conn.dialect.name == "postgresql" else sa.func.max(n.c.hub_seq_acked, applied_hub_seq),
-                ).returning(*n.c)
-            ).first()
-            if row is None:
-                raise NotFound(f"no node named {name!r}")
-            conn.execute(sa.delete(cmd).where(cmd.c.node == name, cmd.c.hub_seq <= row.hub_seq_acked))
-            conn.execute(sa.delete(pr).where(pr.c.node == name))
-            for p in printers:
-                conn.execute(sa.insert(pr).values(node=name, printer=p.printer, **_printer_values(p, now)))
-            notify(conn, f"{name} {row.session_epoch}")
-            return _node(row)
+            return _hello(conn, HelloRecord(name, place, version, applied_hub_seq, tuple(printers), now, replica))
+
+    @translated
+    def _thd_hello_many(self, hellos: Sequence[HelloRecord]) -> list[NodeInfo | NotFound]:
+        """_thd_hello for many nodes in one write transaction; an unknown node gets NotFound.
+
+        Raises:
+            StorageError: the database failed (then none was recorded).
+        """
+        done: dict[int, NodeInfo | NotFound] = {}
+        with write(self.engine) as conn:
+            for i in sorted(range(len(hellos)), key=lambda i: hellos[i].name):  # one lock order for all writers
+                try:
+                    done[i] = _hello(conn, hellos[i])
+                except NotFound as exc:  # nothing was written for it
+                    done[i] = exc
+        return [done[i] for i in range(len(hellos))]
 
     @translated
     def _thd_disconnect(self, name: str, session_epoch: int, now: str) -> bool:

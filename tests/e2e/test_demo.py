@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,12 +51,12 @@ def poll(what: str, check: Callable[[], Any], deadline_s: float = WAIT_S) -> Any
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_demo(tmp_path: Path, marker: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_demo(tmp_path: Path, marker: str, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
     assert SPIME.exists(), f"the spime console script is not installed at {SPIME}"
     err = tmp_path / "demo.stderr"
     env = {**os.environ, "SPIME_DEMO_TEST": marker}
     with (tmp_path / "demo.stdout").open("wb") as out, err.open("wb") as errf:
-        proc = subprocess.Popen([str(SPIME), "demo", "--json", "--data", str(tmp_path / "data")],
+        proc = subprocess.Popen([str(SPIME), "demo", "--json", "--data", str(tmp_path / "data"), *extra],
                                 cwd=ROOT, env=env, stdout=out, stderr=errf)
     return proc, err
 
@@ -76,7 +77,7 @@ def test_spime_demo_runs_the_whole_story(tmp_path: Path) -> None:
                                    "shelf-bracket-gpl"}
     assert [(r["action"], r["design"], r["status"]) for r in doc["refused"]] == [
         ("fork", "cable-clip", "FAILED_PRECONDITION")]
-    assert "no derivatives" in doc["refused"][0]["message"]
+    assert "CC-BY-ND-4.0" in doc["refused"][0]["message"]
 
     orders = {o["id"]: o for o in doc["orders"]}
     assert len(orders) == 2 and {o["state"] for o in orders.values()} == {"delivered"}
@@ -116,6 +117,22 @@ def test_ctrl_c_mid_demo_stops_every_process_it_started(tmp_path: Path) -> None:
         proc.kill()
     assert code == 130, err.read_text(errors="replace")[-4000:]
     assert "interrupted; stopping everything it started" in err.read_text(errors="replace")
+    assert survivors(marker) == []
+
+
+def test_a_failing_step_exits_non_zero_and_stops_every_process(tmp_path: Path) -> None:
+    designs = tmp_path / "designs"
+    shutil.copytree(ROOT / "designs" / "calibration-cube", designs / "calibration-cube")
+    marker = uuid.uuid4().hex
+    proc, err = start_demo(tmp_path, marker, "--designs", str(designs))  # no shelf-bracket to fork
+    try:
+        code = proc.wait(timeout=WAIT_S)
+    finally:
+        proc.kill()
+    log = err.read_text(errors="replace")
+    assert code == 1, log[-4000:]
+    assert "spime demo: FAILED" in log and "shelf-bracket" in log
+    assert (tmp_path / "demo.stdout").read_text() == ""
     assert survivors(marker) == []
 
 

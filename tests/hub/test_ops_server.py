@@ -256,3 +256,29 @@ def test_serve_as_the_unit_runs_it_notifies_systemd_and_serves_mtls_and_metrics(
             process.kill()
             process.wait(timeout=DEADLINE_S)
         log.close()
+
+
+def test_fleet_gauges_follow_real_nodes_and_jobs(tmp_path: Path, database_url: str) -> None:
+    from hub.api.metrics import feed_from
+    from hub.jobs import JobSpec
+    from tests.hub.fake_agent import FakeAgent, printer, start_clocked
+
+    hub = start_clocked(tmp_path / "data", database_url)
+    metrics = HubMetrics()
+    feed_from(metrics, hub.composed.hub, hub.composed.store.jobs._thd_state_counts)
+    exporter = start_metrics_server("127.0.0.1:0", metrics.registry)
+    try:
+        stl = (ROOT / "designs" / "calibration-cube" / "calibration-cube.stl").read_bytes()
+        rev = hub.push("alice", "metric-cube", {"cube.stl": stl}, create=True).revision_id
+        assert _value(_scrape(exporter.port), "spime_hub_connected_nodes") == 0
+        agent = FakeAgent.enrolled(hub, "lab-metrics", [printer("mk3")])
+        agent.connect()
+        hub.composed.hub.jobs._thd_create_job(JobSpec("metric-cube", rev, "PLA"), "admin")
+        agent.expect("offer")
+        samples = _scrape(exporter.port)
+        assert _value(samples, "spime_hub_connected_nodes") == 1
+        assert _value(samples, "spime_hub_jobs", state="offered") == 1
+        agent.close()
+    finally:
+        exporter.close()
+        hub.stop()

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="folder of sample designs (default: the repository's designs/)")
     p.add_argument("--data", type=Path, default=None,
                    help="empty or new directory for everything (default: a temporary one, removed)")
+    p.add_argument("--no-octoprint", action="store_true",
+                   help="leave out the OctoPrint printer (the serial one prints both orders)")
     add_json_option(p)
     p.set_defaults(func=run)
 
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     hub = EmbeddedHub(data=work / "hub")
     hub.data.mkdir(parents=True, exist_ok=True)
     demo = Demo(hub=hub, work=work, designs=copy_designs(designs, work / "designs"),
-                children=children, node=Node(root=work / "node"))
+                children=children, node=Node(root=work / "node"),
+                with_octoprint=not args.no_octoprint)
     code = EXIT_REFUSED
     try:
         with interrupts_raise():

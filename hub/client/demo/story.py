@@ -35,6 +35,9 @@ __all__ = ["STEPS", "Demo", "chapter", "say", "step_forks", "step_hub", "step_ma
 OCTOPRINT_START_S = 45.0
 CLI_DEADLINE_S = 120.0
 HUB_START_S = 60.0
+# An order in any other state may still move (LOST_CONTACT and OUTCOME_UNKNOWN can recover).
+FINAL_ORDER_STATES = frozenset({"ORDER_STATE_DELIVERED", "ORDER_STATE_FAILED",
+                                "ORDER_STATE_CANCELLED"})
 PRINT_DEADLINE_S = 150.0
 CUSTOMER = "carol"
 # The parametric order: a smaller, thinner shelf bracket than the default.
@@ -50,6 +53,7 @@ class Demo:
     designs: list[Path]
     children: Children
     node: Node
+    with_octoprint: bool = True
     octoprint: octo.OctoPrint | None = None
     skipped: list[str] = field(default_factory=list)
     refused: list[summary.Refusal] = field(default_factory=list)
@@ -138,11 +142,14 @@ def step_hub(demo: Demo) -> None:
     """Accounts, the node and OctoPrint's admin side by side; then the hub and OctoPrint."""
     chapter("Starting a hub, a makerspace node and its printers")
     octo_dir = demo.work / "octoprint"
-    try:
-        added: Child | None = octo.user_add(demo.children, octo_dir)
-    except StepFailed as exc:
-        added = None
-        _skip_octoprint(demo, str(exc))
+    added: Child | None = None
+    if not demo.with_octoprint:
+        _skip_octoprint(demo, "--no-octoprint was given")
+    else:
+        try:
+            added = octo.user_add(demo.children, octo_dir)
+        except StepFailed as exc:
+            _skip_octoprint(demo, str(exc))
     token = _accounts(demo)
     _start_hub(demo)
     say(f"spime-hub serving on {demo.hub.address} (SQLite + blobs in {demo.hub.data}); "
@@ -288,8 +295,7 @@ def step_print(demo: Demo) -> None:
         for o in orders:
             for obj in o.get("objects", []):
                 _operate(demo, obj, done)
-        final = [o for o in orders if not o["state"].endswith(("PRINTING", "QUEUED", "SLICING",
-                                                                 "ACCEPTED", "PLACED", "PRINTED"))]
+        final = [o for o in orders if o["state"] in FINAL_ORDER_STATES]
         if demo.node.agent is not None and not demo.node.agent.alive():
             raise StepFailed(f"spime-node run exited:\n{demo.node.agent.log_tail()}")
         return orders if len(final) == len(demo.order_ids) else None
