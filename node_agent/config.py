@@ -15,6 +15,7 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     # credential_file = "..."     # default: <state_dir>/credential (written by enroll)
     # token = "..."               # or the node credential inline
     heartbeat_s = 15
+    reconnect_max_s = 60          # cap of the full-jitter reconnect backoff (base 1 s)
 
     [[printers]]
     name = "mk3"
@@ -150,6 +151,7 @@ class NodeInfo:
     credential_file: Path | None = None
     token: str | None = field(default=None, repr=False)
     heartbeat_s: float = 15.0
+    reconnect_max_s: float = 60.0
 
     @property
     def credential_path(self) -> Path:
@@ -287,6 +289,7 @@ def _node(r: _Reader, base: Path) -> NodeInfo:
         state_dir=_path(r, "state_dir", base) or Path(DEFAULT_STATE_DIR),
         tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, credential_file=credential, token=token,
         heartbeat_s=float(r.get("heartbeat_s", (int, float), 15.0, lo=1, hi=300)),
+        reconnect_max_s=float(r.get("reconnect_max_s", (int, float), 60.0, lo=1, hi=600)),
     )
     r.finish()
     return info

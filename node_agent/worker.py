@@ -229,7 +229,7 @@ class Worker:
             finally:
                 self._online.clear()
                 self._session = None
-            await asyncio.sleep(backoff_delay(attempt, self._rng))
+            await asyncio.sleep(backoff_delay(attempt, self._rng, cap_s=self.config.node.reconnect_max_s))
             attempt += 1
 
     async def _one_session(self) -> None:
@@ -520,6 +520,9 @@ class Worker:
             raise StepFailed("start", "agent", "no start grant for this epoch")
         safe = await asyncio.to_thread(safe_job, Path(job.gcode_path), slot.config, job_id)
         await _db(self.journal.set_printer_flags, job.printer, bed_clear=False)
+        # Tell the hub now: else it may offer the next job to this printer the moment the
+        # print ends, the offer is declined and the hub stops offering that job to this node.
+        await self._send(m.PrinterChanged(self._snapshot(slot)))
         await _db(self.journal.update, job_id, started_at=time.time())
         await self._move(job_id, JobState.PRINTING, EventKind.STARTED,
                          {"printer": job.printer, "printer_model": slot.config.model,

@@ -5,6 +5,7 @@
 #   -k push      200 MB push vs raw loopback TCP and vs rsync to an rsync daemon (rsync: ops/install.sh)
 #   -k abuse     "hub under abuse": honest read latency with hostile callers vs the idle hub
 #   -k orders    orders routed/s (1,000 nodes, 10,000 designs) vs a bare claim query; record p99
+#   -k replicas  job created on replica B -> offer at an agent held by replica A (NOTIFY) vs same replica
 #   -k serial, -k printability, -k slicing   see README.md
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -42,6 +42,9 @@ EXPORTS = {
         "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",
     ],
     "hub.store.engine": ["connect", "make_engine", "migrate", "sqlite_url", "write"],
+    "hub.store.notify": ["Listener", "listen"],
+    "hub.store.replicas": ["Released", "ReplicaStore"],
+    "hub.service.replicas": ["DEFAULT_POLICY", "ReplicaPolicy", "ReplicaService", "new_replica_id", "parse_wakeup"],
     "hub.store.blob_backend": ["BlobBackend", "open_blob_store", "open_blob_store_for_copy"],
     "hub.store.s3blobs": ["PART_BYTES", "S3BlobStore", "S3Location", "S3Upload", "parse_s3_url"],
     "hub.service": [

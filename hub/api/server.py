@@ -124,7 +124,8 @@ class HubServer:
         # Offer expiry, leases, lost contact, and jobs queued by `spime-hub job add` in another process.
         self._sweeper = asyncio.create_task(self.hub.nodes.run_sweeper(self._stop_sweeper))
         self._replica_loop = asyncio.create_task(self.replicas.run(self._stop_sweeper))
-        log.info("hub listening", extra={"listen": listen, "port": self.port, "tls": tls is not None})
+        log.info("hub listening", extra={"listen": listen, "port": self.port, "tls": tls is not None,
+                                         "replica": self.replicas.replica})
         return self.port
 
     async def _set_health(self, status: int) -> None:

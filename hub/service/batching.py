@@ -17,7 +17,7 @@ from hub.errors import StorageError
 from hub.service.jobs import Desired, HeldJob, JobService
 from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
 
-__all__ = ["Batcher", "Opened", "Opening", "session_opener"]
+__all__ = ["Batcher", "Opened", "Opening", "session_closer", "session_opener"]
 
 log = logging.getLogger("hub.batching")
 
@@ -121,3 +121,28 @@ def session_opener(nodes: NodeStore, jobs: JobService) -> Batcher[Opening, Opene
         nodes._thd_disconnect(item.hello.name, opened[0].session_epoch, item.hello.now)
 
     return Batcher(run, dropped=dropped)
+
+
+def session_closer(nodes: NodeStore, jobs: JobService) -> Batcher[tuple[str, int, str], bool]:
+    """Ended sessions (node, session_epoch, now) marked offline in one write transaction; a node whose
+    session was still current has its printing jobs LOST_CONTACT. Each caller learns whether it was."""
+    def run(items: Sequence[tuple[str, int, str]]) -> list[bool | Exception]:
+        try:
+            current: list[bool | Exception] = list(nodes._thd_disconnect_many(items))
+        except StorageError:  # the batch failed as a whole: each on its own
+            current = [_attempt(nodes._thd_disconnect, *item) for item in items]
+        for (node, _, _), was in zip(items, current, strict=True):
+            if was is True:
+                was_lost = _attempt(jobs._thd_node_lost, node)
+                if isinstance(was_lost, Exception):
+                    log.error("marking the jobs of a gone node failed", exc_info=was_lost, extra={"node": node})
+        return current
+
+    return Batcher(run)
+
+
+def _attempt(fn: Callable[..., R], *args: object) -> R | Exception:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - that caller gets it
+        return exc

@@ -23,7 +23,7 @@ from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
-from hub.service.batching import Opening, session_opener
+from hub.service.batching import Opening, session_closer, session_opener
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
@@ -213,7 +213,7 @@ class NodeService:
         self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
-        self._opener = session_opener(nodes, jobs)
+        self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -406,8 +406,7 @@ class NodeService:
         if not current:
             return
         now = format_time(self.clock())
-        if await asyncio.to_thread(self.nodes._thd_disconnect, session.node, session.epoch, now):
-            await asyncio.to_thread(self.jobs._thd_node_lost, session.node)
+        await self._closer.submit((session.node, session.epoch, now))  # batched, with _thd_node_lost
         log.info("session closed", extra={"node": session.node, "session_epoch": session.epoch})
 
     def close_soon(self, session: Session) -> None:

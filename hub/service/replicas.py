@@ -68,6 +68,11 @@ class ReplicaService:
     def replica(self) -> str:
         return self.nodes.replica
 
+    @property
+    def shared(self) -> bool:
+        """Whether replicas can share this database (PostgreSQL; SQLite is one process's)."""
+        return self.store.engine.dialect.name == "postgresql"
+
     async def start(self) -> None:
         """Before serving: take a lease, release the sessions a previous life of this replica held
         (never the other replicas'), then listen for wake-ups (PostgreSQL).
@@ -75,19 +80,20 @@ class ReplicaService:
         Raises:
             StorageError: the database failed.
         """
-        await self._beat()
-        if self.store.engine.dialect.name != "postgresql":
+        if not self.shared:
             await self.nodes.startup()  # SQLite: one hub process per database, nobody else is connected
-        else:
-            now = format_time(self.nodes.clock())
-            await self._lost(await asyncio.to_thread(self.store._thd_release_own, self.replica, now))
+            return
+        await self._beat()
+        now = format_time(self.nodes.clock())
+        await self._lost(await asyncio.to_thread(self.store._thd_release_own, self.replica, now))
         self.listener = await asyncio.to_thread(listen, self.store.engine, self.wake, self.nodes.ring_all)
 
     async def stop(self) -> None:
         """After the sessions closed: stop listening and give the lease up."""
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
-        await asyncio.to_thread(self.store._thd_leave, self.replica)
+        if self.shared:
+            await asyncio.to_thread(self.store._thd_leave, self.replica)
 
     def wake(self, payload: str) -> None:
         """A NOTIFY arrived (listener thread)."""
@@ -98,8 +104,9 @@ class ReplicaService:
             self.nodes.supersede(node, epoch)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Renew the lease and release dead replicas' sessions every policy.beat_s until stop is set."""
-        while not stop.is_set():
+        """Renew the lease and release dead replicas' sessions every policy.beat_s until stop is set
+        (nothing to do on SQLite)."""
+        while self.shared and not stop.is_set():
             try:
                 await self.round()
             except Exception:

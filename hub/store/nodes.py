@@ -252,6 +252,15 @@ class NodeStore:
                 .values(online=False, disconnected_at=now, last_seen=now, replica="")
             ).rowcount)
 
+    @translated
+    def _thd_disconnect_many(self, sessions: Sequence[tuple[str, int, str]]) -> list[bool]:
+        """_thd_disconnect for many (node, session_epoch, now) in one write transaction."""
+        with write(self.engine) as conn:
+            return [bool(conn.execute(
+                sa.update(n).where(n.c.name == name, n.c.session_epoch == epoch)
+                .values(online=False, disconnected_at=now, last_seen=now, replica="")
+            ).rowcount) for name, epoch, now in sessions]
+
     def _thd_mark_offline(self, names: Sequence[str], now: str) -> None:
         """Nodes whose heartbeats stopped (SUSPECT) count as disconnected from now."""
         if names:

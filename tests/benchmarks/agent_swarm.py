@@ -50,6 +50,8 @@ class Swarm:
         self.ready: set[str] = set()
         self.generation = 0
         self.tasks: list[asyncio.Task[None]] = []
+        self.back_ns: list[int] = []  # per agent: from the drop (or start) to its Welcome
+        self.dropped_ns = time.monotonic_ns()
 
     def _channel(self, index: int) -> aio.Channel:
         slot = index // STREAMS_PER_CHANNEL
@@ -64,9 +66,11 @@ class Swarm:
             try:
                 await self._session(index, name, token, generation)
                 return
-            except (grpc.RpcError, aio.AioRpcError):
+            except (grpc.RpcError, aio.AioRpcError) as exc:
                 if generation != self.generation:
                     return
+                code = exc.code() if isinstance(exc, aio.AioRpcError) else None
+                emit({"error": str(code), "details": str(exc.details() if isinstance(exc, aio.AioRpcError) else exc)[:160]})
                 self.ready.discard(name)
                 await asyncio.sleep(random.uniform(0, min(60.0, 1.0 * 2**attempt)))
                 attempt += 1
@@ -118,10 +122,14 @@ class Swarm:
             await call.write(nodes_pb2.AgentMsg(ack=nodes_pb2.CommandAck(hub_seq=message.hub_seq)))
 
     def _mark_ready(self, name: str, generation: int) -> None:
+        if name not in self.ready:
+            self.back_ns.append(time.monotonic_ns() - self.dropped_ns)
         self.ready.add(name)
         if len(self.ready) == len(self.agents):
             key = "connected" if generation == 0 else "reconnected"
-            emit({key: len(self.ready), "t_ns": time.monotonic_ns()})
+            done = sorted(self.back_ns)
+            emit({key: len(self.ready), "t_ns": time.monotonic_ns(),
+                  "back_ms": [round(done[int(q * (len(done) - 1))] / 1e6) for q in (0.1, 0.5, 0.9, 0.99)]})
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self.run_agent(i, self.generation)) for i in range(len(self.agents))]
@@ -130,6 +138,7 @@ class Swarm:
         """Every stream and channel closed at once, then every agent reconnects."""
         self.generation += 1
         self.ready.clear()
+        self.back_ns, self.dropped_ns = [], time.monotonic_ns()
         emit({"dropped": len(self.agents), "t_ns": time.monotonic_ns()})
         for task in self.tasks:
             task.cancel()

@@ -261,6 +261,11 @@ def measure_hub(tmp: Path, n: int) -> Figures:
             offers = run.wait_for("offer", JOBS, 120)
             lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
             reconnect = reconnect_seconds(run, 300)
+            print(f"\nhub: agents back after the drop (p10/p50/p90/p99 ms per client process): "
+                  f"{[e['back_ms'] for e in run.count('reconnected')]}")
+            errors = run.count("error")
+            if errors:
+                print(f"\nhub: {len(errors)} failed session attempts (the agents retried), e.g. {errors[:2]}")
         finally:
             run.stop()
     finally:

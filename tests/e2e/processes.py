@@ -230,6 +230,7 @@ latitude = 52.5
 longitude = 13.4
 state_dir = "state"
 heartbeat_s = 1
+reconnect_max_s = 5
 {printers}""", encoding="utf-8")
 
     def enroll(self, hub: HubProcess) -> None:

@@ -234,28 +234,37 @@ def _agent_log(demo: Demo) -> Callable[[], str]:
     return lambda: demo.node.agent.log_tail() if demo.node.agent else ""
 
 
-def _order(demo: Demo, design: str, params: dict[str, str], printer: str) -> None:
+def _quote_for(demo: Demo, design: str, params: dict[str, str],
+               printer: str) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     argv = [design, "--material", "PLA", "--near", "52.52,13.40"]
     argv += [f"--param={k}={v}" for k, v in params.items()]
     quote, option = _quote(demo, argv, printer)
-    say(f"quote {quote['quote_id']}: {option['node']}/{option['printer']} "
+    say(f"quote {quote['quote_id']} for {design}: {option['node']}/{option['printer']} "
         f"{summary.amount(option['price']):.2f} {option['price']['currency']}, "
         f"about {int(option['estimated_seconds']) // 60} min, {float(option['filament_g']):.1f} g")
+    return argv, quote, option
+
+
+def _order(demo: Demo, argv: list[str], quote: dict[str, Any], option: dict[str, Any]) -> None:
+    design = argv[0]
     order = demo.spime(CUSTOMER, "order", *argv, "--quote", quote["quote_id"], "--option",
                        str(option["option"]), "--key", f"demo-{design}")
     demo.order_ids.append(order["id"])
     demo.ordered_designs.append(design)
+    params = order["spec"].get("parameters", {})
     shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "default parameters"
     say(f"{CUSTOMER} ordered {design} ({shown}): order {order['id']}, "
         f"{summary.amount(order['price']):.2f} {order['price']['currency']}")
 
 
 def step_orders(demo: Demo) -> None:
-    """The customer quotes and orders two objects, one parametric."""
+    """The customer quotes two objects, one parametric, then orders both at once."""
     chapter(f"{CUSTOMER} quotes and orders two objects")
     second = OCTO_PRINTER if demo.octoprint else SERIAL_PRINTER
-    _order(demo, "calibration-cube", {}, SERIAL_PRINTER)
-    _order(demo, "shelf-bracket", BRACKET_PARAMS, second)
+    quotes = [_quote_for(demo, "calibration-cube", {}, SERIAL_PRINTER),
+              _quote_for(demo, "shelf-bracket", BRACKET_PARAMS, second)]
+    for argv, quote, option in quotes:  # back to back: each printer gets one while both are free
+        _order(demo, argv, quote, option)
 
 
 def _operate(demo: Demo, obj: dict[str, Any], done: set[str]) -> None:
