@@ -3,7 +3,8 @@
 One live session per node. Hub -> agent commands live in the node's outbox table
 (hub/store/nodes.py) until acked; a session is rung (a doorbell on its queue, thread
 safe) whenever a command is committed, and then sends everything past what it sent.
-A newer Hello of the same node supersedes the older session.
+A newer Hello of the same node supersedes the older session, also one held by another hub
+replica on the same PostgreSQL (hub/service/replicas.py: NOTIFY wake-ups, leases, takeover).
 """
 
 from __future__ import annotations
@@ -484,7 +485,8 @@ class NodeService:
             raise PermissionDenied(f"blob {sha256[:16]} belongs to no job of node {account.name}")
 
     async def startup(self) -> None:
-        """Before serving: no session exists yet, so no node is online (one hub process per database)."""
+        """Before serving on SQLite: no session exists yet, so no node is online (one hub process per
+        database; on PostgreSQL ReplicaService.start releases only this replica's sessions)."""
         await asyncio.to_thread(self.nodes._thd_reset_online, format_time(self.clock()))
 
     async def ring_behind(self) -> None:

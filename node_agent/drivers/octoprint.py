@@ -429,11 +429,13 @@ class OctoPrintDriver:
     # -- push socket (websocket thread -> event loop) --------------------------------
 
     def _thd_open_socket(self) -> Any:
-        return self._client.create_socket(
+        sock = self._client.create_socket(
             on_message=lambda _ws, kind, msg: self._post(self._on_push, kind, msg),
             on_error=lambda _ws, err: self._post(self._on_socket_error, err),
             on_close=lambda _ws: self._post(self._on_socket_error, "closed"),
         )
+        _accept_close_arguments(sock)
+        return sock
 
     @staticmethod
     def _thd_close_socket(sock: Any) -> None:
@@ -472,8 +474,8 @@ class OctoPrintDriver:
         if self._closing or self._socket is None:
             return
         log.warning("printer %s: OctoPrint push socket failed: %s", self.name, err)
-        # websocket-client >= 1 passes extra close arguments that octoprint_client's
-        # close handler does not take; the resulting TypeError is how a close shows up.
+        # A close arrives as "closed" (see _accept_close_arguments); a TypeError is how it
+        # showed up before that wrapper, kept for sockets opened by other code paths.
         thread = getattr(self._socket, "_thread", None)
         if thread is None or not thread.is_alive() or isinstance(err, TypeError) or (
                 err == "closed"):
@@ -599,3 +601,16 @@ class OctoPrintDriver:
             )
         if self._job is not None and not self._job.done.done():
             raise PrinterNotReady(f"printer {self.name!r} is already printing {self._job.name!r}")
+
+
+def _accept_close_arguments(sock: Any) -> None:
+    """websocket-client >= 1.0 calls on_close(ws, status, reason); octoprint_client's SocketClient
+    (its own ``_ws_on_close`` and the ``on_close`` it wraps) take only (ws), so the call raised
+    inside the library and the driver never heard that the push socket closed. The library looks
+    both callbacks up on each event, so wrapping them on this instance is enough."""
+    own = getattr(sock, "_ws_on_close", None)
+    if callable(own):
+        sock._ws_on_close = lambda ws, *_close: own(ws)
+    kwargs = getattr(sock, "_ws_kwargs", None)
+    if isinstance(kwargs, dict) and callable(wrapped := kwargs.get("on_close")):
+        kwargs["on_close"] = lambda ws, *_close: wrapped(ws)

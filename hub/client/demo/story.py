@@ -54,6 +54,7 @@ class Demo:
     children: Children
     node: Node
     with_octoprint: bool = True
+    enrollment_token: str = ""
     octoprint: octo.OctoPrint | None = None
     skipped: list[str] = field(default_factory=list)
     refused: list[summary.Refusal] = field(default_factory=list)
@@ -133,8 +134,8 @@ def _start_hub(demo: Demo) -> None:
     def bound() -> str | None:
         if not hub.alive():
             raise StepFailed(f"spime-hub serve exited {hub.process.returncode}:\n{hub.log_tail()}")
-        text = ready.read_text(encoding="utf-8").strip() if ready.exists() else ""
-        return text if text.endswith(tuple("0123456789")) else None
+        text = ready.read_text(encoding="utf-8") if ready.exists() else ""
+        return text.strip() if text.endswith("\n") else None  # whole, not half written
     demo.hub.address = wait_for("the hub to serve", bound, HUB_START_S, hub.log_tail)
 
 
@@ -160,8 +161,7 @@ def step_hub(demo: Demo) -> None:
             say(f"octoprint serve starting at {demo.octoprint.url} (virtual printer)")
         except StepFailed as exc:
             _skip_octoprint(demo, str(exc))
-    demo.node.root.mkdir(parents=True, exist_ok=True)
-    (demo.node.root / "token").write_text(token, encoding="utf-8")
+    demo.enrollment_token = token
 
 
 def _skip_octoprint(demo: Demo, why: str) -> None:
@@ -182,9 +182,10 @@ def step_makerspace(demo: Demo) -> None:
         except StepFailed as exc:
             demo.children.stop(demo.octoprint.child, 5.0)
             _skip_octoprint(demo, str(exc))
+    demo.node.root.mkdir(parents=True, exist_ok=True)
     demo.node.config.write_text(node_config(demo.hub.address, port, demo.octoprint),
                                 encoding="utf-8")
-    demo.node.enroll((demo.node.root / "token").read_text(encoding="utf-8"))
+    demo.node.enroll(demo.enrollment_token)
     demo.node.run(demo.children)
     printers = [SERIAL_PRINTER] + ([OCTO_PRINTER] if demo.octoprint else [])
     say(f"`spime-node enroll` then `spime-node run`: node {NODE} with printers {', '.join(printers)}")
