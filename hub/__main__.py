@@ -51,6 +51,7 @@ from hub.service.common import Clock, system_clock
 from hub.service.grants import GrantService
 from hub.service.orders import OrderService
 from hub.service.quoting import SliceEstimator
+from hub.service.replicas import ReplicaPolicy
 from hub.store import Store, open_store
 from hub.store.hub_key import HUB_KEY_NAME, load_or_create_hub_key
 from hub.store.orders import OrderStore
@@ -152,7 +153,7 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     metrics = HubMetrics() if config.metrics_listen else None
     if metrics is not None:
         feed_from(metrics, composed.hub, composed.store.jobs._thd_state_counts)
-    server = HubServer(composed.hub, metrics)
+    server = HubServer(composed.hub, metrics, ReplicaPolicy(config.replica_ttl_s / 6, config.replica_ttl_s))
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     port = await server.start(config.listen, tls)
@@ -187,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)")
     s.add_argument("--max-blob-mb", type=int, default=512, help="largest accepted blob in MiB (default 512)")
     s.add_argument("--grace", type=float, default=10.0, help="seconds to finish running calls on stop")
+    s.add_argument("--replica-ttl", type=float, default=30.0, metavar="SECONDS",
+                   help="replicas on one PostgreSQL: release a dead replica's agents after this (3-3600, default 30)")
     s.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
     s.add_argument("--blobs", default="", metavar="s3://BUCKET/PREFIX",
                    help="keep blobs in an S3-compatible bucket (credentials and region from AWS_ACCESS_KEY_ID, "
@@ -227,7 +230,7 @@ def _config(args: argparse.Namespace) -> HubConfig:
         extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                  "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
                  "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen,
-                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint}
+                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint, "replica_ttl_s": args.replica_ttl}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 

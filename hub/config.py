@@ -50,6 +50,8 @@ class HubConfig:
         metrics_listen: HOST:PORT of the Prometheus /metrics endpoint; empty = none.
         blobs: empty = blob files under data_dir; ``s3://BUCKET/PREFIX`` = an S3-compatible bucket.
         s3_endpoint: URL of the S3-compatible server (empty = AWS); credentials from AWS_* variables.
+        replica_ttl_s: PostgreSQL replicas: a replica's lease; its sessions are released this long after
+            it stops renewing it (it renews every sixth of it).
     """
 
     data_dir: Path
@@ -69,6 +71,7 @@ class HubConfig:
     metrics_listen: str = ""
     blobs: str = ""
     s3_endpoint: str = ""
+    replica_ttl_s: float = 30.0
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -91,6 +94,8 @@ class HubConfig:
             raise InvalidArgument("upload idle timeout and check limits: 0-3600 s, CPU 1-3600 s, memory >= 64 MiB")
         if not 0 <= self.grace_s <= 3600:
             raise InvalidArgument("grace period must be 0..3600 s")
+        if not 3 <= self.replica_ttl_s <= 3600:
+            raise InvalidArgument("--replica-ttl must be 3..3600 s")
         if (self.blobs and not self.blobs.startswith("s3://")) or len(self.blobs) > 300:
             raise InvalidArgument("--blobs must be s3://BUCKET/PREFIX (at most 300 characters), or omitted")
         if self.s3_endpoint and not self.blobs:

@@ -30,7 +30,7 @@ from hub.api.orders import OrdersServicer, RecordsWithLedgerServicer
 from hub.api.servicers import AccountsServicer, DesignsServicer
 from hub.errors import InvalidArgument
 from hub.service import Hub
-from hub.service.replicas import ReplicaService
+from hub.service.replicas import DEFAULT_POLICY, ReplicaPolicy, ReplicaService
 from hub.workers import OwnLoop
 
 __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles"]
@@ -60,7 +60,7 @@ class TlsFiles:
 class HubServer:
     """A grpc.aio server around a Hub; start() binds, stop(grace) drains."""
 
-    def __init__(self, hub: Hub, metrics: HubMetrics | None = None) -> None:
+    def __init__(self, hub: Hub, metrics: HubMetrics | None = None, replicas: ReplicaPolicy = DEFAULT_POLICY) -> None:
         self.hub = hub
         # Token checks run on their own loop and threads: a flood of pushes, searches or
         # uploads filling the main loop's thread pool cannot delay other callers' auth.
@@ -90,7 +90,7 @@ class HubServer:
         self._stop_sweeper = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         # This process as one of several hub replicas on one database (lease, wake-ups, takeover).
-        self.replicas = ReplicaService(hub.nodes)
+        self.replicas = ReplicaService(hub.nodes, replicas)
         self._replica_loop: asyncio.Task[None] | None = None
         self._register()
 

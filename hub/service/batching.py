@@ -17,7 +17,7 @@ from hub.errors import StorageError
 from hub.service.jobs import Desired, HeldJob, JobService
 from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
 
-__all__ = ["Batcher", "Opened", "Opening", "session_closer", "session_opener"]
+__all__ = ["Batcher", "Opened", "Opening", "all_at_once", "session_closer", "session_opener"]
 
 log = logging.getLogger("hub.batching")
 
@@ -105,16 +105,22 @@ def session_opener(nodes: NodeStore, jobs: JobService) -> Batcher[Opening, Opene
             infos: Sequence[NodeInfo | Exception] = nodes._thd_hello_many([i.hello for i in items])
         except StorageError:  # the batch failed as a whole: each Hello on its own
             infos = [one(i.hello) for i in items]
+        opened = [(item, info) for item, info in zip(items, infos, strict=True) if not isinstance(info, Exception)]
+        try:
+            reconciled = jobs._thd_reconcile_many([(i.hello.name, i.held, i.hello.applied_hub_seq) for i, _ in opened])
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+            reconciled = [exc] * len(opened)
+        desired = {id(item): r for (item, _), r in zip(opened, reconciled, strict=True)}
         out: list[Opened | Exception] = []
         for item, info in zip(items, infos, strict=True):
-            if isinstance(info, Exception):
-                out.append(info)
-                continue
-            try:
-                out.append((info, jobs._thd_reconcile(item.hello.name, item.held, item.hello.applied_hub_seq)))
-            except Exception as exc:  # noqa: BLE001 - that caller gets it; its session is not open
-                nodes._thd_disconnect(item.hello.name, info.session_epoch, item.hello.now)
-                out.append(exc)
+            result = info if isinstance(info, Exception) else desired[id(item)]
+            if isinstance(result, Exception):
+                if not isinstance(info, Exception):  # its session is not open after all
+                    _attempt(nodes._thd_disconnect, item.hello.name, info.session_epoch, item.hello.now)
+                out.append(result)
+            else:
+                assert not isinstance(info, Exception)
+                out.append((info, result))
         return out
 
     def dropped(item: Opening, opened: Opened) -> None:
@@ -131,11 +137,11 @@ def session_closer(nodes: NodeStore, jobs: JobService) -> Batcher[tuple[str, int
             current: list[bool | Exception] = list(nodes._thd_disconnect_many(items))
         except StorageError:  # the batch failed as a whole: each on its own
             current = [_attempt(nodes._thd_disconnect, *item) for item in items]
-        for (node, _, _), was in zip(items, current, strict=True):
-            if was is True:
-                was_lost = _attempt(jobs._thd_node_lost, node)
-                if isinstance(was_lost, Exception):
-                    log.error("marking the jobs of a gone node failed", exc_info=was_lost, extra={"node": node})
+        gone = [node for (node, _, _), was in zip(items, current, strict=True) if was is True]
+        if gone:
+            lost = _attempt(jobs._thd_nodes_lost, gone)
+            if isinstance(lost, Exception):
+                log.error("marking the jobs of gone nodes failed", exc_info=lost, extra={"nodes": gone[:10]})
         return current
 
     return Batcher(run)
@@ -146,3 +152,13 @@ def _attempt(fn: Callable[..., R], *args: object) -> R | Exception:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 - that caller gets it
         return exc
+
+
+def all_at_once(store: Callable[[Sequence[T]], object]) -> Batcher[T, None]:
+    """A batcher for writes that answer nothing (heartbeat last_seen, command acks): one call of
+    ``store`` per batch; its failure goes to every caller of the batch."""
+    def run(items: Sequence[T]) -> list[None | Exception]:
+        store(items)
+        return [None] * len(items)
+
+    return Batcher(run, max_batch=512)

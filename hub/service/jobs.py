@@ -225,12 +225,32 @@ class JobService:
         self._tried.intersection_update(job.id for job in queued)  # only queued ids matter to the poll
         if not queued:
             return 0
-        printers, busy = self.jobs._thd_free_printers()
-        # One read of the printers rules out most jobs at once; a claim re-checks under its lock.
-        hopeful = [job for job in queued if candidates(printers, None, job.material, busy=busy,
-                                                       exclude_nodes=frozenset(job.tried_nodes),
-                                                       node=job.want_node, printer=job.want_printer)]
-        return sum(self._thd_dispatch(job.id) is not None for job in hopeful)
+        return self._offer_hopeful(queued, self.jobs._thd_free_printers()[0])
+
+    def _thd_dispatch_nodes(self, nodes: Sequence[str]) -> int:
+        """Offer the queued jobs these nodes (just connected, or their printers changed) could take."""
+        queued = self.jobs._thd_queued_for(nodes)
+        if not queued:
+            return 0
+        return self._offer_hopeful(queued, self.jobs._thd_free_printers(nodes)[0])
+
+    def _offer_hopeful(self, queued: Sequence[Job], printers: Sequence[PrinterRecord]) -> int:
+        """Dispatch the jobs some of these free printers could take (one read of the printers rules
+        out most jobs at once; a claim re-checks under its lock)."""
+        by_node: dict[str, list[PrinterRecord]] = {}
+        for p in printers:
+            by_node.setdefault(p.node, []).append(p)
+        verdicts: dict[tuple[object, ...], bool] = {}
+
+        def hopeful(job: Job) -> bool:
+            key = (job.material.casefold(), job.want_node, job.want_printer, job.tried_nodes)
+            if key not in verdicts:
+                pool = printers if job.want_node is None else by_node.get(job.want_node, [])
+                verdicts[key] = bool(candidates(pool, None, job.material, exclude_nodes=frozenset(job.tried_nodes),
+                                                node=job.want_node, printer=job.want_printer))
+            return verdicts[key]
+
+        return sum(self._thd_dispatch(job.id) is not None for job in queued if hopeful(job))
 
     def _thd_dispatch_new(self) -> int:
         """Offer queued jobs this hub never tried to dispatch (created by another process, e.g.
@@ -401,11 +421,39 @@ class JobService:
 
     def _thd_reconcile(self, node: str, held: Sequence[HeldJob], applied_hub_seq: int = 0) -> list[Desired]:
         """Level-triggered resume: what the agent should do with each job it says it holds; jobs the
-        hub thinks it holds but it does not know (a lost journal) are fenced off."""
+        hub thinks it holds but it does not know (a lost journal) are fenced off.
+
+        Raises:
+            HubError: the store failed.
+        """
+        result = self._thd_reconcile_many([(node, tuple(held), applied_hub_seq)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _thd_reconcile_many(self, sessions: Sequence[tuple[str, tuple[HeldJob, ...], int]]
+                            ) -> list[list[Desired] | Exception]:
+        """_thd_reconcile for a batch of opening sessions (node, held, applied_hub_seq): two reads for
+        the batch, then each node on its own; a node that fails gets its exception."""
+        nodes = sorted({node for node, _, _ in sessions})
+        pending = self.nodes._thd_pending_of(nodes)
+        holds: dict[str, list[Job]] = {}
+        for job in self.jobs._thd_held_by(nodes, (S.ASSIGNED, S.PREPARING, S.READY, S.PRINTING)):
+            holds.setdefault(job.node or "", []).append(job)
+        out: list[list[Desired] | Exception] = []
+        for node, held, applied in sessions:
+            undelivered = {c.job_id for c in pending.get(node, ()) if c.hub_seq > applied}
+            try:
+                out.append(self._reconcile(node, held, undelivered, holds.get(node, [])))
+            except Exception as exc:  # noqa: BLE001 - that session gets it
+                out.append(exc)
+        return out
+
+    def _reconcile(self, node: str, held: Sequence[HeldJob], undelivered: set[str], holds: Sequence[Job]
+                   ) -> list[Desired]:
         desired = [self._desired(node, h) for h in held]
         known = {h.job_id for h in held}
-        undelivered = {c.job_id for c in self.nodes._thd_pending(node, applied_hub_seq)}
-        for job in self.jobs._thd_list((S.ASSIGNED, S.PREPARING, S.READY, S.PRINTING), node=node):
+        for job in holds:
             if job.id in known or job.id in undelivered:
                 continue
             log.warning("node does not know a job it holds", extra={"node": node, "job": job.id})
@@ -433,8 +481,13 @@ class JobService:
 
     def _thd_node_lost(self, node: str) -> None:
         """The node's session ended: its printing jobs are LOST_CONTACT (never requeued by themselves)."""
-        for job in self.jobs._thd_list((S.PRINTING,), node=node):
-            self._commit(job.id, lambda j: Change(S.LOST_CONTACT, {"lost_at": self._now()})
+        self._thd_nodes_lost([node])
+
+    def _thd_nodes_lost(self, nodes: Sequence[str]) -> None:
+        """_thd_node_lost for a batch of ended sessions (one read)."""
+        for job in self.jobs._thd_held_by(nodes, (S.PRINTING,)):
+            node = job.node
+            self._commit(job.id, lambda j, node=node: Change(S.LOST_CONTACT, {"lost_at": self._now()})  # type: ignore[misc]
                          if j is not None and j.state is S.PRINTING and j.node == node else Change(applied=False))
 
     # -- admin decisions ---------------------------------------------------------------

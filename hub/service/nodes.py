@@ -24,7 +24,7 @@ from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
-from hub.service.batching import Opening, session_closer, session_opener
+from hub.service.batching import Opening, all_at_once, session_closer, session_opener
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
@@ -214,7 +214,10 @@ class NodeService:
         self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
+        self._newer: dict[str, int] = {}  # epochs of Hellos elsewhere that arrived before our own session
         self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
+        self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
+        self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -236,6 +239,8 @@ class NodeService:
         (thread safe). Its close() then finds the node is no longer its own and leaves it online."""
         with self._lock:
             session = self._sessions.get(node)
+            if session is None:  # our own Hello may still be committing: open() looks here
+                self._newer[node] = max(self._newer.get(node, 0), epoch)
             if session is None or session.epoch >= epoch:
                 return
             del self._sessions[node]
@@ -320,18 +325,22 @@ class NodeService:
             tuple(hello.held)))
         session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
                           sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
+                          last_written=self.clock(),  # the Hello stored last_seen
                           printers={p.printer: p for p in hello.printers})
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
                              self.timers.lease_ttl_s))
         session.ring()
         with self._lock:
             old, self._sessions[account.name] = self._sessions.get(account.name), session
+            newer = self._newer.pop(account.name, 0)
         if old is not None:
             old.push(Superseded(info.session_epoch))
             old.end()
+        if newer > info.session_epoch:  # a Hello on another replica overtook ours
+            self.supersede(account.name, newer)
         log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
         # Welcome goes out now; offering queued jobs to the new printers need not delay it.
-        self._spawn(asyncio.to_thread(self.jobs._thd_dispatch_soon))
+        self._spawn(self._dispatch.submit(account.name))
         return session
 
     async def handle(self, session: Session, message: Incoming) -> None:
@@ -361,7 +370,7 @@ class NodeService:
             await asyncio.to_thread(self.jobs._thd_start, session.node, message.job_id, message.lease_epoch,
                                     message.printer)
         elif isinstance(message, Ack):
-            await asyncio.to_thread(self.nodes._thd_ack, session.node, message.hub_seq)
+            await self._acks.submit((session.node, message.hub_seq))  # batched
         else:
             await self._printers(session, (check_printer(message.printer),))
 
@@ -390,12 +399,12 @@ class NodeService:
         if session.last_written is None or now - session.last_written >= dt.timedelta(seconds=LAST_SEEN_EVERY_S):
             # Heartbeats stay in memory; the stored last_seen is refreshed about once a minute.
             session.last_written = now
-            await asyncio.to_thread(self.nodes._thd_seen, session.node, format_time(now))
+            await self._seen.submit((session.node, format_time(now)))  # batched
 
     async def _printers(self, session: Session, printers: Sequence[PrinterRecord]) -> None:
         await asyncio.to_thread(self.nodes._thd_set_printers, session.node, printers, format_time(self.clock()))
         session.printers.update({p.printer: p for p in printers})
-        await asyncio.to_thread(self.jobs._thd_dispatch_soon)
+        await self._dispatch.submit(session.node)
 
     async def close(self, session: Session) -> None:
         """The stream ended: if it was the node's current session, the node is offline and its

@@ -166,11 +166,30 @@ class JobStore:
         with connect(self.engine) as conn:
             return bool(conn.scalar(query))
 
-    def _thd_free_printers(self) -> tuple[list[PrinterRecord], frozenset[tuple[str, str]]]:
-        """The printers that could take a job now (online, accepting, idle, clear bed, holding no
-        job; the database filters them) and the busy pairs (none: they are filtered out)."""
+    def _thd_free_printers(self, nodes: Sequence[str] | None = None
+                           ) -> tuple[list[PrinterRecord], frozenset[tuple[str, str]]]:
+        """The printers (of these nodes) that could take a job now (online, accepting, idle, clear
+        bed, holding no job; the database filters them) and the busy pairs (none: filtered out)."""
+        query = _free_query()
+        if nodes is not None:
+            query = query.where(schema.printers.c.node.in_(list(nodes)))
         with connect(self.engine) as conn:
-            return [_printer(row) for row in conn.execute(_free_query())], frozenset()
+            return [_printer(row) for row in conn.execute(query)], frozenset()
+
+    def _thd_held_by(self, nodes: Sequence[str], states: Sequence[JobState]) -> list[Job]:
+        """Jobs in these states held by any of these nodes (one query for a batch of sessions)."""
+        query = (sa.select(j).where(j.c.node.in_(list(nodes)), j.c.state.in_([s.value for s in states]))
+                 .order_by(j.c.created_at, j.c.id))
+        with connect(self.engine) as conn:
+            return [_job(row) for row in conn.execute(query)]
+
+    def _thd_queued_for(self, nodes: Sequence[str], limit: int = MAX_LIST) -> list[Job]:
+        """Queued jobs that one of these nodes could take: pinned to one of them or not pinned."""
+        query = (sa.select(j).where(j.c.state == JobState.QUEUED.value,
+                                    sa.or_(j.c.want_node.is_(None), j.c.want_node.in_(list(nodes))))
+                 .order_by(j.c.created_at, j.c.id).limit(limit))
+        with connect(self.engine) as conn:
+            return [_job(row) for row in conn.execute(query)]
 
     def _thd_of_offline_nodes(self, states: Sequence[JobState]) -> list[tuple[Job, str]]:
         """Jobs in these states held by a node that is offline, with when it went (one query)."""

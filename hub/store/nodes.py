@@ -286,6 +286,13 @@ class NodeStore:
             conn.execute(sa.update(n).where(n.c.name == name).values(last_seen=now))
 
     @translated
+    def _thd_seen_many(self, seen: Sequence[tuple[str, str]]) -> None:
+        """_thd_seen for many (node, now) in one write transaction."""
+        with write(self.engine) as conn:
+            conn.execute(sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(last_seen=sa.bindparam("b_now")),
+                         [{"b_name": name, "b_now": now} for name, now in sorted(seen)])
+
+    @translated
     def _thd_set_printers(self, name: str, printers: Sequence[PrinterRecord], now: str) -> None:
         """Upsert printers of a node as reported by a heartbeat or PrinterChanged."""
         with write(self.engine) as conn:
@@ -311,12 +318,32 @@ class NodeStore:
                          .values(hub_seq_acked=hub_seq))
 
     @translated
+    def _thd_ack_many(self, acks: Sequence[tuple[str, int]]) -> None:
+        """_thd_ack for many (node, hub_seq) in one write transaction."""
+        rows = [{"b_name": name, "b_seq": seq} for name, seq in sorted(acks)]
+        with write(self.engine) as conn:
+            conn.execute(sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"), cmd.c.hub_seq <= sa.bindparam("b_seq")),
+                         rows)
+            conn.execute(sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.hub_seq_acked < sa.bindparam("b_seq"))
+                         .values(hub_seq_acked=sa.bindparam("b_seq")), rows)
+
+    @translated
     def _thd_pending(self, name: str, after: int) -> list[Command]:
         """Commands of a node's outbox with hub_seq > after, oldest first."""
         query = sa.select(cmd).where(cmd.c.node == name, cmd.c.hub_seq > after).order_by(cmd.c.hub_seq)
         with connect(self.engine) as conn:
             return [Command(row.kind, row.job_id, row.node, _body(row.body), int(row.hub_seq))
                     for row in conn.execute(query)]
+
+    @translated
+    def _thd_pending_of(self, names: Sequence[str]) -> dict[str, list[Command]]:
+        """Every unacked command of these nodes, oldest first per node (one query for a batch)."""
+        query = sa.select(cmd).where(cmd.c.node.in_(list(names))).order_by(cmd.c.node, cmd.c.hub_seq)
+        out: dict[str, list[Command]] = {name: [] for name in names}
+        with connect(self.engine) as conn:
+            for row in conn.execute(query):
+                out[row.node].append(Command(row.kind, row.job_id, row.node, _body(row.body), int(row.hub_seq)))
+        return out
 
     def _thd_drop_commands(self, name: str, job_id: str, kinds: Sequence[str]) -> None:
         """Forget undelivered commands that no longer mean anything (an expired offer)."""

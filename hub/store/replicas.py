@@ -20,6 +20,7 @@ from hub.store.nodes import translated
 __all__ = ["Released", "ReplicaStore"]
 
 n, hr = schema.nodes, schema.hub_replicas
+_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +92,13 @@ class ReplicaStore:
         Raises:
             StorageError: the database failed.
         """
-        if not names:
-            return {}
+        found: dict[str, tuple[int, str]] = {}
         with connect(self.engine) as conn:
-            rows = conn.execute(sa.select(n.c.name, n.c.session_epoch, n.c.replica).where(n.c.name.in_(names)))
-            return {r.name: (int(r.session_epoch), str(r.replica)) for r in rows}
+            for start in range(0, len(names), _CHUNK):  # bounded bind parameters per statement
+                chunk = names[start:start + _CHUNK]
+                rows = conn.execute(sa.select(n.c.name, n.c.session_epoch, n.c.replica).where(n.c.name.in_(chunk)))
+                found.update({r.name: (int(r.session_epoch), str(r.replica)) for r in rows})
+        return found
 
     @translated
     def _thd_replicas(self) -> dict[str, str]:

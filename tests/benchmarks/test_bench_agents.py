@@ -47,6 +47,22 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads (native ones too), summed by thread name."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = names.get(int(task.name)) or (task / "comm").read_text().strip()
+            name = name.split(" ")[0].rstrip("0123456789_-")
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -260,8 +276,13 @@ def measure_hub(tmp: Path, n: int) -> Figures:
                 time.sleep(0.005)
             offers = run.wait_for("offer", JOBS, 120)
             lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
+            cpu, threads = time.process_time(), thread_cpu()
             reconnect = reconnect_seconds(run, 300)
-            print(f"\nhub: agents back after the drop (p10/p50/p90/p99 ms per client process): "
+            used = {k: v - threads.get(k, 0.0) for k, v in thread_cpu().items()}
+            print(f"\nhub: {time.process_time() - cpu:.1f} s of hub CPU during the reconnect of {n} agents "
+                  f"(load average {os.getloadavg()[0]:.1f}); by thread: "
+                  f"{sorted(((round(v, 1), k) for k, v in used.items()), reverse=True)[:6]}")
+            print(f"hub: agents back after the drop (p10/p50/p90/p99 ms per client process): "
                   f"{[e['back_ms'] for e in run.count('reconnected')]}")
             errors = run.count("error")
             if errors:

@@ -216,3 +216,20 @@ def test_the_listener_relistens_after_losing_its_connection(postgres_server: Pos
             listener.stop()
         engine.dispose()
     assert listen(make_engine(sqlite_url(Path("/nonexistent"))), got.put, lambda: None) is None
+
+
+def test_a_hello_elsewhere_that_overtakes_our_own_supersedes_it(tmp_path: Path) -> None:
+    hub = start_clocked(tmp_path / "data")
+    try:
+        agent = FakeAgent.enrolled(hub, "lab-1", [printer("mk3")])
+        # The NOTIFY of a Hello on another replica (epoch 99) arrives while ours is still committing.
+        hub.composed.hub.nodes.supersede("lab-1", 99)
+        agent.connect()
+        assert agent.expect("superseded").superseded.new_session_epoch == 99
+        assert agent.ended() is None
+        wait_for(lambda: hub.composed.hub.nodes.online() == [])
+        agent.connect()  # the overtaking epoch is consumed: a later Hello here holds its session
+        assert hub.composed.hub.nodes.online() == ["lab-1"]
+        agent.close()
+    finally:
+        hub.stop()

@@ -115,6 +115,11 @@ class Node:
     agent: Child | None = None
 
     @property
+    def agent_log(self) -> str:
+        """Where ``spime-node run`` writes (kept with ``--data``)."""
+        return str(self.agent.log) if self.agent else "the agent's log"
+
+    @property
     def config(self) -> Path:
         """The node's config file."""
         return self.root / "node.toml"

@@ -139,13 +139,14 @@ class Children:
 
     def stop(self, child: Child, grace_s: float = 20.0) -> None:
         """SIGTERM the child's group, SIGKILL the group after ``grace_s``; reap it."""
-        if child.alive():
-            _signal_group(child.process.pid, signal.SIGTERM)
-            try:
-                child.process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(child.process.pid, signal.SIGKILL)
-                child.process.wait(grace_s)
+        if not child.alive():
+            return  # ended long ago: its group id may be someone else's by now
+        _signal_group(child.process.pid, signal.SIGTERM)
+        try:
+            child.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.process.pid, signal.SIGKILL)
+            child.process.wait(grace_s)
         _signal_group(child.process.pid, signal.SIGKILL)  # stragglers the leader left behind
 
     def stop_all(self, grace_s: float = 20.0) -> None:
