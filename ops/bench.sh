@@ -6,6 +6,9 @@
 #   -k abuse     "hub under abuse": honest read latency with hostile callers vs the idle hub
 #   -k orders    orders routed/s (1,000 nodes, 10,000 designs) vs a bare claim query; record p99
 #   -k replicas  job created on replica B -> offer at an agent held by replica A (NOTIFY) vs same replica
+#   -k agents    1,000 and 10,000 simulated node agents on one hub vs a bare grpc.aio bidi server
+#                (memory per agent, offer latency, reconnect after all drop); SPIME_BENCH_AGENTS=1000 for one size
+#   -k ops       metrics interceptor overhead; backup vs tar
 #   -k serial, -k printability, -k slicing   see README.md
 set -euo pipefail
 cd "$(dirname "$0")/.."

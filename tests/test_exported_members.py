@@ -70,6 +70,9 @@ EXPORTS = {
         "check_paths", "fold", "path_problem",
     ],
     "hub.service.lineage": ["Lineage", "attribution_of", "upstream"],
+    "hub.service.batching": [
+        "Batcher", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener",
+    ],
     "hub.__main__": ["compose", "main", "serve"],
     "hub.api.metrics": [
         "FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "feed_from", "start_metrics_server",

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from hub.errors import StorageError
+from hub.jobs import Command
 from hub.service.jobs import Desired, HeldJob, JobService
 from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
 
-__all__ = ["Batcher", "Opened", "Opening", "all_at_once", "session_closer", "session_opener"]
+__all__ = ["Batcher", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener"]
 
 log = logging.getLogger("hub.batching")
 
@@ -162,3 +163,19 @@ def all_at_once(store: Callable[[Sequence[T]], object]) -> Batcher[T, None]:
         return [None] * len(items)
 
     return Batcher(run, max_batch=512)
+
+
+def outbox_reader(nodes: NodeStore, render: Callable[[Command], R]) -> Batcher[tuple[str, int], list[tuple[int, R]]]:
+    """The commands of each (node, after hub_seq) rung at about the same time, read with one query
+    and rendered: [(hub_seq, render(command))] per caller (a render that fails fails that caller)."""
+    def run(items: Sequence[tuple[str, int]]) -> list[list[tuple[int, R]] | Exception]:
+        pending = nodes._thd_pending_of(sorted({node for node, _ in items}))
+        out: list[list[tuple[int, R]] | Exception] = []
+        for node, after in items:
+            try:
+                out.append([(c.hub_seq, render(c)) for c in pending.get(node, ()) if c.hub_seq > after])
+            except Exception as exc:  # noqa: BLE001 - that caller gets it
+                out.append(exc)
+        return out
+
+    return Batcher(run, max_batch=256)

@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -97,8 +96,6 @@ class JobService:
         self.ring: Callable[[str], None] = lambda node: None
         self._listeners: list[Listener] = []
         self._tried: set[str] = set()  # job ids this process tried to offer (the queue poll skips them)
-        self._pass_lock = threading.Lock()
-        self._pass_running = self._pass_wanted = False  # a coalesced dispatch pass runs / another is asked for
 
     def add_listener(self, fn: Listener) -> None:
         """Call fn(job) after every committed change of a job (from any thread)."""
@@ -196,28 +193,6 @@ class JobService:
         self._tried.add(job_id)
         self._offered(job)
         return job
-
-    def _thd_dispatch_soon(self) -> int:
-        """_thd_dispatch_all, coalesced: a call while a pass runs asks for one more pass after it
-        and returns at once (many Hellos at once cost a few passes, not one each)."""
-        with self._pass_lock:
-            if self._pass_running:
-                self._pass_wanted = True
-                return 0
-            self._pass_running, self._pass_wanted = True, False
-        offered = 0
-        try:
-            while True:
-                offered += self._thd_dispatch_all()
-                with self._pass_lock:
-                    if not self._pass_wanted:
-                        self._pass_running = False
-                        return offered
-                    self._pass_wanted = False
-        except BaseException:
-            with self._pass_lock:
-                self._pass_running = False
-            raise
 
     def _thd_dispatch_all(self) -> int:
         """Offer every queued job that some printer can take; returns how many were offered."""

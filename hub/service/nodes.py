@@ -24,7 +24,7 @@ from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
-from hub.service.batching import Opening, all_at_once, session_closer, session_opener
+from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
 from hub.service.common import Clock, format_time
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
@@ -218,6 +218,7 @@ class NodeService:
         self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
         self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
+        self._outbox = outbox_reader(nodes, self._thd_render)
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -447,17 +448,13 @@ class NodeService:
             if isinstance(item, BaseException):
                 raise item
             if item is _DOORBELL:
-                pending = await asyncio.to_thread(self._thd_pending_rendered, session.node, session.sent)
+                pending = await self._outbox.submit((session.node, session.sent))  # batched reads
                 for seq, rendered in pending:
                     session.sent = max(session.sent, seq)
                     if rendered is not None:
                         yield rendered
                 continue
             yield item  # type: ignore[misc]
-
-    def _thd_pending_rendered(self, node: str, after: int) -> list[tuple[int, Outgoing | None]]:
-        """The node's commands after hub_seq `after`, rendered, in one thread hop: (hub_seq, message)."""
-        return [(c.hub_seq, self._thd_render(c)) for c in self.nodes._thd_pending(node, after)]
 
     def _thd_render(self, command: Command) -> Outgoing | None:
         """An offer becomes the full JobOffer; a stale offer is skipped (its seq is acked later)."""

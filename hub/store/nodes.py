@@ -118,8 +118,13 @@ class HelloRecord:
     replica: str = ""
 
 
-def _hello(conn: sa.Connection, h: HelloRecord) -> NodeInfo:
-    """Raises: NotFound: no such node (nothing written)."""
+def _hello(conn: sa.Connection, h: HelloRecord, printers: bool = True) -> NodeInfo:
+    """Store a Hello (without `printers`: only the node row; the caller trims the outbox and
+    replaces the printers).
+
+    Raises:
+        NotFound: no such node (nothing written).
+    """
     location, lat, lon = h.place
     row = conn.execute(
         sa.update(n).where(n.c.name == h.name).values(
@@ -131,12 +136,14 @@ def _hello(conn: sa.Connection, h: HelloRecord) -> NodeInfo:
     ).first()
     if row is None:
         raise NotFound(f"no node named {h.name!r}")
+    notify(conn, f"{h.name} {row.session_epoch}")
+    if not printers:
+        return _node(row)
     conn.execute(sa.delete(cmd).where(cmd.c.node == h.name, cmd.c.hub_seq <= row.hub_seq_acked))
     conn.execute(sa.delete(pr).where(pr.c.node == h.name))
     if h.printers:
         conn.execute(sa.insert(pr), [{"node": h.name, "printer": p.printer, **_printer_values(p, h.now)}
                                      for p in h.printers])
-    notify(conn, f"{h.name} {row.session_epoch}")
     return _node(row)
 
 
@@ -238,9 +245,21 @@ class NodeStore:
         with write(self.engine) as conn:
             for i in sorted(range(len(hellos)), key=lambda i: hellos[i].name):  # one lock order for all writers
                 try:
-                    done[i] = _hello(conn, hellos[i])
+                    done[i] = _hello(conn, hellos[i], printers=False)
                 except NotFound as exc:  # nothing was written for it
                     done[i] = exc
+            stored = [(h, r) for h, r in zip(hellos, (done[i] for i in range(len(hellos))), strict=True)
+                      if isinstance(r, NodeInfo)]
+            if stored:  # the outbox trims and printer replacements of the batch, a statement each
+                conn.execute(sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"),
+                                                  cmd.c.hub_seq <= sa.bindparam("b_seq")),
+                             [{"b_name": r.name, "b_seq": r.hub_seq_acked} for _, r in stored])
+                conn.execute(sa.delete(pr).where(pr.c.node.in_([r.name for _, r in stored])))
+                latest = {h.name: h for h, _ in stored}  # a node named twice: its last Hello wins
+                rows = [{"node": h.name, "printer": p.printer, **_printer_values(p, h.now)}
+                        for h in latest.values() for p in h.printers]
+                if rows:
+                    conn.execute(sa.insert(pr), rows)
         return [done[i] for i in range(len(hellos))]
 
     @translated

@@ -171,13 +171,18 @@ def cut_lab_b(rig: Rig) -> tuple[Job, Job, float]:
     return j3, rig.hub.add_job(rig.revision, "lab-b", "octo"), cut_at
 
 
+# Killed once the firmware has surely executed the job's opening M190 (a few lines in, and
+# past the send-ahead window), so "started exactly once" is countable on the firmware.
+KILL_AT_PERCENT = 5
+
+
 def agent_killed_mid_print(rig: Rig) -> Job:
     """Case 1: kill -9 lab-a mid-print and restart it: reported interrupted, never restarted."""
     hub, a = rig.hub, rig.a
     j1 = hub.add_job(rig.revision, "lab-a", "sim")
     rig.wait_state(j1.id, {"printing"})
     poll("lab-a streaming j1", lambda: a.local_job(j1.id).get("state") == "printing"
-         and a.printer("sim").get("percent", 0) > 0, explain=rig.explain)
+         and a.printer("sim").get("percent", 0) >= KILL_AT_PERCENT, explain=rig.explain)
     a.kill()
     rig.wait_state(j1.id, {"lost_contact"})
     a.start()
@@ -198,7 +203,7 @@ def late_report_after_requeue(rig: Rig) -> Job:
     j5 = hub.add_job(rig.revision, "lab-a", "sim")
     rig.wait_state(j5.id, {"printing"})
     poll("lab-a streaming j5", lambda: a.local_job(j5.id).get("state") == "printing"
-         and a.printer("sim").get("percent", 0) > 0, explain=rig.explain)
+         and a.printer("sim").get("percent", 0) >= KILL_AT_PERCENT, explain=rig.explain)
     a.kill()
     rig.wait_state(j5.id, {"lost_contact"})
     old_epoch = hub.job(j5.id).lease_epoch

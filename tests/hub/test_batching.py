@@ -1,0 +1,96 @@
+"""Batched session work (hub/service/batching.py) and the batched store calls, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from hub.__main__ import Composed, compose
+from hub.config import HubConfig
+from hub.errors import NotFound
+from hub.jobs import TimerPolicy
+from hub.scheduler import PrinterRecord
+from hub.service.batching import Batcher
+from hub.store.nodes import HelloRecord, NodeInfo
+from tests.fixtures.postgres import create_database
+from tests.hub.fake_agent import ManualClock
+
+NOW = "2026-12-01T04:00:00Z"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Composed]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    composed = compose(HubConfig(data_dir=tmp_path / "data", database_url=url), clock=ManualClock(),
+                       printability=None, timers=TimerPolicy())
+    try:
+        yield composed
+    finally:
+        composed.close()
+
+
+def _printer(name: str, printer: str) -> PrinterRecord:
+    return PrinterRecord(name, printer, "MK3S", (250.0, 210.0, 210.0), 0.4, ("PLA",), "idle", True, True, True)
+
+
+def test_batcher_coalesces_concurrent_calls_and_answers_each_caller() -> None:
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def run(items: Sequence[int]) -> list[int | Exception]:
+        gate.wait(timeout=30)  # the first batch holds until every call was submitted
+        batches.append(list(items))
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+    async def main() -> list[object]:
+        batcher: Batcher[int, int] = Batcher(run, max_batch=8)
+        calls = [asyncio.ensure_future(batcher.submit(i)) for i in range(20)]
+        await asyncio.sleep(0)
+        gate.set()
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(main())
+    assert [r if isinstance(r, int) else str(r) for r in results] == [
+        i * 10 if i % 2 == 0 else f"odd {i}" for i in range(20)]
+    assert sorted(i for b in batches for i in b) == list(range(20))
+    assert len(batches) < 20 and all(len(b) <= 8 for b in batches)
+
+
+def test_batcher_gives_a_failed_batch_to_every_caller_of_it() -> None:
+    def run(items: Sequence[str]) -> list[str | Exception]:
+        raise RuntimeError("the database went away")
+
+    async def main() -> list[object]:
+        batcher: Batcher[str, str] = Batcher(run)
+        return list(await asyncio.gather(batcher.submit("a"), batcher.submit("b"), return_exceptions=True))
+
+    assert [str(r) for r in asyncio.run(main())] == ["the database went away"] * 2
+
+
+def test_hello_many_stores_each_known_node_and_refuses_unknown_ones(hub: Composed) -> None:
+    nodes = hub.store.nodes
+    for name in ("lab-a", "lab-b"):
+        hub.hub.nodes._thd_add_node(name)
+    nodes._thd_hello("lab-a", ("", None, None), "t", 0, [_printer("lab-a", "old")], NOW)
+    hellos = [HelloRecord(name, ("Berlin", 52.5, 13.4), "v2", 0, (_printer(name, "p1"), _printer(name, "p2")), NOW)
+              for name in ("lab-b", "ghost", "lab-a")]
+    results = nodes._thd_hello_many(hellos)
+    assert isinstance(results[1], NotFound)
+    infos = [r for r in results if isinstance(r, NodeInfo)]
+    assert [i.name for i in infos] == ["lab-b", "lab-a"] and all(i.online for i in infos)
+    assert infos[1].session_epoch == 2  # lab-a's second Hello
+    printers = sorted((p.node, p.printer) for p in nodes._thd_printers())
+    assert printers == [("lab-a", "p1"), ("lab-a", "p2"), ("lab-b", "p1"), ("lab-b", "p2")]
+
+
+def test_disconnect_many_marks_only_current_sessions_offline(hub: Composed) -> None:
+    nodes = hub.store.nodes
+    for name in ("lab-a", "lab-b"):
+        hub.hub.nodes._thd_add_node(name)
+        nodes._thd_hello(name, ("", None, None), "t", 0, [], NOW)
+    assert nodes._thd_disconnect_many([("lab-a", 1, NOW), ("lab-b", 7, NOW)]) == [True, False]
+    assert not nodes._thd_node("lab-a").online and nodes._thd_node("lab-b").online
