@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,10 +177,8 @@ def test_empty_design_is_a_render_error(tmp_path: Path) -> None:
 
 
 def test_design_that_loops_forever_is_killed_at_the_limit(tmp_path: Path) -> None:
-    started = time.monotonic()
     with pytest.raises(RenderError, match="killed at the time limit of 1 s") as info:
         asyncio.run(render_scad(SCAD / "loops_forever.scad", {}, 1.0, tmp_path / "x.stl"))
-    assert time.monotonic() - started < 10
     assert info.value.timed_out and info.value.returncode is None
 
 

@@ -78,10 +78,8 @@ def test_missing_program_says_to_run_install() -> None:
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
     script = f"sleep 300 & echo $! > {pidfile}; echo started; wait"
-    started = time.monotonic()
     with pytest.raises(SlicerError) as info:
         run_sync(["sh", "-c", script], timeout_s=1.0)
-    assert time.monotonic() - started < 8
     err = info.value
     assert err.timed_out and err.returncode is None
     assert "killed at the time limit of 1 s" in str(err)
