@@ -165,6 +165,9 @@ def cut_lab_b(rig: Rig) -> tuple[Job, Job, float]:
     (queued for lab-b meanwhile) is not offered to it."""
     j3 = rig.hub.add_job(rig.revision, "lab-b", "octo")
     rig.wait_state(j3.id, {"printing"})
+    # The hub says printing once it granted the start; cut only after the grant reached the
+    # agent and the print runs (cut earlier, the agent rightly never starts without its grant).
+    poll("lab-b printing j3", lambda: rig.b.local_job(j3.id).get("state") == "printing", explain=rig.explain)
     cut_at = time.monotonic()
     rig.b.proxy.cut()
     rig.wait_state(j3.id, {"lost_contact"})
