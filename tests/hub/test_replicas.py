@@ -179,7 +179,8 @@ def test_a_lapsed_replica_loses_its_sessions_to_the_survivor(tmp_path: Path, pos
         b.clock.advance(a.server.replicas.policy.ttl_s + 1)
         _on(b, b.server.replicas.round())
         assert _row(b.composed.store.designs.engine, "lab-1")[:2] == (False, "")
-        assert b.composed.hub.jobs._thd_get_job(job_id).state is JobState.LOST_CONTACT
+        # the job moves with the released session (batched off the round's thread): poll, bounded
+        wait_for(lambda: b.composed.hub.jobs._thd_get_job(job_id).state is JobState.LOST_CONTACT)
         assert a.composed.hub.nodes.replica not in b.server.replicas.store._thd_replicas()
         # a, still alive (its clock agrees with b's again), learns on its next round that its session
         # is gone and ends the stream.
@@ -187,7 +188,7 @@ def test_a_lapsed_replica_loses_its_sessions_to_the_survivor(tmp_path: Path, pos
         _on(a, a.server.replicas.round())
         assert agent.ended() is None and a.composed.hub.nodes.online() == []
         agent.connect()  # the agent says Hello again (here to a): its print is live again
-        assert b.composed.hub.jobs._thd_get_job(job_id).state is JobState.PRINTING
+        wait_for(lambda: b.composed.hub.jobs._thd_get_job(job_id).state is JobState.PRINTING)
         agent.close()
     finally:
         b.stop()
