@@ -5,6 +5,9 @@ Archive layout (uncompressed tar; blobs are mostly meshes that compress little):
 * ``database/NNN-TABLE.jsonl``: one JSON object per row, tables in dependency order;
   bytes as ``{"$base64": …}``, decimals as ``{"$decimal": "…"}``.
 * ``blobs/ab/cdef…``: every stored blob, at the same path as in the data directory.
+* ``hub/hub_ed25519.key``: the hub's own signing key when the data directory has one (the key
+  verifiers pin; a restore without it would give the hub a new identity). The archive is
+  therefore as secret as the data directory: it is written mode 0600.
 * ``spimeforge-backup.json``: format, schema revision, backend, rows per table and
   the blob list (sha256, size), written last.
 
@@ -35,11 +38,13 @@ from hub.store.blob_backend import open_blob_store_for_copy
 from hub.store.blobs import check_sha256
 from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
 from hub.store.engine import make_engine, sqlite_url
+from hub.store.hub_key import HUB_KEY_NAME, install_hub_key, read_hub_key
 
 __all__ = ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"]
 
 FORMAT = 1
 MANIFEST = "spimeforge-backup.json"
+HUB_KEY_MEMBER = f"hub/{HUB_KEY_NAME}"
 _COPY_CHUNK = 1 << 20
 
 
@@ -97,12 +102,18 @@ def backup(data_dir: Path, database_url: str, out: Path, *, blobs: str = "", s3_
     engine = make_engine(database_url or sqlite_url(data_dir))
     partial = out.with_name(out.name + ".partial")
     try:
+        partial.unlink(missing_ok=True)
+        partial.touch(mode=0o600)  # it holds the hub's key: readable by its owner only
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar, \
                 tempfile.TemporaryDirectory(prefix="spime-backup-") as tmp:
             export = _thd_export(engine, _TableWriter(tar, Path(tmp)))
             root = _blob_root(data_dir, database_url, blobs, s3_endpoint, export.blobs)
             size = sum(_add_blob(tar, root, sha, n) for sha, n in export.blobs)
-            _add_bytes(tar, MANIFEST, json.dumps(_manifest(export), indent=1).encode())
+            hub_key = read_hub_key(data_dir)
+            if hub_key is not None:
+                _add_bytes(tar, HUB_KEY_MEMBER, hub_key.hex().encode() + b"\n")
+            _add_bytes(tar, MANIFEST, json.dumps({**_manifest(export), "hub_key": hub_key is not None},
+                                                 indent=1).encode())
         os.replace(partial, out)
     except OSError as exc:
         raise InvalidArgument(f"cannot write the backup {out}: {exc.strerror or exc}") from exc
@@ -208,11 +219,17 @@ def restore(archive: Path, data_dir: Path, database_url: str, *, blobs: str = ""
     try:
         with tarfile.open(archive, "r:") as tar:
             manifest = _read_manifest(tar)
+            hub_key = _archived_hub_key(tar) if manifest.get("hub_key") else None
+            present = read_hub_key(data_dir)
+            if hub_key is not None and present is not None and present != hub_key:
+                install_hub_key(data_dir, hub_key)  # refuses (another key) before anything is written
             listed = [(check_sha256(sha), int(size)) for sha, size in manifest["blobs"]]
             put = _bucket_writer(data_dir, database_url, blobs, s3_endpoint)
             root = Path(data_dir) / ("blob-cache" if blobs else "blobs")
             size = sum(put(root, sha, _restore_blob(tar, root, sha, n)) for sha, n in listed)
             rows = _load_database(tar, data_dir, database_url, manifest["schema_revision"])
+            if hub_key is not None:
+                install_hub_key(data_dir, hub_key)
     except (OSError, tarfile.TarError) as exc:
         raise InvalidArgument(f"cannot read the backup {archive}: {exc}") from exc
     return BackupSummary(archive, manifest["schema_revision"], rows, len(listed), size)
@@ -246,6 +263,22 @@ def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     if doc.get("format") != FORMAT:
         raise InvalidArgument(f"backup format {doc.get('format')!r} is not {FORMAT}: use the matching Spimeforge")
     return doc
+
+
+def _archived_hub_key(tar: tarfile.TarFile) -> bytes:
+    try:
+        member = tar.extractfile(HUB_KEY_MEMBER)
+    except KeyError as exc:
+        raise InvalidArgument(f"the backup lists a hub key but has no {HUB_KEY_MEMBER}: the archive is damaged") from exc
+    if member is None:
+        raise InvalidArgument(f"{HUB_KEY_MEMBER} in the backup is not a regular file")
+    try:
+        key = bytes.fromhex(member.read(100).decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument(f"{HUB_KEY_MEMBER} in the backup is not a hex key") from exc
+    if len(key) != 32:
+        raise InvalidArgument(f"{HUB_KEY_MEMBER} in the backup holds {len(key)} bytes, not 32")
+    return key
 
 
 def _restore_blob(tar: tarfile.TarFile, root: Path, sha256: str, size: int) -> int:

@@ -11,10 +11,10 @@ import os
 import stat
 from pathlib import Path
 
-from hub.errors import StorageError
+from hub.errors import FailedPrecondition, StorageError
 from hub.provenance import generate_private_key
 
-__all__ = ["HUB_KEY_NAME", "load_or_create_hub_key"]
+__all__ = ["HUB_KEY_NAME", "install_hub_key", "load_or_create_hub_key", "read_hub_key"]
 
 HUB_KEY_NAME = "hub_ed25519.key"
 
@@ -31,7 +31,7 @@ def load_or_create_hub_key(data_dir: Path) -> bytes:
     except FileNotFoundError:
         pass
     try:
-        _create(path)
+        _create(path, generate_private_key())
     except FileExistsError:
         pass  # another process made it first: use theirs
     except OSError as exc:
@@ -42,13 +42,47 @@ def load_or_create_hub_key(data_dir: Path) -> bytes:
         raise StorageError(f"the hub key {path} vanished while the hub started") from exc
 
 
-def _create(path: Path) -> None:
+def read_hub_key(data_dir: Path) -> bytes | None:
+    """The hub's private key if the data directory has one (for backups), else None.
+
+    Raises:
+        StorageError: the file is unreadable, malformed, or readable by others.
+    """
+    try:
+        return _read(Path(data_dir) / HUB_KEY_NAME)
+    except FileNotFoundError:
+        return None
+
+
+def install_hub_key(data_dir: Path, key: bytes) -> None:
+    """Put a restored hub key in place (mode 0600); a data directory that already holds this
+    key is left as it is.
+
+    Raises:
+        FailedPrecondition: the data directory holds a different hub key (restoring over it
+            would make every bundle the hub signed unverifiable with the pinned key).
+        StorageError: the key cannot be written.
+    """
+    path = Path(data_dir) / HUB_KEY_NAME
+    try:
+        _create(path, key)
+        return
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot write the hub key {path}: {exc}") from exc
+    if _read(path) != key:
+        raise FailedPrecondition(f"{path} holds another hub key than the backup's: restore into a fresh data "
+                                 "directory, or move that key away if it is not in use")
+
+
+def _create(path: Path, key: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(generate_private_key().hex() + "\n")
+            fh.write(key.hex() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.link(tmp, path)  # fails with FileExistsError instead of replacing a key already in use

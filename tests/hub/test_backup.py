@@ -26,6 +26,7 @@ from hub.backup import MANIFEST, backup, restore
 from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument
 from hub.store import schema
 from hub.store.engine import make_engine, sqlite_url
+from hub.store.hub_key import HUB_KEY_NAME, read_hub_key
 from tests.fixtures.hub_server import ROOT, hub_env
 from tests.fixtures.postgres import PostgresServer, create_database
 from tests.hub.harness import InProcessHub, manifest_toml, start_in_process
@@ -159,6 +160,9 @@ def test_round_trip_while_serving_restores_every_row_and_blob(
     finally:
         engine.dispose()
 
+    assert (tmp_path / "hub.tar").stat().st_mode & 0o777 == 0o600  # it holds the hub's key
+    hub_key = read_hub_key(any_api.data_dir)
+    assert hub_key is not None and read_hub_key(tmp_path / "restored") == hub_key  # the same identity
     again = start_in_process(tmp_path / "restored", target_url, users={})
     try:
         again.tokens = dict(any_api.tokens)  # the accounts (token hashes) came back too
@@ -223,6 +227,26 @@ def test_restore_refuses_a_database_that_is_not_empty(any_api: InProcessHub, tmp
     with pytest.raises(FailedPrecondition, match="needs an empty database"):
         restore(tmp_path / "hub.tar", any_api.data_dir, _url(any_api))
     assert any_api.snapshot() == snapshot
+
+
+def test_restore_refuses_a_data_directory_with_another_hub_key(
+        any_api: InProcessHub, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    _fill(any_api)
+    backup(any_api.data_dir, _url(any_api), tmp_path / "hub.tar")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / HUB_KEY_NAME).write_text("ab" * 32 + "\n")
+    (other / HUB_KEY_NAME).chmod(0o600)
+    target_url = _new_url(_url(any_api), request)
+    with pytest.raises(FailedPrecondition, match="holds another hub key"):
+        restore(tmp_path / "hub.tar", other, target_url)
+    assert read_hub_key(other) == bytes.fromhex("ab" * 32)
+    assert not (other / "blobs").exists()  # refused before anything was written
+    engine = make_engine(target_url or sqlite_url(other))
+    try:
+        assert not sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
 
 def _rewrite(archive: Path, out: Path, change: dict[str, bytes]) -> None:
