@@ -30,7 +30,7 @@ from typing import Any
 
 from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
-from hub.api.server import HubServer, TlsFiles
+from hub.api.server import HubServer, TlsFiles, admission_of
 from hub.config import MB, HubConfig, default_data_dir
 from hub.errors import HubError
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
@@ -53,6 +53,7 @@ from hub.service.orders import OrderService
 from hub.service.quoting import SliceEstimator
 from hub.service.replicas import ReplicaPolicy
 from hub.store import Store, open_store
+from hub.store.grants import GrantStore
 from hub.store.hub_key import HUB_KEY_NAME, load_or_create_hub_key
 from hub.store.orders import OrderStore
 from hub.workers import CheckLimits, CheckPool
@@ -140,7 +141,7 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
 def _order_service(config: HubConfig, store: Store, jobs: JobService, clock: Clock) -> OrderService:
     """Orders (issue 8): quotes sliced on the hub under the data directory, jobs through the job service."""
     orders = OrderStore(store.designs.engine)
-    grants = GrantService(store.designs, orders, clock)
+    grants = GrantService(store.designs, orders, clock, store.accounts, GrantStore(store.designs.engine))
     estimator = SliceEstimator(store.blobs.path, config.data_dir / "quotes")
     return OrderService(store.designs, orders, grants, estimator, clock, jobs=jobs, nodes=store.nodes)
 
@@ -153,7 +154,8 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     metrics = HubMetrics() if config.metrics_listen else None
     if metrics is not None:
         feed_from(metrics, composed.hub, composed.store.jobs._thd_state_counts)
-    server = HubServer(composed.hub, metrics, ReplicaPolicy(config.replica_ttl_s / 6, config.replica_ttl_s))
+    server = HubServer(composed.hub, metrics, ReplicaPolicy(config.replica_ttl_s / 6, config.replica_ttl_s),
+                       admission=admission_of(config))
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     port = await server.start(config.listen, tls)
@@ -190,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--grace", type=float, default=10.0, help="seconds to finish running calls on stop")
     s.add_argument("--replica-ttl", type=float, default=30.0, metavar="SECONDS",
                    help="replicas on one PostgreSQL: release a dead replica's agents after this (3-3600, default 30)")
+    s.add_argument("--rate-limit", action="append", default=[], metavar="CLASS=PER_S/BURST",
+                   help="per-account rate of a class of calls (search, blobs, order, export), e.g. search=20/100; "
+                        "repeatable (defaults in hub/limits.py)")
+    s.add_argument("--admission-wait", type=float, default=2.0, metavar="SECONDS",
+                   help="how long a call over its account's rate or concurrency limit waits before it is refused "
+                        "(0-60, default 2)")
     s.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
     s.add_argument("--blobs", default="", metavar="s3://BUCKET/PREFIX",
                    help="keep blobs in an S3-compatible bucket (credentials and region from AWS_ACCESS_KEY_ID, "
@@ -230,7 +238,8 @@ def _config(args: argparse.Namespace) -> HubConfig:
         extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                  "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
                  "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen,
-                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint, "replica_ttl_s": args.replica_ttl}
+                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint, "replica_ttl_s": args.replica_ttl,
+                 "rate_limits": ",".join(args.rate_limit), "admission_wait_s": args.admission_wait}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 

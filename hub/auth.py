@@ -9,11 +9,13 @@ from the table is allowed to admins only (deny by default). Membership rules
 from __future__ import annotations
 
 import secrets
+import threading
+from collections import OrderedDict
 
 from hub.domain import Account, Role
 from hub.errors import PermissionDenied, Unauthenticated
 
-__all__ = ["PUBLIC_PREFIXES", "ROLE_RULES", "authorize", "bearer_token", "is_public", "new_token", "short_name"]
+__all__ = ["PUBLIC_PREFIXES", "ROLE_RULES", "TokenCache", "authorize", "bearer_token", "is_public", "new_token", "short_name"]
 
 # People's roles: a node credential can do nothing but be a node (issue 7).
 _ALL = frozenset(Role) - {Role.NODE}
@@ -117,3 +119,48 @@ def authorize(full_method: str, account: Account | None) -> Account:
         roles = ", ".join(sorted(r.value for r in allowed)) or "admin"
         raise PermissionDenied(f"{name} needs role {roles}; {account.name} is {account.role.value}")
     return account
+
+
+class TokenCache:
+    """Accounts of recently checked tokens, keyed by the token's stored form (its SHA-256, never the
+    token itself), for at most ``ttl_s`` seconds and ``max_entries`` entries (least recently added
+    go first). Only live tokens are cached; :meth:`forget_account` (revocation) drops an account's
+    entries at once, and the short TTL bounds how long a revocation made elsewhere (another hub
+    replica, SQL) can go unnoticed. Thread safe; the caller passes the monotonic time.
+    """
+
+    def __init__(self, ttl_s: float = 60.0, max_entries: int = 100_000) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._entries: OrderedDict[str, tuple[Account, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, now: float) -> Account | None:
+        """The cached account of a token digest, None when absent or expired."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if entry[1] <= now:
+                del self._entries[digest]
+                return None
+            return entry[0]
+
+    def put(self, digest: str, account: Account, now: float) -> None:
+        with self._lock:
+            self._entries[digest] = (account, now + self.ttl_s)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget_account(self, name: str) -> None:
+        """Drop every cached token of an account (its tokens were revoked)."""
+        with self._lock:
+            for digest in [d for d, (account, _) in self._entries.items() if account.name == name]:
+                del self._entries[digest]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.errors import InvalidArgument
+from hub.limits import ADMISSION_WAIT_S, parse_rates
 
 __all__ = ["HubConfig", "default_data_dir", "parse_listen"]
 
@@ -52,6 +53,10 @@ class HubConfig:
         s3_endpoint: URL of the S3-compatible server (empty = AWS); credentials from AWS_* variables.
         replica_ttl_s: PostgreSQL replicas: a replica's lease; its sessions are released this long after
             it stops renewing it (it renews every sixth of it).
+        rate_limits: per-account rates over hub.limits.DEFAULT_RATES, ``CLASS=PER_S/BURST`` items joined
+            by commas (``search=20/100,order=2/40``); empty = the defaults.
+        admission_wait_s: how long a call over its account's rate or concurrency limit may wait for its
+            turn before it is refused (RESOURCE_EXHAUSTED); 0 = refuse at once.
     """
 
     data_dir: Path
@@ -72,6 +77,8 @@ class HubConfig:
     blobs: str = ""
     s3_endpoint: str = ""
     replica_ttl_s: float = 30.0
+    rate_limits: str = ""
+    admission_wait_s: float = ADMISSION_WAIT_S
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
@@ -100,5 +107,8 @@ class HubConfig:
             raise InvalidArgument("--blobs must be s3://BUCKET/PREFIX (at most 300 characters), or omitted")
         if self.s3_endpoint and not self.blobs:
             raise InvalidArgument("--s3-endpoint needs --blobs s3://BUCKET/PREFIX")
+        parse_rates(self.rate_limits)
+        if not 0 <= self.admission_wait_s <= 60:
+            raise InvalidArgument("--admission-wait must be 0..60 s")
         if self.database_url and not self.database_url.startswith(("postgresql", "sqlite")):
             raise InvalidArgument("--database must be postgresql://… or sqlite:///…")

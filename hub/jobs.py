@@ -127,6 +127,7 @@ class TimerPolicy:
     enrollment_ttl_s: int = 24 * 3600
     sweep_interval_s: float = 1.0
     queue_poll_s: float = 0.05       # how soon jobs queued by another process are offered
+    decline_ttl_s: int = 600         # a node that declined (or let expire) an offer is asked again after this
 
 
 DEFAULT_TIMERS = TimerPolicy()
@@ -146,6 +147,7 @@ class JobSpec:
     paid: bool = False
     payout_currency: str = ""
     payout_minor: int = 0
+    part: str = ""  # the manifest part ([[parts]] name) to make; "" = the whole design
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,8 @@ class Job:
     tried_nodes: tuple[str, ...] = ()
     production: Mapping[str, object] = field(default_factory=dict)
     lost_at: str = ""
+    part: str = ""
+    tried_at: str = ""  # when tried_nodes last grew; they are forgotten decline_ttl_s later
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,30 +7,59 @@ repeated field. The same numbers are written in the ``.proto`` comments
 (designs.proto, common.proto).
 
 Besides field sizes this module holds the shape of the answers (how much one
-page may carry) and of the work a caller may start at once.
+page may carry) and of the work a caller may start at once and per second:
+
+* CONCURRENT_CALLS: expensive RPCs one account may run at once;
+* RATE_CLASSES / DEFAULT_RATES: a token bucket per account and method class
+  (``search``, ``blobs``, ``order``, ``export``): ``per_s`` calls a second on
+  average, bursts of ``burst``. Both are admission rules, applied by the API's
+  interceptor after authentication and before the request body is decoded or
+  any database work: a call over either waits for its turn up to ADMISSION_WAIT_S
+  (so a normal burst is only slowed, and a caller that floods is held to the
+  rate); a call whose turn is further away waits ADMISSION_WAIT_S too and is then
+  refused RESOURCE_EXHAUSTED with a RetryInfo hint naming the limit (``limit rate
+  search``, ``limit concurrent Designs.Push``): an answer at once would only
+  invite a tight retry loop. At most MAX_WAITING calls of one account and limit
+  wait; one more is refused at once. A search or blob call that the hub refuses
+  (a bad or oversized request) costs REFUSAL_COST more tokens: a caller that keeps
+  sending what is refused is slowed further.
+  The operator sets other rates with ``spime-hub serve --rate-limit
+  CLASS=PER_S/BURST`` (hub.config.HubConfig.rate_limits).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hub.errors import InvalidArgument, ResourceExhausted
 
 __all__ = [
+    "ADMISSION_WAIT_S",
     "CONCURRENT_CALLS",
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_RATES",
     "FIELD_LIMITS",
     "MAX_CHECKED_MESHES",
     "MAX_FILES",
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
+    "MAX_WAITING",
     "PAGE_MAX_BYTES",
+    "RATE_CLASSES",
+    "REFUSAL_COST",
     "PageCut",
+    "RateLimit",
+    "TokenBucket",
     "check_fields",
     "check_page_size",
     "cut_page",
+    "parse_rates",
+    "rate_limited",
     "too_busy",
+    "too_many_waiting",
 ]
 
 MAX_FILES = 1000
@@ -83,8 +112,109 @@ CONCURRENT_CALLS: Mapping[str, int] = {
     "Designs.Fork": 2,
     "Designs.Search": 4,
     "Records.Export": 2,
+    "Orders.Quote": 2,
+    "Orders.PlaceOrder": 2,
 }
-"""Expensive RPCs one account may run at once; one more is RESOURCE_EXHAUSTED."""
+"""Expensive RPCs one account may run at once; one more waits up to ADMISSION_WAIT_S for a
+slot, then is RESOURCE_EXHAUSTED (Quote and PlaceOrder slice the design on the hub)."""
+
+ADMISSION_WAIT_S = 2.0
+"""How long a call over its account's rate or concurrency limit may wait before it is refused."""
+MAX_WAITING = 16
+"""Calls of one account and limit that may wait at once; one more is refused at once."""
+REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10}
+"""Extra tokens a refused call of a rate class costs its account: the cheap classes a flood of bad
+requests would use (orders are held by their rate and concurrency; a customer's mistakes there cost no more)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """``per_s`` calls a second on average, with bursts of up to ``burst`` calls."""
+
+    per_s: float
+    burst: int
+
+
+RATE_CLASSES: Mapping[str, str] = {
+    "Designs.Search": "search",
+    "Designs.MissingBlobs": "blobs",
+    "Designs.UploadBlob": "blobs",
+    "Orders.Quote": "order",
+    "Orders.PlaceOrder": "order",
+    "Records.Export": "export",
+}
+"""RPC -> the rate class whose token bucket (one per account) it draws from."""
+
+DEFAULT_RATES: Mapping[str, RateLimit] = {
+    # A person searches a few times a minute; a script paging through the catalogue a few pages a second.
+    "search": RateLimit(per_s=10, burst=50),
+    # `spime push` of a 1,000-file revision: a few MissingBlobs calls and up to 1,000 uploads at once.
+    "blobs": RateLimit(per_s=50, burst=2000),
+    # Quotes slice the design (seconds of CPU each); `spime quote` then `spime order` is two calls.
+    "order": RateLimit(per_s=2, burst=50),
+    "export": RateLimit(per_s=2, burst=20),
+}
+"""Rate class -> its default limit per account (``spime-hub serve --rate-limit`` overrides)."""
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """One account's bucket of one rate class (GCRA: ``tat`` is when the bucket is full again)."""
+
+    rate: RateLimit
+    tat: float = dataclasses.field(default=-math.inf)
+
+    def reserve(self, now: float, max_wait: float) -> float | None:
+        """Take a token: the seconds to wait for it (0 = now), or None (over ``max_wait``; nothing taken).
+
+        Args:
+            now: the monotonic time.
+            max_wait: the longest wait the caller accepts.
+        """
+        interval = 1.0 / self.rate.per_s
+        new_tat = max(self.tat, now) + interval
+        wait = new_tat - now - self.rate.burst * interval
+        wait = 0.0 if wait < 1e-9 else wait  # rounding of the float sums is no wait
+        if wait > max_wait:
+            return None
+        self.tat = new_tat
+        return wait
+
+    def charge(self, now: float, tokens: float) -> None:
+        """Take ``tokens`` more (never waited for: later calls wait longer)."""
+        self.tat = max(self.tat, now) + tokens / self.rate.per_s
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until one token is free again."""
+        interval = 1.0 / self.rate.per_s
+        return max(interval, max(self.tat, now) + interval - now - self.rate.burst * interval)
+
+    def idle(self, now: float) -> bool:
+        """Whether the bucket is full (it may be forgotten)."""
+        return self.tat <= now
+
+
+def parse_rates(spec: str | Sequence[str], base: Mapping[str, RateLimit] = DEFAULT_RATES) -> dict[str, RateLimit]:
+    """Rates from ``CLASS=PER_S/BURST`` items (comma-separated or a sequence) over ``base``.
+
+    Raises:
+        InvalidArgument: an unknown class, or a rate outside 0.01..100000/s, or a burst outside 1..1000000.
+    """
+    items = [i.strip() for i in (spec.split(",") if isinstance(spec, str) else spec) if i.strip()]
+    rates = dict(base)
+    for item in items:
+        name, _, value = item.partition("=")
+        per_s, _, burst = value.partition("/")
+        try:
+            limit = RateLimit(float(per_s), int(burst or max(1, math.ceil(float(per_s)))))
+        except ValueError:
+            limit = None
+        if name not in base or limit is None or not (0.01 <= limit.per_s <= 100_000 and 1 <= limit.burst <= 1_000_000):
+            raise InvalidArgument(
+                f"--rate-limit {item!r}: expected CLASS=PER_S/BURST with CLASS one of {', '.join(sorted(base))}, "
+                "PER_S 0.01..100000 and BURST 1..1000000, e.g. search=10/50")
+        rates[name] = limit
+    return rates
 
 
 def _measure(value: object) -> int:
@@ -175,4 +305,22 @@ def too_busy(method: str, account: str, running: int) -> ResourceExhausted:
         f"{account} already runs {running} {method} call(s), the most one account may run at once "
         f"(limit concurrent {method}); retry when one finishes",
         retryable=True, reason="CONCURRENCY_LIMIT", retry_after_s=1.0,
+    )
+
+
+def rate_limited(rate_class: str, account: str, rate: RateLimit, retry_after_s: float) -> ResourceExhausted:
+    """The refusal for a call over its account's rate (retrying after the hint helps)."""
+    return ResourceExhausted(
+        f"{account} calls {rate_class} RPCs faster than one account may: {rate.per_s:g} a second, bursts of "
+        f"{rate.burst} (limit rate {rate_class}); retry in {retry_after_s:.1f} s",
+        retryable=True, reason="RATE_LIMIT", retry_after_s=retry_after_s,
+    )
+
+
+def too_many_waiting(limit: str, account: str, waiting: int) -> ResourceExhausted:
+    """The refusal for a call when too many of the account's calls already wait for ``limit``."""
+    return ResourceExhausted(
+        f"{account} already has {waiting} calls waiting for the hub (limit {limit}); "
+        "retry when earlier calls are answered",
+        retryable=True, reason="RATE_LIMIT" if limit.startswith("rate") else "CONCURRENCY_LIMIT", retry_after_s=1.0,
     )

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hub.domain import Attribution
-from hub.errors import InvalidTransition
+from hub.errors import InvalidArgument, InvalidTransition
+from hub.manifest import parse_manifest
 
 __all__ = [
     "FINAL_STATES",
@@ -29,6 +30,7 @@ __all__ = [
     "advance",
     "cancellable",
     "derive_state",
+    "part_files",
 ]
 
 
@@ -227,3 +229,12 @@ class LedgerRow:
     equation_version: str
     explanation: str
     at: str
+
+
+def part_files(manifest_toml: str, part: str) -> frozenset[str]:
+    """The file names of one ``[[parts]]`` entry of a manifest (empty when it has no such part)."""
+    try:
+        found = next((p for p in parse_manifest(manifest_toml).parts if p.name == part), None)
+    except InvalidArgument:
+        found = None
+    return frozenset(found.files) if found is not None else frozenset()

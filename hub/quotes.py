@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_FEES",
     "MAX_QUANTITY",
     "RANK_RULES",
+    "Box",
     "Correction",
     "Estimate",
     "Fees",
@@ -35,6 +36,7 @@ __all__ = [
     "Price",
     "QuoteOption",
     "Rates",
+    "bounding_box",
     "correction",
     "price",
     "rank",
@@ -44,6 +46,41 @@ MAX_QUANTITY = 100
 MIN_HISTORY = 3
 FACTOR_RANGE = (0.5, 2.0)
 RANK_RULES = ("cheapest", "fastest", "nearest")
+KM_PER_DEGREE = 6371.0088 * math.pi / 180  # along a meridian, on the sphere hub.geo measures on
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Latitude/longitude bounds that hold every point within some distance of a centre.
+
+    Attributes:
+        lat_min, lat_max: degrees.
+        lons: longitude ranges (lo, hi) in degrees, two when the box crosses the antimeridian;
+            empty = every longitude (the box reaches a pole).
+    """
+
+    lat_min: float
+    lat_max: float
+    lons: tuple[tuple[float, float], ...]
+
+
+def bounding_box(latitude: float, longitude: float, km: float) -> Box:
+    """A box around (latitude, longitude) holding every point within ``km`` (haversine), with a
+    small margin: the database filters by it, the exact distance is checked on what it returns."""
+    dlat = km / KM_PER_DEGREE * 1.01 + 1e-6
+    lat_min, lat_max = latitude - dlat, latitude + dlat
+    if lat_min <= -90.0 or lat_max >= 90.0:
+        return Box(max(lat_min, -90.0), min(lat_max, 90.0), ())
+    widest = max(abs(lat_min), abs(lat_max))
+    dlon = dlat / math.cos(math.radians(widest))
+    if dlon >= 180.0:
+        return Box(lat_min, lat_max, ())
+    lo, hi = longitude - dlon, longitude + dlon
+    if lo < -180.0:
+        return Box(lat_min, lat_max, ((lo + 360.0, 180.0), (-180.0, hi)))
+    if hi > 180.0:
+        return Box(lat_min, lat_max, ((lo, 180.0), (-180.0, hi - 360.0)))
+    return Box(lat_min, lat_max, ((lo, hi),))
 
 
 @dataclass(frozen=True, slots=True)

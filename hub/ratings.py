@@ -27,6 +27,7 @@ __all__ = [
     "Vote",
     "check_rating",
     "reputation",
+    "reputation_of_totals",
 ]
 
 CRITERIA = ("quality", "printability", "sustainability", "fairness")
@@ -79,9 +80,17 @@ def reputation(votes: Iterable[Vote], prior_mean: float = PRIOR_MEAN, prior_weig
         stars.append(vote.stars)
         for name, value in vote.criteria.items():
             per.setdefault(name, []).append(value)
-    criteria = {name: (round(_bayes(sum(v), len(v), prior_mean, prior_weight), 3), len(v)) for name, v in sorted(per.items())}
-    mean = sum(stars) / len(stars) if stars else 0.0
-    return Reputation(round(_bayes(sum(stars), len(stars), prior_mean, prior_weight), 3), round(mean, 3), len(stars), criteria)
+    totals = [(name, sum(v), len(v)) for name, v in per.items()]
+    return reputation_of_totals(len(stars), sum(stars), totals, prior_mean, prior_weight)
+
+
+def reputation_of_totals(count: int, stars: int, criteria: Iterable[tuple[str, int, int]],
+                         prior_mean: float = PRIOR_MEAN, prior_weight: float = PRIOR_WEIGHT) -> Reputation:
+    """The Reputation of votes already summed (e.g. by the database): how many, their stars' sum, and
+    (criterion, sum, count) per criterion."""
+    per = {name: (round(_bayes(total, n, prior_mean, prior_weight), 3), n) for name, total, n in sorted(criteria)}
+    mean = stars / count if count else 0.0
+    return Reputation(round(_bayes(stars, count, prior_mean, prior_weight), 3), round(mean, 3), count, per)
 
 
 def check_rating(stars: int, criteria: Mapping[str, int], comment: str) -> None:

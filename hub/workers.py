@@ -8,7 +8,10 @@
 * :class:`OwnLoop`: a coroutine (the token check) runs on its own event loop
   thread, whose blocking calls use that loop's own thread pool, never the pool
   that pushes, searches and uploads fill.
-* :class:`CallGate`: a per-account limit on concurrent calls of an expensive RPC.
+* :class:`CallGate`: a per-account limit on concurrent calls of an expensive RPC;
+  :class:`RateGate`: a per-account token bucket per rate class; :class:`Admission`
+  holds both (the rules and numbers are in hub.limits). A call over a limit waits
+  a little for its turn, then is refused RESOURCE_EXHAUSTED with a RetryInfo hint.
 
 The child side of the pool is this module run as ``python -m hub.workers``.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -25,16 +29,30 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from hub.limits import too_busy
+from hub.errors import HubError
+from hub.limits import (
+    ADMISSION_WAIT_S,
+    CONCURRENT_CALLS,
+    DEFAULT_RATES,
+    MAX_WAITING,
+    RATE_CLASSES,
+    REFUSAL_COST,
+    RateLimit,
+    TokenBucket,
+    rate_limited,
+    too_busy,
+    too_many_waiting,
+)
 
-__all__ = ["CallGate", "CheckLimits", "CheckPool", "OwnLoop", "aborted_report", "check_mesh"]
+__all__ = ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report", "check_mesh"]
 
 T = TypeVar("T")
 MESH_CHECK = "hub.workers:check_mesh"
@@ -59,18 +77,27 @@ def aborted_report(name: str, reason: str, code: str = "check_aborted") -> dict[
     }]}
 
 
+def _cores() -> int:
+    """CPUs this process may run on (its affinity, as a container's cpuset sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 2
+
+
 @dataclass(frozen=True, slots=True)
 class CheckLimits:
     """Limits of one check.
 
     Attributes:
-        size: worker processes (checks running at once).
+        size: worker processes (checks running at once); default one fewer than the cores, so the
+            serving process always has one (the workers also run at low CPU priority).
         cpu_s: CPU seconds one check may use before the kernel stops it (RLIMIT_CPU).
         memory_bytes: address space of a worker process (RLIMIT_AS).
         timeout_s: wall time of one check, waiting for a worker included; then the child is killed.
     """
 
-    size: int = max(1, (os.cpu_count() or 2) - 1)
+    size: int = dataclasses.field(default_factory=lambda: max(1, _cores() - 1))
     cpu_s: int = 60
     memory_bytes: int = 2 << 30
     timeout_s: float = 60.0
@@ -240,29 +267,163 @@ class OwnLoop:
 
 
 class CallGate:
-    """Counts each account's running calls of each expensive method."""
+    """Counts each account's running calls of each expensive method.
 
-    def __init__(self, maxima: Mapping[str, int]) -> None:
+    A call over the method's maximum waits up to ``max_wait_s`` for a slot (first come,
+    first served; at most ``max_waiting`` of one account and method wait), then is refused.
+    """
+
+    def __init__(self, maxima: Mapping[str, int], max_wait_s: float = 0.0, max_waiting: int = MAX_WAITING) -> None:
         self._maxima = dict(maxima)
+        self._max_wait_s, self._max_waiting = max_wait_s, max_waiting
         self._running: Counter[tuple[str, str]] = Counter()
+        self._waiting: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
 
     @contextlib.asynccontextmanager
     async def enter(self, method: str, account: str) -> AsyncIterator[None]:
         """Hold one of the account's slots of ``method`` while the body runs.
 
         Raises:
-            ResourceExhausted: the account already runs as many as allowed.
+            ResourceExhausted: the account already runs as many as allowed, and no slot
+                became free within ``max_wait_s`` (or too many of its calls wait already).
         """
         key, maximum = (account, method), self._maxima.get(method)
-        if maximum is not None and self._running[key] >= maximum:
-            raise too_busy(method, account, self._running[key])
-        self._running[key] += 1
+        if maximum is None:
+            yield
+            return
+        if self._running[key] >= maximum:
+            await self._wait(key)  # a finishing call hands its slot over: the count stays
+        else:
+            self._running[key] += 1
         try:
             yield
         finally:
-            self._running[key] -= 1
-            if not self._running[key]:
-                del self._running[key]
+            self._release(key)
+
+    async def _wait(self, key: tuple[str, str]) -> None:
+        account, method = key
+        queue = self._waiting.setdefault(key, deque())
+        if self._max_wait_s <= 0 or len(queue) >= self._max_waiting:
+            if not queue:
+                del self._waiting[key]
+            if self._max_wait_s <= 0:
+                raise too_busy(method, account, self._running[key])
+            raise too_many_waiting(f"concurrent {method}", account, len(queue))
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(turn)
+        try:
+            await asyncio.wait_for(asyncio.shield(turn), self._max_wait_s)
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._release(key)  # handed a slot as we gave up: pass it on
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(turn)
+                if not queue and self._waiting.get(key) is queue:
+                    del self._waiting[key]
+            if isinstance(exc, TimeoutError):
+                raise too_busy(method, account, self._running[key]) from None
+            raise
+
+    def _release(self, key: tuple[str, str]) -> None:
+        queue = self._waiting.get(key)
+        while queue:
+            turn = queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                if not queue:
+                    del self._waiting[key]
+                return
+        self._waiting.pop(key, None)
+        self._running[key] -= 1
+        if not self._running[key]:
+            del self._running[key]
+
+
+class RateGate:
+    """A token bucket per account and rate class (hub.limits.RATE_CLASSES).
+
+    A call whose token is not there yet waits for it, up to ``max_wait_s``; one that
+    would wait longer is refused after waiting ``max_wait_s`` (an answer at once would
+    invite a tight retry loop); one that finds ``max_waiting`` of its account's calls
+    waiting is refused at once.
+    """
+
+    def __init__(self, rates: Mapping[str, RateLimit] = DEFAULT_RATES, classes: Mapping[str, str] = RATE_CLASSES,
+                 max_wait_s: float = ADMISSION_WAIT_S, max_waiting: int = MAX_WAITING,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rates, self._classes = dict(rates), dict(classes)
+        self._max_wait_s, self._max_waiting, self._clock = max_wait_s, max_waiting, clock
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._waiting: Counter[tuple[str, str]] = Counter()
+        self._admitted = 0
+
+    async def admit(self, method: str, account: str) -> None:
+        """Return when the call may run (at once, or after waiting for its token).
+
+        Raises:
+            ResourceExhausted: over the account's rate of the method's class, naming the limit.
+        """
+        rate_class = self._classes.get(method)
+        rate = self.rates.get(rate_class) if rate_class is not None else None
+        if rate is None or rate_class is None:
+            return
+        key, now = (account, rate_class), self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(rate)
+        if self._waiting[key] >= self._max_waiting:
+            raise too_many_waiting(f"rate {rate_class}", account, self._waiting[key])
+        wait = bucket.reserve(now, self._max_wait_s)
+        self._admitted += 1
+        if self._admitted % 1024 == 0:
+            self._forget_idle(now)
+        if wait != 0.0:
+            self._waiting[key] += 1
+            try:
+                await asyncio.sleep(self._max_wait_s if wait is None else wait)
+            finally:
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+        if wait is None:
+            raise rate_limited(rate_class, account, rate, bucket.retry_after(self._clock()))
+
+    def charge(self, method: str, account: str) -> None:
+        """Take the class's REFUSAL_COST more from the account's bucket of the method's class (a refused call)."""
+        rate_class = self._classes.get(method)
+        bucket = self._buckets.get((account, rate_class)) if rate_class is not None else None
+        if bucket is not None and rate_class is not None and REFUSAL_COST.get(rate_class):
+            bucket.charge(self._clock(), REFUSAL_COST[rate_class])
+
+    def _forget_idle(self, now: float) -> None:
+        for key in [k for k, b in self._buckets.items() if b.idle(now) and k not in self._waiting]:
+            del self._buckets[key]
+
+
+class Admission:
+    """Who may start a call now: the account's rate of the call's class, then its concurrency."""
+
+    def __init__(self, rates: Mapping[str, RateLimit] = DEFAULT_RATES, concurrent: Mapping[str, int] = CONCURRENT_CALLS,
+                 max_wait_s: float = ADMISSION_WAIT_S, max_waiting: int = MAX_WAITING) -> None:
+        self.rates = RateGate(rates, max_wait_s=max_wait_s, max_waiting=max_waiting)
+        self.gate = CallGate(concurrent, max_wait_s=max_wait_s, max_waiting=max_waiting)
+
+    @contextlib.asynccontextmanager
+    async def enter(self, method: str, account: str) -> AsyncIterator[None]:
+        """Hold the call's admission while the body runs (``method`` is its short name, "Designs.Push").
+
+        Raises:
+            ResourceExhausted: over a rate or concurrency limit (hub.limits), after waiting a little.
+        """
+        await self.rates.admit(method, account)
+        async with self.gate.enter(method, account):
+            try:
+                yield
+            except HubError:
+                self.rates.charge(method, account)  # refused by the hub: a flood of bad requests slows down
+                raise
 
 
 # --- the child process -----------------------------------------------------------------
@@ -281,6 +442,10 @@ def _limit_child(cpu_s: int, memory_bytes: int) -> None:
     import resource
 
     os.nice(10)  # checks yield the CPU to the hub's event loop and database work
+    # SCHED_BATCH: the scheduler treats the check as CPU-bound, so a waking serving thread of the hub
+    # preempts it at once instead of waiting for its time slice to end (Linux; elsewhere nice only).
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     _cpu_budget(cpu_s)

@@ -4,8 +4,9 @@ Protos stop here: :class:`SessionStream` sends and receives the dataclasses of
 ``node_agent.messages``, and every grpc error becomes a :class:`HubError` that says
 whether trying again makes sense. The channel pings the hub (keepalive 30 s,
 timeout 10 s, also without calls) so a dead TCP path is noticed even while the
-agent has nothing to say; reconnects wait a full-jitter exponential backoff
-(:func:`backoff_delay`).
+agent has nothing to say; reconnects follow :class:`ReconnectPolicy` (full-jitter
+exponential backoff, a short first wait after a healthy session, and the hub's RetryInfo
+hint when it sheds load with RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
 from node_agent import messages as m
@@ -33,6 +35,7 @@ __all__ = [
     "HubError",
     "HubRefused",
     "HubUnavailable",
+    "ReconnectPolicy",
     "SessionStream",
     "backoff_delay",
     "enroll",
@@ -61,9 +64,10 @@ class HubError(Exception):
 
     retryable = False
 
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, code: str = "", retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after_s = retry_after_s  # the hub's RetryInfo: come back after this long
 
 
 class HubUnavailable(HubError):
@@ -88,12 +92,65 @@ def backoff_delay(attempt: int, rng: random.Random, base_s: float = 1.0, cap_s: 
     return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt, 32)))
 
 
+class ReconnectPolicy:
+    """When the agent tries the Session again (one policy object per agent; spime-node and the
+    benchmark's simulated agents use this same class).
+
+    * After a session that was healthy (the hub answered Hello with Welcome), the first retry
+      waits uniform(0, ``after_healthy_s``): a hub restart or a dropped link costs little.
+    * Otherwise full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt)).
+    * When the hub says when to come back (RetryInfo, e.g. RESOURCE_EXHAUSTED while it admits a
+      reconnect storm at the rate it can serve), the wait is that hint plus up to the hint again
+      of jitter (capped), so the refused agents spread out instead of returning together.
+    """
+
+    def __init__(self, rng: random.Random, cap_s: float = 60.0, base_s: float = 1.0,
+                 after_healthy_s: float = 0.5) -> None:
+        self.rng, self.cap_s, self.base_s, self.after_healthy_s = rng, cap_s, base_s, after_healthy_s
+        self.attempt = 0
+        self._healthy = False
+
+    def healthy(self) -> None:
+        """A session was established (Welcome received): the next failure starts afresh."""
+        self.attempt, self._healthy = 0, True
+
+    def delay(self, error: BaseException | None = None) -> float:
+        """Seconds to wait before the next attempt, after ``error`` (None: the stream just ended)."""
+        hint = getattr(error, "retry_after_s", None)
+        if isinstance(hint, (int, float)) and hint > 0:
+            wait = min(self.cap_s, hint + self.rng.uniform(0.0, hint))
+        elif self._healthy and self.attempt == 0:
+            wait = self.rng.uniform(0.0, min(self.cap_s, self.after_healthy_s))
+        else:
+            wait = backoff_delay(self.attempt, self.rng, self.base_s, self.cap_s)
+        self.attempt += 1
+        self._healthy = False
+        return wait
+
+
+def retry_hint(exc: grpc.RpcError) -> float | None:
+    """The RetryInfo delay the hub put in a refusal's ``grpc-status-details-bin`` trailer, or None."""
+    trailers = exc.trailing_metadata() if isinstance(exc, grpc.aio.AioRpcError) else None
+    for key, value in trailers or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:  # noqa: BLE001 - a malformed trailer is no hint
+            return None
+        for detail in status.details:
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
 def _translate(exc: grpc.RpcError, what: str) -> HubError:
     code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.UNKNOWN
     detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
     message = f"{what}: {code.name}: {detail}"
     cls = HubUnavailable if code in _RETRYABLE else HubRefused
-    return cls(message, code.name)
+    return cls(message, code.name, retry_hint(exc) if code in _RETRYABLE else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from node_agent.drivers.base import (
     PrinterStatus,
     PrintOutcome,
 )
-from node_agent.hub_client import HubError, HubRefused, backoff_delay
+from node_agent.hub_client import HubError, HubRefused, ReconnectPolicy
 from node_agent.jobs import (
     ACTIVE,
     TERMINAL,
@@ -102,6 +102,7 @@ class Worker:
         self.config, self.journal, self.hub, self.pipeline = config, journal, hub, pipeline
         self._slots = {p.name: Slot(p, drivers[p.name]) for p in config.printers}
         self._rng = rng or random.Random()
+        self._reconnect = ReconnectPolicy(self._rng)
         self._stop = asyncio.Event()
         self._leave = asyncio.Event()
         self._session: Session | None = None
@@ -212,12 +213,13 @@ class Worker:
 
     # ------------------------------------------------------------------ the session
     async def _sessions(self) -> None:
-        attempt = 0
+        reconnect = self._reconnect = ReconnectPolicy(self._rng, cap_s=self.config.node.reconnect_max_s)
         while True:  # also while winding down: reports of running prints still go out
+            error: HubError | None = None
             try:
                 await self._one_session()
-                attempt = 0
             except HubRefused as exc:
+                error = exc
                 # Refused at Hello (wrong name, revoked credential) or superseded: fatal. A
                 # refusal of one report mid-session was recorded and acked by the hub.
                 if exc.code in _FATAL and not (self._online.is_set()
@@ -225,12 +227,12 @@ class Worker:
                     raise
                 log.warning("hub refused: %s", exc)
             except HubError as exc:
+                error = exc
                 log.info("hub unreachable: %s", exc)
             finally:
                 self._online.clear()
                 self._session = None
-            await asyncio.sleep(backoff_delay(attempt, self._rng, cap_s=self.config.node.reconnect_max_s))
-            attempt += 1
+            await asyncio.sleep(reconnect.delay(error))
 
     async def _one_session(self) -> None:
         session = await self.hub.session(await self._hello())
@@ -239,6 +241,7 @@ class Worker:
             first = await session.receive()
             if not isinstance(first, m.Welcome):
                 raise HubRefused(f"hub did not answer Hello with Welcome but {first!r}")
+            self._reconnect.healthy()
             await self._welcome(first)
             while (command := await session.receive()) is not None:
                 if isinstance(command, m.Superseded):

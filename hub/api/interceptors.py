@@ -1,4 +1,9 @@
-"""One async server interceptor: authenticate, authorise, map HubError → StatusCode, log.
+"""One async server interceptor: authenticate, authorise, admit, map HubError → StatusCode, log.
+
+Admission (hub.workers.Admission, rules in hub.limits) comes right after the token
+check and before the request is decoded: the interceptor hands grpc no deserializer
+and decodes each message itself once the call is admitted, so a caller over its
+rate or concurrency limit costs no protobuf parsing and no database work.
 
 The HubError → status table lives here and only here; each refusal also carries
 machine-readable details (hub/api/errors_detail.py). A request whose bytes do not
@@ -20,8 +25,9 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
-from hub.auth import authorize, bearer_token, is_public
+from hub.auth import authorize, bearer_token, is_public, short_name
 from hub.domain import Account
+from hub.workers import Admission
 
 __all__ = ["STATUS_OF", "HubInterceptor", "current_account", "status_of"]
 
@@ -65,14 +71,15 @@ Authenticate = Callable[[str], Awaitable[Account | None]]
 class HubInterceptor(aio.ServerInterceptor):
     """Wraps every handler: auth + role check before, error mapping and one log line after."""
 
-    def __init__(self, authenticate: Authenticate) -> None:
+    def __init__(self, authenticate: Authenticate, admission: Admission | None = None) -> None:
         self._authenticate = authenticate
+        self._admission = admission if admission is not None else Admission({}, {})
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or is_public(details.method):
             return handler
-        return _wrap(handler, details.method, self._guard(details))
+        return _wrap(handler, details.method, self._guard(details), self._admission)
 
     def _guard(self, details: Any) -> Callable[[], Awaitable[Account]]:
         async def guard() -> Account:
@@ -202,39 +209,56 @@ def _check_message(request: Any, method: str) -> Any:
     return request
 
 
-def _checked(request: Any, method: str) -> Any:
+Decode = Callable[[bytes], Any] | None
+
+
+def _decoded(request: Any, method: str, decode: Decode) -> Any:
+    """The request (or request stream) decoded and checked, message by message."""
     if hasattr(request, "__aiter__"):
-        return _checked_stream(request, method)
-    return _check_message(request, method)
+        return _decoded_stream(request, method, decode)
+    return _check_message(decode(request) if decode is not None else request, method)
 
 
-async def _checked_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+async def _decoded_stream(requests: AsyncIterator[Any], method: str, decode: Decode) -> AsyncIterator[Any]:
     async for request in requests:
-        yield _check_message(request, method)
+        yield _check_message(decode(request) if decode is not None else request, method)
 
 
-def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]]) -> Any:
-    deserialize = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
+def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]], admission: Admission) -> Any:
+    decode = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
+    call = _Call(method, short_name(method), guard, admission, decode)
+    # grpc hands the wrappers the request bytes (no deserializer): they decode once the call is admitted.
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            _unary(handler.unary_unary, method, guard), deserialize, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, call), None, handler.response_serializer)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            _unary(handler.stream_unary, method, guard), deserialize, handler.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, call), None, handler.response_serializer)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
-            _streaming(handler.unary_stream, method, guard), deserialize, handler.response_serializer)
+            _streaming(handler.unary_stream, call), None, handler.response_serializer)
     return grpc.stream_stream_rpc_method_handler(
-        _streaming(handler.stream_stream, method, guard), deserialize, handler.response_serializer)
+        _streaming(handler.stream_stream, call), None, handler.response_serializer)
 
 
-def _unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Callable[[], Awaitable[Account]]) -> Callable[..., Awaitable[Any]]:
+class _Call:
+    """What every call of one method needs: its names, the token check, admission and decoding."""
+
+    __slots__ = ("admission", "decode", "guard", "method", "name")
+
+    def __init__(self, method: str, name: str, guard: Callable[[], Awaitable[Account]], admission: Admission,
+                 decode: Decode) -> None:
+        self.method, self.name, self.guard, self.admission, self.decode = method, name, guard, admission, decode
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[..., Awaitable[Any]]:
+    method = call.method
+
     async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
         started, account = time.monotonic(), None
         try:
-            account = await guard()
+            account = await call.guard()
             _account.set(account)
-            response = await behavior(_checked(request, method), context)
+            async with call.admission.enter(call.name, account.name):
+                response = await behavior(_decoded(request, method, call.decode), context)
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
@@ -245,14 +269,17 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str, guard: Callable
     return wrapper
 
 
-def _streaming(behavior: Callable[..., AsyncIterator[Any]], method: str, guard: Callable[[], Awaitable[Account]]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Callable[..., AsyncIterator[Any]]:
+    method = call.method
+
     async def wrapper(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         started, account = time.monotonic(), None
         try:
-            account = await guard()
+            account = await call.guard()
             _account.set(account)
-            async for item in behavior(_checked(request, method), context):
-                yield item
+            async with call.admission.enter(call.name, account.name):
+                async for item in behavior(_decoded(request, method, call.decode), context):
+                    yield item
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001

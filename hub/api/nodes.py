@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -26,6 +26,7 @@ from hub.service import Hub
 from hub.service.blobs import Chunk
 from hub.service.jobs import HeldJob, Progress
 from hub.service.nodes import (
+    MAX_PRINTERS,
     Ack,
     EventAck,
     Heartbeat,
@@ -99,11 +100,36 @@ def _time_text(ts: timestamp_pb2.Timestamp) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _incoming(msg: nodes_pb2.AgentMsg, node: str, now: str) -> Incoming:
+class _Printers:
+    """One session's printer conversions, by the PrinterState's bytes: an agent heartbeats the same
+    printers every interval, and converting them again is most of a heartbeat's cost."""
+
+    __slots__ = ("_known",)
+    _KEPT = 2 * MAX_PRINTERS
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, PrinterRecord] = {}
+
+    def __call__(self, p: nodes_pb2.PrinterState) -> PrinterRecord:
+        key = p.SerializeToString(deterministic=True)
+        record = self._known.get(key)
+        if record is None:
+            if len(self._known) >= self._KEPT:
+                self._known.clear()
+            record = self._known[key] = _printer_from_proto(p)
+        return record
+
+
+def _now_text(clock: Callable[[], dt.datetime]) -> str:
+    return clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _incoming(msg: nodes_pb2.AgentMsg, node: str, clock: Callable[[], dt.datetime],
+              printer: Callable[[nodes_pb2.PrinterState], PrinterRecord] = _printer_from_proto) -> Incoming:
     kind = msg.WhichOneof("kind")
     if kind == "heartbeat":
         progress = tuple(Progress(p.job_id, int(p.lease_epoch), p.percent, int(p.layer)) for p in msg.heartbeat.progress)
-        return Heartbeat(tuple(_printer_from_proto(p) for p in msg.heartbeat.printers), progress)
+        return Heartbeat(tuple(printer(p) for p in msg.heartbeat.printers), progress)
     if kind == "offer_reply":
         r = msg.offer_reply
         reason = f"{_DECLINES.get(r.reason, 'unspecified')}: {r.detail}"[:1024]
@@ -114,11 +140,11 @@ def _incoming(msg: nodes_pb2.AgentMsg, node: str, now: str) -> Incoming:
     if kind == "job_event":
         e = msg.job_event
         return EventRecord(node, int(e.agent_seq), e.job_id, int(e.lease_epoch), _KINDS.get(e.kind, "unspecified"),
-                           _time_text(e.at) or now, dict(e.data))
+                           _time_text(e.at) or _now_text(clock), dict(e.data))
     if kind == "ack":
         return Ack(int(msg.ack.hub_seq))
     if kind == "printer_changed":
-        return PrinterChanged(_printer_from_proto(msg.printer_changed.printer))
+        return PrinterChanged(printer(msg.printer_changed.printer))
     raise InvalidArgument("a Session message must set one of its kinds (a second Hello is not allowed)")
 
 
@@ -144,6 +170,7 @@ def _offer(o: OfferDetails) -> nodes_pb2.HubMsg:
         offer_expires_at=_timestamp(o.expires_at),
         payout=common_pb2.Money(currency=job.payout_currency, minor_units=job.payout_minor),
         attributions=[_attribution(a) for a in o.attributions], printer_id=o.printer, lease_epoch=o.lease_epoch,
+        part=job.part,
     )
     return nodes_pb2.HubMsg(hub_seq=o.hub_seq, offer=offer)
 
@@ -221,10 +248,10 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
             self.hub.nodes.close_soon(session)
 
     async def _read(self, session: AgentSession, requests: AsyncIterator[nodes_pb2.AgentMsg]) -> None:
+        nodes, printers = self.hub.nodes, _Printers()
         try:
             async for msg in requests:
-                now = self.hub.nodes.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-                await self.hub.nodes.handle(session, _incoming(msg, session.node, now))
+                await nodes.handle(session, _incoming(msg, session.node, nodes.clock, printers))
         except HubError as exc:
             session.end(exc)
             return

@@ -17,7 +17,7 @@ from hub.errors import FailedPrecondition, InvalidArgument
 from hub.jobs import Job
 from hub.quotes import QuoteOption
 from hub.service import Hub
-from hub.service.grants import GrantRequest
+from hub.service.grants import GrantRequest, RecordedGrant, signer_fingerprint
 from hub.service.orders import OrderRequest, OrderService, OrderView, QuoteResult, qr_payload
 
 __all__ = ["OrdersServicer", "RecordsWithLedgerServicer"]
@@ -102,10 +102,12 @@ def _order_to_proto(view: OrderView) -> orders_pb2.Order:
     )
 
 
-def _grant_to_proto(g: orders.Grant) -> orders_pb2.GrantRecord:
+def _grant_to_proto(recorded: RecordedGrant) -> orders_pb2.GrantRecord:
+    g = recorded.grant
     return orders_pb2.GrantRecord(id=g.id, design=g.design, revision_id=g.revision_id, scope=g.scope, node=g.node,
                                   until=g.until, granted_by=g.granted_by, granted_at=g.granted_at,
-                                  statement_sha256=g.statement_sha256, signature=g.signature)
+                                  statement_sha256=g.statement_sha256, signature=g.signature,
+                                  statement=recorded.statement, key_fingerprint=signer_fingerprint(recorded.statement))
 
 
 class OrdersServicer(orders_pb2_grpc.OrdersServicer):
@@ -144,7 +146,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
 
     async def Grant(self, request, context):  # type: ignore[no-untyped-def]
         grant = await _service(self.hub).grants.grant(current_account(), GrantRequest(
-            request.design, request.revision_id, request.scope, request.node, request.until, request.signature))
+            request.design, request.revision_id, request.scope, request.node, request.until, request.signature,
+            request.statement))
         return _grant_to_proto(grant)
 
     async def ListGrants(self, request, context):  # type: ignore[no-untyped-def]

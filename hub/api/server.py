@@ -28,12 +28,14 @@ from hub.api.metrics import HubMetrics, MetricsInterceptor
 from hub.api.nodes import NodesServicer
 from hub.api.orders import OrdersServicer, RecordsWithLedgerServicer
 from hub.api.servicers import AccountsServicer, DesignsServicer
+from hub.config import HubConfig
 from hub.errors import InvalidArgument
+from hub.limits import parse_rates
 from hub.service import Hub
 from hub.service.replicas import DEFAULT_POLICY, ReplicaPolicy, ReplicaService
-from hub.workers import OwnLoop
+from hub.workers import Admission, OwnLoop
 
-__all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles"]
+__all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of"]
 
 log = logging.getLogger("hub.server")
 
@@ -45,6 +47,11 @@ SERVICE_NAMES = (
     nodes_pb2.DESCRIPTOR.services_by_name["Nodes"].full_name,
     orders_pb2.DESCRIPTOR.services_by_name["Orders"].full_name,
 )
+
+
+def admission_of(config: HubConfig) -> Admission:
+    """The per-account rate and concurrency limits a hub config asks for."""
+    return Admission(parse_rates(config.rate_limits), max_wait_s=config.admission_wait_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +67,19 @@ class TlsFiles:
 class HubServer:
     """A grpc.aio server around a Hub; start() binds, stop(grace) drains."""
 
-    def __init__(self, hub: Hub, metrics: HubMetrics | None = None, replicas: ReplicaPolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, hub: Hub, metrics: HubMetrics | None = None, replicas: ReplicaPolicy = DEFAULT_POLICY,
+                 admission: Admission | None = None) -> None:
         self.hub = hub
+        # Per-account rate and concurrency limits (hub.limits), checked right after the token.
+        self.admission = admission if admission is not None else Admission()
         # Token checks run on their own loop and threads: a flood of pushes, searches or
         # uploads filling the main loop's thread pool cannot delay other callers' auth.
         self._auth = OwnLoop("hub-auth")
         # The metrics interceptor goes first (outermost) so refused auth is counted too.
         outer = [MetricsInterceptor(metrics)] if metrics is not None else []
         self.server = aio.server(
-            interceptors=[*outer, HubInterceptor(self._auth.wrap(hub.accounts.authenticate))],
+            interceptors=[*outer, HubInterceptor(hub.accounts.cached_first(self._auth.wrap(hub.accounts.authenticate)),
+                                                   self.admission)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -83,6 +94,12 @@ class HubServer:
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
+                # Calls that arrived but the Python server has not picked up yet: beyond the default
+                # 1,000 (hard 3,000) gRPC drops them at random, and the agent sees only a bare INTERNAL.
+                # A reconnect storm of 10,000 agents must queue here; the Nodes service itself then
+                # admits sessions at its own pace (RESOURCE_EXHAUSTED with a retry hint, see Admission).
+                ("grpc.server.max_pending_requests", 20_000),
+                ("grpc.server.max_pending_requests_hard_limit", 40_000),
             ],
         )
         self.health = health.aio.HealthServicer()

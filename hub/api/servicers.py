@@ -22,7 +22,6 @@ from hub.api.interceptors import current_account
 from hub.keys import fingerprint
 from hub.service import Hub
 from hub.service.blobs import Chunk
-from hub.workers import CallGate
 
 __all__ = ["AccountsServicer", "DesignsServicer", "RecordsServicer"]
 
@@ -87,18 +86,18 @@ def _page(items: Sequence[Message], wanted: int) -> int:
     return limits.cut_page([item.ByteSize() for item in items[:wanted]]).count
 
 
+# Per-account concurrency and rate limits (hub.limits) are applied by the interceptor before a
+# request is decoded (hub.api.interceptors, hub.workers.Admission), for every servicer.
 class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.gate = CallGate(limits.CONCURRENT_CALLS)
 
     async def MissingBlobs(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
         return designs_pb2.MissingBlobsResponse(sha256=await self.hub.blobs.missing(list(request.sha256)))
 
     async def UploadBlob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        async with self.gate.enter("Designs.UploadBlob", current_account().name):
-            result = await self.hub.blobs.upload(_chunks(request_iterator))
+        result = await self.hub.blobs.upload(_chunks(request_iterator))
         return designs_pb2.UploadBlobResponse(sha256=result.sha256, size=result.size, already_present=result.already_present)
 
     async def DownloadBlob(self, request, context):  # type: ignore[no-untyped-def]
@@ -108,8 +107,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
 
     async def Push(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
-        async with self.gate.enter("Designs.Push", current_account().name):
-            return cv._push_to_proto(await self.hub.designs.push(current_account(), cv._push_from_proto(request)))
+        return cv._push_to_proto(await self.hub.designs.push(current_account(), cv._push_from_proto(request)))
 
     async def GetDesign(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
@@ -134,10 +132,9 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     async def Search(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
         size = limits.check_page_size(int(request.page.page_size), "Search")
-        async with self.gate.enter("Designs.Search", current_account().name):
-            found, token = await self.hub.designs.search(
-                request.text, request.license, list(request.tags), size, request.page.page_token
-            )
+        found, token = await self.hub.designs.search(
+            request.text, request.license, list(request.tags), size, request.page.page_token
+        )
         protos = [cv._design_to_proto(d) for d in found]
         count = _page(protos, size)
         if count < len(protos):
@@ -146,8 +143,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
 
     async def Fork(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
-        async with self.gate.enter("Designs.Fork", current_account().name):
-            design, revision = await self.hub.forks.fork(current_account(), cv._fork_from_proto(request))
+        design, revision = await self.hub.forks.fork(current_account(), cv._fork_from_proto(request))
         return designs_pb2.ForkResponse(design=cv._design_to_proto(design), revision=cv._revision_to_proto(revision))
 
     async def ListProposals(self, request, context):  # type: ignore[no-untyped-def]
@@ -182,7 +178,6 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
 class RecordsServicer(records_pb2_grpc.RecordsServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.gate = CallGate(limits.CONCURRENT_CALLS)
 
     async def GetRecord(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
@@ -190,8 +185,7 @@ class RecordsServicer(records_pb2_grpc.RecordsServicer):
 
     async def Export(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
-        async with self.gate.enter("Records.Export", current_account().name):
-            media_type, document = await self.hub.records.export(
-                request.design, request.revision_id, cv._format_from_proto(request.format)
-            )
+        media_type, document = await self.hub.records.export(
+            request.design, request.revision_id, cv._format_from_proto(request.format)
+        )
         return records_pb2.ExportResponse(media_type=media_type, document=document)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from hub import keys
-from hub.auth import new_token
+from hub.auth import TokenCache, new_token
 from hub.domain import Account, Role
 from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, PermissionDenied
 from hub.keys import KeyRegistration
 from hub.provenance import generate_private_key, public_key_of
+from hub.service.batching import Batcher
 from hub.service.common import Clock, format_time, parse_time
-from hub.store.accounts import AccountStore
+from hub.store.accounts import AccountStore, token_digest
 
 __all__ = ["MAX_KEYS_PER_ACCOUNT", "PROOF_SKEW_S", "AccountService", "check_account_name"]
 
@@ -61,6 +64,10 @@ class AccountService:
         self.accounts, self.clock = accounts, clock
         self._hub_key = hub_key if hub_key is not None else generate_private_key()
         self.hub_public_key = public_key_of(self._hub_key)
+        # Token checks: live tokens cached briefly (revocation here clears them), misses of callers
+        # arriving together looked up with one query (a reconnect storm is thousands at once).
+        self.token_cache = TokenCache()
+        self._lookups: Batcher[str, Account | None] = Batcher(self._thd_lookup_many, max_batch=512)
 
     def _thd_add_user(self, name: str, role: Role) -> tuple[Account, str]:
         """Create an account; returns it and its token (shown once).
@@ -73,9 +80,43 @@ class AccountService:
         account = self.accounts._thd_add(check_account_name(name), role, token, format_time(self.clock()))
         return account, token
 
+    def cached_first(self, authenticate: Callable[[str], Awaitable[Account | None]]
+                     ) -> Callable[[str], Awaitable[Account | None]]:
+        """``authenticate`` (e.g. :meth:`authenticate` run on the hub's auth loop) answered from the
+        token cache on the caller's own loop when it can: no thread or loop hop for a cached token."""
+        async def check(token: str) -> Account | None:
+            cached = self.token_cache.get(token_digest(token), time.monotonic())
+            return cached if cached is not None else await authenticate(token)
+
+        return check
+
     async def authenticate(self, token: str) -> Account | None:
-        """The account of a token, or None."""
-        return await asyncio.to_thread(self.accounts._thd_by_token, token)
+        """The account of a live token, or None (unknown or revoked)."""
+        digest = token_digest(token)
+        cached = self.token_cache.get(digest, time.monotonic())
+        if cached is not None:
+            return cached
+        account = await self._lookups.submit(digest)
+        if account is not None:
+            self.token_cache.put(digest, account, time.monotonic())
+        return account
+
+    def _thd_lookup_many(self, digests: Sequence[str]) -> list[Account | None | Exception]:
+        found = self.accounts._thd_by_digests(sorted(set(digests)))
+        return [found.get(d) for d in digests]
+
+    def _thd_revoke_tokens(self, name: str) -> int:
+        """Revoke every token of an account (they stop working at once on this hub; other hub
+        replicas notice within the token cache's TTL); returns how many were live.
+
+        Raises:
+            InvalidArgument: bad name.
+            NotFound: no such account.
+        """
+        try:
+            return self.accounts._thd_revoke_tokens(check_account_name(name), format_time(self.clock()))
+        finally:
+            self.token_cache.forget_account(name)
 
     # -- public keys -----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,10 +18,11 @@ __all__ = ["BlobService", "Chunk", "UploadResult"]
 
 MAX_HASHES = 10_000
 # MiB queued between the receive loop and an upload's writer thread (a chunk takes one
-# slot per started MiB, at most all of them). When the queue is full the receive loop
+# slot per started 256 KiB, at most all of them). When the queue is full the receive loop
 # stops reading, so gRPC's flow control holds the client back.
 QUEUE_DEPTH = 4
-_SLOT = 1 << 20
+_SLOT = 256 << 10
+_SLOTS_PER_MIB = (1 << 20) // _SLOT
 # Uploads written at once (one thread each); more wait before their first write. Each
 # account may run hub.limits.CONCURRENT_CALLS["Designs.UploadBlob"] (4) at once, so a few
 # hostile accounts holding idle streams (each ended after the idle timeout) leave slots
@@ -51,15 +53,20 @@ class BlobWriter:
 
     The event loop hands chunks over through a queue bounded by QUEUE_DEPTH
     (``put`` awaits while it is full). The thread owns the temporary file: it
-    ends the upload by committing it (verify, fsync, rename) or aborting it
-    (remove), so nothing is half-stored whichever way the receive loop ends.
+    ends the upload by committing it (``commit``: verify, fsync, rename, record
+    the row; by default only ``upload.finish``) or aborting it (remove), so
+    nothing is half-stored whichever way the receive loop ends: a call cancelled
+    once the commit has begun still ends with the blob and its row, never one
+    without the other.
     """
 
-    def __init__(self, upload: Upload, depth: int = QUEUE_DEPTH) -> None:
+    def __init__(self, upload: Upload, commit: Callable[[], int] | None = None,
+                 depth: int = QUEUE_DEPTH) -> None:
         self._upload = upload
+        self._commit = commit if commit is not None else upload.finish
         self._loop = asyncio.get_running_loop()
-        self._depth = depth
-        self._slots = asyncio.Semaphore(depth)
+        self._depth = depth * _SLOTS_PER_MIB
+        self._slots = asyncio.Semaphore(self._depth)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._done: asyncio.Future[int] = self._loop.create_future()
         self._error: BaseException | None = None
@@ -83,7 +90,7 @@ class BlobWriter:
         return min(self._depth, -(-len(data) // _SLOT))
 
     async def commit(self) -> int:
-        """Verify, fsync and move the blob into place once all chunks are written.
+        """Commit the blob (verify, fsync, move into place, record) once all chunks are written.
 
         Raises:
             IntegrityError: size or hash differ from the declaration (nothing stored).
@@ -118,7 +125,7 @@ class BlobWriter:
             item = self._queue.get()
             if item is _COMMIT or item is _ABORT:
                 self._got_end = True
-                return self._upload.finish() if item is _COMMIT else 0
+                return self._commit() if item is _COMMIT else 0
             self._upload.absorb(item)  # type: ignore[arg-type]
             self._call(self._free, self._weight(item))  # type: ignore[arg-type]
 
@@ -166,6 +173,11 @@ async def _next(chunks: AsyncIterator[Chunk], idle_timeout_s: float) -> Chunk | 
         ) from exc
 
 
+def _abort_begun(begun: asyncio.Future[Upload]) -> None:
+    if not begun.cancelled() and begun.exception() is None:
+        begun.result().abort()
+
+
 class BlobService:
     def __init__(self, blobs: BlobStore, clock: Clock, *, idle_timeout_s: float = 30.0) -> None:
         self.blobs, self.clock = blobs, clock
@@ -196,10 +208,18 @@ class BlobService:
         if not await asyncio.to_thread(self.blobs._thd_missing, [sha]):
             return await self._present(sha, first)
         async with self._writers:
-            upload = await asyncio.to_thread(self.blobs._thd_begin, sha, first.total_size)
+            upload = await self._begin(sha, first.total_size)
             size = await self._store(upload, first, chunks)
-        await asyncio.to_thread(self.blobs._thd_record, sha, size, format_time(self.clock()))
         return UploadResult(sha, size, False)
+
+    async def _begin(self, sha: str, size: int) -> Upload:
+        # A call cancelled while the thread creates the temporary file must still remove it.
+        begun = asyncio.ensure_future(asyncio.to_thread(self.blobs._thd_begin, sha, size))
+        try:
+            return await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(_abort_begun)
+            raise
 
     async def _present(self, sha: str, first: Chunk) -> UploadResult:
         size = await asyncio.to_thread(self.blobs._thd_size, sha)
@@ -212,7 +232,7 @@ class BlobService:
 
     async def _store(self, upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> int:
         try:
-            writer = BlobWriter(upload)
+            writer = BlobWriter(upload, functools.partial(self._thd_commit, upload))
         except BaseException:
             upload.abort()
             raise
@@ -222,6 +242,9 @@ class BlobService:
         except BaseException:
             await writer.abort()
             raise
+
+    def _thd_commit(self, upload: Upload) -> int:
+        return self.blobs._thd_commit(upload, format_time(self.clock()))
 
     async def _receive(self, upload: Upload, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
         # The writer thread hashes and writes earlier chunks while later ones arrive.

@@ -5,32 +5,37 @@ needs a grant of scope paid; an ND design is made only with its default
 parameters unless a grant of scope modified is on record; an all-rights-reserved
 (or unknown) licence needs a grant of scope any. A grant is a separate record
 (design, revision or all, scope, node or any, until when, by a maintainer) and
-never changes the design's licence.
+never changes the design's licence. The maintainer signs it (hub.grants: the
+canonical statement, signed by the Ed25519 key registered to their account and
+live when they signed); the hub verifies the signature and stores the statement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
 
-from hub import ledger, licenses
+from hub import grants as grant_rules
+from hub import keys, ledger, licenses
 from hub.domain import Account, Design, Role
 from hub.errors import InvalidArgument, LicenseConflict, PermissionDenied
 from hub.orders import Grant, Order
 from hub.service.common import Clock, format_time, parse_time
 from hub.service.designs import check_slug
+from hub.store.accounts import AccountStore
 from hub.store.designs import DesignStore
+from hub.store.grants import GrantStore, RecordedGrant
 from hub.store.orders import OrderStore
 
-__all__ = ["GRANT_SCOPES", "GrantRequest", "GrantService", "LicenceGate"]
+__all__ = ["GRANT_SCOPES", "SIGNING_SKEW_S", "GrantRequest", "GrantService", "LicenceGate", "RecordedGrant",
+           "signer_fingerprint"]
 
 GRANT_SCOPES = ("paid", "modified", "any")
 MAX_GRANT_YEARS = 10
+SIGNING_SKEW_S = 300  # how far granted_at may be from the hub's time (as for key registrations)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HEX = re.compile(r"^[0-9a-f]{0,128}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -43,7 +48,8 @@ class GrantRequest:
     scope: str
     node: str
     until: str
-    signature: str = ""
+    signature: str = ""   # hex Ed25519 signature of statement
+    statement: str = ""   # the canonical JSON statement (hub.grants) that was signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,41 +88,67 @@ def _needed_scopes(license: str, paid: bool, modified: bool) -> tuple[str, licen
 class GrantService:
     """Grants, the licence gate of orders, value equations and settling paid orders into the ledger."""
 
-    def __init__(self, designs: DesignStore, orders: OrderStore, clock: Clock) -> None:
-        self.designs, self.orders, self.clock = designs, orders, clock
+    def __init__(self, designs: DesignStore, orders: OrderStore, clock: Clock, accounts: AccountStore,
+                 grants: GrantStore) -> None:
+        self.designs, self.orders, self.clock, self.accounts, self.grants = designs, orders, clock, accounts, grants
 
-    async def grant(self, caller: Account, request: GrantRequest) -> Grant:
-        """Record a licensor's grant (maintainers of the design, or an admin).
+    async def grant(self, caller: Account, request: GrantRequest) -> RecordedGrant:
+        """Record a licensor's grant, signed by a maintainer of the design with their registered key.
+
+        An admin grants like anyone else: with a statement signed by a key registered to the admin's account.
 
         Raises:
-            InvalidArgument: a bad design name, scope, node, date or signature.
+            InvalidArgument: a bad design name, scope, node or date; no statement or signature; a statement that
+                is not canonical or disagrees with the request; a signature that does not match.
             NotFound: no such design or revision.
-            PermissionDenied: the caller does not maintain the design.
+            PermissionDenied: the caller does not maintain the design, signs for someone else, or with a key
+                that is not registered to them or was not live when the grant was signed.
         """
-        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(request.design))
+        statement = grant_rules.parse_statement(request.statement) if request.statement else None
+        design = await asyncio.to_thread(self.designs._thd_get_design,
+                                         check_slug(statement.design if statement else request.design))
         _require_maintainer(caller, design)
-        if request.scope not in GRANT_SCOPES:
-            raise InvalidArgument(f"scope {request.scope!r:.40}: use {', '.join(GRANT_SCOPES)}")
-        if request.node and not _NAME.match(request.node):
-            raise InvalidArgument(f"node {request.node!r:.70} is not an account name")
-        if not _HEX.match(request.signature):
-            raise InvalidArgument("signature must be hex, at most 128 characters")
-        if request.revision_id:
-            await asyncio.to_thread(self.designs._thd_get_revision, design.slug, request.revision_id)
+        if statement is None or not request.signature:
+            raise InvalidArgument(
+                "a grant must be signed: send its statement and the Ed25519 signature of it by your registered key "
+                "(`spime grant` signs with your key; make one with `spime key gen`, then `spime key register`)")
+        _check_request_agrees(request, statement)
         now = self.clock()
-        fields = {"design": design.slug, "revision_id": request.revision_id, "scope": request.scope,
-                  "node": request.node, "until": _until(request.until, now), "granted_by": caller.name,
-                  "granted_at": format_time(now)}
-        statement = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-        grant = Grant(id=secrets.token_hex(8), statement_sha256=hashlib.sha256(statement.encode()).hexdigest(),
-                      signature=request.signature, **fields)
-        await asyncio.to_thread(self.orders._thd_add_grant, grant, statement)
-        return grant
+        await self._check_fields(design, statement, now)
+        reg = await asyncio.to_thread(self.accounts._thd_key, grant_rules.statement_key(statement))
+        _check_signer(caller, statement, reg, format_time(now))
+        if not _HEX.match(request.signature) or len(request.signature) != 128:
+            raise InvalidArgument("signature must be 128 lowercase hex digits (an Ed25519 signature)")
+        keys.verify_strict(grant_rules.statement_key(statement), request.statement.encode("utf-8"),
+                           bytes.fromhex(request.signature), what="the grant's signature")
+        grant = Grant(id=secrets.token_hex(8), design=statement.design, revision_id=statement.revision_id,
+                      scope=statement.scope, node=statement.node, until=statement.until,
+                      granted_by=statement.granted_by, granted_at=statement.granted_at,
+                      statement_sha256=grant_rules.statement_sha256(request.statement), signature=request.signature)
+        return await asyncio.to_thread(self.grants._thd_add, RecordedGrant(grant, request.statement))
 
-    async def list_grants(self, slug: str) -> list[Grant]:
+    async def _check_fields(self, design: Design, statement: grant_rules.GrantStatement, now: dt.datetime) -> None:
+        """Raises: InvalidArgument, NotFound (the revision)."""
+        if statement.scope not in GRANT_SCOPES:
+            raise InvalidArgument(f"scope {statement.scope!r:.40}: use {', '.join(GRANT_SCOPES)}")
+        if statement.node and not _NAME.match(statement.node):
+            raise InvalidArgument(f"node {statement.node!r:.70} is not an account name")
+        if statement.revision_id:
+            found = await asyncio.to_thread(self.designs._thd_get_revision, design.slug, statement.revision_id)
+            if found.id != statement.revision_id:
+                raise InvalidArgument(f"the statement names revision {statement.revision_id!r:.70}: sign its full id "
+                                      f"{found.id}")
+        if _until(statement.until, now) != statement.until:
+            raise InvalidArgument(f"until {statement.until!r:.40} must be RFC 3339 UTC like 2030-01-31T23:59:59Z")
+        signed = parse_time(statement.granted_at, "granted_at")
+        if abs((signed - now).total_seconds()) > SIGNING_SKEW_S:
+            raise InvalidArgument(f"granted_at {statement.granted_at} is more than {SIGNING_SKEW_S} s from the hub's "
+                                  f"time {format_time(now)}: check your clock and sign again")
+
+    async def list_grants(self, slug: str) -> list[RecordedGrant]:
         """Raises: NotFound, InvalidArgument."""
         await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
-        return await asyncio.to_thread(self.orders._thd_grants, slug)
+        return await asyncio.to_thread(self.grants._thd_list, slug)
 
     def _thd_gate(self, design: Design, revision_id: str, paid: bool, modified: bool) -> LicenceGate:
         """Whether this order may exist under the design's licence (and grants on record).
@@ -197,6 +229,50 @@ class GrantService:
             if rev.kind.value != "proposal" or rev.id in accepted:
                 weights[rev.author] = weights.get(rev.author, 0) + 1
         return weights
+
+
+def signer_fingerprint(statement: str) -> str:
+    """The fingerprint of the key a stored statement names; "" for grants recorded before grants were signed."""
+    try:
+        return grant_rules.parse_statement(statement).fingerprint
+    except InvalidArgument:
+        return ""
+
+
+def _check_request_agrees(request: GrantRequest, statement: grant_rules.GrantStatement) -> None:
+    """The plain fields of a request, when given, must say what the signed statement says.
+
+    Raises:
+        InvalidArgument: naming the field that differs.
+    """
+    given = {"design": request.design, "revision_id": request.revision_id, "scope": request.scope,
+             "node": request.node, "until": grant_rules.canonical_until(request.until)}
+    for name, value in given.items():
+        signed = getattr(statement, name)
+        if value and value != signed:
+            raise InvalidArgument(f"{name} {value!r:.70} differs from the signed statement's {signed!r:.70}")
+
+
+def _check_signer(caller: Account, statement: grant_rules.GrantStatement, reg: keys.KeyRegistration | None,
+                  now: str) -> None:
+    """The statement is the caller's and its key was registered to the caller, live when signed and now.
+
+    Raises:
+        PermissionDenied: naming the problem.
+    """
+    fp = statement.fingerprint
+    if statement.granted_by != caller.name:
+        raise PermissionDenied(f"the statement is granted by {statement.granted_by!r:.70}, but you are {caller.name}: "
+                               "sign your own grants")
+    if reg is None:
+        raise PermissionDenied(f"the signing key {fp} is not registered to any account: register it with "
+                               "`spime key register`")
+    if reg.account != caller.name:
+        raise PermissionDenied(f"the signing key {fp} is registered to another account, not to {caller.name}")
+    if not reg.valid_at(statement.granted_at) or not reg.valid_at(max(now, statement.granted_at)):
+        span = f"registered {reg.registered_at}" + (f", revoked from {reg.revoked_at}" if reg.revoked_at else "")
+        raise PermissionDenied(f"the signing key {fp} does not count for a grant signed at {statement.granted_at} "
+                               f"({span}): sign with a live key (`spime key list`)")
 
 
 def _require_maintainer(caller: Account, design: Design) -> None:

@@ -84,7 +84,7 @@ def ended(job: Job, target: JobState, kind: str) -> str | None:
 
 RESET: Mapping[str, object] = {
     "node": None, "printer": None, "offer_id": "", "offer_expires_at": "", "progress": 0.0, "layer": 0,
-    "started_at": "", "lost_at": "", "cancel_requested": False, "failure_reason": "", "tried_nodes": (),
+    "started_at": "", "lost_at": "", "cancel_requested": False, "failure_reason": "", "tried_nodes": (), "tried_at": "",
     "production": "{}",
 }
 

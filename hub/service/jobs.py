@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from hub.errors import HubError, InvalidArgument, InvalidTransition, NotFound, PermissionDenied
 from hub.jobs import (
@@ -46,7 +47,7 @@ from hub.service.job_changes import (
     requeue_if_unchanged,
     unknown_to_agent,
 )
-from hub.store.jobs import EventRecord, JobStore, Outcome, Pick
+from hub.store.jobs import EventRecord, JobStore, JobWriter, Outcome, Pick
 from hub.store.nodes import NodeStore
 
 __all__ = ["Desired", "HeldJob", "JobService", "Progress", "check_spec"]
@@ -158,6 +159,35 @@ class JobService:
         self._offered(offered)
         return offered or created
 
+    def _claim_writer(self, wanted: Sequence[tuple[str, JobSpec, Sequence[tuple[str, str]]]], created_by: str
+                      ) -> JobWriter:
+        """The part of an order's write transaction that creates its jobs: each job (id, spec,
+        (node, printer) pairs best first) is offered to the first of its printers still free (JobStore's claim,
+        a compare-and-set under the printer's lock), or stays queued for the dispatcher.
+        Call _claimed with the result once the transaction committed."""
+        checked = [(job_id, check_spec(spec), prefer) for job_id, spec, prefer in wanted]
+
+        def create(conn: Any) -> list[Job]:
+            made = []
+            for job_id, spec, prefer in checked:
+                _, change_for, now = self._offer_rules(job_id)
+                made.append(self.jobs._create_claiming(conn, job_id, spec, created_by, now, prefer, change_for))
+            return made
+
+        return create
+
+    def _claimed(self, made: Sequence[Job]) -> None:
+        """After the commit of _claim_writer's jobs: ring their nodes and tell the listeners."""
+        for job in made:
+            self._tried.add(job.id)
+            self._emit(job)
+            if job.node:
+                self.ring(job.node)
+
+    @staticmethod
+    def new_job_id() -> str:
+        return _new_id("j-")
+
     async def create_job(self, spec: JobSpec, created_by: str) -> Job:
         """Raises: InvalidArgument, NotFound."""
         return await asyncio.to_thread(self._thd_create_job, spec, created_by)
@@ -259,8 +289,9 @@ class JobService:
                 values = {"offer_expires_at": "", "estimated_seconds": est_seconds or job.estimated_seconds}
                 return Change(S.ASSIGNED, values, bump_epoch=True, commands=(assigned,))
             log.info("offer declined", extra={"job": job.id, "node": node, "reason": reason[:200]})
+            # the node is left out for decline_ttl_s (the sweep forgets it), not forever
             return Change(S.QUEUED, {"node": None, "printer": None, "offer_expires_at": "",
-                                     "tried_nodes": (*job.tried_nodes, node)})
+                                     "tried_nodes": (*job.tried_nodes, node), "tried_at": self._now()})
 
         outcome = self._commit(job_id, decide)
         if outcome.changed and not accept:
@@ -532,11 +563,13 @@ class JobService:
     # -- timers ------------------------------------------------------------------------
 
     def _thd_sweep(self) -> None:
-        """Expire offers, requeue unstarted jobs of vanished nodes, time out lost contact, dispatch."""
+        """Expire offers, forget old declines, requeue unstarted jobs of vanished nodes, time out lost
+        contact, dispatch."""
         now = self.clock()
         stamp = format_time(now)
         for job in self.jobs._thd_due(S.OFFERED, "offer_expires_at", stamp):
             self._expire_offer(job, stamp)
+        self.jobs._thd_forget_declines(format_time(now - dt.timedelta(seconds=self.timers.decline_ttl_s)))
         self._requeue_abandoned(now)
         for job in self.jobs._thd_list((S.LOST_CONTACT,)):
             self._maybe_unknown(job, now)
@@ -547,7 +580,7 @@ class JobService:
             if j is None or j.state is not S.OFFERED or j.offer_id != job.offer_id or j.offer_expires_at > stamp:
                 return Change(applied=False)
             return Change(S.QUEUED, {"node": None, "printer": None, "offer_expires_at": "",
-                                     "tried_nodes": (*j.tried_nodes, j.node or "")})
+                                     "tried_nodes": (*j.tried_nodes, j.node or ""), "tried_at": stamp})
 
         if self._commit(job.id, decide).changed and job.node:
             self.nodes._thd_drop_commands(job.node, job.id, ("offer",))

@@ -10,18 +10,22 @@ replica on the same PostgreSQL (hub/service/replicas.py: NOTIFY wake-ups, leases
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import logging
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.auth import new_token
 from hub.domain import Account, Attribution, Revision, Role
-from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied
+from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
+from hub.orders import part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
 from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
@@ -34,7 +38,7 @@ from hub.store.jobs import EventRecord, JobStore
 from hub.store.nodes import HelloRecord, NodeStore
 
 __all__ = [
-    "Ack", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply", "PrinterChanged",
+    "Ack", "Admission", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply", "PrinterChanged",
     "Session", "StartRequest", "Superseded", "Welcome", "check_printer",
 ]
 
@@ -43,9 +47,11 @@ MAX_PRINTERS = 64
 MAX_HELD = 1000
 MAX_MATERIALS = 32
 LAST_SEEN_EVERY_S = 60
+MAX_OPENING = 2048  # sessions between admission and Welcome; more are told to come back later
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
+_PARTS_KEPT = 1024
 _END = object()
 
 
@@ -126,6 +132,8 @@ class OfferDetails:
     attributions: tuple[Attribution, ...]
 
 
+_RevisionParts = tuple[tuple[tuple[str, int, str, str], ...], tuple[float, float, float] | None,
+                       tuple[Attribution, ...]]
 Incoming = Heartbeat | OfferReply | StartRequest | EventRecord | Ack | PrinterChanged
 Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded
 
@@ -144,8 +152,16 @@ class Session:
     printers: dict[str, PrinterRecord] = field(default_factory=dict)
 
     def push(self, item: object) -> None:
-        """Queue an item for the sender (from any thread)."""
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        """Queue an item for the sender (from any thread; on the session's own loop without waking it
+        through its self-pipe)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is self.loop:
+            self.queue.put_nowait(item)
+        else:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
 
     def ring(self) -> None:
         self.push(_DOORBELL)
@@ -203,6 +219,48 @@ def _check_hello(account: Account, hello: Hello) -> None:
         _check_text("held job id", held.job_id, 40)
 
 
+class Admission:
+    """How many sessions may be opening at once (Hello received, Welcome not yet queued).
+
+    Beyond ``limit`` a Hello is refused with RESOURCE_EXHAUSTED and a RetryInfo hint: the time the
+    sessions already opening need at the rate the hub has just been opening them, so a reconnect
+    storm is served at the hub's pace instead of queueing without bound or every agent timing out
+    and backing off exponentially.
+    """
+
+    WINDOW_S = 2.0
+
+    def __init__(self, limit: int, min_hint_s: float = 0.25, max_hint_s: float = 10.0,
+                 default_rate: float = 500.0) -> None:
+        self.limit, self.min_hint_s, self.max_hint_s = limit, min_hint_s, max_hint_s
+        self.default_rate = default_rate  # sessions per second while too few were opened to measure
+        self.opening = 0
+        self._done: deque[float] = deque(maxlen=8192)  # when recent sessions finished opening
+
+    def enter(self) -> None:
+        """Raises: ResourceExhausted: the hub is opening as many sessions as it may."""
+        if self.opening >= self.limit:
+            hint = self.hint_s()
+            raise ResourceExhausted(
+                f"the hub is opening {self.opening} agent sessions; try again in {hint:.1f} s",
+                retryable=True, retry_after_s=hint, reason="SESSIONS_OPENING")
+        self.opening += 1
+
+    def leave(self) -> None:
+        self.opening -= 1
+        self._done.append(time.monotonic())
+
+    def rate(self) -> float:
+        """Sessions opened per second over the last WINDOW_S seconds (default_rate when too few)."""
+        since = time.monotonic() - self.WINDOW_S
+        recent = len(self._done) - bisect.bisect_left(self._done, since)
+        return self.default_rate if recent < 50 else recent / self.WINDOW_S
+
+    def hint_s(self) -> float:
+        """When a refused agent should come back: the backlog at the recent opening rate."""
+        return min(self.max_hint_s, max(self.min_hint_s, self.opening / self.rate()))
+
+
 class NodeService:
     """Enrollment and the sessions of connected agents."""
 
@@ -219,6 +277,9 @@ class NodeService:
         self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
         self._outbox = outbox_reader(nodes, self._thd_render)
+        self._parts: dict[str, _RevisionParts] = {}  # by revision id, see _thd_revision_parts
+        self._admission = Admission(MAX_OPENING)
+        self._part_names: dict[tuple[str, str], frozenset[str]] = {}  # see _thd_part_names
         jobs.ring = self.ring
 
     def ring(self, node: str) -> None:
@@ -314,10 +375,19 @@ class NodeService:
         Raises:
             PermissionDenied: agent_id is not the caller's node, or the caller is not a node.
             InvalidArgument: a malformed Hello.
+            ResourceExhausted: too many sessions are being opened right now (retryable, with a hint
+                of when to come back: see Admission).
         """
         if account.role is not Role.NODE:
             raise PermissionDenied(f"{account.name} is not a node account")
         _check_hello(account, hello)
+        self._admission.enter()
+        try:
+            return await self._open(account, hello)
+        finally:
+            self._admission.leave()
+
+    async def _open(self, account: Account, hello: Hello) -> Session:
         now = format_time(self.clock())
         place = (hello.location, hello.latitude, hello.longitude)
         # Batched: Hellos arriving together share one write transaction and one thread hop.
@@ -463,15 +533,46 @@ class NodeService:
         job = self.job_store._thd_get(command.job_id)
         if job.state is not JobState.OFFERED or job.offer_id != command.body.get("offer_id"):
             return None
-        revision = self.designs._thd_revision_by_id(job.revision_id)
-        files = () if revision is None else revision.files
-        artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in files)
-        attributions = () if revision is None else (*_own_attribution(revision), *revision.attributions)
+        artifacts, bbox, attributions = self._thd_revision_parts(job.revision_id)
+        if job.part and not job.parameters:  # a job makes one manifest part: only its files (issue 8)
+            names = self._thd_part_names(job.revision_id, job.part)
+            artifacts = tuple(a for a in artifacts if a[3] in names) or artifacts
         return OfferDetails(
-            command.hub_seq, job.offer_id, job, artifacts, _bbox(revision.reports if revision else ()),
+            command.hub_seq, job.offer_id, job, artifacts, bbox,
             job.offer_expires_at, str(command.body.get("printer_id", "")), int(str(command.body["lease_epoch"])),
             attributions,
         )
+
+    def _thd_part_names(self, revision_id: str, part: str) -> frozenset[str]:
+        """The files of one manifest part (a revision's manifest never changes: kept)."""
+        names = self._part_names.get((revision_id, part))
+        if names is None:
+            revision = self.designs._thd_revision_by_id(revision_id)
+            names = part_files(revision.manifest_toml, part) if revision is not None else frozenset()
+            while len(self._part_names) >= _PARTS_KEPT:
+                self._part_names.pop(next(iter(self._part_names)), None)
+            self._part_names[(revision_id, part)] = names
+        return names
+
+    def _thd_revision_parts(self, revision_id: str) -> _RevisionParts:
+        """What an offer says about its revision: artifacts, bounding box, attributions. A revision's
+        files and credits never change; its bounding box is final once every mesh has its report,
+        and only then is the whole kept (for the next offers of the same design)."""
+        cached = self._parts.get(revision_id)
+        if cached is not None:
+            return cached
+        revision = self.designs._thd_revision_by_id(revision_id)
+        files = () if revision is None else revision.files
+        artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in files)
+        attributions = () if revision is None else (*_own_attribution(revision), *revision.attributions)
+        reports = () if revision is None else revision.reports
+        parts = (artifacts, _bbox(reports), attributions)
+        meshes = {f.path for f in files if _kind(f.path) == "mesh"}
+        if revision is not None and meshes <= {r.path for r in reports}:
+            while len(self._parts) >= _PARTS_KEPT:
+                self._parts.pop(next(iter(self._parts)), None)
+            self._parts[revision_id] = parts
+        return parts
 
     async def check_liveness(self) -> None:
         """End sessions silent for longer than timers.suspect_after_s (SUSPECT: treated as gone)."""
@@ -499,8 +600,8 @@ class NodeService:
         """Ring sessions whose outbox holds commands they have not sent (written by another process,
         e.g. `spime-hub job add|cancel`)."""
         heads = await asyncio.to_thread(self.nodes._thd_outbox_heads)
-        with self._lock:
-            behind = [s for name, s in self._sessions.items() if heads.get(name, 0) > s.sent]
+        with self._lock:  # the outbox heads are few (unacked commands only); the sessions may be 10,000s
+            behind = [s for name, head in heads.items() if (s := self._sessions.get(name)) is not None and head > s.sent]
         for session in behind:
             session.ring()
 

@@ -1,20 +1,25 @@
 """Customers' orders: quote, place, follow, cancel and rate; the order's state follows its jobs.
 
-Quotes come from the printers that qualify now (hub.scheduler), priced at each
-node's published rates with a real slice on the hub, corrected by the node's
-measured history. Placing an order creates one job per object through the job
-service (HUBNODES' JobService); a listener on job changes moves the order,
-settles paid orders into the value ledger once, and wakes WatchOrder streams.
+Quotes come from the best printers that qualify now: the database matches and
+orders them by price (OrderStore._thd_candidates), the build volume and exact
+distance are checked here (hub.scheduler), each priced at its node's published
+rates with a real slice on the hub, corrected by the node's measured history.
+Placing an order writes it with one object and one job per (manifest part, copy)
+in one transaction, each job claiming the first candidate printer still free
+(JobService._claim_writer); a listener on job changes moves the order, settles
+paid orders into the value ledger once, and wakes WatchOrder streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -24,11 +29,11 @@ from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
 from hub.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import Job, JobSpec
-from hub.manifest import parse_manifest
+from hub.manifest import Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
 from hub.service.common import Clock, format_time
 from hub.service.designs import check_slug
-from hub.service.grants import GrantService
+from hub.service.grants import GrantService, LicenceGate
 from hub.service.order_values import (
     attribution_dict,
     attributions,
@@ -37,8 +42,9 @@ from hub.service.order_values import (
     option_from_json,
     option_json,
 )
-from hub.service.quoting import MeshPlan, SliceEstimator, check_parameters
+from hub.service.quoting import MESH_SUFFIXES, MeshPlan, SliceEstimator, check_parameters
 from hub.store.designs import DesignStore
+from hub.store.jobs import JobWriter
 from hub.store.orders import OrderStore
 
 __all__ = ["JobPort", "NodePort", "OrderRequest", "OrderService", "OrderView", "QuoteResult", "qr_payload"]
@@ -50,6 +56,11 @@ QUOTE_TTL_S = 15 * 60
 MAX_KEY, MAX_REASON = 64, 1024
 PAGE_DEFAULT, PAGE_MAX = 50, 500
 QR_PREFIX = "SPIME:"
+QUOTE_OPTIONS = 20     # the best candidates a quote shows and a rule chooses among
+MAX_CANDIDATES = 200   # printers an order's jobs may be offered to, best first
+RULE_SPARE = 8         # candidates beyond one per object an order by a rule keeps for lost races
+MAX_OBJECTS = 500      # objects (parts x copies) of one order
+REVISION_CACHE = 4096  # revisions (immutable per id) kept with their manifests
 RUNGS = ("consume", "co-design", "co-create")
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -58,6 +69,10 @@ class JobPort(Protocol):
     """What the order service needs of HUBNODES' JobService."""
 
     def _thd_create_job(self, spec: JobSpec, created_by: str) -> Job: ...
+    def _claim_writer(self, wanted: Sequence[tuple[str, JobSpec, Sequence[tuple[str, str]]]], created_by: str
+                      ) -> JobWriter: ...
+    def _claimed(self, made: Sequence[Job]) -> None: ...
+    def new_job_id(self) -> str: ...
     def _thd_jobs_of_order(self, order_id: str) -> list[Job]: ...
     def _thd_cancel_job(self, job_id: str, reason: str) -> Job: ...
     def add_listener(self, fn: Callable[[Job], None]) -> None: ...
@@ -158,15 +173,80 @@ def _order_id(now: dt.datetime) -> str:
     return f"o{int(now.timestamp() * 1000):012x}{secrets.token_hex(4)}"
 
 
+def _objects(manifest: Manifest, changed: Mapping[str, str], quantity: int) -> list[str]:
+    """The part of each object of an order, in order: every printable part (one with a mesh) as often
+    as the manifest counts it, per copy; a design rendered with changed parameters is one object.
+
+    Raises:
+        InvalidArgument: more than MAX_OBJECTS objects.
+    """
+    if changed and manifest.openscad is not None:
+        parts = [""]
+    else:
+        parts = [p.name for p in manifest.parts for _ in range(p.quantity)
+                 if any(f.lower().endswith(MESH_SUFFIXES) for f in p.files)] or [""]
+    if len(parts) * quantity > MAX_OBJECTS:
+        raise InvalidArgument(f"{quantity} x {len(parts)} parts make {len(parts) * quantity} objects; "
+                              f"an order makes at most {MAX_OBJECTS}")
+    return parts * quantity
+
+
+@functools.lru_cache(maxsize=256)
+def _notices(license: str) -> tuple[str, ...]:
+    """What a licence obliges an order to carry (the quote passed the licence gate with the same spec)."""
+    return tuple(licenses.may_fabricate(license, False, False).obligations)
+
+
+def _no_jobs(conn: object) -> list[Job]:
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Basis:
+    """What a quote rests on before matching."""
+
+    req: OrderRequest
+    design: Design
+    revision: Revision
+    manifest: Manifest
+    changed: Mapping[str, str]
+    gate: LicenceGate
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    options: list[quotes.QuoteOption]
+    refusal: str
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Placing:
+    """An order about to be placed: its request, what it makes, the chosen option, and the printers
+    its jobs may be offered to, best first (the chosen one first)."""
+
+    req: OrderRequest
+    design: Design
+    revision: Revision
+    manifest: Manifest
+    changed: Mapping[str, str]
+    quote_id: str
+    chosen: quotes.QuoteOption
+    prefer: tuple[tuple[str, str], ...]
+    new_quote: orders.StoredQuote | None
+
+
 class OrderService:
     """Quote, place, show, watch, cancel and rate orders."""
 
     def __init__(self, designs: DesignStore, store: OrderStore, grants: GrantService, estimator: SliceEstimator,
                  clock: Clock, jobs: JobPort | None = None, nodes: NodePort | None = None,
-                 reputation: Callable[[str], tuple[float, int]] | None = None) -> None:
+                 reputations: Callable[[Sequence[str]], dict[str, tuple[float, int]]] | None = None) -> None:
         self.designs, self.store, self.grants, self.estimator, self.clock = designs, store, grants, estimator, clock
         self.jobs, self.nodes = jobs, nodes
-        self.reputation = reputation or self._thd_node_reputation
+        self.reputations = reputations or self._thd_reputations
+        self._revisions: OrderedDict[str, tuple[Revision, Manifest, str | None]] = OrderedDict()
+        self._credits: OrderedDict[tuple[object, ...], tuple[Attribution, ...]] = OrderedDict()
         self._watchers: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
         if jobs is not None:
@@ -175,7 +255,7 @@ class OrderService:
     # -- quotes ------------------------------------------------------------------------------
 
     async def quote(self, caller: Account, request: OrderRequest) -> QuoteResult:
-        """Quotes from the printers that can make it now, cheapest first.
+        """Quotes from the best printers that can make it now (at most QUOTE_OPTIONS), cheapest first.
 
         Raises:
             InvalidArgument: a malformed field, an unknown material, a parameter out of range.
@@ -183,42 +263,138 @@ class OrderService:
             LicenseConflict: the licence refuses this order and no grant is on record.
             FailedPrecondition: the design has no printable mesh or the mesh has printability errors.
         """
-        req = check_request(request)
-        design, revision = await self._resolve(req)
-        manifest = parse_manifest(revision.manifest_toml)
-        scad = await asyncio.to_thread(self._scad_source, revision, manifest.openscad.source if manifest.openscad else "")
-        changed = check_parameters(manifest, scad, req.parameters)
-        if changed and await asyncio.to_thread(self.store._thd_rung, design.slug) == "consume":
-            raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
-                                     "its maintainers do not take customers' parameters")
-        gate = await asyncio.to_thread(self.grants._thd_gate, design, revision.id, req.paid, bool(changed))
-        reports = {r.path: r.report for r in revision.reports}
-        mesh = await self.estimator.plan(revision, manifest, changed, reports)
-        printers = await asyncio.to_thread(self.nodes._thd_printers) if self.nodes is not None else []
-        chosen, refusal = self._qualifying(printers, mesh, req, gate.nodes)
-        options, cached = await self._options(chosen, mesh, req)
-        now = self.clock()
-        result = QuoteResult(secrets.token_hex(8), revision.id, tuple(quotes.rank(options, "cheapest")),
-                             "" if options else refusal, format_time(now + dt.timedelta(seconds=QUOTE_TTL_S)),
-                             attributions(design, revision, gate.notices), cached)
-        await asyncio.to_thread(self.store._thd_save_quote, orders.StoredQuote(
-            result.id, caller.name, design.slug, revision.id, req.canonical(),
-            json.dumps([option_json(o) for o in result.options]), format_time(now), result.expires_at))
+        basis, profiles = await asyncio.to_thread(self._thd_prepare, check_request(request))
+        mesh, slices = await self._slices(basis, profiles)
+        match = await asyncio.to_thread(self._thd_match, basis, mesh, slices, QUOTE_OPTIONS, "cheapest")
+        result, row = self._quote_result(caller, basis, match)
+        await asyncio.to_thread(self.store._thd_save_quote, row)
         return result
 
-    async def _resolve(self, req: OrderRequest) -> tuple[Design, Revision]:
-        design = await asyncio.to_thread(self.designs._thd_get_design, req.design)
+    def _quote_result(self, caller: Account, basis: _Basis, match: _Match) -> tuple[QuoteResult, orders.StoredQuote]:
+        now = self.clock()
+        shown = tuple(quotes.rank(match.options, "cheapest"))
+        result = QuoteResult(secrets.token_hex(8), basis.revision.id, shown, "" if shown else match.refusal,
+                             format_time(now + dt.timedelta(seconds=QUOTE_TTL_S)),
+                             self._attributions(basis.design, basis.revision, basis.gate.notices), match.cached)
+        return result, orders.StoredQuote(
+            result.id, caller.name, basis.design.slug, basis.revision.id, basis.req.canonical(),
+            json.dumps([option_json(o) for o in shown]), format_time(now), result.expires_at)
+
+    def _thd_prepare(self, req: OrderRequest) -> tuple[_Basis, list[str]]:
+        """The basis of a quote and the slicer profiles of the printers that could make it."""
+        basis = self._thd_basis(req)
+        box = _box(req)
+        return basis, self.store._thd_profiles(req.material, box, basis.gate.nodes)
+
+    def _thd_basis(self, req: OrderRequest) -> _Basis:
+        """Everything a quote rests on before matching: design (read fresh: it changes), revision and
+        manifest (cached: immutable per id; printability reports read fresh), parameters, licence.
+
+        Raises:
+            NotFound, InvalidArgument, FailedPrecondition, LicenseConflict: as for quote.
+        """
+        design, revision, manifest, scad = self._thd_revision(req.design, req.revision_id)
+        changed = check_parameters(manifest, scad, req.parameters)
+        if changed and self.store._thd_rung(design.slug) == "consume":
+            raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
+                                     "its maintainers do not take customers' parameters")
+        gate = self.grants._thd_gate(design, revision.id, req.paid, bool(changed))
+        return _Basis(req, design, revision, manifest, changed, gate)
+
+    def _thd_revision(self, slug: str, revision_id: str) -> tuple[Design, Revision, Manifest, str | None]:
+        """(design, revision with its current reports, its manifest, its OpenSCAD source)."""
+        design = self.store._thd_design(slug)
+        wanted = revision_id if len(revision_id) == 64 else design.head_revision_id if not revision_id else ""
+        with self._lock:
+            known = self._revisions.get(wanted) if wanted else None
+        if known is not None and known[0].design == slug:
+            revision, manifest, scad = known
+            return design, replace(revision, reports=self.store._thd_reports(revision.id)), manifest, scad
         try:
-            revision = await asyncio.to_thread(self.designs._thd_get_revision, req.design, req.revision_id)
+            revision = self.designs._thd_get_revision(slug, revision_id)
         except NotFound as exc:
-            raise NotFound(f"{req.design} has no revision {req.revision_id[:16] or '(head)'}: see `spime log {req.design}`") from exc
-        return design, revision
+            raise NotFound(f"{slug} has no revision {revision_id[:16] or '(head)'}: see `spime log {slug}`") from exc
+        manifest = parse_manifest(revision.manifest_toml)
+        scad = self._scad_source(revision, manifest.openscad.source if manifest.openscad else "")
+        with self._lock:
+            self._revisions[revision.id] = (revision, manifest, scad)
+            while len(self._revisions) > REVISION_CACHE:
+                self._revisions.popitem(last=False)
+        return design, revision, manifest, scad
+
+    def _attributions(self, design: Design, revision: Revision, notices: Sequence[str]) -> tuple[Attribution, ...]:
+        """The attribution bundle of an order, kept per (revision, design lineage, notices): all immutable values."""
+        key = (revision.id, design.slug, design.attributions, tuple(notices))
+        with self._lock:
+            found = self._credits.get(key)
+        if found is None:
+            found = attributions(design, revision, notices)
+            with self._lock:
+                self._credits[key] = found
+                while len(self._credits) > REVISION_CACHE:
+                    self._credits.popitem(last=False)
+        return found
 
     def _scad_source(self, revision: Revision, source: str) -> str | None:
         entry = next((f for f in revision.files if f.path == source), None) if source else None
         if entry is None:
             return None
         return self.estimator.blob_path(entry.sha256).read_text(encoding="utf-8", errors="replace")
+
+    async def _slices(self, basis: _Basis, profiles: Sequence[str]
+                      ) -> tuple[MeshPlan, dict[str, tuple[quotes.Estimate, bool, dict[str, str]]]]:
+        """The mesh to make and its real slice with each profile (the slice cache makes a repeat cheap)."""
+        mesh = await self.estimator.plan(basis.revision, basis.manifest, basis.changed,
+                                         {r.path: r.report for r in basis.revision.reports})
+        return mesh, {p: await self.estimator.estimate(mesh, p) for p in profiles}
+
+    def _thd_match(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+                   limit: int, rule: str) -> _Match:
+        """The best `limit` printers by `rule` that can make it now, priced, or why there are none."""
+        options = self._thd_options(basis, mesh, slices, limit, rule)
+        refusal = "" if options else self._thd_refusal(mesh, basis.req, basis.gate.nodes)
+        return _Match(options, refusal, bool(slices) and all(s[1] for s in slices.values()))
+
+    def _thd_options(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+                     limit: int, rule: str) -> list[quotes.QuoteOption]:
+        """The database matches and orders the printers; the build volume, the exact distance and the
+        history corrections follow on what it returns."""
+        req = basis.req
+        near = geo.parse_near(req.near) if req.near else None
+        box = _box(req)
+        estimates = {p: (s[0].seconds, s[0].filament_g) for p, s in slices.items()}
+        found: list[PrinterRecord] = []
+        page, offset = limit + 8, 0  # a few spare for the build volume and the exact distance
+        while len(found) < limit:
+            got = self.store._thd_candidates(req.material, estimates, page, box=box, nodes=basis.gate.nodes,
+                                             offset=offset, order=rule,
+                                             near=(near.latitude, near.longitude) if near else None)
+            found.extend(p for p in got if qualifies(mesh.extents_mm, req.material, p) is None
+                         and _within(near, req.max_km, p))
+            if len(got) < page:
+                break
+            offset += page
+        found = found[:limit]
+        histories = self.store._thd_histories([(p.node, p.model) for p in found], req.material)
+        reputations = self.reputations(sorted({p.node for p in found}))
+        out = []
+        for p in found:
+            estimate = slices[p.slicer_profile][0]
+            fix = quotes.correction([quotes.HistoryPoint(*h) for h in histories.get((p.node, p.model), [])])
+            corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
+            rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
+            score, count = reputations.get(p.node, (ratings_rules.PRIOR_MEAN, 0))
+            out.append(quotes.QuoteOption(
+                p.node, p.printer, p.model, quotes.price(corrected, req.quantity, rates),
+                round(corrected.seconds * req.quantity), round(corrected.filament_g * req.quantity, 2),
+                _distance(near, p) if near else None, score, count, format_time(self.clock()), fix))
+        return quotes.rank(out, rule)
+
+    def _thd_refusal(self, mesh: MeshPlan, req: OrderRequest, allowed: frozenset[str] | None) -> str:
+        """Why nothing qualifies, printer by printer (only read when nothing does)."""
+        printers = self.nodes._thd_printers() if self.nodes is not None else []
+        chosen, refusal = self._qualifying(printers, mesh, req, allowed)
+        return "no printer can make it now: every printer that qualifies is busy" if chosen else refusal
 
     @staticmethod
     def _qualifying(printers: Sequence[PrinterRecord], mesh: MeshPlan, req: OrderRequest,
@@ -244,31 +420,24 @@ class OrderService:
             "no printer is registered with the hub"
         return chosen, refusal
 
-    async def _options(self, printers: Sequence[PrinterRecord], mesh: MeshPlan,
-                       req: OrderRequest) -> tuple[list[quotes.QuoteOption], bool]:
-        near = geo.parse_near(req.near) if req.near else None
-        slices: dict[str, tuple[quotes.Estimate, bool, dict[str, str]]] = {}
-        out = []
-        for p in printers:
-            if p.slicer_profile not in slices:
-                slices[p.slicer_profile] = await self.estimator.estimate(mesh, p.slicer_profile)
-            estimate, _, _ = slices[p.slicer_profile]
-            history = await asyncio.to_thread(self.store._thd_history, p.node, p.model, req.material)
-            fix = quotes.correction([quotes.HistoryPoint(*h) for h in history])
-            corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
-            rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
-            score, count = await asyncio.to_thread(self.reputation, p.node)
-            out.append(quotes.QuoteOption(
-                p.node, p.printer, p.model, quotes.price(corrected, req.quantity, rates),
-                round(corrected.seconds * req.quantity), round(corrected.filament_g * req.quantity, 2),
-                _distance(near, p) if near else None, score, count, format_time(self.clock()), fix))
-        return out, bool(slices) and all(s[1] for s in slices.values())
+    def _thd_reputations(self, nodes: Sequence[str]) -> dict[str, tuple[float, int]]:
+        """Each node's reputation from its customers' and designers' ratings (one query)."""
+        votes = self.store._thd_votes(nodes, ("customer", "designer"))
+        out = {}
+        for node in nodes:
+            rep = ratings_rules.reputation(ratings_rules.Vote(s, c) for s, c in votes.get(node, ()))
+            out[node] = (rep.score, rep.count)
+        return out
 
     # -- placing -----------------------------------------------------------------------------
 
     async def place(self, caller: Account, request: OrderRequest | None, quote_id: str, option: int,
                     best: str, key: str) -> OrderView:
         """Place an order from a stored quote's option, or by a rule over fresh quotes.
+
+        The order, its objects (one per part and copy), its key and its jobs are written in one
+        transaction; each job is offered to the first of the order's printers still free (the
+        chosen one first), or stays queued for the dispatcher, pinned to the chosen node.
 
         Raises:
             InvalidArgument: bad fields or rule; NotFound: unknown quote, design or revision;
@@ -278,32 +447,62 @@ class OrderService:
         _text(key, "idempotency_key", MAX_KEY)
         if best and best not in quotes.RANK_RULES:
             raise InvalidArgument(f"unknown rule {best!r:.40}: use {', '.join(quotes.RANK_RULES)}")
-        basis = json.dumps({"quote": quote_id, "option": option, "best": best,
+        asked = json.dumps({"quote": quote_id, "option": option, "best": best,
                             "spec": request.canonical() if request and not quote_id else ""}, sort_keys=True)
-        sha = hashlib.sha256(basis.encode()).hexdigest()
-        if key:
-            existing = await asyncio.to_thread(self._keyed_order, caller.name, key, sha)
-            if existing is not None:
-                return await self.view(caller, existing)
-        req, quote_row, chosen = await self._choose(caller, request, quote_id, option, best or "cheapest")
-        order = await self._new_order(caller, req, quote_row, chosen, best)
-        stored, created = await asyncio.to_thread(self.store._thd_create_order, order, key, sha)
-        if created:
-            stored = await asyncio.to_thread(self._thd_start_jobs, stored, caller.name)
-        return await self.view(caller, stored.id)
+        sha = hashlib.sha256(asked.encode()).hexdigest()
+        if not quote_id and request is None:
+            raise InvalidArgument("give a quote_id, or a spec to quote and choose by a rule")
+        if quote_id:
+            if key:
+                existing = await asyncio.to_thread(self._keyed_order, caller.name, key, sha)
+                if existing is not None:
+                    return await self.view(caller, existing)
+            placing = await self._from_quote(caller, quote_id, option)
+            return await asyncio.to_thread(self._thd_place, caller, placing, best, key, sha)
+        assert request is not None
+        # by a rule: two trips to a worker thread, around the (cached) slices
+        prepared = await asyncio.to_thread(self._thd_prepare_order, caller, check_request(request), key, sha)
+        if isinstance(prepared, str):
+            return await self.view(caller, prepared)
+        basis, profiles = prepared
+        mesh, slices = await self._slices(basis, profiles)
+        return await asyncio.to_thread(self._thd_place_by_rule, caller, basis, mesh, slices, best, key, sha)
+
+    def _thd_prepare_order(self, caller: Account, req: OrderRequest, key: str, sha: str
+                           ) -> str | tuple[_Basis, list[str]]:
+        """The order a key already names (its id), or the basis and slicer profiles to quote it."""
+        existing = self._keyed_order(caller.name, key, sha) if key else None
+        return existing if existing is not None else self._thd_prepare(req)
+
+    def _thd_place_by_rule(self, caller: Account, basis: _Basis, mesh: MeshPlan,
+                           slices: Mapping[str, tuple[quotes.Estimate, bool, object]], best: str, key: str,
+                           sha: str) -> OrderView:
+        rule = best or "cheapest"
+        count = len(_objects(basis.manifest, basis.changed, basis.req.quantity))
+        match = self._thd_match(basis, mesh, slices, min(RULE_SPARE + count, MAX_CANDIDATES), rule)
+        if not match.options:
+            raise FailedPrecondition(match.refusal)
+        result, row = self._quote_result(caller, basis, match)
+        ranked = quotes.rank(match.options, rule)
+        placing = _Placing(basis.req, basis.design, basis.revision, basis.manifest, basis.changed, result.id,
+                           ranked[0], tuple((o.node, o.printer) for o in ranked), row)
+        return self._thd_place(caller, placing, best, key, sha)
+
+    def _thd_place(self, caller: Account, placing: _Placing, best: str, key: str, sha: str) -> OrderView:
+        """Write the order with its objects, key and jobs in one transaction (the jobs claim printers)."""
+        order, wanted = self._new_order(caller, placing, best)
+        create = self.jobs._claim_writer(wanted, caller.name) if self.jobs is not None else _no_jobs
+        stored, made, created = self.store._thd_place(order, key, sha, placing.new_quote, create)
+        if not created:  # a concurrent placement with the same key won
+            return self._thd_view(stored.id)
+        if self.jobs is not None:
+            self.jobs._claimed(made)
+        return OrderView(stored, tuple(made), 0.0, 0)
 
     def _keyed_order(self, customer: str, key: str, sha: str) -> str | None:
         return self.store._thd_key(customer, key, sha)
 
-    async def _choose(self, caller: Account, request: OrderRequest | None, quote_id: str, option: int,
-                      rule: str) -> tuple[OrderRequest, orders.StoredQuote, quotes.QuoteOption]:
-        if not quote_id:
-            if request is None:
-                raise InvalidArgument("give a quote_id, or a spec to quote and choose by a rule")
-            fresh = await self.quote(caller, request)
-            if not fresh.options:
-                raise FailedPrecondition(fresh.refusal)
-            quote_id, option = fresh.id, fresh.options.index(quotes.rank(fresh.options, rule)[0])
+    async def _from_quote(self, caller: Account, quote_id: str, option: int) -> _Placing:
         _text(quote_id, "quote_id", 32)
         row = await asyncio.to_thread(self.store._thd_get_quote, quote_id)
         if row.customer != caller.name:
@@ -314,43 +513,47 @@ class OrderService:
         if not 0 <= option < len(options):
             raise InvalidArgument(f"quote {quote_id} has options 0 to {len(options) - 1}, not {option}")
         spec = json.loads(row.spec_json)
-        return OrderRequest(**{**spec, "parameters": spec["parameters"]}), row, options[option]
+        req = OrderRequest(**{**spec, "parameters": spec["parameters"]})
+        design, revision, manifest, scad = await asyncio.to_thread(self._thd_revision, row.design, row.revision_id)
+        changed = check_parameters(manifest, scad, req.parameters)
+        chosen = options[option]
+        prefer = ((chosen.node, chosen.printer), *((o.node, o.printer) for o in options if o is not chosen))
+        return _Placing(req, design, revision, manifest, changed, row.id, chosen, prefer, None)
 
-    async def _new_order(self, caller: Account, req: OrderRequest, quote: orders.StoredQuote,
-                         chosen: quotes.QuoteOption, rule: str) -> orders.Order:
-        design = await asyncio.to_thread(self.designs._thd_get_design, quote.design)
-        revision = await asyncio.to_thread(self.designs._thd_get_revision, quote.design, quote.revision_id)
+    def _new_order(self, caller: Account, placing: _Placing, rule: str
+                   ) -> tuple[orders.Order, list[tuple[str, JobSpec, Sequence[tuple[str, str]]]]]:
+        """The order with one object per (part, copy), and the job of each object."""
+        req, design, revision, chosen = placing.req, placing.design, placing.revision, placing.chosen
         now_dt = self.clock()
         now = format_time(now_dt)
-        objects = tuple(orders.OrderObject(_incarnation_id(), i, "", "") for i in range(req.quantity))
-        # the quote passed the licence gate with the same spec; this only collects the notices
-        notices = licenses.may_fabricate(design.license, False, False).obligations
+        order_id = _order_id(now_dt)
+        parts = _objects(placing.manifest, placing.changed, req.quantity)
         price = chosen.price
-        return orders.Order(
-            id=_order_id(now_dt), customer=caller.name, design=design.slug, revision_id=revision.id,
+        payout = (price.total_minor if req.paid else 0) // max(len(parts), 1)
+        wanted: list[tuple[str, JobSpec, Sequence[tuple[str, str]]]] = []
+        objects = []
+        for position, part in enumerate(parts):
+            job_id = self.jobs.new_job_id() if self.jobs is not None else ""
+            objects.append(orders.OrderObject(_incarnation_id(), position, job_id, part))
+            # the chosen node's printers first, then the other candidates; none free: queued for the
+            # chosen node (the licence and the distance were checked for it)
+            wanted.append((job_id, JobSpec(
+                design=design.slug, revision_id=revision.id, material=req.material, parameters=dict(req.parameters),
+                order_id=order_id, node=chosen.node or None, paid=req.paid, payout_currency=price.currency,
+                payout_minor=payout, part=part), placing.prefer))
+        # the quote passed the licence gate with the same spec; this only collects the notices
+        notices = _notices(design.license)
+        order = orders.Order(
+            id=order_id, customer=caller.name, design=design.slug, revision_id=revision.id,
             parameters=dict(req.parameters), material=req.material, quantity=req.quantity, paid=req.paid,
             currency=price.currency, price_minor=price.total_minor if req.paid else 0,
-            state=orders.OrderState.PLACED, created_at=now, updated_at=now, quote_id=quote.id, rule=rule,
+            state=orders.OrderState.PLACED, created_at=now, updated_at=now, quote_id=placing.quote_id, rule=rule,
             node=chosen.node, printer=chosen.printer, near=req.near, material_minor=price.material_minor,
             machine_minor=price.machine_minor, fees_minor=price.fees_minor,
-            estimated_seconds=chosen.estimated_seconds, attributions=attributions(design, revision, notices),
-            objects=objects)
+            estimated_seconds=chosen.estimated_seconds, attributions=self._attributions(design, revision, notices),
+            objects=tuple(objects))
+        return order, wanted if self.jobs is not None else []
 
-    def _thd_start_jobs(self, order: orders.Order, created_by: str) -> orders.Order:
-        if self.jobs is None:
-            return order
-        made: dict[str, str] = {}
-        payout = order.price_minor // max(order.quantity, 1)
-        for obj in order.objects:
-            job = self.jobs._thd_create_job(JobSpec(
-                design=order.design, revision_id=order.revision_id, material=order.material,
-                # the quoted node, on whichever of its printers qualifies when the job is offered
-                parameters=order.parameters, order_id=order.id, node=order.node or None,
-                paid=order.paid, payout_currency=order.currency,
-                payout_minor=payout), created_by)
-            made[obj.incarnation_id] = job.id
-        states = [j.state.value for j in self.jobs._thd_jobs_of_order(order.id)]
-        return self.store._thd_set_jobs(order.id, made, orders.derive_state(states), format_time(self.clock()))
 
     # -- reading and following ---------------------------------------------------------------
 
@@ -505,11 +708,6 @@ class OrderService:
             dict(criteria), comment, format_time(self.clock())))
         return shown
 
-    def _thd_node_reputation(self, node: str) -> tuple[float, int]:
-        votes = self.store._thd_ratings(node=node, roles=("customer", "designer"))
-        rep = ratings_rules.reputation(ratings_rules.Vote(v.stars, v.criteria) for v in votes)
-        return rep.score, rep.count
-
     async def incarnation(self, text: str) -> dict[str, object]:
         """What a QR label resolves to.
 
@@ -583,6 +781,21 @@ def _require_party(caller: Account, shown: OrderView) -> None:
 
 def _fingerprint(view: OrderView) -> tuple[object, ...]:
     return (view.order.state, view.progress_percent, view.layer, tuple((j.state, j.node) for j in view.jobs))
+
+
+def _box(req: OrderRequest) -> quotes.Box | None:
+    """The bounding box of --max-km around --near (None: no distance limit)."""
+    if not (req.near and req.max_km):
+        return None
+    near = geo.parse_near(req.near)
+    return quotes.bounding_box(near.latitude, near.longitude, req.max_km)
+
+
+def _within(near: geo.Point | None, max_km: float, p: PrinterRecord) -> bool:
+    if not max_km or near is None:
+        return True
+    km = _distance(near, p)
+    return km is not None and km <= max_km
 
 
 def _distance(near: geo.Point | None, p: PrinterRecord) -> float | None:

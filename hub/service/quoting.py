@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ class SliceEstimator:
         self.work_dir = Path(work_dir)
         self._cache: object | None = None
         self._slicer: object | None = None
+        self._opening = threading.Lock()
 
     def _link_tree(self, revision: Revision, into: Path) -> None:
         for entry in revision.files:
@@ -156,6 +158,13 @@ class SliceEstimator:
                 shutil.rmtree(folder, ignore_errors=True)
         return MeshPlan(out, await asyncio.to_thread(_mesh_extents, out), True, True)
 
+    def _open_cache(self, cache: Callable[[Path, int], object], slicer: Callable[[], object]) -> None:
+        """Open the slice cache once: two caches over one directory would each miss the other's entries."""
+        with self._opening:
+            if self._cache is None:
+                self._slicer = slicer()
+                self._cache = cache(self._mkdir(self.work_dir / "slices"), SLICE_CACHE_BYTES)
+
     @staticmethod
     def _mkdir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
@@ -177,8 +186,7 @@ class SliceEstimator:
         if not ini.is_file():
             raise FailedPrecondition(f"printer profile {profile!r} is unknown to the hub's slicer")
         if self._cache is None:
-            self._cache = await asyncio.to_thread(SliceCache, self._mkdir(self.work_dir / "slices"), SLICE_CACHE_BYTES)
-            self._slicer = PrusaSlicer()
+            await asyncio.to_thread(self._open_cache, SliceCache, PrusaSlicer)
         try:
             result = await slice_cached(self._cache, self._slicer, SliceRequest(mesh.path, ini))  # type: ignore[arg-type]
         except ToolNotFound as exc:
@@ -198,8 +206,12 @@ def _place(blob: Path, target: Path) -> None:
     into the blob store, or a copy when the work directory is on another file system."""
     try:
         os.link(blob, target)
+    except FileExistsError:
+        return  # a concurrent quote of the same revision placed it
     except OSError:
-        shutil.copyfile(blob, target)
+        staged = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        shutil.copyfile(blob, staged)
+        os.replace(staged, target)
 
 
 def _extents(value: object) -> tuple[float, float, float] | None:

@@ -13,17 +13,14 @@ from hub.domain import (
     Attribution,
     Fabrication,
     LedgerLine,
-    Proposal,
-    ProposalState,
     RatingRecord,
     Revision,
-    RevisionKind,
 )
 from hub.errors import InvalidArgument
 from hub.service.designs import check_slug
 from hub.store.designs import DesignStore
 from hub.store.orders import OrderStore
-from hub.store.records import AggregateRow, RecordStore
+from hub.store.records import AggregateRow, HistoryRows, RecordStore
 
 __all__ = ["CommunityRecord", "Contributor", "LineageEdge", "PrintAggregate", "RecordExtras", "RecordService",
            "summarize"]
@@ -113,68 +110,42 @@ class RecordService:
         self._lock = threading.Lock()
 
     async def get_record(self, slug: str) -> CommunityRecord:
-        """Raises: NotFound."""
-        design = await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
-        revisions = await asyncio.to_thread(self.designs._thd_all_revisions, slug)
-        proposals = await asyncio.to_thread(self.designs._thd_list_proposals, slug, True)
-        lineage = await self._edges(slug, revisions)
+        """Raises: NotFound, InvalidArgument."""
+        return await asyncio.to_thread(self._thd_record, check_slug(slug))
+
+    def _thd_record(self, slug: str) -> CommunityRecord:
+        design = self.designs._thd_get_design(slug)
+        rows = self.records._thd_record(slug)
+        stored = self.orders._thd_equation(slug) if self.orders is not None else None
+        history = rows.history
+        votes = rows.votes
+        extras = RecordExtras(
+            aggregates=self._thd_aggregates(slug, rows.fabrication_count, rows.latest_finish),
+            reputation=ratings_rules.reputation_of_totals(votes.count, votes.stars, votes.criteria),
+            participation=rows.rung or DEFAULT_RUNG,
+            equation=ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1]),
+            fabrication_count=rows.fabrication_count,
+            ladder=_ladder(rows.orders_by_customer, history.merged),
+        )
         return CommunityRecord(
             design=slug, license=design.license, revision_count=design.revision_count,
-            contributors=_contributors(revisions, proposals, design.maintainers), lineage=lineage,
-            fabrications=tuple(await asyncio.to_thread(self.records._thd_fabrications, slug)),
-            ratings=tuple(await asyncio.to_thread(self.records._thd_ratings, slug)),
-            ledger=tuple(await asyncio.to_thread(self.records._thd_ledger, slug)),
-            attributions=design.attributions,
-            extras=await asyncio.to_thread(self._thd_extras, slug),
+            contributors=_contributors(history, design.maintainers), lineage=_lineage_edges(slug, history),
+            fabrications=rows.fabrications, ratings=rows.ratings, ledger=rows.ledger,
+            attributions=design.attributions, extras=extras,
         )
 
-    def _thd_extras(self, slug: str) -> RecordExtras:
-        votes = [ratings_rules.Vote(r.stars, r.criteria) for r in self.records._thd_ratings(slug)
-                 if r.role in ("customer", "maker")]
-        stored = self.orders._thd_equation(slug) if self.orders is not None else None
-        count, aggregates = self._thd_aggregates(slug)
-        return RecordExtras(
-            aggregates=aggregates,
-            reputation=ratings_rules.reputation(votes),
-            participation=self.records._thd_rung(slug) or DEFAULT_RUNG,
-            equation=ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1]),
-            fabrication_count=count,
-            ladder=self._thd_ladder(slug),
-        )
-
-    def _thd_aggregates(self, slug: str) -> tuple[int, tuple[PrintAggregate, ...]]:
-        count, latest = self.records._thd_fabrication_mark(slug)
+    def _thd_aggregates(self, slug: str, count: int, latest: str) -> tuple[PrintAggregate, ...]:
+        """The per (printer model, material) aggregates, recomputed only when ``(count, latest)`` moved."""
         with self._lock:
             cached = self._aggregates.get(slug)
         if cached is not None and cached[:2] == (count, latest):
-            return count, cached[2]
+            return cached[2]
         aggregates = tuple(summarize(row) for row in self.records._thd_aggregates(slug))
         with self._lock:
             if len(self._aggregates) >= MAX_CACHED_AGGREGATES:
                 self._aggregates.pop(next(iter(self._aggregates)))
             self._aggregates[slug] = (count, latest, aggregates)
-        return count, aggregates
-
-    def _thd_ladder(self, slug: str) -> tuple[tuple[str, str, int], ...]:
-        steps = [(name, "co-design" if custom else "consume", n)
-                 for name, custom, n in self.records._thd_orders_by_customer(slug)]
-        merged: dict[str, int] = {}
-        for proposal in self.designs._thd_list_proposals(slug, True):
-            if proposal.state is ProposalState.ACCEPTED:
-                merged[proposal.author] = merged.get(proposal.author, 0) + 1
-        steps += [(name, "co-create", n) for name, n in sorted(merged.items())]
-        return tuple(steps)
-
-    async def _edges(self, slug: str, revisions: list[Revision]) -> tuple[LineageEdge, ...]:
-        edges = []
-        for rev in revisions:
-            for parent in rev.parent_ids:
-                upstream = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
-                if upstream is not None and upstream.design != slug:
-                    edges.append(LineageEdge(slug, rev.id, upstream.design, parent))
-        for child, child_rev, parent in await asyncio.to_thread(self.designs._thd_forks_of, [r.id for r in revisions]):
-            edges.append(LineageEdge(child, child_rev, slug, parent))
-        return tuple(edges)
+        return aggregates
 
     async def export(self, slug: str, revision_id: str, fmt: str) -> tuple[str, bytes]:
         """(media type, document) of a design's PROV-JSON lineage or OKH manifest.
@@ -220,19 +191,32 @@ class _Tally:
     roles: set[str] = field(default_factory=set)
 
 
-def _contributors(revisions: list[Revision], proposals: list[Proposal], maintainers: tuple[str, ...]) -> tuple[Contributor, ...]:
+def _contributors(history: HistoryRows, maintainers: tuple[str, ...]) -> tuple[Contributor, ...]:
+    """Authors of revisions in the commons, authors of merged proposals, reviewers and maintainers, by name."""
     tally: dict[str, _Tally] = {}
-    accepted = {p.revision.id for p in proposals if p.state is ProposalState.ACCEPTED}
-    for rev in revisions:
-        if rev.kind is not RevisionKind.PROPOSAL or rev.id in accepted:
-            entry = tally.setdefault(rev.author, _Tally())
-            entry.revisions += 1
-            entry.roles.add("author")
-    for proposal in proposals:
-        if proposal.state is ProposalState.ACCEPTED:
-            tally.setdefault(proposal.author, _Tally()).accepted += 1
-        if proposal.decided_by:
-            tally.setdefault(proposal.decided_by, _Tally()).roles.add("reviewer")
+    for name, revisions in history.authored:
+        entry = tally.setdefault(name, _Tally())
+        entry.revisions += revisions
+        entry.roles.add("author")
+    for name, accepted in history.merged:
+        tally.setdefault(name, _Tally()).accepted += accepted
+    for name in history.reviewers:
+        tally.setdefault(name, _Tally()).roles.add("reviewer")
     for name in maintainers:
         tally.setdefault(name, _Tally()).roles.add("maintainer")
     return tuple(Contributor(n, t.revisions, t.accepted, tuple(sorted(t.roles))) for n, t in sorted(tally.items()))
+
+
+def _lineage_edges(slug: str, history: HistoryRows) -> tuple[LineageEdge, ...]:
+    """Parents of this design's revisions in other designs, then other designs' forks of it."""
+    edges = [LineageEdge(slug, rev, parent_design, parent) for rev, parent_design, parent in history.upstream]
+    edges += [LineageEdge(child, child_rev, slug, parent) for child, child_rev, parent in history.forks]
+    return tuple(edges)
+
+
+def _ladder(orders_by_customer: tuple[tuple[str, bool, int], ...],
+            merged: tuple[tuple[str, int], ...]) -> tuple[tuple[str, str, int], ...]:
+    """(name, rung, contributions): customers consume or co-design, authors of merged proposals co-create."""
+    steps = [(name, "co-design" if custom else "consume", n) for name, custom, n in orders_by_customer]
+    steps += [(name, "co-create", n) for name, n in sorted(merged)]
+    return tuple(steps)

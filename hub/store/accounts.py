@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -30,6 +30,13 @@ def _key(row: sa.Row) -> KeyRegistration:  # type: ignore[type-arg]
 def _account(row: sa.Row) -> Account:  # type: ignore[type-arg]
     return Account(name=row.name, role=Role(row.role), public_key=row.public_key)
 
+
+_BY_DIGESTS = (  # built once: token checks are the hottest query of a reconnect storm
+    sa.select(schema.accounts, schema.tokens.c.token_sha256)
+    .join(schema.tokens, schema.tokens.c.account == schema.accounts.c.name)
+    .where(schema.tokens.c.token_sha256.in_(sa.bindparam("digests", expanding=True)),
+           schema.tokens.c.revoked_at.is_(None))
+)
 
 class AccountStore:
     """One connector for the accounts aggregate (accounts + tokens)."""
@@ -74,6 +81,24 @@ class AccountStore:
         with connect(self.engine) as conn:
             row = conn.execute(query).first()
         return None if row is None else _account(row)
+
+    def _thd_by_digests(self, digests: Sequence[str]) -> dict[str, Account]:
+        """The accounts of live (unrevoked) tokens given by their stored form (token_digest), one query
+        for many: {digest: account}; unknown or revoked digests are absent."""
+        with connect(self.engine) as conn:
+            rows = conn.execute(_BY_DIGESTS, {"digests": list(digests)})
+            return {row.token_sha256: _account(row) for row in rows}
+
+    def _thd_revoke_tokens(self, name: str, now: str) -> int:
+        """Revoke every live token of an account; returns how many were.
+
+        Raises:
+            NotFound: no such account.
+        """
+        with write(self.engine) as conn:
+            self._require(conn, name)
+            return int(conn.execute(sa.update(schema.tokens).where(
+                schema.tokens.c.account == name, schema.tokens.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount)
 
     def _thd_get(self, name: str) -> Account:
         """Raises: NotFound: no such account."""

@@ -3,7 +3,8 @@
 Files live at ``blobs/ab/cdef…`` under the data directory. An upload streams
 into a temporary file under ``blobs/tmp/`` while its SHA-256 is computed; only
 when the bytes match the declared hash and size is the file fsynced and
-renamed into place, so a blob is either wholly present or absent. Nothing here
+renamed into place (then its directory fsynced), so a blob is either wholly
+present or absent, and on disk before the hub says it is stored. Nothing here
 holds a whole file in memory.
 """
 
@@ -25,7 +26,7 @@ from hub.errors import IntegrityError, InvalidArgument, NotFound, ResourceExhaus
 from hub.store import schema
 from hub.store.engine import connect, write
 
-__all__ = ["BlobStore", "Upload", "check_sha256"]
+__all__ = ["BlobStore", "Upload", "check_sha256", "fsync_dir"]
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 READ_CHUNK = 1 << 20
@@ -41,6 +42,15 @@ def check_sha256(value: str) -> str:
     if not isinstance(value, str) or not _HEX64.match(value):
         raise InvalidArgument(f"{value!r:.80} is not a SHA-256 (64 lowercase hex digits)")
     return value
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Upload:
@@ -96,8 +106,11 @@ class Upload:
             os.fsync(self._file.fileno())
             self._file.close()
             final = self._store.path(self.sha256)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(final.parent.parent)
             os.replace(self.temp_path, final)
+            fsync_dir(final.parent)  # the rename too survives a crash before the hub answers
             return self.received
         finally:
             self.abort()

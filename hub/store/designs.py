@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -44,6 +44,28 @@ class DesignMeta:
     license_ids: tuple[str, ...] = ()
     # The design's inherited attributions from its head's whole lineage; None keeps the stored ones.
     attributions: tuple[Attribution, ...] | None = None
+
+
+def _design_select() -> sa.Select:  # type: ignore[type-arg]
+    """Design rows with what a Design shows besides its tags, maintainers and fork parents:
+    its revision count (pushes, forks and accepted proposals) and its first revision."""
+    first = sa.select(r.c.id).where(r.c.design == d.c.slug).order_by(r.c.seq).limit(1)
+    first_kind = sa.select(r.c.kind).where(r.c.design == d.c.slug).order_by(r.c.seq).limit(1)
+    revisions = sa.select(sa.func.count()).select_from(r).where(
+        r.c.design == d.c.slug, r.c.kind != RevisionKind.PROPOSAL.value)
+    accepted = sa.select(sa.func.count()).select_from(p).where(
+        p.c.design == d.c.slug, p.c.state == ProposalState.ACCEPTED.value)
+    return sa.select(
+        d, first.scalar_subquery().label("first_id"), first_kind.scalar_subquery().label("first_kind"),
+        revisions.scalar_subquery().label("revisions"), accepted.scalar_subquery().label("accepted"))
+
+
+def _grouped(rows: Iterable[sa.Row]) -> dict[str, tuple[str, ...]]:  # type: ignore[type-arg]
+    """(key, value) rows, ordered by key, as key -> values in order."""
+    out: dict[str, list[str]] = {}
+    for key, value in rows:
+        out.setdefault(key, []).append(value)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def _count(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> int:
@@ -118,15 +140,23 @@ class DesignStore:
             return out
 
     def _thd_search(self, text: str, license_id: str, tags: Sequence[str], offset: int, limit: int) -> list[Design]:
-        query = sa.select(d.c.slug).order_by(d.c.slug).offset(offset).limit(limit)
-        for word in text.lower().split():
+        """A page of designs matching every word, the licence id and every tag, by slug.
+
+        A fixed number of queries for any page size (the page's designs are loaded together).
+        """
+        query = _design_select().order_by(d.c.slug).offset(offset).limit(limit)
+        for word in dict.fromkeys(text.lower().split()):  # a word repeated narrows nothing
             query = query.where(d.c.search_text.contains(word, autoescape=True))
         if license_id:
             query = query.where(d.c.license_ids.contains(f" {license_id} ", autoescape=True))
-        for tag in tags:
-            query = query.where(sa.exists().where(schema.design_tags.c.design == d.c.slug, schema.design_tags.c.tag == tag))
+        wanted = sorted(set(tags))
+        if wanted:
+            dt = schema.design_tags
+            tagged = (sa.select(dt.c.design).where(dt.c.tag.in_(wanted)).group_by(dt.c.design)
+                      .having(sa.func.count(dt.c.tag) == len(wanted)))
+            query = query.where(d.c.slug.in_(tagged))
         with connect(self.engine) as conn:
-            return [self._design(conn, slug) for slug in conn.scalars(query)]
+            return self._designs(conn, query)
 
     def _thd_maintainers(self, slug: str) -> tuple[str, ...]:
         with connect(self.engine) as conn:
@@ -342,20 +372,33 @@ class DesignStore:
         return tuple(conn.scalars(sa.select(m.c.account).where(m.c.design == slug).order_by(m.c.position)))
 
     def _design(self, conn: sa.Connection, slug: str) -> Design:
-        row = self._require_design(conn, slug)
-        tags = tuple(conn.scalars(sa.select(schema.design_tags.c.tag).where(schema.design_tags.c.design == slug).order_by(schema.design_tags.c.tag)))
-        count = _count(conn, r.c.design == slug, r.c.kind != RevisionKind.PROPOSAL.value)
-        count += _count(conn, p.c.design == slug, p.c.state == ProposalState.ACCEPTED.value)
-        first = conn.scalar(sa.select(r.c.id).where(r.c.design == slug).order_by(r.c.seq).limit(1))
-        forked_from: tuple[str, ...] = ()
-        if first is not None and conn.scalar(sa.select(r.c.kind).where(r.c.id == first)) == RevisionKind.FORK.value:
-            forked_from = tuple(conn.scalars(sa.select(rp.c.parent_id).where(rp.c.revision_id == first).order_by(rp.c.position)))
-        return Design(
+        found = self._designs(conn, _design_select().where(d.c.slug == slug))
+        if not found:
+            self._require_design(conn, slug)  # raises NotFound
+        return found[0]
+
+    @staticmethod
+    def _designs(conn: sa.Connection, query: sa.Select) -> list[Design]:  # type: ignore[type-arg]
+        """The designs of a _design_select() query, in its order: four queries for any number."""
+        rows = list(conn.execute(query))
+        if not rows:
+            return []
+        slugs = [row.slug for row in rows]
+        dt = schema.design_tags
+        tags = _grouped(conn.execute(sa.select(dt.c.design, dt.c.tag).where(dt.c.design.in_(slugs))
+                                     .order_by(dt.c.design, dt.c.tag)))
+        maintainers = _grouped(conn.execute(sa.select(m.c.design, m.c.account).where(m.c.design.in_(slugs))
+                                            .order_by(m.c.design, m.c.position)))
+        forks = [row.first_id for row in rows if row.first_kind == RevisionKind.FORK.value]
+        parents = _grouped(conn.execute(sa.select(rp.c.revision_id, rp.c.parent_id).where(rp.c.revision_id.in_(forks))
+                                        .order_by(rp.c.revision_id, rp.c.position))) if forks else {}
+        return [Design(
             slug=row.slug, title=row.title, description=row.description, license=row.license,
-            head_revision_id=row.head_revision_id or "", maintainers=self._maintainers(conn, slug), tags=tags,
-            forked_from=forked_from, created_at=row.created_at, updated_at=row.updated_at,
-            revision_count=count, attributions=_attr_load(row.attributions),
-        )
+            head_revision_id=row.head_revision_id or "", maintainers=maintainers.get(row.slug, ()),
+            tags=tags.get(row.slug, ()), forked_from=parents.get(row.first_id, ()) if row.first_id in forks else (),
+            created_at=row.created_at, updated_at=row.updated_at,
+            revision_count=int(row.revisions or 0) + int(row.accepted or 0), attributions=_attr_load(row.attributions),
+        ) for row in rows]
 
     def _revision(self, conn: sa.Connection, revision_id: str) -> Revision:
         row = conn.execute(sa.select(r).where(r.c.id == revision_id)).first()

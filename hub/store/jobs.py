@@ -13,7 +13,7 @@ import base64
 import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -24,7 +24,7 @@ from hub.store import schema
 from hub.store.engine import connect, write
 from hub.store.nodes import _printer, enqueue, translated
 
-__all__ = ["EventRecord", "JobStore", "Outcome"]
+__all__ = ["EventRecord", "JobStore", "JobWriter", "Outcome"]
 
 j, ev, fab = schema.jobs, schema.job_events, schema.fabrications
 MAX_LIST = 1000
@@ -57,6 +57,8 @@ class Outcome:
 
 
 Decide = Callable[[Job | None], Change]
+# the part of an order's write transaction that creates its jobs (JobService._claim_writer)
+JobWriter = Callable[[sa.Connection], list[Job]]
 Pick = Callable[[Job, list[PrinterRecord], frozenset[tuple[str, str]], tuple[float, float, float] | None],
                 PrinterRecord | None]
 
@@ -71,7 +73,7 @@ def _job(row: sa.Row) -> Job:  # type: ignore[type-arg]
         payout_minor=int(row.payout_minor), offer_id=row.offer_id, offer_expires_at=row.offer_expires_at,
         started_at=row.started_at, cancel_requested=row.cancel_requested, want_node=row.want_node,
         want_printer=row.want_printer, tried_nodes=tuple(json.loads(row.tried_nodes)),
-        production=json.loads(row.production), lost_at=row.lost_at,
+        production=json.loads(row.production), lost_at=row.lost_at, part=row.part, tried_at=row.tried_at,
     )
 
 
@@ -109,6 +111,23 @@ def _free_query(job: Job | None = None, after: tuple[str, str] | None = None) ->
     if after is not None:
         query = query.where(sa.tuple_(pr.c.node, pr.c.printer) > sa.tuple_(*after))
     return query
+
+
+# an order's jobs are created and claimed by prebuilt statements (hot path: one order, one transaction)
+_INSERT_JOB = sa.insert(j)
+_CLAIM = (sa.select(schema.printers, schema.nodes.c.online, schema.nodes.c.latitude, schema.nodes.c.longitude,
+                    schema.nodes.c.last_seen)
+          .join(schema.nodes, schema.nodes.c.name == schema.printers.c.node)
+          .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"),
+                 schema.nodes.c.online.is_(True), schema.printers.c.accepting.is_(True),
+                 schema.printers.c.phase == "idle", schema.printers.c.bed_clear.is_(True),
+                 sa.func.lower(schema.printers.c.materials).like(sa.bindparam("material"), escape="\\"))
+          .with_for_update(of=schema.printers, skip_locked=True))
+_HELD = sa.select(sa.func.count()).where(*_holds(sa.bindparam("node"), sa.bindparam("printer")))
+_OFFER_FIELDS = frozenset({"node", "printer", "offer_id", "offer_expires_at"})
+_OFFER = (sa.update(j).where(j.c.id == sa.bindparam("job_id"), j.c.state == JobState.QUEUED.value, j.c.lease_epoch == 0)
+          .values({c: sa.bindparam(c) for c in (*sorted(_OFFER_FIELDS), "updated_at")}))
+_OFFER = _OFFER.values(state=JobState.OFFERED.value)
 
 
 def _incarnation_id() -> str:
@@ -255,9 +274,55 @@ class JobStore:
             material=spec.material, parameters=json.dumps(dict(spec.parameters), sort_keys=True),
             state=JobState.QUEUED.value, want_node=spec.node, want_printer=spec.printer, paid=spec.paid,
             payout_currency=spec.payout_currency, payout_minor=spec.payout_minor, created_by=created_by,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, part=spec.part,
         ))
         return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
+
+    def _create_claiming(self, conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str,
+                         prefer: Sequence[tuple[str, str]], change_for: Callable[[Job, PrinterRecord], Change]) -> Job:
+        """Insert a queued job inside the caller's write transaction (its revision was checked by the
+        caller) and offer it to the first of `prefer` that is still free: each claim locks the
+        printer's row, checks again that it qualifies (online, accepting, idle, clear bed, the
+        material loaded) and, in a statement of its own (a fresh snapshot on PostgreSQL), that no
+        job holds it; only then the job is offered, a compare-and-set on (id, queued, epoch 0).
+        A printer another placement is claiming right now is skipped (SKIP LOCKED: that claim
+        lost the race; waiting could deadlock, as each claimer keeps the locks of the printers it
+        found busy). None free: the job stays queued for the dispatcher.
+        """
+        conn.execute(_INSERT_JOB, {
+            "id": job_id, "order_id": spec.order_id, "design": spec.design, "revision_id": spec.revision_id,
+            "material": spec.material, "parameters": json.dumps(dict(spec.parameters), sort_keys=True),
+            "state": JobState.QUEUED.value, "want_node": spec.node, "want_printer": spec.printer, "paid": spec.paid,
+            "payout_currency": spec.payout_currency, "payout_minor": spec.payout_minor, "created_by": created_by,
+            "created_at": now, "updated_at": now, "part": spec.part})
+        job = Job(id=job_id, design=spec.design, revision_id=spec.revision_id, material=spec.material,
+                  parameters=dict(spec.parameters), order_id=spec.order_id, state=JobState.QUEUED, node=None,
+                  printer=None, lease_epoch=0, progress_percent=0.0, layer=0, estimated_seconds=0, created_at=now,
+                  updated_at=now, failure_reason="", paid=spec.paid, payout_currency=spec.payout_currency,
+                  payout_minor=spec.payout_minor, want_node=spec.node, want_printer=spec.printer, part=spec.part)
+        pattern = f'%"{_like_escape(spec.material.lower())}"%'
+        for node, printer in prefer:
+            row = conn.execute(_CLAIM, {"node": node, "printer": printer, "material": pattern}).first()
+            if row is None or conn.execute(_HELD, {"node": node, "printer": printer}).scalar():
+                continue
+            change = change_for(job, _printer(row))
+            assert change.target is JobState.OFFERED and set(change.values) <= _OFFER_FIELDS
+            done = conn.execute(_OFFER, {"job_id": job_id, "updated_at": now, **change.values}).rowcount
+            if done != 1:
+                raise AlreadyClaimed(f"job {job_id} changed while we worked on it; try again")
+            offered = replace(job, state=JobState.OFFERED, updated_at=now, **change.values)  # type: ignore[arg-type]
+            self._side_effects(conn, offered, change, now)
+            return offered
+        return job
+
+    @translated
+    def _thd_forget_declines(self, before: str) -> list[str]:
+        """Queued jobs whose nodes declined (or let an offer expire) before `before` may be offered to
+        those nodes again: their tried_nodes are cleared; returns their ids."""
+        with write(self.engine) as conn:
+            return list(conn.execute(
+                sa.update(j).where(j.c.state == JobState.QUEUED.value, j.c.tried_at != "", j.c.tried_at <= before)
+                .values(tried_nodes="[]", tried_at="").returning(j.c.id)).scalars())
 
     @translated
     def _thd_change(self, job_id: str, decide: Decide, now: str, event: EventRecord | None = None) -> Outcome:

@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 
@@ -147,6 +147,55 @@ def _hello(conn: sa.Connection, h: HelloRecord, printers: bool = True) -> NodeIn
     return _node(row)
 
 
+# Statements of the batched session writes, built once (building and keying a statement costs more
+# than running it on SQLite); executed with one parameter set per node.
+_HELLO_UPDATE = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(
+    session_epoch=n.c.session_epoch + 1, online=True, location=sa.bindparam("b_location"),
+    latitude=sa.bindparam("b_lat"), longitude=sa.bindparam("b_lon"), agent_version=sa.bindparam("b_version"),
+    last_seen=sa.bindparam("b_now"), replica=sa.bindparam("b_replica"),
+    hub_seq_acked=sa.case((n.c.hub_seq_acked < sa.bindparam("b_applied", type_=sa.BigInteger),
+                           sa.bindparam("b_applied", type_=sa.BigInteger)), else_=n.c.hub_seq_acked),
+)
+_TRIM_OUTBOX = sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"), cmd.c.hub_seq <= sa.bindparam("b_seq"))
+_DISCONNECT = sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.session_epoch == sa.bindparam("b_epoch")) \
+    .values(online=False, disconnected_at=sa.bindparam("b_now"), last_seen=sa.bindparam("b_now"), replica="")
+_PRINTER_FIELDS = ("model", "build_x_mm", "build_y_mm", "build_z_mm", "nozzle_mm", "materials", "phase", "bed_clear",
+                   "accepting", "hour_currency", "hour_minor", "gram_currency", "gram_minor", "slicer_profile")
+
+
+def _hello_params(h: HelloRecord) -> dict[str, object]:
+    location, lat, lon = h.place
+    return {"b_name": h.name, "b_location": location, "b_lat": lat, "b_lon": lon, "b_version": h.version,
+            "b_now": h.now, "b_replica": h.replica, "b_applied": h.applied_hub_seq}
+
+
+def _notify_many(conn: sa.Connection, payloads: Sequence[str]) -> None:
+    """notify() for many payloads in one statement."""
+    if conn.dialect.name == "postgresql" and payloads:
+        conn.execute(sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"),
+                     {"channel": CHANNEL, "payloads": list(payloads)})
+
+
+def _printer_key(values: Mapping[Any, object]) -> tuple[object, ...]:
+    return tuple(values[f] for f in _PRINTER_FIELDS)
+
+
+def _replace_changed_printers(conn: sa.Connection, hellos: Mapping[str, HelloRecord]) -> None:
+    """Make the stored printers of these nodes what their Hellos say, writing only nodes that changed."""
+    stored: dict[str, dict[str, tuple[object, ...]]] = {name: {} for name in hellos}
+    for row in conn.execute(sa.select(pr).where(pr.c.node.in_(sorted(hellos)))):
+        stored[row.node][row.printer] = _printer_key(row._mapping)
+    changed = sorted(name for name, h in hellos.items()
+                     if stored[name] != {p.printer: _printer_key(_printer_values(p, h.now)) for p in h.printers})
+    if not changed:
+        return
+    conn.execute(sa.delete(pr).where(pr.c.node.in_(changed)))
+    rows = [{"node": name, "printer": p.printer, **_printer_values(p, hellos[name].now)}
+            for name in changed for p in hellos[name].printers]
+    if rows:
+        conn.execute(sa.insert(pr), rows)
+
+
 def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
     """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq.
     The replica holding the node's session is woken by NOTIFY at commit (PostgreSQL)."""
@@ -238,28 +287,43 @@ class NodeStore:
     def _thd_hello_many(self, hellos: Sequence[HelloRecord]) -> list[NodeInfo | NotFound]:
         """_thd_hello for many nodes in one write transaction; an unknown node gets NotFound.
 
+        A statement per step for the whole batch, not per node: the node rows are updated by one
+        executemany and read back by one query; printers are rewritten only for the nodes whose
+        reported printers differ from the stored ones (a reconnect of an unchanged node writes none).
+        A node named twice in the batch: each later Hello gets its own, newer session epoch.
+
         Raises:
             StorageError: the database failed (then none was recorded).
         """
         done: dict[int, NodeInfo | NotFound] = {}
+        first: dict[str, int] = {}
+        repeats: list[int] = []
+        for i, h in enumerate(hellos):
+            if h.name in first:
+                repeats.append(i)
+            else:
+                first[h.name] = i
         with write(self.engine) as conn:
-            for i in sorted(range(len(hellos)), key=lambda i: hellos[i].name):  # one lock order for all writers
+            names = sorted(first)  # one lock order for all writers
+            if names:
+                conn.execute(_HELLO_UPDATE, [_hello_params(hellos[first[name]]) for name in names])
+                rows = {row.name: _node(row) for row in conn.execute(sa.select(n).where(n.c.name.in_(names)))}
+                for name in names:
+                    found = rows.get(name)
+                    done[first[name]] = found if found is not None else NotFound(f"no node named {name!r}")
+                _notify_many(conn, [f"{name} {info.session_epoch}" for name, info in rows.items()])
+            for i in repeats:  # rare: the same node twice in one batch
                 try:
                     done[i] = _hello(conn, hellos[i], printers=False)
-                except NotFound as exc:  # nothing was written for it
+                except NotFound as exc:
                     done[i] = exc
             stored = [(h, r) for h, r in zip(hellos, (done[i] for i in range(len(hellos))), strict=True)
                       if isinstance(r, NodeInfo)]
             if stored:  # the outbox trims and printer replacements of the batch, a statement each
-                conn.execute(sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"),
-                                                  cmd.c.hub_seq <= sa.bindparam("b_seq")),
-                             [{"b_name": r.name, "b_seq": r.hub_seq_acked} for _, r in stored])
-                conn.execute(sa.delete(pr).where(pr.c.node.in_([r.name for _, r in stored])))
+                trims = {r.name: r.hub_seq_acked for _, r in stored}
+                conn.execute(_TRIM_OUTBOX, [{"b_name": k, "b_seq": v} for k, v in sorted(trims.items())])
                 latest = {h.name: h for h, _ in stored}  # a node named twice: its last Hello wins
-                rows = [{"node": h.name, "printer": p.printer, **_printer_values(p, h.now)}
-                        for h in latest.values() for p in h.printers]
-                if rows:
-                    conn.execute(sa.insert(pr), rows)
+                _replace_changed_printers(conn, latest)
         return [done[i] for i in range(len(hellos))]
 
     @translated
@@ -273,12 +337,18 @@ class NodeStore:
 
     @translated
     def _thd_disconnect_many(self, sessions: Sequence[tuple[str, int, str]]) -> list[bool]:
-        """_thd_disconnect for many (node, session_epoch, now) in one write transaction."""
+        """_thd_disconnect for many (node, session_epoch, now) in one write transaction: one read of
+        the nodes' current epochs (locked), one executemany for those still current."""
+        names = sorted({name for name, _, _ in sessions})
         with write(self.engine) as conn:
-            return [bool(conn.execute(
-                sa.update(n).where(n.c.name == name, n.c.session_epoch == epoch)
-                .values(online=False, disconnected_at=now, last_seen=now, replica="")
-            ).rowcount) for name, epoch, now in sessions]
+            query = sa.select(n.c.name, n.c.session_epoch).where(n.c.name.in_(names)).order_by(n.c.name)
+            epochs = {row.name: int(row.session_epoch) for row in conn.execute(query.with_for_update())}
+            current = [epochs.get(name) == epoch for name, epoch, _ in sessions]
+            rows = {name: {"b_name": name, "b_epoch": epoch, "b_now": now}
+                    for (name, epoch, now), is_current in zip(sessions, current, strict=True) if is_current}
+            if rows:
+                conn.execute(_DISCONNECT, [rows[name] for name in sorted(rows)])
+            return current
 
     def _thd_mark_offline(self, names: Sequence[str], now: str) -> None:
         """Nodes whose heartbeats stopped (SUSPECT) count as disconnected from now."""

@@ -7,16 +7,30 @@ settled into the ledger once (a compare-and-set on `orders.settled`).
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 import sqlalchemy as sa
 
-from hub.domain import Attribution
+from hub.domain import Attribution, Design, PrintabilityRecord
 from hub.errors import AlreadyExists, InvalidTransition, NotFound, StorageError
-from hub.jobs import HELD
+from hub.jobs import HELD, Job
 from hub.ledger import Share
-from hub.orders import Grant, LedgerRow, Order, OrderObject, OrderState, RatingRow, StoredQuote
+from hub.orders import (
+    Grant,
+    LedgerRow,
+    Order,
+    OrderObject,
+    OrderState,
+    RatingRow,
+    StoredQuote,
+    derive_state,
+)
+from hub.quotes import Box
 from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.engine import connect, write
@@ -83,6 +97,100 @@ def _order_values(order: Order) -> dict[str, object]:
     }
 
 
+# -- matching statements, built once per shape (the database matches; Python only binds values) ----
+
+_pr, _n, _jb = schema.printers, schema.nodes, schema.jobs
+
+
+def _lon_ranges(box: Box | None) -> int:
+    """-1: no box; else how many longitude ranges it has (0 = every longitude)."""
+    return -1 if box is None else len(box.lons)
+
+
+def _match_params(material: str, box: Box | None, nodes: frozenset[str] | None) -> dict[str, object]:
+    params: dict[str, object] = {"material": f'%"{_like_escape(material.lower())}"%'}
+    if nodes is not None:
+        params["nodes"] = sorted(nodes)
+    if box is not None:
+        params.update({"lat_min": box.lat_min, "lat_max": box.lat_max})
+        for i, (lo, hi) in enumerate(box.lons):
+            params.update({f"lo{i}": lo, f"hi{i}": hi})
+    return params
+
+
+def _material_loaded(dialect: str) -> sa.ColumnElement[bool]:
+    """The material (bound lower-case as :material, a LIKE pattern) in the printer's JSON list, any case:
+    SQLite's LIKE ignores ASCII case by itself (material names are ASCII), PostgreSQL has ILIKE."""
+    if dialect == "sqlite":
+        return _pr.c.materials.like(sa.bindparam("material"), escape="\\")
+    return _pr.c.materials.ilike(sa.bindparam("material"), escape="\\")
+
+
+def _match_filters(nodes: bool, lons: int, dialect: str) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [
+        _n.c.online == sa.true(), _pr.c.accepting == sa.true(), _pr.c.bed_clear == sa.true(), _pr.c.phase == "idle",
+        _pr.c.hour_currency != "", _pr.c.hour_currency == _pr.c.gram_currency,
+        _material_loaded(dialect)]
+    if nodes:
+        where.append(_pr.c.node.in_(sa.bindparam("nodes", expanding=True)))
+    if lons >= 0:
+        where.append(_n.c.latitude.between(sa.bindparam("lat_min"), sa.bindparam("lat_max")))
+    if lons > 0:
+        where.append(sa.or_(*(_n.c.longitude.between(sa.bindparam(f"lo{i}"), sa.bindparam(f"hi{i}"))
+                              for i in range(lons))))
+    return where
+
+
+@functools.lru_cache(maxsize=64)
+def _profiles_query(nodes: bool, lons: int, dialect: str) -> sa.Select[tuple[object]]:
+    return (sa.select(_pr.c.slicer_profile).join(_n, _n.c.name == _pr.c.node)
+            .where(*_match_filters(nodes, lons, dialect)).distinct())
+
+
+@functools.lru_cache(maxsize=256)
+def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect: str
+                      ) -> sa.Select[tuple[object, ...]]:
+    """Printers that can take a job with one of `profiles` slicer profiles (bound as p0.., with hours
+    h0.. and grams g0.. of one object): free ones first, then those holding a job (an order placed
+    on them waits in the queue), each best first by `order`; a page of :lim after :off."""
+    hours = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"h{i}", type_=sa.Float))
+                      for i in range(profiles)), else_=0.0)
+    grams = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"g{i}", type_=sa.Float))
+                      for i in range(profiles)), else_=0.0)
+    cost = _pr.c.hour_minor * hours + _pr.c.gram_minor * grams
+    keys: list[sa.ColumnElement[Any]] = [cost]
+    if order == "fastest":
+        keys = [hours, cost]
+    elif order == "nearest":
+        dlat = _n.c.latitude - sa.bindparam("near_lat", type_=sa.Float)
+        dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
+        keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float), cost]
+    busy = sa.case((sa.exists().where(_jb.c.node == _pr.c.node, _jb.c.printer == _pr.c.printer,
+                                      _jb.c.state.in_([s.value for s in HELD])), 1), else_=0)
+    return (sa.select(_pr, _n.c.online, _n.c.latitude, _n.c.longitude, _n.c.last_seen).join(_n, _n.c.name == _pr.c.node)
+            .where(*_match_filters(nodes, lons, dialect),
+                   _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
+            .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
+            .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
+
+
+_INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert(), k.insert(), ob.insert()
+_SET_STATE = o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state"))
+_DESIGN = sa.select(schema.designs).where(schema.designs.c.slug == sa.bindparam("slug"))
+_REPORTS = (sa.select(schema.printability_reports)
+            .where(schema.printability_reports.c.revision_id == sa.bindparam("revision_id"))
+            .order_by(schema.printability_reports.c.path))
+_VOTES = sa.select(rt.c.node, rt.c.stars, rt.c.criteria).where(
+    rt.c.node.in_(sa.bindparam("nodes", expanding=True)), rt.c.role.in_(sa.bindparam("roles", expanding=True)))
+_RANK = sa.func.row_number().over(partition_by=(f.c.node, f.c.printer_model),
+                                  order_by=(f.c.finished_at.desc(), f.c.incarnation_id.desc()))
+_LATEST = (sa.select(f.c.node, f.c.printer_model, f.c.estimated_seconds, f.c.actual_seconds, f.c.estimated_filament_g,
+                     f.c.actual_filament_g, _RANK.label("rank"))
+           .where(f.c.node.in_(sa.bindparam("nodes", expanding=True)), f.c.material == sa.bindparam("material"),
+                  f.c.outcome == "success").subquery())
+_HISTORIES = sa.select(_LATEST).where(_LATEST.c.rank <= sa.bindparam("lim", type_=sa.Integer))
+
+
 class OrderStore:
     """One connector for the order aggregate and the tables that hang off it."""
 
@@ -111,41 +219,6 @@ class OrderStore:
             return conn.execute(q.delete().where(q.c.expires_at < now)).rowcount
 
     # -- orders ------------------------------------------------------------------------------
-
-    def _thd_create_order(self, order: Order, key: str, request_sha256: str) -> tuple[Order, bool]:
-        """Insert an order with its objects and its idempotency key, or return the order the key names.
-
-        Returns:
-            (the order, True when it was created now).
-
-        Raises:
-            AlreadyExists: the key already names an order placed with a different request.
-        """
-        try:
-            with write(self.engine) as conn:
-                if key:
-                    found = self._keyed(conn, order.customer, key)
-                    if found is not None:
-                        return self._same_request(conn, found, request_sha256, key), False
-                conn.execute(o.insert().values(**_order_values(order)))
-                if order.objects:
-                    conn.execute(ob.insert(), [{"incarnation_id": x.incarnation_id, "order_id": order.id,
-                                                "position": x.position, "job_id": x.job_id, "part": x.part}
-                                               for x in order.objects])
-                if key:
-                    conn.execute(k.insert().values(customer=order.customer, key=key, request_sha256=request_sha256,
-                                                   order_id=order.id, created_at=order.created_at))
-        except sa.exc.OperationalError as exc:
-            raise StorageError(f"order {order.id} could not be stored now (the database is busy): retry",
-                               retryable=True) from exc
-        except sa.exc.IntegrityError as exc:
-            # a concurrent PlaceOrder with the same key won the insert: answer with its order
-            with connect(self.engine) as conn:
-                found = self._keyed(conn, order.customer, key) if key else None
-                if found is None:
-                    raise StorageError(f"order {order.id} could not be stored: {exc.orig}") from exc
-                return self._same_request(conn, found, request_sha256, key), False
-        return order, True
 
     def _thd_key(self, customer: str, key: str, request_sha256: str) -> str | None:
         """The order an idempotency key already names (None when unused).
@@ -183,14 +256,6 @@ class OrderStore:
     def _thd_get_order(self, order_id: str) -> Order:
         """Raises: NotFound."""
         with connect(self.engine) as conn:
-            return self._load(conn, order_id)
-
-    def _thd_set_jobs(self, order_id: str, jobs: Mapping[str, str], state: OrderState, now: str) -> Order:
-        """Record the job of each object (incarnation id → job id) and the order's new state."""
-        with write(self.engine) as conn:
-            for incarnation, job_id in jobs.items():
-                conn.execute(ob.update().where(ob.c.incarnation_id == incarnation).values(job_id=job_id))
-            conn.execute(o.update().where(o.c.id == order_id).values(state=state.value, updated_at=now))
             return self._load(conn, order_id)
 
     def _thd_list_orders(self, customer: str | None, include_final: bool, finals: Sequence[str],
@@ -339,33 +404,130 @@ class OrderStore:
 
     # -- matching ----------------------------------------------------------------------------
 
-    def _thd_candidates(self, material: str, per_hour: float, grams: float, limit: int) -> list[PrinterRecord]:
-        """The cheapest printers that can take a job now, matched by the database over every printer.
+    def _thd_design(self, slug: str) -> Design:
+        """A design as an order needs it, in one read: slug, title, licence, head revision and the
+        attributions of its lineage (maintainers, tags and counts are left empty).
 
-        Online node, accepting, idle, clear bed, the material loaded and no job held (offered to it,
-        assigned, printing ...); ordered by the price of
-        ``per_hour`` hours and ``grams`` of filament at each printer's rates. The caller still checks
-        the build volume (any orientation) on what comes back.
+        Raises:
+            NotFound: no such design.
         """
-        pr, n, jb = schema.printers, schema.nodes, schema.jobs
-        cost = pr.c.hour_minor * per_hour + pr.c.gram_minor * grams
-        busy = sa.exists().where(jb.c.node == pr.c.node, jb.c.printer == pr.c.printer,
-                                 jb.c.state.in_([s.value for s in HELD]))
-        query = (sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen).join(n, n.c.name == pr.c.node)
-                 .where(n.c.online == sa.true(), pr.c.accepting == sa.true(), pr.c.bed_clear == sa.true(),
-                        pr.c.phase == "idle", pr.c.hour_currency != "", pr.c.hour_currency == pr.c.gram_currency,
-                        pr.c.materials.ilike(f'%"{_like_escape(material)}"%', escape="\\"), ~busy)
-                 .order_by(cost, pr.c.node, pr.c.printer).limit(limit))
         with connect(self.engine) as conn:
-            return [_printer(row) for row in conn.execute(query)]
+            x = conn.execute(_DESIGN, {"slug": slug}).first()
+        if x is None:
+            raise NotFound(f"no design named {slug!r}; push it with --create or search with `spime search`")
+        return Design(x.slug, x.title, x.description, x.license, x.head_revision_id or "", (), (), (),
+                      x.created_at, x.updated_at, 0, _attributions(x.attributions or "[]"))
 
-    # -- measured history for quotes ---------------------------------------------------------
-
-    def _thd_history(self, node: str, printer_model: str, material: str, limit: int = 200) -> list[tuple[float, float, float, float]]:
-        """(estimated s, actual s, estimated g, actual g) of the node's latest successful prints of a model and material."""
-        query = (sa.select(f.c.estimated_seconds, f.c.actual_seconds, f.c.estimated_filament_g, f.c.actual_filament_g)
-                 .where(f.c.node == node, f.c.printer_model == printer_model, f.c.material == material,
-                        f.c.outcome == "success")
-                 .order_by(f.c.finished_at.desc()).limit(limit))
+    def _thd_profiles(self, material: str, box: Box | None = None, nodes: frozenset[str] | None = None) -> list[str]:
+        """The slicer profiles of the printers that could take a job (each needs its own slice);
+        printers busy now count too, so that this read stays cheap."""
+        query = _profiles_query(nodes is not None, _lon_ranges(box), self.engine.dialect.name)
         with connect(self.engine) as conn:
-            return [(float(a), float(b), float(c), float(d)) for a, b, c, d in conn.execute(query)]
+            return sorted(str(p) for p in conn.execute(query, _match_params(material, box, nodes)).scalars())
+
+    def _thd_candidates(self, material: str, estimates: Mapping[str, tuple[float, float]], limit: int, *,
+                        box: Box | None = None, nodes: frozenset[str] | None = None, offset: int = 0,
+                        order: str = "cheapest", near: tuple[float, float] | None = None) -> list[PrinterRecord]:
+        """The best printers for a job, matched by the database over every printer.
+
+        Online node, accepting, idle, clear bed, the material loaded (the caller checks it exactly),
+        rates in one currency, within the box and among the licensed nodes when given; free printers
+        first, then those holding a job (offered to them, assigned, printing ...), so that an order
+        still finds a node to wait for when every printer is busy. ``estimates`` maps each slicer
+        profile to (seconds, grams) of one object; only printers with one of these profiles come
+        back, ordered by the price of that estimate at their rates ("cheapest"), by time
+        ("fastest"), or by distance from ``near`` ("nearest"); ties by price, then name. The caller
+        still checks the build volume (any orientation) and the exact distance on what comes back.
+        """
+        if not estimates:
+            return []
+        ordering = order if order in ("cheapest", "fastest") or near is not None else "cheapest"
+        query = _candidates_query(len(estimates), nodes is not None, _lon_ranges(box), ordering,
+                                  self.engine.dialect.name)
+        params = _match_params(material, box, nodes)
+        for i, (profile, (seconds, grams)) in enumerate(sorted(estimates.items())):
+            params.update({f"p{i}": profile, f"h{i}": seconds / 3600, f"g{i}": grams})
+        if near is not None:
+            params.update({"near_lat": near[0], "near_lon": near[1], "stretch": math.cos(math.radians(near[0])) ** 2})
+        params.update({"lim": limit, "off": offset})
+        with connect(self.engine) as conn:
+            return [_printer(row) for row in conn.execute(query, params)]
+
+    def _thd_reports(self, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+        """A revision's printability reports as stored now (a report may be replaced after the push)."""
+        with connect(self.engine) as conn:
+            return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
+                         for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
+
+    def _thd_votes(self, nodes: Sequence[str], roles: Sequence[str]) -> dict[str, list[tuple[int, dict[str, int]]]]:
+        """(stars, criteria) of the ratings of these nodes in these roles, per node (one query)."""
+        out: dict[str, list[tuple[int, dict[str, int]]]] = {}
+        if not nodes:
+            return out
+        with connect(self.engine) as conn:
+            for node, stars, criteria in conn.execute(_VOTES, {"nodes": list(nodes), "roles": list(roles)}):
+                out.setdefault(str(node), []).append((int(stars), json.loads(criteria)))
+        return out
+
+    def _thd_histories(self, pairs: Sequence[tuple[str, str]], material: str, limit: int = 200
+                       ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
+        """(estimated s, actual s, estimated g, actual g) of the latest `limit` successful prints of
+        each (node, printer model) in a material, in one query."""
+        if not pairs:
+            return {}
+        wanted = set(pairs)
+        out: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in wanted}
+        params = {"nodes": sorted({p[0] for p in pairs}), "material": material, "lim": limit}
+        with connect(self.engine) as conn:
+            for node, model, a, b, c, d, _ in conn.execute(_HISTORIES, params):
+                if (node, model) in wanted:
+                    out[(node, model)].append((float(a), float(b), float(c), float(d)))
+        return out
+
+    # -- placing an order in one transaction ---------------------------------------------------
+
+    def _thd_place(self, order: Order, key: str, request_sha256: str, quote: StoredQuote | None,
+                   create_jobs: Callable[[sa.Connection], list[Job]]) -> tuple[Order, list[Job], bool]:
+        """Write an order, its objects, its idempotency key (and the quote it was chosen from when
+        that is new) and its jobs in one write transaction; the order's state follows its jobs.
+        ``create_jobs`` runs inside the transaction (JobService._claim_writer).
+
+        Returns:
+            (the order, its jobs, True when it was created now); an order the key already names
+            (the caller looked it up before; a concurrent placement may have used it since) comes
+            back with no jobs and False.
+
+        Raises:
+            AlreadyExists: the key already names an order placed with a different request.
+            StorageError: the database is busy (retryable).
+        """
+        try:
+            with write(self.engine) as conn:
+                # a key used meanwhile fails the insert below (its primary key): answered in the except
+                if quote is not None:
+                    conn.execute(_INSERT_QUOTE, {
+                        "id": quote.id, "customer": quote.customer, "design": quote.design,
+                        "revision_id": quote.revision_id, "spec": quote.spec_json, "options": quote.options_json,
+                        "created_at": quote.created_at, "expires_at": quote.expires_at})
+                conn.execute(_INSERT_ORDER, _order_values(order))
+                if key:
+                    conn.execute(_INSERT_KEY, {"customer": order.customer, "key": key, "request_sha256": request_sha256,
+                                               "order_id": order.id, "created_at": order.created_at})
+                jobs = create_jobs(conn)
+                if order.objects:
+                    conn.execute(_INSERT_OBJECT, [{"incarnation_id": x.incarnation_id, "order_id": order.id,
+                                                   "position": x.position, "job_id": x.job_id, "part": x.part}
+                                                  for x in order.objects])
+                state = derive_state(j.state.value for j in jobs)
+                if state is not order.state:
+                    conn.execute(_SET_STATE, {"order_id": order.id, "state": state.value})
+        except sa.exc.OperationalError as exc:
+            raise StorageError(f"order {order.id} could not be stored now (the database is busy): retry",
+                               retryable=True) from exc
+        except sa.exc.IntegrityError as exc:
+            with connect(self.engine) as conn:
+                found = self._keyed(conn, order.customer, key) if key else None
+                if found is None:
+                    raise StorageError(f"order {order.id} could not be stored: {exc.orig}") from exc
+                return self._same_request(conn, found, request_sha256, key), [], False
+        return replace(order, state=state), jobs, True

@@ -292,6 +292,10 @@ jobs = sa.Table(
     sa.Column("offer_id", sa.String(32), nullable=False, server_default=""),
     sa.Column("offer_expires_at", _TIME, nullable=False, server_default=""),
     sa.Column("tried_nodes", sa.Text, nullable=False, server_default="[]"),
+    # when a node last declined (or let expire) an offer: tried_nodes are forgotten a while after
+    sa.Column("tried_at", _TIME, nullable=False, server_default=""),
+    # the manifest part ([[parts]] name) this job makes; "" = the whole design
+    sa.Column("part", sa.String(128), nullable=False, server_default=""),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("paid", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("payout_currency", sa.String(3), nullable=False, server_default=""),
@@ -399,6 +403,15 @@ ledger_entries = sa.Table(
 sa.Index("ix_ledger_entries_recipient", ledger_entries.c.recipient)
 # issue 8: the record lists a design's latest fabrications
 sa.Index("ix_fabrications_design_finished_at", fabrications.c.design, fabrications.c.finished_at)
+# issue 8: orders within --max-km match the nodes in a latitude/longitude box first
+sa.Index("ix_nodes_latitude_longitude", nodes.c.latitude, nodes.c.longitude)
+# issue 8: a quote corrects each candidate node's estimate from its latest prints of a model and material
+sa.Index("ix_fabrications_node_model_material", fabrications.c.node, fabrications.c.printer_model,
+         fabrications.c.material, fabrications.c.finished_at)
+# issue 8: the record lists a design's latest ratings and ledger lines and walks its revisions in order
+sa.Index("ix_ratings_design_at", ratings.c.design, ratings.c.at, ratings.c.id)
+sa.Index("ix_ledger_entries_design_at", ledger_entries.c.design, ledger_entries.c.at, ledger_entries.c.id)
+sa.Index("ix_revisions_design_seq", revisions.c.design, revisions.c.seq)
 
 # -- issue 8: quotes, idempotency keys, licence grants, value equations, participation ---------
 

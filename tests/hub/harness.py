@@ -32,7 +32,7 @@ from spimeforge.v1 import (
 )
 
 from hub.__main__ import Composed, compose
-from hub.api.server import HubServer, TlsFiles
+from hub.api.server import HubServer, TlsFiles, admission_of
 from hub.config import HubConfig
 from hub.domain import Role
 from hub.store import schema
@@ -184,7 +184,7 @@ def start_in_process(data_dir: Path, database_url: str = "", *, tls: TlsFiles | 
     thread.start()
 
     async def _start() -> tuple[HubServer, int]:
-        server = HubServer(composed.hub)
+        server = HubServer(composed.hub, admission=admission_of(config))
         return server, await server.start("127.0.0.1:0", tls)
 
     server, port = asyncio.run_coroutine_threadsafe(_start(), loop).result(timeout=30)

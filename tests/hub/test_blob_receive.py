@@ -39,8 +39,10 @@ class Sender:
 
     def chunks(self) -> Iterator[common_pb2.BlobChunk]:
         for offset in range(0, self.size, MIB):
-            first = {"sha256": self.sha256, "total_size": self.size} if offset == 0 else {}
-            yield common_pb2.BlobChunk(offset=offset, data=self.block, **first)
+            if offset == 0:
+                yield common_pb2.BlobChunk(sha256=self.sha256, total_size=self.size, offset=0, data=self.block)
+            else:
+                yield common_pb2.BlobChunk(offset=offset, data=self.block)
             self.sent += MIB
 
 
@@ -134,3 +136,29 @@ def test_blob_bytes_on_disk_match_what_was_sent(api: InProcessHub) -> None:
     api.designs.UploadBlob(sender.chunks(), metadata=api.md("alice"), timeout=60)
     stored = Path(api.data_dir / "blobs" / sender.sha256[:2] / sender.sha256[2:])
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == sender.sha256
+
+
+def test_a_call_cancelled_while_its_temp_file_is_created_leaves_none(
+        any_api: InProcessHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.store.blobs import BlobStore
+
+    entered, go, created = threading.Event(), threading.Event(), threading.Event()
+    begin = BlobStore._thd_begin
+
+    def slow_begin(self: BlobStore, sha256: str, declared_size: int) -> Upload:
+        entered.set()
+        assert go.wait(60), "the test never released the begin"
+        upload = begin(self, sha256, declared_size)
+        created.set()
+        return upload
+
+    monkeypatch.setattr(BlobStore, "_thd_begin", slow_begin)
+    sender = Sender(2 * MIB, seed=5)
+    call = any_api.designs.UploadBlob.future(sender.chunks(), metadata=any_api.md("alice"), timeout=60)
+    assert entered.wait(30)
+    call.cancel()
+    go.set()
+    assert created.wait(30)
+    _wait_for(lambda: any_api.temp_files() == [])
+    assert any_api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sender.sha256]),
+                                        metadata=any_api.md("alice")).sha256 == [sender.sha256]

@@ -1,7 +1,7 @@
 """Bounded work per caller (issue 10, section 2), on SQLite and PostgreSQL.
 
 A saturated check pool and a flooded default thread pool do not delay an
-unrelated caller's WhoAmI; one push too many per account is RESOURCE_EXHAUSTED;
+unrelated caller's WhoAmI; one push too many per account is RESOURCE_EXHAUSTED (after a short wait);
 an idle upload ends with RESOURCE_EXHAUSTED and frees its slot; a stream naming
 a blob the hub already has is answered at once and cannot grow it.
 """
@@ -72,7 +72,8 @@ def test_whoami_completes_while_checks_and_the_default_pool_are_saturated(gated:
         pushes: list[Future[designs_pb2.PushResponse]] = [
             client.submit(_push, hub, "alice", "first-part"), client.submit(_push, hub, "alice", "second-part")]
         _until(lambda: len(checks.pids()) == 2, "both of alice's checks to run")
-        # One more push of alice's is refused at once; bob's own push waits for a worker.
+        # One more push of alice's waits for a slot (hub.limits.ADMISSION_WAIT_S), then is refused;
+        # bob's own push waits for a worker.
         with pytest.raises(grpc.RpcError) as info:
             _push(hub, "alice", "third-part")
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -12,6 +12,7 @@ from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, r
 
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.grant_signing import registered_key, signed_grant
 from tests.hub.harness import manifest_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,7 +209,7 @@ def test_licence_rules_at_order_time(hub: ClockedHub) -> None:
     assert _code(stub.Grant, grant, metadata=hub.md("bob")) == grpc.StatusCode.PERMISSION_DENIED
     assert _code(stub.Grant, orders_pb2.GrantRequest(design="nc-cube", scope="paid", until="2001-01-01"),
                  metadata=hub.md("alice")) == grpc.StatusCode.INVALID_ARGUMENT
-    recorded = stub.Grant(grant, metadata=hub.md("alice"))
+    recorded = stub.Grant(signed_grant(registered_key(hub, "alice"), "alice", "nc-cube"), metadata=hub.md("alice"))
     assert recorded.granted_by == "alice" and len(recorded.statement_sha256) == 64
     assert quote("nc-cube").fabricable
     assert [g.id for g in stub.ListGrants(orders_pb2.ListGrantsRequest(design="nc-cube"), metadata=hub.md("carol")).grants] == [recorded.id]

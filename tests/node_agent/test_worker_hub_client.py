@@ -21,6 +21,7 @@ from node_agent.hub_client import (
     HubConnection,
     HubRefused,
     HubUnavailable,
+    ReconnectPolicy,
     backoff_delay,
     enroll,
 )
@@ -114,6 +115,24 @@ def test_backoff_is_full_jitter_exponential_and_capped() -> None:
         delays = [backoff_delay(attempt, rng) for _ in range(200)]
         assert all(0.0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2
+
+
+def test_reconnect_policy_waits_little_after_a_healthy_session_and_honours_the_hubs_hint() -> None:
+    policy = ReconnectPolicy(random.Random(7), cap_s=60.0)
+    first = [policy.delay(HubUnavailable("x")) for _ in range(4)]  # never connected: 1, 2, 4, 8 s ceilings
+    assert all(0.0 <= d <= 2.0 ** i for i, d in enumerate(first))
+    policy.healthy()  # Welcome received: the next failure starts afresh with the short wait
+    assert policy.attempt == 0
+    after_healthy = []
+    for _ in range(200):
+        policy.healthy()
+        after_healthy.append(policy.delay(HubUnavailable("stream broke")))
+    assert all(0.0 <= d <= 0.5 for d in after_healthy) and max(after_healthy) > 0.4
+    assert 0.0 <= policy.delay(None) <= 2.0  # the second failure in a row: base 1 s, attempt 1
+    told = HubUnavailable("busy", "RESOURCE_EXHAUSTED", retry_after_s=3.0)
+    hinted = [policy.delay(told) for _ in range(200)]
+    assert all(3.0 <= d <= 6.0 for d in hinted)  # the hint, plus up to the hint again of jitter
+    assert ReconnectPolicy(random.Random(1), cap_s=5.0).delay(HubUnavailable("x", retry_after_s=30.0)) == 5.0
 
 
 async def _over_tls(hub: InProcessHub, ca: Path) -> None:

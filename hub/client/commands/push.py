@@ -2,9 +2,9 @@
 
 Hashes the files (reusing hashes cached in ``.spime/hashes.json`` for files
 whose stat is unchanged), asks which blobs the hub lacks and uploads only those,
-in client-streamed ~1 MiB chunks with a progress bar on stderr; uploads start
-while later files are still being hashed. An interrupted push resumes by hash:
-the blobs already stored are not sent again.
+in client-streamed 512 KiB chunks (hub.client.upload), two blobs at a time, with a
+progress bar on stderr; uploads start while later files are still being hashed.
+An interrupted push resumes by hash: the blobs already stored are not sent again.
 """
 
 from __future__ import annotations

@@ -32,8 +32,15 @@ class DesignsStub:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
-    more is RESOURCE_EXHAUSTED with a retry hint.
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2,
+    Orders.Quote 2, Orders.PlaceOrder 2), and some classes of calls at most so
+    many a second per account, in bursts of so many (defaults; the operator sets
+    them with `spime-hub serve --rate-limit`): search (Search) 10/s in bursts of
+    50, blobs (MissingBlobs, UploadBlob) 50/s in bursts of 2000, order (Quote,
+    PlaceOrder) 2/s in bursts of 50, export (Records.Export) 2/s in bursts of 20.
+    A search or blob call the hub refuses costs 10 more. A call over either limit
+    waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
+    ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
     """
 
     def __init__(self, channel):
@@ -115,8 +122,15 @@ class DesignsServicer:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
-    more is RESOURCE_EXHAUSTED with a retry hint.
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2,
+    Orders.Quote 2, Orders.PlaceOrder 2), and some classes of calls at most so
+    many a second per account, in bursts of so many (defaults; the operator sets
+    them with `spime-hub serve --rate-limit`): search (Search) 10/s in bursts of
+    50, blobs (MissingBlobs, UploadBlob) 50/s in bursts of 2000, order (Quote,
+    PlaceOrder) 2/s in bursts of 50, export (Records.Export) 2/s in bursts of 20.
+    A search or blob call the hub refuses costs 10 more. A call over either limit
+    waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
+    ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
     """
 
     def MissingBlobs(self, request, context):
@@ -295,8 +309,15 @@ class Designs:
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
-    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2); one
-    more is RESOURCE_EXHAUSTED with a retry hint.
+    per account (Push 2, UploadBlob 4, Fork 2, Search 4, Records.Export 2,
+    Orders.Quote 2, Orders.PlaceOrder 2), and some classes of calls at most so
+    many a second per account, in bursts of so many (defaults; the operator sets
+    them with `spime-hub serve --rate-limit`): search (Search) 10/s in bursts of
+    50, blobs (MissingBlobs, UploadBlob) 50/s in bursts of 2000, order (Quote,
+    PlaceOrder) 2/s in bursts of 50, export (Records.Export) 2/s in bursts of 20.
+    A search or blob call the hub refuses costs 10 more. A call over either limit
+    waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
+    ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
     """
 
     @staticmethod

@@ -384,7 +384,7 @@ class ArtifactRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., kind: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class JobOffer(_message.Message):
-    __slots__ = ("offer_id", "job_id", "design", "revision_id", "artifacts", "parameters", "material", "color", "quantity", "bbox_mm", "deadline", "offer_expires_at", "payout", "attributions", "printer_id", "lease_epoch")
+    __slots__ = ("offer_id", "job_id", "design", "revision_id", "artifacts", "parameters", "material", "color", "quantity", "bbox_mm", "deadline", "offer_expires_at", "payout", "attributions", "printer_id", "lease_epoch", "part")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -408,6 +408,7 @@ class JobOffer(_message.Message):
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     PRINTER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     offer_id: str
     job_id: str
     design: str
@@ -424,7 +425,8 @@ class JobOffer(_message.Message):
     attributions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Attribution]
     printer_id: str
     lease_epoch: int
-    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactRef, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., material: _Optional[str] = ..., color: _Optional[str] = ..., quantity: _Optional[int] = ..., bbox_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offer_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ..., printer_id: _Optional[str] = ..., lease_epoch: _Optional[int] = ...) -> None: ...
+    part: str
+    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., artifacts: _Optional[_Iterable[_Union[ArtifactRef, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., material: _Optional[str] = ..., color: _Optional[str] = ..., quantity: _Optional[int] = ..., bbox_mm: _Optional[_Union[_common_pb2.Vector3, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., offer_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payout: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., attributions: _Optional[_Iterable[_Union[_common_pb2.Attribution, _Mapping]]] = ..., printer_id: _Optional[str] = ..., lease_epoch: _Optional[int] = ..., part: _Optional[str] = ...) -> None: ...
 
 class Assigned(_message.Message):
     __slots__ = ("job_id", "offer_id", "lease_epoch")

@@ -255,23 +255,25 @@ class RateOrderRequest(_message.Message):
     def __init__(self, order_id: _Optional[str] = ..., rating: _Optional[_Union[_common_pb2.Rating, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class GrantRequest(_message.Message):
-    __slots__ = ("design", "revision_id", "scope", "node", "until", "signature")
+    __slots__ = ("design", "revision_id", "scope", "node", "until", "signature", "statement")
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
     design: str
     revision_id: str
     scope: str
     node: str
     until: str
     signature: str
-    def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    statement: str
+    def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ...) -> None: ...
 
 class GrantRecord(_message.Message):
-    __slots__ = ("id", "design", "revision_id", "scope", "node", "until", "granted_by", "granted_at", "statement_sha256", "signature")
+    __slots__ = ("id", "design", "revision_id", "scope", "node", "until", "granted_by", "granted_at", "statement_sha256", "signature", "statement", "key_fingerprint")
     ID_FIELD_NUMBER: _ClassVar[int]
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +284,8 @@ class GrantRecord(_message.Message):
     GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     id: str
     design: str
     revision_id: str
@@ -292,7 +296,9 @@ class GrantRecord(_message.Message):
     granted_at: str
     statement_sha256: str
     signature: str
-    def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[str] = ..., statement_sha256: _Optional[str] = ..., signature: _Optional[str] = ...) -> None: ...
+    statement: str
+    key_fingerprint: str
+    def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[str] = ..., statement_sha256: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ..., key_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
     __slots__ = ("design",)

@@ -90,7 +90,9 @@ class OrdersServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Quote(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Quote and PlaceOrder slice the design on the hub: per account at most 2 run at once and
+        2 a second in bursts of 50 (rate class "order"; see the limits in designs.proto).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -59,7 +59,11 @@ def test_customer_commands(hub: ClockedHub, capsys: pytest.CaptureFixture[str], 
     assert sum(int(e["amount"]["minor_units"]) for e in ledger["entries"]) == int(order["price"]["minor_units"])
     code, mine, _ = _spime(hub, capsys, "carol", "ledger", "--node", "lab-1")
     assert code == 0 and mine["balances"][0]["recipient"] == "lab-1"
-    code, grant, err = _spime(hub, capsys, "alice", "grant", "cube", "--scope", "paid", "--any", "--until", "2030-01-01")
+    key = tmp_path / "alice.key"
+    assert main(["key", "gen", "--key", str(key)]) == 0
+    assert _spime(hub, capsys, "alice", "key", "register", "--key", str(key))[0] == 0
+    code, grant, err = _spime(hub, capsys, "alice", "grant", "cube", "--scope", "paid", "--any", "--until", "2030-01-01",
+                              "--key", str(key))
     assert code == 0 and grant["until"] == "2030-01-01T23:59:59Z", err
     agent.close()
 

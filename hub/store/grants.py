@@ -1,0 +1,61 @@
+"""Signed licence grants on record, with the statement each one stands for (Core).
+
+The gate of orders reads grants through OrderStore._thd_grants; this connector
+writes signed grants and lists them with their statements so they can be verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from hub.orders import Grant
+from hub.store import schema
+from hub.store.engine import connect, write
+
+__all__ = ["GrantStore", "RecordedGrant"]
+
+g = schema.grants
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedGrant:
+    """A grant on record and the exact statement its signature covers."""
+
+    grant: Grant
+    statement: str
+
+
+def _recorded(x: sa.Row[tuple[object, ...]]) -> RecordedGrant:
+    m = x._mapping
+    grant = Grant(m["id"], m["design"], m["revision_id"], m["scope"], m["node"], m["until"], m["granted_by"],
+                  m["granted_at"], m["statement_sha256"], m["signature"])
+    return RecordedGrant(grant, str(m["statement"]))
+
+
+class GrantStore:
+    """One connector for the grants table's signed records."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def _thd_add(self, recorded: RecordedGrant) -> RecordedGrant:
+        """Store a grant once per statement: the same signed statement sent again returns the first record."""
+        grant = recorded.grant
+        same = sa.select(g).where(g.c.design == grant.design, g.c.statement_sha256 == grant.statement_sha256)
+        with write(self.engine) as conn:
+            existing = conn.execute(same.order_by(g.c.id).limit(1)).first()
+            if existing is not None:
+                return _recorded(existing)
+            conn.execute(g.insert().values(
+                id=grant.id, design=grant.design, revision_id=grant.revision_id, scope=grant.scope, node=grant.node,
+                until=grant.until, granted_by=grant.granted_by, granted_at=grant.granted_at,
+                statement=recorded.statement, statement_sha256=grant.statement_sha256, signature=grant.signature))
+            return recorded
+
+    def _thd_list(self, design: str) -> list[RecordedGrant]:
+        """A design's grants that are not revoked, oldest first, with their statements."""
+        query = sa.select(g).where(g.c.design == design, g.c.revoked_at == "").order_by(g.c.granted_at, g.c.id)
+        with connect(self.engine) as conn:
+            return [_recorded(x) for x in conn.execute(query)]
