@@ -1,5 +1,4 @@
-"""Fixtures of the hub API tests: an in-process hub on SQLite (``api``), on PostgreSQL (``api_pg``), on
-either (``any_api``), and a hub with a settable clock on either (``hub``)."""
+"""Fixtures of the hub API tests: an in-process hub on SQLite (``api``) and on PostgreSQL (``api_pg``)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.postgres import PostgresServer, create_database
-from tests.hub.fake_agent import ClockedHub, start_clocked
 from tests.hub.harness import InProcessHub, start_in_process
 
 
@@ -39,14 +37,3 @@ def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProces
         yield hub
     finally:
         hub.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    """A hub with a settable clock (tests/hub/fake_agent.py), on SQLite and on PostgreSQL."""
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
