@@ -210,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=["designer", "operator", "customer", "admin", "node"])
     add.add_argument("--json", action="store_true", help='print {"name", "role", "token"}')
     _store_args(add)
+    token = user.add_parser("token", help="give an account another token and print it (its other tokens keep working)")
+    revoke = user.add_parser("revoke", help="revoke every token of an account (a running hub stops accepting "
+                                            "them within a minute, its token cache's lifetime)")
+    for p in (token, revoke):
+        p.add_argument("name")
+        p.add_argument("--json", action="store_true", help="print the answer as JSON")
+        _store_args(p)
     _store_args(sub.add_parser("migrate", help="bring the database schema up to date"))
     key = sub.add_parser("key", help="the hub's own Ed25519 key").add_subparsers(dest="key_command", required=True)
     show = key.add_parser("show", help="print the hub's public key (verifiers pin it: spime verify --hub-key)")
@@ -243,16 +250,27 @@ def _config(args: argparse.Namespace) -> HubConfig:
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
 
-def _user_add(args: argparse.Namespace, config: HubConfig) -> None:
+def _user(args: argparse.Namespace, config: HubConfig) -> None:
     composed = compose(config, printability=None)
     try:
-        account, token = composed.hub.accounts._thd_add_user(args.name, parse_role(args.role))
+        accounts = composed.hub.accounts
+        if args.user_command == "add":
+            account, token = accounts._thd_add_user(args.name, parse_role(args.role))
+            doc: dict[str, Any] = {"name": account.name, "role": account.role.value, "token": token}
+        elif args.user_command == "token":
+            token = accounts._thd_new_token(args.name)
+            doc = {"name": args.name, "token": token}
+        else:
+            revoked = accounts._thd_revoke_tokens(args.name)
+            doc = {"name": args.name, "revoked": revoked}
     finally:
         composed.close()
     if args.json:
-        print(json.dumps({"name": account.name, "role": account.role.value, "token": token}))
+        print(json.dumps(doc))
+    elif "token" in doc:
+        print(doc["token"])
     else:
-        print(token)
+        print(f"revoked {revoked} token(s) of {args.name}; a running hub refuses them within a minute")
 
 
 def _key_show(args: argparse.Namespace) -> None:
@@ -277,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             asyncio.run(serve(config, args.ready_file))
         elif args.command == "user":
-            _user_add(args, config)
+            _user(args, config)
         elif args.command in node_commands.COMMANDS:
             node_commands.run(args, lambda: compose(config, printability=None))
         else:

@@ -80,6 +80,18 @@ class AccountService:
         account = self.accounts._thd_add(check_account_name(name), role, token, format_time(self.clock()))
         return account, token
 
+    def _thd_new_token(self, name: str) -> str:
+        """Give an existing account another token (shown once); its other tokens keep working
+        until revoked (rotation: issue a new one, switch, revoke the old ones).
+
+        Raises:
+            InvalidArgument: bad name.
+            NotFound: no such account.
+        """
+        token = new_token()
+        self.accounts._thd_add_token(check_account_name(name), token, format_time(self.clock()))
+        return token
+
     def cached_first(self, authenticate: Callable[[str], Awaitable[Account | None]]
                      ) -> Callable[[str], Awaitable[Account | None]]:
         """``authenticate`` (e.g. :meth:`authenticate` run on the hub's auth loop) answered from the

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spimeforge.v1 import accounts_pb2, accounts_pb2_grpc
 
@@ -41,6 +42,31 @@ def test_user_add_prints_a_token_and_json(tmp_path: Path) -> None:
     bad = _hub_cli("user", "add", "Bad Name", "--role", "admin", "--data", str(tmp_path))
     assert bad.returncode == 1 and "account name" in bad.stderr
     assert _hub_cli("migrate", "--data", str(tmp_path)).returncode == 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_hub(request: pytest.FixtureRequest) -> RunningHub:
+    hub: RunningHub = request.getfixturevalue("hub" if request.param == "sqlite" else "hub_pg")
+    return hub
+
+
+def test_user_token_and_revoke_rotate_an_accounts_tokens(either_hub: RunningHub) -> None:
+    hub = either_hub
+    store = ("--data", str(hub.data_dir), "--database", hub.database_url)
+    first = hub.add_user("zoe", "operator")
+    second = json.loads(_hub_cli("user", "token", "zoe", "--json", *store).stdout)
+    assert second["name"] == "zoe" and second["token"].startswith("spf_") and second["token"] != first
+    revoked = json.loads(_hub_cli("user", "revoke", "zoe", "--json", *store).stdout)
+    assert revoked == {"name": "zoe", "revoked": 2}
+    for token in (first, second["token"]):
+        with pytest.raises(grpc.RpcError) as refused:
+            _whoami(hub, token)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    third = _hub_cli("user", "token", "zoe", *store)
+    assert third.returncode == 0 and _whoami(hub, third.stdout.strip()).name == "zoe"
+    assert _whoami(hub, hub.tokens["alice"]).name == "alice"  # other accounts untouched
+    unknown = _hub_cli("user", "revoke", "nobody", *store)
+    assert unknown.returncode == 1 and "nobody" in unknown.stderr and unknown.stdout == ""
 
 
 def test_serve_fixture_answers_and_stops_gracefully(hub: RunningHub) -> None:
