@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from spimeforge.v1 import accounts_pb2_grpc, designs_pb2_grpc, records_pb2_grpc
 
 from hub.client.common import HubRefused, UsageError, env_or
 
-__all__ = ["Hub", "connect", "opened", "translate"]
+__all__ = ["Hub", "connect", "opened", "retry_delay", "translate"]
 
 _HINTS = {
     "UNAVAILABLE": "is the hub running at {hub}? Set SPIME_HUB or --hub (and SPIME_CA for TLS).",
@@ -32,12 +36,15 @@ _HINTS = {
     "ALREADY_EXISTS": "choose another name.",
     "FAILED_PRECONDITION": "the hub's rules forbid this; the message names the rule.",
     "INVALID_ARGUMENT": "fix what the message names and try again.",
-    "RESOURCE_EXHAUSTED": "the upload is larger than the hub allows; make the file smaller "
-                          "or ask the hub operator to raise the limit.",
+    "RESOURCE_EXHAUSTED": "a hub limit was reached (the message names it): make the request smaller, "
+                          "wait and try again, or ask the hub operator to raise the limit.",
     "DEADLINE_EXCEEDED": "the hub did not answer in time; try again.",
 }
 
 _MAX_MESSAGE = 64 * 1024 * 1024
+# A call the hub refuses for a rate or concurrency limit, saying when to come back (RetryInfo), is
+# tried again after that delay, at most this many times and only for hints this short.
+RETRIES, MAX_RETRY_WAIT_S = 3, 30.0
 
 
 @dataclass
@@ -69,8 +76,17 @@ class Hub:
         Raises:
             HubRefused: the hub answered with an error status.
         """
-        with self.errors():
-            return method(request, metadata=self.metadata, timeout=timeout)
+        for attempt in range(RETRIES + 1):
+            try:
+                return method(request, metadata=self.metadata, timeout=timeout)
+            except grpc.RpcError as exc:
+                wait = retry_delay(exc)
+                if wait is None or wait > MAX_RETRY_WAIT_S or attempt == RETRIES:
+                    raise translate(exc, self.address) from exc
+                print(f"spime: the hub is busy ({exc.details()}); trying again in {wait:.1f} s",
+                      file=sys.stderr, flush=True)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -83,6 +99,22 @@ class Hub:
     def close(self) -> None:
         """Close the channel."""
         self.channel.close()
+
+
+def retry_delay(exc: grpc.RpcError) -> float | None:
+    """How long the hub asked to wait before trying again (a RESOURCE_EXHAUSTED refusal's RetryInfo
+    detail), or None when it gave no such hint."""
+    if not isinstance(exc, grpc.Call) or exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:  # a status detail that contradicts the call's code: no hint
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return max(0.0, float(info.retry_delay.ToTimedelta().total_seconds()))
+    return None
 
 
 def translate(exc: grpc.RpcError, address: str = "") -> HubRefused:

@@ -183,7 +183,7 @@ def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
         (folder / "box.stl").write_bytes(big)
         code, _, err = Spime(small, capsys)("alice", "push", str(folder), "--new")
         assert code != 0, err
-        assert "RESOURCE_EXHAUSTED" in err and "larger than the hub allows" in err, err
+        assert "RESOURCE_EXHAUSTED" in err and "upload limit" in err, err
         assert list((small.data / "blobs" / "tmp").iterdir()) == []
         big_sha = hashlib.sha256(big).hexdigest()
         assert not (small.data / "blobs" / big_sha[:2] / big_sha[2:]).exists()
