@@ -47,6 +47,7 @@ PURE_MODULES = (
     "hub.ratings",
     "hub.quotes",
     "hub.geo",
+    "hub.grants",
     "node_agent.protocol",
     "node_agent.events",
     "node_agent.safety",

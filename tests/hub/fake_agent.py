@@ -99,7 +99,7 @@ def start_clocked(data_dir: Path, database_url: str = "", timers: TimerPolicy | 
 
 
 def printer(printer_id: str = "mk3", *, materials: Sequence[str] = ("PLA",), volume: tuple[float, float, float] = (250, 210, 210),
-            phase: int = nodes_pb2.PRINTER_PHASE_IDLE, bed_clear: bool = True, accepting: bool = True,
+            phase: nodes_pb2.PrinterPhase = nodes_pb2.PRINTER_PHASE_IDLE, bed_clear: bool = True, accepting: bool = True,
             model: str = "Prusa MK3S") -> nodes_pb2.PrinterState:
     return nodes_pb2.PrinterState(
         printer_id=printer_id, model=model, build_volume_mm=common_pb2.Vector3(x=volume[0], y=volume[1], z=volume[2]),
@@ -193,12 +193,13 @@ class FakeAgent:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                msg = self._inbox.get(timeout=max(0.01, deadline - time.monotonic()))
+                got = self._inbox.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if msg is None:
+            if got is None:
                 self._inbox.put(None)
                 raise AssertionError(f"stream ended while waiting for {kind}: {self.error!r}")
+            msg = got
             self.received.append(msg)
             if msg.hub_seq:
                 self.last_hub_seq = max(self.last_hub_seq, msg.hub_seq)
@@ -223,14 +224,14 @@ class FakeAgent:
         self.send(heartbeat=nodes_pb2.Heartbeat(printers=self.printers, progress=list(progress)))
 
     def reply(self, offer: nodes_pb2.JobOffer, accept: bool = True,
-              reason: int = nodes_pb2.DECLINE_REASON_UNSPECIFIED) -> None:
+              reason: nodes_pb2.DeclineReason = nodes_pb2.DECLINE_REASON_UNSPECIFIED) -> None:
         self.send(offer_reply=nodes_pb2.OfferReply(offer_id=offer.offer_id, accept=accept, reason=reason,
                                                    est_print_seconds=600))
 
     def start(self, job_id: str, epoch: int, printer_id: str = "mk3") -> None:
         self.send(start_request=nodes_pb2.StartRequest(job_id=job_id, lease_epoch=epoch, printer_id=printer_id))
 
-    def event(self, job_id: str, epoch: int, kind: int, data: Mapping[str, str] | None = None,
+    def event(self, job_id: str, epoch: int, kind: nodes_pb2.EventKind, data: Mapping[str, str] | None = None,
               seq: int | None = None) -> int:
         """Send a JobEvent (next agent_seq unless given); returns its agent_seq."""
         if seq is None:
@@ -281,7 +282,7 @@ class FakeAgent:
         return job_id
 
 
-def held(job_id: str, epoch: int, state: int = nodes_pb2.JOB_LOCAL_STATE_PRINTING) -> nodes_pb2.HeldJob:
+def held(job_id: str, epoch: int, state: nodes_pb2.JobLocalState = nodes_pb2.JOB_LOCAL_STATE_PRINTING) -> nodes_pb2.HeldJob:
     return nodes_pb2.HeldJob(job_id=job_id, lease_epoch=epoch, state=state, printer_id="mk3")
 
 

@@ -128,7 +128,8 @@ class InProcessHub:
             for offset in range(chunk, len(data), chunk):
                 yield common_pb2.BlobChunk(offset=offset, data=data[offset:offset + chunk])
 
-        return self.designs.UploadBlob(chunks(), metadata=self.md(user), timeout=60)
+        answer: designs_pb2.UploadBlobResponse = self.designs.UploadBlob(chunks(), metadata=self.md(user), timeout=60)
+        return answer
 
     def push(self, user: str, design: str, files: Mapping[str, bytes], *, manifest: str | None = None,
              parents: tuple[str, ...] = (), create: bool = False, message: str = "push",
@@ -144,7 +145,8 @@ class InProcessHub:
         request = self.push_request(design, files, manifest=manifest, parents=parents, create=create,
                                     message=message, created_at=created_at, entries=entries,
                                     signature=signature, public_key=public_key)
-        return self.designs.Push(request, metadata=self.md(user), timeout=60)
+        pushed: designs_pb2.PushResponse = self.designs.Push(request, metadata=self.md(user), timeout=60)
+        return pushed
 
     @staticmethod
     def push_request(design: str, files: Mapping[str, bytes], *, manifest: str | None = None,
