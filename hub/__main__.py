@@ -117,7 +117,7 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
     # Blob paths reach worker processes and temporary links: never relative to the current directory.
     config = dataclasses.replace(config, data_dir=config.data_dir.expanduser().absolute())
     store = open_store(config.data_dir, config.database_url, config.max_blob_bytes,
-                       blobs=config.blobs, s3_endpoint=config.s3_endpoint)
+                       blobs=config.blobs, s3_endpoint=config.s3_endpoint, blob_cache_bytes=config.blob_cache_bytes)
     pool = _check_pool(config) if printability == "auto" else printability
     accounts = AccountService(store.accounts, clock, load_or_create_hub_key(config.data_dir))
     jobs = JobService(store.jobs, store.nodes, clock, timers)
@@ -204,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
                         "AWS_SECRET_ACCESS_KEY, AWS_REGION; default: files under --data/blobs)")
     s.add_argument("--s3-endpoint", default="", metavar="URL",
                    help="URL of the S3-compatible server, e.g. http://minio.lan:9000 (default: AWS)")
+    s.add_argument("--blob-cache-gb", type=float, default=10.0, metavar="GIB",
+                   help="with --blobs: size cap of the local blob cache in GiB (least recently used go first; "
+                        "default 10)")
     user = sub.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
     add = user.add_parser("add", help="create an account and print its token")
     add.add_argument("name")
@@ -245,7 +248,8 @@ def _config(args: argparse.Namespace) -> HubConfig:
         extra = {"listen": args.listen, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
                  "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
                  "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen,
-                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint, "replica_ttl_s": args.replica_ttl,
+                 "blobs": args.blobs, "s3_endpoint": args.s3_endpoint,
+                 "blob_cache_bytes": int(args.blob_cache_gb * (1 << 30)), "replica_ttl_s": args.replica_ttl,
                  "rate_limits": ",".join(args.rate_limit), "admission_wait_s": args.admission_wait}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 

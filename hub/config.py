@@ -51,6 +51,8 @@ class HubConfig:
         metrics_listen: HOST:PORT of the Prometheus /metrics endpoint; empty = none.
         blobs: empty = blob files under data_dir; ``s3://BUCKET/PREFIX`` = an S3-compatible bucket.
         s3_endpoint: URL of the S3-compatible server (empty = AWS); credentials from AWS_* variables.
+        blob_cache_bytes: S3 blobs: size cap of the local cache under data_dir/blob-cache (least
+            recently used blobs go first).
         replica_ttl_s: PostgreSQL replicas: a replica's lease; its sessions are released this long after
             it stops renewing it (it renews every sixth of it).
         rate_limits: per-account rates over hub.limits.DEFAULT_RATES, ``CLASS=PER_S/BURST`` items joined
@@ -76,6 +78,7 @@ class HubConfig:
     metrics_listen: str = ""
     blobs: str = ""
     s3_endpoint: str = ""
+    blob_cache_bytes: int = 10 << 30
     replica_ttl_s: float = 30.0
     rate_limits: str = ""
     admission_wait_s: float = ADMISSION_WAIT_S
@@ -107,6 +110,8 @@ class HubConfig:
             raise InvalidArgument("--blobs must be s3://BUCKET/PREFIX (at most 300 characters), or omitted")
         if self.s3_endpoint and not self.blobs:
             raise InvalidArgument("--s3-endpoint needs --blobs s3://BUCKET/PREFIX")
+        if not MB <= self.blob_cache_bytes <= 1 << 50:
+            raise InvalidArgument("--blob-cache-gb must be between 0.001 and 1,000,000 (GiB)")
         parse_rates(self.rate_limits)
         if not 0 <= self.admission_wait_s <= 60:
             raise InvalidArgument("--admission-wait must be 0..60 s")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hub.store.accounts import AccountStore
 from hub.store.blob_backend import open_blob_store
+from hub.store.blob_cache import DEFAULT_CACHE_BYTES
 from hub.store.blobs import BlobStore
 from hub.store.designs import DesignStore
 from hub.store.engine import make_engine, migrate, sqlite_url
@@ -32,7 +33,7 @@ class Store:
 
 
 def open_store(data_dir: Path, database_url: str, max_blob_bytes: int, *, blobs: str = "",
-               s3_endpoint: str = "") -> Store:
+               s3_endpoint: str = "", blob_cache_bytes: int = DEFAULT_CACHE_BYTES) -> Store:
     """Open (and migrate) the database and the blob store: a directory under data_dir, or
     an S3 bucket when ``blobs`` is ``s3://BUCKET/PREFIX`` (see hub.store.blob_backend).
 
@@ -45,7 +46,7 @@ def open_store(data_dir: Path, database_url: str, max_blob_bytes: int, *, blobs:
     engine = make_engine(database_url or sqlite_url(data_dir))
     migrate(engine)
     try:
-        blob_store = open_blob_store(data_dir, engine, max_blob_bytes, blobs, s3_endpoint)
+        blob_store = open_blob_store(data_dir, engine, max_blob_bytes, blobs, s3_endpoint, blob_cache_bytes)
     except BaseException:
         engine.dispose()
         raise

@@ -20,6 +20,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from hub.errors import InvalidArgument
+from hub.store.blob_cache import DEFAULT_CACHE_BYTES
 from hub.store.blobs import BlobStore, Upload
 from hub.store.engine import make_engine, sqlite_url
 
@@ -65,7 +66,7 @@ class BlobBackend(Protocol):
 
 
 def open_blob_store(data_dir: Path, engine: sa.Engine, max_blob_bytes: int, blobs: str = "",
-                    s3_endpoint: str = "") -> BlobStore:
+                    s3_endpoint: str = "", cache_max_bytes: int = DEFAULT_CACHE_BYTES) -> BlobStore:
     """The blob store a hub was configured with: local directory (``blobs`` empty) or S3.
 
     Args:
@@ -75,6 +76,7 @@ def open_blob_store(data_dir: Path, engine: sa.Engine, max_blob_bytes: int, blob
         blobs: "" or ``s3://BUCKET[/PREFIX]``.
         s3_endpoint: URL of an S3-compatible server; "" = AWS (credentials and region from the
             standard AWS_* environment variables or ~/.aws).
+        cache_max_bytes: S3 only: size cap of the local blob cache (hub.store.blob_cache).
 
     Raises:
         InvalidArgument: ``blobs`` is neither empty nor an s3:// URL.
@@ -87,7 +89,8 @@ def open_blob_store(data_dir: Path, engine: sa.Engine, max_blob_bytes: int, blob
     # boto3 takes ~0.3 s to import: only hubs configured for S3 pay for it.
     from hub.store.s3blobs import S3BlobStore, parse_s3_url
 
-    return S3BlobStore(parse_s3_url(blobs, s3_endpoint), Path(data_dir) / "blob-cache", engine, max_blob_bytes)
+    return S3BlobStore(parse_s3_url(blobs, s3_endpoint), Path(data_dir) / "blob-cache", engine, max_blob_bytes,
+                       cache_max_bytes)
 
 
 def open_blob_store_for_copy(data_dir: Path, database_url: str, blobs: str, s3_endpoint: str = "") -> BlobStore:

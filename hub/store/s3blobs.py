@@ -7,8 +7,9 @@ the bucket under its final key, in multipart parts of 8 MiB for large blobs, so 
 object under a blob key always holds verified bytes. The verified file then stays
 in the local cache (``<data>/blob-cache/ab/cdef…``), which serves the push-time
 printability check, the slicer and downloads; objects are fetched into it on
-demand, verified again. The cache only ever holds verified immutable bytes and may
-be deleted while the hub is stopped. Several hub replicas may share one bucket and
+demand, verified again. The cache only ever holds verified immutable bytes, is kept
+under a size cap (hub.store.blob_cache: least recently used first) and may be deleted
+while the hub is stopped. Several hub replicas may share one bucket and
 one database.
 
 Errors: a network or server fault is a retryable StorageError, a missing object
@@ -35,6 +36,7 @@ from boto3.s3.transfer import TransferConfig
 
 from hub.errors import HubError, InvalidArgument, NotFound, StorageError
 from hub.store import schema
+from hub.store.blob_cache import DEFAULT_CACHE_BYTES, BlobCache
 from hub.store.blobs import READ_CHUNK, BlobStore, Upload, check_sha256
 from hub.store.engine import connect
 
@@ -168,9 +170,11 @@ class S3BlobStore(BlobStore):
 
     upload_type = S3Upload
 
-    def __init__(self, location: S3Location, cache_dir: Path, engine: sa.Engine, max_blob_bytes: int) -> None:
+    def __init__(self, location: S3Location, cache_dir: Path, engine: sa.Engine, max_blob_bytes: int,
+                 cache_max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         super().__init__(cache_dir, engine, max_blob_bytes)
         self.location = location
+        self.cache = BlobCache(cache_dir, cache_max_bytes)
         self._s3 = _client(location)
         self._transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
                                         max_concurrency=2)
@@ -192,7 +196,9 @@ class S3BlobStore(BlobStore):
     def _keep(self, verified: Path, sha256: str) -> None:
         final = self._cached(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
+        size = verified.stat().st_size
         os.replace(verified, final)
+        self.cache.added(size)
 
     def path(self, sha256: str) -> Path:
         """A verified local copy of the blob, fetched into the cache if needed (blocking).
@@ -204,7 +210,7 @@ class S3BlobStore(BlobStore):
         """
         check_sha256(sha256)
         cached = self._cached(sha256)
-        if not cached.exists():
+        if not self.cache.use(cached):
             self._fetch(sha256)
         return cached
 
@@ -286,8 +292,7 @@ class S3BlobStore(BlobStore):
             StorageError: the object store failed.
         """
         check_sha256(sha256)
-        cached = self._cached(sha256)
-        if cached.exists():
+        if self.cache.use(self._cached(sha256)):
             return super()._thd_read(sha256, offset, length)
         if length <= 0:
             return b""
@@ -296,6 +301,7 @@ class S3BlobStore(BlobStore):
     def _open(self, sha256: str) -> Any:
         check_sha256(sha256)
         try:
+            self.cache.use(self._cached(sha256))
             return open(self._cached(sha256), "rb")
         except FileNotFoundError as exc:
             raise NotFound(f"blob {sha256[:12]} is not in the local cache") from exc

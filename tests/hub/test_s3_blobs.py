@@ -11,6 +11,8 @@ as a subprocess.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,9 @@ import pytest
 from spimeforge.v1 import common_pb2, designs_pb2, designs_pb2_grpc
 
 from hub.__main__ import main
+from hub.config import HubConfig
+from hub.errors import InvalidArgument
+from hub.store.blob_cache import CachedFile, victims
 from hub.store.s3blobs import PART_BYTES, S3BlobStore
 from tests.contract.test_blob_store import MotoS3, moto_s3, set_aws_env
 from tests.fixtures.hub_server import start_hub, stop_hub
@@ -116,6 +121,23 @@ def test_a_replica_with_an_empty_cache_serves_the_blobs(hubs: S3Hubs) -> None:
     assert again.already_present and again.size == len(README)
 
 
+def test_the_local_cache_stays_under_its_cap_least_recently_used_first(hubs: S3Hubs) -> None:
+    hubs.settings["blob_cache_bytes"] = len(MESH) * 3 // 2
+    api = hubs.start("hub")
+    other = MESH.replace(b"solid big", b"solid two", 1)
+    api.upload("alice", MESH)
+    cached = api.data_dir / "blob-cache" / sha(MESH)[:2] / sha(MESH)[2:]
+    hour_ago = time.time() - 3600
+    os.utime(cached, (hour_ago, hour_ago))  # not used for an hour: the first to go
+    api.upload("alice", other)
+    assert not cached.exists()
+    assert (api.data_dir / "blob-cache" / sha(other)[:2] / sha(other)[2:]).exists()
+    assert _missing(api, sha(MESH)) == []  # still in the bucket
+    assert _download(api, sha(MESH))[1] == MESH
+    api.upload("alice", README)  # a small blob: within the cap, nothing more goes
+    assert api.composed.store.blobs.cache.total_bytes <= hubs.settings["blob_cache_bytes"]
+
+
 def test_refusals_store_nothing_in_the_bucket(hubs: S3Hubs, moto_s3: MotoS3) -> None:
     api = hubs.start("hub")
     before = api.snapshot()
@@ -169,3 +191,18 @@ def test_spime_hub_serve_with_blobs_flags(hubs: S3Hubs, moto_s3: MotoS3) -> None
         assert moto_s3.keys(hubs.bucket) == [f"spime/{sha(README)[:2]}/{sha(README)[2:]}"]
     finally:
         assert stop_hub(running) == 0, running.log()[-2000:]
+
+
+def test_cache_victims_are_the_least_recently_used_down_to_nine_tenths_of_the_cap() -> None:
+    now = 10_000.0
+    files = [CachedFile(Path(name), size, now - age) for name, size, age in
+             (("old", 40, 900), ("older", 30, 1800), ("fresh", 50, 5), ("mid", 20, 300))]
+    assert victims(files, 200, now, 60) == []
+    assert [f.path.name for f in victims(files, 130, now, 60)] == ["older"]
+    assert [f.path.name for f in victims(files, 60, now, 60)] == ["older", "old", "mid"]
+    assert [f.path.name for f in victims(files, 10, now, 60)] == ["older", "old", "mid"]  # "fresh" was just used
+
+
+def test_a_cache_cap_below_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="--blob-cache-gb"):
+        HubConfig(data_dir=tmp_path, blobs="s3://bucket/p", blob_cache_bytes=1000)
