@@ -34,6 +34,8 @@ EXAMPLES = {
              "--tls-cert /etc/spimeforge/tls/hub.crt --tls-key /etc/spimeforge/tls/hub.key "
              "--metrics-listen 127.0.0.1:9464",
     "user add": "spime-hub user add alice --role designer --data /var/lib/spimeforge",
+    "user token": "spime-hub user token alice --json   # another token; then revoke the old ones",
+    "user revoke": "spime-hub user revoke alice   # every token of alice stops working",
     "migrate": "spime-hub migrate --database postgresql://spime@/spimeforge",
     "key show": "spime-hub key show --data /var/lib/spimeforge   # give the key to verifiers",
     "node add": "spime-hub node add fablab-berlin   # then on the node: spime-node enroll --token ...",

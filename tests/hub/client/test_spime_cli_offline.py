@@ -250,7 +250,7 @@ EXPORTS = {
                          "scan_design_dir", "write_base"],
     "hub.client.chain": ["BUNDLE_FORMAT", "collect_chain", "collect_keys", "read_bundle", "remote_blob_hasher",
                          "verify_revisions", "write_bundle"],
-    "hub.client.connection": ["Hub", "connect", "opened", "translate"],
+    "hub.client.connection": ["Hub", "connect", "opened", "retry_delay", "translate"],
     "hub.client.embedded": ["EmbeddedHub", "free_port", "hub_command"],
     "hub.client.commands.push": ["register", "run", "upload_missing"],
 }
