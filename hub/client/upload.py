@@ -4,8 +4,11 @@ Files are offered in batches as soon as their hashes are known, so the first
 blobs travel while later files are still being hashed. Each blob is one
 client-streamed UploadBlob call of UPLOAD_CHUNK-sized messages; the first
 declares the hash and size, and the hub stores the blob only if every byte
-matches. When one blob is refused, the uploads still in flight are cancelled
-(the hub keeps nothing of a cancelled stream) and the refusal names the file.
+matches. When one blob is refused, the uploads still in flight are stopped: their
+streams end early, so the hub refuses them as short and removes what it received
+before it answers; the push waits for those answers (up to STOP_WAIT_S, then it
+cancels), so when it reports the refusal (which names the file) the hub holds
+nothing half-received.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ PARALLEL_STREAMS = 2
 # (more messages); 4 MiB also raised the hub's peak memory by ~50 MB.
 UPLOAD_CHUNK = 512 << 10
 _UPLOAD_TIMEOUT = 6 * 3600.0
+# How long a failed push waits for the hub to answer the streams it stopped, before cancelling them.
+STOP_WAIT_S = 10.0
 _SERVICE = designs_pb2.DESCRIPTOR.services_by_name["Designs"]
 _METHOD = f"/{_SERVICE.full_name}/{_SERVICE.methods_by_name['UploadBlob'].name}"
 # BlobChunk.data on the wire: its key (field number, wire type 2 = length-delimited).
@@ -71,6 +76,7 @@ class Uploader:
         self._calls: set[grpc.Future] = set()
         self._lock = threading.Lock()
         self._failed = False
+        self._stop = threading.Event()
         self._refusal: HubRefused | None = None
         self._bar = Progress(0, "uploading blobs") if progress else None
         self._send = hub.channel.stream_unary(
@@ -84,7 +90,9 @@ class Uploader:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is not None:
+        if isinstance(exc, Exception):
+            self._stop_all()
+        elif exc is not None:  # Ctrl-C: do not wait for the hub's answers
             self._cancel_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -117,7 +125,7 @@ class Uploader:
 
         Raises:
             HubRefused: the hub refused a blob (hash mismatch, over the size limit…); the
-                message names the file, and the uploads still running were cancelled.
+                message names the file, and the hub has answered the uploads it stopped.
         """
         wait(self._futures, return_when=FIRST_EXCEPTION)
         self._raise_failed()
@@ -128,42 +136,56 @@ class Uploader:
         return self.blobs, self.bytes
 
     def _raise_failed(self) -> None:
-        # The first refusal the hub gave, not the cancellations it caused in the other streams.
+        # The first refusal the hub gave, not the stops it caused in the other streams.
+        failed = [f for f in self._futures if f.done() and not f.cancelled() and f.exception() is not None]
+        if self._refusal is None and not failed:
+            return
+        self._stop_all()
         if self._refusal is not None:
             raise self._refusal
+        failed[0].result()
+
+    def _stop_all(self) -> None:
+        """End every stream early and wait (up to STOP_WAIT_S) for the hub to answer each."""
+        with self._lock:
+            self._failed = True
+        self._stop.set()
         for future in self._futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                self._cancel_all()
-                future.result()
+            future.cancel()  # those not started yet
+        running = [f for f in self._futures if not f.cancelled()]
+        if wait(running, timeout=STOP_WAIT_S).not_done:
+            self._cancel_all()
 
     def _cancel_all(self) -> None:
         with self._lock:
             self._failed = True
             calls = list(self._calls)
+        self._stop.set()
         for call in calls:
             call.cancel()
         for future in self._futures:
             future.cancel()
 
     def _upload_one(self, f: LocalFile) -> None:
-        call = self._send.future(_frames(f, self._bar), metadata=self._hub.metadata,
+        if self._stop.is_set():
+            raise _Cancelled(f.path)
+        call = self._send.future(_frames(f, self._bar, self._stop), metadata=self._hub.metadata,
                                  timeout=_UPLOAD_TIMEOUT)
         with self._lock:
             self._calls.add(call)
-            if self._failed:
-                call.cancel()
         try:
             call.result()
         except grpc.FutureCancelledError as exc:
             raise _Cancelled(f.path) from exc
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED and self._failed:
+            if self._failed:  # stopped (the hub refused it as short) or cancelled
                 raise _Cancelled(f.path) from exc
             refusal = _refused(f, exc, self._hub.address)
             with self._lock:
                 if self._refusal is None:
                     self._refusal = refusal
-            self._cancel_all()
+                self._failed = True
+            self._stop.set()
             raise refusal from exc
         finally:
             with self._lock:
@@ -171,10 +193,10 @@ class Uploader:
 
 
 class _Cancelled(HubRefused):
-    """An upload cancelled because another one failed (never the error reported first)."""
+    """An upload stopped because another one failed (never the error reported first)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__("CANCELLED", f"{path}: upload cancelled after another file failed")
+        super().__init__("CANCELLED", f"{path}: upload stopped after another file failed")
 
 
 def _refused(f: LocalFile, exc: grpc.RpcError, address: str) -> HubRefused:
@@ -189,16 +211,20 @@ def _refused(f: LocalFile, exc: grpc.RpcError, address: str) -> HubRefused:
     return HubRefused(refused.code_name, f"uploading {f.path}: {refused.details}", refused.hint)
 
 
-def _frames(f: LocalFile, bar: Progress | None) -> Iterator[bytes]:
-    """Serialized BlobChunk messages of ``f``, read one message ahead of the send."""
+def _frames(f: LocalFile, bar: Progress | None, stop: threading.Event) -> Iterator[bytes]:
+    """Serialized BlobChunk messages of ``f``, read one message ahead of the send.
+
+    Ends early once ``stop`` is set: the hub then refuses the short stream and
+    removes what it received before it answers.
+    """
     offset = 0
     with f.abspath.open("rb") as fh:
-        while data := fh.read(UPLOAD_CHUNK):
+        while not stop.is_set() and (data := fh.read(UPLOAD_CHUNK)):
             header = (common_pb2.BlobChunk(sha256=f.sha256, total_size=f.size, offset=0) if offset == 0
                       else common_pb2.BlobChunk(offset=offset))
             yield encode_chunk(header, data)
             offset += len(data)
             if bar:
                 bar.advance(len(data))
-    if offset == 0:
+    if offset == 0 and not stop.is_set():
         yield encode_chunk(common_pb2.BlobChunk(sha256=f.sha256, total_size=f.size, offset=0), b"")

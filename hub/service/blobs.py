@@ -17,16 +17,13 @@ from hub.store.blobs import READ_CHUNK, BlobStore, Upload, check_sha256
 __all__ = ["BlobService", "Chunk", "UploadResult"]
 
 MAX_HASHES = 10_000
-# MiB queued between the receive loop and an upload's writer thread (a chunk takes one
-# slot per started 256 KiB, at most all of them). When the queue is full the receive loop
-# stops reading, so gRPC's flow control holds the client back.
-QUEUE_DEPTH = 4
-_SLOT = 256 << 10
-_SLOTS_PER_MIB = (1 << 20) // _SLOT
+# Bytes queued between the receive loop and an upload's writer thread. When the queue is
+# full the receive loop stops reading, so gRPC's flow control holds the client back.
+QUEUE_BYTES = 4 << 20
 # Uploads written at once (one thread each); more wait before their first write. Each
 # account may run hub.limits.CONCURRENT_CALLS["Designs.UploadBlob"] (4) at once, so a few
 # hostile accounts holding idle streams (each ended after the idle timeout) leave slots
-# for everyone else; the memory bound is MAX_WRITERS * QUEUE_DEPTH MiB of queued chunks.
+# for everyone else; the memory bound is MAX_WRITERS * QUEUE_BYTES of queued chunks.
 MAX_WRITERS = 16
 _COMMIT, _ABORT = object(), object()
 
@@ -49,45 +46,47 @@ class UploadResult:
 
 
 class BlobWriter:
-    """Hashes and writes one upload's chunks, in order, in its own thread.
+    """Creates, hashes, writes and ends one upload's temporary file, all in its own thread.
 
-    The event loop hands chunks over through a queue bounded by QUEUE_DEPTH
-    (``put`` awaits while it is full). The thread owns the temporary file: it
-    ends the upload by committing it (``commit``: verify, fsync, rename, record
-    the row; by default only ``upload.finish``) or aborting it (remove), so
-    nothing is half-stored whichever way the receive loop ends: a call cancelled
-    once the commit has begun still ends with the blob and its row, never one
-    without the other.
+    The event loop hands chunks over through a queue bounded by ``depth`` bytes
+    (``put`` awaits while it is full; the thread wakes it only then, not once per
+    chunk). The thread alone owns the temporary file, from its creation (``begin``)
+    to its end: committing it (``commit``: verify, fsync, rename, record the row) or
+    removing it. ``commit`` and ``abort`` return only once the thread is done with
+    the file, so when the hub answers a call (or a cancelled call's handler ends)
+    nothing of the upload is left half-stored, and a call cancelled once the commit
+    has begun still ends with the blob and its row, never one without the other.
     """
 
-    def __init__(self, upload: Upload, commit: Callable[[], int] | None = None,
-                 depth: int = QUEUE_DEPTH) -> None:
-        self._upload = upload
-        self._commit = commit if commit is not None else upload.finish
+    def __init__(self, begin: Callable[[], Upload], commit: Callable[[Upload], int],
+                 depth: int = QUEUE_BYTES) -> None:
+        self._begin, self._commit, self._depth = begin, commit, depth
         self._loop = asyncio.get_running_loop()
-        self._depth = depth * _SLOTS_PER_MIB
-        self._slots = asyncio.Semaphore(self._depth)
+        self._lock = threading.Lock()
+        self._queued = 0  # bytes put and not yet written (under _lock)
+        self._wake: asyncio.Future[None] | None = None  # set while put() waits for room (under _lock)
+        self._error: BaseException | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._done: asyncio.Future[int] = self._loop.create_future()
-        self._error: BaseException | None = None
         self._ended = False
-        self._got_end = False
-        threading.Thread(target=self._run, name=f"blob-{upload.sha256[:8]}", daemon=True).start()
+        threading.Thread(target=self._run, name="blob-writer", daemon=True).start()
 
     async def put(self, data: bytes) -> None:
-        """Queue a chunk, waiting while QUEUE_DEPTH MiB are pending.
+        """Queue a chunk, waiting while ``depth`` bytes are pending.
 
         Raises:
-            OSError: the thread failed to write an earlier chunk (disk full…).
+            OSError, HubError: the thread failed (creating the file, disk full…).
         """
-        for _ in range(self._weight(data)):
-            await self._slots.acquire()
-        if self._error is not None:
-            raise self._error
-        self._queue.put(data)
-
-    def _weight(self, data: bytes) -> int:
-        return min(self._depth, -(-len(data) // _SLOT))
+        while True:
+            with self._lock:
+                if self._error is not None:
+                    raise self._error
+                if not self._queued or self._queued + len(data) <= self._depth:
+                    self._queued += len(data)
+                    self._queue.put(data)
+                    return
+                wake = self._wake = self._loop.create_future()
+            await wake
 
     async def commit(self) -> int:
         """Commit the blob (verify, fsync, move into place, record) once all chunks are written.
@@ -109,37 +108,45 @@ class BlobWriter:
             await asyncio.shield(self._done)
 
     def _run(self) -> None:
+        upload: Upload | None = None
         size = 0
-        error: BaseException | None = RuntimeError("the blob writer thread stopped")
+        error: BaseException | None = None
         try:
-            size, error = self._drain(), None
-        except Exception as exc:  # noqa: BLE001 - handed to the event loop, which raises it
-            self._error = error = exc
-            self._discard_rest()
+            upload = self._begin()
+            size = self._drain(upload)
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop, which raises it
+            error = exc
+            self._fail(exc)
         finally:
-            self._upload.abort()
+            if upload is not None:
+                upload.abort()  # a committed file was moved away: this only closes it
             self._call(self._finish, size, error)
 
-    def _drain(self) -> int:
+    def _drain(self, upload: Upload) -> int:
         while True:
             item = self._queue.get()
-            if item is _COMMIT or item is _ABORT:
-                self._got_end = True
-                return self._commit() if item is _COMMIT else 0
-            self._upload.absorb(item)  # type: ignore[arg-type]
-            self._call(self._free, self._weight(item))  # type: ignore[arg-type]
+            if item is _COMMIT:
+                return self._commit(upload)
+            if item is _ABORT:
+                return 0
+            upload.absorb(item)  # type: ignore[arg-type]
+            self._written(len(item))  # type: ignore[arg-type]
 
-    def _discard_rest(self) -> None:
-        # Free enough slots that a receive loop blocked in put() wakes and sees the error.
-        self._call(self._free, self._depth)
-        while not self._got_end:
-            item = self._queue.get()
-            self._got_end = item is _COMMIT or item is _ABORT
-            self._call(self._free, self._depth)
+    def _written(self, n: int) -> None:
+        with self._lock:
+            self._queued -= n
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            self._call(_wake, wake)
 
-    def _free(self, slots: int) -> None:
-        for _ in range(slots):
-            self._slots.release()
+    def _fail(self, exc: BaseException) -> None:
+        # The next put() raises the error (a waiting one is woken to see it); the receive
+        # loop then aborts, or commit() raises it. Chunks still queued are simply dropped.
+        with self._lock:
+            self._error = exc
+            wake, self._wake = self._wake, None
+        if wake is not None:
+            self._call(_wake, wake)
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
         try:
@@ -154,6 +161,11 @@ class BlobWriter:
             self._done.set_exception(error)
         else:
             self._done.set_result(size)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _next(chunks: AsyncIterator[Chunk], idle_timeout_s: float) -> Chunk | None:
@@ -173,11 +185,6 @@ async def _next(chunks: AsyncIterator[Chunk], idle_timeout_s: float) -> Chunk | 
         ) from exc
 
 
-def _abort_begun(begun: asyncio.Future[Upload]) -> None:
-    if not begun.cancelled() and begun.exception() is None:
-        begun.result().abort()
-
-
 class BlobService:
     def __init__(self, blobs: BlobStore, clock: Clock, *, idle_timeout_s: float = 30.0) -> None:
         self.blobs, self.clock = blobs, clock
@@ -194,7 +201,9 @@ class BlobService:
         """Receive one blob; it is stored only when every byte matches the declared hash.
 
         A blob the hub already has is answered at once (already_present) without
-        reading the rest of the stream, once its declared size matches.
+        reading the rest of the stream, once its declared size matches. A declared
+        size over the hub's limit is refused before any byte is written, and the
+        first chunk past the declared size (or the limit) ends the stream.
 
         Raises:
             InvalidArgument: no first chunk, bad hash, offsets out of order.
@@ -207,19 +216,17 @@ class BlobService:
         sha = check_sha256(first.sha256)
         if not await asyncio.to_thread(self.blobs._thd_missing, [sha]):
             return await self._present(sha, first)
+        self.blobs.check_declared_size(first.total_size)
         async with self._writers:
-            upload = await self._begin(sha, first.total_size)
-            size = await self._store(upload, first, chunks)
+            writer = BlobWriter(functools.partial(self.blobs._thd_begin, sha, first.total_size),
+                                self._thd_commit)
+            try:
+                await self._receive(writer, first, chunks)
+                size = await writer.commit()
+            except BaseException:
+                await writer.abort()
+                raise
         return UploadResult(sha, size, False)
-
-    async def _begin(self, sha: str, size: int) -> Upload:
-        # A call cancelled while the thread creates the temporary file must still remove it.
-        begun = asyncio.ensure_future(asyncio.to_thread(self.blobs._thd_begin, sha, size))
-        try:
-            return await asyncio.shield(begun)
-        except asyncio.CancelledError:
-            begun.add_done_callback(_abort_begun)
-            raise
 
     async def _present(self, sha: str, first: Chunk) -> UploadResult:
         size = await asyncio.to_thread(self.blobs._thd_size, sha)
@@ -230,31 +237,24 @@ class BlobService:
             )
         return UploadResult(sha, size, True)
 
-    async def _store(self, upload: Upload, first: Chunk, chunks: AsyncIterator[Chunk]) -> int:
-        try:
-            writer = BlobWriter(upload, functools.partial(self._thd_commit, upload))
-        except BaseException:
-            upload.abort()
-            raise
-        try:
-            await self._receive(upload, writer, first, chunks)
-            return await writer.commit()
-        except BaseException:
-            await writer.abort()
-            raise
-
     def _thd_commit(self, upload: Upload) -> int:
         return self.blobs._thd_commit(upload, format_time(self.clock()))
 
-    async def _receive(self, upload: Upload, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
+    async def _receive(self, writer: BlobWriter, first: Chunk, chunks: AsyncIterator[Chunk]) -> None:
         # The writer thread hashes and writes earlier chunks while later ones arrive.
+        sha, declared, limit = first.sha256, first.total_size, self.blobs.max_blob_bytes
         chunk: Chunk | None = first
         expected = 0
         while chunk is not None:
             if chunk.offset != expected:
                 raise InvalidArgument(f"chunk at offset {chunk.offset}, expected {expected}")
             expected += len(chunk.data)
-            upload.count(len(chunk.data))
+            if expected > limit:
+                raise ResourceExhausted(f"blob {sha[:12]} exceeds the hub's upload limit of {limit} bytes "
+                                        "(limit max_blob_bytes); the stream was ended and nothing was stored")
+            if expected > declared:
+                raise IntegrityError(f"blob {sha[:12]}: more bytes than the declared total_size {declared} "
+                                     "(limit BlobChunk.total_size); the stream was ended and nothing was stored")
             if chunk.data:
                 await writer.put(chunk.data)
             chunk = await _next(chunks, self.idle_timeout_s)

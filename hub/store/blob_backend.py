@@ -43,6 +43,9 @@ class BlobBackend(Protocol):
     def _thd_begin(self, sha256: str, declared_size: int) -> Upload:
         """Start receiving a blob (an Upload spools and hashes; its finish() makes the blob visible)."""
 
+    def check_declared_size(self, declared_size: int) -> None:
+        """Refuse a declared size over ``max_blob_bytes`` (ResourceExhausted), without I/O."""
+
     def _thd_commit(self, upload: Upload, now: str) -> int:
         """Finish an upload and record its row; returns the size."""
 

@@ -211,9 +211,10 @@ class BlobStoreContract:
         with pytest.raises(ResourceExhausted, match="limit"):
             store.blobs._thd_begin(sha(BIG), LIMIT + 1)
         upload = store.blobs._thd_begin(sha(BIG), LIMIT)
-        upload.count(LIMIT)
+        upload.write(BIG[:MIB])
+        upload.count(LIMIT - MIB)  # the rest still fits
         with pytest.raises(ResourceExhausted, match="limit"):
-            upload.count(1)
+            upload.count(LIMIT - MIB + 1)
         upload.abort()
         assert store.blobs.temp_files() == []
 

@@ -162,3 +162,56 @@ def test_a_call_cancelled_while_its_temp_file_is_created_leaves_none(
     _wait_for(lambda: any_api.temp_files() == [])
     assert any_api.designs.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=[sender.sha256]),
                                         metadata=any_api.md("alice")).sha256 == [sender.sha256]
+
+
+class Counted:
+    """A stream declaring ``declared`` bytes that sends 1 MiB chunks until the hub stops reading."""
+
+    def __init__(self, declared: int, seed: int, limit: int = 1 << 40) -> None:
+        self.block = hashlib.sha256(str(seed).encode()).digest() * (MIB // 32)
+        self.declared, self.limit, self.sent = declared, limit, 0
+
+    def chunks(self) -> Iterator[common_pb2.BlobChunk]:
+        digest = hashlib.sha256(self.block).hexdigest()
+        for offset in range(0, self.limit, MIB):
+            self.sent += MIB
+            yield common_pb2.BlobChunk(sha256=digest if offset == 0 else "",
+                                       total_size=self.declared if offset == 0 else 0, offset=offset, data=self.block)
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_any_byte_is_written(tmp_path: Path) -> None:
+    from tests.hub.harness import start_in_process
+
+    small = start_in_process(tmp_path / "small", max_blob_bytes=2 * MIB)
+    try:
+        stream = Counted(declared=8 << 30, seed=6)
+        with pytest.raises(grpc.RpcError) as info:
+            small.designs.UploadBlob(stream.chunks(), metadata=small.md("alice"), timeout=60)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_blob_bytes" in (info.value.details() or "")
+        assert stream.sent <= BUFFERED_BOUND, f"{stream.sent / MIB:.0f} MiB left the client"
+        assert small.temp_files() == [] and not any((small.data_dir / "blobs").glob("??/*"))
+    finally:
+        small.stop()
+
+
+def test_the_first_chunk_past_the_declared_size_ends_the_stream(any_api: InProcessHub) -> None:
+    stream = Counted(declared=3 * MIB, seed=7)
+    with pytest.raises(grpc.RpcError) as info:
+        any_api.designs.UploadBlob(stream.chunks(), metadata=any_api.md("alice"), timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "BlobChunk.total_size" in (info.value.details() or "")
+    assert stream.sent <= 3 * MIB + BUFFERED_BOUND, f"{stream.sent / MIB:.0f} MiB left the client"
+    assert any_api.temp_files() == [] and not any((any_api.data_dir / "blobs").glob("??/*"))
+
+
+def test_a_short_stream_is_answered_only_once_its_temp_file_is_gone(any_api: InProcessHub) -> None:
+    # No waiting: the refusal itself is the signal that nothing of the upload is left.
+    for seed in range(5):
+        stream = Counted(declared=64 * MIB, seed=20 + seed, limit=(seed + 1) * MIB)
+        with pytest.raises(grpc.RpcError) as info:
+            any_api.designs.UploadBlob(stream.chunks(), metadata=any_api.md("alice"), timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "declared" in (info.value.details() or "")
+        assert any_api.temp_files() == []
+    assert not any((any_api.data_dir / "blobs").glob("??/*"))

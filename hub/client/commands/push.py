@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,13 @@ from hub.client.local import (
     default_key_path,
     load_key,
     read_base,
-    read_manifest,
     scan_design_dir,
     write_base,
 )
 from hub.client.statcache import StatCache
 from hub.client.upload import PARALLEL_STREAMS, Uploader
 from hub.domain import FileEntry
-from hub.manifest import Manifest
+from hub.manifest import MANIFEST_NAME, Manifest
 from hub.provenance import public_key_of, revision_id, sign
 
 __all__ = ["register", "run", "upload_missing"]
@@ -56,10 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     """Validate, hash while uploading missing blobs, then create the revision."""
     folder: Path = args.dir
-    _, manifest = read_manifest(folder)
     key = load_key(default_key_path(args.key))
     with opened(args) as hub:
-        caller = _Caller(hub, args, folder, manifest.name)
+        # The scan validates the manifest (its errors come before any call to the hub) while
+        # the first files are already being hashed; the caller only needs the design's name.
+        caller = _Caller(hub, args, folder, _design_name(folder))
         text, manifest, files, blobs, sent = _hash_and_upload(hub, folder, caller,
                                                               not args.no_progress)
         author, parents = caller.resolve()
@@ -122,6 +123,15 @@ def _hash_and_upload(hub: Hub, folder: Path, caller: _Caller, progress: bool,
         blobs, sent = uploader.finish()
     cache.save({f.path for f in files})
     return text, manifest, files, blobs, sent
+
+
+def _design_name(folder: Path) -> str:
+    """The manifest's ``name``, read without validating the manifest ("" if unreadable)."""
+    try:
+        name = tomllib.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _parent(hub: Hub, args: argparse.Namespace, design: str, folder: Path) -> str:

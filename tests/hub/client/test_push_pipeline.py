@@ -165,7 +165,7 @@ def test_a_manifest_naming_a_missing_file_uploads_nothing(spime: Spime, tmp_path
     unique = hashlib.sha256((folder / "NOTES.md").read_bytes()).hexdigest()
     args = type("Args", (), {"hub": spime.hub.address, "token": spime.hub.tokens["alice"],
                              "ca": None})()
-    with opened(args) as conn:  # type: ignore[arg-type]
+    with opened(args) as conn:
         missing = conn.call(conn.designs.MissingBlobs,
                             designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
     assert list(missing) == [unique]
@@ -173,6 +173,9 @@ def test_a_manifest_naming_a_missing_file_uploads_nothing(spime: Spime, tmp_path
 
 def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The refused blob's siblings are in flight when it is refused: the push ends their
+    # streams and returns only once the hub has answered each, and the hub answers only once
+    # it has removed what it received, so nothing is left the moment the push returns.
     small = EmbeddedHub(data=tmp_path / "small-hub", extra_args=("--max-blob-mb", "1"))
     small.data.mkdir()
     small.add_user("alice", "designer")
@@ -181,14 +184,21 @@ def test_a_blob_over_the_hub_limit_fails_the_push_and_stores_nothing_half(
         folder = _folder(tmp_path)
         big = os.urandom(3 << 20)
         (folder / "box.stl").write_bytes(big)
+        siblings = {f"part-{i}.md": os.urandom(1_000_000) for i in range(6)}
+        for name, data in siblings.items():
+            (folder / name).write_bytes(data)
         code, _, err = Spime(small, capsys)("alice", "push", str(folder), "--new")
         assert code != 0, err
-        assert "RESOURCE_EXHAUSTED" in err and "upload limit" in err, err
+        assert "RESOURCE_EXHAUSTED" in err and "upload limit" in err and "box.stl" in err, err
         assert list((small.data / "blobs" / "tmp").iterdir()) == []
         big_sha = hashlib.sha256(big).hexdigest()
         assert not (small.data / "blobs" / big_sha[:2] / big_sha[2:]).exists()
+        for data in siblings.values():  # each sibling is stored whole or not at all
+            stored = small.data / "blobs" / hashlib.sha256(data).hexdigest()[:2] / hashlib.sha256(data).hexdigest()[2:]
+            assert not stored.exists() or stored.read_bytes() == data
     finally:
         small.stop()
+    assert list((small.data / "blobs" / "tmp").iterdir()) == []
 
 
 def test_identical_files_are_uploaded_once_and_empty_files_work(spime: Spime,
@@ -226,7 +236,7 @@ def test_an_unknown_design_is_refused_before_any_upload(spime: Spime, tmp_path: 
     unique = hashlib.sha256((folder / "box.stl").read_bytes()).hexdigest()
     args = type("Args", (), {"hub": spime.hub.address, "token": spime.hub.tokens["alice"],
                              "ca": None})()
-    with opened(args) as conn:  # type: ignore[arg-type]
+    with opened(args) as conn:
         missing = conn.call(conn.designs.MissingBlobs,
                             designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
     assert list(missing) == [unique]
