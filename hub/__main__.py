@@ -20,10 +20,12 @@ import asyncio
 import dataclasses
 import json
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,14 +80,60 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def setup_logging(level: int = logging.INFO) -> None:
+LOG_QUEUE_RECORDS = 10_000
+"""Log records waiting for the writer thread; past this they are dropped (and the drop is logged)."""
+
+
+class _HandOff(logging.handlers.QueueHandler):
+    """Hands each record as it is to the writer thread, which formats and writes it.
+
+    The stock QueueHandler formats the message in the logging thread; here the JSON,
+    any traceback and the write all happen on the writer thread, never on the event
+    loop. A full queue (the writer cannot keep up) drops the record, never blocks.
+    """
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if record.args:  # merged now: the arguments may change before the writer gets to them
+            record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                self.queue.put_nowait(_dropped_record(self.dropped))
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+def _dropped_record(count: int) -> logging.LogRecord:
+    return logging.LogRecord("hub.log", logging.WARNING, __file__, 0,
+                             "%d log records dropped: the log writer could not keep up", (count,), None)
+
+
+def setup_logging(level: int = logging.INFO) -> Callable[[], None]:
+    """JSON lines on stderr, written by a thread of their own; returns the function that flushes and stops it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    records: queue.Queue[logging.LogRecord] = queue.Queue(LOG_QUEUE_RECORDS)
+    writer = logging.handlers.QueueListener(records, handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_HandOff(records)]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)  # S3 blobs: no per-call chatter
+    writer.start()
+
+    def stop() -> None:
+        writer.stop()  # writes what is queued
+        root.handlers[:] = [handler]  # whatever this process logs afterwards is written at once
+
+    return stop
 
 
 @dataclass
@@ -287,7 +335,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `spime-hub`; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging()
+    stop_logging = setup_logging()
+    try:
+        return _run(args, parser)
+    finally:
+        stop_logging()
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         if args.command in ops_commands.COMMANDS:
             ops_commands.run(args, parser)

@@ -10,12 +10,19 @@ machine-readable details (hub/api/errors_detail.py). A request whose bytes do no
 decode as its protobuf message is INVALID_ARGUMENT (grpc.aio itself would answer
 UNKNOWN): the interceptor swaps in a deserializer that never raises. An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
+
+Refusals are logged per account, method and status at most once per
+REFUSAL_LOG_INTERVAL_S, then summarised in one line with their count
+(:class:`RefusalLog`): a caller sending thousands of bad requests costs the hub
+a few log lines, not thousands. Every refusal is still counted, by method and
+status, in the hub's metrics (``spime_hub_rpcs``, hub/api/metrics.py).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -29,7 +36,7 @@ from hub.auth import authorize, bearer_token, is_public, short_name
 from hub.domain import Account
 from hub.workers import Admission
 
-__all__ = ["STATUS_OF", "HubInterceptor", "current_account", "status_of"]
+__all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "status_of"]
 
 log = logging.getLogger("hub.api")
 
@@ -66,20 +73,101 @@ def status_of(error: errors.HubError) -> grpc.StatusCode:
 
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
+REFUSAL_LOG_INTERVAL_S = 10.0
+"""How often one account's refusals of one method and status get a log line (the others are counted)."""
+
+RefusalKey = tuple[str, str, str]
+"""(account, method, status code name)."""
+
+
+class RefusalLog:
+    """Which refusals get a log line: the first of each key per interval; the rest are counted
+    and reported in one summary line once the interval is over. Pure: the caller passes ``now``.
+    """
+
+    def __init__(self, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._open: dict[RefusalKey, list[float]] = {}  # key -> [interval start, refusals not logged]
+        self._next_sweep = -math.inf
+
+    def note(self, key: RefusalKey, now: float) -> tuple[bool, int]:
+        """Whether to log this refusal, and how many of the key's refusals the interval before did not log."""
+        entry = self._open.get(key)
+        if entry is not None and now - entry[0] < self.interval_s:
+            entry[1] += 1
+            return False, 0
+        self._open[key] = [now, 0]
+        return True, int(entry[1]) if entry is not None else 0
+
+    def due(self, now: float) -> list[tuple[RefusalKey, int]]:
+        """Keys whose interval is over with refusals not logged, and their counts (the keys are forgotten).
+
+        Looks at most once per interval; returns [] in between.
+        """
+        if now < self._next_sweep:
+            return []
+        self._next_sweep = now + self.interval_s
+        return self._close(lambda start: now - start >= self.interval_s)
+
+    def flush(self) -> list[tuple[RefusalKey, int]]:
+        """Every key's refusals not logged yet (the server is stopping)."""
+        return self._close(lambda start: True)
+
+    def _close(self, ended: Callable[[float], bool]) -> list[tuple[RefusalKey, int]]:
+        closed = [(key, int(entry[1])) for key, entry in self._open.items() if ended(entry[0])]
+        for key, _ in closed:
+            del self._open[key]
+        return [(key, count) for key, count in closed if count]
+
+
+class _Refusals:
+    """Logs refusals through a RefusalLog."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.log = RefusalLog(interval_s)
+
+    def refused(self, method: str, code: grpc.StatusCode, exc: errors.HubError, account: Account | None,
+                elapsed_ms: float) -> None:
+        now = time.monotonic()
+        name = account.name if account is not None else ""
+        first, before = self.log.note((name, method, code.name), now)
+        if before:
+            _summary((name, method, code.name), before, self.log.interval_s)
+        if first:
+            log.info("rpc refused", extra={"rpc": method, "code": code.name, "reason": exc.reason,
+                                           "error": exc.message, "ms": elapsed_ms, "account": name})
+        for key, count in self.log.due(now):
+            _summary(key, count, self.log.interval_s)
+
+    def flush(self) -> None:
+        for key, count in self.log.flush():
+            _summary(key, count, self.log.interval_s)
+
+
+def _summary(key: RefusalKey, count: int, interval_s: float) -> None:
+    account, method, code = key
+    log.info("rpc refusals not logged", extra={"rpc": method, "code": code, "account": account, "count": count,
+                                               "interval_s": interval_s})
 
 
 class HubInterceptor(aio.ServerInterceptor):
     """Wraps every handler: auth + role check before, error mapping and one log line after."""
 
-    def __init__(self, authenticate: Authenticate, admission: Admission | None = None) -> None:
+    def __init__(self, authenticate: Authenticate, admission: Admission | None = None,
+                 refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
         self._authenticate = authenticate
         self._admission = admission if admission is not None else Admission({}, {})
+        self._refusals = _Refusals(refusal_log_interval_s)
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         if handler is None or is_public(details.method):
             return handler
-        return _wrap(handler, details.method, self._guard(details), self._admission)
+        return _wrap(handler, details.method, self._guard(details), self._admission, self._refusals)
+
+    def flush_refusal_log(self) -> None:
+        """Log the summaries of refusals not logged yet (call when the server stops)."""
+        self._refusals.flush()
 
     def _guard(self, details: Any) -> Callable[[], Awaitable[Account]]:
         async def guard() -> Account:
@@ -89,12 +177,12 @@ class HubInterceptor(aio.ServerInterceptor):
         return guard
 
 
-async def _fail(context: aio.ServicerContext, method: str, exc: BaseException, started: float) -> None:
-    elapsed = round((time.monotonic() - started) * 1000, 1)
+async def _fail(context: aio.ServicerContext, call: _Call, exc: BaseException, started: float,
+                account: Account | None) -> None:
+    elapsed, method = round((time.monotonic() - started) * 1000, 1), call.method
     if isinstance(exc, errors.HubError):
         code = status_of(exc)
-        log.info("rpc refused", extra={"rpc": method, "code": code.name, "reason": exc.reason,
-                                       "error": exc.message, "ms": elapsed})
+        call.refusals.refused(method, code, exc, account, elapsed)
         await context.abort(code, exc.message, trailing_metadata(exc, code))
     log.error("rpc failed", exc_info=exc, extra={"rpc": method, "code": "INTERNAL", "ms": elapsed})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; see the hub's log")
@@ -224,9 +312,10 @@ async def _decoded_stream(requests: AsyncIterator[Any], method: str, decode: Dec
         yield _check_message(decode(request) if decode is not None else request, method)
 
 
-def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]], admission: Admission) -> Any:
+def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]], admission: Admission,
+          refusals: _Refusals) -> Any:
     decode = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
-    call = _Call(method, short_name(method), guard, admission, decode)
+    call = _Call(method, short_name(method), guard, admission, decode, refusals)
     # grpc hands the wrappers the request bytes (no deserializer): they decode once the call is admitted.
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, call), None, handler.response_serializer)
@@ -242,11 +331,12 @@ def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]], ad
 class _Call:
     """What every call of one method needs: its names, the token check, admission and decoding."""
 
-    __slots__ = ("admission", "decode", "guard", "method", "name")
+    __slots__ = ("admission", "decode", "guard", "method", "name", "refusals")
 
     def __init__(self, method: str, name: str, guard: Callable[[], Awaitable[Account]], admission: Admission,
-                 decode: Decode) -> None:
+                 decode: Decode, refusals: _Refusals) -> None:
         self.method, self.name, self.guard, self.admission, self.decode = method, name, guard, admission, decode
+        self.refusals = refusals
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[..., Awaitable[Any]]:
@@ -262,7 +352,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[...
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
-            await _fail(context, method, exc, started)
+            await _fail(context, call, exc, started, account)
         _ok(method, started, account)
         return response
 
@@ -283,7 +373,7 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
         except aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001
-            await _fail(context, method, exc, started)
+            await _fail(context, call, exc, started, account)
         _ok(method, started, account)
 
     return wrapper

@@ -77,9 +77,10 @@ class HubServer:
         self._auth = OwnLoop("hub-auth")
         # The metrics interceptor goes first (outermost) so refused auth is counted too.
         outer = [MetricsInterceptor(metrics)] if metrics is not None else []
+        self.interceptor = HubInterceptor(hub.accounts.cached_first(self._auth.wrap(hub.accounts.authenticate)),
+                                          self.admission)
         self.server = aio.server(
-            interceptors=[*outer, HubInterceptor(hub.accounts.cached_first(self._auth.wrap(hub.accounts.authenticate)),
-                                                   self.admission)],
+            interceptors=[*outer, self.interceptor],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -161,6 +162,7 @@ class HubServer:
         await self.hub.nodes.drain()
         await self.replicas.stop()
         self._auth.close()
+        self.interceptor.flush_refusal_log()
         log.info("hub stopped", extra={"grace_s": grace})
 
     async def wait(self) -> None:
