@@ -65,7 +65,8 @@ EXPORTS = {
     "hub.quotes": ["Box", "bounding_box", "Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "price", "rank"],
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of"],
-    "hub.api.interceptors": ["STATUS_OF", "HubInterceptor", "current_account", "status_of"],
+    "hub.api.interceptors": ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account",
+                             "status_of"],
     "hub.api.errors_detail": ["DOMAIN", "rich_status", "trailing_metadata"],
     "hub.paths": [
         "CLIENT_RESERVED", "MAX_COMPONENT_BYTES", "MAX_DEPTH", "MAX_PATH_CHARS", "PathProblem", "check_path",
@@ -73,7 +74,7 @@ EXPORTS = {
     ],
     "hub.service.lineage": ["Lineage", "attribution_of", "upstream"],
     "hub.service.batching": [
-        "Batcher", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener",
+        "Batcher", "GroupCommit", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener",
     ],
     "hub.__main__": ["compose", "main", "serve"],
     "hub.api.metrics": [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
+from google.protobuf import timestamp_pb2
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2
 
 from hub.domain import (
@@ -155,10 +157,19 @@ def _format_from_proto(value: int) -> str:
     return _FORMATS.get(value, f"unknown ({value})")
 
 
+@functools.lru_cache(maxsize=4096)
+def _timestamp(text: str) -> tuple[int, int]:
+    """(seconds, nanos) of an RFC 3339 time. Protobuf parses it with strptime (~20 µs, most of a record's
+    conversion for its 200 ratings), and a record shows the same times call after call."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromJsonString(text)
+    return stamp.seconds, stamp.nanos
+
+
 def _rating_to_proto(x: RatingRecord) -> common_pb2.Rating:
     rating = common_pb2.Rating(rater=x.rater, role=x.role, stars=x.stars, criteria=dict(x.criteria), comment=x.comment)
     if x.at:
-        rating.at.FromJsonString(x.at)
+        rating.at.seconds, rating.at.nanos = _timestamp(x.at)
     return rating
 
 

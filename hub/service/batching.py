@@ -3,12 +3,15 @@ database transaction serve every caller that arrived while the previous batch ra
 
 When thousands of agents reconnect at once, each Hello would otherwise take its own write
 transaction (SQLite serialises them) and its own worker-thread hop; a batch takes one of each.
+``GroupCommit`` does the same for callers already in worker threads (any event loop): orders
+placed at the same time share one write transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -18,7 +21,7 @@ from hub.jobs import Command
 from hub.service.jobs import Desired, HeldJob, JobService
 from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
 
-__all__ = ["Batcher", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener"]
+__all__ = ["Batcher", "GroupCommit", "Opened", "Opening", "all_at_once", "outbox_reader", "session_closer", "session_opener"]
 
 log = logging.getLogger("hub.batching")
 
@@ -78,6 +81,68 @@ class Batcher(Generic[T, R]):
             await asyncio.to_thread(self._dropped, item, result)
         except Exception:
             log.exception("undoing a batched call whose caller went away failed")
+
+
+class _Call(Generic[T, R]):
+    __slots__ = ("done", "item", "result")
+
+    def __init__(self, item: T) -> None:
+        self.item, self.done = item, False
+        self.result: R | BaseException | None = None
+
+
+class GroupCommit(Generic[T, R]):
+    """Runs ``run(items)`` for the calls made from worker threads while the previous batch ran.
+
+    The first caller finding no batch running runs the batch of every call waiting by then, in
+    its own thread; the others wait for their result (or for their turn to lead). One batch runs
+    at a time; ``run`` returns one result per item, in order: a value, or the exception that
+    item's caller gets. An exception raised by ``run`` itself goes to every caller of that batch.
+    """
+
+    def __init__(self, run: BatchRun[T, R], max_batch: int = 64) -> None:
+        self._run, self._max = run, max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Call[T, R]] = []
+        self._running = False
+
+    def _thd_call(self, item: T) -> R:
+        """The result of ``run`` for this item (blocks: call it from a worker thread).
+
+        Raises:
+            Exception: whatever ``run`` gave or raised for this item.
+        """
+        call: _Call[T, R] = _Call(item)
+        with self._cond:
+            self._pending.append(call)
+        while True:
+            with self._cond:
+                while self._running and not call.done:
+                    self._cond.wait()
+                if call.done:
+                    break
+                self._running = True
+                batch, self._pending = self._pending[:self._max], self._pending[self._max:]
+            self._lead(batch)
+        if isinstance(call.result, BaseException):
+            raise call.result
+        return call.result  # type: ignore[return-value]
+
+    def _lead(self, batch: list[_Call[T, R]]) -> None:
+        results: list[R | BaseException] = [RuntimeError("the batch was interrupted")] * len(batch)
+        try:
+            got = list(self._run([c.item for c in batch]))
+            if len(got) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} calls gave {len(got)} results")
+            results = list(got)
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+            results = [exc] * len(batch)
+        finally:  # even when interrupted: the waiting callers learn it and the next batch may run
+            with self._cond:
+                for call, result in zip(batch, results, strict=True):
+                    call.result, call.done = result, True
+                self._running = False
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from hub.jobs import (
     MAX_REASON,
     TERMINAL,
     Change,
+    Command,
     Job,
     JobSpec,
     JobState,
@@ -55,6 +56,9 @@ __all__ = ["Desired", "HeldJob", "JobService", "Progress", "check_spec"]
 log = logging.getLogger("hub.jobs")
 S = JobState
 Listener = Callable[[Job], None]
+# After a commit: wake the node's session; with the commands just put in its outbox (with their hub_seq)
+# and the job after the change, so a live session can send them without reading its outbox again.
+Ring = Callable[[str, Sequence[Command], Job | None], None]
 
 
 
@@ -85,6 +89,14 @@ class Progress:
     layer: int
 
 
+class _Made(list[Job]):
+    """The jobs an order's transaction created, and the offers it put in outboxes (JobService._claimed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Command] = []
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(6)}"
 
@@ -94,7 +106,7 @@ class JobService:
 
     def __init__(self, jobs: JobStore, nodes: NodeStore, clock: Clock, timers: TimerPolicy = DEFAULT_TIMERS) -> None:
         self.jobs, self.nodes, self.clock, self.timers = jobs, nodes, clock, timers
-        self.ring: Callable[[str], None] = lambda node: None
+        self.ring: Ring = lambda node, sent, job: None
         self._listeners: list[Listener] = []
         self._tried: set[str] = set()  # job ids this process tried to offer (the queue poll skips them)
 
@@ -124,8 +136,7 @@ class JobService:
 
         outcome = self.jobs._thd_change(job_id, run, self._now(), event)
         if made and not outcome.duplicate:
-            for node in {c.node for c in made[-1].commands}:
-                self.ring(node)
+            self._ring(outcome.commands, outcome.job)
         if outcome.changed:
             self._emit(outcome.job)
         return outcome
@@ -153,10 +164,12 @@ class JobService:
         """
         job_id = _new_id("j-")
         pick, change_for, now = self._offer_rules(job_id)
-        created, offered = self.jobs._thd_create_offered(job_id, check_spec(spec), created_by, now, pick, change_for)
+        sent: list[Command] = []
+        created, offered = self.jobs._thd_create_offered(job_id, check_spec(spec), created_by, now, pick, change_for,
+                                                         sent)
         self._tried.add(job_id)
         self._emit(created)
-        self._offered(offered)
+        self._offered(offered, sent)
         return offered or created
 
     def _claim_writer(self, wanted: Sequence[tuple[str, JobSpec, Sequence[tuple[str, str]]]], created_by: str
@@ -168,21 +181,29 @@ class JobService:
         checked = [(job_id, check_spec(spec), prefer) for job_id, spec, prefer in wanted]
 
         def create(conn: Any) -> list[Job]:
-            made = []
+            made = _Made()
             for job_id, spec, prefer in checked:
                 _, change_for, now = self._offer_rules(job_id)
-                made.append(self.jobs._create_claiming(conn, job_id, spec, created_by, now, prefer, change_for))
+                made.append(self.jobs._create_claiming(conn, job_id, spec, created_by, now, prefer, change_for,
+                                                       made.sent))
             return made
 
         return create
 
     def _claimed(self, made: Sequence[Job]) -> None:
-        """After the commit of _claim_writer's jobs: ring their nodes and tell the listeners."""
+        """After the commit of _claim_writer's jobs: ring their nodes (handing the offers over) and tell
+        the listeners."""
+        sent: Sequence[Command] = made.sent if isinstance(made, _Made) else ()
         for job in made:
             self._tried.add(job.id)
             self._emit(job)
             if job.node:
-                self.ring(job.node)
+                self.ring(job.node, [c for c in sent if c.job_id == job.id], job)
+
+    def _ring(self, sent: Sequence[Command], job: Job | None) -> None:
+        """After a commit: wake the sessions of the nodes these commands went to, handing them over."""
+        for node in dict.fromkeys(c.node for c in sent):
+            self.ring(node, [c for c in sent if c.node == node], job)
 
     @staticmethod
     def new_job_id() -> str:
@@ -212,16 +233,17 @@ class JobService:
 
         return pick, change_for, format_time(now)
 
-    def _offered(self, job: Job | None) -> None:
+    def _offered(self, job: Job | None, sent: Sequence[Command]) -> None:
         if job is not None and job.node:
-            self.ring(job.node)
+            self.ring(job.node, sent, job)
             self._emit(job)
 
     def _thd_dispatch(self, job_id: str) -> Job | None:
         """Offer a queued job to the first printer that qualifies; None if none does (or not queued)."""
-        job = self.jobs._thd_dispatch(job_id, *self._offer_rules(job_id))
+        sent: list[Command] = []
+        job = self.jobs._thd_dispatch(job_id, *self._offer_rules(job_id), sent)
         self._tried.add(job_id)
-        self._offered(job)
+        self._offered(job, sent)
         return job
 
     def _thd_dispatch_all(self) -> int:

@@ -138,6 +138,14 @@ Incoming = Heartbeat | OfferReply | StartRequest | EventRecord | Ack | PrinterCh
 Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded
 
 
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """Commands of one transaction for a session's node, handed over at commit: (hub_seq, what to
+    send, None for nothing) each, consecutive hub_seqs (one transaction holds the node's counter)."""
+
+    items: tuple[tuple[int, Outgoing | None], ...]
+
+
 @dataclass(eq=False)
 class Session:
     """One agent's live stream: its epoch and the queue its sender drains."""
@@ -149,6 +157,7 @@ class Session:
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     last_heard: dt.datetime | None = None
     last_written: dt.datetime | None = None  # when nodes.last_seen was last stored
+    handed: int = 0  # the newest hub_seq handed over at commit (queued, maybe not sent yet)
     printers: dict[str, PrinterRecord] = field(default_factory=dict)
 
     def push(self, item: object) -> None:
@@ -273,6 +282,7 @@ class NodeService:
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
         self._newer: dict[str, int] = {}  # epochs of Hellos elsewhere that arrived before our own session
+        self._missed: set[str] = set()  # nodes rung while they had no session here (see _open)
         self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
         self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
@@ -282,12 +292,30 @@ class NodeService:
         self._part_names: dict[tuple[str, str], frozenset[str]] = {}  # see _thd_part_names
         jobs.ring = self.ring
 
-    def ring(self, node: str) -> None:
-        """A command for node was committed: wake its session, if any (thread safe)."""
+    def ring(self, node: str, sent: Sequence[Command] = (), job: Job | None = None) -> None:
+        """A command for node was committed: wake its session, if any (thread safe; from a worker
+        thread when ``sent`` is given). ``sent``: the commands just committed (with their hub_seq) and
+        ``job`` the job after that change; the session sends them as they are when they are the next
+        the agent is owed, without reading its outbox (which keeps them for replay until acked)."""
         with self._lock:
             session = self._sessions.get(node)
-        if session is not None:
+            if session is None:  # a session opening now learns it was rung (see _open)
+                self._missed.add(node)
+                return
+        handed = self._thd_handover(sent, job) if sent else None
+        if handed is None:
             session.ring()
+        else:
+            session.handed = max(session.handed, handed.items[-1][0])
+            session.push(handed)
+
+    def _thd_handover(self, sent: Sequence[Command], job: Job | None) -> _Committed | None:
+        """The committed commands as the session sends them (None: let it read its outbox)."""
+        try:
+            return _Committed(tuple((c.hub_seq, self._thd_render(c, job)) for c in sorted(sent, key=_seq)))
+        except Exception:  # the outbox still holds them: the session reads it instead
+            log.warning("rendering committed commands failed; the session reads its outbox", exc_info=True)
+            return None
 
     def ring_all(self) -> None:
         """Ring every local session (after a LISTEN (re)connect: wake-ups may have been missed)."""
@@ -400,10 +428,15 @@ class NodeService:
                           printers={p.printer: p for p in hello.printers})
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
                              self.timers.lease_ttl_s))
-        session.ring()
         with self._lock:
             old, self._sessions[account.name] = self._sessions.get(account.name), session
             newer = self._newer.pop(account.name, 0)
+            rung = account.name in self._missed
+            self._missed.discard(account.name)
+        # The outbox is read only if it may hold something the agent is owed: commands committed
+        # before the Hello (the node's hub_seq counter) or rung since (before this session was findable).
+        if rung or info.hub_seq > session.sent:
+            session.ring()
         if old is not None:
             old.push(Superseded(info.session_epoch))
             old.end()
@@ -517,6 +550,17 @@ class NodeService:
                 return
             if isinstance(item, BaseException):
                 raise item
+            if isinstance(item, _Committed):
+                first, last = item.items[0][0], item.items[-1][0]
+                if first == session.sent + 1:  # the next commands the agent is owed: as committed
+                    for seq, rendered in item.items:
+                        session.sent = seq
+                        if rendered is not None:
+                            yield rendered
+                    continue
+                if last <= session.sent:  # an outbox read already sent them
+                    continue
+                item = _DOORBELL  # a gap: an earlier commit's handover is still on its way
             if item is _DOORBELL:
                 pending = await self._outbox.submit((session.node, session.sent))  # batched reads
                 for seq, rendered in pending:
@@ -526,11 +570,12 @@ class NodeService:
                 continue
             yield item  # type: ignore[misc]
 
-    def _thd_render(self, command: Command) -> Outgoing | None:
-        """An offer becomes the full JobOffer; a stale offer is skipped (its seq is acked later)."""
+    def _thd_render(self, command: Command, known: Job | None = None) -> Outgoing | None:
+        """An offer becomes the full JobOffer; a stale offer is skipped (its seq is acked later).
+        ``known``: the job as the command's transaction left it (else it is read)."""
         if command.kind != "offer":
             return command
-        job = self.job_store._thd_get(command.job_id)
+        job = known if known is not None and known.id == command.job_id else self.job_store._thd_get(command.job_id)
         if job.state is not JobState.OFFERED or job.offer_id != command.body.get("offer_id"):
             return None
         artifacts, bbox, attributions = self._thd_revision_parts(job.revision_id)
@@ -601,7 +646,8 @@ class NodeService:
         e.g. `spime-hub job add|cancel`)."""
         heads = await asyncio.to_thread(self.nodes._thd_outbox_heads)
         with self._lock:  # the outbox heads are few (unacked commands only); the sessions may be 10,000s
-            behind = [s for name, head in heads.items() if (s := self._sessions.get(name)) is not None and head > s.sent]
+            behind = [s for name, head in heads.items()
+                      if (s := self._sessions.get(name)) is not None and head > max(s.sent, s.handed)]
         for session in behind:
             session.ring()
 
@@ -627,9 +673,15 @@ class NodeService:
                 pass
 
     async def _sweep_until(self, stop: asyncio.Event) -> None:
+        # Scanning every session (10,000s) stalls the loop for milliseconds: a tenth of the silence
+        # that makes a node SUSPECT is soon enough, and that is rarer than a sweep.
+        liveness_every_s = max(self.timers.sweep_interval_s, self.timers.suspect_after_s / 10)
+        scanned = -liveness_every_s
         while not stop.is_set():
             try:
-                await self.check_liveness()
+                if time.monotonic() - scanned >= liveness_every_s:
+                    scanned = time.monotonic()
+                    await self.check_liveness()
                 await asyncio.to_thread(self.jobs._thd_sweep)
                 await self.ring_behind()
             except Exception:
@@ -638,6 +690,10 @@ class NodeService:
                 await asyncio.wait_for(stop.wait(), self.timers.sweep_interval_s)
             except TimeoutError:
                 pass
+
+
+def _seq(command: Command) -> int:
+    return command.hub_seq
 
 
 def _own_attribution(revision: Revision) -> tuple[Attribution, ...]:

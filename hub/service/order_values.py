@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from hub import quotes
 from hub.domain import Attribution, Design, Revision
 from hub.errors import InvalidArgument
-from hub.manifest import parse_manifest
+from hub.manifest import Manifest, parse_manifest
 
 __all__ = ["attribution_dict", "attributions", "decode_token", "encode_token", "option_from_json", "option_json"]
 
@@ -53,8 +53,10 @@ def attribution_dict(a: Attribution) -> dict[str, object]:
             "licensor": a.licensor, "contributors": list(a.contributors), "notice": a.notice}
 
 
-def attributions(design: Design, revision: Revision, notices: Sequence[str]) -> tuple[Attribution, ...]:
-    manifest = parse_manifest(revision.manifest_toml)
+def attributions(design: Design, revision: Revision, notices: Sequence[str],
+                 manifest: Manifest | None = None) -> tuple[Attribution, ...]:
+    """The attribution bundle of an order; ``manifest`` is the revision's, when the caller parsed it already."""
+    manifest = manifest or parse_manifest(revision.manifest_toml)
     contributors = tuple(dict.fromkeys((revision.author, *manifest.contributors)))
     notice = f"“{manifest.title}” by {manifest.licensor}, {manifest.license}; " + " ".join(notices)
     own = Attribution(design.slug, revision.id, manifest.title, manifest.license, manifest.licensor, contributors,

@@ -31,6 +31,7 @@ from hub.errors import FailedPrecondition, InvalidArgument, NotFound, Permission
 from hub.jobs import Job, JobSpec
 from hub.manifest import Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
+from hub.service.batching import GroupCommit
 from hub.service.common import Clock, format_time
 from hub.service.designs import check_slug
 from hub.service.grants import GrantService, LicenceGate
@@ -45,7 +46,7 @@ from hub.service.order_values import (
 from hub.service.quoting import MESH_SUFFIXES, MeshPlan, SliceEstimator, check_parameters
 from hub.store.designs import DesignStore
 from hub.store.jobs import JobWriter
-from hub.store.orders import OrderStore
+from hub.store.orders import Basis, Build, Match, MatchQuery, OrderStore, Placement, PlaceResult
 
 __all__ = ["JobPort", "NodePort", "OrderRequest", "OrderService", "OrderView", "QuoteResult", "qr_payload"]
 
@@ -61,6 +62,7 @@ MAX_CANDIDATES = 200   # printers an order's jobs may be offered to, best first
 RULE_SPARE = 8         # candidates beyond one per object an order by a rule keeps for lost races
 MAX_OBJECTS = 500      # objects (parts x copies) of one order
 REVISION_CACHE = 4096  # revisions (immutable per id) kept with their manifests
+PLACE_BATCH = 32       # orders written in one transaction at most
 RUNGS = ("consume", "co-design", "co-create")
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
@@ -191,6 +193,12 @@ def _objects(manifest: Manifest, changed: Mapping[str, str], quantity: int) -> l
     return parts * quantity
 
 
+@functools.lru_cache(maxsize=1024)
+def _fabrication(license: str, paid: bool, modified: bool) -> licenses.Decision:
+    """The licence's own answer for an order (pure: kept per expression); a refusal goes to the grants."""
+    return licenses.may_fabricate(license, paid, modified)
+
+
 @functools.lru_cache(maxsize=256)
 def _notices(license: str) -> tuple[str, ...]:
     """What a licence obliges an order to carry (the quote passed the licence gate with the same spec)."""
@@ -215,9 +223,10 @@ class _Basis:
 
 @dataclass(frozen=True, slots=True)
 class _Match:
-    options: list[quotes.QuoteOption]
+    options: list[quotes.QuoteOption]  # best first by rule
     refusal: str
     cached: bool
+    rule: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,11 +249,11 @@ class OrderService:
     """Quote, place, show, watch, cancel and rate orders."""
 
     def __init__(self, designs: DesignStore, store: OrderStore, grants: GrantService, estimator: SliceEstimator,
-                 clock: Clock, jobs: JobPort | None = None, nodes: NodePort | None = None,
-                 reputations: Callable[[Sequence[str]], dict[str, tuple[float, int]]] | None = None) -> None:
+                 clock: Clock, jobs: JobPort | None = None, nodes: NodePort | None = None) -> None:
         self.designs, self.store, self.grants, self.estimator, self.clock = designs, store, grants, estimator, clock
         self.jobs, self.nodes = jobs, nodes
-        self.reputations = reputations or self._thd_reputations
+        # orders placed at the same time share one write transaction (SQLite has one writer anyway)
+        self._writer: GroupCommit[Build, PlaceResult] = GroupCommit(store._thd_place_many, max_batch=PLACE_BATCH)
         self._revisions: OrderedDict[str, tuple[Revision, Manifest, str | None]] = OrderedDict()
         self._credits: OrderedDict[tuple[object, ...], tuple[Attribution, ...]] = OrderedDict()
         self._watchers: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
@@ -263,7 +272,9 @@ class OrderService:
             LicenseConflict: the licence refuses this order and no grant is on record.
             FailedPrecondition: the design has no printable mesh or the mesh has printability errors.
         """
-        basis, profiles = await asyncio.to_thread(self._thd_prepare, check_request(request))
+        prepared = await asyncio.to_thread(self._thd_prepare, check_request(request))
+        assert not isinstance(prepared, str)  # no idempotency key given
+        basis, profiles = prepared
         mesh, slices = await self._slices(basis, profiles)
         match = await asyncio.to_thread(self._thd_match, basis, mesh, slices, QUOTE_OPTIONS, "cheapest")
         result, row = self._quote_result(caller, basis, match)
@@ -272,63 +283,101 @@ class OrderService:
 
     def _quote_result(self, caller: Account, basis: _Basis, match: _Match) -> tuple[QuoteResult, orders.StoredQuote]:
         now = self.clock()
-        shown = tuple(quotes.rank(match.options, "cheapest"))
+        shown = tuple(match.options if match.rule == "cheapest" else quotes.rank(match.options, "cheapest"))
         result = QuoteResult(secrets.token_hex(8), basis.revision.id, shown, "" if shown else match.refusal,
                              format_time(now + dt.timedelta(seconds=QUOTE_TTL_S)),
-                             self._attributions(basis.design, basis.revision, basis.gate.notices), match.cached)
+                             self._attributions(basis.design, basis.revision, basis.manifest, basis.gate.notices), match.cached)
         return result, orders.StoredQuote(
             result.id, caller.name, basis.design.slug, basis.revision.id, basis.req.canonical(),
             json.dumps([option_json(o) for o in shown]), format_time(now), result.expires_at)
 
-    def _thd_prepare(self, req: OrderRequest) -> tuple[_Basis, list[str]]:
-        """The basis of a quote and the slicer profiles of the printers that could make it."""
-        basis = self._thd_basis(req)
-        box = _box(req)
-        return basis, self.store._thd_profiles(req.material, box, basis.gate.nodes)
-
-    def _thd_basis(self, req: OrderRequest) -> _Basis:
-        """Everything a quote rests on before matching: design (read fresh: it changes), revision and
-        manifest (cached: immutable per id; printability reports read fresh), parameters, licence.
+    def _thd_prepare(self, req: OrderRequest, customer: str = "", key: str = "", sha: str = ""
+                     ) -> tuple[_Basis, list[str]] | str:
+        """The basis of a quote and the slicer profiles of the printers that could make it, or the
+        order an idempotency key (of ``customer``) already names: its id.
 
         Raises:
+            AlreadyExists: the key names an order placed with a different request.
             NotFound, InvalidArgument, FailedPrecondition, LicenseConflict: as for quote.
         """
-        design, revision, manifest, scad = self._thd_revision(req.design, req.revision_id)
+        box = _box(req)
+        read = self._thd_read(req.design, req.revision_id, req.material, box, customer, key, sha)
+        if isinstance(read, str):
+            return read
+        design, revision, manifest, scad, rows = read
+        basis = self._basis(req, design, revision, manifest, scad, rows.rung)
+        if basis.gate.nodes is None:
+            return basis, rows.profiles
+        return basis, self.store._thd_profiles(req.material, box, basis.gate.nodes)
+
+    def _basis(self, req: OrderRequest, design: Design, revision: Revision, manifest: Manifest, scad: str | None,
+               rung: str | None) -> _Basis:
+        """Everything a quote rests on before matching: the parameters and the licence checked.
+
+        Raises:
+            InvalidArgument, FailedPrecondition, LicenseConflict: as for quote.
+        """
         changed = check_parameters(manifest, scad, req.parameters)
-        if changed and self.store._thd_rung(design.slug) == "consume":
+        if changed and rung == "consume":
             raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
                                      "its maintainers do not take customers' parameters")
-        gate = self.grants._thd_gate(design, revision.id, req.paid, bool(changed))
+        decision = _fabrication(design.license, req.paid, bool(changed))
+        gate = LicenceGate(decision.rule, None, decision.obligations) if decision.allowed else \
+            self.grants._thd_gate(design, revision.id, req.paid, bool(changed))
         return _Basis(req, design, revision, manifest, changed, gate)
 
-    def _thd_revision(self, slug: str, revision_id: str) -> tuple[Design, Revision, Manifest, str | None]:
-        """(design, revision with its current reports, its manifest, its OpenSCAD source)."""
-        design = self.store._thd_design(slug)
-        wanted = revision_id if len(revision_id) == 64 else design.head_revision_id if not revision_id else ""
-        with self._lock:
-            known = self._revisions.get(wanted) if wanted else None
-        if known is not None and known[0].design == slug:
-            revision, manifest, scad = known
-            return design, replace(revision, reports=self.store._thd_reports(revision.id)), manifest, scad
-        try:
-            revision = self.designs._thd_get_revision(slug, revision_id)
-        except NotFound as exc:
-            raise NotFound(f"{slug} has no revision {revision_id[:16] or '(head)'}: see `spime log {slug}`") from exc
+    def _thd_read(self, slug: str, revision_id: str, material: str = "", box: quotes.Box | None = None,
+                  customer: str = "", key: str = "", sha: str = ""
+                  ) -> tuple[Design, Revision, Manifest, str | None, Basis] | str:
+        """Design (read fresh: it changes), revision and manifest (cached: immutable per id; the
+        printability reports are read fresh) and the OpenSCAD source, in one read transaction, or
+        the order the idempotency key already names (its id).
+
+        Raises:
+            AlreadyExists, NotFound, InvalidArgument: see OrderStore._thd_basis.
+        """
+        seen: dict[str, tuple[Revision, Manifest, str | None]] = {}
+
+        def known(wanted: str) -> bool:
+            with self._lock:
+                entry = self._revisions.get(wanted)
+            if entry is not None and entry[0].design == slug:
+                seen[wanted] = entry
+            return wanted in seen
+
+        rows = self.store._thd_basis(slug, revision_id, known, material, box, customer, key, sha)
+        if isinstance(rows, str):
+            return rows
+        if rows.revision is None:
+            revision, manifest, scad = seen[rows.revision_id]
+            return rows.design, replace(revision, reports=rows.reports), manifest, scad, rows
+        revision = rows.revision
         manifest = parse_manifest(revision.manifest_toml)
         scad = self._scad_source(revision, manifest.openscad.source if manifest.openscad else "")
         with self._lock:
             self._revisions[revision.id] = (revision, manifest, scad)
             while len(self._revisions) > REVISION_CACHE:
                 self._revisions.popitem(last=False)
-        return design, revision, manifest, scad
+        return rows.design, revision, manifest, scad, rows
 
-    def _attributions(self, design: Design, revision: Revision, notices: Sequence[str]) -> tuple[Attribution, ...]:
+    def _thd_revision(self, slug: str, revision_id: str) -> tuple[Design, Revision, Manifest, str | None]:
+        """(design, revision with its current reports, its manifest, its OpenSCAD source).
+
+        Raises:
+            NotFound, InvalidArgument: see OrderStore._thd_basis.
+        """
+        read = self._thd_read(slug, revision_id)
+        assert not isinstance(read, str)  # no key given
+        return read[:4]
+
+    def _attributions(self, design: Design, revision: Revision, manifest: Manifest, notices: Sequence[str]
+                      ) -> tuple[Attribution, ...]:
         """The attribution bundle of an order, kept per (revision, design lineage, notices): all immutable values."""
         key = (revision.id, design.slug, design.attributions, tuple(notices))
         with self._lock:
             found = self._credits.get(key)
         if found is None:
-            found = attributions(design, revision, notices)
+            found = attributions(design, revision, notices, manifest)
             with self._lock:
                 self._credits[key] = found
                 while len(self._credits) > REVISION_CACHE:
@@ -349,45 +398,38 @@ class OrderService:
         return mesh, {p: await self.estimator.estimate(mesh, p) for p in profiles}
 
     def _thd_match(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
-                   limit: int, rule: str) -> _Match:
-        """The best `limit` printers by `rule` that can make it now, priced, or why there are none."""
-        options = self._thd_options(basis, mesh, slices, limit, rule)
+                   limit: int, rule: str, match: Match | None = None) -> _Match:
+        """The best `limit` printers by `rule` that can make it now, priced, or why there are none;
+        ``match`` reads the printers (default: in a read transaction of its own)."""
+        options = self._thd_options(basis, mesh, slices, limit, rule, match or self.store._thd_matching)
         refusal = "" if options else self._thd_refusal(mesh, basis.req, basis.gate.nodes)
-        return _Match(options, refusal, bool(slices) and all(s[1] for s in slices.values()))
+        return _Match(options, refusal, bool(slices) and all(s[1] for s in slices.values()), rule)
 
     def _thd_options(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
-                     limit: int, rule: str) -> list[quotes.QuoteOption]:
+                     limit: int, rule: str, match: Match) -> list[quotes.QuoteOption]:
         """The database matches and orders the printers; the build volume, the exact distance and the
-        history corrections follow on what it returns."""
-        req = basis.req
+        history corrections follow on what it returns (one read transaction)."""
+        req, extents = basis.req, mesh.extents_mm
         near = geo.parse_near(req.near) if req.near else None
-        box = _box(req)
         estimates = {p: (s[0].seconds, s[0].filament_g) for p, s in slices.items()}
-        found: list[PrinterRecord] = []
-        page, offset = limit + 8, 0  # a few spare for the build volume and the exact distance
-        while len(found) < limit:
-            got = self.store._thd_candidates(req.material, estimates, page, box=box, nodes=basis.gate.nodes,
-                                             offset=offset, order=rule,
-                                             near=(near.latitude, near.longitude) if near else None)
-            found.extend(p for p in got if qualifies(mesh.extents_mm, req.material, p) is None
-                         and _within(near, req.max_km, p))
-            if len(got) < page:
-                break
-            offset += page
-        found = found[:limit]
-        histories = self.store._thd_histories([(p.node, p.model) for p in found], req.material)
-        reputations = self.reputations(sorted({p.node for p in found}))
+
+        def accept(p: PrinterRecord) -> bool:
+            return qualifies(extents, req.material, p) is None and _within(near, req.max_km, p)
+
+        found = match(MatchQuery(req.material, estimates, limit, accept, _box(req), basis.gate.nodes, rule,
+                                 (near.latitude, near.longitude) if near else None))
+        now = format_time(self.clock())
         out = []
-        for p in found:
+        for p in found.printers:
             estimate = slices[p.slicer_profile][0]
-            fix = quotes.correction([quotes.HistoryPoint(*h) for h in histories.get((p.node, p.model), [])])
+            fix = quotes.correction([quotes.HistoryPoint(*h) for h in found.histories.get((p.node, p.model), [])])
             corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
             rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
-            score, count = reputations.get(p.node, (ratings_rules.PRIOR_MEAN, 0))
+            rep = ratings_rules.reputation_of_totals(*found.votes.get(p.node, (0, 0)), ())
             out.append(quotes.QuoteOption(
                 p.node, p.printer, p.model, quotes.price(corrected, req.quantity, rates),
                 round(corrected.seconds * req.quantity), round(corrected.filament_g * req.quantity, 2),
-                _distance(near, p) if near else None, score, count, format_time(self.clock()), fix))
+                _distance(near, p) if near else None, rep.score, rep.count, now, fix))
         return quotes.rank(out, rule)
 
     def _thd_refusal(self, mesh: MeshPlan, req: OrderRequest, allowed: frozenset[str] | None) -> str:
@@ -419,15 +461,6 @@ class OrderService:
         refusal = "no printer can make it now: " + "; ".join(sorted(set(reasons))[:10]) if reasons else \
             "no printer is registered with the hub"
         return chosen, refusal
-
-    def _thd_reputations(self, nodes: Sequence[str]) -> dict[str, tuple[float, int]]:
-        """Each node's reputation from its customers' and designers' ratings (one query)."""
-        votes = self.store._thd_votes(nodes, ("customer", "designer"))
-        out = {}
-        for node in nodes:
-            rep = ratings_rules.reputation(ratings_rules.Vote(s, c) for s, c in votes.get(node, ()))
-            out[node] = (rep.score, rep.count)
-        return out
 
     # -- placing -----------------------------------------------------------------------------
 
@@ -461,38 +494,51 @@ class OrderService:
             return await asyncio.to_thread(self._thd_place, caller, placing, best, key, sha)
         assert request is not None
         # by a rule: two trips to a worker thread, around the (cached) slices
-        prepared = await asyncio.to_thread(self._thd_prepare_order, caller, check_request(request), key, sha)
+        prepared = await asyncio.to_thread(self._thd_prepare, check_request(request), caller.name, key, sha)
         if isinstance(prepared, str):
             return await self.view(caller, prepared)
         basis, profiles = prepared
         mesh, slices = await self._slices(basis, profiles)
         return await asyncio.to_thread(self._thd_place_by_rule, caller, basis, mesh, slices, best, key, sha)
 
-    def _thd_prepare_order(self, caller: Account, req: OrderRequest, key: str, sha: str
-                           ) -> str | tuple[_Basis, list[str]]:
-        """The order a key already names (its id), or the basis and slicer profiles to quote it."""
-        existing = self._keyed_order(caller.name, key, sha) if key else None
-        return existing if existing is not None else self._thd_prepare(req)
-
     def _thd_place_by_rule(self, caller: Account, basis: _Basis, mesh: MeshPlan,
                            slices: Mapping[str, tuple[quotes.Estimate, bool, object]], best: str, key: str,
                            sha: str) -> OrderView:
+        """Match, choose by the rule and write, all in the write transaction the order shares with
+        those placed at the same time: its matching sees their claims, so its jobs rarely lose a race.
+
+        Raises:
+            FailedPrecondition: nothing can make it now (the refusal says why).
+        """
         rule = best or "cheapest"
-        count = len(_objects(basis.manifest, basis.changed, basis.req.quantity))
-        match = self._thd_match(basis, mesh, slices, min(RULE_SPARE + count, MAX_CANDIDATES), rule)
-        if not match.options:
-            raise FailedPrecondition(match.refusal)
-        result, row = self._quote_result(caller, basis, match)
-        ranked = quotes.rank(match.options, rule)
-        placing = _Placing(basis.req, basis.design, basis.revision, basis.manifest, basis.changed, result.id,
-                           ranked[0], tuple((o.node, o.printer) for o in ranked), row)
-        return self._thd_place(caller, placing, best, key, sha)
+        limit = min(RULE_SPARE + len(_objects(basis.manifest, basis.changed, basis.req.quantity)), MAX_CANDIDATES)
+
+        def build(match: Match) -> Placement:
+            found = self._thd_match(basis, mesh, slices, limit, rule, match)
+            if not found.options:
+                raise FailedPrecondition(found.refusal)
+            result, row = self._quote_result(caller, basis, found)
+            ranked = found.options
+            placing = _Placing(basis.req, basis.design, basis.revision, basis.manifest, basis.changed, result.id,
+                               ranked[0], tuple((o.node, o.printer) for o in ranked), row)
+            return self._placement(caller, placing, best, key, sha)
+
+        return self._thd_write(build)
 
     def _thd_place(self, caller: Account, placing: _Placing, best: str, key: str, sha: str) -> OrderView:
-        """Write the order with its objects, key and jobs in one transaction (the jobs claim printers)."""
+        """Write a chosen order with its objects, key and jobs in one transaction (the jobs claim printers)."""
+        placement = self._placement(caller, placing, best, key, sha)
+        return self._thd_write(lambda match: placement)
+
+    def _placement(self, caller: Account, placing: _Placing, best: str, key: str, sha: str) -> Placement:
         order, wanted = self._new_order(caller, placing, best)
         create = self.jobs._claim_writer(wanted, caller.name) if self.jobs is not None else _no_jobs
-        stored, made, created = self.store._thd_place(order, key, sha, placing.new_quote, create)
+        return Placement(order, key, sha, placing.new_quote, create)
+
+    def _thd_write(self, build: Build) -> OrderView:
+        """Place an order in the write transaction it shares with those placed at the same time
+        (OrderStore._thd_place_many); then ring the nodes its jobs were offered to."""
+        stored, made, created = self._writer._thd_call(build)
         if not created:  # a concurrent placement with the same key won
             return self._thd_view(stored.id)
         if self.jobs is not None:
@@ -550,7 +596,7 @@ class OrderService:
             state=orders.OrderState.PLACED, created_at=now, updated_at=now, quote_id=placing.quote_id, rule=rule,
             node=chosen.node, printer=chosen.printer, near=req.near, material_minor=price.material_minor,
             machine_minor=price.machine_minor, fees_minor=price.fees_minor,
-            estimated_seconds=chosen.estimated_seconds, attributions=self._attributions(design, revision, notices),
+            estimated_seconds=chosen.estimated_seconds, attributions=self._attributions(design, revision, placing.manifest, notices),
             objects=tuple(objects))
         return order, wanted if self.jobs is not None else []
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from dataclasses import dataclass, field
 
 from hub import exports, ledger
@@ -27,7 +26,6 @@ __all__ = ["CommunityRecord", "Contributor", "LineageEdge", "PrintAggregate", "R
 
 MAX_LINEAGE = 10_000
 DEFAULT_RUNG = "co-create"
-MAX_CACHED_AGGREGATES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +103,6 @@ class CommunityRecord:
 class RecordService:
     def __init__(self, designs: DesignStore, records: RecordStore, orders: OrderStore | None = None) -> None:
         self.designs, self.records, self.orders = designs, records, orders
-        # design -> (fabrication count, latest finish, aggregates): recomputed only when a fabrication is added
-        self._aggregates: dict[str, tuple[int, str, tuple[PrintAggregate, ...]]] = {}
-        self._lock = threading.Lock()
 
     async def get_record(self, slug: str) -> CommunityRecord:
         """Raises: NotFound, InvalidArgument."""
@@ -116,11 +111,11 @@ class RecordService:
     def _thd_record(self, slug: str) -> CommunityRecord:
         design = self.designs._thd_get_design(slug)
         rows = self.records._thd_record(slug)
-        stored = self.orders._thd_equation(slug) if self.orders is not None else None
+        stored = rows.equation if self.orders is not None else None
         history = rows.history
         votes = rows.votes
         extras = RecordExtras(
-            aggregates=self._thd_aggregates(slug, rows.fabrication_count, rows.latest_finish),
+            aggregates=tuple(summarize(row) for row in rows.aggregates),
             reputation=ratings_rules.reputation_of_totals(votes.count, votes.stars, votes.criteria),
             participation=rows.rung or DEFAULT_RUNG,
             equation=ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1]),
@@ -133,19 +128,6 @@ class RecordService:
             fabrications=rows.fabrications, ratings=rows.ratings, ledger=rows.ledger,
             attributions=design.attributions, extras=extras,
         )
-
-    def _thd_aggregates(self, slug: str, count: int, latest: str) -> tuple[PrintAggregate, ...]:
-        """The per (printer model, material) aggregates, recomputed only when ``(count, latest)`` moved."""
-        with self._lock:
-            cached = self._aggregates.get(slug)
-        if cached is not None and cached[:2] == (count, latest):
-            return cached[2]
-        aggregates = tuple(summarize(row) for row in self.records._thd_aggregates(slug))
-        with self._lock:
-            if len(self._aggregates) >= MAX_CACHED_AGGREGATES:
-                self._aggregates.pop(next(iter(self._aggregates)))
-            self._aggregates[slug] = (count, latest, aggregates)
-        return aggregates
 
     async def export(self, slug: str, revision_id: str, fmt: str) -> tuple[str, bytes]:
         """(media type, document) of a design's PROV-JSON lineage or OKH manifest.

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from hub.errors import AlreadyClaimed, NotFound
-from hub.jobs import HELD, Change, Job, JobSpec, JobState
+from hub.jobs import HELD, Change, Command, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
-from hub.store import schema
+from hub.store import record_sums, schema
 from hub.store.engine import connect, write
 from hub.store.nodes import _printer, enqueue, translated
 
@@ -54,6 +54,7 @@ class Outcome:
     duplicate: bool = False
     applied: bool = True
     note: str = ""
+    commands: tuple[Command, ...] = ()  # put in outboxes by the change, with their hub_seq
 
 
 Decide = Callable[[Job | None], Change]
@@ -86,31 +87,16 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _free_query(job: Job | None = None, after: tuple[str, str] | None = None) -> sa.Select:  # type: ignore[type-arg]
+def _free_query() -> sa.Select:  # type: ignore[type-arg]
     """Printers that could take a job now, in (node, printer) order: the database does the filtering
-    (the caller still checks materials exactly and the build volume). With a job: only printers with
-    its material loaded, on its pinned node/printer, not on nodes that declined it; a page of PAGE
-    printers after `after`."""
+    (the caller still checks materials exactly and the build volume). _free_for narrows it to a job."""
     pr, n = schema.printers, schema.nodes
-    query = (
+    return (
         sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen).join(n, n.c.name == pr.c.node)
         .where(n.c.online.is_(True), pr.c.accepting.is_(True), pr.c.phase == "idle", pr.c.bed_clear.is_(True),
                ~sa.exists().where(*_holds(pr.c.node, pr.c.printer)))
         .order_by(pr.c.node, pr.c.printer)
     )
-    if job is None:
-        return query
-    pattern = f'%"{_like_escape(job.material.lower())}"%'
-    query = query.where(sa.func.lower(pr.c.materials).like(pattern, escape="\\")).limit(PAGE)
-    if job.want_node is not None:
-        query = query.where(pr.c.node == job.want_node)
-    if job.want_printer is not None:
-        query = query.where(pr.c.printer == job.want_printer)
-    if job.tried_nodes:
-        query = query.where(pr.c.node.not_in(list(job.tried_nodes)))
-    if after is not None:
-        query = query.where(sa.tuple_(pr.c.node, pr.c.printer) > sa.tuple_(*after))
-    return query
 
 
 # an order's jobs are created and claimed by prebuilt statements (hot path: one order, one transaction)
@@ -128,6 +114,89 @@ _OFFER_FIELDS = frozenset({"node", "printer", "offer_id", "offer_expires_at"})
 _OFFER = (sa.update(j).where(j.c.id == sa.bindparam("job_id"), j.c.state == JobState.QUEUED.value, j.c.lease_epoch == 0)
           .values({c: sa.bindparam(c) for c in (*sorted(_OFFER_FIELDS), "updated_at")}))
 _OFFER = _OFFER.values(state=JobState.OFFERED.value)
+# the job-change hot path (create, offer, every report): prebuilt statements; building one costs
+# several times what running it costs on SQLite
+_BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_REVISION_EXISTS = sa.select(sa.func.count()).where(schema.revisions.c.id == sa.bindparam("b_revision"),
+                                                    schema.revisions.c.design == sa.bindparam("b_design"))
+_EXTENTS = sa.select(schema.printability_reports.c.report).where(
+    schema.printability_reports.c.revision_id == sa.bindparam("b_revision"))
+_LOCK_PRINTER = (sa.select(schema.printers.c.node)
+                 .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"))
+                 .with_for_update())
+_SEEN = sa.select(sa.func.count()).where(ev.c.node == sa.bindparam("b_node"), ev.c.agent_seq == sa.bindparam("b_seq"))
+_INSERT_EVENT = sa.insert(ev)
+_LAST_AGENT_SEQ = (sa.update(schema.nodes).where(schema.nodes.c.name == sa.bindparam("b_node"),
+                                                 schema.nodes.c.last_agent_seq < sa.bindparam("b_seq"))
+                   .values(last_agent_seq=sa.bindparam("b_seq")))
+_FREE: dict[tuple[bool, bool, bool, bool], sa.Select] = {}  # type: ignore[type-arg]
+_UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
+
+
+def _free_for(job: Job, after: tuple[str, str] | None) -> tuple[sa.Select, dict[str, object]]:  # type: ignore[type-arg]
+    """The free printers for a job: with its material loaded, on its pinned node/printer, not on nodes
+    that declined it; a page of PAGE printers after `after`. A statement built once per shape, and its
+    parameters."""
+    pr = schema.printers
+    shape = (job.want_node is not None, job.want_printer is not None, bool(job.tried_nodes), after is not None)
+    query = _FREE.get(shape)
+    if query is None:
+        query = (_free_query().where(sa.func.lower(pr.c.materials).like(sa.bindparam("b_material"), escape="\\"))
+                 .limit(PAGE))
+        if shape[0]:
+            query = query.where(pr.c.node == sa.bindparam("b_node"))
+        if shape[1]:
+            query = query.where(pr.c.printer == sa.bindparam("b_printer"))
+        if shape[2]:
+            query = query.where(pr.c.node.not_in(sa.bindparam("b_tried", expanding=True)))
+        if shape[3]:
+            query = query.where(sa.tuple_(pr.c.node, pr.c.printer) > sa.tuple_(sa.bindparam("b_after_node"),
+                                                                              sa.bindparam("b_after_printer")))
+        query = _FREE.setdefault(shape, query)
+    params: dict[str, object] = {"b_material": f'%"{_like_escape(job.material.lower())}"%'}
+    if shape[0]:
+        params["b_node"] = job.want_node
+    if shape[1]:
+        params["b_printer"] = job.want_printer
+    if shape[2]:
+        params["b_tried"] = list(job.tried_nodes)
+    if after is not None:
+        params["b_after_node"], params["b_after_printer"] = after
+    return query, params
+
+
+def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> sa.Update:
+    """The compare-and-set UPDATE of a job on (id, state, lease_epoch) setting these columns (bound as
+    v_<column>), built once per shape."""
+    key = (columns, bump_epoch)
+    statement = _UPDATES.get(key)
+    if statement is None:
+        values: dict[str, object] = {c: sa.bindparam(f"v_{c}", type_=j.c[c].type) for c in columns}
+        if bump_epoch:
+            values["lease_epoch"] = j.c.lease_epoch + 1
+        statement = _UPDATES.setdefault(key, sa.update(j).where(
+            j.c.id == sa.bindparam("w_id"), j.c.state == sa.bindparam("w_state"),
+            j.c.lease_epoch == sa.bindparam("w_epoch", type_=sa.BigInteger)).values(values))
+    return statement
+
+
+def _queued_job(job_id: str, spec: JobSpec, now: str) -> Job:
+    """A job as _INSERT_JOB of _job_row stores it."""
+    return Job(id=job_id, design=spec.design, revision_id=spec.revision_id, material=spec.material,
+               parameters=dict(spec.parameters), order_id=spec.order_id, state=JobState.QUEUED, node=None,
+               printer=None, lease_epoch=0, progress_percent=0.0, layer=0, estimated_seconds=0, created_at=now,
+               updated_at=now, failure_reason="", paid=spec.paid, payout_currency=spec.payout_currency,
+               payout_minor=spec.payout_minor, want_node=spec.node, want_printer=spec.printer, part=spec.part)
+
+
+def _job_row(job_id: str, spec: JobSpec, created_by: str, now: str) -> dict[str, object]:
+    return {
+        "id": job_id, "order_id": spec.order_id, "design": spec.design, "revision_id": spec.revision_id,
+        "material": spec.material, "parameters": json.dumps(dict(spec.parameters), sort_keys=True),
+        "state": JobState.QUEUED.value, "want_node": spec.node, "want_printer": spec.printer, "paid": spec.paid,
+        "payout_currency": spec.payout_currency, "payout_minor": spec.payout_minor, "created_by": created_by,
+        "created_at": now, "updated_at": now, "part": spec.part}
 
 
 def _incarnation_id() -> str:
@@ -146,7 +215,7 @@ class JobStore:
     def _thd_get(self, job_id: str) -> Job:
         """Raises: NotFound: no such job."""
         with connect(self.engine) as conn:
-            row = conn.execute(sa.select(j).where(j.c.id == job_id)).first()
+            row = conn.execute(_BY_ID, {"b_id": job_id}).first()
         if row is None:
             raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
         return _job(row)
@@ -252,34 +321,29 @@ class JobStore:
 
     @translated
     def _thd_create_offered(self, job_id: str, spec: JobSpec, created_by: str, now: str, pick: Pick,
-                            change_for: Callable[[Job, PrinterRecord], Change]) -> tuple[Job, Job | None]:
+                            change_for: Callable[[Job, PrinterRecord], Change], sent: list[Command] | None = None
+                            ) -> tuple[Job, Job | None]:
         """Insert a queued job and offer it in the same transaction, as _thd_dispatch would (one
         write transaction instead of two); returns (the created job, the offered job or None).
+        ``sent`` receives the offer as put in the node's outbox (with its hub_seq).
 
         Raises:
             NotFound: no such design or revision.
         """
         with write(self.engine) as conn:
             created = self._insert(conn, job_id, spec, created_by, now)
-            return created, self._offer(conn, created, pick, change_for, now)
+            return created, self._offer(conn, created, pick, change_for, now, sent)
 
     @staticmethod
     def _insert(conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str) -> Job:
-        r = schema.revisions
-        found = conn.scalar(sa.select(sa.func.count()).where(r.c.id == spec.revision_id, r.c.design == spec.design))
-        if not found:
+        if not conn.execute(_REVISION_EXISTS, {"b_revision": spec.revision_id, "b_design": spec.design}).scalar():
             raise NotFound(f"design {spec.design!r} has no revision {spec.revision_id[:16]!r}")
-        conn.execute(sa.insert(j).values(
-            id=job_id, order_id=spec.order_id, design=spec.design, revision_id=spec.revision_id,
-            material=spec.material, parameters=json.dumps(dict(spec.parameters), sort_keys=True),
-            state=JobState.QUEUED.value, want_node=spec.node, want_printer=spec.printer, paid=spec.paid,
-            payout_currency=spec.payout_currency, payout_minor=spec.payout_minor, created_by=created_by,
-            created_at=now, updated_at=now, part=spec.part,
-        ))
-        return _job(conn.execute(sa.select(j).where(j.c.id == job_id)).one())
+        conn.execute(_INSERT_JOB, _job_row(job_id, spec, created_by, now))
+        return _queued_job(job_id, spec, now)
 
     def _create_claiming(self, conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str,
-                         prefer: Sequence[tuple[str, str]], change_for: Callable[[Job, PrinterRecord], Change]) -> Job:
+                         prefer: Sequence[tuple[str, str]], change_for: Callable[[Job, PrinterRecord], Change],
+                         sent: list[Command] | None = None) -> Job:
         """Insert a queued job inside the caller's write transaction (its revision was checked by the
         caller) and offer it to the first of `prefer` that is still free: each claim locks the
         printer's row, checks again that it qualifies (online, accepting, idle, clear bed, the
@@ -287,19 +351,11 @@ class JobStore:
         job holds it; only then the job is offered, a compare-and-set on (id, queued, epoch 0).
         A printer another placement is claiming right now is skipped (SKIP LOCKED: that claim
         lost the race; waiting could deadlock, as each claimer keeps the locks of the printers it
-        found busy). None free: the job stays queued for the dispatcher.
+        found busy). None free: the job stays queued for the dispatcher. ``sent`` receives the
+        offer as put in the node's outbox (with its hub_seq).
         """
-        conn.execute(_INSERT_JOB, {
-            "id": job_id, "order_id": spec.order_id, "design": spec.design, "revision_id": spec.revision_id,
-            "material": spec.material, "parameters": json.dumps(dict(spec.parameters), sort_keys=True),
-            "state": JobState.QUEUED.value, "want_node": spec.node, "want_printer": spec.printer, "paid": spec.paid,
-            "payout_currency": spec.payout_currency, "payout_minor": spec.payout_minor, "created_by": created_by,
-            "created_at": now, "updated_at": now, "part": spec.part})
-        job = Job(id=job_id, design=spec.design, revision_id=spec.revision_id, material=spec.material,
-                  parameters=dict(spec.parameters), order_id=spec.order_id, state=JobState.QUEUED, node=None,
-                  printer=None, lease_epoch=0, progress_percent=0.0, layer=0, estimated_seconds=0, created_at=now,
-                  updated_at=now, failure_reason="", paid=spec.paid, payout_currency=spec.payout_currency,
-                  payout_minor=spec.payout_minor, want_node=spec.node, want_printer=spec.printer, part=spec.part)
+        conn.execute(_INSERT_JOB, _job_row(job_id, spec, created_by, now))
+        job = _queued_job(job_id, spec, now)
         pattern = f'%"{_like_escape(spec.material.lower())}"%'
         for node, printer in prefer:
             row = conn.execute(_CLAIM, {"node": node, "printer": printer, "material": pattern}).first()
@@ -311,7 +367,7 @@ class JobStore:
             if done != 1:
                 raise AlreadyClaimed(f"job {job_id} changed while we worked on it; try again")
             offered = replace(job, state=JobState.OFFERED, updated_at=now, **change.values)  # type: ignore[arg-type]
-            self._side_effects(conn, offered, change, now)
+            self._side_effects(conn, offered, change, now, sent)
             return offered
         return job
 
@@ -336,30 +392,33 @@ class JobStore:
             AlreadyClaimed: the job changed under us (a concurrent writer won the CAS).
             HubError: whatever `decide` raises; then nothing changes.
         """
+        sent: list[Command] = []
         try:
             with write(self.engine) as conn:
                 if event is not None and self._seen(conn, event):
                     return Outcome(None, None, False, duplicate=True)
-                row = conn.execute(sa.select(j).where(j.c.id == job_id).with_for_update()).first()
+                row = conn.execute(_BY_ID_LOCKED, {"b_id": job_id}).first()
                 if row is None and event is None:
                     raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
                 before = None if row is None else _job(row)
                 change = decide(before)
-                after = before if before is None else self._apply(conn, before, change, now)
+                after = before if before is None else self._apply(conn, before, change, now, sent)
                 if event is not None:
                     self._record(conn, event, change, now)
         except sa.exc.IntegrityError as exc:
             if event is None:
                 raise AlreadyClaimed(f"job {job_id} changed while we worked on it; try again") from exc
             return Outcome(None, None, False, duplicate=True)  # the same report, recorded concurrently
-        return Outcome(after, before, after is not before, applied=change.applied, note=change.note)
+        return Outcome(after, before, after is not before, applied=change.applied, note=change.note,
+                       commands=tuple(sent))
 
     @translated
     def _thd_dispatch(self, job_id: str, pick: Pick, change_for: Callable[[Job, PrinterRecord], Change],
-                      now: str) -> Job | None:
+                      now: str, sent: list[Command] | None = None) -> Job | None:
         """Claim a queued job (SKIP LOCKED) and offer it to the printer `pick` chooses.
 
         Returns the offered job, or None when the job is not queued (any more) or no printer fits.
+        ``sent`` receives the offer as put in the node's outbox (with its hub_seq).
         """
         with write(self.engine) as conn:
             row = conn.execute(
@@ -368,12 +427,12 @@ class JobStore:
             ).first()
             if row is None:
                 return None
-            return self._offer(conn, _job(row), pick, change_for, now)
+            return self._offer(conn, _job(row), pick, change_for, now, sent)
 
     def _offer(self, conn: sa.Connection, job: Job, pick: Pick, change_for: Callable[[Job, PrinterRecord], Change],
-               now: str) -> Job | None:
+               now: str, sent: list[Command] | None = None) -> Job | None:
         chosen = self._choose(conn, job, pick)
-        return None if chosen is None else self._apply(conn, job, change_for(job, chosen), now)
+        return None if chosen is None else self._apply(conn, job, change_for(job, chosen), now, sent)
 
     def _choose(self, conn: sa.Connection, job: Job, pick: Pick) -> PrinterRecord | None:
         """Pick a printer among the free ones the database finds for the job, a page at a time, and
@@ -382,15 +441,14 @@ class JobStore:
         extents, taken = self._extents(conn, job.revision_id), set[tuple[str, str]]()
         after: tuple[str, str] | None = None
         while True:
-            page = [_printer(row) for row in conn.execute(_free_query(job, after))]
+            page = [_printer(row) for row in conn.execute(*_free_for(job, after))]
             if not page:
                 return None
             after = (page[-1].node, page[-1].printer)
             while (chosen := pick(job, page, frozenset(taken), extents)) is not None:
-                pr = schema.printers
-                conn.execute(sa.select(pr.c.node).where(pr.c.node == chosen.node, pr.c.printer == chosen.printer)
-                             .with_for_update())
-                if not conn.scalar(sa.select(sa.func.count()).where(*_holds(chosen.node, chosen.printer))):
+                where = {"node": chosen.node, "printer": chosen.printer}
+                conn.execute(_LOCK_PRINTER, where)
+                if not conn.execute(_HELD, where).scalar():
                     return chosen
                 taken.add((chosen.node, chosen.printer))
 
@@ -398,53 +456,51 @@ class JobStore:
 
     @staticmethod
     def _seen(conn: sa.Connection, event: EventRecord) -> bool:
-        return bool(conn.scalar(sa.select(sa.func.count()).where(ev.c.node == event.node,
-                                                                  ev.c.agent_seq == event.agent_seq)))
+        return bool(conn.execute(_SEEN, {"b_node": event.node, "b_seq": event.agent_seq}).scalar())
 
-    def _apply(self, conn: sa.Connection, job: Job, change: Change, now: str) -> Job:
+    def _apply(self, conn: sa.Connection, job: Job, change: Change, now: str, sent: list[Command] | None = None
+               ) -> Job:
         if change.target is None and not change.values and not change.production and not change.bump_epoch:
-            self._side_effects(conn, job, change, now)
+            self._side_effects(conn, job, change, now, sent)
             return job
         values: dict[str, object] = {"updated_at": now, **change.values}
         if "tried_nodes" in values:
             values["tried_nodes"] = json.dumps(list(values["tried_nodes"]))  # type: ignore[call-overload]
         if change.target is not None:
             values["state"] = change.target.value
-        if change.bump_epoch:
-            values["lease_epoch"] = j.c.lease_epoch + 1
         if change.production:
             values["production"] = json.dumps({**job.production, **change.production}, sort_keys=True)
-        done = conn.execute(
-            sa.update(j).where(j.c.id == job.id, j.c.state == job.state.value, j.c.lease_epoch == job.lease_epoch)
-            .values(**values)
-        ).rowcount
+        columns = tuple(sorted(values))
+        params = {f"v_{c}": values[c] for c in columns}
+        params.update(w_id=job.id, w_state=job.state.value, w_epoch=job.lease_epoch)
+        done = conn.execute(_update_for(columns, change.bump_epoch), params).rowcount
         if done != 1:
             raise AlreadyClaimed(f"job {job.id} changed while we worked on it; try again")
-        after = _job(conn.execute(sa.select(j).where(j.c.id == job.id)).one())
-        self._side_effects(conn, after, change, now)
+        after = _job(conn.execute(_BY_ID, {"b_id": job.id}).one())
+        self._side_effects(conn, after, change, now, sent)
         return after
 
-    def _side_effects(self, conn: sa.Connection, job: Job, change: Change, now: str) -> None:
+    def _side_effects(self, conn: sa.Connection, job: Job, change: Change, now: str,
+                      sent: list[Command] | None = None) -> None:
         for command in change.commands:
-            enqueue(conn, command, now)
+            seq = enqueue(conn, command, now)
+            if sent is not None:
+                sent.append(replace(command, hub_seq=seq))
         if change.fabrication is not None and job.node and job.printer:
             self._fabricate(conn, job, change.fabrication, now)
 
     @staticmethod
     def _record(conn: sa.Connection, event: EventRecord, change: Change, now: str) -> None:
-        conn.execute(sa.insert(ev).values(
-            node=event.node, agent_seq=event.agent_seq, job_id=event.job_id, lease_epoch=event.lease_epoch,
-            kind=event.kind, at=event.at, data=json.dumps(dict(event.data), sort_keys=True), applied=change.applied, note=change.note, received_at=now,
-        ))
-        n = schema.nodes
-        conn.execute(sa.update(n).where(n.c.name == event.node, n.c.last_agent_seq < event.agent_seq)
-                     .values(last_agent_seq=event.agent_seq))
+        conn.execute(_INSERT_EVENT, {
+            "node": event.node, "agent_seq": event.agent_seq, "job_id": event.job_id, "lease_epoch": event.lease_epoch,
+            "kind": event.kind, "at": event.at, "data": json.dumps(dict(event.data), sort_keys=True),
+            "applied": change.applied, "note": change.note, "received_at": now})
+        conn.execute(_LAST_AGENT_SEQ, {"b_node": event.node, "b_seq": event.agent_seq})
 
     @staticmethod
     def _extents(conn: sa.Connection, revision_id: str) -> tuple[float, float, float] | None:
         """The largest extents of the revision's checked meshes (None: nothing checked)."""
-        rows = conn.execute(sa.select(schema.printability_reports.c.report)
-                            .where(schema.printability_reports.c.revision_id == revision_id))
+        rows = conn.execute(_EXTENTS, {"b_revision": revision_id})
         sizes = []
         for (text,) in rows:
             extents = json.loads(text).get("extents_mm")
@@ -482,3 +538,4 @@ class JobStore:
             resends=int(num("resends")), findings=json.dumps(p.get("findings", [])), started_at=job.started_at,
             finished_at=now,
         ))
+        record_sums.fabrication_added(conn, job.id, job.lease_epoch)  # the record's running sums (hub/store/record_sums.py)

@@ -196,14 +196,17 @@ def _replace_changed_printers(conn: sa.Connection, hellos: Mapping[str, HelloRec
         conn.execute(sa.insert(pr), rows)
 
 
+_NEXT_SEQ = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(hub_seq=n.c.hub_seq + 1) \
+    .returning(n.c.hub_seq)
+_INSERT_COMMAND = sa.insert(cmd)
+
+
 def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
     """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq.
     The replica holding the node's session is woken by NOTIFY at commit (PostgreSQL)."""
-    seq = conn.execute(
-        sa.update(n).where(n.c.name == command.node).values(hub_seq=n.c.hub_seq + 1).returning(n.c.hub_seq)
-    ).scalar_one()
-    conn.execute(sa.insert(cmd).values(node=command.node, hub_seq=seq, kind=command.kind, job_id=command.job_id,
-                                       body=json.dumps(dict(command.body)), created_at=now))
+    seq = conn.execute(_NEXT_SEQ, {"b_name": command.node}).scalar_one()
+    conn.execute(_INSERT_COMMAND, {"node": command.node, "hub_seq": seq, "kind": command.kind,
+                                   "job_id": command.job_id, "body": json.dumps(dict(command.body)), "created_at": now})
     notify(conn, command.node)
     return int(seq)
 

@@ -11,14 +11,14 @@ import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from hub.domain import Attribution, Design, PrintabilityRecord
-from hub.errors import AlreadyExists, InvalidTransition, NotFound, StorageError
-from hub.jobs import HELD, Job
+from hub.domain import Attribution, Design, PrintabilityRecord, Revision
+from hub.errors import AlreadyExists, HubError, InvalidTransition, NotFound, StorageError
+from hub.jobs import Job
 from hub.ledger import Share
 from hub.orders import (
     Grant,
@@ -32,10 +32,11 @@ from hub.orders import (
 )
 from hub.quotes import Box
 from hub.scheduler import PrinterRecord
-from hub.store import schema
+from hub.store import record_sums, schema
+from hub.store.designs import DesignStore
 from hub.store.engine import connect, write
 
-__all__ = ["OrderStore"]
+__all__ = ["Basis", "Build", "Match", "MatchQuery", "Matching", "OrderStore", "PlaceResult", "Placement"]
 
 o, q, k, ob = schema.orders, schema.quotes, schema.order_keys, schema.order_objects
 g, rt, lg, ve, pa, f = (schema.grants, schema.ratings, schema.ledger_entries, schema.value_equations,
@@ -143,8 +144,18 @@ def _match_filters(nodes: bool, lons: int, dialect: str) -> list[sa.ColumnElemen
 
 @functools.lru_cache(maxsize=64)
 def _profiles_query(nodes: bool, lons: int, dialect: str) -> sa.Select[tuple[object]]:
-    return (sa.select(_pr.c.slicer_profile).join(_n, _n.c.name == _pr.c.node)
-            .where(*_match_filters(nodes, lons, dialect)).distinct())
+    """The slicer profiles in use (an index scan) that some matching printer has: a semi-join that
+    stops at the first such printer of each profile instead of matching every printer."""
+    used = sa.select(_pr.c.slicer_profile.label("profile")).distinct().subquery("used")
+    some = (sa.select(sa.literal(1)).select_from(_pr.join(_n, _n.c.name == _pr.c.node))
+            .where(*_match_filters(nodes, lons, dialect), _pr.c.slicer_profile == used.c.profile))
+    return sa.select(used.c.profile).where(some.exists())
+
+
+def _held(node: sa.ColumnElement[str], printer: sa.ColumnElement[str]) -> sa.Exists:
+    """A job keeps this printer busy; the states spelled out as the partial index ix_jobs_held_printer has them."""
+    return sa.exists().where(_jb.c.node == node, _jb.c.printer == printer,
+                             _jb.c.state.in_([sa.literal_column(repr(s)) for s in schema.HELD_STATES]))
 
 
 @functools.lru_cache(maxsize=256)
@@ -165,8 +176,7 @@ def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect
         dlat = _n.c.latitude - sa.bindparam("near_lat", type_=sa.Float)
         dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
         keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float), cost]
-    busy = sa.case((sa.exists().where(_jb.c.node == _pr.c.node, _jb.c.printer == _pr.c.printer,
-                                      _jb.c.state.in_([s.value for s in HELD])), 1), else_=0)
+    busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
     return (sa.select(_pr, _n.c.online, _n.c.latitude, _n.c.longitude, _n.c.last_seen).join(_n, _n.c.name == _pr.c.node)
             .where(*_match_filters(nodes, lons, dialect),
                    _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
@@ -176,12 +186,16 @@ def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect
 
 _INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert(), k.insert(), ob.insert()
 _SET_STATE = o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state"))
-_DESIGN = sa.select(schema.designs).where(schema.designs.c.slug == sa.bindparam("slug"))
+_DESIGN = sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
+                    .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug"))
 _REPORTS = (sa.select(schema.printability_reports)
             .where(schema.printability_reports.c.revision_id == sa.bindparam("revision_id"))
             .order_by(schema.printability_reports.c.path))
-_VOTES = sa.select(rt.c.node, rt.c.stars, rt.c.criteria).where(
-    rt.c.node.in_(sa.bindparam("nodes", expanding=True)), rt.c.role.in_(sa.bindparam("roles", expanding=True)))
+_VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
+                .where(rt.c.node.in_(sa.bindparam("nodes", expanding=True)),
+                       rt.c.role.in_(sa.bindparam("roles", expanding=True))).group_by(rt.c.node))
+_KEYED = sa.select(k.c.order_id, k.c.request_sha256).where(k.c.customer == sa.bindparam("customer"),
+                                                          k.c.key == sa.bindparam("key"))
 _RANK = sa.func.row_number().over(partition_by=(f.c.node, f.c.printer_model),
                                   order_by=(f.c.finished_at.desc(), f.c.incarnation_id.desc()))
 _LATEST = (sa.select(f.c.node, f.c.printer_model, f.c.estimated_seconds, f.c.actual_seconds, f.c.estimated_filament_g,
@@ -191,11 +205,101 @@ _LATEST = (sa.select(f.c.node, f.c.printer_model, f.c.estimated_seconds, f.c.act
 _HISTORIES = sa.select(_LATEST).where(_LATEST.c.rank <= sa.bindparam("lim", type_=sa.Integer))
 
 
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What quoting or placing an order reads before matching, in one read transaction.
+
+    Attributes:
+        design: the design (read fresh); its participation rung (None: never set).
+        revision: the revision wanted, read in full, or None when the caller has it cached (then
+            ``reports`` are its printability reports as stored now).
+        profiles: the slicer profiles of the printers that could take it (see _thd_profiles).
+    """
+
+    design: Design
+    rung: str | None
+    revision_id: str
+    revision: Revision | None
+    reports: tuple[PrintabilityRecord, ...]
+    profiles: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Matching:
+    """The best printers for a job with what prices them, in one read transaction.
+
+    Attributes:
+        printers: best first, each accepted by the caller's check.
+        histories: (node, model) -> (estimated s, actual s, estimated g, actual g) of its latest prints.
+        votes: node -> (how many ratings, their stars' sum) by its customers and designers.
+    """
+
+    printers: list[PrinterRecord]
+    histories: dict[tuple[str, str], list[tuple[float, float, float, float]]]
+    votes: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchQuery:
+    """Which printers a job wants (see OrderStore._thd_candidates): ``limit`` of them that ``accept``
+    takes (the caller's checks: the build volume, the exact distance)."""
+
+    material: str
+    estimates: Mapping[str, tuple[float, float]]
+    limit: int
+    accept: Callable[[PrinterRecord], bool]
+    box: Box | None = None
+    nodes: frozenset[str] | None = None
+    order: str = "cheapest"
+    near: tuple[float, float] | None = None
+
+
+Match = Callable[[MatchQuery], Matching]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One order to write (see OrderStore._thd_place)."""
+
+    order: Order
+    key: str
+    request_sha256: str
+    quote: StoredQuote | None
+    create_jobs: Callable[[sa.Connection], list[Job]]
+
+
+# Chooses an order inside the write transaction that stores it, matching printers with what that
+# transaction sees (the claims of the orders written before it in the same transaction included).
+# A HubError it raises is that order's outcome; nothing of it was written.
+Build = Callable[[Match], Placement]
+PlaceResult = tuple[Order, list[Job], bool]
+_PENDING = StorageError("not written yet")  # a slot of _write_placements' answer, filled before it returns
+
+
+def _same_key(order_id: object, stored_sha256: object, request_sha256: str, key: str) -> str:
+    """The order a used idempotency key names.
+
+    Raises:
+        AlreadyExists: it was placed with a different request.
+    """
+    if stored_sha256 != request_sha256:
+        raise AlreadyExists(f"idempotency key {key!r} already placed order {order_id} with a different "
+                            "request: use a new key for a new order")
+    return str(order_id)
+
+
+def _design(x: sa.Row[tuple[object, ...]]) -> Design:
+    """A design as an order needs it (maintainers, tags and counts are left empty)."""
+    return Design(x.slug, x.title, x.description, x.license, x.head_revision_id or "", (), (), (),
+                  x.created_at, x.updated_at, 0, _attributions(x.attributions or "[]"))
+
+
 class OrderStore:
     """One connector for the order aggregate and the tables that hang off it."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._designs = DesignStore(engine)
 
     # -- quotes ------------------------------------------------------------------------------
 
@@ -230,20 +334,14 @@ class OrderStore:
             found = self._keyed(conn, customer, key)
         if found is None:
             return None
-        if found.request_sha256 != request_sha256:
-            raise AlreadyExists(f"idempotency key {key!r} already placed order {found.order_id} with a different "
-                                "request: use a new key for a new order")
-        return str(found.order_id)
+        return _same_key(found.order_id, found.request_sha256, request_sha256, key)
 
     @staticmethod
     def _keyed(conn: sa.Connection, customer: str, key: str) -> sa.Row[tuple[object, ...]] | None:
         return conn.execute(sa.select(k).where(k.c.customer == customer, k.c.key == key)).first()
 
     def _same_request(self, conn: sa.Connection, keyed: sa.Row[tuple[object, ...]], sha: str, key: str) -> Order:
-        if keyed.request_sha256 != sha:
-            raise AlreadyExists(f"idempotency key {key!r} already placed order {keyed.order_id} with a different "
-                                "request: use a new key for a new order")
-        return self._load(conn, str(keyed.order_id))
+        return self._load(conn, _same_key(keyed.order_id, keyed.request_sha256, sha, key))
 
     def _load(self, conn: sa.Connection, order_id: str) -> Order:
         row = conn.execute(sa.select(o).where(o.c.id == order_id)).first()
@@ -298,11 +396,13 @@ class OrderStore:
         key = (rt.c.order_id == rating.order_id, rt.c.job_id == rating.job_id, rt.c.rater == rating.rater,
                rt.c.role == rating.role)
         with write(self.engine) as conn:
-            conn.execute(rt.delete().where(*key))
-            conn.execute(rt.insert().values(
+            removed = conn.execute(rt.delete().where(*key).returning(*record_sums.VOTE_COLUMNS)).all()
+            added = conn.execute(rt.insert().values(
                 design=rating.design, order_id=rating.order_id, job_id=rating.job_id, node=rating.node,
                 rater=rating.rater, role=rating.role, stars=rating.stars,
-                criteria=json.dumps(dict(rating.criteria), sort_keys=True), comment=rating.comment, at=rating.at))
+                criteria=json.dumps(dict(rating.criteria), sort_keys=True), comment=rating.comment, at=rating.at)
+                .returning(*record_sums.VOTE_COLUMNS)).all()
+            record_sums.votes_changed(conn, removed, added)  # the record's running sums (hub/store/record_sums.py)
 
     def _thd_ratings(self, *, order_id: str | None = None, node: str | None = None,
                      design: str | None = None, roles: Sequence[str] = ()) -> list[RatingRow]:
@@ -412,18 +512,100 @@ class OrderStore:
             NotFound: no such design.
         """
         with connect(self.engine) as conn:
-            x = conn.execute(_DESIGN, {"slug": slug}).first()
+            return _design(self._design_row(conn, slug))
+
+    @staticmethod
+    def _design_row(conn: sa.Connection, slug: str) -> sa.Row[tuple[object, ...]]:
+        x = conn.execute(_DESIGN, {"slug": slug}).first()
         if x is None:
             raise NotFound(f"no design named {slug!r}; push it with --create or search with `spime search`")
-        return Design(x.slug, x.title, x.description, x.license, x.head_revision_id or "", (), (), (),
-                      x.created_at, x.updated_at, 0, _attributions(x.attributions or "[]"))
+        return x
+
+    def _thd_basis(self, slug: str, revision_id: str, known: Callable[[str], bool], material: str,
+                   box: Box | None, customer: str = "", key: str = "", request_sha256: str = "") -> Basis | str:
+        """What an order rests on before matching, in one read transaction: the order the idempotency
+        key already names (its id; nothing else is read), or the design, the revision (in full unless
+        ``known(id)``: the caller keeps revisions, immutable per id), its printability reports as
+        stored now, and the slicer profiles of the printers that could take it (every node counts:
+        the licence's grants are not known yet).
+
+        Raises:
+            AlreadyExists: the key names an order placed with a different request.
+            NotFound: no such design or revision. InvalidArgument: a revision prefix too short or ambiguous.
+        """
+        with connect(self.engine) as conn:
+            if key:
+                keyed = conn.execute(_KEYED, {"customer": customer, "key": key}).first()
+                if keyed is not None:
+                    return _same_key(keyed.order_id, keyed.request_sha256, request_sha256, key)
+            x = self._design_row(conn, slug)
+            design = _design(x)
+            wanted = revision_id if len(revision_id) == 64 else "" if revision_id else design.head_revision_id
+            revision: Revision | None = None
+            if wanted and known(wanted):
+                reports = self._reports(conn, wanted)
+            else:
+                revision = self._revision(conn, slug, wanted or revision_id)
+                wanted, reports = revision.id, revision.reports
+            profiles = self._profiles(conn, material, box, None)
+        return Basis(design, x.rung, wanted, revision, reports, profiles)
+
+    def _revision(self, conn: sa.Connection, slug: str, revision_id: str) -> Revision:
+        """A revision of this design by id or unique prefix.
+
+        Raises:
+            NotFound: the design has no such revision. InvalidArgument: a prefix too short or ambiguous.
+        """
+        missing = f"{slug} has no revision {revision_id[:16] or '(head)'}: see `spime log {slug}`"
+        try:
+            full = revision_id if len(revision_id) == 64 else self._designs._resolve(conn, slug, revision_id)
+            revision = self._designs._revision(conn, full)
+        except NotFound as exc:
+            raise NotFound(missing) from exc
+        if revision.design != slug:
+            raise NotFound(missing)
+        return revision
 
     def _thd_profiles(self, material: str, box: Box | None = None, nodes: frozenset[str] | None = None) -> list[str]:
         """The slicer profiles of the printers that could take a job (each needs its own slice);
         printers busy now count too, so that this read stays cheap."""
-        query = _profiles_query(nodes is not None, _lon_ranges(box), self.engine.dialect.name)
         with connect(self.engine) as conn:
-            return sorted(str(p) for p in conn.execute(query, _match_params(material, box, nodes)).scalars())
+            return self._profiles(conn, material, box, nodes)
+
+    def _profiles(self, conn: sa.Connection, material: str, box: Box | None, nodes: frozenset[str] | None
+                  ) -> list[str]:
+        query = _profiles_query(nodes is not None, _lon_ranges(box), self.engine.dialect.name)
+        return sorted(str(p) for p in conn.execute(query, _match_params(material, box, nodes)).scalars())
+
+    def _thd_matching(self, query: MatchQuery) -> Matching:
+        """The best printers for a job (see _matching), in one read transaction."""
+        with connect(self.engine) as conn:
+            return self._matching(conn, query)
+
+    def _matching(self, conn: sa.Connection, query: MatchQuery, roles: Sequence[str] = ("customer", "designer"),
+                  history: int = 200) -> Matching:
+        """The best ``query.limit`` printers for a job that ``query.accept`` takes, their nodes'
+        histories (see _thd_histories) and ratings. The printers come as from _thd_candidates, a
+        page at a time until enough are accepted."""
+        found: list[PrinterRecord] = []
+        page, offset = 2 * query.limit + 8, 0  # spare for the build volume and the exact distance: one page as a rule
+        while len(found) < query.limit:
+            rows = self._candidate_rows(conn, query, page, offset)
+            for row in rows:
+                printer = _printer(row)
+                if query.accept(printer):
+                    found.append(printer)
+                    if len(found) == query.limit:
+                        break
+            if len(rows) < page:
+                break
+            offset += page
+        histories = self._histories(conn, [(p.node, p.model) for p in found], query.material, history)
+        votes: dict[str, tuple[int, int]] = {}
+        if found:
+            params = {"nodes": sorted({p.node for p in found}), "roles": list(roles)}
+            votes = {str(n): (int(c), int(t or 0)) for n, c, t in conn.execute(_VOTE_TOTALS, params)}
+        return Matching(found, histories, votes)
 
     def _thd_candidates(self, material: str, estimates: Mapping[str, tuple[float, float]], limit: int, *,
                         box: Box | None = None, nodes: frozenset[str] | None = None, offset: int = 0,
@@ -439,58 +621,63 @@ class OrderStore:
         ("fastest"), or by distance from ``near`` ("nearest"); ties by price, then name. The caller
         still checks the build volume (any orientation) and the exact distance on what comes back.
         """
-        if not estimates:
-            return []
-        ordering = order if order in ("cheapest", "fastest") or near is not None else "cheapest"
-        query = _candidates_query(len(estimates), nodes is not None, _lon_ranges(box), ordering,
-                                  self.engine.dialect.name)
-        params = _match_params(material, box, nodes)
-        for i, (profile, (seconds, grams)) in enumerate(sorted(estimates.items())):
-            params.update({f"p{i}": profile, f"h{i}": seconds / 3600, f"g{i}": grams})
-        if near is not None:
-            params.update({"near_lat": near[0], "near_lon": near[1], "stretch": math.cos(math.radians(near[0])) ** 2})
-        params.update({"lim": limit, "off": offset})
+        query = MatchQuery(material, estimates, limit, lambda p: True, box, nodes, order, near)
         with connect(self.engine) as conn:
-            return [_printer(row) for row in conn.execute(query, params)]
+            return [_printer(row) for row in self._candidate_rows(conn, query, limit, offset)]
+
+    def _candidate_rows(self, conn: sa.Connection, q: MatchQuery, limit: int, offset: int
+                        ) -> Sequence[sa.Row[tuple[object, ...]]]:
+        if not q.estimates:
+            return []
+        ordering = q.order if q.order in ("cheapest", "fastest") or q.near is not None else "cheapest"
+        query = _candidates_query(len(q.estimates), q.nodes is not None, _lon_ranges(q.box), ordering,
+                                  self.engine.dialect.name)
+        params = _match_params(q.material, q.box, q.nodes)
+        for i, (profile, (seconds, grams)) in enumerate(sorted(q.estimates.items())):
+            params.update({f"p{i}": profile, f"h{i}": seconds / 3600, f"g{i}": grams})
+        if q.near is not None:
+            params.update({"near_lat": q.near[0], "near_lon": q.near[1],
+                           "stretch": math.cos(math.radians(q.near[0])) ** 2})
+        params.update({"lim": limit, "off": offset})
+        return conn.execute(query, params).all()
 
     def _thd_reports(self, revision_id: str) -> tuple[PrintabilityRecord, ...]:
         """A revision's printability reports as stored now (a report may be replaced after the push)."""
         with connect(self.engine) as conn:
-            return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
-                         for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
+            return self._reports(conn, revision_id)
 
-    def _thd_votes(self, nodes: Sequence[str], roles: Sequence[str]) -> dict[str, list[tuple[int, dict[str, int]]]]:
-        """(stars, criteria) of the ratings of these nodes in these roles, per node (one query)."""
-        out: dict[str, list[tuple[int, dict[str, int]]]] = {}
-        if not nodes:
-            return out
-        with connect(self.engine) as conn:
-            for node, stars, criteria in conn.execute(_VOTES, {"nodes": list(nodes), "roles": list(roles)}):
-                out.setdefault(str(node), []).append((int(stars), json.loads(criteria)))
-        return out
+    @staticmethod
+    def _reports(conn: sa.Connection, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+        return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
+                     for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
 
     def _thd_histories(self, pairs: Sequence[tuple[str, str]], material: str, limit: int = 200
                        ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
         """(estimated s, actual s, estimated g, actual g) of the latest `limit` successful prints of
         each (node, printer model) in a material, in one query."""
+        with connect(self.engine) as conn:
+            return self._histories(conn, pairs, material, limit)
+
+    @staticmethod
+    def _histories(conn: sa.Connection, pairs: Sequence[tuple[str, str]], material: str, limit: int
+                   ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
         if not pairs:
             return {}
         wanted = set(pairs)
         out: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in wanted}
         params = {"nodes": sorted({p[0] for p in pairs}), "material": material, "lim": limit}
-        with connect(self.engine) as conn:
-            for node, model, a, b, c, d, _ in conn.execute(_HISTORIES, params):
-                if (node, model) in wanted:
-                    out[(node, model)].append((float(a), float(b), float(c), float(d)))
+        for node, model, a, b, c, d, _ in conn.execute(_HISTORIES, params):
+            if (node, model) in wanted:
+                out[(node, model)].append((float(a), float(b), float(c), float(d)))
         return out
 
-    # -- placing an order in one transaction ---------------------------------------------------
+    # -- placing orders: one write transaction per order, or one for many -------------------
 
-    def _thd_place(self, order: Order, key: str, request_sha256: str, quote: StoredQuote | None,
-                   create_jobs: Callable[[sa.Connection], list[Job]]) -> tuple[Order, list[Job], bool]:
-        """Write an order, its objects, its idempotency key (and the quote it was chosen from when
-        that is new) and its jobs in one write transaction; the order's state follows its jobs.
-        ``create_jobs`` runs inside the transaction (JobService._claim_writer).
+    def _thd_place(self, build: Build) -> PlaceResult:
+        """Choose and write an order in one write transaction: ``build`` chooses it, matching printers
+        with what the transaction sees; the order, its objects, its idempotency key (and the quote it
+        was chosen from when that is new) and its jobs are written, the order's state following its
+        jobs. ``Placement.create_jobs`` runs inside the transaction (JobService._claim_writer).
 
         Returns:
             (the order, its jobs, True when it was created now); an order the key already names
@@ -500,34 +687,94 @@ class OrderStore:
         Raises:
             AlreadyExists: the key already names an order placed with a different request.
             StorageError: the database is busy (retryable).
+            HubError: what ``build`` raised (nothing was written).
         """
+        built: list[Placement | None] = []
         try:
             with write(self.engine) as conn:
-                # a key used meanwhile fails the insert below (its primary key): answered in the except
-                if quote is not None:
-                    conn.execute(_INSERT_QUOTE, {
-                        "id": quote.id, "customer": quote.customer, "design": quote.design,
-                        "revision_id": quote.revision_id, "spec": quote.spec_json, "options": quote.options_json,
-                        "created_at": quote.created_at, "expires_at": quote.expires_at})
-                conn.execute(_INSERT_ORDER, _order_values(order))
-                if key:
-                    conn.execute(_INSERT_KEY, {"customer": order.customer, "key": key, "request_sha256": request_sha256,
-                                               "order_id": order.id, "created_at": order.created_at})
-                jobs = create_jobs(conn)
-                if order.objects:
-                    conn.execute(_INSERT_OBJECT, [{"incarnation_id": x.incarnation_id, "order_id": order.id,
-                                                   "position": x.position, "job_id": x.job_id, "part": x.part}
-                                                  for x in order.objects])
-                state = derive_state(j.state.value for j in jobs)
-                if state is not order.state:
-                    conn.execute(_SET_STATE, {"order_id": order.id, "state": state.value})
+                # a key used meanwhile fails its insert (primary key): answered in the except
+                (made,) = self._write_placements(conn, [build], built)
         except sa.exc.OperationalError as exc:
-            raise StorageError(f"order {order.id} could not be stored now (the database is busy): retry",
+            raise StorageError("the order could not be stored now (the database is busy): retry",
                                retryable=True) from exc
         except sa.exc.IntegrityError as exc:
+            placed = built[0] if built else None
+            if placed is None or not placed.key:
+                raise StorageError(f"the order could not be stored: {exc.orig}") from exc
             with connect(self.engine) as conn:
-                found = self._keyed(conn, order.customer, key) if key else None
+                found = self._keyed(conn, placed.order.customer, placed.key)
                 if found is None:
-                    raise StorageError(f"order {order.id} could not be stored: {exc.orig}") from exc
-                return self._same_request(conn, found, request_sha256, key), [], False
-        return replace(order, state=state), jobs, True
+                    raise StorageError(f"order {placed.order.id} could not be stored: {exc.orig}") from exc
+                return self._same_request(conn, found, placed.request_sha256, placed.key), [], False
+        if isinstance(made, HubError):
+            raise made
+        return made
+
+    def _thd_place_many(self, builds: Sequence[Build]) -> list[PlaceResult | Exception]:
+        """Choose and write many orders in one write transaction, each as _thd_place would, one after
+        the other (each one's matching sees the claims of those before it), with one statement per
+        table for their quotes, keys and objects. Should a write fail, each order is placed on its
+        own, so that one order's failure (a key used meanwhile, a busy database) is its own and not
+        its batch-mates'.
+
+        Returns:
+            per build, what _thd_place returns or the exception it raises.
+        """
+        if len(builds) > 1:
+            try:
+                with write(self.engine) as conn:
+                    return list(self._write_placements(conn, builds, []))
+            except (sa.exc.SQLAlchemyError, HubError):
+                pass  # rolled back: each on its own below
+        out: list[PlaceResult | Exception] = []
+        for build in builds:
+            try:
+                out.append(self._thd_place(build))
+            except (HubError, sa.exc.SQLAlchemyError) as exc:
+                out.append(exc)
+        return out
+
+    def _write_placements(self, conn: sa.Connection, builds: Sequence[Build], built: list[Placement | None]
+                          ) -> list[PlaceResult | HubError]:
+        """Build and write each order in turn (its row and its jobs, which claim printers), then the
+        quotes, keys, objects and states of all of them; ``built`` collects what each build chose."""
+        def match(query: MatchQuery) -> Matching:
+            return self._matching(conn, query)
+
+        out: list[PlaceResult | HubError] = []
+        written: list[tuple[int, Placement, list[Job]]] = []
+        for build in builds:
+            try:
+                placed = build(match)
+            except HubError as exc:  # that order's outcome; it wrote nothing
+                built.append(None)
+                out.append(exc)
+                continue
+            built.append(placed)
+            conn.execute(_INSERT_ORDER, _order_values(placed.order))
+            written.append((len(out), placed, placed.create_jobs(conn)))
+            out.append(_PENDING)
+        items = [x for _, x, _ in written]
+        quotes = [{"id": x.quote.id, "customer": x.quote.customer, "design": x.quote.design,
+                   "revision_id": x.quote.revision_id, "spec": x.quote.spec_json, "options": x.quote.options_json,
+                   "created_at": x.quote.created_at, "expires_at": x.quote.expires_at}
+                  for x in items if x.quote is not None]
+        if quotes:
+            conn.execute(_INSERT_QUOTE, quotes)
+        keys = [{"customer": x.order.customer, "key": x.key, "request_sha256": x.request_sha256,
+                 "order_id": x.order.id, "created_at": x.order.created_at} for x in items if x.key]
+        if keys:
+            conn.execute(_INSERT_KEY, keys)
+        objects = [{"incarnation_id": o.incarnation_id, "order_id": x.order.id, "position": o.position,
+                    "job_id": o.job_id, "part": o.part} for x in items for o in x.order.objects]
+        if objects:
+            conn.execute(_INSERT_OBJECT, objects)
+        moved = []
+        for i, x, jobs in written:
+            state = derive_state(j.state.value for j in jobs)
+            if state is not x.order.state:
+                moved.append({"order_id": x.order.id, "state": state.value})
+            out[i] = (replace(x.order, state=state), jobs, True)
+        if moved:
+            conn.execute(_SET_STATE, moved)
+        return out

@@ -1,30 +1,40 @@
 """Read side of the community record: fabrications, their aggregates, ratings and the value ledger of a design.
 
-Aggregates are computed by the database (one GROUP BY per question), so a
-design with tens of thousands of fabrications and a long history answers in a
-few round trips, all in one read transaction (:meth:`RecordStore._thd_record`);
-the record lists only the latest fabrications, ratings and ledger lines.
+Figures over every fabrication and rating come from the running sums of
+:mod:`hub.store.record_sums` (a few rows per design, kept by the writers), the
+contributors and lineage from one GROUP BY or join per question, and the lists
+are the latest rows by an index: a design with tens of thousands of
+fabrications and a long history answers in a fixed number of queries, all in
+one read transaction (:meth:`RecordStore._thd_record`). The statements are
+built once, at import; only the design changes between calls.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from hub.domain import Fabrication, LedgerLine, ProposalState, RatingRecord, RevisionKind
 from hub.store import schema
 from hub.store.engine import connect
+from hub.store.record_sums import STARS
 
 __all__ = ["AggregateRow", "HistoryRows", "RecordRows", "RecordStore", "VoteTotals"]
 
 f, rt, lg, pa, o = schema.fabrications, schema.ratings, schema.ledger_entries, schema.participation, schema.orders
-r, rp, p = schema.revisions, schema.revision_parents, schema.proposals
+r, rp, p, ve = schema.revisions, schema.revision_parents, schema.proposals, schema.value_equations
+ps, pset, rv = schema.record_print_stats, schema.record_print_settings, schema.record_votes
 FABRICATIONS_LISTED = 200
 RATINGS_LISTED = 200
 LEDGER_LISTED = 200
-VOTING_ROLES = ("customer", "maker")
+TYPICAL_SETTINGS = 5
+_JSON_CACHED = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +66,6 @@ class VoteTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordRows:
-    """Everything the record reads from the database, from one transaction."""
-
-    history: HistoryRows
-    fabrications: tuple[Fabrication, ...]
-    fabrication_count: int
-    latest_finish: str
-    ratings: tuple[RatingRecord, ...]
-    votes: VoteTotals
-    ledger: tuple[LedgerLine, ...]
-    orders_by_customer: tuple[tuple[str, bool, int], ...]
-    rung: str
-
-
-@dataclass(frozen=True, slots=True)
 class AggregateRow:
     """Counts of one (printer model, material) as the database sums them."""
 
@@ -84,76 +79,119 @@ class AggregateRow:
     settings: tuple[tuple[str, int], ...]  # (settings JSON, count), most common first
 
 
-def _fabrication(x: sa.Row[tuple[object, ...]]) -> Fabrication:
-    m = x._mapping
-    return Fabrication(
-        job_id=m["job_id"], order_id=m["order_id"] or "", revision_id=m["revision_id"], node=m["node"],
-        printer=m["printer"], material=m["material"], settings=json.loads(m["settings"]),
-        estimated_seconds=m["estimated_seconds"], actual_seconds=m["actual_seconds"],
-        estimated_filament_g=m["estimated_filament_g"], actual_filament_g=m["actual_filament_g"],
-        outcome=m["outcome"], failure_reason=m["failure_reason"], finished_at=m["finished_at"],
-        incarnation_id=m["incarnation_id"], printer_model=m["printer_model"], parameters=json.loads(m["parameters"]),
-        actual_filament_mm=m["actual_filament_mm"], resends=m["resends"],
-    )
+@dataclass(frozen=True, slots=True)
+class RecordRows:
+    """Everything the record reads from the database, from one transaction."""
+
+    history: HistoryRows
+    fabrications: tuple[Fabrication, ...]
+    fabrication_count: int
+    aggregates: tuple[AggregateRow, ...]
+    ratings: tuple[RatingRecord, ...]
+    votes: VoteTotals
+    ledger: tuple[LedgerLine, ...]
+    orders_by_customer: tuple[tuple[str, bool, int], ...]
+    rung: str
+    equation: tuple[int, str] | None  # (version, equation JSON) of the newest stored value equation
 
 
-def _rating(x: sa.Row[tuple[object, ...]]) -> RatingRecord:
-    m = x._mapping
-    return RatingRecord(m["rater"], m["role"], m["stars"], json.loads(m["criteria"]), m["comment"], m["at"])
+@functools.lru_cache(maxsize=_JSON_CACHED)
+def _json_map(text: str) -> Mapping[str, Any]:
+    """A stored JSON object, read-only: settings and criteria repeat across rows, so each text is parsed once."""
+    return types.MappingProxyType(json.loads(text))
 
 
-def _ledger_line(x: sa.Row[tuple[object, ...]]) -> LedgerLine:
-    m = x._mapping
-    return LedgerLine(m["order_id"], m["recipient"], m["share"], m["currency"], m["minor_units"],
-                      m["equation_version"], m["explanation"])
+def _design() -> sa.BindParameter[str]:
+    return sa.bindparam("design", type_=sa.String)
 
 
-def _latest(table: sa.Table, design: str, limit: int, *order: sa.ColumnElement[object]) -> sa.Select[tuple[object, ...]]:
+def _latest(table: sa.Table, columns: tuple[sa.ColumnElement[Any], ...], limit: int,
+            *order: sa.ColumnElement[Any]) -> sa.Select[Any]:
     """The newest ``limit`` rows of a design by ``order`` (served backwards by a (design, *order) index)."""
-    return sa.select(table).where(table.c.design == design).order_by(*(c.desc() for c in order)).limit(limit)
+    return sa.select(*columns).where(table.c.design == _design()).order_by(*(c.desc() for c in order)).limit(limit)
 
 
-def _history(conn: sa.Connection, design: str) -> HistoryRows:
-    accepted = sa.select(p.c.revision_id).where(p.c.design == design, p.c.state == ProposalState.ACCEPTED.value)
+_FAB_COLUMNS = (f.c.job_id, f.c.order_id, f.c.revision_id, f.c.node, f.c.printer, f.c.material, f.c.settings,
+                f.c.estimated_seconds, f.c.actual_seconds, f.c.estimated_filament_g, f.c.actual_filament_g,
+                f.c.outcome, f.c.failure_reason, f.c.finished_at, f.c.incarnation_id, f.c.printer_model,
+                f.c.parameters, f.c.actual_filament_mm, f.c.resends)
+# finished_at alone, so that ix_fabrications_design_finished_at serves the order and the limit
+_FABRICATIONS = _latest(f, _FAB_COLUMNS, FABRICATIONS_LISTED, f.c.finished_at)
+_RATINGS = _latest(rt, (rt.c.rater, rt.c.role, rt.c.stars, rt.c.criteria, rt.c.comment, rt.c.at), RATINGS_LISTED,
+                   rt.c.at, rt.c.id)
+_LEDGER = _latest(lg, (lg.c.order_id, lg.c.recipient, lg.c.share, lg.c.currency, lg.c.minor_units,
+                       lg.c.equation_version, lg.c.explanation), LEDGER_LISTED, lg.c.at, lg.c.id)
+_PRINT_STATS = (sa.select(ps.c.printer_model, ps.c.material, ps.c.prints, ps.c.successes, ps.c.time_error_sum,
+                          ps.c.filament_error_sum, ps.c.measured)
+                .where(ps.c.design == _design()).order_by(ps.c.printer_model, ps.c.material))
+_PRINT_SETTINGS = (sa.select(pset.c.printer_model, pset.c.material, pset.c.settings, pset.c.successes)
+                   .where(pset.c.design == _design()))
+_VOTES = sa.select(rv.c.criterion, rv.c.total, rv.c.count).where(rv.c.design == _design()).order_by(rv.c.criterion)
+_CUSTOM = o.c.parameters != "{}"
+_ORDERS_BY_CUSTOMER = (sa.select(o.c.customer, _CUSTOM, sa.func.count()).where(o.c.design == _design())
+                       .group_by(o.c.customer, _CUSTOM).order_by(o.c.customer))
+_RUNG = sa.select(pa.c.rung).where(pa.c.design == _design())
+_EQUATION = sa.select(ve.c.version, ve.c.equation).where(ve.c.design == _design()).order_by(ve.c.version.desc()).limit(1)
+
+
+def _history_queries() -> tuple[sa.Select[Any], ...]:
+    accepted = sa.select(p.c.revision_id).where(p.c.design == _design(), p.c.state == ProposalState.ACCEPTED.value)
     authored = (sa.select(r.c.author, sa.func.count()).where(
-        r.c.design == design, sa.or_(r.c.kind != RevisionKind.PROPOSAL.value, r.c.id.in_(accepted)))
+        r.c.design == _design(), sa.or_(r.c.kind != RevisionKind.PROPOSAL.value, r.c.id.in_(accepted)))
         .group_by(r.c.author).order_by(r.c.author))
-    merged = (sa.select(p.c.author, sa.func.count()).where(p.c.design == design, p.c.state == ProposalState.ACCEPTED.value)
+    merged = (sa.select(p.c.author, sa.func.count())
+              .where(p.c.design == _design(), p.c.state == ProposalState.ACCEPTED.value)
               .group_by(p.c.author).order_by(p.c.author))
-    reviewers = sa.select(p.c.decided_by).where(p.c.design == design, p.c.decided_by != "").distinct()
+    reviewers = (sa.select(p.c.decided_by).where(p.c.design == _design(), p.c.decided_by != "").distinct()
+                 .order_by(p.c.decided_by))
+    # Edges that cross the design's border, found by their ends' ids against the design's own (an
+    # index-only set), so that only those few edges look up the revision at the other end.
+    ours = sa.select(r.c.id).where(r.c.design == _design())
     up = r.alias("up")
     upstream = (sa.select(r.c.id, up.c.design, rp.c.parent_id).join(rp, rp.c.revision_id == r.c.id)
-                .join(up, up.c.id == rp.c.parent_id).where(r.c.design == design, up.c.design != design)
+                .join(up, up.c.id == rp.c.parent_id).where(r.c.design == _design(), rp.c.parent_id.not_in(ours))
                 .order_by(r.c.seq, rp.c.position))
-    ours = sa.select(r.c.id).where(r.c.design == design)
     forks = (sa.select(r.c.design, r.c.id, rp.c.parent_id).join(rp, rp.c.revision_id == r.c.id)
-             .where(rp.c.parent_id.in_(ours), r.c.kind == RevisionKind.FORK.value)
+             .where(rp.c.parent_id.in_(ours), rp.c.revision_id.not_in(ours), r.c.kind == RevisionKind.FORK.value)
              .order_by(r.c.design, r.c.seq, rp.c.position))
+    return authored, merged, reviewers, upstream, forks
+
+
+_AUTHORED, _MERGED, _REVIEWERS, _UPSTREAM, _FORKS = _history_queries()
+
+
+def _fabrication(x: Sequence[Any]) -> Fabrication:
+    return Fabrication(x[0], x[1] or "", x[2], x[3], x[4], x[5], _json_map(x[6]), x[7], x[8], x[9], x[10], x[11],
+                       x[12], x[13], x[14], x[15], _json_map(x[16]), x[17], x[18])
+
+
+def _history(conn: sa.Connection, at: dict[str, str]) -> HistoryRows:
     return HistoryRows(
-        authored=tuple((str(a), int(n)) for a, n in conn.execute(authored)),
-        merged=tuple((str(a), int(n)) for a, n in conn.execute(merged)),
-        reviewers=tuple(sorted(str(x) for x in conn.scalars(reviewers))),
-        upstream=tuple((str(a), str(b), str(c)) for a, b, c in conn.execute(upstream)),
-        forks=tuple((str(a), str(b), str(c)) for a, b, c in conn.execute(forks)),
+        authored=tuple((str(a), int(n)) for a, n in conn.execute(_AUTHORED, at)),
+        merged=tuple((str(a), int(n)) for a, n in conn.execute(_MERGED, at)),
+        reviewers=tuple(str(x) for x in conn.scalars(_REVIEWERS, at)),
+        upstream=tuple((str(a), str(b), str(c)) for a, b, c in conn.execute(_UPSTREAM, at)),
+        forks=tuple((str(a), str(b), str(c)) for a, b, c in conn.execute(_FORKS, at)),
     )
 
 
-def _criteria_pairs(conn: sa.Connection) -> sa.TableValuedAlias:
-    """(key, value) of each rating's criteria object, as a table the query joins laterally."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import JSONB
-
-        return sa.func.jsonb_each_text(sa.cast(rt.c.criteria, JSONB)).table_valued("key", "value")
-    return sa.func.json_each(rt.c.criteria).table_valued("key", "value")
+def _votes(conn: sa.Connection, at: dict[str, str]) -> VoteTotals:
+    sums = {str(c): (int(t), int(n)) for c, t, n in conn.execute(_VOTES, at) if n}
+    count_stars = sums.pop(STARS, (0, 0))
+    return VoteTotals(count_stars[1], count_stars[0], tuple((c, t, n) for c, (t, n) in sorted(sums.items())))
 
 
-def _votes(conn: sa.Connection, design: str) -> VoteTotals:
-    voting = sa.and_(rt.c.design == design, rt.c.role.in_(VOTING_ROLES))
-    count, stars = conn.execute(sa.select(sa.func.count(), sa.func.sum(rt.c.stars)).where(voting)).one()
-    pairs = _criteria_pairs(conn)
-    per = (sa.select(pairs.c.key, sa.func.sum(sa.cast(pairs.c.value, sa.Integer)), sa.func.count())
-           .select_from(rt).join(pairs, sa.true()).where(voting).group_by(pairs.c.key).order_by(pairs.c.key))
-    return VoteTotals(int(count), int(stars or 0), tuple((str(k), int(t), int(n)) for k, t, n in conn.execute(per)))
+def _aggregates(conn: sa.Connection, at: dict[str, str]) -> tuple[AggregateRow, ...]:
+    """Per (printer model, material): prints, successes, summed relative estimate errors, common settings."""
+    common: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for model, material, text, n in conn.execute(_PRINT_SETTINGS, at):
+        if n:
+            common.setdefault((model, material), []).append((text, int(n)))
+    return tuple(
+        AggregateRow(model, material, int(n), int(ok), float(te), float(ge), int(meas),
+                     tuple(sorted(common.get((model, material), []), key=lambda c: (-c[1], c[0]))[:TYPICAL_SETTINGS]))
+        for model, material, n, ok, te, ge, meas in conn.execute(_PRINT_STATS, at) if n
+    )
 
 
 class RecordStore:
@@ -168,58 +206,25 @@ class RecordStore:
         Lists are the latest FABRICATIONS_LISTED / RATINGS_LISTED / LEDGER_LISTED rows, oldest of them
         first; counts and sums cover every row.
         """
+        at = {"design": design}
         with connect(self.engine) as conn:
-            fabrications = conn.execute(_latest(f, design, FABRICATIONS_LISTED, f.c.finished_at)).all()
-            count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(f.c.finished_at))
-                                         .where(f.c.design == design)).one()
+            aggregates = _aggregates(conn, at)
+            equation = conn.execute(_EQUATION, at).first()
             return RecordRows(
-                history=_history(conn, design),
-                fabrications=tuple(_fabrication(x) for x in reversed(fabrications)),
-                fabrication_count=int(count), latest_finish=str(latest or ""),
-                ratings=tuple(_rating(x) for x in reversed(
-                    conn.execute(_latest(rt, design, RATINGS_LISTED, rt.c.at, rt.c.id)).all())),
-                votes=_votes(conn, design),
-                ledger=tuple(_ledger_line(x) for x in reversed(
-                    conn.execute(_latest(lg, design, LEDGER_LISTED, lg.c.at, lg.c.id)).all())),
-                orders_by_customer=tuple(self._orders_by_customer(conn, design)),
-                rung=conn.execute(sa.select(pa.c.rung).where(pa.c.design == design)).scalar() or "",
+                history=_history(conn, at),
+                fabrications=tuple(_fabrication(x) for x in reversed(conn.execute(_FABRICATIONS, at).all())),
+                fabrication_count=sum(a.prints for a in aggregates), aggregates=aggregates,
+                ratings=tuple(RatingRecord(x[0], x[1], x[2], _json_map(x[3]), x[4], x[5])
+                              for x in reversed(conn.execute(_RATINGS, at).all())),
+                votes=_votes(conn, at),
+                ledger=tuple(LedgerLine(*x) for x in reversed(conn.execute(_LEDGER, at).all())),
+                orders_by_customer=tuple((str(c), bool(x), int(n)) for c, x, n in conn.execute(_ORDERS_BY_CUSTOMER, at)),
+                rung=conn.execute(_RUNG, at).scalar() or "",
+                equation=None if equation is None else (int(equation[0]), str(equation[1])),
             )
 
     def _thd_fabrications(self, design: str, limit: int = FABRICATIONS_LISTED) -> list[Fabrication]:
         """The latest fabrications of a design, oldest of them first."""
-        # finished_at alone, so that ix_fabrications_design_finished_at serves the order and the limit
-        query = sa.select(f).where(f.c.design == design).order_by(f.c.finished_at.desc()).limit(limit)
         with connect(self.engine) as conn:
-            return [_fabrication(x) for x in reversed(conn.execute(query).all())]
-
-    def _thd_aggregates(self, design: str) -> list[AggregateRow]:
-        """Per (printer model, material): prints, successes, summed relative estimate errors, common settings."""
-        success = sa.case((f.c.outcome == "success", 1), else_=0)
-        measured = sa.and_(f.c.outcome == "success", f.c.estimated_seconds > 0, f.c.actual_seconds > 0)
-        time_err = sa.case((measured, (f.c.actual_seconds - f.c.estimated_seconds) * 1.0 / f.c.estimated_seconds),
-                           else_=0.0)
-        grams = sa.and_(measured, f.c.estimated_filament_g > 0)
-        gram_err = sa.case((grams, (f.c.actual_filament_g - f.c.estimated_filament_g) / f.c.estimated_filament_g),
-                           else_=0.0)
-        counts = (sa.select(f.c.printer_model, f.c.material, sa.func.count(), sa.func.sum(success),
-                            sa.func.sum(time_err), sa.func.sum(gram_err), sa.func.sum(sa.case((measured, 1), else_=0)))
-                  .where(f.c.design == design).group_by(f.c.printer_model, f.c.material))
-        settings = (sa.select(f.c.printer_model, f.c.material, f.c.settings, sa.func.count())
-                    .where(f.c.design == design, f.c.outcome == "success")
-                    .group_by(f.c.printer_model, f.c.material, f.c.settings))
-        with connect(self.engine) as conn:
-            common: dict[tuple[str, str], list[tuple[str, int]]] = {}
-            for model, material, text, n in conn.execute(settings):
-                common.setdefault((model, material), []).append((text, int(n)))
-            return [
-                AggregateRow(model, material, int(n), int(ok or 0), float(te or 0), float(ge or 0), int(meas or 0),
-                             tuple(sorted(common.get((model, material), []), key=lambda c: (-c[1], c[0]))[:5]))
-                for model, material, n, ok, te, ge, meas in conn.execute(counts)
-            ]
-
-    @staticmethod
-    def _orders_by_customer(conn: sa.Connection, design: str) -> list[tuple[str, bool, int]]:
-        custom = o.c.parameters != "{}"
-        query = (sa.select(o.c.customer, custom, sa.func.count()).where(o.c.design == design)
-                 .group_by(o.c.customer, custom).order_by(o.c.customer))
-        return [(str(c), bool(x), int(n)) for c, x, n in conn.execute(query)]
+            rows = conn.execute(_FABRICATIONS.limit(limit), {"design": design}).all()
+        return [_fabrication(x) for x in reversed(rows)]

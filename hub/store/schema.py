@@ -411,7 +411,15 @@ sa.Index("ix_fabrications_node_model_material", fabrications.c.node, fabrication
 # issue 8: the record lists a design's latest ratings and ledger lines and walks its revisions in order
 sa.Index("ix_ratings_design_at", ratings.c.design, ratings.c.at, ratings.c.id)
 sa.Index("ix_ledger_entries_design_at", ledger_entries.c.design, ledger_entries.c.at, ledger_entries.c.id)
-sa.Index("ix_revisions_design_seq", revisions.c.design, revisions.c.seq)
+# issue 8 (migration 0010): ... and counts its authors and finds its parents from the index alone
+sa.Index("ix_revisions_design_history", revisions.c.design, revisions.c.seq, revisions.c.id, revisions.c.kind,
+         revisions.c.author)
+# issue 8: an order's matching skips the printers holding a job and finds the slicer profiles in use.
+# The states of hub.jobs.HELD, spelled out: a query naming the same list can use the partial index.
+HELD_STATES = ("assigned", "lost_contact", "offered", "outcome_unknown", "preparing", "printed", "printing", "ready")
+_HELD_WHERE = sa.text(f"state IN ({', '.join(repr(s) for s in HELD_STATES)})")
+sa.Index("ix_jobs_held_printer", jobs.c.node, jobs.c.printer, sqlite_where=_HELD_WHERE, postgresql_where=_HELD_WHERE)
+sa.Index("ix_printers_slicer_profile", printers.c.slicer_profile)
 
 # -- issue 8: quotes, idempotency keys, licence grants, value equations, participation ---------
 
@@ -485,4 +493,42 @@ participation = sa.Table(
     sa.Column("set_by", _NAME, nullable=False),
     sa.Column("set_at", _TIME, nullable=False),
     sa.CheckConstraint("rung IN ('consume','co-design','co-create')", name="rung"),
+)
+
+# -- issue 8: running sums of the community record, kept by hub/store/record_sums.py in the transaction
+# of every write that changes them, so that the record reads a few rows instead of every fabrication.
+
+# per design, printer model and material: fabrications, successes, summed relative estimate errors
+record_print_stats = sa.Table(
+    "record_print_stats",
+    metadata,
+    sa.Column("design", _NAME, primary_key=True),
+    sa.Column("printer_model", sa.String(64), primary_key=True),
+    sa.Column("material", sa.String(32), primary_key=True),
+    sa.Column("prints", sa.BigInteger, nullable=False),
+    sa.Column("successes", sa.BigInteger, nullable=False),
+    sa.Column("measured", sa.BigInteger, nullable=False),  # successes with an estimated and an actual time
+    sa.Column("time_error_sum", sa.Float, nullable=False),
+    sa.Column("filament_error_sum", sa.Float, nullable=False),
+)
+
+# per design, printer model, material and settings (JSON): successful fabrications
+record_print_settings = sa.Table(
+    "record_print_settings",
+    metadata,
+    sa.Column("design", _NAME, primary_key=True),
+    sa.Column("printer_model", sa.String(64), primary_key=True),
+    sa.Column("material", sa.String(32), primary_key=True),
+    sa.Column("settings", sa.Text, primary_key=True),
+    sa.Column("successes", sa.BigInteger, nullable=False),
+)
+
+# per design: the customers' and makers' ratings (criterion "" = stars) and per criterion, sum and count
+record_votes = sa.Table(
+    "record_votes",
+    metadata,
+    sa.Column("design", _NAME, primary_key=True),
+    sa.Column("criterion", sa.String(64), primary_key=True),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.BigInteger, nullable=False),
 )

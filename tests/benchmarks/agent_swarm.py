@@ -84,7 +84,7 @@ class Swarm:
         self.back_ns: list[int] = []  # per agent: from the drop (or start) to its Welcome
         self.dropped_ns = time.monotonic_ns()
         self.errors: Counter[str] = Counter()
-        self.examples: list[str] = []
+        self.examples: dict[str, str] = {}  # the first failure of each code
 
     def _channel(self, index: int) -> aio.Channel:
         slot = index // STREAMS_PER_CHANNEL
@@ -103,10 +103,12 @@ class Swarm:
             except (grpc.RpcError, aio.AioRpcError) as exc:
                 if generation != self.generation:
                     return
-                code = exc.code() if isinstance(exc, aio.AioRpcError) else None
-                self.errors[str(code)] += 1
-                if len(self.examples) < 2:
-                    self.examples.append(str(exc.details() if isinstance(exc, aio.AioRpcError) else exc)[:160])
+                code = str(exc.code() if isinstance(exc, aio.AioRpcError) else None)
+                self.errors[code] += 1
+                if code not in self.examples:
+                    detail = exc.details() if isinstance(exc, aio.AioRpcError) else exc
+                    debug = exc.debug_error_string() if isinstance(exc, aio.AioRpcError) else ""
+                    self.examples[code] = f"{code}: {detail} ({debug})"[:400]
                 self.ready.discard(agent.name)
                 hint = retry_hint(exc)
                 await asyncio.sleep(agent.policy.delay(_Hinted(hint) if hint else None))
@@ -174,8 +176,8 @@ class Swarm:
             done = sorted(self.back_ns)
             emit({key: len(self.ready), "t_ns": time.monotonic_ns(),
                   "back_ms": [round(done[int(q * (len(done) - 1))] / 1e6) for q in (0.1, 0.5, 0.9, 0.99)],
-                  "errors": dict(self.errors), "examples": self.examples})
-            self.errors, self.examples = Counter(), []
+                  "errors": dict(self.errors), "examples": list(self.examples.values())})
+            self.errors, self.examples = Counter(), {}
 
     def start(self, first_wait: bool = False) -> None:
         self.tasks = [asyncio.create_task(self.run_agent(i, self.generation, first_wait))

@@ -144,7 +144,7 @@ def failed_attempts(run: SwarmRun) -> str:
         for code, n in dict(event.get("errors") or {}).items():  # type: ignore[call-overload]
             counts[code] = counts.get(code, 0) + int(n)
         examples.extend(list(event.get("examples") or []))  # type: ignore[call-overload]
-    return f"failed session attempts by code: {counts or 'none'}{', e.g. ' + str(examples[:2]) if examples else ''}"
+    return f"failed session attempts by code: {counts or 'none'}{', e.g. ' + str(examples[:4]) if examples else ''}"
 
 
 def reconnect_seconds(run: SwarmRun, timeout_s: float) -> float:

@@ -1,0 +1,223 @@
+"""Orders placed at the same time share one write transaction (hub.service.batching.GroupCommit and
+OrderStore._thd_place_many), on SQLite and PostgreSQL: each keeps its own outcome, one failing order
+does not fail its batch-mates, and the matching of each sees the claims of those before it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hub.domain import Account, Role
+from hub.errors import HubError
+from hub.jobs import HELD
+from hub.service.batching import GroupCommit
+from hub.service.orders import OrderRequest, OrderView
+from hub.store import schema
+from tests.fixtures.postgres import create_database
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.harness import manifest_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+STL = (ROOT / "designs" / "calibration-cube" / "calibration-cube.stl").read_bytes()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    running = start_clocked(tmp_path / "data", url)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+# -- the group commit alone --------------------------------------------------------------------
+
+
+def _gated(batches: list[list[str]], release: threading.Event):
+    """A batch function that holds its first batch until released (so that calls queue behind it)."""
+    def run(items: Sequence[str]) -> list[str | Exception]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            release.wait()
+        return [ValueError(f"{item} is bad") if item.startswith("bad") else item.upper() for item in items]
+
+    return run
+
+
+def _call(group: GroupCommit[str, str], item: str, results: dict[str, object]) -> threading.Thread:
+    def work() -> None:
+        try:
+            results[item] = group._thd_call(item)
+        except ValueError as exc:
+            results[item] = str(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def test_calls_made_while_a_batch_runs_are_answered_by_the_next_batch_each_with_its_own_result() -> None:
+    batches: list[list[str]] = []
+    release = threading.Event()
+    group: GroupCommit[str, str] = GroupCommit(_gated(batches, release), max_batch=3)
+    results: dict[str, object] = {}
+    threads = [_call(group, "a", results)]
+    wait_for(lambda: batches)
+    threads += [_call(group, item, results) for item in ("b", "bad-c", "d", "e")]
+    wait_for(lambda: len(group._pending) == 4)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert batches[0] == ["a"]
+    assert sorted(len(b) for b in batches[1:]) == [1, 3]  # at most max_batch per batch, in arrival order
+    assert sorted(x for b in batches[1:] for x in b) == ["b", "bad-c", "d", "e"]
+    assert results == {"a": "A", "b": "B", "bad-c": "bad-c is bad", "d": "D", "e": "E"}
+
+
+def test_a_batch_function_that_raises_fails_every_caller_of_that_batch_and_no_other() -> None:
+    batches: list[list[str]] = []
+    release = threading.Event()
+
+    def run(items: Sequence[str]) -> list[str | Exception]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            release.wait()
+        if len(batches) == 2:
+            raise ValueError("the database went away")
+        return [item.upper() for item in items]
+
+    group: GroupCommit[str, str] = GroupCommit(run)
+    results: dict[str, object] = {}
+    threads = [_call(group, "a", results)]
+    wait_for(lambda: batches)
+    threads += [_call(group, item, results) for item in ("b", "c")]
+    wait_for(lambda: len(group._pending) == 2)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert results == {"a": "A", "b": "the database went away", "c": "the database went away"}
+    threads = [_call(group, "d", results)]  # the next batch runs as usual
+    threads[0].join()
+    assert results["d"] == "D"
+
+
+def test_the_matching_index_names_exactly_the_job_states_that_hold_a_printer() -> None:
+    assert schema.HELD_STATES == tuple(sorted(s.value for s in HELD))
+
+
+# -- placing orders together -------------------------------------------------------------------
+
+
+async def _place(hub: ClockedHub, key: str, material: str = "PLA") -> OrderView | str:
+    """Place an order by the rule "cheapest" through the service (as PlaceOrder does behind the gRPC
+    adapter, whose admission lets one account place only two at once): the order or the error's name."""
+    service = hub.composed.hub.orders
+    assert service is not None
+    request = OrderRequest("cube", material=material, quantity=1, near="52.52,13.40", paid=True)
+    try:
+        return await service.place(Account("carol", Role.CUSTOMER), request, "", 0, "cheapest", key)
+    except HubError as exc:
+        return type(exc).__name__
+
+
+def _held(hub: ClockedHub) -> list[tuple[str, int]]:
+    j = schema.jobs
+    with hub.engine.connect() as conn:
+        return sorted((str(n), int(c)) for n, c in conn.execute(
+            sa.select(j.c.node, sa.func.count()).where(j.c.state.in_(["offered", "assigned"])).group_by(j.c.node)))
+
+
+class _Round:
+    """Orders placed while the writer is held by a first one, so that they form the next batch."""
+
+    def __init__(self, hub: ClockedHub) -> None:
+        service = hub.composed.hub.orders
+        assert service is not None
+        self.hub, self.writer, self.store = hub, service._writer, service.store
+        self.batches: list[int] = []
+        self.singles = 0
+        self.results: dict[str, OrderView | str] = {}
+        self.release = threading.Event()
+        self.loop = asyncio.new_event_loop()  # one loop for every placement, as in the hub
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        run, single = self.writer._run, self.store._thd_place
+
+        def gated(builds: Sequence[object]) -> object:
+            self.batches.append(len(builds))
+            if len(self.batches) == 1:
+                self.release.wait()
+            return run(builds)  # type: ignore[arg-type]
+
+        def counted(build: object) -> object:
+            self.singles += 1
+            return single(build)  # type: ignore[arg-type]
+
+        self.writer._run = gated  # type: ignore[assignment]
+        self.store._thd_place = counted  # type: ignore[method-assign,assignment]
+
+    def place(self, name: str, key: str, material: str = "PLA") -> concurrent.futures.Future[None]:
+        async def work() -> None:
+            self.results[name] = await _place(self.hub, key, material)
+
+        return asyncio.run_coroutine_threadsafe(work(), self.loop)
+
+    def run(self, first: tuple[str, str], rest: Sequence[tuple[str, str, str]]) -> None:
+        try:
+            placing = [self.place(*first)]
+            wait_for(lambda: self.batches)
+            placing += [self.place(*item) for item in rest]
+            wait_for(lambda: len(self.writer._pending) == len(rest))
+            self.release.set()
+            for future in placing:
+                future.result()
+        finally:
+            self.release.set()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
+
+
+def test_orders_placed_together_are_written_in_one_transaction_each_with_its_own_outcome(hub: ClockedHub) -> None:
+    hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)), create=True)
+    agents = [FakeAgent.enrolled(hub, f"lab-{i}", [printer()]) for i in range(1, 5)]
+    for agent in agents:
+        agent.connect()
+    together = _Round(hub)
+    together.run(("first", "k0"), [("plain", "k1", "PLA"), ("petg", "k2", "PETG"), ("other", "k3", "PLA")])
+    assert together.batches == [1, 3] and together.singles == 1  # the three in one transaction, no retry
+    results = together.results
+    assert results["petg"] == "FailedPrecondition"  # no printer has PETG loaded: that order alone fails
+    placed = [results[name] for name in ("first", "plain", "other")]
+    assert all(isinstance(o, OrderView) and [j.state.value for j in o.jobs] == ["offered"] for o in placed)
+    # each order's matching saw the claims before it: three printers, none offered two jobs
+    assert _held(hub) == [("lab-1", 1), ("lab-2", 1), ("lab-3", 1)]
+    for agent in agents:
+        agent.close()
+
+
+def test_a_batch_whose_write_fails_is_placed_order_by_order(hub: ClockedHub) -> None:
+    hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)), create=True)
+    agents = [FakeAgent.enrolled(hub, f"lab-{i}", [printer()]) for i in range(1, 4)]
+    for agent in agents:
+        agent.connect()
+    together = _Round(hub)
+    # two placements with one idempotency key (the same request) in one batch: its keys' insert fails,
+    # so each order is placed on its own and the twin gets the order its key names
+    together.run(("first", "k0"), [("twin-a", "twin", "PLA"), ("twin-b", "twin", "PLA"), ("plain", "k1", "PLA")])
+    assert together.batches == [1, 3] and together.singles == 4
+    results = together.results
+    twin, again, plain = results["twin-a"], results["twin-b"], results["plain"]
+    assert isinstance(twin, OrderView) and isinstance(again, OrderView) and isinstance(plain, OrderView)
+    assert twin.order.id == again.order.id != plain.order.id
+    assert _held(hub) == [("lab-1", 1), ("lab-2", 1), ("lab-3", 1)]
+    for agent in agents:
+        agent.close()
