@@ -46,7 +46,16 @@ from hub.service.order_values import (
 from hub.service.quoting import MESH_SUFFIXES, MeshPlan, SliceEstimator, check_parameters
 from hub.store.designs import DesignStore
 from hub.store.jobs import JobWriter
-from hub.store.orders import Basis, Build, Match, MatchQuery, OrderStore, Placement, PlaceResult
+from hub.store.orders import (
+    Basis,
+    Build,
+    Match,
+    Matching,
+    MatchQuery,
+    OrderStore,
+    Placement,
+    PlaceResult,
+)
 
 __all__ = ["JobPort", "NodePort", "OrderRequest", "OrderService", "OrderView", "QuoteResult", "qr_payload"]
 
@@ -504,17 +513,27 @@ class OrderService:
     def _thd_place_by_rule(self, caller: Account, basis: _Basis, mesh: MeshPlan,
                            slices: Mapping[str, tuple[quotes.Estimate, bool, object]], best: str, key: str,
                            sha: str) -> OrderView:
-        """Match, choose by the rule and write, all in the write transaction the order shares with
-        those placed at the same time: its matching sees their claims, so its jobs rarely lose a race.
+        """Match, choose by the rule and write. The printers are matched first in a read transaction
+        of the order's own (orders placed together match in parallel); the write transaction the
+        order shares with those placed at the same time then drops the printers claimed since (by
+        them or anyone) and matches again only when none is left: its jobs rarely lose a race.
 
         Raises:
             FailedPrecondition: nothing can make it now (the refusal says why).
         """
         rule = best or "cheapest"
         limit = min(RULE_SPARE + len(_objects(basis.manifest, basis.changed, basis.req.quantity)), MAX_CANDIDATES)
+        seen: list[Matching] = []
+
+        def read(query: MatchQuery) -> Matching:
+            seen.append(self.store._thd_matching(query))
+            return seen[-1]
+
+        self._thd_options(basis, mesh, slices, limit, rule, read)
 
         def build(match: Match) -> Placement:
-            found = self._thd_match(basis, mesh, slices, limit, rule, match)
+            found = self._thd_match(basis, mesh, slices, limit, rule,
+                                    lambda query: match(replace(query, seen=seen[0] if seen else None)))
             if not found.options:
                 raise FailedPrecondition(found.refusal)
             result, row = self._quote_result(caller, basis, found)

@@ -203,6 +203,9 @@ _LATEST = (sa.select(f.c.node, f.c.printer_model, f.c.estimated_seconds, f.c.act
            .where(f.c.node.in_(sa.bindparam("nodes", expanding=True)), f.c.material == sa.bindparam("material"),
                   f.c.outcome == "success").subquery())
 _HISTORIES = sa.select(_LATEST).where(_LATEST.c.rank <= sa.bindparam("lim", type_=sa.Integer))
+_HELD_AMONG = sa.select(_jb.c.node, _jb.c.printer).where(
+    _jb.c.node.in_(sa.bindparam("nodes", expanding=True)),
+    _jb.c.state.in_([sa.literal_column(repr(s)) for s in schema.HELD_STATES]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +255,9 @@ class MatchQuery:
     nodes: frozenset[str] | None = None
     order: str = "cheapest"
     near: tuple[float, float] | None = None
+    seen: Matching | None = None
+    """What matching found for this query a moment ago, outside the write transaction: in it, only
+    whether those printers were claimed since is checked (see OrderStore._matching)."""
 
 
 Match = Callable[[MatchQuery], Matching]
@@ -588,6 +594,10 @@ class OrderStore:
         histories (see _thd_histories) and ratings. The printers come as from _thd_candidates, a
         page at a time until enough are accepted."""
         found: list[PrinterRecord] = []
+        if query.seen is not None:
+            still = self._unclaimed(conn, query.seen.printers)
+            if still:
+                return Matching(still, query.seen.histories, query.seen.votes)
         page, offset = 2 * query.limit + 8, 0  # spare for the build volume and the exact distance: one page as a rule
         while len(found) < query.limit:
             rows = self._candidate_rows(conn, query, page, offset)
@@ -606,6 +616,16 @@ class OrderStore:
             params = {"nodes": sorted({p.node for p in found}), "roles": list(roles)}
             votes = {str(n): (int(c), int(t or 0)) for n, c, t in conn.execute(_VOTE_TOTALS, params)}
         return Matching(found, histories, votes)
+
+    @staticmethod
+    def _unclaimed(conn: sa.Connection, printers: Sequence[PrinterRecord]) -> list[PrinterRecord]:
+        """The printers of a matching that no job holds now, in its order. The matching put free printers
+        before busy ones and each group best first, so the first of them is the best free printer there is
+        (one freed since the matching aside); [] when every one is held (then match again)."""
+        if not printers:
+            return []
+        held = {(str(n), str(p)) for n, p in conn.execute(_HELD_AMONG, {"nodes": sorted({x.node for x in printers})})}
+        return [x for x in printers if (x.node, x.printer) not in held]
 
     def _thd_candidates(self, material: str, estimates: Mapping[str, tuple[float, float]], limit: int, *,
                         box: Box | None = None, nodes: frozenset[str] | None = None, offset: int = 0,

@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hub.jobs import HELD
 from hub.service.batching import GroupCommit
 from hub.service.orders import OrderRequest, OrderView
 from hub.store import schema
+from hub.store.orders import MatchQuery
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
 from tests.hub.harness import manifest_toml
@@ -219,5 +221,28 @@ def test_a_batch_whose_write_fails_is_placed_order_by_order(hub: ClockedHub) -> 
     assert isinstance(twin, OrderView) and isinstance(again, OrderView) and isinstance(plain, OrderView)
     assert twin.order.id == again.order.id != plain.order.id
     assert _held(hub) == [("lab-1", 1), ("lab-2", 1), ("lab-3", 1)]
+    for agent in agents:
+        agent.close()
+
+
+def test_a_matching_made_before_the_write_keeps_only_the_printers_still_free_or_matches_again(hub: ClockedHub) -> None:
+    hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)), create=True)
+    agents = [FakeAgent.enrolled(hub, f"lab-{i}", [printer()]) for i in range(1, 4)]
+    for agent in agents:
+        agent.connect()
+    service = hub.composed.hub.orders
+    assert service is not None
+    store = service.store
+    query = MatchQuery("PLA", {"prusa_mk3s": (1800.0, 12.0)}, 2, lambda p: True)
+    seen = store._thd_matching(query)
+    assert [p.node for p in seen.printers] == ["lab-1", "lab-2"]  # same price: by name
+    placed = asyncio.run(_place(hub, "k0"))
+    assert isinstance(placed, OrderView) and [j.node for j in placed.jobs] == ["lab-1"]
+    with hub.engine.connect() as conn:
+        kept = store._matching(conn, replace(query, seen=seen))
+        assert [p.node for p in kept.printers] == ["lab-2"]  # lab-1 was claimed since: dropped, nothing re-read
+        only_claimed = replace(seen, printers=seen.printers[:1])
+        again = store._matching(conn, replace(query, seen=only_claimed))
+        assert [p.node for p in again.printers] == ["lab-2", "lab-3"]  # none left: matched again, free ones first
     for agent in agents:
         agent.close()
