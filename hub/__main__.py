@@ -38,6 +38,7 @@ from hub.errors import HubError
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
+from hub.runtime import tune_gc
 from hub.service import (
     AccountService,
     BlobService,
@@ -207,6 +208,7 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     port = await server.start(config.listen, tls)
+    tune_gc()  # what start-up made is never collected again; fewer full collections (hub/runtime.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

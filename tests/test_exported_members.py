@@ -83,6 +83,7 @@ EXPORTS = {
     "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],
+    "hub.runtime": ["GC_THRESHOLDS", "tune_gc"],
     "hub.ops_commands": ["COMMANDS", "EXAMPLES", "completion_script", "finish_parser", "register", "run", "version"],
     "hub.client.progress": ["Progress", "format_amount"],
     "hub.client.examples": ["EXAMPLES", "apply_examples", "commands"],

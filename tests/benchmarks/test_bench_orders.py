@@ -52,6 +52,7 @@ from spimeforge.v1 import records_pb2
 from hub import quotes
 from hub.domain import Account, Revision, Role
 from hub.manifest import Manifest
+from hub.runtime import tune_gc
 from hub.service.orders import OrderRequest
 from hub.service.quoting import MeshPlan, SliceEstimator
 from hub.store import record_sums, schema
@@ -335,6 +336,7 @@ def test_bench_record(hub: ClockedHub) -> None:
     with hub.engine.begin() as conn:  # rows inserted around the writers: sum them as migration 0010 backfills
         record_sums.rebuild(conn, design)
     _analyze(hub.engine)
+    tune_gc()  # as `spime-hub serve` does once it is up (hub/runtime.py)
     request = records_pb2.GetRecordRequest(design=design)
     started = time.perf_counter()
     record = hub.records.GetRecord(request, metadata=hub.md("carol"))
