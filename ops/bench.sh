@@ -5,6 +5,7 @@
 #   -k push      200 MB push vs raw loopback TCP and vs rsync to an rsync daemon (rsync: ops/install.sh)
 #   -k abuse     "hub under abuse": honest read latency with hostile callers vs the idle hub
 #   -k orders    orders routed/s (1,000 nodes, 10,000 designs) vs a bare claim query; record p99
+#   -k record    the record p99 part alone
 #   -k replicas  job created on replica B -> offer at an agent held by replica A (NOTIFY) vs same replica
 #   -k agents    1,000 and 10,000 simulated node agents on one hub vs a bare grpc.aio bidi server
 #                (memory per agent, offer latency, reconnect after all drop); SPIME_BENCH_AGENTS=1000 for one size

@@ -29,7 +29,8 @@ With 1,000 registered nodes (one idle PLA printer each, online, clear bed) and 1
   as migration 0010 backfills a database, and on PostgreSQL runs VACUUM ANALYZE, as autovacuum
   does soon after such a load in service (without it the planner still sees empty tables).
 
-Run with ``bash ops/bench.sh -k orders`` (SPIME_BENCH_ORDERS=N changes the routed orders, default 800);
+Run with ``bash ops/bench.sh -k orders`` (SPIME_BENCH_ORDERS=N changes the routed orders, default 800,
+SPIME_BENCH_CLIENTS=N the clients placing them at once, default 8);
 the record part alone with ``bash ops/bench.sh -k record``.
 """
 
