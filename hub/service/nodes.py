@@ -134,6 +134,15 @@ class OfferDetails:
 
 _RevisionParts = tuple[tuple[tuple[str, int, str, str], ...], tuple[float, float, float] | None,
                        tuple[Attribution, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeptParts:
+    """A revision's offer parts as last read; ``final`` once every mesh has its printability report."""
+
+    parts: _RevisionParts
+    meshes: frozenset[str]
+    final: bool
 Incoming = Heartbeat | OfferReply | StartRequest | EventRecord | Ack | PrinterChanged
 Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded
 
@@ -287,7 +296,7 @@ class NodeService:
         self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
         self._outbox = outbox_reader(nodes, self._thd_render)
-        self._parts: dict[str, _RevisionParts] = {}  # by revision id, see _thd_revision_parts
+        self._parts: dict[str, _KeptParts] = {}  # by revision id, see _thd_revision_parts
         self._admission = Admission(MAX_OPENING)
         self._part_names: dict[tuple[str, str], frozenset[str]] = {}  # see _thd_part_names
         jobs.ring = self.ring
@@ -601,22 +610,28 @@ class NodeService:
 
     def _thd_revision_parts(self, revision_id: str) -> _RevisionParts:
         """What an offer says about its revision: artifacts, bounding box, attributions. A revision's
-        files and credits never change; its bounding box is final once every mesh has its report,
-        and only then is the whole kept (for the next offers of the same design)."""
-        cached = self._parts.get(revision_id)
-        if cached is not None:
-            return cached
-        revision = self.designs._thd_revision_by_id(revision_id)
-        files = () if revision is None else revision.files
-        artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in files)
-        attributions = () if revision is None else (*_own_attribution(revision), *revision.attributions)
-        reports = () if revision is None else revision.reports
+        files and credits never change: they are read once and kept. Its bounding box comes from the
+        printability reports, which arrive after the push: until every mesh has its report, only the
+        reports are read again (one query), so offers of a design whose checks are pending or off
+        cost no more than those of a checked one."""
+        kept = self._parts.get(revision_id)
+        if kept is not None and kept.final:
+            return kept.parts
+        if kept is None:
+            revision = self.designs._thd_revision_by_id(revision_id)
+            if revision is None:
+                return (), None, ()
+            artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in revision.files)
+            attributions = (*_own_attribution(revision), *revision.attributions)
+            meshes = frozenset(f.path for f in revision.files if _kind(f.path) == "mesh")
+            reports = revision.reports
+        else:
+            (artifacts, _, attributions), meshes = kept.parts, kept.meshes
+            reports = self.designs._thd_reports(revision_id)
         parts = (artifacts, _bbox(reports), attributions)
-        meshes = {f.path for f in files if _kind(f.path) == "mesh"}
-        if revision is not None and meshes <= {r.path for r in reports}:
-            while len(self._parts) >= _PARTS_KEPT:
-                self._parts.pop(next(iter(self._parts)), None)
-            self._parts[revision_id] = parts
+        while len(self._parts) >= _PARTS_KEPT:
+            self._parts.pop(next(iter(self._parts)), None)
+        self._parts[revision_id] = _KeptParts(parts, meshes, meshes <= {r.path for r in reports})
         return parts
 
     async def check_liveness(self) -> None:

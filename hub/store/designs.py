@@ -117,6 +117,11 @@ class DesignStore:
                 return True
             return _count(conn, p.c.revision_id == revision_id, p.c.state == ProposalState.ACCEPTED.value) > 0
 
+    def _thd_reports(self, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+        """A revision's printability reports as stored now (they arrive after the push), by path."""
+        with connect(self.engine) as conn:
+            return _reports(conn, revision_id)
+
     def _thd_revision_by_id(self, revision_id: str) -> Revision | None:
         with connect(self.engine) as conn:
             exists = _count(conn, r.c.id == revision_id)
@@ -406,10 +411,7 @@ class DesignStore:
             raise NotFound(f"no revision {revision_id}")
         parents = tuple(conn.scalars(sa.select(rp.c.parent_id).where(rp.c.revision_id == revision_id).order_by(rp.c.position)))
         files = tuple(FileEntry(x.path, x.sha256, int(x.size)) for x in conn.execute(sa.select(rf).where(rf.c.revision_id == revision_id).order_by(rf.c.path)))
-        reports = tuple(
-            PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
-            for x in conn.execute(sa.select(rep).where(rep.c.revision_id == revision_id).order_by(rep.c.path))
-        )
+        reports = _reports(conn, revision_id)
         return Revision(
             id=row.id, design=row.design, parent_ids=parents, manifest_toml=row.manifest_toml, files=files,
             author=row.author, created_at=row.created_at, message=row.message, kind=RevisionKind(row.kind),
@@ -423,6 +425,11 @@ class DesignStore:
             state=ProposalState(row.state), base_revision_id=row.base_revision_id, decided_by=row.decided_by,
             reason=row.reason, created_at=row.created_at, decided_at=row.decided_at,
         )
+
+
+def _reports(conn: sa.Connection, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+    return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
+                 for x in conn.execute(sa.select(rep).where(rep.c.revision_id == revision_id).order_by(rep.c.path)))
 
 
 def _search_text(slug: str, meta: DesignMeta) -> str:

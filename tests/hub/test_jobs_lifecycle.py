@@ -210,3 +210,22 @@ def test_only_a_qualifying_printer_is_offered_the_job(hub: ClockedHub) -> None:
         agent.stub.PutArtifact(iter([common_pb2.BlobChunk(sha256="0" * 64, total_size=65 << 20, data=b"x")]), metadata=md)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     agent.close()
+
+
+def test_an_offer_carries_the_bounding_box_once_the_check_reports_it(hub: ClockedHub) -> None:
+    # the offer's artifacts and credits are kept per revision; its box follows the reports as they arrive
+    early, late = (FakeAgent.enrolled(hub, name, [printer("mk3")]) for name in ("lab-1", "lab-2"))
+    early.connect()
+    late.connect()
+    rev = hub.composed.store.designs._thd_get_revision("cube").id
+    first = _job(hub, node="lab-1")
+    offer = early.expect("offer").offer
+    assert offer.job_id == first and not offer.HasField("bbox_mm")  # no report yet
+    assert [a.path for a in offer.artifacts] == ["cube.stl"] and offer.attributions
+    hub.composed.store.designs._thd_store_reports(rev, [PrintabilityRecord("cube.stl", True, {"extents_mm": [20, 20, 5]})])
+    second = _job(hub, node="lab-2")
+    offer = late.expect("offer").offer
+    assert offer.job_id == second and (offer.bbox_mm.x, offer.bbox_mm.y, offer.bbox_mm.z) == (20, 20, 5)
+    assert [a.path for a in offer.artifacts] == ["cube.stl"] and offer.attributions
+    early.close()
+    late.close()
