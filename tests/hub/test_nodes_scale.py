@@ -20,7 +20,7 @@ from hub.auth import TokenCache
 from hub.domain import Account, Role
 from hub.errors import NotFound, ResourceExhausted
 from hub.scheduler import PrinterRecord
-from hub.service.nodes import MAX_OPENING, Admission
+from hub.service.nodes import MAX_OPENING, MAX_OPENING_WAIT_S, Admission
 from hub.store import schema
 from hub.store.nodes import HelloRecord
 from node_agent import messages as m
@@ -96,7 +96,8 @@ def test_sessions_beyond_admission_are_told_when_to_come_back(hub: ClockedHub) -
     token = enroll(hub, "lab-1")
     nodes = hub.composed.hub.nodes
     epoch_before = nodes.nodes._thd_node("lab-1").session_epoch
-    nodes._admission.limit = 0  # as if MAX_OPENING sessions were being opened right now
+    nodes._admission.limit = 0  # as if MAX_OPENING sessions were being opened right now ...
+    nodes._admission.max_wait_s = 0.0  # ... and more than the hub opens in MAX_OPENING_WAIT_S
     agent = FakeAgent(hub, "lab-1", token, [printer()])
     with pytest.raises(AssertionError):
         agent.connect()
@@ -125,7 +126,7 @@ def test_sessions_beyond_admission_are_told_when_to_come_back(hub: ClockedHub) -
     told = error.retry_after_s
     assert told is not None and all(told <= w <= 2 * told for w in waits)
 
-    nodes._admission.limit = MAX_OPENING
+    nodes._admission.limit, nodes._admission.max_wait_s = MAX_OPENING, MAX_OPENING_WAIT_S
     welcome = agent.connect()
     assert welcome.session_epoch == epoch_before + 1
     assert nodes._admission.opening == 0
@@ -142,6 +143,16 @@ def test_admission_hint_is_the_backlog_at_the_opening_rate() -> None:
     gate.leave()
     gate.enter()  # a slot came free
     assert gate.opening == 2
+
+
+def test_admission_lets_sessions_wait_in_line_as_long_as_the_hub_opens_them_within_the_wait() -> None:
+    gate = Admission(limit=2, default_rate=4.0, max_wait_s=1.5)
+    for _ in range(6):  # 4 per second for 1.5 s: six wait in line, beyond the limit of 2
+        gate.enter()
+    with pytest.raises(ResourceExhausted) as info:
+        gate.enter()
+    assert info.value.retry_after_s == pytest.approx(1.5)  # six opening at 4 per second
+    assert gate.opening == 6
 
 
 async def _agent_session_error(address: str, token: str) -> HubUnavailable:
