@@ -1,9 +1,10 @@
-"""`spime-hub node add` and `spime-hub job add|list|requeue|fail|cancel`: admin commands on the store.
+"""`spime-hub node add|list` and `spime-hub job add|list|requeue|fail|cancel`: admin commands on the store.
 
 They work on the data directory / database directly (like `user add`); a running hub
 notices new jobs and commands within one sweep (about a second).
 
     spime-hub node add NAME [--again] [--json]
+    spime-hub node list [--online] [--json]
     spime-hub job add DESIGN[@REV] --material PLA [--param name=value ...] [--node N] [--printer P] [--json]
     spime-hub job list [--state STATE ...] [--json]
     spime-hub job requeue JOB [--json]
@@ -15,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.errors import InvalidArgument
 from hub.jobs import Job, JobSpec, JobState
+from hub.scheduler import PrinterRecord
+from hub.store.nodes import NodeInfo
 
 if TYPE_CHECKING:
     from hub.__main__ import Composed
 
-__all__ = ["COMMANDS", "job_document", "register", "run"]
+__all__ = ["COMMANDS", "job_document", "node_document", "register", "run"]
 
 COMMANDS = ("node", "job")
 StoreArgs = Callable[[argparse.ArgumentParser], None]
@@ -38,6 +41,9 @@ def register(sub: Any, store_args: StoreArgs) -> None:
     add.add_argument("--again", action="store_true",
                      help="a new enrollment token for an existing node (its agent lost its credential)")
     _common(add, store_args, '{"node", "enrollment_token", "expires_at"}')
+    nlist = node.add_parser("list", help="list the nodes with their printers as the hub last heard of them")
+    nlist.add_argument("--online", action="store_true", help="only nodes with a session open now")
+    _common(nlist, store_args, "a list of nodes, each with its printers")
     job = sub.add_parser("job", help="manage fabrication jobs").add_subparsers(dest="job_command", required=True)
     jadd = job.add_parser("add", help="queue a job for a design revision (head unless @REV)")
     jadd.add_argument("design", metavar="DESIGN[@REV]")
@@ -74,6 +80,33 @@ def job_document(job: Job) -> dict[str, Any]:
     }
 
 
+def node_document(node: NodeInfo, printers: Sequence[PrinterRecord]) -> dict[str, Any]:
+    """What `spime-hub node list --json` says of one node."""
+    return {
+        "node": node.name, "online": node.online, "last_seen": node.last_seen, "location": node.location,
+        "latitude": node.latitude, "longitude": node.longitude, "session_epoch": node.session_epoch,
+        "printers": [{"printer": p.printer, "model": p.model, "phase": p.phase, "materials": list(p.materials),
+                      "bed_clear": p.bed_clear, "accepting": p.accepting} for p in printers],
+    }
+
+
+def _node_list(composed: Composed, online_only: bool) -> tuple[Any, str]:
+    printers: dict[str, list[PrinterRecord]] = {}
+    for p in composed.store.nodes._thd_printers():
+        printers.setdefault(p.node, []).append(p)
+    nodes = composed.store.nodes._thd_nodes(online_only)
+    lines = []
+    for node in nodes:
+        own = sorted(printers.get(node.name, []), key=lambda p: p.printer)
+        held = ", ".join(f"{p.printer} ({p.model}, {p.phase}, {'/'.join(p.materials) or 'no material'}"
+                         f"{'' if p.bed_clear else ', bed not clear'}{'' if p.accepting else ', not accepting'})"
+                         for p in own)
+        lines.append(f"{node.name}  {'online ' if node.online else 'offline'}  last seen {node.last_seen or 'never'}"
+                     f"  {node.location or '-'}  {held or 'no printers'}")
+    return [node_document(x, sorted(printers.get(x.name, []), key=lambda p: p.printer)) for x in nodes], \
+        "\n".join(lines) or "no nodes: add one with `spime-hub node add NAME`"
+
+
 def _params(items: list[str]) -> dict[str, str]:
     params = {}
     for item in items:
@@ -100,6 +133,8 @@ def run(args: argparse.Namespace, open_hub: Callable[[], Composed]) -> None:
 
 def _dispatch(args: argparse.Namespace, composed: Composed) -> tuple[Any, str]:
     hub = composed.hub
+    if args.command == "node" and args.node_command == "list":
+        return _node_list(composed, args.online)
     if args.command == "node":
         name, token, expires = hub.nodes._thd_add_node(args.name, again=args.again)
         return {"node": name, "enrollment_token": token, "expires_at": expires}, token

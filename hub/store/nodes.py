@@ -274,6 +274,14 @@ class NodeStore:
             raise NotFound(f"no node named {name!r}: create it with `spime-hub node add {name}`")
         return _node(row)
 
+    def _thd_nodes(self, online_only: bool = False) -> list[NodeInfo]:
+        """Every node (or the online ones), by name."""
+        query = sa.select(n).order_by(n.c.name)
+        if online_only:
+            query = query.where(n.c.online == sa.true())
+        with connect(self.engine) as conn:
+            return [_node(row) for row in conn.execute(query)]
+
     @translated
     def _thd_hello(self, name: str, place: tuple[str, float | None, float | None], version: str,
                    applied_hub_seq: int, printers: Sequence[PrinterRecord], now: str, replica: str = "") -> NodeInfo:

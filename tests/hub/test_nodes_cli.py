@@ -77,6 +77,16 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
             nodes_pb2.EnrollRequest(enrollment_token=added["enrollment_token"])).token
         agent = FakeAgent(channel, "lab-1", token, [printer()])
         agent.connect()
+        _subprocess(running, "node", "add", "lab-2")  # never connected
+        nodes = _cli(running, capsys, "node", "list", "--json")
+        assert [(n["node"], n["online"]) for n in nodes] == [("lab-1", True), ("lab-2", False)]
+        assert nodes[0]["printers"] == [{"printer": "mk3", "model": "Prusa MK3S", "phase": "idle", "materials": ["PLA"],
+                                         "bed_clear": True, "accepting": True}]
+        assert nodes[1]["printers"] == [] and nodes[1]["last_seen"] == ""
+        assert [n["node"] for n in _cli(running, capsys, "node", "list", "--online", "--json")] == ["lab-1"]
+        text = _cli(running, capsys, "node", "list").out.splitlines()
+        assert text[0].startswith("lab-1  online ") and "mk3 (Prusa MK3S, idle, PLA)" in text[0]
+        assert text[1].startswith("lab-2  offline  last seen never") and text[1].endswith("no printers")
         job = _cli(running, capsys, "job", "add", "cube", "--material", "PLA", "--param", "size=20", "--json")
         assert job["state"] in ("queued", "offered") and job["parameters"] == {"size": "20"}
         offer = agent.expect("offer").offer  # the hub's sweep picked it up
