@@ -47,8 +47,12 @@ MAX_PRINTERS = 64
 MAX_HELD = 1000
 MAX_MATERIALS = 32
 LAST_SEEN_EVERY_S = 60
-MAX_OPENING = 2048  # sessions between admission and Welcome; more are told to come back later ...
-MAX_OPENING_WAIT_S = 20.0  # ... unless the hub opens them within this at its recent rate: they wait in line
+# Sessions between admission and Welcome: a reconnect storm of a full hub (10,000 agents, a few KB
+# each while they wait) waits in line; more are told to come back later, unless the hub opens them
+# within MAX_OPENING_WAIT_S at its recent rate. The floor is fixed: a rate measured in a slow moment
+# must not refuse agents, whose retries would slow the hub further.
+MAX_OPENING = 10_000
+MAX_OPENING_WAIT_S = 20.0
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
