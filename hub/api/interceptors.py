@@ -73,6 +73,8 @@ def status_of(error: errors.HubError) -> grpc.StatusCode:
 
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
+Guard = Callable[[aio.ServicerContext], Awaitable[Account]]
+"""The token check of one method: the caller's account (raises Unauthenticated, PermissionDenied)."""
 REFUSAL_LOG_INTERVAL_S = 10.0
 """How often one account's refusals of one method and status get a log line (the others are counted)."""
 
@@ -158,21 +160,28 @@ class HubInterceptor(aio.ServerInterceptor):
         self._authenticate = authenticate
         self._admission = admission if admission is not None else Admission({}, {})
         self._refusals = _Refusals(refusal_log_interval_s)
+        # method -> (the servicer's handler, its wrapped handler): built once per method, not per call
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
-        if handler is None or is_public(details.method):
+        method = details.method
+        if handler is None or is_public(method):
             return handler
-        return _wrap(handler, details.method, self._guard(details), self._admission, self._refusals)
+        wrapped = self._wrapped.get(method)
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = (handler, _wrap(handler, method, self._guard(method), self._admission, self._refusals))
+            self._wrapped[method] = wrapped
+        return wrapped[1]
 
     def flush_refusal_log(self) -> None:
         """Log the summaries of refusals not logged yet (call when the server stops)."""
         self._refusals.flush()
 
-    def _guard(self, details: Any) -> Callable[[], Awaitable[Account]]:
-        async def guard() -> Account:
-            token = bearer_token(tuple(details.invocation_metadata or ()))
-            return authorize(details.method, await self._authenticate(token))
+    def _guard(self, method: str) -> Guard:
+        async def guard(context: aio.ServicerContext) -> Account:
+            token = bearer_token(tuple(context.invocation_metadata() or ()))
+            return authorize(method, await self._authenticate(token))
 
         return guard
 
@@ -312,8 +321,7 @@ async def _decoded_stream(requests: AsyncIterator[Any], method: str, decode: Dec
         yield _check_message(decode(request) if decode is not None else request, method)
 
 
-def _wrap(handler: Any, method: str, guard: Callable[[], Awaitable[Account]], admission: Admission,
-          refusals: _Refusals) -> Any:
+def _wrap(handler: Any, method: str, guard: Guard, admission: Admission, refusals: _Refusals) -> Any:
     decode = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
     call = _Call(method, short_name(method), guard, admission, decode, refusals)
     # grpc hands the wrappers the request bytes (no deserializer): they decode once the call is admitted.
@@ -333,8 +341,8 @@ class _Call:
 
     __slots__ = ("admission", "decode", "guard", "method", "name", "refusals")
 
-    def __init__(self, method: str, name: str, guard: Callable[[], Awaitable[Account]], admission: Admission,
-                 decode: Decode, refusals: _Refusals) -> None:
+    def __init__(self, method: str, name: str, guard: Guard, admission: Admission, decode: Decode,
+                 refusals: _Refusals) -> None:
         self.method, self.name, self.guard, self.admission, self.decode = method, name, guard, admission, decode
         self.refusals = refusals
 
@@ -345,7 +353,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[...
     async def wrapper(request: Any, context: aio.ServicerContext) -> Any:
         started, account = time.monotonic(), None
         try:
-            account = await call.guard()
+            account = await call.guard(context)
             _account.set(account)
             async with call.admission.enter(call.name, account.name):
                 response = await behavior(_decoded(request, method, call.decode), context)
@@ -365,7 +373,7 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
     async def wrapper(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
         started, account = time.monotonic(), None
         try:
-            account = await call.guard()
+            account = await call.guard(context)
             _account.set(account)
             async with call.admission.enter(call.name, account.name):
                 async for item in behavior(_decoded(request, method, call.decode), context):
