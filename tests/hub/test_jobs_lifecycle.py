@@ -12,7 +12,7 @@ from spimeforge.v1 import common_pb2, nodes_pb2
 
 from hub.domain import PrintabilityRecord
 from hub.jobs import JobSpec, JobState
-from tests.fixtures.postgres import create_database
+from tests.hub.clocked import start_either
 from tests.hub.fake_agent import ClockedHub, FakeAgent, held, printer, start_clocked, wait_for
 
 STL = b"solid cube\nendsolid cube\n"
@@ -21,8 +21,7 @@ P = nodes_pb2
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
+    running = start_either(request, tmp_path)
     running.push("alice", "cube", {"cube.stl": STL}, create=True)
     try:
         yield running

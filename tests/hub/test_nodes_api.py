@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -12,20 +9,12 @@ from spimeforge.v1 import accounts_pb2, designs_pb2, nodes_pb2, nodes_pb2_grpc, 
 
 from hub.jobs import JobSpec, JobState
 from hub.store import schema
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
+
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
 STL = b"solid cube\nendsolid cube\n"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _design(hub: ClockedHub) -> str:

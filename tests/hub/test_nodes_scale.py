@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -25,21 +23,13 @@ from hub.store import schema
 from hub.store.nodes import HelloRecord
 from node_agent import messages as m
 from node_agent.hub_client import HubConnection, HubUnavailable, ReconnectPolicy
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, enroll, printer, start_clocked
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, enroll, printer
+
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
 NOW = "2026-12-01T08:00:00Z"
 LATER = "2026-12-01T09:00:00Z"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _whoami(hub: ClockedHub, token: str) -> str:

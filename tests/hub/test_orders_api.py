@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
 
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.grant_signing import registered_key, signed_grant
 from tests.hub.harness import manifest_toml
+
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[2]
 CUBE = ROOT / "designs" / "calibration-cube"
@@ -25,16 +26,6 @@ def cube_manifest(name: str = "cube", license: str = "CC-BY-4.0") -> str:
     return manifest_toml(name, license=license, files=("calibration-cube.stl",),
                          extra='[openscad]\nsource = "calibration-cube.scad"\n'
                                'parameters = { size = 20, mark_depth = 0.6, chamfer = 0.6 }\n')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _orders(hub: ClockedHub) -> orders_pb2_grpc.OrdersStub:

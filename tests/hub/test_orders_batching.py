@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from hub.domain import Account, Role
@@ -21,22 +20,14 @@ from hub.service.batching import GroupCommit
 from hub.service.orders import OrderRequest, OrderView
 from hub.store import schema
 from hub.store.orders import MatchQuery
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.harness import manifest_toml
+
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[2]
 STL = (ROOT / "designs" / "calibration-cube" / "calibration-cube.stl").read_bytes()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 # -- the group commit alone --------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -28,21 +27,13 @@ from spimeforge.v1 import designs_pb2, records_pb2
 from hub import exports
 from hub.domain import Design, PrintabilityRecord, Revision, RevisionKind
 from hub.jobs import JobSpec
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer
 from tests.hub.test_orders_api import FILES, cube_manifest
 
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
+
 SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "data" / "okh" / "okh-losh.schema.json").read_text())
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_prov_json_parses_and_says_what_happened(hub: ClockedHub) -> None:

@@ -13,8 +13,8 @@ from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc
 
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.store import schema
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked, wait_for
+from tests.hub.clocked import start_either
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.harness import manifest_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +24,7 @@ TTL = 30  # shorter than the silence after which a node counts as gone (45 s)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    timers = TimerPolicy(sweep_interval_s=3600, queue_poll_s=3600, decline_ttl_s=TTL)
-    running = start_clocked(tmp_path / "data", url, timers)
+    running = start_either(request, tmp_path, TimerPolicy(sweep_interval_s=3600, queue_poll_s=3600, decline_ttl_s=TTL))
     try:
         yield running
     finally:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub.client.cli import main
-from tests.fixtures.postgres import create_database
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, start_clocked
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer
 from tests.hub.test_orders_api import FILES, cube_manifest
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClockedHub]:
-    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    running = start_clocked(tmp_path / "data", url)
-    try:
-        yield running
-    finally:
-        running.stop()
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
 
 def _spime(hub: ClockedHub, capsys: pytest.CaptureFixture[str], user: str, *argv: str) -> tuple[int, Any, str]:
