@@ -1,7 +1,7 @@
 """Customers' orders: quote, place, follow, cancel and rate; the order's state follows its jobs.
 
 Quotes come from the best printers that qualify now: the database matches and
-orders them by price (OrderStore._thd_candidates), the build volume and exact
+orders them by price (OrderStore._candidate_rows), the build volume and exact
 distance are checked here (hub.scheduler), each priced at its node's published
 rates with a real slice on the hub, corrected by the node's measured history.
 Placing an order writes it with one object and one job per (manifest part, copy)
@@ -418,15 +418,13 @@ class OrderService:
                      limit: int, rule: str, match: Match) -> list[quotes.QuoteOption]:
         """The database matches and orders the printers; the build volume, the exact distance and the
         history corrections follow on what it returns (one read transaction)."""
-        req, extents = basis.req, mesh.extents_mm
+        return self._priced(basis, slices, match(_match_query(basis, mesh, slices, limit, rule)), rule)
+
+    def _priced(self, basis: _Basis, slices: Mapping[str, tuple[quotes.Estimate, bool, object]], found: Matching,
+                rule: str) -> list[quotes.QuoteOption]:
+        """The matched printers as quote options, each priced with its node's history correction, by ``rule``."""
+        req = basis.req
         near = geo.parse_near(req.near) if req.near else None
-        estimates = {p: (s[0].seconds, s[0].filament_g) for p, s in slices.items()}
-
-        def accept(p: PrinterRecord) -> bool:
-            return qualifies(extents, req.material, p) is None and _within(near, req.max_km, p)
-
-        found = match(MatchQuery(req.material, estimates, limit, accept, _box(req), basis.gate.nodes, rule,
-                                 (near.latitude, near.longitude) if near else None))
         now = format_time(self.clock())
         out = []
         for p in found.printers:
@@ -523,17 +521,10 @@ class OrderService:
         """
         rule = best or "cheapest"
         limit = min(RULE_SPARE + len(_objects(basis.manifest, basis.changed, basis.req.quantity)), MAX_CANDIDATES)
-        seen: list[Matching] = []
-
-        def read(query: MatchQuery) -> Matching:
-            seen.append(self.store._thd_matching(query))
-            return seen[-1]
-
-        self._thd_options(basis, mesh, slices, limit, rule, read)
+        seen = self.store._thd_matching(_match_query(basis, mesh, slices, limit, rule))
 
         def build(match: Match) -> Placement:
-            found = self._thd_match(basis, mesh, slices, limit, rule,
-                                    lambda query: match(replace(query, seen=seen[0] if seen else None)))
+            found = self._thd_match(basis, mesh, slices, limit, rule, lambda query: match(replace(query, seen=seen)))
             if not found.options:
                 raise FailedPrecondition(found.refusal)
             result, row = self._quote_result(caller, basis, found)
@@ -846,6 +837,21 @@ def _require_party(caller: Account, shown: OrderView) -> None:
 
 def _fingerprint(view: OrderView) -> tuple[object, ...]:
     return (view.order.state, view.progress_percent, view.layer, tuple((j.state, j.node) for j in view.jobs))
+
+
+def _match_query(basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+                 limit: int, rule: str) -> MatchQuery:
+    """What to ask the database for: printers of the sliced profiles, checked here for the build volume
+    and the exact distance."""
+    req, extents = basis.req, mesh.extents_mm
+    near = geo.parse_near(req.near) if req.near else None
+
+    def accept(p: PrinterRecord) -> bool:
+        return qualifies(extents, req.material, p) is None and _within(near, req.max_km, p)
+
+    estimates = {p: (s[0].seconds, s[0].filament_g) for p, s in slices.items()}
+    return MatchQuery(req.material, estimates, limit, accept, _box(req), basis.gate.nodes, rule,
+                      (near.latitude, near.longitude) if near else None)
 
 
 def _box(req: OrderRequest) -> quotes.Box | None:

@@ -244,7 +244,7 @@ class Matching:
 
 @dataclass(frozen=True, slots=True)
 class MatchQuery:
-    """Which printers a job wants (see OrderStore._thd_candidates): ``limit`` of them that ``accept``
+    """Which printers a job wants (see OrderStore._candidate_rows): ``limit`` of them that ``accept``
     takes (the caller's checks: the build volume, the exact distance)."""
 
     material: str
@@ -499,26 +499,12 @@ class OrderStore:
             raise InvalidTransition(f"value equation of {design} changed meanwhile: read it again") from exc
         return expected_version + 1
 
-    def _thd_rung(self, design: str) -> str | None:
-        with connect(self.engine) as conn:
-            return conn.execute(sa.select(pa.c.rung).where(pa.c.design == design)).scalar()
-
     def _thd_set_rung(self, design: str, rung: str, by: str, now: str) -> None:
         with write(self.engine) as conn:
             conn.execute(pa.delete().where(pa.c.design == design))
             conn.execute(pa.insert().values(design=design, rung=rung, set_by=by, set_at=now))
 
     # -- matching ----------------------------------------------------------------------------
-
-    def _thd_design(self, slug: str) -> Design:
-        """A design as an order needs it, in one read: slug, title, licence, head revision and the
-        attributions of its lineage (maintainers, tags and counts are left empty).
-
-        Raises:
-            NotFound: no such design.
-        """
-        with connect(self.engine) as conn:
-            return _design(self._design_row(conn, slug))
 
     @staticmethod
     def _design_row(conn: sa.Connection, slug: str) -> sa.Row[tuple[object, ...]]:
@@ -591,7 +577,7 @@ class OrderStore:
     def _matching(self, conn: sa.Connection, query: MatchQuery, roles: Sequence[str] = ("customer", "designer"),
                   history: int = 200) -> Matching:
         """The best ``query.limit`` printers for a job that ``query.accept`` takes, their nodes'
-        histories (see _thd_histories) and ratings. The printers come as from _thd_candidates, a
+        histories (see _histories) and ratings. The printers come as from _candidate_rows, a
         page at a time until enough are accepted."""
         found: list[PrinterRecord] = []
         if query.seen is not None:
@@ -627,26 +613,20 @@ class OrderStore:
         held = {(str(n), str(p)) for n, p in conn.execute(_HELD_AMONG, {"nodes": sorted({x.node for x in printers})})}
         return [x for x in printers if (x.node, x.printer) not in held]
 
-    def _thd_candidates(self, material: str, estimates: Mapping[str, tuple[float, float]], limit: int, *,
-                        box: Box | None = None, nodes: frozenset[str] | None = None, offset: int = 0,
-                        order: str = "cheapest", near: tuple[float, float] | None = None) -> list[PrinterRecord]:
-        """The best printers for a job, matched by the database over every printer.
+    def _candidate_rows(self, conn: sa.Connection, q: MatchQuery, limit: int, offset: int
+                        ) -> Sequence[sa.Row[tuple[object, ...]]]:
+        """A page (``limit`` after ``offset``) of the best printers for ``q``, matched by the database over
+        every printer.
 
         Online node, accepting, idle, clear bed, the material loaded (the caller checks it exactly),
         rates in one currency, within the box and among the licensed nodes when given; free printers
         first, then those holding a job (offered to them, assigned, printing ...), so that an order
-        still finds a node to wait for when every printer is busy. ``estimates`` maps each slicer
+        still finds a node to wait for when every printer is busy. ``q.estimates`` maps each slicer
         profile to (seconds, grams) of one object; only printers with one of these profiles come
         back, ordered by the price of that estimate at their rates ("cheapest"), by time
-        ("fastest"), or by distance from ``near`` ("nearest"); ties by price, then name. The caller
+        ("fastest"), or by distance from ``q.near`` ("nearest"); ties by price, then name. The caller
         still checks the build volume (any orientation) and the exact distance on what comes back.
         """
-        query = MatchQuery(material, estimates, limit, lambda p: True, box, nodes, order, near)
-        with connect(self.engine) as conn:
-            return [_printer(row) for row in self._candidate_rows(conn, query, limit, offset)]
-
-    def _candidate_rows(self, conn: sa.Connection, q: MatchQuery, limit: int, offset: int
-                        ) -> Sequence[sa.Row[tuple[object, ...]]]:
         if not q.estimates:
             return []
         ordering = q.order if q.order in ("cheapest", "fastest") or q.near is not None else "cheapest"
@@ -671,16 +651,11 @@ class OrderStore:
         return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
                      for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
 
-    def _thd_histories(self, pairs: Sequence[tuple[str, str]], material: str, limit: int = 200
-                       ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
-        """(estimated s, actual s, estimated g, actual g) of the latest `limit` successful prints of
-        each (node, printer model) in a material, in one query."""
-        with connect(self.engine) as conn:
-            return self._histories(conn, pairs, material, limit)
-
     @staticmethod
     def _histories(conn: sa.Connection, pairs: Sequence[tuple[str, str]], material: str, limit: int
                    ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
+        """(estimated s, actual s, estimated g, actual g) of the latest `limit` successful prints of
+        each (node, printer model) in a material, in one query."""
         if not pairs:
             return {}
         wanted = set(pairs)
