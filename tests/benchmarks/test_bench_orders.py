@@ -307,7 +307,9 @@ def test_bench_orders(hub: ClockedHub) -> None:
     latencies: list[float] = []
     failures: list[str] = []
     loops: list[asyncio.AbstractEventLoop] = []
+    cpu = time.process_time()
     routed = _threads(_route(hub, designs, latencies, failures, loops), ORDERS)
+    cpu = time.process_time() - cpu
     for loop in loops:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
@@ -316,7 +318,8 @@ def test_bench_orders(hub: ClockedHub) -> None:
     print(f"[{backend}] bare claim (reference): {ORDERS / reference:8.0f} claims/s")
     print(f"[{backend}] routed with full matching (OrderService.place): {ORDERS / routed:8.0f} orders/s "
           f"(ratio to reference {reference / routed:.3f}); {offered} offered to {nodes} nodes, "
-          f"{held} printers busy, none twice; load average {os.getloadavg()[0]:.1f}")
+          f"{held} printers busy, none twice; CPU {cpu / ORDERS * 1000:.1f} ms per order (one process: hub and "
+          f"clients); load average {os.getloadavg()[0]:.1f}")
     latencies.sort()
     print(f"[{backend}] per order on one client: mean {statistics.fmean(latencies) * 1000:.1f} ms, "
           f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms")
