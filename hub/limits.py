@@ -4,7 +4,9 @@ Each limit has a name (``Message.field``) that the refusal quotes, so a caller
 can tell which maximum it crossed. Text is measured in characters, bytes in
 bytes and repeated fields in items; a ``field[]`` entry bounds each item of a
 repeated field. The same numbers are written in the ``.proto`` comments
-(designs.proto, common.proto).
+(designs.proto, common.proto). Every unsigned 64-bit number (sequence numbers,
+epochs, offsets, sizes) is at most 2**63 - 1, what both databases store: the API
+refuses a larger one as it decodes the request (hub.api.wide_numbers).
 
 Besides field sizes this module holds the shape of the answers (how much one
 page may carry) and of the work a caller may start at once and per second:

@@ -32,6 +32,7 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
+from hub.api.wide_numbers import MAX_STORED_INT, too_wide
 from hub.auth import authorize, bearer_token, is_public, short_name
 from hub.domain import Account
 from hub.workers import Admission
@@ -211,13 +212,14 @@ class _Undecodable:
         self.error = error
 
 
-class _HasNul:
-    """Stands in for a request message with a NUL character in a text field."""
+class _Refused:
+    """Stands in for a decoded request refused before any handler sees it (a NUL in a text field,
+    a number over what the databases store)."""
 
-    __slots__ = ("field",)
+    __slots__ = ("error",)
 
-    def __init__(self, field: str) -> None:
-        self.field = field
+    def __init__(self, error: errors.InvalidArgument) -> None:
+        self.error = error
 
 
 def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bool) -> Callable[[bytes], Any] | None:
@@ -232,7 +234,12 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
         # A NUL in a string is a 0x00 byte on the wire: without one (memchr, no Python walk) every
         # text field is clean, which keeps huge repeated fields and blob chunks cheap.
         if check_nul and b"\x00" in data and (field := _nul_field(message)):
-            return _HasNul(field)
+            return _Refused(errors.InvalidArgument(f"{field} contains a NUL character; remove it",
+                                                   reason="NUL_CHARACTER", field=field))
+        if wide := too_wide(message):
+            return _Refused(errors.InvalidArgument(
+                f"{wide[0]} is {wide[1]}, over the largest number the hub stores ({MAX_STORED_INT})",
+                reason="NUMBER_TOO_LARGE", field=wide[0]))
         return message
 
     return safe
@@ -300,9 +307,8 @@ _SELF_VALIDATED = frozenset({"/spimeforge.v1.Nodes/Session"})
 def _check_message(request: Any, method: str) -> Any:
     if isinstance(request, _Undecodable):
         raise _undecodable(method, request)
-    if isinstance(request, _HasNul):
-        raise errors.InvalidArgument(f"{request.field} contains a NUL character; remove it", reason="NUL_CHARACTER",
-                                     field=request.field)
+    if isinstance(request, _Refused):
+        raise request.error
     return request
 
 
