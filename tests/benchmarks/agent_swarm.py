@@ -83,6 +83,7 @@ class Swarm:
         self.tasks: list[asyncio.Task[None]] = []
         self.back_ns: list[int] = []  # per agent: from the drop (or start) to its Welcome
         self.dropped_ns = time.monotonic_ns()
+        self.cpu_at_drop = time.process_time()
         self.errors: Counter[str] = Counter()
         self.examples: dict[str, str] = {}  # the first failure of each code
 
@@ -176,6 +177,7 @@ class Swarm:
             done = sorted(self.back_ns)
             emit({key: len(self.ready), "t_ns": time.monotonic_ns(),
                   "back_ms": [round(done[int(q * (len(done) - 1))] / 1e6) for q in (0.1, 0.5, 0.9, 0.99)],
+                  "cpu_s": round(time.process_time() - self.cpu_at_drop, 2),
                   "errors": dict(self.errors), "examples": list(self.examples.values())})
             self.errors, self.examples = Counter(), {}
 
@@ -187,7 +189,7 @@ class Swarm:
         """Every stream and channel closed at once, then every agent reconnects."""
         self.generation += 1
         self.ready.clear()
-        self.back_ns, self.dropped_ns = [], time.monotonic_ns()
+        self.back_ns, self.dropped_ns, self.cpu_at_drop = [], time.monotonic_ns(), time.process_time()
         emit({"dropped": len(self.agents), "t_ns": time.monotonic_ns()})
         for task in self.tasks:
             task.cancel()

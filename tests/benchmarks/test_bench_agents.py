@@ -242,7 +242,8 @@ def measure_bare(tmp: Path, n: int) -> Figures:
             lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
             reconnect = reconnect_seconds(run, 120)
             print(f"\nbare: agents back after the drop (p10/p50/p90/p99 ms per client process): "
-                  f"{[e['back_ms'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
+                  f"{[e['back_ms'] for e in run.count('reconnected')]}; client CPU s during the reconnect: "
+                  f"{[e['cpu_s'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
         finally:
             run.stop()
     finally:
@@ -308,7 +309,8 @@ def measure_hub(tmp: Path, n: int) -> Figures:
                   f"(load average {os.getloadavg()[0]:.1f}); by thread: "
                   f"{sorted(((round(v, 1), k) for k, v in used.items()), reverse=True)[:6]}")
             print(f"hub: agents back after the drop (p10/p50/p90/p99 ms per client process): "
-                  f"{[e['back_ms'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
+                  f"{[e['back_ms'] for e in run.count('reconnected')]}; client CPU s during the reconnect: "
+                  f"{[e['cpu_s'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
         finally:
             run.stop()
     finally:
