@@ -181,7 +181,8 @@ def compose(config: HubConfig, clock: Clock = system_clock, printability: Any = 
         forks=ForkService(store.designs, clock),
         records=RecordService(store.designs, store.records, OrderStore(store.designs.engine)),
         jobs=jobs,
-        nodes=NodeService(store.nodes, jobs, store.jobs, store.designs, clock, timers),
+        nodes=NodeService(store.nodes, jobs, store.jobs, store.designs, clock, timers,
+                          credentials=accounts._thd_live_accounts),
         orders=_order_service(config, store, jobs, clock),
     )
     return Composed(hub, config, store, pool or None)
@@ -265,7 +266,8 @@ def _parser() -> argparse.ArgumentParser:
     _store_args(add)
     token = user.add_parser("token", help="give an account another token and print it (its other tokens keep working)")
     revoke = user.add_parser("revoke", help="revoke every token of an account (a running hub stops accepting "
-                                            "them within a minute, its token cache's lifetime)")
+                                            "them within a minute, its token cache's lifetime, and ends a "
+                                            "node's live session within 30 s)")
     for p in (token, revoke):
         p.add_argument("name")
         p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -324,7 +326,8 @@ def _user(args: argparse.Namespace, config: HubConfig) -> None:
     elif "token" in doc:
         print(doc["token"])
     else:
-        print(f"revoked {revoked} token(s) of {args.name}; a running hub refuses them within a minute")
+        print(f"revoked {revoked} token(s) of {args.name}; a running hub refuses them within a minute "
+              "and ends a node's live session within 30 s")
 
 
 def _key_show(args: argparse.Namespace) -> None:

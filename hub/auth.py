@@ -152,6 +152,11 @@ class TokenCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
+    def forget(self, digest: str) -> None:
+        """Drop one token's entry (it was found revoked)."""
+        with self._lock:
+            self._entries.pop(digest, None)
+
     def forget_account(self, name: str) -> None:
         """Drop every cached token of an account (its tokens were revoked)."""
         with self._lock:

@@ -18,6 +18,7 @@ from grpc import aio
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
 from hub.api.interceptors import current_account, status_of
+from hub.auth import bearer_token
 from hub.domain import Attribution
 from hub.errors import HubError, InvalidArgument, ResourceExhausted
 from hub.jobs import Command
@@ -43,6 +44,7 @@ from hub.service.nodes import (
 from hub.service.nodes import (
     Session as AgentSession,
 )
+from hub.store.accounts import token_digest
 from hub.store.jobs import EventRecord
 
 __all__ = ["MAX_PUT_BYTES", "NodesServicer"]
@@ -238,7 +240,8 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("kind") != "hello":
             raise InvalidArgument("the first message of a Session must be Hello")
-        session = await self.hub.nodes.open(account, _hello_from_proto(first.hello))
+        credential = token_digest(bearer_token(context.invocation_metadata() or ()))
+        session = await self.hub.nodes.open(account, _hello_from_proto(first.hello), credential)
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
             async for item in self.hub.nodes.outgoing(session):

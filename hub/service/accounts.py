@@ -117,6 +117,15 @@ class AccountService:
         found = self.accounts._thd_by_digests(sorted(set(digests)))
         return [found.get(d) for d in digests]
 
+    def _thd_live_accounts(self, digests: Sequence[str]) -> dict[str, Account]:
+        """The accounts of those token digests still live, read from the database (a revocation by
+        another process counts at once); the others leave the token cache."""
+        found = self.accounts._thd_by_digests(digests)
+        for digest in digests:
+            if digest not in found:
+                self.token_cache.forget(digest)
+        return found
+
     def _thd_revoke_tokens(self, name: str) -> int:
         """Revoke every token of an account (they stop working at once on this hub; other hub
         replicas notice within the token cache's TTL); returns how many were live.

@@ -17,13 +17,20 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hub.auth import new_token
 from hub.domain import Account, Attribution, Revision, Role
-from hub.errors import HubError, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from hub.errors import (
+    HubError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
@@ -53,6 +60,11 @@ LAST_SEEN_EVERY_S = 60
 # must not refuse agents, whose retries would slow the hub further.
 MAX_OPENING = 10_000
 MAX_OPENING_WAIT_S = 20.0
+# A session is authenticated when it opens; a credential revoked later (``spime-hub user revoke``,
+# maybe by another process) ends the node's live session within this many seconds. Half the token
+# cache's lifetime: the agent cannot open a new session with the revoked token after that either.
+CREDENTIAL_RECHECK_S = 30.0
+_RECHECK_CHUNK = 500  # token digests looked up per query
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
@@ -173,6 +185,7 @@ class Session:
     last_written: dt.datetime | None = None  # when nodes.last_seen was last stored
     handed: int = 0  # the newest hub_seq handed over at commit (queued, maybe not sent yet)
     printers: dict[str, PrinterRecord] = field(default_factory=dict)
+    credential: str = ""  # the stored form (token_digest) of the token the session opened with
 
     def push(self, item: object) -> None:
         """Queue an item for the sender (from any thread; on the session's own loop without waking it
@@ -291,8 +304,12 @@ class NodeService:
     """Enrollment and the sessions of connected agents."""
 
     def __init__(self, nodes: NodeStore, jobs: JobService, job_store: JobStore, designs: DesignStore,
-                 clock: Clock, timers: TimerPolicy = DEFAULT_TIMERS) -> None:
+                 clock: Clock, timers: TimerPolicy = DEFAULT_TIMERS,
+                 credentials: Callable[[Sequence[str]], Mapping[str, Account]] | None = None) -> None:
+        """``credentials``: the accounts of live tokens by stored form (AccountService._thd_live_accounts),
+        to end the sessions whose token was revoked (see recheck_credentials)."""
         self.nodes, self.jobs, self.job_store, self.designs = nodes, jobs, job_store, designs
+        self._credentials = credentials
         self.clock, self.timers = clock, timers
         self._sessions: dict[str, Session] = {}
         self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
@@ -414,8 +431,9 @@ class NodeService:
 
     # -- sessions ----------------------------------------------------------------------
 
-    async def open(self, account: Account, hello: Hello) -> Session:
+    async def open(self, account: Account, hello: Hello, credential: str = "") -> Session:
         """Start a session: record the node's state, reconcile held jobs, queue Welcome.
+        ``credential``: the stored form of the token the caller authenticated with.
 
         Raises:
             PermissionDenied: agent_id is not the caller's node, or the caller is not a node.
@@ -428,11 +446,11 @@ class NodeService:
         _check_hello(account, hello)
         self._admission.enter()
         try:
-            return await self._open(account, hello)
+            return await self._open(account, hello, credential)
         finally:
             self._admission.leave()
 
-    async def _open(self, account: Account, hello: Hello) -> Session:
+    async def _open(self, account: Account, hello: Hello, credential: str) -> Session:
         now = format_time(self.clock())
         place = (hello.location, hello.latitude, hello.longitude)
         # Batched: Hellos arriving together share one write transaction and one thread hop.
@@ -442,7 +460,7 @@ class NodeService:
         session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
                           sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
                           last_written=self.clock(),  # the Hello stored last_seen
-                          printers={p.printer: p for p in hello.printers})
+                          printers={p.printer: p for p in hello.printers}, credential=credential)
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
                              self.timers.lease_ttl_s))
         with self._lock:
@@ -652,6 +670,31 @@ class NodeService:
             session.end()
             await self.close(session)
 
+    async def recheck_credentials(self) -> int:
+        """End the live sessions whose token is no longer live (revoked since the session opened)
+        with UNAUTHENTICATED, as if they had never opened; returns how many ended."""
+        if self._credentials is None:
+            return 0
+        with self._lock:
+            live = [s for s in self._sessions.values() if s.credential]
+        if not live:
+            return 0
+        digests = sorted({s.credential for s in live})
+        found: dict[str, Account] = {}
+        for i in range(0, len(digests), _RECHECK_CHUNK):
+            found.update(await asyncio.to_thread(self._credentials, digests[i:i + _RECHECK_CHUNK]))
+        ended = 0
+        for session in live:
+            owner = found.get(session.credential)
+            if owner is None or owner.name != session.node or owner.role is not Role.NODE:
+                log.warning("node credential revoked, ending its session", extra={"node": session.node})
+                session.end(Unauthenticated(
+                    f"the credential of node {session.node} was revoked: enroll the node again "
+                    "(spime-hub node add, then spime-node enroll)"))
+                await self.close(session)
+                ended += 1
+        return ended
+
     async def may_fetch(self, account: Account, sha256: str) -> None:
         """Raises: PermissionDenied: the blob is not part of a job this node holds."""
         if account.role is Role.ADMIN:
@@ -699,12 +742,15 @@ class NodeService:
         # Scanning every session (10,000s) stalls the loop for milliseconds: a tenth of the silence
         # that makes a node SUSPECT is soon enough, and that is rarer than a sweep.
         liveness_every_s = max(self.timers.sweep_interval_s, self.timers.suspect_after_s / 10)
-        scanned = -liveness_every_s
+        scanned = rechecked = time.monotonic() - liveness_every_s
         while not stop.is_set():
             try:
                 if time.monotonic() - scanned >= liveness_every_s:
                     scanned = time.monotonic()
                     await self.check_liveness()
+                if time.monotonic() - rechecked >= CREDENTIAL_RECHECK_S:
+                    rechecked = time.monotonic()
+                    await self.recheck_credentials()
                 await asyncio.to_thread(self.jobs._thd_sweep)
                 await self.ring_behind()
             except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -206,3 +208,24 @@ def test_bad_input_gets_clear_statuses_and_changes_nothing(hub: ClockedHub) -> N
     with pytest.raises(grpc.RpcError) as info:
         list(agent.stub.FetchArtifact(nodes_pb2.DownloadArtifactRequest(sha256="0" * 64), metadata=md))
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_revoked_node_credential_ends_its_live_session(hub: ClockedHub) -> None:
+    """`spime-hub user revoke` runs in its own process: the hub learns it from the database."""
+    lab1, lab2 = FakeAgent.enrolled(hub, "lab-1", [printer()]), FakeAgent.enrolled(hub, "lab-2", [printer()])
+    lab1.connect()
+    lab2.connect()
+    nodes = hub.composed.hub.nodes
+    assert asyncio.run_coroutine_threadsafe(nodes.recheck_credentials(), hub.loop).result(timeout=30) == 0
+    hub.composed.store.accounts._thd_revoke_tokens("lab-1", "2026-12-01T00:00:00Z")  # as the CLI does
+    assert asyncio.run_coroutine_threadsafe(nodes.recheck_credentials(), hub.loop).result(timeout=30) == 1
+    assert lab1.ended() == grpc.StatusCode.UNAUTHENTICATED
+    assert lab1.error is not None and "revoked" in (lab1.error.details() or "")
+    wait_for(lambda: {n.name: n.online for n in hub.composed.store.nodes._thd_nodes()} == {"lab-1": False,
+                                                                                          "lab-2": True})
+    with pytest.raises(AssertionError):  # the revoked token left the hub's token cache too
+        lab1.connect()
+    assert lab1.ended() == grpc.StatusCode.UNAUTHENTICATED
+    rev = _design(hub)
+    job = _job(hub, rev, node="lab-2")
+    assert lab2.expect("offer").offer.job_id == job  # the other node's session carries on
