@@ -34,7 +34,7 @@ from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
 from hub.api.server import HubServer, TlsFiles, admission_of
 from hub.config import MB, HubConfig, default_data_dir
-from hub.errors import HubError
+from hub.errors import HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
@@ -367,6 +367,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print("schema is up to date", file=sys.stderr)
     except HubError as exc:
         print(f"spime-hub: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a --data directory or backup file the system refuses
+        print(f"spime-hub: error: {local_file_problem(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,6 +25,7 @@ __all__ = [
     "StaleHead",
     "StorageError",
     "Unauthenticated",
+    "local_file_problem",
 ]
 
 
@@ -155,3 +156,14 @@ class StorageError(HubError):
 
     retryable = True
     reason = "STORAGE_UNAVAILABLE"
+
+
+def local_file_problem(exc: OSError) -> str:
+    """What a command-line tool tells its user when a path it was given cannot be used (too long,
+    not permitted, a file where a folder belongs ...): the path, the system's reason, what to do."""
+    name = str(exc.filename or "")
+    shown = name if len(name) <= 120 else f"{name[:60]}...{name[-40:]} ({len(name)} characters)"
+    reason = exc.strerror or type(exc).__name__
+    where = f" {shown!r}" if name else ""
+    return f"cannot use{where}: {reason}; check the path, that it is the kind of file or folder the command " \
+           "expects, and that you may read and write it"

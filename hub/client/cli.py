@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from hub.client.common import EXIT_REFUSED, EXIT_USAGE, ClientError, HubRefused, UsageError
 from hub.client.examples import apply_examples
+from hub.errors import local_file_problem
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -111,6 +112,9 @@ def _run(args: argparse.Namespace) -> int:
     except ClientError as exc:
         print(f"spime: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except OSError as exc:  # a design folder or file the system refuses (too long, not permitted ...)
+        print(f"spime: error: {local_file_problem(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("spime: interrupted", file=sys.stderr)
         return 130

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from hub.__main__ import main as hub_main
 from hub.client import examples
-from hub.client.cli import build_parser
+from hub.client.cli import build_parser, main
+from hub.client.common import EXIT_USAGE
 from hub.client.progress import Progress
 from tests.fixtures.hub_server import ROOT
 
@@ -151,3 +153,28 @@ def test_progress_is_a_bar_with_rate_and_eta_on_a_terminal_and_honours_no_color(
     plain = _on_terminal({"TERM": "xterm-256color", "NO_COLOR": "1"})
     assert "downloading" in plain and "1.0/1.0 kB" in plain
     assert "\x1b[3" not in plain and "38;" not in plain  # cursor moves only, no colour
+
+
+LONG_NAME = "x" * 300  # over the 255 bytes a file name may have
+
+
+@pytest.mark.parametrize("argv", [["init", LONG_NAME], ["push", LONG_NAME], ["check", LONG_NAME], ["init", "/dev/null"]],
+                         ids=["init-long", "push-long", "check-long", "init-device"])
+def test_a_path_the_system_refuses_is_an_error_that_names_it(argv: list[str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPIME_HUB", "127.0.0.1:1")  # the path is refused before any hub is called
+    monkeypatch.setenv("SPIME_TOKEN", "t")
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("spime: error: cannot use '") and "check the path" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("data", ["/dev/null", LONG_NAME])
+def test_spime_hub_names_a_data_directory_it_cannot_use(data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert hub_main(["node", "list", "--data", data]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("spime-hub: error: cannot use '") and "check the path" in err
