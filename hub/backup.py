@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotFound
+from hub.localfiles import not_replaceable
 from hub.store.blob_backend import open_blob_store_for_copy
 from hub.store.blobs import check_sha256
 from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
@@ -99,6 +100,8 @@ def backup(data_dir: Path, database_url: str, out: Path, *, blobs: str = "", s3_
     """
     if not database_url and not (Path(data_dir) / "hub.sqlite3").is_file():
         raise FailedPrecondition(f"{data_dir} holds no hub database (hub.sqlite3): check --data, or give --database")
+    if problem := not_replaceable(out):
+        raise InvalidArgument(f"cannot write the backup there: {problem}")
     engine = make_engine(database_url or sqlite_url(data_dir))
     partial = out.with_name(out.name + ".partial")
     try:

@@ -10,7 +10,7 @@ EXPORTS = {
     "hub.errors": [
         "AlreadyClaimed", "AlreadyExists", "FailedPrecondition", "HubError", "IntegrityError", "InvalidArgument",
         "InvalidLicense", "InvalidManifest", "InvalidTransition", "LicenseConflict", "NotFound", "PermissionDenied",
-        "ResourceExhausted", "StaleHead", "StorageError", "Unauthenticated",
+        "ResourceExhausted", "StaleHead", "StorageError", "Unauthenticated", "local_file_problem",
     ],
     "hub.licenses": [
         "ANY", "Decision", "LicenseRule", "Obligations", "allowed_derivative_licenses", "check_derivative",
@@ -81,6 +81,8 @@ EXPORTS = {
         "FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "feed_from", "start_metrics_server",
     ],
     "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
+    "hub.localfiles": ["not_replaceable"],
+    "hub.api.wide_numbers": ["MAX_STORED_INT", "too_wide"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],
     "hub.runtime": ["GC_THRESHOLDS", "tune_gc"],

@@ -13,6 +13,7 @@ from spimeforge.v1 import designs_pb2
 from hub.client.common import ClientError
 from hub.client.connection import Hub
 from hub.client.local import safe_target
+from hub.localfiles import not_replaceable
 from hub.paths import CLIENT_RESERVED, fold
 
 __all__ = ["download_blob", "plan_targets", "write_revision"]
@@ -50,6 +51,8 @@ def download_blob(hub: Hub, sha256: str, size: int, target: Path,
         ClientError: the bytes do not hash to ``sha256`` (the partial file is removed).
         HubRefused: the hub refused the download.
     """
+    if problem := not_replaceable(target):
+        raise ClientError(f"cannot write {target.name}: {problem}")
     part = target.with_name(target.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     if offset > size:

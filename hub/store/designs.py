@@ -357,7 +357,7 @@ class DesignStore:
     def _require_design(conn: sa.Connection, slug: str) -> sa.Row:  # type: ignore[type-arg]
         row = conn.execute(sa.select(d).where(d.c.slug == slug)).first()
         if row is None:
-            raise NotFound(f"no design named {slug!r}; push it with --create or search with `spime search`")
+            raise NotFound(f"no design named {slug!r}; create it with `spime push --new` or search with `spime search`")
         return row
 
     def _resolve(self, conn: sa.Connection, slug: str, revision_id: str) -> str:

@@ -510,7 +510,7 @@ class OrderStore:
     def _design_row(conn: sa.Connection, slug: str) -> sa.Row[tuple[object, ...]]:
         x = conn.execute(_DESIGN, {"slug": slug}).first()
         if x is None:
-            raise NotFound(f"no design named {slug!r}; push it with --create or search with `spime search`")
+            raise NotFound(f"no design named {slug!r}; create it with `spime push --new` or search with `spime search`")
         return x
 
     def _thd_basis(self, slug: str, revision_id: str, known: Callable[[str], bool], material: str,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import tarfile
@@ -305,3 +307,13 @@ def test_backup_refuses_a_place_without_a_hub(tmp_path: Path, request: pytest.Fi
     with pytest.raises(FailedPrecondition, match="holds no Spimeforge schema"):
         backup(tmp_path, empty, tmp_path / "x.tar")
     assert not (tmp_path / "x.tar").exists() and not (tmp_path / "x.tar.partial").exists()
+
+
+def test_backup_never_replaces_what_is_not_a_regular_file(any_api: InProcessHub, tmp_path: Path) -> None:
+    """`spime-hub backup /dev/null` as root once swapped the device for a tar file: a pipe stands in here."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for target in (pipe, tmp_path):
+        with pytest.raises(InvalidArgument, match="not a regular file"):
+            backup(any_api.data_dir, _url(any_api), target)
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and not (tmp_path / "pipe.partial").exists()
