@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import logging.handlers
+import math
 import queue
 import signal
 import sys
@@ -301,7 +302,7 @@ def _config(args: argparse.Namespace) -> HubConfig:
                  "max_blob_bytes": args.max_blob_mb * MB, "grace_s": args.grace,
                  "tls_client_ca": args.tls_client_ca, "metrics_listen": args.metrics_listen,
                  "blobs": args.blobs, "s3_endpoint": args.s3_endpoint,
-                 "blob_cache_bytes": int(args.blob_cache_gb * (1 << 30)), "replica_ttl_s": args.replica_ttl,
+                 "blob_cache_bytes": _gib(args.blob_cache_gb), "replica_ttl_s": args.replica_ttl,
                  "rate_limits": ",".join(args.rate_limit), "admission_wait_s": args.admission_wait}
     return HubConfig(data_dir=args.data, database_url=args.database, **extra)
 
@@ -328,6 +329,11 @@ def _user(args: argparse.Namespace, config: HubConfig) -> None:
     else:
         print(f"revoked {revoked} token(s) of {args.name}; a running hub refuses them within a minute "
               "and ends a node's live session within 30 s")
+
+
+def _gib(value: float) -> int:
+    """GiB as bytes; -1 for a value no byte count can be (NaN, infinite), which HubConfig refuses."""
+    return int(value * (1 << 30)) if math.isfinite(value) else -1
 
 
 def _key_show(args: argparse.Namespace) -> None:

@@ -258,6 +258,11 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
     if args.command == "simulate":
         from node_agent import testing
 
+        if (args.baud is not None and args.baud < 1200) or (
+                args.latency_ms is not None and not 0 <= args.latency_ms <= 10_000):  # also refuses NaN
+            print("spime-node simulate: --baud must be 1200 or more and --latency-ms 0 to 10000", file=stderr)
+            return 2
+
         sim_argv = ["--link", args.link]
         sim_argv += ["--baud", str(args.baud)] if args.baud else []
         sim_argv += ["--latency-ms", str(args.latency_ms)] if args.latency_ms is not None else []
@@ -294,7 +299,10 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
     if args.baud < 1200:
         raise UsageError(f"--baud {args.baud} is not a usable baud rate")
     volume = tuple(args.build_volume) if args.build_volume else None
-    limits = SafetyLimits(args.max_hotend, args.max_bed, volume)
+    try:
+        limits = SafetyLimits(args.max_hotend, args.max_bed, volume)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (--max-hotend, --max-bed, --build-volume)") from None
     return PrintTarget("ad-hoc", port=args.port, baud=args.baud), limits
 
 

@@ -194,6 +194,17 @@ class SafetyLimits:
         if self.firmware not in ALLOW_LISTS:
             known = ", ".join(sorted(ALLOW_LISTS))
             raise ValueError(f"no G-code allow-list for firmware {self.firmware!r}; known: {known}")
+        # A NaN limit would let everything pass (every comparison with NaN is false).
+        positive = {"maximum hotend temperature": self.max_hotend_c, "maximum bed temperature": self.max_bed_c,
+                    "maximum feed rate": self.max_feedrate_mm_s, "maximum acceleration": self.max_accel_mm_s2,
+                    "maximum speed or flow factor": self.max_factor_pct, "longest dwell": self.max_dwell_s,
+                    **{f"build volume {axis}": size for axis, size in zip("XYZ", self.build_volume_mm or ())}}
+        for what, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"the {what} must be a positive number, not {value}")
+        if not (math.isfinite(self.move_margin_mm) and self.move_margin_mm >= 0) or self.tools < 1:
+            raise ValueError(f"the move margin must be 0 mm or more and the tool count at least 1, not "
+                             f"{self.move_margin_mm} mm and {self.tools}")
 
 
 def limits_for(printer: PrinterConfig) -> SafetyLimits:

@@ -26,6 +26,7 @@ __all__ = [
     "add_hub_command",
     "add_hub_options",
     "add_json_option",
+    "bounded_int",
     "emit",
     "env_or",
     "log",
@@ -35,6 +36,21 @@ __all__ = [
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``; anything else is a usage
+    error naming the range (the values go into unsigned or bounded request fields)."""
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}")
+        return value
+
+    return number
 
 
 class ClientError(Exception):

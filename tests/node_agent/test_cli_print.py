@@ -94,6 +94,9 @@ def test_configured_printer_and_refused_job(tmp_path: Path) -> None:
     (["--printer", "nope", "--config", "{config}"], "no printer named 'nope' (configured: sim)"),
     (["--printer", "sim", "--config", "{tmp}/absent.toml"], "no such file; pass --config"),
     (["--printer", "sim", "--config", "{config}", "--baud", "9600"], "--baud goes with --port"),
+    # a NaN limit would pass every temperature (each comparison with NaN is false)
+    (["--port", "/dev/x", "--baud", "115200", "--max-hotend", "nan"], "maximum hotend temperature must be a positive"),
+    (["--port", "/dev/x", "--baud", "115200", "--build-volume", "200", "inf", "200"], "build volume Y must be"),
 ])
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     config = config_for(tmp_path, "/dev/ttyNONE")

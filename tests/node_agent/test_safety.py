@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,11 @@ def test_plain_moves_take_a_fast_path_with_the_same_verdict(line: str) -> None:
     fast = check_lines(["G28", line], MK3)
     slow = check_lines(["G28", general], MK3)
     assert [v.reason for v in fast[0]] == [v.reason for v in slow[0]]
+
+
+@pytest.mark.parametrize("field", ["max_hotend_c", "max_bed_c", "max_feedrate_mm_s", "max_dwell_s"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, 0.0, -5.0])
+def test_a_limit_that_is_not_a_positive_number_is_refused(field: str, value: float) -> None:
+    """NaN above all: every comparison with it is false, so it would let every temperature pass."""
+    with pytest.raises(ValueError, match="must be a positive number"):
+        dataclasses.replace(SafetyLimits(280, 110, (250, 210, 210)), **{field: value})

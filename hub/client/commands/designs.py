@@ -9,7 +9,7 @@ from typing import Any
 from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, Progress, add_hub_command, emit, split_ref
+from hub.client.common import EXIT_OK, Progress, add_hub_command, bounded_int, emit, split_ref
 from hub.client.connection import Hub, opened
 from hub.client.download import write_revision
 from hub.client.local import write_base
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """Add ``spime log``, ``show``, ``get`` and ``search``."""
     p = add_hub_command(subparsers, "log", "revisions of a design from its head back", run_log)
     p.add_argument("design", help="DESIGN or DESIGN@REV (start there instead of the head)")
-    p.add_argument("-n", "--limit", type=int, default=0, help="at most N revisions")
+    p.add_argument("-n", "--limit", type=bounded_int(0, 2**31 - 1), default=0, help="at most N revisions (0: all)")
     p = add_hub_command(subparsers, "show", "a design and one of its revisions", run_show)
     p.add_argument("ref", help="DESIGN or DESIGN@REV")
     p = add_hub_command(subparsers, "get", "download a revision and verify every hash", run_get)
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("text", nargs="?", default="", help="words in the title or description")
     p.add_argument("--license", default="", help="SPDX id the license must contain")
     p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
-    p.add_argument("--limit", type=int, default=50, help="results per page (max 500)")
+    p.add_argument("--limit", type=bounded_int(1, 500), default=50, help="results per page (max 500)")
 
 
 

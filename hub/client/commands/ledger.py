@@ -7,7 +7,7 @@ import argparse
 from google.protobuf.json_format import MessageToDict
 from spimeforge.v1 import records_pb2
 
-from hub.client.common import EXIT_OK, UsageError, add_hub_command, emit
+from hub.client.common import EXIT_OK, UsageError, add_hub_command, bounded_int, emit
 from hub.client.connection import opened
 
 __all__ = ["register"]
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         description="The platform's voluntary value equation, never a licence fee.")
     p.add_argument("design", nargs="?", default="")
     p.add_argument("--node", default="")
-    p.add_argument("--limit", type=int, default=100, help="entries to list (max 1000)")
+    p.add_argument("--limit", type=bounded_int(1, 1000), default=100, help="entries to list (max 1000)")
 
 
 def _ledger(args: argparse.Namespace) -> int:

@@ -19,7 +19,15 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from spimeforge.v1 import orders_pb2, orders_pb2_grpc
 
-from hub.client.common import EXIT_OK, UsageError, add_hub_command, emit, log, split_ref
+from hub.client.common import (
+    EXIT_OK,
+    UsageError,
+    add_hub_command,
+    bounded_int,
+    emit,
+    log,
+    split_ref,
+)
 from hub.client.connection import Hub, opened
 
 __all__ = ["register"]
@@ -48,7 +56,7 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
 def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="DESIGN[@REV]", help="the design (and revision; default its head)")
     p.add_argument("--material", required=True, help="e.g. PLA, PETG")
-    p.add_argument("--qty", type=int, default=1, help="how many objects (1-100, default 1)")
+    p.add_argument("--qty", type=bounded_int(1, 100), default=1, help="how many objects (1-100, default 1)")
     p.add_argument("--near", default="", metavar="LAT,LON", help="your location in decimal degrees")
     p.add_argument("--max-km", type=float, default=0.0, help="only nodes within this distance of --near")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="an OpenSCAD parameter")
@@ -74,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = add_hub_command(subparsers, "order", "order a design made: from a quote or the best by a rule", _order)
     _spec_args(p)
     p.add_argument("--quote", default="", metavar="ID", help="take an option of this quote (from spime quote)")
-    p.add_argument("--option", type=int, default=0, help="which option of --quote (default 0, the cheapest)")
+    p.add_argument("--option", type=bounded_int(0, 999), default=0,
+                   help="which option of --quote (default 0, the cheapest)")
     p.add_argument("--best", choices=("cheapest", "fastest", "nearest"), default="cheapest")
     p.add_argument("--key", default="", help="idempotency key: repeating the command never orders twice")
     p.add_argument("--qr", type=Path, metavar="FILE", help="write a QR label PNG per object (FILE, FILE-2, ...)")
@@ -87,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--all", action="store_true", help="include delivered, failed and cancelled ones")
     p = add_hub_command(subparsers, "rate", "rate an order you took part in", _rate)
     p.add_argument("order")
-    p.add_argument("--stars", type=int, required=True, help="1-5")
+    p.add_argument("--stars", type=bounded_int(1, 5), required=True, help="1-5")
     p.add_argument("--role", choices=("customer", "maker", "designer"), default="customer")
     p.add_argument("--criteria", default="", metavar="quality=5,printability=4,...")
     p.add_argument("--comment", default="")

@@ -178,3 +178,20 @@ def test_spime_hub_names_a_data_directory_it_cannot_use(data: str, tmp_path: Pat
     assert hub_main(["node", "list", "--data", data]) == 1
     err = capsys.readouterr().err
     assert err.startswith("spime-hub: error: cannot use '") and "check the path" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["search", "--limit", "-1"], "argument --limit: -1 is out of range: use 1 to 500"),
+    (["rate", "o1", "--stars", "9"], "argument --stars: 9 is out of range: use 1 to 5"),
+    (["quote", "cube", "--qty", "1e3"], "argument --qty: '1e3' is not a whole number"),
+])
+def test_numbers_out_of_their_range_are_usage_errors(argv: list[str], message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """They go into unsigned or bounded request fields: before, a negative one was a traceback."""
+    assert main(argv) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_spime_hub_refuses_a_cache_size_that_is_no_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert hub_main(["serve", "--data", str(tmp_path), "--blob-cache-gb", "nan"]) == 1
+    assert "--blob-cache-gb must be between" in capsys.readouterr().err
