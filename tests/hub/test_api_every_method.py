@@ -55,8 +55,7 @@ def _value(field: FieldDescriptor, variant: str, index: int) -> Any:
     if kind == FieldDescriptor.TYPE_STRING:
         return LONG if variant == "long" else ODD_TEXTS[index % len(ODD_TEXTS)] if variant == "odd" else f"v{index}"
     if kind == FieldDescriptor.TYPE_BYTES:
-        return b"\xff" * 100_000 if variant == "long" else bytes(range(index % 256, index % 256 + 32 if index % 256 < 224
-                                                                         else 256))
+        return b"\xff" * 100_000 if variant == "long" else bytes((index + i) % 256 for i in range(32))
     if kind == FieldDescriptor.TYPE_BOOL:
         return True
     if kind == FieldDescriptor.TYPE_ENUM:
@@ -169,6 +168,13 @@ def _message_class(descriptor: Descriptor) -> Any:
     return message_factory.GetMessageClass(descriptor)
 
 
+def _enroll_node(api: InProcessHub) -> None:
+    """Node "node-1", enrolled: its token is api.tokens["node-1"]."""
+    _, enrollment, _ = api.composed.hub.nodes._thd_add_node("node-1")
+    enrolled = asyncio.run_coroutine_threadsafe(api.composed.hub.nodes.enroll(enrollment, "test"), api.loop)
+    api.tokens["node-1"] = enrolled.result(timeout=30)[1]
+
+
 def _methods() -> list[MethodDescriptor]:
     return [m for module in SERVICES for service in module.DESCRIPTOR.services_by_name.values()
             for m in service.methods]
@@ -205,9 +211,7 @@ def test_every_method_answers_hostile_fields_with_a_clear_status(any_api: InProc
                                                                  method: MethodDescriptor) -> None:
     api = any_api
     api.push("alice", "cube", {"cube.stl": b"solid cube\nendsolid cube\n"}, create=True)
-    _, enrollment, _ = api.composed.hub.nodes._thd_add_node("node-1")
-    enrolled = asyncio.run_coroutine_threadsafe(api.composed.hub.nodes.enroll(enrollment, "test"), api.loop)
-    api.tokens["node-1"] = enrolled.result(timeout=30)[1]
+    _enroll_node(api)
     failures: list[str] = []
     for name, request, callers in requests(method.input_type):
         for caller in callers:
@@ -243,9 +247,7 @@ def _after_hello(api: InProcessHub, message: Any) -> list[str]:
 def test_every_agent_message_after_hello_gets_a_clear_status(any_api: InProcessHub) -> None:
     """A node's own Session: each message kind at each variant after a valid Hello."""
     api = any_api
-    _, enrollment, _ = api.composed.hub.nodes._thd_add_node("node-1")
-    enrolled = asyncio.run_coroutine_threadsafe(api.composed.hub.nodes.enroll(enrollment, "test"), api.loop)
-    api.tokens["node-1"] = enrolled.result(timeout=30)[1]
+    _enroll_node(api)
     failures: list[str] = []
     for member in nodes_pb2.AgentMsg.DESCRIPTOR.oneofs_by_name["kind"].fields:
         for variant in VARIANTS:
@@ -253,7 +255,6 @@ def test_every_agent_message_after_hello_gets_a_clear_status(any_api: InProcessH
             _fill(message, nodes_pb2.AgentMsg.DESCRIPTOR, variant, only=member.name)
             failures += [f"{member.name} {variant}: {f}" for f in _after_hello(api, message)]
     assert not failures, "\n".join(failures)
-    nodes = api.composed.hub.nodes._thd_nodes() if hasattr(api.composed.hub.nodes, "_thd_nodes") else None
-    assert nodes is None or nodes  # the node row is intact
+    assert [n.name for n in api.composed.store.nodes._thd_nodes()] == ["node-1"]  # the node row is intact
     who = api.accounts.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=api.md("node-1"), timeout=30)
     assert who.name == "node-1"
