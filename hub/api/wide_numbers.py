@@ -18,50 +18,59 @@ __all__ = ["MAX_STORED_INT", "too_wide"]
 
 MAX_STORED_INT = 2**63 - 1
 _UNSIGNED_64 = frozenset({FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64})
-# per message type: (field, holds the numbers itself) for the fields that hold or contain one
-_PATHS: dict[str, tuple[tuple[FieldDescriptor, bool], ...]] = {}
+# per message type: the fields that hold such a number or a message that may
+_PATHS: dict[str, tuple[FieldDescriptor, ...]] = {}
 
 
-def _paths(descriptor: Descriptor) -> tuple[tuple[FieldDescriptor, bool], ...]:
+def _paths(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
     known = _PATHS.get(descriptor.full_name)
     if known is not None:
         return known
     _PATHS[descriptor.full_name] = ()  # a message type that contains itself: its inner copies are not visited
-    found: list[tuple[FieldDescriptor, bool]] = []
+    found: list[FieldDescriptor] = []
     for field in descriptor.fields:
         if field.type in _UNSIGNED_64:
-            found.append((field, True))
+            found.append(field)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             inner = field.message_type
             if inner.GetOptions().map_entry:
                 value = inner.fields_by_name["value"]
                 if value.type in _UNSIGNED_64 or (value.type == FieldDescriptor.TYPE_MESSAGE and _paths(value.message_type)):
-                    found.append((field, False))
+                    found.append(field)
             elif _paths(inner):
-                found.append((field, False))
+                found.append(field)
     _PATHS[descriptor.full_name] = paths = tuple(found)
     return paths
 
 
-def _items(message: Any, field: FieldDescriptor, name: str) -> list[tuple[str, Any]]:
-    values = getattr(message, field.name)
+def _is_set(message: Any, field: FieldDescriptor) -> bool:
+    """Whether a field may hold anything: the member of its oneof that is set, a singular message
+    that is present; scalars and repeated fields always (reading them copies nothing big)."""
+    if field.containing_oneof is not None:
+        return bool(message.WhichOneof(field.containing_oneof.name) == field.name)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
+        return bool(message.HasField(field.name))
+    return True
+
+
+def _items(field: FieldDescriptor, values: Any, name: str) -> list[tuple[str, Any]]:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         return [(f"{name}[{key!r}]", value) for key, value in values.items()]
     if field.is_repeated:
         return [(f"{name}[{i}]", value) for i, value in enumerate(values)]
-    if field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(field.name):
-        return []
     return [(name, values)]
 
 
 def too_wide(message: Any, prefix: str = "") -> tuple[str, int] | None:
     """The first unsigned 64-bit field of ``message`` over MAX_STORED_INT ("ack.hub_seq") and its
-    value, or None."""
-    for field, scalar in _paths(message.DESCRIPTOR):
-        for name, value in _items(message, field, prefix + field.name):
+    value, or None. Only the fields that can hold such a number are read (never a blob's bytes)."""
+    for field in _paths(message.DESCRIPTOR):
+        if not _is_set(message, field):
+            continue
+        for name, value in _items(field, getattr(message, field.name), prefix + field.name):
             if isinstance(value, int):
                 if value > MAX_STORED_INT:
                     return name, value
-            elif not scalar and (found := too_wide(value, name + ".")):
+            elif (found := too_wide(value, name + ".")) is not None:
                 return found
     return None
