@@ -94,17 +94,16 @@ def _node_list(composed: Composed, online_only: bool) -> tuple[Any, str]:
     printers: dict[str, list[PrinterRecord]] = {}
     for p in composed.store.nodes._thd_printers():
         printers.setdefault(p.node, []).append(p)
-    nodes = composed.store.nodes._thd_nodes(online_only)
-    lines = []
-    for node in nodes:
+    docs, lines = [], []
+    for node in composed.store.nodes._thd_nodes(online_only):
         own = sorted(printers.get(node.name, []), key=lambda p: p.printer)
         held = ", ".join(f"{p.printer} ({p.model}, {p.phase}, {'/'.join(p.materials) or 'no material'}"
                          f"{'' if p.bed_clear else ', bed not clear'}{'' if p.accepting else ', not accepting'})"
                          for p in own)
         lines.append(f"{node.name}  {'online ' if node.online else 'offline'}  last seen {node.last_seen or 'never'}"
                      f"  {node.location or '-'}  {held or 'no printers'}")
-    return [node_document(x, sorted(printers.get(x.name, []), key=lambda p: p.printer)) for x in nodes], \
-        "\n".join(lines) or "no nodes: add one with `spime-hub node add NAME`"
+        docs.append(node_document(node, own))
+    return docs, "\n".join(lines) or "no nodes: add one with `spime-hub node add NAME`"
 
 
 def _params(items: list[str]) -> dict[str, str]:

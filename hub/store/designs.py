@@ -27,7 +27,7 @@ from hub.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFo
 from hub.store import schema
 from hub.store.engine import connect, write
 
-__all__ = ["DesignMeta", "DesignStore"]
+__all__ = ["DesignMeta", "DesignStore", "reports_of"]
 
 d, r, rp, rf = schema.designs, schema.revisions, schema.revision_parents, schema.revision_files
 m, p, rep = schema.maintainers, schema.proposals, schema.printability_reports
@@ -120,7 +120,7 @@ class DesignStore:
     def _thd_reports(self, revision_id: str) -> tuple[PrintabilityRecord, ...]:
         """A revision's printability reports as stored now (they arrive after the push), by path."""
         with connect(self.engine) as conn:
-            return _reports(conn, revision_id)
+            return reports_of(conn, revision_id)
 
     def _thd_revision_by_id(self, revision_id: str) -> Revision | None:
         with connect(self.engine) as conn:
@@ -411,7 +411,7 @@ class DesignStore:
             raise NotFound(f"no revision {revision_id}")
         parents = tuple(conn.scalars(sa.select(rp.c.parent_id).where(rp.c.revision_id == revision_id).order_by(rp.c.position)))
         files = tuple(FileEntry(x.path, x.sha256, int(x.size)) for x in conn.execute(sa.select(rf).where(rf.c.revision_id == revision_id).order_by(rf.c.path)))
-        reports = _reports(conn, revision_id)
+        reports = reports_of(conn, revision_id)
         return Revision(
             id=row.id, design=row.design, parent_ids=parents, manifest_toml=row.manifest_toml, files=files,
             author=row.author, created_at=row.created_at, message=row.message, kind=RevisionKind(row.kind),
@@ -427,9 +427,13 @@ class DesignStore:
         )
 
 
-def _reports(conn: sa.Connection, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+_REPORTS = sa.select(rep).where(rep.c.revision_id == sa.bindparam("revision_id")).order_by(rep.c.path)
+
+
+def reports_of(conn: sa.Connection, revision_id: str) -> tuple[PrintabilityRecord, ...]:
+    """A revision's printability reports, by path, in the caller's transaction (orders read them too)."""
     return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
-                 for x in conn.execute(sa.select(rep).where(rep.c.revision_id == revision_id).order_by(rep.c.path)))
+                 for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
 
 
 def _search_text(slug: str, meta: DesignMeta) -> str:

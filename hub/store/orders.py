@@ -33,7 +33,7 @@ from hub.orders import (
 from hub.quotes import Box
 from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
-from hub.store.designs import DesignStore
+from hub.store.designs import DesignStore, reports_of
 from hub.store.engine import connect, write
 
 __all__ = ["Basis", "Build", "Match", "MatchQuery", "Matching", "OrderStore", "PlaceResult", "Placement"]
@@ -188,9 +188,6 @@ _INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert
 _SET_STATE = o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state"))
 _DESIGN = sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
                     .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug"))
-_REPORTS = (sa.select(schema.printability_reports)
-            .where(schema.printability_reports.c.revision_id == sa.bindparam("revision_id"))
-            .order_by(schema.printability_reports.c.path))
 _VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
                 .where(rt.c.node.in_(sa.bindparam("nodes", expanding=True)),
                        rt.c.role.in_(sa.bindparam("roles", expanding=True))).group_by(rt.c.node))
@@ -535,7 +532,7 @@ class OrderStore:
             wanted = revision_id if len(revision_id) == 64 else "" if revision_id else design.head_revision_id
             revision: Revision | None = None
             if wanted and known(wanted):
-                reports = self._reports(conn, wanted)
+                reports = reports_of(conn, wanted)
             else:
                 revision = self._revision(conn, slug, wanted or revision_id)
                 wanted, reports = revision.id, revision.reports
@@ -640,16 +637,6 @@ class OrderStore:
                            "stretch": math.cos(math.radians(q.near[0])) ** 2})
         params.update({"lim": limit, "off": offset})
         return conn.execute(query, params).all()
-
-    def _thd_reports(self, revision_id: str) -> tuple[PrintabilityRecord, ...]:
-        """A revision's printability reports as stored now (a report may be replaced after the push)."""
-        with connect(self.engine) as conn:
-            return self._reports(conn, revision_id)
-
-    @staticmethod
-    def _reports(conn: sa.Connection, revision_id: str) -> tuple[PrintabilityRecord, ...]:
-        return tuple(PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report))
-                     for x in conn.execute(_REPORTS, {"revision_id": revision_id}))
 
     @staticmethod
     def _histories(conn: sa.Connection, pairs: Sequence[tuple[str, str]], material: str, limit: int
