@@ -267,8 +267,8 @@ def _parser() -> argparse.ArgumentParser:
     _store_args(add)
     token = user.add_parser("token", help="give an account another token and print it (its other tokens keep working)")
     revoke = user.add_parser("revoke", help="revoke every token of an account (a running hub stops accepting "
-                                            "them within a minute, its token cache's lifetime, and ends a "
-                                            "node's live session within 30 s)")
+                                            "them within a minute, its token cache's lifetime, and ends the "
+                                            "streams they opened, a node's session or an order watch, within 30 s)")
     for p in (token, revoke):
         p.add_argument("name")
         p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -328,7 +328,7 @@ def _user(args: argparse.Namespace, config: HubConfig) -> None:
         print(doc["token"])
     else:
         print(f"revoked {revoked} token(s) of {args.name}; a running hub refuses them within a minute "
-              "and ends a node's live session within 30 s")
+              "and ends the streams they opened (a node's session, an order watch) within 30 s")
 
 
 def _gib(value: float) -> int:

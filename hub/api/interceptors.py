@@ -20,6 +20,8 @@ status, in the hub's metrics (``spime_hub_rpcs``, hub/api/metrics.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import logging
 import math
@@ -32,9 +34,11 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
+from hub.api.live_calls import LiveCalls
 from hub.api.wide_numbers import MAX_STORED_INT, too_wide
 from hub.auth import authorize, bearer_token, is_public, short_name
 from hub.domain import Account
+from hub.store.accounts import token_digest
 from hub.workers import Admission
 
 __all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "status_of"]
@@ -163,6 +167,8 @@ class HubInterceptor(aio.ServerInterceptor):
         self._refusals = _Refusals(refusal_log_interval_s)
         # method -> (the servicer's handler, its wrapped handler): built once per method, not per call
         self._wrapped: dict[str, tuple[Any, Any]] = {}
+        # streaming calls in flight, ended by the server when their token is revoked (hub.api.live_calls)
+        self.live_calls = LiveCalls()
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -171,7 +177,8 @@ class HubInterceptor(aio.ServerInterceptor):
             return handler
         wrapped = self._wrapped.get(method)
         if wrapped is None or wrapped[0] is not handler:
-            wrapped = (handler, _wrap(handler, method, self._guard(method), self._admission, self._refusals))
+            wrapped = (handler, _wrap(handler, method, self._guard(method), self._admission, self._refusals,
+                                      self.live_calls))
             self._wrapped[method] = wrapped
         return wrapped[1]
 
@@ -302,6 +309,11 @@ def _nul_field(message: Any, prefix: str = "") -> str | None:
 # The agent Session validates every message itself and records a refused report (so the agent's
 # outbox does not resend it forever); the generic NUL check would end the stream before that.
 _SELF_VALIDATED = frozenset({"/spimeforge.v1.Nodes/Session"})
+# Streams whose service rechecks their token itself (NodeService.recheck_credentials also takes the
+# node offline); every other stream is registered in LiveCalls.
+_SELF_RECHECKED = frozenset({"/spimeforge.v1.Nodes/Session"})
+_REVOKED = errors.Unauthenticated("the token this call was opened with was revoked while it ran; "
+                                  "ask an admin for a new token (spime-hub user token)")
 
 
 def _check_message(request: Any, method: str) -> Any:
@@ -327,9 +339,11 @@ async def _decoded_stream(requests: AsyncIterator[Any], method: str, decode: Dec
         yield _check_message(decode(request) if decode is not None else request, method)
 
 
-def _wrap(handler: Any, method: str, guard: Guard, admission: Admission, refusals: _Refusals) -> Any:
+def _wrap(handler: Any, method: str, guard: Guard, admission: Admission, refusals: _Refusals,
+          live_calls: LiveCalls) -> Any:
     decode = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
-    call = _Call(method, short_name(method), guard, admission, decode, refusals)
+    streams = not handler.unary_unary and method not in _SELF_RECHECKED
+    call = _Call(method, short_name(method), guard, admission, decode, refusals, live_calls if streams else None)
     # grpc hands the wrappers the request bytes (no deserializer): they decode once the call is admitted.
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, call), None, handler.response_serializer)
@@ -343,14 +357,25 @@ def _wrap(handler: Any, method: str, guard: Guard, admission: Admission, refusal
 
 
 class _Call:
-    """What every call of one method needs: its names, the token check, admission and decoding."""
+    """What every call of one method needs: its names, the token check, admission and decoding, and
+    for a stream the registry that ends it when its token is revoked."""
 
-    __slots__ = ("admission", "decode", "guard", "method", "name", "refusals")
+    __slots__ = ("admission", "decode", "guard", "live", "method", "name", "refusals")
 
     def __init__(self, method: str, name: str, guard: Guard, admission: Admission, decode: Decode,
-                 refusals: _Refusals) -> None:
+                 refusals: _Refusals, live: LiveCalls | None) -> None:
         self.method, self.name, self.guard, self.admission, self.decode = method, name, guard, admission, decode
-        self.refusals = refusals
+        self.refusals, self.live = refusals, live
+
+    def registered(self, context: aio.ServicerContext) -> contextlib.AbstractContextManager[None]:
+        """While a stream runs: registered by its token, so that revoking the token ends it."""
+        if self.live is None:
+            return contextlib.nullcontext()
+        return self.live.opened(token_digest(bearer_token(tuple(context.invocation_metadata() or ()))))
+
+    def revoked(self) -> bool:
+        """Whether the cancellation being handled ended the stream because its token was revoked."""
+        return self.live is not None and self.live.take_revoked()
 
 
 def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[..., Awaitable[Any]]:
@@ -362,9 +387,14 @@ def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[...
             account = await call.guard(context)
             _account.set(account)
             async with call.admission.enter(call.name, account.name):
-                response = await behavior(_decoded(request, method, call.decode), context)
+                with call.registered(context):
+                    response = await behavior(_decoded(request, method, call.decode), context)
         except aio.AbortError:
             raise
+        except asyncio.CancelledError:
+            if not call.revoked():
+                raise
+            await _fail(context, call, _REVOKED, started, account)
         except Exception as exc:  # noqa: BLE001 - mapped to a status, never crashes the server
             await _fail(context, call, exc, started, account)
         _ok(method, started, account)
@@ -382,10 +412,15 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
             account = await call.guard(context)
             _account.set(account)
             async with call.admission.enter(call.name, account.name):
-                async for item in behavior(_decoded(request, method, call.decode), context):
-                    yield item
+                with call.registered(context):
+                    async for item in behavior(_decoded(request, method, call.decode), context):
+                        yield item
         except aio.AbortError:
             raise
+        except asyncio.CancelledError:
+            if not call.revoked():
+                raise
+            await _fail(context, call, _REVOKED, started, account)
         except Exception as exc:  # noqa: BLE001
             await _fail(context, call, exc, started, account)
         _ok(method, started, account)

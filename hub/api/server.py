@@ -24,6 +24,7 @@ from spimeforge.v1 import (
 )
 
 from hub.api.interceptors import HubInterceptor
+from hub.api.live_calls import RECHECK_S
 from hub.api.metrics import HubMetrics, MetricsInterceptor
 from hub.api.nodes import NodesServicer
 from hub.api.orders import OrdersServicer, RecordsWithLedgerServicer
@@ -40,6 +41,7 @@ __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of"]
 log = logging.getLogger("hub.server")
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_RECHECK_CHUNK = 500  # token digests looked up per query
 SERVICE_NAMES = (
     accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
     designs_pb2.DESCRIPTOR.services_by_name["Designs"].full_name,
@@ -107,6 +109,7 @@ class HubServer:
         self.port = 0
         self._stop_sweeper = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._rechecker: asyncio.Task[None] | None = None
         # This process as one of several hub replicas on one database (lease, wake-ups, takeover).
         self.replicas = ReplicaService(hub.nodes, replicas)
         self._replica_loop: asyncio.Task[None] | None = None
@@ -142,9 +145,36 @@ class HubServer:
         # Offer expiry, leases, lost contact, and jobs queued by `spime-hub job add` in another process.
         self._sweeper = asyncio.create_task(self.hub.nodes.run_sweeper(self._stop_sweeper))
         self._replica_loop = asyncio.create_task(self.replicas.run(self._stop_sweeper))
+        self._rechecker = asyncio.create_task(self._recheck_streams_until(self._stop_sweeper))
         log.info("hub listening", extra={"listen": listen, "port": self.port, "tls": tls is not None,
                                          "replica": self.replicas.replica})
         return self.port
+
+    async def recheck_streams(self) -> int:
+        """End the open streams whose token was revoked since they opened (UNAUTHENTICATED); returns
+        how many. The tokens are read from the database, so a revocation by another process counts."""
+        live_calls = self.interceptor.live_calls
+        digests = live_calls.digests()
+        live: set[str] = set()
+        for i in range(0, len(digests), _RECHECK_CHUNK):
+            live.update(await asyncio.to_thread(self.hub.accounts._thd_live_accounts, digests[i:i + _RECHECK_CHUNK]))
+        ended = live_calls.end_revoked(digests, live) if digests else 0
+        if ended:
+            log.warning("tokens revoked: ended their open streams", extra={"streams": ended})
+        return ended
+
+    async def _recheck_streams_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), RECHECK_S)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                return
+            try:
+                await self.recheck_streams()
+            except Exception:
+                log.exception("rechecking the tokens of open streams failed; trying again later")
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -158,6 +188,8 @@ class HubServer:
             await self._sweeper
         if self._replica_loop is not None:
             await self._replica_loop
+        if self._rechecker is not None:
+            await self._rechecker
         await self.server.stop(grace)
         await self.hub.nodes.drain()
         await self.replicas.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -244,4 +245,57 @@ def test_cancel_while_printing_asks_the_node_and_records_the_partial_cost(hub: C
     agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_CANCELLED, {"reason": "customer"}))
     final = wait_for(lambda: (o := stub.GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=hub.md("carol"))).state == orders_pb2.ORDER_STATE_CANCELLED and o)
     assert final.partial_cost.minor_units == asked.partial_cost.minor_units
+    agent.close()
+
+
+class _Watch:
+    """A customer's WatchOrder stream read in a thread: the states seen, then how it ended."""
+
+    def __init__(self, hub: ClockedHub, order_id: str, customer: str) -> None:
+        self.states: list[int] = []
+        self.error: grpc.RpcError | None = None
+        self.call = _orders(hub).WatchOrder(orders_pb2.GetOrderRequest(order_id=order_id),
+                                            metadata=hub.md(customer), timeout=120)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            self.states.extend(o.state for o in self.call)
+        except grpc.RpcError as exc:
+            self.error = exc
+
+    def ended(self) -> grpc.StatusCode | None:
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the stream did not end"
+        return self.error.code() if self.error is not None else None
+
+
+def test_revoking_a_token_ends_the_streams_it_opened(hub: ClockedHub) -> None:
+    """`spime-hub user revoke` runs in its own process: the hub finds the revocation in the database
+    when it rechecks the tokens of its open streams, and ends those (not the others)."""
+    _push(hub)
+    hub.add_user("dan", "customer")
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+    orders = {who: stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="nearest", idempotency_key=who),
+                                   metadata=hub.md(who)).id for who in ("carol", "dan")}
+    watches = {who: _Watch(hub, order, who) for who, order in orders.items()}
+    wait_for(lambda: all(w.states for w in watches.values()) and len(hub.server.interceptor.live_calls) == 2)
+
+    def recheck() -> int:
+        return asyncio.run_coroutine_threadsafe(hub.server.recheck_streams(), hub.loop).result(timeout=30)
+
+    assert recheck() == 0
+    hub.composed.store.accounts._thd_revoke_tokens("carol", "2026-12-01T00:00:00Z")  # as the CLI does
+    assert recheck() == 1
+    assert watches["carol"].ended() == grpc.StatusCode.UNAUTHENTICATED
+    assert watches["carol"].error is not None and "revoked" in (watches["carol"].error.details() or "")
+    assert _code(stub.GetOrder, orders_pb2.GetOrderRequest(order_id=orders["carol"]),
+                 metadata=hub.md("carol")) == grpc.StatusCode.UNAUTHENTICATED  # the token left the cache too
+    assert recheck() == 0 and watches["dan"].thread.is_alive()  # the other customer's stream runs on
+    watches["dan"].call.cancel()
+    assert watches["dan"].ended() == grpc.StatusCode.CANCELLED
+    wait_for(lambda: len(hub.server.interceptor.live_calls) == 0)
     agent.close()

@@ -1,0 +1,56 @@
+"""The registry of open streams that a revoked token ends (hub/api/live_calls.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hub.api.live_calls import LiveCalls
+
+
+async def _stream(calls: LiveCalls, digest: str, opened: asyncio.Event) -> str:
+    """A stream's handler: runs until cancelled, then says whether its token was revoked."""
+    with calls.opened(digest):
+        opened.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if not calls.take_revoked():
+                raise
+            return "revoked"
+    return "ended"
+
+
+def test_only_streams_of_revoked_tokens_end_and_each_is_told_once() -> None:
+    async def scenario() -> None:
+        calls = LiveCalls()
+        events = {name: asyncio.Event() for name in ("a1", "a2", "b")}
+        tasks = {name: asyncio.create_task(_stream(calls, name[0], events[name])) for name in events}
+        for event in events.values():
+            await event.wait()
+        assert calls.digests() == ["a", "b"] and len(calls) == 3
+        assert calls.end_revoked(["a", "b"], live=["b"]) == 2
+        assert calls.end_revoked(["a", "b"], live=["b"]) == 0  # already ending: not cancelled twice
+        assert await tasks["a1"] == "revoked" and await tasks["a2"] == "revoked"
+        assert not tasks["b"].done() and len(calls) == 1
+        tasks["b"].cancel()  # a client's own cancel is not mistaken for a revocation
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["b"]
+        assert len(calls) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_opened_while_tokens_were_being_checked_waits_for_the_next_check() -> None:
+    async def scenario() -> None:
+        calls = LiveCalls()
+        opened = asyncio.Event()
+        checked = calls.digests()  # the check starts: no stream yet
+        task = asyncio.create_task(_stream(calls, "new", opened))
+        await opened.wait()
+        assert calls.end_revoked(checked, live=[]) == 0 and not task.done()
+        assert calls.end_revoked(calls.digests(), live=[]) == 1
+        assert await task == "revoked"
+
+    asyncio.run(scenario())
