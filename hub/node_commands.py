@@ -41,6 +41,15 @@ def register(sub: Any, store_args: StoreArgs) -> None:
     add.add_argument("--again", action="store_true",
                      help="a new enrollment token for an existing node (its agent lost its credential)")
     _common(add, store_args, '{"node", "enrollment_token", "expires_at"}')
+    drain = node.add_parser("drain", help="route no new job to a node; its prints run on and report as ever, "
+                                          "and its agent is told within seconds (it says so in `spime-node status`)")
+    drain.add_argument("name")
+    drain.add_argument("--reason", required=True, help="why, for the node's operator (at most 200 characters)")
+    _common(drain, store_args, "the node")
+    resume = node.add_parser("resume", help="undo `node drain`: the node takes jobs again from its agent's next "
+                                            "session (the hub closes the drained one within seconds)")
+    resume.add_argument("name")
+    _common(resume, store_args, "the node")
     nlist = node.add_parser("list", help="list the nodes with their printers as the hub last heard of them")
     nlist.add_argument("--online", action="store_true", help="only nodes with a session open now")
     _common(nlist, store_args, "a list of nodes, each with its printers")
@@ -85,6 +94,7 @@ def node_document(node: NodeInfo, printers: Sequence[PrinterRecord]) -> dict[str
     return {
         "node": node.name, "online": node.online, "last_seen": node.last_seen, "location": node.location,
         "latitude": node.latitude, "longitude": node.longitude, "session_epoch": node.session_epoch,
+        "drained": node.drained,
         "printers": [{"printer": p.printer, "model": p.model, "phase": p.phase, "materials": list(p.materials),
                       "bed_clear": p.bed_clear, "accepting": p.accepting} for p in printers],
     }
@@ -100,8 +110,9 @@ def _node_list(composed: Composed, online_only: bool) -> tuple[Any, str]:
         held = ", ".join(f"{p.printer} ({p.model}, {p.phase}, {'/'.join(p.materials) or 'no material'}"
                          f"{'' if p.bed_clear else ', bed not clear'}{'' if p.accepting else ', not accepting'})"
                          for p in own)
-        lines.append(f"{node.name}  {'online ' if node.online else 'offline'}  last seen {node.last_seen or 'never'}"
-                     f"  {node.location or '-'}  {held or 'no printers'}")
+        drained = f"  DRAINED ({node.drained})" if node.drained else ""
+        lines.append(f"{node.name}  {'online ' if node.online else 'offline'}{drained}  last seen "
+                     f"{node.last_seen or 'never'}  {node.location or '-'}  {held or 'no printers'}")
         docs.append(node_document(node, own))
     return docs, "\n".join(lines) or "no nodes: add one with `spime-hub node add NAME`"
 
@@ -134,6 +145,13 @@ def _dispatch(args: argparse.Namespace, composed: Composed) -> tuple[Any, str]:
     hub = composed.hub
     if args.command == "node" and args.node_command == "list":
         return _node_list(composed, args.online)
+    if args.command == "node" and args.node_command in ("drain", "resume"):
+        info = (hub.nodes._thd_drain_node(args.name, args.reason) if args.node_command == "drain"
+                else hub.nodes._thd_resume_node(args.name))
+        doc = {"node": info.name, "drained": info.drained, "online": info.online}
+        if info.drained:
+            return doc, f"{info.name} drained: no new jobs go to it; its prints run on (`spime-hub node resume` undoes it)"
+        return doc, f"{info.name} resumed: it takes jobs again from its agent's next session"
     if args.command == "node":
         name, token, expires = hub.nodes._thd_add_node(args.name, again=args.again)
         return {"node": name, "enrollment_token": token, "expires_at": expires}, token

@@ -40,6 +40,8 @@ EXAMPLES = {
     "key show": "spime-hub key show --data /var/lib/spimeforge   # give the key to verifiers",
     "node add": "spime-hub node add fablab-berlin   # then on the node: spime-node enroll --token ...",
     "node list": "spime-hub node list --online --json",
+    "node drain": "spime-hub node drain fablab-berlin --reason 'three failed prints this week; checking calibration'",
+    "node resume": "spime-hub node resume fablab-berlin",
     "job add": "spime-hub job add shelf-bracket --material PLA --node fablab-berlin",
     "job list": "spime-hub job list --state printing --json",
     "job requeue": "spime-hub job requeue JOB-ID",

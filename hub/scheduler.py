@@ -38,6 +38,7 @@ class PrinterRecord:
     latitude: float | None = None
     longitude: float | None = None
     last_seen: str = ""
+    drained: str = ""  # why a hub admin drained its node ("" = not drained): no new job goes to it
 
 
 def fits(extents_mm: Sequence[float], build_volume_mm: Sequence[float]) -> bool:
@@ -51,6 +52,8 @@ def qualifies(extents_mm: Sequence[float] | None, material: str, printer: Printe
     """None when the printer can take the job now, else the reason it cannot."""
     if not printer.online:
         return f"node {printer.node} is offline"
+    if printer.drained:
+        return f"node {printer.node} is drained by the hub ({printer.drained})"
     if not printer.accepting:
         return f"printer {printer.printer} is not accepting jobs"
     if printer.phase != "idle":

@@ -438,7 +438,7 @@ _FROM: Mapping[str, Callable[[int, Any], m.HubCommand]] = {
     "cancel": lambda s, c: m.Cancel(s, c.job_id, c.lease_epoch, c.reason),
     "hold": lambda s, h: m.Hold(s, h.job_id, h.lease_epoch, h.reason),
     "event_ack": lambda s, a: m.EventAck(a.agent_seq, s),
-    "drain": lambda s, _d: m.Drain(s),
+    "drain": lambda s, d: m.Drain(s, d.reason),
     "superseded": lambda s, x: m.Superseded(x.new_session_epoch, s),
     "ping": lambda s, p: m.Ping(p.sent_unix_ms, s),
 }

@@ -279,7 +279,11 @@ class EventAck:
 
 @dataclass(frozen=True, slots=True)
 class Drain:
+    """Finish the prints in hand, take no new job, for the rest of this session (the hub sends it
+    again in each session while the node stays drained)."""
+
     hub_seq: int = 0
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

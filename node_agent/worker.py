@@ -261,6 +261,9 @@ class Worker:
             latitude=node.latitude or 0.0, longitude=node.longitude or 0.0)
 
     async def _welcome(self, welcome: m.Welcome) -> None:
+        if self._draining and not self._stop.is_set():  # the hub's drain lasts a session; it sends it again
+            self._draining = False
+            log.info("new session: taking jobs again unless the hub drains this node again")
         await _db(self.journal.acknowledge, welcome.last_agent_seq_committed)
         if welcome.heartbeat_interval_s:
             self.heartbeat_s = float(welcome.heartbeat_interval_s)
@@ -359,7 +362,8 @@ class Worker:
             await self._cancel(command.job_id, command.reason or "the hub cancelled the job")
         elif isinstance(command, m.Drain):
             self._draining = True
-            log.info("the hub asked to drain: finishing current jobs, taking no new ones")
+            log.warning("the hub drains this node (%s): finishing current jobs, taking no new ones",
+                        command.reason or "no reason given")
         elif isinstance(command, m.Hold):
             log.info("hold for job %s: %s", command.job_id, command.reason)
 

@@ -83,6 +83,7 @@ EXPORTS = {
     "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
     "hub.localfiles": ["not_replaceable"],
     "hub.api.wide_numbers": ["MAX_STORED_INT", "too_wide"],
+    "hub.api.live_calls": ["RECHECK_S", "LiveCalls"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],
     "hub.runtime": ["GC_THRESHOLDS", "tune_gc"],

@@ -29,6 +29,7 @@ from hub.service.jobs import HeldJob, Progress
 from hub.service.nodes import (
     MAX_PRINTERS,
     Ack,
+    Drain,
     EventAck,
     Heartbeat,
     Hello,
@@ -207,6 +208,8 @@ def _outgoing(item: Outgoing) -> nodes_pb2.HubMsg:
         return nodes_pb2.HubMsg(event_ack=nodes_pb2.EventAck(agent_seq=item.agent_seq))
     if isinstance(item, Superseded):
         return nodes_pb2.HubMsg(superseded=nodes_pb2.Superseded(new_session_epoch=item.new_session_epoch))
+    if isinstance(item, Drain):
+        return nodes_pb2.HubMsg(drain=nodes_pb2.Drain(reason=item.reason))
     if isinstance(item, OfferDetails):
         return _offer(item)
     return _command(item)

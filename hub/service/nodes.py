@@ -42,11 +42,12 @@ from hub.service.lineage import attribution_of
 from hub.service.replicas import new_replica_id
 from hub.store.designs import DesignStore
 from hub.store.jobs import EventRecord, JobStore
-from hub.store.nodes import HelloRecord, NodeStore
+from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
+from hub.store.schema import MAX_DRAIN_REASON
 
 __all__ = [
-    "Ack", "Admission", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply", "PrinterChanged",
-    "Session", "StartRequest", "Superseded", "Welcome", "check_printer",
+    "Ack", "Admission", "Drain", "EventAck", "Heartbeat", "Hello", "NodeService", "OfferDetails", "OfferReply",
+    "PrinterChanged", "Session", "StartRequest", "Superseded", "Welcome", "check_printer",
 ]
 
 log = logging.getLogger("hub.nodes")
@@ -64,6 +65,7 @@ MAX_OPENING_WAIT_S = 20.0
 # maybe by another process) ends the node's live session within this many seconds. Half the token
 # cache's lifetime: the agent cannot open a new session with the revoked token after that either.
 CREDENTIAL_RECHECK_S = 30.0
+DRAIN_CHECK_S = 5.0  # how soon a drain or resume written by `spime-hub node` reaches a live session
 _RECHECK_CHUNK = 500  # token digests looked up per query
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
@@ -135,6 +137,13 @@ class Superseded:
 
 
 @dataclass(frozen=True, slots=True)
+class Drain:
+    """Finish the prints in hand, take no new job: the node is drained (sent in each of its sessions)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class OfferDetails:
     """A JobOffer as sent: the job's spec, its artifacts and attributions."""
 
@@ -161,7 +170,7 @@ class _KeptParts:
     meshes: frozenset[str]
     final: bool
 Incoming = Heartbeat | OfferReply | StartRequest | EventRecord | Ack | PrinterChanged
-Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded
+Outgoing = Welcome | Command | OfferDetails | EventAck | Superseded | Drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +195,7 @@ class Session:
     handed: int = 0  # the newest hub_seq handed over at commit (queued, maybe not sent yet)
     printers: dict[str, PrinterRecord] = field(default_factory=dict)
     credential: str = ""  # the stored form (token_digest) of the token the session opened with
+    drained: bool = False  # the agent was told to drain in this session
 
     def push(self, item: object) -> None:
         """Queue an item for the sender (from any thread; on the session's own loop without waking it
@@ -414,6 +424,56 @@ class NodeService:
         store(check_account_name(name), token, format_time(now), expires)
         return name, token, expires
 
+    def _thd_drain_node(self, name: str, reason: str) -> NodeInfo:
+        """Drain a node: no new job is routed to it from now on (every replica's routing reads it),
+        the prints it holds run on and report as ever, and its agent is told within a sweep.
+
+        Raises:
+            InvalidArgument: bad name, or a reason that is empty, too long or holds a NUL.
+            NotFound: no such node.
+        """
+        if not reason.strip():
+            raise InvalidArgument("say why the node is drained (--reason): its operator reads it")
+        _check_text("the reason", reason, MAX_DRAIN_REASON)
+        info = self.nodes._thd_set_drained(check_account_name(name), reason.strip(), format_time(self.clock()))
+        log.info("node drained", extra={"node": name, "reason": reason})
+        return info
+
+    def _thd_resume_node(self, name: str) -> NodeInfo:
+        """Undo a drain: the node takes jobs again once its agent opens its next session (the hub
+        closes the drained one within a sweep).
+
+        Raises:
+            InvalidArgument: bad name.
+            NotFound: no such node.
+        """
+        info = self.nodes._thd_set_drained(check_account_name(name), "", format_time(self.clock()))
+        log.info("node resumed", extra={"node": name})
+        return info
+
+    async def apply_drains(self) -> int:
+        """Bring the live sessions in line with the nodes' drains, which `spime-hub node drain|resume`
+        writes from another process: a newly drained node's agent gets Drain; a resumed node's
+        session is closed, so that its agent reconnects and takes jobs again. Returns how many changed."""
+        with self._lock:
+            live = list(self._sessions.values())
+        if not live:
+            return 0
+        drained = await asyncio.to_thread(self.nodes._thd_drained)
+        changed = 0
+        for session in live:
+            reason = drained.get(session.node)
+            if reason and not session.drained:
+                session.push(Drain(reason))
+                session.drained = True
+                changed += 1
+            elif not reason and session.drained:
+                log.info("node resumed: closing its drained session", extra={"node": session.node})
+                session.end()
+                await self.close(session)
+                changed += 1
+        return changed
+
     async def enroll(self, enrollment_token: str, agent_version: str) -> tuple[str, str]:
         """Exchange an enrollment token for the node's bearer token; returns (node, token).
 
@@ -463,6 +523,9 @@ class NodeService:
                           printers={p.printer: p for p in hello.printers}, credential=credential)
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
                              self.timers.lease_ttl_s))
+        if info.drained:
+            session.push(Drain(info.drained))
+            session.drained = True
         with self._lock:
             old, self._sessions[account.name] = self._sessions.get(account.name), session
             newer = self._newer.pop(account.name, 0)
@@ -742,7 +805,7 @@ class NodeService:
         # Scanning every session (10,000s) stalls the loop for milliseconds: a tenth of the silence
         # that makes a node SUSPECT is soon enough, and that is rarer than a sweep.
         liveness_every_s = max(self.timers.sweep_interval_s, self.timers.suspect_after_s / 10)
-        scanned = rechecked = time.monotonic() - liveness_every_s
+        scanned = rechecked = drains_checked = time.monotonic() - liveness_every_s
         while not stop.is_set():
             try:
                 if time.monotonic() - scanned >= liveness_every_s:
@@ -751,6 +814,9 @@ class NodeService:
                 if time.monotonic() - rechecked >= CREDENTIAL_RECHECK_S:
                     rechecked = time.monotonic()
                     await self.recheck_credentials()
+                if time.monotonic() - drains_checked >= DRAIN_CHECK_S:
+                    drains_checked = time.monotonic()
+                    await self.apply_drains()
                 await asyncio.to_thread(self.jobs._thd_sweep)
                 await self.ring_behind()
             except Exception:

@@ -39,6 +39,7 @@ class NodeInfo:
     longitude: float | None
     last_seen: str
     disconnected_at: str
+    drained: str = ""  # why a hub admin drained the node, "" when not drained
 
 
 P = ParamSpec("P")
@@ -61,7 +62,7 @@ def translated(fn: Callable[P, R]) -> Callable[P, R]:
 
 def _node(row: sa.Row) -> NodeInfo:  # type: ignore[type-arg]
     return NodeInfo(row.name, row.session_epoch, row.online, row.last_agent_seq, row.hub_seq, row.hub_seq_acked,
-                    row.location, row.latitude, row.longitude, row.last_seen, row.disconnected_at)
+                    row.location, row.latitude, row.longitude, row.last_seen, row.disconnected_at, row.drained)
 
 
 def _printer(row: sa.Row) -> PrinterRecord:  # type: ignore[type-arg]
@@ -71,7 +72,7 @@ def _printer(row: sa.Row) -> PrinterRecord:  # type: ignore[type-arg]
         materials=tuple(json.loads(row.materials)), phase=row.phase, bed_clear=row.bed_clear,
         accepting=row.accepting, online=row.online, rate_per_hour=(row.hour_currency, row.hour_minor),
         rate_per_gram=(row.gram_currency, row.gram_minor), slicer_profile=row.slicer_profile,
-        latitude=row.latitude, longitude=row.longitude, last_seen=row.last_seen,
+        latitude=row.latitude, longitude=row.longitude, last_seen=row.last_seen, drained=row.drained,
     )
 
 
@@ -89,7 +90,7 @@ def _printer_values(p: PrinterRecord, now: str) -> dict[str, object]:
 def printers_in(conn: sa.Connection, node: str | None = None) -> list[PrinterRecord]:
     """Every known printer (of one node) with its node's liveness, inside a transaction."""
     query = (
-        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen)
+        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen, n.c.drained)
         .join(n, n.c.name == pr.c.node).order_by(pr.c.node, pr.c.printer)
     )
     if node is not None:
@@ -391,6 +392,27 @@ class NodeStore:
         with write(self.engine) as conn:
             conn.execute(sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(last_seen=sa.bindparam("b_now")),
                          [{"b_name": name, "b_now": now} for name, now in sorted(seen)])
+
+    @translated
+    def _thd_set_drained(self, name: str, reason: str, now: str) -> NodeInfo:
+        """Drain a node (``reason`` given: no new job is routed to it) or resume it (``reason`` "").
+
+        Raises:
+            NotFound: no such node.
+        """
+        with write(self.engine) as conn:
+            found = conn.execute(sa.update(n).where(n.c.name == name)
+                                 .values(drained=reason, drained_at=now if reason else "")).rowcount
+            if not found:
+                raise NotFound(f"no node named {name!r}: `spime-hub node list` shows the nodes")
+            return _node(conn.execute(sa.select(n).where(n.c.name == name)).one())
+
+    @translated
+    def _thd_drained(self) -> dict[str, str]:
+        """The drained nodes and why (few, if any: one short scan of the nodes)."""
+        with connect(self.engine) as conn:
+            rows = conn.execute(sa.select(n.c.name, n.c.drained).where(n.c.drained != ""))
+            return {str(name): str(reason) for name, reason in rows}
 
     @translated
     def _thd_set_printers(self, name: str, printers: Sequence[PrinterRecord], now: str) -> None:

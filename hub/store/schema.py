@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata"]
+__all__ = ["MAX_DRAIN_REASON", "metadata"]
 
 metadata = sa.MetaData(
     naming_convention={
@@ -25,6 +25,7 @@ metadata = sa.MetaData(
 _TIME = sa.String(32)
 _HASH = sa.String(64)
 _NAME = sa.String(64)
+MAX_DRAIN_REASON = 200  # characters of why a node was drained
 
 accounts = sa.Table(
     "accounts",
@@ -216,6 +217,9 @@ nodes = sa.Table(
     sa.Column("created_at", _TIME, nullable=False),
     # the hub replica holding the node's session ("" = none); see hub_replicas (issue 9)
     sa.Column("replica", _NAME, nullable=False, server_default=""),
+    # why a hub admin drained the node ("" = not drained): no new job is routed to it (`spime-hub node drain`)
+    sa.Column("drained", sa.String(MAX_DRAIN_REASON), nullable=False, server_default=""),
+    sa.Column("drained_at", _TIME, nullable=False, server_default=""),
 )
 
 # Hub replicas on one database heartbeat their row; a replica whose lease expired is dead and

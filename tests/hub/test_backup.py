@@ -201,7 +201,9 @@ def test_backup_during_pushes_is_one_consistent_snapshot(
     after = _contents(any_api.engine, any_api.data_dir)
     restored = _restored(tmp_path / "restored", target_url)
     for table, rows in restored.items():
-        if table != "blob_files":
+        # hub_replicas: the running hub renews its lease row every few seconds, so the row backed up
+        # may differ from today's by its times; blob_files are checked below
+        if table not in ("blob_files", "hub_replicas"):
             assert set(rows) <= set(after[table]), table
     assert len(restored["revisions"]) == summary.rows["revisions"]
     # every file of every restored revision has its blob, intact

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from spimeforge.v1 import accounts_pb2, designs_pb2, nodes_pb2, nodes_pb2_grpc, records_pb2
 
+from hub.errors import InvalidArgument, NotFound
 from hub.jobs import JobSpec, JobState
 from hub.store import schema
 from tests.hub.clocked import clocked_fixture
@@ -229,3 +230,48 @@ def test_a_revoked_node_credential_ends_its_live_session(hub: ClockedHub) -> Non
     rev = _design(hub)
     job = _job(hub, rev, node="lab-2")
     assert lab2.expect("offer").offer.job_id == job  # the other node's session carries on
+
+
+def test_a_drained_node_gets_no_new_jobs_until_resumed(hub: ClockedHub) -> None:
+    """`spime-hub node drain|resume` write the database from their own process: routing reads the
+    drain at once, and the live session is told at the hub's next check (run here by hand)."""
+    rev = _design(hub)
+    lab1, lab2 = FakeAgent.enrolled(hub, "lab-1", [printer()]), FakeAgent.enrolled(hub, "lab-2", [printer()])
+    lab1.connect()
+    lab2.connect()
+    nodes = hub.composed.hub.nodes
+
+    def apply_drains() -> int:
+        return asyncio.run_coroutine_threadsafe(nodes.apply_drains(), hub.loop).result(timeout=30)
+
+    with pytest.raises(InvalidArgument):
+        nodes._thd_drain_node("lab-1", " ")  # the operator is owed a reason
+    with pytest.raises(InvalidArgument):
+        nodes._thd_drain_node("lab-1", "x" * 201)
+    with pytest.raises(NotFound):
+        nodes._thd_drain_node("lab-9", "no such node")
+    assert nodes._thd_drain_node("lab-1", "three failed prints: checking calibration").drained
+    assert apply_drains() == 1 and apply_drains() == 0  # told once per session
+    assert lab1.expect("drain").drain.reason == "three failed prints: checking calibration"
+
+    first, second = _job(hub, rev), _job(hub, rev)
+    assert lab2.expect("offer").offer.job_id == first  # never to the drained node
+    hub.sweep()
+    assert _state(hub, second) is JobState.QUEUED  # lab-2 is busy and lab-1 drained: it waits
+    pinned = _job(hub, rev, node="lab-1")
+    hub.sweep()
+    assert _state(hub, pinned) is JobState.QUEUED
+
+    lab1.close()
+    lab1.connect()  # a new session of a drained node is told again, right after Welcome
+    assert lab1.expect("drain").drain.reason.startswith("three failed prints")
+
+    assert not nodes._thd_resume_node("lab-1").drained
+    assert apply_drains() == 1
+    assert lab1.ended() is None  # the drained session is closed; the agent takes jobs in its next one
+    seen = len(lab1.received)
+    lab1.connect()
+    assert lab1.expect("offer").offer.job_id in (second, pinned)  # its one printer takes a waiting job
+    assert "drain" not in [m.WhichOneof("kind") for m in lab1.received[seen:]]  # Drain would precede it
+    lab1.close()
+    lab2.close()

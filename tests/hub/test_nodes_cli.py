@@ -99,6 +99,15 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         requeued = _cli(running, capsys, "job", "requeue", job["id"], "--json")
         assert requeued["lease_epoch"] == 1 and requeued["state"] in ("queued", "offered")
         assert "--material" in _cli(running, capsys, "job", "add", "cube", ok=False).err
-        agent.close()
+
+        drained = _cli(running, capsys, "node", "drain", "lab-1", "--reason", "new nozzle, calibrating", "--json")
+        assert drained == {"node": "lab-1", "drained": "new nozzle, calibrating", "online": True}
+        assert agent.expect("drain").drain.reason == "new nozzle, calibrating"  # the running hub's check told it
+        assert "lab-1  online   DRAINED (new nozzle, calibrating)" in _cli(running, capsys, "node", "list").out
+        assert "no node named 'lab-9'" in _cli(running, capsys, "node", "drain", "lab-9", "--reason", "x", ok=False).err
+        assert "--reason" in _cli(running, capsys, "node", "drain", "lab-1", ok=False).err
+        assert "resumed" in _cli(running, capsys, "node", "resume", "lab-1").out
+        assert agent.ended() is None  # the hub closed the drained session: the agent reconnects
+        assert _cli(running, capsys, "node", "list", "--json")[0]["drained"] == ""
     finally:
         channel.close()

@@ -299,3 +299,21 @@ def test_revoking_a_token_ends_the_streams_it_opened(hub: ClockedHub) -> None:
     assert watches["dan"].ended() == grpc.StatusCode.CANCELLED
     wait_for(lambda: len(hub.server.interceptor.live_calls) == 0)
     agent.close()
+
+
+def test_a_drained_node_is_neither_quoted_nor_routed_an_order(hub: ClockedHub) -> None:
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    stub = _orders(hub)
+    hub.composed.hub.nodes._thd_drain_node("lab-1", "moving to a new room")  # as `spime-hub node drain` does
+    quote = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
+    assert not quote.fabricable and not quote.options and "drained by the hub (moving to a new room)" in quote.refusal
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="cheapest", idempotency_key="k"),
+                        metadata=hub.md("carol"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "drained" in (refused.value.details() or "")
+    hub.composed.hub.nodes._thd_resume_node("lab-1")
+    again = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
+    assert [o.node for o in again.options] == ["lab-1"]
+    agent.close()

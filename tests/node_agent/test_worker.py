@@ -323,3 +323,41 @@ async def _ends_badly(tmp_path: Path, job_id: str, options: dict[str, Any]) -> N
 
 def test_a_cancel_mid_print_and_a_firmware_failure_end_the_job_cleanly(tmp_path: Path) -> None:
     run(_cancel_and_firmware_failure, tmp_path)
+
+
+async def _drained(tmp_path: Path) -> None:
+    async with simulated_printer() as sim:
+        cfg = config(tmp_path, sim.port)
+        journal = Journal.open(tmp_path / "journal.db")
+        hub = ScriptedHub()
+        worker = Worker(cfg, journal, hub, {"mk3": SerialDriver("mk3", sim.port, 250000)},
+                        PipelineSettings(tmp_path / "jobs", shared_cache(), SLICERS["prusaslicer"]))
+        running = asyncio.create_task(worker.run())
+
+        def accepting() -> bool | None:
+            beats = [b for b in hub.current.sent if isinstance(b, m.Heartbeat)]
+            return beats[-1].printers[0].accepting if beats and beats[-1].printers[0].phase is m.Phase.IDLE else None
+
+        await until("hello", lambda: hub.sessions)
+        hub.current.inbox.put_nowait(m.Welcome(1, 0))
+        await until("an idle printer that takes jobs", lambda: accepting() is True)
+        hub.current.inbox.put_nowait(m.Drain(0, "calibrating"))  # a hub admin drained the node
+        await until("heartbeats say: not accepting", lambda: accepting() is False)
+        assert (await worker.status())["draining"] is True
+        hub.current.inbox.put_nowait(the_offer("job-1", 1))
+        await until("decline", lambda: hub.sent(m.OfferReply))
+        decline = hub.sent(m.OfferReply)[0]
+        assert not decline.accept and decline.reason is m.DeclineReason.NO_CAPACITY
+        assert "draining" in decline.detail
+
+        hub.current.inbox.put_nowait(None)  # the hub closes the session: the node was resumed
+        await until("reconnect", lambda: len(hub.sessions) == 2)
+        hub.current.inbox.put_nowait(m.Welcome(2, 0))
+        await until("the new session takes jobs again", lambda: accepting() is True)
+        assert (await worker.status())["draining"] is False
+        worker.shutdown()
+        await running
+
+
+def test_a_drain_from_the_hub_lasts_its_session(tmp_path: Path) -> None:
+    run(_drained, tmp_path)

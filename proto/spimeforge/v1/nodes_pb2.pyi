@@ -483,8 +483,10 @@ class EventAck(_message.Message):
     def __init__(self, agent_seq: _Optional[int] = ...) -> None: ...
 
 class Drain(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Superseded(_message.Message):
     __slots__ = ("new_session_epoch",)
