@@ -225,7 +225,8 @@ def render_status(status: dict[str, Any]) -> str:
     """``spime-node status`` for people: the node, each printer, then the jobs."""
     hub = "connected" if status["online"] else "not connected"
     lines = [f"node {status['node']}: hub {status['hub']} {hub}"
-             + (", draining" if status["draining"] else "")
+             + (f", drained by the hub ({status['drained_by_hub']})" if status.get("drained_by_hub")
+                else ", draining" if status["draining"] else "")
              + f", {status['outbox']} report(s) not yet acknowledged"]
     for p in status["printers"]:
         temps = " ".join(f"{label} {p[key]:.0f}°C" for label, key in (("T", "hotend_c"),

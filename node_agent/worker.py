@@ -111,6 +111,7 @@ class Worker:
         self._send_lock = asyncio.Lock()
         self._runs: dict[str, _Run] = {}
         self._draining = False
+        self._drained_by_hub = ""  # why the hub drains this node in this session ("" = it does not)
         self._started = False
         self._session_no = 0
         self.ready = asyncio.Event()     # set once the printers were tried and the loop runs
@@ -261,8 +262,8 @@ class Worker:
             latitude=node.latitude or 0.0, longitude=node.longitude or 0.0)
 
     async def _welcome(self, welcome: m.Welcome) -> None:
-        if self._draining and not self._stop.is_set():  # the hub's drain lasts a session; it sends it again
-            self._draining = False
+        if self._drained_by_hub and not self._stop.is_set():  # the hub's drain lasts a session; it sends it again
+            self._draining, self._drained_by_hub = False, ""
             log.info("new session: taking jobs again unless the hub drains this node again")
         await _db(self.journal.acknowledge, welcome.last_agent_seq_committed)
         if welcome.heartbeat_interval_s:
@@ -361,7 +362,7 @@ class Worker:
         elif isinstance(command, m.Cancel):
             await self._cancel(command.job_id, command.reason or "the hub cancelled the job")
         elif isinstance(command, m.Drain):
-            self._draining = True
+            self._draining, self._drained_by_hub = True, command.reason or "no reason given"
             log.warning("the hub drains this node (%s): finishing current jobs, taking no new ones",
                         command.reason or "no reason given")
         elif isinstance(command, m.Hold):
@@ -624,6 +625,7 @@ class Worker:
                     for s in self._slots.values()]
         return {"node": self.config.node.name, "hub": self.config.node.hub,
                 "online": self._online.is_set(), "draining": self._draining,
+                "drained_by_hub": self._drained_by_hub,
                 "printers": printers,
                 "jobs": [{"job": j.job_id, "state": j.state.value, "printer": j.printer,
                           "design": j.offer.design, "epoch": j.lease_epoch,

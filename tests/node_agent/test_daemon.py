@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from node_agent.cli import render_status
 from node_agent.testing import FirmwareOptions, SimulatedPrinterProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,3 +158,12 @@ def test_run_without_a_credential_says_to_enroll(tmp_path: Path) -> None:
     done = spime_node("run", "--config", str(config))
     assert done.returncode == 1
     assert "no node credential; enroll first: spime-node enroll" in done.stderr
+
+
+def test_status_says_why_the_hub_drains_the_node() -> None:
+    status = {"node": "lab-1", "hub": "hub.example:7443", "online": True, "draining": True, "outbox": 0,
+              "drained_by_hub": "new nozzle, calibrating", "printers": [], "jobs": []}
+    first = render_status(status).splitlines()[0]
+    assert first == ("node lab-1: hub hub.example:7443 connected, drained by the hub (new nozzle, calibrating), "
+                     "0 report(s) not yet acknowledged")
+    assert ", draining," in render_status({**status, "drained_by_hub": ""})  # shutting down: waits for its prints

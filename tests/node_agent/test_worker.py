@@ -343,7 +343,8 @@ async def _drained(tmp_path: Path) -> None:
         await until("an idle printer that takes jobs", lambda: accepting() is True)
         hub.current.inbox.put_nowait(m.Drain(0, "calibrating"))  # a hub admin drained the node
         await until("heartbeats say: not accepting", lambda: accepting() is False)
-        assert (await worker.status())["draining"] is True
+        status = await worker.status()
+        assert status["draining"] is True and status["drained_by_hub"] == "calibrating"
         hub.current.inbox.put_nowait(the_offer("job-1", 1))
         await until("decline", lambda: hub.sent(m.OfferReply))
         decline = hub.sent(m.OfferReply)[0]
@@ -354,7 +355,7 @@ async def _drained(tmp_path: Path) -> None:
         await until("reconnect", lambda: len(hub.sessions) == 2)
         hub.current.inbox.put_nowait(m.Welcome(2, 0))
         await until("the new session takes jobs again", lambda: accepting() is True)
-        assert (await worker.status())["draining"] is False
+        assert (await worker.status())["draining"] is False and not (await worker.status())["drained_by_hub"]
         worker.shutdown()
         await running
 
