@@ -41,7 +41,6 @@ __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of"]
 log = logging.getLogger("hub.server")
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-_RECHECK_CHUNK = 500  # token digests looked up per query
 SERVICE_NAMES = (
     accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
     designs_pb2.DESCRIPTOR.services_by_name["Designs"].full_name,
@@ -155,10 +154,8 @@ class HubServer:
         how many. The tokens are read from the database, so a revocation by another process counts."""
         live_calls = self.interceptor.live_calls
         digests = live_calls.digests()
-        live: set[str] = set()
-        for i in range(0, len(digests), _RECHECK_CHUNK):
-            live.update(await asyncio.to_thread(self.hub.accounts._thd_live_accounts, digests[i:i + _RECHECK_CHUNK]))
-        ended = live_calls.end_revoked(digests, live) if digests else 0
+        live = await asyncio.to_thread(self.hub.accounts._thd_live_accounts, digests) if digests else {}
+        ended = live_calls.end_revoked(digests, live)
         if ended:
             log.warning("tokens revoked: ended their open streams", extra={"streams": ended})
         return ended

@@ -66,7 +66,6 @@ MAX_OPENING_WAIT_S = 20.0
 # cache's lifetime: the agent cannot open a new session with the revoked token after that either.
 CREDENTIAL_RECHECK_S = 30.0
 DRAIN_CHECK_S = 5.0  # how soon a drain or resume written by `spime-hub node` reaches a live session
-_RECHECK_CHUNK = 500  # token digests looked up per query
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
@@ -214,6 +213,11 @@ class Session:
 
     def end(self, error: BaseException | None = None) -> None:
         self.push(_END if error is None else error)
+
+    def drain(self, reason: str) -> None:
+        """Tell the agent to finish its prints and take no new job, for the rest of this session."""
+        self.push(Drain(reason))
+        self.drained = True
 
 
 def _check_text(label: str, text: str, limit: int) -> None:
@@ -464,8 +468,7 @@ class NodeService:
         for session in live:
             reason = drained.get(session.node)
             if reason and not session.drained:
-                session.push(Drain(reason))
-                session.drained = True
+                session.drain(reason)
                 changed += 1
             elif not reason and session.drained:
                 log.info("node resumed: closing its drained session", extra={"node": session.node})
@@ -524,8 +527,7 @@ class NodeService:
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
                              self.timers.lease_ttl_s))
         if info.drained:
-            session.push(Drain(info.drained))
-            session.drained = True
+            session.drain(info.drained)
         with self._lock:
             old, self._sessions[account.name] = self._sessions.get(account.name), session
             newer = self._newer.pop(account.name, 0)
@@ -743,9 +745,7 @@ class NodeService:
         if not live:
             return 0
         digests = sorted({s.credential for s in live})
-        found: dict[str, Account] = {}
-        for i in range(0, len(digests), _RECHECK_CHUNK):
-            found.update(await asyncio.to_thread(self._credentials, digests[i:i + _RECHECK_CHUNK]))
+        found = await asyncio.to_thread(self._credentials, digests)
         ended = 0
         for session in live:
             owner = found.get(session.credential)

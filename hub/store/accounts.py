@@ -13,7 +13,7 @@ from hub.keys import KeyRegistration
 from hub.store import schema
 from hub.store.engine import connect, write
 
-__all__ = ["AccountStore", "token_digest"]
+__all__ = ["DIGESTS_PER_QUERY", "AccountStore", "token_digest"]
 
 
 def token_digest(token: str) -> str:
@@ -31,6 +31,7 @@ def _account(row: sa.Row) -> Account:  # type: ignore[type-arg]
     return Account(name=row.name, role=Role(row.role), public_key=row.public_key)
 
 
+DIGESTS_PER_QUERY = 500  # token digests bound in one IN list (a recheck of 10,000 live sessions asks for all)
 _BY_DIGESTS = (  # built once: token checks are the hottest query of a reconnect storm
     sa.select(schema.accounts, schema.tokens.c.token_sha256)
     .join(schema.tokens, schema.tokens.c.account == schema.accounts.c.name)
@@ -83,11 +84,13 @@ class AccountStore:
         return None if row is None else _account(row)
 
     def _thd_by_digests(self, digests: Sequence[str]) -> dict[str, Account]:
-        """The accounts of live (unrevoked) tokens given by their stored form (token_digest), one query
-        for many: {digest: account}; unknown or revoked digests are absent."""
+        """The accounts of live (unrevoked) tokens given by their stored form (token_digest), a query
+        per DIGESTS_PER_QUERY: {digest: account}; unknown or revoked digests are absent."""
+        wanted = list(digests)
         with connect(self.engine) as conn:
-            rows = conn.execute(_BY_DIGESTS, {"digests": list(digests)})
-            return {row.token_sha256: _account(row) for row in rows}
+            return {row.token_sha256: _account(row)
+                    for i in range(0, len(wanted), DIGESTS_PER_QUERY)
+                    for row in conn.execute(_BY_DIGESTS, {"digests": wanted[i:i + DIGESTS_PER_QUERY]})}
 
     def _thd_revoke_tokens(self, name: str, now: str) -> int:
         """Revoke every live token of an account; returns how many were.

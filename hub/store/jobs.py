@@ -22,7 +22,7 @@ from hub.jobs import HELD, Change, Command, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
 from hub.store.engine import connect, write
-from hub.store.nodes import _printer, enqueue, translated
+from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE, _printer, enqueue, translated
 
 __all__ = ["EventRecord", "JobStore", "JobWriter", "Outcome"]
 
@@ -92,8 +92,8 @@ def _free_query() -> sa.Select:  # type: ignore[type-arg]
     (the caller still checks materials exactly and the build volume). _free_for narrows it to a job."""
     pr, n = schema.printers, schema.nodes
     return (
-        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen, n.c.drained).join(n, n.c.name == pr.c.node)
-        .where(n.c.online.is_(True), n.c.drained == "", pr.c.accepting.is_(True), pr.c.phase == "idle", pr.c.bed_clear.is_(True),
+        sa.select(pr, *NODE_OF_PRINTER).join(n, n.c.name == pr.c.node)
+        .where(*NODE_ROUTABLE, pr.c.accepting.is_(True), pr.c.phase == "idle", pr.c.bed_clear.is_(True),
                ~sa.exists().where(*_holds(pr.c.node, pr.c.printer)))
         .order_by(pr.c.node, pr.c.printer)
     )
@@ -101,11 +101,10 @@ def _free_query() -> sa.Select:  # type: ignore[type-arg]
 
 # an order's jobs are created and claimed by prebuilt statements (hot path: one order, one transaction)
 _INSERT_JOB = sa.insert(j)
-_CLAIM = (sa.select(schema.printers, schema.nodes.c.online, schema.nodes.c.latitude, schema.nodes.c.longitude,
-                    schema.nodes.c.last_seen, schema.nodes.c.drained)
+_CLAIM = (sa.select(schema.printers, *NODE_OF_PRINTER)
           .join(schema.nodes, schema.nodes.c.name == schema.printers.c.node)
           .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"),
-                 schema.nodes.c.online.is_(True), schema.nodes.c.drained == "", schema.printers.c.accepting.is_(True),
+                 *NODE_ROUTABLE, schema.printers.c.accepting.is_(True),
                  schema.printers.c.phase == "idle", schema.printers.c.bed_clear.is_(True),
                  sa.func.lower(schema.printers.c.materials).like(sa.bindparam("material"), escape="\\"))
           .with_for_update(of=schema.printers, skip_locked=True))

@@ -17,9 +17,14 @@ from hub.store import schema
 from hub.store.accounts import token_digest
 from hub.store.engine import connect, write
 
-__all__ = ["CHANNEL", "HelloRecord", "NodeInfo", "NodeStore", "enqueue", "notify", "printers_in", "translated"]
+__all__ = ["CHANNEL", "NODE_OF_PRINTER", "NODE_ROUTABLE", "HelloRecord", "NodeInfo", "NodeStore", "enqueue", "notify",
+           "printers_in", "translated"]
 
 n, pr, cmd, en = schema.nodes, schema.printers, schema.node_commands, schema.enrollment_tokens
+# What a printer query reads of the printer's node (_printer): liveness, place, drain.
+NODE_OF_PRINTER = (n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen, n.c.drained)
+# A node that may be routed a new job: its agent connected, not drained by the hub's admin.
+NODE_ROUTABLE = (n.c.online.is_(True), n.c.drained == "")
 hr = schema.hub_replicas
 # PostgreSQL wake-up channel of hub replicas (hub/store/notify.py): payload "NODE" = a command was
 # committed for NODE; "NODE EPOCH" = NODE said Hello and its session EPOCH supersedes older ones.
@@ -90,8 +95,7 @@ def _printer_values(p: PrinterRecord, now: str) -> dict[str, object]:
 def printers_in(conn: sa.Connection, node: str | None = None) -> list[PrinterRecord]:
     """Every known printer (of one node) with its node's liveness, inside a transaction."""
     query = (
-        sa.select(pr, n.c.online, n.c.latitude, n.c.longitude, n.c.last_seen, n.c.drained)
-        .join(n, n.c.name == pr.c.node).order_by(pr.c.node, pr.c.printer)
+        sa.select(pr, *NODE_OF_PRINTER).join(n, n.c.name == pr.c.node).order_by(pr.c.node, pr.c.printer)
     )
     if node is not None:
         query = query.where(pr.c.node == node)

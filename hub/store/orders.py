@@ -35,6 +35,7 @@ from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
 from hub.store.designs import DesignStore, reports_of
 from hub.store.engine import connect, write
+from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE
 
 __all__ = ["Basis", "Build", "Match", "MatchQuery", "Matching", "OrderStore", "PlaceResult", "Placement"]
 
@@ -129,7 +130,7 @@ def _material_loaded(dialect: str) -> sa.ColumnElement[bool]:
 
 def _match_filters(nodes: bool, lons: int, dialect: str) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = [
-        _n.c.online == sa.true(), _n.c.drained == "", _pr.c.accepting == sa.true(), _pr.c.bed_clear == sa.true(), _pr.c.phase == "idle",
+        *NODE_ROUTABLE, _pr.c.accepting == sa.true(), _pr.c.bed_clear == sa.true(), _pr.c.phase == "idle",
         _pr.c.hour_currency != "", _pr.c.hour_currency == _pr.c.gram_currency,
         _material_loaded(dialect)]
     if nodes:
@@ -177,7 +178,7 @@ def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect
         dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
         keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float), cost]
     busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
-    return (sa.select(_pr, _n.c.online, _n.c.latitude, _n.c.longitude, _n.c.last_seen, _n.c.drained).join(_n, _n.c.name == _pr.c.node)
+    return (sa.select(_pr, *NODE_OF_PRINTER).join(_n, _n.c.name == _pr.c.node)
             .where(*_match_filters(nodes, lons, dialect),
                    _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
             .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
