@@ -47,6 +47,11 @@ MIN_HISTORY = 3
 FACTOR_RANGE = (0.5, 2.0)
 RANK_RULES = ("cheapest", "fastest", "nearest")
 KM_PER_DEGREE = 6371.0088 * math.pi / 180  # along a meridian, on the sphere hub.geo measures on
+# The disc filter holds every point within the distance while the box spans at most this many degrees
+# of longitude either side: haversine's hav(x) >= (x/2)^2 (1 - x^2/24)^2, at 30 degrees (0.52 rad)
+# a factor 0.977 that DISC_MARGIN (1.05, squared 1.10) covers with room to spare.
+DISC_MAX_DLON = 30.0
+DISC_MARGIN = 1.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,16 @@ class Box:
         lat_min, lat_max: degrees.
         lons: longitude ranges (lo, hi) in degrees, two when the box crosses the antimeridian;
             empty = every longitude (the box reaches a pole).
+        disc: (centre latitude, centre longitude, longitude scale, squared radius), or None: every
+            point within the distance has (lat - c_lat)² + ((lon - c_lon) · scale)² <= radius², so the
+            database also drops the box's corners (about a fifth of it); None when the box is wide
+            (over DISC_MAX_DLON degrees of longitude) or crosses the antimeridian.
     """
 
     lat_min: float
     lat_max: float
     lons: tuple[tuple[float, float], ...]
+    disc: tuple[float, float, float, float] | None = None
 
 
 def bounding_box(latitude: float, longitude: float, km: float) -> Box:
@@ -76,11 +86,16 @@ def bounding_box(latitude: float, longitude: float, km: float) -> Box:
     if dlon >= 180.0:
         return Box(lat_min, lat_max, ())
     lo, hi = longitude - dlon, longitude + dlon
+    disc = None
+    if dlon <= DISC_MAX_DLON:
+        # the cosine of the widest latitude is the box's smallest: scaled by it, a longitude difference
+        # counts for less than on the sphere anywhere in the box, so the disc holds the whole circle
+        disc = (latitude, longitude, math.cos(math.radians(widest)), (km / KM_PER_DEGREE * DISC_MARGIN) ** 2)
     if lo < -180.0:
         return Box(lat_min, lat_max, ((lo + 360.0, 180.0), (-180.0, hi)))
     if hi > 180.0:
         return Box(lat_min, lat_max, ((lo, 180.0), (-180.0, hi - 360.0)))
-    return Box(lat_min, lat_max, ((lo, hi),))
+    return Box(lat_min, lat_max, ((lo, hi),), disc)
 
 
 @dataclass(frozen=True, slots=True)

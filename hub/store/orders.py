@@ -104,9 +104,12 @@ def _order_values(order: Order) -> dict[str, object]:
 _pr, _n, _jb = schema.printers, schema.nodes, schema.jobs
 
 
-def _lon_ranges(box: Box | None) -> int:
-    """-1: no box; else how many longitude ranges it has (0 = every longitude)."""
-    return -1 if box is None else len(box.lons)
+BoxShape = tuple[int, bool]
+"""What a box's filter is made of: how many longitude ranges (-1: no box; 0: every longitude), and a disc."""
+
+
+def _box_shape(box: Box | None) -> BoxShape:
+    return (-1, False) if box is None else (len(box.lons), box.disc is not None)
 
 
 def _match_params(material: str, box: Box | None, nodes: frozenset[str] | None) -> dict[str, object]:
@@ -117,6 +120,8 @@ def _match_params(material: str, box: Box | None, nodes: frozenset[str] | None) 
         params.update({"lat_min": box.lat_min, "lat_max": box.lat_max})
         for i, (lo, hi) in enumerate(box.lons):
             params.update({f"lo{i}": lo, f"hi{i}": hi})
+        if box.disc is not None:
+            params.update(zip(("c_lat", "c_lon", "c_scale", "c_r2"), box.disc, strict=True))
     return params
 
 
@@ -128,28 +133,33 @@ def _material_loaded(dialect: str) -> sa.ColumnElement[bool]:
     return _pr.c.materials.ilike(sa.bindparam("material"), escape="\\")
 
 
-def _match_filters(nodes: bool, lons: int, dialect: str) -> list[sa.ColumnElement[bool]]:
+def _match_filters(nodes: bool, box: BoxShape, dialect: str) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = [
         *NODE_ROUTABLE, _pr.c.accepting == sa.true(), _pr.c.bed_clear == sa.true(), _pr.c.phase == "idle",
         _pr.c.hour_currency != "", _pr.c.hour_currency == _pr.c.gram_currency,
         _material_loaded(dialect)]
     if nodes:
         where.append(_pr.c.node.in_(sa.bindparam("nodes", expanding=True)))
+    lons, disc = box
     if lons >= 0:
         where.append(_n.c.latitude.between(sa.bindparam("lat_min"), sa.bindparam("lat_max")))
     if lons > 0:
         where.append(sa.or_(*(_n.c.longitude.between(sa.bindparam(f"lo{i}"), sa.bindparam(f"hi{i}"))
                               for i in range(lons))))
+    if disc:  # the box's corners out (see Box.disc): arithmetic only, the exact distance is checked after
+        dlat = _n.c.latitude - sa.bindparam("c_lat", type_=sa.Float)
+        dlon = (_n.c.longitude - sa.bindparam("c_lon", type_=sa.Float)) * sa.bindparam("c_scale", type_=sa.Float)
+        where.append(dlat * dlat + dlon * dlon <= sa.bindparam("c_r2", type_=sa.Float))
     return where
 
 
 @functools.lru_cache(maxsize=64)
-def _profiles_query(nodes: bool, lons: int, dialect: str) -> sa.Select[tuple[object]]:
+def _profiles_query(nodes: bool, box: BoxShape, dialect: str) -> sa.Select[tuple[object]]:
     """The slicer profiles in use (an index scan) that some matching printer has: a semi-join that
     stops at the first such printer of each profile instead of matching every printer."""
     used = sa.select(_pr.c.slicer_profile.label("profile")).distinct().subquery("used")
     some = (sa.select(sa.literal(1)).select_from(_pr.join(_n, _n.c.name == _pr.c.node))
-            .where(*_match_filters(nodes, lons, dialect), _pr.c.slicer_profile == used.c.profile))
+            .where(*_match_filters(nodes, box, dialect), _pr.c.slicer_profile == used.c.profile))
     return sa.select(used.c.profile).where(some.exists())
 
 
@@ -160,7 +170,7 @@ def _held(node: sa.ColumnElement[str], printer: sa.ColumnElement[str]) -> sa.Exi
 
 
 @functools.lru_cache(maxsize=256)
-def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect: str
+def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dialect: str
                       ) -> sa.Select[tuple[object, ...]]:
     """Printers that can take a job with one of `profiles` slicer profiles (bound as p0.., with hours
     h0.. and grams g0.. of one object): free ones first, then those holding a job (an order placed
@@ -179,7 +189,7 @@ def _candidates_query(profiles: int, nodes: bool, lons: int, order: str, dialect
         keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float), cost]
     busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
     return (sa.select(_pr, *NODE_OF_PRINTER).join(_n, _n.c.name == _pr.c.node)
-            .where(*_match_filters(nodes, lons, dialect),
+            .where(*_match_filters(nodes, box, dialect),
                    _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
             .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
             .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
@@ -564,7 +574,7 @@ class OrderStore:
 
     def _profiles(self, conn: sa.Connection, material: str, box: Box | None, nodes: frozenset[str] | None
                   ) -> list[str]:
-        query = _profiles_query(nodes is not None, _lon_ranges(box), self.engine.dialect.name)
+        query = _profiles_query(nodes is not None, _box_shape(box), self.engine.dialect.name)
         return sorted(str(p) for p in conn.execute(query, _match_params(material, box, nodes)).scalars())
 
     def _thd_matching(self, query: MatchQuery) -> Matching:
@@ -628,7 +638,7 @@ class OrderStore:
         if not q.estimates:
             return []
         ordering = q.order if q.order in ("cheapest", "fastest") or q.near is not None else "cheapest"
-        query = _candidates_query(len(q.estimates), q.nodes is not None, _lon_ranges(q.box), ordering,
+        query = _candidates_query(len(q.estimates), q.nodes is not None, _box_shape(q.box), ordering,
                                   self.engine.dialect.name)
         params = _match_params(q.material, q.box, q.nodes)
         for i, (profile, (seconds, grams)) in enumerate(sorted(q.estimates.items())):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import grpc
 import pytest
 from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
 
+from hub import geo
 from tests.hub.clocked import clocked_fixture
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.grant_signing import registered_key, signed_grant
@@ -316,4 +318,31 @@ def test_a_drained_node_is_neither_quoted_nor_routed_an_order(hub: ClockedHub) -
     hub.composed.hub.nodes._thd_resume_node("lab-1")
     again = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
     assert [o.node for o in again.options] == ["lab-1"]
+    agent.close()
+
+
+def _point_at(lat: float, lon: float, km: float, bearing: float) -> str:
+    """--near text for the point ``km`` from (lat, lon) along ``bearing`` degrees (spherical destination)."""
+    d, b, p1, l1 = km / geo.EARTH_RADIUS_KM, math.radians(bearing), math.radians(lat), math.radians(lon)
+    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
+    l2 = l1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2))
+    return f"{math.degrees(p2):.6f},{math.degrees(l2):.6f}"
+
+
+def test_max_km_keeps_every_node_within_the_distance_in_any_direction(hub: ClockedHub) -> None:
+    """The database narrows by a box and a disc (hub.quotes.Box) before the exact distance: a node just
+    inside --max-km is quoted whichever way it lies (the diagonals are where box and disc differ), one
+    just beyond it is not, and the refusal says how far it is."""
+    _push(hub)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])  # at 52.5,13.4
+    agent.connect()
+    stub = _orders(hub)
+    for km in (40.0, 900.0):
+        for bearing in (0.0, 45.0, 135.0, 225.0, 315.0, 90.0):
+            inside = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(near=_point_at(52.5, 13.4, km * 0.995, bearing),
+                                                                   max_km=km)), metadata=hub.md("carol"))
+            assert [o.node for o in inside.options] == ["lab-1"], (km, bearing, inside.refusal)
+            beyond = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(near=_point_at(52.5, 13.4, km * 1.02, bearing),
+                                                                   max_km=km)), metadata=hub.md("carol"))
+            assert not beyond.options and "km away" in beyond.refusal, (km, bearing, beyond.refusal)
     agent.close()
