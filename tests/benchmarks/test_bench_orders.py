@@ -9,7 +9,7 @@ With 1,000 registered nodes (one idle PLA printer each, online, clear bed) and 1
   without a stored quote, exactly what ``spime order --best cheapest`` runs behind the gRPC
   adapter. Each order reads its design (fresh) and revision (cached per id, reports fresh), checks
   the licence, lets the database match every printer (online, accepting, idle, clear bed, material
-  loaded, one currency, within ``--max-km`` of the customer by a bounding box, not holding a job)
+  loaded, one currency, within ``--max-km`` of the customer by a bounding box and a disc, not holding a job)
   and return the best candidates by price, checks the build volume and exact distance, corrects
   the estimates by each candidate's history and reads its reputation (one query each), ranks
   them, and writes quote, order, objects, idempotency key, job and offer in one transaction whose
