@@ -626,14 +626,14 @@ class OrderStore:
         """A page (``limit`` after ``offset``) of the best printers for ``q``, matched by the database over
         every printer.
 
-        Online node, accepting, idle, clear bed, the material loaded (the caller checks it exactly),
-        rates in one currency, within the box and among the licensed nodes when given; free printers
-        first, then those holding a job (offered to them, assigned, printing ...), so that an order
-        still finds a node to wait for when every printer is busy. ``q.estimates`` maps each slicer
-        profile to (seconds, grams) of one object; only printers with one of these profiles come
-        back, ordered by the price of that estimate at their rates ("cheapest"), by time
-        ("fastest"), or by distance from ``q.near`` ("nearest"); ties by price, then name. The caller
-        still checks the build volume (any orientation) and the exact distance on what comes back.
+        Online node, accepting, idle, clear bed, the material loaded (the caller checks it exactly), rates
+        in one currency, within the box and its disc (see Box) and among the licensed nodes when given; free
+        printers first, then those holding a job (offered to them, assigned, printing ...), so that an order
+        still finds a node to wait for when every printer is busy. ``q.estimates`` maps each slicer profile
+        to (seconds, grams) of one object; only printers with one of these profiles come back, ordered by
+        the price of that estimate at their rates ("cheapest"), by time ("fastest"), or by distance from
+        ``q.near`` ("nearest"); ties by price, then name. The caller still checks the build volume (any
+        orientation) and the exact distance on what comes back.
         """
         if not q.estimates:
             return []

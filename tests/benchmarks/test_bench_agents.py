@@ -55,6 +55,12 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu() -> dict[str, float]:
     """CPU seconds of this process's threads (native ones too), summed by thread name."""
     out: dict[str, float] = {}
@@ -240,8 +246,10 @@ def measure_bare(tmp: Path, n: int) -> Figures:
                 time.sleep(0.005)
             offers = run.wait_for("offer", JOBS, 60)
             lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
+            cpu = process_cpu(server.pid)
             reconnect = reconnect_seconds(run, 120)
-            print(f"\nbare: agents back after the drop (p10/p50/p90/p99 ms per client process): "
+            print(f"\nbare: {process_cpu(server.pid) - cpu:.1f} s of server CPU during the reconnect of {n} agents")
+            print(f"bare: agents back after the drop (p10/p50/p90/p99 ms per client process): "
                   f"{[e['back_ms'] for e in run.count('reconnected')]}; client CPU s during the reconnect: "
                   f"{[e['cpu_s'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
         finally:
