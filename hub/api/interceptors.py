@@ -373,8 +373,13 @@ class _Call:
             return contextlib.nullcontext()
         return self.live.opened(token_digest(bearer_token(tuple(context.invocation_metadata() or ()))))
 
+    def sending(self) -> contextlib.AbstractContextManager[None]:
+        """While a stream waits for grpc to send the message it yielded."""
+        return contextlib.nullcontext() if self.live is None else self.live.sending()
+
     def revoked(self) -> bool:
-        """Whether the cancellation being handled ended the stream because its token was revoked."""
+        """Whether the stream's token was revoked: its cancellation being handled, or a mark set while
+        grpc sent its message (asked once)."""
         return self.live is not None and self.live.take_revoked()
 
 
@@ -414,7 +419,10 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
             async with call.admission.enter(call.name, account.name):
                 with call.registered(context):
                     async for item in behavior(_decoded(request, method, call.decode), context):
-                        yield item
+                        with call.sending():
+                            yield item
+                        if call.revoked():  # marked while grpc sent the item (see hub.api.live_calls)
+                            await _fail(context, call, _REVOKED, started, account)
         except aio.AbortError:
             raise
         except asyncio.CancelledError:

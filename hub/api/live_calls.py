@@ -5,7 +5,10 @@ watched until it is delivered, a long download or upload) would outlive the revo
 it was opened with. The interceptor registers every streaming call here; the server rechecks the
 tokens of the open streams every RECHECK_S against the database (hub.api.server), so a revocation
 made by another process (`spime-hub user revoke`) counts too. Each stream whose token is no longer
-live is cancelled, and the interceptor answers it UNAUTHENTICATED.
+live is cancelled, and the interceptor answers it UNAUTHENTICATED. A stream whose handler is waiting
+for grpc to send its last message (the client reads slowly, flow control holds the message) is not
+cancelled but marked: grpc ends a call cancelled during a send without any status, which would leave
+the client waiting until its deadline; the interceptor ends the marked stream once that send is done.
 
 Node agents' sessions are not registered: hub.service.nodes rechecks them itself, and also takes
 the node offline. Everything here runs on the server's event loop: no lock.
@@ -30,6 +33,7 @@ class LiveCalls:
 
     def __init__(self) -> None:
         self._open: dict[asyncio.Task[Any], str] = {}
+        self._sending: set[asyncio.Task[Any]] = set()  # handing a message to grpc (see sending)
         # cancelled for a revoked token; weak, since a task cancelled outside its wrapper never asks
         self._revoked: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
@@ -46,27 +50,47 @@ class LiveCalls:
         finally:
             self._open.pop(task, None)
 
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """While the current stream's handler waits for grpc to send the message it yielded."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._sending.add(task)
+        try:
+            yield
+        finally:
+            self._sending.discard(task)
+
+    def waiting_on_clients(self) -> int:
+        """How many open streams wait for grpc to send a message (their clients read slowly)."""
+        return len(self._sending)
+
     def digests(self) -> list[str]:
         """The token digests of the open streams, each once."""
         return sorted(set(self._open.values()))
 
     def end_revoked(self, checked: Collection[str], live: Collection[str]) -> int:
-        """Cancel the open streams whose token digest was ``checked`` and found not ``live``; returns
-        how many (a stream opened while the check ran is left for the next one)."""
+        """End the open streams whose token digest was ``checked`` and found not ``live``: cancel them,
+        or mark those waiting for a send (see the module); returns how many (a stream opened while the
+        check ran is left for the next one)."""
         revoked = set(checked).difference(live)
         ended = [task for task, digest in self._open.items() if digest in revoked and task not in self._revoked]
         for task in ended:
             self._revoked.add(task)
-            task.cancel()
+            if task not in self._sending:
+                task.cancel()
         return len(ended)
 
     def take_revoked(self) -> bool:
-        """Whether the current task was cancelled because its token was revoked (asked once)."""
+        """Whether the current task was cancelled or marked because its token was revoked (asked once)."""
         task = asyncio.current_task()
         if task is None or task not in self._revoked:
             return False
         self._revoked.discard(task)
-        task.uncancel()  # the cancellation was ours and is handled: the call goes on to answer
+        if task.cancelling():
+            task.uncancel()  # the cancellation was ours and is handled: the call goes on to answer
         return True
 
     def __len__(self) -> int:

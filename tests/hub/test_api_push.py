@@ -5,12 +5,16 @@ Each refusal asserts the gRPC status AND that the stored data is unchanged.
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import grpc
 import pytest
 from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub import provenance
 from hub.manifest import parse_manifest
+from tests.hub.fake_agent import wait_for
 from tests.hub.harness import InProcessHub, manifest_toml, now_z, register_key, sha
 
 CUBE = b"solid cube\nendsolid cube\n" * 10
@@ -288,3 +292,24 @@ def test_download_of_a_missing_blob(any_api: InProcessHub) -> None:
     _refused(api, lambda: list(api.designs.DownloadBlob(request, metadata=api.md("carol"))), grpc.StatusCode.NOT_FOUND, "not on this hub")
     bad = designs_pb2.DownloadBlobRequest(sha256="../../etc/passwd")
     _refused(api, lambda: list(api.designs.DownloadBlob(bad, metadata=api.md("carol"))), grpc.StatusCode.INVALID_ARGUMENT, "SHA-256")
+
+
+def test_revoking_a_token_ends_a_download_waiting_for_its_client(any_api: InProcessHub) -> None:
+    """The token of a download is revoked while the hub's next message waits for the client to read
+    (flow control): once the client reads on, the download ends UNAUTHENTICATED. Cancelling the send
+    instead would end the call without a status, the client waiting until its deadline."""
+    data = os.urandom(24 << 20)  # 24 messages of 1 MiB: more than the stream's flow-control window
+    any_api.upload("alice", data)
+    download = any_api.designs.DownloadBlob(designs_pb2.DownloadBlobRequest(sha256=sha(data)),
+                                            metadata=any_api.md("carol"), timeout=30)
+    received = len(next(download).data)
+    live = any_api.server.interceptor.live_calls
+    wait_for(lambda: live.waiting_on_clients() == 1)
+    any_api.composed.store.accounts._thd_revoke_tokens("carol", now_z())  # as `spime-hub user revoke` does
+    assert asyncio.run_coroutine_threadsafe(any_api.server.recheck_streams(), any_api.loop).result(timeout=30) == 1
+    with pytest.raises(grpc.RpcError) as ended:
+        for chunk in download:
+            received += len(chunk.data)
+    assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED, ended.value.details()
+    assert "revoked" in (ended.value.details() or "") and received < len(data)
+    wait_for(lambda: len(live) == 0)

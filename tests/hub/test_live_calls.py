@@ -54,3 +54,27 @@ def test_a_stream_opened_while_tokens_were_being_checked_waits_for_the_next_chec
         assert await task == "revoked"
 
     asyncio.run(scenario())
+
+
+def test_a_stream_waiting_for_a_send_is_marked_not_cancelled_and_told_once_the_send_is_done() -> None:
+    async def scenario() -> None:
+        calls = LiveCalls()
+        in_send, sent = asyncio.Event(), asyncio.Event()
+
+        async def stream() -> str:
+            with calls.opened("a"):
+                with calls.sending():  # grpc holds the yielded message until the client reads
+                    in_send.set()
+                    await sent.wait()
+                return "revoked" if calls.take_revoked() else "sent on"
+
+        task = asyncio.create_task(stream())
+        await in_send.wait()
+        assert calls.waiting_on_clients() == 1
+        assert calls.end_revoked(["a"], live=[]) == 1
+        await asyncio.sleep(0)
+        assert not task.done() and not task.cancelling()  # a cancelled send would end the call without a status
+        sent.set()
+        assert await task == "revoked" and len(calls) == 0 and calls.waiting_on_clients() == 0
+
+    asyncio.run(scenario())
