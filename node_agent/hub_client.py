@@ -57,6 +57,10 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
                         grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
                         grpc.StatusCode.UNKNOWN})
 _CHUNK_ATTEMPTS = 5
+FETCH_STALL_S = 60.0
+"""An artifact fetch that receives nothing for this long is cancelled and resumed where it stopped:
+a stream the hub stopped feeding (overloaded, or a bug) would otherwise hold the job forever, since
+keepalive only notices a dead connection, not a silent stream on a live one."""
 
 
 class HubError(Exception):
@@ -207,8 +211,8 @@ class HubConnection:
     """One channel to the hub with the node's credential."""
 
     def __init__(self, target: str, token: str, ca: Path | None = None,
-                 client: ClientCertificate | None = None) -> None:
-        self.target = target
+                 client: ClientCertificate | None = None, fetch_stall_s: float = FETCH_STALL_S) -> None:
+        self.target, self.fetch_stall_s = target, fetch_stall_s
         self._channel = _channel(target, ca, client)
         self._stub = nodes_pb2_grpc.NodesStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
@@ -262,15 +266,31 @@ class HubConnection:
         part.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         request = nodes_pb2.DownloadArtifactRequest(sha256=sha256, offset=offset)
+        call = self._stub.FetchArtifact(request, metadata=self._metadata)
         try:
             with part.open("ab") as out:
-                async for chunk in self._stub.FetchArtifact(request, metadata=self._metadata):
+                while (chunk := await self._next_chunk(call, sha256)) is not None:
                     out.write(chunk.data)
                     offset += len(chunk.data)
                     if progress is not None:
                         progress(offset)
         except grpc.RpcError as exc:
             raise _translate(exc, f"fetch artifact {sha256[:12]}") from exc
+
+    async def _next_chunk(self, call: Any, sha256: str) -> Any:
+        """The next chunk of a fetch, None at its end.
+
+        Raises:
+            HubUnavailable: nothing came for ``fetch_stall_s`` (the call is cancelled; retryable).
+        """
+        try:
+            async with asyncio.timeout(self.fetch_stall_s):
+                chunk = await call.read()
+        except TimeoutError as exc:
+            call.cancel()
+            raise HubUnavailable(f"fetch artifact {sha256[:12]}: nothing arrived for {self.fetch_stall_s:g} s; "
+                                 "resuming where it stopped") from exc
+        return None if chunk is grpc.aio.EOF else chunk
 
 
 def _sha256(path: Path) -> str:

@@ -8,10 +8,13 @@ import asyncio
 import hashlib
 import random
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from spimeforge.v1 import common_pb2, nodes_pb2_grpc
 
 from hub.api.server import TlsFiles
 from node_agent import messages as m
@@ -193,3 +196,41 @@ def test_the_node_presents_its_client_certificate_to_an_mtls_hub(tmp_path: Path)
         asyncio.run(asyncio.wait_for(_over_mtls(running, tls), 120))
     finally:
         running.stop()
+
+
+class _StallingHub(nodes_pb2_grpc.NodesServicer):
+    """Serves FetchArtifact from ``data``: the first call sends 1,000 bytes and then nothing more."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data: bytes = data
+        self.offsets: list[int] = []
+
+    async def FetchArtifact(self, request: Any, context: Any) -> AsyncIterator[common_pb2.BlobChunk]:
+        self.offsets.append(int(request.offset))
+        sha, start = hashlib.sha256(self.data).hexdigest(), int(request.offset)
+        end = 1000 if len(self.offsets) == 1 else len(self.data)
+        yield common_pb2.BlobChunk(sha256=sha, total_size=len(self.data), offset=start, data=self.data[start:end])
+        if len(self.offsets) == 1:
+            await asyncio.Event().wait()  # stalls: the stream stays open, the connection alive
+
+
+async def _stalled_fetch(tmp_path: Path) -> None:
+    server = grpc.aio.server()
+    hub = _StallingHub(STL)
+    nodes_pb2_grpc.add_NodesServicer_to_server(hub, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    conn = HubConnection(f"127.0.0.1:{port}", "token", fetch_stall_s=0.5)
+    try:
+        seen: list[int] = []
+        got = await conn.fetch_artifact(ref(STL), tmp_path / "cube.stl", seen.append)
+        assert got.read_bytes() == STL and hub.offsets == [0, 1000] and seen[0] == 1000 and seen[-1] == len(STL)
+    finally:
+        await conn.close()
+        await server.stop(0)
+
+
+def test_a_stalled_artifact_fetch_is_resumed_where_it_stopped(tmp_path: Path) -> None:
+    """A fetch stream the hub stops feeding (the connection alive, so keepalive sees nothing) is
+    cancelled after fetch_stall_s and resumed from the bytes already written."""
+    asyncio.run(asyncio.wait_for(_stalled_fetch(tmp_path), 60))
