@@ -10,7 +10,7 @@ import os
 
 import grpc
 import pytest
-from spimeforge.v1 import common_pb2, designs_pb2
+from spimeforge.v1 import common_pb2, designs_pb2, designs_pb2_grpc
 
 from hub import provenance
 from hub.manifest import parse_manifest
@@ -298,10 +298,12 @@ def test_revoking_a_token_ends_a_download_waiting_for_its_client(any_api: InProc
     """The token of a download is revoked while the hub's next message waits for the client to read
     (flow control): once the client reads on, the download ends UNAUTHENTICATED. Cancelling the send
     instead would end the call without a status, the client waiting until its deadline."""
-    data = os.urandom(24 << 20)  # 24 messages of 1 MiB: more than the stream's flow-control window
+    data = os.urandom(8 << 20)  # 8 messages of 1 MiB
     any_api.upload("alice", data)
-    download = any_api.designs.DownloadBlob(designs_pb2.DownloadBlobRequest(sha256=sha(data)),
-                                            metadata=any_api.md("carol"), timeout=30)
+    # no window growth (BDP probing): the client's 64 KiB window holds back the hub's next message
+    channel = grpc.insecure_channel(any_api.address, options=[("grpc.http2.bdp_probe", 0)])
+    download = designs_pb2_grpc.DesignsStub(channel).DownloadBlob(
+        designs_pb2.DownloadBlobRequest(sha256=sha(data)), metadata=any_api.md("carol"), timeout=30)
     received = len(next(download).data)
     live = any_api.server.interceptor.live_calls
     wait_for(lambda: live.waiting_on_clients() == 1)
@@ -313,3 +315,4 @@ def test_revoking_a_token_ends_a_download_waiting_for_its_client(any_api: InProc
     assert ended.value.code() == grpc.StatusCode.UNAUTHENTICATED, ended.value.details()
     assert "revoked" in (ended.value.details() or "") and received < len(data)
     wait_for(lambda: len(live) == 0)
+    channel.close()
