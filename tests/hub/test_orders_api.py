@@ -35,6 +35,13 @@ def _orders(hub: ClockedHub) -> orders_pb2_grpc.OrdersStub:
     return orders_pb2_grpc.OrdersStub(hub.channel)
 
 
+def _lab(hub: ClockedHub) -> tuple[FakeAgent, orders_pb2_grpc.OrdersStub]:
+    """Node lab-1 connected with one PLA printer, and the orders stub."""
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    return agent, _orders(hub)
+
+
 def _push(hub: ClockedHub, name: str = "cube", license: str = "CC-BY-4.0") -> str:
     files = dict(FILES)
     return str(hub.push("alice", name, files, manifest=cube_manifest(name, license), create=True).revision_id)
@@ -128,9 +135,7 @@ def test_quote_order_print_rate_and_ledger(hub: ClockedHub) -> None:
 
 def test_bad_input_is_refused_and_changes_nothing(hub: ClockedHub) -> None:
     _push(hub)
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
     ok = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
     placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=ok.quote_id, idempotency_key="k"), metadata=hub.md("carol"))
     before = hub.snapshot()
@@ -165,9 +170,7 @@ def test_bad_input_is_refused_and_changes_nothing(hub: ClockedHub) -> None:
 
 def test_cancel_before_the_print_starts_and_list(hub: ClockedHub) -> None:
     _push(hub)
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
     placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="nearest"), metadata=hub.md("carol"))
     assert placed.state in (orders_pb2.ORDER_STATE_QUEUED, orders_pb2.ORDER_STATE_ASSIGNED)
     cancelled = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="changed my mind"),
@@ -184,9 +187,7 @@ def test_cancel_before_the_print_starts_and_list(hub: ClockedHub) -> None:
 def test_licence_rules_at_order_time(hub: ClockedHub) -> None:
     _push(hub, "nc-cube", "CC-BY-NC-4.0")
     _push(hub, "nd-cube", "CC-BY-ND-4.0")
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
 
     def quote(design: str, **kw: object) -> orders_pb2.QuoteResponse:
         return stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design, **kw)), metadata=hub.md("carol"))
@@ -228,9 +229,7 @@ def test_licence_rules_at_order_time(hub: ClockedHub) -> None:
 
 def test_cancel_while_printing_asks_the_node_and_records_the_partial_cost(hub: ClockedHub) -> None:
     _push(hub)
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
     placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec()), metadata=hub.md("carol"))
     job_id, epoch = agent.take_job()
     agent.start(job_id, epoch)
@@ -278,9 +277,7 @@ def test_revoking_a_token_ends_the_streams_it_opened(hub: ClockedHub) -> None:
     when it rechecks the tokens of its open streams, and ends those (not the others)."""
     _push(hub)
     hub.add_user("dan", "customer")
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
     orders = {who: stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="nearest", idempotency_key=who),
                                    metadata=hub.md(who)).id for who in ("carol", "dan")}
     watches = {who: _Watch(hub, order, who) for who, order in orders.items()}
@@ -305,9 +302,7 @@ def test_revoking_a_token_ends_the_streams_it_opened(hub: ClockedHub) -> None:
 
 def test_a_drained_node_is_neither_quoted_nor_routed_an_order(hub: ClockedHub) -> None:
     _push(hub)
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)
     hub.composed.hub.nodes._thd_drain_node("lab-1", "moving to a new room")  # as `spime-hub node drain` does
     quote = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
     assert not quote.fabricable and not quote.options and "drained by the hub (moving to a new room)" in quote.refusal
@@ -334,9 +329,7 @@ def test_max_km_keeps_every_node_within_the_distance_in_any_direction(hub: Clock
     inside --max-km is quoted whichever way it lies (the diagonals are where box and disc differ), one
     just beyond it is not, and the refusal says how far it is."""
     _push(hub)
-    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])  # at 52.5,13.4
-    agent.connect()
-    stub = _orders(hub)
+    agent, stub = _lab(hub)  # lab-1 is at 52.5,13.4
     for km in (40.0, 900.0):
         for bearing in (0.0, 45.0, 135.0, 225.0, 315.0, 90.0):
             inside = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(near=_point_at(52.5, 13.4, km * 0.995, bearing),
