@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -45,6 +46,7 @@ PRINTER = nodes_pb2.PrinterState(
     rate_per_gram=common_pb2.Money(currency="EUR", minor_units=5), slicer_profile="prusa_mk3s",
 )
 BARE_METHOD = "/bench.Bare/Session"
+Send = Callable[[nodes_pb2.AgentMsg], Awaitable[None]]
 # The agent's own channel options (keepalive, reconnect backoff), one subchannel per channel.
 CHANNEL_OPTIONS = (*KEEPALIVE_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
 
@@ -124,23 +126,29 @@ class Swarm:
             return
         stub = nodes_pb2_grpc.NodesStub(channel)
         call = stub.Session(metadata=(("authorization", f"Bearer {agent.token}"),))
-        await call.write(agent.hello())
+        lock = asyncio.Lock()  # one write at a time on a stream (grpc refuses a second), as spime-node's send lock
+
+        async def send(message: nodes_pb2.AgentMsg) -> None:
+            async with lock:
+                await call.write(message)
+
+        await send(agent.hello())
         beat: asyncio.Task[None] | None = None
         try:
             async for message in call:
                 if message.WhichOneof("kind") == "welcome" and beat is None:
-                    beat = asyncio.create_task(self._heartbeats(call, message.welcome.heartbeat_interval_s or 15))
-                await self._on_hub(agent, call, message, generation)
+                    beat = asyncio.create_task(self._heartbeats(send, message.welcome.heartbeat_interval_s or 15))
+                await self._on_hub(agent, send, message, generation)
         finally:
             if beat is not None:
                 beat.cancel()
 
-    async def _heartbeats(self, call: aio.StreamStreamCall, interval_s: float) -> None:
+    async def _heartbeats(self, send: Send, interval_s: float) -> None:
         """Like a real agent: a heartbeat with the printer states every interval (first one jittered)."""
         await asyncio.sleep(random.uniform(0, interval_s))
         beat = nodes_pb2.AgentMsg(heartbeat=nodes_pb2.Heartbeat(printers=[PRINTER]))
         while True:
-            await call.write(beat)
+            await send(beat)
             await asyncio.sleep(interval_s)
 
     def _on_bare(self, agent: Agent, message: bytes, generation: int) -> None:
@@ -149,7 +157,7 @@ class Swarm:
         else:
             emit({"offer": message.decode(), "t_ns": time.monotonic_ns()})
 
-    async def _on_hub(self, agent: Agent, call: aio.StreamStreamCall, message: nodes_pb2.HubMsg,
+    async def _on_hub(self, agent: Agent, send: Send, message: nodes_pb2.HubMsg,
                       generation: int) -> None:
         kind = message.WhichOneof("kind")
         if kind == "welcome":
@@ -158,14 +166,14 @@ class Swarm:
             offer = message.offer
             emit({"offer": offer.job_id, "t_ns": time.monotonic_ns()})
             agent.held[offer.job_id] = (int(offer.lease_epoch), offer.printer_id)
-            await call.write(nodes_pb2.AgentMsg(offer_reply=nodes_pb2.OfferReply(offer_id=offer.offer_id, accept=True)))
+            await send(nodes_pb2.AgentMsg(offer_reply=nodes_pb2.OfferReply(offer_id=offer.offer_id, accept=True)))
         elif kind == "assigned":
             job = message.assigned
             if job.job_id in agent.held:
                 agent.held[job.job_id] = (int(job.lease_epoch), agent.held[job.job_id][1])
         if message.hub_seq:
             agent.applied = max(agent.applied, int(message.hub_seq))
-            await call.write(nodes_pb2.AgentMsg(ack=nodes_pb2.CommandAck(hub_seq=message.hub_seq)))
+            await send(nodes_pb2.AgentMsg(ack=nodes_pb2.CommandAck(hub_seq=message.hub_seq)))
 
     def _mark_ready(self, agent: Agent, generation: int) -> None:
         agent.policy.healthy()

@@ -11,7 +11,9 @@ measured in the same run on the hub and on the reference:
 The hub runs in the bench process (tests/hub/harness.py: the real gRPC server on its own
 event-loop thread, SQLite in a temporary directory); jobs are created through the hub's job
 service (create + offer in one transaction), so the offer latency includes the job's creation,
-its dispatch, the outbox read and the offer's rendering and sending. The reference server is a
+its dispatch, the outbox read and the offer's rendering and sending. The hub runs the push-time
+printability check, as `spime-hub serve` always does, so the cube's report is stored with its push
+(an offer of a revision whose checks are still pending reads its reports again each time). The reference server is a
 grpc.aio server with one raw-bytes bidi method, no auth and no store, and the hub's transport
 options (keepalive, pending-call limits): the floor. The simulated agents follow spime-node's own
 reconnect policy (node_agent.hub_client.ReconnectPolicy) against both servers, name the jobs they
@@ -289,9 +291,11 @@ async def _enroll_all(hub: InProcessHub, names: list[str]) -> list[str]:
 
 
 def measure_hub(tmp: Path, n: int) -> Figures:
-    hub = start_in_process(tmp / f"hub-{n}")
+    hub = start_in_process(tmp / f"hub-{n}", printability="auto")  # the push-time check, as `spime-hub serve` runs it
     try:
-        revision = hub.push("alice", "bench-cube", {"cube.stl": CUBE_STL}, create=True).revision_id
+        pushed = hub.push("alice", "bench-cube", {"cube.stl": CUBE_STL}, create=True)
+        assert [r.ok for r in pushed.reports] == [True], "the cube's printability report is missing"
+        revision = pushed.revision_id
         names = [f"node-{i:05d}" for i in range(n)]
         tokens = asyncio.run_coroutine_threadsafe(_enroll_all(hub, names), hub.loop).result(timeout=600)
         tune_gc()  # as `spime-hub serve` does once it is up (hub/runtime.py)
