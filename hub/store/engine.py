@@ -3,12 +3,15 @@
 The only dialect-specific code of the store: SQLite gets WAL, synchronous=NORMAL,
 a busy timeout, foreign keys, and transactions opened by us (pysqlite's own
 implicit BEGIN is disabled) so a write transaction can take the write lock up
-front with BEGIN IMMEDIATE. PostgreSQL runs through psycopg 3.
+front with BEGIN IMMEDIATE. Its WAL is copied back into the database file by a
+thread of its own, never inside a caller's commit (see _checkpoint_in_background).
+PostgreSQL runs through psycopg 3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Iterator
@@ -23,6 +26,8 @@ from hub.errors import InvalidArgument, StorageError
 __all__ = ["connect", "make_engine", "migrate", "sqlite_url", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_EVERY_S = 1.0  # how often the WAL is copied back into the database file
+log = logging.getLogger("hub.store")
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -34,7 +39,8 @@ def sqlite_url(data_dir: Path) -> str:
 def _on_sqlite_connect(dbapi_conn: object, _record: object) -> None:
     dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_conn.cursor()  # type: ignore[attr-defined]
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "foreign_keys=ON",
+                   "wal_autocheckpoint=0"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -42,6 +48,41 @@ def _on_sqlite_connect(dbapi_conn: object, _record: object) -> None:
 def _on_sqlite_begin(conn: sa.Connection) -> None:
     immediate = conn.get_execution_options().get("sqlite_immediate", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _checkpoint_in_background(engine: sa.Engine, every_s: float = CHECKPOINT_EVERY_S) -> None:
+    """Copy an SQLite engine's WAL back into the database file every ``every_s``, in a daemon thread,
+    until the engine is disposed or collected. PASSIVE: it never waits for readers or writers.
+
+    The engine's connections never checkpoint themselves (wal_autocheckpoint=0): SQLite would do it
+    inside whichever commit crosses 1,000 pages, fsync included, and that commit's caller would wait
+    (on the agent bench with 1,000 agents, offer p99 36-38 ms with it, 22-24 ms without). When the
+    last connection of a database closes, SQLite still checkpoints it, as ever.
+    """
+    stop = threading.Event()
+    sa.event.listen(engine, "engine_disposed", lambda _engine: stop.set())
+    ref = weakref.ref(engine)
+
+    def run() -> None:
+        while not stop.wait(every_s):
+            live = ref()
+            if live is None:
+                return
+            try:
+                _checkpoint(live)
+            except Exception:  # the next round tries again; the WAL only grows meanwhile
+                log.warning("checkpointing the SQLite WAL failed", exc_info=True)
+            del live
+
+    threading.Thread(target=run, name="sqlite-checkpoint", daemon=True).start()
+
+
+def _checkpoint(engine: sa.Engine) -> None:
+    raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+    finally:
+        raw.close()
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -56,6 +97,8 @@ def make_engine(url: str) -> sa.Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         sa.event.listen(engine, "begin", _on_sqlite_begin)
+        if engine.url.database not in (None, "", ":memory:"):
+            _checkpoint_in_background(engine)
         return engine
     if url.startswith("postgresql+psycopg://"):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

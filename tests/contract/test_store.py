@@ -6,7 +6,9 @@ style); ``TestSqliteStore`` and ``TestPostgresStore`` name the backends.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,6 +232,29 @@ class TestSqliteStore(StoreContract):
         with store.accounts.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0  # no commit checkpoints
+
+    def test_sqlite_writes_reach_the_database_file_while_the_hub_runs(self, store: Store) -> None:
+        """Commits leave the WAL to a background checkpoint: committed rows reach the database file
+        itself (read here ignoring the WAL) without any connection closing."""
+        for i in range(200):
+            store.accounts._thd_add(f"maker-{i:03d}", Role.DESIGNER, f"tok-maker-{i:03d}", NOW)
+        database = store.accounts.engine.url.database
+        assert database
+
+        def in_file() -> int:
+            file_only = sqlite3.connect(f"file:{database}?mode=ro&immutable=1", uri=True)
+            try:
+                return int(file_only.execute("SELECT count(*) FROM accounts WHERE name LIKE 'maker-%'").fetchone()[0])
+            except sqlite3.DatabaseError:  # the file may still lack the table: wait for the checkpoint
+                return 0
+            finally:
+                file_only.close()
+
+        deadline = time.monotonic() + 60  # a bounded wait for the checkpoint thread, not a speed check
+        while in_file() < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_file() == 200
 
 
 class TestPostgresStore(StoreContract):
