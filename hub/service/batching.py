@@ -38,12 +38,10 @@ class Batcher(Generic[T, R]):
     gets. An exception raised by ``run`` itself goes to every caller of that batch. One batch runs
     at a time; calls are answered in the order they came. ``dropped(item, result)`` runs (in a
     worker thread) for a result whose caller was cancelled meanwhile, to undo what it did.
-    ``linger_s``: how long a batch waits for more calls before it runs (0: at once).
     """
 
-    def __init__(self, run: BatchRun[T, R], max_batch: int = 64, dropped: Callable[[T, R], None] | None = None,
-                 linger_s: float = 0.0) -> None:
-        self._run, self._max, self._dropped, self._linger_s = run, max_batch, dropped, linger_s
+    def __init__(self, run: BatchRun[T, R], max_batch: int = 64, dropped: Callable[[T, R], None] | None = None) -> None:
+        self._run, self._max, self._dropped = run, max_batch, dropped
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -62,8 +60,6 @@ class Batcher(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._pending:
-            if self._linger_s:
-                await asyncio.sleep(self._linger_s)
             batch, self._pending = self._pending[:self._max], self._pending[self._max:]
             try:
                 results: Sequence[R | Exception] = await asyncio.to_thread(self._run, [item for item, _ in batch])
@@ -224,14 +220,14 @@ def _attempt(fn: Callable[..., R], *args: object) -> R | Exception:
         return exc
 
 
-def all_at_once(store: Callable[[Sequence[T]], object], linger_s: float = 0.0) -> Batcher[T, None]:
+def all_at_once(store: Callable[[Sequence[T]], object]) -> Batcher[T, None]:
     """A batcher for writes that answer nothing (heartbeat last_seen, command acks): one call of
     ``store`` per batch; its failure goes to every caller of the batch."""
     def run(items: Sequence[T]) -> list[None | Exception]:
         store(items)
         return [None] * len(items)
 
-    return Batcher(run, max_batch=512, linger_s=linger_s)
+    return Batcher(run, max_batch=512)
 
 
 def outbox_reader(nodes: NodeStore, render: Callable[[Command], R]) -> Batcher[tuple[str, int], list[tuple[int, R]]]:

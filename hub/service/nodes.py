@@ -55,12 +55,6 @@ MAX_PRINTERS = 64
 MAX_HELD = 1000
 MAX_MATERIALS = 32
 LAST_SEEN_EVERY_S = 60
-# Command acks and last_seen are bookkeeping: nothing waits for them but the session's own reader,
-# and a lost one only means a command sent again (the agent skips what it applied) or a last_seen a
-# minute older. Their batches wait this long for more, so that a busy hub writes them in a few
-# transactions instead of one each: on SQLite every write transaction holds the one writer and the
-# GIL a while, and a job's offer waited behind them (offer p50 14.6 -> 10.2 ms, 1,000 agents).
-BOOKKEEPING_LINGER_S = 0.02
 # Sessions between admission and Welcome: a reconnect storm of a full hub (10,000 agents, a few KB
 # each while they wait) waits in line; more are told to come back later, unless the hub opens them
 # within MAX_OPENING_WAIT_S at its recent rate. The floor is fixed: a rate measured in a slow moment
@@ -338,8 +332,7 @@ class NodeService:
         self._newer: dict[str, int] = {}  # epochs of Hellos elsewhere that arrived before our own session
         self._missed: set[str] = set()  # nodes rung while they had no session here (see _open)
         self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
-        self._acks = all_at_once(nodes._thd_ack_many, BOOKKEEPING_LINGER_S)
-        self._seen = all_at_once(nodes._thd_seen_many, BOOKKEEPING_LINGER_S)
+        self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
         self._outbox = outbox_reader(nodes, self._thd_render)
         self._parts: dict[str, _KeptParts] = {}  # by revision id, see _thd_revision_parts

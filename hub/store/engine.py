@@ -56,7 +56,7 @@ def _checkpoint_in_background(engine: sa.Engine, every_s: float = CHECKPOINT_EVE
 
     The engine's connections never checkpoint themselves (wal_autocheckpoint=0): SQLite would do it
     inside whichever commit crosses 1,000 pages, fsync included, and that commit's caller would wait
-    (on the agent bench with 1,000 agents, offer p99 36-38 ms with it, 22-24 ms without). When the
+    (on the agent bench with 1,000 agents, offer p99 34-38 ms with it, 22-24 ms without). When the
     last connection of a database closes, SQLite still checkpoints it, as ever.
     """
     stop = threading.Event()

@@ -60,25 +60,6 @@ def test_batcher_coalesces_concurrent_calls_and_answers_each_caller() -> None:
     assert len(batches) < 20 and all(len(b) <= 8 for b in batches)
 
 
-def test_a_lingering_batcher_lets_calls_arriving_just_after_an_idle_start_join_the_first_batch() -> None:
-    batches: list[list[str]] = []
-
-    def run(items: Sequence[str]) -> list[str | Exception]:
-        batches.append(list(items))
-        return [i.upper() for i in items]
-
-    async def main() -> list[str]:
-        batcher: Batcher[str, str] = Batcher(run, linger_s=0.5)
-        first = asyncio.ensure_future(batcher.submit("a"))
-        for _ in range(5):  # the batch has started and lingers: without linger_s it would run "a" alone
-            await asyncio.sleep(0)
-        later = [asyncio.ensure_future(batcher.submit(x)) for x in ("b", "c")]
-        return list(await asyncio.gather(first, *later))
-
-    assert asyncio.run(main()) == ["A", "B", "C"]
-    assert batches == [["a", "b", "c"]]
-
-
 def test_batcher_gives_a_failed_batch_to_every_caller_of_it() -> None:
     def run(items: Sequence[str]) -> list[str | Exception]:
         raise RuntimeError("the database went away")
