@@ -50,8 +50,8 @@ def _on_sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _checkpoint_in_background(engine: sa.Engine, every_s: float = CHECKPOINT_EVERY_S) -> None:
-    """Copy an SQLite engine's WAL back into the database file every ``every_s``, in a daemon thread,
+def _checkpoint_in_background(engine: sa.Engine) -> None:
+    """Copy an SQLite engine's WAL back into the database file every CHECKPOINT_EVERY_S, in a daemon thread,
     until the engine is disposed or collected. PASSIVE: it never waits for readers or writers.
 
     The engine's connections never checkpoint themselves (wal_autocheckpoint=0): SQLite would do it
@@ -64,7 +64,7 @@ def _checkpoint_in_background(engine: sa.Engine, every_s: float = CHECKPOINT_EVE
     ref = weakref.ref(engine)
 
     def run() -> None:
-        while not stop.wait(every_s):
+        while not stop.wait(CHECKPOINT_EVERY_S):
             live = ref()
             if live is None:
                 return

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from hub.errors import (
 from hub.provenance import sha256_hex
 from hub.store import Store, open_store
 from tests.fixtures.postgres import PostgresServer, create_database
+from tests.hub.fake_agent import wait_for
 
 NOW = "2026-01-01T00:00:00Z"
 DATA = b"mesh bytes " * 100
@@ -251,10 +251,7 @@ class TestSqliteStore(StoreContract):
             finally:
                 file_only.close()
 
-        deadline = time.monotonic() + 60  # a bounded wait for the checkpoint thread, not a speed check
-        while in_file() < 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert in_file() == 200
+        wait_for(lambda: in_file() == 200, timeout=60)  # a bounded wait for the checkpoint thread, not a speed check
 
 
 class TestPostgresStore(StoreContract):
