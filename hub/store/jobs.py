@@ -117,8 +117,15 @@ _OFFER = _OFFER.values(state=JobState.OFFERED.value)
 # several times what running it costs on SQLite
 _BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
-_REVISION_EXISTS = sa.select(sa.func.count()).where(schema.revisions.c.id == sa.bindparam("b_revision"),
-                                                    schema.revisions.c.design == sa.bindparam("b_design"))
+_JOB_ROW_COLUMNS = ("id", "order_id", "design", "revision_id", "material", "parameters", "state", "want_node",
+                    "want_printer", "paid", "payout_currency", "payout_minor", "created_by", "created_at",
+                    "updated_at", "part")
+# A job is inserted only for a revision of its design that exists: one statement, returning nothing if not.
+_INSERT_JOB_OF_REVISION = sa.insert(j).from_select(
+    _JOB_ROW_COLUMNS,
+    sa.select(*(sa.bindparam(c, type_=j.c[c].type) for c in _JOB_ROW_COLUMNS)).where(
+        sa.exists().where(schema.revisions.c.id == sa.bindparam("revision_id"),
+                          schema.revisions.c.design == sa.bindparam("design")))).returning(j.c.id)
 _EXTENTS = sa.select(schema.printability_reports.c.report).where(
     schema.printability_reports.c.revision_id == sa.bindparam("b_revision"))
 _LOCK_PRINTER = (sa.select(schema.printers.c.node)
@@ -167,7 +174,7 @@ def _free_for(job: Job, after: tuple[str, str] | None) -> tuple[sa.Select, dict[
 
 def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> sa.Update:
     """The compare-and-set UPDATE of a job on (id, state, lease_epoch) setting these columns (bound as
-    v_<column>), built once per shape."""
+    v_<column>), returning the changed row (none: the job had moved on), built once per shape."""
     key = (columns, bump_epoch)
     statement = _UPDATES.get(key)
     if statement is None:
@@ -176,7 +183,7 @@ def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> sa.Update:
             values["lease_epoch"] = j.c.lease_epoch + 1
         statement = _UPDATES.setdefault(key, sa.update(j).where(
             j.c.id == sa.bindparam("w_id"), j.c.state == sa.bindparam("w_state"),
-            j.c.lease_epoch == sa.bindparam("w_epoch", type_=sa.BigInteger)).values(values))
+            j.c.lease_epoch == sa.bindparam("w_epoch", type_=sa.BigInteger)).values(values).returning(*j.c))
     return statement
 
 
@@ -335,9 +342,8 @@ class JobStore:
 
     @staticmethod
     def _insert(conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str) -> Job:
-        if not conn.execute(_REVISION_EXISTS, {"b_revision": spec.revision_id, "b_design": spec.design}).scalar():
+        if conn.execute(_INSERT_JOB_OF_REVISION, _job_row(job_id, spec, created_by, now)).first() is None:
             raise NotFound(f"design {spec.design!r} has no revision {spec.revision_id[:16]!r}")
-        conn.execute(_INSERT_JOB, _job_row(job_id, spec, created_by, now))
         return _queued_job(job_id, spec, now)
 
     def _create_claiming(self, conn: sa.Connection, job_id: str, spec: JobSpec, created_by: str, now: str,
@@ -436,7 +442,9 @@ class JobStore:
     def _choose(self, conn: sa.Connection, job: Job, pick: Pick) -> PrinterRecord | None:
         """Pick a printer among the free ones the database finds for the job, a page at a time, and
         lock its row; another claimer may have just taken it (PostgreSQL runs claimers concurrently),
-        so the chosen printer is checked again once its lock is held."""
+        so the chosen printer is checked again once its lock is held. On SQLite this transaction is
+        the only writer (BEGIN IMMEDIATE): the page it read is still true, nothing to lock or recheck."""
+        alone = conn.dialect.name == "sqlite"
         extents, taken = self._extents(conn, job.revision_id), set[tuple[str, str]]()
         after: tuple[str, str] | None = None
         while True:
@@ -445,6 +453,8 @@ class JobStore:
                 return None
             after = (page[-1].node, page[-1].printer)
             while (chosen := pick(job, page, frozenset(taken), extents)) is not None:
+                if alone:
+                    return chosen
                 where = {"node": chosen.node, "printer": chosen.printer}
                 conn.execute(_LOCK_PRINTER, where)
                 if not conn.execute(_HELD, where).scalar():
@@ -472,10 +482,10 @@ class JobStore:
         columns = tuple(sorted(values))
         params = {f"v_{c}": values[c] for c in columns}
         params.update(w_id=job.id, w_state=job.state.value, w_epoch=job.lease_epoch)
-        done = conn.execute(_update_for(columns, change.bump_epoch), params).rowcount
-        if done != 1:
+        row = conn.execute(_update_for(columns, change.bump_epoch), params).first()
+        if row is None:
             raise AlreadyClaimed(f"job {job.id} changed while we worked on it; try again")
-        after = _job(conn.execute(_BY_ID, {"b_id": job.id}).one())
+        after = _job(row)
         self._side_effects(conn, after, change, now, sent)
         return after
 
