@@ -39,7 +39,7 @@ from hub.errors import HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
-from hub.runtime import tune_gc
+from hub.runtime import tune_gc, tune_switching
 from hub.service import (
     AccountService,
     BlobService,
@@ -211,6 +211,7 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     port = await server.start(config.listen, tls)
     tune_gc()  # what start-up made is never collected again; fewer full collections (hub/runtime.py)
+    tune_switching()  # a thread waiting for the GIL waits 1 ms at most, not 5 (hub/runtime.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -86,7 +86,7 @@ EXPORTS = {
     "hub.api.live_calls": ["RECHECK_S", "LiveCalls"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],
-    "hub.runtime": ["GC_THRESHOLDS", "tune_gc"],
+    "hub.runtime": ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "tune_gc", "tune_switching"],
     "hub.ops_commands": ["COMMANDS", "EXAMPLES", "completion_script", "finish_parser", "register", "run", "version"],
     "hub.client.progress": ["Progress", "format_amount"],
     "hub.client.examples": ["EXAMPLES", "apply_examples", "commands"],

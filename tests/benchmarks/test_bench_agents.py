@@ -42,7 +42,7 @@ from pathlib import Path
 import trimesh
 
 from hub.jobs import JobSpec
-from hub.runtime import tune_gc
+from hub.runtime import tune_gc, tune_switching
 from tests.hub.harness import InProcessHub, start_in_process
 
 SIZES = tuple(int(n) for n in os.environ.get("SPIME_BENCH_AGENTS", "1000,10000").split(","))
@@ -300,6 +300,7 @@ def measure_hub(tmp: Path, n: int) -> Figures:
         names = [f"node-{i:05d}" for i in range(n)]
         tokens = asyncio.run_coroutine_threadsafe(_enroll_all(hub, names), hub.loop).result(timeout=600)
         tune_gc()  # as `spime-hub serve` does once it is up (hub/runtime.py)
+        tune_switching()  # likewise
         idle = rss_kib(os.getpid())
         run = start_swarm(tmp, hub.address, "hub", list(zip(names, tokens, strict=True)))
         try:

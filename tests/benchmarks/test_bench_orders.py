@@ -55,7 +55,7 @@ from spimeforge.v1 import records_pb2
 from hub import quotes
 from hub.domain import Account, Revision, Role
 from hub.manifest import Manifest
-from hub.runtime import tune_gc
+from hub.runtime import tune_gc, tune_switching
 from hub.service.orders import OrderRequest
 from hub.service.quoting import MeshPlan, SliceEstimator
 from hub.store import record_sums, schema
@@ -304,6 +304,7 @@ def test_bench_orders(hub: ClockedHub) -> None:
     backend = hub.engine.dialect.name
     designs = _populate(hub.engine)
     _analyze(hub.engine)
+    tune_switching()  # as `spime-hub serve` runs (hub/runtime.py); the reference's claims run under it too
     reference = _bare_claims(hub.engine, designs, ORDERS)
     latencies: list[float] = []
     failures: list[str] = []
@@ -338,6 +339,7 @@ def test_bench_record(hub: ClockedHub) -> None:
         record_sums.rebuild(conn, design)
     _analyze(hub.engine)
     tune_gc()  # as `spime-hub serve` does once it is up (hub/runtime.py)
+    tune_switching()  # likewise
     request = records_pb2.GetRecordRequest(design=design)
     started = time.perf_counter()
     record = hub.records.GetRecord(request, metadata=hub.md("carol"))
