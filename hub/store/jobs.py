@@ -131,6 +131,8 @@ _EXTENTS = sa.select(schema.printability_reports.c.report).where(
 _LOCK_PRINTER = (sa.select(schema.printers.c.node)
                  .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"))
                  .with_for_update())
+_QUEUED_IDS = (sa.select(j.c.id).where(j.c.state == JobState.QUEUED.value).order_by(j.c.created_at)
+               .limit(sa.bindparam("b_limit", type_=sa.Integer)))
 _SEEN = sa.select(sa.func.count()).where(ev.c.node == sa.bindparam("b_node"), ev.c.agent_seq == sa.bindparam("b_seq"))
 _INSERT_EVENT = sa.insert(ev)
 _LAST_AGENT_SEQ = (sa.update(schema.nodes).where(schema.nodes.c.name == sa.bindparam("b_node"),
@@ -296,9 +298,9 @@ class JobStore:
             return [(_job(row), str(row.node_gone_at)) for row in conn.execute(query)]
 
     def _thd_queued_ids(self, limit: int = MAX_LIST) -> list[str]:
-        query = sa.select(j.c.id).where(j.c.state == JobState.QUEUED.value).order_by(j.c.created_at).limit(limit)
+        """The oldest queued jobs' ids (the queue poll runs this 20 times a second)."""
         with connect(self.engine) as conn:
-            return list(conn.execute(query).scalars())
+            return list(conn.execute(_QUEUED_IDS, {"b_limit": limit}).scalars())
 
     def _thd_state_counts(self) -> dict[str, int]:
         """How many jobs are in each state (the metrics gauge; one indexed GROUP BY)."""
