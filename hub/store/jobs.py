@@ -117,6 +117,7 @@ _OFFER = _OFFER.values(state=JobState.OFFERED.value)
 # several times what running it costs on SQLite
 _BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
+# the keys of _job_row
 _JOB_ROW_COLUMNS = ("id", "order_id", "design", "revision_id", "material", "parameters", "state", "want_node",
                     "want_printer", "paid", "payout_currency", "payout_minor", "created_by", "created_at",
                     "updated_at", "part")
