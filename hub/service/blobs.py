@@ -257,6 +257,9 @@ class BlobService:
                                      "(limit BlobChunk.total_size); the stream was ended and nothing was stored")
             if chunk.data:
                 await writer.put(chunk.data)
+            # A turn for the other calls: when the next chunks are already buffered, neither the put
+            # nor the read waits, and one stream would keep the event loop for megabytes on end.
+            await asyncio.sleep(0)
             chunk = await _next(chunks, self.idle_timeout_s)
 
     async def download(self, sha256: str, offset: int) -> AsyncIterator[Chunk]:

@@ -7,19 +7,21 @@ flow control holds the client back instead of the hub buffering the blob.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import resource
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from spimeforge.v1 import common_pb2, designs_pb2
 
+from hub.service.blobs import Chunk, UploadResult
 from hub.store.blobs import Upload
 from tests.hub.harness import InProcessHub, sha
 
@@ -215,3 +217,38 @@ def test_a_short_stream_is_answered_only_once_its_temp_file_is_gone(any_api: InP
         assert "declared" in (info.value.details() or "")
         assert any_api.temp_files() == []
     assert not any((any_api.data_dir / "blobs").glob("??/*"))
+
+
+def test_a_stream_whose_chunks_are_all_buffered_lets_other_calls_run_between_them(any_api: InProcessHub) -> None:
+    # Chunks that never make the receive loop wait (all already arrived, the writer's queue has room)
+    # must still give the event loop back after each one: a ticker on the same loop runs in between.
+    chunks, size = 16, 64 * 1024
+    block = os.urandom(size)
+    data = block * chunks
+    ticks = 0
+    seen: list[int] = []  # the ticker's count each time the hub asked for the next chunk
+
+    async def arrived() -> AsyncIterator[Chunk]:
+        for i in range(chunks):
+            seen.append(ticks)
+            yield Chunk(sha(data) if i == 0 else "", len(data) if i == 0 else 0, i * size, block)
+
+    async def ticker(done: asyncio.Event) -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def upload_beside_ticker() -> UploadResult:
+        done = asyncio.Event()
+        ticking = asyncio.create_task(ticker(done))
+        try:
+            return await any_api.composed.hub.blobs.upload(arrived())
+        finally:
+            done.set()
+            await ticking
+
+    result = asyncio.run_coroutine_threadsafe(upload_beside_ticker(), any_api.loop).result(timeout=60)
+    assert (result.sha256, result.size, result.already_present) == (sha(data), len(data), False)
+    starved = [i for i in range(1, chunks) if seen[i] == seen[i - 1]]
+    assert not starved, f"no other work ran on the loop before chunks {starved}"
