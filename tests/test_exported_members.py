@@ -41,7 +41,7 @@ EXPORTS = {
     "hub.store": [
         "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",
     ],
-    "hub.store.engine": ["connect", "make_engine", "migrate", "sqlite_url", "write"],
+    "hub.store.engine": ["connect", "make_engine", "migrate", "one_writer", "sqlite_url", "write"],
     "hub.store.notify": ["Listener", "listen"],
     "hub.store.replicas": ["Released", "ReplicaStore"],
     "hub.service.replicas": ["DEFAULT_POLICY", "ReplicaPolicy", "ReplicaService", "new_replica_id", "parse_wakeup"],

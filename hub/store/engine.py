@@ -23,7 +23,7 @@ from alembic.config import Config
 
 from hub.errors import InvalidArgument, StorageError
 
-__all__ = ["connect", "make_engine", "migrate", "sqlite_url", "write"]
+__all__ = ["connect", "make_engine", "migrate", "one_writer", "sqlite_url", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY_S = 1.0  # how often the WAL is copied back into the database file
@@ -117,6 +117,12 @@ def _writer_gate(engine: sa.Engine) -> contextlib.AbstractContextManager[object]
         return contextlib.nullcontext()
     with _WRITERS_LOCK:
         return _WRITERS.setdefault(engine, threading.RLock())
+
+
+def one_writer(conn: sa.Connection) -> bool:
+    """Whether a write transaction on this connection is its database's only writer until it commits
+    (SQLite: BEGIN IMMEDIATE behind _writer_gate), so what it read cannot change under it."""
+    return conn.dialect.name == "sqlite"
 
 
 @contextlib.contextmanager

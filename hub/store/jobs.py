@@ -21,7 +21,7 @@ from hub.errors import AlreadyClaimed, NotFound
 from hub.jobs import HELD, Change, Command, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
-from hub.store.engine import connect, write
+from hub.store.engine import connect, one_writer, write
 from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE, _printer, enqueue, translated
 
 __all__ = ["EventRecord", "JobStore", "JobWriter", "Outcome"]
@@ -117,16 +117,6 @@ _OFFER = _OFFER.values(state=JobState.OFFERED.value)
 # several times what running it costs on SQLite
 _BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
-# the keys of _job_row
-_JOB_ROW_COLUMNS = ("id", "order_id", "design", "revision_id", "material", "parameters", "state", "want_node",
-                    "want_printer", "paid", "payout_currency", "payout_minor", "created_by", "created_at",
-                    "updated_at", "part")
-# A job is inserted only for a revision of its design that exists: one statement, returning nothing if not.
-_INSERT_JOB_OF_REVISION = sa.insert(j).from_select(
-    _JOB_ROW_COLUMNS,
-    sa.select(*(sa.bindparam(c, type_=j.c[c].type) for c in _JOB_ROW_COLUMNS)).where(
-        sa.exists().where(schema.revisions.c.id == sa.bindparam("revision_id"),
-                          schema.revisions.c.design == sa.bindparam("design")))).returning(j.c.id)
 _EXTENTS = sa.select(schema.printability_reports.c.report).where(
     schema.printability_reports.c.revision_id == sa.bindparam("b_revision"))
 _LOCK_PRINTER = (sa.select(schema.printers.c.node)
@@ -206,6 +196,19 @@ def _job_row(job_id: str, spec: JobSpec, created_by: str, now: str) -> dict[str,
         "state": JobState.QUEUED.value, "want_node": spec.node, "want_printer": spec.printer, "paid": spec.paid,
         "payout_currency": spec.payout_currency, "payout_minor": spec.payout_minor, "created_by": created_by,
         "created_at": now, "updated_at": now, "part": spec.part}
+
+
+def _insert_of_revision() -> sa.Insert:
+    """_INSERT_JOB of a _job_row, but only for a revision of its design that exists: one statement,
+    returning nothing if there is none."""
+    columns = tuple(_job_row("", JobSpec("", "", ""), "", ""))
+    values = sa.select(*(sa.bindparam(c, type_=j.c[c].type) for c in columns)).where(
+        sa.exists().where(schema.revisions.c.id == sa.bindparam("revision_id"),
+                          schema.revisions.c.design == sa.bindparam("design")))
+    return sa.insert(j).from_select(columns, values).returning(j.c.id)
+
+
+_INSERT_JOB_OF_REVISION = _insert_of_revision()
 
 
 def _incarnation_id() -> str:
@@ -445,9 +448,9 @@ class JobStore:
     def _choose(self, conn: sa.Connection, job: Job, pick: Pick) -> PrinterRecord | None:
         """Pick a printer among the free ones the database finds for the job, a page at a time, and
         lock its row; another claimer may have just taken it (PostgreSQL runs claimers concurrently),
-        so the chosen printer is checked again once its lock is held. On SQLite this transaction is
-        the only writer (BEGIN IMMEDIATE): the page it read is still true, nothing to lock or recheck."""
-        alone = conn.dialect.name == "sqlite"
+        so the chosen printer is checked again once its lock is held. Where this transaction is the
+        only writer (SQLite), the page it read is still true: nothing to lock or recheck."""
+        alone = one_writer(conn)
         extents, taken = self._extents(conn, job.revision_id), set[tuple[str, str]]()
         after: tuple[str, str] | None = None
         while True:
