@@ -47,8 +47,8 @@ MAX_REGISTRATIONS = 10_000
 MAX_TEXT = 1 << 20  # manifest, message: 1 MiB each
 MAX_NAME = 4096     # paths, names, times
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_HEX = re.compile(r"^(?:[0-9a-f]{2})*\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ __all__ = [
     "Role",
 ]
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 
 
 class Role(enum.Enum):

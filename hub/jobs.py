@@ -52,7 +52,9 @@ MAX_PARAMETERS = 64
 MAX_PARAM_KEY = 64
 MAX_PARAM_VALUE = 1024
 MAX_REASON = 1024
+MAX_FINDINGS = 100  # of one printability report
 MAX_NUMBER = 1e9
+MAX_LAYER = 1_000_000  # layers of one print (a metre at 1 µm); stored as a 32-bit integer
 
 
 class JobState(enum.Enum):
@@ -293,14 +295,38 @@ def production_update(kind: str, data: Mapping[str, str]) -> dict[str, object]:
     return update
 
 
-def _findings(text: str) -> list[object]:
+def _findings(text: str) -> list[dict[str, object]]:
+    """The findings of a printability report, in the one shape the record shows: code, severity and
+    message as text, details as text by name (whatever else an agent sent is not kept).
+
+    Raises:
+        InvalidArgument: not a JSON list of at most MAX_FINDINGS objects.
+    """
     try:
         findings = json.loads(text)
-    except ValueError as exc:
-        raise InvalidArgument("event data findings must be a JSON list") from exc
-    if not isinstance(findings, list):
-        raise InvalidArgument("event data findings must be a JSON list")
-    return findings
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
+        raise InvalidArgument("event data findings must be a JSON list of findings") from exc
+    if not isinstance(findings, list) or len(findings) > MAX_FINDINGS or not all(isinstance(f, dict) for f in findings):
+        raise InvalidArgument(f"event data findings must be a JSON list of at most {MAX_FINDINGS} objects")
+    return [_finding(f) for f in findings]
+
+
+def _finding(finding: Mapping[str, object]) -> dict[str, object]:
+    named = {k: v for k, v in finding.items() if k not in ("code", "severity", "message", "details")}
+    details = finding.get("details")
+    if isinstance(details, dict):
+        named = {**details, **named}
+    return {"code": _text(finding.get("code")), "severity": _text(finding.get("severity")),
+            "message": _text(finding.get("message")),
+            "details": {str(k)[:MAX_DATA_KEY]: _text(v) for k, v in list(named.items())[:MAX_DATA_ENTRIES]}}
+
+
+def _text(value: object) -> str:
+    """A finding's field as the record shows it (a list or object as its JSON)."""
+    if value is None:
+        return ""
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return shown[:MAX_REASON]
 
 
 def _outcome(data: Mapping[str, str]) -> str:

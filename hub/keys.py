@@ -51,7 +51,7 @@ _D = -121665 * pow(121666, _P - 2, _P) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 FINGERPRINT_HEX = 32
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")  # compares correctly as text
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")  # compares correctly as text
 REGISTRATION_TYPE = "spimeforge-key-registration/1"
 PROOF_TYPE = "spimeforge-key-proof/1"
 

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 ANY = "ANY"
-_LICENSE_REF = re.compile(r"^(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+$")
+_LICENSE_REF = re.compile(r"^(DocumentRef-[A-Za-z0-9.\-]+:)?LicenseRef-[A-Za-z0-9.\-]+\Z")
 _MAX_EXPRESSION = 512
 _NOT_SPDX = re.compile(r"[^A-Za-z0-9.\-+:() \t]")
 

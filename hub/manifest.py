@@ -42,11 +42,11 @@ __all__ = [
 
 MANIFEST_NAME = "spime.toml"
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-_DERIVATIVE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}@[0-9a-f]{8,64}$")
-_LANG_RE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
-_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,39}$")
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
+_DERIVATIVE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}@[0-9a-f]{8,64}\Z")
+_LANG_RE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*\Z")
+_TAG_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,39}\Z")
 _MAX_TEXT = 10_000
 MAX_TOML_DEPTH = 16  # arrays and tables within one another, [[parts]] counting 2
 MAX_MANIFEST_CHARS = 1 << 20
@@ -379,7 +379,7 @@ def _openscad(value: Any) -> OpenScad | None:
     if not isinstance(params, Mapping):
         raise InvalidManifest("field 'openscad.parameters' must be a table of defaults")
     for key, default in params.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
             raise InvalidManifest(f"openscad parameter {key!r} is not an OpenSCAD identifier")
         if isinstance(default, str) and (len(default) > _MAX_TEXT or "\x00" in default):
             raise InvalidManifest(f"openscad parameter {key!r} is too long or has forbidden characters")

@@ -49,7 +49,7 @@ MAX_COMPONENT_BYTES = 255
 # Names the client writes itself next to a revision's files (folded).
 CLIENT_RESERVED = ("spime.toml", ".spime")
 
-_DEVICE = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|(com|lpt)[0-9¹²³])$")
+_DEVICE = re.compile(r"^(con|prn|aux|nul|conin\$|conout\$|(com|lpt)[0-9¹²³])\Z")
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

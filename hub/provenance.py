@@ -44,7 +44,7 @@ __all__ = [
     "verify_signature",
 ]
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 
 BlobLookup = Callable[[str], "bytes | str | None"]
 

@@ -70,10 +70,10 @@ __all__ = [
 ]
 
 DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", "M84")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}\Z")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?\Z")
+_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
 
 
@@ -381,7 +381,7 @@ def _octoprint_link(r: _Reader) -> dict[str, Any]:
     return {"url": url, "api_key": api_key, "port": port, "baud": baud}
 
 
-_GCODE_WORD = re.compile(r"^[GMT]\d{1,4}(\.\d)?$")
+_GCODE_WORD = re.compile(r"^[GMT]\d{1,4}(\.\d)?\Z")
 
 
 def _safety(printer: _Reader) -> SafetyConfig:

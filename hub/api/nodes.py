@@ -99,8 +99,17 @@ def _hello_from_proto(h: nodes_pb2.Hello) -> Hello:
 
 
 def _time_text(ts: timestamp_pb2.Timestamp) -> str:
-    moment = dt.datetime.fromtimestamp(ts.seconds, dt.UTC) if ts.seconds > 0 else None
-    return "" if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 text of a timestamp ("" when unset). Past the year 9999 (RFC 3339's last) it is the bare
+    seconds, which the event's check refuses as the event's own fault: recorded and acknowledged, so
+    the agent's outbox moves on instead of sending it again on every reconnect."""
+    if ts.seconds <= 0:
+        return ""
+    if ts.seconds > _LAST_RFC3339_SECOND:
+        return str(ts.seconds)
+    return dt.datetime.fromtimestamp(ts.seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_LAST_RFC3339_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class _Printers:

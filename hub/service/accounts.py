@@ -26,8 +26,8 @@ from hub.store.accounts import AccountStore, token_digest
 
 __all__ = ["MAX_KEYS_PER_ACCOUNT", "PROOF_SKEW_S", "AccountService", "check_account_name"]
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-_FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{32}\Z")
 MAX_KEYS_PER_ACCOUNT = 100
 PROOF_SKEW_S = 300
 MAX_REVOKE_AHEAD = dt.timedelta(days=366)

@@ -169,8 +169,8 @@ def session_opener(nodes: NodeStore, jobs: JobService) -> Batcher[Opening, Opene
     def run(items: Sequence[Opening]) -> list[Opened | Exception]:
         try:
             infos: Sequence[NodeInfo | Exception] = nodes._thd_hello_many([i.hello for i in items])
-        except StorageError:  # the batch failed as a whole: each Hello on its own
-            infos = [one(i.hello) for i in items]
+        except Exception:  # noqa: BLE001 - the batch failed as a whole: each Hello on its own, so one
+            infos = [one(i.hello) for i in items]  # caller's bad Hello fails only that caller
         opened = [(item, info) for item, info in zip(items, infos, strict=True) if not isinstance(info, Exception)]
         try:
             reconciled = jobs._thd_reconcile_many([(i.hello.name, i.held, i.hello.applied_hub_seq) for i, _ in opened])

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 from hub.errors import InvalidArgument
 from hub.jobs import (
+    MAX_LAYER,
     MAX_PARAM_KEY,
     MAX_PARAM_VALUE,
     MAX_PARAMETERS,
@@ -26,16 +27,16 @@ from hub.jobs import (
 from hub.service.designs import check_slug
 
 __all__ = [
-    "JOB_ID", "RESET", "cancel_change", "check_reason", "check_spec", "cmd", "ended", "progress_values",
+    "JOB_ID", "RESET", "cancel_change", "check_layer", "check_reason", "check_spec", "cmd", "ended", "progress_values",
     "requeue_if_unchanged", "unknown_to_agent",
 ]
 
 S = JobState
-_MATERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-JOB_ID = re.compile(r"^[A-Za-z0-9_./-]{1,40}$")
+_MATERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}\Z")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+JOB_ID = re.compile(r"^[A-Za-z0-9_./-]{1,40}\Z")
 
 
 def check_spec(spec: JobSpec) -> JobSpec:
@@ -54,7 +55,7 @@ def check_spec(spec: JobSpec) -> JobSpec:
                                   ("order id", spec.order_id, JOB_ID)):
         if value is not None and not pattern.match(value):
             raise InvalidArgument(f"{label} {value[:80]!r} is not a valid name")
-    if spec.payout_minor < 0 or (spec.payout_currency and not re.match(r"^[A-Z]{3}$", spec.payout_currency)):
+    if spec.payout_minor < 0 or (spec.payout_currency and not re.match(r"^[A-Z]{3}\Z", spec.payout_currency)):
         raise InvalidArgument("payout must be a non-negative amount in an ISO 4217 currency like EUR")
     return spec
 
@@ -63,7 +64,7 @@ def _check_parameters(parameters: Mapping[str, str]) -> None:
     if len(parameters) > MAX_PARAMETERS:
         raise InvalidArgument(f"{len(parameters)} parameters; at most {MAX_PARAMETERS} are allowed")
     for key, value in parameters.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or len(key) > MAX_PARAM_KEY:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key) or len(key) > MAX_PARAM_KEY:
             raise InvalidArgument(f"parameter name {key[:80]!r} must be an identifier of at most {MAX_PARAM_KEY}")
         if len(value) > MAX_PARAM_VALUE or "\x00" in value:
             raise InvalidArgument(f"parameter {key} must be at most {MAX_PARAM_VALUE} characters without NUL")
@@ -125,12 +126,20 @@ def check_reason(text: str) -> str:
 
 
 def progress_values(data: Mapping[str, str]) -> dict[str, object]:
+    """Raises: InvalidArgument: percent is not a number or layer not a whole number of 0..MAX_LAYER."""
     values: dict[str, object] = {}
     try:
         if "percent" in data:
             values["progress"] = min(100.0, max(0.0, float(data["percent"])))
         if "layer" in data:
-            values["layer"] = max(0, int(data["layer"]))
+            values["layer"] = check_layer(int(data["layer"]))
     except ValueError as exc:
         raise InvalidArgument("PROGRESS data percent and layer must be numbers") from exc
     return values
+
+
+def check_layer(layer: int) -> int:
+    """Raises: InvalidArgument: a layer number beyond MAX_LAYER (or negative)."""
+    if not 0 <= layer <= MAX_LAYER:
+        raise InvalidArgument(f"layer must be 0 to {MAX_LAYER}, not {layer}")
+    return layer

@@ -402,7 +402,7 @@ class JobService:
         try:
             target = event_effect(event.kind, job.state, event.data)
             production = production_update(event.kind, event.data)
-            values = self._event_values(event, target, production)
+            values = self._event_values(event, job.state, target, production)
         except InvalidTransition as exc:
             return Change(applied=False, note=str(exc))
         except InvalidArgument as exc:
@@ -412,7 +412,7 @@ class JobService:
                       fabrication=None if target is None else ended(job, target, event.kind))
 
     @staticmethod
-    def _event_values(event: EventRecord, target: JobState | None,
+    def _event_values(event: EventRecord, state: JobState, target: JobState | None,
                       production: Mapping[str, object]) -> dict[str, object]:
         values: dict[str, object] = {}
         if "estimated_seconds" in production:
@@ -425,7 +425,9 @@ class JobService:
             reason = event.data.get("failure_reason") or event.data.get("reason") or event.kind
             values["failure_reason"] = reason[:MAX_REASON]
         if event.kind == "progress":
-            values.update(progress_values(event.data))
+            checked = progress_values(event.data)  # refuses bad values whatever the state
+            if (target or state) is S.PRINTING:  # a finished job's progress stays what it was
+                values.update(checked)
         return values
 
     def _thd_progress(self, node: str, items: Sequence[Progress]) -> None:

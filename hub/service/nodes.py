@@ -37,9 +37,11 @@ from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
 from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
 from hub.service.common import Clock, format_time
+from hub.service.job_changes import check_layer
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
 from hub.service.replicas import new_replica_id
+from hub.store.blobs import check_sha256
 from hub.store.designs import DesignStore
 from hub.store.jobs import EventRecord, JobStore
 from hub.store.nodes import HelloRecord, NodeInfo, NodeStore
@@ -66,7 +68,7 @@ MAX_OPENING_WAIT_S = 20.0
 # cache's lifetime: the agent cannot open a new session with the revoked token after that either.
 CREDENTIAL_RECHECK_S = 30.0
 DRAIN_CHECK_S = 5.0  # how soon a drain or resume written by `spime-hub node` reaches a live session
-_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _PHASES = frozenset({"idle", "printing", "paused", "error", "maintenance", "offline"})
 _DOORBELL = object()
 _PARTS_KEPT = 1024
@@ -246,9 +248,17 @@ def check_printer(p: PrinterRecord) -> PrinterRecord:
     for material in p.materials:
         _check_text("material", material, 32)
     for currency, minor in (p.rate_per_hour, p.rate_per_gram):
-        if (currency and not re.match(r"^[A-Z]{3}$", currency)) or minor < 0:
+        if (currency and not re.match(r"^[A-Z]{3}\Z", currency)) or minor < 0:
             raise InvalidArgument(f"printer {p.printer}: rates are non-negative amounts in an ISO 4217 currency")
     return p
+
+
+def _check_printer_ids(printers: Sequence[PrinterRecord]) -> None:
+    """Raises: InvalidArgument: two of the printers share an id (one message describes each printer once)."""
+    ids = [p.printer for p in printers]
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise InvalidArgument(f"printer id {twice[0][:64]!r} appears twice: each printer is reported once per message")
 
 
 def _check_hello(account: Account, hello: Hello) -> None:
@@ -263,6 +273,7 @@ def _check_hello(account: Account, hello: Hello) -> None:
         raise InvalidArgument("longitude must be -180..180 degrees")
     if len(hello.printers) > MAX_PRINTERS or len(hello.held) > MAX_HELD:
         raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} held jobs per Hello")
+    _check_printer_ids(hello.printers)
     for p in hello.printers:
         check_printer(p)
     for held in hello.held:
@@ -521,7 +532,9 @@ class NodeService:
             account.name, place, hello.version, hello.last_hub_seq_applied, tuple(hello.printers), now, self.replica),
             tuple(hello.held)))
         session = Session(account.name, info.session_epoch, asyncio.get_running_loop(),
-                          sent=max(hello.last_hub_seq_applied, info.hub_seq_acked), last_heard=self.clock(),
+                          # an agent claiming commands the hub never issued is sent the next ones all the same
+                          sent=max(min(hello.last_hub_seq_applied, info.hub_seq), info.hub_seq_acked),
+                          last_heard=self.clock(),
                           last_written=self.clock(),  # the Hello stored last_seen
                           printers={p.printer: p for p in hello.printers}, credential=credential)
         session.push(Welcome(info.session_epoch, info.last_agent_seq, tuple(desired), self.timers.heartbeat_s,
@@ -594,6 +607,8 @@ class NodeService:
             _check_text("progress job id", item.job_id, 40)
             if not 0 <= item.percent <= 100:  # also refuses NaN
                 raise InvalidArgument(f"progress of job {item.job_id} must be 0-100 percent")
+            check_layer(item.layer)
+        _check_printer_ids(beat.printers)
         changed = tuple(check_printer(p) for p in beat.printers if session.printers.get(p.printer) != p)
         if changed:
             await self._printers(session, changed)
@@ -759,7 +774,8 @@ class NodeService:
         return ended
 
     async def may_fetch(self, account: Account, sha256: str) -> None:
-        """Raises: PermissionDenied: the blob is not part of a job this node holds."""
+        """Raises: InvalidArgument: not a SHA-256; PermissionDenied: the blob is not part of a job this node holds."""
+        check_sha256(sha256)
         if account.role is Role.ADMIN:
             return
         if not await asyncio.to_thread(self.job_store._thd_may_fetch, account.name, sha256):

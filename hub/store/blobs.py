@@ -28,7 +28,7 @@ from hub.store.engine import connect, write
 
 __all__ = ["BlobStore", "Upload", "check_sha256", "fsync_dir"]
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 READ_CHUNK = 1 << 20
 STALE_UPLOAD_S = 3600
 # Bytes an upload writes before it asks the kernel to start flushing them (Upload.absorb).

@@ -506,9 +506,12 @@ class JobStore:
 
     @staticmethod
     def _record(conn: sa.Connection, event: EventRecord, change: Change, now: str) -> None:
+        # An event that changed nothing (stale, refused, not this node's job) is kept as kind and note
+        # only: its data would let any node fill the database with reports on jobs it cannot touch.
+        data = json.dumps(dict(event.data), sort_keys=True) if change.applied else "{}"
         conn.execute(_INSERT_EVENT, {
             "node": event.node, "agent_seq": event.agent_seq, "job_id": event.job_id, "lease_epoch": event.lease_epoch,
-            "kind": event.kind, "at": event.at, "data": json.dumps(dict(event.data), sort_keys=True),
+            "kind": event.kind, "at": event.at, "data": data,
             "applied": change.applied, "note": change.note, "received_at": now})
         conn.execute(_LAST_AGENT_SEQ, {"b_node": event.node, "b_seq": event.agent_seq})
 

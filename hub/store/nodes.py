@@ -135,8 +135,7 @@ def _hello(conn: sa.Connection, h: HelloRecord, printers: bool = True) -> NodeIn
         sa.update(n).where(n.c.name == h.name).values(
             session_epoch=n.c.session_epoch + 1, online=True, location=location, latitude=lat,
             longitude=lon, agent_version=h.version, last_seen=h.now, replica=h.replica,
-            hub_seq_acked=sa.func.greatest(n.c.hub_seq_acked, h.applied_hub_seq)
-            if conn.dialect.name == "postgresql" else sa.func.max(n.c.hub_seq_acked, h.applied_hub_seq),
+            hub_seq_acked=_acked(sa.literal(h.applied_hub_seq, sa.BigInteger)),
         ).returning(*n.c)
     ).first()
     if row is None:
@@ -152,15 +151,24 @@ def _hello(conn: sa.Connection, h: HelloRecord, printers: bool = True) -> NodeIn
     return _node(row)
 
 
+def _acked(seq: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """A node's hub_seq_acked after the agent says it applied everything up to ``seq``: it only grows,
+    and never past the commands the hub has issued (``hub_seq``). An agent claiming more (a bug, a
+    restored database, a rogue node) would otherwise never be sent the next commands."""
+    issued = sa.case((seq > n.c.hub_seq, n.c.hub_seq), else_=seq)
+    return sa.case((n.c.hub_seq_acked < issued, issued), else_=n.c.hub_seq_acked)
+
+
 # Statements of the batched session writes, built once (building and keying a statement costs more
 # than running it on SQLite); executed with one parameter set per node.
 _HELLO_UPDATE = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(
     session_epoch=n.c.session_epoch + 1, online=True, location=sa.bindparam("b_location"),
     latitude=sa.bindparam("b_lat"), longitude=sa.bindparam("b_lon"), agent_version=sa.bindparam("b_version"),
     last_seen=sa.bindparam("b_now"), replica=sa.bindparam("b_replica"),
-    hub_seq_acked=sa.case((n.c.hub_seq_acked < sa.bindparam("b_applied", type_=sa.BigInteger),
-                           sa.bindparam("b_applied", type_=sa.BigInteger)), else_=n.c.hub_seq_acked),
+    hub_seq_acked=_acked(sa.bindparam("b_applied", type_=sa.BigInteger)),
 )
+_ACK = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(
+    hub_seq_acked=_acked(sa.bindparam("b_seq", type_=sa.BigInteger)))
 _TRIM_OUTBOX = sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"), cmd.c.hub_seq <= sa.bindparam("b_seq"))
 _DISCONNECT = sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.session_epoch == sa.bindparam("b_epoch")) \
     .values(online=False, disconnected_at=sa.bindparam("b_now"), last_seen=sa.bindparam("b_now"), replica="")
@@ -440,8 +448,7 @@ class NodeStore:
         """The agent applied every command up to hub_seq: drop them from the outbox."""
         with write(self.engine) as conn:
             conn.execute(sa.delete(cmd).where(cmd.c.node == name, cmd.c.hub_seq <= hub_seq))
-            conn.execute(sa.update(n).where(n.c.name == name, n.c.hub_seq_acked < hub_seq)
-                         .values(hub_seq_acked=hub_seq))
+            conn.execute(_ACK, {"b_name": name, "b_seq": hub_seq})
 
     @translated
     def _thd_ack_many(self, acks: Sequence[tuple[str, int]]) -> None:
@@ -450,8 +457,7 @@ class NodeStore:
         with write(self.engine) as conn:
             conn.execute(sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"), cmd.c.hub_seq <= sa.bindparam("b_seq")),
                          rows)
-            conn.execute(sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.hub_seq_acked < sa.bindparam("b_seq"))
-                         .values(hub_seq_acked=sa.bindparam("b_seq")), rows)
+            conn.execute(_ACK, rows)
 
     @translated
     def _thd_pending(self, name: str, after: int) -> list[Command]:

@@ -43,8 +43,8 @@ from hub.store.engine import connect
 __all__ = ["PART_BYTES", "S3BlobStore", "S3Location", "S3Upload", "parse_s3_url"]
 
 PART_BYTES = 8 << 20
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,200}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,200}\Z")
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _TRANSIENT = {"500", "502", "503", "504", "InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"}
 

@@ -76,7 +76,8 @@ def test_production_data() -> None:
                                           "profile": "mk3", "unrelated": "x"})
     assert sliced == {"estimated_seconds": 600.0, "estimated_filament_g": 4.5, "slicer_version": "2.5",
                       "slicer_profile": "mk3"}
-    assert production_update("printability_failed", {"findings": '[{"code": "thin"}]'}) == {"findings": [{"code": "thin"}]}
+    assert production_update("printability_failed", {"findings": '[{"code": "thin"}]'}) == {
+        "findings": [{"code": "thin", "severity": "", "message": "", "details": {}}]}
     assert production_update("outcome", {"outcome": "failed", "reason": "warp", "notes": "n"}) == {
         "outcome": "failed", "failure_reason": "warp", "operator_notes": "n"}
     for kind, data in (("completed", {"actual_seconds": "soon"}), ("completed", {"resends": "-1"}),

@@ -38,7 +38,7 @@ from hub.provenance import registered_authorship
 
 __all__ = ["pinned_hub_key", "register", "run"]
 
-_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -1,0 +1,214 @@
+"""A rogue node (a valid credential, hostile messages) against the Nodes service, on SQLite and PostgreSQL.
+
+Each case: the status the rogue gets, and that what other nodes and their jobs depend on is unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from spimeforge.v1 import nodes_pb2
+
+from hub.jobs import JobSpec, JobState
+from hub.scheduler import PrinterRecord
+from hub.service.batching import Opening, session_opener
+from hub.store import schema
+from hub.store.nodes import HelloRecord, NodeInfo
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
+
+hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
+
+STL = b"solid cube\nendsolid cube\n"
+
+
+def _revision(hub: ClockedHub) -> str:
+    return str(hub.push("alice", "cube", {"cube.stl": STL}, create=True).revision_id)
+
+
+def _job(hub: ClockedHub, rev: str, node: str) -> str:
+    return hub.composed.hub.jobs._thd_create_job(JobSpec("cube", rev, "PLA", node=node), "admin").id
+
+
+def _events(hub: ClockedHub, node: str) -> list[tuple[str, bool, dict[str, str]]]:
+    e = schema.job_events
+    with hub.engine.connect() as conn:
+        rows = conn.execute(sa.select(e.c.kind, e.c.applied, e.c.data).where(e.c.node == node).order_by(e.c.agent_seq))
+        return [(r.kind, bool(r.applied), json.loads(r.data)) for r in rows]
+
+
+def test_a_hello_naming_one_printer_twice_is_refused_and_fails_no_one_else(hub: ClockedHub) -> None:
+    twice = [printer("pq"), printer("pq", materials=("PETG",))]
+    rogue = FakeAgent.enrolled(hub, "lab-a", twice)
+    with pytest.raises(AssertionError):
+        rogue.connect()
+    assert rogue.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'pq' appears twice" in rogue.error.details()  # type: ignore[union-attr]
+    honest = FakeAgent.enrolled(hub, "lab-b", [printer()])
+    assert honest.connect().session_epoch == 1
+    honest.send(heartbeat=nodes_pb2.Heartbeat(printers=twice))  # the same mistake later in a session
+    assert honest.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    stored = sorted((p.node, p.printer) for p in hub.composed.store.nodes._thd_printers())
+    assert stored == [("lab-b", "mk3")]
+
+
+def test_a_batch_of_hellos_with_one_unstorable_gives_the_others_their_sessions(hub: ClockedHub) -> None:
+    """The store refusing one Hello of a batch (here a printer twice, past the service's check) fails
+    only that caller: the batch is retried Hello by Hello."""
+    composed = hub.composed
+    for name in ("lab-a", "lab-b", "lab-c"):
+        composed.hub.nodes._thd_add_node(name)
+
+    def opening(name: str, *printers: str) -> Opening:
+        records = tuple(PrinterRecord(name, p, "MK3S", (250.0, 210.0, 210.0), 0.4, ("PLA",), "idle", True, True, True)
+                        for p in printers)
+        return Opening(HelloRecord(name, ("Berlin", 52.5, 13.4), "v1", 0, records, "2026-12-01T04:00:00Z"), ())
+
+    opener = session_opener(composed.store.nodes, composed.hub.jobs)
+
+    async def one_batch() -> list[object]:  # submitted together: the batcher runs them as one batch
+        return list(await asyncio.gather(opener.submit(opening("lab-a", "p1")), opener.submit(opening("lab-b", "p1", "p1")),
+                                         opener.submit(opening("lab-c", "p1")), return_exceptions=True))
+
+    first, bad, last = asyncio.run_coroutine_threadsafe(one_batch(), hub.loop).result(timeout=30)
+    assert isinstance(bad, Exception)
+    assert [r[0].name for r in (first, last) if isinstance(r, tuple) and isinstance(r[0], NodeInfo)] == ["lab-a", "lab-c"]
+    stored = sorted((p.node, p.printer) for p in composed.store.nodes._thd_printers())
+    assert stored == [("lab-a", "p1"), ("lab-c", "p1")]
+
+
+def test_an_ack_beyond_what_the_hub_sent_does_not_cut_the_node_off(hub: ClockedHub) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    agent.send(ack=nodes_pb2.CommandAck(hub_seq=1_000_000))
+    agent.start("no-such-job", 1)  # answered after the ack was stored (a session's messages run in order)
+    assert agent.ended() == grpc.StatusCode.NOT_FOUND
+    node = hub.composed.store.nodes._thd_node("lab-a")
+    assert node.hub_seq_acked == node.hub_seq
+    agent.last_hub_seq = 2_000_000  # a Hello claiming commands the hub never sent
+    agent.connect()
+    job_id = _job(hub, rev, "lab-a")
+    assert agent.expect("offer").offer.job_id == job_id
+
+
+@pytest.mark.parametrize("seconds", [253_402_300_800, 2**40, 2**63 - 1])
+def test_an_event_time_past_the_year_9999_is_refused_and_acknowledged(hub: ClockedHub, seconds: int) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    _job(hub, rev, "lab-a")
+    job_id, epoch = agent.take_job()
+    agent.send(job_event=nodes_pb2.JobEvent(agent_seq=1, job_id=job_id, lease_epoch=epoch,
+                                            kind=nodes_pb2.EVENT_KIND_DOWNLOADED,
+                                            at=timestamp_pb2.Timestamp(seconds=seconds)))
+    assert agent.expect("event_ack").event_ack.agent_seq == 1  # the outbox moves on
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "event time" in agent.error.details()  # type: ignore[union-attr]
+    assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.ASSIGNED
+
+
+@pytest.mark.parametrize("findings", ["[" * 8000 + "]" * 8000, "[1, 2]", json.dumps([{"code": "x"}] * 101)])
+def test_findings_that_are_not_a_short_list_of_objects_are_refused(hub: ClockedHub, findings: str) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    _job(hub, rev, "lab-a")
+    job_id, epoch = agent.take_job()
+    seq = agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PRINTABILITY_FAILED, {"findings": findings})
+    agent.acked(seq)
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "findings must be a JSON list" in agent.error.details()  # type: ignore[union-attr]
+    assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.ASSIGNED
+
+
+def test_findings_are_kept_in_the_shape_the_record_shows(hub: ClockedHub) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    _job(hub, rev, "lab-a")
+    job_id, epoch = agent.take_job()
+    sent = [{"code": "thin_wall", "severity": "error", "message": "0.1 mm", "min_mm": 0.1, "faces": [1, 2],
+             "details": {"where": "rim"}}]
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PRINTABILITY_FAILED, {"findings": json.dumps(sent)}))
+    job = hub.composed.hub.jobs._thd_get_job(job_id)
+    assert job.state is JobState.FAILED
+    assert job.production["findings"] == [{"code": "thin_wall", "severity": "error", "message": "0.1 mm",
+                                           "details": {"where": "rim", "min_mm": "0.1", "faces": "[1, 2]"}}]
+
+
+@pytest.mark.parametrize("layer", ["9" * 30, str(2**40), "-1"])
+def test_a_progress_layer_out_of_range_is_refused_alike_on_both_databases(hub: ClockedHub, layer: str) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    _job(hub, rev, "lab-a")
+    job_id, epoch = agent.take_job()
+    seq = agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PROGRESS, {"percent": "10", "layer": layer})
+    agent.acked(seq)
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "layer must be 0 to 1000000" in agent.error.details()  # type: ignore[union-attr]
+    assert hub.composed.hub.jobs._thd_get_job(job_id).layer == 0
+
+
+def test_a_heartbeat_layer_beyond_the_limit_is_refused(hub: ClockedHub) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    agent.heartbeat([nodes_pb2.JobProgress(job_id="j1", lease_epoch=1, percent=5, layer=4_000_000_000)])
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_progress_of_a_finished_job_changes_nothing(hub: ClockedHub) -> None:
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    _job(hub, rev, "lab-a")
+    job_id, epoch = agent.take_job()
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_FAILED, {"failure_reason": "nozzle clog"}))
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PROGRESS, {"percent": "100", "layer": "7"}))
+    job = hub.composed.hub.jobs._thd_get_job(job_id)
+    assert (job.state, job.progress_percent, job.layer) == (JobState.FAILED, 0.0, 0)
+
+
+def test_reports_on_another_nodes_job_keep_no_data(hub: ClockedHub) -> None:
+    rev = _revision(hub)
+    victim = FakeAgent.enrolled(hub, "lab-b", [printer()])
+    victim.connect()
+    _job(hub, rev, "lab-b")
+    job_id, epoch = victim.take_job()
+    rogue = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    rogue.connect()
+    bulk = {f"k{i}": "x" * 16_000 for i in range(32)}
+    rogue.acked(rogue.event(job_id, epoch - 1, nodes_pb2.EVENT_KIND_FAILED, bulk))  # stale: recorded, no change
+    seq = rogue.event(job_id, epoch, nodes_pb2.EVENT_KIND_FAILED, bulk)  # current epoch: refused
+    rogue.acked(seq)
+    assert rogue.ended() == grpc.StatusCode.PERMISSION_DENIED
+    assert _events(hub, "lab-a") == [("failed", False, {}), ("failed", False, {})]
+    assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.ASSIGNED
+
+
+@pytest.mark.parametrize("sha", ["", "../../etc/passwd", "A" * 64])
+def test_fetching_an_artifact_by_something_that_is_not_a_hash_is_invalid(hub: ClockedHub, sha: str) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    with pytest.raises(grpc.RpcError) as info:
+        list(agent.stub.FetchArtifact(nodes_pb2.DownloadArtifactRequest(sha256=sha),
+                                      metadata=(("authorization", f"Bearer {agent.token}"),)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "is not a SHA-256" in info.value.details()
+
+
+@pytest.mark.parametrize("field", ["printer_id", "currency"])
+def test_a_trailing_newline_does_not_pass_a_name_check(hub: ClockedHub, field: str) -> None:
+    p = printer("pa\n") if field == "printer_id" else printer()
+    if field == "currency":
+        p.rate_per_hour.currency = "EUR\n"
+    agent = FakeAgent.enrolled(hub, "lab-a", [p])
+    with pytest.raises(AssertionError):
+        agent.connect()
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert hub.composed.store.nodes._thd_printers() == []
