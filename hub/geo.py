@@ -8,6 +8,7 @@ below what "how far is the makerspace" needs.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from hub.errors import InvalidArgument
@@ -16,6 +17,8 @@ __all__ = ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_n
 
 EARTH_RADIUS_KM = 6371.0088
 MAX_NEAR_CHARS = 64
+# Plain ASCII decimals only: float() also takes "5_2", " 52 ", "١٢", fullwidth digits, "1e1" and "inf".
+_DEGREES = re.compile(r"-?[0-9]{1,3}(?:\.[0-9]{1,20})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,11 @@ class Point:
 
     latitude: float
     longitude: float
+
+    @property
+    def text(self) -> str:
+        """The normalised "LAT,LON" (shortest round-trip decimals, no negative zero), e.g. "52.52,13.405"."""
+        return f"{self.latitude + 0.0!r},{self.longitude + 0.0!r}"
 
 
 def point(latitude: float, longitude: float, what: str = "location") -> Point:
@@ -42,21 +50,21 @@ def point(latitude: float, longitude: float, what: str = "location") -> Point:
 
 
 def parse_near(text: str) -> Point:
-    """Parse "LAT,LON" in decimal degrees, e.g. "52.52,13.405".
+    """Parse "LAT,LON" in decimal degrees, e.g. "52.52,13.405": plain ASCII decimals, an optional minus,
+    no spaces, no exponent (``Point.text`` is the normalised form to keep).
 
     Raises:
-        InvalidArgument: not two comma-separated numbers, or off the globe.
+        InvalidArgument: not two comma-separated decimal numbers, or off the globe.
     """
     if len(text) > MAX_NEAR_CHARS:
-        raise InvalidArgument(f"near: at most {MAX_NEAR_CHARS} characters, like 52.52,13.405")
+        raise InvalidArgument(f"near: at most {MAX_NEAR_CHARS} characters, like 52.52,13.405", field="near")
     parts = text.split(",")
     if len(parts) != 2:
-        raise InvalidArgument(f"near {text!r:.70}: give LAT,LON in decimal degrees, like 52.52,13.405")
-    try:
-        lat, lon = float(parts[0]), float(parts[1])
-    except ValueError as exc:
-        raise InvalidArgument(f"near {text!r:.70}: LAT and LON must be numbers, like 52.52,13.405") from exc
-    return point(lat, lon, "near")
+        raise InvalidArgument(f"near {text!r:.70}: give LAT,LON in decimal degrees, like 52.52,13.405", field="near")
+    if not all(_DEGREES.fullmatch(part) for part in parts):
+        raise InvalidArgument(f"near {text!r:.70}: LAT and LON must be plain decimal numbers (digits 0-9, an "
+                              "optional - and .), like 52.52,13.405", field="near")
+    return point(float(parts[0]), float(parts[1]), "near")
 
 
 def distance_km(a: Point, b: Point) -> float:

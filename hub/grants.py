@@ -39,9 +39,10 @@ __all__ = [
 
 GRANT_TYPE = "spimeforge-grant/1"
 MAX_STATEMENT_CHARS = 1024
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# used with fullmatch: "$" would let a trailing newline through, and \d any script's digits
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = ("type", "design", "revision_id", "scope", "node", "until", "granted_by", "granted_at", "public_key")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class GrantStatement:
 
 def canonical_until(text: str) -> str:
     """A last day "YYYY-MM-DD" becomes its last second "YYYY-MM-DDT23:59:59Z"; other text is kept."""
-    return f"{text}T23:59:59Z" if _DATE.match(text) else text
+    return f"{text}T23:59:59Z" if _DATE.fullmatch(text) else text
 
 
 def statement_text(statement: GrantStatement) -> str:
@@ -85,22 +86,25 @@ def parse_statement(text: str) -> GrantStatement:
     """Read a statement exactly as signed.
 
     Raises:
-        InvalidArgument: too long, not JSON, other fields than a grant's, a field that is not a string, another
+        InvalidArgument: too long, not JSON (or JSON nested too deeply to read), other fields than a grant's, a field that is not a string, another
             type, a public key that is not 64 hex digits, or not in canonical form (the bytes would differ).
     """
     if len(text) > MAX_STATEMENT_CHARS:
         raise InvalidArgument(f"the grant statement has more than {MAX_STATEMENT_CHARS} characters")
     try:
         doc = json.loads(text)
+    except RecursionError as exc:  # json raises it past the interpreter's depth ("[" * 1024)
+        raise InvalidArgument("the grant statement nests JSON too deeply: a grant statement is one flat JSON "
+                              "object", field="statement") from exc
     except ValueError as exc:
-        raise InvalidArgument(f"the grant statement is not JSON: {exc}") from exc
+        raise InvalidArgument(f"the grant statement is not JSON: {exc}", field="statement") from exc
     if not isinstance(doc, dict) or sorted(doc) != sorted(_FIELDS):
         raise InvalidArgument(f"a grant statement is a JSON object with exactly the fields {', '.join(_FIELDS)}")
     if not all(isinstance(v, str) for v in doc.values()):
         raise InvalidArgument("every field of a grant statement is a string")
     if doc["type"] != GRANT_TYPE:
         raise InvalidArgument(f"the statement's type is {doc['type']!r:.40}, not {GRANT_TYPE!r}")
-    if not _HEX64.match(doc["public_key"]):
+    if not _HEX64.fullmatch(doc["public_key"]):
         raise InvalidArgument("the statement's public_key must be 64 lowercase hex digits (a raw Ed25519 key)")
     statement = GrantStatement(**doc)
     if statement_text(statement) != text:

@@ -15,10 +15,11 @@ licence fee (CC BY 4.0 §2(b)(3), OSHW definition §5).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, Context, Decimal, Inexact
 
 from hub.errors import InvalidArgument
 
@@ -37,6 +38,7 @@ __all__ = [
 COMMONS_FUND = "commons-fund"
 PAYMENT_FEES = "payment-fees"
 _HUNDRED = Decimal(100)
+_SUM_DIGITS = 64
 _ZERO_DIGIT_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF"})
 MAX_MINOR = 10**12  # a trillion cents: beyond any print order, and exact in float and JSON
 
@@ -63,9 +65,9 @@ class ValueEquation:
                  self.own_revision_percent, self.upstream_percent)
         if any(not isinstance(p, Decimal) or not p.is_finite() or p < 0 or p > _HUNDRED for p in parts):
             raise InvalidArgument("value equation: every percentage must be a number from 0 to 100")
-        if self.maker_percent + self.design_percent + self.commons_percent != _HUNDRED:
+        if not _adds_up(self.maker_percent, self.design_percent, self.commons_percent):
             raise InvalidArgument("value equation: maker + design + commons must add up to 100 %")
-        if self.own_revision_percent + self.upstream_percent != _HUNDRED:
+        if not _adds_up(self.own_revision_percent, self.upstream_percent):
             raise InvalidArgument("value equation: own revision + upstream must add up to 100 % of the design share")
         if not self.version or len(self.version) > 16:
             raise InvalidArgument("value equation: version must be 1 to 16 characters")
@@ -77,6 +79,17 @@ class ValueEquation:
             "commons": str(self.commons_percent), "own_revision": str(self.own_revision_percent),
             "upstream": str(self.upstream_percent),
         }, sort_keys=True)
+
+
+def _adds_up(*parts: Decimal) -> bool:
+    """Whether the parts add up to exactly 100. The default context rounds to 28 digits, so
+    50.00000000000000000000000000001 + 30 + 20 would come out as 100; a sum that needs more
+    than _SUM_DIGITS digits is no exact 100 either."""
+    exact = Context(prec=_SUM_DIGITS, traps=[Inexact])
+    try:
+        return functools.reduce(exact.add, parts, Decimal(0)) == _HUNDRED
+    except Inexact:
+        return False
 
 
 DEFAULT_EQUATION = ValueEquation()

@@ -11,7 +11,7 @@ refuses a larger one as it decodes the request (hub.api.wide_numbers).
 Besides field sizes this module holds the shape of the answers (how much one
 page may carry) and of the work a caller may start at once and per second:
 
-* CONCURRENT_CALLS: expensive RPCs one account may run at once;
+* CONCURRENT_CALLS: expensive RPCs (and long-lived streams) one account may run at once;
 * RATE_CLASSES / DEFAULT_RATES: a token bucket per account and method class
   (``search``, ``blobs``, ``order``, ``export``): ``per_s`` calls a second on
   average, bursts of ``burst``. Both are admission rules, applied by the API's
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
     "MAX_WAITING",
+    "MULTI_LINE_FIELDS",
     "PAGE_MAX_BYTES",
     "RATE_CLASSES",
     "REFUSAL_COST",
@@ -57,6 +59,7 @@ __all__ = [
     "TokenBucket",
     "check_fields",
     "check_page_size",
+    "check_plain_text",
     "cut_page",
     "parse_rates",
     "rate_limited",
@@ -116,9 +119,11 @@ CONCURRENT_CALLS: Mapping[str, int] = {
     "Records.Export": 2,
     "Orders.Quote": 2,
     "Orders.PlaceOrder": 2,
+    "Orders.WatchOrder": 8,
 }
 """Expensive RPCs one account may run at once; one more waits up to ADMISSION_WAIT_S for a
-slot, then is RESOURCE_EXHAUSTED (Quote and PlaceOrder slice the design on the hub)."""
+slot, then is RESOURCE_EXHAUSTED (Quote and PlaceOrder slice the design on the hub; a
+WatchOrder stream holds its slot while it runs, and a person follows a few orders at once)."""
 
 ADMISSION_WAIT_S = 2.0
 """How long a call over its account's rate or concurrency limit may wait before it is refused."""
@@ -235,12 +240,43 @@ def _check_one(limit_name: str, value: object, maximum: int) -> None:
     if isinstance(value, str) and "\x00" in value:
         raise InvalidArgument(f"{limit_name} contains a NUL character; remove it", reason="NUL_CHARACTER",
                               field=limit_name)
+    field = limit_name.rpartition(".")[2]
+    if isinstance(value, str) and field not in _PATHS:
+        check_plain_text(value, limit_name, len(value), multiline=field in MULTI_LINE_FIELDS)
     size = _measure(value)
     if size > maximum:
         raise InvalidArgument(
             f"{limit_name} has {size:,} {_unit(value)}, over its maximum of {maximum:,} (limit {limit_name})",
             reason="FIELD_TOO_LARGE", field=limit_name,
         )
+
+
+# C0 and C1 controls (category Cc) and the bidi controls (LRM, RLM, LRE..RLO, LRI..PDI), which reorder
+# the text around them when someone else reads it; text of several lines keeps tabs and line ends.
+_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_ONE_LINE_REFUSED = re.compile(f"[{_CONTROLS}\t\n\r]")
+_MULTI_LINE_REFUSED = re.compile(f"[{_CONTROLS}]|\r(?!\n)")
+MULTI_LINE_FIELDS = frozenset({"message", "reason", "manifest_toml"})
+"""Fields of FIELD_LIMITS' messages that hold text of several lines."""
+_PATHS = frozenset({"path"})  # hub.paths refuses their control characters with a reason of its own
+
+
+def check_plain_text(value: str, name: str, limit: int, *, multiline: bool = False, field: str = "") -> str:
+    """Check text that people read: at most ``limit`` characters, no control or bidi character (a
+    multi-line text keeps tabs, line feeds and CR LF). ``field``: the field at fault (default ``name``).
+
+    Raises:
+        InvalidArgument: too long, or the first control or bidi character (by its code point), naming the field.
+    """
+    field = field or name
+    if len(value) > limit:
+        raise InvalidArgument(f"{name}: at most {limit} characters", reason="FIELD_TOO_LARGE", field=field)
+    bad = (_MULTI_LINE_REFUSED if multiline else _ONE_LINE_REFUSED).search(value)
+    if bad is not None:
+        allowed = "plain text; tabs and line ends are fine" if multiline else "plain text on one line"
+        raise InvalidArgument(f"{name} holds the control or bidi character U+{ord(bad[0]):04X}: it takes {allowed}",
+                              reason="CONTROL_CHARACTER", field=field)
+    return value
 
 
 def check_fields(message: str, values: Mapping[str, object]) -> None:

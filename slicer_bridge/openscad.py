@@ -59,8 +59,9 @@ Value = float | int | bool | str | tuple[float, ...]
 
 _MAX_SCAD_BYTES = 2_000_000
 _DEFAULT_GROUP = "Parameters"
-_ASSIGN = re.compile(r"^([A-Za-z_$][\w$]*)\s*=\s*(.+?)\s*;\s*(?://\s*(.*?))?\s*$")
-_GROUP = re.compile(r"^/\*\s*\[([^\]]*)\]\s*\*/$")
+# _ASSIGN and _GROUP are used with fullmatch ("$" would let a trailing newline through)
+_ASSIGN = re.compile(r"([A-Za-z_$][\w$]*)\s*=\s*(.+?)\s*;\s*(?://\s*(.*?))?\s*")
+_GROUP = re.compile(r"/\*\s*\[([^\]]*)\]\s*\*/")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _DECLARATION = re.compile(r"^(module|function)\b")
@@ -171,13 +172,16 @@ def _literal(text: str) -> tuple[ParamKind, Value] | None:
         return ParamKind.BOOL, text == "true"
     if _NUMBER.fullmatch(text):
         number = float(text)
-        return ParamKind.NUMBER, int(number) if re.fullmatch(r"[-+]?\d+", text) else number
+        if not math.isfinite(number):  # "1e999" or 400 digits: no number a customizer can show
+            return None
+        return ParamKind.NUMBER, int(text) if re.fullmatch(r"[-+]?[0-9]+", text) else number
     if (m := _STRING.fullmatch(text)) is not None:
         return ParamKind.STRING, _unescape(m[1])
     if text.startswith("[") and text.endswith("]"):
         items = [i.strip() for i in text[1:-1].split(",")]
         if items and all(_NUMBER.fullmatch(i) for i in items):
-            return ParamKind.VECTOR, tuple(float(i) for i in items)
+            vector = tuple(float(i) for i in items)
+            return (ParamKind.VECTOR, vector) if all(math.isfinite(v) for v in vector) else None
     return None
 
 
@@ -250,7 +254,7 @@ def parse_parameters(source: str) -> ParameterSchema:
     group, hidden, description, depth, in_block = _DEFAULT_GROUP, False, "", 0, False
     for raw in source.splitlines():
         stripped = raw.strip()
-        if depth == 0 and not in_block and (g := _GROUP.match(stripped)):
+        if depth == 0 and not in_block and (g := _GROUP.fullmatch(stripped)):
             group = g[1].strip() or _DEFAULT_GROUP
             hidden = group.lower() == "hidden"
             description = ""
@@ -273,7 +277,7 @@ def _brace_delta(code: str) -> int:
 
 
 def _parameter(code: str, group: str, hidden: bool, description: str) -> Parameter | None:
-    match = _ASSIGN.match(_STRING.sub(lambda m: m[0].replace("//", "\0"), code))
+    match = _ASSIGN.fullmatch(_STRING.sub(lambda m: m[0].replace("//", "\0"), code))
     if match is None:
         return None
     literal = _literal(match[2].replace("\0", "//"))
@@ -289,7 +293,9 @@ def _parameter(code: str, group: str, hidden: bool, description: str) -> Paramet
 
 
 def _refuse(param: Parameter, value: object, problem: str) -> ParameterError:
-    return ParameterError(param.name, f"{value!r} {problem}; expected {param.allowed()}")
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+    return ParameterError(param.name, f"{shown} {problem}; expected {param.allowed()}")
 
 
 def _off_step(value: float, low: float, step: float | None) -> bool:
@@ -299,10 +305,18 @@ def _off_step(value: float, low: float, step: float | None) -> bool:
     return abs(steps - round(steps)) > _STEP_TOLERANCE
 
 
+def _as_float(param: Parameter, value: float) -> float:
+    """The value as a float; an integer beyond the float range ("1" * 400) is out of range, not a crash."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise _refuse(param, value, "is out of range") from None
+
+
 def _check_number(param: Parameter, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _refuse(param, value, "is not a number")
-    if not math.isfinite(value):
+    if not math.isfinite(_as_float(param, value)):
         raise _refuse(param, value, "is not finite")
     low, high = param.minimum, param.maximum
     if low is not None and high is not None:
@@ -321,7 +335,7 @@ def _check_choice(param: Parameter, value: object) -> float | str:
             isinstance(choice.value, float)
             and isinstance(value, (int, float))
             and not isinstance(value, bool)
-            and math.isclose(value, choice.value, rel_tol=1e-9, abs_tol=1e-12)
+            and math.isclose(_as_float(param, value), choice.value, rel_tol=1e-9, abs_tol=1e-12)
         ):
             return value
     raise ParameterError(param.name, f"{value!r} is not allowed; expected {param.allowed()}")

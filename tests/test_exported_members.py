@@ -126,9 +126,9 @@ EXPORTS = {
     ],
     "hub.limits": [
         "ADMISSION_WAIT_S", "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "DEFAULT_RATES", "FIELD_LIMITS",
-        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_WAITING", "PAGE_MAX_BYTES",
-        "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields", "check_page_size",
-        "cut_page",
+        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_WAITING", "MULTI_LINE_FIELDS",
+        "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields",
+        "check_page_size", "check_plain_text", "cut_page",
         "parse_rates", "rate_limited", "too_busy", "too_many_waiting",
     ],
     "hub.workers": ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
-from decimal import Decimal, InvalidOperation
+import re
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 from spimeforge.v1 import common_pb2, orders_pb2, orders_pb2_grpc, records_pb2
 
-from hub import ledger, orders
+from hub import ledger, limits, orders
 from hub.api import convert as cv
 from hub.api.interceptors import current_account
 from hub.api.servicers import RecordsServicer
@@ -127,9 +128,15 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return _order_to_proto(await _service(self.hub).view(current_account(), request.order_id))
 
     async def ListOrders(self, request, context):  # type: ignore[no-untyped-def]
+        converted: list[orders_pb2.Order] = []
+
+        def fits(views: Sequence[OrderView]) -> int:
+            converted.extend(_order_to_proto(v) for v in views)
+            return limits.cut_page([o.ByteSize() for o in converted]).count
+
         views, token = await _service(self.hub).list_orders(current_account(), request.include_final,
-                                                     int(request.page.page_size), request.page.page_token)
-        return orders_pb2.ListOrdersResponse(orders=[_order_to_proto(v) for v in views], next_page_token=token)
+                                                            int(request.page.page_size), request.page.page_token, fits)
+        return orders_pb2.ListOrdersResponse(orders=converted[:len(views)], next_page_token=token)
 
     async def WatchOrder(self, request, context) -> AsyncIterator[orders_pb2.Order]:  # type: ignore[no-untyped-def]
         async for view in _service(self.hub).watch(current_account(), request.order_id):
@@ -159,14 +166,15 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return orders_pb2.Incarnation(**found)  # type: ignore[arg-type]
 
 
+# Plain ASCII decimals: Decimal() also takes " 50 ", "-0", "5_0", "٥٠", "1E1" and "NaN".
+_PERCENT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,4})?")
+
+
 def _percent(text: str, name: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise InvalidArgument(f"{name} must be a decimal percentage like 60 or 12.5, got {text!r:.20}") from exc
-    if not value.is_finite():
-        raise InvalidArgument(f"{name} must be a finite percentage")
-    return value
+    if not _PERCENT.fullmatch(text):
+        raise InvalidArgument(f"equation.{name} must be a percentage from 0 to 100 in plain digits with at most "
+                              f"4 decimal places, like 60 or 12.5, got {text!r:.20}", field=f"equation.{name}")
+    return Decimal(text)
 
 
 def _equation_to_proto(design: str, eq: ledger.ValueEquation) -> records_pb2.ValueEquation:

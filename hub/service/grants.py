@@ -36,9 +36,10 @@ __all__ = ["GRANT_SCOPES", "SIGNING_SKEW_S", "GrantRequest", "GrantService", "Li
 GRANT_SCOPES = ("paid", "modified", "any")
 MAX_GRANT_YEARS = 10
 SIGNING_SKEW_S = 300  # how far granted_at may be from the hub's time (as for key registrations)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_HEX = re.compile(r"^[0-9a-f]{0,128}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# used with fullmatch: "$" would let a trailing newline through, and \d any script's digits
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_HEX = re.compile(r"[0-9a-f]{0,128}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class LicenceGate:
 
 
 def _until(text: str, now: dt.datetime) -> str:
-    if _DATE.match(text):
+    if _DATE.fullmatch(text):
         text += "T23:59:59Z"
     moment = parse_time(text, "until")
     if moment <= now:
@@ -117,7 +118,7 @@ class GrantService:
         await self._check_fields(design, statement, now)
         reg = await asyncio.to_thread(self.accounts._thd_key, grant_rules.statement_key(statement))
         _check_signer(caller, statement, reg, format_time(now))
-        if not _HEX.match(request.signature) or len(request.signature) != 128:
+        if not _HEX.fullmatch(request.signature) or len(request.signature) != 128:
             raise InvalidArgument("signature must be 128 lowercase hex digits (an Ed25519 signature)")
         keys.verify_strict(grant_rules.statement_key(statement), request.statement.encode("utf-8"),
                            bytes.fromhex(request.signature), what="the grant's signature")
@@ -131,7 +132,7 @@ class GrantService:
         """Raises: InvalidArgument, NotFound (the revision)."""
         if statement.scope not in GRANT_SCOPES:
             raise InvalidArgument(f"scope {statement.scope!r:.40}: use {', '.join(GRANT_SCOPES)}")
-        if statement.node and not _NAME.match(statement.node):
+        if statement.node and not _NAME.fullmatch(statement.node):
             raise InvalidArgument(f"node {statement.node!r:.70} is not an account name")
         if statement.revision_id:
             found = await asyncio.to_thread(self.designs._thd_get_revision, design.slug, statement.revision_id)

@@ -32,6 +32,7 @@ from hub.errors import (
     Unauthenticated,
 )
 from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
+from hub.limits import check_plain_text
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
@@ -222,11 +223,6 @@ class Session:
         self.drained = True
 
 
-def _check_text(label: str, text: str, limit: int) -> None:
-    if len(text) > limit or "\x00" in text:
-        raise InvalidArgument(f"{label} must be at most {limit} characters without NUL")
-
-
 def check_printer(p: PrinterRecord) -> PrinterRecord:
     """Bounds of a reported printer.
 
@@ -235,8 +231,8 @@ def check_printer(p: PrinterRecord) -> PrinterRecord:
     """
     if not _PRINTER.match(p.printer):
         raise InvalidArgument(f"printer id {p.printer[:80]!r} must be 1-64 letters, digits, '_', '.' or '-'")
-    _check_text("printer model", p.model, 64)
-    _check_text("slicer profile", p.slicer_profile, 64)
+    check_plain_text(p.model, "printer model", 64)
+    check_plain_text(p.slicer_profile, "slicer profile", 64)
     if not all(0 < v <= 10_000 for v in p.build_volume_mm):
         raise InvalidArgument(f"printer {p.printer}: build volume must be 0-10000 mm on each axis")
     if not 0 <= p.nozzle_mm <= 10:
@@ -246,7 +242,7 @@ def check_printer(p: PrinterRecord) -> PrinterRecord:
     if len(p.materials) > MAX_MATERIALS:
         raise InvalidArgument(f"printer {p.printer}: at most {MAX_MATERIALS} materials")
     for material in p.materials:
-        _check_text("material", material, 32)
+        check_plain_text(material, "material", 32)
     for currency, minor in (p.rate_per_hour, p.rate_per_gram):
         if (currency and not re.match(r"^[A-Z]{3}\Z", currency)) or minor < 0:
             raise InvalidArgument(f"printer {p.printer}: rates are non-negative amounts in an ISO 4217 currency")
@@ -265,8 +261,8 @@ def _check_hello(account: Account, hello: Hello) -> None:
     if hello.agent_id != account.name:
         raise PermissionDenied(f"Hello.agent_id {hello.agent_id[:64]!r} is not this credential's node "
                                f"{account.name!r}")
-    _check_text("agent version", hello.version, 64)
-    _check_text("location", hello.location, 128)
+    check_plain_text(hello.version, "agent version", 64)
+    check_plain_text(hello.location, "location", 128)
     if hello.latitude is not None and not -90 <= hello.latitude <= 90:
         raise InvalidArgument("latitude must be -90..90 degrees")
     if hello.longitude is not None and not -180 <= hello.longitude <= 180:
@@ -277,7 +273,7 @@ def _check_hello(account: Account, hello: Hello) -> None:
     for p in hello.printers:
         check_printer(p)
     for held in hello.held:
-        _check_text("held job id", held.job_id, 40)
+        check_plain_text(held.job_id, "held job id", 40)
 
 
 class Admission:
@@ -449,7 +445,7 @@ class NodeService:
         """
         if not reason.strip():
             raise InvalidArgument("say why the node is drained (--reason): its operator reads it")
-        _check_text("the reason", reason, MAX_DRAIN_REASON)
+        check_plain_text(reason, "the reason", MAX_DRAIN_REASON)
         info = self.nodes._thd_set_drained(check_account_name(name), reason.strip(), format_time(self.clock()))
         log.info("node drained", extra={"node": name, "reason": reason})
         return info
@@ -497,7 +493,7 @@ class NodeService:
         """
         if not enrollment_token or len(enrollment_token) > 128 or "\x00" in enrollment_token:
             raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)")
-        _check_text("agent version", agent_version, 64)
+        check_plain_text(agent_version, "agent version", 64)
         bearer = new_token()
         node = await asyncio.to_thread(self.nodes._thd_enroll, enrollment_token, bearer, format_time(self.clock()))
         log.info("node enrolled", extra={"node": node, "agent_version": agent_version})
@@ -576,14 +572,14 @@ class NodeService:
         elif isinstance(message, Heartbeat):
             await self._heartbeat(session, message)
         elif isinstance(message, OfferReply):
-            _check_text("offer id", message.offer_id, 64)
+            check_plain_text(message.offer_id, "offer id", 64)
             if message.est_print_seconds > MAX_NUMBER:
                 raise InvalidArgument(f"est_print_seconds must be at most {MAX_NUMBER:g}")
             await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
                                     message.reason, message.est_print_seconds)
         elif isinstance(message, StartRequest):
-            _check_text("job id", message.job_id, 40)
-            _check_text("printer id", message.printer, 64)
+            check_plain_text(message.job_id, "job id", 40)
+            check_plain_text(message.printer, "printer id", 64)
             await asyncio.to_thread(self.jobs._thd_start, session.node, message.job_id, message.lease_epoch,
                                     message.printer)
         elif isinstance(message, Ack):
@@ -604,7 +600,7 @@ class NodeService:
         if len(beat.printers) > MAX_PRINTERS or len(beat.progress) > MAX_HELD:
             raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} progress entries per heartbeat")
         for item in beat.progress:
-            _check_text("progress job id", item.job_id, 40)
+            check_plain_text(item.job_id, "progress job id", 40)
             if not 0 <= item.percent <= 100:  # also refuses NaN
                 raise InvalidArgument(f"progress of job {item.job_id} must be 0-100 percent")
             check_layer(item.layer)

@@ -29,6 +29,7 @@ from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
 from hub.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import Job, JobSpec
+from hub.limits import check_plain_text
 from hub.manifest import Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
 from hub.service.batching import GroupCommit
@@ -134,16 +135,8 @@ class OrderView:
     layer: int
 
 
-def _text(value: str, name: str, limit: int) -> str:
-    if len(value) > limit:
-        raise InvalidArgument(f"{name}: at most {limit} characters")
-    if "\x00" in value:
-        raise InvalidArgument(f"{name} must not contain NUL characters")
-    return value
-
-
 def check_request(req: OrderRequest) -> OrderRequest:
-    """Validate every field before anything is looked up.
+    """Validate every field before anything is looked up: the request with its material and place normalised.
 
     Raises:
         InvalidArgument: names the field and what is allowed.
@@ -159,16 +152,19 @@ def check_request(req: OrderRequest) -> OrderRequest:
     if len(req.parameters) > MAX_PARAMETERS:
         raise InvalidArgument(f"at most {MAX_PARAMETERS} parameters")
     for name, value in req.parameters.items():
-        _text(name, "parameter name", MAX_PARAM_NAME)
-        _text(value, f"parameter {name}", MAX_PARAM_VALUE)
-    _text(req.color, "color", 64)
-    if req.near:
-        geo.parse_near(req.near)
+        check_plain_text(name, "parameter name", MAX_PARAM_NAME, field="spec.parameters")
+        check_plain_text(value, f"parameter {name}", MAX_PARAM_VALUE, field=f"spec.parameters[{name}]")
+    if req.color:
+        # Orders and jobs keep no colour and no printer is matched by the colour it has loaded: taking
+        # one would promise what the hub cannot keep.
+        raise InvalidArgument("color: choosing a colour is not offered yet; order without a colour and agree "
+                              "it with the maker", reason="COLOR_NOT_OFFERED", field="spec.color")
+    near = geo.parse_near(req.near).text if req.near else ""
     if not (0.0 <= req.max_km <= MAX_KM):  # also refuses NaN
         raise InvalidArgument(f"max_km must be 0 (no limit) to {MAX_KM:g}, got {req.max_km}")
     if req.max_km and not req.near:
         raise InvalidArgument("max_km needs near=LAT,LON")
-    return replace(req, material=material)
+    return replace(req, material=material, near=near)
 
 
 def _incarnation_id() -> str:
@@ -484,7 +480,7 @@ class OrderService:
             FailedPrecondition: the quote expired or nothing can make it; AlreadyExists: the key
             names a different order; LicenseConflict: as for quotes.
         """
-        _text(key, "idempotency_key", MAX_KEY)
+        check_plain_text(key, "idempotency_key", MAX_KEY)
         if best and best not in quotes.RANK_RULES:
             raise InvalidArgument(f"unknown rule {best!r:.40}: use {', '.join(quotes.RANK_RULES)}")
         asked = json.dumps({"quote": quote_id, "option": option, "best": best,
@@ -559,7 +555,7 @@ class OrderService:
         return self.store._thd_key(customer, key, sha)
 
     async def _from_quote(self, caller: Account, quote_id: str, option: int) -> _Placing:
-        _text(quote_id, "quote_id", 32)
+        check_plain_text(quote_id, "quote_id", 32)
         row = await asyncio.to_thread(self.store._thd_get_quote, quote_id)
         if row.customer != caller.name:
             raise NotFound(f"no quote {quote_id!r}")
@@ -614,8 +610,10 @@ class OrderService:
     # -- reading and following ---------------------------------------------------------------
 
     def _thd_view(self, order_id: str) -> OrderView:
-        order = self.store._thd_get_order(order_id)
-        jobs = tuple(self.jobs._thd_jobs_of_order(order_id)) if self.jobs is not None else ()
+        return self._thd_view_of(self.store._thd_get_order(order_id))
+
+    def _thd_view_of(self, order: orders.Order) -> OrderView:
+        jobs = tuple(self.jobs._thd_jobs_of_order(order.id)) if self.jobs is not None else ()
         order = self._thd_refresh(order, jobs)
         active = [j for j in jobs if j.state.value not in ("cancelled",)]
         progress = sum(100.0 if j.state.value in ("printed", "done") else j.progress_percent for j in active)
@@ -639,16 +637,21 @@ class OrderService:
 
     async def view(self, caller: Account, order_id: str) -> OrderView:
         """Raises: InvalidArgument, NotFound, PermissionDenied."""
-        _text(order_id, "order_id", 32)
+        check_plain_text(order_id, "order_id", 32)
         shown = await asyncio.to_thread(self._thd_view, order_id)
         _require_party(caller, shown)
         return shown
 
-    async def list_orders(self, caller: Account, include_final: bool, page_size: int, token: str) -> tuple[list[OrderView], str]:
-        """A page of the caller's orders (an admin's: everyone's), newest first.
+    async def list_orders(self, caller: Account, include_final: bool, page_size: int, token: str,
+                          fits: Callable[[Sequence[OrderView]], int] = len) -> tuple[list[OrderView], str]:
+        """A page of the caller's orders (an admin's: everyone's), newest first, and the next page's token.
+
+        Args:
+            fits: how many of the leading views one answer carries (the API measures their bytes); the
+                page ends there (after one view at least) and the token continues after it.
 
         Raises:
-            InvalidArgument: a bad page token; ResourceExhausted: page_size over the maximum.
+            InvalidArgument: a bad page token, or page_size over the maximum.
         """
         if page_size > PAGE_MAX:
             raise InvalidArgument(f"page_size is at most {PAGE_MAX}")
@@ -657,8 +660,10 @@ class OrderService:
         customer = None if caller.role is Role.ADMIN else caller.name
         found = await asyncio.to_thread(self.store._thd_list_orders, customer, include_final,
                                         [s.value for s in orders.FINAL_STATES], limit + 1, before)
-        views = [await asyncio.to_thread(self._thd_view, o.id) for o in found[:limit]]
-        return views, encode_token(found[limit - 1].id) if len(found) > limit else ""
+        views = await asyncio.to_thread(lambda: [self._thd_view_of(o) for o in found[:limit]])
+        shown = max(1, min(fits(views), len(views))) if views else 0
+        more = shown < len(views) or len(found) > limit
+        return views[:shown], encode_token(views[shown - 1].order.id) if more else ""
 
     async def watch(self, caller: Account, order_id: str) -> AsyncIterator[OrderView]:
         """The order now, then after every change of its jobs, until it is final."""
@@ -711,10 +716,10 @@ class OrderService:
         Raises:
             NotFound, PermissionDenied (not the customer), FailedPrecondition (already final).
         """
-        _text(reason, "reason", MAX_REASON)
+        check_plain_text(reason, "reason", MAX_REASON)
         shown = await self.view(caller, order_id)
         if caller.name != shown.order.customer and caller.role is not Role.ADMIN:
-            raise PermissionDenied(f"only {shown.order.customer}, who placed order {order_id}, may cancel it")
+            raise PermissionDenied(f"only the customer who placed order {order_id} may cancel it")
         if not orders.cancellable(shown.order.state):
             raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: nothing to cancel")
         partial = 0
@@ -746,15 +751,18 @@ class OrderService:
             FailedPrecondition: nothing was made yet.
         """
         ratings_rules.check_rating(stars, criteria, comment)
-        _text(job_id, "job_id", 32)
+        check_plain_text(comment, "rating.comment", ratings_rules.MAX_COMMENT_CHARS, multiline=True)
+        check_plain_text(job_id, "job_id", 32)
         if role not in ratings_rules.ROLES:
             raise InvalidArgument(f"role {role!r:.20}: use {', '.join(ratings_rules.ROLES)}")
-        _text(order_id, "order_id", 32)
+        check_plain_text(order_id, "order_id", 32)
         shown = await asyncio.to_thread(self._thd_view, order_id)
         design = await asyncio.to_thread(self.designs._thd_get_design, shown.order.design)
+        # the caller's part in the order first: a stranger must not learn which job ids it has
+        _require_role(caller, role, shown, shown.jobs, design)
         jobs = [j for j in shown.jobs if not job_id or j.id == job_id]
         if job_id and not jobs:
-            raise InvalidArgument(f"order {order_id} has no job {job_id!r}")
+            raise InvalidArgument(f"order {order_id} has no job {job_id!r}", field="job_id")
         _require_role(caller, role, shown, jobs, design)
         if not any(j.state.value in ("printed", "done", "failed", "lost_contact") for j in jobs):
             raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: rate it once something was made")
@@ -799,7 +807,7 @@ class OrderService:
             check_slug(design)
             await asyncio.to_thread(self.designs._thd_get_design, design)
         else:
-            _text(node, "node", 64)
+            check_plain_text(node, "node", 64)
         kwargs = {"design": design} if design else {"recipient": node}
         balances = await asyncio.to_thread(lambda: self.store._thd_balances(**kwargs))
         entries = await asyncio.to_thread(lambda: self.store._thd_ledger(**kwargs, limit=limit or 100))
@@ -832,7 +840,9 @@ def _require_party(caller: Account, shown: OrderView) -> None:
         return
     if any(j.node == caller.name for j in shown.jobs):
         return
-    raise PermissionDenied(f"order {shown.order.id} belongs to {shown.order.customer}; {caller.name} takes no part in it")
+    # never the customer's name: a stranger learns nothing of whose the order is
+    raise PermissionDenied(f"{caller.name} takes no part in order {shown.order.id}: only its customer and the "
+                           "nodes that make it may follow it")
 
 
 def _fingerprint(view: OrderView) -> tuple[object, ...]:

@@ -47,10 +47,18 @@ class MeshPlan:
     rendered: bool
 
 
-def _coerce(value: str) -> object:
-    """Customer values arrive as text; give the validator the JSON-like value they spell."""
+def _coerce(name: str, value: str) -> object:
+    """Customer values arrive as text; give the validator the JSON-like value they spell (text that is
+    not JSON is the text itself).
+
+    Raises:
+        InvalidArgument: the value nests lists deeper than the JSON reader goes (no parameter nests at all).
+    """
     try:
         return json.loads(value)
+    except RecursionError as exc:  # json raises it past the interpreter's depth ("[" * 1024)
+        raise InvalidArgument(f"parameter {name!r}: the value nests lists too deeply; a parameter is a number, "
+                              "true or false, text, or one list of numbers", field=f"spec.parameters[{name}]") from exc
     except ValueError:
         return value
 
@@ -73,7 +81,7 @@ def check_parameters(manifest: Manifest, scad_source: str | None, parameters: Ma
     from slicer_bridge.openscad import format_value, parse_parameters, validate
 
     try:
-        checked = validate(parse_parameters(scad_source), {k: _coerce(v) for k, v in parameters.items()})
+        checked = validate(parse_parameters(scad_source), {k: _coerce(k, v) for k, v in parameters.items()})
     except ParameterError as exc:
         raise InvalidArgument(str(exc)) from exc
     defaults = dict(manifest.openscad.parameters)
@@ -146,7 +154,7 @@ class SliceEstimator:
             folder = Path(tempfile.mkdtemp(prefix="render-", dir=self._mkdir(self.work_dir / "tmp")))
             try:
                 await asyncio.to_thread(self._link_tree, revision, folder)
-                values = {k: _coerce(v) for k, v in changed.items()}
+                values = {k: _coerce(k, v) for k, v in changed.items()}
                 staged = await render_scad(folder / source, values, RENDER_TIMEOUT_S, folder / "out.stl")
                 self._mkdir(out.parent)
                 os.replace(staged, out)

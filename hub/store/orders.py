@@ -372,7 +372,8 @@ class OrderStore:
 
     def _thd_list_orders(self, customer: str | None, include_final: bool, finals: Sequence[str],
                          limit: int, before: str) -> list[Order]:
-        query = sa.select(o.c.id).order_by(o.c.id.desc()).limit(limit)
+        """Up to ``limit`` orders, newest first, with their objects (two queries for the page)."""
+        query = sa.select(o).order_by(o.c.id.desc()).limit(limit)
         if customer is not None:
             query = query.where(o.c.customer == customer)
         if not include_final:
@@ -380,7 +381,13 @@ class OrderStore:
         if before:
             query = query.where(o.c.id < before)
         with connect(self.engine) as conn:
-            return [self._load(conn, str(i)) for i in conn.execute(query).scalars()]
+            rows = conn.execute(query).all()
+            objects: dict[str, list[OrderObject]] = {row.id: [] for row in rows}
+            if objects:
+                for x in conn.execute(sa.select(ob).where(ob.c.order_id.in_(list(objects)))
+                                      .order_by(ob.c.order_id, ob.c.position)):
+                    objects[x.order_id].append(OrderObject(x.incarnation_id, x.position, x.job_id, x.part))
+        return [_order(row, tuple(objects[row.id])) for row in rows]
 
     def _thd_update_state(self, order_id: str, expected: OrderState, new: OrderState, now: str,
                           failure_reason: str = "", partial_cost_minor: int | None = None) -> bool:

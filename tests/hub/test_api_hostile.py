@@ -41,7 +41,7 @@ MALFORMED_SPDX = ["MIT OR", "()", "LicenseRef-x OR", "OR MIT", "MIT\u202eGPL-3.0
 def test_malformed_spdx_is_invalid_argument_at_every_door(any_api: InProcessHub) -> None:
     api = any_api
     _created(api)
-    reasons = ("LICENSE_MALFORMED", "LICENSE_UNKNOWN", "LICENSE_TOO_LONG", "FIELD_TOO_LARGE")
+    reasons = ("LICENSE_MALFORMED", "LICENSE_UNKNOWN", "LICENSE_TOO_LONG", "FIELD_TOO_LARGE", "CONTROL_CHARACTER")
     for text in MALFORMED_SPDX:
         refused(api, _push_manifest(api, manifest_toml("cube", license=text)), BAD, reasons)
         fork = designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube")], name="cube-fork", license=text)

@@ -214,12 +214,12 @@ def test_signed_push_verifies_and_forged_signature_is_refused(any_api: InProcess
     api = any_api
     key = provenance.generate_private_key()
     public = provenance.public_key_of(key)
-    created_at = now_z()
+    register_key(api, "alice", key)
+    created_at = now_z()  # after the key's registration: a revision counts a key valid when it was made
     files = {"cube.stl": CUBE}
     manifest = parse_manifest(manifest_toml("cube")).to_dict()
     rid = provenance.revision_id([], manifest, [provenance.FileEntry("cube.stl", sha(CUBE), len(CUBE))], "alice", created_at, "signed")
     forged = provenance.sign(provenance.generate_private_key(), rid)
-    register_key(api, "alice", key)
     api.upload("alice", CUBE)
     _refused(api, lambda: api.push("alice", "cube", files, create=True, created_at=created_at, message="signed",
                                    signature=forged, public_key=public, upload=False), grpc.StatusCode.INVALID_ARGUMENT, "signature")

@@ -90,6 +90,35 @@ def test_nul_characters_are_refused_the_same_on_both_databases(any_api: InProces
     assert api.snapshot() == before
 
 
+@pytest.mark.parametrize("bad", ["\x1b[2J", "\u202e", "\u2066", "\x07", "\x9b", "a\rb"])
+def test_control_and_bidi_characters_are_refused_in_text_others_read(any_api: InProcessHub, bad: str) -> None:
+    api = any_api
+    api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    d, alice = api.designs, api.md("alice")
+    fork = designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube")], name="fork", title=f"x{bad}")
+    decline = designs_pb2.DeclineProposalRequest(design="cube", proposal_id="p-1", reason=f"no{bad}")
+    for call, field in ((_push(api, message=f"fix{bad}"), "PushRequest.message"),
+                        (lambda: d.Fork(fork, metadata=alice), "ForkRequest.title"),
+                        (lambda: d.DeclineProposal(decline, metadata=alice), "DeclineProposalRequest.reason"),
+                        (lambda: d.Search(designs_pb2.SearchRequest(text=f"cube{bad}"), metadata=alice),
+                         "SearchRequest.text")):
+        before = api.snapshot()
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert f"{field} holds the control or bidi character" in (info.value.details() or "")
+        assert api.snapshot() == before
+
+
+def test_a_message_of_several_lines_keeps_tabs_and_line_ends(any_api: InProcessHub) -> None:
+    api = any_api
+    message = "Thicker walls\r\n\n\t- 2 mm instead of 1.2\n"
+    pushed = api.push("alice", "cube", {"cube.stl": CUBE}, create=True, message=message)
+    rev = api.designs.GetRevision(designs_pb2.GetRevisionRequest(design="cube", revision_id=pushed.revision_id),
+                                  metadata=api.md("carol"))
+    assert rev.message == message
+
+
 def _big_manifest(design: str, version: int) -> str:
     # A TOML comment makes each revision (and so each page entry) about 200 KB.
     return manifest_toml(design, version=f"1.0.{version}") + "#" + "x" * 200_000 + "\n"

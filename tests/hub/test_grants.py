@@ -16,6 +16,7 @@ from hub.keys import fingerprint, verify_strict
 from hub.provenance import generate_private_key, public_key_of
 from tests.hub.grant_signing import UNTIL, now_text, registered_key, signed_grant, statement
 from tests.hub.harness import InProcessHub, manifest_toml
+from tests.hub.refusal import refused
 
 STL = b"solid s\nendsolid s\n"
 
@@ -167,3 +168,33 @@ def test_the_statement_is_refused_before_signing_with_another_key() -> None:
     other = dataclasses.replace(statement(key, "alice", "cube"), public_key=public_key_of(generate_private_key()).hex())
     with pytest.raises(InvalidArgument):
         grant_rules.sign_statement(key, other)
+
+
+def test_a_deeply_nested_statement_is_refused_naming_the_statement(any_api: InProcessHub) -> None:
+    """JSON nested past the interpreter's depth raised RecursionError: INTERNAL, not the caller's fault."""
+    api = any_api
+    _design(api)
+    stub = orders_pb2_grpc.OrdersStub(api.channel)
+    request = orders_pb2.GrantRequest(statement="[" * 1024, signature="ab" * 64)
+    refusal = refused(api, lambda: stub.Grant(request, metadata=api.md("alice")), grpc.StatusCode.INVALID_ARGUMENT,
+                      "INVALID_ARGUMENT", "grant statement", "too deeply")
+    assert refusal.info.metadata["field"] == "statement"
+    with pytest.raises(InvalidArgument, match="nests JSON too deeply"):
+        grant_rules.parse_statement("[" * 1024)
+
+
+def test_a_signed_node_with_a_trailing_newline_is_refused(any_api: InProcessHub) -> None:
+    """The node pattern ended in "$", which re.match lets end before a final newline."""
+    api = any_api
+    _design(api)
+    request = signed_grant(registered_key(api, "alice"), "alice", "nc-cube", node="lab-1\n")
+    stub = orders_pb2_grpc.OrdersStub(api.channel)
+    refusal = refused(api, lambda: stub.Grant(request, metadata=api.md("alice")), grpc.StatusCode.INVALID_ARGUMENT,
+                      "INVALID_ARGUMENT", "node")
+    assert "not an account name" in refusal.message
+
+
+@pytest.mark.parametrize("until", ["2030-01-01\n", "\u0662\u0660\u0663\u0660-\u0660\u0661-\u0660\u0661"])
+def test_only_a_plain_last_day_becomes_its_last_second(until: str) -> None:
+    assert grant_rules.canonical_until("2030-01-01") == "2030-01-01T23:59:59Z"
+    assert grant_rules.canonical_until(until) == until

@@ -20,7 +20,7 @@ from hub.service.batching import Opening, session_opener
 from hub.store import schema
 from hub.store.nodes import HelloRecord, NodeInfo
 from tests.hub.clocked import clocked_fixture
-from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer
 
 hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
@@ -211,4 +211,21 @@ def test_a_trailing_newline_does_not_pass_a_name_check(hub: ClockedHub, field: s
     with pytest.raises(AssertionError):
         agent.connect()
     assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert hub.composed.store.nodes._thd_printers() == []
+
+
+@pytest.mark.parametrize(("field", "hello"), [
+    ("model", nodes_pb2.Hello(printers=[printer(model="MK3\x1b[2J")])),
+    ("material", nodes_pb2.Hello(printers=[printer(materials=("\u202ePLA",))])),
+    ("location", nodes_pb2.Hello(printers=[printer()], location="Lab\u2066")),
+])
+def test_control_and_bidi_characters_are_refused_in_what_customers_read(hub: ClockedHub, field: str,
+                                                                       hello: nodes_pb2.Hello) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-a", [])
+    hello.agent_id = "lab-a"
+    with pytest.raises(grpc.RpcError) as info:
+        list(agent.stub.Session(iter([nodes_pb2.AgentMsg(hello=hello)]),
+                                metadata=(("authorization", f"Bearer {agent.token}"),)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "holds the control or bidi character" in info.value.details(), field
     assert hub.composed.store.nodes._thd_printers() == []

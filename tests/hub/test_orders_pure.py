@@ -155,3 +155,30 @@ def test_distance_and_coordinates() -> None:
     for bad in ("91,0", "0,181", "abc", "1,2,3", "nan,0", "1," * 40):
         with pytest.raises(InvalidArgument):
             geo.parse_near(bad)
+
+
+@pytest.mark.parametrize("text", ["5_2,1_3", "\u0665\u0662,\u0661\u0663", "\uff15\uff12,\uff11\uff13", " 52,13", "52, 13",
+                                  "52,13\n", "52.5\n,13", "+52,13", "1e1,2", "inf,0", "52.,13", ".5,13", "--5,1"])
+def test_near_takes_plain_ascii_decimals_only(text: str) -> None:
+    with pytest.raises(InvalidArgument, match="near") as info:
+        geo.parse_near(text)
+    assert info.value.field == "near"
+
+
+def test_near_is_normalised() -> None:
+    assert geo.parse_near("52.5200,13.4050").text == "52.52,13.405"
+    assert geo.parse_near("-0,-0.0").text == "0.0,0.0"
+    assert geo.parse_near("-33.9,151").text == "-33.9,151.0"
+    assert geo.parse_near(geo.parse_near("48.8566,2.3522").text) == geo.parse_near("48.8566,2.3522")
+
+
+def test_value_equation_sums_are_exact() -> None:
+    """The default context rounds to 28 digits: 50.00000000000000000000000000001 + 30 + 20 came out as 100."""
+    with pytest.raises(InvalidArgument, match="add up to 100"):
+        ledger.ValueEquation("1", Decimal("50.00000000000000000000000000001"), Decimal(30), Decimal(20))
+    with pytest.raises(InvalidArgument, match="add up to 100"):
+        ledger.ValueEquation("1", Decimal(60), Decimal(25), Decimal(15), Decimal("70.0000000000000000000000000001"),
+                             Decimal("29.9999999999999999999999999998"))
+    with pytest.raises(InvalidArgument, match="add up to 100"):
+        ledger.ValueEquation("1", Decimal("1E-999999999"), Decimal(80), Decimal(20))
+    assert ledger.ValueEquation("1", Decimal("50.1234"), Decimal("29.8766"), Decimal(20)).maker_percent == Decimal("50.1234")

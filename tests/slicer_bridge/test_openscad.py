@@ -248,3 +248,20 @@ def test_the_last_assignment_of_a_name_wins_as_in_openscad() -> None:
     schema = parse_parameters("w = 1; // [0:5]\nh = 2;\nw = 3; // [0:9]\n")
     assert [p.name for p in schema.parameters] == ["h", "w"]
     assert (schema.get("w").default, schema.get("w").maximum) == (3, 9.0)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["width", "height", "grip", "corners"])
+def test_an_integer_beyond_the_float_range_is_out_of_range_not_a_crash(name: str) -> None:
+    """A customer's "1" * 400 reads as a 400-digit int; slider, plain number, numeric choice and vector
+    item compare it as a float, which overflows."""
+    huge = int("1" * 400)
+    value = [huge, 1, 1] if name == "corners" else huge
+    with pytest.raises(ParameterError, match=rf"'{name}': 1111.*\.\.\. is (out of range|not allowed)") as info:
+        validate(SCHEMA, {name: value})
+    assert info.value.parameter == name
+
+
+def test_a_literal_beyond_the_float_range_is_no_parameter() -> None:
+    schema = parse_parameters(f"big = {'1' * 400};\nfar = 1e999;\nv = [1, 1e999];\nok = 7;\n")
+    assert [p.name for p in schema.parameters] == ["ok"]
+

@@ -60,14 +60,13 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--near", default="", metavar="LAT,LON", help="your location in decimal degrees")
     p.add_argument("--max-km", type=float, default=0.0, help="only nodes within this distance of --near")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="an OpenSCAD parameter")
-    p.add_argument("--color", default="")
     p.add_argument("--gift", action="store_true", help="a non-commercial gift or personal print (not paid)")
 
 
 def _spec(args: argparse.Namespace) -> orders_pb2.OrderSpec:
     design, rev = split_ref(args.ref)
     return orders_pb2.OrderSpec(design=design, revision_id=rev, parameters=_pairs(args.param, "--param"),
-                                material=args.material, color=args.color, quantity=args.qty, near=args.near,
+                                material=args.material, quantity=args.qty, near=args.near,
                                 paid=not args.gift, max_km=args.max_km)
 
 

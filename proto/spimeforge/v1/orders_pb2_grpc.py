@@ -116,7 +116,8 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchOrder(self, request, context):
-        """Current state first, then every change until the order is final.
+        """Current state first, then every change until the order is final. An account follows at most
+        8 orders at once (one more waits 2 s, then RESOURCE_EXHAUSTED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
