@@ -30,6 +30,7 @@ import dataclasses
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -308,13 +309,18 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
 
 
 def _readable(path: str) -> None:
+    # O_NONBLOCK: opening a FIFO with no writer would hang; only a regular file is a job.
     try:
-        with open(path, "rb"):
-            pass
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{path}: not a regular file (a G-code job is a file on disk)")
+    finally:
+        os.close(fd)
 
 
 def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLimits,

@@ -73,6 +73,8 @@ DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}\Z")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?\Z")
+# Controls (Cc) and bidi controls: the hub refuses them in what customers read (hub.limits.check_plain_text).
+_NOT_SHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
 
@@ -206,11 +208,27 @@ class _Reader:
             raise self.fail(key, f"must be between {lo:g} and {hi:g}, got {value!r}")
         return value
 
-    def strings(self, key: str, default: Any = ...) -> tuple[str, ...]:
+    def strings(self, key: str, default: Any = ..., *, limit: int = 0) -> tuple[str, ...]:
+        """A list of non-empty strings; with ``limit``, each is shown text (see ``text``)."""
         value = self.get(key, list, default)
         if not all(isinstance(v, str) and v.strip() for v in value):
             raise self.fail(key, "must be a list of non-empty strings")
+        for item in value if limit else ():
+            self._shown(key, item, limit)
         return tuple(value)
+
+    def text(self, key: str, limit: int, default: Any = ...) -> str:
+        """Text the hub shows to customers: at most ``limit`` characters, no control or bidi character
+        (the hub refuses a Hello with them, so the agent could never connect)."""
+        return self._shown(key, self.get(key, str, default), limit)
+
+    def _shown(self, key: str, value: str, limit: int) -> str:
+        if len(value) > limit:
+            raise self.fail(key, f"must be at most {limit} characters, got {len(value)}")
+        bad = _NOT_SHOWN.search(value)
+        if bad is not None:
+            raise self.fail(key, f"holds the control or bidi character U+{ord(bad[0]):04X}; use plain text")
+        return value
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
@@ -233,6 +251,9 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{source}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{source}: not valid TOML for a node config: arrays or tables "
+                          "nested too deeply") from None
     return parse_config(data, source)
 
 
@@ -262,9 +283,7 @@ def _node(r: _Reader, base: Path) -> NodeInfo:
     hub = r.get("hub", str)
     if not _HUB.match(hub):
         raise r.fail("hub", f"must be host:port, got {hub!r}")
-    location = r.get("location", str, "")
-    if len(location) > 128 or "\x00" in location:
-        raise r.fail("location", "must be at most 128 characters without NUL")
+    location = r.text("location", 128, "")
     latitude = r.get("latitude", (int, float), None, lo=-90, hi=90)
     longitude = r.get("longitude", (int, float), None, lo=-180, hi=180)
     if (latitude is None) != (longitude is None):
@@ -336,13 +355,13 @@ def _printer(r: _Reader) -> PrinterConfig:
     printer = PrinterConfig(
         name=name,
         driver=driver,
-        model=r.get("model", str),
+        model=r.text("model", 64),
         build_volume_mm=(float(volume[0]), float(volume[1]), float(volume[2])),
         nozzle_mm=float(r.get("nozzle_mm", (int, float), lo=0.1, hi=2.0)),
-        materials=r.strings("materials"),
-        max_hotend_c=float(r.get("max_hotend_c", (int, float), lo=0, hi=500)),
-        max_bed_c=float(r.get("max_bed_c", (int, float), lo=0, hi=200)),
-        slicer_profile=r.get("slicer_profile", str),
+        materials=r.strings("materials", limit=32),
+        max_hotend_c=float(r.get("max_hotend_c", (int, float), lo=1, hi=500)),
+        max_bed_c=float(r.get("max_bed_c", (int, float), lo=1, hi=200)),
+        slicer_profile=r.text("slicer_profile", 64),
         move_margin_mm=float(r.get("move_margin_mm", (int, float), 5.0, lo=0, hi=50)),
         firmware=_firmware(r),
         safety=_safety(r),
@@ -381,17 +400,25 @@ def _octoprint_link(r: _Reader) -> dict[str, Any]:
     return {"url": url, "api_key": api_key, "port": port, "baud": baud}
 
 
-_GCODE_WORD = re.compile(r"^[GMT]\d{1,4}(\.\d)?\Z")
+_GCODE_WORD = re.compile(r"^([GMT])([0-9]{1,5})(?:\.([0-9]))?\Z")
+
+
+def _canonical_word(match: re.Match[str]) -> str:
+    """The word as the safety filter names it: "G029" is G29, "m600" M600 (as Marlin reads them)."""
+    letter, digits, sub = match.groups()
+    return f"{letter}{int(digits)}" + (f".{int(sub)}" if sub is not None else "")
 
 
 def _safety(printer: _Reader) -> SafetyConfig:
     raw = printer.get("safety", dict, {})
     r = _Reader(raw, f"{printer.where}.safety", printer.source)
     base = SafetyConfig()
-    forbidden = r.strings("forbidden_gcode", [])
-    for word in forbidden:
-        if not _GCODE_WORD.match(word):
+    forbidden = []
+    for word in r.strings("forbidden_gcode", []):
+        match = _GCODE_WORD.match(word.strip().upper())
+        if not match or int(match[2]) > 9999:
             raise r.fail("forbidden_gcode", f"{word!r} is not a G-code word like G29 or M600")
+        forbidden.append(_canonical_word(match))
     firmware = r.get("firmware", str, base.firmware)
     if firmware != "marlin":
         raise r.fail("firmware", f"no G-code allow-list for {firmware!r}; known: marlin")
@@ -401,7 +428,7 @@ def _safety(printer: _Reader) -> SafetyConfig:
         max_feedrate_mm_s=float(r.get("max_feedrate_mm_s", (int, float), base.max_feedrate_mm_s, lo=1, hi=5000)),
         max_accel_mm_s2=float(r.get("max_accel_mm_s2", (int, float), base.max_accel_mm_s2, lo=1, hi=200000)),
         max_factor_pct=float(r.get("max_factor_pct", (int, float), base.max_factor_pct, lo=10, hi=999)),
-        max_dwell_s=float(r.get("max_dwell_s", (int, float), base.max_dwell_s, lo=0, hi=86400)),
+        max_dwell_s=float(r.get("max_dwell_s", (int, float), base.max_dwell_s, lo=1, hi=86400)),
         forbidden_gcode=tuple(forbidden),
     )
     r.finish()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ class SafeJob:
             checker = Checker(self.limits)
             count = 0
             for lineno, text, _ in _lines(fh):
-                if checker.check(text) is not None:
+                if _control_problem(text) is not None or checker.check(text) is not None:
                     raise JobChanged(f"{self.path} line {lineno} changed after the safety check")
                 command = text.split(";", 1)[0].strip()
                 if command:
@@ -265,14 +266,33 @@ def _lines(fh: BinaryIO) -> Iterator[tuple[int, str, int]]:
     while raw := fh.readline(MAX_LINE_BYTES + 1):
         lineno += 1
         if len(raw) > MAX_LINE_BYTES:
-            violation = Violation(lineno, raw[:40].decode("latin-1") + "...",
-                                  f"is longer than {MAX_LINE_BYTES} bytes")
-            raise JobRefused([violation], 1)
+            why = (_CR_ONLY if b"\r" in raw[:MAX_LINE_BYTES]
+                   else f"is longer than {MAX_LINE_BYTES} bytes")
+            raise JobRefused([Violation(lineno, raw[:40].decode("latin-1") + "...", why)], 1)
         size = len(raw)
         if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]  # a UTF-8 byte-order mark some editors write: not a command
         # latin-1 maps every byte; the filter refuses non-ASCII outside comments.
-        yield lineno, raw.decode("latin-1").rstrip("\r\n"), size
+        text = raw.decode("latin-1")
+        yield lineno, text[:-2] if text.endswith("\r\n") else text.rstrip("\n"), size
+
+
+_SAVE_AS_LF = "save the file with LF or CR LF line endings"
+_CR_ONLY = f"has CR-only line endings (a bare carriage return ends each line); {_SAVE_AS_LF}"
+# C0 controls and DEL, comments included: OctoPrint and some firmware end a line at a
+# bare CR, so a "comment" could hide commands the filter never saw. Tab is a blank.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _control_problem(text: str) -> str | None:
+    """Why a line (comment included) holds a character that is not G-code text, or None."""
+    bad = _CONTROL.search(text)
+    if bad is None:
+        return None
+    if bad.group() == "\r":
+        return ("contains a carriage return inside the line (in a comment too): OctoPrint "
+                f"and the firmware start a new command there; {_SAVE_AS_LF}")
+    return f"contains the control character {bad.group()!r} (in a comment too); not allowed in a job"
 
 
 class _Scan:
@@ -327,7 +347,9 @@ def check_file(path: str, limits: SafetyLimits, *, name: str | None = None,
         offset = 0
         for lineno, text, size in _lines(fh):
             offset += size
-            reason = checker.check(text)
+            reason = _control_problem(text) or checker.check(text)
+            if reason is not None and lineno == 1 and offset == identity.size and "\r" in text:
+                reason = _CR_ONLY  # the whole file is one "line"
             if reason is not None:
                 total += 1
                 if len(found) < max_violations:

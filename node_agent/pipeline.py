@@ -42,8 +42,9 @@ from slicer_bridge import (
     slice_cached,
 )
 from slicer_bridge.base import GcodeMetadata
-from slicer_bridge.printability import PrintabilityReport
-from slicer_bridge.printability import check_file as check_mesh_file
+from slicer_bridge.mesh_io import write_binary_stl
+from slicer_bridge.printability import CheckResult, PrintabilityReport
+from slicer_bridge.printability import check_path as check_mesh_path
 
 __all__ = ["Emit", "Fetch", "PipelineSettings", "PreparedPrint", "StepFailed", "gcode_header",
            "prepare_job", "safe_job"]
@@ -101,9 +102,9 @@ async def prepare_job(offer: Offer, printer: PrinterConfig, fetch: Fetch, emit: 
     files = await _fetch_all(offer, job_dir / "files", fetch, emit)
     mesh = await _model(offer, files, job_dir, settings.render_timeout_s)
     profile = _profile(printer)
-    report = await asyncio.to_thread(check_mesh_file, mesh, profile)
-    await _report_printability(report, printer, emit)
-    sliced = await _slice(mesh, profile.ini_path, settings)
+    checked = await asyncio.to_thread(check_mesh_path, mesh, profile)
+    await _report_printability(checked.report, printer, emit)
+    sliced = await _slice(await _hub_mesh(checked, job_dir), profile.ini_path, settings)
     await emit(EventKind.SLICED, _sliced_data(sliced.metadata, printer, sliced.cached))
     out = job_dir / "job.gcode"
     lines = await asyncio.to_thread(_write_with_header, sliced.gcode_path, out,
@@ -175,6 +176,19 @@ def _profile(printer: PrinterConfig) -> PrinterProfile:
                          f"{printer.slicer_profile!r}: {exc}") from exc
     # The node config describes the machine itself; it wins over the slicer profile's bed.
     return dataclasses.replace(profile, build_volume_mm=printer.build_volume_mm)
+
+
+async def _hub_mesh(checked: CheckResult, job_dir: Path) -> Path:
+    """The checked triangles as a binary STL the node wrote: the slicer never sees the
+    designer's file, whose 3MF may carry ``Metadata/*.config`` with PrusaSlicer settings
+    (``post_process`` runs a command, ``start_gcode`` is sent to the printer)."""
+    out = job_dir / "slice-input.stl"
+    try:
+        await asyncio.to_thread(write_binary_stl, out, checked.vertices, checked.faces)
+    except OSError as exc:
+        raise StepFailed("slice", "agent", f"cannot write {out}: {exc.strerror}",
+                         retryable=True) from exc
+    return out
 
 
 def _typed_parameters(scad: Path, parameters: Mapping[str, str]) -> dict[str, object]:

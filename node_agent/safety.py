@@ -157,6 +157,13 @@ _MOVES = frozenset({"G0", "G1", "G2", "G3"})
 # Upper-case G0/G1 with single-spaced X/Y/Z/E/F numbers: what slicers write millions of.
 _PLAIN_MOVE = re.compile(r"G[01](?: [XYZEF]-?(?:\d+\.?\d*|\.\d+))+")
 _MAX_CODE_DIGITS = 4
+# Parameters as node_agent.gcode reads them. Prusa-Firmware (code_seen: strchr, then
+# strtod) takes a letter's FIRST occurrence and reads 1e3, 1E3 and 0x1A whole; Marlin
+# takes the last and stops at E/X. A line they would read differently is refused.
+_PARAM_WORD = re.compile(r"([A-Za-z]) *([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))?")
+_QUOTED_ARG = re.compile(r'([A-Za-z]) *"[^"]*"')
+_EXPONENT = re.compile(r"[eE][-+]?[0-9]+")
+_HEX = re.compile(r"[xX][0-9A-Fa-f.]")
 _MAX_EXTRUDER_CURRENT_MA = 600.0  # Prusa's MK3 profiles use 430 and 538
 
 
@@ -225,7 +232,14 @@ class Violation:
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.command}: {self.reason}"
+        return f"line {self.line}: {_shown(self.command)}: {_shown(self.reason)}"
+
+
+def _shown(text: str) -> str:
+    """``text`` safe for the operator's terminal: control characters escaped as in repr."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class JobRefused(Exception):
@@ -355,11 +369,13 @@ class Checker:
         parsed = parse_command(command)
         if parsed is None:
             return _unparsed_problem(command)
-        return self._command_problem(parsed)
+        return _parameter_problem(parsed) or self._command_problem(parsed)
 
     def _plain_move(self, command: str) -> str | None:
         """The slicer's bread and butter, ``G1 X1.5 Y2 E.03 F1800``, without the general parser."""
         params: dict[str, float | None] = {w[0]: float(w[1:]) for w in command[3:].split()}
+        if len(params) != command.count(" "):
+            return _parameter_problem(Command(command[:2], command[1:2], params, command[3:]))
         feed = params.get("F")
         if feed is not None and feed > self.limits.max_feedrate_mm_s * 60:
             return _over(params, "F", self.limits.max_feedrate_mm_s * 60, "feed rate", "mm/min")
@@ -430,6 +446,9 @@ class Checker:
         elif word == "G91":
             machine.relative = True
         elif word == "G28":
+            if "O" in cmd.params:  # Marlin: "home only if not trusted", maybe not at all
+                return ("with O homes only when the printer has lost its position, so nobody "
+                        "can tell where the head is afterwards; use G28 without O")
             machine.home(cmd.params)
         elif word == "G92":
             machine.set_logical(cmd.params)
@@ -523,6 +542,30 @@ def _text_problem(command: str) -> str | None:
     if len(command) > MAX_COMMAND_CHARS:
         return (f"is {len(command)} characters long; Marlin cuts lines beyond "
                 f"{MAX_COMMAND_CHARS} (its 96-byte command buffer with the line frame)")
+    return None
+
+
+def _parameter_problem(cmd: Command) -> str | None:
+    """Why the firmware could read a parameter differently from this filter, or None."""
+    if not cmd.params:  # no parameters, or a string argument (M117 text)
+        return None
+    rest = _QUOTED_ARG.sub(r"\1 ", cmd.text) if '"' in cmd.text else cmd.text
+    seen: set[str] = set()
+    for word in _PARAM_WORD.finditer(rest):
+        letter, number = word.group(1).upper(), word.group(2)
+        if letter in seen:
+            return (f"gives parameter {letter} twice; Prusa firmware reads the first, Marlin "
+                    "the last, so a job must give each parameter once")
+        seen.add(letter)
+        if number is None:
+            continue
+        if (exponent := _EXPONENT.match(rest, word.end())) is not None:
+            return (f"{word.group().strip()}{exponent.group()} has an exponent; Prusa "
+                    "firmware reads it as a power of ten, Marlin as another parameter: write "
+                    "plain decimals")
+        if number.lstrip("+-") == "0" and _HEX.match(rest, word.end()):
+            return (f"{word.group().strip()}{rest[word.end():word.end() + 2]}... is a hexadecimal number "
+                    "to the firmware (strtod); write plain decimals")
     return None
 
 

@@ -9,7 +9,6 @@ file and what to do next.
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -279,10 +278,20 @@ def _check_text_size(size: int, limits: LoadLimits, name: str, what: str) -> Non
             "bytes for text mesh formats; export it as binary STL or 3MF instead")
 
 
+_NAME_SLACK = 16
+
+
 def _read_ascii_stl(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
     facets = data.count(b"endfacet")
     if facets > limits.max_triangles:
         raise MeshTooLarge(_too_many(name, facets, limits))
+    # Count before collecting: a file of only "vertex" lines must not become a list of
+    # millions of tuples first (a solid's name may say "vertex" too, hence the slack).
+    mentions = data.count(b"vertex")
+    if mentions > 3 * facets + _NAME_SLACK:
+        raise MeshFormatError(
+            f"{name}: the ASCII STL has {mentions:,} vertex lines for {facets:,} facets "
+            "(3 each expected): it is truncated or corrupt")
     found = _ASCII_VERTEX.findall(data)
     if not found:
         raise EmptyMesh(f"{name}: the ASCII STL holds no triangles; export the mesh again")
@@ -358,7 +367,10 @@ def _read_obj_triangles(data: bytes, vertex_total: int, limits: LoadLimits,
         vertex_array = np.array(vertices, dtype=np.float64).reshape(-1, 3)
     except ValueError:
         return None
-    faces = np.array(triangles, dtype=np.int64).reshape(-1, 3) - 1
+    try:
+        faces = np.array(triangles, dtype=np.int64).reshape(-1, 3) - 1
+    except (ValueError, OverflowError):  # an index beyond int64: the line parser names it
+        return None
     if faces.size and faces.max() >= vertex_total:
         return None
     return LoadedMesh(vertex_array, faces, "obj")
@@ -376,7 +388,10 @@ def _read_obj_lines(text: str, vertex_total: int, limits: LoadLimits, name: str)
                 raise MeshFormatError(f"{name} line {number}: a vertex needs 3 coordinates")
             vertices.append((parts[1], parts[2], parts[3]))
         elif line.startswith("f "):
-            corners = _obj_corners(line, number, len(vertices), vertex_total, name)
+            budget = limits.max_triangles - len(faces) + 2
+            corners = _obj_corners(line, number, len(vertices), vertex_total, name, budget)
+            if len(corners) > budget:
+                raise MeshTooLarge(_too_many(name, len(faces) + len(corners) - 2, limits))
             polygons += len(corners) > 3
             faces.extend([corners[0], corners[i], corners[i + 1]]
                          for i in range(1, len(corners) - 1))
@@ -391,11 +406,20 @@ def _read_obj_lines(text: str, vertex_total: int, limits: LoadLimits, name: str)
     return LoadedMesh(vertex_array, face_array, "obj", notes)
 
 
-def _obj_corners(line: str, number: int, defined: int, total: int, name: str) -> list[int]:
+_TOKEN = re.compile(r"\S+")
+
+
+def _obj_corners(line: str, number: int, defined: int, total: int, name: str,
+                 budget: int) -> list[int]:
     """Zero-based vertex indices of one "f" line; negative indices count back from the
-    vertices defined so far, positive ones may refer to any vertex of the file."""
-    corners = []
-    for token in line.split()[1:]:
+    vertices defined so far, positive ones may refer to any vertex of the file. Stops
+    after ``budget + 1`` corners (the caller refuses the polygon): one "f" line of
+    millions of corners must not be held in memory first."""
+    corners: list[int] = []
+    for token_match in _TOKEN.finditer(line, 1):
+        if len(corners) > budget:
+            break
+        token = token_match.group()
         try:
             index = int(token.split("/")[0])
         except ValueError as exc:
@@ -503,20 +527,61 @@ def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str) -> 
     return data
 
 
+class _GuardedBuilder(ElementTree.TreeBuilder):
+    """A tree builder that refuses a DTD (in any encoding: the parser has decoded it)
+    and stops after ``cap`` elements, before they are all in memory."""
+
+    def __init__(self, cap: int, name: str) -> None:
+        super().__init__()
+        self._left, self._cap, self._name = cap, cap, name
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ElementTree.Element:
+        self._left -= 1
+        if self._left < 0:
+            raise MeshTooLarge(f"{self._name}: the 3MF model XML has more than {self._cap:,} "
+                               "elements for the vertices and triangles it holds; refused")
+        return super().start(tag, attrs)
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise ArchiveRefused(f"{self._name}: the 3MF model declares a DTD or entities; refused")
+
+
+def _parse_xml(data: bytes, cap: int, name: str) -> ElementTree.Element:
+    parser = ElementTree.XMLParser(target=_GuardedBuilder(cap, name))
+    try:
+        # Chunks: a refusal raised by the builder stops the parse at the chunk's end.
+        for start in range(0, len(data), _XML_CHUNK):
+            parser.feed(data[start:start + _XML_CHUNK])
+        root: ElementTree.Element = parser.close()
+    except MeshError:  # the builder's refusal (a ValueError too)
+        raise
+    # ValueError: an encoding expat cannot read ("multi-byte encodings are not supported");
+    # 3MF models are UTF-8 (3MF core specification, 2.1).
+    except (ElementTree.ParseError, ValueError, LookupError) as exc:
+        raise MeshFormatError(f"{name}: the 3MF model XML is malformed: {exc}") from exc
+    return root
+
+
+_XML_CHUNK = 1 << 16
+_XML_SLACK = 100_000  # resources, build items, metadata, components
+
+
 def _parse_3mf_model(data: bytes, limits: LoadLimits, name: str) -> LoadedMesh:
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ArchiveRefused(f"{name}: the 3MF model declares a DTD or entities; refused")
-    if data.count(b"<triangle ") > limits.max_triangles:
-        raise MeshTooLarge(_too_many(name, data.count(b"<triangle "), limits))
-    try:
-        root = ElementTree.parse(io.BytesIO(data)).getroot()
-    except ElementTree.ParseError as exc:
-        raise MeshFormatError(f"{name}: the 3MF model XML is malformed: {exc}") from exc
+    n_triangles, n_vertices = data.count(b"<triangle"), data.count(b"<vertex")
+    if n_triangles > limits.max_triangles:
+        raise MeshTooLarge(_too_many(name, n_triangles, limits))
+    if n_vertices > limits.max_vertices:
+        raise MeshTooLarge(f"{name}: {n_vertices:,} vertices exceeds the limit of "
+                           f"{limits.max_vertices:,}; decimate the mesh")
+    # Elements other than (UTF-8 spelled) vertices and triangles are few in a real 3MF.
+    root = _parse_xml(data, n_triangles + n_vertices + _XML_SLACK, name)
     unit = root.get("unit", "millimeter")
     if unit not in _3MF_UNITS:
         raise MeshFormatError(f"{name}: unknown 3MF unit {unit!r}")
     objects = {o.get("id"): o for o in root.iter(f"{_3MF_NS}object")}
-    items = [(i.get("objectid"), _3mf_transform(i.get("transform")))
+    items = [(i.get("objectid"), _3mf_transform(i.get("transform"), name))
              for i in root.iter(f"{_3MF_NS}item")]
     if not items:
         items = [(key, np.eye(4)) for key in objects]
@@ -591,7 +656,7 @@ def _3mf_object(objects: dict[str | None, ElementTree.Element], key: str | None,
         homogeneous = np.c_[vertices, np.ones(len(vertices))]
         found.append(((homogeneous @ matrix.T)[:, :3], faces))
     for component in obj.iter(f"{_3MF_NS}component"):
-        inner = matrix @ _3mf_transform(component.get("transform"))
+        inner = matrix @ _3mf_transform(component.get("transform"), name)
         found.extend(_3mf_object(objects, component.get("objectid"), inner, depth + 1, name))
     return found
 
@@ -603,7 +668,7 @@ def _3mf_mesh(mesh: ElementTree.Element,
                              for v in mesh.iter(f"{_3MF_NS}vertex")], dtype=np.float64)
         faces = np.array([(t.get("v1"), t.get("v2"), t.get("v3"))
                           for t in mesh.iter(f"{_3MF_NS}triangle")], dtype=np.int64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise MeshFormatError(f"{name}: a 3MF vertex or triangle is malformed: {exc}") from exc
     vertices = vertices.reshape(-1, 3)
     faces = faces.reshape(-1, 3)
@@ -614,12 +679,16 @@ def _3mf_mesh(mesh: ElementTree.Element,
     return vertices, faces
 
 
-def _3mf_transform(text: str | None) -> NDArray[np.float64]:
+def _3mf_transform(text: str | None, name: str) -> NDArray[np.float64]:
     matrix = np.eye(4)
     if text:
-        values = np.array(text.split(), dtype=np.float64)
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        try:
+            values = np.array(text.split(), dtype=np.float64)
+        except ValueError as exc:
+            raise MeshFormatError(f"{name}: 3MF transform {shown!r} is not 12 numbers") from exc
         if len(values) != 12:
-            raise MeshFormatError(f"3MF transform {text!r} needs 12 numbers")
+            raise MeshFormatError(f"{name}: 3MF transform {shown!r} needs 12 numbers")
         matrix[:3, :3] = values[:9].reshape(3, 3).T
         matrix[:3, 3] = values[9:]
     return matrix

@@ -23,6 +23,14 @@ PROFILE_DIR = Path(__file__).with_name("profiles")
 
 _MAX_PROFILE_BYTES = 1_000_000
 _NOTES_PREFIX = "spimeforge:"
+# PrusaSlicer fills a key the --load'ed profile lacks from the input file's own config
+# (a 3MF's Metadata/Slic3r_PE.config), so every key that runs a program or writes
+# G-code must be stated by the profile. post_process runs a command: it must be empty.
+_EMPTY_KEYS = ("post_process",)
+_STATED_KEYS = ("start_gcode", "end_gcode", "before_layer_gcode", "layer_gcode",
+                "toolchange_gcode", "between_objects_gcode", "color_change_gcode",
+                "pause_print_gcode", "template_custom_gcode", "start_filament_gcode",
+                "end_filament_gcode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,21 @@ def _optional_temp(notes: dict[str, str], key: str, source: str) -> float | None
         raise ProfileError(f"{source}: printer_notes {key}={notes[key]!r} is not a number") from exc
 
 
+def _check_command_keys(values: dict[str, str], source: str) -> None:
+    for key in _EMPTY_KEYS:
+        if key not in values:
+            raise ProfileError(f"{source}: missing {key!r}; state it empty (\"{key} = \") so no "
+                               "input file can set a command the slicer runs")
+        if values[key]:
+            raise ProfileError(f"{source}: {key} = {values[key][:60]!r} runs a program on the "
+                               "node when slicing; it must be empty")
+    missing = [key for key in _STATED_KEYS if key not in values]
+    if missing:
+        raise ProfileError(f"{source}: missing {', '.join(map(repr, missing))}; a profile must "
+                           "state every G-code template (empty if unused) so no input file can "
+                           "supply one; regenerate it with prusa-slicer --save")
+
+
 def parse_profile(text: str, ini_path: Path, sha256: str = "") -> PrinterProfile:
     """Build a `PrinterProfile` from the text of a PrusaSlicer .ini (pure).
 
@@ -119,14 +142,15 @@ def parse_profile(text: str, ini_path: Path, sha256: str = "") -> PrinterProfile
 
     Raises:
         ProfileError: A required key (bed_shape, max_print_height, nozzle_diameter) is
-            missing or not a positive number.
+            missing or not a positive number, ``post_process`` is missing or not empty,
+            or a G-code template (start_gcode, end_gcode, ...) is missing.
     """
     source = str(ini_path)
     values = _parse_ini(text)
     x, y = _bed_extents(values.get("bed_shape"), source)
     z = _number(values, "max_print_height", source)
     notes = _notes(values.get("printer_notes", ""))
-    return PrinterProfile(
+    profile = PrinterProfile(
         name=notes.get("name") or ini_path.stem,
         build_volume_mm=(x, y, z),
         nozzle_mm=_number(values, "nozzle_diameter", source),
@@ -135,6 +159,8 @@ def parse_profile(text: str, ini_path: Path, sha256: str = "") -> PrinterProfile
         max_hotend_c=_optional_temp(notes, "max_hotend_c", source),
         max_bed_c=_optional_temp(notes, "max_bed_c", source),
     )
+    _check_command_keys(values, source)
+    return profile
 
 
 def list_profiles() -> list[str]:

@@ -60,7 +60,8 @@ class CustomerSetting:
         if self.kind == "bool":
             return None if value in ("0", "1") else "0 or 1"
         text = value[:-1] if self.kind == "percent" and value.endswith("%") else value
-        pattern = r"\d{1,3}" if self.kind == "int" else r"\d{1,3}(?:\.\d{1,4})?"
+        # [0-9], not \d: "١٢" (Arabic-Indic digits) is a \d that float() reads as 12.
+        pattern = r"[0-9]{1,3}" if self.kind == "int" else r"[0-9]{1,3}(?:\.[0-9]{1,4})?"
         unit = "%" if self.kind == "percent" else ""
         expected = f"a number from {self.low:g}{unit} to {self.high:g}{unit}"
         if not re.fullmatch(pattern, text) or not self.low <= float(text) <= self.high:
@@ -96,6 +97,19 @@ def _operator_only(key: str) -> str:
     return "it is the operator's choice"
 
 
+def _as_text(key: str, value: object) -> str:
+    """An override's value as the text PrusaSlicer reads; a JSON number becomes its digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)  # "0.2"; "1e-05" or "nan" then fails the setting's pattern
+    raise ParameterError(key, f"{value!r} is not a value; give a number or text")
+
+
 def override_args(overrides: Mapping[str, str]) -> list[str]:
     """PrusaSlicer command-line options for an order's setting overrides (pure).
 
@@ -113,9 +127,10 @@ def override_args(overrides: Mapping[str, str]) -> list[str]:
             why), or its value is out of range or malformed (a ValueError too).
     """
     args = []
-    for key, value in sorted(overrides.items()):
-        if not _KEY.fullmatch(key):
-            raise ParameterError(key, "is not a config key like 'fill_density'")
+    for key, raw in sorted(overrides.items(), key=lambda item: str(item[0])):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            raise ParameterError(str(key), "is not a config key like 'fill_density'")
+        value = _as_text(key, raw)
         setting = CUSTOMER_SETTINGS.get(key)
         if setting is None:
             allowed = ", ".join(sorted(CUSTOMER_SETTINGS))

@@ -42,12 +42,20 @@ __all__ = [
 _MAX_FILE_BYTES = 2_000_000
 _MAX_FILES = 200
 _INCLUDE = re.compile(r"\b(include|use)\s*<([^>\n]*)>")
-_FILE_CALL = re.compile(
-    r"\b(import|surface|dxf_linear_extrude|dxf_rotate_extrude|dxf_dim|dxf_cross|"
-    r"linear_extrude|rotate_extrude)\s*\("
-)
-_POSITIONAL_FILE = frozenset({"import", "surface", "dxf_linear_extrude", "dxf_rotate_extrude",
-                              "dxf_dim", "dxf_cross"})
+# Every OpenSCAD 2021.01 call that reads a file, with the deprecated aliases it still
+# honours (import_stl/import_off/import_dxf, dxf_linear_extrude, dxf_rotate_extrude).
+_CALL = re.compile(r"(?<![\w$])([A-Za-z_][\w]*)\s*\(")
+_FILE_FUNCTIONS = frozenset({"import", "import_stl", "import_off", "import_dxf", "surface",
+                             "dxf_linear_extrude", "dxf_rotate_extrude", "dxf_dim", "dxf_cross",
+                             "linear_extrude", "rotate_extrude"})
+# linear_extrude's first positional argument is its file when it is a string, else the height.
+_HEIGHT_OR_FILE = frozenset({"linear_extrude", "rotate_extrude", "dxf_linear_extrude",
+                             "dxf_rotate_extrude"})
+# import() reads filename= when file= is undefined; the others ignore it, but a name
+# that is sometimes a file is always checked as one.
+_FILE_PARAMETERS = frozenset({"file", "filename"})
+# A string OpenSCAD would resolve outside the sandbox's copy: absolute, or climbing out.
+_PATH_OUT = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])|(?:^|[/\\])\.\.(?:[/\\]|$)")
 _NAMED = re.compile(r"^\s*([A-Za-z_$]\w*)\s*=(?!=)(.*)$", re.DOTALL)
 _STRING_BODY = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _LITERAL = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*', re.DOTALL)
@@ -136,38 +144,76 @@ def _arguments(code: str, start: int) -> list[str]:
     return [a for a in args if a.strip()]
 
 
-def _file_argument(function: str, args: list[str]) -> str | None:
-    """The ``file`` argument's text, or None when the call names no file."""
+def _file_arguments(function: str, args: list[str]) -> list[str]:
+    """The texts of every argument of the call that OpenSCAD may read as a file name."""
+    found = []
     for arg in args:
         named = _NAMED.match(arg)
-        if named and named.group(1) == "file":
-            return named.group(2)
+        if named and named.group(1) in _FILE_PARAMETERS:
+            found.append(named.group(2))
     positional = [a for a in args if not _NAMED.match(a)]
-    if function in _POSITIONAL_FILE and positional:
-        return positional[0]
-    return None
+    if positional and (function not in _HEIGHT_OR_FILE or _LITERAL.fullmatch(positional[0])):
+        found.append(positional[0])
+    return found
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"'}
 
 
 def _unescape(body: str) -> str:
-    return re.sub(r"\\(.)", lambda m: m.group(1), body)
+    """The string OpenSCAD reads from a literal's body (its \\x, \\u and \\U escapes too)."""
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            return chr(min(int(m.group(1)[1:], 16), 0x10FFFF))
+        return _ESCAPES.get(m.group(2), m.group(2))
+    return re.sub(r"\\(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{6})|\\(.)", one, body,
+                  flags=re.DOTALL)
+
+
+def _masked(code: str) -> str:
+    """``code`` with every string's body replaced by ``x`` (statements are looked for outside strings)."""
+    return _STRING_BODY.sub(lambda m: '"' + "x" * (len(m.group()) - 2) + '"', code)
+
+
+def _file_references(source: str) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(line, statement, file name or None, problem or None) for each file reference."""
+    code = _blank_comments(source)
+    masked = _masked(code)
+    for match in _INCLUDE.finditer(masked):
+        target = code[match.start(2):match.end(2)].strip()
+        yield code.count("\n", 0, match.start()) + 1, match.group(1), target, None
+    for match in _CALL.finditer(masked):
+        function = match.group(1)
+        if function not in _FILE_FUNCTIONS:
+            continue
+        arguments = _file_arguments(function, _arguments(code, match.end()))
+        line = code.count("\n", 0, match.start()) + 1
+        if len(arguments) > 1:  # OpenSCAD reads the last; a checker might read the first
+            yield line, f"{function}()", None, "names a file more than once"
+            continue
+        for argument in arguments:
+            literal = _LITERAL.fullmatch(argument)
+            yield line, f"{function}()", _unescape(literal.group(1)) if literal else None, None
 
 
 def references(source: str) -> Iterator[tuple[int, str, str | None]]:
     """(line, statement, file name or None when not a plain string) for each file reference."""
+    for line, statement, name, problem in _file_references(source):
+        if problem is None:
+            yield line, statement, name
+
+
+def _paths_out(source: str) -> Iterator[tuple[int, str]]:
+    """(line, value) of every string literal that names a path outside its folder.
+
+    A file call may get its name from a variable (``h = "/x.dxf"; linear_extrude(h)``),
+    so a literal that could only serve as such a path is refused wherever it stands.
+    """
     code = _blank_comments(source)
-    # Statements are looked for outside strings; a file argument is read from the code.
-    masked = _STRING_BODY.sub(lambda m: '"' + "x" * (len(m.group()) - 2) + '"', code)
-    for match in _INCLUDE.finditer(masked):
-        target = code[match.start(2):match.end(2)].strip()
-        yield code.count("\n", 0, match.start()) + 1, match.group(1), target
-    for match in _FILE_CALL.finditer(masked):
-        function = match.group(1)
-        argument = _file_argument(function, _arguments(code, match.end()))
-        if argument is None:
-            continue
-        literal = _LITERAL.fullmatch(argument)
-        name = _unescape(literal.group(1)) if literal else None
-        yield code.count("\n", 0, match.start()) + 1, f"{function}()", name
+    for match in _STRING_BODY.finditer(code):
+        value = _unescape(match.group()[1:-1])
+        if _PATH_OUT.search(value):
+            yield code.count("\n", 0, match.start()) + 1, value
 
 
 # ---------------------------------------------------------------- checking against the folder
@@ -233,8 +279,12 @@ def check_references(scad: Path, root: Path, trusted_links: tuple[Path, ...] = (
     found, queue = [main], [main]
     while queue:
         current = queue.pop()
-        for line, statement, name in references(_read(current)):
+        source = _read(current)
+        for line, statement, name, problem in _file_references(source):
             where = f"{current.relative_to(root)} line {line}: {statement}"
+            if problem is not None:
+                raise ScadReferenceError(f"{where} {problem}; only one plain string naming "
+                                         "a file of the design may be used")
             if name is None:
                 raise ScadReferenceError(f"{where} names its file with an expression; "
                                          "only a plain string naming a file of the design may be used")
@@ -249,6 +299,10 @@ def check_references(scad: Path, root: Path, trusted_links: tuple[Path, ...] = (
                 raise ScadReferenceError(f"the design uses more than {_MAX_FILES} files")
             if statement in ("include", "use"):
                 queue.append(target)
+        for line, value in _paths_out(source):
+            raise ScadReferenceError(
+                f"{current.relative_to(root)} line {line}: the string {value!r} is a path out of "
+                "the design's folder; only the design's own files may be used")
     return found
 
 

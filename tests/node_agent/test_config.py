@@ -112,7 +112,7 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("node", "nmae"), "x", "node.nmae: unknown key"),
     (("node", "hub"), "localhost", "node.hub: must be host:port"),
     (("node", "name"), KeyError, "node.name: is required"),
-    (("printers", 0, "max_hotend_c"), 900, "printers[0].max_hotend_c: must be between 0 and 500"),
+    (("printers", 0, "max_hotend_c"), 900, "printers[0].max_hotend_c: must be between 1 and 500"),
     (("printers", 0, "max_bed_c"), "hot", "printers[0].max_bed_c: must be a int or float"),
     (("printers", 0, "baud"), 12.5, "printers[0].baud: must be a int"),
     (("printers", 0, "baud"), KeyError, "printers[0].baud: is required"),

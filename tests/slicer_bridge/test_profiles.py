@@ -62,6 +62,13 @@ def test_missing_file_is_a_profile_error(tmp_path: Path) -> None:
         load_profile(tmp_path / "absent.ini")
 
 
+COMMAND_KEYS = "post_process = \n" + "".join(
+    f"{key} = \n" for key in ("start_gcode", "end_gcode", "before_layer_gcode", "layer_gcode",
+                              "toolchange_gcode", "between_objects_gcode", "color_change_gcode",
+                              "pause_print_gcode", "template_custom_gcode",
+                              "start_filament_gcode", "end_filament_gcode"))
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -86,5 +93,6 @@ def test_bad_profile_text(text: str, match: str) -> None:
 
 
 def test_multi_extruder_nozzle_takes_the_first() -> None:
-    text = "bed_shape = 0x0,9x0,9x9\nmax_print_height = 9\nnozzle_diameter = 0.6,0.4\n"
+    text = ("bed_shape = 0x0,9x0,9x9\nmax_print_height = 9\nnozzle_diameter = 0.6,0.4\n"
+            + COMMAND_KEYS)
     assert parse_profile(text, Path("two.ini")).nozzle_mm == 0.6

@@ -1,0 +1,84 @@
+"""Hostile designs that name a file outside the revision in ways the first checker missed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from slicer_bridge.openscad import render_scad
+from slicer_bridge.scad_sandbox import ScadReferenceError, check_references
+
+CUBE_STL = """solid c
+facet normal 0 0 -1
+outer loop
+vertex 0 0 0
+vertex 1 1 0
+vertex 1 0 0
+endloop
+endfacet
+endsolid c
+"""
+SECRET_STL = CUBE_STL.replace("vertex 1 1 0", "vertex 10 10 0")
+
+
+def design(tmp_path: Path, main: str) -> tuple[Path, str]:
+    """A revision ``tmp_path/rev`` with ``main.scad`` and ``part.stl``; the secret's absolute path."""
+    secret = tmp_path / "secret.stl"
+    secret.write_text(SECRET_STL, encoding="utf-8")
+    root = tmp_path / "rev"
+    root.mkdir()
+    (root / "part.stl").write_text(CUBE_STL, encoding="utf-8")
+    scad = root / "main.scad"
+    scad.write_text(main.replace("SECRET", str(secret)), encoding="utf-8")
+    return scad, str(secret)
+
+
+@pytest.mark.parametrize(("main", "reason"), [
+    ('import_stl("SECRET");\n', "line 1: import_stl() '/"),
+    ('import_off("SECRET");\n', "import_off() '/"),
+    ('linear_extrude(1) import_dxf("SECRET");\n', "import_dxf() '/"),
+    ('import(filename="SECRET");\n', "import() '/"),
+    ('import_stl(filename="SECRET");\n', "import_stl() '/"),
+    ('surface(filename="SECRET");\n', "surface() '/"),
+    ('dxf_linear_extrude("SECRET");\n', "dxf_linear_extrude() '/"),
+    ('dxf_rotate_extrude(file="SECRET");\n', "dxf_rotate_extrude() '/"),
+    ('linear_extrude("SECRET");\n', "linear_extrude() '/"),
+    ('rotate_extrude("SECRET");\n', "rotate_extrude() '/"),
+    ('x = dxf_dim(file="SECRET", name="a");\ncube(1);\n', "dxf_dim() '/"),
+    ('x = dxf_cross(file="SECRET");\ncube(1);\n', "dxf_cross() '/"),
+    ('import("\\x2f\\x2e\\x2e/secret.stl");\n', "is an absolute path"),
+    ('import(file="part.stl", file="SECRET");\n', "import() names a file more than once"),
+    ('import(file="part.stl", "SECRET");\n', "import() names a file more than once"),
+    ('import("part.stl", file="SECRET");\n', "import() names a file more than once"),
+    ('import(file="part.stl", filename="SECRET");\n', "import() names a file more than once"),
+    ('import(file="part.stl", filename="part.stl");\n', "import() names a file more than once"),
+    ('linear_extrude("part.stl", file="part.stl");\n', "names a file more than once"),
+    ('h = "SECRET";\nlinear_extrude(h);\n', "line 1: the string '/"),
+    ('parts = ["../secret.stl"];\nlinear_extrude(parts[0]);\n', "the string '../secret.stl' is a path out"),
+])
+def test_every_file_reading_call_and_alias_is_checked(tmp_path: Path, main: str, reason: str) -> None:
+    scad, _ = design(tmp_path, main)
+    with pytest.raises(ScadReferenceError) as caught:
+        check_references(scad, scad.parent)
+    assert reason in caught.value.reason, caught.value.reason
+    with pytest.raises(ScadReferenceError):
+        asyncio.run(render_scad(scad, {}, 30, tmp_path / "out.stl"))
+    assert not (tmp_path / "out.stl").exists()
+
+
+@pytest.mark.parametrize("main", [
+    'import(file="part.stl", convexity=3);\n',
+    'import_stl("part.stl");\n',
+    'import(filename="part.stl");\n',
+    "thickness = 2;\nlinear_extrude(thickness) square(3);\n",
+    "size = [1, 2, 3];\nlinear_extrude(size.z + 0.01) square(3);\n",
+    'linear_extrude(height=2) text("1/2");\n',
+])
+def test_a_design_using_only_its_own_files_still_renders(tmp_path: Path, main: str) -> None:
+    scad, _ = design(tmp_path, main)
+    check_references(scad, scad.parent)
+    out = asyncio.run(render_scad(scad, {}, 60, tmp_path / "out.stl"))
+    assert out.stat().st_size > 0
+    assert "vertex 10 10 0" not in out.read_text(encoding="utf-8")
