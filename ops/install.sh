@@ -13,6 +13,7 @@ SYSTEM_PACKAGES=(
   rsync
   xvfb xauth
   systemd zsh openssl
+  bubblewrap
 )
 
 missing=()

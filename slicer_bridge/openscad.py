@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import math
 import os
 import re
@@ -37,6 +38,7 @@ from slicer_bridge.run import run
 from slicer_bridge.scad_sandbox import (
     SandboxLimits,
     check_references,
+    confined,
     copy_into,
     sandbox_argv,
     sandbox_env,
@@ -54,6 +56,8 @@ __all__ = [
     "render_scad",
     "validate",
 ]
+
+log = logging.getLogger("slicer_bridge.openscad")
 
 Value = float | int | bool | str | tuple[float, ...]
 
@@ -501,7 +505,8 @@ async def render_scad(
         sandbox = Path(tmp)
         main = copy_into(files, folder, sandbox / "d")
         staged = sandbox / "out.stl"
-        argv = sandbox_argv(render_argv(binary, main, staged, values), limits)
+        confine = sandbox if await _can_confine(sandbox) else None
+        argv = sandbox_argv(render_argv(binary, main, staged, values), limits, confine, main.parent)
         done = await run(argv, timeout_s=timeout_s, error=RenderError, check=False,
                          cwd=main.parent, env=sandbox_env(sandbox, os.environ))
         if done.returncode != 0 or not staged.is_file() or staged.stat().st_size == 0:
@@ -510,6 +515,23 @@ async def render_scad(
                               f"{_failure(done.returncode, done.stderr, limits)}")
         shutil.move(staged, out)
     return out
+
+
+_confinement: list[bool] = []  # whether bubblewrap runs here, once known
+
+
+async def _can_confine(sandbox: Path) -> bool:
+    """Whether bubblewrap runs on this node (installed, and namespaces allowed); asked once. Without
+    it OpenSCAD runs unconfined (the source check still refuses every file name it can see) and the
+    node's log says so once."""
+    if not _confinement:
+        works = shutil.which("bwrap") is not None and (await run(
+            [*confined(sandbox, sandbox), "true"], timeout_s=30, error=RenderError, check=False)).returncode == 0
+        if not works:
+            log.warning("bubblewrap (bwrap) is missing or cannot make namespaces here: OpenSCAD renders "
+                        "without a filesystem sandbox; install the bubblewrap package")
+        _confinement.append(works)
+    return _confinement[0]
 
 
 def _failure(returncode: int, stderr: str, limits: SandboxLimits) -> str:

@@ -11,10 +11,13 @@ refused with the file and line.
 
 ``sandbox_argv`` then runs OpenSCAD on a copy of just those files in a temporary
 directory with ``OPENSCADPATH`` empty and ``HOME`` set to that directory, under
-``prlimit`` (address space, CPU seconds, output size, no core dumps) and, when the
-node runs as root, ``unshare -n`` (no network: an empty network namespace). OpenSCAD
-has no network functions; the namespace is defence in depth, and without root it is
-skipped. The caller's time limit kills the whole process group.
+``prlimit`` (address space, CPU seconds, output size, no core dumps) and inside
+bubblewrap (``confined``): OpenSCAD sees the system's programs and fonts read-only and
+that directory, nothing else of the node's files, in namespaces of its own (no
+network). That stops what no reading of the source can see: a file name computed
+while OpenSCAD runs (``chr(47)``…, passed as a variable to a call that reads a file).
+Where bubblewrap cannot run, the render goes on unconfined (the node's log says so)
+and, as root, under ``unshare -n``. The caller's time limit kills the whole process group.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "SandboxLimits",
     "ScadReferenceError",
     "check_references",
+    "confined",
     "copy_into",
     "references",
     "sandbox_argv",
@@ -325,15 +329,36 @@ def copy_into(files: list[Path], root: Path, sandbox: Path) -> Path:
     return copies[0]
 
 
-def sandbox_argv(argv: list[str], limits: SandboxLimits) -> list[str]:
-    """``argv`` under ``prlimit`` and, as root without network, ``unshare -n`` (pure but for which())."""
+def sandbox_argv(argv: list[str], limits: SandboxLimits, confine_to: Path | None = None,
+                 cwd: Path | None = None) -> list[str]:
+    """``argv`` under ``prlimit``; with ``confine_to`` inside bubblewrap, which shows it the system's
+    programs and fonts read-only and ``confine_to`` (the sandbox), nothing else of the node's files, in
+    namespaces of its own (no network unless ``limits.network``), starting in ``cwd``. Without it, as
+    root without network, under ``unshare -n`` (pure but for which())."""
     wrapped = [
         "prlimit", f"--as={limits.memory_bytes}", f"--cpu={math.ceil(limits.cpu_s)}",
         f"--fsize={limits.output_bytes}", "--core=0", "--", *argv,
     ]
+    if confine_to is not None:
+        return [*confined(confine_to, cwd or confine_to, limits.network), *wrapped]
     if not limits.network and os.geteuid() == 0 and shutil.which("unshare"):
         wrapped = ["unshare", "--net", "--", *wrapped]
     return wrapped
+
+
+def confined(sandbox: Path, cwd: Path, network: bool = False) -> list[str]:
+    """The bubblewrap prefix that lets a program see only /usr and the fonts (read-only) and ``sandbox``.
+
+    A name computed while OpenSCAD runs (``chr(47)`` and friends, passed as a variable to a call that
+    reads a file) escapes any reading of the source beforehand; here it finds no file to read.
+    """
+    return [
+        "bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin", "--ro-bind-try", "/etc/fonts", "/etc/fonts",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", str(sandbox), str(sandbox),
+        "--chdir", str(cwd), "--unshare-all", *(["--share-net"] if network else []), "--die-with-parent",
+        "--new-session", "--",
+    ]
 
 
 def sandbox_env(sandbox: Path, base: Mapping[str, str]) -> dict[str, str]:

@@ -145,7 +145,7 @@ EXPORTS = {
                          "strip_comment"],
     "node_agent.drivers.multipart": ["MultipartBody"],
     "slicer_bridge.scad_sandbox": [
-        "SandboxLimits", "ScadReferenceError", "check_references", "copy_into", "references", "sandbox_argv",
+        "SandboxLimits", "ScadReferenceError", "check_references", "confined", "copy_into", "references", "sandbox_argv",
         "sandbox_env",
     ],
 }

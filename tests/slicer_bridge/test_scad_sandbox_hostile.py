@@ -82,3 +82,24 @@ def test_a_design_using_only_its_own_files_still_renders(tmp_path: Path, main: s
     out = asyncio.run(render_scad(scad, {}, 60, tmp_path / "out.stl"))
     assert out.stat().st_size > 0
     assert "vertex 10 10 0" not in out.read_text(encoding="utf-8")
+
+
+def _square_dxf(side: float) -> str:
+    """A DXF drawing of a square (four LINE entities), as OpenSCAD's DXF reader takes it."""
+    corners = [(0, 0), (side, 0), (side, side), (0, side)]
+    lines = ["0", "SECTION", "2", "ENTITIES"]
+    for (x1, y1), (x2, y2) in zip(corners, corners[1:] + corners[:1], strict=True):
+        lines += ["0", "LINE", "8", "0", "10", str(x1), "20", str(y1), "11", str(x2), "21", str(y2)]
+    return "\n".join([*lines, "0", "ENDSEC", "0", "EOF"]) + "\n"
+
+
+def test_a_file_name_computed_while_rendering_finds_nothing_outside_the_design(tmp_path: Path) -> None:
+    """No reading of the source sees a name spelled with chr() at run time: bubblewrap (installed by
+    ops/install.sh) shows OpenSCAD nothing of the node's files but the design's copy."""
+    secret = tmp_path / "secret.dxf"
+    secret.write_text(_square_dxf(10), encoding="utf-8")
+    spelled = ", ".join(f"chr({ord(c)})" for c in str(secret))
+    scad, _ = design(tmp_path, f"p = str({spelled});\nlinear_extrude(p);\ncube(1);\n")
+    check_references(scad, scad.parent)  # nothing the checker can see
+    out = asyncio.run(render_scad(scad, {}, 60, tmp_path / "out.stl"))
+    assert "vertex 10 10" not in out.read_text(encoding="utf-8")  # only the 1 mm cube
