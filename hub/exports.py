@@ -63,8 +63,14 @@ def _qn(name: str) -> dict[str, str]:
 
 
 def _local(text: str) -> str:
-    """A PROV local name: account and licensor names may hold spaces and punctuation."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "_"
+    """A PROV local name for a name that may hold spaces and punctuation, one per name (injective).
+
+    Letters, digits, '-' and '.' stay; a space becomes '_' (so "Test Licensor" reads Test_Licensor);
+    every other character, '_' and '%' among them, becomes the %XX escapes of its UTF-8 bytes
+    (PROV-N's PN_LOCAL takes them): ``Test"Licensor`` and "Test_Licensor" get ids of their own.
+    """
+    return "".join("_" if c == " " else c if c.isalnum() or c in "-." else
+                   "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in text)
 
 
 def _entity(rev: Revision, manifest: Manifest) -> dict[str, object]:
@@ -124,10 +130,10 @@ def _add_revision(doc: dict[str, dict[str, object]], rev: Revision, proposal: Pr
     doc["wasAttributedTo"][f"_:attr-{rev.id}"] = {"prov:entity": entity, "prov:agent": author}
     if manifest.licensor:
         licensor = f"licensor:{_local(manifest.licensor)}"
-        doc["agent"][licensor] = {"prov:type": _qn("spime:Licensor"), "prov:label": manifest.licensor,
-                                  "spime:license": manifest.license}
+        # The licence is the revision's (on its attribution): one licensor may license revisions differently.
+        doc["agent"][licensor] = {"prov:type": _qn("spime:Licensor"), "prov:label": manifest.licensor}
         doc["wasAttributedTo"][f"_:lic-{rev.id}"] = {"prov:entity": entity, "prov:agent": licensor,
-                                                    "spime:role": "licensor"}
+                                                    "spime:role": "licensor", "spime:license": manifest.license}
     if proposal is not None and proposal.decided_by:
         reviewer = _person(doc, proposal.decided_by)
         doc["wasAssociatedWith"][f"_:review-{rev.id}"] = {"prov:activity": activity, "prov:agent": reviewer,

@@ -149,7 +149,7 @@ def layer_marker(line: str, count: int) -> int | None:
     stripped = line.strip()
     if stripped.startswith(";LAYER:"):
         value = stripped[7:].strip()
-        return int(value) if value.lstrip("-").isdigit() and len(value) < 10 else count
+        return int(value) if value.lstrip("-").isascii() and value.lstrip("-").isdigit() and len(value) < 10 else count
     if stripped.startswith(";LAYER_CHANGE"):
         return count
     return None

@@ -122,7 +122,7 @@ class MetricsServer:
 
 def _split(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise MetricsAddressError(f"--metrics-listen {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9465")
     return host.strip("[]"), int(port)
 

@@ -19,6 +19,7 @@ from spimeforge.v1 import (
 from hub import limits
 from hub.api import convert as cv
 from hub.api.interceptors import current_account
+from hub.errors import ResourceExhausted
 from hub.keys import fingerprint
 from hub.service import Hub
 from hub.service.blobs import Chunk
@@ -81,6 +82,25 @@ def _bounded(message: Message) -> None:
             _bounded(getattr(message, field.name))
 
 
+# hub.api.server.MAX_MESSAGE_BYTES (twice PAGE_MAX_BYTES; server imports this module) less room for the rest.
+_ANSWER_MAX_BYTES = 2 * limits.PAGE_MAX_BYTES - 64 * 1024
+
+
+def _sendable(revision: designs_pb2.Revision) -> designs_pb2.Revision:
+    """A revision answer, refused when no message could carry it (an older hub stored such remixes).
+
+    Raises:
+        ResourceExhausted: the revision is over the message limit (retrying cannot help).
+    """
+    size = revision.ByteSize()
+    if size > _ANSWER_MAX_BYTES:
+        raise ResourceExhausted(
+            f"revision {revision.design}@{revision.id[:12]} ({len(revision.files):,} files) is {size:,} bytes, over "
+            f"the {_ANSWER_MAX_BYTES:,} one answer may carry; it cannot be sent, read its record or export instead",
+            retryable=False, reason="ANSWER_TOO_LARGE")
+    return revision
+
+
 def _page(items: Sequence[Message], wanted: int) -> int:
     """How many of the first ``wanted`` items one answer carries within limits.PAGE_MAX_BYTES."""
     return limits.cut_page([item.ByteSize() for item in items[:wanted]]).count
@@ -115,7 +135,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
 
     async def GetRevision(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
-        return cv._revision_to_proto(await self.hub.designs.get_revision(request.design, request.revision_id))
+        return _sendable(cv._revision_to_proto(await self.hub.designs.get_revision(request.design, request.revision_id)))
 
     async def Log(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
@@ -126,6 +146,8 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         revisions = await self.hub.designs.log(request.design, start, size + 1)
         protos = [cv._revision_to_proto(r) for r in revisions[:size]]
         count = _page(protos, size)
+        if protos:
+            _sendable(protos[0])  # a page always carries its first revision, the others were cut to fit
         token = revisions[count].id if count < len(revisions) else ""
         return designs_pb2.LogResponse(revisions=protos[:count], next_page_token=token)
 
@@ -170,7 +192,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     async def AddMaintainer(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)
         design = await self.hub.designs.add_maintainer(
-            current_account(), request.design, request.account, self.hub.accounts.accounts._thd_exists
+            current_account(), request.design, request.account, self.hub.accounts.accounts._thd_get
         )
         return cv._design_to_proto(design)
 

@@ -23,6 +23,7 @@ from hub.domain import (
     Proposal,
     Revision,
     RevisionKind,
+    Role,
 )
 from hub.errors import (
     AlreadyExists,
@@ -47,6 +48,8 @@ from hub.store.designs import DesignMeta, DesignStore
 __all__ = ["DesignService", "PushRequest", "PushResult", "check_slug", "meta_of"]
 
 MESH_SUFFIXES = (".stl", ".obj", ".3mf")
+MAINTAINER_ROLES = (Role.DESIGNER, Role.ADMIN)
+"""Roles whose accounts may maintain a design (customers, operators and nodes publish nothing)."""
 
 # (blob path, file name within the revision) -> report as plain data with at least "ok"
 PrintabilityCheck = Callable[[str, str], Awaitable[Mapping[str, object]]]
@@ -378,11 +381,20 @@ class DesignService:
         await self._require_maintainer(caller, slug)
         return await asyncio.to_thread(self.designs._thd_decline, slug, proposal_id, caller.name, reason, self._now())
 
-    async def add_maintainer(self, caller: Account, slug: str, account: str, exists: Callable[[str], bool]) -> Design:
-        """Raises: NotFound (design or account), PermissionDenied."""
+    async def add_maintainer(self, caller: Account, slug: str, account: str, account_of: Callable[[str], Account]) -> Design:
+        """Make a designer (or admin) account a maintainer; ``account_of`` reads an account (blocking).
+
+        Raises:
+            NotFound: no such design or account.
+            PermissionDenied: the caller does not maintain the design.
+            FailedPrecondition: the account's role may not maintain designs (reason MAINTAINER_ROLE).
+        """
         await self._require_maintainer(caller, slug)
-        if not await asyncio.to_thread(exists, account):
-            raise NotFound(f"no account named {account!r}")
+        added = await asyncio.to_thread(account_of, account)
+        if added.role not in MAINTAINER_ROLES:
+            raise FailedPrecondition(
+                f"{added.name} is a {added.role.value} account; only {' or '.join(r.value for r in MAINTAINER_ROLES)} "
+                "accounts can maintain designs", reason="MAINTAINER_ROLE", field="account")
         return await asyncio.to_thread(self.designs._thd_add_maintainer, slug, account, caller.name, self._now())
 
 
@@ -426,6 +438,6 @@ def _same_content(head: Revision, manifest: Manifest, files: Sequence[FileEntry]
 def _page_offset(token: str) -> int:
     if not token:
         return 0
-    if not token.isdigit() or len(token) > 9:
+    if not (token.isascii() and token.isdigit()) or len(token) > 9:
         raise InvalidArgument(f"page token {token!r:.20} is not one this hub issued")
     return int(token)

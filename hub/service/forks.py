@@ -6,7 +6,10 @@ from its parents (name, licence, derivative_of, merged parts and files) and
 the attribution obligations of every parent, and of their own ancestors,
 travel with it. Where two parents hold different files at the same path (also
 after case folding and Unicode normalisation), a later parent's file moves
-under ``<its design>/``; a remix whose paths still collide is refused.
+under ``<its design>/``; a remix whose paths still collide is refused. A remix
+must fit in one revision as a push does: at most hub.limits.MAX_FILES files,
+and small enough that its answer (Fork, GetRevision, Log) fits in a message
+(hub.limits.PAGE_MAX_BYTES); a larger one is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub import licenses, provenance
+from hub import licenses, limits, provenance
 from hub.domain import Account, Attribution, Design, FileEntry, Revision, RevisionKind
 from hub.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from hub.manifest import dump_manifest, manifest_from_dict, parse_manifest
+from hub.manifest import Manifest, dump_manifest, manifest_from_dict, parse_manifest
 from hub.paths import check_paths, fold
 from hub.service.common import Clock, format_time
 from hub.service.designs import check_slug, meta_of
@@ -56,7 +59,8 @@ class ForkService:
             NotFound: a parent design or revision does not exist.
             AlreadyExists: the new name is taken.
             LicenseConflict: a licence rule forbids this remix (names rule and parent).
-            FailedPrecondition: a parent is a proposal never accepted, or the parents' paths collide.
+            FailedPrecondition: a parent is a proposal never accepted, the parents' paths collide, or
+                the merged revision is over MAX_FILES files or PAGE_MAX_BYTES (reason REMIX_TOO_LARGE).
         """
         check_slug(req.name, field="name")
         if not req.parents or len(req.parents) > MAX_PARENTS:
@@ -93,13 +97,15 @@ class ForkService:
                     derivative_of=[f"{p.design}@{p.id}" for p in parents])
         if req.title:
             data["title"] = req.title
-        manifest = manifest_from_dict(data)
+        manifest = _merged_manifest(data, parents)
         created_at = format_time(self.clock())
         message = req.message or "remix of " + ", ".join(f"{p.design}@{p.id[:12]}" for p in parents)
         parent_ids = tuple(p.id for p in parents)
+        manifest_toml = dump_manifest(manifest)
+        _check_size(parents, files, len(manifest_toml.encode("utf-8")), _attributions_bytes(attributions))
         rid = provenance.revision_id(parent_ids, manifest.to_dict(), files, caller.name, created_at, message)
         return Revision(
-            id=rid, design=req.name, parent_ids=parent_ids, manifest_toml=dump_manifest(manifest), files=files,
+            id=rid, design=req.name, parent_ids=parent_ids, manifest_toml=manifest_toml, files=files,
             author=caller.name, created_at=created_at, message=message, kind=RevisionKind.FORK,
             attributions=attributions,
         )
@@ -134,6 +140,53 @@ def _merge(parents: Sequence[Revision]) -> tuple[dict[str, Any], tuple[FileEntry
     return first, merged
 
 
+def _attributions_bytes(attributions: Sequence[Attribution]) -> int:
+    return sum(len(" ".join([a.design, a.revision_id, a.title, a.license, a.licensor, a.notice, *a.contributors])
+                   .encode("utf-8")) + 16 * (6 + len(a.contributors)) for a in attributions)
+
+
+def _merged_manifest(data: dict[str, Any], parents: Sequence[Revision]) -> Manifest:
+    """The remix's manifest from the merged data.
+
+    Raises:
+        FailedPrecondition: the merge of valid parents gives no valid manifest (a remix error, not the
+            caller's field: it names the parents).
+    """
+    try:
+        return manifest_from_dict(data)
+    except InvalidArgument as exc:
+        names = ", ".join(f"{p.design}@{p.id[:12]}" for p in parents)
+        raise FailedPrecondition(f"remix refused: the manifests of {names} cannot be merged: {exc.message}",
+                                 reason="REMIX_MERGE", field="parents") from exc
+
+
+def _check_size(parents: Sequence[Revision], files: Sequence[FileEntry], manifest_bytes: int,
+                attribution_bytes: int) -> None:
+    """Refuse a remix larger than a push may be: its files, its spime.toml, or the bytes of its answer.
+
+    Raises:
+        FailedPrecondition: over MAX_FILES, MAX_MANIFEST_BYTES or PAGE_MAX_BYTES (names the parents and the limit).
+    """
+    names = ", ".join(f"{p.design}@{p.id[:12]}" for p in parents)
+    if len(files) > limits.MAX_FILES:
+        raise FailedPrecondition(
+            f"remix refused: merging {names} gives {len(files):,} files, over the {limits.MAX_FILES:,} one "
+            "revision may list (limit PushRequest.files); remix fewer parents", reason="REMIX_TOO_LARGE",
+            field="parents")
+    if manifest_bytes > limits.MAX_MANIFEST_BYTES:
+        raise FailedPrecondition(
+            f"remix refused: merging {names} gives a spime.toml of {manifest_bytes:,} bytes, over the "
+            f"{limits.MAX_MANIFEST_BYTES:,} one revision may carry (limit PushRequest.manifest_toml); "
+            "remix fewer parents", reason="REMIX_TOO_LARGE", field="parents")
+    # What the revision's answer carries per file: path, hash, size and the field tags, generously.
+    size = manifest_bytes + attribution_bytes + sum(len(f.path.encode("utf-8")) + len(f.sha256) + 24 for f in files)
+    if size > limits.PAGE_MAX_BYTES:
+        raise FailedPrecondition(
+            f"remix refused: merging {names} gives a revision of about {size:,} bytes, over the "
+            f"{limits.PAGE_MAX_BYTES:,} one answer may carry (limit PAGE_MAX_BYTES); remix fewer parents",
+            reason="REMIX_TOO_LARGE", field="parents")
+
+
 def _collision(path: str, first: str, second: str) -> FailedPrecondition:
     return FailedPrecondition(
         f"remix refused: {first} and {second} both hold a different file at {path!r} (also after moving "
@@ -151,7 +204,7 @@ def _free_path(files: dict[str, FileEntry], entry: FileEntry, design: str) -> st
 def _merge_manifest(into: dict[str, Any], extra: dict[str, Any], renames: dict[str, str], design: str) -> None:
     names = {part["name"] for part in into["parts"]}
     for part in extra["parts"]:
-        name = part["name"] if part["name"] not in names else f"{part['name']} ({design})"
+        name = _free_name(names, part["name"], design)
         into["parts"].append({**part, "name": name, "files": [renames.get(f, f) for f in part["files"]]})
         names.add(name)
     for key in ("contributors", "tags"):
@@ -161,3 +214,14 @@ def _merge_manifest(into: dict[str, Any], extra: dict[str, Any], renames: dict[s
     images = list(dict.fromkeys([*into.get("images", []), *(renames.get(i, i) for i in extra.get("images", []))]))
     if images:
         into["images"] = images
+
+
+def _free_name(names: set[str], name: str, design: str) -> str:
+    """``name``, else ``name (design)``, else ``name (design) 2``, 3, … whichever is free first."""
+    if name not in names:
+        return name
+    candidate, number = f"{name} ({design})", 1
+    while candidate in names:
+        number += 1
+        candidate = f"{name} ({design}) {number}"
+    return candidate

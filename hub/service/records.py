@@ -158,9 +158,8 @@ class RecordService:
                     found = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
                     if found is not None:
                         todo.append(found)
-        proposals = []
-        for design in sorted({rev.design for rev in seen.values()}):
-            proposals += await asyncio.to_thread(self.designs._thd_list_proposals, design, True)
+        # Only the lineage's accepted proposals (their merge time and reviewer), not every proposal of its designs.
+        proposals = await asyncio.to_thread(self.designs._thd_accepted_proposals, seen)
         ordered = sorted(seen.values(), key=lambda r: (r.created_at, r.id))
         fabrications = await asyncio.to_thread(self.records._thd_fabrications, slug)
         return exports.Lineage(slug, ordered, proposals, fabrications)

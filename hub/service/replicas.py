@@ -53,7 +53,7 @@ def parse_wakeup(payload: str) -> tuple[str, int | None]:
     """A NOTIFY payload: "NODE" (commands to send) or "NODE EPOCH" (a Hello elsewhere); a
     malformed epoch reads as a plain ring (harmless: the outbox is re-read)."""
     node, _, epoch = payload.partition(" ")
-    return node, int(epoch) if epoch.isdigit() else None
+    return node, int(epoch) if epoch.isascii() and epoch.isdigit() else None
 
 
 class ReplicaService:

@@ -51,13 +51,17 @@ class AccountStore:
         Raises:
             AlreadyExists: the name is taken.
         """
-        with write(self.engine) as conn:
-            if conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)):
-                raise AlreadyExists(f"account {name!r} already exists; pick another name")
-            conn.execute(sa.insert(schema.accounts).values(name=name, role=role.value, created_at=now))
-            conn.execute(
-                sa.insert(schema.tokens).values(token_sha256=token_digest(token), account=name, created_at=now)
-            )
+        taken = AlreadyExists(f"account {name!r} already exists; pick another name")
+        try:
+            with write(self.engine) as conn:
+                if conn.scalar(sa.select(sa.func.count()).where(schema.accounts.c.name == name)):
+                    raise taken
+                conn.execute(sa.insert(schema.accounts).values(name=name, role=role.value, created_at=now))
+                conn.execute(
+                    sa.insert(schema.tokens).values(token_sha256=token_digest(token), account=name, created_at=now)
+                )
+        except sa.exc.IntegrityError as exc:  # a concurrent add of the same name won (PostgreSQL)
+            raise taken from exc
         return Account(name=name, role=role)
 
     def _thd_add_token(self, name: str, token: str, now: str) -> None:
@@ -125,7 +129,7 @@ class AccountStore:
         keys = schema.account_keys
         try:
             with write(self.engine) as conn:
-                self._require(conn, reg.account)
+                self._require(conn, reg.account, lock=True)  # concurrent registrations count the keys in turn
                 owner = conn.scalar(sa.select(keys.c.account).where(keys.c.public_key == reg.public_key.hex()))
                 if owner is not None:
                     whose = "your account" if owner == reg.account else "another account"
@@ -180,8 +184,15 @@ class AccountStore:
         return revoked
 
     @staticmethod
-    def _require(conn: sa.Connection, name: str) -> sa.Row:  # type: ignore[type-arg]
-        row = conn.execute(sa.select(schema.accounts).where(schema.accounts.c.name == name)).first()
+    def _require(conn: sa.Connection, name: str, *, lock: bool = False) -> sa.Row:  # type: ignore[type-arg]
+        """The account's row, locked until the transaction ends with ``lock`` (PostgreSQL's FOR UPDATE;
+        SQLite's writer is alone already).
+
+        Raises:
+            NotFound: no such account.
+        """
+        query = sa.select(schema.accounts).where(schema.accounts.c.name == name)
+        row = conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             raise NotFound(f"no account named {name!r}")
         return row

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,6 +32,7 @@ __all__ = ["DesignMeta", "DesignStore", "reports_of"]
 
 d, r, rp, rf = schema.designs, schema.revisions, schema.revision_parents, schema.revision_files
 m, p, rep = schema.maintainers, schema.proposals, schema.printability_reports
+_IDS_PER_QUERY = 500  # bound parameters per IN list (SQLite allows 32,766, psycopg 65,535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,9 @@ class DesignStore:
         for word in dict.fromkeys(text.lower().split()):  # a word repeated narrows nothing
             query = query.where(d.c.search_text.contains(word, autoescape=True))
         if license_id:
-            query = query.where(d.c.license_ids.contains(f" {license_id} ", autoescape=True))
+            # Exact on both databases: LIKE ignores ASCII case on SQLite (LicenseRef-FOO would find
+            # LicenseRef-Foo) but not on PostgreSQL; replace() compares code points on both.
+            query = query.where(sa.func.replace(d.c.license_ids, f" {license_id} ", "") != d.c.license_ids)
         wanted = sorted(set(tags))
         if wanted:
             dt = schema.design_tags
@@ -181,6 +185,20 @@ class DesignStore:
             if not include_closed:
                 query = query.where(p.c.state == ProposalState.OPEN.value)
             return [self._proposal(conn, row) for row in conn.execute(query)]
+
+    def _thd_accepted_proposals(self, revisions: Mapping[str, Revision]) -> list[Proposal]:
+        """The accepted proposals of these revisions (id -> revision), oldest first: at most one each."""
+        ids: list[str] = list(revisions)
+        found: list[sa.Row[Any]] = []
+        with connect(self.engine) as conn:
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                found += conn.execute(sa.select(p).where(p.c.revision_id.in_(ids[start:start + _IDS_PER_QUERY]),
+                                                         p.c.state == ProposalState.ACCEPTED.value)).all()
+        return [Proposal(
+            id=row.id, design=row.design, revision=revisions[row.revision_id], author=row.author,
+            state=ProposalState(row.state), base_revision_id=row.base_revision_id, decided_by=row.decided_by,
+            reason=row.reason, created_at=row.created_at, decided_at=row.decided_at,
+        ) for row in sorted(found, key=lambda row: (row.created_at, row.id))]
 
     def _thd_get_proposal(self, slug: str, proposal_id: str) -> Proposal:
         with connect(self.engine) as conn:
@@ -212,6 +230,13 @@ class DesignStore:
         Raises:
             AlreadyExists: the slug is taken.
         """
+        try:
+            return self._create(slug, meta, revision, creator, now, attributions)
+        except sa.exc.IntegrityError as exc:  # a concurrent create of the same slug won (PostgreSQL)
+            raise AlreadyExists(f"design {slug!r} already exists: push to it, or fork it under a new name") from exc
+
+    def _create(self, slug: str, meta: DesignMeta, revision: Revision, creator: str, now: str,
+                attributions: Sequence[Attribution]) -> Design:
         with write(self.engine) as conn:
             if _count(conn, d.c.slug == slug):
                 raise AlreadyExists(f"design {slug!r} already exists: push to it, or fork it under a new name")
@@ -233,6 +258,7 @@ class DesignStore:
         Raises:
             NotFound: no such design.
             StaleHead: the head moved; nothing was stored.
+            AlreadyExists: the revision is stored already (an open or declined proposal): it is not pushed twice.
         """
         with write(self.engine) as conn:
             self._cas_head(conn, slug, expected_head)
@@ -245,9 +271,10 @@ class DesignStore:
 
         Raises:
             NotFound: no such design.
+            AlreadyExists: the revision is stored already (an open or declined proposal).
         """
         with write(self.engine) as conn:
-            self._require_design(conn, slug)
+            self._lock_design(conn, slug)  # two identical proposals meet in _insert_revision, in turn
             self._insert_revision(conn, revision, now)
             conn.execute(sa.insert(p).values(
                 id=proposal_id, design=slug, revision_id=revision.id, base_revision_id=base,
@@ -282,13 +309,21 @@ class DesignStore:
             return self._proposal(conn, self._proposal_row(conn, slug, proposal_id))
 
     def _thd_add_maintainer(self, slug: str, account: str, by: str, now: str) -> Design:
-        """Raises: NotFound: no such design."""
-        with write(self.engine) as conn:
-            self._require_design(conn, slug)
-            current = self._maintainers(conn, slug)
-            if account not in current:
-                conn.execute(sa.insert(m).values(design=slug, account=account, position=len(current), added_by=by, added_at=now))
-            return self._design(conn, slug)
+        """Add a maintainer (nothing changes when the account is one already).
+
+        Raises:
+            NotFound: no such design.
+        """
+        try:
+            with write(self.engine) as conn:
+                self._lock_design(conn, slug)  # concurrent adds read the maintainers in turn
+                current = self._maintainers(conn, slug)
+                if account not in current:
+                    conn.execute(sa.insert(m).values(design=slug, account=account, position=len(current),
+                                                     added_by=by, added_at=now))
+        except sa.exc.IntegrityError as exc:  # only if the lock were bypassed: the other add won
+            raise AlreadyExists(f"{account} is already a maintainer of {slug}") from exc
+        return self._thd_get_design(slug)
 
     def _thd_store_reports(self, revision_id: str, reports: Sequence[PrintabilityRecord]) -> None:
         with write(self.engine) as conn:
@@ -324,8 +359,9 @@ class DesignStore:
             conn.execute(sa.insert(schema.design_tags).values(design=slug, tag=tag))
 
     def _insert_revision(self, conn: sa.Connection, rev: Revision, now: str) -> None:
+        """Raises: AlreadyExists: a revision with this id is stored (its proposal, if any, is named)."""
         if _count(conn, r.c.id == rev.id):
-            return
+            raise self._already_stored(conn, rev)
         seq = (conn.scalar(sa.select(sa.func.max(r.c.seq)).where(r.c.design == rev.design)) or 0) + 1
         conn.execute(sa.insert(r).values(
             id=rev.id, design=rev.design, seq=seq, manifest_toml=rev.manifest_toml, author=rev.author,
@@ -336,6 +372,21 @@ class DesignStore:
             conn.execute(sa.insert(rp).values(revision_id=rev.id, position=position, parent_id=parent))
         for entry in rev.files:
             conn.execute(sa.insert(rf).values(revision_id=rev.id, path=entry.path, sha256=entry.sha256, size=entry.size))
+
+    @staticmethod
+    def _already_stored(conn: sa.Connection, rev: Revision) -> AlreadyExists:
+        """The refusal of a revision pushed again: a head never moves to a proposal that was not accepted."""
+        row = conn.execute(sa.select(p.c.id, p.c.state).where(p.c.revision_id == rev.id)
+                           .order_by(p.c.created_at.desc())).first()
+        if row is not None and row.state == ProposalState.OPEN.value:
+            return AlreadyExists(
+                f"revision {rev.id[:12]} is already open proposal {row.id} of {rev.design}: a maintainer accepts it "
+                f"(`spime accept {rev.design} {row.id}`, AcceptProposal) instead of pushing it again",
+                reason="REVISION_IS_OPEN_PROPOSAL")
+        what = f"proposal {row.id}, {row.state}" if row is not None else "stored"
+        return AlreadyExists(
+            f"revision {rev.id[:12]} of {rev.design} already exists ({what}); change the message to push it anew",
+            reason="REVISION_EXISTS")
 
     def _close(self, conn: sa.Connection, pid: str, state: ProposalState, by: str, reason: str, now: str) -> None:
         conn.execute(sa.update(p).where(p.c.id == pid).values(state=state.value, decided_by=by, reason=reason, decided_at=now))
@@ -352,6 +403,16 @@ class DesignStore:
         if row is None:
             raise NotFound(f"design {slug} has no proposal {pid!r}; list them with `spime proposals {slug}`")
         return row
+
+    @staticmethod
+    def _lock_design(conn: sa.Connection, slug: str) -> None:
+        """Lock a design's row until the transaction ends (PostgreSQL; SQLite's writer is alone already).
+
+        Raises:
+            NotFound: no such design.
+        """
+        if conn.scalar(sa.select(d.c.slug).where(d.c.slug == slug).with_for_update()) is None:
+            raise NotFound(f"no design named {slug!r}; create it with `spime push --new` or search with `spime search`")
 
     @staticmethod
     def _require_design(conn: sa.Connection, slug: str) -> sa.Row:  # type: ignore[type-arg]

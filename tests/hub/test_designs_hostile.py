@@ -1,0 +1,262 @@
+"""Designs, accounts and records under a hostile sweep: oversized remixes, proposals pushed twice,
+concurrent limits, maintainer roles, part-name clashes, exact licence search and PROV agent ids.
+
+Each runs on SQLite and on PostgreSQL (``any_api``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import grpc
+import pytest
+from prov.model import ProvDocument
+from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2
+
+from hub import limits
+from hub.errors import FailedPrecondition
+from hub.service.accounts import MAX_KEYS_PER_ACCOUNT
+from hub.service.forks import _check_size
+from hub.store.designs import DesignMeta
+from tests.hub.harness import InProcessHub, manifest_toml, now_z, register_key, sha
+from tests.hub.refusal import refused
+
+FAILED, EXISTS = grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS
+
+
+def _create(api: InProcessHub, user: str, slug: str, files: dict[str, bytes] | None = None,
+            license: str = "CC-BY-4.0") -> designs_pb2.PushResponse:
+    files = files or {"a.txt": b"hello " + slug.encode()}
+    return api.push(user, slug, files, manifest=manifest_toml(slug, files=tuple(files), license=license), create=True)
+
+
+def _fork(api: InProcessHub, user: str, name: str, *parents: str) -> Callable[[], designs_pb2.ForkResponse]:
+    request = designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design=p) for p in parents], name=name,
+                                      license="CC-BY-4.0")
+    return lambda: api.designs.Fork(request, metadata=api.md(user))
+
+
+# -- 1. a remix is never larger than one revision may be ------------------------------------------------
+
+
+def test_a_remix_over_max_files_is_refused_before_anything_is_stored(any_api: InProcessHub) -> None:
+    half = limits.MAX_FILES // 2 + 1
+    for slug in ("wide-a", "wide-b"):
+        head = _create(any_api, "alice", slug, {"a.txt": b"x"}).revision_id
+        entries = [common_pb2.FileEntry(path=f"{slug}/{i:04d}.txt", sha256=sha(b"x"), size=1) for i in range(half)]
+        entries.append(common_pb2.FileEntry(path="a.txt", sha256=sha(b"x"), size=1))
+        manifest = manifest_toml(slug, files=("a.txt",), version="1.1.0")
+        any_api.push("alice", slug, {"a.txt": b"x"}, manifest=manifest, parents=(head,), entries=entries, upload=False)
+    refused(any_api, _fork(any_api, "bob", "wide-mix", "wide-a", "wide-b"), FAILED, "REMIX_TOO_LARGE",
+            "wide-a@", "wide-b@", f"{2 * half + 1:,} files", f"{limits.MAX_FILES:,}")
+
+
+def test_a_remix_over_the_answer_budget_is_refused() -> None:
+    # Within MAX_FILES and MAX_MANIFEST_BYTES a remix still carries its inherited attributions.
+    with pytest.raises(FailedPrecondition) as info:
+        _check_size([], [], 1000, limits.PAGE_MAX_BYTES)
+    assert info.value.reason == "REMIX_TOO_LARGE" and f"{limits.PAGE_MAX_BYTES:,}" in info.value.message
+
+
+def test_a_stored_revision_over_the_message_limit_is_refused_not_sent(any_api: InProcessHub) -> None:
+    # What an older hub could store (a 12-parent remix): GetRevision and Log say why instead of failing in gRPC.
+    first = _create(any_api, "alice", "huge").revision_id
+    store = any_api.composed.store.designs
+    head = store._thd_get_revision("huge", first)
+    big = replace(head, id="f" * 64, parent_ids=(first,), message="m" * (9 << 20))
+    store._thd_advance("huge", first, big, DesignMeta("Huge", "", "CC-BY-4.0", ()), now_z())
+    request = designs_pb2.GetRevisionRequest(design="huge")
+    refused(any_api, lambda: any_api.designs.GetRevision(request, metadata=any_api.md("carol")),
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "ANSWER_TOO_LARGE", "huge@ffffffffffff")
+    log = designs_pb2.LogRequest(design="huge")
+    refused(any_api, lambda: any_api.designs.Log(log, metadata=any_api.md("carol")),
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "ANSWER_TOO_LARGE", "huge@ffffffffffff")
+    older = any_api.designs.Log(designs_pb2.LogRequest(design="huge", from_revision_id=first), metadata=any_api.md("carol"))
+    assert [r.id for r in older.revisions] == [first]
+
+
+# -- 2. a head is never a proposal that was not accepted ----------------------------------------------------
+
+
+def test_a_proposal_pushed_again_by_a_new_maintainer_is_refused(any_api: InProcessHub) -> None:
+    base = _create(any_api, "alice", "cube").revision_id
+    files, at = {"a.txt": b"changed by bob"}, now_z()
+    manifest = manifest_toml("cube", files=("a.txt",), version="1.1.0")
+
+    def again() -> designs_pb2.PushResponse:
+        return any_api.push("bob", "cube", files, manifest=manifest, parents=(base,), created_at=at, message="m")
+
+    proposal = again()
+    assert proposal.is_proposal
+    refused(any_api, again, EXISTS, "REVISION_IS_OPEN_PROPOSAL", proposal.proposal_id)  # no second proposal
+    any_api.designs.AddMaintainer(designs_pb2.AddMaintainerRequest(design="cube", account="bob"),
+                                  metadata=any_api.md("alice"))
+    refused(any_api, again, EXISTS, "REVISION_IS_OPEN_PROPOSAL", proposal.proposal_id, "accept")
+    design = any_api.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=any_api.md("carol"))
+    assert design.head_revision_id == base and design.revision_count == 1
+    accepted = any_api.designs.AcceptProposal(
+        designs_pb2.AcceptProposalRequest(design="cube", proposal_id=proposal.proposal_id), metadata=any_api.md("alice"))
+    assert accepted.design.head_revision_id == proposal.revision_id and accepted.design.revision_count == 2
+
+
+def test_a_declined_proposal_pushed_again_by_a_maintainer_is_refused(any_api: InProcessHub) -> None:
+    base = _create(any_api, "alice", "plate").revision_id
+    files, at = {"a.txt": b"bob's plate"}, now_z()
+    manifest = manifest_toml("plate", files=("a.txt",), version="1.1.0")
+
+    def again() -> designs_pb2.PushResponse:
+        return any_api.push("bob", "plate", files, manifest=manifest, parents=(base,), created_at=at, message="m")
+
+    proposal = again()
+    any_api.designs.DeclineProposal(designs_pb2.DeclineProposalRequest(
+        design="plate", proposal_id=proposal.proposal_id, reason="no"), metadata=any_api.md("alice"))
+    any_api.designs.AddMaintainer(designs_pb2.AddMaintainerRequest(design="plate", account="bob"),
+                                  metadata=any_api.md("alice"))
+    refused(any_api, again, EXISTS, "REVISION_EXISTS", proposal.proposal_id, "declined")
+
+
+# -- 3. limits checked under concurrency ------------------------------------------------------------------
+
+
+def _together(count: int, call: Callable[[int], object]) -> list[str]:
+    barrier = threading.Barrier(count)
+
+    def one(index: int) -> str:
+        barrier.wait()
+        try:
+            call(index)
+        except grpc.RpcError as exc:
+            return str(exc.code().name)
+        return "OK"
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_concurrent_add_maintainer_adds_each_once(any_api: InProcessHub) -> None:
+    any_api.add_user("m3", "designer")
+    any_api.add_user("m4", "designer")
+    _create(any_api, "alice", "madd")
+    who = ["m3", "m3", "m4", "m4", "m3", "m4"]
+    results = _together(len(who), lambda i: any_api.designs.AddMaintainer(
+        designs_pb2.AddMaintainerRequest(design="madd", account=who[i]), metadata=any_api.md("alice")))
+    assert results == ["OK"] * len(who)
+    design = any_api.designs.GetDesign(designs_pb2.GetDesignRequest(design="madd"), metadata=any_api.md("carol"))
+    assert design.maintainers[0] == "alice" and sorted(design.maintainers[1:]) == ["m3", "m4"]
+
+
+def test_concurrent_key_registrations_keep_the_per_account_limit(any_api: InProcessHub) -> None:
+    limit = MAX_KEYS_PER_ACCOUNT
+    for _ in range(limit - 4):
+        register_key(any_api, "bob", os.urandom(32))
+    results = _together(8, lambda _: register_key(any_api, "bob", os.urandom(32)))
+    assert sorted(results) == ["OK"] * 4 + ["RESOURCE_EXHAUSTED"] * 4
+    held = any_api.accounts.ListKeys(accounts_pb2.ListKeysRequest(account="bob"), metadata=any_api.md("bob")).keys
+    assert len(held) == limit
+
+
+# -- 4. only designers (and admins) maintain designs ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("account", "role"), [("carol", "customer"), ("olga", "operator"), ("nodey", "node")])
+def test_add_maintainer_refuses_accounts_that_cannot_design(any_api: InProcessHub, account: str, role: str) -> None:
+    any_api.add_user("nodey", "node")
+    _create(any_api, "alice", "maint")
+    request = designs_pb2.AddMaintainerRequest(design="maint", account=account)
+    refused(any_api, lambda: any_api.designs.AddMaintainer(request, metadata=any_api.md("alice")), FAILED,
+            "MAINTAINER_ROLE", account, role)
+    admin = any_api.designs.AddMaintainer(designs_pb2.AddMaintainerRequest(design="maint", account="admin"),
+                                          metadata=any_api.md("alice"))
+    assert list(admin.maintainers) == ["alice", "admin"]
+
+
+# -- 5. a remix renames clashing part names until they are free --------------------------------------------
+
+
+def test_a_remix_renames_part_names_until_free(any_api: InProcessHub) -> None:
+    manifest = manifest_toml("xx", files=("a.txt",)) + '\n[[parts]]\nname = "body (yy)"\nfiles = ["a.txt"]\n'
+    any_api.push("alice", "xx", {"a.txt": b"x1"}, manifest=manifest, create=True)
+    _create(any_api, "bob", "yy", {"b.txt": b"y1"})
+    remix = _fork(any_api, "bob", "xy", "xx", "yy")()
+    assert '"body (yy) 2"' in remix.revision.manifest_toml
+    assert remix.revision.manifest_toml.count('name = "body') == 3
+
+
+# -- 6. a licence search compares ids exactly on both databases ---------------------------------------------
+
+
+def test_search_by_licence_ref_is_exact(any_api: InProcessHub) -> None:
+    _create(any_api, "alice", "refd", license="LicenseRef-Foo")
+    _create(any_api, "alice", "other", license="CC-BY-4.0")
+
+    def found(licence: str) -> list[str]:
+        answer = any_api.designs.Search(designs_pb2.SearchRequest(license=licence), metadata=any_api.md("carol"))
+        return [d.slug for d in answer.designs]
+
+    assert found("LicenseRef-Foo") == ["refd"]
+    assert found("LicenseRef-FOO") == [] and found("LicenseRef-Fo") == []
+    assert found("cc-by-4.0") == ["other"]  # SPDX ids are canonicalised before the search
+
+
+# -- 7. PROV agents: one id per exact name ---------------------------------------------------------------------
+
+
+def test_prov_gives_each_licensor_its_own_agent(any_api: InProcessHub) -> None:
+    head = _create(any_api, "alice", "lic").revision_id
+    names = ["Test, Licensor", 'Test"Licensor', "Test_Licensor"]
+    for index, name in enumerate(names):
+        manifest = manifest_toml("lic", files=("a.txt",), version=f"1.{index + 1}.0").replace(
+            'licensor = "Test Licensor"', f"licensor = {json.dumps(name)}")
+        head = any_api.push("alice", "lic", {"a.txt": f"v{index}".encode()}, manifest=manifest,
+                            parents=(head,)).revision_id
+    request = records_pb2.ExportRequest(design="lic", format=records_pb2.EXPORT_FORMAT_PROV_JSON)
+    text = any_api.records.Export(request, metadata=any_api.md("carol")).document.decode()
+    doc = json.loads(text)
+    labels = {k: v["prov:label"] for k, v in doc["agent"].items() if k.startswith("licensor:")}
+    assert sorted(labels.values()) == sorted(["Test Licensor", *names]) and len(labels) == 4
+    assert labels["licensor:Test_Licensor"] == "Test Licensor"
+    attributed = {v["prov:agent"] for k, v in doc["wasAttributedTo"].items() if k.startswith("_:lic")}
+    assert attributed == set(labels)
+    parsed = ProvDocument.deserialize(content=text, format="json")
+    agents = {str(r.identifier) for r in parsed.get_records() if r.get_type().localpart == "Agent"}
+    assert set(labels) <= agents
+
+
+# -- 8. a PROV export reads the lineage's accepted proposals only ---------------------------------------------
+
+
+def test_prov_export_reads_only_the_lineage_accepted_proposals(any_api: InProcessHub,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _create(any_api, "alice", "many").revision_id
+    manifest = manifest_toml("many", files=("a.txt",), version="1.1.0")
+    merged = any_api.push("bob", "many", {"a.txt": b"merged"}, manifest=manifest, parents=(base,))
+    for index in range(3):  # open proposals: none of them is in the lineage
+        any_api.push("bob", "many", {"a.txt": f"open {index}".encode()}, manifest=manifest, parents=(base,))
+    any_api.designs.AcceptProposal(designs_pb2.AcceptProposalRequest(design="many", proposal_id=merged.proposal_id),
+                                   metadata=any_api.md("alice"))
+
+    def every_proposal(*args: object) -> None:
+        raise AssertionError("the export listed every proposal of the design")
+
+    monkeypatch.setattr(any_api.composed.hub.records.designs, "_thd_list_proposals", every_proposal)
+    request = records_pb2.ExportRequest(design="many", format=records_pb2.EXPORT_FORMAT_PROV_JSON)
+    doc = json.loads(any_api.records.Export(request, metadata=any_api.md("carol")).document)
+    assert doc["activity"][f"act:{merged.revision_id}"]["prov:type"]["$"] == "spime:Merge"
+    assert {v["prov:agent"] for k, v in doc["wasAssociatedWith"].items() if k.startswith("_:review")} == {"person:alice"}
+    assert len([k for k in doc["entity"] if k.startswith("rev:")]) == 2
+
+
+@pytest.mark.parametrize("token", ["\u00b2", "\u0663", "1\u00b2"])
+def test_a_page_token_of_other_digits_is_not_one_the_hub_issued(any_api: InProcessHub, token: str) -> None:
+    """str.isdigit() takes superscripts and other scripts' digits; int() refuses or reads them."""
+    api = any_api
+    _create(api, "alice", "cube")
+    page = common_pb2.PageRequest(page_token=token)
+    for call in (lambda: api.designs.Search(designs_pb2.SearchRequest(text="cube", page=page), metadata=api.md("carol")),
+                 lambda: api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="cube", page=page),
+                                                   metadata=api.md("alice"))):
+        refused(api, call, grpc.StatusCode.INVALID_ARGUMENT, ("INVALID_ARGUMENT", "PAGE_TOKEN", ""), "page token")
