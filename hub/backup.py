@@ -47,6 +47,10 @@ FORMAT = 1
 MANIFEST = "spimeforge-backup.json"
 HUB_KEY_MEMBER = f"hub/{HUB_KEY_NAME}"
 _COPY_CHUNK = 1 << 20
+# Ceilings for what restore reads into memory: the manifest lists every blob (~80 bytes each),
+# and one row holds at most a few large text fields (a manifest, a message).
+_MAX_MANIFEST_BYTES = 256 << 20
+_MAX_ROW_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +78,23 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    """A row value as written by :func:`_encode`.
+
+    Raises:
+        ValueError: a ``$base64`` or ``$decimal`` value that is not one.
+    """
     if isinstance(value, dict) and len(value) == 1:
         if "$base64" in value:
+            if not isinstance(value["$base64"], str):
+                raise ValueError("a $base64 value is not a string")
             return base64.b64decode(value["$base64"], validate=True)
         if "$decimal" in value:
-            return decimal.Decimal(value["$decimal"])
+            if not isinstance(value["$decimal"], str):
+                raise ValueError("a $decimal value is not a string")
+            try:
+                return decimal.Decimal(value["$decimal"])
+            except decimal.InvalidOperation as exc:
+                raise ValueError(f"{value['$decimal']!r:.40} is not a decimal") from exc
     return value
 
 
@@ -226,7 +242,7 @@ def restore(archive: Path, data_dir: Path, database_url: str, *, blobs: str = ""
             present = read_hub_key(data_dir)
             if hub_key is not None and present is not None and present != hub_key:
                 install_hub_key(data_dir, hub_key)  # refuses (another key) before anything is written
-            listed = [(check_sha256(sha), int(size)) for sha, size in manifest["blobs"]]
+            listed = manifest["blobs"]
             put = _bucket_writer(data_dir, database_url, blobs, s3_endpoint)
             root = Path(data_dir) / ("blob-cache" if blobs else "blobs")
             size = sum(put(root, sha, _restore_blob(tar, root, sha, n)) for sha, n in listed)
@@ -256,25 +272,62 @@ def _bucket_writer(data_dir: Path, database_url: str, blobs: str,
     return put
 
 
-def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
+def _member(tar: tarfile.TarFile, name: str, missing: str) -> IO[bytes]:
+    """The regular file ``name`` of the archive (never a link, folder or device).
+
+    Raises:
+        InvalidArgument: ``missing`` when there is no such member, or it is not a regular file.
+    """
     try:
-        member = tar.extractfile(MANIFEST)
+        info = tar.getmember(name)
     except KeyError as exc:
-        raise InvalidArgument(f"not a Spimeforge backup: {MANIFEST} is missing") from exc
-    assert member is not None
-    doc: dict[str, Any] = json.loads(member.read())
+        raise InvalidArgument(missing) from exc
+    source = tar.extractfile(info) if info.isfile() else None
+    if source is None:
+        raise InvalidArgument(f"{name} in the backup is not a regular file: the archive is damaged")
+    return source
+
+
+def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
+    member = _member(tar, MANIFEST, f"not a Spimeforge backup: {MANIFEST} is missing")
+    data = member.read(_MAX_MANIFEST_BYTES + 1)
+    if len(data) > _MAX_MANIFEST_BYTES:
+        raise InvalidArgument(f"{MANIFEST} in the backup is over {_MAX_MANIFEST_BYTES} bytes: the archive is damaged")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidArgument(f"{MANIFEST} in the backup is not JSON: the archive is damaged") from exc
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"{MANIFEST} in the backup is not a JSON object: the archive is damaged")
     if doc.get("format") != FORMAT:
-        raise InvalidArgument(f"backup format {doc.get('format')!r} is not {FORMAT}: use the matching Spimeforge")
-    return doc
+        raise InvalidArgument(f"backup format {doc.get('format')!r:.40} is not {FORMAT}: use the matching Spimeforge")
+    revision = doc.get("schema_revision")
+    if not isinstance(revision, str) or not revision.isascii() or not revision.isalnum() or len(revision) > 64:
+        raise InvalidArgument(f"{MANIFEST} in the backup has no valid schema_revision: the archive is damaged")
+    return {**doc, "blobs": _blob_list(doc.get("blobs"))}
+
+
+def _blob_list(blobs: Any) -> list[tuple[str, int]]:
+    """The manifest's ``blobs``: [[sha256, size], ...].
+
+    Raises:
+        InvalidArgument: naming the first entry that is not a SHA-256 and a size.
+    """
+    if not isinstance(blobs, list):
+        raise InvalidArgument(f"{MANIFEST} in the backup has no blob list: the archive is damaged")
+    listed = []
+    for number, entry in enumerate(blobs, 1):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and type(entry[1]) is int and entry[1] >= 0):
+            raise InvalidArgument(f"{MANIFEST} in the backup: blob entry {number} is not "
+                                  "[sha256, size]: the archive is damaged")
+        listed.append((check_sha256(entry[0]), entry[1]))
+    return listed
 
 
 def _archived_hub_key(tar: tarfile.TarFile) -> bytes:
-    try:
-        member = tar.extractfile(HUB_KEY_MEMBER)
-    except KeyError as exc:
-        raise InvalidArgument(f"the backup lists a hub key but has no {HUB_KEY_MEMBER}: the archive is damaged") from exc
-    if member is None:
-        raise InvalidArgument(f"{HUB_KEY_MEMBER} in the backup is not a regular file")
+    member = _member(tar, HUB_KEY_MEMBER,
+                     f"the backup lists a hub key but has no {HUB_KEY_MEMBER}: the archive is damaged")
     try:
         key = bytes.fromhex(member.read(100).decode("ascii").strip())
     except (UnicodeDecodeError, ValueError) as exc:
@@ -288,9 +341,8 @@ def _restore_blob(tar: tarfile.TarFile, root: Path, sha256: str, size: int) -> i
     final = root / sha256[:2] / sha256[2:]
     if final.is_file() and final.stat().st_size == size:
         return size
-    source = tar.extractfile(_blob_name(sha256))
-    if source is None:
-        raise InvalidArgument(f"blob {sha256} in the backup is not a regular file")
+    source = _member(tar, _blob_name(sha256),
+                     f"blob {sha256} is listed but not in the backup: the archive is damaged")
     final.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=final.parent, prefix=".restore-", delete=False) as out:
@@ -327,14 +379,31 @@ def _tables(tar: tarfile.TarFile) -> Iterator[tuple[str, Iterable[Row]]]:
 
 
 def _lines(tar: tarfile.TarFile, name: str) -> Iterator[Row]:
-    f = tar.extractfile(name)
-    if f is None:
-        raise InvalidArgument(f"{name} in the backup is not a regular file")
+    f = _member(tar, name, f"{name} is missing from the backup")
     with contextlib.closing(f):
-        for number, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidArgument(f"{name} line {number} of the backup is not JSON: {exc}") from exc
-            yield {k: _decode(v) for k, v in doc.items()}
+        number = 0
+        while line := f.readline(_MAX_ROW_BYTES + 1):
+            number += 1
+            if len(line) > _MAX_ROW_BYTES:
+                raise InvalidArgument(f"{name} line {number} of the backup is over {_MAX_ROW_BYTES} bytes")
+            yield _row(line, name, number)
+
+
+def _row(line: bytes, name: str, number: int) -> Row:
+    """One JSON-lines row, decoded.
+
+    Raises:
+        InvalidArgument: naming the member and line: not UTF-8, not JSON, nested too deep, not
+            an object, or a ``$base64``/``$decimal`` value that is not one.
+    """
+    where = f"{name} line {number} of the backup"
+    try:
+        doc = json.loads(line.decode("utf-8"))
+        row = {k: _decode(v) for k, v in doc.items()} if isinstance(doc, dict) else None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError, binascii.Error
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise InvalidArgument(f"{where} is not a valid row: {reason}") from exc
+    if row is None:
+        raise InvalidArgument(f"{where} is not a valid row: a row is a JSON object")
+    return row
 

@@ -27,7 +27,10 @@ def parse_listen(text: str) -> tuple[str, int]:
         InvalidArgument: not HOST:PORT with a port in 0..65535.
     """
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    # str.isdigit() also accepts "²" (int() refuses it) and "٣" (int() reads 3): ASCII only,
+    # and short, so int() never meets a 5,000-digit string.
+    ascii_digits = port.isascii() and port.isdigit() and len(port) <= 5
+    if not sep or not host or not ascii_digits or not 0 <= int(port) <= 65535:
         raise InvalidArgument(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7443")
     return host.strip("[]"), int(port)
 

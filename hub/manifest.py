@@ -194,6 +194,9 @@ def parse_manifest(text: str) -> Manifest:
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise InvalidManifest(f"{MANIFEST_NAME} is not valid TOML: {exc}", field="manifest_toml") from exc
+    except ValueError as exc:  # an integer past Python's digit limit (sys.get_int_max_str_digits)
+        raise InvalidManifest(f"{MANIFEST_NAME} has a number that is too long to read; write "
+                              "numbers with at most a few digits", field="manifest_toml") from exc
     return manifest_from_dict(data)
 
 

@@ -29,6 +29,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import signal
 import stat
 import sys
@@ -94,6 +95,16 @@ class TranscriptWriter:
 
 
 DriverFactory = Callable[[PrintTarget], PrinterDriver]
+
+# C0 (but newline), DEL, C1 and bidi controls: a hub, a printer's firmware or a file name can
+# hold any of them, and none may move the cursor, retitle the window or reorder the text.
+# (hub.client.terminal.shown's twin: node_agent must not import hub.)
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +175,7 @@ def _agent_command(args: argparse.Namespace, factory: DriverFactory, stdout: Tex
     try:
         config = load_config(_config_path(args))
     except ConfigError as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         return EXIT_USAGE
     if args.command not in ("run", "enroll"):
         return _ask_daemon(args, config.node.state_dir, config.source, stdout, stderr)
@@ -180,9 +191,9 @@ def _agent_command(args: argparse.Namespace, factory: DriverFactory, stdout: Tex
             if args.json:
                 print(json.dumps({"node": node, "credential": str(path)}), file=stdout)
             else:
-                print(f"enrolled node {node}; credential stored in {path}", file=stderr)
+                print(_shown(f"enrolled node {node}; credential stored in {path}"), file=stderr)
     except (daemon.DaemonError, HubError) as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -200,25 +211,28 @@ def _control_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _ask_daemon(args: argparse.Namespace, state_dir: Any, source: str, stdout: TextIO,
                 stderr: TextIO) -> int:
-    from node_agent.control import NoDaemon, control_path, request
+    from node_agent.control import NoDaemon, RequestTooLarge, control_path, request
 
     path = control_path(state_dir)
     try:
         answer = request(path, _control_request(args))
+    except RequestTooLarge as exc:
+        print(f"spime-node: {exc}", file=stderr)
+        return EXIT_USAGE
     except (NoDaemon, OSError) as exc:
-        print(f"spime-node: no spime-node daemon is running for this node ({exc}); start it "
-              f"with: spime-node run --config {source}", file=stderr)
+        print(_shown(f"spime-node: no spime-node daemon is running for this node ({exc}); start "
+                     f"it with: spime-node run --config {source}"), file=stderr)
         return EXIT_FAILED
     if not answer.get("ok"):
-        print(f"spime-node: {answer.get('error')}", file=stderr)
+        print(_shown(f"spime-node: {answer.get('error')}"), file=stderr)
         return EXIT_FAILED
     result = answer["result"]
     if args.json:
         print(json.dumps(result, sort_keys=True), file=stdout)
     elif args.command == "status":
-        print(render_status(result), file=stdout)
+        print(_shown(render_status(result)), file=stdout)
     else:
-        print("ok: " + ", ".join(f"{k} {v}" for k, v in result.items()), file=stderr)
+        print(_shown("ok: " + ", ".join(f"{k} {v}" for k, v in result.items())), file=stderr)
     return EXIT_OK
 
 
@@ -274,14 +288,14 @@ def run(argv: Sequence[str] | None, factory: DriverFactory, *, stdout: TextIO = 
         target, limits = _resolve(args)
         _readable(args.file)
     except (UsageError, ConfigError) as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         return EXIT_USAGE
     if not args.trace:
         return _print_file(args, target, limits, factory, stdout, stderr)
     try:
         trace = open(args.trace, "w", encoding="utf-8")  # noqa: SIM115 (closed below)
     except OSError as exc:
-        print(f"spime-node: --trace {args.trace}: {exc.strerror}", file=stderr)
+        print(_shown(f"spime-node: --trace {args.trace}: {exc.strerror}"), file=stderr)
         return EXIT_USAGE
     with trace:
         target = dataclasses.replace(target, trace=TranscriptWriter(trace))
@@ -329,10 +343,10 @@ def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLim
     try:
         job = check_file(args.file, limits)  # streamed: bounded memory for any size
     except GcodeFileError as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         return EXIT_USAGE
     except JobRefused as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         summary.update(outcome="refused", reason=str(exc), lines_sent=0, resends=0, seconds=0.0,
                        violations=[{"line": v.line, "command": v.command, "reason": v.reason}
                                    for v in exc.violations])
@@ -340,7 +354,7 @@ def _print_file(args: argparse.Namespace, target: PrintTarget, limits: SafetyLim
     try:
         driver = factory(target)
     except (ValueError, DriverError) as exc:
-        print(f"spime-node: {exc}", file=stderr)
+        print(_shown(f"spime-node: {exc}"), file=stderr)
         return EXIT_USAGE
     summary.update(asyncio.run(_print(driver, job, stderr)))
     code = EXIT_OK if summary["outcome"] == PrintOutcome.COMPLETED.value else EXIT_FAILED
@@ -359,7 +373,7 @@ async def _print(driver: PrinterDriver, job: SafeJob, err: TextIO) -> dict[str, 
     try:
         await driver.connect()
     except DriverError as exc:
-        print(f"spime-node: {exc}", file=err)
+        print(_shown(f"spime-node: {exc}"), file=err)
         await driver.close()
         return {"outcome": "unreachable", "reason": str(exc), "lines_sent": 0, "resends": 0,
                 "seconds": round(time.monotonic() - started, 3), "retryable": exc.retryable}
@@ -370,7 +384,7 @@ async def _print(driver: PrinterDriver, job: SafeJob, err: TextIO) -> dict[str, 
     try:
         result = await driver.print_job(job)
     except DriverError as exc:
-        print(f"\nspime-node: {exc}", file=err)
+        print(_shown(f"\nspime-node: {exc}"), file=err)
         return {"outcome": PrintOutcome.FAILED.value, "reason": str(exc), "lines_sent": 0,
                 "resends": 0, "seconds": round(time.monotonic() - started, 3),
                 "retryable": exc.retryable}
@@ -379,8 +393,8 @@ async def _print(driver: PrinterDriver, job: SafeJob, err: TextIO) -> dict[str, 
         shower.cancel()
         status = driver.status()
         await driver.close()
-    print(f"\r{render_progress(status)}\n{name}: {result.outcome.value}"
-          + (f" ({result.reason})" if result.reason else ""), file=err)
+    print("\r" + _shown(f"{render_progress(status)}\n{name}: {result.outcome.value}"
+                        + (f" ({result.reason})" if result.reason else "")), file=err)
     return {"outcome": result.outcome.value, "reason": result.reason,
             "lines_total": status.lines_total, "lines_sent": result.lines_sent,
             "resends": result.resends, "seconds": round(result.seconds, 3),
@@ -409,7 +423,7 @@ class _Interrupts:
             try:
                 await coro
             except DriverError as exc:
-                print(f"spime-node: {exc}", file=self.err)
+                print(_shown(f"spime-node: {exc}"), file=self.err)
 
         task = asyncio.create_task(guarded())
         self.tasks.add(task)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "ControlServer",
     "Controls",
     "NoDaemon",
+    "RequestTooLarge",
     "control_path",
     "request",
 ]
@@ -36,9 +38,16 @@ __all__ = [
 MAX_REQUEST_BYTES = 64 * 1024
 SOCKET_NAME = "control.sock"
 
+log = logging.getLogger("spime-node")
+
 
 class NoDaemon(Exception):
     """No daemon answers on the control socket."""
+
+
+class RequestTooLarge(ValueError):
+    """The request is over the control socket's line limit; nothing was sent (the operator's
+    text is too long, so retrying the same request cannot help)."""
 
 
 class Controls(Protocol):
@@ -119,8 +128,13 @@ class ControlServer:
             while line := await reader.readline():
                 writer.write((json.dumps(await self._answer(line)) + "\n").encode())
                 await writer.drain()
-        except (ConnectionError, ValueError):
-            pass  # a client that went away or sent a line over the limit
+        except ValueError:  # a line over the limit: the stream cannot find the next line
+            with contextlib.suppress(ConnectionError):
+                writer.write((json.dumps({"ok": False, "error": (
+                    f"bad request: longer than {MAX_REQUEST_BYTES} bytes")}) + "\n").encode())
+                await writer.drain()
+        except ConnectionError:
+            pass  # a client that went away
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):
@@ -132,10 +146,16 @@ class ControlServer:
             if not isinstance(req, dict):
                 raise TypeError("a request is a JSON object")
             return {"ok": True, "result": await _dispatch(self.controls, req)}
+        except RecursionError:
+            return {"ok": False, "error": "bad request: nested too deep"}
         except (ValueError, TypeError) as exc:
             return {"ok": False, "error": f"bad request: {exc}"}
         except self.errors as exc:
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a handler's bug must not end the daemon's answer loop
+            log.exception("control request failed: %.200r", line)
+            return {"ok": False, "error": f"the daemon failed on this request "
+                                          f"({type(exc).__name__}); see its log"}
 
 
 def _alive(path: Path) -> bool:
@@ -151,15 +171,20 @@ def request(path: Path, payload: Mapping[str, Any], timeout_s: float = 30.0) -> 
     """Send one request to the daemon and return its answer.
 
     Raises:
+        RequestTooLarge: the request is over ``MAX_REQUEST_BYTES``; nothing was sent.
         NoDaemon: nothing listens on ``path``.
     """
+    line = (json.dumps(dict(payload)) + "\n").encode()
+    if len(line) > MAX_REQUEST_BYTES:
+        raise RequestTooLarge(f"the request is {len(line)} bytes, over the daemon's limit of "
+                              f"{MAX_REQUEST_BYTES} bytes; shorten its text (notes, reason)")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(path))
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             raise NoDaemon(str(path)) from exc
-        sock.sendall((json.dumps(dict(payload)) + "\n").encode())
+        sock.sendall(line)
         data = b""
         while not data.endswith(b"\n"):
             chunk = sock.recv(65536)

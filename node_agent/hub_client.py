@@ -248,7 +248,7 @@ class HubConnection:
             part.unlink()  # longer than the artifact: not a prefix of it
         for attempt in range(_CHUNK_ATTEMPTS):
             try:
-                await self._fetch_into(ref.sha256, part, progress)
+                await self._fetch_into(ref.sha256, ref.size, part, progress)
                 break
             except HubUnavailable:
                 if attempt == _CHUNK_ATTEMPTS - 1:
@@ -261,8 +261,15 @@ class HubConnection:
         part.replace(dest)
         return dest
 
-    async def _fetch_into(self, sha256: str, part: Path,
+    async def _fetch_into(self, sha256: str, size: int, part: Path,
                           progress: Callable[[int], None] | None) -> None:
+        """Append the rest of the artifact to ``part``.
+
+        Raises:
+            ArtifactError: the hub sent more than ``size`` bytes (``part`` is removed).
+            HubUnavailable: the stream stalled or broke.
+            HubRefused: the hub refused.
+        """
         part.parent.mkdir(parents=True, exist_ok=True)
         offset = part.stat().st_size if part.exists() else 0
         request = nodes_pb2.DownloadArtifactRequest(sha256=sha256, offset=offset)
@@ -270,8 +277,14 @@ class HubConnection:
         try:
             with part.open("ab") as out:
                 while (chunk := await self._next_chunk(call, sha256)) is not None:
-                    out.write(chunk.data)
                     offset += len(chunk.data)
+                    if offset > size:  # checked before writing: a hub cannot fill the disk
+                        call.cancel()
+                        out.close()
+                        part.unlink(missing_ok=True)
+                        raise ArtifactError(f"artifact {sha256[:12]}: the hub sent more than its "
+                                            f"{size} bytes")
+                    out.write(chunk.data)
                     if progress is not None:
                         progress(offset)
         except grpc.RpcError as exc:

@@ -98,7 +98,7 @@ async def prepare_job(offer: Offer, printer: PrinterConfig, fetch: Fetch, emit: 
     Raises:
         StepFailed: a step failed; nothing was sent to the printer.
     """
-    job_dir = settings.work_dir / _safe_name(offer.job_id)
+    job_dir = _job_dir(settings.work_dir, offer.job_id)
     files = await _fetch_all(offer, job_dir / "files", fetch, emit)
     mesh = await _model(offer, files, job_dir, settings.render_timeout_s)
     profile = _profile(printer)
@@ -115,6 +115,18 @@ async def prepare_job(offer: Offer, printer: PrinterConfig, fetch: Fetch, emit: 
 
 def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:128] or "job"
+
+
+def _job_dir(work_dir: Path, job_id: str) -> Path:
+    # A name of dots alone ("." or "..") would make the job folder the work folder or
+    # its parent, the agent's state folder, and the hub's files would land among the
+    # agent's own (journal, keys).
+    name = _safe_name(job_id)
+    job_dir = work_dir / name
+    root = work_dir.resolve()
+    if not name.strip(".") or job_dir.resolve().parent != root:
+        raise StepFailed("fetch", "agent", f"the hub sent an unsafe job id {job_id!r}")
+    return job_dir
 
 
 def _local_path(root: Path, ref: ArtifactRef) -> Path:

@@ -89,6 +89,8 @@ EXPORTS = {
     "hub.runtime": ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "tune_gc", "tune_switching"],
     "hub.ops_commands": ["COMMANDS", "EXAMPLES", "completion_script", "finish_parser", "register", "run", "version"],
     "hub.client.progress": ["Progress", "format_amount"],
+    "hub.client.terminal": ["shown"],
+    "hub.client.statcache": ["CACHE_PATH", "RACY_NS", "StatCache", "read_state_json", "stat_key"],
     "hub.client.examples": ["EXAMPLES", "apply_examples", "commands"],
     "node_agent.sd_notify": ["notify", "ready", "stopping"],
     "node_agent.jobs": [
@@ -111,7 +113,9 @@ EXPORTS = {
         "Emit", "Fetch", "PipelineSettings", "PreparedPrint", "StepFailed", "gcode_header", "prepare_job", "safe_job",
     ],
     "node_agent.worker": ["AGENT_VERSION", "ControlError", "HubLink", "Session", "Worker"],
-    "node_agent.control": ["ControlServer", "Controls", "MAX_REQUEST_BYTES", "NoDaemon", "control_path", "request"],
+    "node_agent.control": [
+        "ControlServer", "Controls", "MAX_REQUEST_BYTES", "NoDaemon", "RequestTooLarge", "control_path", "request",
+    ],
     "node_agent.daemon": ["DaemonError", "enroll_node", "read_credential", "run_daemon"],
     "node_agent.printers": ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"],
     "node_agent.config": [

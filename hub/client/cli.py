@@ -16,7 +16,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from hub.client.common import EXIT_REFUSED, EXIT_USAGE, ClientError, HubRefused, UsageError
+from hub.client.common import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    ClientError,
+    HubRefused,
+    UsageError,
+    log,
+)
 from hub.client.examples import apply_examples
 from hub.errors import local_file_problem
 
@@ -102,21 +109,21 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"spime: error: {exc}", file=sys.stderr)
+        log(f"spime: error: {exc}")
         return EXIT_USAGE
     except HubRefused as exc:
-        print(f"spime: hub refused: {exc.code_name}: {exc.details}", file=sys.stderr)
+        log(f"spime: hub refused: {exc.code_name}: {exc.details}")
         if exc.hint:
-            print(f"spime: {exc.hint}", file=sys.stderr)
+            log(f"spime: {exc.hint}")
         return EXIT_REFUSED
     except ClientError as exc:
-        print(f"spime: error: {exc}", file=sys.stderr)
+        log(f"spime: error: {exc}")
         return EXIT_REFUSED
     except OSError as exc:  # a design folder or file the system refuses (too long, not permitted ...)
-        print(f"spime: error: {local_file_problem(exc)}", file=sys.stderr)
+        log(f"spime: error: {local_file_problem(exc)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("spime: interrupted", file=sys.stderr)
+        log("spime: interrupted")
         return 130
 
 

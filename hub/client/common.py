@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hub.client.progress import Progress
+from hub.client.terminal import shown
 
 __all__ = [
     "EXIT_OK",
@@ -30,6 +31,7 @@ __all__ = [
     "emit",
     "env_or",
     "log",
+    "shown",
     "split_ref",
 ]
 
@@ -103,19 +105,19 @@ def add_hub_command(subparsers: argparse._SubParsersAction, name: str, text: str
 
 
 def emit(args: argparse.Namespace, document: Any, human: Callable[[Any], str]) -> None:
-    """Print ``document`` as JSON when ``--json`` was given, else ``human(document)``."""
+    """Print ``document`` as JSON when ``--json`` was given, else ``shown(human(document))``."""
     if getattr(args, "json", False):
         json.dump(document, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
         text = human(document)
         if text:
-            print(text)
+            print(shown(text))
 
 
 def log(message: str) -> None:
-    """Write a progress or log line to stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """Write a progress or log line to stderr (controls escaped, see :func:`shown`)."""
+    print(shown(message), file=sys.stderr, flush=True)
 
 
 def split_ref(ref: str) -> tuple[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from spimeforge.v1 import accounts_pb2_grpc, designs_pb2_grpc, records_pb2_grpc
 
-from hub.client.common import HubRefused, UsageError, env_or
+from hub.client.common import HubRefused, UsageError, env_or, log
 
 __all__ = ["Hub", "connect", "opened", "retry_delay", "translate"]
 
@@ -83,8 +82,7 @@ class Hub:
                 wait = retry_delay(exc)
                 if wait is None or wait > MAX_RETRY_WAIT_S or attempt == RETRIES:
                     raise translate(exc, self.address) from exc
-                print(f"spime: the hub is busy ({exc.details()}); trying again in {wait:.1f} s",
-                      file=sys.stderr, flush=True)
+                log(f"spime: the hub is busy ({exc.details()}); trying again in {wait:.1f} s")
                 time.sleep(wait)
         raise AssertionError("unreachable")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,9 @@ from hub.paths import CLIENT_RESERVED, fold
 __all__ = ["download_blob", "plan_targets", "write_revision"]
 
 _TIMEOUT = 6 * 3600.0
+# Partial downloads live under .spime/, a name no revision file may take (CLIENT_RESERVED),
+# named by content, so a resumed part is always a prefix of the same blob.
+_PARTS = Path(".spime") / "downloading"
 
 
 def plan_targets(dest: Path, files: Iterable[dict[str, Any]]) -> list[tuple[dict[str, Any], Path]]:
@@ -44,31 +48,43 @@ def plan_targets(dest: Path, files: Iterable[dict[str, Any]]) -> list[tuple[dict
 
 
 def download_blob(hub: Hub, sha256: str, size: int, target: Path,
-                  advance: Callable[[int], None] = lambda n: None) -> None:
-    """Download one blob to ``target`` through ``target.part``, resuming a partial file.
+                  advance: Callable[[int], None] = lambda n: None, part: Path | None = None) -> None:
+    """Download one blob to ``target`` through ``part``, resuming a partial file.
+
+    Args:
+        part: the partial file (default ``target.part``); :func:`write_revision` passes one
+            under ``.spime/`` so it can never be another file of the revision.
 
     Raises:
-        ClientError: the bytes do not hash to ``sha256`` (the partial file is removed).
+        ClientError: the hub sent more than ``size`` bytes (stopped at once) or bytes that do
+            not hash to ``sha256``; the partial file is removed.
         HubRefused: the hub refused the download.
     """
     if problem := not_replaceable(target):
         raise ClientError(f"cannot write {target.name}: {problem}")
-    part = target.with_name(target.name + ".part")
-    offset = part.stat().st_size if part.exists() else 0
+    part = part or target.with_name(target.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
     if offset > size:
         part.unlink()
         offset = 0
     digest = _hash_prefix(part, offset)
     target.parent.mkdir(parents=True, exist_ok=True)
+    part.parent.mkdir(parents=True, exist_ok=True)
     with part.open("ab") as out:
         for data in _stream(hub, sha256, offset):
+            offset += len(data)
+            if offset > size:  # checked before writing: a hostile hub cannot fill the disk
+                out.close()
+                part.unlink()
+                raise ClientError(f"blob {sha256[:12]} for {target.name}: the hub sent more than "
+                                  f"its {size} bytes; nothing was kept")
             out.write(data)
             digest.update(data)
             advance(len(data))
-    if digest.hexdigest() != sha256:
+    if offset != size or digest.hexdigest() != sha256:
         part.unlink()
         raise ClientError(f"blob {sha256[:12]} for {target.name} arrived corrupted "
-                          "(hash mismatch); nothing was kept, try again")
+                          f"({offset} of {size} bytes, or a hash mismatch); nothing was kept, try again")
     os.replace(part, target)
 
 
@@ -103,7 +119,10 @@ def write_revision(hub: Hub, rev: dict[str, Any], dest: Path,
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "spime.toml").write_text(rev["manifest_toml"], encoding="utf-8")
         for f, target in plan:
-            download_blob(hub, f["sha256"], int(f["size"]), target, advance)
+            download_blob(hub, f["sha256"], int(f["size"]), target, advance,
+                          part=dest / _PARTS / f"{f['sha256']}.part")
+        with contextlib.suppress(OSError):
+            (dest / _PARTS).rmdir()
     except OSError as exc:
         raise ClientError(f"cannot write into {dest}: {exc.strerror or exc} ({exc.filename or ''})") from exc
     return ["spime.toml"] + [f["path"] for f, _ in plan]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.client.common import ClientError, UsageError
-from hub.client.statcache import StatCache, now_ns
+from hub.client.statcache import StatCache, now_ns, read_state_json
+from hub.domain import SLUG_PATTERN
 from hub.errors import HubError
 from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
 from hub.paths import path_problem
@@ -42,6 +44,8 @@ CHUNK = 1024 * 1024
 # (more would only make every file finish later, delaying the first upload).
 HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _BASE = Path(".spime") / "base"
+_MAX_BASE_BYTES = 4096
+_REVISION_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,19 +207,25 @@ def safe_target(dest: Path, name: str) -> Path:
 
 
 def read_base(folder: Path) -> dict[str, str]:
-    """The design and revision a folder was fetched from, or {} when unknown."""
-    try:
-        data = json.loads((folder / _BASE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The design and revision a folder was fetched from, or {} when unknown or corrupt
+    (not a regular file, not JSON, or not a design name and a 64-hex revision id)."""
+    data = read_state_json(folder / _BASE, _MAX_BASE_BYTES)
+    if not isinstance(data, dict):
         return {}
-    return data if isinstance(data, dict) else {}
+    design, revision = data.get("design"), data.get("revision")
+    if not (isinstance(design, str) and SLUG_PATTERN.fullmatch(design)
+            and isinstance(revision, str) and _REVISION_ID.fullmatch(revision)):
+        return {}
+    return {"design": design, "revision": revision}
 
 
 def write_base(folder: Path, design: str, revision: str) -> None:
     """Record the revision a folder now matches."""
     path = folder / _BASE
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"design": design, "revision": revision}) + "\n", encoding="utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # replaced, never opened: a FIFO there would block
+    tmp.write_text(json.dumps({"design": design, "revision": revision}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def default_key_path(explicit: str | None = None) -> Path:

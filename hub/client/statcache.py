@@ -15,16 +15,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CACHE_PATH", "RACY_NS", "StatCache", "stat_key"]
+__all__ = ["CACHE_PATH", "RACY_NS", "StatCache", "read_state_json", "stat_key"]
 
 CACHE_PATH = Path(".spime") / "hashes.json"
 # Kernel file timestamps come from a coarse clock; two seconds is far beyond its tick.
 RACY_NS = 2_000_000_000
 _VERSION = 1
+_MAX_CACHE_BYTES = 64 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 StatKey = tuple[int, int, int, int]
 
@@ -46,13 +51,10 @@ class StatCache:
         self._load()
 
     def _load(self) -> None:
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-            if doc.get("version") == _VERSION:
-                self._entries = {p: (tuple(k), str(h)) for p, (k, h) in doc["files"].items()
-                                 if len(k) == 4 and all(isinstance(x, int) for x in k)}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            self._entries = {}
+        doc = read_state_json(self.path, _MAX_CACHE_BYTES)
+        files = doc.get("files") if isinstance(doc, dict) and doc.get("version") == _VERSION else None
+        if isinstance(files, dict):
+            self._entries = dict(e for e in map(_entry, files.items()) if e is not None)
 
     def lookup(self, rel: str, st: os.stat_result) -> str | None:
         """The cached hash of ``rel`` if its stat is unchanged, else None."""
@@ -84,6 +86,39 @@ class StatCache:
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+
+
+def _entry(item: tuple[Any, Any]) -> tuple[str, tuple[StatKey, str]] | None:
+    """A well-formed cache entry, or None: a hash read back is trusted as the file's content,
+    so anything but 64 lowercase hex digits (a path, a list) is dropped."""
+    rel, value = item
+    if not (isinstance(value, list) and len(value) == 2):
+        return None
+    key, sha256 = value
+    if not (isinstance(key, list) and len(key) == 4
+            and all(type(x) is int and x >= 0 for x in key)):
+        return None
+    if not (isinstance(sha256, str) and _SHA256.match(sha256)):
+        return None
+    return rel, ((key[0], key[1], key[2], key[3]), sha256)
+
+
+def read_state_json(path: Path, limit: int) -> Any:
+    """The JSON document in one of the client's own state files, or None when it is missing,
+    not a regular file (a FIFO would block the read for ever), over ``limit`` bytes, or not
+    valid (including nested too deep to parse): such state is a cache, ignored when corrupt."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None
+            data = fh.read(limit + 1)
+        return None if len(data) > limit else json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def now_ns() -> int:

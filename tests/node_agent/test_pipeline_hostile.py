@@ -11,7 +11,7 @@ from pathlib import Path
 
 from node_agent.config import PrinterConfig
 from node_agent.messages import ArtifactRef, Offer
-from node_agent.pipeline import PipelineSettings, prepare_job
+from node_agent.pipeline import PipelineSettings, StepFailed, prepare_job
 from slicer_bridge import SLICERS, SliceCache
 from slicer_bridge.profiles import PROFILE_DIR
 
@@ -76,3 +76,31 @@ def test_a_3mf_carrying_slicer_settings_is_sliced_without_them(tmp_path: Path) -
     gcode = prepared.gcode_path.read_text(encoding="utf-8")
     assert "; fill_density = 99%" not in gcode
     assert "M92 X1" not in gcode and not pwned.exists()
+
+
+def test_a_job_id_of_dots_alone_never_names_the_work_or_state_folder(tmp_path: Path) -> None:
+    settings = PipelineSettings(tmp_path / "state" / "jobs",
+                                SliceCache(tmp_path / "cache", 1 << 20), SLICERS["prusaslicer"])
+    fetched: list[Path] = []
+
+    async def fetch(ref: ArtifactRef, dest: Path) -> Path:
+        fetched.append(dest)
+        raise OSError("stop here")
+
+    printer = PrinterConfig(name="mk3", driver="serial", model="Prusa MK3S",
+                            build_volume_mm=(250.0, 210.0, 210.0), nozzle_mm=0.4,
+                            materials=("PLA",), max_hotend_c=280.0, max_bed_c=110.0,
+                            slicer_profile="prusa_mk3s", port="/dev/null", baud=250000)
+    for job_id in ("..", ".", "...", ""):
+        job = Offer(hub_seq=1, offer_id="o1", job_id=job_id, design="d", revision_id="r",
+                    artifacts=(ArtifactRef("a" * 64, 1, "mesh", "part.stl"),), parameters={},
+                    material="PLA", printer_id="mk3", lease_epoch=1, attributions=())
+        try:
+            asyncio.run(prepare_job(job, printer, fetch, _noop, settings))
+        except StepFailed as exc:
+            assert exc.step == "fetch"
+    jobs = settings.work_dir.resolve()
+    for dest in fetched:  # only the empty id may reach the fetcher, under a job folder
+        assert dest.resolve().parent.parent.parent == jobs
+    assert not (tmp_path / "state" / "files").exists()
+    assert not (settings.work_dir / "files").exists()

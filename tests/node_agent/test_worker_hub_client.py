@@ -235,3 +235,37 @@ def test_a_stalled_artifact_fetch_is_resumed_where_it_stopped(tmp_path: Path) ->
     """A fetch stream the hub stops feeding (the connection alive, so keepalive sees nothing) is
     cancelled after fetch_stall_s and resumed from the bytes already written."""
     asyncio.run(asyncio.wait_for(_stalled_fetch(tmp_path), 60))
+
+
+class _EndlessHub(nodes_pb2_grpc.NodesServicer):
+    """Serves FetchArtifact with no end: 1 MiB chunks for ever."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def FetchArtifact(self, request: Any, context: Any) -> AsyncIterator[common_pb2.BlobChunk]:
+        while True:
+            self.sent += 1 << 20
+            yield common_pb2.BlobChunk(data=b"\0" * (1 << 20))
+
+
+async def _endless_fetch(tmp_path: Path) -> None:
+    server = grpc.aio.server()
+    hub = _EndlessHub()
+    nodes_pb2_grpc.add_NodesServicer_to_server(hub, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    conn = HubConnection(f"127.0.0.1:{port}", "token", fetch_stall_s=5.0)
+    dest = tmp_path / "cube.stl"
+    try:
+        with pytest.raises(ArtifactError, match="more than"):
+            await conn.fetch_artifact(ref(STL), dest)
+        assert not dest.exists() and not dest.with_name("cube.stl.part").exists()
+    finally:
+        await conn.close()
+        await server.stop(0)
+    assert hub.sent < 64 << 20  # stopped at once, not when the disk filled
+
+
+def test_a_fetch_longer_than_the_artifact_stops_at_once(tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_endless_fetch(tmp_path), 60))

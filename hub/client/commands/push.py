@@ -129,7 +129,7 @@ def _design_name(folder: Path) -> str:
     """The manifest's ``name``, read without validating the manifest ("" if unreadable)."""
     try:
         name = tomllib.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("name")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8, TOML or a huge number
         return ""
     return name if isinstance(name, str) else ""
 

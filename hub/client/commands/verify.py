@@ -34,6 +34,7 @@ from hub.client.common import (
 from hub.client.connection import opened
 from hub.errors import HubError
 from hub.keys import KeyRegistration, fingerprint
+from hub.manifest import parse_manifest
 from hub.provenance import registered_authorship
 
 __all__ = ["pinned_hub_key", "register", "run"]
@@ -140,10 +141,26 @@ def _check(info: Any, revisions: list[dict[str, Any]], lookup: Any, source: str,
     signed = set(report.signed)
     signers = {r["id"]: {"author": r["author"], "key": fingerprint(bytes.fromhex(r["public_key"]))}
                for r in revisions if r["id"] in signed}
+    doc["design"] = _verified_name(revisions, head or (report.revisions[-1] if report.revisions else ""))
     return {**doc, "ok": True, "error": "", "signed": list(report.signed), "signers": signers,
             "unsigned": list(report.unsigned), "files_checked": report.files_checked,
             "external_parents": list(report.external_parents),
             "hub_key": hub_key.hex() if hub_key else ""}
+
+
+def _verified_name(revisions: list[dict[str, Any]], head: str) -> str:
+    """The design name inside the head revision's manifest, which its id (and signature) covers.
+
+    The bundle's or hub's ``design.slug`` is covered by nothing, so a rewritten bundle could
+    claim any name there; the report names only what was verified.
+    """
+    for revision in revisions:
+        if revision["id"] == head:
+            try:
+                return parse_manifest(revision["manifest_toml"]).name
+            except HubError:  # verify_revisions parsed it already; kept for safety
+                return ""
+    return ""
 
 
 def _human(doc: dict[str, Any]) -> str:

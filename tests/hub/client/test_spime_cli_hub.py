@@ -7,6 +7,7 @@ One hub serves the whole module (started with the CLI's own EmbeddedHub, as
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import shutil
@@ -320,20 +321,22 @@ def test_get_resumes_a_partial_download_and_drops_a_corrupt_one(spime: Spime,
                                                                 tmp_path: Path) -> None:
     folder = _copy(tmp_path, "shelf-bracket", "dl-bracket")
     spime.ok("alice", "push", str(folder), "--new")
-    out = tmp_path / "out"
-    out.mkdir()
     stl = (folder / "shelf-bracket.stl").read_bytes()
-    (out / "shelf-bracket.stl.part").write_bytes(stl[:50_000])
+    # Partial downloads live under .spime/ (a name no revision file can take), named by content.
+    part = Path(".spime") / "downloading" / f"{hashlib.sha256(stl).hexdigest()}.part"
+    out = tmp_path / "out"
+    (out / part).parent.mkdir(parents=True)
+    (out / part).write_bytes(stl[:50_000])
     spime.ok("cust", "get", "dl-bracket", "-o", str(out))
     assert (out / "shelf-bracket.stl").read_bytes() == stl
-    assert not (out / "shelf-bracket.stl.part").exists()
+    assert not (out / part).exists()
     again = tmp_path / "again"
-    again.mkdir()
-    (again / "shelf-bracket.stl.part").write_bytes(b"garbage" * 1000)
+    (again / part).parent.mkdir(parents=True)
+    (again / part).write_bytes(b"garbage" * 1000)
     code, _, err = spime("cust", "get", "dl-bracket", "-o", str(again))
     assert code == 1 and "corrupted" in err
     assert not (again / "shelf-bracket.stl").exists()
-    assert not (again / "shelf-bracket.stl.part").exists()
+    assert not (again / part).exists()
     spime.ok("cust", "get", "dl-bracket", "-o", str(again))
     assert (again / "shelf-bracket.stl").read_bytes() == stl
 

@@ -156,3 +156,17 @@ def test_oversized_bundle_is_refused_before_parsing(tmp_path: Path, capsys: pyte
 def test_bad_hub_key_argument_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "verify", "--bundle", str(_bundle(tmp_path)), "--hub-key", "not-a-key")
     assert code == 2 and "--hub-key" in err
+
+
+def test_verify_names_the_signed_manifest_not_the_unsigned_slug_and_escapes_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _bundle(tmp_path)
+    doc = _doc(bundle)
+    doc["design"]["slug"] = "trusted-brand\x1b]0;OWNED\x07\x1b[2J\u202e"
+    _save(bundle, doc)
+    code, out = _verify(capsys, bundle)
+    assert code == 0 and out["design"] == "calibration-cube"
+    code, text, err = run(capsys, "verify", "--bundle", str(bundle), "--hub-key",
+                          public_key_of(HUB_KEY).hex())
+    assert code == 0 and text.startswith("calibration-cube: OK")
+    assert "trusted-brand" not in text + err and "\x1b" not in text + err
