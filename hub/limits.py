@@ -242,7 +242,7 @@ def _check_one(limit_name: str, value: object, maximum: int) -> None:
                               field=limit_name)
     field = limit_name.rpartition(".")[2]
     if isinstance(value, str) and field not in _PATHS:
-        check_plain_text(value, limit_name, len(value), multiline=field in MULTI_LINE_FIELDS)
+        _check_characters(value, limit_name, field in MULTI_LINE_FIELDS, limit_name)
     size = _measure(value)
     if size > maximum:
         raise InvalidArgument(
@@ -268,15 +268,18 @@ def check_plain_text(value: str, name: str, limit: int, *, multiline: bool = Fal
     Raises:
         InvalidArgument: too long, or the first control or bidi character (by its code point), naming the field.
     """
-    field = field or name
     if len(value) > limit:
-        raise InvalidArgument(f"{name}: at most {limit} characters", reason="FIELD_TOO_LARGE", field=field)
+        raise InvalidArgument(f"{name}: at most {limit} characters", reason="FIELD_TOO_LARGE", field=field or name)
+    _check_characters(value, name, multiline, field or name)
+    return value
+
+
+def _check_characters(value: str, name: str, multiline: bool, field: str) -> None:
     bad = (_MULTI_LINE_REFUSED if multiline else _ONE_LINE_REFUSED).search(value)
     if bad is not None:
         allowed = "plain text; tabs and line ends are fine" if multiline else "plain text on one line"
         raise InvalidArgument(f"{name} holds the control or bidi character U+{ord(bad[0]):04X}: it takes {allowed}",
                               reason="CONTROL_CHARACTER", field=field)
-    return value
 
 
 def check_fields(message: str, values: Mapping[str, object]) -> None:

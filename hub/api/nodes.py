@@ -98,6 +98,9 @@ def _hello_from_proto(h: nodes_pb2.Hello) -> Hello:
                  h.latitude if has_place else None, h.longitude if has_place else None)
 
 
+_LAST_RFC3339_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
 def _time_text(ts: timestamp_pb2.Timestamp) -> str:
     """RFC 3339 text of a timestamp ("" when unset). Past the year 9999 (RFC 3339's last) it is the bare
     seconds, which the event's check refuses as the event's own fault: recorded and acknowledged, so
@@ -108,8 +111,6 @@ def _time_text(ts: timestamp_pb2.Timestamp) -> str:
         return str(ts.seconds)
     return dt.datetime.fromtimestamp(ts.seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-_LAST_RFC3339_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class _Printers:

@@ -82,14 +82,20 @@ def test_a_stored_revision_over_the_message_limit_is_refused_not_sent(any_api: I
 # -- 2. a head is never a proposal that was not accepted ----------------------------------------------------
 
 
+def _bobs_push(api: InProcessHub, slug: str) -> tuple[str, Callable[[], designs_pb2.PushResponse]]:
+    """alice's new design ``slug`` (its first revision's id) and one push by bob, the same each time it runs."""
+    base = _create(api, "alice", slug).revision_id
+    files, at = {"a.txt": f"bob's {slug}".encode()}, now_z()
+    manifest = manifest_toml(slug, files=("a.txt",), version="1.1.0")
+
+    def push() -> designs_pb2.PushResponse:
+        return api.push("bob", slug, files, manifest=manifest, parents=(base,), created_at=at, message="m")
+
+    return base, push
+
+
 def test_a_proposal_pushed_again_by_a_new_maintainer_is_refused(any_api: InProcessHub) -> None:
-    base = _create(any_api, "alice", "cube").revision_id
-    files, at = {"a.txt": b"changed by bob"}, now_z()
-    manifest = manifest_toml("cube", files=("a.txt",), version="1.1.0")
-
-    def again() -> designs_pb2.PushResponse:
-        return any_api.push("bob", "cube", files, manifest=manifest, parents=(base,), created_at=at, message="m")
-
+    base, again = _bobs_push(any_api, "cube")
     proposal = again()
     assert proposal.is_proposal
     refused(any_api, again, EXISTS, "REVISION_IS_OPEN_PROPOSAL", proposal.proposal_id)  # no second proposal
@@ -104,13 +110,7 @@ def test_a_proposal_pushed_again_by_a_new_maintainer_is_refused(any_api: InProce
 
 
 def test_a_declined_proposal_pushed_again_by_a_maintainer_is_refused(any_api: InProcessHub) -> None:
-    base = _create(any_api, "alice", "plate").revision_id
-    files, at = {"a.txt": b"bob's plate"}, now_z()
-    manifest = manifest_toml("plate", files=("a.txt",), version="1.1.0")
-
-    def again() -> designs_pb2.PushResponse:
-        return any_api.push("bob", "plate", files, manifest=manifest, parents=(base,), created_at=at, message="m")
-
+    _, again = _bobs_push(any_api, "plate")
     proposal = again()
     any_api.designs.DeclineProposal(designs_pb2.DeclineProposalRequest(
         design="plate", proposal_id=proposal.proposal_id, reason="no"), metadata=any_api.md("alice"))

@@ -35,6 +35,16 @@ def _job(hub: ClockedHub, rev: str, node: str) -> str:
     return hub.composed.hub.jobs._thd_create_job(JobSpec("cube", rev, "PLA", node=node), "admin").id
 
 
+def _holding_a_job(hub: ClockedHub, node: str) -> tuple[FakeAgent, str, int]:
+    """A connected agent of ``node`` that took a job of a new design: (agent, job id, lease epoch)."""
+    rev = _revision(hub)
+    agent = FakeAgent.enrolled(hub, node, [printer()])
+    agent.connect()
+    _job(hub, rev, node)
+    job_id, epoch = agent.take_job()
+    return agent, job_id, epoch
+
+
 def _events(hub: ClockedHub, node: str) -> list[tuple[str, bool, dict[str, str]]]:
     e = schema.job_events
     with hub.engine.connect() as conn:
@@ -99,11 +109,7 @@ def test_an_ack_beyond_what_the_hub_sent_does_not_cut_the_node_off(hub: ClockedH
 
 @pytest.mark.parametrize("seconds", [253_402_300_800, 2**40, 2**63 - 1])
 def test_an_event_time_past_the_year_9999_is_refused_and_acknowledged(hub: ClockedHub, seconds: int) -> None:
-    rev = _revision(hub)
-    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
-    agent.connect()
-    _job(hub, rev, "lab-a")
-    job_id, epoch = agent.take_job()
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
     agent.send(job_event=nodes_pb2.JobEvent(agent_seq=1, job_id=job_id, lease_epoch=epoch,
                                             kind=nodes_pb2.EVENT_KIND_DOWNLOADED,
                                             at=timestamp_pb2.Timestamp(seconds=seconds)))
@@ -115,11 +121,7 @@ def test_an_event_time_past_the_year_9999_is_refused_and_acknowledged(hub: Clock
 
 @pytest.mark.parametrize("findings", ["[" * 8000 + "]" * 8000, "[1, 2]", json.dumps([{"code": "x"}] * 101)])
 def test_findings_that_are_not_a_short_list_of_objects_are_refused(hub: ClockedHub, findings: str) -> None:
-    rev = _revision(hub)
-    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
-    agent.connect()
-    _job(hub, rev, "lab-a")
-    job_id, epoch = agent.take_job()
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
     seq = agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PRINTABILITY_FAILED, {"findings": findings})
     agent.acked(seq)
     assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
@@ -128,11 +130,7 @@ def test_findings_that_are_not_a_short_list_of_objects_are_refused(hub: ClockedH
 
 
 def test_findings_are_kept_in_the_shape_the_record_shows(hub: ClockedHub) -> None:
-    rev = _revision(hub)
-    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
-    agent.connect()
-    _job(hub, rev, "lab-a")
-    job_id, epoch = agent.take_job()
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
     sent = [{"code": "thin_wall", "severity": "error", "message": "0.1 mm", "min_mm": 0.1, "faces": [1, 2],
              "details": {"where": "rim"}}]
     agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PRINTABILITY_FAILED, {"findings": json.dumps(sent)}))
@@ -144,11 +142,7 @@ def test_findings_are_kept_in_the_shape_the_record_shows(hub: ClockedHub) -> Non
 
 @pytest.mark.parametrize("layer", ["9" * 30, str(2**40), "-1"])
 def test_a_progress_layer_out_of_range_is_refused_alike_on_both_databases(hub: ClockedHub, layer: str) -> None:
-    rev = _revision(hub)
-    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
-    agent.connect()
-    _job(hub, rev, "lab-a")
-    job_id, epoch = agent.take_job()
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
     seq = agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PROGRESS, {"percent": "10", "layer": layer})
     agent.acked(seq)
     assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
@@ -164,11 +158,7 @@ def test_a_heartbeat_layer_beyond_the_limit_is_refused(hub: ClockedHub) -> None:
 
 
 def test_progress_of_a_finished_job_changes_nothing(hub: ClockedHub) -> None:
-    rev = _revision(hub)
-    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
-    agent.connect()
-    _job(hub, rev, "lab-a")
-    job_id, epoch = agent.take_job()
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
     agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_FAILED, {"failure_reason": "nozzle clog"}))
     agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_PROGRESS, {"percent": "100", "layer": "7"}))
     job = hub.composed.hub.jobs._thd_get_job(job_id)
@@ -176,11 +166,7 @@ def test_progress_of_a_finished_job_changes_nothing(hub: ClockedHub) -> None:
 
 
 def test_reports_on_another_nodes_job_keep_no_data(hub: ClockedHub) -> None:
-    rev = _revision(hub)
-    victim = FakeAgent.enrolled(hub, "lab-b", [printer()])
-    victim.connect()
-    _job(hub, rev, "lab-b")
-    job_id, epoch = victim.take_job()
+    _, job_id, epoch = _holding_a_job(hub, "lab-b")
     rogue = FakeAgent.enrolled(hub, "lab-a", [printer()])
     rogue.connect()
     bulk = {f"k{i}": "x" * 16_000 for i in range(32)}

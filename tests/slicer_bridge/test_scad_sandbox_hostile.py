@@ -9,17 +9,8 @@ import pytest
 
 from slicer_bridge.openscad import render_scad
 from slicer_bridge.scad_sandbox import ScadReferenceError, check_references
+from tests.slicer_bridge.test_openscad_sandbox import CUBE_STL
 
-CUBE_STL = """solid c
-facet normal 0 0 -1
-outer loop
-vertex 0 0 0
-vertex 1 1 0
-vertex 1 0 0
-endloop
-endfacet
-endsolid c
-"""
 SECRET_STL = CUBE_STL.replace("vertex 1 1 0", "vertex 10 10 0")
 
 
