@@ -74,7 +74,8 @@ def bundle_document(design: Mapping[str, Any], revisions: Sequence[Mapping[str, 
                     registrations: Sequence[KeyRegistration]) -> dict[str, Any]:
     """The JSON document of a bundle (the caller writes it as bundle.json)."""
     regs = [{"account": r.account, "public_key": r.public_key.hex(), "registered_at": r.registered_at,
-             "revoked_at": r.revoked_at, "hub_signature": r.hub_signature.hex()} for r in registrations]
+             "revoked_at": r.revoked_at, "as_of": r.as_of, "hub_signature": r.hub_signature.hex()}
+            for r in registrations]
     return {"format": BUNDLE_FORMAT, "design": dict(design), "revisions": [dict(r) for r in revisions],
             "keys": {"hub_public_key": hub_public_key.hex(), "registrations": regs}}
 
@@ -194,5 +195,6 @@ def _registration(value: Any, where: str) -> KeyRegistration:
         public_key=_hex(reg.get("public_key"), f"{where}.public_key", (32,)),
         registered_at=_text(reg.get("registered_at"), f"{where}.registered_at", 32),
         revoked_at=_text(reg.get("revoked_at", ""), f"{where}.revoked_at", 32),
+        as_of=_text(reg.get("as_of", ""), f"{where}.as_of", 32),  # absent in bundles of before 2026-12-03
         hub_signature=_hex(reg.get("hub_signature"), f"{where}.hub_signature", (64,)),
     )

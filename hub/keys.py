@@ -14,7 +14,11 @@ refused when it is:
 * a signature whose S is not reduced (S >= L) or whose R is non-canonical or of small order.
 
 A key registration is the hub's signed statement that an account held a key
-from ``registered_at`` (inclusive) until ``revoked_at`` (exclusive, empty while live).
+from ``registered_at`` (inclusive) until ``revoked_at`` (exclusive, empty while live),
+as the hub knew it at ``as_of``. A revocation can be scheduled and can later move
+earlier (a stolen key is revoked from the theft), so a statement proves a signature
+only for moments up to its ``as_of``: an old copy from before a revocation says
+nothing of the time after it was made.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = [
     "sign_registration",
     "verify_registration",
     "verify_strict",
+    "vouch",
 ]
 
 _P = 2**255 - 19
@@ -51,7 +56,7 @@ _D = -121665 * pow(121666, _P - 2, _P) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 FINGERPRINT_HEX = 32
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")  # compares correctly as text
+_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")  # compares correctly as text
 REGISTRATION_TYPE = "spimeforge-key-registration/1"
 PROOF_TYPE = "spimeforge-key-proof/1"
 
@@ -213,6 +218,8 @@ class KeyRegistration:
         registered_at: RFC 3339 UTC; the key counts from this moment on.
         revoked_at: RFC 3339 UTC from which it no longer counts; "" while live.
         hub_signature: the hub key's signature over :func:`registration_message`.
+        as_of: RFC 3339 UTC when the hub vouched for it (:func:`vouch`); "" in the hub's own
+            records, which are the truth as of now.
     """
 
     account: str
@@ -220,6 +227,7 @@ class KeyRegistration:
     registered_at: str
     revoked_at: str = ""
     hub_signature: bytes = b""
+    as_of: str = ""
 
     @property
     def fingerprint(self) -> str:
@@ -231,11 +239,20 @@ class KeyRegistration:
             return False
         return self.registered_at <= moment and (not self.revoked_at or moment < self.revoked_at)
 
+    def vouched_at(self, moment: str) -> bool:
+        """Whether this statement proves that a signature made at ``moment`` counts: valid then, and
+        no later than ``as_of`` (a statement without one proves nothing)."""
+        return bool(self.as_of) and _TIME.match(self.as_of) is not None and moment <= self.as_of \
+            and self.valid_at(moment)
+
 
 def registration_message(reg: KeyRegistration) -> bytes:
-    """The canonical JSON bytes the hub signs for a registration."""
+    """The canonical JSON bytes the hub signs for a registration (``as_of`` only when set, so the
+    stored signatures of the hub's own records keep verifying)."""
     doc = {"type": REGISTRATION_TYPE, "account": reg.account, "public_key": reg.public_key.hex(),
            "fingerprint": reg.fingerprint, "registered_at": reg.registered_at, "revoked_at": reg.revoked_at}
+    if reg.as_of:
+        doc["as_of"] = reg.as_of
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -249,6 +266,15 @@ def sign_registration(hub_private_key: bytes, reg: KeyRegistration) -> KeyRegist
         raise InvalidArgument(f"an Ed25519 private key has 32 bytes, got {len(hub_private_key)}")
     signature = Ed25519PrivateKey.from_private_bytes(hub_private_key).sign(registration_message(reg))
     return replace(reg, hub_signature=signature)
+
+
+def vouch(hub_private_key: bytes, reg: KeyRegistration, now: str) -> KeyRegistration:
+    """The registration as the hub vouches for it at ``now`` (RFC 3339 UTC), signed.
+
+    Raises:
+        InvalidArgument: as sign_registration.
+    """
+    return sign_registration(hub_private_key, replace(reg, as_of=now))
 
 
 def verify_registration(hub_public_key: bytes, reg: KeyRegistration) -> None:

@@ -208,7 +208,8 @@ def registered_authorship(registrations: Iterable[KeyRegistration], hub_public_k
     Raises:
         IntegrityError: two registrations name one key (the returned check raises
             IntegrityError for a link whose key is unregistered, registered to
-            someone else, not live at the link's time, or not signed by the hub).
+            someone else, not live at the link's time, not vouched for by the hub as of a
+            moment at or after it (KeyRegistration.vouched_at), or not signed by the hub).
     """
     by_key: dict[bytes, KeyRegistration] = {}
     for reg in registrations:
@@ -229,6 +230,11 @@ def registered_authorship(registrations: Iterable[KeyRegistration], hub_public_k
         if not reg.valid_at(link.created_at):
             span = f"from {reg.registered_at}" + (f" until {reg.revoked_at}" if reg.revoked_at else "")
             raise IntegrityError(f"{where} counts only {span}, not at {link.created_at}")
+        if not reg.vouched_at(link.created_at):
+            vouched = f"as of {reg.as_of}" if reg.as_of else "with no as-of time (a bundle of before 2026-12-03)"
+            raise IntegrityError(f"{where}: the hub vouched for it {vouched}, which proves nothing of a revision "
+                                 f"made at {link.created_at}: export the bundle again, or verify against the hub "
+                                 "(after that moment, for a revision dated ahead of the hub's clock)")
 
     return check
 

@@ -24,7 +24,7 @@ EXPORTS = {
     "hub.keys": [
         "FINGERPRINT_HEX", "KeyRegistration", "REGISTRATION_TYPE", "SMALL_ORDER_ENCODINGS", "check_public_key",
         "fingerprint", "proof_message", "prove_possession", "registration_message", "sign_registration",
-        "verify_registration", "verify_strict",
+        "verify_registration", "verify_strict", "vouch",
     ],
     "hub.store.hub_key": ["HUB_KEY_NAME", "install_hub_key", "load_or_create_hub_key", "read_hub_key"],
     "hub.bundle": [

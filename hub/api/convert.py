@@ -51,7 +51,7 @@ def _account_to_proto(account: Account) -> accounts_pb2.Account:
 def _key_to_proto(reg: KeyRegistration) -> accounts_pb2.KeyRegistration:
     return accounts_pb2.KeyRegistration(
         account=reg.account, public_key=reg.public_key, fingerprint=reg.fingerprint,
-        registered_at=reg.registered_at, revoked_at=reg.revoked_at, hub_signature=reg.hub_signature,
+        registered_at=reg.registered_at, revoked_at=reg.revoked_at, hub_signature=reg.hub_signature, as_of=reg.as_of,
     )
 
 

@@ -88,7 +88,7 @@ def collect_keys(hub: Hub, revisions: list[dict[str, Any]]) -> tuple[bytes, list
                 continue
             raise
         found.extend(KeyRegistration(k.account, bytes(k.public_key), k.registered_at, k.revoked_at,
-                                     bytes(k.hub_signature)) for k in resp.keys)
+                                     bytes(k.hub_signature), k.as_of) for k in resp.keys)
     return hub_key, found
 
 

@@ -163,17 +163,23 @@ class AccountService:
         # must not make its next push look older than the key (only the caller's own revisions can use it).
         registered_at = min(format_time(now), format_time(moment))
         reg = keys.sign_registration(self._hub_key, KeyRegistration(caller.name, bytes(public_key), registered_at))
-        return await asyncio.to_thread(self.accounts._thd_add_key, reg, MAX_KEYS_PER_ACCOUNT)
+        return self._vouched(await asyncio.to_thread(self.accounts._thd_add_key, reg, MAX_KEYS_PER_ACCOUNT))
 
     async def list_keys(self, caller: Account, account: str) -> list[KeyRegistration]:
-        """Every key registered to an account ("" = the caller), oldest first.
+        """Every key registered to an account ("" = the caller), oldest first, each as the hub vouches
+        for it now (see _vouched).
 
         Raises:
             InvalidArgument: a malformed account name.
             NotFound: no such account.
         """
         name = check_account_name(account) if account else caller.name
-        return await asyncio.to_thread(self.accounts._thd_keys, name)
+        return await asyncio.to_thread(lambda: [self._vouched(reg) for reg in self.accounts._thd_keys(name)])
+
+    def _vouched(self, reg: KeyRegistration) -> KeyRegistration:
+        """A stored registration signed again with the hub's time as its ``as_of``: what a bundle carries,
+        proving the key only up to now (a later revocation, even one moved earlier, is not in it)."""
+        return keys.vouch(self._hub_key, reg, format_time(self.clock()))
 
     async def revoke_key(self, caller: Account, fingerprint: str, effective_at: str,
                          account: str = "") -> KeyRegistration:
@@ -194,8 +200,8 @@ class AccountService:
         at = format_time(now) if not effective_at else format_time(parse_time(effective_at, "effective_at"))
         if parse_time(at) > now + MAX_REVOKE_AHEAD:
             raise InvalidArgument(f"effective_at {at} is more than {MAX_REVOKE_AHEAD.days} days ahead")
-        return await asyncio.to_thread(self.accounts._thd_revoke_key, owner, fingerprint,
-                                       lambda reg: self._revoked(reg, at))
+        return self._vouched(await asyncio.to_thread(self.accounts._thd_revoke_key, owner, fingerprint,
+                                                     lambda reg: self._revoked(reg, at)))
 
     def _revoked(self, reg: KeyRegistration, at: str) -> KeyRegistration:
         if at < reg.registered_at:

@@ -7,6 +7,7 @@ revision's time; weak keys are refused; every refusal leaves the store unchanged
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -42,7 +43,8 @@ def _hub_key(api: InProcessHub) -> bytes:
 def _keys(api: InProcessHub, account: str, caller: str = "carol") -> list[KeyRegistration]:
     resp = api.accounts.ListKeys(accounts_pb2.ListKeysRequest(account=account), metadata=api.md(caller))
     assert resp.hub_public_key == _hub_key(api)
-    return [KeyRegistration(k.account, k.public_key, k.registered_at, k.revoked_at, k.hub_signature) for k in resp.keys]
+    return [KeyRegistration(k.account, k.public_key, k.registered_at, k.revoked_at, k.hub_signature,
+                            k.as_of) for k in resp.keys]
 
 
 def _revoke(api: InProcessHub, user: str, fingerprint: str, at: str = "",
@@ -86,6 +88,9 @@ def test_register_list_revoke_and_rotate(any_api: InProcessHub) -> None:
     assert set(listed) == {provenance.public_key_of(old), provenance.public_key_of(new)}
     for k in listed.values():  # every registration, revoked ones too, carries the hub's signature as it reads now
         keys.verify_registration(_hub_key(api), k)
+        assert k.registered_at <= k.as_of and k.vouched_at(k.registered_at)  # vouched for as of the hub's time
+        with pytest.raises(IntegrityError):  # a copy cannot be made to vouch for a later time
+            keys.verify_registration(_hub_key(api), replace(k, as_of=_at(k.as_of, 3600)))
     assert listed[provenance.public_key_of(old)].revoked_at == revoke_at
     assert not listed[provenance.public_key_of(new)].revoked_at
     # a revocation moves earlier, never later

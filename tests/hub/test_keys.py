@@ -8,6 +8,8 @@ against the curve arithmetic instead of trusting either copy.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -127,6 +129,22 @@ def test_validity_window_is_half_open_and_needs_strict_times() -> None:
     assert reg.valid_at("2026-01-01T00:00:00Z") and reg.valid_at("2026-01-31T23:59:59Z")
     assert not reg.valid_at("2026-02-01T00:00:00Z") and not reg.valid_at("2025-12-31T23:59:59Z")
     assert not reg.valid_at("2026-01-15T00:00:00+00:00")  # only the canonical form compares as text
+    assert not reg.valid_at("\uff12026-01-15T00:00:00Z")  # nor another script's digits (a fullwidth 2)
+
+
+def test_a_vouched_registration_proves_moments_up_to_its_as_of_only() -> None:
+    hub, user = provenance.generate_private_key(), provenance.generate_private_key()
+    live = KeyRegistration("ada", provenance.public_key_of(user), "2026-01-01T00:00:00Z")
+    assert live.valid_at("2027-01-01T00:00:00Z") and not live.vouched_at("2026-01-02T00:00:00Z")  # no as_of
+    vouched = keys.vouch(hub, live, "2026-03-01T00:00:00Z")
+    keys.verify_registration(provenance.public_key_of(hub), vouched)
+    assert vouched.vouched_at("2026-03-01T00:00:00Z") and not vouched.vouched_at("2026-03-01T00:00:01Z")
+    assert not vouched.vouched_at("2025-12-31T23:59:59Z")  # before the registration
+    revoked = keys.vouch(hub, replace(live, revoked_at="2026-02-01T00:00:00Z"), "2026-03-01T00:00:00Z")
+    assert revoked.vouched_at("2026-01-31T23:59:59Z") and not revoked.vouched_at("2026-02-01T00:00:00Z")
+    with pytest.raises(IntegrityError, match="hub's signature"):  # as_of is signed
+        keys.verify_registration(provenance.public_key_of(hub), replace(vouched, as_of="2027-01-01T00:00:00Z"))
+    assert not replace(vouched, as_of="soon").vouched_at("2026-01-02T00:00:00Z")
 
 
 def test_proof_of_possession_binds_account_time_and_hub() -> None:

@@ -103,7 +103,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _registration(msg: accounts_pb2.KeyRegistration) -> dict[str, Any]:
     return {"account": msg.account, "public_key": msg.public_key.hex(), "fingerprint": msg.fingerprint,
-            "registered_at": msg.registered_at, "revoked_at": msg.revoked_at,
+            "registered_at": msg.registered_at, "revoked_at": msg.revoked_at, "as_of": msg.as_of,
             "hub_signature": msg.hub_signature.hex()}
 
 

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspimeforge/v1/accounts.proto\x12\rspimeforge.v1\"\x12\n\x10GetHubKeyRequest\"1\n\x06HubKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"J\n\x12RegisterKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x11\n\tsigned_at\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x8d\x01\n\x0fKeyRegistration\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\t\x12\x12\n\nrevoked_at\x18\x05 \x01(\t\x12\x15\n\rhub_signature\x18\x06 \x01(\x0c\"\"\n\x0fListKeysRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\"X\n\x10ListKeysResponse\x12,\n\x04keys\x18\x01 \x03(\x0b\x32\x1e.spimeforge.v1.KeyRegistration\x12\x16\n\x0ehub_public_key\x18\x02 \x01(\x0c\"N\n\x10RevokeKeyRequest\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\"\x0f\n\rWhoAmIRequest\"N\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.spimeforge.v1.Role\x12\x12\n\npublic_key\x18\x03 \x01(\t*t\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_DESIGNER\x10\x01\x12\x11\n\rROLE_OPERATOR\x10\x02\x12\x11\n\rROLE_CUSTOMER\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\r\n\tROLE_NODE\x10\x05\x32\xfc\x02\n\x08\x41\x63\x63ounts\x12>\n\x06WhoAmI\x12\x1c.spimeforge.v1.WhoAmIRequest\x1a\x16.spimeforge.v1.Account\x12\x43\n\tGetHubKey\x12\x1f.spimeforge.v1.GetHubKeyRequest\x1a\x15.spimeforge.v1.HubKey\x12P\n\x0bRegisterKey\x12!.spimeforge.v1.RegisterKeyRequest\x1a\x1e.spimeforge.v1.KeyRegistration\x12K\n\x08ListKeys\x12\x1e.spimeforge.v1.ListKeysRequest\x1a\x1f.spimeforge.v1.ListKeysResponse\x12L\n\tRevokeKey\x12\x1f.spimeforge.v1.RevokeKeyRequest\x1a\x1e.spimeforge.v1.KeyRegistrationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cspimeforge/v1/accounts.proto\x12\rspimeforge.v1\"\x12\n\x10GetHubKeyRequest\"1\n\x06HubKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t\"J\n\x12RegisterKeyRequest\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x11\n\tsigned_at\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\"\x9c\x01\n\x0fKeyRegistration\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\t\x12\x12\n\nrevoked_at\x18\x05 \x01(\t\x12\x15\n\rhub_signature\x18\x06 \x01(\x0c\x12\r\n\x05\x61s_of\x18\x07 \x01(\t\"\"\n\x0fListKeysRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\"X\n\x10ListKeysResponse\x12,\n\x04keys\x18\x01 \x03(\x0b\x32\x1e.spimeforge.v1.KeyRegistration\x12\x16\n\x0ehub_public_key\x18\x02 \x01(\x0c\"N\n\x10RevokeKeyRequest\x12\x13\n\x0b\x66ingerprint\x18\x01 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\"\x0f\n\rWhoAmIRequest\"N\n\x07\x41\x63\x63ount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x04role\x18\x02 \x01(\x0e\x32\x13.spimeforge.v1.Role\x12\x12\n\npublic_key\x18\x03 \x01(\t*t\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_DESIGNER\x10\x01\x12\x11\n\rROLE_OPERATOR\x10\x02\x12\x11\n\rROLE_CUSTOMER\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\r\n\tROLE_NODE\x10\x05\x32\xfc\x02\n\x08\x41\x63\x63ounts\x12>\n\x06WhoAmI\x12\x1c.spimeforge.v1.WhoAmIRequest\x1a\x16.spimeforge.v1.Account\x12\x43\n\tGetHubKey\x12\x1f.spimeforge.v1.GetHubKeyRequest\x1a\x15.spimeforge.v1.HubKey\x12P\n\x0bRegisterKey\x12!.spimeforge.v1.RegisterKeyRequest\x1a\x1e.spimeforge.v1.KeyRegistration\x12K\n\x08ListKeys\x12\x1e.spimeforge.v1.ListKeysRequest\x1a\x1f.spimeforge.v1.ListKeysResponse\x12L\n\tRevokeKey\x12\x1f.spimeforge.v1.RevokeKeyRequest\x1a\x1e.spimeforge.v1.KeyRegistrationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spimeforge.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=641
-  _globals['_ROLE']._serialized_end=757
+  _globals['_ROLE']._serialized_start=656
+  _globals['_ROLE']._serialized_end=772
   _globals['_GETHUBKEYREQUEST']._serialized_start=47
   _globals['_GETHUBKEYREQUEST']._serialized_end=65
   _globals['_HUBKEY']._serialized_start=67
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERKEYREQUEST']._serialized_start=118
   _globals['_REGISTERKEYREQUEST']._serialized_end=192
   _globals['_KEYREGISTRATION']._serialized_start=195
-  _globals['_KEYREGISTRATION']._serialized_end=336
-  _globals['_LISTKEYSREQUEST']._serialized_start=338
-  _globals['_LISTKEYSREQUEST']._serialized_end=372
-  _globals['_LISTKEYSRESPONSE']._serialized_start=374
-  _globals['_LISTKEYSRESPONSE']._serialized_end=462
-  _globals['_REVOKEKEYREQUEST']._serialized_start=464
-  _globals['_REVOKEKEYREQUEST']._serialized_end=542
-  _globals['_WHOAMIREQUEST']._serialized_start=544
-  _globals['_WHOAMIREQUEST']._serialized_end=559
-  _globals['_ACCOUNT']._serialized_start=561
-  _globals['_ACCOUNT']._serialized_end=639
-  _globals['_ACCOUNTS']._serialized_start=760
-  _globals['_ACCOUNTS']._serialized_end=1140
+  _globals['_KEYREGISTRATION']._serialized_end=351
+  _globals['_LISTKEYSREQUEST']._serialized_start=353
+  _globals['_LISTKEYSREQUEST']._serialized_end=387
+  _globals['_LISTKEYSRESPONSE']._serialized_start=389
+  _globals['_LISTKEYSRESPONSE']._serialized_end=477
+  _globals['_REVOKEKEYREQUEST']._serialized_start=479
+  _globals['_REVOKEKEYREQUEST']._serialized_end=557
+  _globals['_WHOAMIREQUEST']._serialized_start=559
+  _globals['_WHOAMIREQUEST']._serialized_end=574
+  _globals['_ACCOUNT']._serialized_start=576
+  _globals['_ACCOUNT']._serialized_end=654
+  _globals['_ACCOUNTS']._serialized_start=775
+  _globals['_ACCOUNTS']._serialized_end=1155
 # @@protoc_insertion_point(module_scope)

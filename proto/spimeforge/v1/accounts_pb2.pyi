@@ -45,20 +45,22 @@ class RegisterKeyRequest(_message.Message):
     def __init__(self, public_key: _Optional[bytes] = ..., signed_at: _Optional[str] = ..., proof: _Optional[bytes] = ...) -> None: ...
 
 class KeyRegistration(_message.Message):
-    __slots__ = ("account", "public_key", "fingerprint", "registered_at", "revoked_at", "hub_signature")
+    __slots__ = ("account", "public_key", "fingerprint", "registered_at", "revoked_at", "hub_signature", "as_of")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
     REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
     HUB_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     account: str
     public_key: bytes
     fingerprint: str
     registered_at: str
     revoked_at: str
     hub_signature: bytes
-    def __init__(self, account: _Optional[str] = ..., public_key: _Optional[bytes] = ..., fingerprint: _Optional[str] = ..., registered_at: _Optional[str] = ..., revoked_at: _Optional[str] = ..., hub_signature: _Optional[bytes] = ...) -> None: ...
+    as_of: str
+    def __init__(self, account: _Optional[str] = ..., public_key: _Optional[bytes] = ..., fingerprint: _Optional[str] = ..., registered_at: _Optional[str] = ..., revoked_at: _Optional[str] = ..., hub_signature: _Optional[bytes] = ..., as_of: _Optional[str] = ...) -> None: ...
 
 class ListKeysRequest(_message.Message):
     __slots__ = ("account",)

@@ -16,7 +16,7 @@ from hub.client.common import ClientError
 from hub.client.download import plan_targets
 from hub.client.local import scan_design_dir
 from hub.domain import FileEntry
-from hub.keys import KeyRegistration, sign_registration
+from hub.keys import KeyRegistration, vouch
 from hub.manifest import parse_manifest
 from hub.provenance import generate_private_key, public_key_of, revision_id, sign
 
@@ -140,10 +140,12 @@ HUB_KEY = generate_private_key()  # stands in for a hub's own key: it signs the 
 ADA_KEY = generate_private_key()
 
 
-def _registration(account: str, key: bytes, hub_key: bytes = HUB_KEY) -> dict[str, str]:
-    reg = sign_registration(hub_key, KeyRegistration(account, public_key_of(key), "2025-12-31T00:00:00Z"))
+def _registration(account: str, key: bytes, hub_key: bytes = HUB_KEY, as_of: str = "2026-02-01T00:00:00Z",
+                  revoked_at: str = "") -> dict[str, str]:
+    """A registration as the hub vouches for it at ``as_of`` (after both revisions of _bundle)."""
+    reg = vouch(hub_key, KeyRegistration(account, public_key_of(key), "2025-12-31T00:00:00Z", revoked_at), as_of)
     return {"account": reg.account, "public_key": reg.public_key.hex(), "registered_at": reg.registered_at,
-            "revoked_at": reg.revoked_at, "hub_signature": reg.hub_signature.hex()}
+            "revoked_at": reg.revoked_at, "as_of": reg.as_of, "hub_signature": reg.hub_signature.hex()}
 
 
 def _bundle(tmp_path: Path) -> Path:

@@ -14,9 +14,17 @@ import pytest
 
 from hub.bundle import MAX_BUNDLE_BYTES, MAX_DEPTH
 from hub.domain import FileEntry
+from hub.keys import KeyRegistration, sign_registration
 from hub.manifest import parse_manifest
 from hub.provenance import generate_private_key, public_key_of, revision_id, sign
-from tests.hub.client.test_spime_cli_offline import HUB_KEY, _bundle, _registration, _verify, run
+from tests.hub.client.test_spime_cli_offline import (
+    ADA_KEY,
+    HUB_KEY,
+    _bundle,
+    _registration,
+    _verify,
+    run,
+)
 
 
 def _doc(bundle: Path) -> dict[str, Any]:
@@ -170,3 +178,46 @@ def test_verify_names_the_signed_manifest_not_the_unsigned_slug_and_escapes_it(
                           public_key_of(HUB_KEY).hex())
     assert code == 0 and text.startswith("calibration-cube: OK")
     assert "trusted-brand" not in text + err and "\x1b" not in text + err
+
+
+def test_a_registration_proves_a_signature_only_up_to_its_as_of(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy of the hub's statement made before a revocation says nothing of the time after it: a key stolen
+    and revoked later cannot sign a revision dated after the copy and pass with the old registration."""
+    bundle = _bundle(tmp_path)  # revisions of 2026-01-01 and 2026-01-02
+    doc = _doc(bundle)
+    doc["keys"]["registrations"] = [_registration("ada", ADA_KEY, as_of="2026-01-01T12:00:00Z")]
+    _save(bundle, doc)
+    code, out = _verify(capsys, bundle)
+    assert code == 1 and "as of 2026-01-01T12:00:00Z" in out["error"] and "2026-01-02T00:00:00Z" in out["error"]
+    doc["keys"]["registrations"][0]["as_of"] = "2026-03-01T00:00:00Z"  # moved later by hand: the signature breaks
+    _save(bundle, doc)
+    code, out = _verify(capsys, bundle)
+    assert code == 1 and "hub's signature on the registration" in out["error"]
+
+
+def test_a_registration_without_as_of_proves_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The hub's stored registrations (and bundles exported before as_of existed) carry no as-of time: genuine
+    hub signatures, but they could predate any revocation, so offline verification asks for a fresh export."""
+    bundle = _bundle(tmp_path)
+    doc = _doc(bundle)
+    reg = sign_registration(HUB_KEY, KeyRegistration("ada", public_key_of(ADA_KEY), "2025-12-31T00:00:00Z"))
+    doc["keys"]["registrations"] = [{"account": "ada", "public_key": reg.public_key.hex(),
+                                     "registered_at": reg.registered_at, "revoked_at": "",
+                                     "hub_signature": reg.hub_signature.hex()}]
+    _save(bundle, doc)
+    code, out = _verify(capsys, bundle)
+    assert code == 1 and "no as-of time" in out["error"] and "export the bundle again" in out["error"]
+
+
+def test_a_revoked_registration_counts_before_its_revocation_only(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = _bundle(tmp_path)
+    doc = _doc(bundle)
+    doc["keys"]["registrations"] = [_registration("ada", ADA_KEY, revoked_at="2026-01-03T00:00:00Z")]
+    _save(bundle, doc)
+    assert _verify(capsys, bundle)[0] == 0  # both revisions were signed before it
+    doc["keys"]["registrations"] = [_registration("ada", ADA_KEY, revoked_at="2026-01-01T06:00:00Z")]
+    _save(bundle, doc)
+    code, out = _verify(capsys, bundle)
+    assert code == 1 and "until 2026-01-01T06:00:00Z" in out["error"]
