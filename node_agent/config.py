@@ -71,8 +71,8 @@ __all__ = [
 
 DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", "M84")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}\Z")
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?\Z")
+_HUB = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}\Z", re.ASCII)
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?\Z", re.ASCII)
 # Controls (Cc) and bidi controls: the hub refuses them in what customers read (hub.limits.check_plain_text).
 _NOT_SHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CURRENCY = re.compile(r"^[A-Z]{3}\Z")

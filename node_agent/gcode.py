@@ -33,9 +33,9 @@ __all__ = [
     "strip_comment",
 ]
 
-_HEAD = re.compile(r"\s*([GMTgmt])\s*(\d+)(?:\.(\d*))?")
+_HEAD = re.compile(r"\s*([GMTgmt])\s*(\d+)(?:\.(\d*))?", re.ASCII)
 # Marlin's value_float() stops at E/X: a number is a sign, digits and one dot.
-_PARAM = re.compile(r"([A-Za-z]) *([-+]?(?:\d+\.?\d*|\.\d+))?")
+_PARAM = re.compile(r"([A-Za-z]) *([-+]?(?:\d+\.?\d*|\.\d+))?", re.ASCII)
 _STRING_ARG = frozenset({"M23", "M28", "M30", "M117", "M118", "M928"})
 _CODE_MODULUS = 1 << 16  # Marlin's codenum is a uint16_t
 # A quoted value right after its letter (Prusa's ``M862.3 P "MK3S"``) is that letter's

@@ -166,11 +166,11 @@ _FATAL_WORDS: Final = (
     "halted", "kill", "thermal runaway", "mintemp", "maxtemp", "stopped", "heating failed",
     "m999", "emergency stop", "probing failed",
 )
-_TEMP = re.compile(r"\b([TB]\d?):\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(-?\d+(?:\.\d+)?))?")
-_OK_FIELD = re.compile(r"\b([NPB])(\d+)")
-_RESEND = re.compile(r"^(?:resend|rs)[:\s]\s*N?:?\s*(\d+)", re.IGNORECASE)
-_LAST_LINE = re.compile(r"Last Line:\s*(-?\d+)", re.IGNORECASE)
-_FIRMWARE_FIELD = re.compile(r"([A-Z_]+):(.*?)(?=\s+[A-Z_]+:|$)")
+_TEMP = re.compile(r"\b([TB]\d?):\s*(-?\d+(?:\.\d+)?)(?:\s*/\s*(-?\d+(?:\.\d+)?))?", re.ASCII)
+_OK_FIELD = re.compile(r"\b([NPB])(\d+)", re.ASCII)
+_RESEND = re.compile(r"^(?:resend|rs)[:\s]\s*N?:?\s*(\d+)", re.IGNORECASE | re.ASCII)
+_LAST_LINE = re.compile(r"Last Line:\s*(-?\d+)", re.IGNORECASE | re.ASCII)
+_FIRMWARE_FIELD = re.compile(r"([A-Z_]+):(.*?)(?=\s+[A-Z_]+:|$)", re.ASCII)
 
 
 def checksum(data: bytes) -> int:

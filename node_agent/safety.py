@@ -155,7 +155,7 @@ _BED = frozenset({"M140", "M190"})
 _AXES = "XYZ"
 _MOVES = frozenset({"G0", "G1", "G2", "G3"})
 # Upper-case G0/G1 with single-spaced X/Y/Z/E/F numbers: what slicers write millions of.
-_PLAIN_MOVE = re.compile(r"G[01](?: [XYZEF]-?(?:\d+\.?\d*|\.\d+))+")
+_PLAIN_MOVE = re.compile(r"G[01](?: [XYZEF]-?(?:\d+\.?\d*|\.\d+))+", re.ASCII)
 _MAX_CODE_DIGITS = 4
 # Parameters as node_agent.gcode reads them. Prusa-Firmware (code_seen: strchr, then
 # strtod) takes a letter's FIRST occurrence and reads 1e3, 1E3 and 0x1A whole; Marlin

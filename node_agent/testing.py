@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 _NUMBER = re.compile(rb"N(-?\d+)")
-_PARAM = re.compile(r"([A-Z])(-?\d+(?:\.\d*)?)")
+_PARAM = re.compile(r"([A-Z])(-?\d+(?:\.\d*)?)", re.ASCII)
 _FATAL_KILL = "Printer halted. kill() called!"
 # Marlin 2.1 `MSG_ERR_*` texts (Marlin/src/core/language.h).
 _ERR_CHECKSUM = "checksum mismatch, Last Line: "

@@ -64,11 +64,11 @@ Value = float | int | bool | str | tuple[float, ...]
 _MAX_SCAD_BYTES = 2_000_000
 _DEFAULT_GROUP = "Parameters"
 # _ASSIGN and _GROUP are used with fullmatch ("$" would let a trailing newline through)
-_ASSIGN = re.compile(r"([A-Za-z_$][\w$]*)\s*=\s*(.+?)\s*;\s*(?://\s*(.*?))?\s*")
-_GROUP = re.compile(r"/\*\s*\[([^\]]*)\]\s*\*/")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_ASSIGN = re.compile(r"([A-Za-z_$][\w$]*)\s*=\s*(.+?)\s*;\s*(?://\s*(.*?))?\s*", re.ASCII)
+_GROUP = re.compile(r"/\*\s*\[([^\]]*)\]\s*\*/", re.ASCII)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
-_DECLARATION = re.compile(r"^(module|function)\b")
+_DECLARATION = re.compile(r"^(module|function)\b", re.ASCII)
 _STEP_TOLERANCE = 1e-6
 
 
@@ -215,7 +215,7 @@ def _split_widget(comment: str) -> tuple[str, str]:
 
 
 def _widget(kind: ParamKind, comment: str) -> tuple[dict[str, object], str]:
-    if kind is ParamKind.STRING and re.fullmatch(r"\s*\d+\s*", comment):
+    if kind is ParamKind.STRING and re.fullmatch(r"\s*\d+\s*", comment, re.ASCII):
         return {"max_length": int(comment)}, ""
     widget, text = _split_widget(comment)
     if not widget or kind is ParamKind.BOOL:

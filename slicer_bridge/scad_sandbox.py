@@ -45,10 +45,10 @@ __all__ = [
 
 _MAX_FILE_BYTES = 2_000_000
 _MAX_FILES = 200
-_INCLUDE = re.compile(r"\b(include|use)\s*<([^>\n]*)>")
+_INCLUDE = re.compile(r"\b(include|use)\s*<([^>\n]*)>", re.ASCII)
 # Every OpenSCAD 2021.01 call that reads a file, with the deprecated aliases it still
 # honours (import_stl/import_off/import_dxf, dxf_linear_extrude, dxf_rotate_extrude).
-_CALL = re.compile(r"(?<![\w$])([A-Za-z_][\w]*)\s*\(")
+_CALL = re.compile(r"(?<![\w$])([A-Za-z_][\w]*)\s*\(", re.ASCII)
 _FILE_FUNCTIONS = frozenset({"import", "import_stl", "import_off", "import_dxf", "surface",
                              "dxf_linear_extrude", "dxf_rotate_extrude", "dxf_dim", "dxf_cross",
                              "linear_extrude", "rotate_extrude"})
@@ -60,7 +60,7 @@ _HEIGHT_OR_FILE = frozenset({"linear_extrude", "rotate_extrude", "dxf_linear_ext
 _FILE_PARAMETERS = frozenset({"file", "filename"})
 # A string OpenSCAD would resolve outside the sandbox's copy: absolute, or climbing out.
 _PATH_OUT = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])|(?:^|[/\\])\.\.(?:[/\\]|$)")
-_NAMED = re.compile(r"^\s*([A-Za-z_$]\w*)\s*=(?!=)(.*)$", re.DOTALL)
+_NAMED = re.compile(r"^\s*([A-Za-z_$]\w*)\s*=(?!=)(.*)$", re.DOTALL | re.ASCII)
 _STRING_BODY = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _LITERAL = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*', re.DOTALL)
 

@@ -11,7 +11,7 @@ from hub.errors import InvalidArgument
 __all__ = ["Clock", "format_time", "parse_time", "system_clock"]
 
 Clock = Callable[[], dt.datetime]
-_RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+_RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z", re.ASCII)
 
 
 def system_clock() -> dt.datetime:

@@ -208,6 +208,11 @@ def test_created_at_far_from_now(any_api: InProcessHub) -> None:
              grpc.StatusCode.INVALID_ARGUMENT, "clock")
     _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at="yesterday", upload=False),
              grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339")
+    # another script's digits: strptime reads a fullwidth "２０２６" as 2026, but the text, kept in the
+    # revision and compared as text with key registrations, would sort after every ASCII time
+    fullwidth = now_z().translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at=fullwidth, upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "RFC 3339")
 
 
 def test_signed_push_verifies_and_forged_signature_is_refused(any_api: InProcessHub) -> None:

@@ -135,6 +135,7 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("node", "heartbeat_s"), 0, "node.heartbeat_s: must be between 1 and 300"),
     (("node", "location"), "x" * 129, "node.location: must be at most 128 characters"),
     (("node", "token"), "bad\ntoken", "node.token: must be the node credential"),
+    (("node", "hub"), "127.0.0.1:\u0668\u0660", "node.hub: must be host:port"),  # int() reads Arabic-Indic 80
     (("node", "credential_file"), " ", "node.credential_file: must be a file system path"),
     (("printers", 0, "currency"), "euro", "printers[0].currency: must be an ISO 4217 code"),
     (("printers", 0, "currency"), KeyError, "printers[0].currency: is required with rate_per_hour"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from node_agent.gcode import Command, parse_command
 from node_agent.jobfile import check_file
 from node_agent.safety import Checker, JobRefused, SafetyLimits, Violation, check_lines
 
@@ -97,3 +98,10 @@ def test_g28_o_is_refused_because_it_may_not_home() -> None:
         assert checker.check(line) is None
     assert "with O homes only when the printer has lost its position" in str(
         checker.check("G28 O"))
+
+
+def test_only_ascii_digits_are_numbers_as_marlin_reads_them() -> None:
+    """Marlin's NUMERIC() is '0'..'9': "M١٠٤" (Arabic-Indic digits) runs no M104 and "X١٠" has no value, so the
+    filter reads them the same way (Python's \\d and float() would have read 104 and 10)."""
+    assert parse_command("M\u0661\u0660\u0664 S200") is None
+    assert parse_command("G1 X\u0661\u0660 Y5") == Command("G1", "1", {"X": None, "Y": 5.0}, "X\u0661\u0660 Y5")

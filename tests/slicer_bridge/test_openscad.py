@@ -48,6 +48,14 @@ def test_slider_range_and_description_and_group() -> None:
     assert not width.hidden
 
 
+def test_only_ascii_digits_make_numbers_as_in_openscad() -> None:
+    """float() reads Arabic-Indic "١٠" as 10; OpenSCAD reads no number there, so neither does the schema."""
+    schema = parse_parameters("w = 20; // [\u0661\u0660:\u0665\u0660]\nn = \u0661\u0662;\nmodule m() {}\n")
+    w = schema.get("w")
+    assert w is not None and (w.minimum, w.maximum) == (None, None)
+    assert schema.get("n") is None  # not a literal the customizer shows
+
+
 def test_step_slider_and_max_only_slider_and_plain_number() -> None:
     wall = _param("wall")
     assert (wall.default, wall.minimum, wall.step, wall.maximum) == (1.2, 0.8, 0.4, 2.4)
