@@ -150,6 +150,9 @@ class JobService:
     def _thd_jobs_of_order(self, order_id: str) -> list[Job]:
         return self.jobs._thd_list(order_id=order_id)
 
+    def _thd_jobs_of_orders(self, order_ids: Sequence[str]) -> dict[str, list[Job]]:
+        return self.jobs._thd_of_orders(order_ids)
+
     def _thd_list_jobs(self, states: Sequence[JobState] = ()) -> list[Job]:
         return self.jobs._thd_list(states)
 

@@ -86,6 +86,7 @@ class JobPort(Protocol):
     def _claimed(self, made: Sequence[Job]) -> None: ...
     def new_job_id(self) -> str: ...
     def _thd_jobs_of_order(self, order_id: str) -> list[Job]: ...
+    def _thd_jobs_of_orders(self, order_ids: Sequence[str]) -> dict[str, list[Job]]: ...
     def _thd_cancel_job(self, job_id: str, reason: str) -> Job: ...
     def add_listener(self, fn: Callable[[Job], None]) -> None: ...
 
@@ -613,7 +614,14 @@ class OrderService:
         return self._thd_view_of(self.store._thd_get_order(order_id))
 
     def _thd_view_of(self, order: orders.Order) -> OrderView:
-        jobs = tuple(self.jobs._thd_jobs_of_order(order.id)) if self.jobs is not None else ()
+        return self._thd_view_with(order, tuple(self.jobs._thd_jobs_of_order(order.id)) if self.jobs is not None else ())
+
+    def _thd_views_of(self, found: Sequence[orders.Order]) -> list[OrderView]:
+        """The views of a page of orders, their jobs read in one query."""
+        jobs = self.jobs._thd_jobs_of_orders([o.id for o in found]) if self.jobs is not None else {}
+        return [self._thd_view_with(o, tuple(jobs.get(o.id, ()))) for o in found]
+
+    def _thd_view_with(self, order: orders.Order, jobs: tuple[Job, ...]) -> OrderView:
         order = self._thd_refresh(order, jobs)
         active = [j for j in jobs if j.state.value not in ("cancelled",)]
         progress = sum(100.0 if j.state.value in ("printed", "done") else j.progress_percent for j in active)
@@ -660,7 +668,7 @@ class OrderService:
         customer = None if caller.role is Role.ADMIN else caller.name
         found = await asyncio.to_thread(self.store._thd_list_orders, customer, include_final,
                                         [s.value for s in orders.FINAL_STATES], limit + 1, before)
-        views = await asyncio.to_thread(lambda: [self._thd_view_of(o) for o in found[:limit]])
+        views = await asyncio.to_thread(self._thd_views_of, found[:limit])
         shown = max(1, min(fits(views), len(views))) if views else 0
         more = shown < len(views) or len(found) > limit
         return views[:shown], encode_token(views[shown - 1].order.id) if more else ""

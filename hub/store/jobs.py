@@ -245,6 +245,16 @@ class JobStore:
         with connect(self.engine) as conn:
             return [_job(row) for row in conn.execute(query)]
 
+    def _thd_of_orders(self, order_ids: Sequence[str]) -> dict[str, list[Job]]:
+        """The jobs of each order (a page of orders at once; an order's jobs are bounded when it is placed)."""
+        out: dict[str, list[Job]] = {o: [] for o in order_ids}
+        if order_ids:
+            query = sa.select(j).where(j.c.order_id.in_(list(order_ids))).order_by(j.c.created_at, j.c.id)
+            with connect(self.engine) as conn:
+                for row in conn.execute(query):
+                    out[row.order_id].append(_job(row))
+        return out
+
     def _thd_events(self, job_id: str) -> list[tuple[EventRecord, bool, str]]:
         """Every event recorded for a job (applied or not), in arrival order."""
         query = sa.select(ev).where(ev.c.job_id == job_id).order_by(ev.c.received_at, ev.c.agent_seq)

@@ -17,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.domain import Attribution, Design, PrintabilityRecord, Revision
-from hub.errors import AlreadyExists, HubError, InvalidTransition, NotFound, StorageError
+from hub.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    HubError,
+    InvalidTransition,
+    NotFound,
+    StorageError,
+)
 from hub.jobs import Job
 from hub.ledger import Share
 from hub.orders import (
@@ -197,6 +204,7 @@ def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dia
 
 _INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert(), k.insert(), ob.insert()
 _SET_STATE = o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state"))
+_ORDER_OF_QUOTE = sa.select(o.c.id).where(o.c.quote_id == sa.bindparam("quote_id")).limit(1)
 _DESIGN = sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
                     .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug"))
 _VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
@@ -734,6 +742,18 @@ class OrderStore:
                 out.append(exc)
         return out
 
+    def _order_of_quote(self, conn: sa.Connection, placed: Placement) -> str | None:
+        """The order a stored quote was placed as, if any, unless the placement's key was used already (a
+        retry racing its first attempt gets that order, as from the key). On PostgreSQL the quote's row is
+        locked first, so two placements of one quote take turns (SQLite has one writer)."""
+        quote_id = placed.order.quote_id
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(sa.select(q.c.id).where(q.c.id == quote_id).with_for_update())
+        found = conn.execute(_ORDER_OF_QUOTE, {"quote_id": quote_id}).scalar()
+        if found is None or (placed.key and self._keyed(conn, placed.order.customer, placed.key) is not None):
+            return None  # free, or the key names an order already: its insert fails and the key's answer follows
+        return str(found)
+
     def _write_placements(self, conn: sa.Connection, builds: Sequence[Build], built: list[Placement | None]
                           ) -> list[PlaceResult | HubError]:
         """Build and write each order in turn (its row and its jobs, which claim printers), then the
@@ -749,6 +769,12 @@ class OrderStore:
             except HubError as exc:  # that order's outcome; it wrote nothing
                 built.append(None)
                 out.append(exc)
+                continue
+            used = self._order_of_quote(conn, placed) if placed.quote is None and placed.order.quote_id else None
+            if used is not None:
+                built.append(None)
+                out.append(FailedPrecondition(f"quote {placed.order.quote_id} was ordered already (order {used}): "
+                                              "ask for a new quote with `spime quote` to order again"))
                 continue
             built.append(placed)
             conn.execute(_INSERT_ORDER, _order_values(placed.order))

@@ -536,3 +536,5 @@ record_votes = sa.Table(
     sa.Column("total", sa.BigInteger, nullable=False),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
+# issue 8 (migration 0012): a stored quote is ordered once; placing one finds its order by the quote
+sa.Index("ix_orders_quote_id", orders.c.quote_id)

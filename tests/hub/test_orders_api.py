@@ -133,6 +133,42 @@ def test_quote_order_print_rate_and_ledger(hub: ClockedHub) -> None:
     agent.close()
 
 
+def test_a_quote_is_ordered_once(hub: ClockedHub) -> None:
+    """A second order from one quote (another key, or none) is refused; the key's retry still answers; eight
+    clients placing one quote at once under their own keys make one order."""
+    _push(hub)
+    agent, stub = _lab(hub)
+    quote = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol")).quote_id
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=quote, idempotency_key="k1"), metadata=hub.md("carol"))
+    for key in ("k2", ""):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=quote, idempotency_key=key), metadata=hub.md("carol"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert f"ordered already (order {placed.id})" in info.value.details() and "spime quote" in info.value.details()
+    again = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=quote, idempotency_key="k1"), metadata=hub.md("carol"))
+    assert again.id == placed.id
+    fresh = stub.Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol")).quote_id
+    outcomes: list[object] = []
+
+    def place(i: int) -> None:
+        request = orders_pb2.PlaceOrderRequest(quote_id=fresh, idempotency_key=f"race-{i}")
+        try:
+            outcomes.append(stub.PlaceOrder(request, metadata=hub.md("carol")).id)
+        except grpc.RpcError as exc:
+            outcomes.append(exc.code())
+
+    threads = [threading.Thread(target=place, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len([o for o in outcomes if isinstance(o, str)]) == 1
+    assert sorted(map(str, (o for o in outcomes if not isinstance(o, str)))) == [str(grpc.StatusCode.FAILED_PRECONDITION)] * 7
+    listed = stub.ListOrders(orders_pb2.ListOrdersRequest(include_final=True), metadata=hub.md("carol")).orders
+    assert len(listed) == 2
+    agent.close()
+
+
 def test_bad_input_is_refused_and_changes_nothing(hub: ClockedHub) -> None:
     _push(hub)
     agent, stub = _lab(hub)
