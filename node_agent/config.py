@@ -442,7 +442,8 @@ def _firmware(printer: _Reader) -> FirmwareConfig:
     cmd = r.get("command_buffer", int, None, lo=1, hi=64) if "command_buffer" in raw else None
     end = r.strings("end_gcode", list(DEFAULT_END_GCODE))
     for command in end:
-        if "*" in command or "\n" in command or not command.isascii():
+        # a CR ends a line for the firmware as a LF does; any other control character is no G-code either
+        if "*" in command or not command.isascii() or not command.isprintable():
             raise r.fail("end_gcode", f"{command!r} is not a single ASCII G-code command")
     r.used.update({"rx_buffer_bytes", "command_buffer"})
     r.finish()

@@ -124,6 +124,8 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("printers", 0, "name"), "has space", "printers[0].name: must be 1-64 letters"),
     (("printers", 0, "firmware", "command_buffer"), 0, "firmware.command_buffer: must be between"),
     (("printers", 0, "firmware", "end_gcode"), ["G1 Z10*3"], "is not a single ASCII G-code"),
+    (("printers", 0, "firmware", "end_gcode"), ["G1 Z10\rM104 S300"], "is not a single ASCII G-code"),
+    (("printers", 0, "firmware", "end_gcode"), ["M84\x00"], "is not a single ASCII G-code"),
     (("printers", 0, "firmware", "rx_bufer_bytes"), 64, "firmware.rx_bufer_bytes: unknown key"),
     (("printers", 1, "api_key"), KeyError, "printers[1].api_key: is required"),
     (("printers", 1, "url"), "ftp://x", "printers[1].url: must look like http://host:port"),
