@@ -174,8 +174,10 @@ class AccountStore:
         """
         keys = schema.account_keys
         with write(self.engine) as conn:
-            row = conn.execute(sa.select(keys).where(keys.c.account == account,
-                                                     keys.c.fingerprint == fingerprint)).first()
+            # locked (PostgreSQL; SQLite's writer is alone): two revocations at once must not both
+            # pass the "earlier, never later" check against the same old row
+            row = conn.execute(sa.select(keys).where(keys.c.account == account, keys.c.fingerprint == fingerprint)
+                               .with_for_update()).first()
             if row is None:
                 raise NotFound(f"{account} has no key with fingerprint {fingerprint} (see `spime key list`)")
             revoked = revoke(_key(row))

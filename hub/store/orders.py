@@ -421,10 +421,16 @@ class OrderStore:
     # -- ratings -----------------------------------------------------------------------------
 
     def _thd_put_rating(self, rating: RatingRow) -> None:
-        """Store a rating; a second one by the same person for the same job and role replaces the first."""
-        key = (rt.c.order_id == rating.order_id, rt.c.job_id == rating.job_id, rt.c.rater == rating.rater,
-               rt.c.role == rating.role)
+        """Store a rating: one per person, role and job. A second one for the same job replaces the first;
+        a rating of the whole order (no job) replaces the person's ratings of its jobs in that role, and a
+        rating of one job replaces the person's rating of the whole order (it covered that job too).
+        On PostgreSQL the order's row is locked first, so the same rating sent twice at once takes
+        turns (SQLite has one writer)."""
+        same = (rt.c.order_id == rating.order_id, rt.c.rater == rating.rater, rt.c.role == rating.role)
+        key = (*same, rt.c.job_id.in_([rating.job_id, ""])) if rating.job_id else same
         with write(self.engine) as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(o.c.id).where(o.c.id == rating.order_id).with_for_update())
             removed = conn.execute(rt.delete().where(*key).returning(*record_sums.VOTE_COLUMNS)).all()
             added = conn.execute(rt.insert().values(
                 design=rating.design, order_id=rating.order_id, job_id=rating.job_id, node=rating.node,
@@ -523,7 +529,11 @@ class OrderStore:
         return expected_version + 1
 
     def _thd_set_rung(self, design: str, rung: str, by: str, now: str) -> None:
+        """Set a design's participation rung (the design's row is locked first on PostgreSQL, so two
+        settings at once take turns; SQLite has one writer)."""
         with write(self.engine) as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.select(schema.designs.c.slug).where(schema.designs.c.slug == design).with_for_update())
             conn.execute(pa.delete().where(pa.c.design == design))
             conn.execute(pa.insert().values(design=design, rung=rung, set_by=by, set_at=now))
 

@@ -6,7 +6,9 @@ revision's time; weak keys are refused; every refusal leaves the store unchanged
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -210,3 +212,25 @@ def test_revocation_invalidates_later_signatures_only(any_api: InProcessHub) -> 
     check = provenance.registered_authorship(_keys(api, "alice"), _hub_key(api))
     with pytest.raises(IntegrityError, match="counts only"):
         provenance.verify_chain([link], authorship=check)
+
+
+def test_revocations_at_once_keep_the_earliest(any_api: InProcessHub) -> None:
+    """Eight revocations of one key at once, each a day later than the one before: whichever order they run
+    in, the earliest stands (a revocation moves earlier, never later). On PostgreSQL two of them read the
+    same old row and a later one replaced an earlier one already answered OK."""
+    api = any_api
+    reg = register_key(api, "alice", provenance.generate_private_key())
+    times = [_at(reg.registered_at, 86400 * (10 + i)) for i in range(8)]
+    start = threading.Barrier(len(times))
+
+    def revoke(at: str) -> None:
+        start.wait(30)
+        try:
+            _revoke(api, "alice", reg.fingerprint, at)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.details()
+
+    with concurrent.futures.ThreadPoolExecutor(len(times)) as pool:
+        list(pool.map(revoke, times))
+    [listed] = [k for k in _keys(api, "alice") if k.fingerprint == reg.fingerprint]
+    assert listed.revoked_at == times[0]

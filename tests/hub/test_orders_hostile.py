@@ -3,7 +3,9 @@ each refusal has its status, names the field or limit, and changes nothing store
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import concurrent.futures
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -163,6 +165,64 @@ def test_a_rating_comment_takes_lines_and_tabs_but_no_other_control(any_api: InP
     assert refusal.info.metadata["field"] == "rating.comment"
     rating["comment"] = "fine work\n\tsmooth walls"
     stub.RateOrder(orders_pb2.RateOrderRequest(order_id=placed.id, rating=rating), metadata=carol)
+
+
+def _delivered(api: InProcessHub, lab: FakeAgent) -> orders_pb2.Order:
+    placed = _place(api)
+    lab.print_job()
+    wait_for(lambda: _stub(api).GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=api.md("carol"))
+             .state == orders_pb2.ORDER_STATE_DELIVERED)
+    return placed
+
+
+def _at_once(call: Callable[[int], object], count: int = 8) -> list[object]:
+    """``call(i)`` from ``count`` threads released together: each answer, or the status it was refused with."""
+    start = threading.Barrier(count)
+
+    def one(i: int) -> object:
+        start.wait(30)
+        try:
+            return call(i)
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_one_rating_sent_eight_times_at_once_is_stored_once(any_api: InProcessHub, lab: FakeAgent) -> None:
+    """Each answer is OK, as for one after the other (PostgreSQL answered INTERNAL: two inserts raced)."""
+    placed = _delivered(any_api, lab)
+    request = orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "customer", "stars": 4})
+    answers = _at_once(lambda i: _stub(any_api).RateOrder(request, metadata=any_api.md("carol")))
+    assert not [a for a in answers if isinstance(a, grpc.StatusCode)], answers
+    record = any_api.records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=any_api.md("bob"))
+    assert [(r.rater, r.stars) for r in record.ratings] == [("carol", 4)] and record.design_reputation.count == 1
+
+
+def test_a_rating_of_the_whole_order_and_of_its_job_count_once(any_api: InProcessHub, lab: FakeAgent) -> None:
+    """One per person, role and job: rating the order replaces the person's rating of its job, and back."""
+    placed = _delivered(any_api, lab)
+    stub, carol = _stub(any_api), any_api.md("carol")
+    for job_id, stars in (("", 5), (placed.job_id, 2), ("", 4)):
+        stub.RateOrder(orders_pb2.RateOrderRequest(order_id=placed.id, job_id=job_id,
+                                                   rating={"role": "customer", "stars": stars}), metadata=carol)
+        record = any_api.records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=any_api.md("bob"))
+        assert [(r.rater, r.stars) for r in record.ratings] == [("carol", stars)]
+        assert record.design_reputation.count == 1
+    stub.RateOrder(orders_pb2.RateOrderRequest(order_id=placed.id, rating={"role": "maker", "stars": 3}),
+                   metadata=any_api.md("lab-1"))  # another role is another vote
+    record = any_api.records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=any_api.md("bob"))
+    assert sorted((r.rater, r.stars) for r in record.ratings) == [("carol", 4), ("lab-1", 3)]
+
+
+def test_a_participation_rung_set_eight_times_at_once_answers_ok(any_api: InProcessHub) -> None:
+    _push(any_api)
+    request = records_pb2.SetParticipationRequest(design="cube", rung="consume")
+    answers = _at_once(lambda i: any_api.records.SetParticipation(request, metadata=any_api.md("alice")))
+    assert not [a for a in answers if isinstance(a, grpc.StatusCode)], answers
+    record = any_api.records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=any_api.md("bob"))
+    assert record.participation == "consume"
 
 
 # -- 8: value equations -----------------------------------------------------------------------------
