@@ -82,6 +82,7 @@ def _bounded(message: Message) -> None:
             _bounded(getattr(message, field.name))
 
 
+EXPORT_CHUNK_BYTES = 1 << 20  # records.proto: Export streams the document in chunks of at most 1 MiB
 # hub.api.server.MAX_MESSAGE_BYTES (twice PAGE_MAX_BYTES; server imports this module) less room for the rest.
 _ANSWER_MAX_BYTES = 2 * limits.PAGE_MAX_BYTES - 64 * 1024
 
@@ -210,4 +211,8 @@ class RecordsServicer(records_pb2_grpc.RecordsServicer):
         media_type, document = await self.hub.records.export(
             request.design, request.revision_id, cv._format_from_proto(request.format)
         )
-        return records_pb2.ExportResponse(media_type=media_type, document=document)
+        view = memoryview(document)
+        yield records_pb2.ExportResponse(media_type=media_type, document=bytes(view[:EXPORT_CHUNK_BYTES]),
+                                         total_bytes=len(document))
+        for start in range(EXPORT_CHUNK_BYTES, len(document), EXPORT_CHUNK_BYTES):
+            yield records_pb2.ExportResponse(document=bytes(view[start:start + EXPORT_CHUNK_BYTES]))

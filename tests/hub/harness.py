@@ -211,6 +211,20 @@ def register_key(api: InProcessHub, user: str, private_key: bytes, signed_at: st
     return api.accounts.RegisterKey(request, metadata=api.md(user), timeout=30)
 
 
+def exported(api: Any, design: str, fmt: int, revision_id: str = "", user: str = "carol") -> tuple[str, bytes]:
+    """(media type, document) of Records.Export, its chunks joined: the first names the type and the size,
+    none is over the chunk size. ``api``: an InProcessHub or a ClockedHub."""
+    from spimeforge.v1 import records_pb2
+
+    from hub.api.servicers import EXPORT_CHUNK_BYTES
+
+    request = records_pb2.ExportRequest(design=design, format=fmt, revision_id=revision_id)
+    chunks = list(api.records.Export(request, metadata=api.md(user)))
+    document = b"".join(c.document for c in chunks)
+    assert chunks[0].total_bytes == len(document) and all(len(c.document) <= EXPORT_CHUNK_BYTES for c in chunks)
+    return chunks[0].media_type, document
+
+
 def self_signed(directory: Path) -> TlsFiles:
     """A self-signed certificate for localhost/127.0.0.1 and its key, written under directory."""
     key = ec.generate_private_key(ec.SECP256R1())

@@ -11,7 +11,7 @@ from spimeforge.v1 import designs_pb2, nodes_pb2, records_pb2
 
 from hub.jobs import JobSpec
 from tests.hub.fake_agent import FakeAgent, printer
-from tests.hub.harness import InProcessHub, manifest_toml
+from tests.hub.harness import InProcessHub, exported, manifest_toml
 
 STL = b"solid s\nendsolid s\n"
 
@@ -27,7 +27,8 @@ def _history(api: InProcessHub) -> dict[str, str]:
 
 
 def _export(api: InProcessHub, design: str, fmt: int) -> records_pb2.ExportResponse:
-    return api.records.Export(records_pb2.ExportRequest(design=design, format=fmt), metadata=api.md("carol"))
+    media_type, document = exported(api, design, fmt)
+    return records_pb2.ExportResponse(media_type=media_type, document=document)
 
 
 def test_prov_json_of_a_fork_covers_its_whole_lineage(api: InProcessHub) -> None:

@@ -14,15 +14,18 @@ from dataclasses import replace
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from prov.model import ProvDocument
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2
 
 from hub import limits
+from hub.api.server import MAX_MESSAGE_BYTES
 from hub.errors import FailedPrecondition
 from hub.service.accounts import MAX_KEYS_PER_ACCOUNT
 from hub.service.forks import _check_size
+from hub.store import schema
 from hub.store.designs import DesignMeta
-from tests.hub.harness import InProcessHub, manifest_toml, now_z, register_key, sha
+from tests.hub.harness import InProcessHub, exported, manifest_toml, now_z, register_key, sha
 from tests.hub.refusal import refused
 
 FAILED, EXISTS = grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS
@@ -205,6 +208,10 @@ def test_search_by_licence_ref_is_exact(any_api: InProcessHub) -> None:
 # -- 7. PROV agents: one id per exact name ---------------------------------------------------------------------
 
 
+def _exported(api: InProcessHub, request: records_pb2.ExportRequest) -> bytes:
+    return exported(api, request.design, request.format)[1]
+
+
 def test_prov_gives_each_licensor_its_own_agent(any_api: InProcessHub) -> None:
     head = _create(any_api, "alice", "lic").revision_id
     names = ["Test, Licensor", 'Test"Licensor', "Test_Licensor"]
@@ -214,7 +221,7 @@ def test_prov_gives_each_licensor_its_own_agent(any_api: InProcessHub) -> None:
         head = any_api.push("alice", "lic", {"a.txt": f"v{index}".encode()}, manifest=manifest,
                             parents=(head,)).revision_id
     request = records_pb2.ExportRequest(design="lic", format=records_pb2.EXPORT_FORMAT_PROV_JSON)
-    text = any_api.records.Export(request, metadata=any_api.md("carol")).document.decode()
+    text = _exported(any_api, request).decode()
     doc = json.loads(text)
     labels = {k: v["prov:label"] for k, v in doc["agent"].items() if k.startswith("licensor:")}
     assert sorted(labels.values()) == sorted(["Test Licensor", *names]) and len(labels) == 4
@@ -244,7 +251,7 @@ def test_prov_export_reads_only_the_lineage_accepted_proposals(any_api: InProces
 
     monkeypatch.setattr(any_api.composed.hub.records.designs, "_thd_list_proposals", every_proposal)
     request = records_pb2.ExportRequest(design="many", format=records_pb2.EXPORT_FORMAT_PROV_JSON)
-    doc = json.loads(any_api.records.Export(request, metadata=any_api.md("carol")).document)
+    doc = json.loads(_exported(any_api, request))
     assert doc["activity"][f"act:{merged.revision_id}"]["prov:type"]["$"] == "spime:Merge"
     assert {v["prov:agent"] for k, v in doc["wasAssociatedWith"].items() if k.startswith("_:review")} == {"person:alice"}
     assert len([k for k in doc["entity"] if k.startswith("rev:")]) == 2
@@ -260,3 +267,25 @@ def test_a_page_token_of_other_digits_is_not_one_the_hub_issued(any_api: InProce
                  lambda: api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="cube", page=page),
                                                    metadata=api.md("alice"))):
         refused(api, call, grpc.StatusCode.INVALID_ARGUMENT, ("INVALID_ARGUMENT", "PAGE_TOKEN", ""), "page token")
+
+
+def test_a_prov_export_larger_than_a_message_streams_whole(any_api: InProcessHub) -> None:
+    """3,500 ordinary revisions make a PROV document over the 8 MiB a message may carry (2.7 KB each):
+    it comes in chunks and parses (one answer of it was RESOURCE_EXHAUSTED from the transport)."""
+    head = _create(any_api, "alice", "long")
+    revisions, parents, files = schema.revisions, schema.revision_parents, schema.revision_files
+    with any_api.engine.begin() as conn:
+        first = conn.execute(sa.select(revisions).where(revisions.c.id == head.revision_id)).one()._asdict()
+        stored = [f._asdict() for f in conn.execute(sa.select(files).where(files.c.revision_id == head.revision_id))]
+        ids = [head.revision_id] + [f"{i:064x}" for i in range(1, 3501)]
+        conn.execute(revisions.insert(), [{**first, "id": ids[i], "seq": first["seq"] + i}
+                                          for i in range(1, len(ids))])
+        conn.execute(parents.insert(), [{"revision_id": ids[i], "position": 0, "parent_id": ids[i - 1]}
+                                        for i in range(1, len(ids))])
+        conn.execute(files.insert(), [{**f, "revision_id": r} for r in ids[1:] for f in stored])
+        conn.execute(schema.designs.update().where(schema.designs.c.slug == "long").values(head_revision_id=ids[-1]))
+    request = records_pb2.ExportRequest(design="long", format=records_pb2.EXPORT_FORMAT_PROV_JSON)
+    document = _exported(any_api, request)
+    assert len(document) > MAX_MESSAGE_BYTES
+    doc = json.loads(document)
+    assert len([k for k in doc["entity"] if k.startswith("rev:")]) == len(ids)

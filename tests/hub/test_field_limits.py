@@ -73,7 +73,7 @@ def test_each_field_maximum_is_refused_naming_its_limit(any_api: InProcessHub) -
          "DeclineProposalRequest.reason"),
         (lambda: d.MissingBlobs(designs_pb2.MissingBlobsRequest(sha256=["a" * 64] * 10_001), metadata=alice),
          "MissingBlobsRequest.sha256"),
-        (lambda: api.records.Export(records_pb2.ExportRequest(design="cube", revision_id="r" * 65), metadata=carol),
+        (lambda: list(api.records.Export(records_pb2.ExportRequest(design="cube", revision_id="r" * 65), metadata=carol)),
          "ExportRequest.revision_id"),
     ]
     for call, limit in cases:

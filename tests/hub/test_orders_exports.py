@@ -29,6 +29,7 @@ from hub.domain import Design, PrintabilityRecord, Revision, RevisionKind
 from hub.jobs import JobSpec
 from tests.hub.clocked import clocked_fixture
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer
+from tests.hub.harness import exported
 from tests.hub.test_orders_api import FILES, cube_manifest
 
 hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
@@ -46,8 +47,7 @@ def test_prov_json_parses_and_says_what_happened(hub: ClockedHub) -> None:
     agent.connect()
     hub.composed.hub.jobs._thd_create_job(JobSpec("cube", second, "PLA", parameters={"size": "25"}), "admin")
     job_id = agent.print_job()
-    text = hub.records.Export(records_pb2.ExportRequest(design="cube", format=records_pb2.EXPORT_FORMAT_PROV_JSON),
-                              metadata=hub.md("carol")).document.decode()
+    text = exported(hub, "cube", records_pb2.EXPORT_FORMAT_PROV_JSON)[1].decode()
     assert "prov:hadRole" not in text
     doc = ProvDocument.deserialize(content=text, format="json")
     activities = {str(a.identifier): a for a in doc.get_records() if a.get_type().localpart == "Activity"}
@@ -69,15 +69,13 @@ def test_prov_json_parses_and_says_what_happened(hub: ClockedHub) -> None:
     agents = {str(a.identifier): {str(t) for t in a.get_asserted_types()} for a in doc.get_records()
               if a.get_type().localpart == "Agent"}
     assert agents["licensor:Test_Licensor"] == {"spime:Licensor"} and agents["node:lab-1"] == {"prov:Organization"}
-    remix = hub.records.Export(records_pb2.ExportRequest(design="cube-xl", format=records_pb2.EXPORT_FORMAT_PROV_JSON),
-                               metadata=hub.md("carol")).document
+    remix = exported(hub, "cube-xl", records_pb2.EXPORT_FORMAT_PROV_JSON)[1]
     remixed = ProvDocument.deserialize(content=remix.decode(), format="json")
     types = {str(t) for r in remixed.get_records() if r.get_type() == PROV_DERIVATION
              and r.get_attribute(PROV_ATTR_GENERATED_ENTITY) == {remixed.valid_qualified_name(f"rev:{fork}")}
              for t in r.get_attribute(PROV_TYPE)}
     assert types == {"spime:Remix"}
-    okh = tomllib.loads(hub.records.Export(records_pb2.ExportRequest(design="cube-xl", format=records_pb2.EXPORT_FORMAT_OKH),
-                                           metadata=hub.md("carol")).document.decode())
+    okh = tomllib.loads(exported(hub, "cube-xl", records_pb2.EXPORT_FORMAT_OKH)[1].decode())
     jsonschema.Draft7Validator(SCHEMA).validate(okh)
     assert okh["forkOf"] == [f"https://spimeforge.org/designs/cube/revisions/{second}"]
     assert okh["part"][0]["source"] == ["calibration-cube.scad"] and okh["source"] == ["calibration-cube.scad"]

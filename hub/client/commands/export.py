@@ -9,7 +9,7 @@ from spimeforge.v1 import records_pb2
 
 from hub.client.chain import write_bundle
 from hub.client.common import EXIT_OK, add_hub_command, emit, split_ref
-from hub.client.connection import opened
+from hub.client.connection import Hub, opened
 
 __all__ = ["register", "run"]
 
@@ -35,12 +35,29 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "bundle":
             doc = write_bundle(hub, design, out)
         else:
-            resp = hub.call(hub.records.Export, records_pb2.ExportRequest(
-                design=design, revision_id=rev, format=_FORMATS[args.format]))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(resp.document)
-            doc = {"design": design, "output": str(out), "media_type": resp.media_type,
-                   "bytes": len(resp.document)}
+            media_type, size = _write_document(hub, records_pb2.ExportRequest(
+                design=design, revision_id=rev, format=_FORMATS[args.format]), out)
+            doc = {"design": design, "output": str(out), "media_type": media_type, "bytes": size}
     doc["format"] = args.format
     emit(args, doc, lambda d: f"exported {d['design']} as {d['format']} to {d['output']}")
     return EXIT_OK
+
+
+def _write_document(hub: Hub, request: records_pb2.ExportRequest, out: Path) -> tuple[str, int]:
+    """Stream the document to ``out`` (through a temporary file beside it); its media type and size.
+
+    Raises:
+        HubRefused: the hub refused the export, or the stream broke off (nothing is left at ``out``).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.exporting")
+    media_type, written = "", 0
+    try:
+        with hub.errors(), partial.open("wb") as fh:
+            for chunk in hub.records.Export(request, metadata=hub.metadata, timeout=600):
+                media_type = media_type or chunk.media_type
+                written += fh.write(chunk.document)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return media_type, written

@@ -284,9 +284,11 @@ class ExportRequest(_message.Message):
     def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., format: _Optional[_Union[ExportFormat, str]] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
-    __slots__ = ("media_type", "document")
+    __slots__ = ("media_type", "document", "total_bytes")
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     media_type: str
     document: bytes
-    def __init__(self, media_type: _Optional[str] = ..., document: _Optional[bytes] = ...) -> None: ...
+    total_bytes: int
+    def __init__(self, media_type: _Optional[str] = ..., document: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...

@@ -39,7 +39,7 @@ class RecordsStub:
                 request_serializer=spimeforge_dot_v1_dot_records__pb2.GetRecordRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_records__pb2.CommunityRecord.FromString,
                 _registered_method=True)
-        self.Export = channel.unary_unary(
+        self.Export = channel.unary_stream(
                 '/spimeforge.v1.Records/Export',
                 request_serializer=spimeforge_dot_v1_dot_records__pb2.ExportRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_records__pb2.ExportResponse.FromString,
@@ -71,7 +71,9 @@ class RecordsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The document in order, in chunks of at most 1 MiB (a lineage of 10,000 revisions is tens of MB,
+        more than one message may carry): media_type and total_bytes come with the first chunk.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -105,7 +107,7 @@ def add_RecordsServicer_to_server(servicer, server):
                     request_deserializer=spimeforge_dot_v1_dot_records__pb2.GetRecordRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_records__pb2.CommunityRecord.SerializeToString,
             ),
-            'Export': grpc.unary_unary_rpc_method_handler(
+            'Export': grpc.unary_stream_rpc_method_handler(
                     servicer.Export,
                     request_deserializer=spimeforge_dot_v1_dot_records__pb2.ExportRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_records__pb2.ExportResponse.SerializeToString,
@@ -174,7 +176,7 @@ class Records:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/spimeforge.v1.Records/Export',
