@@ -24,6 +24,7 @@ from hub.jobs import (
     JobState,
     check_transition,
 )
+from hub.limits import check_plain_text
 from hub.service.designs import check_slug
 
 __all__ = [
@@ -66,8 +67,7 @@ def _check_parameters(parameters: Mapping[str, str]) -> None:
     for key, value in parameters.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key) or len(key) > MAX_PARAM_KEY:
             raise InvalidArgument(f"parameter name {key[:80]!r} must be an identifier of at most {MAX_PARAM_KEY}")
-        if len(value) > MAX_PARAM_VALUE or "\x00" in value:
-            raise InvalidArgument(f"parameter {key} must be at most {MAX_PARAM_VALUE} characters without NUL")
+        check_plain_text(value, f"parameter {key}", MAX_PARAM_VALUE)
 
 
 def cmd(kind: str, job: Job, node: str, epoch: int, **extra: object) -> Command:
@@ -120,9 +120,12 @@ def requeue_if_unchanged(seen: Job) -> Callable[[Job | None], Change]:
 
 
 def check_reason(text: str) -> str:
-    if len(text) > MAX_REASON or "\x00" in text:
-        raise InvalidArgument(f"reason must be at most {MAX_REASON} characters without NUL")
-    return text
+    """A person's reason (an admin's fail or cancel, a customer's cancel): shown in orders and the public
+    record, so plain text on one line, as the reasons of order cancels and node drains.
+
+    Raises:
+        InvalidArgument: too long, or a control or bidi character."""
+    return check_plain_text(text, "reason", MAX_REASON)
 
 
 def progress_values(data: Mapping[str, str]) -> dict[str, object]:

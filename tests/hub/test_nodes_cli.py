@@ -94,6 +94,10 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         listed = _cli(running, capsys, "job", "list", "--json")
         assert [j["id"] for j in listed] == [job["id"]]
         assert "still with its node" in _cli(running, capsys, "job", "requeue", job["id"], ok=False).err
+        # reasons and parameters reach orders and the public record: plain text only, as everywhere else
+        assert "U+202E" in _cli(running, capsys, "job", "fail", job["id"], "--reason", "nozzle\u202eevil", ok=False).err
+        assert "U+001B" in _cli(running, capsys, "job", "add", "cube", "--material", "PLA", "--param", "size=2\x1b[31m",
+                                ok=False).err
         failed = _cli(running, capsys, "job", "fail", job["id"], "--reason", "operator said so", "--json")
         assert (failed["state"], failed["failure_reason"]) == ("failed", "operator said so")
         requeued = _cli(running, capsys, "job", "requeue", job["id"], "--json")
