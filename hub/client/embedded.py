@@ -48,6 +48,7 @@ class EmbeddedHub:
 
     Attributes:
         data: the data directory (SQLite + blobs).
+        database: a postgresql:// URL to keep the hub's records there instead (default: SQLite in data).
         address: 127.0.0.1:PORT once started.
         tokens: account name → bearer token.
         extra_args: more ``spime-hub serve`` arguments (e.g. TLS or a size limit).
@@ -59,6 +60,7 @@ class EmbeddedHub:
     tokens: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
     ca: Path | None = None
+    database: str = ""
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -68,14 +70,16 @@ class EmbeddedHub:
         Raises:
             ClientError: ``spime-hub user add`` failed.
         """
-        argv = [*hub_command(), "user", "add", name, "--role", role,
-                "--data", str(self.data), "--json"]
+        argv = [*hub_command(), "user", "add", name, "--role", role, *self._store_args(), "--json"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             raise ClientError(f"`{' '.join(argv)}` failed ({proc.returncode}): {proc.stderr}")
         token = str(json.loads(proc.stdout)["token"])
         self.tokens[name] = token
         return token
+
+    def _store_args(self) -> list[str]:
+        return ["--data", str(self.data), *(["--database", self.database] if self.database else [])]
 
     def start(self, timeout: float = 60.0) -> None:
         """Start ``spime-hub serve`` and wait until its health service says SERVING.
@@ -86,8 +90,7 @@ class EmbeddedHub:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
         self.log_path = self.data / "hub.log"
-        argv = [*hub_command(), "serve", "--data", str(self.data), "--listen", self.address,
-                *self.extra_args]
+        argv = [*hub_command(), "serve", *self._store_args(), "--listen", self.address, *self.extra_args]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)

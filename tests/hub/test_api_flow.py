@@ -123,7 +123,8 @@ def test_fork_errors(any_api: InProcessHub) -> None:
     _refused(api, lambda: _fork(api, "bob", [("base", "")], "bad-lic", "NotALicense-1"), grpc.StatusCode.INVALID_ARGUMENT, "NotALicense-1")
 
 
-def test_search_filters_and_pages(api: InProcessHub) -> None:
+def test_search_filters_and_pages(any_api: InProcessHub) -> None:
+    api = any_api
     for i in range(5):
         _design(api, "alice", f"cube-{i}", "CC-BY-4.0" if i % 2 else "MIT")
     page = api.designs.Search(designs_pb2.SearchRequest(text="cube", page={"page_size": 2}), metadata=api.md("carol"))

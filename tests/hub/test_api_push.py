@@ -42,7 +42,8 @@ def _created(api: InProcessHub, user: str = "alice", design: str = "cube") -> st
     return response.revision_id
 
 
-def test_push_creates_design_and_revision_id_matches_provenance(api: InProcessHub) -> None:
+def test_push_creates_design_and_revision_id_matches_provenance(any_api: InProcessHub) -> None:
+    api = any_api
     created_at = now_z()
     response = api.push("alice", "cube", {"cube.stl": CUBE}, create=True, created_at=created_at, message="first")
     manifest = parse_manifest(manifest_toml("cube"))
@@ -55,7 +56,8 @@ def test_push_creates_design_and_revision_id_matches_provenance(api: InProcessHu
     assert design.license == "CC-BY-4.0" and design.revision_count == 1
 
 
-def test_repush_same_content_is_unchanged_and_sends_no_blobs(api: InProcessHub) -> None:
+def test_repush_same_content_is_unchanged_and_sends_no_blobs(any_api: InProcessHub) -> None:
+    api = any_api
     head = _created(api)
     files = {"cube.stl": CUBE, "README.md": README}
     missing = api.designs.MissingBlobs(
@@ -67,7 +69,8 @@ def test_repush_same_content_is_unchanged_and_sends_no_blobs(api: InProcessHub) 
     assert api.snapshot() == before
 
 
-def test_push_moves_head_and_log_follows_first_parents(api: InProcessHub) -> None:
+def test_push_moves_head_and_log_follows_first_parents(any_api: InProcessHub) -> None:
+    api = any_api
     first = _created(api)
     second = api.push("alice", "cube", {"cube.stl": CUBE * 2, "README.md": README}, parents=(first,)).revision_id
     log = api.designs.Log(designs_pb2.LogRequest(design="cube"), metadata=api.md("carol"))
@@ -76,7 +79,8 @@ def test_push_moves_head_and_log_follows_first_parents(api: InProcessHub) -> Non
     assert rev.id == second and list(rev.parent_ids) == [first]
 
 
-def test_upload_dedupes_and_download_round_trips(api: InProcessHub) -> None:
+def test_upload_dedupes_and_download_round_trips(any_api: InProcessHub) -> None:
+    api = any_api
     data = bytes(range(256)) * 5000
     first = api.upload("alice", data, chunk=100_000)
     second = api.upload("alice", data)

@@ -283,20 +283,22 @@ def test_restore_refuses_damaged_and_foreign_archives(
         restore(tmp_path / "junk.tar", tmp_path / "r3", _new_url(_url(any_api), request))
 
 
-def test_backup_and_restore_commands(api: InProcessHub, tmp_path: Path) -> None:
+def test_backup_and_restore_commands(any_api: InProcessHub, tmp_path: Path) -> None:
+    api = any_api
     _fill(api)
 
     def hub(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "hub", *argv], cwd=ROOT, env=hub_env(),
                               capture_output=True, text=True, timeout=120, check=False)
 
-    done = hub("backup", "--data", str(api.data_dir), str(tmp_path / "hub.tar"), "--json")
+    database = ("--database", _url(api)) if _url(api) else ()
+    done = hub("backup", "--data", str(api.data_dir), *database, str(tmp_path / "hub.tar"), "--json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["rows"]["revisions"] == 5
     assert summary["blobs"] == len(_contents(api.engine, api.data_dir)["blob_files"])
     assert "wrote" in done.stderr and str(tmp_path / "hub.tar") in done.stderr
-    refused = hub("restore", str(tmp_path / "hub.tar"), "--data", str(api.data_dir))
+    refused = hub("restore", str(tmp_path / "hub.tar"), "--data", str(api.data_dir), *database)
     assert refused.returncode == 1
     assert "needs an empty database" in refused.stderr and "Traceback" not in refused.stderr
 

@@ -22,16 +22,16 @@ from hub.client.connection import opened
 from hub.client.embedded import EmbeddedHub
 from hub.client.local import scan_design_dir
 from hub.client.statcache import CACHE_PATH, StatCache
-from tests.hub.client.test_spime_cli_hub import Spime, _copy, _make_unique
+from tests.hub.client.test_spime_cli_hub import Spime, _copy, _make_unique, embedded_on
 
 MANIFEST = ('name = "cache-box"\ntitle = "Cache box"\nlicense = "CC0-1.0"\nlicensor = "t"\n'
             'version = "1.0.0"\nfunction = "Testing."\n'
             '[[parts]]\nname = "box"\nfiles = ["box.stl"]\nmaterial = "PLA"\n')
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
-    embedded = EmbeddedHub(data=tmp_path_factory.mktemp("hub"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
+    embedded = embedded_on(request, tmp_path_factory)
     embedded.add_user("alice", "designer")
     embedded.start()
     try:

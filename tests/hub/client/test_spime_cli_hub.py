@@ -1,7 +1,7 @@
 """The ``spime`` CLI against a real hub (a ``spime-hub serve`` subprocess on 127.0.0.1).
 
 One hub serves the whole module (started with the CLI's own EmbeddedHub, as
-``spime demo`` does); each test uses its own design names.
+``spime demo`` does), once on SQLite and once on PostgreSQL; each test uses its own design names.
 """
 
 from __future__ import annotations
@@ -20,13 +20,20 @@ import pytest
 
 from hub.client.cli import main
 from hub.client.embedded import EmbeddedHub
+from tests.fixtures.postgres import create_database
 
 DESIGNS = Path(__file__).resolve().parents[3] / "designs"
 
 
-@pytest.fixture(scope="module")
-def embedded_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
-    embedded = EmbeddedHub(data=tmp_path_factory.mktemp("hub"))
+def embedded_on(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> EmbeddedHub:
+    """A hub (not started yet) on the database the fixture's parameter names: "sqlite" or "postgresql"."""
+    database = create_database(request.getfixturevalue("postgres_server")) if request.param == "postgresql" else ""
+    return EmbeddedHub(data=tmp_path_factory.mktemp("hub"), database=database)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def embedded_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedHub]:
+    embedded = embedded_on(request, tmp_path_factory)
     for name in ("alice", "bob", "carol"):
         embedded.add_user(name, "designer")
     embedded.add_user("cust", "customer")
