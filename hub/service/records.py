@@ -146,18 +146,7 @@ class RecordService:
         raise InvalidArgument(f"unknown export format {fmt!r}: use prov or okh")
 
     async def _lineage(self, slug: str, start: Revision) -> exports.Lineage:
-        seen: dict[str, Revision] = {}
-        todo = [start]
-        while todo and len(seen) < MAX_LINEAGE:
-            rev = todo.pop()
-            if rev.id in seen:
-                continue
-            seen[rev.id] = rev
-            for parent in rev.parent_ids:
-                if parent not in seen:
-                    found = await asyncio.to_thread(self.designs._thd_revision_by_id, parent)
-                    if found is not None:
-                        todo.append(found)
+        seen = {rev.id: rev for rev in await asyncio.to_thread(self.designs._thd_lineage, start.id, MAX_LINEAGE)}
         # Only the lineage's accepted proposals (their merge time and reviewer), not every proposal of its designs.
         proposals = await asyncio.to_thread(self.designs._thd_accepted_proposals, seen)
         ordered = sorted(seen.values(), key=lambda r: (r.created_at, r.id))
