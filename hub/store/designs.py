@@ -145,15 +145,14 @@ class DesignStore:
             NotFound: no such design or revision.
         """
         with connect(self.engine) as conn:
-            current: str | None = self._resolve(conn, slug, from_id)
-            out: list[Revision] = []
-            while current and (limit == 0 or len(out) < limit):
-                rev = self._revision(conn, current)
-                if rev.design != slug:
-                    break
-                out.append(rev)
-                current = rev.parent_ids[0] if rev.parent_ids else None
-            return out
+            start = self._resolve(conn, slug, from_id)
+            chain = sa.select(r.c.id, sa.literal_column("0").label("depth")).where(r.c.id == start).cte(
+                "chain", recursive=True)
+            step = sa.select(r.c.id, chain.c.depth + 1).join(rp, rp.c.parent_id == r.c.id).join(
+                chain, rp.c.revision_id == chain.c.id).where(rp.c.position == 0, r.c.design == slug)
+            chain = chain.union_all(step.where(chain.c.depth < limit - 1) if limit else step)
+            ids = conn.scalars(sa.select(chain.c.id).order_by(chain.c.depth))
+            return self._revisions(conn, list(ids))
 
     def _thd_search(self, text: str, license_id: str, tags: Sequence[str], offset: int, limit: int) -> list[Design]:
         """A page of designs matching every word, the licence id and every tag, by slug.
