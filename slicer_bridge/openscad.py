@@ -43,6 +43,7 @@ from slicer_bridge.scad_sandbox import (
     sandbox_argv,
     sandbox_env,
 )
+from slicer_bridge.scad_text import map_strings
 
 __all__ = [
     "Choice",
@@ -63,11 +64,11 @@ Value = float | int | bool | str | tuple[float, ...]
 
 _MAX_SCAD_BYTES = 2_000_000
 _DEFAULT_GROUP = "Parameters"
-# _ASSIGN and _GROUP are used with fullmatch ("$" would let a trailing newline through)
-_ASSIGN = re.compile(r"([A-Za-z_$][\w$]*)\s*=\s*(.+?)\s*;\s*(?://\s*(.*?))?\s*", re.ASCII)
+_NAME_IS = re.compile(r"([A-Za-z_$][\w$]*)\s*=\s*", re.ASCII)  # a parameter line's start (see _assignment)
+# used with fullmatch ("$" would let a trailing newline through)
 _GROUP = re.compile(r"/\*\s*\[([^\]]*)\]\s*\*/", re.ASCII)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
-_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_STRING = re.compile(r'"((?:[^"\\]++|\\.)*+)"')
 _DECLARATION = re.compile(r"^(module|function)\b", re.ASCII)
 _STEP_TOLERANCE = 1e-6
 
@@ -276,20 +277,39 @@ def parse_parameters(source: str) -> ParameterSchema:
 
 
 def _brace_delta(code: str) -> int:
-    code = _STRING.sub("", code.split("//", 1)[0])
+    code = map_strings(code.split("//", 1)[0], lambda _: "")
     return code.count("{") - code.count("}")
 
 
-def _parameter(code: str, group: str, hidden: bool, description: str) -> Parameter | None:
-    match = _ASSIGN.fullmatch(_STRING.sub(lambda m: m[0].replace("//", "\0"), code))
-    if match is None:
+def _assignment(code: str) -> tuple[str, str, str | None] | None:
+    """(name, value, comment or None) of a line ``name = value; // comment``, else None.
+
+    By hand rather than one pattern: a lazy value before ``\\s*;`` tried every split of a long
+    run of blanks (40,000 spaces took seconds). The statement's ``;`` is the last character
+    before the comment (or the end), so there is one place to look."""
+    named = _NAME_IS.match(code)
+    if named is None:
         return None
-    literal = _literal(match[2].replace("\0", "//"))
+    rest = code[named.end():]
+    cut = rest.find("//")
+    body, comment = (rest, None) if cut < 0 else (rest[:cut], rest[cut + 2:].strip())
+    body = body.rstrip()
+    if not body.endswith(";") or not (value := body[:-1].rstrip()):
+        return None
+    return named[1], value, comment
+
+
+def _parameter(code: str, group: str, hidden: bool, description: str) -> Parameter | None:
+    found = _assignment(map_strings(code, lambda literal: literal.replace("//", "\0")))
+    if found is None:
+        return None
+    name, value, comment = found
+    literal = _literal(value.replace("\0", "//"))
     if literal is None:
         return None
     kind, default = literal
-    widget, text = _widget(kind, (match[3] or "").replace("\0", "//"))
-    return Parameter(match[1], kind, default, group, description or text, hidden=hidden,
+    widget, text = _widget(kind, (comment or "").replace("\0", "//"))
+    return Parameter(name, kind, default, group, description or text, hidden=hidden,
                      **widget)  # type: ignore[arg-type]
 
 

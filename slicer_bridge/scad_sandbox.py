@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slicer_bridge.base import RenderError
+from slicer_bridge.scad_text import Brackets, Lines, scan
 
 __all__ = [
     "SandboxLimits",
@@ -45,7 +46,7 @@ __all__ = [
 
 _MAX_FILE_BYTES = 2_000_000
 _MAX_FILES = 200
-_INCLUDE = re.compile(r"\b(include|use)\s*<([^>\n]*)>", re.ASCII)
+_INCLUDE = re.compile(r"\b(include|use)\s*<([^<>\n]*)>", re.ASCII)  # [^<>]: each try stops at the next <
 # Every OpenSCAD 2021.01 call that reads a file, with the deprecated aliases it still
 # honours (import_stl/import_off/import_dxf, dxf_linear_extrude, dxf_rotate_extrude).
 _CALL = re.compile(r"(?<![\w$])([A-Za-z_][\w]*)\s*\(", re.ASCII)
@@ -60,9 +61,9 @@ _HEIGHT_OR_FILE = frozenset({"linear_extrude", "rotate_extrude", "dxf_linear_ext
 _FILE_PARAMETERS = frozenset({"file", "filename"})
 # A string OpenSCAD would resolve outside the sandbox's copy: absolute, or climbing out.
 _PATH_OUT = re.compile(r"^(?:[/\\]|[A-Za-z]:[/\\])|(?:^|[/\\])\.\.(?:[/\\]|$)")
-_NAMED = re.compile(r"^\s*([A-Za-z_$]\w*)\s*=(?!=)(.*)$", re.DOTALL | re.ASCII)
-_STRING_BODY = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_LITERAL = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*', re.DOTALL)
+_NAMED = re.compile(r"\s*([A-Za-z_$]\w*)\s*=(?!=)", re.ASCII)  # an argument's name; its value follows
+_LITERAL = re.compile(r'\s*"((?:[^"\\]++|\\.)*+)"\s*', re.DOTALL)
+_NONBLANK = re.compile(r"\S")
 
 
 class ScadReferenceError(RenderError):
@@ -92,71 +93,19 @@ class SandboxLimits:
 # ---------------------------------------------------------------- reading statements (pure)
 
 
-def _blank_comments(source: str) -> str:
-    """The source with comments replaced by spaces (newlines kept), strings untouched."""
-    out: list[str] = []
-    i, n = 0, len(source)
-    while i < n:
-        c = source[i]
-        if c == '"':
-            j = i + 1
-            while j < n and source[j] != '"':
-                j += 2 if source[j] == "\\" else 1
-            out.append(source[i:j + 1])
-            i = j + 1
-        elif source.startswith("//", i):
-            j = source.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif source.startswith("/*", i):
-            j = source.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(re.sub(r"[^\n]", " ", source[i:j]))
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def _arguments(code: str, start: int) -> list[str]:
-    """Top-level comma-separated arguments of the call whose ``(`` is at ``start - 1``."""
-    args, depth, current, i = [], 0, [], start
-    while i < len(code):
-        c = code[i]
-        if c == '"':
-            literal = _LITERAL.match(code, i)
-            end = literal.end() if literal else len(code)
-            current.append(code[i:end])
-            i = end
+def _file_arguments(code: str, function: str, parts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (start, end) in ``code`` of every argument of the call that OpenSCAD may read as a file
+    name (a named one: its value), given the call's comma-separated ``parts``."""
+    found, positional = [], []
+    for start, end in parts:
+        if not _NONBLANK.search(code, start, end):
             continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            if depth == 0:
-                break
-            depth -= 1
-        elif c == "," and depth == 0:
-            args.append("".join(current))
-            current = []
-            i += 1
-            continue
-        current.append(c)
-        i += 1
-    args.append("".join(current))
-    return [a for a in args if a.strip()]
-
-
-def _file_arguments(function: str, args: list[str]) -> list[str]:
-    """The texts of every argument of the call that OpenSCAD may read as a file name."""
-    found = []
-    for arg in args:
-        named = _NAMED.match(arg)
-        if named and named.group(1) in _FILE_PARAMETERS:
-            found.append(named.group(2))
-    positional = [a for a in args if not _NAMED.match(a)]
-    if positional and (function not in _HEIGHT_OR_FILE or _LITERAL.fullmatch(positional[0])):
+        named = _NAMED.match(code, start, end)
+        if named is None:
+            positional.append((start, end))
+        elif named.group(1) in _FILE_PARAMETERS:
+            found.append((named.end(), end))
+    if positional and (function not in _HEIGHT_OR_FILE or _LITERAL.fullmatch(code, *positional[0])):
         found.append(positional[0])
     return found
 
@@ -174,29 +123,25 @@ def _unescape(body: str) -> str:
                   flags=re.DOTALL)
 
 
-def _masked(code: str) -> str:
-    """``code`` with every string's body replaced by ``x`` (statements are looked for outside strings)."""
-    return _STRING_BODY.sub(lambda m: '"' + "x" * (len(m.group()) - 2) + '"', code)
-
-
 def _file_references(source: str) -> Iterator[tuple[int, str, str | None, str | None]]:
     """(line, statement, file name or None, problem or None) for each file reference."""
-    code = _blank_comments(source)
-    masked = _masked(code)
+    scanned = scan(source)
+    code, masked, lines = scanned.code, scanned.masked, Lines(scanned.code)
     for match in _INCLUDE.finditer(masked):
         target = code[match.start(2):match.end(2)].strip()
-        yield code.count("\n", 0, match.start()) + 1, match.group(1), target, None
+        yield lines.of(match.start()), match.group(1), target, None
+    brackets = Brackets(masked)
     for match in _CALL.finditer(masked):
         function = match.group(1)
         if function not in _FILE_FUNCTIONS:
             continue
-        arguments = _file_arguments(function, _arguments(code, match.end()))
-        line = code.count("\n", 0, match.start()) + 1
+        arguments = _file_arguments(code, function, brackets.arguments(match.end() - 1))
+        line = lines.of(match.start())
         if len(arguments) > 1:  # OpenSCAD reads the last; a checker might read the first
             yield line, f"{function}()", None, "names a file more than once"
             continue
-        for argument in arguments:
-            literal = _LITERAL.fullmatch(argument)
+        for start, end in arguments:
+            literal = _LITERAL.fullmatch(code, start, end)
             yield line, f"{function}()", _unescape(literal.group(1)) if literal else None, None
 
 
@@ -213,11 +158,12 @@ def _paths_out(source: str) -> Iterator[tuple[int, str]]:
     A file call may get its name from a variable (``h = "/x.dxf"; linear_extrude(h)``),
     so a literal that could only serve as such a path is refused wherever it stands.
     """
-    code = _blank_comments(source)
-    for match in _STRING_BODY.finditer(code):
-        value = _unescape(match.group()[1:-1])
+    scanned = scan(source)
+    lines = Lines(scanned.code)
+    for start, end in scanned.literals:
+        value = _unescape(scanned.code[start + 1:end - 1])
         if _PATH_OUT.search(value):
-            yield code.count("\n", 0, match.start()) + 1, value
+            yield lines.of(start), value
 
 
 # ---------------------------------------------------------------- checking against the folder

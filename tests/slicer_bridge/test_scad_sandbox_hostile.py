@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slicer_bridge.openscad import render_scad
-from slicer_bridge.scad_sandbox import ScadReferenceError, check_references
+from slicer_bridge.openscad import parse_parameters, render_scad
+from slicer_bridge.scad_sandbox import ScadReferenceError, check_references, references
 from tests.slicer_bridge.test_openscad_sandbox import CUBE_STL
 
 SECRET_STL = CUBE_STL.replace("vertex 1 1 0", "vertex 10 10 0")
@@ -94,3 +94,36 @@ def test_a_file_name_computed_while_rendering_finds_nothing_outside_the_design(t
     check_references(scad, scad.parent)  # nothing the checker can see
     out = asyncio.run(render_scad(scad, {}, 60, tmp_path / "out.stl"))
     assert "vertex 10 10" not in out.read_text(encoding="utf-8")  # only the 1 mm cube
+
+
+# -- sources shaped to make a reader backtrack: each, at the 2 MB a file may have, is read in one pass ---------
+# (pattern-based readers took minutes to hours on these, holding the hub's and the node's event loop)
+
+MAX_SOURCE = 2_000_000
+
+
+def _fill(unit: str, tail: str = "") -> str:
+    return unit * ((MAX_SOURCE - len(tail)) // len(unit)) + tail
+
+
+@pytest.mark.parametrize(("name", "source", "found"), [
+    ("unclosed includes", _fill("include<"), []),
+    ("unclosed file calls", _fill('import("part.stl",'), [(1, "import()", "part.stl")]),
+    ("nested file calls", _fill("import("), [(1, "import()", None)]),
+    ("escaped quotes, unclosed", '"' + _fill('\\"'), []),
+    ("a reference on every line", _fill('import("part.stl");\n'), None),
+])
+def test_a_source_built_to_backtrack_is_read_in_one_pass(name: str, source: str,
+                                                         found: list[tuple[int, str, str]] | None) -> None:
+    refs = list(references(source))
+    if found is None:  # every line's reference, numbered
+        assert len(refs) == source.count("\n") and refs[-1][0] == len(refs)
+    else:
+        assert refs[:1] == found, name
+
+
+def test_a_parameter_line_of_blanks_and_escapes_is_read_in_one_pass() -> None:
+    schema = parse_parameters("size = 10" + " " * MAX_SOURCE + "1;\n" + 'label = "' + '\\"' * (MAX_SOURCE // 2) + '";\n'
+                              + 'name = "a//b"; // [a//b, c]\n')
+    assert [p.name for p in schema.parameters] == ["label", "name"]
+    assert schema.parameters[1].default == "a//b"
