@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
+    "STRING_ARGS",
     "Command",
     "PreparedJob",
     "layer_marker",
@@ -36,7 +37,7 @@ __all__ = [
 _HEAD = re.compile(r"\s*([GMTgmt])\s*(\d+)(?:\.(\d*))?", re.ASCII)
 # Marlin's value_float() stops at E/X: a number is a sign, digits and one dot.
 _PARAM = re.compile(r"([A-Za-z]) *([-+]?(?:\d+\.?\d*|\.\d+))?", re.ASCII)
-_STRING_ARG = frozenset({"M23", "M28", "M30", "M117", "M118", "M928"})
+STRING_ARGS = frozenset({"M23", "M28", "M30", "M117", "M118", "M928"})
 _CODE_MODULUS = 1 << 16  # Marlin's codenum is a uint16_t
 # A quoted value right after its letter (Prusa's ``M862.3 P "MK3S"``) is that letter's
 # string; a quote anywhere else hides nothing (Marlin reads what follows as parameters).
@@ -93,7 +94,7 @@ def parse_command(command: str) -> Command | None:
     if sub:
         word += f".{int(sub)}"
     rest = command[head.end():]
-    if word in _STRING_ARG:
+    if word in STRING_ARGS:
         return Command(word, digits, {}, rest.strip())
     return Command(word, digits, _params(rest), rest.strip())
 

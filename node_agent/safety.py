@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from node_agent.config import PrinterConfig
-from node_agent.gcode import Command, parse_command, strip_comment
+from node_agent.gcode import STRING_ARGS, Command, parse_command, strip_comment
 
 __all__ = [
     "ALLOW_LISTS",
@@ -60,7 +60,8 @@ class Allowed:
 
 _MOVE = "XYZEF"
 _ARC = "XYZEFIJRP"
-_HOT = "STRBF"  # S target, R wait-target (M109), B/F autotemp max/factor, T tool
+_HOT = "STRB"  # S target, R wait-target (M109), B autotemp max, T tool; F would turn autotemp on (up to
+# the firmware's AUTOTEMP_MAX, not this printer's maximum), and slicers never write it
 
 #: What PrusaSlicer (and Cura, SuperSlicer) emit to print, per firmware flavour.
 #: ``marlin``: Marlin 2.1 plus the Prusa-Firmware (a Marlin fork) commands PrusaSlicer's
@@ -165,6 +166,10 @@ _QUOTED_ARG = re.compile(r'([A-Za-z]) *"[^"]*"')
 _EXPONENT = re.compile(r"[eE][-+]?[0-9]+")
 _HEX = re.compile(r"[xX][0-9A-Fa-f.]")
 _MAX_EXTRUDER_CURRENT_MA = 600.0  # Prusa's MK3 profiles use 430 and 538
+_MAX_SEGMENT_US = 1_000_000.0  # M205 B: PrusaSlicer's profiles leave it at Marlin's 20,000
+_MAX_JUNCTION_MM = 10.0  # M205 J: Marlin's default is 0.013
+_MAX_ADVANCE_K = 250.0  # M900 K: linear advance 1.5 uses 0-2, the older 1.0 up to about 200
+_LOWER = re.compile(r"[a-z]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +325,14 @@ def _arc_points(start: tuple[float, float], end: tuple[float, float], center: tu
     return points
 
 
+def _same_ray(start: tuple[float, float], end: tuple[float, float], center: tuple[float, float]) -> bool:
+    """Whether start and end lie in the same direction from the centre: no angle to travel."""
+    a = (start[0] - center[0], start[1] - center[1])
+    b = (end[0] - center[0], end[1] - center[1])
+    cross, dot = a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1]
+    return dot > 0 and abs(cross) <= 1e-9 * math.hypot(*a) * math.hypot(*b)
+
+
 def _arc_center(start: tuple[float, float], end: tuple[float, float], cmd: Command,
                 clockwise: bool) -> tuple[float, float] | None:
     """Marlin's G2/G3 center: ``R`` (radius, negative for the long way) or ``I``/``J``."""
@@ -369,7 +382,7 @@ class Checker:
         parsed = parse_command(command)
         if parsed is None:
             return _unparsed_problem(command)
-        return _parameter_problem(parsed) or self._command_problem(parsed)
+        return _parameter_problem(parsed) or self._command_problem(parsed) or _case_problem(command, parsed)
 
     def _plain_move(self, command: str) -> str | None:
         """The slicer's bread and butter, ``G1 X1.5 Y2 E.03 F1800``, without the general parser."""
@@ -378,7 +391,7 @@ class Checker:
             return _parameter_problem(Command(command[:2], command[1:2], params, command[3:]))
         feed = params.get("F")
         if feed is not None and feed > self.limits.max_feedrate_mm_s * 60:
-            return _over(params, "F", self.limits.max_feedrate_mm_s * 60, "feed rate", "mm/min")
+            return _over(params, "F", self.limits.max_feedrate_mm_s * 60, "feed rate", " mm/min")
         return self._line_move(Command(command[:2], command[1:2], params))
 
     def _command_problem(self, cmd: Command) -> str | None:
@@ -413,7 +426,10 @@ class Checker:
             feed = p.get("F")
             if feed is None or feed <= limits.max_feedrate_mm_s * 60:
                 return None
-            return _over(p, "F", limits.max_feedrate_mm_s * 60, "feed rate", "mm/min")
+            return _over(p, "F", limits.max_feedrate_mm_s * 60, "feed rate", " mm/min")
+        if word in _HOTEND | _BED and min(p.get("S") or 0.0, p.get("R") or 0.0, p.get("B") or 0.0) < 0:
+            return ("sets a temperature below 0 °C; the firmware reads it as a 16-bit whole number that wraps "
+                    "(S-65236 is 300 °C)")
         value = max(p.get("S") or 0.0, p.get("R") or 0.0, p.get("B") or 0.0)
         if word in _HOTEND and value > limits.max_hotend_c:
             return f"hotend {value:g} °C is above this printer's maximum of {limits.max_hotend_c:g} °C"
@@ -426,14 +442,22 @@ class Checker:
     def _setting_problem(self, cmd: Command) -> str | None:
         limits, word, p = self.limits, cmd.word, cmd.params
         if word == "M203":
-            return _over(p, "XYZE", limits.max_feedrate_mm_s, "maximum feed rate", "mm/s")
+            return _over(p, "XYZE", limits.max_feedrate_mm_s, "maximum feed rate", " mm/s")
         if word in ("M201", "M204"):
-            return _over(p, "XYZEPRTS", limits.max_accel_mm_s2, "acceleration", "mm/s²")
+            return _over(p, "XYZEPRTS", limits.max_accel_mm_s2, "acceleration", " mm/s²")
         if word in ("M220", "M221"):
-            return _over(p, "S", limits.max_factor_pct, "factor", "%")
+            return _over(p, "S", limits.max_factor_pct, "factor", " %")
         if word == "M907":
-            return _over(p, "E", _MAX_EXTRUDER_CURRENT_MA, "extruder motor current", "mA")
+            return _over(p, "E", _MAX_EXTRUDER_CURRENT_MA, "extruder motor current", " mA")
+        if word == "M205":
+            return (_over(p, "XYZEST", limits.max_feedrate_mm_s, "jerk or minimum speed", " mm/s")
+                    or _over(p, "B", _MAX_SEGMENT_US, "minimum segment time", " µs")
+                    or _over(p, "J", _MAX_JUNCTION_MM, "junction deviation", " mm"))
+        if word == "M900":
+            return _over(p, "K", _MAX_ADVANCE_K, "linear advance factor", "")
         if word == "G4":
+            if min(p.get("S") or 0.0, p.get("P") or 0.0) < 0:
+                return "dwells a negative time; the firmware reads P as an unsigned number (P-1 is 49 days)"
             seconds = max((p.get("S") or 0.0), (p.get("P") or 0.0) / 1000)
             return None if seconds <= limits.max_dwell_s else (
                 f"dwells {seconds:g} s, longer than this printer's maximum of {limits.max_dwell_s:g} s")
@@ -496,8 +520,10 @@ class Checker:
         e = (float(end[0]), float(end[1]))  # type: ignore[arg-type]
         clockwise = cmd.word == "G2"
         center = _arc_center(s, e, cmd, clockwise)
-        if center is None:
-            return "is an arc without a centre (I/J) or a usable radius (R)"
+        if center is None or (cmd.params.get("R") is None and center == s) or cmd.params.get("R") == 0:
+            return "is an arc without a centre (I/J) or a usable radius (R); Marlin refuses it and does not move"
+        if s != e and _same_ray(s, e, center):
+            return "is an arc whose end lies on its start's ray from the centre; Marlin does not move at all"
         turns = int(cmd.params.get("P") or 0)
         for x, y in _arc_points(s, e, center, clockwise, turns):
             problem = self._outside({"X": x, "Y": y}, "arc reaches")
@@ -527,8 +553,21 @@ def _over(params: dict[str, float | None], letters: str, limit: float, what: str
           unit: str) -> str | None:
     for letter in letters:
         value = params.get(letter)
+        if value is not None and value < 0:
+            return (f"{what} {letter}{value:g} is negative; the firmware may read it as a whole number that "
+                    "wraps to a large one")
         if value is not None and value > limit:
-            return f"{what} {letter}{value:g} {unit} is above this printer's maximum of {limit:g} {unit}"
+            return f"{what} {letter}{value:g}{unit} is above this printer's maximum of {limit:g}{unit}"
+    return None
+
+
+def _case_problem(command: str, cmd: Command) -> str | None:
+    """Lower-case letters outside a message or a quoted value: Marlin reads only upper case unless built
+    with GCODE_CASE_INSENSITIVE (off in its shipped configuration; Prusa firmware likewise), so the
+    printer would skip a line this filter counted (``g1 z100`` moved only the filter's head)."""
+    code = command[:len(command) - len(cmd.text)] if cmd.word in STRING_ARGS else command
+    if _LOWER.search(_QUOTED_ARG.sub(r"\1", code) if '"' in code else code):
+        return "has lower-case letters; Marlin reads only upper case, so it would skip what this filter counts"
     return None
 
 

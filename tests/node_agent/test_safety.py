@@ -136,7 +136,7 @@ def test_real_prusaslicer_output_of_a_shipped_profile_passes() -> None:
     "M201 X1000 Y1000 Z200 E5000", "M203 X200 Y200 Z12 E120", "M204 P1250 R1250 T1250",
     "M205 X8 Y8 Z0.4 E1.5", "M221 S95", "M900 K0", "M486 S0", "M117 Printing...", "G10", "G11",
     "G21", "M82", "M83", "M84", "M107", "M106 S255", "M105", "M400", "M600", "M601", "T0",
-    "g1 x10 y10", "G1X10Y10E.5F1800", "G01 X10", "M104 S200 T0", "M109 R200", "M190 R60",
+    "G1X10Y10E.5F1800", "G01 X10", "M104 S200 T0", "M109 R200", "M190 R60",
     "M907 E538", "M862.1 P0.4 A0 F0", "G4", "M205 S0 T0", "M84 X Y E", "G0 F6000 X10 Y10",
 ])
 def test_what_slicers_emit_to_print_is_allowed(line: str) -> None:
@@ -253,7 +253,7 @@ def test_an_arc_is_followed_in_its_direction() -> None:
 @pytest.mark.parametrize("line", ["G1 X300 Y5", "G0 Z-1", "G1 F99999 X1", "G1 X10 X300",
                                   "G1 X10 Y10 E.5 F1800", "G1 E-.8"])
 def test_plain_moves_take_a_fast_path_with_the_same_verdict(line: str) -> None:
-    general = line.lower().replace(" ", "  ")  # same command, through the general parser
+    general = line.replace(" ", "  ")  # same command, through the general parser
     fast = check_lines(["G28", line], MK3)
     slow = check_lines(["G28", general], MK3)
     assert [v.reason for v in fast[0]] == [v.reason for v in slow[0]]
@@ -265,3 +265,29 @@ def test_a_limit_that_is_not_a_positive_number_is_refused(field: str, value: flo
     """NaN above all: every comparison with it is false, so it would let every temperature pass."""
     with pytest.raises(ValueError, match="must be a positive number"):
         dataclasses.replace(SafetyLimits(280, 110, (250, 210, 210)), **{field: value})
+
+
+@pytest.mark.parametrize(("lines", "reason"), [
+    # numbers the firmware reads as whole numbers that wrap (int16 temperatures and factors, unsigned dwell)
+    (["M104 S-65236"], "below 0 °C"), (["M109 R-65236"], "below 0 °C"), (["M140 S-65426"], "below 0 °C"),
+    (["M190 S-65426"], "below 0 °C"), (["M220 S-65036"], "factor S-65036 is negative"),
+    (["M221 S-65036"], "factor S-65036 is negative"), (["M907 E-64536"], "is negative"), (["G4 P-1"], "49 days"),
+    # autotemp (F) heats towards the firmware's own maximum; machine limits without a bound
+    (["M104 S200 F1"], "parameter F is not allowed"), (["M205 B4000000000"], "minimum segment time"),
+    (["M205 X100000 Y100000"], "jerk or minimum speed"), (["M205 S5000"], "jerk or minimum speed"),
+    (["M900 K100000"], "linear advance factor K100000 is above"),
+    # lines the firmware skips while a filter counting them would move its own head
+    (["G1 Z10", "g1 z100", "G91", "G1 Z-95"], "lower-case"), (["G1 z100"], "lower-case"),
+    (["G1 X100 Y100 Z5", "G2 X0 Y0 Z100 I0 J0"], "without a centre"), (["G1 X100 Y100", "G2 X120 Y100 I0"],
+                                                                         "without a centre"),
+    (["G1 X100 Y100", "G2 X120 Y100 R0"], "without a centre"),
+    (["G1 X100 Y100 Z5", "G3 X150 Y100 I-50 J0 Z150"], "end lies on its start's ray"),
+])
+def test_what_the_firmware_reads_otherwise_is_refused(lines: list[str], reason: str) -> None:
+    found, _ = check_lines(["G28", "G90", *lines], MK3)
+    assert found and reason in found[0].reason, found
+
+
+def test_messages_and_quoted_values_keep_their_lower_case() -> None:
+    assert check_lines(["G28", "M117 Printing part 1 of 2", 'M862.3 P "MK3S"', "M205 X8 Y8 S0 T0 B20000",
+                        "M900 K0.05", "G4 P500"], MK3) == ([], 0)
