@@ -30,7 +30,7 @@ if [ -n "${SPIME_DB_PASSWORD:-}" ]; then
   printf '%s\n' "ALTER ROLE \"$role\" PASSWORD :'pw'" | run -v pw="$SPIME_DB_PASSWORD" -f -
 fi
 if [ "$(run -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-  run -c "CREATE DATABASE \"$db\" OWNER \"$role\" ENCODING 'UTF8' TEMPLATE template0"
+  run -c "CREATE DATABASE \"$db\" OWNER \"$role\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
   echo "created database $db" >&2
 fi
 run -c "REVOKE ALL ON DATABASE \"$db\" FROM PUBLIC"

@@ -37,7 +37,7 @@ _MATERIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+_.-]{0,31}\Z")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 _PRINTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
-JOB_ID = re.compile(r"^[A-Za-z0-9_./-]{1,40}\Z")
+JOB_ID = re.compile(r"^[A-Za-z0-9_./-]{1,32}\Z")  # as job_events.job_id holds it
 
 
 def check_spec(spec: JobSpec) -> JobSpec:

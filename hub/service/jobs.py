@@ -335,9 +335,10 @@ class JobService:
         def decide(job: Job | None) -> Change:
             if job is None:
                 raise NotFound(f"no job {job_id[:40]!r}")
-            if job.node != node and epoch >= job.lease_epoch:  # a stale epoch is denied, not refused
+            if job.node != node and epoch >= job.lease_epoch:
                 raise PermissionDenied(f"job {job_id} is not assigned to node {node}")
-            deny = self._denial(job, epoch, printer)
+            # a stale epoch is denied, not refused (its holder must stop); another node's job tells nothing more
+            deny = self._denial(job, epoch, printer) if job.node == node else f"job {job_id} is not node {node}'s now"
             if deny:
                 return Change(commands=(cmd("start_denied", job, node, epoch, reason=deny),), applied=False)
             granted = cmd("start_granted", job, node, epoch)
@@ -402,6 +403,9 @@ class JobService:
         if job.node != node or event.lease_epoch != job.lease_epoch:
             refusal.append(PermissionDenied(f"job {job.id} at epoch {event.lease_epoch} is not node {node}'s"))
             return Change(applied=False, note="not this node's job")
+        if job.state is S.OFFERED:  # the lease is the accepted offer's epoch: an offer alone holds nothing
+            refusal.append(PermissionDenied(f"job {job.id} is only offered to node {node}: accept the offer first"))
+            return Change(applied=False, note="offered, not accepted")
         try:
             target = event_effect(event.kind, job.state, event.data)
             production = production_update(event.kind, event.data)

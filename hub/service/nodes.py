@@ -223,6 +223,9 @@ class Session:
         self.drained = True
 
 
+MAX_RATE_MINOR = 100_000_000  # a printer's rate per hour or gram: node_agent.config's 1,000,000 in cents
+
+
 def check_printer(p: PrinterRecord) -> PrinterRecord:
     """Bounds of a reported printer.
 
@@ -244,8 +247,9 @@ def check_printer(p: PrinterRecord) -> PrinterRecord:
     for material in p.materials:
         check_plain_text(material, "material", 32)
     for currency, minor in (p.rate_per_hour, p.rate_per_gram):
-        if (currency and not re.match(r"^[A-Z]{3}\Z", currency)) or minor < 0:
-            raise InvalidArgument(f"printer {p.printer}: rates are non-negative amounts in an ISO 4217 currency")
+        if (currency and not re.match(r"^[A-Z]{3}\Z", currency)) or not 0 <= minor <= MAX_RATE_MINOR:
+            raise InvalidArgument(f"printer {p.printer}: rates are amounts of 0 to {MAX_RATE_MINOR} minor units "
+                                  "(as spime-node's 1,000,000 a unit) in an ISO 4217 currency")
     return p
 
 
@@ -273,7 +277,7 @@ def _check_hello(account: Account, hello: Hello) -> None:
     for p in hello.printers:
         check_printer(p)
     for held in hello.held:
-        check_plain_text(held.job_id, "held job id", 40)
+        check_plain_text(held.job_id, "held job id", 32)
 
 
 class Admission:
@@ -578,7 +582,7 @@ class NodeService:
             await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
                                     message.reason, message.est_print_seconds)
         elif isinstance(message, StartRequest):
-            check_plain_text(message.job_id, "job id", 40)
+            check_plain_text(message.job_id, "job id", 32)
             check_plain_text(message.printer, "printer id", 64)
             await asyncio.to_thread(self.jobs._thd_start, session.node, message.job_id, message.lease_epoch,
                                     message.printer)
@@ -600,7 +604,7 @@ class NodeService:
         if len(beat.printers) > MAX_PRINTERS or len(beat.progress) > MAX_HELD:
             raise InvalidArgument(f"at most {MAX_PRINTERS} printers and {MAX_HELD} progress entries per heartbeat")
         for item in beat.progress:
-            check_plain_text(item.job_id, "progress job id", 40)
+            check_plain_text(item.job_id, "progress job id", 32)
             if not 0 <= item.percent <= 100:  # also refuses NaN
                 raise InvalidArgument(f"progress of job {item.job_id} must be 0-100 percent")
             check_layer(item.layer)

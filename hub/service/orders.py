@@ -28,7 +28,7 @@ from hub import geo, licenses, orders, quotes
 from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
 from hub.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from hub.jobs import Job, JobSpec
+from hub.jobs import Job, JobSpec, JobState
 from hub.limits import check_plain_text
 from hub.manifest import Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
@@ -772,13 +772,13 @@ class OrderService:
         if job_id and not jobs:
             raise InvalidArgument(f"order {order_id} has no job {job_id!r}", field="job_id")
         _require_role(caller, role, shown, jobs, design)
-        if not any(j.state.value in ("printed", "done", "failed", "lost_contact") for j in jobs):
+        if not any(j.state in _MADE for j in jobs):
             raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: rate it once something was made")
         node = next((j.node for j in jobs if j.node), shown.order.node) or ""
         await asyncio.to_thread(self.store._thd_put_rating, orders.RatingRow(
             order_id, job_id, shown.order.design, "" if role == "maker" else node, caller.name, role, stars,
             dict(criteria), comment, format_time(self.clock())))
-        return shown
+        return shown if _takes_part(caller, shown) else _as_public(shown)
 
     async def incarnation(self, text: str) -> dict[str, object]:
         """What a QR label resolves to.
@@ -834,7 +834,7 @@ class OrderService:
 def _require_role(caller: Account, role: str, shown: OrderView, jobs: Sequence[Job], design: Design) -> None:
     took_part = {
         "customer": caller.name == shown.order.customer,
-        "maker": any(j.node == caller.name for j in jobs),
+        "maker": any(j.node == caller.name and j.state in _MADE for j in jobs),  # an offer alone is no part
         "designer": caller.name in design.maintainers,
     }[role]
     if not took_part:
@@ -843,10 +843,29 @@ def _require_role(caller: Account, role: str, shown: OrderView, jobs: Sequence[J
 
 
 
+# jobs that something was made of; a node holds a job it accepted (an offer it has not is no part)
+_MADE = frozenset({JobState.PRINTED, JobState.DONE, JobState.FAILED, JobState.LOST_CONTACT})
+_HELD = frozenset(JobState) - {JobState.QUEUED, JobState.OFFERED, JobState.CANCELLED}
+
+
+def _takes_part(caller: Account, shown: OrderView) -> bool:
+    """Whether the caller may see the whole order: an admin, its customer, a node holding one of its jobs."""
+    return caller.role is Role.ADMIN or caller.name == shown.order.customer or any(
+        j.node == caller.name and j.state in _HELD for j in shown.jobs)
+
+
+def _as_public(shown: OrderView) -> OrderView:
+    """The order as anyone may see it on the design's record (design, revision, state): never its
+    customer, place, price, quote or jobs. A maintainer's rating is answered with this."""
+    o = shown.order
+    public = orders.Order(id=o.id, customer="", design=o.design, revision_id=o.revision_id, parameters={},
+                          material=o.material, quantity=o.quantity, paid=o.paid, currency="", price_minor=0,
+                          state=o.state, created_at=o.created_at, updated_at=o.updated_at)
+    return OrderView(public, (), shown.progress_percent, shown.layer)
+
+
 def _require_party(caller: Account, shown: OrderView) -> None:
-    if caller.role is Role.ADMIN or caller.name == shown.order.customer:
-        return
-    if any(j.node == caller.name for j in shown.jobs):
+    if _takes_part(caller, shown):
         return
     # never the customer's name: a stranger learns nothing of whose the order is
     raise PermissionDenied(f"{caller.name} takes no part in order {shown.order.id}: only its customer and the "

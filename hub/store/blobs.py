@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from hub.errors import IntegrityError, InvalidArgument, NotFound, ResourceExhausted
 from hub.store import schema
-from hub.store.engine import connect, write
+from hub.store.engine import connect, insert_new, write
 
 __all__ = ["BlobStore", "Upload", "check_sha256", "fsync_dir"]
 
@@ -226,10 +226,8 @@ class BlobStore:
         return size
 
     def _thd_record(self, sha256: str, size: int, now: str) -> None:
-        with write(self.engine) as conn:
-            exists = conn.scalar(sa.select(sa.func.count()).where(schema.blobs.c.sha256 == sha256))
-            if not exists:
-                conn.execute(sa.insert(schema.blobs).values(sha256=sha256, size=size, created_at=now))
+        with write(self.engine) as conn:  # the same blob uploaded at once: stored once, both answered
+            insert_new(conn, schema.blobs, {"sha256": sha256, "size": size, "created_at": now})
 
     def _thd_size(self, sha256: str) -> int:
         """The size of a stored blob.

@@ -280,9 +280,16 @@ class DesignStore:
         Raises:
             NotFound: no such design.
             AlreadyExists: the revision is stored already (an open or declined proposal).
+            FailedPrecondition: the design's participation rung is below co-create.
         """
         with write(self.engine) as conn:
             self._lock_design(conn, slug)  # two identical proposals meet in _insert_revision, in turn
+            rung = conn.scalar(sa.select(schema.participation.c.rung).where(schema.participation.c.design == slug))
+            if rung not in (None, "co-create"):
+                raise FailedPrecondition(
+                    f"design {slug} is open to {rung} only: its maintainers add its revisions, and proposals "
+                    f"come once they set its participation to co-create (spime participation {slug} co-create)",
+                    reason="NOT_OPEN_TO_PROPOSALS")
             self._insert_revision(conn, revision, now)
             conn.execute(sa.insert(p).values(
                 id=proposal_id, design=slug, revision_id=revision.id, base_revision_id=base,
@@ -298,6 +305,7 @@ class DesignStore:
             FailedPrecondition: the proposal is closed, or the head moved since it was made.
         """
         with write(self.engine) as conn:
+            self._lock_design(conn, slug)  # accepts, declines and pushes of one design decide in turn
             row = self._open_proposal(conn, slug, proposal_id)
             head = conn.scalar(sa.select(d.c.head_revision_id).where(d.c.slug == slug))
             if head != row.base_revision_id:
@@ -312,6 +320,7 @@ class DesignStore:
     def _thd_decline(self, slug: str, proposal_id: str, by: str, reason: str, now: str) -> Proposal:
         """Raises: NotFound, FailedPrecondition (already closed)."""
         with write(self.engine) as conn:
+            self._lock_design(conn, slug)  # see _thd_accept
             self._open_proposal(conn, slug, proposal_id)
             self._close(conn, proposal_id, ProposalState.DECLINED, by, reason, now)
             return self._proposal(conn, self._proposal_row(conn, slug, proposal_id))

@@ -14,16 +14,17 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
 
-from hub.errors import InvalidArgument, StorageError
+from hub.errors import FailedPrecondition, InvalidArgument, StorageError
 
-__all__ = ["connect", "make_engine", "migrate", "one_writer", "sqlite_url", "write"]
+__all__ = ["connect", "insert_new", "make_engine", "migrate", "one_writer", "sqlite_url", "write"]
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY_S = 1.0  # how often the WAL is copied back into the database file
@@ -143,6 +144,13 @@ def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+def insert_new(conn: sa.Connection, table: sa.Table, values: Mapping[str, object]) -> bool:
+    """Insert a row unless one with its key is stored (then nothing changes); whether it was new.
+    Two transactions inserting the same row at once both succeed, on SQLite and on PostgreSQL."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return bool(conn.execute(dialect.insert(table).values(dict(values)).on_conflict_do_nothing()).rowcount)
+
+
 def _alembic_config(engine: sa.Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
@@ -156,7 +164,31 @@ def migrate(engine: sa.Engine) -> None:
     Raises:
         StorageError: a migration failed.
     """
+    if engine.dialect.name == "postgresql":
+        _require_byte_order(engine)
     try:
         command.upgrade(_alembic_config(engine), "head")
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"database migration failed: {exc}") from exc
+
+
+_BYTE_ORDER = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})  # collations that sort text as SQLite does
+
+
+def _require_byte_order(engine: sa.Engine) -> None:
+    """A PostgreSQL database must sort text by code point, as SQLite does: with a language's collation
+    (en_US, ICU) listings, their pages and which of equally good printers gets a job differ by backend.
+
+    Raises:
+        FailedPrecondition: the database was created with another collation.
+    """
+    query = sa.text("SELECT to_jsonb(d) ->> 'datcollate', coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') "
+                    "FROM pg_database d WHERE datname = current_database()")
+    with engine.connect() as conn:
+        collation, provider = conn.execute(query).one()
+    if provider != "c" or collation not in _BYTE_ORDER:
+        shown = f"ICU locale (provider {provider})" if provider != "c" else repr(collation)
+        raise FailedPrecondition(
+            f"the PostgreSQL database sorts text by the collation {shown}; the hub needs byte order, as on SQLite: "
+            "create it with LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 (bash ops/postgres-setup.sh does)",
+            reason="DATABASE_COLLATION")

@@ -45,6 +45,8 @@ class GrantStore:
         grant = recorded.grant
         same = sa.select(g).where(g.c.design == grant.design, g.c.statement_sha256 == grant.statement_sha256)
         with write(self.engine) as conn:
+            # the design's row locked first: the same statement sent at once is stored once (PostgreSQL too)
+            conn.execute(sa.select(schema.designs.c.slug).where(schema.designs.c.slug == grant.design).with_for_update())
             existing = conn.execute(same.order_by(g.c.id).limit(1)).first()
             if existing is not None:
                 return _recorded(existing)

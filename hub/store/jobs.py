@@ -557,8 +557,9 @@ class JobStore:
             incarnation_id=_incarnation_id(), job_id=job.id, lease_epoch=job.lease_epoch, order_id=job.order_id,
             design=job.design, revision_id=job.revision_id, parameters=json.dumps(dict(job.parameters)),
             node=job.node, printer=job.printer, printer_model=model, material=job.material,
-            slicer=str(p.get("slicer", "")), slicer_version=str(p.get("slicer_version", "")),
-            slicer_profile=str(p.get("slicer_profile", "")), settings=json.dumps(settings),
+            # the agent's texts as the columns hold them (an event keeps up to 1,024 characters)
+            slicer=str(p.get("slicer", ""))[:64], slicer_version=str(p.get("slicer_version", ""))[:64],
+            slicer_profile=str(p.get("slicer_profile", ""))[:64], settings=json.dumps(settings),
             estimated_seconds=int(num("estimated_seconds")), actual_seconds=int(num("actual_seconds")),
             estimated_filament_mm=num("estimated_filament_mm"), estimated_filament_g=num("estimated_filament_g"),
             actual_filament_mm=num("actual_filament_mm"), actual_filament_g=num("actual_filament_g"),

@@ -210,6 +210,10 @@ _DESIGN = sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == sc
 _VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
                 .where(rt.c.node.in_(sa.bindparam("nodes", expanding=True)),
                        rt.c.role.in_(sa.bindparam("roles", expanding=True))).group_by(rt.c.node))
+# a revision of the design that is a proposal not (yet) accepted
+_UNACCEPTED = sa.select(schema.proposals.c.id).where(
+    schema.proposals.c.design == sa.bindparam("slug"), schema.proposals.c.revision_id == sa.bindparam("revision_id"),
+    schema.proposals.c.state != "accepted").limit(1)
 _KEYED = sa.select(k.c.order_id, k.c.request_sha256).where(k.c.customer == sa.bindparam("customer"),
                                                           k.c.key == sa.bindparam("key"))
 _RANK = sa.func.row_number().over(partition_by=(f.c.node, f.c.printer_model),
@@ -557,6 +561,7 @@ class OrderStore:
         Raises:
             AlreadyExists: the key names an order placed with a different request.
             NotFound: no such design or revision. InvalidArgument: a revision prefix too short or ambiguous.
+            FailedPrecondition: the revision is a proposal its maintainers have not accepted.
         """
         with connect(self.engine) as conn:
             if key:
@@ -572,6 +577,10 @@ class OrderStore:
             else:
                 revision = self._revision(conn, slug, wanted or revision_id)
                 wanted, reports = revision.id, revision.reports
+            if wanted != design.head_revision_id and conn.scalar(_UNACCEPTED, {"slug": slug, "revision_id": wanted}):
+                raise FailedPrecondition(
+                    f"revision {slug}@{wanted[:12]} is a proposal its maintainers have not accepted; only accepted "
+                    f"revisions are made (see `spime log {slug}`)", reason="REVISION_NOT_ACCEPTED", field="revision_id")
             profiles = self._profiles(conn, material, box, None)
         return Basis(design, x.rung, wanted, revision, reports, profiles)
 

@@ -299,7 +299,7 @@ jobs = sa.Table(
     # when a node last declined (or let expire) an offer: tried_nodes are forgotten a while after
     sa.Column("tried_at", _TIME, nullable=False, server_default=""),
     # the manifest part ([[parts]] name) this job makes; "" = the whole design
-    sa.Column("part", sa.String(128), nullable=False, server_default=""),
+    sa.Column("part", sa.Text, nullable=False, server_default=""),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("paid", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("payout_currency", sa.String(3), nullable=False, server_default=""),
@@ -458,7 +458,7 @@ order_objects = sa.Table(
     sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("job_id", sa.String(32), nullable=False, server_default=""),
-    sa.Column("part", sa.String(128), nullable=False, server_default=""),
+    sa.Column("part", sa.Text, nullable=False, server_default=""),
 )
 
 grants = sa.Table(

@@ -5,6 +5,7 @@ Each runs on SQLite and on PostgreSQL (``any_api``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -16,7 +17,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from prov.model import ProvDocument
-from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2
+from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, records_pb2, records_pb2_grpc
 
 from hub import limits
 from hub.api.server import MAX_MESSAGE_BYTES
@@ -289,3 +290,79 @@ def test_a_prov_export_larger_than_a_message_streams_whole(any_api: InProcessHub
     assert len(document) > MAX_MESSAGE_BYTES
     doc = json.loads(document)
     assert len([k for k in doc["entity"] if k.startswith("rev:")]) == len(ids)
+
+
+# -- 4. decisions on one design at once, alike on both databases --------------------------------------------
+
+
+def _proposals(api: InProcessHub, slug: str, count: int) -> tuple[str, list[str]]:
+    """A design and ``count`` proposals by bob against its head: (head, proposal ids)."""
+    head = _create(api, "alice", slug).revision_id
+    ids = [api.push("bob", slug, {"a.txt": f"bob {n}".encode()}, manifest=manifest_toml(slug, files=("a.txt",)),
+                    parents=(head,), message=f"idea {n}").proposal_id for n in range(count)]
+    return head, ids
+
+
+def test_a_proposal_declined_at_once_is_declined_once(any_api: InProcessHub) -> None:
+    _, (pid,) = _proposals(any_api, "dec", 1)
+    results = _together(8, lambda i: any_api.designs.DeclineProposal(designs_pb2.DeclineProposalRequest(
+        design="dec", proposal_id=pid, reason=f"no {i}"), metadata=any_api.md("alice")))
+    assert sorted(results) == ["FAILED_PRECONDITION"] * 7 + ["OK"], results
+
+
+def test_proposals_accepted_at_once_move_the_head_once(any_api: InProcessHub) -> None:
+    """PostgreSQL accepted all six (each read the head before the others wrote it): the head was the last."""
+    _, ids = _proposals(any_api, "acc", 6)
+    results = _together(6, lambda i: any_api.designs.AcceptProposal(designs_pb2.AcceptProposalRequest(
+        design="acc", proposal_id=ids[i]), metadata=any_api.md("alice")))
+    assert sorted(results) == ["FAILED_PRECONDITION"] * 5 + ["OK"], results
+    listed = any_api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="acc", include_closed=True),
+                                           metadata=any_api.md("alice")).proposals
+    accepted = [p for p in listed if p.state == designs_pb2.PROPOSAL_STATE_ACCEPTED]
+    head = any_api.designs.GetDesign(designs_pb2.GetDesignRequest(design="acc"), metadata=any_api.md("bob"))
+    assert len(accepted) == 1 and head.head_revision_id == accepted[0].revision.id
+
+
+def test_accept_and_decline_at_once_decide_a_proposal_once(any_api: InProcessHub) -> None:
+    """PostgreSQL answered both OK, and the head could be a proposal stored as declined."""
+    for round_ in range(4):
+        slug = f"duel{round_}"
+        head, (pid,) = _proposals(any_api, slug, 1)
+        accept = designs_pb2.AcceptProposalRequest(design=slug, proposal_id=pid)
+        decline = designs_pb2.DeclineProposalRequest(design=slug, proposal_id=pid, reason="no")
+        decide = (functools.partial(any_api.designs.AcceptProposal, accept, metadata=any_api.md("alice")),
+                  functools.partial(any_api.designs.DeclineProposal, decline, metadata=any_api.md("alice")))
+        results = _together(2, lambda i, decide=decide: decide[i]())
+        assert sorted(results) == ["FAILED_PRECONDITION", "OK"], results
+        proposal = any_api.designs.ListProposals(designs_pb2.ListProposalsRequest(
+            design=slug, include_closed=True), metadata=any_api.md("alice")).proposals[0]
+        now = any_api.designs.GetDesign(designs_pb2.GetDesignRequest(design=slug), metadata=any_api.md("bob"))
+        accepted = proposal.state == designs_pb2.PROPOSAL_STATE_ACCEPTED
+        assert now.head_revision_id == (proposal.revision.id if accepted else head)
+
+
+def test_the_same_blob_uploaded_at_once_is_stored_once(any_api: InProcessHub) -> None:
+    """PostgreSQL answered INTERNAL to the uploads whose insert came second."""
+    data = os.urandom(4096)
+    results = _together(8, lambda i: any_api.upload("alice", data))
+    assert results == ["OK"] * 8, results
+    with any_api.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.blobs).where(
+            schema.blobs.c.sha256 == sha(data))) == 1
+
+
+def test_proposals_come_only_at_the_co_create_rung(any_api: InProcessHub) -> None:
+    head = _create(any_api, "alice", "rungs").revision_id
+    records = records_pb2_grpc.RecordsStub(any_api.channel)
+    for rung in ("consume", "co-design", "co-create"):
+        records.SetParticipation(records_pb2.SetParticipationRequest(design="rungs", rung=rung),
+                                 metadata=any_api.md("alice"))
+        any_api.upload("bob", rung.encode())
+
+        def push(rung: str = rung) -> designs_pb2.PushResponse:
+            return any_api.push("bob", "rungs", {"a.txt": rung.encode()}, upload=False,
+                                manifest=manifest_toml("rungs", files=("a.txt",)), parents=(head,))
+        if rung != "co-create":
+            refused(any_api, push, FAILED, "NOT_OPEN_TO_PROPOSALS", f"open to {rung} only", "co-create")
+        else:
+            assert push().is_proposal

@@ -215,3 +215,45 @@ def test_control_and_bidi_characters_are_refused_in_what_customers_read(hub: Clo
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "holds the control or bidi character" in info.value.details(), field
     assert hub.composed.store.nodes._thd_printers() == []
+
+
+def test_a_printer_rate_past_what_a_price_can_hold_is_refused(hub: ClockedHub) -> None:
+    """A rate of 2**62 cents an hour made every quote that matched the printer INTERNAL (the price overflowed)."""
+    greedy = printer("greedy")
+    greedy.rate_per_hour.minor_units = 2**62
+    rogue = FakeAgent.enrolled(hub, "lab-g", [greedy])
+    with pytest.raises(AssertionError):
+        rogue.connect()
+    assert rogue.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "rates are amounts of 0 to 100000000 minor units" in rogue.error.details()  # type: ignore[union-attr]
+    assert [p.printer for p in hub.composed.store.nodes._thd_printers()] == []
+
+
+def test_slicer_texts_longer_than_the_record_keeps_still_end_the_job(hub: ClockedHub) -> None:
+    """An event keeps up to 1,024 characters of the slicer's name, version and profile; the fabrication
+    record keeps 64. PostgreSQL refused the longer text when the job ended: the ending event was never
+    acknowledged and the node's session failed on every reconnect."""
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
+    long = "S" * 1000
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_SLICED, {"slicer": long, "slicer_version": long, "profile": long,
+                                                             "estimated_seconds": "600"})
+    agent.start(job_id, epoch)
+    agent.expect("start_granted")
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_STARTED)
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": "640"})
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_OUTCOME, {"outcome": "success"}))
+    assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.DONE
+    f = schema.fabrications
+    with hub.engine.connect() as conn:
+        row = conn.execute(sa.select(f.c.slicer, f.c.slicer_version).where(f.c.job_id == job_id)).one()
+    assert tuple(row) == ("S" * 64, "S" * 64)
+
+
+def test_an_event_on_a_job_id_longer_than_any_is_refused_and_acknowledged(hub: ClockedHub) -> None:
+    """Job ids are at most 32 characters, as the event record keeps them (33 to 40 passed the check and
+    PostgreSQL refused the record: UNAVAILABLE, never acknowledged, on every reconnect)."""
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
+    agent.acked(agent.event("j" * 33, epoch, nodes_pb2.EVENT_KIND_DOWNLOADED))
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "job id" in agent.error.details()  # type: ignore[union-attr]
+    assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.ASSIGNED

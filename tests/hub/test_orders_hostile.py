@@ -10,10 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from spimeforge.v1 import orders_pb2, orders_pb2_grpc, records_pb2
+from spimeforge.v1 import designs_pb2, nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2
 
 from hub import limits
 from tests.hub.fake_agent import FakeAgent, printer, wait_for
+from tests.hub.grant_signing import registered_key, signed_grant
 from tests.hub.harness import InProcessHub, manifest_toml
 from tests.hub.refusal import details_of, refused
 
@@ -301,3 +302,102 @@ def test_list_orders_cuts_pages_by_bytes_and_pages_on(any_api: InProcessHub, lab
         if not token:
             break
     assert seen == [o.id for o in whole.orders] and pages == 2
+
+
+# -- who may order what, and what a rater is answered ---------------------------------------------
+
+def _proposed(api: InProcessHub, tag: bytes = b"\n") -> str:
+    """bob's proposal of another cube mesh (the STL with ``tag`` appended) for the cube design: its revision id."""
+    head = api.designs.GetDesign(designs_pb2.GetDesignRequest(design="cube"), metadata=api.md("bob")).head_revision_id
+    files = {**FILES, "calibration-cube.stl": FILES["calibration-cube.stl"] + tag}
+    pushed = api.push("bob", "cube", files, manifest=manifest_toml("cube", files=("calibration-cube.stl",),
+                                                                    title="Bob's cube"), parents=(head,))
+    assert pushed.is_proposal
+    return str(pushed.revision_id)
+
+
+def test_a_proposal_not_accepted_is_never_quoted_or_ordered(any_api: InProcessHub, lab: FakeAgent) -> None:
+    revision = _proposed(any_api)
+    stub = _stub(any_api)
+    refused(any_api, lambda: stub.Quote(orders_pb2.QuoteRequest(spec=_spec(revision_id=revision)),
+                                        metadata=any_api.md("carol")),
+            grpc.StatusCode.FAILED_PRECONDITION, "REVISION_NOT_ACCEPTED", f"cube@{revision[:12]}", "not accepted")
+    refused(any_api, lambda: stub.PlaceOrder(orders_pb2.PlaceOrderRequest(
+        spec=_spec(revision_id=revision[:12]), best="cheapest"), metadata=any_api.md("carol")),
+            grpc.StatusCode.FAILED_PRECONDITION, "REVISION_NOT_ACCEPTED")
+    proposal = any_api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="cube"),
+                                             metadata=any_api.md("alice")).proposals[0]
+    any_api.designs.AcceptProposal(designs_pb2.AcceptProposalRequest(design="cube", proposal_id=proposal.id),
+                                   metadata=any_api.md("alice"))
+    assert _place(any_api, revision_id=revision).spec.revision_id == revision
+
+
+def test_a_declined_proposal_is_never_ordered(any_api: InProcessHub, lab: FakeAgent) -> None:
+    revision = _proposed(any_api)
+    pending = any_api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="cube"),
+                                            metadata=any_api.md("alice")).proposals[0]
+    any_api.designs.DeclineProposal(designs_pb2.DeclineProposalRequest(design="cube", proposal_id=pending.id,
+                                                                       reason="no"), metadata=any_api.md("alice"))
+    refused(any_api, lambda: _stub(any_api).Quote(orders_pb2.QuoteRequest(spec=_spec(revision_id=revision)),
+                                                  metadata=any_api.md("carol")),
+            grpc.StatusCode.FAILED_PRECONDITION, "REVISION_NOT_ACCEPTED")
+
+
+def test_a_maintainers_rating_is_answered_without_the_customers_order(any_api: InProcessHub, lab: FakeAgent) -> None:
+    placed = _delivered(any_api, lab)
+    rated = _stub(any_api).RateOrder(orders_pb2.RateOrderRequest(
+        order_id=placed.id, rating={"role": "designer", "stars": 5}), metadata=any_api.md("alice"))
+    assert (rated.id, rated.spec.design, rated.state) == (placed.id, "cube", orders_pb2.ORDER_STATE_DELIVERED)
+    assert (rated.customer, rated.spec.near, rated.price.minor_units, rated.quote_id, rated.job_id,
+            list(rated.objects)) == ("", "", 0, "", "", [])
+    mine = _stub(any_api).RateOrder(orders_pb2.RateOrderRequest(
+        order_id=placed.id, rating={"role": "customer", "stars": 5}), metadata=any_api.md("carol"))
+    assert mine.customer == "carol" and mine.spec.near and mine.objects[0].job_id
+
+
+def test_an_offer_alone_is_no_part_in_an_order(any_api: InProcessHub, lab: FakeAgent) -> None:
+    """A node offered a job it never accepted rates nothing as its maker and cannot fail or cancel it."""
+    other = FakeAgent.enrolled(any_api, "lab-2", [printer()])
+    other.connect()
+    try:
+        placed = _place(any_api, quantity=2)  # one job offered to each lab
+        lab.print_job()
+        offer = other.expect("offer").offer
+        stub = _stub(any_api)
+        wait_for(lambda: any(o.state == "done" for o in stub.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=placed.id), metadata=any_api.md("carol")).objects))
+        refused(any_api, lambda: stub.RateOrder(orders_pb2.RateOrderRequest(
+            order_id=placed.id, rating={"role": "maker", "stars": 1}), metadata=any_api.md("lab-2")),
+                grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "lab-2 took no part")
+        other.event(offer.job_id, offer.lease_epoch - 1, nodes_pb2.EVENT_KIND_FAILED, {"failure_reason": "nope"})
+        assert other.ended() == grpc.StatusCode.PERMISSION_DENIED
+        order = stub.GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=any_api.md("carol"))
+        assert order.state != orders_pb2.ORDER_STATE_FAILED and "nope" not in order.failure_reason
+    finally:
+        other.close()
+
+
+def test_the_same_grant_sent_at_once_is_recorded_once(any_api: InProcessHub) -> None:
+    any_api.push("alice", "nc-cube", {"a.stl": FILES["calibration-cube.stl"]},
+                 manifest=manifest_toml("nc-cube", files=("a.stl",), license="CC-BY-NC-4.0"), create=True)
+    request = signed_grant(registered_key(any_api, "alice"), "alice", "nc-cube")
+    answers = _at_once(lambda i: _stub(any_api).Grant(request, metadata=any_api.md("alice")))
+    assert len({a.id for a in answers}) == 1, answers  # type: ignore[union-attr]
+    listed = _stub(any_api).ListGrants(orders_pb2.ListGrantsRequest(design="nc-cube"), metadata=any_api.md("carol"))
+    assert len(listed.grants) == 1
+
+
+def test_a_part_name_as_long_as_a_manifest_allows_is_ordered(any_api: InProcessHub) -> None:
+    """PostgreSQL kept a job's part name in 128 characters and answered INTERNAL to such an order."""
+    name = "p" * 300
+    manifest = manifest_toml("cube", files=("calibration-cube.stl",)).replace('name = "body"', f'name = "{name}"')
+    assert name in manifest
+    any_api.push("alice", "cube", FILES, manifest=manifest, create=True)
+    agent = FakeAgent.enrolled(any_api, "lab-1", [printer()])
+    agent.connect()
+    try:
+        placed = _place(any_api)
+        assert agent.expect("offer").offer.part == name
+        assert [o.job_id for o in placed.objects] and placed.state != orders_pb2.ORDER_STATE_FAILED
+    finally:
+        agent.close()
