@@ -20,6 +20,7 @@ above it, and an optional trailing widget comment:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -510,12 +511,12 @@ async def render_scad(
             geometry, ran out of its memory or CPU limit, or was killed at the time limit.
     """
     scad = Path(os.path.abspath(path))  # not resolve(): a staged file may be a link
-    values = validate(parse_parameters(_read_source(scad)), params)
     for program in (binary, "prlimit"):
         if shutil.which(program) is None:
             raise ToolNotFound(program)
     folder = Path(root) if root is not None else scad.parent
-    files = check_references(scad, folder, trusted_links)
+    # reading up to 200 files of 2 MB each: off the caller's event loop
+    values, files = await asyncio.to_thread(_checked_source, scad, params, folder, trusted_links)
     if out_path is None:
         out_path = Path(tempfile.mkdtemp(prefix="spime-render-")) / f"{scad.stem}.stl"
     out = out_path.resolve()
@@ -535,6 +536,12 @@ async def render_scad(
                               f"{_failure(done.returncode, done.stderr, limits)}")
         shutil.move(staged, out)
     return out
+
+
+def _checked_source(scad: Path, params: Mapping[str, object], folder: Path, trusted_links: tuple[Path, ...]
+                    ) -> tuple[dict[str, Value], list[Path]]:
+    """The customer's values checked against the source's schema, and the files the source uses."""
+    return validate(parse_parameters(_read_source(scad)), params), check_references(scad, folder, trusted_links)
 
 
 _confinement: list[bool] = []  # whether bubblewrap runs here, once known

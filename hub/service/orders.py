@@ -568,7 +568,7 @@ class OrderService:
         spec = json.loads(row.spec_json)
         req = OrderRequest(**{**spec, "parameters": spec["parameters"]})
         design, revision, manifest, scad = await asyncio.to_thread(self._thd_revision, row.design, row.revision_id)
-        changed = check_parameters(manifest, scad, req.parameters)
+        changed = await asyncio.to_thread(check_parameters, manifest, scad, req.parameters)
         chosen = options[option]
         prefer = ((chosen.node, chosen.printer), *((o.node, o.printer) for o in options if o is not chosen))
         return _Placing(req, design, revision, manifest, changed, row.id, chosen, prefer, None)
