@@ -24,6 +24,9 @@ metadata = sa.MetaData(
 
 _TIME = sa.String(32)
 _HASH = sa.String(64)
+# a manifest part's name, as long as a manifest allows: text on PostgreSQL (migration 0013); SQLite keeps
+# any length in the VARCHAR(128) it was created with
+_PART = sa.String(128).with_variant(sa.Text(), "postgresql")
 _NAME = sa.String(64)
 MAX_DRAIN_REASON = 200  # characters of why a node was drained
 
@@ -299,7 +302,7 @@ jobs = sa.Table(
     # when a node last declined (or let expire) an offer: tried_nodes are forgotten a while after
     sa.Column("tried_at", _TIME, nullable=False, server_default=""),
     # the manifest part ([[parts]] name) this job makes; "" = the whole design
-    sa.Column("part", sa.Text, nullable=False, server_default=""),
+    sa.Column("part", _PART, nullable=False, server_default=""),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("paid", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("payout_currency", sa.String(3), nullable=False, server_default=""),
@@ -458,7 +461,7 @@ order_objects = sa.Table(
     sa.Column("order_id", sa.String(32), sa.ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("job_id", sa.String(32), nullable=False, server_default=""),
-    sa.Column("part", sa.Text, nullable=False, server_default=""),
+    sa.Column("part", _PART, nullable=False, server_default=""),
 )
 
 grants = sa.Table(

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from alembic import command
 from spimeforge.v1 import designs_pb2, nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2
 
 from hub import limits
+from hub.store.engine import _alembic_config
 from tests.hub.fake_agent import FakeAgent, printer, wait_for
 from tests.hub.grant_signing import registered_key, signed_grant
 from tests.hub.harness import InProcessHub, manifest_toml
@@ -401,3 +403,13 @@ def test_a_part_name_as_long_as_a_manifest_allows_is_ordered(any_api: InProcessH
         assert [o.job_id for o in placed.objects] and placed.state != orders_pb2.ORDER_STATE_FAILED
     finally:
         agent.close()
+
+
+def test_a_hub_holding_jobs_takes_the_part_name_migration(any_api: InProcessHub, lab: FakeAgent) -> None:
+    """Rebuilding SQLite's jobs table for it failed on the tables that refer to jobs: the hub did not start."""
+    placed = _delivered(any_api, lab)
+    config = _alembic_config(any_api.engine)
+    command.downgrade(config, "0012")
+    command.upgrade(config, "head")
+    order = _stub(any_api).GetOrder(orders_pb2.GetOrderRequest(order_id=placed.id), metadata=any_api.md("carol"))
+    assert [o.job_id for o in order.objects] == [o.job_id for o in placed.objects]

@@ -17,14 +17,17 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # SQLite keeps any length in a VARCHAR(128) (and rebuilding jobs would trip its foreign keys)
+    if op.get_bind().dialect.name != "postgresql":
+        return
     for table in ("jobs", "order_objects"):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.alter_column("part", type_=sa.Text(), existing_type=sa.String(128), existing_nullable=False,
-                                  existing_server_default="")
+        op.alter_column(table, "part", type_=sa.Text(), existing_type=sa.String(128), existing_nullable=False,
+                        existing_server_default="")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
     for table in ("jobs", "order_objects"):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.alter_column("part", type_=sa.String(128), existing_type=sa.Text(), existing_nullable=False,
-                                  existing_server_default="")
+        op.alter_column(table, "part", type_=sa.String(128), existing_type=sa.Text(), existing_nullable=False,
+                        existing_server_default="")
