@@ -162,11 +162,12 @@ def migrate(engine: sa.Engine) -> None:
     """Bring the schema up to the newest Alembic revision.
 
     Raises:
-        StorageError: a migration failed.
+        StorageError: the database cannot be reached, or a migration failed.
+        FailedPrecondition: a PostgreSQL database that does not sort text by code point.
     """
-    if engine.dialect.name == "postgresql":
-        _require_byte_order(engine)
     try:
+        if engine.dialect.name == "postgresql":
+            _require_byte_order(engine)
         command.upgrade(_alembic_config(engine), "head")
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"database migration failed: {exc}") from exc
