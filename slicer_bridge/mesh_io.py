@@ -9,8 +9,11 @@ file and what to do next.
 
 from __future__ import annotations
 
+import lzma
 import re
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -378,10 +381,12 @@ def _read_obj_triangles(data: bytes, vertex_total: int, limits: LoadLimits,
 
 def _read_obj_lines(text: str, vertex_total: int, limits: LoadLimits, name: str) -> LoadedMesh:
     text = text.replace("\\\r\n", " ").replace("\\\n", " ")
+    if "\r" in text:  # CRLF and old Mac CR line ends, as str.splitlines reads them
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     vertices: list[tuple[str, str, str]] = []
     faces: list[list[int]] = []
     polygons = 0
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(_lines(text), 1):
         if line.startswith("v "):
             parts = line.split()
             if len(parts) < 4:
@@ -404,6 +409,17 @@ def _read_obj_lines(text: str, vertex_total: int, limits: LoadLimits, name: str)
     notes = (f"triangulated {polygons:,} polygons with more than 3 corners",) if polygons else ()
     face_array = np.array(faces, dtype=np.int64).reshape(-1, 3)
     return LoadedMesh(vertex_array, face_array, "obj", notes)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time: a list of every line of a file of short lines took 27
+    times the file's size."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
 
 
 _TOKEN = re.compile(r"\S+")
@@ -447,7 +463,10 @@ def _read_ply(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
     end = head.find(b"end_header")
     if not head.startswith(b"ply") or end < 0:
         raise MeshFormatError(f"{name}: not a PLY file (no 'ply' magic or no end_header)")
-    counts = {k.decode(): int(v) for k, v in _PLY_ELEMENT.findall(head[:end])}
+    declared = _PLY_ELEMENT.findall(head[:end])
+    if wide := next((k.decode() for k, v in declared if len(v) > 18), None):  # int() refuses 5,000 digits
+        raise MeshTooLarge(f"{name}: the PLY header declares a {wide} count of more than 18 digits")
+    counts = {k.decode(): int(v) for k, v in declared}
     if counts.get("face", 0) > limits.max_triangles:
         raise MeshTooLarge(_too_many(name, counts["face"], limits))
     if counts.get("vertex", 0) > limits.max_vertices:
@@ -472,6 +491,13 @@ def _read_ply(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
 
 # --- 3MF -----------------------------------------------------------------------------
 
+# What zipfile raises on a damaged or unreadable archive: NotImplementedError for a compression method
+# or version it cannot read, RuntimeError for an encrypted entry, the decompressors' own errors for
+# corrupt data (zlib.error, lzma.LZMAError; bz2 raises OSError), ValueError for impossible headers.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError, zlib.error,
+               lzma.LZMAError)
+
+
 def _read_3mf(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> LoadedMesh:
     if not zipfile.is_zipfile(stream):
         raise ArchiveRefused(
@@ -479,7 +505,7 @@ def _read_3mf(stream: BinaryIO, size: int, limits: LoadLimits, name: str) -> Loa
     stream.seek(0)
     try:
         archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except _ZIP_ERRORS as exc:
         raise ArchiveRefused(f"{name}: the 3MF zip is corrupt: {exc}") from exc
     with archive:
         model = _3mf_model_entry(archive, limits, name)
@@ -519,8 +545,7 @@ def _read_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, name: str) -> 
         with archive.open(entry) as part:
             # Read one byte past the declared size so a lying header is caught.
             data = part.read(entry.file_size + 1)
-    # zipfile raises NotImplementedError for compression methods it cannot read.
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise ArchiveRefused(f"{name}: cannot extract {entry.filename!r}: {exc}") from exc
     if len(data) > entry.file_size:
         raise ArchiveRefused(f"{name}: {entry.filename!r} is larger than its declared size")

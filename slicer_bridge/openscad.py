@@ -382,6 +382,8 @@ def _check_string(param: Parameter, value: object) -> str:
     if param.max_length is not None and len(value) > param.max_length:
         raise ParameterError(param.name, f"{len(value)} characters is too long; "
                              f"expected {param.allowed()}")
+    if not value.isprintable():  # a NUL cannot reach `openscad -D`; a line break would split the value
+        raise ParameterError(param.name, "contains control characters; expected printable text")
     return value
 
 

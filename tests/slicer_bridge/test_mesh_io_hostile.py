@@ -141,3 +141,54 @@ def test_a_plain_3mf_still_loads(tmp_path: Path) -> None:
                                                '<item objectid="1" transform="1 0 0 0 1 0 0 0 1 '
                                                '5 0 0"/>'))
     assert load_mesh(path).vertices[:, 0].max() == 6.0
+
+
+def _zip_with_model(tmp_path: Path, method: int, name: str = "z.3mf") -> tuple[Path, bytearray]:
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", method) as archive:
+        archive.writestr("3D/3dmodel.model", model(f'<object id="1"><mesh>{TRIANGLE}</mesh></object>',
+                                                   '<item objectid="1"/>') * 4)
+    return path, bytearray(path.read_bytes())
+
+
+def _data_start(raw: bytearray) -> int:
+    """Where the first entry's compressed bytes start (after its local header)."""
+    return 30 + int.from_bytes(raw[26:28], "little") + int.from_bytes(raw[28:30], "little")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2])
+def test_a_3mf_whose_compressed_data_is_corrupt_is_refused(tmp_path: Path, method: int) -> None:
+    """zlib.error and lzma.LZMAError escaped the loader (`spime check` printed a traceback)."""
+    path, raw = _zip_with_model(tmp_path, method)
+    start = _data_start(raw)
+    raw[start + 8:start + 40] = b"\xa5" * 32
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveRefused, match="z.3mf: "):
+        load_mesh(path)
+
+
+def test_a_3mf_entry_marked_encrypted_is_refused(tmp_path: Path) -> None:
+    """zipfile raises RuntimeError (a password is required): it escaped the loader."""
+    path, raw = _zip_with_model(tmp_path, zipfile.ZIP_DEFLATED)
+    raw[6] |= 1  # the local header's flags
+    central = raw.rfind(b"PK\x01\x02")
+    raw[central + 8] |= 1  # the central directory's flags
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArchiveRefused, match="z.3mf: cannot extract"):
+        load_mesh(path)
+
+
+def test_a_ply_count_of_thousands_of_digits_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.ply"
+    path.write_bytes(b"ply\nformat ascii 1.0\nelement vertex " + b"9" * 5000 + b"\nproperty float x\nend_header\n")
+    with pytest.raises(MeshTooLarge, match="d.ply: the PLY header declares a vertex count of more than 18 digits"):
+        load_mesh(path)
+
+
+def test_an_obj_of_short_lines_is_read_without_a_list_of_them(tmp_path: Path) -> None:
+    """One continuation line sends an OBJ to the line parser, which listed every line first: 27 times
+    the file in memory (a 256 MB OBJ would need 7 GB)."""
+    path = tmp_path / "lines.obj"
+    path.write_bytes(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 \\\n3\n" + b"##\n" * 4_000_000 + b"f 1 2 9\n")
+    error, growth = peak_growth_mib(path)
+    assert error == "InvalidGeometry" and growth < 100, growth  # the list alone was over 300 MiB

@@ -124,6 +124,8 @@ def test_valid_values_come_back_normalised() -> None:
         ({"lid": 1}, r"'lid': 1 is not true or false"),
         ({"label": "much too long"}, r"'label': 13 characters is too long; .*at most 8"),
         ({"label": 5}, r"'label': 5 is not a string"),
+        ({"label": "a\x00b"}, r"'label': contains control characters"),  # ValueError at `openscad -D` on a node
+        ({"label": "a\nb"}, r"'label': contains control characters"),
         ({"corners": [1, 2]}, r"'corners'.*not a list of 3 numbers"),
         ({"corners": [1, 2, 9]}, r"'corners': 9 is out of range"),
         ({"secret": 4}, r"'secret': the design has no such parameter; it has: width, wall"),
