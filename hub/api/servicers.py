@@ -23,6 +23,7 @@ from hub.errors import ResourceExhausted
 from hub.keys import fingerprint
 from hub.service import Hub
 from hub.service.blobs import Chunk
+from hub.service.designs import proposal_token
 
 __all__ = ["AccountsServicer", "DesignsServicer", "RecordsServicer"]
 
@@ -161,7 +162,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         protos = [cv._design_to_proto(d) for d in found]
         count = _page(protos, size)
         if count < len(protos):
-            token = str(int(request.page.page_token or "0") + count)
+            token = found[count - 1].slug
         return designs_pb2.SearchResponse(designs=protos[:count], next_page_token=token)
 
     async def Fork(self, request, context):  # type: ignore[no-untyped-def]
@@ -178,7 +179,7 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         count = _page(protos, size)
         more = count < len(proposals)
         return designs_pb2.ListProposalsResponse(
-            proposals=protos[:count], next_page_token=str(int(token or "0") + count) if more else "")
+            proposals=protos[:count], next_page_token=proposal_token(proposals[count - 1]) if more else "")
 
     async def AcceptProposal(self, request, context):  # type: ignore[no-untyped-def]
         _bounded(request)

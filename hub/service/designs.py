@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -84,6 +85,9 @@ def _not_checked(entry: FileEntry, why: str) -> dict[str, object]:
     return {"path": entry.path, "ok": True, "findings": [
         {"code": "not_checked", "severity": "info", "details": {"size": str(entry.size)},
          "message": f"{why}: not checked at push time; run `spime check` on it"}]}
+
+
+_PROPOSAL_ID = re.compile(r"p-[0-9a-f]{12}\Z", re.ASCII)
 
 
 def check_slug(slug: str, what: str = "design", field: str = "design") -> str:
@@ -328,14 +332,14 @@ class DesignService:
         size = page_size or 50
         if not 1 <= size <= 500:
             raise InvalidArgument("page_size must be 1..500")
-        offset = _page_offset(token)
+        after = _after_slug(token)
         if license_id:
             license_id = licenses.parse_expression(license_id)
             if " " in license_id:
                 raise InvalidArgument(f"search by one licence id, not an expression: {license_id!r}")
-        found = await asyncio.to_thread(self.designs._thd_search, text, license_id, list(tags), offset, size + 1)
+        found = await asyncio.to_thread(self.designs._thd_search, text, license_id, list(tags), after, size + 1)
         more = len(found) > size
-        return found[:size], (str(offset + size) if more else "")
+        return found[:size], (found[size - 1].slug if more else "")
 
     # -- governance ------------------------------------------------------------
 
@@ -348,14 +352,14 @@ class DesignService:
         return design
 
     async def list_proposals(self, slug: str, include_closed: bool, token: str = "", limit: int = 0) -> list[Proposal]:
-        """Proposals from the page token's offset, at most ``limit`` (0 = all).
+        """Proposals after the one the page token names (see proposal_token), at most ``limit`` (0 = all).
 
         Raises:
             NotFound: no such design.
             InvalidArgument: a page token this hub did not issue.
         """
         return await asyncio.to_thread(
-            self.designs._thd_list_proposals, check_slug(slug), include_closed, _page_offset(token), limit
+            self.designs._thd_list_proposals, check_slug(slug), include_closed, _after_proposal(token), limit
         )
 
     async def accept(self, caller: Account, slug: str, proposal_id: str) -> tuple[Proposal, Design]:
@@ -435,9 +439,31 @@ def _same_content(head: Revision, manifest: Manifest, files: Sequence[FileEntry]
     return recorded is not None and recorded.to_dict() == manifest.to_dict()
 
 
-def _page_offset(token: str) -> int:
+# Page tokens name the last item of the page before (keyset paging): a list that changes between
+# pages neither repeats nor skips an item, as an offset did (a design created before the page's
+# start moved every later one down; a proposal declined on page one hid one of page two).
+
+def _after_slug(token: str) -> str:
+    """The design slug a Search page token names ("" for the first page)."""
+    if token and not SLUG_PATTERN.match(token):
+        raise InvalidArgument(f"page token {token!r:.20} is not one this hub issued", field="page.page_token")
+    return token
+
+
+def proposal_token(proposal: Proposal) -> str:
+    """The page token of a ListProposals page that ends with ``proposal``."""
+    return f"{proposal.created_at}/{proposal.id}"
+
+
+def _after_proposal(token: str) -> tuple[str, str] | None:
+    """(created_at, id) of the proposal a page token names, None for the first page."""
     if not token:
-        return 0
-    if not (token.isascii() and token.isdigit()) or len(token) > 9:
-        raise InvalidArgument(f"page token {token!r:.20} is not one this hub issued")
-    return int(token)
+        return None
+    created, _, proposal_id = token.partition("/")
+    try:
+        parse_time(created)
+    except InvalidArgument:
+        proposal_id = ""
+    if not _PROPOSAL_ID.match(proposal_id):
+        raise InvalidArgument(f"page token {token!r:.40} is not one this hub issued", field="page.page_token")
+    return created, proposal_id

@@ -154,12 +154,13 @@ class DesignStore:
             ids = conn.scalars(sa.select(chain.c.id).order_by(chain.c.depth))
             return self._revisions(conn, list(ids))
 
-    def _thd_search(self, text: str, license_id: str, tags: Sequence[str], offset: int, limit: int) -> list[Design]:
-        """A page of designs matching every word, the licence id and every tag, by slug.
+    def _thd_search(self, text: str, license_id: str, tags: Sequence[str], after: str, limit: int) -> list[Design]:
+        """A page of designs matching every word, the licence id and every tag, by slug, after the slug
+        ``after`` ("" from the first).
 
         A fixed number of queries for any page size (the page's designs are loaded together).
         """
-        query = _design_select().order_by(d.c.slug).offset(offset).limit(limit)
+        query = _design_select().where(d.c.slug > after).order_by(d.c.slug).limit(limit)
         for word in dict.fromkeys(text.lower().split()):  # a word repeated narrows nothing
             query = query.where(d.c.search_text.contains(word, autoescape=True))
         if license_id:
@@ -179,15 +180,20 @@ class DesignStore:
         with connect(self.engine) as conn:
             return self._maintainers(conn, slug)
 
-    def _thd_list_proposals(self, slug: str, include_closed: bool, offset: int = 0, limit: int = 0) -> list[Proposal]:
-        """Proposals oldest first, ``limit`` of them (0 = all) after skipping ``offset``.
+    def _thd_list_proposals(self, slug: str, include_closed: bool, after: tuple[str, str] | None = None,
+                            limit: int = 0) -> list[Proposal]:
+        """Proposals oldest first, ``limit`` of them (0 = all), after the one made at ``after``
+        (created_at, id).
 
         Raises:
             NotFound: no such design.
         """
         with connect(self.engine) as conn:
             self._require_design(conn, slug)
-            query = sa.select(p).where(p.c.design == slug).order_by(p.c.created_at, p.c.id).offset(offset)
+            query = sa.select(p).where(p.c.design == slug).order_by(p.c.created_at, p.c.id)
+            if after is not None:
+                query = query.where(sa.or_(p.c.created_at > after[0],
+                                           sa.and_(p.c.created_at == after[0], p.c.id > after[1])))
             if limit:
                 query = query.limit(limit)
             if not include_closed:

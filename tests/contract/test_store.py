@@ -204,10 +204,10 @@ class StoreContract:
         store.designs._thd_add_maintainer("cube", "bob", "alice", NOW)
         store.designs._thd_add_maintainer("cube", "bob", "alice", NOW)
         assert store.designs._thd_maintainers("cube") == ("alice", "bob")
-        assert [d.slug for d in store.designs._thd_search("CUBE", "CC-BY-4.0", ["test"], 0, 10)] == ["cube"]
-        assert store.designs._thd_search("", "CC-BY", [], 0, 10) == []
-        assert store.designs._thd_search("cube", "MIT", [], 0, 10) == []
-        assert store.designs._thd_search("100%_", "", [], 0, 10) == []
+        assert [d.slug for d in store.designs._thd_search("CUBE", "CC-BY-4.0", ["test"], "", 10)] == ["cube"]
+        assert store.designs._thd_search("", "CC-BY", [], "", 10) == []
+        assert store.designs._thd_search("cube", "MIT", [], "", 10) == []
+        assert store.designs._thd_search("100%_", "", [], "", 10) == []
         report = PrintabilityRecord("cube.stl", True, {"ok": True, "faces": 12})
         store.designs._thd_store_reports(first.id, [report])
         assert store.designs._thd_get_revision("cube").reports == (report,)

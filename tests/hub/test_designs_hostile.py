@@ -366,3 +366,25 @@ def test_proposals_come_only_at_the_co_create_rung(any_api: InProcessHub) -> Non
             refused(any_api, push, FAILED, "NOT_OPEN_TO_PROPOSALS", f"open to {rung} only", "co-create")
         else:
             assert push().is_proposal
+
+
+def test_pages_neither_repeat_nor_skip_when_the_list_changes_between_them(any_api: InProcessHub) -> None:
+    """Page tokens were offsets: a design created before the next page's start repeated one on it, and a
+    proposal declined after page one hid one of page two."""
+    api, carol = any_api, any_api.md("carol")
+    for slug in ("bb", "cc", "dd", "ee"):
+        _create(api, "alice", slug)
+    first = api.designs.Search(designs_pb2.SearchRequest(page={"page_size": 2}), metadata=carol)
+    _create(api, "alice", "aa")
+    rest = api.designs.Search(designs_pb2.SearchRequest(page={"page_size": 10, "page_token": first.next_page_token}),
+                              metadata=carol)
+    assert [d.slug for d in [*first.designs, *rest.designs]] == ["bb", "cc", "dd", "ee"]
+    _, ids = _proposals(api, "pages", 6)
+    alice = api.md("alice")
+    page = api.designs.ListProposals(designs_pb2.ListProposalsRequest(design="pages", page={"page_size": 3}),
+                                     metadata=alice)
+    api.designs.DeclineProposal(designs_pb2.DeclineProposalRequest(design="pages", proposal_id=page.proposals[0].id,
+                                                                   reason="no"), metadata=alice)
+    more = api.designs.ListProposals(designs_pb2.ListProposalsRequest(
+        design="pages", page={"page_size": 3, "page_token": page.next_page_token}), metadata=alice)
+    assert sorted(p.id for p in [*page.proposals, *more.proposals]) == sorted(ids)
