@@ -397,8 +397,8 @@ class DesignService:
         added = await asyncio.to_thread(account_of, account)
         if added.role not in MAINTAINER_ROLES:
             raise FailedPrecondition(
-                f"{added.name} is a {added.role.value} account; only {' or '.join(r.value for r in MAINTAINER_ROLES)} "
-                "accounts can maintain designs", reason="MAINTAINER_ROLE", field="account")
+                f"{added.name} cannot maintain designs: only {' or '.join(r.value for r in MAINTAINER_ROLES)} "
+                "accounts can", reason="MAINTAINER_ROLE", field="account")  # never another account's role
         return await asyncio.to_thread(self.designs._thd_add_maintainer, slug, account, caller.name, self._now())
 
 

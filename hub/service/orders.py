@@ -559,7 +559,7 @@ class OrderService:
         check_plain_text(quote_id, "quote_id", 32)
         row = await asyncio.to_thread(self.store._thd_get_quote, quote_id)
         if row.customer != caller.name:
-            raise NotFound(f"no quote {quote_id!r}")
+            raise NotFound(f"no quote {quote_id!r}: ask for a new one with `spime quote`")  # as for an unknown one
         if row.expires_at <= format_time(self.clock()):
             raise FailedPrecondition(f"quote {quote_id} expired at {row.expires_at}: ask for a new one with `spime quote`")
         options = [option_from_json(o) for o in json.loads(row.options_json)]
