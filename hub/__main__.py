@@ -35,7 +35,7 @@ from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
 from hub.api.server import HubServer, TlsFiles, admission_of
 from hub.config import MB, HubConfig, default_data_dir
-from hub.errors import HubError, local_file_problem
+from hub.errors import FailedPrecondition, HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
@@ -58,7 +58,7 @@ from hub.service.quoting import SliceEstimator
 from hub.service.replicas import ReplicaPolicy
 from hub.store import Store, open_store
 from hub.store.grants import GrantStore
-from hub.store.hub_key import HUB_KEY_NAME, load_or_create_hub_key
+from hub.store.hub_key import HUB_KEY_NAME, load_or_create_hub_key, read_hub_key
 from hub.store.orders import OrderStore
 from hub.workers import CheckLimits, CheckPool
 
@@ -338,9 +338,23 @@ def _gib(value: float) -> int:
 
 
 def _key_show(args: argparse.Namespace) -> None:
-    public = public_key_of(load_or_create_hub_key(args.data))
+    private = read_hub_key(args.data)  # never made here: a mistyped --data must not print a new key to pin
+    if private is None:
+        raise FailedPrecondition(f"{args.data} holds no hub key ({HUB_KEY_NAME}): check --data (a hub makes "
+                                 "its key when it first starts: spime-hub serve or migrate)")
+    public = public_key_of(private)
     doc = {"public_key": public.hex(), "fingerprint": fingerprint(public), "path": str(args.data / HUB_KEY_NAME)}
     print(json.dumps(doc) if args.json else doc["public_key"])
+
+
+def _needs_a_hub(args: argparse.Namespace) -> bool:
+    """Whether the command only reads or changes what a hub already holds: these never make a
+    new hub where ``--data``/``--database`` point (serve, migrate, user add and node add do)."""
+    if args.command == "user":
+        return bool(args.user_command != "add")
+    if args.command == "node":
+        return bool(args.node_command != "add")
+    return bool(args.command == "job")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -363,6 +377,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             _key_show(args)
             return 0
         config = _config(args)
+        if _needs_a_hub(args):
+            from hub.backup import require_hub  # as ops_commands: backup's imports only when needed
+
+            require_hub(config.data_dir, config.database_url)
         if args.command == "serve":
             asyncio.run(serve(config, args.ready_file))
         elif args.command == "user":

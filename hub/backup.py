@@ -37,11 +37,11 @@ from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, NotF
 from hub.localfiles import not_replaceable
 from hub.store.blob_backend import open_blob_store_for_copy
 from hub.store.blobs import check_sha256
-from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to
+from hub.store.dump import Export, Row, _thd_export, _thd_import, _thd_migrate_to, _thd_revision
 from hub.store.engine import make_engine, sqlite_url
 from hub.store.hub_key import HUB_KEY_NAME, install_hub_key, read_hub_key
 
-__all__ = ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"]
+__all__ = ["FORMAT", "MANIFEST", "BackupSummary", "backup", "require_hub", "restore"]
 
 FORMAT = 1
 MANIFEST = "spimeforge-backup.json"
@@ -114,8 +114,7 @@ def backup(data_dir: Path, database_url: str, out: Path, *, blobs: str = "", s3_
         IntegrityError: a blob file is missing or does not match its hash.
         StorageError: the database or the blob bucket could not be read.
     """
-    if not database_url and not (Path(data_dir) / "hub.sqlite3").is_file():
-        raise FailedPrecondition(f"{data_dir} holds no hub database (hub.sqlite3): check --data, or give --database")
+    require_hub(data_dir, database_url)
     if problem := not_replaceable(out):
         raise InvalidArgument(f"cannot write the backup there: {problem}")
     engine = make_engine(database_url or sqlite_url(data_dir))
@@ -140,6 +139,31 @@ def backup(data_dir: Path, database_url: str, out: Path, *, blobs: str = "", s3_
         partial.unlink(missing_ok=True)
         engine.dispose()
     return BackupSummary(out, export.revision, dict(export.rows), len(export.blobs), size)
+
+
+def require_hub(data_dir: Path, database_url: str) -> None:
+    """Check that a hub exists there, for commands that only read or change what a hub holds
+    (a mistyped ``--data`` must not answer from, or leave behind, a new empty hub).
+
+    Raises:
+        FailedPrecondition: no hub.sqlite3 in ``data_dir`` (without ``database_url``), or a
+            database without the hub's schema.
+        InvalidArgument: the database URL names another backend.
+        StorageError: the database could not be reached.
+    """
+    if not database_url:
+        if not (Path(data_dir) / "hub.sqlite3").is_file():
+            raise FailedPrecondition(f"{data_dir} holds no hub database (hub.sqlite3): check --data, "
+                                     "or give --database")
+        return
+    engine = make_engine(database_url)
+    try:
+        revision = _thd_revision(engine)
+    finally:
+        engine.dispose()
+    if not revision:
+        raise FailedPrecondition(f"{engine.url.render_as_string(hide_password=True)} holds no Spimeforge schema: "
+                                 "check --database (spime-hub migrate makes a new hub there)")
 
 
 class _TableWriter:
@@ -405,5 +429,30 @@ def _row(line: bytes, name: str, number: int) -> Row:
         raise InvalidArgument(f"{where} is not a valid row: {reason}") from exc
     if row is None:
         raise InvalidArgument(f"{where} is not a valid row: a row is a JSON object")
+    for column, value in row.items():
+        if problem := _unstorable(value):
+            raise InvalidArgument(f"{where} is not a valid row: {column!r:.80} holds {problem}")
     return row
 
+
+_INT64 = range(-(1 << 63), 1 << 63)
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why no database column takes ``value`` (as :func:`_encode` never writes it), or None.
+
+    The drivers would raise OverflowError (SQLite) or UnicodeEncodeError, not a database error.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, (float, bytes, decimal.Decimal)):
+        return None
+    if isinstance(value, int):
+        return None if value in _INT64 else "an integer beyond 64 bits"
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (text that is not Unicode)"
+        return None
+    return f"a JSON {'array' if isinstance(value, list) else 'object'} (a column holds one value)"

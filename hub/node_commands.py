@@ -19,9 +19,13 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import InvalidArgument
+from hub.errors import InvalidArgument, NotFound
 from hub.jobs import Job, JobSpec, JobState
+from hub.manifest import parse_manifest
 from hub.scheduler import PrinterRecord
+from hub.service.job_changes import check_spec
+from hub.service.orders import MATERIALS
+from hub.service.quoting import check_parameters
 from hub.store.nodes import NodeInfo
 
 if TYPE_CHECKING:
@@ -127,6 +131,43 @@ def _params(items: list[str]) -> dict[str, str]:
     return params
 
 
+def _job_spec(args: argparse.Namespace, composed: Composed) -> JobSpec:
+    """What `job add` asks for, checked as a quote checks an order's: the material known, the
+    parameters within the design's OpenSCAD customizer schema, the node and printer existing
+    (a job no node can take would sit queued for ever; one it cannot render would fail there).
+
+    Raises:
+        NotFound: no such design, revision, node or printer.
+        InvalidArgument: a malformed field, an unknown material, a parameter the design does not
+            have or a value out of its range.
+    """
+    slug, _, rev = args.design.partition("@")
+    revision = composed.store.designs._thd_get_revision(slug, rev)
+    spec = check_spec(JobSpec(slug, revision.id, args.material.upper(), _params(args.param),
+                              node=args.node, printer=args.printer))
+    if spec.material not in MATERIALS:
+        raise InvalidArgument(f"unknown material {args.material!r:.40}: use one of {', '.join(MATERIALS)}")
+    manifest = parse_manifest(revision.manifest_toml)
+    scad = next((f for f in revision.files if manifest.openscad and f.path == manifest.openscad.source), None)
+    source = composed.store.blobs.path(scad.sha256).read_text(encoding="utf-8", errors="replace") if scad else None
+    check_parameters(manifest, source, spec.parameters)
+    _check_target(composed, spec.node, spec.printer)
+    return spec
+
+
+def _check_target(composed: Composed, node: str | None, printer: str | None) -> None:
+    """Raises: NotFound: the node, or a printer of that name (on that node), is unknown to the hub."""
+    if node is not None:
+        composed.store.nodes._thd_node(node)
+    if printer is None:
+        return
+    known = [p for p in composed.store.nodes._thd_printers() if node is None or p.node == node]
+    if not any(p.printer == printer for p in known):
+        where = f"node {node!r}" if node is not None else "any node"
+        raise NotFound(f"no printer named {printer!r} on {where} (printers are known once their node's agent "
+                       "has connected: see `spime-hub node list`)")
+
+
 def run(args: argparse.Namespace, open_hub: Callable[[], Composed]) -> None:
     """Run a node/job subcommand and print its result.
 
@@ -161,10 +202,7 @@ def _dispatch(args: argparse.Namespace, composed: Composed) -> tuple[Any, str]:
                  for j in jobs]
         return [job_document(j) for j in jobs], "\n".join(lines) or "no jobs"
     if args.job_command == "add":
-        slug, _, rev = args.design.partition("@")
-        revision = composed.store.designs._thd_get_revision(slug, rev)
-        spec = JobSpec(slug, revision.id, args.material, _params(args.param), node=args.node, printer=args.printer)
-        job = hub.jobs._thd_create_job(spec, "admin")
+        job = hub.jobs._thd_create_job(_job_spec(args, composed), "admin")
     elif args.job_command == "requeue":
         job = hub.jobs._thd_requeue(args.job)
     elif args.job_command == "fail":

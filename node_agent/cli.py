@@ -11,8 +11,8 @@ Subcommands:
   none runs).
 
 * ``spime-node print FILE --printer NAME [--config PATH]`` or
-  ``spime-node print FILE --port PORT --baud N``: print a local G-code file
-  through the same safety filter, engine and driver the agent uses. Progress
+  ``spime-node print FILE --port PORT --baud N`` (``--baud`` optional with ``--simulate``):
+  print a local G-code file through the same safety filter, engine and driver the agent uses. Progress
   and temperatures go to stderr; ``--json`` prints one summary document on
   stdout. Ctrl-C cancels safely (end sequence); a second Ctrl-C sends M112.
 * ``spime-node simulate --link PATH``: run the simulated Marlin on a pty for
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--printer", help="a printer from the node config")
     where.add_argument("--port", help="ad hoc: a serial port, e.g. /dev/ttyACM0")
-    p.add_argument("--baud", type=int, help="ad hoc: baud rate (with --port)")
+    p.add_argument("--baud", type=int, help="ad hoc: baud rate (with --port; --simulate: default 115200)")
     p.add_argument("--config", help=f"node config (default: $SPIME_NODE_CONFIG or {DEFAULT_CONFIG})")
     p.add_argument("--max-hotend", type=float, default=300.0, help="ad hoc limit, °C")
     p.add_argument("--max-bed", type=float, default=120.0, help="ad hoc limit, °C")
@@ -227,13 +227,29 @@ def _ask_daemon(args: argparse.Namespace, state_dir: Any, source: str, stdout: T
         print(_shown(f"spime-node: {answer.get('error')}"), file=stderr)
         return EXIT_FAILED
     result = answer["result"]
-    if args.json:
-        print(json.dumps(result, sort_keys=True), file=stdout)
-    elif args.command == "status":
-        print(_shown(render_status(result)), file=stdout)
-    else:
-        print(_shown("ok: " + ", ".join(f"{k} {v}" for k, v in result.items())), file=stderr)
+    try:
+        if args.json:
+            print(json.dumps(result, sort_keys=True), file=stdout, flush=True)
+        elif args.command == "status":
+            print(_shown(render_status(result)), file=stdout, flush=True)
+        else:
+            print(_shown("ok: " + ", ".join(f"{k} {v}" for k, v in result.items())), file=stderr)
+    except BrokenPipeError:  # `spime-node status | head -1`: the reader has gone
+        _silence(stdout)
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _silence(stream: TextIO) -> None:
+    """Point ``stream``'s descriptor at /dev/null, so that the flush at exit raises no second
+    BrokenPipeError (the recipe of Python's documentation, "Note on SIGPIPE")."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a real file (a StringIO in tests): nothing is flushed at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -310,9 +326,9 @@ def _resolve(args: argparse.Namespace) -> tuple[PrintTarget, SafetyLimits]:
         printer = load_config(path).printer(args.printer)
         limits = limits_for(printer)
         return PrintTarget(printer.name, printer=printer), limits
-    if args.baud is None:
+    if args.baud is None and not args.simulate:  # the simulated Marlin talks at any rate (115200 by default)
         raise UsageError("--port needs --baud (e.g. --baud 115200)")
-    if args.baud < 1200:
+    if args.baud is not None and args.baud < 1200:
         raise UsageError(f"--baud {args.baud} is not a usable baud rate")
     volume = tuple(args.build_volume) if args.build_volume else None
     try:

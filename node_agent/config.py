@@ -49,7 +49,9 @@ Unknown keys are errors (a typo must not silently drop a safety limit).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +79,8 @@ _URL = re.compile(r"^https?://[^\s/]+(/\S*)?\Z", re.ASCII)
 _NOT_SHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
+_MAX_CONFIG_BYTES = 1 << 20
+"""The largest node config read: a real one is a few KiB, even with dozens of printers."""
 
 
 class ConfigError(Exception):
@@ -240,11 +244,12 @@ def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node config file.
 
     Raises:
-        ConfigError: the file is missing, not TOML, or breaks the schema.
+        ConfigError: the file is missing, not a regular file, over :data:`_MAX_CONFIG_BYTES`,
+            not TOML, or breaks the schema.
     """
     source = str(path)
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        data = tomllib.loads(_read_text(path, source))
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file; pass --config or set SPIME_NODE_CONFIG") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -255,6 +260,24 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{source}: not valid TOML for a node config: arrays or tables "
                           "nested too deeply") from None
     return parse_config(data, source)
+
+
+def _read_text(path: str | Path, source: str) -> str:
+    """The file's text, read only from a regular file and at most :data:`_MAX_CONFIG_BYTES`.
+
+    Raises:
+        ConfigError: not a regular file (a FIFO would block, /dev/zero never end), or too large.
+        OSError: the file cannot be opened or read.
+        UnicodeDecodeError: it is not UTF-8.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens without a writer
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{source}: not a regular file (a node config is a TOML file on disk)")
+        data = f.read(_MAX_CONFIG_BYTES + 1)
+    if len(data) > _MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: over {_MAX_CONFIG_BYTES} bytes: not a node config")
+    return data.decode("utf-8")
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfig:

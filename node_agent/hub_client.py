@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
@@ -57,6 +62,7 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
                         grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
                         grpc.StatusCode.UNKNOWN})
 _CHUNK_ATTEMPTS = 5
+_MAX_PEM_BYTES = 1 << 20  # a CA bundle or a certificate chain is a few KiB
 FETCH_STALL_S = 60.0
 """An artifact fetch that receives nothing for this long is cancelled and resumed where it stopped:
 a stream the hub stopped feeding (overloaded, or a bug) would otherwise hold the job forever, since
@@ -166,20 +172,75 @@ class ClientCertificate:
 
 
 def _read(path: Path, what: str) -> bytes:
+    """A regular file of at most :data:`_MAX_PEM_BYTES` (a FIFO would block the agent's start).
+
+    Raises:
+        HubRefused: naming ``what`` and the path: unreadable, not a regular file, or too large.
+    """
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise HubRefused(f"{what} {path} is not a regular file (a PEM file is expected)")
+            data = f.read(_MAX_PEM_BYTES + 1)
     except OSError as exc:
-        raise HubRefused(f"cannot read {what} {path}: {exc.strerror}") from exc
+        raise HubRefused(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > _MAX_PEM_BYTES:
+        raise HubRefused(f"{what} {path} is over {_MAX_PEM_BYTES} bytes: not a PEM file")
+    return data
+
+
+def _certificates(path: Path, what: str) -> tuple[bytes, list[x509.Certificate]]:
+    """The file's bytes and the PEM certificates in it.
+
+    Raises:
+        HubRefused: unreadable, or it holds no certificate that parses.
+    """
+    data = _read(path, what)
+    try:
+        return data, x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise HubRefused(f"{what} {path} is not a PEM certificate: "
+                         f"{_pem_problem(data, b'-----BEGIN CERTIFICATE-----', '-----BEGIN CERTIFICATE-----')}"
+                         ) from exc
+
+
+def _client_pair(client: ClientCertificate) -> tuple[bytes, bytes]:
+    """(certificate chain, private key) of the node, checked to belong together.
+
+    Raises:
+        HubRefused: naming the file: unreadable, not PEM, encrypted, or a key of another certificate.
+    """
+    chain, certs = _certificates(client.cert, "the node's certificate (tls_cert)")
+    key = _read(client.key, "the node's key (tls_key)")
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except TypeError as exc:  # gRPC cannot ask for a passphrase
+        raise HubRefused(f"the node's key (tls_key) {client.key} is encrypted: give an unencrypted PEM key") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise HubRefused(f"the node's key (tls_key) {client.key} is not a PEM private key: "
+                         f"{_pem_problem(key, b'PRIVATE KEY-----', '-----BEGIN PRIVATE KEY-----')}") from exc
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private.public_key().public_bytes(*spki) != certs[0].public_key().public_bytes(*spki):
+        raise HubRefused(f"the node's key (tls_key) {client.key} is not the key of its certificate "
+                         f"(tls_cert) {client.cert}")
+    return chain, key
+
+
+def _pem_problem(data: bytes, marker: bytes, wanted: str) -> str:
+    if marker not in data:
+        return f"it holds no {wanted} block"
+    return "its PEM block does not parse (damaged, truncated or of another kind)"
 
 
 def _channel(target: str, ca: Path | None, client: ClientCertificate | None = None) -> grpc.aio.Channel:
     options = list(KEEPALIVE_OPTIONS)
     if ca is None:
         return grpc.aio.insecure_channel(target, options=options)
-    root = _read(ca, "the hub's CA file")
+    root, _ = _certificates(ca, "the hub's CA file (tls_ca)")
     key = chain = None
     if client is not None:
-        chain, key = _read(client.cert, "the node's certificate"), _read(client.key, "the node's key")
+        chain, key = _client_pair(client)
     credentials = grpc.ssl_channel_credentials(root, private_key=key, certificate_chain=chain)
     return grpc.aio.secure_channel(target, credentials, options=options)
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from grpc import aio, ssl_server_credentials
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -41,6 +46,7 @@ __all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of"]
 log = logging.getLogger("hub.server")
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+_MAX_PEM_BYTES = 1 << 20  # a certificate chain or a CA bundle is a few KiB; a bundle of every public CA ~250 KiB
 SERVICE_NAMES = (
     accounts_pb2.DESCRIPTOR.services_by_name["Accounts"].full_name,
     designs_pb2.DESCRIPTOR.services_by_name["Designs"].full_name,
@@ -199,8 +205,72 @@ class HubServer:
 
 
 def _credentials(tls: TlsFiles) -> object:
-    """Server credentials; with a client CA, a client without a certificate it signed fails the handshake."""
-    pair = [(tls.key.read_bytes(), tls.cert.read_bytes())]
+    """Server credentials; with a client CA, a client without a certificate it signed fails the handshake.
+
+    Raises:
+        InvalidArgument: naming the file: unreadable, not PEM, or a key that is not the certificate's.
+    """
+    cert, key = _pem(tls.cert, "--tls-cert"), _pem(tls.key, "--tls-key")
+    _check_pair(tls, _certificates(cert, tls.cert, "--tls-cert"), key)
+    pair = [(key, cert)]
     if tls.client_ca is None:
         return ssl_server_credentials(pair)
-    return ssl_server_credentials(pair, root_certificates=tls.client_ca.read_bytes(), require_client_auth=True)
+    client_ca = _pem(tls.client_ca, "--tls-client-ca")
+    _certificates(client_ca, tls.client_ca, "--tls-client-ca")
+    return ssl_server_credentials(pair, root_certificates=client_ca, require_client_auth=True)
+
+
+def _pem(path: Path, flag: str) -> bytes:
+    """The bytes of a regular file of at most :data:`_MAX_PEM_BYTES` (a FIFO would block the start).
+
+    Raises:
+        InvalidArgument: the file cannot be read, is not a regular file, or is too large.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidArgument(f"{flag} {path}: not a regular file (a PEM file is expected)")
+            data = f.read(_MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
+    if len(data) > _MAX_PEM_BYTES:
+        raise InvalidArgument(f"{flag} {path}: over {_MAX_PEM_BYTES} bytes: not a PEM file")
+    return data
+
+
+def _certificates(data: bytes, path: Path, flag: str) -> list[x509.Certificate]:
+    """The PEM certificates in ``data``.
+
+    Raises:
+        InvalidArgument: there is none (no ``-----BEGIN CERTIFICATE-----`` block that parses).
+    """
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InvalidArgument(f"{flag} {path}: not a PEM certificate: "
+                              f"{_pem_problem(data, b'-----BEGIN CERTIFICATE-----', '-----BEGIN CERTIFICATE----- block')}") from exc
+
+
+def _check_pair(tls: TlsFiles, chain: list[x509.Certificate], key: bytes) -> None:
+    """The key is a PEM private key, unencrypted, and the first certificate's.
+
+    Raises:
+        InvalidArgument: naming ``--tls-key`` and what is wrong with it.
+    """
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except TypeError as exc:  # encrypted: gRPC has no way to ask for the passphrase
+        raise InvalidArgument(f"--tls-key {tls.key}: the key is encrypted; give an unencrypted PEM key") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidArgument(f"--tls-key {tls.key}: not a PEM private key: "
+                              f"{_pem_problem(key, b'PRIVATE KEY-----', '-----BEGIN PRIVATE KEY----- block')}") from exc
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private.public_key().public_bytes(*spki) != chain[0].public_key().public_bytes(*spki):
+        raise InvalidArgument(f"--tls-key {tls.key} is not the key of the certificate in --tls-cert {tls.cert}")
+
+
+def _pem_problem(data: bytes, marker: bytes, wanted: str) -> str:
+    if marker not in data:
+        return f"it holds no {wanted}"
+    return "its PEM block does not parse (damaged, truncated or of another kind)"

@@ -26,7 +26,7 @@ from alembic.config import Config
 from hub.errors import FailedPrecondition, InvalidArgument, StorageError
 from hub.store import schema
 
-__all__ = ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"]
+__all__ = ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "_thd_revision", "schema_revision"]
 
 Row = dict[str, Any]
 TableSink = Callable[[str, Iterator[Row]], int]
@@ -58,6 +58,19 @@ def schema_revision(conn: sa.Connection) -> str:
     if not sa.inspect(conn).has_table(_VERSION_TABLE):
         return ""
     return str(conn.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar() or "")
+
+
+def _thd_revision(engine: sa.Engine) -> str:
+    """The Alembic revision the database is at ("" for a database without the hub's schema).
+
+    Raises:
+        StorageError: the database could not be reached or read.
+    """
+    try:
+        with engine.connect() as conn:
+            return schema_revision(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the database: {exc}") from exc
 
 
 def _snapshot(engine: sa.Engine) -> sa.Connection:
@@ -123,7 +136,8 @@ def _thd_import(engine: sa.Engine, revision: str, tables: Iterable[tuple[str, It
 
     Raises:
         FailedPrecondition: the database is not empty, or is at another revision.
-        InvalidArgument: a row names a table or column the schema lacks.
+        InvalidArgument: a row names a table or column the schema lacks, or holds a value no
+            column takes (an integer beyond 64 bits, a lone surrogate).
         StorageError: the database refused the rows (e.g. a broken reference).
     """
     try:
@@ -171,8 +185,20 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: Iterable[Row]) -> int:
 
 
 def _flush(conn: sa.Connection, table: sa.Table, batch: list[Row]) -> int:
-    if batch:
-        conn.execute(table.insert(), batch)
+    """Insert ``batch``; returns its size.
+
+    Raises:
+        InvalidArgument: a value the column cannot hold (hub/backup.py refuses the ones it can
+            tell first, naming the line); SQLite's driver raises OverflowError or
+            UnicodeEncodeError for them, not an SQLAlchemyError.
+    """
+    try:
+        if batch:
+            conn.execute(table.insert(), batch)
+    except (OverflowError, UnicodeEncodeError, sa.exc.DataError) as exc:
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).partition("\n")[0][:200]
+        raise InvalidArgument(f"the backup's {table.name} rows hold a value the database cannot store "
+                              f"({reason}): the archive is damaged") from exc
     n = len(batch)
     batch.clear()
     return n

@@ -17,6 +17,7 @@ from hub.provenance import generate_private_key
 __all__ = ["HUB_KEY_NAME", "install_hub_key", "load_or_create_hub_key", "read_hub_key"]
 
 HUB_KEY_NAME = "hub_ed25519.key"
+_MAX_KEY_FILE_BYTES = 1024  # 64 hex digits and a newline
 
 
 def load_or_create_hub_key(data_dir: Path) -> bytes:
@@ -92,8 +93,16 @@ def _create(path: Path, key: bytes) -> None:
 
 def _read(path: Path) -> bytes:
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="ascii").strip()
+        # O_NONBLOCK: a FIFO in the key's place would block the open; only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise StorageError(f"the hub key {path} is not a regular file: move it away")
+            data = fh.read(_MAX_KEY_FILE_BYTES + 1)
+        if len(data) > _MAX_KEY_FILE_BYTES:
+            raise StorageError(f"the hub key {path} is over {_MAX_KEY_FILE_BYTES} bytes: not a hub key")
+        text = data.decode("ascii").strip()
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError) as exc:

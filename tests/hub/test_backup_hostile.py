@@ -14,6 +14,7 @@ import pytest
 
 from hub.backup import MANIFEST, backup, restore
 from hub.errors import InvalidArgument
+from tests.fixtures.postgres import create_database
 from tests.hub.harness import start_in_process
 
 ACCOUNTS = "database/001-accounts.jsonl"
@@ -98,6 +99,10 @@ def test_a_manifest_without_keys(good: tuple[Path, dict[str, bytes]], tmp_path: 
     (b"\xff\xfe\n", "line 1 .*utf-8"),
     (b"[" * 100000 + b"]" * 100000 + b"\n", "line 1 .*too deep"),
     (b"{not json\n", "line 1 "),
+    (b'{"name": 9223372036854775808}\n', "line 1 .*'name' holds an integer beyond 64 bits"),
+    (b'{"name": -9223372036854775809}\n', "line 1 .*beyond 64 bits"),
+    (b'{"name": "\\ud800x"}\n', "line 1 .*'name' holds a lone surrogate"),
+    (b'{"name": [1]}\n', "line 1 .*JSON array"),
 ])
 def test_a_table_row_that_is_not_one(good: tuple[Path, dict[str, bytes]], tmp_path: Path,
                                      content: bytes, words: str) -> None:
@@ -121,3 +126,50 @@ def test_members_that_are_not_regular_files(good: tuple[Path, dict[str, bytes]],
         target = "/etc/passwd" if kind == tarfile.SYMTYPE else "nonexistent"
         path = _build(tmp_path / "b.tar", good[1], drop=(name,), extra=(_link(name, kind, target),))
         _refused(path, tmp_path, f"{name} in the backup is not a regular file")
+
+
+def _tampered(members: dict[str, bytes], table: str, column: str, value: Any) -> tuple[str, dict[str, bytes]]:
+    """The archive with ``column`` of the first row of ``table`` set to ``value`` (JSON as written)."""
+    name = next(n for n in members if n.startswith("database/") and n.endswith(f"-{table}.jsonl"))
+    first, _, rest = members[name].partition(b"\n")
+    row = {**json.loads(first), column: value}
+    return name, {name: json.dumps(row).encode() + b"\n" + rest}  # ensure_ascii: a lone surrogate as \\udXXX
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(("table", "column", "value", "words"), [
+    ("blobs", "size", 1 << 64, "an integer beyond 64 bits"),
+    ("revision_files", "size", -(1 << 70), "an integer beyond 64 bits"),
+    ("accounts", "name", "alice\ud800", "a lone surrogate"),
+    ("designs", "slug", "\udfff", "a lone surrogate"),
+])
+def test_a_value_no_database_takes_is_a_damaged_archive(good: tuple[Path, dict[str, bytes]], tmp_path: Path,
+                                                         request: pytest.FixtureRequest, backend: str,
+                                                         table: str, column: str, value: Any, words: str) -> None:
+    url = "" if backend == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    name, change = _tampered(good[1], table, column, value)
+    with pytest.raises(InvalidArgument, match=f"{name} line 1 of the backup is not a valid row: '{column}' holds {words}"):
+        restore(_build(tmp_path / "b.tar", good[1], change), tmp_path / "restored", url)
+    # nothing half-restored: the good archive goes into the same data directory and database
+    summary = restore(good[0], tmp_path / "restored", url)
+    assert summary.rows == json.loads(good[1][MANIFEST])["rows"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("value", [1 << 64, "x\ud800"], ids=["wide", "surrogate"])
+def test_the_import_itself_refuses_what_no_column_holds(tmp_path: Path, request: pytest.FixtureRequest,
+                                                        backend: str, value: Any) -> None:
+    from hub.store.dump import _thd_import, _thd_migrate_to, _thd_revision
+    from hub.store.engine import make_engine, sqlite_url
+
+    url = sqlite_url(tmp_path) if backend == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    engine = make_engine(url)
+    try:
+        _thd_migrate_to(engine, "head")
+        row = {"sha256": "a" * 64, "size": value} if isinstance(value, int) else {"name": value}
+        table = "blobs" if isinstance(value, int) else "accounts"
+        with pytest.raises(InvalidArgument, match=f"the backup's {table} rows hold a value the database "
+                                                  "cannot store .*: the archive is damaged"):
+            _thd_import(engine, _thd_revision(engine), [(table, [row])])
+    finally:
+        engine.dispose()

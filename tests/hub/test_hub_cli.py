@@ -161,3 +161,162 @@ def test_sigterm_lets_a_running_upload_finish(tmp_path: Path) -> None:
         assert (tmp_path / "h" / "blobs" / digest[:2] / digest[2:]).stat().st_size == len(data)
     finally:
         stop_hub(hub)
+
+
+def test_serve_names_a_tls_file_that_is_not_pem(tmp_path: Path) -> None:
+    tls = self_signed(tmp_path)
+    (tmp_path / "notcert.pem").write_text("hello\n", encoding="utf-8")
+    done = _hub_cli("serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0",
+                    "--tls-cert", str(tmp_path / "notcert.pem"), "--tls-key", str(tls.key))
+    assert done.returncode == 1, done.stderr
+    assert f"--tls-cert {tmp_path / 'notcert.pem'}: not a PEM certificate" in done.stderr
+    assert "Failed to bind" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _other_key(path: Path, password: bytes | None = None) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    encryption = (serialization.BestAvailableEncryption(password) if password
+                  else serialization.NoEncryption())
+    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    return path
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("cert is text", "--tls-cert {cert}: not a PEM certificate: it holds no -----BEGIN CERTIFICATE"),
+    ("cert is a key", "--tls-cert {cert}: not a PEM certificate"),
+    ("cert is damaged", "--tls-cert {cert}: not a PEM certificate: its PEM block does not parse"),
+    ("key is text", "--tls-key {key}: not a PEM private key: it holds no"),
+    ("key is the cert", "--tls-key {key}: not a PEM private key"),
+    ("key of another cert", "--tls-key {key} is not the key of the certificate in --tls-cert {cert}"),
+    ("key is encrypted", "--tls-key {key}: the key is encrypted"),
+    ("key is a fifo", "--tls-key {key}: not a regular file"),
+    ("key is missing", "--tls-key {key}: cannot read: No such file"),
+    ("client ca is text", "--tls-client-ca {ca}: not a PEM certificate"),
+])
+def test_tls_files_are_checked_before_binding(tmp_path: Path, case: str, words: str) -> None:
+    import os
+
+    from hub.api.server import TlsFiles, _credentials
+    from hub.errors import InvalidArgument
+
+    good = self_signed(tmp_path)
+    cert, key, ca = good.cert, good.key, tmp_path / "ca.pem"
+    ca.write_bytes(cert.read_bytes())
+    broken = tmp_path / "broken.pem"
+    if case == "cert is text":
+        cert = broken
+        cert.write_text("hello\n", encoding="utf-8")
+    elif case == "cert is a key":
+        cert = good.key
+    elif case == "cert is damaged":
+        cert = broken
+        cert.write_bytes(good.cert.read_bytes().replace(b"\n", b"\n!", 2))
+    elif case == "key is text":
+        key = broken
+        key.write_text("hello\n", encoding="utf-8")
+    elif case == "key is the cert":
+        key = good.cert
+    elif case == "key of another cert":
+        key = _other_key(broken)
+    elif case == "key is encrypted":
+        key = _other_key(broken, b"secret")
+    elif case == "key is a fifo":
+        key = broken
+        os.mkfifo(key)
+    elif case == "key is missing":
+        key = tmp_path / "nowhere.pem"
+    else:
+        ca.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(InvalidArgument) as caught:
+        _credentials(TlsFiles(cert, key, ca))
+    assert words.format(cert=cert, key=key, ca=ca) in str(caught.value)
+
+
+def _in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """spime-hub's main() in this process (its logging set-up undone afterwards)."""
+    import logging
+
+    from hub.__main__ import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = main(list(argv))
+    finally:
+        root.handlers[:], root.level = handlers, level
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+READ_ONLY = [("key", "show"), ("node", "list"), ("job", "list"), ("user", "token", "alice"),
+             ("user", "revoke", "alice"), ("node", "drain", "lab-1", "--reason", "x"), ("node", "resume", "lab-1"),
+             ("job", "requeue", "J"), ("job", "fail", "J"), ("job", "cancel", "J"),
+             ("job", "add", "cube", "--material", "PLA")]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY, ids=" ".join)
+def test_a_mistyped_data_directory_makes_no_hub(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                argv: tuple[str, ...]) -> None:
+    typo = tmp_path / "typo"
+    code, out, err = _in_process(capsys, *argv, "--data", str(typo))
+    assert code == 1 and out == "", err
+    assert f"{typo} holds no hub" in err and "check --data" in err
+    assert not typo.exists()  # neither hub.sqlite3 nor a new hub key to pin
+
+
+@pytest.mark.parametrize("argv", [a for a in READ_ONLY if a[0] != "key"], ids=" ".join)
+def test_an_empty_postgresql_database_gets_no_hub_schema(postgres_server: object, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         argv: tuple[str, ...]) -> None:
+    import sqlalchemy as sa
+
+    from tests.fixtures.postgres import create_database
+
+    url = create_database(postgres_server)  # type: ignore[arg-type]
+    code, out, err = _in_process(capsys, *argv, "--data", str(tmp_path / "d"), "--database", url)
+    assert code == 1 and out == "" and "holds no Spimeforge schema" in err and "check --database" in err, err
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_read_only_commands_answer_from_an_existing_hub(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "hub")
+    assert _in_process(capsys, "migrate", "--data", data)[0] == 0
+    code, out, err = _in_process(capsys, "key", "show", "--data", data)
+    assert code == 0 and len(bytes.fromhex(out.strip())) == 32, err
+    assert _in_process(capsys, "node", "list", "--data", data, "--json")[1].strip() == "[]"
+    assert _in_process(capsys, "job", "list", "--data", data)[1].strip() == "no jobs"
+
+
+def test_key_show_refuses_a_fifo_in_the_keys_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import threading
+
+    from hub.store.hub_key import HUB_KEY_NAME
+
+    data = tmp_path / "hub"
+    data.mkdir()
+    key = data / HUB_KEY_NAME
+    os.mkfifo(key, 0o600)
+
+    def feed() -> None:  # what the old reader waited for (and then took as the hub's key)
+        try:
+            key.write_text("ab" * 32 + "\n", encoding="ascii")
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        code, out, err = _in_process(capsys, "key", "show", "--data", str(data))
+    finally:
+        fd = os.open(key, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer's open return
+        writer.join()
+        os.close(fd)
+    assert code == 1 and out == "" and f"the hub key {key} is not a regular file" in err

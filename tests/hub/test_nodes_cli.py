@@ -18,7 +18,7 @@ from hub.__main__ import main
 from tests.fixtures.hub_server import ROOT, RunningHub, hub_env, start_hub, stop_hub
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import FakeAgent, printer
-from tests.hub.harness import InProcessHub
+from tests.hub.harness import InProcessHub, manifest_toml
 
 STL = b"solid cube\nendsolid cube\n"
 
@@ -87,8 +87,10 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         text = _cli(running, capsys, "node", "list").out.splitlines()
         assert text[0].startswith("lab-1  online ") and "mk3 (Prusa MK3S, idle, PLA)" in text[0]
         assert text[1].startswith("lab-2  offline  last seen never") and text[1].endswith("no printers")
-        job = _cli(running, capsys, "job", "add", "cube", "--material", "PLA", "--param", "size=20", "--json")
-        assert job["state"] in ("queued", "offered") and job["parameters"] == {"size": "20"}
+        job = _cli(running, capsys, "job", "add", "cube", "--material", "PLA", "--json")
+        assert job["state"] in ("queued", "offered") and job["parameters"] == {}
+        assert "no OpenSCAD parameters" in _cli(running, capsys, "job", "add", "cube", "--material", "PLA",
+                                                "--param", "size=20", ok=False).err  # an STL design has none
         offer = agent.expect("offer").offer  # the hub's sweep picked it up
         assert offer.job_id == job["id"]
         listed = _cli(running, capsys, "job", "list", "--json")
@@ -115,3 +117,53 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         assert _cli(running, capsys, "node", "list", "--json")[0]["drained"] == ""
     finally:
         channel.close()
+
+
+SCAD = ROOT / "designs" / "calibration-cube"
+CUBE_FILES = {"calibration-cube.stl": (SCAD / "calibration-cube.stl").read_bytes(),
+              "calibration-cube.scad": (SCAD / "calibration-cube.scad").read_bytes()}
+CUBE_MANIFEST = manifest_toml("scad-cube", files=("calibration-cube.stl",),
+                              extra='[openscad]\nsource = "calibration-cube.scad"\n'
+                                    'parameters = { size = 20, mark_depth = 0.6, chamfer = 0.6 }\n')
+
+
+def _in_process(api: InProcessHub, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    url = api.composed.config.database_url
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = main([*argv, "--data", str(api.data_dir), *(["--database", url] if url else [])])
+    finally:
+        root.handlers[:], root.level = handlers, level
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (("--material", "NOPE"), "unknown material 'NOPE': use one of PLA, PETG"),
+    (("--material", "PLA", "--param", "size=nan"), "parameter 'size': 'nan' is not a number"),
+    (("--material", "PLA", "--param", "size=1e999"), "parameter 'size': inf is not finite"),
+    (("--material", "PLA", "--param", "size=99"), "parameter 'size': 99 is out of range"),
+    (("--material", "PLA", "--param", "colour=red"), "parameter 'colour': the design has no such parameter"),
+    (("--material", "PLA", "--node", "nope"), "no node named 'nope'"),
+    (("--material", "PLA", "--node", "nope", "--printer", "nope"), "no node named 'nope'"),
+    (("--material", "PLA", "--node", "lab-1", "--printer", "nope"), "no printer named 'nope' on node 'lab-1'"),
+    (("--material", "PLA", "--printer", "nope"), "no printer named 'nope' on any node"),
+])
+def test_job_add_refuses_what_a_quote_refuses(any_api: InProcessHub, capsys: pytest.CaptureFixture[str],
+                                              extra: tuple[str, ...], words: str) -> None:
+    any_api.push("alice", "scad-cube", CUBE_FILES, manifest=CUBE_MANIFEST, create=True)
+    agent = FakeAgent.enrolled(any_api, "lab-1", [printer()])
+    agent.connect()
+    try:
+        code, out, err = _in_process(any_api, capsys, "job", "add", "scad-cube", *extra)
+        assert code == 1 and out == "" and words in err, err
+        assert _in_process(any_api, capsys, "job", "list", "--json")[1].strip() == "[]"  # nothing queued
+        code, out, err = _in_process(any_api, capsys, "job", "add", "scad-cube", "--material", "pla", "--param",
+                                     "size=25", "--node", "lab-1", "--printer", "mk3", "--json")
+        assert code == 0, err
+        job = json.loads(out)
+        assert (job["material"], job["parameters"], job["node"], job["printer"]) == ("PLA", {"size": "25"}, "lab-1",
+                                                                                     "mk3")
+    finally:
+        agent.close()

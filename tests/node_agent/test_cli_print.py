@@ -158,6 +158,21 @@ def test_dry_run_uses_the_simulated_printer(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["outcome"] == "completed"
 
 
+def test_the_readme_dry_run_needs_no_baud(tmp_path: Path) -> None:
+    gcode = write(tmp_path / "part.gcode", MOVES[:30])
+    done = spime_node("print", gcode, "--port", "sim", "--simulate", "--json")  # as README.md shows it
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outcome"] == "completed"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "spime-node print part.gcode --port sim --simulate --json" in readme
+
+
+def test_a_real_port_still_needs_a_baud(tmp_path: Path) -> None:
+    gcode = write(tmp_path / "part.gcode", MOVES[:30])
+    done = spime_node("print", gcode, "--port", "/dev/ttyACM9")
+    assert done.returncode == 2 and "--port needs --baud" in done.stderr
+
+
 def test_progress_line_shows_bar_layer_temperatures_and_resends() -> None:
     status = PrinterStatus(
         phase=PrinterPhase.PRINTING, temperatures=Temperatures(209.6, 210, 59.9, 60),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import threading
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
+from node_agent.cli import run
 from node_agent.config import ConfigError, load_config, parse_config
 from node_agent.safety import enforce, limits_for
 from tests.node_agent.test_config import EXAMPLE
@@ -73,3 +77,64 @@ def test_text_the_hub_shows_customers_is_checked_as_the_hub_does(where: str, key
     (config["node"] if where == "node" else config["printers"][0])[key] = value
     with pytest.raises(ConfigError, match=rf"{key}.*{re.escape(why)}"):
         parse_config(config, "node.toml")
+
+
+def _fifo_fed(path: Path, text: str) -> threading.Thread:
+    """A FIFO at ``path`` whose writer waits for a reader and then gives it ``text``: the old
+    reader took it as a config (or waited for a writer forever)."""
+    os.mkfifo(path)
+
+    def feed() -> None:
+        try:
+            path.write_text(text, encoding="utf-8")
+        except BrokenPipeError:  # the reader looked and closed without reading
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return writer
+
+
+def _release(path: Path, writer: threading.Thread) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # the writer's open returns; its text fits the pipe
+    try:
+        writer.join()
+    finally:
+        os.close(fd)
+
+
+def test_a_fifo_config_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    writer = _fifo_fed(path, EXAMPLE)
+    try:
+        with pytest.raises(ConfigError, match=f"{re.escape(str(path))}: not a regular file"):
+            load_config(path)
+    finally:
+        _release(path, writer)
+
+
+def test_a_device_config_is_refused_without_reading_it() -> None:
+    with pytest.raises(ConfigError, match="/dev/zero: not a regular file"):
+        load_config("/dev/zero")
+
+
+def test_an_oversized_config_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(EXAMPLE + "#" * (2 << 20) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"{re.escape(str(path))}: over 1048576 bytes"):
+        load_config(path)
+
+
+def test_status_with_a_fifo_config_answers_with_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    writer = _fifo_fed(path, EXAMPLE)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        code = run(["status", "--config", str(path)], _no_driver, stdout=out, stderr=err)
+    finally:
+        _release(path, writer)
+    assert code == 2 and "not a regular file" in err.getvalue() and out.getvalue() == ""
+
+
+def _no_driver(target: object) -> NoReturn:
+    raise AssertionError("status opens no printer")

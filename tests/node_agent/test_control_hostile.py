@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from node_agent.control import (
     control_path,
     request,
 )
+from tests.node_agent.test_cli_hostile import ROOT
 from tests.node_agent.test_daemon import write_config
 
 ESC = "\x1b]0;OWNED\x07\x1b[2J\u202e\x9b"
@@ -114,3 +118,16 @@ def test_status_reaches_the_terminal_escaped(daemon: Path) -> None:
     assert "OWNED" in text and "\\x1b" in text
     for char in ("\x1b", "\x07", "\u202e", "\x9b"):
         assert char not in text
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_status_into_a_closed_pipe_exits_quietly(daemon: Path, as_json: bool) -> None:
+    read, write = os.pipe()
+    os.close(read)  # `spime-node status | head -0`: the reader is gone before the answer comes
+    try:
+        done = subprocess.run([sys.executable, "-m", "node_agent", "status", "--config", str(daemon),
+                               *(["--json"] if as_json else [])], cwd=ROOT, stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert done.returncode == 1 and done.stderr == ""

@@ -269,3 +269,53 @@ async def _endless_fetch(tmp_path: Path) -> None:
 
 def test_a_fetch_longer_than_the_artifact_stops_at_once(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(_endless_fetch(tmp_path), 60))
+
+
+def _ec_key(path: Path, password: bytes | None = None) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    encryption = (serialization.BestAvailableEncryption(password) if password
+                  else serialization.NoEncryption())
+    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption))
+    return path
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("ca is text", "the hub's CA file (tls_ca) {ca} is not a PEM certificate: it holds no -----BEGIN"),
+    ("ca is a key", "the hub's CA file (tls_ca) {ca} is not a PEM certificate"),
+    ("ca is a fifo", "the hub's CA file (tls_ca) {ca} is not a regular file"),
+    ("cert is text", "the node's certificate (tls_cert) {cert} is not a PEM certificate"),
+    ("key is text", "the node's key (tls_key) {key} is not a PEM private key: it holds no"),
+    ("key of another cert", "the node's key (tls_key) {key} is not the key of its certificate (tls_cert) {cert}"),
+    ("key is encrypted", "the node's key (tls_key) {key} is encrypted"),
+])
+def test_tls_files_that_are_not_pem_are_named_before_dialling(tmp_path: Path, case: str, words: str) -> None:
+    import os
+
+    good = self_signed(tmp_path)
+    ca, cert, key = tmp_path / "ca.pem", good.cert, good.key
+    ca.write_bytes(good.cert.read_bytes())
+    broken = tmp_path / "broken.pem"
+    if case == "ca is text":
+        ca.write_text("not a certificate\n", encoding="utf-8")
+    elif case == "ca is a key":
+        ca.write_bytes(good.key.read_bytes())
+    elif case == "ca is a fifo":
+        ca = broken
+        os.mkfifo(ca)
+    elif case == "cert is text":
+        cert = broken
+        cert.write_text("hello\n", encoding="utf-8")
+    elif case == "key is text":
+        key = broken
+        key.write_text("hello\n", encoding="utf-8")
+    elif case == "key of another cert":
+        key = _ec_key(broken)
+    else:
+        key = _ec_key(broken, b"secret")
+    with pytest.raises(HubRefused) as caught:  # 127.0.0.1:9 is never dialled
+        asyncio.run(enroll("127.0.0.1:9", "spf_x", "test/1", ca=ca, client=ClientCertificate(cert, key),
+                           timeout_s=10))
+    assert words.format(ca=ca, cert=cert, key=key) in str(caught.value)

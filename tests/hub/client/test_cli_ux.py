@@ -173,7 +173,8 @@ def test_a_path_the_system_refuses_is_an_error_that_names_it(argv: list[str], tm
 @pytest.mark.parametrize("data", ["/dev/null", LONG_NAME])
 def test_spime_hub_names_a_data_directory_it_cannot_use(data: str, tmp_path: Path) -> None:
     # a process of its own: spime-hub's main sets up the process's logging
-    done = _run(str(BIN / "spime-hub"), "node", "list", "--data", str(tmp_path / data) if data == LONG_NAME else data)
+    done = _run(str(BIN / "spime-hub"), "user", "add", "zed", "--role", "designer", "--data",
+                str(tmp_path / data) if data == LONG_NAME else data)  # a command that makes a hub where there is none
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith("spime-hub: error: cannot use '") and "check the path" in done.stderr
 

@@ -14,6 +14,7 @@ from hub.store.hub_key import HUB_KEY_NAME
 
 def test_hub_key_show_is_stable_and_private(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "hub-data"
+    assert hub_main(["migrate", "--data", str(data)]) == 0  # the hub makes its key; key show only reads it
     assert hub_main(["key", "show", "--data", str(data), "--json"]) == 0
     assert hub_main(["key", "show", "--data", str(data), "--json"]) == 0
     out = capsys.readouterr().out.splitlines()
