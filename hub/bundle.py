@@ -84,8 +84,8 @@ def parse_bundle(data: bytes) -> Bundle:
     """Parse and type-check bundle.json.
 
     Raises:
-        InvalidArgument: too big, too deep, not JSON, or a field of the wrong type or form
-            (the message names the field).
+        InvalidArgument: too big, too deep, not JSON, a string UTF-8 cannot encode, or a field
+            of the wrong type or form (the message names the field).
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise InvalidArgument(f"bundle.json has {len(data)} bytes; at most {MAX_BUNDLE_BYTES >> 20} MiB are read")
@@ -95,7 +95,7 @@ def parse_bundle(data: bytes) -> Bundle:
         raise InvalidArgument(f"bundle.json is nested more than {MAX_DEPTH} levels deep") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidArgument(f"bundle.json is not JSON: {str(exc)[:200]}") from exc
-    _check_depth(doc)
+    _check_tree(doc)
     doc = _dict(doc, "the document")
     fmt = doc.get("format")
     if fmt not in FORMATS:
@@ -111,14 +111,28 @@ def parse_bundle(data: bytes) -> Bundle:
     return Bundle(str(fmt), design, checked, hub_key, regs)
 
 
-def _check_depth(doc: Any) -> None:
-    stack = [(doc, 1)]
+def _check_tree(doc: Any) -> None:
+    """Refuse nesting past MAX_DEPTH and any string (key or value) that UTF-8 cannot encode:
+    JSON may escape a lone surrogate ("\\ud800"), which breaks hashing and printing later."""
+    stack = [(doc, 1)] if isinstance(doc, (dict, list)) else []
     while stack:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidArgument(f"bundle.json is nested more than {MAX_DEPTH} levels deep")
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        children = [*value, *value.values()] if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, str):
+                _utf8(child)
+            elif isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+
+
+def _utf8(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"bundle.json holds a string that is not valid Unicode ({text[:40]!a}): "
+                              "a lone surrogate escape such as \\ud800") from exc
 
 
 def _dict(value: Any, where: str) -> dict[str, Any]:

@@ -41,7 +41,7 @@ EXPORTS = {
     "hub.store": [
         "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",
     ],
-    "hub.store.engine": ["connect", "make_engine", "migrate", "one_writer", "sqlite_url", "write"],
+    "hub.store.engine": ["connect", "insert_new", "make_engine", "migrate", "one_writer", "sqlite_url", "write"],
     "hub.store.notify": ["Listener", "listen"],
     "hub.store.replicas": ["Released", "ReplicaStore"],
     "hub.service.replicas": ["DEFAULT_POLICY", "ReplicaPolicy", "ReplicaService", "new_replica_id", "parse_wakeup"],
@@ -80,11 +80,12 @@ EXPORTS = {
     "hub.api.metrics": [
         "FleetSnapshot", "HubMetrics", "MetricsInterceptor", "MetricsServer", "feed_from", "start_metrics_server",
     ],
-    "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "restore"],
-    "hub.localfiles": ["not_replaceable"],
+    "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "require_hub", "restore"],
+    "hub.localfiles": ["file_kind", "not_replaceable", "replacing"],
     "hub.api.wide_numbers": ["MAX_STORED_INT", "too_wide"],
     "hub.api.live_calls": ["RECHECK_S", "LiveCalls"],
-    "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "schema_revision"],
+    "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "_thd_revision",
+                       "schema_revision"],
     "hub.sd_notify": ["notify", "ready", "stopping"],
     "hub.runtime": ["GC_THRESHOLDS", "SWITCH_INTERVAL_S", "tune_gc", "tune_switching"],
     "hub.ops_commands": ["COMMANDS", "EXAMPLES", "completion_script", "finish_parser", "register", "run", "version"],
@@ -145,7 +146,7 @@ EXPORTS = {
         "GcodeFileError", "JobChanged", "MAX_LINE_BYTES", "STAND_IN", "SafeJob", "StreamedCommands", "VerifiedReader",
         "check_file",
     ],
-    "node_agent.gcode": ["Command", "PreparedJob", "layer_marker", "parse_command", "parse_words", "prepare",
+    "node_agent.gcode": ["Command", "PreparedJob", "STRING_ARGS", "layer_marker", "parse_command", "parse_words", "prepare",
                          "strip_comment"],
     "node_agent.drivers.multipart": ["MultipartBody"],
     "slicer_bridge.scad_sandbox": [

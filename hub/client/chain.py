@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from hub.client import convert
 from hub.client.common import ClientError, HubRefused
 from hub.client.connection import Hub
 from hub.client.download import download_blob
+from hub.client.local import read_local_file
 from hub.errors import HubError
 from hub.keys import KeyRegistration
 from hub.provenance import AuthorshipCheck, ChainReport, verify_chain
@@ -136,21 +140,33 @@ def _hash_remote(hub: Hub, sha256: str) -> str | None:
 def write_bundle(hub: Hub, design: str, out: Path) -> dict[str, Any]:
     """Export a design's chain with every blob into the directory ``out``.
 
+    The bundle is written into a hidden folder beside ``out``, renamed to ``out`` when
+    complete and removed when the export fails or is interrupted: ``out`` never holds half
+    a bundle, and running the export again starts afresh.
+
     Raises:
-        ClientError: ``out`` exists and is not an empty directory, or a blob is corrupted.
+        ClientError: ``out`` exists and is not an empty directory, names no folder of its
+            own (``.``, ``/``), or a blob is corrupted.
         HubRefused: the hub refused a call.
     """
+    if out.name in ("", ".", ".."):
+        raise ClientError(f"{out} names no folder of its own; give the bundle a new folder name")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ClientError(f"{out} exists and is not an empty directory; choose a new path")
     info, revisions = collect_chain(hub, design)
     hub_key, registrations = collect_keys(hub, revisions)
     blobs = {f["sha256"]: int(f["size"]) for r in revisions for f in r["files"]}
-    (out / "blobs").mkdir(parents=True, exist_ok=True)
-    for sha, size in sorted(blobs.items()):
-        download_blob(hub, sha, size, out / "blobs" / sha)
-    doc = bundle_document(info, revisions, hub_key, registrations)
-    (out / "bundle.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n",
-                                     encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+    (staging / "blobs").mkdir(parents=True)  # a new folder: never one left there, nor through a link
+    try:
+        for sha, size in sorted(blobs.items()):
+            download_blob(hub, sha, size, staging / "blobs" / sha)
+        doc = bundle_document(info, revisions, hub_key, registrations)
+        (staging / "bundle.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(staging, out)  # over nothing, or over the empty folder checked above
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {"design": design, "output": str(out), "revisions": len(revisions),
             "blobs": len(blobs), "bytes": sum(blobs.values()), "hub_public_key": hub_key.hex(),
             "key_registrations": len(registrations)}
@@ -163,11 +179,9 @@ def read_bundle(folder: Path) -> tuple[Bundle, Callable[[str], str | None]]:
         ClientError: the bundle is missing, too big, or malformed (the message says where).
     """
     path = folder / "bundle.json"
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_BUNDLE_BYTES + 1)
-    except OSError as exc:
-        raise ClientError(f"{folder} is not a bundle (bundle.json unreadable: {exc.strerror or exc})") from exc
+    data = read_local_file(path, MAX_BUNDLE_BYTES, "the bundle document")
+    if data is None:
+        raise ClientError(f"{folder} is not a bundle (it has no bundle.json)")
     try:
         bundle = parse_bundle(data)
     except HubError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -97,17 +98,38 @@ def _commands(parser: argparse.ArgumentParser) -> set[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``spime`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser_for(argv)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    return _run(args)
+        parser = _parser_for(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        else:
+            code = _run(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be handled
+    except BrokenPipeError:  # `spime ... | head`: the reader is gone, nobody is left to tell
+        _drop_stdout()
+        return EXIT_REFUSED
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again (as the
+    Python docs on SIGPIPE advise)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a stream without a descriptor
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        raise
     except UsageError as exc:
         log(f"spime: error: {exc}")
         return EXIT_USAGE

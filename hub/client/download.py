@@ -14,7 +14,8 @@ from spimeforge.v1 import designs_pb2
 from hub.client.common import ClientError
 from hub.client.connection import Hub
 from hub.client.local import safe_target
-from hub.localfiles import not_replaceable
+from hub.localfiles import not_replaceable, replacing
+from hub.manifest import MANIFEST_NAME
 from hub.paths import CLIENT_RESERVED, fold
 
 __all__ = ["download_blob", "plan_targets", "write_revision"]
@@ -108,21 +109,27 @@ def write_revision(hub: Hub, rev: dict[str, Any], dest: Path,
                    advance: Callable[[int], None] = lambda n: None) -> list[str]:
     """Write a revision's spime.toml and files into ``dest``; return the paths written.
 
-    Every target is checked before any byte is written.
+    Every target is checked before any byte is written; spime.toml, as every file, is
+    written beside its place and renamed over it when complete.
 
     Raises:
-        ClientError: an unsafe name or a corrupted blob.
+        ClientError: an unsafe name, a target that is not a regular file (a link leading out
+            of ``dest``, a pipe, a device), or a corrupted blob.
         HubRefused: the hub refused a download.
     """
     plan = plan_targets(dest, rev["files"])
+    manifest = safe_target(dest, MANIFEST_NAME)
+    parts = safe_target(dest, _PARTS.parent.name) / _PARTS.name  # .spime/ may not lead elsewhere either
+    if problem := not_replaceable(manifest):
+        raise ClientError(f"cannot write {MANIFEST_NAME}: {problem}")
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        (dest / "spime.toml").write_text(rev["manifest_toml"], encoding="utf-8")
+        with replacing(manifest) as fh:
+            fh.write(rev["manifest_toml"].encode("utf-8"))
         for f, target in plan:
-            download_blob(hub, f["sha256"], int(f["size"]), target, advance,
-                          part=dest / _PARTS / f"{f['sha256']}.part")
+            download_blob(hub, f["sha256"], int(f["size"]), target, advance, part=parts / f"{f['sha256']}.part")
         with contextlib.suppress(OSError):
-            (dest / _PARTS).rmdir()
+            parts.rmdir()
     except OSError as exc:
         raise ClientError(f"cannot write into {dest}: {exc.strerror or exc} ({exc.filename or ''})") from exc
-    return ["spime.toml"] + [f["path"] for f, _ in plan]
+    return [MANIFEST_NAME] + [f["path"] for f, _ in plan]

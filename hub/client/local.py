@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -21,7 +22,16 @@ from hub.client.common import ClientError, UsageError
 from hub.client.statcache import StatCache, now_ns, read_state_json
 from hub.domain import SLUG_PATTERN
 from hub.errors import HubError
-from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest, safe_relative_path
+from hub.limits import MAX_FILES
+from hub.localfiles import file_kind, replacing
+from hub.manifest import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_CHARS,
+    Manifest,
+    missing_files,
+    parse_manifest,
+    safe_relative_path,
+)
 from hub.paths import path_problem
 
 __all__ = [
@@ -33,6 +43,7 @@ __all__ = [
     "iter_chunks",
     "load_key",
     "read_base",
+    "read_local_file",
     "read_manifest",
     "safe_target",
     "scan_design_dir",
@@ -45,6 +56,8 @@ CHUNK = 1024 * 1024
 HASH_THREADS = max(1, min(4, os.cpu_count() or 1))
 _BASE = Path(".spime") / "base"
 _MAX_BASE_BYTES = 4096
+_MAX_MANIFEST_BYTES = 4 * MAX_MANIFEST_CHARS  # parse_manifest counts characters; UTF-8 has up to 4 bytes each
+_MAX_KEY_BYTES = 4096
 _REVISION_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -76,18 +89,54 @@ def iter_chunks(path: Path, chunk: int = CHUNK) -> Iterator[bytes]:
             yield data
 
 
+def read_local_file(path: Path, limit: int, what: str) -> bytes | None:
+    """The bytes of a regular file a user named, or None when nothing is at ``path``.
+
+    The type is checked before the file is opened (opening a serial device can reset the
+    printer on it) and again on the opened file, so a pipe, socket, device or folder is
+    refused instead of blocking the read or feeding it without end.
+
+    Args:
+        path: the file.
+        limit: the most bytes accepted; a bigger file is refused, never read whole.
+        what: what the file should hold, for messages ("the key", "the printer profile").
+
+    Raises:
+        UsageError: naming ``path`` and what is wrong (not a regular file, over ``limit``
+            bytes, or the system refused it).
+    """
+    try:
+        if not stat.S_ISREG(mode := path.stat().st_mode):
+            raise UsageError(f"{what} {path} is a {file_kind(mode)}, not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(mode := os.fstat(fh.fileno()).st_mode):
+                raise UsageError(f"{what} {path} is a {file_kind(mode)}, not a regular file")
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise UsageError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if len(data) > limit:
+        amount = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+        raise UsageError(f"{what} {path} is too big: at most {amount} are read")
+    return data
+
+
 def read_manifest(folder: Path) -> tuple[str, Manifest]:
     """Read and validate ``folder/spime.toml``.
 
     Raises:
-        UsageError: the file is missing or invalid (the message names the field).
+        UsageError: the file is missing, not a regular file, too big or invalid (the message
+            names the field).
     """
     path = folder / MANIFEST_NAME
+    data = read_local_file(path, _MAX_MANIFEST_BYTES, "the manifest")
+    if data is None:
+        raise UsageError(f"{path} not found: create one with `spime init {folder}`")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path} not found: create one with `spime init {folder}`") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     try:
         return text, parse_manifest(text)
@@ -112,7 +161,8 @@ def scan_design_dir(folder: Path, *, cache: StatCache | None = None,
 
     Raises:
         UsageError: the manifest is invalid, a file it names is missing, a file
-            name is not allowed, or the folder holds a symlink.
+            name is not allowed, the folder holds a symlink or more files than the hub
+            accepts in a revision.
         OSError: a file could not be read.
     """
     if not folder.is_dir():
@@ -120,6 +170,9 @@ def scan_design_dir(folder: Path, *, cache: StatCache | None = None,
     if not (folder / MANIFEST_NAME).is_file():
         read_manifest(folder)  # raises the usual "not found" error
     paths = _checked_paths(folder)
+    if len(paths) > MAX_FILES:  # the hub would refuse the revision only after every upload
+        raise UsageError(f"{folder} holds {len(paths)} files; a revision holds at most {MAX_FILES} "
+                         "(the hub's limit PushRequest.files): remove files or split the design")
     files: list[LocalFile] = []
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         pending: set[Future[LocalFile]] = {pool.submit(_local_file, folder, p, rel, cache)
@@ -220,12 +273,16 @@ def read_base(folder: Path) -> dict[str, str]:
 
 
 def write_base(folder: Path, design: str, revision: str) -> None:
-    """Record the revision a folder now matches."""
-    path = folder / _BASE
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # replaced, never opened: a FIFO there would block
-    tmp.write_text(json.dumps({"design": design, "revision": revision}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Record the revision a folder now matches.
+
+    Raises:
+        ClientError: ``.spime`` is a link leading out of ``folder``.
+        OSError: the file could not be written.
+    """
+    state = safe_target(folder, _BASE.parent.name)
+    state.mkdir(exist_ok=True)
+    with replacing(state / _BASE.name) as fh:  # replaced, never opened: a FIFO there would block
+        fh.write(json.dumps({"design": design, "revision": revision}).encode() + b"\n")
 
 
 def default_key_path(explicit: str | None = None) -> Path:
@@ -244,14 +301,13 @@ def load_key(path: Path) -> bytes | None:
     Raises:
         UsageError: the file exists but does not hold a key.
     """
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
+    data = read_local_file(path, _MAX_KEY_BYTES, "the key")
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the key {path}: {exc}") from exc
     try:
-        key = bytes.fromhex(text)
+        key = bytes.fromhex(data.decode("ascii").strip())
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read the key {path}: {exc}") from exc
     except ValueError as exc:
         raise UsageError(f"{path} does not hold a hex Ed25519 key; "
                          "make one with `spime key gen`") from exc

@@ -8,10 +8,12 @@ is an error, 2 for a usage error (missing file, unknown profile, bad options).
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.client.common import EXIT_OK, EXIT_REFUSED, UsageError, add_json_option, emit, log
+from hub.client.local import read_local_file
 
 if TYPE_CHECKING:
     from slicer_bridge.printability import CheckResult
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
 # slicer_bridge (numpy, scipy, trimesh: ~0.5 s, ~80 MB) is imported only when `check`
 # runs, so the other `spime` commands start fast.
+
+_MAX_PROFILE_BYTES = 1_000_000  # what slicer_bridge.profiles reads of an .ini
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,12 +69,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _profile(name: str | None) -> PrinterProfile | None:
     from slicer_bridge.base import ProfileError
-    from slicer_bridge.profiles import load_profile
+    from slicer_bridge.profiles import load_profile, parse_profile
 
     if name is None:
         return None
+    path = Path(name)
     try:
-        return load_profile(name)
+        if path.suffix != ".ini" and not path.exists():
+            return load_profile(name)  # a shipped profile's short name
+        # A path the user gave: read here, so a pipe or device is refused, never read (or opened).
+        data = read_local_file(path, _MAX_PROFILE_BYTES, "the printer profile")
+        if data is None:
+            raise UsageError(f"the printer profile {path} does not exist")
+        return parse_profile(data.decode("utf-8", errors="replace"), path.resolve(), hashlib.sha256(data).hexdigest())
     except ProfileError as exc:
         raise UsageError(str(exc)) from exc
 

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import stat
 from pathlib import Path
 from typing import Any
 
 from spimeforge.v1 import common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, Progress, add_hub_command, bounded_int, emit, split_ref
+from hub.client.common import (
+    EXIT_OK,
+    HubRefused,
+    Progress,
+    UsageError,
+    add_hub_command,
+    bounded_int,
+    emit,
+    split_ref,
+)
 from hub.client.connection import Hub, opened
-from hub.client.download import write_revision
-from hub.client.local import write_base
+from hub.client.download import plan_targets, write_revision
+from hub.client.local import hash_file, read_base, safe_target, write_base
+from hub.client.statcache import StatCache
+from hub.manifest import MANIFEST_NAME
 
 __all__ = [
     "get_revision",
@@ -35,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = add_hub_command(subparsers, "get", "download a revision and verify every hash", run_get)
     p.add_argument("ref", help="DESIGN or DESIGN@REV")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    p.add_argument("--force", action="store_true", help="overwrite local changes in the folder, or "
+                   "the files of another design there")
     p = add_hub_command(subparsers, "search", "find designs", run_search)
     p.add_argument("text", nargs="?", default="", help="words in the title or description")
     p.add_argument("--license", default="", help="SPDX id the license must contain")
@@ -115,11 +130,24 @@ def _human_show(doc: dict[str, Any]) -> str:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    """Download a revision into a folder, verifying every blob's hash."""
+    """Download a revision into a folder, verifying every blob's hash.
+
+    Without ``--force`` a folder holding another design, or files the revision would
+    replace that differ from both it and the revision the folder was fetched from, is
+    refused (exit 2) before anything is written.
+    """
     design, rev = split_ref(args.ref)
     dest: Path = args.output
+    base = read_base(dest)
+    if base and base["design"] != design and not args.force:
+        raise UsageError(f"{dest} holds the design {base['design']!r}: get {design!r} into another "
+                         "folder, or pass --force to write it over that one")
     with opened(args) as hub:
         revision = get_revision(hub, design, rev)
+        if not args.force and (changed := _local_changes(hub, dest, revision, base)):
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise UsageError(f"{dest} has local changes that `spime get` would overwrite: {shown}; "
+                             "push them first, get into another folder, or pass --force to overwrite them")
         total = sum(int(f["size"]) for f in revision["files"])
         bar = Progress(total, f"downloading {len(revision['files'])} file(s)")
         written = write_revision(hub, revision, dest, bar.advance)
@@ -130,6 +158,52 @@ def run_get(args: argparse.Namespace) -> int:
     emit(args, doc, lambda d: f"{d['design']}@{d['revision_id'][:12]}: wrote "
                               f"{len(d['files'])} file(s) to {d['output']}, hashes verified")
     return EXIT_OK
+
+
+def _local_changes(hub: Hub, dest: Path, revision: dict[str, Any], base: dict[str, str]) -> list[str]:
+    """The files ``revision`` would replace in ``dest`` whose content is neither its own nor
+    that of the ``base`` revision the folder was fetched from (a local edit or a stranger).
+
+    Raises:
+        ClientError: a file name of the revision is unsafe, or spime.toml is a link leading out
+            of ``dest`` (as write_revision would refuse them).
+    """
+    incoming = {MANIFEST_NAME: (safe_target(dest, MANIFEST_NAME), _sha256(revision["manifest_toml"]))}
+    incoming |= {f["path"]: (target, f["sha256"]) for f, target in plan_targets(dest, revision["files"])}
+    cache = StatCache(dest)
+    local = {name: found for name, (target, _) in incoming.items()
+             if (found := _local_hash(cache, name, target)) is not None}
+    differing = {name for name, sha in local.items() if sha != incoming[name][1]}
+    if not differing:
+        return []
+    recorded: dict[str, str] = {}
+    if base.get("design") == revision["design"]:
+        try:
+            old = get_revision(hub, base["design"], base["revision"])
+        except HubRefused:  # the base is gone or hidden: nothing vouches for the local files
+            old = {"manifest_toml": "", "files": []}
+        recorded = {MANIFEST_NAME: _sha256(old["manifest_toml"])} | {f["path"]: f["sha256"] for f in old["files"]}
+    return sorted(name for name in differing if recorded.get(name) != local[name])
+
+
+def _local_hash(cache: StatCache, name: str, target: Path) -> str | None:
+    """The SHA-256 of the regular file at ``target`` ("" when it cannot be read), None when no
+    regular file is there (write_revision refuses a pipe or folder there, or a path the system
+    cannot hold, with its own message)."""
+    try:
+        st = target.stat()
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        return cache.lookup(name, st) or hash_file(target)[0]
+    except OSError:  # unreadable: nothing shows it unchanged
+        return ""
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def run_search(args: argparse.Namespace) -> int:

@@ -8,8 +8,9 @@ from pathlib import Path
 from spimeforge.v1 import records_pb2
 
 from hub.client.chain import write_bundle
-from hub.client.common import EXIT_OK, add_hub_command, emit, split_ref
+from hub.client.common import EXIT_OK, UsageError, add_hub_command, emit, split_ref
 from hub.client.connection import Hub, opened
+from hub.localfiles import not_replaceable, replacing
 
 __all__ = ["register", "run"]
 
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     """Write the export."""
     design, rev = split_ref(args.ref)
     out: Path = args.output
+    if args.format != "bundle" and (problem := not_replaceable(out)):
+        raise UsageError(f"cannot export there: {problem}")
     with opened(args) as hub:
         if args.format == "bundle":
             doc = write_bundle(hub, design, out)
@@ -50,14 +53,9 @@ def _write_document(hub: Hub, request: records_pb2.ExportRequest, out: Path) -> 
         HubRefused: the hub refused the export, or the stream broke off (nothing is left at ``out``).
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.exporting")
     media_type, written = "", 0
-    try:
-        with hub.errors(), partial.open("wb") as fh:
-            for chunk in hub.records.Export(request, metadata=hub.metadata, timeout=600):
-                media_type = media_type or chunk.media_type
-                written += fh.write(chunk.document)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
+    with hub.errors(), replacing(out) as fh:
+        for chunk in hub.records.Export(request, metadata=hub.metadata, timeout=600):
+            media_type = media_type or chunk.media_type
+            written += fh.write(chunk.document)
     return media_type, written

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from hub.client.common import EXIT_OK, UsageError, add_json_option, emit
 from hub.errors import HubError
-from hub.manifest import MANIFEST_NAME, parse_manifest
+from hub.localfiles import not_replaceable, replacing
+from hub.manifest import MANIFEST_NAME, parse_manifest, safe_relative_path
 
 __all__ = ["register", "run", "scaffold"]
 
@@ -47,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     """Write the scaffold and check it parses."""
     folder: Path = args.dir
     target = folder / MANIFEST_NAME
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} already exists (use --force to overwrite)")
+    if target.is_symlink() or target.exists():
+        if not args.force:
+            raise UsageError(f"{target} already exists (use --force to overwrite)")
+        if problem := not_replaceable(target):
+            raise UsageError(problem)
     name = args.name or _slugify(folder.resolve().name)
     text = scaffold(folder, name, args.license, args.title or _titleize(name),
                     args.licensor or _user())
@@ -57,27 +61,61 @@ def run(args: argparse.Namespace) -> int:
     except HubError as exc:
         raise UsageError(str(exc)) from exc
     folder.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    with replacing(target) as fh:  # a link there is replaced, never written through
+        fh.write(text.encode("utf-8"))
     emit(args, {"path": str(target), "manifest": manifest.to_dict()},
          lambda d: f"wrote {d['path']}; add your files, edit it, then `spime push {folder}`")
     return EXIT_OK
 
 
 def scaffold(folder: Path, name: str, license_: str, title: str, licensor: str) -> str:
-    """The text of a new spime.toml listing the meshes and OpenSCAD file found in ``folder``."""
+    """The text of a new spime.toml listing the meshes and OpenSCAD file found in ``folder``.
+
+    Raises:
+        UsageError: a file name a design may not hold, or an option that is not valid UTF-8.
+    """
     found = sorted(p for p in folder.glob("*") if p.is_file()) if folder.is_dir() else []
     meshes = [p.name for p in found if p.suffix.lower() in _MESH_SUFFIXES] or [f"{name}.stl"]
     scad = next((p.name for p in found if p.suffix.lower() == ".scad"), "")
+    for listed in [*meshes, scad] if scad else meshes:
+        _check_listable(folder, listed)
     parts = "".join(
-        f'\n[[parts]]\nname = "{Path(m).stem}"\nfiles = ["{m}"]\nmaterial = "PLA"\nquantity = 1\n'
+        f'\n[[parts]]\nname = "{_esc(Path(m).stem, "the file name")}"\n'
+        f'files = ["{_esc(m, "the file name")}"]\nmaterial = "PLA"\nquantity = 1\n'
         for m in meshes)
-    openscad = f'\n[openscad]\nsource = "{scad}"\nparameters = {{}}\n' if scad else ""
-    return _TEMPLATE.format(name=name, title=_esc(title), license=_esc(license_),
-                            licensor=_esc(licensor), parts=parts, openscad=openscad)
+    openscad = (f'\n[openscad]\nsource = "{_esc(scad, "the file name")}"\nparameters = {{}}\n'
+                if scad else "")
+    return _TEMPLATE.format(name=_esc(name, "--name"), title=_esc(title, "--title"),
+                            license=_esc(license_, "--license"),
+                            licensor=_esc(licensor, "--licensor"), parts=parts, openscad=openscad)
 
 
-def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+def _check_listable(folder: Path, name: str) -> None:
+    """Refuse a file the manifest could not list, naming it (not the manifest field)."""
+    try:
+        _esc(name, "the file name")
+        safe_relative_path(name)
+    except (HubError, UsageError) as exc:
+        raise UsageError(f"cannot list {str(folder / name)!r} in {MANIFEST_NAME}: {exc}; "
+                         "rename the file") from exc
+
+
+# TOML basic strings: these by their short escape, other controls (U+0000-U+001F, U+007F) as \uXXXX.
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+                 "\r": "\\r"}
+
+
+def _esc(text: str, what: str) -> str:
+    """``text`` escaped for a TOML basic string ("...").
+
+    Raises:
+        UsageError: ``text`` holds a byte that is not UTF-8 (Python reads it as a lone
+            surrogate, which no TOML string can hold); ``what`` names where it came from.
+    """
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        raise UsageError(f"{what} {text!r} is not valid UTF-8, so spime.toml cannot hold it")
+    return "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if c < " " or c == "\x7f" else c)
+                   for c in text)
 
 
 def _slugify(text: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from hub.client.common import (
 from hub.client.connection import Hub, opened
 from hub.client.local import default_key_path, load_key
 from hub.keys import fingerprint, prove_possession
+from hub.localfiles import not_replaceable, replacing
 from hub.provenance import generate_private_key, public_key_of
 
 __all__ = ["register", "register_key", "run_gen", "run_hub", "run_list", "run_register", "run_revoke", "run_rotate",
@@ -63,13 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _write_key(path: Path, key: bytes) -> None:
+    if problem := not_replaceable(path):
+        raise UsageError(f"cannot write the key there: {problem}")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key.hex() + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    with replacing(path, mode=0o600) as fh:  # created 0600: never readable by others, not even for a moment
+        fh.write(key.hex().encode("ascii") + b"\n")
 
 
 def _require_key(path: Path) -> bytes:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from spimeforge.v1 import orders_pb2, orders_pb2_grpc
 
 from hub.client.common import (
     EXIT_OK,
+    ClientError,
     UsageError,
     add_hub_command,
     bounded_int,
@@ -29,6 +31,7 @@ from hub.client.common import (
     split_ref,
 )
 from hub.client.connection import Hub, opened
+from hub.localfiles import not_replaceable, replacing
 
 __all__ = ["register"]
 
@@ -127,27 +130,62 @@ def _order(args: argparse.Namespace) -> int:
                                            idempotency_key=args.key or secrets.token_hex(8))
     if not args.quote:
         request.spec.CopyFrom(_spec(args))
+    if args.qr:
+        _check_qr_path(args.qr)
     with opened(args) as hub:
         order = hub.call(_stub(hub).PlaceOrder, request, timeout=600)
-    labels = _write_qr(args.qr, order) if args.qr else []
+    labels: list[str] = []
+    failure = ""
+    try:
+        if args.qr:
+            _write_qr(args.qr, order, labels)
+    except (ClientError, OSError) as exc:  # the order is placed: show it before the failure
+        failure = str(exc) if isinstance(exc, ClientError) else f"{exc.strerror or exc} ({exc.filename or ''})"
     doc = _doc(order)
     doc["qr_files"] = labels
+    if failure:
+        doc["qr_error"] = failure
     emit(args, doc, lambda _: _order_text(order) + "".join(f"\nQR label: {f}" for f in labels))
+    if failure:
+        raise ClientError(f"order {order.id} is placed, but its QR labels could not be written: {failure}; "
+                          f"`spime watch {order.id}` shows them")
     return EXIT_OK
 
 
-def _write_qr(path: Path, order: orders_pb2.Order) -> list[str]:
+def _check_qr_path(path: Path) -> None:
+    """Refuse a --qr path no label can be written to before the order is paid for.
+
+    Raises:
+        UsageError: ``path`` is a folder or another non-regular file, or its nearest existing
+            folder is not a folder this user may write in.
+    """
+    if problem := not_replaceable(path):
+        raise UsageError(f"--qr: {problem}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # made by _write_qr
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--qr {path}: cannot write into {folder} (not a folder you may write in)")
+
+
+def _write_qr(path: Path, order: orders_pb2.Order, written: list[str]) -> None:
+    """Write a label per object of ``order``, appending each file's name to ``written``.
+
+    Raises:
+        ClientError: a label's place is not a regular file.
+        OSError: a label could not be written.
+    """
     import qrcode
     from qrcode.image.pure import PyPNGImage
 
-    written = []
     for i, obj in enumerate(order.objects):
         target = path if i == 0 else path.with_name(f"{path.stem}-{i + 1}{path.suffix}")
+        if problem := not_replaceable(target):
+            raise ClientError(problem)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
+        with replacing(target) as out:  # a pipe or a link there is replaced, never written through
             qrcode.make(obj.qr_payload, image_factory=PyPNGImage).save(out)
         written.append(str(target))
-    return written
 
 
 def _order_text(o: orders_pb2.Order) -> str:
@@ -165,8 +203,9 @@ def _order_text(o: orders_pb2.Order) -> str:
 
 def _watch(args: argparse.Namespace) -> int:
     last: orders_pb2.Order | None = None
-    with opened(args) as hub, hub.errors():
-        for order in _stub(hub).WatchOrder(orders_pb2.GetOrderRequest(order_id=args.order), metadata=hub.metadata):
+    request = orders_pb2.GetOrderRequest(order_id=args.order)
+    with opened(args) as hub, hub.errors(request):
+        for order in _stub(hub).WatchOrder(request, metadata=hub.metadata):
             last = order
             log(f"{order.id}: {_STATE_NAMES[order.state]} {order.progress_percent:.0f} % layer {order.layer}")
     assert last is not None
@@ -196,9 +235,12 @@ def _rate(args: argparse.Namespace) -> int:
 
 def _int(text: str, name: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError as exc:
-        raise UsageError(f"--criteria {name}={text!r}: give a whole number 1-5") from exc
+        raise UsageError(f"--criteria {name}={text[:40]!r}: give a whole number 1-5") from exc
+    if not 1 <= value <= 5:  # a uint32 field: -3 or 2**32 would not even fit the request
+        raise UsageError(f"--criteria {name}={text[:40]!r}: give a whole number 1-5")
+    return value
 
 
 def _orders(args: argparse.Namespace) -> int:

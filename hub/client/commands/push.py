@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,23 +21,26 @@ from typing import Any
 from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2
 
 from hub.client import convert
-from hub.client.common import EXIT_OK, HubRefused, add_hub_command, emit
+from hub.client.common import EXIT_OK, HubRefused, UsageError, add_hub_command, emit
 from hub.client.connection import Hub, opened
 from hub.client.local import (
     LocalFile,
     default_key_path,
     load_key,
     read_base,
+    read_local_file,
     scan_design_dir,
     write_base,
 )
 from hub.client.statcache import StatCache
 from hub.client.upload import PARALLEL_STREAMS, Uploader
 from hub.domain import FileEntry
-from hub.manifest import MANIFEST_NAME, Manifest
+from hub.manifest import MANIFEST_NAME, MAX_MANIFEST_CHARS, Manifest
 from hub.provenance import public_key_of, revision_id, sign
 
 __all__ = ["register", "run", "upload_missing"]
+
+_REVISION_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("dir", type=Path, help="design folder with a spime.toml")
     p.add_argument("-m", "--message", default="", help="what changed")
     p.add_argument("--new", action="store_true", help="create the design (you become maintainer)")
-    p.add_argument("--parent", default="", help="parent revision (default: the folder's base "
+    p.add_argument("--parent", type=_revision_id, default=None,
+                   help="parent revision id, 64 hex digits (default: the folder's base "
                    "from `spime get`, else the hub's head)")
     p.add_argument("--key", default=None, help="signing key (default $SPIME_KEY or "
                    "~/.config/spimeforge/key; pushes are signed when it exists)")
@@ -127,11 +132,20 @@ def _hash_and_upload(hub: Hub, folder: Path, caller: _Caller, progress: bool,
 
 def _design_name(folder: Path) -> str:
     """The manifest's ``name``, read without validating the manifest ("" if unreadable)."""
-    try:
-        name = tomllib.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("name")
-    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8, TOML or a huge number
+    try:  # a pipe or device is not read here: scan_design_dir refuses it, naming it
+        data = read_local_file(folder / MANIFEST_NAME, 4 * MAX_MANIFEST_CHARS, "the manifest")
+        name = tomllib.loads((data or b"").decode("utf-8")).get("name")
+    except (UsageError, ValueError, RecursionError):  # ValueError: bad UTF-8, TOML or a huge number
         return ""
     return name if isinstance(name, str) else ""
+
+
+def _revision_id(text: str) -> str:
+    """An argparse ``type``: a whole revision id (a prefix names no parent the hub can check)."""
+    if not _REVISION_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not a revision id (64 lowercase hex "
+                                         "digits, as `spime log DESIGN --json` prints)")
+    return text
 
 
 def _parent(hub: Hub, args: argparse.Namespace, design: str, folder: Path) -> str:

@@ -32,6 +32,7 @@ from hub.client.common import (
     log,
 )
 from hub.client.connection import opened
+from hub.client.local import read_local_file
 from hub.errors import HubError
 from hub.keys import KeyRegistration, fingerprint
 from hub.manifest import parse_manifest
@@ -40,6 +41,7 @@ from hub.provenance import registered_authorship
 __all__ = ["pinned_hub_key", "register", "run"]
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}\Z")
+_MAX_KEY_FILE_BYTES = 4096
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,16 +63,17 @@ def pinned_hub_key(value: str) -> bytes | None:
     """The pinned hub key from hex or a file holding hex; None when not given.
 
     Raises:
-        UsageError: neither 64 hex digits nor a readable file holding them.
+        UsageError: neither 64 hex digits nor a readable file holding them (a regular file of
+            at most 4 KiB).
     """
     if not value:
         return None
     text = value.strip()
     if not _HEX_KEY.match(text):
-        try:
-            text = Path(value).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise UsageError(f"--hub-key {value[:80]!r} is neither 64 hex digits nor a readable key file") from exc
+        data = read_local_file(Path(value), _MAX_KEY_FILE_BYTES, "the hub key file")
+        if data is None:
+            raise UsageError(f"--hub-key {value[:80]!r} is neither 64 hex digits nor a readable key file")
+        text = data.decode("ascii", errors="replace").strip()
         if not _HEX_KEY.match(text):
             raise UsageError(f"{value[:80]} does not hold a hub key (64 hex digits)")
     return bytes.fromhex(text)

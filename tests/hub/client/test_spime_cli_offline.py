@@ -248,7 +248,7 @@ EXPORTS = {
                      "safe_relative_path", "toml_depth"],
     "hub.client.cli": ["COMMAND_MODULES", "build_parser", "main"],
     "hub.client.local": ["CHUNK", "HASH_THREADS", "LocalFile", "default_key_path", "hash_file",
-                         "iter_chunks", "load_key", "read_base", "read_manifest", "safe_target",
+                         "iter_chunks", "load_key", "read_base", "read_local_file", "read_manifest", "safe_target",
                          "scan_design_dir", "write_base"],
     "hub.client.chain": ["BUNDLE_FORMAT", "collect_chain", "collect_keys", "read_bundle", "remote_blob_hasher",
                          "verify_revisions", "write_bundle"],

@@ -138,6 +138,8 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("manifest-nested-deep", _with(lambda d: d["revisions"][0].update(manifest_toml="a = " + _nested(100_000))),
      "manifest is invalid"),
     ("head-is-a-path", _with(lambda d: d["design"].update(head_revision_id="../../etc")), "not a SHA-256"),
+    ("lone-surrogate-message", _with(lambda d: d["revisions"][0].update(message="\ud800")), "not valid Unicode"),
+    ("lone-surrogate-key", _with(lambda d: d["design"].update({"\udc00x": 1})), "not valid Unicode"),
 ]
 
 
