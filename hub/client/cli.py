@@ -33,7 +33,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (
     "init", "whoami", "push", "designs", "fork", "proposals", "maintainer",
     "keys", "verify", "export", "demo", "check", "completion",
-    "orders", "record", "ledger", "grant",
+    "orders", "record", "ledger", "grant", "governance",
 )
 
 

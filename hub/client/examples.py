@@ -41,6 +41,8 @@ EXAMPLES: dict[str, str] = {
     "record": "spime record shelf-bracket --json",
     "ledger": "spime ledger shelf-bracket --limit 20",
     "grant": "spime grant nc-design --scope paid --node fablab-berlin --until 2027-06-30",
+    "participation": "spime participation shelf-bracket co-create",
+    "equation": "spime equation shelf-bracket --maker 60 --lineage 25 --commons 15",
 }
 
 
