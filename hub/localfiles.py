@@ -1,4 +1,5 @@
-"""What may be renamed over a path a user gave, and the atomic write that renames it.
+"""What may be renamed over a path a user gave, the atomic write that renames it, and the read of a
+file a user named (only a regular file, and only so much of it).
 
 The tools write a file next to its target and rename it over the target when complete
 (``spime-hub backup``, ``spime get``, ``spime export``, ``spime key gen``). A rename replaces
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["file_kind", "not_replaceable", "replacing"]
+__all__ = ["FileTooLarge", "NotRegularFile", "file_kind", "not_replaceable", "read_regular", "replacing"]
 
 _KINDS = ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "device"),
           (stat.S_ISBLK, "device"), (stat.S_ISFIFO, "pipe"), (stat.S_ISSOCK, "socket"))
@@ -61,3 +62,43 @@ def replacing(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class NotRegularFile(OSError):
+    """A pipe, socket, device or folder where a file was to be read; ``kind`` says which."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"{path} is a {kind}, not a regular file")
+        self.kind = kind
+
+
+class FileTooLarge(OSError):
+    """A file over what its reader accepts (``limit`` bytes); it was not read whole."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(f"{path} is over {limit} bytes")
+        self.limit = limit
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them.
+
+    The type is checked before the file is opened (opening a serial device can reset the printer
+    on it) and again on the opened file (opened without blocking: a pipe with no writer would wait
+    for ever, /dev/zero never end).
+
+    Raises:
+        NotRegularFile: a pipe, socket, device or folder is there.
+        FileTooLarge: the file holds more than ``limit`` bytes.
+        OSError: it cannot be opened or read (FileNotFoundError: nothing is there).
+    """
+    if not stat.S_ISREG(mode := os.stat(path).st_mode):
+        raise NotRegularFile(path, file_kind(mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(mode := os.fstat(fh.fileno()).st_mode):
+            raise NotRegularFile(path, file_kind(mode))
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise FileTooLarge(path, limit)
+    return data

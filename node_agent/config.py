@@ -61,6 +61,7 @@ from typing import Any, cast
 __all__ = [
     "DEFAULT_END_GCODE",
     "ConfigError",
+    "FileRefused",
     "FirmwareConfig",
     "NodeConfig",
     "NodeInfo",
@@ -69,6 +70,7 @@ __all__ = [
     "SafetyConfig",
     "load_config",
     "parse_config",
+    "read_regular",
 ]
 
 DEFAULT_END_GCODE = ("M104 S0", "M140 S0", "M107", "G91", "G1 Z10 F600", "G90", "M84")
@@ -262,22 +264,45 @@ def load_config(path: str | Path) -> NodeConfig:
     return parse_config(data, source)
 
 
+class FileRefused(OSError):
+    """What was to be read is not a regular file, or (``too_large``) holds more than its reader takes."""
+
+    def __init__(self, path: str | Path, too_large: bool) -> None:
+        super().__init__(f"{path} is {'too large' if too_large else 'not a regular file'}")
+        self.too_large = too_large
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them (opened without blocking:
+    a FIFO would wait for a writer, /dev/zero never end).
+
+    Raises:
+        FileRefused: not a regular file, or more than ``limit`` bytes.
+        OSError: it cannot be opened or read (FileNotFoundError: nothing is there).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileRefused(path, too_large=False)
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FileRefused(path, too_large=True)
+    return data
+
+
 def _read_text(path: str | Path, source: str) -> str:
     """The file's text, read only from a regular file and at most :data:`_MAX_CONFIG_BYTES`.
 
     Raises:
-        ConfigError: not a regular file (a FIFO would block, /dev/zero never end), or too large.
+        ConfigError: not a regular file, or too large.
         OSError: the file cannot be opened or read.
         UnicodeDecodeError: it is not UTF-8.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO opens without a writer
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{source}: not a regular file (a node config is a TOML file on disk)")
-        data = f.read(_MAX_CONFIG_BYTES + 1)
-    if len(data) > _MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: over {_MAX_CONFIG_BYTES} bytes: not a node config")
-    return data.decode("utf-8")
+    try:
+        return read_regular(path, _MAX_CONFIG_BYTES).decode("utf-8")
+    except FileRefused as exc:
+        raise ConfigError(f"{source}: over {_MAX_CONFIG_BYTES} bytes: not a node config" if exc.too_large
+                          else f"{source}: not a regular file (a node config is a TOML file on disk)") from None
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> NodeConfig:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from google.rpc import error_details_pb2, status_pb2
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
 from node_agent import messages as m
+from node_agent.config import FileRefused, read_regular
 from node_agent.jobs import EventKind, JobState
 
 __all__ = [
@@ -178,16 +177,12 @@ def _read(path: Path, what: str) -> bytes:
         HubRefused: naming ``what`` and the path: unreadable, not a regular file, or too large.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise HubRefused(f"{what} {path} is not a regular file (a PEM file is expected)")
-            data = f.read(_MAX_PEM_BYTES + 1)
+        return read_regular(path, _MAX_PEM_BYTES)
+    except FileRefused as exc:
+        raise HubRefused(f"{what} {path} is over {_MAX_PEM_BYTES} bytes: not a PEM file" if exc.too_large
+                         else f"{what} {path} is not a regular file (a PEM file is expected)") from None
     except OSError as exc:
         raise HubRefused(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    if len(data) > _MAX_PEM_BYTES:
-        raise HubRefused(f"{what} {path} is over {_MAX_PEM_BYTES} bytes: not a PEM file")
-    return data
 
 
 def _certificates(path: Path, what: str) -> tuple[bytes, list[x509.Certificate]]:

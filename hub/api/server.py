@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from hub.api.servicers import AccountsServicer, DesignsServicer
 from hub.config import HubConfig
 from hub.errors import InvalidArgument
 from hub.limits import parse_rates
+from hub.localfiles import FileTooLarge, NotRegularFile, read_regular
 from hub.service import Hub
 from hub.service.replicas import DEFAULT_POLICY, ReplicaPolicy, ReplicaService
 from hub.workers import Admission, OwnLoop
@@ -227,16 +226,13 @@ def _pem(path: Path, flag: str) -> bytes:
         InvalidArgument: the file cannot be read, is not a regular file, or is too large.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise InvalidArgument(f"{flag} {path}: not a regular file (a PEM file is expected)")
-            data = f.read(_MAX_PEM_BYTES + 1)
+        return read_regular(path, _MAX_PEM_BYTES)
+    except NotRegularFile:
+        raise InvalidArgument(f"{flag} {path}: not a regular file (a PEM file is expected)") from None
+    except FileTooLarge:
+        raise InvalidArgument(f"{flag} {path}: over {_MAX_PEM_BYTES} bytes: not a PEM file") from None
     except OSError as exc:
         raise InvalidArgument(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) > _MAX_PEM_BYTES:
-        raise InvalidArgument(f"{flag} {path}: over {_MAX_PEM_BYTES} bytes: not a PEM file")
-    return data
 
 
 def _certificates(data: bytes, path: Path, flag: str) -> list[x509.Certificate]:

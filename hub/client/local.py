@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from hub.client.statcache import StatCache, now_ns, read_state_json
 from hub.domain import SLUG_PATTERN
 from hub.errors import HubError
 from hub.limits import MAX_FILES
-from hub.localfiles import file_kind, replacing
+from hub.localfiles import FileTooLarge, NotRegularFile, read_regular, replacing
 from hub.manifest import (
     MANIFEST_NAME,
     MAX_MANIFEST_CHARS,
@@ -106,21 +105,16 @@ def read_local_file(path: Path, limit: int, what: str) -> bytes | None:
             bytes, or the system refused it).
     """
     try:
-        if not stat.S_ISREG(mode := path.stat().st_mode):
-            raise UsageError(f"{what} {path} is a {file_kind(mode)}, not a regular file")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(mode := os.fstat(fh.fileno()).st_mode):
-                raise UsageError(f"{what} {path} is a {file_kind(mode)}, not a regular file")
-            data = fh.read(limit + 1)
+        return read_regular(path, limit)
     except FileNotFoundError:
         return None
+    except NotRegularFile as exc:
+        raise UsageError(f"{what} {path} is a {exc.kind}, not a regular file") from None
+    except FileTooLarge:
+        amount = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
+        raise UsageError(f"{what} {path} is too big: at most {amount} are read") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
         raise UsageError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    if len(data) > limit:
-        amount = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit} bytes"
-        raise UsageError(f"{what} {path} is too big: at most {amount} are read")
-    return data
 
 
 def read_manifest(folder: Path) -> tuple[str, Manifest]:

@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 from hub.errors import FailedPrecondition, StorageError
+from hub.localfiles import FileTooLarge, NotRegularFile, read_regular
 from hub.provenance import generate_private_key
 
 __all__ = ["HUB_KEY_NAME", "install_hub_key", "load_or_create_hub_key", "read_hub_key"]
@@ -93,18 +94,14 @@ def _create(path: Path, key: bytes) -> None:
 
 def _read(path: Path) -> bytes:
     try:
-        # O_NONBLOCK: a FIFO in the key's place would block the open; only a regular file is read.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise StorageError(f"the hub key {path} is not a regular file: move it away")
-            data = fh.read(_MAX_KEY_FILE_BYTES + 1)
-        if len(data) > _MAX_KEY_FILE_BYTES:
-            raise StorageError(f"the hub key {path} is over {_MAX_KEY_FILE_BYTES} bytes: not a hub key")
-        text = data.decode("ascii").strip()
+        text = read_regular(path, _MAX_KEY_FILE_BYTES).decode("ascii").strip()
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise
+    except NotRegularFile:
+        raise StorageError(f"the hub key {path} is not a regular file: move it away") from None
+    except FileTooLarge:
+        raise StorageError(f"the hub key {path} is over {_MAX_KEY_FILE_BYTES} bytes: not a hub key") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StorageError(f"cannot read the hub key {path}: {exc}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):

@@ -100,7 +100,7 @@ def _check_listable(folder: Path, name: str) -> None:
                          "rename the file") from exc
 
 
-# TOML basic strings: these by their short escape, other controls (U+0000-U+001F, U+007F) as \uXXXX.
+# TOML basic strings: these by their short escape, other controls (U+0000-U+001F, U+007F) as \u and four hex digits.
 _TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
                  "\r": "\\r"}
 
