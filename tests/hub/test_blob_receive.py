@@ -161,7 +161,9 @@ def test_a_call_cancelled_while_its_temp_file_is_created_leaves_none(
         return upload
 
     monkeypatch.setattr(BlobStore, "_thd_begin", slow_begin)
-    sender = Sender(2 * MIB, seed=5)
+    # more than can leave the client while the hub waits (BUFFERED_BOUND): a 2 MiB blob could arrive whole
+    # before the cancel, and a complete, verified upload is stored
+    sender = Sender(2 * BUFFERED_BOUND, seed=5)
     call = any_api.designs.UploadBlob.future(sender.chunks(), metadata=any_api.md("alice"), timeout=60)
     assert entered.wait(30)
     call.cancel()
