@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from hub.localfiles import not_replaceable, replacing
 from hub.manifest import MANIFEST_NAME
 from hub.paths import CLIENT_RESERVED, fold
 
-__all__ = ["download_blob", "plan_targets", "write_revision"]
+__all__ = ["download_blob", "plan_targets", "remove_files", "write_revision"]
 
 _TIMEOUT = 6 * 3600.0
 # Partial downloads live under .spime/, a name no revision file may take (CLIENT_RESERVED),
@@ -133,3 +134,42 @@ def write_revision(hub: Hub, rev: dict[str, Any], dest: Path,
     except OSError as exc:
         raise ClientError(f"cannot write into {dest}: {exc.strerror or exc} ({exc.filename or ''})") from exc
     return [MANIFEST_NAME] + [f["path"] for f, _ in plan]
+
+
+def remove_files(dest: Path, names: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+    """Remove the regular files ``names`` under ``dest``, and the folders that leaves empty.
+
+    A name reached through a link, or that is no regular file now, is left alone: only what
+    lies under ``dest`` by its own name goes. So is one that is the same file as a name in
+    ``keep`` (a file renamed only in case, on a system that ignores case).
+
+    Returns:
+        the names removed.
+
+    Raises:
+        ClientError: a file could not be removed (the message names it).
+    """
+    root = dest.resolve()
+    kept = {fold(name): root / name for name in keep}
+    removed = []
+    for name in names:
+        path = root / name
+        try:
+            if path.resolve() != path or not stat.S_ISREG(path.lstat().st_mode):
+                continue
+            if (twin := kept.get(fold(name))) is not None and twin.exists() and path.samefile(twin):
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ClientError(f"cannot remove {name} from {dest}: {exc.strerror or exc}") from exc
+        removed.append(name)
+        for folder in path.parents:
+            if folder == root:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or not ours to remove): the folders above are not empty either
+                break
+    return removed

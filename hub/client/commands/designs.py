@@ -13,6 +13,7 @@ from spimeforge.v1 import common_pb2, designs_pb2
 from hub.client import convert
 from hub.client.common import (
     EXIT_OK,
+    ClientError,
     HubRefused,
     Progress,
     UsageError,
@@ -22,7 +23,7 @@ from hub.client.common import (
     split_ref,
 )
 from hub.client.connection import Hub, opened
-from hub.client.download import plan_targets, write_revision
+from hub.client.download import plan_targets, remove_files, write_revision
 from hub.client.local import hash_file, read_base, safe_target, write_base
 from hub.client.statcache import StatCache
 from hub.manifest import MANIFEST_NAME
@@ -132,8 +133,11 @@ def _human_show(doc: dict[str, Any]) -> str:
 def run_get(args: argparse.Namespace) -> int:
     """Download a revision into a folder, verifying every blob's hash.
 
-    Without ``--force`` a folder holding another design, or files the revision would
-    replace that differ from both it and the revision the folder was fetched from, is
+    A folder fetched before from the same design is brought to the revision as a checkout
+    would: the files of the revision it was fetched from that this one no longer lists are
+    removed (else the next ``spime push`` would put them back). Without ``--force`` a folder
+    holding another design, or files the revision would replace or remove that differ from
+    the revision the folder was fetched from (local edits, or files of unknown origin), is
     refused (exit 2) before anything is written.
     """
     design, rev = split_ref(args.ref)
@@ -144,25 +148,44 @@ def run_get(args: argparse.Namespace) -> int:
                          "folder, or pass --force to write it over that one")
     with opened(args) as hub:
         revision = get_revision(hub, design, rev)
-        if not args.force and (changed := _local_changes(hub, dest, revision, base)):
+        recorded = _recorded(hub, base, revision)
+        changed, dropped = _local_changes(dest, revision, recorded)
+        if changed and not args.force:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise UsageError(f"{dest} has local changes that `spime get` would overwrite: {shown}; "
+            raise UsageError(f"{dest} has local changes that `spime get` would overwrite or remove: {shown}; "
                              "push them first, get into another folder, or pass --force to overwrite them")
         total = sum(int(f["size"]) for f in revision["files"])
         bar = Progress(total, f"downloading {len(revision['files'])} file(s)")
         written = write_revision(hub, revision, dest, bar.advance)
         bar.finish()
+    removed = remove_files(dest, dropped, keep=written)
     write_base(dest, design, revision["id"])
     doc = {"design": design, "revision_id": revision["id"], "output": str(dest),
-           "files": written, "bytes": total, "verified": True}
-    emit(args, doc, lambda d: f"{d['design']}@{d['revision_id'][:12]}: wrote "
-                              f"{len(d['files'])} file(s) to {d['output']}, hashes verified")
+           "files": written, "removed": removed, "bytes": total, "verified": True}
+    emit(args, doc, lambda d: f"{d['design']}@{d['revision_id'][:12]}: wrote {len(d['files'])} file(s) to "
+                              f"{d['output']}" + (f", removed {len(d['removed'])} the revision no longer lists"
+                                                   if d["removed"] else "") + ", hashes verified")
     return EXIT_OK
 
 
-def _local_changes(hub: Hub, dest: Path, revision: dict[str, Any], base: dict[str, str]) -> list[str]:
-    """The files ``revision`` would replace in ``dest`` whose content is neither its own nor
-    that of the ``base`` revision the folder was fetched from (a local edit or a stranger).
+def _recorded(hub: Hub, base: dict[str, str], revision: dict[str, Any]) -> dict[str, str]:
+    """Path -> SHA-256 of every file (spime.toml included) of the revision the folder was fetched
+    from, when it is of the same design; {} when there is none or the hub no longer shows it."""
+    if base.get("design") != revision["design"]:
+        return {}
+    old = revision
+    if base["revision"] != revision["id"]:
+        try:
+            old = get_revision(hub, base["design"], base["revision"])
+        except HubRefused:  # the base is gone or hidden: nothing vouches for the local files
+            return {}
+    return {MANIFEST_NAME: _sha256(old["manifest_toml"])} | {f["path"]: f["sha256"] for f in old["files"]}
+
+
+def _local_changes(dest: Path, revision: dict[str, Any], recorded: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(the local files ``revision`` would replace or remove whose content is neither its own nor
+    that of the ``recorded`` revision the folder was fetched from: local edits or strangers;
+    the files of the recorded revision that ``revision`` no longer lists and that are still there).
 
     Raises:
         ClientError: a file name of the revision is unsafe, or spime.toml is a link leading out
@@ -171,19 +194,28 @@ def _local_changes(hub: Hub, dest: Path, revision: dict[str, Any], base: dict[st
     incoming = {MANIFEST_NAME: (safe_target(dest, MANIFEST_NAME), _sha256(revision["manifest_toml"]))}
     incoming |= {f["path"]: (target, f["sha256"]) for f, target in plan_targets(dest, revision["files"])}
     cache = StatCache(dest)
-    local = {name: found for name, (target, _) in incoming.items()
-             if (found := _local_hash(cache, name, target)) is not None}
-    differing = {name for name, sha in local.items() if sha != incoming[name][1]}
-    if not differing:
-        return []
-    recorded: dict[str, str] = {}
-    if base.get("design") == revision["design"]:
-        try:
-            old = get_revision(hub, base["design"], base["revision"])
-        except HubRefused:  # the base is gone or hidden: nothing vouches for the local files
-            old = {"manifest_toml": "", "files": []}
-        recorded = {MANIFEST_NAME: _sha256(old["manifest_toml"])} | {f["path"]: f["sha256"] for f in old["files"]}
-    return sorted(name for name in differing if recorded.get(name) != local[name])
+    changed, dropped = [], []
+    for name, (target, sha) in incoming.items():
+        local = _local_hash(cache, name, target)
+        if local is not None and local != sha and recorded.get(name) != local:
+            changed.append(name)
+    for name, sha in recorded.items():
+        if name in incoming or (place := _target(dest, name)) is None:
+            continue
+        local = _local_hash(cache, name, place)
+        if local is not None:
+            dropped.append(name)
+            if local != sha:
+                changed.append(name)
+    return sorted(changed), sorted(dropped)
+
+
+def _target(dest: Path, name: str) -> Path | None:
+    """Where ``name`` lies under ``dest``; None when it cannot (a name this system cannot hold)."""
+    try:
+        return safe_target(dest, name)
+    except ClientError:
+        return None
 
 
 def _local_hash(cache: StatCache, name: str, target: Path) -> str | None:

@@ -102,6 +102,37 @@ def test_get_refuses_to_overwrite_local_changes(hub: ClockedHub, capsys: pytest.
     assert code == 0 and (mine / SCAD).read_bytes() == changed[SCAD], err
 
 
+def test_get_removes_what_the_new_revision_no_longer_lists(hub: ClockedHub, capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    """A later get brings the folder to the revision as a checkout does: a file the revision dropped
+    goes (else the next push would bring it back), a locally edited one is a local change."""
+    extra = {"notes/assembly.md": b"glue the halves\n", "notes/old.md": b"superseded\n"}
+    first = hub.push("alice", "drop-cube", dict(FILES) | extra, manifest=cube_manifest("drop-cube"), create=True)
+    clean, edited = tmp_path / "clean", tmp_path / "edited"
+    for folder in (clean, edited):
+        assert _spime(hub, capsys, "alice", "get", "drop-cube", "-o", str(folder))[0] == 0
+    (clean / "mine.txt").write_text("never on the hub\n")
+    (edited / "notes/old.md").write_text("my own notes now\n")
+    second = hub.push("alice", "drop-cube", dict(FILES), manifest=cube_manifest("drop-cube"),
+                      parents=(first.revision_id,))
+
+    code, got, err = _spime(hub, capsys, "alice", "get", "drop-cube", "-o", str(clean))
+    assert code == 0 and got["revision_id"] == second.revision_id, err
+    assert sorted(got["removed"]) == ["notes/assembly.md", "notes/old.md"]
+    assert not (clean / "notes").exists()  # the folder they leave empty goes too
+    assert (clean / "mine.txt").read_text() == "never on the hub\n"  # never listed: not the get's to remove
+    assert sorted(p.name for p in clean.iterdir() if not p.name.startswith(".")) == sorted(
+        [*FILES, "mine.txt", "spime.toml"])
+
+    code, _, err = _spime(hub, capsys, "alice", "get", "drop-cube", "-o", str(edited))
+    assert code == EXIT_USAGE and "notes/old.md" in err and "--force" in err, err
+    assert (edited / "notes/old.md").read_text() == "my own notes now\n"
+    assert (edited / "notes/assembly.md").exists()  # refused before anything was written or removed
+    code, got, err = _spime(hub, capsys, "alice", "get", "drop-cube", "-o", str(edited), "--force")
+    assert code == 0 and sorted(got["removed"]) == ["notes/assembly.md", "notes/old.md"], err
+    assert not (edited / "notes").exists()
+
+
 def test_get_refuses_a_folder_of_another_design_or_unknown_files(hub: ClockedHub, capsys: pytest.CaptureFixture[str],
                                                                  tmp_path: Path) -> None:
     for name in ("one-cube", "two-cube"):
