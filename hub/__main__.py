@@ -33,7 +33,7 @@ from typing import Any
 
 from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
-from hub.api.server import HubServer, TlsFiles, admission_of
+from hub.api.server import HubServer, TlsFiles, admission_of, tls_credentials
 from hub.config import MB, HubConfig, default_data_dir
 from hub.errors import FailedPrecondition, HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
@@ -199,6 +199,9 @@ def _order_service(config: HubConfig, store: Store, jobs: JobService, clock: Clo
 
 async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     """Run the hub until SIGTERM/SIGINT, then stop gracefully."""
+    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
+    if tls is not None:
+        tls_credentials(tls)  # a bad TLS file is named before a data directory or database is made
     composed = compose(config)
     # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
     threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()
@@ -207,7 +210,6 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
         feed_from(metrics, composed.hub, composed.store.jobs._thd_state_counts)
     server = HubServer(composed.hub, metrics, ReplicaPolicy(config.replica_ttl_s / 6, config.replica_ttl_s),
                        admission=admission_of(config))
-    tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     exporter = start_metrics_server(config.metrics_listen, metrics.registry) if metrics else None
     port = await server.start(config.listen, tls)
     tune_gc()  # what start-up made is never collected again; fewer full collections (hub/runtime.py)

@@ -40,7 +40,7 @@ from hub.service import Hub
 from hub.service.replicas import DEFAULT_POLICY, ReplicaPolicy, ReplicaService
 from hub.workers import Admission, OwnLoop
 
-__all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of"]
+__all__ = ["MAX_MESSAGE_BYTES", "HubServer", "TlsFiles", "admission_of", "tls_credentials"]
 
 log = logging.getLogger("hub.server")
 
@@ -139,7 +139,7 @@ class HubServer:
             if tls is None:
                 self.port = self.server.add_insecure_port(listen)
             else:
-                creds = _credentials(tls)
+                creds = tls_credentials(tls)
                 self.port = self.server.add_secure_port(listen, creds)
         except (RuntimeError, OSError) as exc:
             raise InvalidArgument(f"cannot listen on {listen}: {exc}") from exc
@@ -203,7 +203,7 @@ class HubServer:
         await self.server.wait_for_termination()
 
 
-def _credentials(tls: TlsFiles) -> object:
+def tls_credentials(tls: TlsFiles) -> object:
     """Server credentials; with a client CA, a client without a certificate it signed fails the handshake.
 
     Raises:

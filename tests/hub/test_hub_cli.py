@@ -171,6 +171,7 @@ def test_serve_names_a_tls_file_that_is_not_pem(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert f"--tls-cert {tmp_path / 'notcert.pem'}: not a PEM certificate" in done.stderr
     assert "Failed to bind" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "d").exists()  # named before a data directory or database is made
 
 
 def _other_key(path: Path, password: bytes | None = None) -> Path:
@@ -199,7 +200,7 @@ def _other_key(path: Path, password: bytes | None = None) -> Path:
 def test_tls_files_are_checked_before_binding(tmp_path: Path, case: str, words: str) -> None:
     import os
 
-    from hub.api.server import TlsFiles, _credentials
+    from hub.api.server import TlsFiles, tls_credentials
     from hub.errors import InvalidArgument
 
     good = self_signed(tmp_path)
@@ -231,7 +232,7 @@ def test_tls_files_are_checked_before_binding(tmp_path: Path, case: str, words: 
     else:
         ca.write_text("hello\n", encoding="utf-8")
     with pytest.raises(InvalidArgument) as caught:
-        _credentials(TlsFiles(cert, key, ca))
+        tls_credentials(TlsFiles(cert, key, ca))
     assert words.format(cert=cert, key=key, ca=ca) in str(caught.value)
 
 
