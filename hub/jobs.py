@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hub.errors import InvalidArgument, InvalidTransition
+from hub.limits import plain_text
 
 __all__ = [
     "ACTIVE",
@@ -54,6 +55,16 @@ MAX_PARAM_VALUE = 1024
 MAX_REASON = 1024
 MAX_FINDINGS = 100  # of one printability report
 MAX_NUMBER = 1e9
+MAX_PRINT_SECONDS = 30 * 24 * 3600  # a month: longer than any real print (a node's estimate or report)
+# Event data numbers that land on the public record: (smallest value above 0, largest value). 0 means
+# "not known"; a tiny estimate would make the record's relative errors (actual - estimate) / estimate
+# explode, so an estimate has a floor, and no figure exceeds what one real print can use.
+_BOUNDS = {
+    "estimated_seconds": (1.0, MAX_PRINT_SECONDS), "actual_seconds": (0.0, MAX_PRINT_SECONDS),
+    "filament_mm": (1.0, 1e7), "filament_mm_used": (0.0, 1e7),  # 10 km of filament
+    "filament_g": (0.01, 1e5), "filament_g_used": (0.0, 1e5),  # 100 kg
+    "layer_height_mm": (0.001, 10.0), "resends": (0.0, MAX_NUMBER),
+}
 MAX_LAYER = 1_000_000  # layers of one print (a metre at 1 µm); stored as a 32-bit integer
 
 
@@ -253,8 +264,10 @@ def _number(data: Mapping[str, str], key: str) -> float | None:
         value = float(text)
     except ValueError as exc:
         raise InvalidArgument(f"event data {key}={text[:40]!r} must be a number") from exc
-    if not 0 <= value < MAX_NUMBER:  # also refuses NaN; the database keeps 32-bit integers
-        raise InvalidArgument(f"event data {key}={text[:40]!r} must be a number from 0 to {MAX_NUMBER:g}")
+    low, high = _BOUNDS[key]
+    if not (value == 0 or low <= value <= high) or value < 0:  # also refuses NaN
+        raise InvalidArgument(f"event data {key}={text[:40]!r} must be 0 (not known) or a number from {low:g} "
+                              f"to {high:g}", reason="NUMBER_OUT_OF_RANGE", field=f"data.{key}")
     return value
 
 
@@ -274,6 +287,9 @@ _TEXTS = {
 }
 
 
+_MULTI_LINE = frozenset({"failure_reason", "operator_notes"})
+
+
 def production_update(kind: str, data: Mapping[str, str]) -> dict[str, object]:
     """The production data an event adds to its job (merged into the job's record).
 
@@ -286,8 +302,8 @@ def production_update(kind: str, data: Mapping[str, str]) -> dict[str, object]:
         if value is not None:
             update[name] = value
     for key, name in _TEXTS.get(kind, {}).items():
-        if data.get(key):
-            update[name] = data[key][:MAX_REASON]
+        if data.get(key):  # printers and their firmware write these: cleaned, not refused
+            update[name] = plain_text(data[key][:MAX_REASON], multiline=name in _MULTI_LINE)
     if kind == "printability_failed" and "findings" in data:
         update["findings"] = _findings(data["findings"])
     if kind == "outcome":

@@ -62,6 +62,7 @@ __all__ = [
     "check_plain_text",
     "cut_page",
     "parse_rates",
+    "plain_text",
     "rate_limited",
     "too_busy",
     "too_many_waiting",
@@ -272,6 +273,12 @@ def check_plain_text(value: str, name: str, limit: int, *, multiline: bool = Fal
         raise InvalidArgument(f"{name}: at most {limit} characters", reason="FIELD_TOO_LARGE", field=field or name)
     _check_characters(value, name, multiline, field or name)
     return value
+
+
+def plain_text(value: str, *, multiline: bool = False) -> str:
+    """``value`` with each control or bidi character that check_plain_text refuses replaced by U+FFFD:
+    for text people read that comes from devices (a printer's error), kept rather than refused."""
+    return (_MULTI_LINE_REFUSED if multiline else _ONE_LINE_REFUSED).sub("\ufffd", value)
 
 
 def _check_characters(value: str, name: str, multiline: bool, field: str) -> None:

@@ -31,7 +31,7 @@ from hub.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from hub.jobs import DEFAULT_TIMERS, MAX_NUMBER, Command, Job, JobState, TimerPolicy
+from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
 from hub.limits import check_plain_text
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
@@ -577,8 +577,8 @@ class NodeService:
             await self._heartbeat(session, message)
         elif isinstance(message, OfferReply):
             check_plain_text(message.offer_id, "offer id", 64)
-            if message.est_print_seconds > MAX_NUMBER:
-                raise InvalidArgument(f"est_print_seconds must be at most {MAX_NUMBER:g}")
+            if message.est_print_seconds > MAX_PRINT_SECONDS:
+                raise InvalidArgument(f"est_print_seconds must be at most {MAX_PRINT_SECONDS} (30 days)")
             await asyncio.to_thread(self.jobs._thd_offer_reply, session.node, message.offer_id, message.accept,
                                     message.reason, message.est_print_seconds)
         elif isinstance(message, StartRequest):
@@ -621,6 +621,16 @@ class NodeService:
             await self._seen.submit((session.node, format_time(now)))  # batched
 
     async def _printers(self, session: Session, printers: Sequence[PrinterRecord]) -> None:
+        """Store new or changed printers of the session's node; a Hello alone replaces the whole set.
+
+        Raises:
+            InvalidArgument: the node would have more than MAX_PRINTERS printers.
+        """
+        count = len(session.printers.keys() | {p.printer for p in printers})
+        if count > MAX_PRINTERS:
+            raise InvalidArgument(f"node {session.node} would have {count} printers; at most {MAX_PRINTERS}: "
+                                  "send a Hello with the whole set to replace them", reason="TOO_MANY_PRINTERS",
+                                  field="printers")
         await asyncio.to_thread(self.nodes._thd_set_printers, session.node, printers, format_time(self.clock()))
         session.printers.update({p.printer: p for p in printers})
         await self._dispatch.submit(session.node)

@@ -17,6 +17,7 @@ transaction. Each function takes the writer's connection, so a sum moves exactly
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,7 +49,10 @@ def print_errors(outcome: str, estimated_s: float, actual_s: float, estimated_g:
     if outcome != "success" or estimated_s <= 0 or actual_s <= 0:
         return 0, 0.0, 0.0
     grams = (actual_g - estimated_g) / estimated_g if estimated_g > 0 else 0.0
-    return 1, (actual_s - estimated_s) / estimated_s, grams
+    seconds = (actual_s - estimated_s) / estimated_s
+    if not (math.isfinite(seconds) and math.isfinite(grams)):  # a sum once infinite stays so: never counted
+        return 0, 0.0, 0.0
+    return 1, seconds, grams
 
 
 def vote_deltas(removed: Iterable[VoteRow], added: Iterable[VoteRow]) -> dict[tuple[str, str], tuple[int, int]]:

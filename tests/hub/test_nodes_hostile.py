@@ -12,7 +12,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
-from spimeforge.v1 import nodes_pb2
+from spimeforge.v1 import nodes_pb2, records_pb2
 
 from hub.jobs import JobSpec, JobState
 from hub.scheduler import PrinterRecord
@@ -257,3 +257,64 @@ def test_an_event_on_a_job_id_longer_than_any_is_refused_and_acknowledged(hub: C
     assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
     assert "job id" in agent.error.details()  # type: ignore[union-attr]
     assert hub.composed.hub.jobs._thd_get_job(job_id).state is JobState.ASSIGNED
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("filament_g", "5e-324"), ("filament_g", "0.001"), ("estimated_seconds", "0.5"),
+    ("estimated_seconds", "999999999"), ("filament_mm", "1e8"), ("layer_height_mm", "1e-9"),
+])
+def test_an_estimate_no_real_print_has_is_refused_and_acknowledged(hub: ClockedHub, field: str, value: str) -> None:
+    """A tiny estimate made the record's relative errors infinite (5e-324 g: inf, for good, in a running
+    sum); 31 years of printing kept a lost job from a person for decades."""
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_SLICED, {field: value}))
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"event data {field}=" in agent.error.details()  # type: ignore[union-attr]
+    assert "not known" in agent.error.details()  # type: ignore[union-attr]
+    assert not hub.composed.hub.jobs._thd_get_job(job_id).production
+
+
+def test_a_print_measured_within_bounds_keeps_the_record_finite(hub: ClockedHub) -> None:
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_SLICED, {"estimated_seconds": "1", "filament_g": "0.01"})
+    agent.start(job_id, epoch)
+    agent.expect("start_granted")
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_COMPLETED, {"actual_seconds": str(30 * 24 * 3600),
+                                                                "filament_g_used": "100000"})
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_OUTCOME, {"outcome": "success"}))
+    record = hub.records.GetRecord(records_pb2.GetRecordRequest(design="cube"), metadata=hub.md("carol"))
+    (aggregate,) = record.aggregates
+    assert aggregate.mean_time_error == pytest.approx(30 * 24 * 3600 - 1)  # the worst a node can claim
+    assert aggregate.mean_filament_error == pytest.approx(1e7 - 1)
+
+
+def test_texts_a_node_reports_reach_the_record_without_control_or_bidi_characters(hub: ClockedHub) -> None:
+    """A printer's error text is kept (the job still fails), its controls shown as U+FFFD: the record is
+    read by people, and an escape sequence or a right-to-left override would forge what they see."""
+    agent, job_id, epoch = _holding_a_job(hub, "lab-a")
+    agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_SLICED, {"slicer": "Prusa\x1b[2JSlicer", "profile": "a\u202eb"})
+    reason = "nozzle \u202eelzzon\u202c clog\x1b[2J\x07\r\nFAKE: all good\n\tline two"
+    agent.acked(agent.event(job_id, epoch, nodes_pb2.EVENT_KIND_FAILED, {"failure_reason": reason}))
+    job = hub.composed.hub.jobs._thd_get_job(job_id)
+    assert job.state is JobState.FAILED
+    assert job.production["failure_reason"] == "nozzle \ufffdelzzon\ufffd clog\ufffd[2J\ufffd\r\nFAKE: all good\n\tline two"
+    assert job.production["slicer"] == "Prusa\ufffd[2JSlicer" and job.production["slicer_profile"] == "a\ufffdb"
+
+
+@pytest.mark.parametrize("way", ["printer_changed", "heartbeat"])
+def test_a_node_cannot_grow_past_its_printer_limit_after_hello(hub: ClockedHub, way: str) -> None:
+    """Each message was within its own limit, and printers were only ever added: 193 routable printers."""
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer("p0")])
+    agent.connect()
+    if way == "printer_changed":
+        for i in range(1, 64):
+            agent.send(printer_changed=nodes_pb2.PrinterChanged(printer=printer(f"p{i}")))
+        agent.send(printer_changed=nodes_pb2.PrinterChanged(printer=printer("p64")))
+    else:
+        agent.send(heartbeat=nodes_pb2.Heartbeat(printers=[printer(f"p{i}") for i in range(1, 64)]))
+        agent.send(heartbeat=nodes_pb2.Heartbeat(printers=[printer("q0")]))
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "would have 65 printers; at most 64" in agent.error.details()  # type: ignore[union-attr]
+    with hub.engine.connect() as conn:
+        stored = conn.scalar(sa.select(sa.func.count()).where(schema.printers.c.node == "lab-a"))
+    assert stored == 64
