@@ -33,6 +33,7 @@ __all__ = [
     "distribute",
     "format_money",
     "parse_equation",
+    "portions",
 ]
 
 COMMONS_FUND = "commons-fund"
@@ -199,6 +200,18 @@ def distribute(price_minor: int, currency: str, costs: Costs, who: Beneficiaries
     design = surplus * equation.design_percent / _HUNDRED
     lines += _design_lines(design, who, equation, why)
     return tuple(paid) + _round(lines, remaining)
+
+
+def portions(amount: int, counts: Mapping[str, int], of: int) -> dict[str, int]:
+    """Each key's share of ``amount`` for its ``counts`` out of ``of`` (whole minor units, by largest
+    remainder): together ``amount * sum(counts) // of``, so all of ``amount`` when the counts make ``of``."""
+    of = max(of, sum(counts.values()), 1)
+    total = amount * sum(counts.values()) // of
+    exact = {key: Decimal(amount) * n / of for key, n in counts.items()}
+    out = {key: int(x.to_integral_value(rounding=ROUND_FLOOR)) for key, x in exact.items()}
+    for key in sorted(exact, key=lambda k: (out[k] - exact[k], k))[:total - sum(out.values())]:
+        out[key] += 1
+    return out
 
 
 def _check_amounts(price_minor: int, costs: Costs) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hub import grants as grant_rules
@@ -172,8 +173,9 @@ class GrantService:
 
     # -- value equations and settlement ------------------------------------------------------
 
-    def _thd_equation(self, slug: str) -> ledger.ValueEquation:
-        stored = self.orders._thd_equation(slug)
+    def _thd_equation(self, slug: str, at: str | None = None) -> ledger.ValueEquation:
+        """The design's value equation in force now, or at time ``at`` (RFC 3339 UTC)."""
+        stored = self.orders._thd_equation(slug, at)
         return ledger.DEFAULT_EQUATION if stored is None else ledger.parse_equation(stored[1])
 
     async def equation(self, slug: str) -> ledger.ValueEquation:
@@ -201,14 +203,24 @@ class GrantService:
                                 format_time(self.clock()))
         return equation
 
-    def _thd_settle(self, order: Order, maker: str) -> bool:
-        """Write a paid, delivered order's ledger entries once; False if there was nothing to do."""
-        if not order.paid or order.settled or order.price_minor <= 0:
+    def _thd_settle(self, order: Order, made: Mapping[str, int], objects: int) -> bool:
+        """Write a paid, delivered order's ledger entries once; False if there was nothing to do.
+
+        ``made``: node -> objects it made, of the order's ``objects``. Each node is the maker of its
+        objects' share of the price and costs; the share of objects cancelled before they were made is
+        not shared out. The value equation is the one in force when the order was placed.
+        """
+        if not order.paid or order.settled or order.price_minor <= 0 or not made:
             return False
-        equation = self._thd_equation(order.design)
-        costs = ledger.Costs(order.material_minor, order.machine_minor, order.fees_minor)
-        who = ledger.Beneficiaries(maker, *self._thd_beneficiaries(order.design))
-        shares = ledger.distribute(order.price_minor, order.currency, costs, who, equation)
+        equation = self._thd_equation(order.design, order.created_at)
+        contributors, upstream = self._thd_beneficiaries(order.design)
+        amounts = (order.price_minor, order.material_minor, order.machine_minor, order.fees_minor)
+        split = [ledger.portions(amount, made, objects) for amount in amounts]
+        shares: list[ledger.Share] = []
+        for maker in sorted(made):
+            price, material, machine, fees = (part[maker] for part in split)
+            who = ledger.Beneficiaries(maker, contributors, upstream)
+            shares += ledger.distribute(price, order.currency, ledger.Costs(material, machine, fees), who, equation)
         return self.orders._thd_settle(order.id, order.design, order.currency, shares, equation.version,
                                        equation.to_json(), format_time(self.clock()))
 

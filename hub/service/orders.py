@@ -13,10 +13,12 @@ paid orders into the value ledger once, and wakes WatchOrder streams.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -24,10 +26,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from hub import geo, licenses, orders, quotes
+from hub import geo, ledger, licenses, orders, quotes
 from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
-from hub.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from hub.errors import FailedPrecondition, HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import Job, JobSpec, JobState
 from hub.limits import check_plain_text
 from hub.manifest import Manifest, parse_manifest
@@ -60,6 +62,7 @@ from hub.store.orders import (
 
 __all__ = ["JobPort", "NodePort", "OrderRequest", "OrderService", "OrderView", "QuoteResult", "qr_payload"]
 
+log = logging.getLogger("hub.orders")
 MATERIALS = ("PLA", "PETG", "ABS", "ASA", "TPU", "PA", "PC", "HIPS", "PVA", "PLA-CF", "PETG-CF")
 MAX_PARAMETERS, MAX_PARAM_NAME, MAX_PARAM_VALUE = 64, 64, 1024
 MAX_KM = 20_000.0
@@ -423,16 +426,21 @@ class OrderService:
         req = basis.req
         near = geo.parse_near(req.near) if req.near else None
         now = format_time(self.clock())
+        # every object the order makes is charged: each part as often as the manifest counts it, per copy
+        objects = len(_objects(basis.manifest, basis.changed, req.quantity))
         out = []
         for p in found.printers:
             estimate = slices[p.slicer_profile][0]
             fix = quotes.correction([quotes.HistoryPoint(*h) for h in found.histories.get((p.node, p.model), [])])
             corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
             rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
+            priced = quotes.price(corrected, objects, rates)
+            if priced.total_minor > ledger.MAX_MINOR:  # its value could never be shared out
+                continue
             rep = ratings_rules.reputation_of_totals(*found.votes.get(p.node, (0, 0)), ())
             out.append(quotes.QuoteOption(
-                p.node, p.printer, p.model, quotes.price(corrected, req.quantity, rates),
-                round(corrected.seconds * req.quantity), round(corrected.filament_g * req.quantity, 2),
+                p.node, p.printer, p.model, priced,
+                round(corrected.seconds * objects), round(corrected.filament_g * objects, 2),
                 _distance(near, p) if near else None, rep.score, rep.count, now, fix))
         return quotes.rank(out, rule)
 
@@ -582,10 +590,12 @@ class OrderService:
         order_id = _order_id(now_dt)
         parts = _objects(placing.manifest, placing.changed, req.quantity)
         price = chosen.price
-        payout = (price.total_minor if req.paid else 0) // max(len(parts), 1)
+        paid_minor = price.total_minor if req.paid else 0
         wanted: list[tuple[str, JobSpec, Sequence[tuple[str, str]]]] = []
         objects = []
         for position, part in enumerate(parts):
+            # the payouts add up to the price: the first objects take the cents a split leaves over
+            payout = paid_minor // len(parts) + (position < paid_minor % len(parts))
             job_id = self.jobs.new_job_id() if self.jobs is not None else ""
             objects.append(orders.OrderObject(_incarnation_id(), position, job_id, part))
             # the chosen node's printers first, then the other candidates; none free: queued for the
@@ -639,8 +649,11 @@ class OrderService:
             self.store._thd_update_state(order.id, order.state, target, format_time(self.clock()), failure)
             order = self.store._thd_get_order(order.id)  # ours or a concurrent refresh's: both derive the same
         if order.state is orders.OrderState.DELIVERED and order.paid and not order.settled:
-            maker = next((j.node for j in jobs if j.state.value == "done" and j.node), order.node)
-            self.grants._thd_settle(order, maker)
+            made = collections.Counter(j.node for j in jobs if j.state.value == "done" and j.node)
+            try:
+                self.grants._thd_settle(order, made, max(len(order.objects), len(jobs)))
+            except HubError:  # the order stays unsettled and readable; an admin sees why in the log
+                log.exception("order %s could not be settled", order.id)
         return order
 
     async def view(self, caller: Account, order_id: str) -> OrderView:
@@ -734,8 +747,8 @@ class OrderService:
         for job in shown.jobs:
             if job.state.value in ("done", "failed", "cancelled", "printed"):
                 continue
-            if job.state.value == "printing" and self.jobs is not None:
-                share = (shown.order.material_minor + shown.order.machine_minor) / max(shown.order.quantity, 1)
+            if job.state.value == "printing" and self.jobs is not None:  # its share of the order's costs so far
+                share = (shown.order.material_minor + shown.order.machine_minor) / max(len(shown.jobs), 1)
                 partial += round(share * job.progress_percent / 100)
             await asyncio.to_thread(self.jobs._thd_cancel_job, job.id, reason or "cancelled by the customer")  # type: ignore[union-attr]
         if not shown.jobs:

@@ -512,8 +512,11 @@ class OrderStore:
 
     # -- value equations and the ladder of participation ------------------------------------
 
-    def _thd_equation(self, design: str) -> tuple[int, str] | None:
+    def _thd_equation(self, design: str, at: str | None = None) -> tuple[int, str] | None:
+        """The latest (version, equation JSON) published, or the latest published by time ``at``."""
         query = sa.select(ve.c.version, ve.c.equation).where(ve.c.design == design).order_by(ve.c.version.desc()).limit(1)
+        if at is not None:
+            query = query.where(ve.c.set_at <= at)
         with connect(self.engine) as conn:
             row = conn.execute(query).first()
         return None if row is None else (int(row.version), str(row.equation))

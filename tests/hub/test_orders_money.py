@@ -1,0 +1,196 @@
+"""Money on the order's way: the price covers every object, a delivered order pays each node for the
+objects it made (and only those), with the value equation in force when it was placed, and per-job
+payouts add up to the price; on SQLite and PostgreSQL. (Cases from a red-team sweep.)"""
+
+from __future__ import annotations
+
+from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
+
+from tests.hub.clocked import clocked_fixture
+from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
+from tests.hub.test_orders_api import FILES, cube_manifest
+
+hub = clocked_fixture()
+
+
+
+def _stub(h):
+    return orders_pb2_grpc.OrdersStub(h.channel)
+
+
+def _rec(h):
+    return records_pb2_grpc.RecordsStub(h.channel)
+
+
+def _spec(**kw):
+    f = {"design": "cube", "material": "PLA", "quantity": 1, "near": "52.52,13.40", "paid": True}
+    f.update(kw)
+    return orders_pb2.OrderSpec(**f)
+
+
+def _get(h, oid, who="carol"):
+    return _stub(h).GetOrder(orders_pb2.GetOrderRequest(order_id=oid), metadata=h.md(who))
+
+
+def test_an_order_made_by_two_nodes_pays_each_for_its_objects(hub: ClockedHub) -> None:
+    """An order of 2 objects made by two nodes: the ledger credits one node for both."""
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    b = FakeAgent.enrolled(hub, "lab-2", [printer()])
+    b.connect()
+    stub = _stub(hub)
+    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    a.print_job()
+    b.print_job()
+    wait_for(lambda: _get(hub, placed.id).state == orders_pb2.ORDER_STATE_DELIVERED)
+    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries)
+    by = {}
+    for e in entries:
+        by[e.recipient] = by.get(e.recipient, 0) + e.amount.minor_units
+    a.close()
+    b.close()
+    assert "lab-1" in by and "lab-2" in by, by
+
+
+def test_an_order_cancelled_after_one_object_shares_out_only_what_was_made(hub: ClockedHub) -> None:
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    stub = _stub(hub)
+    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    a.print_job()
+    wait_for(lambda: any(o.state == "done" for o in _get(hub, placed.id).objects))
+    cancelled = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only want one"),
+                                 metadata=hub.md("carol"))
+    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries, timeout=5)
+    total = sum(e.amount.minor_units for e in entries)
+    a.close()
+    # one of two objects was cancelled before it was made: the ledger must not share out the whole price
+    assert total < placed.price.minor_units
+
+
+def _take(agent):
+    offer = agent.expect("offer").offer
+    agent.reply(offer)
+    assigned = agent.expect("assigned").assigned
+    agent.ack()
+    return assigned.job_id, assigned.lease_epoch, offer.printer_id, offer.payout
+
+
+def test_the_partial_cost_of_a_cancelled_order_stays_within_its_costs(hub: ClockedHub) -> None:
+    """A design whose one part is made twice (2 objects, quantity 1): cancelling both prints at 90 %
+    records a partial cost of 2 x 90 % of the whole order's material + machine time."""
+    manifest = cube_manifest().replace("quantity = 1", "quantity = 2")
+    hub.push("alice", "cube", dict(FILES), manifest=manifest, create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer("mk3"), printer("mk3b")])
+    a.connect()
+    stub = _stub(hub)
+    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=1)), metadata=hub.md("carol"))
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    assert len(placed.objects) == 2
+    progress = []
+    for _ in range(2):
+        job_id, epoch, pr, _payout = _take(a)
+        a.start(job_id, epoch, pr)
+        a.expect("start_granted")
+        a.ack()
+        a.acked(a.event(job_id, epoch, nodes_pb2.EVENT_KIND_STARTED))
+        progress.append(nodes_pb2.JobProgress(job_id=job_id, lease_epoch=epoch, percent=90.0, layer=40))
+    a.heartbeat(progress)
+    wait_for(lambda: _get(hub, placed.id).progress_percent == 90.0)
+    asked = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="x"), metadata=hub.md("carol"))
+    made = q.options[0].material_cost.minor_units + q.options[0].machine_cost.minor_units
+    a.close()
+    assert asked.partial_cost.minor_units <= made
+
+
+def test_job_payouts_add_up_to_the_price(hub: ClockedHub) -> None:
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    stub = _stub(hub)
+    for qty in (3, 7):
+        q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=qty)), metadata=hub.md("carol"))
+        price = q.options[0].price.minor_units
+        if price % qty:
+            break
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    jobs = hub.composed.hub.jobs._thd_jobs_of_order(placed.id)
+    payouts = [j.payout_minor for j in jobs]
+    a.close()
+    assert sum(payouts) == placed.price.minor_units
+
+
+def cube_stl(s: float) -> bytes:
+    import struct
+    v = [(0, 0, 0), (s, 0, 0), (s, s, 0), (0, s, 0), (0, 0, s), (s, 0, s), (s, s, s), (0, s, s)]
+    faces = [(0, 2, 1), (0, 3, 2), (4, 5, 6), (4, 6, 7), (0, 1, 5), (0, 5, 4), (1, 2, 6), (1, 6, 5),
+             (2, 3, 7), (2, 7, 6), (3, 0, 4), (3, 4, 7)]
+    out = bytearray(b"\0" * 80) + struct.pack("<I", len(faces))
+    for a, b, c in faces:
+        out += struct.pack("<3f", 0, 0, 0)
+        for i in (a, b, c):
+            out += struct.pack("<3f", *v[i])
+        out += b"\0\0"
+    return bytes(out)
+
+
+def test_every_object_of_an_order_is_priced(hub: ClockedHub) -> None:
+    """A design whose part is made twice: the order has 2 objects but the price of 1."""
+    from tests.hub.harness import manifest_toml
+    stl = cube_stl(20)
+    hub.push("alice", "one", {"cube.stl": stl}, manifest=manifest_toml("one", files=("cube.stl",)), create=True)
+    hub.push("alice", "two", {"cube.stl": stl},
+             manifest=manifest_toml("two", files=("cube.stl",)).replace("quantity = 1", "quantity = 2"), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    stub = _stub(hub)
+    one2 = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design="one", quantity=2)), metadata=hub.md("carol"))
+    two1 = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design="two", quantity=1)), metadata=hub.md("carol"))
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=two1.quote_id), metadata=hub.md("carol"))
+    a.close()
+    assert len(placed.objects) == 2
+    assert placed.price.minor_units == one2.options[0].price.minor_units
+
+
+def test_a_price_the_ledger_cannot_share_is_never_offered(hub: ClockedHub) -> None:
+    """A node at its highest allowed rates priced 20 big cubes over the ledger's limit: the order was
+    placed, and from its delivery on its settlement failed inside every read (GetOrder, ListOrders and
+    CancelOrder answered INVALID_ARGUMENT for good)."""
+    from tests.hub.harness import manifest_toml
+    big = printer(volume=(400, 400, 400))
+    big.rate_per_gram.minor_units = 100_000_000
+    big.rate_per_hour.minor_units = 100_000_000
+    hub.push("alice", "big", {"big.stl": cube_stl(120)}, manifest=manifest_toml("big", files=("big.stl",)), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [big])
+    a.connect()
+    stub = _stub(hub)
+    one = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design="big", quantity=1)), metadata=hub.md("carol"))
+    assert one.options and one.options[0].price.minor_units <= 10**12  # one object is within the limit
+    many = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design="big", quantity=20)), metadata=hub.md("carol"))
+    a.close()
+    assert not many.fabricable and not many.options
+
+
+def test_an_order_is_settled_with_the_equation_in_force_when_placed(hub: ClockedHub) -> None:
+    """The maintainer publishes maker 0 % / design 100 % while the node prints an order placed under v1:
+    the order is settled with the new equation, so the maker's share of a job it took under 60 % is 0."""
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    stub = _stub(hub)
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec()), metadata=hub.md("carol"))
+    job_id, epoch = a.take_job()
+    hub.clock.advance(60)
+    eq = records_pb2.ValueEquation(design="cube", maker="0", design_lineage="100", commons="0",
+                                   own_revision="100", upstream="0")
+    _rec(hub).SetValueEquation(records_pb2.SetValueEquationRequest(equation=eq), metadata=hub.md("alice"))
+    a.run_to_printed(job_id, epoch)
+    a.acked(a.event(job_id, epoch, nodes_pb2.EVENT_KIND_OUTCOME, {"outcome": "success", "reason": "", "notes": ""}))
+    wait_for(lambda: _get(hub, placed.id).state == orders_pb2.ORDER_STATE_DELIVERED)
+    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries)
+    a.close()
+    assert {e.equation_version for e in entries} == {"1"}
