@@ -120,6 +120,24 @@ def _error_text(state: Mapping[str, Any]) -> str:
     return str(state.get("error") or state.get("text") or "unknown error")
 
 
+class _Client(octoprint_client.Client):  # type: ignore[misc]
+    """octoprint_client's client, but a redirect is answered, never followed: requests would send the
+    X-Api-Key header along to any host the redirect names (it strips only Authorization)."""
+
+    def request(self, method: str, path: str, data: Any = None, files: Any = None, encoding: Any = None,
+                params: Any = None, timeout: float | None = None) -> requests.Response:
+        request = self.prepare_request(method, path, params=params)
+        if data or files:
+            if encoding == "json":
+                request.prepare_body(None, None, json=data)
+            else:
+                request.prepare_body(data, files=files)
+        with requests.Session() as session:
+            response: requests.Response = session.send(request, timeout=30 if timeout is None else timeout,
+                                                       allow_redirects=False)
+        return response
+
+
 class OctoPrintDriver:
     """One printer behind a real OctoPrint server (``PrinterDriver``)."""
 
@@ -148,7 +166,7 @@ class OctoPrintDriver:
             raise ValueError(f"printer {name!r}: timeout_s must be > 0, got {timeout_s}")
         self.name = name
         self._url = url.rstrip("/")
-        self._client = octoprint_client.Client(self._url, api_key)
+        self._client = _Client(self._url, api_key)
         self._port, self._baud, self._timeout_s = port, baud, timeout_s
         self._end_sequence = tuple(end_sequence)
         self._status = PrinterStatus(phase=PrinterPhase.DISCONNECTED)
@@ -350,6 +368,12 @@ class OctoPrintDriver:
         if resp.status_code in expect:
             return resp
         detail = resp.text.strip()[:300]
+        if resp.is_redirect:  # never followed: the API key would go along to wherever it points
+            raise ConnectionFailed(
+                f"printer {self.name!r}: OctoPrint at {self._url} redirected {path} to "
+                f"{resp.headers.get('Location', '?')[:200]!r} (HTTP {resp.status_code}); redirects are not "
+                "followed, so that the API key goes nowhere else: put the final address into the printer config"
+            )
         if resp.status_code in (401, 403):
             raise AuthenticationFailed(
                 f"printer {self.name!r}: OctoPrint at {self._url} refused the API key "
@@ -408,7 +432,7 @@ class OctoPrintDriver:
         path = "/api/files/local"
         try:
             with requests.Session() as session:
-                resp = session.send(request, timeout=max(self._timeout_s, 60.0))
+                resp = session.send(request, timeout=max(self._timeout_s, 60.0), allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectionFailed(
                 f"printer {self.name!r}: OctoPrint at {self._url} is unreachable ({exc}); "
