@@ -63,8 +63,8 @@ def test_an_order_cancelled_after_one_object_shares_out_only_what_was_made(hub: 
     placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
     a.print_job()
     wait_for(lambda: any(o.state == "done" for o in _get(hub, placed.id).objects))
-    cancelled = stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only want one"),
-                                 metadata=hub.md("carol"))
+    stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only want one"),
+                     metadata=hub.md("carol"))
     entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries, timeout=5)
     total = sum(e.amount.minor_units for e in entries)
     a.close()
