@@ -32,22 +32,30 @@ def _get(h, oid, who="carol"):
     return _stub(h).GetOrder(orders_pb2.GetOrderRequest(order_id=oid), metadata=h.md(who))
 
 
-def test_an_order_made_by_two_nodes_pays_each_for_its_objects(hub: ClockedHub) -> None:
-    """An order of 2 objects made by two nodes: the ledger credits one node for both."""
+def _two_cube_order(hub: ClockedHub, *nodes: str) -> tuple[list[FakeAgent], orders_pb2.Order]:
+    """A paid order of two cubes placed from a quote, with a connected agent (one printer) per node."""
     hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
-    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    a.connect()
-    b = FakeAgent.enrolled(hub, "lab-2", [printer()])
-    b.connect()
+    agents = [FakeAgent.enrolled(hub, node, [printer()]) for node in nodes]
+    for agent in agents:
+        agent.connect()
     stub = _stub(hub)
     q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
-    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    return agents, stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+
+
+def _ledger(hub: ClockedHub, **wait: float):
+    return wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"),
+                                                metadata=hub.md("carol")).entries, **wait)
+
+
+def test_an_order_made_by_two_nodes_pays_each_for_its_objects(hub: ClockedHub) -> None:
+    """An order of 2 objects made by two nodes: the ledger credited one node for both."""
+    (a, b), placed = _two_cube_order(hub, "lab-1", "lab-2")
     a.print_job()
     b.print_job()
     wait_for(lambda: _get(hub, placed.id).state == orders_pb2.ORDER_STATE_DELIVERED)
-    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries)
     by = {}
-    for e in entries:
+    for e in _ledger(hub):
         by[e.recipient] = by.get(e.recipient, 0) + e.amount.minor_units
     a.close()
     b.close()
@@ -55,18 +63,12 @@ def test_an_order_made_by_two_nodes_pays_each_for_its_objects(hub: ClockedHub) -
 
 
 def test_an_order_cancelled_after_one_object_shares_out_only_what_was_made(hub: ClockedHub) -> None:
-    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
-    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
-    a.connect()
-    stub = _stub(hub)
-    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
-    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+    (a,), placed = _two_cube_order(hub, "lab-1")
     a.print_job()
     wait_for(lambda: any(o.state == "done" for o in _get(hub, placed.id).objects))
-    stub.CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only want one"),
-                     metadata=hub.md("carol"))
-    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries, timeout=5)
-    total = sum(e.amount.minor_units for e in entries)
+    _stub(hub).CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only want one"),
+                           metadata=hub.md("carol"))
+    total = sum(e.amount.minor_units for e in _ledger(hub, timeout=5))
     a.close()
     # one of two objects was cancelled before it was made: the ledger must not share out the whole price
     assert total < placed.price.minor_units
