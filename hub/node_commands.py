@@ -43,7 +43,9 @@ def register(sub: Any, store_args: StoreArgs) -> None:
     add = node.add_parser("add", help="create a node account and print its one-time enrollment token (24 h)")
     add.add_argument("name")
     add.add_argument("--again", action="store_true",
-                     help="a new enrollment token for an existing node (its agent lost its credential)")
+                     help="a new enrollment token for an existing node whose credential was lost or leaked: "
+                          "its earlier enrollment tokens stop working now and its credential is revoked (a hub "
+                          "running elsewhere shuts it out within a minute) until its agent enrolls with the new token")
     _common(add, store_args, '{"node", "enrollment_token", "expires_at"}')
     drain = node.add_parser("drain", help="route no new job to a node; its prints run on and report as ever, "
                                           "and its agent is told within seconds (it says so in `spime-node status`)")

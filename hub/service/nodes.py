@@ -427,6 +427,11 @@ class NodeService:
         """Create a node account (or, with again, a new token for an existing node); returns
         (name, one-time enrollment token, expires_at).
 
+        With again the node's earlier unused enrollment tokens are void and its credentials revoked
+        at once (its live session ends within a sweep, see recheck_credentials): a re-issue is for a
+        credential that is lost or leaked, so whoever holds the old one is shut out now, and the node
+        is back once its agent enrolls with the new token.
+
         Raises:
             InvalidArgument: bad name.
             AlreadyExists: the name is taken (without again).
@@ -435,8 +440,12 @@ class NodeService:
         now = self.clock()
         expires = format_time(now + dt.timedelta(seconds=self.timers.enrollment_ttl_s))
         token = "spe_" + new_token().removeprefix("spf_")
-        store = self.nodes._thd_new_enrollment if again else self.nodes._thd_add_node
-        store(check_account_name(name), token, format_time(now), expires)
+        if not again:
+            self.nodes._thd_add_node(check_account_name(name), token, format_time(now), expires)
+            return name, token, expires
+        revoked = self.nodes._thd_new_enrollment(check_account_name(name), token, format_time(now), expires)
+        log.warning("node enrollment re-issued: its earlier enrollment tokens are void and its credentials revoked",
+                    extra={"node": name, "revoked": revoked})
         return name, token, expires
 
     def _thd_drain_node(self, name: str, reason: str) -> NodeInfo:

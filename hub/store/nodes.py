@@ -246,8 +246,14 @@ class NodeStore:
                                               created_at=now, expires_at=expires_at))
 
     @translated
-    def _thd_new_enrollment(self, name: str, enrollment_token: str, now: str, expires_at: str) -> None:
-        """Another one-time enrollment token for an existing node (its agent lost its credential).
+    def _thd_new_enrollment(self, name: str, enrollment_token: str, now: str, expires_at: str) -> int:
+        """Another one-time enrollment token for an existing node (its agent lost its credential, or
+        it leaked), replacing what the node held: its unused enrollment tokens are voided and its
+        live credentials revoked in the same transaction; returns how many credentials were revoked.
+
+        The unused tokens go first: on PostgreSQL an Enroll racing with this either consumed its token
+        before (its new credential is committed by the time the revocation reads, so it is revoked) or
+        finds the token gone.
 
         Raises:
             NotFound: no such node.
@@ -255,8 +261,12 @@ class NodeStore:
         with write(self.engine) as conn:
             if not conn.scalar(sa.select(sa.func.count()).where(n.c.name == name)):
                 raise NotFound(f"no node named {name!r}: create it with `spime-hub node add {name}`")
+            conn.execute(sa.delete(en).where(en.c.node == name, en.c.used_at == ""))
+            revoked = conn.execute(sa.update(schema.tokens).where(
+                schema.tokens.c.account == name, schema.tokens.c.revoked_at.is_(None)).values(revoked_at=now)).rowcount
             conn.execute(sa.insert(en).values(token_sha256=token_digest(enrollment_token), node=name,
                                               created_at=now, expires_at=expires_at))
+            return int(revoked)
 
     @translated
     def _thd_enroll(self, enrollment_token: str, bearer: str, now: str) -> str:

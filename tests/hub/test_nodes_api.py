@@ -232,6 +232,34 @@ def test_a_revoked_node_credential_ends_its_live_session(hub: ClockedHub) -> Non
     assert lab2.expect("offer").offer.job_id == job  # the other node's session carries on
 
 
+def test_a_reissued_enrollment_voids_the_earlier_token_and_credential(hub: ClockedHub) -> None:
+    """`spime-hub node add NAME --again` is for a lost or leaked credential: whoever holds the earlier
+    enrollment token or credential is shut out at once, and the agent is back with the new token."""
+    nodes, accounts = hub.composed.hub.nodes, hub.composed.store.accounts
+    stub = nodes_pb2_grpc.NodesStub(hub.channel)
+    _, first, _ = nodes._thd_add_node("lab-1")
+    old = FakeAgent(hub, "lab-1", stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token=first)).token, [printer()])
+    old.connect()
+    _, unused, _ = nodes._thd_add_node("lab-1", again=True)  # never used: the next re-issue voids it too
+    assert accounts._thd_by_token(old.token) is None
+    assert asyncio.run_coroutine_threadsafe(nodes.recheck_credentials(), hub.loop).result(timeout=30) == 1
+    assert old.ended() == grpc.StatusCode.UNAUTHENTICATED
+    _, second, _ = nodes._thd_add_node("lab-1", again=True)
+    for void in (first, unused):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token=void))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    new = FakeAgent(hub, "lab-1", stub.Enroll(nodes_pb2.EnrollRequest(enrollment_token=second)).token, [printer()])
+    new.connect()
+    assert hub.accounts.WhoAmI(accounts_pb2.WhoAmIRequest(), metadata=(("authorization", f"Bearer {new.token}"),)
+                               ).name == "lab-1"
+    with pytest.raises(AssertionError):
+        old.connect()
+    assert old.ended() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(NotFound):
+        nodes._thd_add_node("lab-9", again=True)
+
+
 def test_a_drained_node_gets_no_new_jobs_until_resumed(hub: ClockedHub) -> None:
     """`spime-hub node drain|resume` write the database from their own process: routing reads the
     drain at once, and the live session is told at the hub's next check (run here by hand)."""

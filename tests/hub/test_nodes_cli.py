@@ -73,8 +73,11 @@ def test_cli_node_and_job_commands_reach_the_running_hub(running: RunningHub, ca
         assert "already exists" in _cli(running, capsys, "node", "add", "lab-1", ok=False).err
         again = _cli(running, capsys, "node", "add", "lab-1", "--again", "--json")
         assert again["node"] == "lab-1" and again["enrollment_token"] != added["enrollment_token"]
+        with pytest.raises(grpc.RpcError) as void:  # the re-issue voided the first token
+            nodes_pb2_grpc.NodesStub(channel).Enroll(nodes_pb2.EnrollRequest(enrollment_token=added["enrollment_token"]))
+        assert void.value.code() == grpc.StatusCode.UNAUTHENTICATED
         token = nodes_pb2_grpc.NodesStub(channel).Enroll(
-            nodes_pb2.EnrollRequest(enrollment_token=added["enrollment_token"])).token
+            nodes_pb2.EnrollRequest(enrollment_token=again["enrollment_token"])).token
         agent = FakeAgent(channel, "lab-1", token, [printer()])
         agent.connect()
         _subprocess(running, "node", "add", "lab-2")  # never connected
