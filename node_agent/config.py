@@ -273,14 +273,17 @@ class FileRefused(OSError):
 
 
 def read_regular(path: str | Path, limit: int) -> bytes:
-    """The bytes of the regular file at ``path``, at most ``limit`` of them (opened without blocking:
-    a FIFO would wait for a writer, /dev/zero never end).
+    """The bytes of the regular file at ``path``, at most ``limit`` of them. The type is checked before
+    the file is opened (opening a serial device can reset the printer on it) and again on the opened
+    file (opened without blocking: a FIFO would wait for a writer, /dev/zero never end).
 
     Raises:
         FileRefused: not a regular file, or more than ``limit`` bytes.
         OSError: it cannot be opened or read (FileNotFoundError: nothing is there).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise FileRefused(path, too_large=False)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileRefused(path, too_large=False)

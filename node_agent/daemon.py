@@ -12,13 +12,14 @@ import asyncio
 import logging
 import os
 import signal
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from node_agent import sd_notify
-from node_agent.config import NodeConfig, PrinterConfig
+from node_agent.config import FileRefused, NodeConfig, PrinterConfig, read_regular
 from node_agent.control import ControlServer, control_path
 from node_agent.drivers.base import PrinterDriver
 from node_agent.hub_client import ClientCertificate, HubConnection, HubError, enroll
@@ -31,6 +32,7 @@ from slicer_bridge import SLICERS, CacheError, SliceCache
 __all__ = ["DaemonError", "enroll_node", "read_credential", "run_daemon"]
 
 SLICE_CACHE_BYTES = 2 * 1024**3
+MAX_CREDENTIAL_BYTES = 4096  # a credential is about 50 ASCII characters
 log = logging.getLogger("spime-node")
 
 
@@ -39,22 +41,33 @@ class DaemonError(Exception):
 
 
 def read_credential(config: NodeConfig) -> str:
-    """The node credential: ``token`` in the config, else the enrolled credential file.
+    """The node credential: ``token`` in the config, else the enrolled credential file, which must be
+    a small regular file that only its owner may read or write (as ``spime-node enroll`` stores it).
 
     Raises:
-        DaemonError: not enrolled yet, or the file is unreadable.
+        DaemonError: not enrolled yet, or the file is unreadable, not a regular file, too large, or
+            open to its group or others.
     """
     if config.node.token:
         return config.node.token
     path = config.node.credential_path
     try:
-        token = path.read_text(encoding="ascii").strip()
+        token = read_regular(path, MAX_CREDENTIAL_BYTES).decode("ascii").strip()
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise DaemonError(f"{path}: no node credential; enroll first: spime-node enroll "
                           f"--config {config.source} --token TOKEN (from `spime-hub node add`)"
                           ) from None
+    except FileRefused as exc:
+        raise DaemonError(f"{path}: over {MAX_CREDENTIAL_BYTES} bytes: not a node credential; enroll again"
+                          if exc.too_large else f"{path}: not a regular file: the node credential is the "
+                          "file `spime-node enroll` writes") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DaemonError(f"{path}: cannot read the node credential: {exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DaemonError(f"{path}: the node credential is open to its group or others: chmod 600 it (and, "
+                          "if anyone else may have read it, have the hub admin re-issue it: spime-hub node add "
+                          f"{config.node.name} --again)")
     if not token:
         raise DaemonError(f"{path}: the credential file is empty; enroll again")
     return token

@@ -167,3 +167,33 @@ def test_status_says_why_the_hub_drains_the_node() -> None:
     assert first == ("node lab-1: hub hub.example:7443 connected, drained by the hub (new nozzle, calibrating), "
                      "0 report(s) not yet acknowledged")
     assert ", draining," in render_status({**status, "drained_by_hub": ""})  # shutting down: waits for its prints
+
+
+def test_the_credential_file_is_read_as_a_secret(tmp_path: Path) -> None:
+    """The node's one secret is read like its config and TLS files (a small regular file, never
+    blocking on a FIFO nor reading /dev/zero for ever) and, like the hub's key, only when its owner
+    alone may read it (`spime-node enroll` writes it 0600)."""
+    from node_agent.config import load_config
+    from node_agent.daemon import DaemonError, read_credential
+    config = load_config(write_config(tmp_path, "/dev/null", token=None))
+    path = config.node.credential_path
+    path.parent.mkdir()
+    path.write_text("spf_" + "x" * 5000 + "\n", encoding="ascii")
+    path.chmod(0o600)
+    with pytest.raises(DaemonError, match="over 4096 bytes: not a node credential"):
+        read_credential(config)
+    path.write_text("spf_secret\n", encoding="ascii")
+    for mode in (0o640, 0o604):
+        path.chmod(mode)
+        with pytest.raises(DaemonError, match="open to its group or others: chmod 600 it"):
+            read_credential(config)
+    path.chmod(0o600)
+    assert read_credential(config) == "spf_secret"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    with pytest.raises(DaemonError, match="not a regular file"):
+        read_credential(config)
+    path.unlink()
+    os.mkfifo(path, 0o600)
+    with pytest.raises(DaemonError, match="not a regular file"):
+        read_credential(config)
