@@ -34,7 +34,7 @@ from typing import Any
 from hub import licenses, node_commands, ops_commands, sd_notify
 from hub.api.metrics import HubMetrics, feed_from, start_metrics_server
 from hub.api.server import HubServer, TlsFiles, admission_of, tls_credentials
-from hub.config import MB, HubConfig, default_data_dir
+from hub.config import MB, HubConfig, default_data_dir, is_loopback, parse_listen
 from hub.errors import FailedPrecondition, HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
@@ -202,6 +202,10 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     if tls is not None:
         tls_credentials(tls)  # a bad TLS file is named before a data directory or database is made
+    elif not is_loopback(parse_listen(config.listen)[0]):
+        log.warning("serving %s without TLS: every client's token and every node's credential cross the "
+                    "network in clear text; give --tls-cert and --tls-key (ops/tls/make-dev-ca.sh makes them)",
+                    config.listen)
     composed = compose(config)
     # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
     threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from hub.errors import InvalidArgument
 from hub.limits import ADMISSION_WAIT_S, parse_rates
 
-__all__ = ["HubConfig", "default_data_dir", "parse_listen"]
+__all__ = ["HubConfig", "default_data_dir", "is_loopback", "parse_listen"]
 
 MB = 1024 * 1024
 
@@ -33,6 +34,18 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not host or not ascii_digits or not 0 <= int(port) <= 65535:
         raise InvalidArgument(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:7443")
     return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host (as parse_listen gives it) names this machine: localhost, 127.0.0.0/8, ::1.
+    DNS is not asked: a name that merely resolves to a loopback address does not count."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

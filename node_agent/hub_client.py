@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EX
                         grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED,
                         grpc.StatusCode.ABORTED, grpc.StatusCode.INTERNAL,
                         grpc.StatusCode.UNKNOWN})
+log = logging.getLogger("spime-node")
 _CHUNK_ATTEMPTS = 5
 _MAX_PEM_BYTES = 1 << 20  # a CA bundle or a certificate chain is a few KiB
 FETCH_STALL_S = 60.0
@@ -228,9 +231,26 @@ def _pem_problem(data: bytes, marker: bytes, wanted: str) -> str:
     return "its PEM block does not parse (damaged, truncated or of another kind)"
 
 
+def _is_loopback(target: str) -> bool:
+    """Whether HOST:PORT names this machine (localhost, 127.0.0.0/8, ::1) without asking DNS: a
+    name that merely resolves to a loopback address does not count."""
+    host = target.rpartition(":")[0].strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _channel(target: str, ca: Path | None, client: ClientCertificate | None = None) -> grpc.aio.Channel:
     options = list(KEEPALIVE_OPTIONS)
     if ca is None:
+        if not _is_loopback(target):
+            log.warning("the hub %s is not on this machine and tls_ca is not set: the node's credential, its "
+                        "jobs and their files cross the network in clear text, readable and usable by anyone on "
+                        "the way; set [node] tls_ca to the hub's CA file (the hub serves TLS with --tls-cert "
+                        "and --tls-key)", target)
         return grpc.aio.insecure_channel(target, options=options)
     root, _ = _certificates(ca, "the hub's CA file (tls_ca)")
     key = chain = None

@@ -36,7 +36,7 @@ EXPORTS = {
         "Proposal", "ProposalState", "RatingRecord", "Revision", "RevisionKind", "Role", "SLUG_PATTERN",
     ],
     "hub.auth": ["PUBLIC_PREFIXES", "ROLE_RULES", "TokenCache", "authorize", "bearer_token", "is_public", "new_token", "short_name"],
-    "hub.config": ["HubConfig", "default_data_dir", "parse_listen"],
+    "hub.config": ["HubConfig", "default_data_dir", "is_loopback", "parse_listen"],
     "hub.exports": ["OKH_MEDIA_TYPE", "PROV_MEDIA_TYPE", "Lineage", "okh_manifest", "prov_json"],
     "hub.store": [
         "AccountStore", "BlobStore", "DesignStore", "JobStore", "NodeStore", "RecordStore", "Store", "open_store",

@@ -24,7 +24,7 @@ from spimeforge.v1 import accounts_pb2_grpc, designs_pb2_grpc, records_pb2_grpc
 
 from hub.client.common import HubRefused, UsageError, env_or, log
 from hub.client.local import read_local_file
-from hub.config import parse_listen
+from hub.config import is_loopback, parse_listen
 from hub.errors import InvalidArgument
 
 __all__ = ["Hub", "connect", "opened", "retry_delay", "translate"]
@@ -185,6 +185,10 @@ def connect(args: argparse.Namespace, *, need_token: bool = True) -> Hub:
     if ca:
         channel = grpc.secure_channel(address, _tls(ca), options=options)
     else:
+        if token and not is_loopback(parse_listen(address)[0]):
+            log(f"spime: warning: the hub {address} is not on this machine and SPIME_CA (--ca) is not set: your "
+                "token crosses the network in clear text, readable and usable by anyone on the way; set SPIME_CA "
+                "to the hub's CA file")
         channel = grpc.insecure_channel(address, options=options)
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     return Hub(address=address, channel=channel, metadata=metadata)

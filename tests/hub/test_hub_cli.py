@@ -107,6 +107,16 @@ def test_serve_refuses_bad_flags(tmp_path: Path) -> None:
     assert bad_db.returncode == 1 and "postgresql" in bad_db.stderr
 
 
+def test_serve_without_tls_beyond_this_machine_is_warned_about(tmp_path: Path) -> None:
+    """Tokens and node credentials would cross the network in clear text. (The database is not there,
+    so serve stops right after its start-up checks.)"""
+    nowhere = "postgresql://nobody@127.0.0.1:1/spime"
+    for listen, warned in (("0.0.0.0:0", True), ("[::]:0", True), ("127.0.0.1:0", False), ("localhost:0", False)):
+        done = _hub_cli("serve", "--data", str(tmp_path), "--listen", listen, "--database", nowhere)
+        assert done.returncode == 1, done.stderr
+        assert (f"serving {listen} without TLS" in done.stderr) is warned, done.stderr
+
+
 def test_serve_with_tls_flags(tmp_path: Path) -> None:
     tls = self_signed(tmp_path)
     hub = start_hub(tmp_path / "h", extra_args=("--tls-cert", str(tls.cert), "--tls-key", str(tls.key)),

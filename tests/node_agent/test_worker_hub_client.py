@@ -319,3 +319,25 @@ def test_tls_files_that_are_not_pem_are_named_before_dialling(tmp_path: Path, ca
         asyncio.run(enroll("127.0.0.1:9", "spf_x", "test/1", ca=ca, client=ClientCertificate(cert, key),
                            timeout_s=10))
     assert words.format(ca=ca, cert=cert, key=key) in str(caught.value)
+
+
+def test_a_credential_bound_for_a_remote_hub_in_clear_text_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without tls_ca the bearer credential goes out in clear text: fine on this machine, loudly
+    warned about for any other (as the shipped config's hub.example.org was, with tls_ca commented out)."""
+    ca = self_signed(tmp_path).cert
+
+    async def build(target: str, ca: Path | None) -> None:
+        await HubConnection(target, "spf_x", ca).close()  # nothing is dialled
+
+    warned: dict[tuple[str, bool], bool] = {}
+    for target in ("hub.example.org:7443", "10.0.0.5:7443", "[2001:db8::1]:7443", "localhost.example.org:7443",
+                   "127.0.0.1:7443", "127.8.9.10:1", "localhost:7443", "[::1]:7443"):
+        for with_ca in (False, True):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="spime-node"):
+                asyncio.run(build(target, ca if with_ca else None))
+            warned[target, with_ca] = any("clear text" in r.getMessage() and target in r.getMessage()
+                                          for r in caplog.records)
+    assert [t for (t, with_ca), w in warned.items() if w] == [
+        "hub.example.org:7443", "10.0.0.5:7443", "[2001:db8::1]:7443", "localhost.example.org:7443"]

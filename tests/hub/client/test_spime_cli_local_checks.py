@@ -171,6 +171,25 @@ def test_tls_files_that_are_not_regular_files_or_too_big_are_refused_unread(
     assert code == EXIT_USAGE and "missing.pem" in err
 
 
+def test_a_token_bound_for_a_remote_hub_in_clear_text_is_warned_about(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without SPIME_CA the token crosses the network in clear text: fine on this machine, warned
+    about on stderr for any other hub (stdout stays the command's own)."""
+    import argparse
+
+    from hub.client.connection import connect
+
+    ca, _ = _cert(tmp_path)
+    for address, token, tls, warned in (("hub.example.org:7443", "t", None, True), ("10.1.2.3:7443", "t", None, True),
+                                        ("hub.example.org:7443", "t", str(ca), False),
+                                        ("hub.example.org:7443", "", None, False),  # no token, nothing secret sent
+                                        ("127.0.0.1:7443", "t", None, False), ("localhost:7443", "t", None, False),
+                                        ("[::1]:7443", "t", None, False)):
+        connect(argparse.Namespace(hub=address, token=token, ca=tls), need_token=False).close()  # never dials
+        out, err = capsys.readouterr()
+        assert out == "" and ("clear text" in err and address in err) is warned, (address, err)
+
+
 def test_toml_escapes_round_trip_every_control_character() -> None:
     text = "".join(map(chr, range(0x80))) + 'é "quoted" \\ end'
     assert tomllib.loads(f'v = "{_esc(text, "--title")}"')["v"] == text
