@@ -38,6 +38,7 @@ __all__ = [
     "Rates",
     "bounding_box",
     "correction",
+    "currencies",
     "price",
     "rank",
 ]
@@ -247,19 +248,33 @@ class QuoteOption:
     correction: Correction
 
 
-def _key(rule: str) -> Callable[[QuoteOption], tuple[float, ...]]:
+def _key(rule: str) -> Callable[[QuoteOption], tuple[object, ...]]:
     far = math.inf
+
+    def cost(q: QuoteOption) -> tuple[str, int]:  # amounts compare only within their currency
+        return q.price.currency, q.price.total_minor
+
     if rule == "cheapest":
-        return lambda q: (q.price.total_minor, q.estimated_seconds, q.distance_km if q.distance_km is not None else far)
+        return lambda q: (*cost(q), q.estimated_seconds, q.distance_km if q.distance_km is not None else far)
     if rule == "fastest":
-        return lambda q: (q.estimated_seconds, q.price.total_minor, q.distance_km if q.distance_km is not None else far)
+        return lambda q: (q.estimated_seconds, *cost(q), q.distance_km if q.distance_km is not None else far)
     if rule == "nearest":
-        return lambda q: (q.distance_km if q.distance_km is not None else far, q.price.total_minor, q.estimated_seconds)
+        return lambda q: (q.distance_km if q.distance_km is not None else far, *cost(q), q.estimated_seconds)
     raise InvalidArgument(f"unknown rule {rule!r:.40}: use {', '.join(RANK_RULES)}")
+
+
+def currencies(options: Sequence[QuoteOption]) -> list[str]:
+    """The currencies of the options' prices, sorted."""
+    return sorted({q.price.currency for q in options})
 
 
 def rank(options: Sequence[QuoteOption], rule: str) -> list[QuoteOption]:
     """Options best first by a stated rule (cheapest, fastest or nearest; ties by the others, then name).
+
+    Amounts in different currencies are never compared (the hub knows no exchange rate, and minor
+    units differ in worth: a yen, JPY's minor unit, is about 0.6 euro cents): "cheapest" ranks each currency's options by
+    price, the currencies one after the other by ISO code; where a tie falls to the price, options in
+    different currencies go by ISO code too.
 
     Raises:
         InvalidArgument: an unknown rule.

@@ -532,10 +532,16 @@ class OrderService:
             found = self._thd_match(basis, mesh, slices, limit, rule, lambda query: match(replace(query, seen=seen)))
             if not found.options:
                 raise FailedPrecondition(found.refusal)
+            if rule == "cheapest" and len(shown := quotes.currencies(found.options)) > 1:
+                raise FailedPrecondition(
+                    f"the printers that can make it charge in {', '.join(shown)}, and the hub does not compare prices "
+                    "in different currencies: quote it (`spime quote`) and order the option you choose "
+                    "(`spime order --quote ID --option N`), or choose by --best fastest or nearest",
+                    reason="CURRENCIES_NOT_COMPARED")
             result, row = self._quote_result(caller, basis, found)
             ranked = found.options
             placing = _Placing(basis.req, basis.design, basis.revision, basis.manifest, basis.changed, result.id,
-                               ranked[0], tuple((o.node, o.printer) for o in ranked), row)
+                               ranked[0], _prefer(ranked[0], ranked), row)
             return self._placement(caller, placing, best, key, sha)
 
         return self._thd_write(build)
@@ -578,8 +584,7 @@ class OrderService:
         design, revision, manifest, scad = await asyncio.to_thread(self._thd_revision, row.design, row.revision_id)
         changed = await asyncio.to_thread(check_parameters, manifest, scad, req.parameters)
         chosen = options[option]
-        prefer = ((chosen.node, chosen.printer), *((o.node, o.printer) for o in options if o is not chosen))
-        return _Placing(req, design, revision, manifest, changed, row.id, chosen, prefer, None)
+        return _Placing(req, design, revision, manifest, changed, row.id, chosen, _prefer(chosen, options), None)
 
     def _new_order(self, caller: Account, placing: _Placing, rule: str
                    ) -> tuple[orders.Order, list[tuple[str, JobSpec, Sequence[tuple[str, str]]]]]:
@@ -883,6 +888,13 @@ def _require_party(caller: Account, shown: OrderView) -> None:
     # never the customer's name: a stranger learns nothing of whose the order is
     raise PermissionDenied(f"{caller.name} takes no part in order {shown.order.id}: only its customer and the "
                            "nodes that make it may follow it")
+
+
+def _prefer(chosen: quotes.QuoteOption, options: Sequence[quotes.QuoteOption]) -> tuple[tuple[str, str], ...]:
+    """The printers an order's jobs may go to: the chosen one first, then the other options priced in its
+    currency (the order's price and its jobs' payouts are in that currency; another node's rates are not)."""
+    return ((chosen.node, chosen.printer), *((o.node, o.printer) for o in options
+                                             if o is not chosen and o.price.currency == chosen.price.currency))
 
 
 def _fingerprint(view: OrderView) -> tuple[object, ...]:

@@ -181,20 +181,26 @@ def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dia
                       ) -> sa.Select[tuple[object, ...]]:
     """Printers that can take a job with one of `profiles` slicer profiles (bound as p0.., with hours
     h0.. and grams g0.. of one object): free ones first, then those holding a job (an order placed
-    on them waits in the queue), each best first by `order`; a page of :lim after :off."""
+    on them waits in the queue), each best first by `order` ("cheapest": the cheapest of each currency,
+    then the second cheapest of each, ...); a page of :lim after :off."""
     hours = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"h{i}", type_=sa.Float))
                       for i in range(profiles)), else_=0.0)
     grams = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"g{i}", type_=sa.Float))
                       for i in range(profiles)), else_=0.0)
     cost = _pr.c.hour_minor * hours + _pr.c.gram_minor * grams
-    keys: list[sa.ColumnElement[Any]] = [cost]
+    busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
+    # prices in different currencies are never compared (hub.quotes.rank): ties by the currency's code, and
+    # "cheapest" ranks each currency's printers by their own price and takes the best of every currency in turn
+    keys: list[sa.ColumnElement[Any]] = [
+        sa.func.row_number().over(partition_by=(busy, _pr.c.hour_currency), order_by=(cost, _pr.c.node, _pr.c.printer)),
+        _pr.c.hour_currency]
     if order == "fastest":
-        keys = [hours, cost]
+        keys = [hours, _pr.c.hour_currency, cost]
     elif order == "nearest":
         dlat = _n.c.latitude - sa.bindparam("near_lat", type_=sa.Float)
         dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
-        keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float), cost]
-    busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
+        keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float),
+                _pr.c.hour_currency, cost]
     return (sa.select(_pr, *NODE_OF_PRINTER).join(_n, _n.c.name == _pr.c.node)
             .where(*_match_filters(nodes, box, dialect),
                    _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
@@ -668,8 +674,9 @@ class OrderStore:
         printers first, then those holding a job (offered to them, assigned, printing ...), so that an order
         still finds a node to wait for when every printer is busy. ``q.estimates`` maps each slicer profile
         to (seconds, grams) of one object; only printers with one of these profiles come back, ordered by
-        the price of that estimate at their rates ("cheapest"), by time ("fastest"), or by distance from
-        ``q.near`` ("nearest"); ties by price, then name. The caller still checks the build volume (any
+        the price of that estimate at their rates ("cheapest": within each currency, the currencies taking
+        turns), by time ("fastest"), or by distance from ``q.near`` ("nearest"); ties by currency and price,
+        then name. The caller still checks the build volume (any
         orientation) and the exact distance on what comes back.
         """
         if not q.estimates:

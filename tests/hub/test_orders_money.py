@@ -196,3 +196,65 @@ def test_an_order_is_settled_with_the_equation_in_force_when_placed(hub: Clocked
     entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="cube"), metadata=hub.md("carol")).entries)
     a.close()
     assert {e.equation_version for e in entries} == {"1"}
+
+
+def _priced_in(currency: str, per_hour: int, per_gram: int, name: str = "mk3"):
+    p = printer(name)
+    p.rate_per_hour.currency = p.rate_per_gram.currency = currency
+    p.rate_per_hour.minor_units, p.rate_per_gram.minor_units = per_hour, per_gram
+    return p
+
+
+def test_cheapest_never_compares_prices_in_different_currencies(hub: ClockedHub) -> None:
+    """21 printers charging in EUR and one in JPY at ten times the minor units (yet about a sixteenth of
+    the worth): the JPY printer is among the quote's 20 options, each currency's options cheapest first
+    and together; ranking raw minor units left it out for 20 EUR ones."""
+    from tests.hub.test_orders_api import FILES, cube_manifest
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    eur = FakeAgent.enrolled(hub, "lab-1", [_priced_in("EUR", 300 + i, 5, f"mk{i:02}") for i in range(21)])
+    jpy = FakeAgent.enrolled(hub, "lab-2", [_priced_in("JPY", 3000, 50)])
+    eur.connect()
+    jpy.connect()
+    q = _stub(hub).Quote(orders_pb2.QuoteRequest(spec=_spec()), metadata=hub.md("carol"))
+    shown = [(o.price.currency, o.price.minor_units, o.node) for o in q.options]
+    eur.close()
+    jpy.close()
+    assert len(shown) == 20 and shown[-1][0::2] == ("JPY", "lab-2"), shown
+    assert shown == sorted(shown), shown  # by currency, then price within it
+    assert shown[0][1] < shown[1][1]  # the EUR printers really are priced apart
+
+
+def test_an_order_by_cheapest_across_currencies_is_refused_and_a_chosen_option_keeps_its_currency(
+        hub: ClockedHub) -> None:
+    """Two nodes, one charging in EUR (three printers), one in JPY (one printer): "cheapest" cannot choose
+    between them (FAILED_PRECONDITION saying what to do instead); an order of the JPY option is priced
+    and paid in JPY and its second object waits for the JPY node rather than go to a EUR printer."""
+    import grpc
+    import pytest
+
+    from tests.hub.refusal import details_of
+    from tests.hub.test_orders_api import FILES, cube_manifest
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    eur = FakeAgent.enrolled(hub, "lab-1", [_priced_in("EUR", 300, 5, f"mk{i}") for i in range(3)])
+    jpy = FakeAgent.enrolled(hub, "lab-2", [_priced_in("JPY", 300, 5)])
+    eur.connect()
+    jpy.connect()
+    stub = _stub(hub)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(), best="cheapest"), metadata=hub.md("carol"))
+    refusal = details_of(refused.value)
+    assert refusal.code == grpc.StatusCode.FAILED_PRECONDITION and refusal.info.reason == "CURRENCIES_NOT_COMPARED"
+    assert "charge in EUR, JPY" in refusal.message and "--option" in refusal.message
+    with pytest.raises(grpc.RpcError) as refused:  # no rule given: cheapest
+        stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec()), metadata=hub.md("carol"))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert not stub.ListOrders(orders_pb2.ListOrdersRequest(include_final=True), metadata=hub.md("carol")).orders
+    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(quantity=2)), metadata=hub.md("carol"))
+    option = next(i for i, o in enumerate(q.options) if o.price.currency == "JPY")
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id, option=option), metadata=hub.md("carol"))
+    jobs = hub.composed.hub.jobs._thd_jobs_of_order(placed.id)
+    eur.close()
+    jpy.close()
+    assert placed.price.currency == "JPY" and {j.payout_currency for j in jobs} == {"JPY"}
+    held = sorted((j.want_node, j.node or "", j.state.value) for j in jobs)
+    assert held == [("lab-2", "", "queued"), ("lab-2", "lab-2", "offered")], held

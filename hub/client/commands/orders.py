@@ -86,7 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--quote", default="", metavar="ID", help="take an option of this quote (from spime quote)")
     p.add_argument("--option", type=bounded_int(0, 999), default=0,
                    help="which option of --quote (default 0, the cheapest)")
-    p.add_argument("--best", choices=("cheapest", "fastest", "nearest"), default="cheapest")
+    p.add_argument("--best", choices=("cheapest", "fastest", "nearest"), default="cheapest",
+                   help="how the hub chooses (default cheapest; it compares prices in one currency only and "
+                        "refuses when the printers charge in several: then order a --quote's --option)")
     p.add_argument("--key", default="", help="idempotency key: repeating the command never orders twice")
     p.add_argument("--qr", type=Path, metavar="FILE", help="write a QR label PNG per object (FILE, FILE-2, ...)")
     p = add_hub_command(subparsers, "watch", "follow an order until it is final (progress on stderr)", _watch)
