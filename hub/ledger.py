@@ -26,6 +26,7 @@ from hub.errors import InvalidArgument
 __all__ = [
     "COMMONS_FUND",
     "DEFAULT_EQUATION",
+    "RESERVED_RECIPIENTS",
     "Beneficiaries",
     "Costs",
     "Share",
@@ -38,6 +39,9 @@ __all__ = [
 
 COMMONS_FUND = "commons-fund"
 PAYMENT_FEES = "payment-fees"
+# Recipients of ledger entries that are no account: an account of such a name would have its credits
+# merged with theirs (balances and GetLedger are by recipient), so no account may be made with one.
+RESERVED_RECIPIENTS = frozenset({COMMONS_FUND, PAYMENT_FEES})
 _HUNDRED = Decimal(100)
 _SUM_DIGITS = 64
 _ZERO_DIGIT_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF"})

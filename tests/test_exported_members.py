@@ -59,7 +59,7 @@ EXPORTS = {
     "hub.scheduler": ["Money", "PrinterRecord", "candidates", "fits", "qualifies"],
     "hub.orders": ["FINAL_STATES", "Grant", "JOB_STAGE", "LedgerRow", "Order", "OrderObject", "OrderState", "RatingRow", "StoredQuote", "TRANSITIONS", "advance", "cancellable", "derive_state",
                    "part_files"],
-    "hub.ledger": ["Beneficiaries", "COMMONS_FUND", "Costs", "DEFAULT_EQUATION", "Share", "ValueEquation", "distribute", "format_money", "parse_equation", "portions"],
+    "hub.ledger": ["Beneficiaries", "COMMONS_FUND", "Costs", "DEFAULT_EQUATION", "RESERVED_RECIPIENTS", "Share", "ValueEquation", "distribute", "format_money", "parse_equation", "portions"],
     "hub.ratings": ["CRITERIA", "MAX_COMMENT_CHARS", "PRIOR_MEAN", "PRIOR_WEIGHT", "ROLES", "Reputation", "Vote", "check_rating", "reputation",
                    "reputation_of_totals"],
     "hub.quotes": ["Box", "bounding_box", "Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "currencies", "price", "rank"],

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from hub import keys
+from hub import keys, ledger
 from hub.auth import TokenCache, new_token
 from hub.domain import Account, Role
 from hub.errors import FailedPrecondition, IntegrityError, InvalidArgument, PermissionDenied
@@ -24,7 +24,7 @@ from hub.service.batching import Batcher
 from hub.service.common import Clock, format_time, parse_time
 from hub.store.accounts import AccountStore, token_digest
 
-__all__ = ["MAX_KEYS_PER_ACCOUNT", "PROOF_SKEW_S", "AccountService", "check_account_name"]
+__all__ = ["MAX_KEYS_PER_ACCOUNT", "PROOF_SKEW_S", "AccountService", "check_account_name", "check_new_account_name"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}\Z")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}\Z")
@@ -38,6 +38,19 @@ def check_account_name(name: str) -> str:
     """Raises: InvalidArgument: not 1-63 lowercase letters, digits, '_', '.', '-'."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidArgument(f"account name {name!r:.80} must be 1-63 lowercase letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_new_account_name(name: str) -> str:
+    """The name of an account about to be made: an account name that is not one of the ledger's own
+    recipients (its credits would merge with theirs). Lookups take any account name (check_account_name).
+
+    Raises:
+        InvalidArgument: a bad or reserved name.
+    """
+    if check_account_name(name) in ledger.RESERVED_RECIPIENTS:
+        raise InvalidArgument(f"account name {name!r} is reserved: the ledger credits the {name} under it; "
+                              "pick another name", reason="ACCOUNT_NAME_RESERVED")
     return name
 
 
@@ -73,11 +86,11 @@ class AccountService:
         """Create an account; returns it and its token (shown once).
 
         Raises:
-            InvalidArgument: bad name.
+            InvalidArgument: bad or reserved name.
             AlreadyExists: the name is taken.
         """
         token = new_token()
-        account = self.accounts._thd_add(check_account_name(name), role, token, format_time(self.clock()))
+        account = self.accounts._thd_add(check_new_account_name(name), role, token, format_time(self.clock()))
         return account, token
 
     def _thd_new_token(self, name: str) -> str:

@@ -35,7 +35,7 @@ from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, 
 from hub.limits import check_plain_text
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
-from hub.service.accounts import check_account_name
+from hub.service.accounts import check_account_name, check_new_account_name
 from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
 from hub.service.common import Clock, format_time
 from hub.service.job_changes import check_layer
@@ -433,7 +433,7 @@ class NodeService:
         is back once its agent enrolls with the new token.
 
         Raises:
-            InvalidArgument: bad name.
+            InvalidArgument: bad name (or, without again, a reserved one).
             AlreadyExists: the name is taken (without again).
             NotFound: no such node (with again).
         """
@@ -441,7 +441,7 @@ class NodeService:
         expires = format_time(now + dt.timedelta(seconds=self.timers.enrollment_ttl_s))
         token = "spe_" + new_token().removeprefix("spf_")
         if not again:
-            self.nodes._thd_add_node(check_account_name(name), token, format_time(now), expires)
+            self.nodes._thd_add_node(check_new_account_name(name), token, format_time(now), expires)
             return name, token, expires
         revoked = self.nodes._thd_new_enrollment(check_account_name(name), token, format_time(now), expires)
         log.warning("node enrollment re-issued: its earlier enrollment tokens are void and its credentials revoked",

@@ -258,3 +258,27 @@ def test_an_order_by_cheapest_across_currencies_is_refused_and_a_chosen_option_k
     assert placed.price.currency == "JPY" and {j.payout_currency for j in jobs} == {"JPY"}
     held = sorted((j.want_node, j.node or "", j.state.value) for j in jobs)
     assert held == [("lab-2", "", "queued"), ("lab-2", "lab-2", "offered")], held
+
+
+def test_the_ledgers_own_recipients_cannot_be_account_names(hub: ClockedHub) -> None:
+    """An account named commons-fund or payment-fees would have its credits merged with the fund's or the
+    fees' (balances and GetLedger go by recipient): neither `user add` nor `node add` makes one, while
+    lookups by such a name still answer as for any unknown account."""
+    import pytest
+
+    from hub.domain import Role
+    from hub.errors import InvalidArgument, NotFound
+    from hub.ledger import RESERVED_RECIPIENTS
+    accounts, nodes = hub.composed.hub.accounts, hub.composed.hub.nodes
+    assert RESERVED_RECIPIENTS == {"commons-fund", "payment-fees"}
+    for name in sorted(RESERVED_RECIPIENTS):
+        for add, args in ((accounts._thd_add_user, (name, Role.DESIGNER)), (nodes._thd_add_node, (name,))):
+            with pytest.raises(InvalidArgument) as refused:
+                add(*args)
+            assert refused.value.reason == "ACCOUNT_NAME_RESERVED" and "is reserved" in refused.value.message
+        with pytest.raises(NotFound):
+            nodes._thd_add_node(name, again=True)
+        with pytest.raises(NotFound):
+            accounts._thd_new_token(name)
+        assert not hub.composed.store.accounts._thd_exists(name)
+    accounts._thd_add_user("commons-fund-2", Role.DESIGNER)  # only the recipients themselves are taken
