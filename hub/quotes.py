@@ -39,6 +39,7 @@ __all__ = [
     "bounding_box",
     "correction",
     "currencies",
+    "per_copy",
     "price",
     "rank",
 ]
@@ -128,6 +129,12 @@ class Estimate:
     filament_g: float
 
 
+def per_copy(objects: Sequence[tuple[Estimate, int]]) -> Estimate:
+    """The estimate of one copy of a design from each distinct object's estimate and how many of it a
+    copy makes (a kit of a body and two lids: the body's estimate plus twice the lid's)."""
+    return Estimate(sum(e.seconds * n for e, n in objects), sum(e.filament_g * n for e, n in objects))
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryPoint:
     """One finished print of the node on the same printer model and material."""
@@ -201,7 +208,7 @@ def _cents(value: Decimal) -> int:
 
 
 def price(estimate: Estimate, quantity: int, rates: Rates, fees: Fees = DEFAULT_FEES) -> Price:
-    """The price of ``quantity`` objects of one estimate at a node's rates.
+    """The price of ``quantity`` copies of one estimate (a copy's: see per_copy) at a node's rates.
 
     Raises:
         InvalidArgument: quantity outside 1..MAX_QUANTITY, or a negative or non-finite estimate or rate.

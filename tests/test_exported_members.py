@@ -62,7 +62,7 @@ EXPORTS = {
     "hub.ledger": ["Beneficiaries", "COMMONS_FUND", "Costs", "DEFAULT_EQUATION", "RESERVED_RECIPIENTS", "Share", "ValueEquation", "distribute", "format_money", "parse_equation", "portions"],
     "hub.ratings": ["CRITERIA", "MAX_COMMENT_CHARS", "PRIOR_MEAN", "PRIOR_WEIGHT", "ROLES", "Reputation", "Vote", "check_rating", "reputation",
                    "reputation_of_totals"],
-    "hub.quotes": ["Box", "bounding_box", "Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "currencies", "price", "rank"],
+    "hub.quotes": ["Box", "bounding_box", "Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "currencies", "per_copy", "price", "rank"],
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of", "tls_credentials"],
     "hub.api.interceptors": ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account",

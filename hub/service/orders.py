@@ -327,6 +327,7 @@ class OrderService:
             InvalidArgument, FailedPrecondition, LicenseConflict: as for quote.
         """
         changed = check_parameters(manifest, scad, req.parameters)
+        _objects(manifest, changed, req.quantity)  # at most MAX_OBJECTS, before anything is sliced
         if changed and rung == "consume":
             raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
                                      "its maintainers do not take customers' parameters")
@@ -401,10 +402,17 @@ class OrderService:
 
     async def _slices(self, basis: _Basis, profiles: Sequence[str]
                       ) -> tuple[MeshPlan, dict[str, tuple[quotes.Estimate, bool, dict[str, str]]]]:
-        """The mesh to make and its real slice with each profile (the slice cache makes a repeat cheap)."""
-        mesh = await self.estimator.plan(basis.revision, basis.manifest, basis.changed,
+        """The meshes of one copy and, per profile, the copy's estimate: each distinct mesh sliced on its own
+        (the slice cache makes a repeat cheap) times how many objects of it a copy makes, summed."""
+        plan = await self.estimator.plan(basis.revision, basis.manifest, basis.changed,
                                          {r.path: r.report for r in basis.revision.reports})
-        return mesh, {p: await self.estimator.estimate(mesh, p) for p in profiles}
+        return plan, {p: await self._copy_estimate(plan, p) for p in profiles}
+
+    async def _copy_estimate(self, plan: MeshPlan, profile: str) -> tuple[quotes.Estimate, bool, dict[str, str]]:
+        """(one copy's estimate with a profile, every slice came from the cache, the first slice's settings)."""
+        sliced = [(await self.estimator.estimate(mesh, profile), mesh.count) for mesh in plan.meshes]
+        return (quotes.per_copy([(estimate, count) for (estimate, _, _), count in sliced]),
+                all(cached for (_, cached, _), _ in sliced), sliced[0][0][2])
 
     def _thd_match(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
                    limit: int, rule: str, match: Match | None = None) -> _Match:
@@ -426,21 +434,22 @@ class OrderService:
         req = basis.req
         near = geo.parse_near(req.near) if req.near else None
         now = format_time(self.clock())
-        # every object the order makes is charged: each part as often as the manifest counts it, per copy
-        objects = len(_objects(basis.manifest, basis.changed, req.quantity))
+        # every object the order makes is charged: a copy's estimate holds each part's own mesh as often as
+        # the manifest counts the part (see _slices)
+        copies = req.quantity
         out = []
         for p in found.printers:
             estimate = slices[p.slicer_profile][0]
             fix = quotes.correction([quotes.HistoryPoint(*h) for h in found.histories.get((p.node, p.model), [])])
             corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
             rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
-            priced = quotes.price(corrected, objects, rates)
+            priced = quotes.price(corrected, copies, rates)
             if priced.total_minor > ledger.MAX_MINOR:  # its value could never be shared out
                 continue
             rep = ratings_rules.reputation_of_totals(*found.votes.get(p.node, (0, 0)), ())
             out.append(quotes.QuoteOption(
                 p.node, p.printer, p.model, priced,
-                round(corrected.seconds * objects), round(corrected.filament_g * objects, 2),
+                round(corrected.seconds * copies), round(corrected.filament_g * copies, 2),
                 _distance(near, p) if near else None, rep.score, rep.count, now, fix))
         return quotes.rank(out, rule)
 
@@ -457,7 +466,7 @@ class OrderService:
         chosen: list[PrinterRecord] = []
         reasons: list[str] = []
         for p in printers:
-            reason = qualifies(mesh.extents_mm, req.material, p)
+            reason = _unfit(mesh, req.material, p)
             if reason is None and allowed is not None and p.node not in allowed:
                 reason = f"the licence grant does not cover node {p.node}"
             if reason is None and req.max_km and near is not None:
@@ -905,15 +914,24 @@ def _match_query(basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quote
                  limit: int, rule: str) -> MatchQuery:
     """What to ask the database for: printers of the sliced profiles, checked here for the build volume
     and the exact distance."""
-    req, extents = basis.req, mesh.extents_mm
+    req = basis.req
     near = geo.parse_near(req.near) if req.near else None
 
     def accept(p: PrinterRecord) -> bool:
-        return qualifies(extents, req.material, p) is None and _within(near, req.max_km, p)
+        return _unfit(mesh, req.material, p) is None and _within(near, req.max_km, p)
 
     estimates = {p: (s[0].seconds, s[0].filament_g) for p, s in slices.items()}
     return MatchQuery(req.material, estimates, limit, accept, _box(req), basis.gate.nodes, rule,
                       (near.latitude, near.longitude) if near else None)
+
+
+def _unfit(plan: MeshPlan, material: str, p: PrinterRecord) -> str | None:
+    """Why the printer cannot make every object of a copy (each mesh in its build volume), or None."""
+    for extents in plan.extents_mm:
+        reason = qualifies(extents, material, p)
+        if reason is not None:
+            return reason
+    return None
 
 
 def _box(req: OrderRequest) -> quotes.Box | None:

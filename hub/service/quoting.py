@@ -29,7 +29,7 @@ from hub.quotes import Estimate
 if TYPE_CHECKING:
     from slicer_bridge.openscad import Value
 
-__all__ = ["MeshPlan", "SliceEstimator", "check_parameters"]
+__all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "check_parameters"]
 
 MESH_SUFFIXES = (".stl", ".3mf", ".obj")
 RENDER_TIMEOUT_S = 120.0
@@ -38,13 +38,27 @@ DEFAULT_PROFILE = "generic_200"
 
 
 @dataclass(frozen=True, slots=True)
-class MeshPlan:
-    """What to slice for one object: a mesh file, its size, and whether it differs from the published design."""
+class PartMesh:
+    """One mesh to slice and how many objects of one copy of the design it makes (the parts that print it)."""
 
     path: Path
     extents_mm: tuple[float, float, float] | None
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MeshPlan:
+    """What to slice for one copy of the design: each distinct mesh its parts print (a node prints a part's
+    first mesh), with its size and count, and whether the copy differs from the published design."""
+
+    meshes: tuple[PartMesh, ...]
     modified: bool
     rendered: bool
+
+    @property
+    def extents_mm(self) -> tuple[tuple[float, float, float] | None, ...]:
+        """The size of every mesh: a printer that makes the copy fits each of them."""
+        return tuple(m.extents_mm for m in self.meshes)
 
 
 def _coerce(name: str, value: str) -> object:
@@ -122,27 +136,29 @@ class SliceEstimator:
 
     async def plan(self, revision: Revision, manifest: Manifest, changed: Mapping[str, str],
                    reports: Mapping[str, Mapping[str, object]]) -> MeshPlan:
-        """The mesh of one object: the published mesh, or an OpenSCAD render with changed parameters.
+        """The meshes of one copy: each printable part's published mesh, or one OpenSCAD render with
+        changed parameters.
 
         Raises:
-            FailedPrecondition: the revision has no mesh to print, or its printability check found errors.
+            FailedPrecondition: the revision has no mesh to print, or the printability check of one found errors.
             InvalidArgument: OpenSCAD refused the parameters.
         """
         if changed and manifest.openscad is not None:
             return await self._render(revision, manifest.openscad.source, changed)
-        meshes = [f for part in manifest.parts for f in part.files if f.lower().endswith(MESH_SUFFIXES)]
-        if not meshes:
+        counts = part_meshes(revision, manifest)
+        if not counts:
             raise FailedPrecondition(f"{revision.design} has no printable mesh (STL, 3MF or OBJ) in this revision")
-        name = meshes[0]
-        report = reports.get(name)
-        if report is not None and report.get("ok") is False:
-            errors = [str(f.get("message", f.get("code"))) for f in report.get("findings", [])  # type: ignore[attr-defined]
-                      if f.get("severity") in ("error", "SEVERITY_ERROR")]
-            raise FailedPrecondition(f"printability check of {name} found errors: {'; '.join(errors) or 'see the report'}")
+        for name in counts:
+            report = reports.get(name)
+            if report is not None and report.get("ok") is False:
+                errors = [str(f.get("message", f.get("code"))) for f in report.get("findings", [])  # type: ignore[attr-defined]
+                          if f.get("severity") in ("error", "SEVERITY_ERROR")]
+                raise FailedPrecondition(f"printability check of {name} found errors: "
+                                         f"{'; '.join(errors) or 'see the report'}")
         folder = self.work_dir / "revisions" / revision.id
         await asyncio.to_thread(self._link_tree, revision, folder)
-        extents = report.get("extents_mm") if report is not None else None
-        return MeshPlan(folder / name, _extents(extents), False, False)
+        return MeshPlan(tuple(PartMesh(folder / name, _extents((reports.get(name) or {}).get("extents_mm")), count)
+                              for name, count in counts.items()), False, False)
 
     async def _render(self, revision: Revision, source: str, changed: Mapping[str, str]) -> MeshPlan:
         from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
@@ -164,7 +180,7 @@ class SliceEstimator:
                 raise FailedPrecondition(f"the design cannot be rendered with these parameters: {exc}") from exc
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-        return MeshPlan(out, await asyncio.to_thread(_mesh_extents, out), True, True)
+        return MeshPlan((PartMesh(out, await asyncio.to_thread(_mesh_extents, out)),), True, True)
 
     def _open_cache(self, cache: Callable[[Path, int], object], slicer: Callable[[], object]) -> None:
         """Open the slice cache once: two caches over one directory would each miss the other's entries."""
@@ -178,8 +194,8 @@ class SliceEstimator:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def estimate(self, mesh: MeshPlan, profile: str) -> tuple[Estimate, bool, dict[str, str]]:
-        """Slice one object with a printer profile: (estimate, came from the cache, settings).
+    async def estimate(self, mesh: PartMesh, profile: str) -> tuple[Estimate, bool, dict[str, str]]:
+        """Slice one mesh (one object) with a printer profile: (estimate, came from the cache, settings).
 
         Raises:
             FailedPrecondition: the profile is unknown or the slicer failed on this mesh.
@@ -207,6 +223,19 @@ class SliceEstimator:
         settings = {"layer_height_mm": f"{meta.layer_height_mm:g}", "profile": profile or DEFAULT_PROFILE,
                     "slicer": f"{meta.slicer_name} {meta.slicer_version}".strip()}
         return Estimate(meta.estimated_seconds, meta.filament_g), result.cached, settings
+
+
+def part_meshes(revision: Revision, manifest: Manifest) -> dict[str, int]:
+    """{mesh path: objects per copy}: the mesh each printable part is made from, the first of its mesh
+    files in the revision's order (the one a node prints for the part's job), counted as often as the
+    manifest counts the part; parts printed from the same mesh count together."""
+    order = {f.path: i for i, f in enumerate(revision.files)}
+    counts: dict[str, int] = {}
+    for part in manifest.parts:
+        meshes = sorted((f for f in part.files if f.lower().endswith(MESH_SUFFIXES)), key=lambda f: order.get(f, len(order)))
+        if meshes:
+            counts[meshes[0]] = counts.get(meshes[0], 0) + part.quantity
+    return counts
 
 
 def _place(blob: Path, target: Path) -> None:

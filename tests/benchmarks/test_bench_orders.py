@@ -57,7 +57,7 @@ from hub.domain import Account, Revision, Role
 from hub.manifest import Manifest
 from hub.runtime import tune_gc, tune_switching
 from hub.service.orders import OrderRequest
-from hub.service.quoting import MeshPlan, SliceEstimator
+from hub.service.quoting import MeshPlan, PartMesh, SliceEstimator
 from hub.store import record_sums, schema
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ClockedHub, start_clocked
@@ -185,9 +185,10 @@ class _FixedSlices(SliceEstimator):
         super().__init__(lambda sha: Path(sha), Path("/nonexistent"))
 
     async def plan(self, revision: Revision, manifest: Manifest, changed: object, reports: object) -> MeshPlan:
-        return MeshPlan(Path("body.stl"), (20.0, 20.0, 20.0), False, False)
+        return MeshPlan((PartMesh(Path("body.stl"), (20.0, 20.0, 20.0), sum(p.quantity for p in manifest.parts)),),
+                        False, False)
 
-    async def estimate(self, mesh: MeshPlan, profile: str) -> tuple[quotes.Estimate, bool, dict[str, str]]:
+    async def estimate(self, mesh: PartMesh, profile: str) -> tuple[quotes.Estimate, bool, dict[str, str]]:
         return quotes.Estimate(seconds=1800, filament_g=12.0), True, {"profile": profile}
 
 

@@ -282,3 +282,47 @@ def test_the_ledgers_own_recipients_cannot_be_account_names(hub: ClockedHub) -> 
             accounts._thd_new_token(name)
         assert not hub.composed.store.accounts._thd_exists(name)
     accounts._thd_add_user("commons-fund-2", Role.DESIGNER)  # only the recipients themselves are taken
+
+
+def _cube_stl(size_mm: float) -> bytes:
+    """A binary STL of a closed cube of that size."""
+    import struct
+    s = size_mm
+    v = [(0, 0, 0), (s, 0, 0), (s, s, 0), (0, s, 0), (0, 0, s), (s, 0, s), (s, s, s), (0, s, s)]
+    faces = [(0, 2, 1), (0, 3, 2), (4, 5, 6), (4, 6, 7), (0, 1, 5), (0, 5, 4), (1, 2, 6), (1, 6, 5),
+             (2, 3, 7), (2, 7, 6), (3, 0, 4), (3, 4, 7)]
+    out = bytearray(80) + struct.pack("<I", len(faces))
+    for face in faces:
+        out += struct.pack("<3f", 0, 0, 0)
+        for i in face:
+            out += struct.pack("<3f", *v[i])
+        out += b"\0\0"
+    return bytes(out)
+
+
+def test_a_kit_of_different_parts_is_priced_part_by_part(hub: ClockedHub) -> None:
+    """A kit of two 20 mm lids and one 30 mm body, each part its own mesh (the lids listed first): its
+    estimate is the body's plus twice the lid's, each sliced on its own; it was the first mesh (a lid)
+    times three objects, the body's extra size never charged."""
+    from tests.hub.harness import manifest_toml
+    lid, body = _cube_stl(20), _cube_stl(30)  # (PrusaSlicer reads an STL of 10 mm cubes as text: its bytes are ASCII)
+    hub.push("alice", "lid", {"lid.stl": lid}, manifest=manifest_toml("lid", files=("lid.stl",)), create=True)
+    hub.push("alice", "body", {"body.stl": body}, manifest=manifest_toml("body", files=("body.stl",)), create=True)
+    lids = '[[parts]]\nname = "lid"\nfiles = ["lid.stl"]\nmaterial = "PLA"\nquantity = 2\n'
+    hub.push("alice", "kit", {"lid.stl": lid, "body.stl": body},
+             manifest=manifest_toml("kit", files=("body.stl",), extra=lids), create=True)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    stub = _stub(hub)
+    quoted = {d: stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design=d)), metadata=hub.md("carol")).options[0]
+              for d in ("lid", "body", "kit")}
+    placed = stub.PlaceOrder(orders_pb2.PlaceOrderRequest(spec=_spec(design="kit")), metadata=hub.md("carol"))
+    a.close()
+    one_lid, one_body, kit = quoted["lid"], quoted["body"], quoted["kit"]
+    assert one_body.filament_g > 2 * one_lid.filament_g  # the parts really differ
+    assert abs(kit.estimated_seconds - (one_body.estimated_seconds + 2 * one_lid.estimated_seconds)) <= 2
+    assert abs(kit.filament_g - (one_body.filament_g + 2 * one_lid.filament_g)) <= 0.03
+    made = (one_body.material_cost.minor_units + 2 * one_lid.material_cost.minor_units
+            + one_body.machine_cost.minor_units + 2 * one_lid.machine_cost.minor_units)
+    assert abs(kit.material_cost.minor_units + kit.machine_cost.minor_units - made) <= 3  # rounded once, not per part
+    assert len(placed.objects) == 3 and placed.price.minor_units == kit.price.minor_units

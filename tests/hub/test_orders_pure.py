@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -182,3 +183,22 @@ def test_value_equation_sums_are_exact() -> None:
     with pytest.raises(InvalidArgument, match="add up to 100"):
         ledger.ValueEquation("1", Decimal("1E-999999999"), Decimal(80), Decimal(20))
     assert ledger.ValueEquation("1", Decimal("50.1234"), Decimal("29.8766"), Decimal(20)).maker_percent == Decimal("50.1234")
+
+
+def test_a_copy_is_estimated_part_by_part_and_must_fit_whole() -> None:
+    """A copy's estimate sums each distinct mesh times its count; a printer quotes a copy only when
+    every one of its meshes fits (the first mesh alone was checked)."""
+    from pathlib import Path
+
+    from hub.scheduler import PrinterRecord
+    from hub.service.orders import _unfit
+    from hub.service.quoting import MeshPlan, PartMesh
+
+    lid, body = quotes.Estimate(600.0, 2.5), quotes.Estimate(3600.0, 20.0)
+    assert quotes.per_copy([(lid, 2), (body, 1)]) == quotes.Estimate(4800.0, 25.0)
+    kit = MeshPlan((PartMesh(Path("lid.stl"), (20.0, 20.0, 5.0), 2), PartMesh(Path("body.stl"), (230.0, 20.0, 20.0))),
+                   False, False)
+    small = PrinterRecord("lab-1", "mini", "Prusa MINI", (180.0, 180.0, 180.0), 0.4, ("PLA",), "idle", True, True, True)
+    assert _unfit(kit, "PLA", small) == "a 230x20x20 mm part does not fit printer mini"
+    assert _unfit(kit, "PLA", replace(small, build_volume_mm=(250.0, 210.0, 210.0))) is None
+    assert _unfit(MeshPlan((PartMesh(Path("r.stl"), None),), True, True), "PLA", small) is None  # size unknown
