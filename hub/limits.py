@@ -45,10 +45,13 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RATES",
     "FIELD_LIMITS",
+    "ITEM_LIMITS",
     "MAX_CHECKED_MESHES",
     "MAX_FILES",
+    "MAX_HELD",
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
+    "MAX_PRINTERS",
     "MAX_WAITING",
     "MULTI_LINE_FIELDS",
     "PAGE_MAX_BYTES",
@@ -111,6 +114,32 @@ FIELD_LIMITS: Mapping[str, Mapping[str, int]] = {
     "PageRequest": {"page_token": _ID},
 }
 """Message name -> field -> maximum (characters, bytes, or items of a repeated field)."""
+
+MAX_PRINTERS = 64
+"""Printers one node reports (Hello, Heartbeat)."""
+MAX_HELD = 1000
+"""Jobs one Hello lists, and leases one Heartbeat renews."""
+
+ITEM_LIMITS: Mapping[str, Mapping[str, int]] = {
+    "MissingBlobsRequest": {"sha256": 10_000},
+    "PushRequest": {"parent_ids": _PARENTS, "files": MAX_FILES},
+    "SearchRequest": {"tags": 16},
+    "ForkRequest": {"parents": _PARENTS},
+    "OrderSpec": {"parameters": 64},
+    "Rating": {"criteria": 4},
+    "Hello": {"printers": MAX_PRINTERS, "jobs": MAX_HELD},
+    "Heartbeat": {"printers": MAX_PRINTERS, "progress": MAX_HELD},
+    "PrinterState": {"materials": 32},
+    "OfferReply": {"reports": MAX_CHECKED_MESHES},
+    "PrintabilityReport": {"findings": 64},
+    "Finding": {"details": 16},
+    # The wire maximum: an event with more than hub.jobs.MAX_DATA_ENTRIES (32) is recorded as refused
+    # and acked, so the agent's outbox moves on; past this one the stream ends, nothing recorded.
+    "JobEvent": {"data": 1024, "artifact_sha256": 16},
+}
+"""Message name -> repeated or map field -> most items, for every repeated field of every request
+message. The API counts them (``len()``, no walk) as it decodes a request, before anything reads
+an item: a 4-million-item field costs its decoding and nothing more (hub.api.item_counts)."""
 
 CONCURRENT_CALLS: Mapping[str, int] = {
     "Designs.Push": 2,

@@ -8,7 +8,10 @@ rate or concurrency limit costs no protobuf parsing and no database work.
 The HubError → status table lives here and only here; each refusal also carries
 machine-readable details (hub/api/errors_detail.py). A request whose bytes do not
 decode as its protobuf message is INVALID_ARGUMENT (grpc.aio itself would answer
-UNKNOWN): the interceptor swaps in a deserializer that never raises. An unexpected
+UNKNOWN): the interceptor swaps in a deserializer that never raises. That deserializer
+counts every repeated field against its maximum (hub.api.item_counts) before any check
+reads an item, so a request of millions of empty items costs its decoding, not seconds
+of the event loop. An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
 
 Refusals are logged per account, method and status at most once per
@@ -34,6 +37,7 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
+from hub.api.item_counts import too_many
 from hub.api.live_calls import LiveCalls
 from hub.api.wide_numbers import MAX_STORED_INT, too_wide
 from hub.auth import authorize, bearer_token, is_public, short_name
@@ -238,6 +242,9 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
             message = deserialize(data)
         except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RecursionError, …
             return _Undecodable(exc)
+        # Counted before anything walks the items (hub.api.item_counts): len() only.
+        if over := too_many(message):
+            return _Refused(_too_many_items(*over))
         # A NUL in a string is a 0x00 byte on the wire: without one (memchr, no Python walk) every
         # text field is clean, which keeps huge repeated fields and blob chunks cheap.
         if check_nul and b"\x00" in data and (field := _nul_field(message)):
@@ -250,6 +257,11 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
         return message
 
     return safe
+
+
+def _too_many_items(name: str, count: int, maximum: int) -> errors.InvalidArgument:
+    return errors.InvalidArgument(f"{name} has {count:,} items, over its maximum of {maximum:,} (limit {name})",
+                                  reason="FIELD_TOO_LARGE", field=name)
 
 
 def _undecodable(method: str, bad: _Undecodable) -> errors.InvalidArgument:
@@ -276,7 +288,7 @@ def _nul_in_map(values: Any, name: str, field: Any) -> str | None:
 def _nul_in(values: Any, name: str, field: Any) -> str | None:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         return _nul_in_map(values, name, field)
-    items = list(values) if field.is_repeated else [values]
+    items = values if field.is_repeated else (values,)
     for index, item in enumerate(items):
         where = f"{name}[{index}]" if field.is_repeated else name
         if _has_nul(item):

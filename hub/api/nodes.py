@@ -22,12 +22,12 @@ from hub.auth import bearer_token
 from hub.domain import Attribution
 from hub.errors import HubError, InvalidArgument, ResourceExhausted
 from hub.jobs import Command
+from hub.limits import MAX_PRINTERS
 from hub.scheduler import PrinterRecord
 from hub.service import Hub
 from hub.service.blobs import Chunk
 from hub.service.jobs import HeldJob, Progress
 from hub.service.nodes import (
-    MAX_PRINTERS,
     Ack,
     Drain,
     EventAck,

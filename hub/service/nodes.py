@@ -32,7 +32,7 @@ from hub.errors import (
     Unauthenticated,
 )
 from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
-from hub.limits import check_plain_text
+from hub.limits import MAX_HELD, MAX_PRINTERS, check_plain_text
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name
@@ -54,8 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("hub.nodes")
-MAX_PRINTERS = 64
-MAX_HELD = 1000
 MAX_MATERIALS = 32
 LAST_SEEN_EVERY_S = 60
 # Sessions between admission and Welcome: a reconnect storm of a full hub (10,000 agents, a few KB
