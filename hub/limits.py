@@ -13,7 +13,7 @@ page may carry) and of the work a caller may start at once and per second:
 
 * CONCURRENT_CALLS: expensive RPCs (and long-lived streams) one account may run at once;
 * RATE_CLASSES / DEFAULT_RATES: a token bucket per account and method class
-  (``search``, ``blobs``, ``order``, ``export``): ``per_s`` calls a second on
+  (``search``, ``blobs``, ``order``, ``export``; ``enroll`` per peer address, as Nodes.Enroll has no account): ``per_s`` calls a second on
   average, bursts of ``burst``. Both are admission rules, applied by the API's
   interceptor after authentication and before the request body is decoded or
   any database work: a call over either waits for its turn up to ADMISSION_WAIT_S
@@ -159,7 +159,7 @@ ADMISSION_WAIT_S = 2.0
 """How long a call over its account's rate or concurrency limit may wait before it is refused."""
 MAX_WAITING = 16
 """Calls of one account and limit that may wait at once; one more is refused at once."""
-REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10}
+REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10, "enroll": 20}
 """Extra tokens a refused call of a rate class costs its account: the cheap classes a flood of bad
 requests would use (orders are held by their rate and concurrency; a customer's mistakes there cost no more)."""
 
@@ -179,8 +179,10 @@ RATE_CLASSES: Mapping[str, str] = {
     "Orders.Quote": "order",
     "Orders.PlaceOrder": "order",
     "Records.Export": "export",
+    "Nodes.Enroll": "enroll",
 }
-"""RPC -> the rate class whose token bucket (one per account) it draws from."""
+"""RPC -> the rate class whose token bucket (one per account; for Nodes.Enroll, which needs no
+token, one per peer address) it draws from."""
 
 DEFAULT_RATES: Mapping[str, RateLimit] = {
     # A person searches a few times a minute; a script paging through the catalogue a few pages a second.
@@ -190,6 +192,9 @@ DEFAULT_RATES: Mapping[str, RateLimit] = {
     # Quotes slice the design (seconds of CPU each); `spime quote` then `spime order` is two calls.
     "order": RateLimit(per_s=2, burst=50),
     "export": RateLimit(per_s=2, burst=20),
+    # Each node enrolls once; a makerspace sets up its fleet in one go. A refused enrollment (an
+    # unknown token) costs REFUSAL_COST more: about ten wrong tokens, then one every 4 s.
+    "enroll": RateLimit(per_s=5, burst=200),
 }
 """Rate class -> its default limit per account (``spime-hub serve --rate-limit`` overrides)."""
 

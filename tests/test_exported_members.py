@@ -66,7 +66,7 @@ EXPORTS = {
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of", "tls_credentials"],
     "hub.api.interceptors": ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account",
-                             "status_of"],
+                             "peer_host", "status_of"],
     "hub.api.errors_detail": ["DOMAIN", "rich_status", "trailing_metadata"],
     "hub.paths": [
         "CLIENT_RESERVED", "MAX_COMPONENT_BYTES", "MAX_DEPTH", "MAX_PATH_CHARS", "PathProblem", "check_path",
@@ -83,6 +83,7 @@ EXPORTS = {
     "hub.backup": ["FORMAT", "MANIFEST", "BackupSummary", "backup", "require_hub", "restore"],
     "hub.localfiles": ["FileTooLarge", "NotRegularFile", "file_kind", "not_replaceable", "read_regular", "replacing"],
     "hub.api.wide_numbers": ["MAX_STORED_INT", "too_wide"],
+    "hub.api.item_counts": ["UNLISTED_MAX_ITEMS", "too_many"],
     "hub.api.live_calls": ["RECHECK_S", "LiveCalls"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "_thd_revision",
                        "schema_revision"],
@@ -130,8 +131,9 @@ EXPORTS = {
         "version",
     ],
     "hub.limits": [
-        "ADMISSION_WAIT_S", "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "DEFAULT_RATES", "FIELD_LIMITS",
-        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_WAITING", "MULTI_LINE_FIELDS",
+        "ADMISSION_WAIT_S", "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "DEFAULT_RATES", "FIELD_LIMITS", "ITEM_LIMITS",
+        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_PRINTERS",
+        "MAX_WAITING", "MULTI_LINE_FIELDS",
         "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields",
         "check_page_size", "check_plain_text", "cut_page",
         "parse_rates", "plain_text", "rate_limited", "too_busy", "too_many_waiting",

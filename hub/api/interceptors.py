@@ -14,6 +14,9 @@ reads an item, so a request of millions of empty items costs its decoding, not s
 of the event loop. An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
 
+The hub's one public method, Nodes.Enroll (no token), goes through the same decoding, error
+mapping and admission; its calls are counted per peer address instead of per account.
+
 Refusals are logged per account, method and status at most once per
 REFUSAL_LOG_INTERVAL_S, then summarised in one line with their count
 (:class:`RefusalLog`): a caller sending thousands of bad requests costs the hub
@@ -45,7 +48,8 @@ from hub.domain import Account
 from hub.store.accounts import token_digest
 from hub.workers import Admission
 
-__all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "status_of"]
+__all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "peer_host",
+           "status_of"]
 
 log = logging.getLogger("hub.api")
 
@@ -82,8 +86,9 @@ def status_of(error: errors.HubError) -> grpc.StatusCode:
 
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
-Guard = Callable[[aio.ServicerContext], Awaitable[Account]]
-"""The token check of one method: the caller's account (raises Unauthenticated, PermissionDenied)."""
+Guard = Callable[[aio.ServicerContext], Awaitable[Account | None]]
+"""The token check of one method: the caller's account, None for a public method (raises
+Unauthenticated, PermissionDenied)."""
 REFUSAL_LOG_INTERVAL_S = 10.0
 """How often one account's refusals of one method and status get a log line (the others are counted)."""
 
@@ -177,12 +182,12 @@ class HubInterceptor(aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         method = details.method
-        if handler is None or is_public(method):
-            return handler
+        if handler is None or (is_public(method) and not method.startswith(_OWN_METHODS)):
+            return handler  # grpc's health and reflection services
         wrapped = self._wrapped.get(method)
         if wrapped is None or wrapped[0] is not handler:
-            wrapped = (handler, _wrap(handler, method, self._guard(method), self._admission, self._refusals,
-                                      self.live_calls))
+            guard = _public if is_public(method) else self._guard(method)
+            wrapped = (handler, _wrap(handler, method, guard, self._admission, self._refusals, self.live_calls))
             self._wrapped[method] = wrapped
         return wrapped[1]
 
@@ -196,6 +201,28 @@ class HubInterceptor(aio.ServerInterceptor):
             return authorize(method, await self._authenticate(token))
 
         return guard
+
+
+_OWN_METHODS = "/spimeforge."
+
+
+async def _public(context: aio.ServicerContext) -> None:
+    """The guard of a public method of the hub (Nodes.Enroll): no token, no account; its calls are
+    admitted per peer address (hub.limits.RATE_CLASSES)."""
+
+
+def peer_host(peer: str) -> str:
+    """The address a call came from without its port ("ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1"): one
+    host's calls share one rate, whichever connection they use."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6") and ":" in rest:
+        return f"{kind}:{rest.rpartition(':')[0]}"
+    return peer
+
+
+def _caller(account: Account | None, context: aio.ServicerContext) -> str:
+    """Whom admission counts a call against: its account, or for a public method its peer's address."""
+    return account.name if account is not None else f"peer {peer_host(context.peer() or '')}"
 
 
 async def _fail(context: aio.ServicerContext, call: _Call, exc: BaseException, started: float,
@@ -402,8 +429,9 @@ def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[...
         started, account = time.monotonic(), None
         try:
             account = await call.guard(context)
-            _account.set(account)
-            async with call.admission.enter(call.name, account.name):
+            if account is not None:
+                _account.set(account)
+            async with call.admission.enter(call.name, _caller(account, context)):
                 with call.registered(context):
                     response = await behavior(_decoded(request, method, call.decode), context)
         except aio.AbortError:
@@ -427,8 +455,9 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
         started, account = time.monotonic(), None
         try:
             account = await call.guard(context)
-            _account.set(account)
-            async with call.admission.enter(call.name, account.name):
+            if account is not None:
+                _account.set(account)
+            async with call.admission.enter(call.name, _caller(account, context)):
                 with call.registered(context):
                     async for item in behavior(_decoded(request, method, call.decode), context):
                         with call.sending():

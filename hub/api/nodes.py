@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 from grpc import aio
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
-from hub.api.interceptors import current_account, status_of
+from hub.api.interceptors import current_account
 from hub.auth import bearer_token
 from hub.domain import Attribution
 from hub.errors import HubError, InvalidArgument, ResourceExhausted
@@ -240,11 +240,8 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
         self.hub = hub
 
     async def Enroll(self, request: nodes_pb2.EnrollRequest, context: aio.ServicerContext) -> Any:
-        # Public (no bearer token), so the interceptor does not map errors here.
-        try:
-            node, token = await self.hub.nodes.enroll(request.enrollment_token, request.agent_version)
-        except HubError as exc:
-            await context.abort(status_of(exc), exc.message)
+        # Public (no bearer token): the interceptor decodes, admits per peer and maps errors all the same.
+        node, token = await self.hub.nodes.enroll(request.enrollment_token, request.agent_version)
         return nodes_pb2.EnrollResponse(node=node, token=token)
 
     async def Session(self, request_iterator: AsyncIterator[nodes_pb2.AgentMsg],

@@ -493,9 +493,12 @@ class NodeService:
             InvalidArgument: the token or version is malformed.
             Unauthenticated: unknown, used or expired enrollment token.
         """
-        if not enrollment_token or len(enrollment_token) > 128 or "\x00" in enrollment_token:
-            raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)")
-        check_plain_text(agent_version, "agent version", 64)
+        if not enrollment_token or len(enrollment_token) > 128:
+            raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)",
+                                  reason="FIELD_TOO_LARGE" if enrollment_token else None,
+                                  field="enrollment_token")
+        check_plain_text(enrollment_token, "enrollment_token", 128)
+        check_plain_text(agent_version, "agent version", 64, field="agent_version")
         bearer = new_token()
         node = await asyncio.to_thread(self.nodes._thd_enroll, enrollment_token, bearer, format_time(self.clock()))
         log.info("node enrolled", extra={"node": node, "agent_version": agent_version})
