@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ __all__ = [
     "check_fields",
     "check_page_size",
     "check_plain_text",
+    "check_visible",
     "cut_page",
     "parse_rates",
     "plain_text",
@@ -306,6 +308,25 @@ def check_plain_text(value: str, name: str, limit: int, *, multiline: bool = Fal
     if len(value) > limit:
         raise InvalidArgument(f"{name}: at most {limit} characters", reason="FIELD_TOO_LARGE", field=field or name)
     _check_characters(value, name, multiline, field or name)
+    return value
+
+
+# Characters that take no room: besides spaces and format characters (ZWSP, WJ, BOM: category Cf),
+# the Hangul and half-width fillers and the blank Braille pattern.
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def check_visible(value: str, name: str, field: str = "") -> str:
+    """Check that text people read shows something: one character that is not a space, a format
+    character (zero-width space, word joiner, BOM) or a filler.
+
+    Raises:
+        InvalidArgument: only blank or invisible characters, naming the field.
+    """
+    if not any(ch not in _FILLERS and unicodedata.category(ch) not in _BLANK_CATEGORIES for ch in value):
+        raise InvalidArgument(f"{name} must show at least one visible character", reason="FIELD_BLANK",
+                              field=field or name)
     return value
 
 

@@ -157,3 +157,21 @@ def _pages(call: Callable[[str], Any]) -> list[Any]:
     while (token := pages[-1].next_page_token) and len(pages) < 100:
         pages.append(call(token))
     return pages
+
+
+@pytest.mark.parametrize(("field", "old", "new"), [
+    ("title", 'title = "Cube"', r'title = "Cu\u202Ebe"'),
+    ("title", 'title = "Cube"', r'title = "\u001B[2J\u001B[31mCube"'),
+    ("title", 'title = "Cube"', r'title = "\u200B\u2060"'),
+    ("licensor", 'licensor = "Test Licensor"', r'licensor = "Test\u202ELicensor"'),
+    ("contributors", 'tags = ["test"]', 'tags = ["test"]\ncontributors = ["ev\\u202Eil"]'),
+    ("parts[0].name", 'name = "body"', 'name = "bo\\u2066dy"'),
+])
+def test_manifest_text_others_read_is_checked_once_its_escapes_are_decoded(any_api: InProcessHub, field: str,
+                                                                           old: str, new: str) -> None:
+    manifest = manifest_toml("cube").replace(old, new)
+    assert manifest != manifest_toml("cube") and manifest.isascii()
+    with pytest.raises(grpc.RpcError) as info:
+        any_api.push("alice", "cube", {"cube.stl": CUBE}, manifest=manifest, create=True)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert f"field '{field}'" in (info.value.details() or ""), info.value.details()
