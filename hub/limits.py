@@ -63,6 +63,7 @@ __all__ = [
     "TokenBucket",
     "check_fields",
     "check_page_size",
+    "check_page_token",
     "check_plain_text",
     "check_visible",
     "cut_page",
@@ -377,6 +378,16 @@ def check_page_size(requested: int, what: str) -> int:
             reason="FIELD_TOO_LARGE", field="page.page_size",
         )
     return requested or DEFAULT_PAGE_SIZE
+
+
+def check_page_token(token: str) -> str:
+    """A page token as sent, once it is no longer than any the hub hands out.
+
+    Raises:
+        InvalidArgument: over FIELD_LIMITS' PageRequest.page_token, naming the limit.
+    """
+    check_fields("PageRequest", {"page_token": token})
+    return token
 
 
 @dataclass(frozen=True, slots=True)

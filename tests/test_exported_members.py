@@ -135,7 +135,7 @@ EXPORTS = {
         "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_PRINTERS",
         "MAX_WAITING", "MULTI_LINE_FIELDS",
         "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields",
-        "check_page_size", "check_plain_text", "check_visible", "cut_page",
+        "check_page_size", "check_page_token", "check_plain_text", "check_visible", "cut_page",
         "parse_rates", "plain_text", "rate_limited", "too_busy", "too_many_waiting",
     ],
     "hub.workers": ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report",
