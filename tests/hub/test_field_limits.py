@@ -216,3 +216,15 @@ def test_manifest_text_others_read_is_checked_once_its_escapes_are_decoded(any_a
         any_api.push("alice", "cube", {"cube.stl": CUBE}, manifest=manifest, create=True)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert f"field '{field}'" in (info.value.details() or ""), info.value.details()
+
+
+@pytest.mark.parametrize("title", ["   ", "\u00a0", "\u200b", "\u2060\ufeff", "\u3164"])
+def test_a_fork_title_with_nothing_visible_is_invalid_argument_naming_it(any_api: InProcessHub, title: str) -> None:
+    any_api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    fork = designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube")], name="fork-1", title=title)
+    before = any_api.snapshot()
+    with pytest.raises(grpc.RpcError) as info:  # was FAILED_PRECONDITION "the manifests … cannot be merged"
+        any_api.designs.Fork(fork, metadata=any_api.md("alice"), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "ForkRequest.title must show at least one visible character" in (info.value.details() or "")
+    assert any_api.snapshot() == before
