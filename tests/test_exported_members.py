@@ -84,6 +84,7 @@ EXPORTS = {
     "hub.localfiles": ["FileTooLarge", "NotRegularFile", "file_kind", "not_replaceable", "read_regular", "replacing"],
     "hub.api.wide_numbers": ["MAX_STORED_INT", "too_wide"],
     "hub.api.item_counts": ["UNLISTED_MAX_ITEMS", "too_many"],
+    "hub.api.field_limits": ["check_request"],
     "hub.api.live_calls": ["RECHECK_S", "LiveCalls"],
     "hub.store.dump": ["Export", "Row", "_thd_export", "_thd_import", "_thd_migrate_to", "_thd_revision",
                        "schema_revision"],

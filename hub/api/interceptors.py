@@ -40,6 +40,7 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
+from hub.api.field_limits import check_request
 from hub.api.item_counts import too_many
 from hub.api.live_calls import LiveCalls
 from hub.api.wide_numbers import MAX_STORED_INT, too_wide
@@ -281,6 +282,10 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
             return _Refused(errors.InvalidArgument(
                 f"{wide[0]} is {wide[1]}, over the largest number the hub stores ({MAX_STORED_INT})",
                 reason="NUMBER_TOO_LARGE", field=wide[0]))
+        try:
+            check_request(message)
+        except errors.InvalidArgument as exc:
+            return _Refused(exc)
         return message
 
     return safe

@@ -228,3 +228,11 @@ def test_a_fork_title_with_nothing_visible_is_invalid_argument_naming_it(any_api
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert "ForkRequest.title must show at least one visible character" in (info.value.details() or "")
     assert any_api.snapshot() == before
+
+
+def test_every_request_is_checked_against_its_field_limits_whichever_servicer_serves_it(any_api: InProcessHub) -> None:
+    # The Records servicer registered overrides GetRecord and never checked GetRecordRequest.design.
+    _refused(any_api, lambda: any_api.records.GetRecord(records_pb2.GetRecordRequest(design="c" * 100),
+                                                        metadata=any_api.md("carol")), "GetRecordRequest.design")
+    for message in limits.FIELD_LIMITS:
+        assert any(hasattr(module, message) for module in (common_pb2, designs_pb2, orders_pb2, records_pb2)), message
