@@ -8,7 +8,9 @@ decoded, before any store is reached.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -105,3 +107,45 @@ def test_a_node_session_message_over_its_item_counts_ends_the_stream_naming_the_
     refused = _session(api, message)
     assert refused is not None and refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"(limit {limit})" in (refused.details() or ""), refused.details()
+
+
+PROTO = Path(__file__).resolve().parents[2] / "proto" / "spimeforge" / "v1"
+_BOUND = re.compile(r"at most|max|limit|not used by the hub|\d+\s*(chars|characters|bytes|hex)|\d+\s*\.\.\s*\d+|\d+-\d+",
+                    re.IGNORECASE)
+# Fields bounded in code whose maximum the .proto once did not state (red-team report, fields 11).
+BOUNDED_IN_CODE = [
+    ("orders", "GetOrderRequest", "order_id"), ("orders", "CancelOrderRequest", "order_id"),
+    ("orders", "RateOrderRequest", "job_id"), ("orders", "PlaceOrderRequest", "quote_id"),
+    ("orders", "GrantRequest", "statement"), ("orders", "ListGrantsRequest", "design"),
+    ("orders", "GetIncarnationRequest", "incarnation_id"), ("records", "GetRecordRequest", "design"),
+    ("records", "ExportRequest", "design"), ("records", "ExportRequest", "revision_id"),
+    ("records", "SetParticipationRequest", "design"), ("accounts", "RevokeKeyRequest", "account"),
+    ("nodes", "JobProgress", "job_id"), ("nodes", "JobProgress", "layer"), ("nodes", "JobProgress", "percent"),
+    ("nodes", "OfferReply", "est_print_seconds"), ("nodes", "HeldJob", "printer_id"),
+    ("nodes", "PrinterState", "loaded_color"), ("nodes", "PrinterState", "rate_per_hour"),
+    ("nodes", "DownloadArtifactRequest", "sha256"),
+]
+
+
+def _comment(message: str, field: str) -> str:
+    """A field's line in whichever .proto declares the message, with the comment lines above it."""
+    for proto in PROTO.glob("*.proto"):
+        found = re.search(rf"^message {message} \{{(.*?)^\}}", proto.read_text(), re.DOTALL | re.MULTILINE)
+        if found is None:
+            continue
+        lines = found.group(1).splitlines()
+        for i, line in enumerate(lines):
+            if re.match(rf"\s*(repeated\s+)?[\w.<>, ]+\s+{field}\s*=", line):
+                above, j = [], i - 1
+                while j >= 0 and lines[j].strip().startswith("//"):
+                    above.append(lines[j])
+                    j -= 1
+                return "\n".join([*above, line])
+    raise AssertionError(f"no field {message}.{field} in {PROTO}")
+
+
+def test_every_bounded_request_field_documents_its_maximum() -> None:
+    fields = [(m, f) for _, m, f in BOUNDED_IN_CODE]
+    fields += [(m, f) for m, limited in limits.ITEM_LIMITS.items() for f in limited]
+    missing = [f"{m}.{f}" for m, f in fields if not _BOUND.search(_comment(m, f))]
+    assert not missing, "no documented maximum in the .proto: " + ", ".join(missing)
