@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from hub.errors import InvalidArgument
 
@@ -30,8 +31,14 @@ class Point:
 
     @property
     def text(self) -> str:
-        """The normalised "LAT,LON" (shortest round-trip decimals, no negative zero), e.g. "52.52,13.405"."""
-        return f"{self.latitude + 0.0!r},{self.longitude + 0.0!r}"
+        """The normalised "LAT,LON" (shortest round-trip decimals, no negative zero, never an exponent:
+        parse_near reads it back), e.g. "52.52,13.405" or "0.00001,-0.00005"."""
+        return f"{_plain(self.latitude)},{_plain(self.longitude)}"
+
+
+def _plain(degrees: float) -> str:
+    # repr is the shortest text that reads back as the same float, but writes 1e-05 below 1e-4
+    return format(Decimal(repr(degrees + 0.0)), "f")
 
 
 def point(latitude: float, longitude: float, what: str = "location") -> Point:

@@ -13,7 +13,7 @@ page may carry) and of the work a caller may start at once and per second:
 
 * CONCURRENT_CALLS: expensive RPCs (and long-lived streams) one account may run at once;
 * RATE_CLASSES / DEFAULT_RATES: a token bucket per account and method class
-  (``search``, ``blobs``, ``order``, ``export``): ``per_s`` calls a second on
+  (``search``, ``blobs``, ``order``, ``export``; ``enroll`` per peer address, as Nodes.Enroll has no account): ``per_s`` calls a second on
   average, bursts of ``burst``. Both are admission rules, applied by the API's
   interceptor after authentication and before the request body is decoded or
   any database work: a call over either waits for its turn up to ADMISSION_WAIT_S
@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,10 +46,13 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RATES",
     "FIELD_LIMITS",
+    "ITEM_LIMITS",
     "MAX_CHECKED_MESHES",
     "MAX_FILES",
+    "MAX_HELD",
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
+    "MAX_PRINTERS",
     "MAX_WAITING",
     "MULTI_LINE_FIELDS",
     "PAGE_MAX_BYTES",
@@ -59,7 +63,9 @@ __all__ = [
     "TokenBucket",
     "check_fields",
     "check_page_size",
+    "check_page_token",
     "check_plain_text",
+    "check_visible",
     "cut_page",
     "parse_rates",
     "plain_text",
@@ -112,6 +118,32 @@ FIELD_LIMITS: Mapping[str, Mapping[str, int]] = {
 }
 """Message name -> field -> maximum (characters, bytes, or items of a repeated field)."""
 
+MAX_PRINTERS = 64
+"""Printers one node reports (Hello, Heartbeat)."""
+MAX_HELD = 1000
+"""Jobs one Hello lists, and leases one Heartbeat renews."""
+
+ITEM_LIMITS: Mapping[str, Mapping[str, int]] = {
+    "MissingBlobsRequest": {"sha256": 10_000},
+    "PushRequest": {"parent_ids": _PARENTS, "files": MAX_FILES},
+    "SearchRequest": {"tags": 16},
+    "ForkRequest": {"parents": _PARENTS},
+    "OrderSpec": {"parameters": 64},
+    "Rating": {"criteria": 4},
+    "Hello": {"printers": MAX_PRINTERS, "jobs": MAX_HELD},
+    "Heartbeat": {"printers": MAX_PRINTERS, "progress": MAX_HELD},
+    "PrinterState": {"materials": 32},
+    "OfferReply": {"reports": MAX_CHECKED_MESHES},
+    "PrintabilityReport": {"findings": 64},
+    "Finding": {"details": 16},
+    # The wire maximum: an event with more than hub.jobs.MAX_DATA_ENTRIES (32) is recorded as refused
+    # and acked, so the agent's outbox moves on; past this one the stream ends, nothing recorded.
+    "JobEvent": {"data": 1024, "artifact_sha256": 16},
+}
+"""Message name -> repeated or map field -> most items, for every repeated field of every request
+message. The API counts them (``len()``, no walk) as it decodes a request, before anything reads
+an item: a 4-million-item field costs its decoding and nothing more (hub.api.item_counts)."""
+
 CONCURRENT_CALLS: Mapping[str, int] = {
     "Designs.Push": 2,
     "Designs.UploadBlob": 4,
@@ -130,7 +162,7 @@ ADMISSION_WAIT_S = 2.0
 """How long a call over its account's rate or concurrency limit may wait before it is refused."""
 MAX_WAITING = 16
 """Calls of one account and limit that may wait at once; one more is refused at once."""
-REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10}
+REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10, "enroll": 20}
 """Extra tokens a refused call of a rate class costs its account: the cheap classes a flood of bad
 requests would use (orders are held by their rate and concurrency; a customer's mistakes there cost no more)."""
 
@@ -150,8 +182,10 @@ RATE_CLASSES: Mapping[str, str] = {
     "Orders.Quote": "order",
     "Orders.PlaceOrder": "order",
     "Records.Export": "export",
+    "Nodes.Enroll": "enroll",
 }
-"""RPC -> the rate class whose token bucket (one per account) it draws from."""
+"""RPC -> the rate class whose token bucket (one per account; for Nodes.Enroll, which needs no
+token, one per peer address) it draws from."""
 
 DEFAULT_RATES: Mapping[str, RateLimit] = {
     # A person searches a few times a minute; a script paging through the catalogue a few pages a second.
@@ -161,6 +195,9 @@ DEFAULT_RATES: Mapping[str, RateLimit] = {
     # Quotes slice the design (seconds of CPU each); `spime quote` then `spime order` is two calls.
     "order": RateLimit(per_s=2, burst=50),
     "export": RateLimit(per_s=2, burst=20),
+    # Each node enrolls once; a makerspace sets up its fleet in one go. A refused enrollment (an
+    # unknown token) costs REFUSAL_COST more: about ten wrong tokens, then one every 4 s.
+    "enroll": RateLimit(per_s=5, burst=200),
 }
 """Rate class -> its default limit per account (``spime-hub serve --rate-limit`` overrides)."""
 
@@ -275,6 +312,25 @@ def check_plain_text(value: str, name: str, limit: int, *, multiline: bool = Fal
     return value
 
 
+# Characters that take no room: besides spaces and format characters (ZWSP, WJ, BOM: category Cf),
+# the Hangul and half-width fillers and the blank Braille pattern.
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
+def check_visible(value: str, name: str, field: str = "") -> str:
+    """Check that text people read shows something: one character that is not a space, a format
+    character (zero-width space, word joiner, BOM) or a filler.
+
+    Raises:
+        InvalidArgument: only blank or invisible characters, naming the field.
+    """
+    if not any(ch not in _FILLERS and unicodedata.category(ch) not in _BLANK_CATEGORIES for ch in value):
+        raise InvalidArgument(f"{name} must show at least one visible character", reason="FIELD_BLANK",
+                              field=field or name)
+    return value
+
+
 def plain_text(value: str, *, multiline: bool = False) -> str:
     """``value`` with each control or bidi character that check_plain_text refuses replaced by U+FFFD:
     for text people read that comes from devices (a printer's error), kept rather than refused."""
@@ -322,6 +378,16 @@ def check_page_size(requested: int, what: str) -> int:
             reason="FIELD_TOO_LARGE", field="page.page_size",
         )
     return requested or DEFAULT_PAGE_SIZE
+
+
+def check_page_token(token: str) -> str:
+    """A page token as sent, once it is no longer than any the hub hands out.
+
+    Raises:
+        InvalidArgument: over FIELD_LIMITS' PageRequest.page_token, naming the limit.
+    """
+    check_fields("PageRequest", {"page_token": token})
+    return token
 
 
 @dataclass(frozen=True, slots=True)

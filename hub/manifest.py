@@ -21,8 +21,9 @@ from typing import Any
 
 import tomli_w
 
-from hub.errors import InvalidManifest
+from hub.errors import InvalidArgument, InvalidManifest
 from hub.licenses import parse_expression
+from hub.limits import check_plain_text, check_visible
 from hub.paths import path_problem
 
 __all__ = [
@@ -289,6 +290,21 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool = True,
         raise InvalidManifest(f"field {where}{key!r} must not be empty")
     if len(value) > _MAX_TEXT or "\x00" in value or (one_line and "\n" in value):
         raise InvalidManifest(f"field {where}{key!r} is too long or has forbidden characters")
+    return _readable(value, f"{where}{key}", one_line=one_line, required=required)
+
+
+def _readable(value: str, field: str, *, one_line: bool, required: bool = True) -> str:
+    """``value`` once it holds no control or bidi character and, when required, shows something.
+
+    The raw spime.toml is checked as it arrives, but TOML writes any character as an ASCII escape
+    ("\\u202E"): the decoded strings, which others read as titles and credits, are checked here.
+    """
+    try:
+        check_plain_text(value, f"{MANIFEST_NAME} field {field!r}", _MAX_TEXT, multiline=not one_line, field=field)
+        if required:
+            check_visible(value, f"{MANIFEST_NAME} field {field!r}", field)
+    except InvalidArgument as exc:
+        raise InvalidManifest(exc.message, reason=exc.reason, field=exc.field) from exc
     return value
 
 
@@ -327,6 +343,7 @@ def _str_list(data: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None
         if pattern is not None and not pattern.match(item):
             raise InvalidManifest(f"field {key!r} has a malformed entry {item!r}; "
                                   f"expected {hint}")
+        _readable(item.strip(), key, one_line=True)
     if len(set(items)) != len(items):
         raise InvalidManifest(f"field {key!r} lists an entry twice")
     return tuple(item.strip() for item in items)

@@ -8,8 +8,14 @@ rate or concurrency limit costs no protobuf parsing and no database work.
 The HubError → status table lives here and only here; each refusal also carries
 machine-readable details (hub/api/errors_detail.py). A request whose bytes do not
 decode as its protobuf message is INVALID_ARGUMENT (grpc.aio itself would answer
-UNKNOWN): the interceptor swaps in a deserializer that never raises. An unexpected
+UNKNOWN): the interceptor swaps in a deserializer that never raises. That deserializer
+counts every repeated field against its maximum (hub.api.item_counts) before any check
+reads an item, so a request of millions of empty items costs its decoding, not seconds
+of the event loop. An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
+
+The hub's one public method, Nodes.Enroll (no token), goes through the same decoding, error
+mapping and admission; its calls are counted per peer address instead of per account.
 
 Refusals are logged per account, method and status at most once per
 REFUSAL_LOG_INTERVAL_S, then summarised in one line with their count
@@ -34,6 +40,8 @@ from grpc import aio
 
 from hub import errors
 from hub.api.errors_detail import trailing_metadata
+from hub.api.field_limits import check_request
+from hub.api.item_counts import too_many
 from hub.api.live_calls import LiveCalls
 from hub.api.wide_numbers import MAX_STORED_INT, too_wide
 from hub.auth import authorize, bearer_token, is_public, short_name
@@ -41,7 +49,8 @@ from hub.domain import Account
 from hub.store.accounts import token_digest
 from hub.workers import Admission
 
-__all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "status_of"]
+__all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "peer_host",
+           "status_of"]
 
 log = logging.getLogger("hub.api")
 
@@ -78,8 +87,9 @@ def status_of(error: errors.HubError) -> grpc.StatusCode:
 
 
 Authenticate = Callable[[str], Awaitable[Account | None]]
-Guard = Callable[[aio.ServicerContext], Awaitable[Account]]
-"""The token check of one method: the caller's account (raises Unauthenticated, PermissionDenied)."""
+Guard = Callable[[aio.ServicerContext], Awaitable[Account | None]]
+"""The token check of one method: the caller's account, None for a public method (raises
+Unauthenticated, PermissionDenied)."""
 REFUSAL_LOG_INTERVAL_S = 10.0
 """How often one account's refusals of one method and status get a log line (the others are counted)."""
 
@@ -173,12 +183,12 @@ class HubInterceptor(aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
         method = details.method
-        if handler is None or is_public(method):
-            return handler
+        if handler is None or (is_public(method) and not method.startswith(_OWN_METHODS)):
+            return handler  # grpc's health and reflection services
         wrapped = self._wrapped.get(method)
         if wrapped is None or wrapped[0] is not handler:
-            wrapped = (handler, _wrap(handler, method, self._guard(method), self._admission, self._refusals,
-                                      self.live_calls))
+            guard = _public if is_public(method) else self._guard(method)
+            wrapped = (handler, _wrap(handler, method, guard, self._admission, self._refusals, self.live_calls))
             self._wrapped[method] = wrapped
         return wrapped[1]
 
@@ -192,6 +202,28 @@ class HubInterceptor(aio.ServerInterceptor):
             return authorize(method, await self._authenticate(token))
 
         return guard
+
+
+_OWN_METHODS = "/spimeforge."
+
+
+async def _public(context: aio.ServicerContext) -> None:
+    """The guard of a public method of the hub (Nodes.Enroll): no token, no account; its calls are
+    admitted per peer address (hub.limits.RATE_CLASSES)."""
+
+
+def peer_host(peer: str) -> str:
+    """The address a call came from without its port ("ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1"): one
+    host's calls share one rate, whichever connection they use."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6") and ":" in rest:
+        return f"{kind}:{rest.rpartition(':')[0]}"
+    return peer
+
+
+def _caller(account: Account | None, context: aio.ServicerContext) -> str:
+    """Whom admission counts a call against: its account, or for a public method its peer's address."""
+    return account.name if account is not None else f"peer {peer_host(context.peer() or '')}"
 
 
 async def _fail(context: aio.ServicerContext, call: _Call, exc: BaseException, started: float,
@@ -238,6 +270,9 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
             message = deserialize(data)
         except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RecursionError, …
             return _Undecodable(exc)
+        # Counted before anything walks the items (hub.api.item_counts): len() only.
+        if over := too_many(message):
+            return _Refused(_too_many_items(*over))
         # A NUL in a string is a 0x00 byte on the wire: without one (memchr, no Python walk) every
         # text field is clean, which keeps huge repeated fields and blob chunks cheap.
         if check_nul and b"\x00" in data and (field := _nul_field(message)):
@@ -247,9 +282,18 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
             return _Refused(errors.InvalidArgument(
                 f"{wide[0]} is {wide[1]}, over the largest number the hub stores ({MAX_STORED_INT})",
                 reason="NUMBER_TOO_LARGE", field=wide[0]))
+        try:
+            check_request(message)
+        except errors.InvalidArgument as exc:
+            return _Refused(exc)
         return message
 
     return safe
+
+
+def _too_many_items(name: str, count: int, maximum: int) -> errors.InvalidArgument:
+    return errors.InvalidArgument(f"{name} has {count:,} items, over its maximum of {maximum:,} (limit {name})",
+                                  reason="FIELD_TOO_LARGE", field=name)
 
 
 def _undecodable(method: str, bad: _Undecodable) -> errors.InvalidArgument:
@@ -276,7 +320,7 @@ def _nul_in_map(values: Any, name: str, field: Any) -> str | None:
 def _nul_in(values: Any, name: str, field: Any) -> str | None:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         return _nul_in_map(values, name, field)
-    items = list(values) if field.is_repeated else [values]
+    items = values if field.is_repeated else (values,)
     for index, item in enumerate(items):
         where = f"{name}[{index}]" if field.is_repeated else name
         if _has_nul(item):
@@ -390,8 +434,9 @@ def _unary(behavior: Callable[..., Awaitable[Any]], call: _Call) -> Callable[...
         started, account = time.monotonic(), None
         try:
             account = await call.guard(context)
-            _account.set(account)
-            async with call.admission.enter(call.name, account.name):
+            if account is not None:
+                _account.set(account)
+            async with call.admission.enter(call.name, _caller(account, context)):
                 with call.registered(context):
                     response = await behavior(_decoded(request, method, call.decode), context)
         except aio.AbortError:
@@ -415,8 +460,9 @@ def _streaming(behavior: Callable[..., AsyncIterator[Any]], call: _Call) -> Call
         started, account = time.monotonic(), None
         try:
             account = await call.guard(context)
-            _account.set(account)
-            async with call.admission.enter(call.name, account.name):
+            if account is not None:
+                _account.set(account)
+            async with call.admission.enter(call.name, _caller(account, context)):
                 with call.registered(context):
                     async for item in behavior(_decoded(request, method, call.decode), context):
                         with call.sending():

@@ -10,24 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from google.protobuf import timestamp_pb2
 from grpc import aio
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
-from hub.api.interceptors import current_account, status_of
+from hub.api.interceptors import current_account
 from hub.auth import bearer_token
 from hub.domain import Attribution
 from hub.errors import HubError, InvalidArgument, ResourceExhausted
 from hub.jobs import Command
+from hub.limits import MAX_PRINTERS, check_plain_text
 from hub.scheduler import PrinterRecord
 from hub.service import Hub
 from hub.service.blobs import Chunk
 from hub.service.jobs import HeldJob, Progress
 from hub.service.nodes import (
-    MAX_PRINTERS,
     Ack,
     Drain,
     EventAck,
@@ -51,6 +51,8 @@ from hub.store.jobs import EventRecord
 __all__ = ["MAX_PUT_BYTES", "NodesServicer"]
 
 MAX_PUT_BYTES = 64 * 1024 * 1024
+MAX_COLOR_CHARS = 64  # nodes.loaded_color is VARCHAR(64)
+MAX_PRINTER_ID_CHARS = 64
 
 _PHASES = {
     nodes_pb2.PRINTER_PHASE_IDLE: "idle", nodes_pb2.PRINTER_PHASE_PRINTING: "printing",
@@ -78,11 +80,28 @@ _DESIRED = {"run": nodes_pb2.DESIRED_RUN, "hold": nodes_pb2.DESIRED_HOLD, "cance
 _DECLINES = {v: k for k, v in nodes_pb2.DeclineReason.items()}
 
 
+def _enum(names: Mapping[Any, str], number: int, field: str, unspecified: str) -> str:
+    """The name of an enum number; UNSPECIFIED (0) is ``unspecified``.
+
+    Raises:
+        InvalidArgument: a number the enum does not have (an agent newer than the hub, or a broken one).
+    """
+    if number == 0:
+        return unspecified
+    name = names.get(number)
+    if name is None:
+        raise InvalidArgument(f"{field} {number} is none of the values this hub knows "
+                              f"({', '.join(f'{k} {v}' for k, v in sorted(names.items()))})", field=field)
+    return name
+
+
 def _printer_from_proto(p: nodes_pb2.PrinterState) -> PrinterRecord:
+    check_plain_text(p.loaded_color, "PrinterState.loaded_color", MAX_COLOR_CHARS)
     return PrinterRecord(
         node="", printer=p.printer_id, model=p.model,
         build_volume_mm=(p.build_volume_mm.x, p.build_volume_mm.y, p.build_volume_mm.z),
-        nozzle_mm=p.nozzle_diameter_mm, materials=tuple(p.materials), phase=_PHASES.get(p.phase, "offline"),
+        nozzle_mm=p.nozzle_diameter_mm, materials=tuple(p.materials),
+        phase=_enum(_PHASES, p.phase, "PrinterState.phase", "offline"),
         bed_clear=p.bed_clear, accepting=p.accepting, online=True,
         rate_per_hour=(p.rate_per_hour.currency, int(p.rate_per_hour.minor_units)),
         rate_per_gram=(p.rate_per_gram.currency, int(p.rate_per_gram.minor_units)),
@@ -90,8 +109,13 @@ def _printer_from_proto(p: nodes_pb2.PrinterState) -> PrinterRecord:
     )
 
 
+def _held_from_proto(j: nodes_pb2.HeldJob) -> HeldJob:
+    check_plain_text(j.printer_id, "HeldJob.printer_id", MAX_PRINTER_ID_CHARS)
+    return HeldJob(j.job_id, int(j.lease_epoch), _enum(_LOCAL, j.state, "HeldJob.state", "unknown"), j.printer_id)
+
+
 def _hello_from_proto(h: nodes_pb2.Hello) -> Hello:
-    held = tuple(HeldJob(j.job_id, int(j.lease_epoch), _LOCAL.get(j.state, "unknown"), j.printer_id) for j in h.jobs)
+    held = tuple(_held_from_proto(j) for j in h.jobs)
     has_place = h.latitude != 0 or h.longitude != 0
     return Hello(h.agent_id, h.agent_version, int(h.last_hub_seq_applied),
                  tuple(_printer_from_proto(p) for p in h.printers), held, h.location,
@@ -240,11 +264,8 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
         self.hub = hub
 
     async def Enroll(self, request: nodes_pb2.EnrollRequest, context: aio.ServicerContext) -> Any:
-        # Public (no bearer token), so the interceptor does not map errors here.
-        try:
-            node, token = await self.hub.nodes.enroll(request.enrollment_token, request.agent_version)
-        except HubError as exc:
-            await context.abort(status_of(exc), exc.message)
+        # Public (no bearer token): the interceptor decodes, admits per peer and maps errors all the same.
+        node, token = await self.hub.nodes.enroll(request.enrollment_token, request.agent_version)
         return nodes_pb2.EnrollResponse(node=node, token=token)
 
     async def Session(self, request_iterator: AsyncIterator[nodes_pb2.AgentMsg],

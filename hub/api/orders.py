@@ -158,8 +158,15 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
         return _grant_to_proto(grant)
 
     async def ListGrants(self, request, context):  # type: ignore[no-untyped-def]
-        grants = await _service(self.hub).grants.list_grants(request.design)
-        return orders_pb2.ListGrantsResponse(grants=[_grant_to_proto(g) for g in grants])
+        converted: list[orders_pb2.GrantRecord] = []
+
+        def fits(grants: Sequence[RecordedGrant]) -> int:
+            converted.extend(_grant_to_proto(g) for g in grants)
+            return limits.cut_page([g.ByteSize() for g in converted]).count
+
+        grants, token = await _service(self.hub).grants.list_grants(
+            request.design, int(request.page.page_size), request.page.page_token, fits)
+        return orders_pb2.ListGrantsResponse(grants=converted[:len(grants)], next_page_token=token)
 
     async def GetIncarnation(self, request, context):  # type: ignore[no-untyped-def]
         found = await _service(self.hub).incarnation(request.incarnation_id)

@@ -64,25 +64,6 @@ async def _chunks(requests: AsyncIterator[common_pb2.BlobChunk]) -> AsyncIterato
         yield cv._chunk_from_proto(chunk)
 
 
-def _bounded(message: Message) -> None:
-    """Check a request (and the messages inside it) against hub.limits.FIELD_LIMITS.
-
-    Raises:
-        InvalidArgument: a field over its documented maximum, naming the limit.
-    """
-    name = message.DESCRIPTOR.name
-    fields = {f: getattr(message, f) for f in limits.FIELD_LIMITS.get(name, {}) if not f.endswith("[]")}
-    limits.check_fields(name, fields)
-    for field in message.DESCRIPTOR.fields:
-        if field.message_type is None or field.message_type.name not in limits.FIELD_LIMITS:
-            continue
-        if field.is_repeated:
-            for item in getattr(message, field.name):
-                _bounded(item)
-        elif message.HasField(field.name):
-            _bounded(getattr(message, field.name))
-
-
 EXPORT_CHUNK_BYTES = 1 << 20  # records.proto: Export streams the document in chunks of at most 1 MiB
 # hub.api.server.MAX_MESSAGE_BYTES (twice PAGE_MAX_BYTES; server imports this module) less room for the rest.
 _ANSWER_MAX_BYTES = 2 * limits.PAGE_MAX_BYTES - 64 * 1024
@@ -109,13 +90,13 @@ def _page(items: Sequence[Message], wanted: int) -> int:
 
 
 # Per-account concurrency and rate limits (hub.limits) are applied by the interceptor before a
-# request is decoded (hub.api.interceptors, hub.workers.Admission), for every servicer.
+# request is decoded (hub.api.interceptors, hub.workers.Admission), for every servicer; the field
+# limits as it is decoded (hub.api.field_limits).
 class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
 
     async def MissingBlobs(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         return designs_pb2.MissingBlobsResponse(sha256=await self.hub.blobs.missing(list(request.sha256)))
 
     async def UploadBlob(self, request_iterator, context):  # type: ignore[no-untyped-def]
@@ -123,24 +104,19 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         return designs_pb2.UploadBlobResponse(sha256=result.sha256, size=result.size, already_present=result.already_present)
 
     async def DownloadBlob(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         async for chunk in self.hub.blobs.download(request.sha256, int(request.offset)):
             yield cv._chunk_to_proto(chunk)
 
     async def Push(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         return cv._push_to_proto(await self.hub.designs.push(current_account(), cv._push_from_proto(request)))
 
     async def GetDesign(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         return cv._design_to_proto(await self.hub.designs.get_design(request.design))
 
     async def GetRevision(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         return _sendable(cv._revision_to_proto(await self.hub.designs.get_revision(request.design, request.revision_id)))
 
     async def Log(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         # Old clients send no page: their limit (0 = as many as one page may hold) is the page size.
         wanted = request.page.page_size if request.HasField("page") else request.limit or limits.MAX_PAGE_SIZE
         size = limits.check_page_size(int(wanted), "Log")
@@ -154,7 +130,6 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         return designs_pb2.LogResponse(revisions=protos[:count], next_page_token=token)
 
     async def Search(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         size = limits.check_page_size(int(request.page.page_size), "Search")
         found, token = await self.hub.designs.search(
             request.text, request.license, list(request.tags), size, request.page.page_token
@@ -166,12 +141,10 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         return designs_pb2.SearchResponse(designs=protos[:count], next_page_token=token)
 
     async def Fork(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         design, revision = await self.hub.forks.fork(current_account(), cv._fork_from_proto(request))
         return designs_pb2.ForkResponse(design=cv._design_to_proto(design), revision=cv._revision_to_proto(revision))
 
     async def ListProposals(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         size = limits.check_page_size(int(request.page.page_size), "ListProposals")
         token = request.page.page_token
         proposals = await self.hub.designs.list_proposals(request.design, request.include_closed, token, size + 1)
@@ -182,17 +155,14 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
             proposals=protos[:count], next_page_token=proposal_token(proposals[count - 1]) if more else "")
 
     async def AcceptProposal(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         proposal, design = await self.hub.designs.accept(current_account(), request.design, request.proposal_id)
         return designs_pb2.AcceptProposalResponse(proposal=cv._proposal_to_proto(proposal), design=cv._design_to_proto(design))
 
     async def DeclineProposal(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         proposal = await self.hub.designs.decline(current_account(), request.design, request.proposal_id, request.reason)
         return cv._proposal_to_proto(proposal)
 
     async def AddMaintainer(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         design = await self.hub.designs.add_maintainer(
             current_account(), request.design, request.account, self.hub.accounts.accounts._thd_get
         )
@@ -204,11 +174,9 @@ class RecordsServicer(records_pb2_grpc.RecordsServicer):
         self.hub = hub
 
     async def GetRecord(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         return cv._record_to_proto(await self.hub.records.get_record(request.design))
 
     async def Export(self, request, context):  # type: ignore[no-untyped-def]
-        _bounded(request)
         media_type, document = await self.hub.records.export(
             request.design, request.revision_id, cv._format_from_proto(request.format)
         )

@@ -10,6 +10,7 @@ its descriptor), so a blob chunk costs two attribute reads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -53,12 +54,13 @@ def _is_set(message: Any, field: FieldDescriptor) -> bool:
     return True
 
 
-def _items(field: FieldDescriptor, values: Any, name: str) -> list[tuple[str, Any]]:
+def _items(field: FieldDescriptor, values: Any, name: str) -> Iterator[tuple[str, Any]]:
+    """Each item and its name, named only when asked (the counts are checked before: hub.api.item_counts)."""
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        return [(f"{name}[{key!r}]", value) for key, value in values.items()]
+        return ((f"{name}[{key!r}]", value) for key, value in values.items())
     if field.is_repeated:
-        return [(f"{name}[{i}]", value) for i, value in enumerate(values)]
-    return [(name, values)]
+        return ((f"{name}[{i}]", value) for i, value in enumerate(values))
+    return iter(((name, values),))
 
 
 def too_wide(message: Any, prefix: str = "") -> tuple[str, int] | None:

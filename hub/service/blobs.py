@@ -248,6 +248,11 @@ class BlobService:
         while chunk is not None:
             if chunk.offset != expected:
                 raise InvalidArgument(f"chunk at offset {chunk.offset}, expected {expected}")
+            if chunk is not first and (chunk.sha256 not in ("", sha) or chunk.total_size not in (0, declared)):
+                raise InvalidArgument(
+                    f"a chunk after the first declares sha256 {chunk.sha256[:64]!r} and total_size {chunk.total_size}: "
+                    f"leave both unset, or repeat the first chunk's ({sha[:12]}…, {declared})",
+                    field="BlobChunk.sha256" if chunk.sha256 not in ("", sha) else "BlobChunk.total_size")
             expected += len(chunk.data)
             if expected > limit:
                 raise ResourceExhausted(f"blob {sha[:12]} exceeds the hub's upload limit of {limit} bytes "

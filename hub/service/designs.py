@@ -88,6 +88,7 @@ def _not_checked(entry: FileEntry, why: str) -> dict[str, object]:
 
 
 _PROPOSAL_ID = re.compile(r"p-[0-9a-f]{12}\Z", re.ASCII)
+_REVISION_ID = re.compile(r"[0-9a-f]{64}\Z", re.ASCII)
 
 
 def check_slug(slug: str, what: str = "design", field: str = "design") -> str:
@@ -190,6 +191,10 @@ class DesignService:
             raise InvalidArgument("a new design's first revision has no parents; push without parent ids")
         if not req.create and not req.parent_ids:
             raise InvalidArgument("give the parent revision id (the head you pulled), or push with create")
+        for index, parent_id in enumerate(req.parent_ids):
+            if not _REVISION_ID.match(parent_id):  # else it is no head, and "pull first" would loop for ever
+                raise InvalidArgument(f"parent_ids[{index}] {parent_id[:80]!r} is not a revision id: give its 64 "
+                                      "lowercase hex digits", field=f"parent_ids[{index}]")
         return manifest
 
     async def _check_existence(self, req: PushRequest) -> None:

@@ -54,7 +54,8 @@ class ForkService:
         """Create the remix design and its first revision.
 
         Raises:
-            InvalidArgument: bad name, no parents, or several parents without a licence.
+            InvalidArgument: bad name, a title with nothing visible, no parents, or several parents without a
+                licence.
             InvalidLicense: the requested licence does not parse.
             NotFound: a parent design or revision does not exist.
             AlreadyExists: the new name is taken.
@@ -63,6 +64,8 @@ class ForkService:
                 the merged revision is over MAX_FILES files or PAGE_MAX_BYTES (reason REMIX_TOO_LARGE).
         """
         check_slug(req.name, field="name")
+        if req.title:  # empty keeps the first parent's title
+            limits.check_visible(req.title, "ForkRequest.title")
         if not req.parents or len(req.parents) > MAX_PARENTS:
             raise InvalidArgument(f"a fork needs 1 to {MAX_PARENTS} parents")
         if await asyncio.to_thread(self.designs._thd_exists, req.name):

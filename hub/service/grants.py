@@ -16,16 +16,17 @@ import asyncio
 import datetime as dt
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from hub import grants as grant_rules
-from hub import keys, ledger, licenses
+from hub import keys, ledger, licenses, limits
 from hub.domain import Account, Design, Role
 from hub.errors import InvalidArgument, LicenseConflict, PermissionDenied
 from hub.orders import Grant, Order
 from hub.service.common import Clock, format_time, parse_time
 from hub.service.designs import check_slug
+from hub.service.order_values import decode_token, encode_token
 from hub.store.accounts import AccountStore
 from hub.store.designs import DesignStore
 from hub.store.grants import GrantStore, RecordedGrant
@@ -147,10 +148,25 @@ class GrantService:
             raise InvalidArgument(f"granted_at {statement.granted_at} is more than {SIGNING_SKEW_S} s from the hub's "
                                   f"time {format_time(now)}: check your clock and sign again")
 
-    async def list_grants(self, slug: str) -> list[RecordedGrant]:
-        """Raises: NotFound, InvalidArgument."""
+    async def list_grants(self, slug: str, page_size: int = 0, token: str = "",
+                          fits: Callable[[Sequence[RecordedGrant]], int] = len) -> tuple[list[RecordedGrant], str]:
+        """A page of a design's grants, oldest first, and the next page's token ("" on the last).
+
+        Args:
+            fits: how many of the leading grants one answer carries (the API measures their bytes).
+
+        Raises:
+            NotFound: no such design.
+            InvalidArgument: a bad slug or page token, or page_size over the maximum.
+        """
+        limit = limits.check_page_size(page_size, "ListGrants")
+        after = decode_token(limits.check_page_token(token))
         await asyncio.to_thread(self.designs._thd_get_design, check_slug(slug))
-        return await asyncio.to_thread(self.grants._thd_list, slug)
+        found = await asyncio.to_thread(self.grants._thd_list, slug, limit + 1, after)
+        page = found[:limit]
+        shown = max(1, min(fits(page), len(page))) if page else 0
+        more = shown < len(page) or len(found) > limit
+        return page[:shown], encode_token(page[shown - 1].grant.id) if more else ""
 
     def _thd_gate(self, design: Design, revision_id: str, paid: bool, modified: bool) -> LicenceGate:
         """Whether this order may exist under the design's licence (and grants on record).

@@ -32,7 +32,7 @@ from hub.errors import (
     Unauthenticated,
 )
 from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
-from hub.limits import check_plain_text
+from hub.limits import MAX_HELD, MAX_PRINTERS, check_plain_text
 from hub.orders import part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name, check_new_account_name
@@ -54,8 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("hub.nodes")
-MAX_PRINTERS = 64
-MAX_HELD = 1000
 MAX_MATERIALS = 32
 LAST_SEEN_EVERY_S = 60
 # Sessions between admission and Welcome: a reconnect storm of a full hub (10,000 agents, a few KB
@@ -504,9 +502,12 @@ class NodeService:
             InvalidArgument: the token or version is malformed.
             Unauthenticated: unknown, used or expired enrollment token.
         """
-        if not enrollment_token or len(enrollment_token) > 128 or "\x00" in enrollment_token:
-            raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)")
-        check_plain_text(agent_version, "agent version", 64)
+        if not enrollment_token or len(enrollment_token) > 128:
+            raise InvalidArgument("enrollment_token must be 1-128 characters (from `spime-hub node add NAME`)",
+                                  reason="FIELD_TOO_LARGE" if enrollment_token else None,
+                                  field="enrollment_token")
+        check_plain_text(enrollment_token, "enrollment_token", 128)
+        check_plain_text(agent_version, "agent version", 64, field="agent_version")
         bearer = new_token()
         node = await asyncio.to_thread(self.nodes._thd_enroll, enrollment_token, bearer, format_time(self.clock()))
         log.info("node enrolled", extra={"node": node, "agent_version": agent_version})

@@ -31,7 +31,7 @@ from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
 from hub.errors import FailedPrecondition, HubError, InvalidArgument, NotFound, PermissionDenied
 from hub.jobs import Job, JobSpec, JobState
-from hub.limits import check_plain_text
+from hub.limits import check_page_size, check_page_token, check_plain_text
 from hub.manifest import Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
 from hub.service.batching import GroupCommit
@@ -68,7 +68,6 @@ MAX_PARAMETERS, MAX_PARAM_NAME, MAX_PARAM_VALUE = 64, 64, 1024
 MAX_KM = 20_000.0
 QUOTE_TTL_S = 15 * 60
 MAX_KEY, MAX_REASON = 64, 1024
-PAGE_DEFAULT, PAGE_MAX = 50, 500
 QR_PREFIX = "SPIME:"
 QUOTE_OPTIONS = 20     # the best candidates a quote shows and a rule chooses among
 MAX_CANDIDATES = 200   # printers an order's jobs may be offered to, best first
@@ -688,10 +687,8 @@ class OrderService:
         Raises:
             InvalidArgument: a bad page token, or page_size over the maximum.
         """
-        if page_size > PAGE_MAX:
-            raise InvalidArgument(f"page_size is at most {PAGE_MAX}")
-        limit = page_size or PAGE_DEFAULT
-        before = decode_token(token)
+        limit = check_page_size(page_size, "ListOrders")
+        before = decode_token(check_page_token(token))
         customer = None if caller.role is Role.ADMIN else caller.name
         found = await asyncio.to_thread(self.store._thd_list_orders, customer, include_final,
                                         [s.value for s in orders.FINAL_STATES], limit + 1, before)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from hub.errors import InvalidArgument
 from hub.orders import Grant
 from hub.store import schema
 from hub.store.engine import connect, write
@@ -56,8 +57,21 @@ class GrantStore:
                 statement=recorded.statement, statement_sha256=grant.statement_sha256, signature=grant.signature))
             return recorded
 
-    def _thd_list(self, design: str) -> list[RecordedGrant]:
-        """A design's grants that are not revoked, oldest first, with their statements."""
+    def _thd_list(self, design: str, limit: int | None = None, after: str = "") -> list[RecordedGrant]:
+        """A design's grants that are not revoked, oldest first, with their statements: at most ``limit``,
+        those after the grant ``after`` (the last of the page before).
+
+        Raises:
+            InvalidArgument: ``after`` is no grant of the design.
+        """
         query = sa.select(g).where(g.c.design == design, g.c.revoked_at == "").order_by(g.c.granted_at, g.c.id)
         with connect(self.engine) as conn:
+            if after:
+                mark = conn.execute(sa.select(g.c.granted_at).where(g.c.id == after, g.c.design == design)).scalar()
+                if mark is None:
+                    raise InvalidArgument("page_token is not one this hub handed out for this design",
+                                          field="page.page_token")
+                query = query.where(sa.or_(g.c.granted_at > mark, sa.and_(g.c.granted_at == mark, g.c.id > after)))
+            if limit is not None:
+                query = query.limit(limit)
             return [_recorded(x) for x in conn.execute(query)]

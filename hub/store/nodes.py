@@ -276,11 +276,11 @@ class NodeStore:
             Unauthenticated: the token is unknown, used or expired.
         """
         digest = token_digest(enrollment_token)
+        # Read first: a wrong token (anyone may send one) costs a read, never a write transaction.
+        with connect(self.engine) as conn:
+            _usable(conn.execute(sa.select(en).where(en.c.token_sha256 == digest)).first(), now)
         with write(self.engine) as conn:
-            row = conn.execute(sa.select(en).where(en.c.token_sha256 == digest)).first()
-            if row is None or row.used_at or row.expires_at <= now:
-                raise Unauthenticated("unknown, used or expired enrollment token: ask the hub's admin for a new one "
-                                      "(`spime-hub node add NAME`)")
+            row = _usable(conn.execute(sa.select(en).where(en.c.token_sha256 == digest)).first(), now)
             done = conn.execute(sa.update(en).where(en.c.token_sha256 == digest, en.c.used_at == "")
                                 .values(used_at=now)).rowcount
             if done != 1:
@@ -496,3 +496,11 @@ class NodeStore:
 def _body(text: str) -> Mapping[str, object]:
     body = json.loads(text)
     return body if isinstance(body, dict) else {}
+
+
+def _usable(row: Any, now: str) -> Any:
+    """Raises: Unauthenticated: the enrollment token's row is missing, used or expired."""
+    if row is None or row.used_at or row.expires_at <= now:
+        raise Unauthenticated("unknown, used or expired enrollment token: ask the hub's admin for a new one "
+                              "(`spime-hub node add NAME`)")
+    return row

@@ -205,6 +205,19 @@ def test_stale_parent_is_aborted_with_pull_first(any_api: InProcessHub) -> None:
     assert second in details
 
 
+@pytest.mark.parametrize("parent", ["", "UPPER", "not-hex", "short"])
+def test_a_parent_id_that_is_no_revision_id_is_invalid_argument_not_pull_first(any_api: InProcessHub,
+                                                                               parent: str) -> None:
+    api = any_api
+    head = _created(api)
+    bad = {"": "", "UPPER": head.upper(), "not-hex": "z" * 64, "short": head[:12]}[parent]
+    api.upload("alice", CUBE * 3)
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE * 3}, parents=(head, bad)[-1:], upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "parent_ids[0]")
+    _refused(api, lambda: api.push("alice", "cube", {"cube.stl": CUBE * 3}, parents=(head, bad), upload=False),
+             grpc.StatusCode.INVALID_ARGUMENT, "parent_ids[1]")
+
+
 def test_created_at_far_from_now(any_api: InProcessHub) -> None:
     api = any_api
     api.upload("alice", CUBE)

@@ -12,9 +12,12 @@ from typing import Any
 
 import grpc
 import pytest
-from spimeforge.v1 import common_pb2, designs_pb2, records_pb2
+import sqlalchemy as sa
+from spimeforge.v1 import common_pb2, designs_pb2, orders_pb2, orders_pb2_grpc, records_pb2
 
 from hub import limits
+from hub.store import schema
+from tests.hub.grant_signing import registered_key, signed_grant
 from tests.hub.harness import InProcessHub, manifest_toml
 
 CUBE = b"solid cube\nendsolid cube\n"
@@ -152,8 +155,84 @@ def test_log_and_proposals_page_through_everything_within_the_byte_cap(any_api: 
     assert [p.id for p in old.proposals] == proposals[:len(old.proposals)] and old.next_page_token
 
 
+def test_list_grants_pages_through_everything_within_the_byte_cap(any_api: InProcessHub) -> None:
+    api = any_api
+    api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    stub = orders_pb2_grpc.OrdersStub(api.channel)
+    stub.Grant(signed_grant(registered_key(api, "alice"), "alice", "cube", node="n" * 63), metadata=api.md("alice"))
+    g = schema.grants
+    with api.engine.begin() as conn:  # copies of the signed grant, each with a 10 KB statement: 12 MB in all
+        row = dict(conn.execute(sa.select(g)).one()._mapping)
+        conn.execute(g.insert(), [{**row, "id": f"{i:016x}", "statement_sha256": f"{i:064x}", "statement": "s" * 10_000}
+                                  for i in range(1200)])
+    expected = [row["id"], *(f"{i:016x}" for i in range(1200))]
+
+    def listed(size: int) -> list[orders_pb2.ListGrantsResponse]:
+        return _pages(lambda token: stub.ListGrants(orders_pb2.ListGrantsRequest(
+            design="cube", page=common_pb2.PageRequest(page_size=size, page_token=token)), metadata=api.md("carol")))
+
+    pages = listed(500)
+    assert sorted(g.id for page in pages for g in page.grants) == sorted(expected)
+    assert len(pages) >= 3 and all(p.ByteSize() <= limits.PAGE_MAX_BYTES + 1024 for p in pages)
+    assert [len(p.grants) for p in listed(0)][:2] == [limits.DEFAULT_PAGE_SIZE] * 2
+    for page, limit in ((common_pb2.PageRequest(page_size=501), "PageRequest.page_size"),
+                        (common_pb2.PageRequest(page_token="z" * 65), "PageRequest.page_token")):
+        _refused(api, lambda page=page: stub.ListGrants(orders_pb2.ListGrantsRequest(design="cube", page=page),
+                                                        metadata=api.md("carol")), limit)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ListGrants(orders_pb2.ListGrantsRequest(design="cube", page=common_pb2.PageRequest(page_token="Zm9yZ2Vk")),
+                        metadata=api.md("carol"))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+
+
+@pytest.mark.parametrize(("page", "limit"), [(common_pb2.PageRequest(page_token="z" * 65), "PageRequest.page_token"),
+                                             (common_pb2.PageRequest(page_size=501), "PageRequest.page_size")])
+def test_list_orders_names_the_page_limit_it_refuses(api: InProcessHub, page: common_pb2.PageRequest,
+                                                     limit: str) -> None:
+    stub = orders_pb2_grpc.OrdersStub(api.channel)
+    _refused(api, lambda: stub.ListOrders(orders_pb2.ListOrdersRequest(page=page), metadata=api.md("carol")), limit)
+
+
 def _pages(call: Callable[[str], Any]) -> list[Any]:
     pages, token = [call("")], None
     while (token := pages[-1].next_page_token) and len(pages) < 100:
         pages.append(call(token))
     return pages
+
+
+@pytest.mark.parametrize(("field", "old", "new"), [
+    ("title", 'title = "Cube"', r'title = "Cu\u202Ebe"'),
+    ("title", 'title = "Cube"', r'title = "\u001B[2J\u001B[31mCube"'),
+    ("title", 'title = "Cube"', r'title = "\u200B\u2060"'),
+    ("licensor", 'licensor = "Test Licensor"', r'licensor = "Test\u202ELicensor"'),
+    ("contributors", 'tags = ["test"]', 'tags = ["test"]\ncontributors = ["ev\\u202Eil"]'),
+    ("parts[0].name", 'name = "body"', 'name = "bo\\u2066dy"'),
+])
+def test_manifest_text_others_read_is_checked_once_its_escapes_are_decoded(any_api: InProcessHub, field: str,
+                                                                           old: str, new: str) -> None:
+    manifest = manifest_toml("cube").replace(old, new)
+    assert manifest != manifest_toml("cube") and manifest.isascii()
+    with pytest.raises(grpc.RpcError) as info:
+        any_api.push("alice", "cube", {"cube.stl": CUBE}, manifest=manifest, create=True)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert f"field '{field}'" in (info.value.details() or ""), info.value.details()
+
+
+@pytest.mark.parametrize("title", ["   ", "\u00a0", "\u200b", "\u2060\ufeff", "\u3164"])
+def test_a_fork_title_with_nothing_visible_is_invalid_argument_naming_it(any_api: InProcessHub, title: str) -> None:
+    any_api.push("alice", "cube", {"cube.stl": CUBE}, create=True)
+    fork = designs_pb2.ForkRequest(parents=[designs_pb2.ForkParent(design="cube")], name="fork-1", title=title)
+    before = any_api.snapshot()
+    with pytest.raises(grpc.RpcError) as info:  # was FAILED_PRECONDITION "the manifests … cannot be merged"
+        any_api.designs.Fork(fork, metadata=any_api.md("alice"), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+    assert "ForkRequest.title must show at least one visible character" in (info.value.details() or "")
+    assert any_api.snapshot() == before
+
+
+def test_every_request_is_checked_against_its_field_limits_whichever_servicer_serves_it(any_api: InProcessHub) -> None:
+    # The Records servicer registered overrides GetRecord and never checked GetRecordRequest.design.
+    _refused(any_api, lambda: any_api.records.GetRecord(records_pb2.GetRecordRequest(design="c" * 100),
+                                                        metadata=any_api.md("carol")), "GetRecordRequest.design")
+    for message in limits.FIELD_LIMITS:
+        assert any(hasattr(module, message) for module in (common_pb2, designs_pb2, orders_pb2, records_pb2)), message

@@ -6,13 +6,14 @@ Each case: the status the rogue gets, and that what other nodes and their jobs d
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import grpc
 import pytest
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
-from spimeforge.v1 import nodes_pb2, records_pb2
+from spimeforge.v1 import common_pb2, nodes_pb2, records_pb2
 
 from hub.jobs import JobSpec, JobState
 from hub.scheduler import PrinterRecord
@@ -318,3 +319,55 @@ def test_a_node_cannot_grow_past_its_printer_limit_after_hello(hub: ClockedHub, 
     with hub.engine.connect() as conn:
         stored = conn.scalar(sa.select(sa.func.count()).where(schema.printers.c.node == "lab-a"))
     assert stored == 64
+
+
+def _colored(color: str) -> nodes_pb2.PrinterState:
+    p = printer()
+    p.loaded_color = color
+    return p
+
+
+def _phased(phase: int) -> nodes_pb2.PrinterState:
+    p = printer()
+    p.phase = phase  # type: ignore[assignment]
+    return p
+
+
+@pytest.mark.parametrize(("field", "hello"), [
+    ("HeldJob.printer_id", nodes_pb2.Hello(printers=[printer()], jobs=[nodes_pb2.HeldJob(job_id="j1",
+                                                                                         printer_id="x" * 4_000_000)])),
+    ("PrinterState.loaded_color", nodes_pb2.Hello(printers=[_colored("x" * 4_000_000)])),
+    ("PrinterState.loaded_color", nodes_pb2.Hello(printers=[_colored("red\u202e")])),
+    ("PrinterState.phase", nodes_pb2.Hello(printers=[_phased(999)])),
+    ("HeldJob.state", nodes_pb2.Hello(printers=[printer()], jobs=[nodes_pb2.HeldJob(job_id="j1", state=999)])),  # type: ignore[arg-type]
+])
+def test_hello_fields_the_hub_once_took_at_any_size_or_number_are_refused_naming_them(
+        hub: ClockedHub, field: str, hello: nodes_pb2.Hello) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-a", [])
+    hello.agent_id = "lab-a"
+    with pytest.raises(grpc.RpcError) as info:
+        list(agent.stub.Session(iter([nodes_pb2.AgentMsg(hello=hello)]),
+                                metadata=(("authorization", f"Bearer {agent.token}"),)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in info.value.details(), info.value.details()
+    assert hub.composed.store.nodes._thd_printers() == []
+
+
+def test_an_unknown_printer_phase_in_a_heartbeat_ends_the_session(hub: ClockedHub) -> None:
+    agent = FakeAgent.enrolled(hub, "lab-a", [printer()])
+    agent.connect()
+    agent.send(heartbeat=nodes_pb2.Heartbeat(printers=[_phased(999)]))
+    assert agent.ended() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "PrinterState.phase 999" in agent.error.details()  # type: ignore[union-attr]
+
+
+def test_a_later_upload_chunk_cannot_declare_another_hash_or_size(hub: ClockedHub) -> None:
+    first = common_pb2.BlobChunk(sha256=hashlib.sha256(b"ab").hexdigest(), total_size=2, data=b"a")
+    for later in (common_pb2.BlobChunk(sha256="x" * 4_000_000, offset=1, data=b"b"),
+                  common_pb2.BlobChunk(total_size=999, offset=1, data=b"b")):
+        with pytest.raises(grpc.RpcError) as info:
+            hub.designs.UploadBlob(iter([first, later]), metadata=hub.md("alice"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert "a chunk after the first declares" in (info.value.details() or "")
+    again = common_pb2.BlobChunk(sha256=first.sha256, total_size=2, offset=1, data=b"b")
+    assert hub.designs.UploadBlob(iter([first, again]), metadata=hub.md("alice"), timeout=30).sha256 == first.sha256

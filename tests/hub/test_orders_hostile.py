@@ -108,6 +108,13 @@ def test_near_is_stored_normalised(any_api: InProcessHub, lab: FakeAgent) -> Non
     assert shown.spec.near == "52.52,13.4"
 
 
+@pytest.mark.parametrize("near", ["0.00001,13.4", "51.4779,-0.00005", "0.00009,0.00009"])
+def test_near_within_metres_of_the_equator_or_the_meridian_is_quoted_and_placed(
+        any_api: InProcessHub, lab: FakeAgent, near: str) -> None:
+    placed = _place(any_api, near=near)  # its normalised text was "1e-05,13.4", refused as not plain decimal
+    assert placed.spec.near == near
+
+
 # -- 6: what a stranger learns ----------------------------------------------------------------------
 
 def test_a_stranger_learns_neither_the_customer_nor_the_job_ids(any_api: InProcessHub, lab: FakeAgent) -> None:

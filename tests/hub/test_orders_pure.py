@@ -171,6 +171,9 @@ def test_near_is_normalised() -> None:
     assert geo.parse_near("-0,-0.0").text == "0.0,0.0"
     assert geo.parse_near("-33.9,151").text == "-33.9,151.0"
     assert geo.parse_near(geo.parse_near("48.8566,2.3522").text) == geo.parse_near("48.8566,2.3522")
+    assert geo.parse_near("0.00001,-0.000050").text == "0.00001,-0.00005"  # never "1e-05,-5e-05"
+    tiny = geo.parse_near("0.00000000000000000001,-179.99999999999999999999")
+    assert geo.parse_near(tiny.text) == tiny
 
 
 def test_value_equation_sums_are_exact() -> None:

@@ -13,7 +13,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from spimeforge.v1 import accounts_pb2, designs_pb2, orders_pb2, orders_pb2_grpc
+from spimeforge.v1 import accounts_pb2, common_pb2, designs_pb2, orders_pb2, orders_pb2_grpc
 
 from hub import grants as grant_rules
 from hub.client.common import EXIT_OK, UsageError, add_hub_command, emit, split_ref
@@ -82,9 +82,16 @@ def _sign(hub: Hub, request: orders_pb2.GrantRequest, key: bytes) -> None:
 
 
 def _list(args: argparse.Namespace, design: str) -> int:
+    docs: list[dict[str, Any]] = []
     with opened(args) as hub:
-        found = hub.call(orders_pb2_grpc.OrdersStub(hub.channel).ListGrants, orders_pb2.ListGrantsRequest(design=design))
-    docs = [_grant_doc(g) for g in found.grants]
+        stub, token = orders_pb2_grpc.OrdersStub(hub.channel), ""
+        while True:  # every page: the hub hands out at most 500 grants (and 4 MiB) at a time
+            found = hub.call(stub.ListGrants, orders_pb2.ListGrantsRequest(
+                design=design, page=common_pb2.PageRequest(page_size=500, page_token=token)))
+            docs.extend(_grant_doc(g) for g in found.grants)
+            token = found.next_page_token
+            if not token:
+                break
     emit(args, {"design": design, "grants": docs}, lambda d: "\n".join(_line(g) for g in d["grants"])
          or f"{design}: no grants on record")
     return EXIT_OK

@@ -28,7 +28,8 @@ if _version_not_supported:
 
 class DesignsStub:
     """Limits (hub/limits.py): every request field below states its maximum; a
-    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags"). Repeated
+    fields are counted as the request is decoded, before any item is read.
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
@@ -118,7 +119,8 @@ class DesignsStub:
 
 class DesignsServicer:
     """Limits (hub/limits.py): every request field below states its maximum; a
-    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags"). Repeated
+    fields are counted as the request is decoded, before any item is read.
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once
@@ -305,7 +307,8 @@ def add_DesignsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Designs:
     """Limits (hub/limits.py): every request field below states its maximum; a
-    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags").
+    field over it is INVALID_ARGUMENT naming the limit ("SearchRequest.tags"). Repeated
+    fields are counted as the request is decoded, before any item is read.
     Text is counted in UTF-8 bytes, repeated fields in items, and no text may
     hold a NUL character. List answers page (PageRequest, next_page_token) and
     one page carries at most 4 MiB. Expensive calls run at most so many at once

@@ -63,7 +63,9 @@ class NodesServicer:
     def Enroll(self, request, context):
         """Exchange a one-time enrollment token (`spime-hub node add NAME`) for the
         node's long-lived credential. Called without a bearer token.
-        UNAUTHENTICATED for an unknown, used or expired (24 h) token.
+        UNAUTHENTICATED for an unknown, used or expired (24 h) token. Calls from one address are
+        limited to 5 a second in bursts of 200 (rate class "enroll"), and each refused one costs 20
+        more: past the limit RESOURCE_EXHAUSTED naming it ("limit rate enroll") with a RetryInfo hint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

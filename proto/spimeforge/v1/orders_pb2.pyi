@@ -301,16 +301,20 @@ class GrantRecord(_message.Message):
     def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[str] = ..., statement_sha256: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ..., key_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
-    __slots__ = ("design",)
+    __slots__ = ("design", "page")
     DESIGN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
     design: str
-    def __init__(self, design: _Optional[str] = ...) -> None: ...
+    page: _common_pb2.PageRequest
+    def __init__(self, design: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
 
 class ListGrantsResponse(_message.Message):
-    __slots__ = ("grants",)
+    __slots__ = ("grants", "next_page_token")
     GRANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     grants: _containers.RepeatedCompositeFieldContainer[GrantRecord]
-    def __init__(self, grants: _Optional[_Iterable[_Union[GrantRecord, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, grants: _Optional[_Iterable[_Union[GrantRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetIncarnationRequest(_message.Message):
     __slots__ = ("incarnation_id",)
