@@ -574,6 +574,8 @@ class Worker:
                 await self._beat()
             except JournalError as exc:  # the disk: say so, keep beating (the hub sees us alive)
                 log.error("heartbeat: %s", exc)
+            except Exception:  # one bad beat (a printer's odd snapshot) never stops the beating
+                log.exception("heartbeat failed; the next one is in %g s", self.heartbeat_s)
 
     async def _beat(self) -> None:
         await self._connect_printers()

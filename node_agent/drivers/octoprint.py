@@ -35,9 +35,17 @@ from node_agent.drivers.base import (
     PrinterStatus,
     PrintOutcome,
     PrintResult,
-    Temperatures,
 )
 from node_agent.drivers.multipart import MultipartBody
+from node_agent.drivers.octoprint_push import (
+    EVENT_PHASES,
+    error_text,
+    mapping,
+    phase_from_state,
+    progress,
+    temperatures,
+    text,
+)
 from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
@@ -53,19 +61,6 @@ DEFAULT_END_SEQUENCE: tuple[str, ...] = (
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SOCKET_JOIN_S = 5.0
 _BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
-
-# PrinterStateChanged events arrive at once, ``current`` messages are throttled to
-# ~2/s; error states are left to ``current``/``Error``, which carry the reason.
-_EVENT_PHASES = {
-    "OFFLINE": PrinterPhase.DISCONNECTED, "CLOSED": PrinterPhase.DISCONNECTED,
-    "OPEN_SERIAL": PrinterPhase.CONNECTING, "DETECT_SERIAL": PrinterPhase.CONNECTING,
-    "CONNECTING": PrinterPhase.CONNECTING, "OPERATIONAL": PrinterPhase.IDLE,
-    "STARTING": PrinterPhase.PRINTING, "PRINTING": PrinterPhase.PRINTING,
-    "RESUMING": PrinterPhase.PRINTING, "FINISHING": PrinterPhase.PRINTING,
-    "PAUSING": PrinterPhase.PAUSED, "PAUSED": PrinterPhase.PAUSED,
-    "CANCELLING": PrinterPhase.CANCELLING,
-}
-
 
 class _JobIndex:
     """Turns OctoPrint's ``filepos`` into commands done and the layer (bounded tables)."""
@@ -89,35 +84,6 @@ class _Job:
     resends_before: int
     started: float
     done: asyncio.Future[PrintResult]
-
-
-def _phase_from_state(state: Mapping[str, Any]) -> PrinterPhase:
-    """Map OctoPrint's ``state`` object (text + flags) onto a ``PrinterPhase``."""
-    flags = state.get("flags") or {}
-    text = str(state.get("text") or "")
-    if flags.get("error") or text.startswith(("Error", "Offline after error")):
-        return PrinterPhase.ERROR
-    for flag, phase in (("cancelling", PrinterPhase.CANCELLING), ("paused", PrinterPhase.PAUSED),
-                        ("pausing", PrinterPhase.PAUSED), ("printing", PrinterPhase.PRINTING)):
-        if flags.get(flag):
-            return phase
-    if flags.get("operational"):
-        return PrinterPhase.IDLE if flags.get("ready", True) else PrinterPhase.PRINTING
-    if text.startswith(("Offline", "Closed")) or not text:
-        return PrinterPhase.DISCONNECTED
-    return PrinterPhase.CONNECTING
-
-
-def _temperatures(temps: Sequence[Mapping[str, Any]], old: Temperatures) -> Temperatures:
-    if not temps:
-        return old
-    last = temps[-1]
-    tool, bed = last.get("tool0") or {}, last.get("bed") or {}
-    return Temperatures(tool.get("actual"), tool.get("target"), bed.get("actual"), bed.get("target"))
-
-
-def _error_text(state: Mapping[str, Any]) -> str:
-    return str(state.get("error") or state.get("text") or "unknown error")
 
 
 class _Client(octoprint_client.Client):  # type: ignore[misc]
@@ -487,12 +453,18 @@ class OctoPrintDriver:
             loop.call_soon_threadsafe(fn, *args)
 
     def _on_push(self, kind: str, msg: Any) -> None:
-        if kind in ("current", "history") and isinstance(msg, dict):
-            self._socket_seen = True
-            self._on_current(msg)
-            self._wake()
-        elif kind == "event" and isinstance(msg, dict):
-            self._on_event(str(msg.get("type")), msg.get("payload") or {})
+        # Every value is type-checked where it is read (octoprint_push); this guard only
+        # keeps a mistake there from escaping into the event loop's callback.
+        try:
+            if kind in ("current", "history") and isinstance(msg, dict):
+                self._socket_seen = True
+                self._on_current(msg)
+                self._wake()
+            elif kind == "event" and isinstance(msg, dict):
+                self._on_event(text(msg.get("type")) or "", mapping(msg.get("payload")))
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            log.warning("printer %s: ignored a malformed %s message from OctoPrint: %r",
+                        self.name, kind, exc)
 
     def _on_socket_error(self, err: object) -> None:
         if self._closing or self._socket is None:
@@ -509,39 +481,41 @@ class OctoPrintDriver:
             self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
 
     def _on_current(self, msg: Mapping[str, Any]) -> None:
-        state = msg.get("state") or {}
-        phase = _phase_from_state(state)
+        state = msg.get("state")
+        phase = phase_from_state(state)
         status = replace(
             self._status, phase=phase,
-            temperatures=_temperatures(msg.get("temps") or [], self._status.temperatures),
-            error=_error_text(state) if phase is PrinterPhase.ERROR else None,
+            temperatures=temperatures(msg.get("temps"), self._status.temperatures),
+            error=error_text(state) if phase is PrinterPhase.ERROR else None,
         )
-        resends = (msg.get("resends") or {}).get("count")
-        if isinstance(resends, int):
+        resends = mapping(msg.get("resends")).get("count")
+        if isinstance(resends, int) and not isinstance(resends, bool) and resends >= 0:
             self._resends_total = resends
-        self._set_status(self._with_progress(status, msg.get("progress") or {}))
+        self._set_status(self._with_progress(status, msg.get("progress")))
 
-    def _with_progress(self, status: PrinterStatus, progress: Mapping[str, Any]) -> PrinterStatus:
-        job, filepos = self._job, progress.get("filepos")
-        if job is None or not isinstance(filepos, int) or job.done.done():
+    def _with_progress(self, status: PrinterStatus, pushed: object) -> PrinterStatus:
+        job, done = self._job, progress(pushed)
+        if job is None or done is None or job.done.done():
             return status
+        filepos = min(done.filepos, job.index.size)
         return replace(
             status, lines_sent=job.index.lines_done(filepos), bytes_sent=filepos,
-            percent=float(progress.get("completion") or 0.0), layer=job.index.layer_at(filepos),
+            percent=status.percent if done.completion is None else done.completion,
+            layer=job.index.layer_at(filepos),
             resends=max(0, self._resends_total - job.resends_before),
         )
 
     def _on_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        state_id = text(payload.get("state_id"))
         if kind == "PrinterStateChanged":
-            self._state_id = str(payload.get("state_id"))
+            self._state_id = str(state_id)
             self._wake()
-        if kind == "PrinterStateChanged" and payload.get("state_id") in _EVENT_PHASES:
-            phase = _EVENT_PHASES[payload["state_id"]]
-            self._set_status(replace(self._status, phase=phase, error=None))
+        if kind == "PrinterStateChanged" and state_id in EVENT_PHASES:
+            self._set_status(replace(self._status, phase=EVENT_PHASES[state_id], error=None))
         elif kind == "FirmwareData":
-            self._set_status(replace(self._status, firmware=payload.get("name")))
+            self._set_status(replace(self._status, firmware=text(payload.get("name"))))
         elif kind == "Error":
-            error = str(payload.get("error") or "printer error")
+            error = text(payload.get("error")) or "printer error"
             self._set_status(replace(self._status, phase=PrinterPhase.ERROR, error=error))
             self._fail_job(error, retryable=False)
         elif kind == "Disconnected":
@@ -560,7 +534,7 @@ class OctoPrintDriver:
                          reason="cancelled")
         else:
             self._finish(job, PrintOutcome.FAILED, self._status.bytes_sent,
-                         reason=str(payload.get("error") or "OctoPrint reported the print failed"))
+                         reason=text(payload.get("error")) or "OctoPrint reported the print failed")
 
     def _finish(self, job: _Job, outcome: PrintOutcome, filepos: int, *,
                 reason: str | None = None, retryable: bool = False) -> None:
