@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import octoprint_client
 import requests
 
+from node_agent.drivers import octoprint_http
 from node_agent.drivers.base import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -60,6 +61,7 @@ DEFAULT_END_SEQUENCE: tuple[str, ...] = (
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SOCKET_JOIN_S = 5.0
+_UPLOAD_MIN_BYTES_PER_S = 50_000
 _BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
 
 class _JobIndex:
@@ -87,8 +89,9 @@ class _Job:
 
 
 class _Client(octoprint_client.Client):  # type: ignore[misc]
-    """octoprint_client's client, but a redirect is answered, never followed: requests would send the
-    X-Api-Key header along to any host the redirect names (it strips only Authorization)."""
+    """octoprint_client's client, but every exchange is bounded (``octoprint_http``): one deadline,
+    a capped answer, and a redirect is answered, never followed (requests would send the X-Api-Key
+    header along to any host the redirect names; it strips only Authorization)."""
 
     def request(self, method: str, path: str, data: Any = None, files: Any = None, encoding: Any = None,
                 params: Any = None, timeout: float | None = None) -> requests.Response:
@@ -98,10 +101,7 @@ class _Client(octoprint_client.Client):  # type: ignore[misc]
                 request.prepare_body(None, None, json=data)
             else:
                 request.prepare_body(data, files=files)
-        with requests.Session() as session:
-            response: requests.Response = session.send(request, timeout=30 if timeout is None else timeout,
-                                                       allow_redirects=False)
-        return response
+        return octoprint_http.send(request, 30 if timeout is None else timeout)
 
 
 class OctoPrintDriver:
@@ -397,8 +397,7 @@ class OctoPrintDriver:
         request.headers["Content-Length"] = str(body.length)
         path = "/api/files/local"
         try:
-            with requests.Session() as session:
-                resp = session.send(request, timeout=max(self._timeout_s, 60.0), allow_redirects=False)
+            resp = octoprint_http.send(request, _upload_deadline_s(self._timeout_s, body.length))
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectionFailed(
                 f"printer {self.name!r}: OctoPrint at {self._url} is unreachable ({exc}); "
@@ -599,6 +598,11 @@ class OctoPrintDriver:
             )
         if self._job is not None and not self._job.done.done():
             raise PrinterNotReady(f"printer {self.name!r} is already printing {self._job.name!r}")
+
+
+def _upload_deadline_s(timeout_s: float, size: int) -> float:
+    """The whole upload and its answer: a minute at least, and no slower than 50 kB/s."""
+    return max(timeout_s, 60.0) + size / _UPLOAD_MIN_BYTES_PER_S
 
 
 def _accept_close_arguments(sock: Any) -> None:
