@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
+import secrets
 import socket
 import time
 import uuid
@@ -116,12 +118,17 @@ class OctoPrintDriver:
         port: str = "AUTO",
         baud: int | None = None,
         timeout_s: float = 10.0,
+        push_silence_s: float = 60.0,
         end_sequence: Sequence[str] = DEFAULT_END_SEQUENCE,
     ) -> None:
         """Describe the printer; no I/O happens before ``connect()``.
 
+        ``push_silence_s``: OctoPrint pushes ``current`` every few seconds and a SockJS
+        heartbeat every 25 s; a push socket silent for longer is dead (a frozen server or
+        network), which fails a running job (retryable) and shows the printer disconnected.
+
         Raises:
-            ValueError: the URL is not ``http(s)://host[:port]`` or the timeout is not positive.
+            ValueError: the URL is not ``http(s)://host[:port]`` or a timeout is not positive.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -130,6 +137,8 @@ class OctoPrintDriver:
             )
         if timeout_s <= 0:
             raise ValueError(f"printer {name!r}: timeout_s must be > 0, got {timeout_s}")
+        if push_silence_s <= 0:
+            raise ValueError(f"printer {name!r}: push_silence_s must be > 0, got {push_silence_s}")
         self.name = name
         self._url = url.rstrip("/")
         self._client = _Client(self._url, api_key)
@@ -139,6 +148,8 @@ class OctoPrintDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socket: Any = None
         self._socket_seen = False
+        self._push_silence_s = push_silence_s
+        self._last_push = 0.0  # time.monotonic() of the last frame on the push socket
         self._closing = False
         self._tick = asyncio.Event()
         self._job: _Job | None = None
@@ -189,7 +200,9 @@ class OctoPrintDriver:
             queue.put_nowait(None)
 
     def status(self) -> PrinterStatus:
-        """Return the latest snapshot pushed by OctoPrint (no I/O)."""
+        """Return the latest snapshot pushed by OctoPrint (no I/O); disconnected once the push socket fell silent."""
+        if self._silent():
+            return replace(self._status, phase=PrinterPhase.DISCONNECTED, error=self._silence())
         return self._status
 
     async def print_job(self, job: SafeJob) -> PrintResult:
@@ -225,11 +238,37 @@ class OctoPrintDriver:
                              "the job to start", quiet=True)
         if not job.done.done() and self._status.phase is PrinterPhase.IDLE:
             self._fail_job("OctoPrint accepted the job but did not start it", retryable=True)
-        result = await job.done
+        result = await self._job_end(job)
         await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES,
                              "OctoPrint to finish the job", quiet=True)
         await self._delete_quietly(path)
         return result
+
+    async def _job_end(self, job: _Job) -> PrintResult:
+        """Wait for the job's end; a push socket silent for ``push_silence_s`` fails it."""
+        while not job.done.done():
+            if self._silent():
+                await self._drop_socket(self._silence())
+                break
+            remaining = self._push_silence_s - (time.monotonic() - self._last_push)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job.done), max(remaining, 0.05))
+        return await job.done
+
+    def _silent(self) -> bool:
+        return self._socket is not None and time.monotonic() - self._last_push > self._push_silence_s
+
+    def _silence(self) -> str:
+        return (f"OctoPrint at {self._url} pushed nothing for {self._push_silence_s:g} s, not even "
+                "its heartbeat: the server or the network is down")
+
+    async def _drop_socket(self, reason: str) -> None:
+        sock, self._socket, self._socket_seen = self._socket, None, False  # connect() opens a new one
+        log.warning("printer %s: %s", self.name, reason)
+        self._fail_job(reason, retryable=True)
+        self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
+        if sock is not None:
+            await asyncio.to_thread(self._thd_close_socket, sock)
 
     async def pause(self) -> None:
         """Pause the running job and wait until OctoPrint reports it paused.
@@ -418,13 +457,51 @@ class OctoPrintDriver:
     # -- push socket (websocket thread -> event loop) --------------------------------
 
     def _thd_open_socket(self) -> Any:
-        sock = self._client.create_socket(
-            on_message=lambda _ws, kind, msg: self._post(self._on_push, kind, msg),
+        # Built here, not by octoprint_client's create_socket: that one always opens ws://
+        # (the session key in clear text, and no connection at all to an https:// OctoPrint),
+        # reads the push frames unchecked and logs in without a deadline.
+        sock = octoprint_client.SocketClient(
+            _socket_url(self._url), use_ssl=self._url.startswith("https:"),
+            on_message=self._thd_on_frame,
             on_error=lambda _ws, err: self._post(self._on_socket_error, err),
-            on_close=lambda _ws: self._post(self._on_socket_error, "closed"),
+            on_close=lambda _ws, *_close: self._post(self._on_socket_error, "closed"),
         )
         _accept_close_arguments(sock)
+        self._last_push = time.monotonic()
+        sock.connect()
         return sock
+
+    def _thd_on_frame(self, ws: Any, frame: object) -> None:
+        """One SockJS frame: ``o`` open, ``h`` heartbeat, ``a[...]``/``m...`` messages, ``c`` close."""
+        if not isinstance(frame, str) or not frame:
+            return
+        self._last_push = time.monotonic()
+        if frame[0] not in ("a", "m") or len(frame) < 2:
+            return
+        try:
+            data = json.loads(frame[1:])
+        except (ValueError, RecursionError) as exc:
+            log.warning("printer %s: ignored an unreadable push frame from OctoPrint: %s", self.name,
+                        str(exc)[:200])
+            return
+        for item in [data] if frame[0] == "m" else data if isinstance(data, list) else []:
+            for kind, msg in mapping(item).items():
+                if kind == "connected":
+                    self._thd_login(ws)
+                self._post(self._on_push, kind, msg)
+
+    def _thd_login(self, ws: Any) -> None:
+        """Passive login: the API key's user and a session key authenticate the push socket."""
+        try:
+            answer = mapping(self._thd_call("post_json", "/api/login", ({"passive": True},), (200,)).json())
+        except (DriverError, ValueError) as exc:
+            log.warning("printer %s: OctoPrint refused the push socket's login: %s", self.name, exc)
+            return
+        user, session = text(answer.get("name")), text(answer.get("session"))
+        if user is None or session is None:
+            log.warning("printer %s: OctoPrint's login answer has no name and session", self.name)
+            return
+        ws.send(json.dumps([json.dumps({"auth": f"{user}:{session}"})]))
 
     @staticmethod
     def _thd_close_socket(sock: Any) -> None:
@@ -591,13 +668,22 @@ class OctoPrintDriver:
 
     def _require_idle(self) -> None:
         self._raise_if_error()
-        if self._socket is None or self._status.phase is not PrinterPhase.IDLE:
+        status = self.status()
+        if self._socket is None or status.phase is not PrinterPhase.IDLE:
             raise PrinterNotReady(
-                f"printer {self.name!r} is {self._status.phase.value}, not idle; "
+                f"printer {self.name!r} is {status.phase.value}, not idle ({status.error or 'no error'}); "
                 "connect() first and wait for the running job to end"
             )
         if self._job is not None and not self._job.done.done():
             raise PrinterNotReady(f"printer {self.name!r} is already printing {self._job.name!r}")
+
+
+def _socket_url(base: str) -> str:
+    """OctoPrint's SockJS websocket: ``wss://`` for an https:// server (SockJS 0.3.3 section 37)."""
+    parts = urlsplit(base)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return (f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/sockjs/"
+            f"{secrets.randbelow(1000):03d}/{uuid.uuid4().hex}/websocket")
 
 
 def _upload_deadline_s(timeout_s: float, size: int) -> float:

@@ -4,7 +4,9 @@ The real server (tests/fixtures/octoprint_server.py) is the reference for everyt
 this stand-in serves the REST calls the driver makes and a SockJS websocket push socket whose
 messages the test writes (``push``), so a broken or hostile server can be played: a temperature
 as a string, a socket that stays open and says nothing, an answer that trickles or never ends.
-``routes`` replaces the answer to ``(METHOD, path prefix)`` with a handler that writes its own.
+``routes`` replaces the answer to ``(METHOD, path prefix)`` with a handler that writes its own;
+``heartbeat_s`` sends SockJS heartbeats (``h``) until ``freeze()``; ``tls`` (certificate and key
+files) serves https:// and wss://.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 __all__ = ["IDLE", "PRINTING", "ScriptedOctoPrint"]
@@ -41,8 +45,10 @@ class ScriptedOctoPrint:
     """REST + push socket; ``push(kind, msg)`` sends ``a[{kind: msg}]`` on every open socket."""
 
     def __init__(self, routes: dict[tuple[str, str], Handler] | None = None,
-                 first_current: dict[str, Any] | None = None) -> None:
+                 first_current: dict[str, Any] | None = None, heartbeat_s: float | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.routes = dict(routes or {})
+        self.frozen = threading.Event()
         self.first_current = IDLE if first_current is None else first_current
         self.sockets: list[socket.socket] = []
         self.requests: list[tuple[str, str]] = []
@@ -69,7 +75,22 @@ class ScriptedOctoPrint:
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        if heartbeat_s is not None:
+            threading.Thread(target=self._heartbeats, args=(heartbeat_s,), daemon=True).start()
+
+    def _heartbeats(self, every_s: float) -> None:
+        while not self.frozen.wait(every_s):
+            self.push_raw("h")
+
+    def freeze(self) -> None:
+        """From now on the server says nothing more (its sockets stay open)."""
+        self.frozen.set()
 
     @staticmethod
     def answer(h: BaseHTTPRequestHandler, status: int, body: bytes = b"") -> None:
@@ -123,6 +144,7 @@ class ScriptedOctoPrint:
                 pass
 
     def stop(self) -> None:
+        self.frozen.set()
         for sock in self.sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests.adapters
 
 from node_agent import messages as m
 from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
 from node_agent.drivers.base import PrinterPhase, PrinterStatus, PrintOutcome, Temperatures
-from node_agent.drivers.octoprint import OctoPrintDriver
+from node_agent.drivers.octoprint import OctoPrintDriver, _socket_url
 from node_agent.drivers.octoprint_push import phase_from_state, progress, temperatures
 from node_agent.hub_client import _to_proto
 from node_agent.journal import Journal, PrinterFlags
@@ -25,6 +26,7 @@ from node_agent.pipeline import PipelineSettings
 from node_agent.printers import Slot, snapshot, status_entry
 from node_agent.worker import Worker
 from slicer_bridge import SLICERS, SliceCache
+from tests.hub.harness import self_signed
 from tests.node_agent.jobfiles import print_lines
 from tests.node_agent.scripted_octoprint import PRINTING, ScriptedOctoPrint
 from tests.node_agent.test_worker import ScriptedHub, ScriptedSession, until
@@ -80,6 +82,8 @@ def test_junk_pushed_during_a_job_is_ignored_and_the_job_still_ends() -> None:
             await until("the job's start", lambda: any(
                 path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
             server.push("current", PRINTING)
+            for frame in ("a[{not json", "a" + "[" * 100000, 'a[1, "x", null, []]', 'a{"current": 1}', "m3"):
+                server.push_raw(frame)
             server.push("current", BAD_TEMPS | PRINTING_STATE)
             server.push("current", {"state": "Printing", "temps": {"a": 1},
                                     "progress": {"filepos": "x", "completion": "y"}})
@@ -191,3 +195,71 @@ def test_the_hub_snapshot_takes_only_real_temperatures() -> None:
     _to_proto(m.Heartbeat((snap,), ()))
     entry = status_entry(slot, PrinterFlags(), draining=False)
     assert entry["hotend_c"] is None and entry["bed_c"] is None
+
+
+# -- the push socket: silence, TLS -----------------------------------------------------------------
+
+def _job_on(server: ScriptedOctoPrint, freeze: bool) -> tuple[Any, PrinterStatus, PrinterPhase]:
+    async def scenario() -> tuple[Any, PrinterStatus, PrinterPhase]:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=1)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
+            await until("the job's start", lambda: any(
+                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            server.push("current", PRINTING)
+            if freeze:
+                server.freeze()  # the TCP connection stays open; nothing more arrives
+            else:
+                await asyncio.sleep(2)  # longer than push_silence_s, with heartbeats
+                server.push("event", {"type": "PrintDone", "payload": {"path": "job.gcode"}})
+            result = await job
+            status = driver.status()
+            await driver.connect()  # a new push socket
+            return result, status, driver.status().phase
+        finally:
+            await driver.close()
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_frozen_push_socket_fails_the_job_and_connect_opens_a_new_one() -> None:
+    result, status, phase = _job_on(ScriptedOctoPrint(heartbeat_s=0.2), freeze=True)
+    assert result.outcome is PrintOutcome.FAILED and result.retryable
+    assert "pushed nothing for 1 s, not even its heartbeat" in (result.reason or "")
+    assert status.phase is PrinterPhase.DISCONNECTED
+    assert phase is PrinterPhase.IDLE
+
+
+def test_heartbeats_keep_a_quiet_push_socket_alive() -> None:
+    result, _, _ = _job_on(ScriptedOctoPrint(heartbeat_s=0.2), freeze=False)
+    assert result.outcome is PrintOutcome.COMPLETED
+
+
+def test_the_push_socket_of_an_https_octoprint_is_wss() -> None:
+    assert _socket_url("https://op.lan:5443/octo/").startswith("wss://op.lan:5443/octo/sockjs/")
+    assert _socket_url("http://op.lan").startswith("ws://op.lan/sockjs/")
+
+
+def test_an_https_octoprint_connects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = self_signed(tmp_path)
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(tls.cert))  # trust it for REST
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(tls.cert))  # and for the push socket
+    server = ScriptedOctoPrint(tls=(tls.cert, tls.key))
+
+    async def scenario() -> PrinterPhase:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5)
+        try:
+            await driver.connect()  # "did not report the first push message" over ws://
+            return driver.status().phase
+        finally:
+            await driver.close()
+
+    try:
+        assert asyncio.run(scenario()) is PrinterPhase.IDLE
+    finally:
+        server.stop()
+    assert server.url.startswith("https://")
