@@ -170,6 +170,8 @@ class OctoPrintDriver:
         """
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        if self._silent():
+            await self._drop_socket(self._silence())
         await self._call("get", "/api/version")
         if self._socket is None:
             self._socket = await asyncio.to_thread(self._thd_open_socket)

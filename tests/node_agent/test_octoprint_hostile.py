@@ -263,3 +263,29 @@ def test_an_https_octoprint_connects(tmp_path: Path, monkeypatch: pytest.MonkeyP
     finally:
         server.stop()
     assert server.url.startswith("https://")
+
+
+def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path: Path) -> None:
+    good, bad = ScriptedOctoPrint(heartbeat_s=0.2), ScriptedOctoPrint(heartbeat_s=0.2)
+
+    async def scenario() -> None:
+        worker, hub = _worker(tmp_path, good, bad)
+        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=5,
+                                                      push_silence_s=1)
+        running = asyncio.create_task(worker.run())
+        try:
+            await until("a session", lambda: hub.sessions)
+            hub.current.inbox.put_nowait(m.Welcome(1, 0))
+            await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
+            bad.freeze()
+            await until("a second push socket", lambda: len(bad.sockets) >= 2 or running.done())
+            assert not running.done(), running.exception()
+        finally:
+            worker.shutdown()
+            await asyncio.wait({running}, timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        good.stop()
+        bad.stop()
