@@ -8,7 +8,7 @@ from typing import Any
 
 from node_agent import messages as m
 from node_agent.config import PrinterConfig, Rate
-from node_agent.drivers.base import PrinterDriver, PrinterPhase
+from node_agent.drivers.base import PrinterDriver, PrinterPhase, reading
 from node_agent.journal import PrinterFlags
 
 __all__ = ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"]
@@ -54,7 +54,8 @@ def snapshot(slot: Slot, flags: PrinterFlags, draining: bool) -> m.PrinterSnapsh
         nozzle_mm=p.nozzle_mm, materials=p.materials, phase=phase,
         bed_clear=flags.bed_clear, accepting=flags.mode == "online" and not draining,
         slicer_profile=p.slicer_profile, queue_depth=int(slot.job is not None),
-        hotend_c=temps.hotend_c or 0.0, bed_c=temps.bed_c or 0.0,
+        # Drivers check their readings; checked again here, where they become a message.
+        hotend_c=reading(temps.hotend_c) or 0.0, bed_c=reading(temps.bed_c) or 0.0,
         rate_per_hour=_rate(p.rate_per_hour), rate_per_gram=_rate(p.rate_per_gram))
 
 
@@ -97,4 +98,4 @@ def status_entry(slot: Slot, flags: PrinterFlags, draining: bool) -> dict[str, A
             "phase": snapshot(slot, flags, draining).phase.value, "mode": flags.mode,
             "bed_clear": flags.bed_clear, "connected": slot.connected, "error": slot.error,
             "job": slot.job, "percent": round(st.percent, 1), "layer": st.layer,
-            "hotend_c": st.temperatures.hotend_c, "bed_c": st.temperatures.bed_c}
+            "hotend_c": reading(st.temperatures.hotend_c), "bed_c": reading(st.temperatures.bed_c)}

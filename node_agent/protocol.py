@@ -147,6 +147,11 @@ class ProtocolSettings:
 
 
 MARLIN_RX_BUFFER: Final = 128
+#: Longest line read from the printer. Marlin's longest (an M115 report, M503) are a few
+#: hundred bytes; a longer "line" is noise or a hostile device, and is not held whole.
+MAX_LINE_BYTES: Final = 4096
+#: Digits in a line number or buffer count (Marlin's are 32-bit: at most 10 digits).
+_MAX_DIGITS: Final = 10
 MARLIN_COMMAND_BUFFER: Final = 4
 _PROBE = "M105"
 _PROBE_RESERVE = 8  # bytes kept free for an un-numbered probe
@@ -171,6 +176,17 @@ _OK_FIELD = re.compile(r"\b([NPB])(\d+)", re.ASCII)
 _RESEND = re.compile(r"^(?:resend|rs)[:\s]\s*N?:?\s*(\d+)", re.IGNORECASE | re.ASCII)
 _LAST_LINE = re.compile(r"Last Line:\s*(-?\d+)", re.IGNORECASE | re.ASCII)
 _FIRMWARE_FIELD = re.compile(r"([A-Z_]+):(.*?)(?=\s+[A-Z_]+:|$)", re.ASCII)
+
+
+def _too_long() -> RemoteProtocolError:
+    return RemoteProtocolError(f"the printer sent a line longer than {MAX_LINE_BYTES} bytes")
+
+
+def _count(digits: str, what: str) -> int:
+    """A line number or count from the printer; more digits than Marlin's 32 bits is a broken line."""
+    if len(digits.lstrip("-")) > _MAX_DIGITS:
+        raise RemoteProtocolError(f"{what} with {len(digits)} digits: {digits[:20]}...")
+    return int(digits)
 
 
 def checksum(data: bytes) -> int:
@@ -216,6 +232,7 @@ class MarlinProtocol:
         self.last_temperatures: TemperatureReport | None = None
         self._reset_link()
         self._rx = bytearray()
+        self._skipping = False  # dropping the rest of an over-long line
         self._events: deque[Event] = deque()
         self._closed = False
         self._closed_reported = False
@@ -406,18 +423,37 @@ class MarlinProtocol:
         self._rx += data
 
     def next_event(self) -> Event | _NeedData:
-        """Return the next event, or NEED_DATA when a whole line has not arrived yet."""
+        """Return the next event, or NEED_DATA when a whole line has not arrived yet.
+
+        Raises:
+            RemoteProtocolError: the printer broke the protocol (a line longer than
+                ``MAX_LINE_BYTES``, which is dropped, or an unreadable number).
+        """
         while not self._events:
             newline = self._rx.find(b"\n")
             if newline < 0:
                 if self._closed:
                     self._closed_event()
                     break
+                if self._skipping or len(self._rx) > MAX_LINE_BYTES:
+                    self._skip_long_line()
                 return NEED_DATA
             raw = bytes(self._rx[:newline])
             del self._rx[: newline + 1]
+            if self._skipping:  # the end of a line already dropped and reported
+                self._skipping = False
+                continue
+            if len(raw) > MAX_LINE_BYTES:
+                raise _too_long()
             self._handle_line(raw.decode("ascii", "replace").strip())
         return self._events.popleft() if self._events else NEED_DATA
+
+    def _skip_long_line(self) -> None:
+        """Drop what has come of an over-long line: memory stays bounded, whatever the printer sends."""
+        self._rx.clear()
+        if not self._skipping:
+            self._skipping = True
+            raise _too_long()
 
     def _closed_event(self) -> None:
         if self._rx is not None and self._closed_reported:
@@ -438,8 +474,10 @@ class MarlinProtocol:
             return self._on_resend_line(line)
         if "busy:" in lower:
             return self._emit(Busy(line.split("busy:", 1)[1].strip()))
-        if lower.startswith("error:") or line.startswith("!!"):
-            return self._on_error(line.split(":", 1)[1].strip() if ":" in line else line)
+        if line.startswith("!!"):  # Klipper: an error, or the MCU shut down; OctoPrint stops on it too
+            return self._on_error(line[2:].strip() or line, fatal=True)
+        if lower.startswith("error:"):
+            return self._on_error(line[6:].strip())
         if line == "wait":
             return self._on_wait()
         if line == "start":
@@ -483,12 +521,9 @@ class MarlinProtocol:
         rest = line[3:]
         temps = _TEMP.search(rest) if rest else None
         fields = dict(_OK_FIELD.findall(rest[: temps.start()] if temps else rest)) if rest else {}
-        number = int(fields["N"]) if "N" in fields else None
-        event = Ok(
-            number,
-            int(fields["P"]) if "P" in fields else None,
-            int(fields["B"]) if "B" in fields else None,
-        )
+        number, planner, buffer = (_count(fields[k], f"ok {k}") if k in fields else None
+                                   for k in "NPB")
+        event = Ok(number, planner, buffer)
         self._emit(event)
         has_temps = temps is not None and self._on_temperatures(rest)
         if self.state is State.CONNECTING and self._fw_name is not None:
@@ -517,8 +552,9 @@ class MarlinProtocol:
         match = _RESEND.match(line)
         if match is None:
             raise RemoteProtocolError(f"unreadable resend request: {line!r}")
+        number = _count(match.group(1), "resend request")
         self._swallow_ok = True
-        self._on_resend(int(match.group(1)))
+        self._on_resend(number)
 
     def _on_resend(self, number: int) -> None:
         if self._resync_from is not None or number >= self._next_n or number < self._history_base:
@@ -548,13 +584,13 @@ class MarlinProtocol:
         self._in_flight_bytes = sum(s.size for s in kept)
         self._replay = deque(range(number, self._next_n))
 
-    def _on_error(self, message: str) -> None:
+    def _on_error(self, message: str, fatal: bool = False) -> None:
         lower = message.lower()
         last = _LAST_LINE.search(message)
-        last_line = int(last.group(1)) if last else None
-        if any(text in lower for text in _LINE_ERRORS):
+        last_line = _count(last.group(1), "Last Line") if last else None
+        if not fatal and any(text in lower for text in _LINE_ERRORS):
             return self._emit(FirmwareError(message, False, last_line))
-        fatal = any(word in lower for word in _FATAL_WORDS)
+        fatal = fatal or any(word in lower for word in _FATAL_WORDS)
         self._emit(FirmwareError(message, fatal, last_line))
         if fatal and self.state is not State.ERROR:
             active = self.state in (State.PRINTING, State.PAUSED, State.CANCELLING)

@@ -80,6 +80,12 @@ class FirmwareOptions:
     ``fail_at_line`` makes the firmware halt with ``fail_message`` once it
     processes that line; ``corrupt_rate`` is the share of host lines that
     arrive with one byte damaged (seeded by ``seed``, so runs repeat).
+
+    Broken or hostile firmware: ``say_after`` prints extra lines once a numbered
+    line is processed, before its ``ok`` (``(50, "!! MCU shutdown")``);
+    ``stuck_at_line`` makes the command queue stick there (nothing more is
+    acknowledged, not even ``M105``) while auto-reports go on and ``chatter``
+    is written raw (no newline added) every ``chatter_interval_s``.
     """
 
     firmware_name: str = "Marlin 2.1.2.1 (Spimeforge simulator)"
@@ -103,6 +109,10 @@ class FirmwareOptions:
     ambient_c: float = 21.0
     send_start: bool = True
     seed: int = 1
+    say_after: tuple[tuple[int, str], ...] = ()
+    stuck_at_line: int | None = None
+    chatter: str = ""
+    chatter_interval_s: float = 0.05
 
 
 @dataclass(slots=True)
@@ -171,6 +181,9 @@ class MarlinModel:
         self._next_busy = 0.0
         self._report_interval = 0.0
         self._next_report = 0.0
+        self._say_after = dict(options.say_after)
+        self._stuck = False
+        self._next_chatter = 0.0
         if options.send_start:
             self._say("start")
 
@@ -206,12 +219,13 @@ class MarlinModel:
 
     def next_wakeup(self) -> float | None:
         """The next time :meth:`step` has something to do on its own."""
-        times = [t for t in (self._busy_until, self._report_at(), self._busy_at()) if t]
+        chatter = self._next_chatter if self._stuck and self.options.chatter else None
+        times = [t for t in (self._busy_until, self._report_at(), self._busy_at(), chatter) if t]
         return min(times) if times else None
 
     # -- queue ---------------------------------------------------------
     def _run(self) -> None:
-        while True:
+        while not self._stuck:
             self._fill_queue()
             if not self._queue or not self._execute_head():
                 return
@@ -328,6 +342,12 @@ class MarlinModel:
         word, params = self._parse(command)
         if number is not None and number == self.options.fail_at_line:
             return self._kill(self.options.fail_message)
+        if number is not None and number in self._say_after:
+            self._say(self._say_after[number])
+        if number is not None and number == self.options.stuck_at_line:
+            self._stuck = True  # e.g. a planner that never frees: no ok from here on
+            self._next_chatter = self._now
+            return
         if word == "M112":
             return self._kill(_FATAL_KILL)
         if word == "M115":
@@ -407,6 +427,9 @@ class MarlinModel:
             if self.options.busy_protocol:
                 self._say("echo:busy: processing")
             self._next_busy = self._now + self.options.busy_interval_s
+        if self._stuck and self.options.chatter and self._now >= self._next_chatter:
+            self._out.append(self.options.chatter.encode("ascii"))
+            self._next_chatter = self._now + self.options.chatter_interval_s
 
     def _say(self, text: str) -> None:
         self._out.append(text.encode("ascii") + b"\n")
@@ -658,6 +681,7 @@ class SimulatedPrinterProcess:
 def _options_from_json(text: str) -> FirmwareOptions:
     raw = json.loads(text) if text else {}
     raw["drop_ok_after"] = tuple(raw.get("drop_ok_after", ()))
+    raw["say_after"] = tuple((int(n), str(t)) for n, t in raw.get("say_after", ()))
     return FirmwareOptions(**raw)
 
 

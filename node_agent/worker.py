@@ -203,13 +203,15 @@ class Worker:
 
     async def _connect_printers(self) -> None:
         for slot in self._slots.values():
-            if slot.connected:
+            # A driver that lost its link and does not reconnect by itself (OctoPrint's push
+            # socket) shows DISCONNECTED: connect it again, as at start.
+            if slot.connected and slot.driver.status().phase is not PrinterPhase.DISCONNECTED:
                 continue
             try:
                 await slot.driver.connect()
                 slot.connected, slot.error = True, ""
             except DriverError as exc:
-                slot.error = str(exc)
+                slot.connected, slot.error = False, str(exc)
                 log.warning("printer %s: %s", slot.config.name, exc)
 
     # ------------------------------------------------------------------ the session
@@ -574,6 +576,8 @@ class Worker:
                 await self._beat()
             except JournalError as exc:  # the disk: say so, keep beating (the hub sees us alive)
                 log.error("heartbeat: %s", exc)
+            except Exception:  # one bad beat (a printer's odd snapshot) never stops the beating
+                log.exception("heartbeat failed; the next one is in %g s", self.heartbeat_s)
 
     async def _beat(self) -> None:
         await self._connect_printers()

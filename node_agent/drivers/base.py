@@ -8,6 +8,7 @@ around a real OctoPrint server. Both pass ``tests/contract/test_printer_driver``
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,6 +30,28 @@ class PrintOutcome(enum.Enum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     FAILED = "failed"
+
+
+#: Readings outside this range (°C) are broken sensors or a broken device, never a heater:
+#: nothing is colder than absolute zero, and no printer heats beyond 2000 °C.
+READING_RANGE_C: tuple[float, float] = (-273.15, 2000.0)
+
+
+def reading(value: object) -> float | None:
+    """A temperature as a driver may report it: a finite real number in ``READING_RANGE_C``.
+
+    Anything else (a string, a bool, a list, NaN, infinity, 1e300) is None, "no reading",
+    so that a broken or hostile device cannot push a wrong type or an absurd value into
+    the hub's snapshot, the metrics or ``spime-node status``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    low, high = READING_RANGE_C
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) and low <= number <= high else None
 
 
 @dataclass(frozen=True, slots=True)

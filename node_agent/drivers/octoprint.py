@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
+import secrets
 import socket
 import time
 import uuid
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 import octoprint_client
 import requests
 
+from node_agent.drivers import octoprint_http
 from node_agent.drivers.base import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -35,9 +38,17 @@ from node_agent.drivers.base import (
     PrinterStatus,
     PrintOutcome,
     PrintResult,
-    Temperatures,
 )
 from node_agent.drivers.multipart import MultipartBody
+from node_agent.drivers.octoprint_push import (
+    EVENT_PHASES,
+    error_text,
+    mapping,
+    phase_from_state,
+    progress,
+    temperatures,
+    text,
+)
 from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
@@ -52,20 +63,8 @@ DEFAULT_END_SEQUENCE: tuple[str, ...] = (
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _SOCKET_JOIN_S = 5.0
+_UPLOAD_MIN_BYTES_PER_S = 50_000
 _BUSY_PHASES = (PrinterPhase.PRINTING, PrinterPhase.PAUSED, PrinterPhase.CANCELLING)
-
-# PrinterStateChanged events arrive at once, ``current`` messages are throttled to
-# ~2/s; error states are left to ``current``/``Error``, which carry the reason.
-_EVENT_PHASES = {
-    "OFFLINE": PrinterPhase.DISCONNECTED, "CLOSED": PrinterPhase.DISCONNECTED,
-    "OPEN_SERIAL": PrinterPhase.CONNECTING, "DETECT_SERIAL": PrinterPhase.CONNECTING,
-    "CONNECTING": PrinterPhase.CONNECTING, "OPERATIONAL": PrinterPhase.IDLE,
-    "STARTING": PrinterPhase.PRINTING, "PRINTING": PrinterPhase.PRINTING,
-    "RESUMING": PrinterPhase.PRINTING, "FINISHING": PrinterPhase.PRINTING,
-    "PAUSING": PrinterPhase.PAUSED, "PAUSED": PrinterPhase.PAUSED,
-    "CANCELLING": PrinterPhase.CANCELLING,
-}
-
 
 class _JobIndex:
     """Turns OctoPrint's ``filepos`` into commands done and the layer (bounded tables)."""
@@ -91,38 +90,10 @@ class _Job:
     done: asyncio.Future[PrintResult]
 
 
-def _phase_from_state(state: Mapping[str, Any]) -> PrinterPhase:
-    """Map OctoPrint's ``state`` object (text + flags) onto a ``PrinterPhase``."""
-    flags = state.get("flags") or {}
-    text = str(state.get("text") or "")
-    if flags.get("error") or text.startswith(("Error", "Offline after error")):
-        return PrinterPhase.ERROR
-    for flag, phase in (("cancelling", PrinterPhase.CANCELLING), ("paused", PrinterPhase.PAUSED),
-                        ("pausing", PrinterPhase.PAUSED), ("printing", PrinterPhase.PRINTING)):
-        if flags.get(flag):
-            return phase
-    if flags.get("operational"):
-        return PrinterPhase.IDLE if flags.get("ready", True) else PrinterPhase.PRINTING
-    if text.startswith(("Offline", "Closed")) or not text:
-        return PrinterPhase.DISCONNECTED
-    return PrinterPhase.CONNECTING
-
-
-def _temperatures(temps: Sequence[Mapping[str, Any]], old: Temperatures) -> Temperatures:
-    if not temps:
-        return old
-    last = temps[-1]
-    tool, bed = last.get("tool0") or {}, last.get("bed") or {}
-    return Temperatures(tool.get("actual"), tool.get("target"), bed.get("actual"), bed.get("target"))
-
-
-def _error_text(state: Mapping[str, Any]) -> str:
-    return str(state.get("error") or state.get("text") or "unknown error")
-
-
 class _Client(octoprint_client.Client):  # type: ignore[misc]
-    """octoprint_client's client, but a redirect is answered, never followed: requests would send the
-    X-Api-Key header along to any host the redirect names (it strips only Authorization)."""
+    """octoprint_client's client, but every exchange is bounded (``octoprint_http``): one deadline,
+    a capped answer, and a redirect is answered, never followed (requests would send the X-Api-Key
+    header along to any host the redirect names; it strips only Authorization)."""
 
     def request(self, method: str, path: str, data: Any = None, files: Any = None, encoding: Any = None,
                 params: Any = None, timeout: float | None = None) -> requests.Response:
@@ -132,10 +103,7 @@ class _Client(octoprint_client.Client):  # type: ignore[misc]
                 request.prepare_body(None, None, json=data)
             else:
                 request.prepare_body(data, files=files)
-        with requests.Session() as session:
-            response: requests.Response = session.send(request, timeout=30 if timeout is None else timeout,
-                                                       allow_redirects=False)
-        return response
+        return octoprint_http.send(request, 30 if timeout is None else timeout)
 
 
 class OctoPrintDriver:
@@ -150,12 +118,17 @@ class OctoPrintDriver:
         port: str = "AUTO",
         baud: int | None = None,
         timeout_s: float = 10.0,
+        push_silence_s: float = 60.0,
         end_sequence: Sequence[str] = DEFAULT_END_SEQUENCE,
     ) -> None:
         """Describe the printer; no I/O happens before ``connect()``.
 
+        ``push_silence_s``: OctoPrint pushes ``current`` every few seconds and a SockJS
+        heartbeat every 25 s; a push socket silent for longer is dead (a frozen server or
+        network), which fails a running job (retryable) and shows the printer disconnected.
+
         Raises:
-            ValueError: the URL is not ``http(s)://host[:port]`` or the timeout is not positive.
+            ValueError: the URL is not ``http(s)://host[:port]`` or a timeout is not positive.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -164,6 +137,8 @@ class OctoPrintDriver:
             )
         if timeout_s <= 0:
             raise ValueError(f"printer {name!r}: timeout_s must be > 0, got {timeout_s}")
+        if push_silence_s <= 0:
+            raise ValueError(f"printer {name!r}: push_silence_s must be > 0, got {push_silence_s}")
         self.name = name
         self._url = url.rstrip("/")
         self._client = _Client(self._url, api_key)
@@ -173,6 +148,8 @@ class OctoPrintDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socket: Any = None
         self._socket_seen = False
+        self._push_silence_s = push_silence_s
+        self._last_push = 0.0  # time.monotonic() of the last frame on the push socket
         self._closing = False
         self._tick = asyncio.Event()
         self._job: _Job | None = None
@@ -193,6 +170,8 @@ class OctoPrintDriver:
         """
         self._loop = asyncio.get_running_loop()
         self._closing = False
+        if self._silent():
+            await self._drop_socket(self._silence())
         await self._call("get", "/api/version")
         if self._socket is None:
             self._socket = await asyncio.to_thread(self._thd_open_socket)
@@ -223,7 +202,9 @@ class OctoPrintDriver:
             queue.put_nowait(None)
 
     def status(self) -> PrinterStatus:
-        """Return the latest snapshot pushed by OctoPrint (no I/O)."""
+        """Return the latest snapshot pushed by OctoPrint (no I/O); disconnected once the push socket fell silent."""
+        if self._silent():
+            return replace(self._status, phase=PrinterPhase.DISCONNECTED, error=self._silence())
         return self._status
 
     async def print_job(self, job: SafeJob) -> PrintResult:
@@ -259,11 +240,37 @@ class OctoPrintDriver:
                              "the job to start", quiet=True)
         if not job.done.done() and self._status.phase is PrinterPhase.IDLE:
             self._fail_job("OctoPrint accepted the job but did not start it", retryable=True)
-        result = await job.done
+        result = await self._job_end(job)
         await self._wait_for(lambda: self._status.phase not in _BUSY_PHASES,
                              "OctoPrint to finish the job", quiet=True)
         await self._delete_quietly(path)
         return result
+
+    async def _job_end(self, job: _Job) -> PrintResult:
+        """Wait for the job's end; a push socket silent for ``push_silence_s`` fails it."""
+        while not job.done.done():
+            if self._silent():
+                await self._drop_socket(self._silence())
+                break
+            remaining = self._push_silence_s - (time.monotonic() - self._last_push)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(job.done), max(remaining, 0.05))
+        return await job.done
+
+    def _silent(self) -> bool:
+        return self._socket is not None and time.monotonic() - self._last_push > self._push_silence_s
+
+    def _silence(self) -> str:
+        return (f"OctoPrint at {self._url} pushed nothing for {self._push_silence_s:g} s, not even "
+                "its heartbeat: the server or the network is down")
+
+    async def _drop_socket(self, reason: str) -> None:
+        sock, self._socket, self._socket_seen = self._socket, None, False  # connect() opens a new one
+        log.warning("printer %s: %s", self.name, reason)
+        self._fail_job(reason, retryable=True)
+        self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
+        if sock is not None:
+            await asyncio.to_thread(self._thd_close_socket, sock)
 
     async def pause(self) -> None:
         """Pause the running job and wait until OctoPrint reports it paused.
@@ -431,8 +438,7 @@ class OctoPrintDriver:
         request.headers["Content-Length"] = str(body.length)
         path = "/api/files/local"
         try:
-            with requests.Session() as session:
-                resp = session.send(request, timeout=max(self._timeout_s, 60.0), allow_redirects=False)
+            resp = octoprint_http.send(request, _upload_deadline_s(self._timeout_s, body.length))
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ConnectionFailed(
                 f"printer {self.name!r}: OctoPrint at {self._url} is unreachable ({exc}); "
@@ -453,13 +459,51 @@ class OctoPrintDriver:
     # -- push socket (websocket thread -> event loop) --------------------------------
 
     def _thd_open_socket(self) -> Any:
-        sock = self._client.create_socket(
-            on_message=lambda _ws, kind, msg: self._post(self._on_push, kind, msg),
+        # Built here, not by octoprint_client's create_socket: that one always opens ws://
+        # (the session key in clear text, and no connection at all to an https:// OctoPrint),
+        # reads the push frames unchecked and logs in without a deadline.
+        sock = octoprint_client.SocketClient(
+            _socket_url(self._url), use_ssl=self._url.startswith("https:"),
+            on_message=self._thd_on_frame,
             on_error=lambda _ws, err: self._post(self._on_socket_error, err),
-            on_close=lambda _ws: self._post(self._on_socket_error, "closed"),
+            on_close=lambda _ws, *_close: self._post(self._on_socket_error, "closed"),
         )
         _accept_close_arguments(sock)
+        self._last_push = time.monotonic()
+        sock.connect()
         return sock
+
+    def _thd_on_frame(self, ws: Any, frame: object) -> None:
+        """One SockJS frame: ``o`` open, ``h`` heartbeat, ``a[...]``/``m...`` messages, ``c`` close."""
+        if not isinstance(frame, str) or not frame:
+            return
+        self._last_push = time.monotonic()
+        if frame[0] not in ("a", "m") or len(frame) < 2:
+            return
+        try:
+            data = json.loads(frame[1:])
+        except (ValueError, RecursionError) as exc:
+            log.warning("printer %s: ignored an unreadable push frame from OctoPrint: %s", self.name,
+                        str(exc)[:200])
+            return
+        for item in [data] if frame[0] == "m" else data if isinstance(data, list) else []:
+            for kind, msg in mapping(item).items():
+                if kind == "connected":
+                    self._thd_login(ws)
+                self._post(self._on_push, kind, msg)
+
+    def _thd_login(self, ws: Any) -> None:
+        """Passive login: the API key's user and a session key authenticate the push socket."""
+        try:
+            answer = mapping(self._thd_call("post_json", "/api/login", ({"passive": True},), (200,)).json())
+        except (DriverError, ValueError) as exc:
+            log.warning("printer %s: OctoPrint refused the push socket's login: %s", self.name, exc)
+            return
+        user, session = text(answer.get("name")), text(answer.get("session"))
+        if user is None or session is None:
+            log.warning("printer %s: OctoPrint's login answer has no name and session", self.name)
+            return
+        ws.send(json.dumps([json.dumps({"auth": f"{user}:{session}"})]))
 
     @staticmethod
     def _thd_close_socket(sock: Any) -> None:
@@ -487,12 +531,18 @@ class OctoPrintDriver:
             loop.call_soon_threadsafe(fn, *args)
 
     def _on_push(self, kind: str, msg: Any) -> None:
-        if kind in ("current", "history") and isinstance(msg, dict):
-            self._socket_seen = True
-            self._on_current(msg)
-            self._wake()
-        elif kind == "event" and isinstance(msg, dict):
-            self._on_event(str(msg.get("type")), msg.get("payload") or {})
+        # Every value is type-checked where it is read (octoprint_push); this guard only
+        # keeps a mistake there from escaping into the event loop's callback.
+        try:
+            if kind in ("current", "history") and isinstance(msg, dict):
+                self._socket_seen = True
+                self._on_current(msg)
+                self._wake()
+            elif kind == "event" and isinstance(msg, dict):
+                self._on_event(text(msg.get("type")) or "", mapping(msg.get("payload")))
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+            log.warning("printer %s: ignored a malformed %s message from OctoPrint: %r",
+                        self.name, kind, exc)
 
     def _on_socket_error(self, err: object) -> None:
         if self._closing or self._socket is None:
@@ -509,39 +559,41 @@ class OctoPrintDriver:
             self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
 
     def _on_current(self, msg: Mapping[str, Any]) -> None:
-        state = msg.get("state") or {}
-        phase = _phase_from_state(state)
+        state = msg.get("state")
+        phase = phase_from_state(state)
         status = replace(
             self._status, phase=phase,
-            temperatures=_temperatures(msg.get("temps") or [], self._status.temperatures),
-            error=_error_text(state) if phase is PrinterPhase.ERROR else None,
+            temperatures=temperatures(msg.get("temps"), self._status.temperatures),
+            error=error_text(state) if phase is PrinterPhase.ERROR else None,
         )
-        resends = (msg.get("resends") or {}).get("count")
-        if isinstance(resends, int):
+        resends = mapping(msg.get("resends")).get("count")
+        if isinstance(resends, int) and not isinstance(resends, bool) and resends >= 0:
             self._resends_total = resends
-        self._set_status(self._with_progress(status, msg.get("progress") or {}))
+        self._set_status(self._with_progress(status, msg.get("progress")))
 
-    def _with_progress(self, status: PrinterStatus, progress: Mapping[str, Any]) -> PrinterStatus:
-        job, filepos = self._job, progress.get("filepos")
-        if job is None or not isinstance(filepos, int) or job.done.done():
+    def _with_progress(self, status: PrinterStatus, pushed: object) -> PrinterStatus:
+        job, done = self._job, progress(pushed)
+        if job is None or done is None or job.done.done():
             return status
+        filepos = min(done.filepos, job.index.size)
         return replace(
             status, lines_sent=job.index.lines_done(filepos), bytes_sent=filepos,
-            percent=float(progress.get("completion") or 0.0), layer=job.index.layer_at(filepos),
+            percent=status.percent if done.completion is None else done.completion,
+            layer=job.index.layer_at(filepos),
             resends=max(0, self._resends_total - job.resends_before),
         )
 
     def _on_event(self, kind: str, payload: Mapping[str, Any]) -> None:
+        state_id = text(payload.get("state_id"))
         if kind == "PrinterStateChanged":
-            self._state_id = str(payload.get("state_id"))
+            self._state_id = str(state_id)
             self._wake()
-        if kind == "PrinterStateChanged" and payload.get("state_id") in _EVENT_PHASES:
-            phase = _EVENT_PHASES[payload["state_id"]]
-            self._set_status(replace(self._status, phase=phase, error=None))
+        if kind == "PrinterStateChanged" and state_id in EVENT_PHASES:
+            self._set_status(replace(self._status, phase=EVENT_PHASES[state_id], error=None))
         elif kind == "FirmwareData":
-            self._set_status(replace(self._status, firmware=payload.get("name")))
+            self._set_status(replace(self._status, firmware=text(payload.get("name"))))
         elif kind == "Error":
-            error = str(payload.get("error") or "printer error")
+            error = text(payload.get("error")) or "printer error"
             self._set_status(replace(self._status, phase=PrinterPhase.ERROR, error=error))
             self._fail_job(error, retryable=False)
         elif kind == "Disconnected":
@@ -560,7 +612,7 @@ class OctoPrintDriver:
                          reason="cancelled")
         else:
             self._finish(job, PrintOutcome.FAILED, self._status.bytes_sent,
-                         reason=str(payload.get("error") or "OctoPrint reported the print failed"))
+                         reason=text(payload.get("error")) or "OctoPrint reported the print failed")
 
     def _finish(self, job: _Job, outcome: PrintOutcome, filepos: int, *,
                 reason: str | None = None, retryable: bool = False) -> None:
@@ -618,13 +670,27 @@ class OctoPrintDriver:
 
     def _require_idle(self) -> None:
         self._raise_if_error()
-        if self._socket is None or self._status.phase is not PrinterPhase.IDLE:
+        status = self.status()
+        if self._socket is None or status.phase is not PrinterPhase.IDLE:
             raise PrinterNotReady(
-                f"printer {self.name!r} is {self._status.phase.value}, not idle; "
+                f"printer {self.name!r} is {status.phase.value}, not idle ({status.error or 'no error'}); "
                 "connect() first and wait for the running job to end"
             )
         if self._job is not None and not self._job.done.done():
             raise PrinterNotReady(f"printer {self.name!r} is already printing {self._job.name!r}")
+
+
+def _socket_url(base: str) -> str:
+    """OctoPrint's SockJS websocket: ``wss://`` for an https:// server (SockJS 0.3.3 section 37)."""
+    parts = urlsplit(base)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return (f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/sockjs/"
+            f"{secrets.randbelow(1000):03d}/{uuid.uuid4().hex}/websocket")
+
+
+def _upload_deadline_s(timeout_s: float, size: int) -> float:
+    """The whole upload and its answer: a minute at least, and no slower than 50 kB/s."""
+    return max(timeout_s, 60.0) + size / _UPLOAD_MIN_BYTES_PER_S
 
 
 def _accept_close_arguments(sock: Any) -> None:

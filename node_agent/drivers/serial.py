@@ -11,7 +11,8 @@ Timing lives here, not in the engine: a communication timer that restarts on
 every protocol event (``ok``, ``Resend``, ``busy``, ``wait``, errors) and, on
 expiry, asks the engine for a probe (an un-numbered ``M105`` that doubles as a
 barrier, so a lost ``ok`` is recovered in about ``comm_timeout_s``); a dead-line
-check on any received byte; and reconnecting after the port disappears (a
+check on answers (chatter without an ``ok`` or ``busy`` does not keep a job alive);
+and reconnecting after the port disappears (a
 reconnected printer has usually reset, so the job in progress fails rather
 than resuming).
 """
@@ -34,6 +35,7 @@ from node_agent.drivers.base import (
     PrintOutcome,
     PrintResult,
     Temperatures,
+    reading,
 )
 from node_agent.jobfile import SafeJob, StreamedCommands
 from node_agent.protocol import (
@@ -75,8 +77,10 @@ class SerialDriver:
         baud: the baud rate.
         settings: engine settings (window overrides, end G-code).
         comm_timeout_s: silence (no ok/resend/busy/…) before a probe is sent.
-        dead_after_s: no byte at all for this long means the printer is gone
-            (``long_dead_after_s`` while G28/M109/… may legitimately block).
+        dead_after_s: no answer (ok, resend, busy, wait, error) to what was sent for this
+            long fails the job: the printer is gone, or talks (temperatures, echo) but its
+            queue is stuck. While G28/M109/… may legitimately block, any byte within
+            ``long_dead_after_s`` is enough.
         connect_timeout_s: how long ``connect()`` waits for the M115 answer.
         reconnect: reopen the port after it disappears.
         trace: optional ``trace(kind, text)`` hook seeing the conversation at the
@@ -122,7 +126,7 @@ class SerialDriver:
         self._reconnector: asyncio.Task[None] | None = None
         self._subscribers: set[asyncio.Event] = set()
         self._temps = Temperatures()
-        self._last_progress = self._last_rx = self._last_poll = 0.0
+        self._last_progress = self._last_rx = self._last_poll = self._last_answer = 0.0
         self._closing = False
         self._connected_once = False
         self.timeouts = 0
@@ -294,7 +298,7 @@ class SerialDriver:
         self._open_port()
         self.engine = MarlinProtocol(self.settings)
         ready = self._ready = self._loop.create_future()
-        start = self._last_progress = self._last_rx = self._loop.time()
+        start = self._last_progress = self._last_rx = self._last_answer = self._loop.time()
         self._note("connect")
         self.engine.connect()
         self._flush()
@@ -406,6 +410,8 @@ class SerialDriver:
                 event = engine.next_event()
             except RemoteProtocolError as exc:
                 engine.fail(f"the printer broke the protocol: {exc}", retryable=True)
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(None)  # the handshake ends now, naming the reason
                 continue
             if event is NEED_DATA:
                 break
@@ -419,14 +425,14 @@ class SerialDriver:
         if self._trace and not isinstance(event, Ok):
             self._trace("=", repr(event))
         if isinstance(event, _PROGRESS_EVENTS):
-            self._last_progress = self._loop.time()
+            self._last_progress = self._last_answer = self._loop.time()
         if isinstance(event, TemperatureReport):
             old = self._temps  # a report may carry only some values (M109's "T:203.1")
             self._temps = Temperatures(
-                _pick(event.hotend_c, old.hotend_c),
-                _pick(event.hotend_target_c, old.hotend_target_c),
-                _pick(event.bed_c, old.bed_c),
-                _pick(event.bed_target_c, old.bed_target_c),
+                _pick(reading(event.hotend_c), old.hotend_c),
+                _pick(reading(event.hotend_target_c), old.hotend_target_c),
+                _pick(reading(event.bed_c), old.bed_c),
+                _pick(reading(event.bed_target_c), old.bed_target_c),
             )
         elif isinstance(event, FirmwareInfo):
             if self._ready is not None and not self._ready.done():
@@ -487,11 +493,14 @@ class SerialDriver:
             return  # the handshake loop retries the hello itself
         self._poll_temperatures(now)
         if not engine.awaiting_response:
-            self._last_progress = now
+            self._last_progress = self._last_answer = now
             return
-        limit = self.long_dead_after_s if engine.long_running else self.dead_after_s
-        if now - self._last_rx > limit:
-            return self._lost(f"printer on {self.port} stopped answering for {limit:g} s")
+        if engine.long_running:  # M109 may print only temperatures while it heats
+            limit, last = self.long_dead_after_s, self._last_rx
+        else:  # any other command is answered (ok, busy, ...) within dead_after_s
+            limit, last = self.dead_after_s, self._last_answer
+        if now - last > limit:
+            return self._lost(self._dead_reason(now, limit))
         if now - self._last_progress > self.comm_timeout_s:
             self.timeouts += 1
             self._last_progress = now
@@ -499,6 +508,12 @@ class SerialDriver:
             if engine.probe():
                 self.probes += 1
             self._flush()
+
+    def _dead_reason(self, now: float, limit: float) -> str:
+        if now - self._last_rx > limit:
+            return f"printer on {self.port} stopped answering for {limit:g} s"
+        return (f"printer on {self.port} acknowledged nothing for {limit:g} s: it still sends "
+                "text (temperatures, echo, noise) but answers no command; its command queue is stuck")
 
     def _poll_temperatures(self, now: float) -> None:
         firmware = self.engine.firmware

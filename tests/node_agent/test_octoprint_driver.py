@@ -239,9 +239,9 @@ def test_file_position_maps_to_command_lines_and_layers() -> None:
 def test_octoprint_states_map_onto_printer_phases(
     text: str, flags: dict[str, bool], phase: PrinterPhase
 ) -> None:
-    from node_agent.drivers.octoprint import _phase_from_state
+    from node_agent.drivers.octoprint_push import phase_from_state
 
-    assert _phase_from_state({"text": text, "flags": flags}) is phase
+    assert phase_from_state({"text": text, "flags": flags}) is phase
 
 
 def test_unknown_serial_port_is_not_ready_and_names_the_port(

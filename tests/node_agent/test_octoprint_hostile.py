@@ -1,0 +1,291 @@
+"""OctoPrintDriver against a broken or hostile OctoPrint: every pushed value is type-checked.
+
+A wrong-typed value (a temperature as a string, ``state`` as a string, a payload as a number) or an
+absurd one is ignored, never an exception in the event loop and never a wrong type in the status
+the worker turns into hub messages. The reading functions are checked directly; the driver and the
+whole worker against tests/node_agent/scripted_octoprint.py (a real OctoPrint never sends these).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests.adapters
+
+from node_agent import messages as m
+from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
+from node_agent.drivers.base import PrinterPhase, PrinterStatus, PrintOutcome, Temperatures
+from node_agent.drivers.octoprint import OctoPrintDriver, _socket_url
+from node_agent.drivers.octoprint_push import phase_from_state, progress, temperatures
+from node_agent.hub_client import _to_proto
+from node_agent.journal import Journal, PrinterFlags
+from node_agent.pipeline import PipelineSettings
+from node_agent.printers import Slot, snapshot, status_entry
+from node_agent.worker import Worker
+from slicer_bridge import SLICERS, SliceCache
+from tests.hub.harness import self_signed
+from tests.node_agent.jobfiles import print_lines
+from tests.node_agent.scripted_octoprint import PRINTING, ScriptedOctoPrint
+from tests.node_agent.test_worker import ScriptedHub, ScriptedSession, until
+
+OLD = Temperatures(200.0, 210.0, 60.0, 60.0)
+BAD_TEMPS = {"state": {"text": "Operational", "flags": {"operational": True, "ready": True}},
+             "temps": [{"tool0": {"actual": "212.5", "target": 215},
+                        "bed": {"actual": 60.1, "target": 60}}]}
+
+
+@pytest.mark.parametrize("temps", [
+    [{"tool0": {"actual": "212.5", "target": [1]}, "bed": {"actual": {"x": 1}, "target": True}}],
+    [{"tool0": {"actual": float("inf"), "target": float("nan")}, "bed": {"actual": 1e300, "target": -300}}],
+    [{"tool0": {"actual": 10**400, "target": None}, "bed": "hot"}],
+    ["not an object"], "not a list", {"tool0": 1}, 42,
+])
+def test_unreadable_temperatures_keep_the_last_good_ones(temps: Any) -> None:
+    assert temperatures(temps, OLD) == OLD
+
+
+def test_readable_temperatures_are_taken() -> None:
+    temps = [{"tool0": {"actual": 212, "target": 215.0}, "bed": {"actual": 60.1, "target": 0}}]
+    assert temperatures(temps, OLD) == Temperatures(212.0, 215.0, 60.1, 0.0)
+
+
+@pytest.mark.parametrize("state", ["Printing", ["x"], 3, None, {"flags": [1]}, {"text": 5, "flags": "yes"}])
+def test_a_state_of_the_wrong_shape_is_no_exception(state: Any) -> None:
+    assert phase_from_state(state) is PrinterPhase.DISCONNECTED
+
+
+@pytest.mark.parametrize("pushed", [
+    {"filepos": "10"}, {"filepos": 10**30}, {"filepos": -1}, {"filepos": True}, "x", None,
+])
+def test_an_unreadable_file_position_is_no_progress(pushed: Any) -> None:
+    assert progress(pushed) is None
+
+
+def test_an_unreadable_completion_is_no_percentage() -> None:
+    done = progress({"filepos": 10, "completion": "zz"})
+    assert done is not None and done.filepos == 10 and done.completion is None
+
+
+def test_junk_pushed_during_a_job_is_ignored_and_the_job_still_ends() -> None:
+    server = ScriptedOctoPrint()
+    errors: list[dict[str, Any]] = []
+
+    async def scenario() -> tuple[Any, Temperatures]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
+            await until("the job's start", lambda: any(
+                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            server.push("current", PRINTING)
+            for frame in ("a[{not json", "a" + "[" * 100000, 'a[1, "x", null, []]', 'a{"current": 1}', "m3"):
+                server.push_raw(frame)
+            server.push("current", BAD_TEMPS | PRINTING_STATE)
+            server.push("current", {"state": "Printing", "temps": {"a": 1},
+                                    "progress": {"filepos": "x", "completion": "y"}})
+            server.push("current", {"state": {"flags": [1]}, "progress": {"filepos": 10**30},
+                                    "resends": [], "temps": [None]})
+            server.push("event", {"type": "PrinterStateChanged", "payload": {"state_id": ["x"]}})
+            server.push("event", {"type": "FirmwareData", "payload": {"name": {"x": 1}}})
+            server.push("event", {"type": "PrintDone", "payload": "str"})
+            server.push("current", PRINTING)
+            server.push("event", {"type": "PrintDone", "payload": {"path": "job.gcode"}})
+            result = await asyncio.wait_for(job, 30)
+            return result, driver.status().temperatures
+        finally:
+            await driver.close()
+
+    try:
+        result, temps = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert not errors, [e.get("exception") for e in errors]
+    assert result.outcome is PrintOutcome.COMPLETED
+    assert temps.hotend_c is None and temps.bed_c == 60.1  # the string was not taken
+
+
+PRINTING_STATE = {"state": PRINTING["state"]}
+
+
+# -- the whole agent: one OctoPrint's bad value never stops the node ------------------------------
+
+class ProtoSession(ScriptedSession):
+    async def send(self, message: m.AgentMessage) -> None:
+        _to_proto(message)  # what the real SessionStream.send does before writing
+        await super().send(message)
+
+
+class ProtoHub(ScriptedHub):
+    async def session(self, hello: m.Hello) -> ScriptedSession:
+        session = ProtoSession(hello)
+        _to_proto(hello)  # HubConnection.session sends Hello through the same conversion
+        self.sessions.append(session)
+        return session
+
+
+def _printer(name: str, url: str) -> PrinterConfig:
+    return PrinterConfig(name=name, driver="octoprint", model="MK3", build_volume_mm=(250, 210, 210),
+                         nozzle_mm=0.4, materials=("PLA",), max_hotend_c=280, max_bed_c=110,
+                         slicer_profile="prusa_mk3s", url=url, api_key="KEY")
+
+
+def _worker(tmp_path: Path, good: ScriptedOctoPrint, bad: ScriptedOctoPrint) -> tuple[Worker, ProtoHub]:
+    cfg = NodeConfig(NodeInfo("node-a", "127.0.0.1:1", state_dir=tmp_path, heartbeat_s=0.2),
+                     (_printer("good", good.url), _printer("bad", bad.url)))
+    drivers = {"good": OctoPrintDriver("good", good.url, "KEY", timeout_s=5),
+               "bad": OctoPrintDriver("bad", bad.url, "KEY", timeout_s=5)}
+    hub = ProtoHub()
+    worker = Worker(cfg, Journal.open(tmp_path / "journal.db"), hub, drivers,
+                    PipelineSettings(tmp_path / "jobs", SliceCache(tmp_path / "c", 1 << 20),
+                                     SLICERS["prusaslicer"]))
+    return worker, hub
+
+
+@pytest.mark.parametrize("at_start", [False, True], ids=["mid-session", "at-start"])
+def test_a_string_temperature_from_one_octoprint_never_stops_the_node(tmp_path: Path, at_start: bool) -> None:
+    good, bad = ScriptedOctoPrint(), ScriptedOctoPrint(first_current=BAD_TEMPS if at_start else None)
+
+    async def scenario() -> list[m.Heartbeat]:
+        worker, hub = _worker(tmp_path, good, bad)
+        running = asyncio.create_task(worker.run())
+        try:
+            await until("a session", lambda: hub.sessions or running.done())
+            assert not running.done(), running.exception()
+            hub.current.inbox.put_nowait(m.Welcome(1, 0))
+            await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
+            bad.push("current", BAD_TEMPS)
+            seen = len(hub.sent(m.Heartbeat))
+            await until("more heartbeats", lambda: len(hub.sent(m.Heartbeat)) > seen + 3 or running.done())
+            assert not running.done(), running.exception()
+            return hub.sent(m.Heartbeat)
+        finally:
+            worker.shutdown()
+            await asyncio.wait({running}, timeout=30)
+
+    try:
+        beats = asyncio.run(scenario())
+    finally:
+        good.stop()
+        bad.stop()
+    last = {p.printer_id: p for p in beats[-1].printers}
+    assert last["bad"].bed_c == 60.1 and last["bad"].hotend_c == 0.0  # the string was dropped
+
+
+class _Frozen:
+    """A driver whose snapshot holds what a careless driver might let through."""
+
+    name = "odd"
+
+    def __init__(self, temps: Temperatures) -> None:
+        self._status = PrinterStatus(PrinterPhase.IDLE, temps)
+
+    def status(self) -> PrinterStatus:
+        return self._status
+
+
+def test_the_hub_snapshot_takes_only_real_temperatures() -> None:
+    odd = Temperatures("212.5", None, float("inf"), None)  # type: ignore[arg-type]
+    slot = Slot(_printer("odd", "http://127.0.0.1:1"), _Frozen(odd))  # type: ignore[arg-type]
+    snap = snapshot(slot, PrinterFlags(), draining=False)
+    assert (snap.hotend_c, snap.bed_c) == (0.0, 0.0)
+    _to_proto(m.Heartbeat((snap,), ()))
+    entry = status_entry(slot, PrinterFlags(), draining=False)
+    assert entry["hotend_c"] is None and entry["bed_c"] is None
+
+
+# -- the push socket: silence, TLS -----------------------------------------------------------------
+
+def _job_on(server: ScriptedOctoPrint, freeze: bool) -> tuple[Any, PrinterStatus, PrinterPhase]:
+    async def scenario() -> tuple[Any, PrinterStatus, PrinterPhase]:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=1)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
+            await until("the job's start", lambda: any(
+                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            server.push("current", PRINTING)
+            if freeze:
+                server.freeze()  # the TCP connection stays open; nothing more arrives
+            else:
+                await asyncio.sleep(2)  # longer than push_silence_s, with heartbeats
+                server.push("event", {"type": "PrintDone", "payload": {"path": "job.gcode"}})
+            result = await job
+            status = driver.status()
+            await driver.connect()  # a new push socket
+            return result, status, driver.status().phase
+        finally:
+            await driver.close()
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_a_frozen_push_socket_fails_the_job_and_connect_opens_a_new_one() -> None:
+    result, status, phase = _job_on(ScriptedOctoPrint(heartbeat_s=0.2), freeze=True)
+    assert result.outcome is PrintOutcome.FAILED and result.retryable
+    assert "pushed nothing for 1 s, not even its heartbeat" in (result.reason or "")
+    assert status.phase is PrinterPhase.DISCONNECTED
+    assert phase is PrinterPhase.IDLE
+
+
+def test_heartbeats_keep_a_quiet_push_socket_alive() -> None:
+    result, _, _ = _job_on(ScriptedOctoPrint(heartbeat_s=0.2), freeze=False)
+    assert result.outcome is PrintOutcome.COMPLETED
+
+
+def test_the_push_socket_of_an_https_octoprint_is_wss() -> None:
+    assert _socket_url("https://op.lan:5443/octo/").startswith("wss://op.lan:5443/octo/sockjs/")
+    assert _socket_url("http://op.lan").startswith("ws://op.lan/sockjs/")
+
+
+def test_an_https_octoprint_connects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls = self_signed(tmp_path)
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(tls.cert))  # trust it for REST
+    monkeypatch.setenv("WEBSOCKET_CLIENT_CA_BUNDLE", str(tls.cert))  # and for the push socket
+    server = ScriptedOctoPrint(tls=(tls.cert, tls.key))
+
+    async def scenario() -> PrinterPhase:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5)
+        try:
+            await driver.connect()  # "did not report the first push message" over ws://
+            return driver.status().phase
+        finally:
+            await driver.close()
+
+    try:
+        assert asyncio.run(scenario()) is PrinterPhase.IDLE
+    finally:
+        server.stop()
+    assert server.url.startswith("https://")
+
+
+def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path: Path) -> None:
+    good, bad = ScriptedOctoPrint(heartbeat_s=0.2), ScriptedOctoPrint(heartbeat_s=0.2)
+
+    async def scenario() -> None:
+        worker, hub = _worker(tmp_path, good, bad)
+        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=5,
+                                                      push_silence_s=1)
+        running = asyncio.create_task(worker.run())
+        try:
+            await until("a session", lambda: hub.sessions)
+            hub.current.inbox.put_nowait(m.Welcome(1, 0))
+            await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
+            bad.freeze()
+            await until("a second push socket", lambda: len(bad.sockets) >= 2 or running.done())
+            assert not running.done(), running.exception()
+        finally:
+            worker.shutdown()
+            await asyncio.wait({running}, timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        good.stop()
+        bad.stop()
