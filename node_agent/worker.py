@@ -113,6 +113,7 @@ class Worker:
         self._draining = False
         self._drained_by_hub = ""  # why the hub drains this node in this session ("" = it does not)
         self._started = False
+        self._connecting: asyncio.Task[None] | None = None  # printers being connected again (see _beat)
         self._session_no = 0
         self.ready = asyncio.Event()     # set once the printers were tried and the loop runs
         # Plain-data snapshots other threads may read (the metrics server), replaced whole.
@@ -187,6 +188,9 @@ class Worker:
             await self._flush()
 
     async def _close(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         for run in self._runs.values():
@@ -202,17 +206,25 @@ class Worker:
                 self._slots[job.printer].job = job.job_id
 
     async def _connect_printers(self) -> None:
-        for slot in self._slots.values():
-            # A driver that lost its link and does not reconnect by itself (OctoPrint's push
-            # socket) shows DISCONNECTED: connect it again, as at start.
-            if slot.connected and slot.driver.status().phase is not PrinterPhase.DISCONNECTED:
-                continue
-            try:
-                await slot.driver.connect()
-                slot.connected, slot.error = True, ""
-            except DriverError as exc:
-                slot.connected, slot.error = False, str(exc)
-                log.warning("printer %s: %s", slot.config.name, exc)
+        """Connect every printer not connected, all at once: one unreachable printer (each attempt
+        may take its driver's timeout) delays no other. A driver that lost its link and does not
+        reconnect by itself (OctoPrint's push socket) shows DISCONNECTED: it is connected again."""
+        await asyncio.gather(*(self._connect(slot) for slot in self._slots.values()
+                               if not slot.connected or slot.driver.status().phase is PrinterPhase.DISCONNECTED))
+
+    async def _connect(self, slot: Slot) -> None:
+        try:
+            await slot.driver.connect()
+            slot.connected, slot.error = True, ""
+        except DriverError as exc:
+            slot.connected, slot.error = False, str(exc)
+            log.warning("printer %s: %s", slot.config.name, exc)
+
+    def _reconnect_printers(self) -> None:
+        """Start reconnecting the printers that need it, unless that is still under way: the heartbeat
+        never waits for a printer that does not answer."""
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._connect_printers(), name="connect printers")
 
     # ------------------------------------------------------------------ the session
     async def _sessions(self) -> None:
@@ -580,7 +592,7 @@ class Worker:
                 log.exception("heartbeat failed; the next one is in %g s", self.heartbeat_s)
 
     async def _beat(self) -> None:
-        await self._connect_printers()
+        self._reconnect_printers()
         await self._expire_accepted(time.time())
         await self._store_snapshots()
         if self._online.is_set():

@@ -9,6 +9,7 @@ whole worker against tests/node_agent/scripted_octoprint.py (a real OctoPrint ne
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,44 @@ def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path:
             await until("a second push socket", lambda: len(bad.sockets) >= 2 or running.done())
             assert not running.done(), running.exception()
         finally:
+            worker.shutdown()
+            await asyncio.wait({running}, timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        good.stop()
+        bad.stop()
+
+
+def test_heartbeats_go_on_while_a_printer_takes_its_time_to_reconnect(tmp_path: Path) -> None:
+    """A printer whose OctoPrint holds the reconnect's first call open (a driver may take its whole
+    timeout) delays no heartbeat: the node stays alive on the hub for its other printers."""
+    held, release = threading.Event(), threading.Event()
+
+    def slow_version(h: Any) -> None:
+        held.set()
+        release.wait(60)
+        ScriptedOctoPrint.answer(h, 200, b'{"api": "0.1", "server": "1.11.0"}')
+
+    good, bad = ScriptedOctoPrint(heartbeat_s=0.2), ScriptedOctoPrint(heartbeat_s=0.2)
+
+    async def scenario() -> None:
+        worker, hub = _worker(tmp_path, good, bad)
+        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=60, push_silence_s=1)
+        running = asyncio.create_task(worker.run())
+        try:
+            await until("a session", lambda: hub.sessions)
+            hub.current.inbox.put_nowait(m.Welcome(1, 0))
+            await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
+            bad.routes[("GET", "/api/version")] = slow_version
+            bad.freeze()
+            await until("a reconnect held by the printer", held.is_set)
+            beats = len(hub.sent(m.Heartbeat))
+            await until("heartbeats while it is held", lambda: len(hub.sent(m.Heartbeat)) >= beats + 3)
+            assert not release.is_set() and not running.done()
+        finally:
+            release.set()
             worker.shutdown()
             await asyncio.wait({running}, timeout=30)
 
