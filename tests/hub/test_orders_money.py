@@ -211,7 +211,7 @@ def test_cheapest_never_compares_prices_in_different_currencies(hub: ClockedHub)
     and together; ranking raw minor units left it out for 20 EUR ones."""
     from tests.hub.test_orders_api import FILES, cube_manifest
     hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
-    eur = FakeAgent.enrolled(hub, "lab-1", [_priced_in("EUR", 300 + i, 5, f"mk{i:02}") for i in range(21)])
+    eur = FakeAgent.enrolled(hub, "lab-1", [_priced_in("EUR", 300 + 100 * i, 5, f"mk{i:02}") for i in range(21)])
     jpy = FakeAgent.enrolled(hub, "lab-2", [_priced_in("JPY", 3000, 50)])
     eur.connect()
     jpy.connect()
