@@ -9,7 +9,6 @@ from grpc import aio
 from spimeforge.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
-    common_pb2,
     designs_pb2,
     designs_pb2_grpc,
     records_pb2,
@@ -57,11 +56,6 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         reg = await self.hub.accounts.revoke_key(current_account(), request.fingerprint, request.effective_at,
                                                  request.account)
         return cv._key_to_proto(reg)
-
-
-async def _chunks(requests: AsyncIterator[common_pb2.BlobChunk]) -> AsyncIterator[Chunk]:
-    async for chunk in requests:
-        yield cv._chunk_from_proto(chunk)
 
 
 def _bounded(message: Message) -> None:
@@ -118,8 +112,9 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
         _bounded(request)
         return designs_pb2.MissingBlobsResponse(sha256=await self.hub.blobs.missing(list(request.sha256)))
 
-    async def UploadBlob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        result = await self.hub.blobs.upload(_chunks(request_iterator))
+    async def UploadBlob(self, request_iterator: AsyncIterator[Chunk], context):  # type: ignore[no-untyped-def]
+        # The interceptor decodes the chunks (hub.api.blob_wire), their bytes as views, no copies.
+        result = await self.hub.blobs.upload(request_iterator)
         return designs_pb2.UploadBlobResponse(sha256=result.sha256, size=result.size, already_present=result.already_present)
 
     async def DownloadBlob(self, request, context):  # type: ignore[no-untyped-def]
