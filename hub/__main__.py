@@ -39,7 +39,7 @@ from hub.errors import FailedPrecondition, HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
-from hub.runtime import tune_gc, tune_switching
+from hub.runtime import tune_gc, tune_malloc, tune_switching
 from hub.service import (
     AccountService,
     BlobService,
@@ -202,6 +202,7 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
     tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca) if config.tls_cert and config.tls_key else None
     if tls is not None:
         tls_credentials(tls)  # a bad TLS file is named before a data directory or database is made
+    tune_malloc()  # upload buffers reused from the heap, not mapped and faulted in afresh (hub/runtime.py)
     composed = compose(config)
     # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
     threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()
