@@ -39,7 +39,7 @@ from hub.errors import FailedPrecondition, HubError, local_file_problem
 from hub.jobs import DEFAULT_TIMERS, TimerPolicy
 from hub.keys import fingerprint
 from hub.provenance import public_key_of
-from hub.runtime import tune_gc, tune_switching
+from hub.runtime import tune_gc, tune_malloc, tune_switching
 from hub.service import (
     AccountService,
     BlobService,
@@ -206,6 +206,7 @@ async def serve(config: HubConfig, ready_file: Path | None = None) -> None:
         log.warning("serving %s without TLS: every client's token and every node's credential cross the "
                     "network in clear text; give --tls-cert and --tls-key (ops/tls/make-dev-ca.sh makes them)",
                     config.listen)
+    tune_malloc()  # upload buffers reused from the heap, not mapped and faulted in afresh (hub/runtime.py)
     composed = compose(config)
     # The SPDX parser builds its tables on first use (~0.3 s of pure Python): not in the first push.
     threading.Thread(target=licenses.parse_expression, args=("CC-BY-4.0",), name="warm-up", daemon=True).start()

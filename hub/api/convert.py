@@ -63,12 +63,8 @@ def _file_to_proto(entry: FileEntry) -> common_pb2.FileEntry:
     return common_pb2.FileEntry(path=entry.path, sha256=entry.sha256, size=entry.size)
 
 
-def _chunk_from_proto(chunk: common_pb2.BlobChunk) -> Chunk:
-    return Chunk(chunk.sha256, int(chunk.total_size), int(chunk.offset), chunk.data)
-
-
 def _chunk_to_proto(chunk: Chunk) -> common_pb2.BlobChunk:
-    return common_pb2.BlobChunk(sha256=chunk.sha256, total_size=chunk.total_size, offset=chunk.offset, data=chunk.data)
+    return common_pb2.BlobChunk(sha256=chunk.sha256, total_size=chunk.total_size, offset=chunk.offset, data=bytes(chunk.data))
 
 
 def _push_from_proto(req: designs_pb2.PushRequest) -> PushRequest:

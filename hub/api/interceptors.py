@@ -8,10 +8,11 @@ rate or concurrency limit costs no protobuf parsing and no database work.
 The HubError → status table lives here and only here; each refusal also carries
 machine-readable details (hub/api/errors_detail.py). A request whose bytes do not
 decode as its protobuf message is INVALID_ARGUMENT (grpc.aio itself would answer
-UNKNOWN): the interceptor swaps in a deserializer that never raises. That deserializer
-counts every repeated field against its maximum (hub.api.item_counts) before any check
-reads an item, so a request of millions of empty items costs its decoding, not seconds
-of the event loop. An unexpected
+UNKNOWN): the interceptor swaps in a deserializer that never raises (for the blob
+streams, a decoder of the wire format: hub.api.blob_wire). That deserializer counts every
+repeated field against its maximum (hub.api.item_counts) before any check reads an item,
+so a request of millions of empty items costs its decoding, not seconds of the event loop.
+An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
 
 The hub's one public method, Nodes.Enroll (no token), goes through the same decoding, error
@@ -36,14 +37,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from hub import errors
+from hub.api.blob_wire import decode_chunk
 from hub.api.errors_detail import trailing_metadata
 from hub.api.field_limits import check_request
 from hub.api.item_counts import too_many
 from hub.api.live_calls import LiveCalls
-from hub.api.wide_numbers import MAX_STORED_INT, too_wide
+from hub.api.text_fields import nul_field, nul_refusal
+from hub.api.wide_numbers import too_wide, too_wide_refusal
 from hub.auth import authorize, bearer_token, is_public, short_name
 from hub.domain import Account
 from hub.store.accounts import token_digest
@@ -274,14 +278,11 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None, check_nul: bo
         if over := too_many(message):
             return _Refused(_too_many_items(*over))
         # A NUL in a string is a 0x00 byte on the wire: without one (memchr, no Python walk) every
-        # text field is clean, which keeps huge repeated fields and blob chunks cheap.
-        if check_nul and b"\x00" in data and (field := _nul_field(message)):
-            return _Refused(errors.InvalidArgument(f"{field} contains a NUL character; remove it",
-                                                   reason="NUL_CHARACTER", field=field))
+        # text field is clean, which keeps huge repeated fields cheap.
+        if check_nul and b"\x00" in data and (field := nul_field(message)):
+            return _Refused(nul_refusal(field))
         if wide := too_wide(message):
-            return _Refused(errors.InvalidArgument(
-                f"{wide[0]} is {wide[1]}, over the largest number the hub stores ({MAX_STORED_INT})",
-                reason="NUMBER_TOO_LARGE", field=wide[0]))
+            return _Refused(too_wide_refusal(*wide))
         try:
             check_request(message)
         except errors.InvalidArgument as exc:
@@ -296,63 +297,36 @@ def _too_many_items(name: str, count: int, maximum: int) -> errors.InvalidArgume
                                   reason="FIELD_TOO_LARGE", field=name)
 
 
+def _safe_wire_decoder(decode: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """A hand decoder (hub.api.blob_wire) that checks its fields itself, made never to raise."""
+
+    def safe(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+        except errors.InvalidArgument as exc:
+            return _Refused(exc)
+
+    return safe
+
+
 def _undecodable(method: str, bad: _Undecodable) -> errors.InvalidArgument:
     return errors.InvalidArgument(
         f"the request to {method} is not a valid protobuf message ({type(bad.error).__name__}); "
         "use the hub's .proto definitions", reason="REQUEST_UNDECODABLE", field="request")
 
 
-def _has_nul(value: Any) -> bool:
-    return isinstance(value, str) and "\x00" in value
-
-
-def _nul_in_map(values: Any, name: str, field: Any) -> str | None:
-    value_field = field.message_type.fields_by_name["value"]
-    for key, value in values.items():
-        where = f"{name}[{key!r}]"
-        if _has_nul(key) or _has_nul(value):
-            return where
-        if value_field.type == value_field.TYPE_MESSAGE and (found := _nul_field(value, where + ".")):
-            return found
-    return None
-
-
-def _nul_in(values: Any, name: str, field: Any) -> str | None:
-    if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        return _nul_in_map(values, name, field)
-    items = values if field.is_repeated else (values,)
-    for index, item in enumerate(items):
-        where = f"{name}[{index}]" if field.is_repeated else name
-        if _has_nul(item):
-            return where
-        if field.type == field.TYPE_MESSAGE and (found := _nul_field(item, where + ".")):
-            return found
-    return None
-
-
-def _nul_field(message: Any, prefix: str = "") -> str | None:
-    """The first text field of a request that holds a NUL character ("files[2].path"), or None.
-
-    PostgreSQL refuses NUL in text where SQLite stores it: refusing it here, before
-    any store, gives the same answer on both.
-    """
-    for field in message.DESCRIPTOR.fields:
-        if field.type not in (field.TYPE_STRING, field.TYPE_MESSAGE):
-            continue  # bytes fields (blob chunks) are never touched: reading one copies it
-        if field.type == field.TYPE_MESSAGE and not field.is_repeated and not message.HasField(field.name):
-            continue
-        values = getattr(message, field.name)
-        if field.type == field.TYPE_STRING and not values:
-            continue
-        found = _nul_in(values, prefix + field.name, field)
-        if found:
-            return found
-    return None
-
-
 # The agent Session validates every message itself and records a refused report (so the agent's
 # outbox does not resend it forever); the generic NUL check would end the stream before that.
 _SELF_VALIDATED = frozenset({"/spimeforge.v1.Nodes/Session"})
+# The blob streams: their 512 KiB chunks are decoded by hand (same acceptance and refusals as protobuf,
+# hub.api.blob_wire), the bytes handed on as a view of the received message instead of copied twice;
+# the servicers get hub.service.blobs.Chunk values.
+_WIRE_DECODERS: dict[str, Callable[[bytes], Any]] = {
+    "/spimeforge.v1.Designs/UploadBlob": decode_chunk,
+    "/spimeforge.v1.Nodes/PutArtifact": decode_chunk,
+}
 # Streams whose service rechecks their token itself (NodeService.recheck_credentials also takes the
 # node offline); every other stream is registered in LiveCalls.
 _SELF_RECHECKED = frozenset({"/spimeforge.v1.Nodes/Session"})
@@ -385,7 +359,9 @@ async def _decoded_stream(requests: AsyncIterator[Any], method: str, decode: Dec
 
 def _wrap(handler: Any, method: str, guard: Guard, admission: Admission, refusals: _Refusals,
           live_calls: LiveCalls) -> Any:
-    decode = _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED)
+    wire = _WIRE_DECODERS.get(method)
+    decode = (_safe_wire_decoder(wire) if wire is not None
+              else _safe_deserializer(handler.request_deserializer, method not in _SELF_VALIDATED))
     streams = not handler.unary_unary and method not in _SELF_RECHECKED
     call = _Call(method, short_name(method), guard, admission, decode, refusals, live_calls if streams else None)
     # grpc hands the wrappers the request bytes (no deserializer): they decode once the call is admitted.

@@ -249,14 +249,14 @@ def _outgoing(item: Outgoing) -> nodes_pb2.HubMsg:
     return _command(item)
 
 
-async def _bounded(requests: AsyncIterator[common_pb2.BlobChunk]) -> AsyncIterator[Chunk]:
+async def _bounded(requests: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     first = True
-    async for chunk in requests:
+    async for chunk in requests:  # decoded by the interceptor (hub.api.blob_wire)
         if first and chunk.total_size > MAX_PUT_BYTES:
             raise ResourceExhausted(f"an artifact may be at most {MAX_PUT_BYTES >> 20} MiB; "
                                     f"this one declares {chunk.total_size} bytes")
         first = False
-        yield Chunk(chunk.sha256, int(chunk.total_size), int(chunk.offset), chunk.data)
+        yield chunk
 
 
 class NodesServicer(nodes_pb2_grpc.NodesServicer):
@@ -304,9 +304,9 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
         await self.hub.nodes.may_fetch(current_account(), request.sha256)
         async for chunk in self.hub.blobs.download(request.sha256, int(request.offset)):
             yield common_pb2.BlobChunk(sha256=chunk.sha256, total_size=chunk.total_size, offset=chunk.offset,
-                                       data=chunk.data)
+                                       data=bytes(chunk.data))
 
-    async def PutArtifact(self, request_iterator: AsyncIterator[common_pb2.BlobChunk],
+    async def PutArtifact(self, request_iterator: AsyncIterator[Chunk],
                           context: aio.ServicerContext) -> nodes_pb2.PutArtifactResponse:
         result = await self.hub.blobs.upload(_bounded(request_iterator))
         return nodes_pb2.PutArtifactResponse(sha256=result.sha256, stored_bytes=result.size,

@@ -9,7 +9,6 @@ from grpc import aio
 from spimeforge.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
-    common_pb2,
     designs_pb2,
     designs_pb2_grpc,
     records_pb2,
@@ -59,9 +58,6 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServicer):
         return cv._key_to_proto(reg)
 
 
-async def _chunks(requests: AsyncIterator[common_pb2.BlobChunk]) -> AsyncIterator[Chunk]:
-    async for chunk in requests:
-        yield cv._chunk_from_proto(chunk)
 
 
 EXPORT_CHUNK_BYTES = 1 << 20  # records.proto: Export streams the document in chunks of at most 1 MiB
@@ -99,8 +95,9 @@ class DesignsServicer(designs_pb2_grpc.DesignsServicer):
     async def MissingBlobs(self, request, context):  # type: ignore[no-untyped-def]
         return designs_pb2.MissingBlobsResponse(sha256=await self.hub.blobs.missing(list(request.sha256)))
 
-    async def UploadBlob(self, request_iterator, context):  # type: ignore[no-untyped-def]
-        result = await self.hub.blobs.upload(_chunks(request_iterator))
+    async def UploadBlob(self, request_iterator: AsyncIterator[Chunk], context):  # type: ignore[no-untyped-def]
+        # The interceptor decodes the chunks (hub.api.blob_wire), their bytes as views, no copies.
+        result = await self.hub.blobs.upload(request_iterator)
         return designs_pb2.UploadBlobResponse(sha256=result.sha256, size=result.size, already_present=result.already_present)
 
     async def DownloadBlob(self, request, context):  # type: ignore[no-untyped-def]

@@ -15,12 +15,20 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-__all__ = ["MAX_STORED_INT", "too_wide"]
+from hub.errors import InvalidArgument
+
+__all__ = ["MAX_STORED_INT", "too_wide", "too_wide_refusal"]
 
 MAX_STORED_INT = 2**63 - 1
 _UNSIGNED_64 = frozenset({FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64})
 # per message type: the fields that hold such a number or a message that may
 _PATHS: dict[str, tuple[FieldDescriptor, ...]] = {}
+
+
+def too_wide_refusal(field: str, value: int) -> InvalidArgument:
+    """The refusal of a request whose field ``field`` holds ``value``, over MAX_STORED_INT."""
+    return InvalidArgument(f"{field} is {value}, over the largest number the hub stores ({MAX_STORED_INT})",
+                           reason="NUMBER_TOO_LARGE", field=field)
 
 
 def _paths(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:

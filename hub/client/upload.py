@@ -14,7 +14,7 @@ nothing half-received.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Self
@@ -28,9 +28,11 @@ from hub.client.local import LocalFile
 
 __all__ = ["PARALLEL_STREAMS", "UPLOAD_CHUNK", "Uploader", "encode_chunk"]
 
-# Concurrent blob streams: overlaps the hub's hashing, writing and fsync of one blob with
-# sending another. The hub lets one account run 4 uploads at once (hub.limits), so two
-# pushes by the same account still fit side by side.
+# Blob streams sending at once: overlaps the hub's hashing and writing of one blob with sending
+# another. One more call may be open per push: a blob whose bytes are all sent is verified,
+# fsynced and recorded by the hub while the next one already travels (a stream waiting for
+# that answer held its slot for ~20-90 ms per blob). The hub lets one account run 4 uploads at
+# once and lets a fifth wait for a slot (hub.limits), so two pushes side by side still get on.
 PARALLEL_STREAMS = 2
 # File bytes per message (the hub refuses messages over 8 MiB). Measured on the push bench:
 # 512 KiB costs both ends less CPU than 1 MiB or more (buffers of that size are reused by
@@ -70,7 +72,8 @@ class Uploader:
 
     def __init__(self, hub: Hub, *, streams: int = PARALLEL_STREAMS, progress: bool = True) -> None:
         self._hub = hub
-        self._pool = ThreadPoolExecutor(max_workers=max(1, streams), thread_name_prefix="upload")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, streams) + 1, thread_name_prefix="upload")
+        self._sending = threading.BoundedSemaphore(max(1, streams))
         self._futures: list[Future[None]] = []
         self._offered: set[str] = set()
         self._calls: set[grpc.Future] = set()
@@ -167,9 +170,17 @@ class Uploader:
             future.cancel()
 
     def _upload_one(self, f: LocalFile) -> None:
+        self._sending.acquire()
+        slot = _Slot(self._sending)
+        try:
+            self._upload_call(f, slot)
+        finally:
+            slot.release()
+
+    def _upload_call(self, f: LocalFile, slot: _Slot) -> None:
         if self._stop.is_set():
             raise _Cancelled(f.path)
-        call = self._send.future(_frames(f, self._bar, self._stop), metadata=self._hub.metadata,
+        call = self._send.future(_frames(f, self._bar, self._stop, slot.release), metadata=self._hub.metadata,
                                  timeout=_UPLOAD_TIMEOUT)
         with self._lock:
             self._calls.add(call)
@@ -192,6 +203,21 @@ class Uploader:
                 self._calls.discard(call)
 
 
+class _Slot:
+    """A sending slot held by one upload: given back once, when its last chunk is sent or its call ends."""
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._held = True
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held, False
+        if held:
+            self._slots.release()
+
+
 class _Cancelled(HubRefused):
     """An upload stopped because another one failed (never the error reported first)."""
 
@@ -211,9 +237,11 @@ def _refused(f: LocalFile, exc: grpc.RpcError, address: str) -> HubRefused:
     return HubRefused(refused.code_name, f"uploading {f.path}: {refused.details}", refused.hint)
 
 
-def _frames(f: LocalFile, bar: Progress | None, stop: threading.Event) -> Iterator[bytes]:
+def _frames(f: LocalFile, bar: Progress | None, stop: threading.Event,
+            sent: Callable[[], None]) -> Iterator[bytes]:
     """Serialized BlobChunk messages of ``f``, read one message ahead of the send.
 
+    Calls ``sent`` once gRPC has sent the last message (it asks for the next only then).
     Ends early once ``stop`` is set: the hub then refuses the short stream and
     removes what it received before it answers.
     """
@@ -228,3 +256,4 @@ def _frames(f: LocalFile, bar: Progress | None, stop: threading.Event) -> Iterat
                 bar.advance(len(data))
     if offset == 0 and not stop.is_set():
         yield encode_chunk(common_pb2.BlobChunk(sha256=f.sha256, total_size=f.size, offset=0), b"")
+    sent()

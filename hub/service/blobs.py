@@ -30,12 +30,16 @@ _COMMIT, _ABORT = object(), object()
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One chunk of a transfer; sha256 and total_size are set in the first one."""
+    """One chunk of a transfer; sha256 and total_size are set in the first one.
+
+    An upload's data is a view of the message it arrived in (hub.api.blob_wire): hashed and
+    written as it is, never copied.
+    """
 
     sha256: str
     total_size: int
     offset: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,7 @@ class BlobWriter:
         self._ended = False
         threading.Thread(target=self._run, name="blob-writer", daemon=True).start()
 
-    async def put(self, data: bytes) -> None:
+    async def put(self, data: bytes | memoryview) -> None:
         """Queue a chunk, waiting while ``depth`` bytes are pending.
 
         Raises:

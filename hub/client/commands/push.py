@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import threading
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,35 +92,50 @@ def run(args: argparse.Namespace) -> int:
 
 @dataclass
 class _Caller:
-    """Who pushes and onto which parent, asked once the folder has been validated.
+    """Who pushes and onto which parent.
 
-    The hub is asked before the first blob is offered, so local errors come
-    first, then a bad token or an unknown design, and only then uploads.
+    The hub is asked in the background while the folder is validated and hashed (the
+    connection and these round trips used to come between the first hash and the first
+    upload); the answer is taken before the first blob is offered, so local errors still
+    come first, then a bad token or an unknown design, and only then uploads.
     """
 
     hub: Hub
     args: argparse.Namespace
     folder: Path
     design: str
-    answer: tuple[str, list[str]] | None = None
+    pending: Future[tuple[str, list[str]]] = field(default_factory=Future)
+
+    def start(self) -> None:
+        """Ask the hub in a background thread (a daemon: a local error does not wait for it); once."""
+        if self.pending.running() or self.pending.done():
+            return
+        self.pending.set_running_or_notify_cancel()
+        threading.Thread(target=self._ask_into, name="push-caller", daemon=True).start()
 
     def resolve(self) -> tuple[str, list[str]]:
-        """(author, parent ids), asking the hub the first time.
+        """(author, parent ids), asking the hub now unless ``start`` did.
 
         Raises:
             HubRefused: WhoAmI or the head lookup was refused.
         """
-        if self.answer is None:
+        self.start()
+        return self.pending.result()
+
+    def _ask_into(self) -> None:
+        try:
             who = self.hub.call(self.hub.accounts.WhoAmI, accounts_pb2.WhoAmIRequest()).name
-            parents = [] if self.args.new else [_parent(self.hub, self.args, self.design,
-                                                        self.folder)]
-            self.answer = (who, parents)
-        return self.answer
+            parents = [] if self.args.new else [_parent(self.hub, self.args, self.design, self.folder)]
+        except BaseException as exc:  # noqa: BLE001 - handed to resolve(), which raises it
+            self.pending.set_exception(exc)
+        else:
+            self.pending.set_result((who, parents))
 
 
 def _hash_and_upload(hub: Hub, folder: Path, caller: _Caller, progress: bool,
                      ) -> tuple[str, Manifest, list[LocalFile], int, int]:
     cache = StatCache(folder)
+    caller.start()
     with Uploader(hub, progress=progress) as uploader:
         def offer(batch: list[LocalFile]) -> None:
             caller.resolve()

@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from spimeforge.v1 import designs_pb2
 
+from hub.client import local as client_local
 from hub.client.common import UsageError
-from hub.client.connection import opened
+from hub.client.connection import Hub, opened
 from hub.client.embedded import EmbeddedHub
 from hub.client.local import scan_design_dir
 from hub.client.statcache import CACHE_PATH, StatCache
@@ -240,3 +242,30 @@ def test_an_unknown_design_is_refused_before_any_upload(spime: Spime, tmp_path: 
         missing = conn.call(conn.designs.MissingBlobs,
                             designs_pb2.MissingBlobsRequest(sha256=[unique])).sha256
     assert list(missing) == [unique]
+
+
+def test_the_hub_is_asked_who_pushes_while_the_files_are_hashed(spime: Spime, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The account (and a parent) used to be asked only once the first file was hashed, delaying its
+    # upload by the connection and the round trips; now the hashing waits here until they are done.
+    folder = _folder(tmp_path)
+    (folder / "spime.toml").write_text(MANIFEST.replace("cache-box", "early-box"))
+    for name in ("box.stl", "notes.md"):  # blobs no earlier test stored
+        (folder / name).write_bytes(os.urandom(1 << 16))
+    answered, hashed_after = threading.Event(), []
+    call, hash_file = Hub.call, client_local.hash_file
+
+    def noted_call(self: Hub, method: object, request: object, timeout: float = 60.0) -> object:
+        answer = call(self, method, request, timeout)
+        if type(request).__name__ == "WhoAmIRequest":
+            answered.set()
+        return answer
+
+    def waiting_hash(path: Path) -> tuple[str, int]:
+        hashed_after.append(answered.wait(30))
+        return hash_file(path)
+
+    monkeypatch.setattr(Hub, "call", noted_call)
+    monkeypatch.setattr(client_local, "hash_file", waiting_hash)
+    pushed = spime.ok("alice", "push", str(folder), "--new")
+    assert pushed["blobs_uploaded"] == 2 and hashed_after and all(hashed_after)

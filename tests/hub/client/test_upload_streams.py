@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from hub.client.common import HubRefused
 from hub.client.connection import Hub
 from hub.client.local import LocalFile
 from hub.client.upload import UPLOAD_CHUNK, Uploader, encode_chunk
+from hub.store.blobs import BlobStore, Upload
 from tests.hub.harness import InProcessHub
 
 MIB = 1 << 20
@@ -114,3 +116,32 @@ def test_one_refused_blob_names_its_file_and_nothing_is_half_stored(
         blobs, _ = uploader.finish()
     assert blobs == len(missing - {bad.sha256}) + 1
     assert _missing(hub, [*good, fixed]) == set()
+
+
+def test_the_next_blob_travels_while_the_hub_commits_the_last_one(any_api: InProcessHub, hub: Hub, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # One stream: once the first blob's bytes are all sent, the second one's go out while the hub still
+    # verifies, fsyncs and records the first (held here until both have arrived).
+    files = [_file(tmp_path, f"part-{i}.stl", os.urandom(2 * UPLOAD_CHUNK + i)) for i in range(2)]
+    committing, receiving = threading.Event(), set()
+    commit, absorb = BlobStore._thd_commit, Upload.absorb
+
+    def held_commit(self: BlobStore, upload: Upload, now: str) -> int:
+        assert committing.wait(60), "the test never let the commit go on"
+        return commit(self, upload, now)
+
+    def noted_absorb(self: Upload, data: bytes | memoryview) -> None:
+        receiving.add(self.sha256)
+        absorb(self, data)
+
+    monkeypatch.setattr(BlobStore, "_thd_commit", held_commit)
+    monkeypatch.setattr(Upload, "absorb", noted_absorb)
+    try:
+        with Uploader(hub, streams=1, progress=False) as uploader:
+            uploader.offer(files)
+            _wait_for(lambda: receiving == {f.sha256 for f in files})
+            committing.set()
+            assert uploader.finish() == (2, sum(f.size for f in files))
+    finally:
+        committing.set()
+    assert _missing(hub, files) == set()
