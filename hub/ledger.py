@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Context, Decimal, Inexact
+from typing import TypeVar
 
 from hub.errors import InvalidArgument
 
@@ -34,6 +35,7 @@ __all__ = [
     "distribute",
     "format_money",
     "parse_equation",
+    "payouts",
     "portions",
 ]
 
@@ -45,6 +47,7 @@ RESERVED_RECIPIENTS = frozenset({COMMONS_FUND, PAYMENT_FEES})
 _HUNDRED = Decimal(100)
 _SUM_DIGITS = 64
 _ZERO_DIGIT_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF"})
+_K = TypeVar("_K", str, int)
 MAX_MINOR = 10**12  # a trillion cents: beyond any print order, and exact in float and JSON
 
 
@@ -206,7 +209,7 @@ def distribute(price_minor: int, currency: str, costs: Costs, who: Beneficiaries
     return tuple(paid) + _round(lines, remaining)
 
 
-def portions(amount: int, counts: Mapping[str, int], of: int) -> dict[str, int]:
+def portions(amount: int, counts: Mapping[_K, int], of: int) -> dict[_K, int]:
     """Each key's share of ``amount`` for its ``counts`` out of ``of`` (whole minor units, by largest
     remainder): together ``amount * sum(counts) // of``, so all of ``amount`` when the counts make ``of``."""
     of = max(of, sum(counts.values()), 1)
@@ -216,6 +219,23 @@ def portions(amount: int, counts: Mapping[str, int], of: int) -> dict[str, int]:
     for key in sorted(exact, key=lambda k: (out[k] - exact[k], k))[:total - sum(out.values())]:
         out[key] += 1
     return out
+
+
+def payouts(amount: int, parts: Sequence[str], weights: Mapping[str, int]) -> list[int]:
+    """The payout of each object of an order, the object of ``parts[i]`` being made of that manifest part:
+    ``amount`` shared by the parts' ``weights`` (of one object each) with the largest remainder, so the
+    payouts add up to ``amount`` exactly; ties in the remainder go to the earlier objects.
+
+    Objects weigh the same when a part has no weight or none weighs anything (a quote stored before the
+    weights were kept, a printer with no rates).
+    """
+    if not parts:
+        return []
+    weighed = [weights.get(part, 0) for part in parts]
+    if not all(part in weights for part in parts) or sum(weighed) <= 0:
+        weighed = [1] * len(parts)
+    shares = portions(amount, dict(enumerate(weighed)), sum(weighed))
+    return [shares[i] for i in range(len(parts))]
 
 
 def _check_amounts(price_minor: int, costs: Costs) -> None:

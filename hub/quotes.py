@@ -39,6 +39,7 @@ __all__ = [
     "bounding_box",
     "correction",
     "currencies",
+    "part_weight",
     "per_copy",
     "price",
     "rank",
@@ -228,6 +229,21 @@ def price(estimate: Estimate, quantity: int, rates: Rates, fees: Fees = DEFAULT_
     return Price(rates.currency, material, machine, charged, contribution)
 
 
+def part_weight(estimate: Estimate, rates: Rates) -> int:
+    """The weight of one object in its order's payouts: its material and machine time at the printer's
+    rates (the costs a maker bears for it), in thousandths of a minor unit so that small parts keep
+    their weight.
+
+    Every other part of a price (payment fees, the value contribution) is a percentage of material +
+    machine time, so weighting by these costs shares the whole price as it was made up: the node that
+    prints a 3-hour body gets the body's share, not a lid's. Estimated print time alone would pay
+    nothing for filament and misjudge a big sparse part against a small dense one.
+    """
+    grams = Decimal(repr(estimate.filament_g))
+    hours = Decimal(repr(estimate.seconds)) / 3600
+    return _cents((grams * rates.per_gram_minor + hours * rates.per_hour_minor) * 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class QuoteOption:
     """One node's offer for an order.
@@ -240,6 +256,9 @@ class QuoteOption:
         reputation, ratings: the node's Bayesian reputation and how many ratings it rests on.
         earliest_start: RFC 3339 UTC.
         correction: how history changed the slicer's estimate.
+        part_weights: (manifest part, weight of one object of it: see part_weight) for each part, which
+            the objects' payouts are shared out by; empty (a quote stored before the weights were kept):
+            every object weighs the same.
     """
 
     node: str
@@ -253,6 +272,7 @@ class QuoteOption:
     ratings: int
     earliest_start: str
     correction: Correction
+    part_weights: tuple[tuple[str, int], ...] = ()
 
 
 def _key(rule: str) -> Callable[[QuoteOption], tuple[object, ...]]:

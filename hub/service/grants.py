@@ -219,19 +219,21 @@ class GrantService:
                                 format_time(self.clock()))
         return equation
 
-    def _thd_settle(self, order: Order, made: Mapping[str, int], objects: int) -> bool:
+    def _thd_settle(self, order: Order, made: Mapping[str, int], of: int) -> bool:
         """Write a paid, delivered order's ledger entries once; False if there was nothing to do.
 
-        ``made``: node -> objects it made, of the order's ``objects``. Each node is the maker of its
-        objects' share of the price and costs; the share of objects cancelled before they were made is
-        not shared out. The value equation is the one in force when the order was placed.
+        ``made``: node -> the weight of the objects it made (the payouts of its finished jobs, in minor
+        units), out of ``of`` (the order's price: every object's payout). Each node is the maker of that
+        share of the price and costs, so the node that made the big part of a kit is paid for it; the
+        share of objects cancelled before they were made is not shared out. The value equation is the
+        one in force when the order was placed.
         """
         if not order.paid or order.settled or order.price_minor <= 0 or not made:
             return False
         equation = self._thd_equation(order.design, order.created_at)
         contributors, upstream = self._thd_beneficiaries(order.design)
         amounts = (order.price_minor, order.material_minor, order.machine_minor, order.fees_minor)
-        split = [ledger.portions(amount, made, objects) for amount in amounts]
+        split = [ledger.portions(amount, made, of) for amount in amounts]
         shares: list[ledger.Share] = []
         for maker in sorted(made):
             price, material, machine, fees = (part[maker] for part in split)

@@ -19,7 +19,8 @@ def option_json(o: quotes.QuoteOption) -> dict[str, object]:
             "contribution": o.price.contribution_minor,
             "seconds": o.estimated_seconds, "grams": o.filament_g, "km": o.distance_km, "rep": o.reputation,
             "ratings": o.ratings, "start": o.earliest_start, "tf": o.correction.time_factor,
-            "ff": o.correction.filament_factor, "prints": o.correction.prints, "note": o.correction.note}
+            "ff": o.correction.filament_factor, "prints": o.correction.prints, "note": o.correction.note,
+            "weights": [list(w) for w in o.part_weights]}
 
 
 def option_from_json(d: Mapping[str, object]) -> quotes.QuoteOption:
@@ -27,9 +28,11 @@ def option_from_json(d: Mapping[str, object]) -> quotes.QuoteOption:
                          int(d["contribution"]))  # type: ignore[call-overload]
     fix = quotes.Correction(float(d["tf"]), float(d["ff"]), int(d["prints"]), str(d["note"]))  # type: ignore[arg-type,call-overload]
     km = d["km"]
+    # a quote stored before the weights were kept has none: its objects weigh the same
+    weights = tuple((str(part), int(w)) for part, w in d.get("weights", ()))  # type: ignore[attr-defined]
     return quotes.QuoteOption(str(d["node"]), str(d["printer"]), str(d["model"]), price, int(d["seconds"]),  # type: ignore[call-overload]
                               float(d["grams"]), None if km is None else float(km), float(d["rep"]),  # type: ignore[arg-type]
-                              int(d["ratings"]), str(d["start"]), fix)  # type: ignore[call-overload]
+                              int(d["ratings"]), str(d["start"]), fix, weights)  # type: ignore[call-overload]
 
 
 def encode_token(order_id: str) -> str:

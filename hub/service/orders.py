@@ -253,6 +253,11 @@ class _Placing:
     new_quote: orders.StoredQuote | None
 
 
+# per slicer profile: (a copy's estimate, every slice came from the cache, the first slice's settings,
+# {manifest part: the estimate of one object of it})
+_Sliced = tuple[quotes.Estimate, bool, object, Mapping[str, quotes.Estimate]]
+
+
 class OrderService:
     """Quote, place, show, watch, cancel and rate orders."""
 
@@ -399,21 +404,22 @@ class OrderService:
             return None
         return self.estimator.blob_path(entry.sha256).read_text(encoding="utf-8", errors="replace")
 
-    async def _slices(self, basis: _Basis, profiles: Sequence[str]
-                      ) -> tuple[MeshPlan, dict[str, tuple[quotes.Estimate, bool, dict[str, str]]]]:
+    async def _slices(self, basis: _Basis, profiles: Sequence[str]) -> tuple[MeshPlan, dict[str, _Sliced]]:
         """The meshes of one copy and, per profile, the copy's estimate: each distinct mesh sliced on its own
         (the slice cache makes a repeat cheap) times how many objects of it a copy makes, summed."""
         plan = await self.estimator.plan(basis.revision, basis.manifest, basis.changed,
                                          {r.path: r.report for r in basis.revision.reports})
         return plan, {p: await self._copy_estimate(plan, p) for p in profiles}
 
-    async def _copy_estimate(self, plan: MeshPlan, profile: str) -> tuple[quotes.Estimate, bool, dict[str, str]]:
-        """(one copy's estimate with a profile, every slice came from the cache, the first slice's settings)."""
-        sliced = [(await self.estimator.estimate(mesh, profile), mesh.count) for mesh in plan.meshes]
-        return (quotes.per_copy([(estimate, count) for (estimate, _, _), count in sliced]),
-                all(cached for (_, cached, _), _ in sliced), sliced[0][0][2])
+    async def _copy_estimate(self, plan: MeshPlan, profile: str) -> _Sliced:
+        """(one copy's estimate with a profile, every slice came from the cache, the first slice's settings,
+        the estimate of one object of each manifest part)."""
+        sliced = [(await self.estimator.estimate(mesh, profile), mesh) for mesh in plan.meshes]
+        return (quotes.per_copy([(estimate, mesh.count) for (estimate, _, _), mesh in sliced]),
+                all(cached for (_, cached, _), _ in sliced), sliced[0][0][2],
+                {part: estimate for (estimate, _, _), mesh in sliced for part in mesh.parts})
 
-    def _thd_match(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+    def _thd_match(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, _Sliced],
                    limit: int, rule: str, match: Match | None = None) -> _Match:
         """The best `limit` printers by `rule` that can make it now, priced, or why there are none;
         ``match`` reads the printers (default: in a read transaction of its own)."""
@@ -421,13 +427,13 @@ class OrderService:
         refusal = "" if options else self._thd_refusal(mesh, basis.req, basis.gate.nodes)
         return _Match(options, refusal, bool(slices) and all(s[1] for s in slices.values()), rule)
 
-    def _thd_options(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+    def _thd_options(self, basis: _Basis, mesh: MeshPlan, slices: Mapping[str, _Sliced],
                      limit: int, rule: str, match: Match) -> list[quotes.QuoteOption]:
         """The database matches and orders the printers; the build volume, the exact distance and the
         history corrections follow on what it returns (one read transaction)."""
         return self._priced(basis, slices, match(_match_query(basis, mesh, slices, limit, rule)), rule)
 
-    def _priced(self, basis: _Basis, slices: Mapping[str, tuple[quotes.Estimate, bool, object]], found: Matching,
+    def _priced(self, basis: _Basis, slices: Mapping[str, _Sliced], found: Matching,
                 rule: str) -> list[quotes.QuoteOption]:
         """The matched printers as quote options, each priced with its node's history correction, by ``rule``."""
         req = basis.req
@@ -440,8 +446,10 @@ class OrderService:
         for p in found.printers:
             estimate = slices[p.slicer_profile][0]
             fix = quotes.correction([quotes.HistoryPoint(*h) for h in found.histories.get((p.node, p.model), [])])
-            corrected = quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
+            corrected = _corrected(estimate, fix)
             rates = quotes.Rates(p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[1])
+            weights = tuple((part, quotes.part_weight(_corrected(one, fix), rates))
+                            for part, one in slices[p.slicer_profile][3].items())
             priced = quotes.price(corrected, copies, rates)
             if priced.total_minor > ledger.MAX_MINOR:  # its value could never be shared out
                 continue
@@ -449,7 +457,7 @@ class OrderService:
             out.append(quotes.QuoteOption(
                 p.node, p.printer, p.model, priced,
                 round(corrected.seconds * copies), round(corrected.filament_g * copies, 2),
-                _distance(near, p) if near else None, rep.score, rep.count, now, fix))
+                _distance(near, p) if near else None, rep.score, rep.count, now, fix, weights))
         return quotes.rank(out, rule)
 
     def _thd_refusal(self, mesh: MeshPlan, req: OrderRequest, allowed: frozenset[str] | None) -> str:
@@ -522,7 +530,7 @@ class OrderService:
         return await asyncio.to_thread(self._thd_place_by_rule, caller, basis, mesh, slices, best, key, sha)
 
     def _thd_place_by_rule(self, caller: Account, basis: _Basis, mesh: MeshPlan,
-                           slices: Mapping[str, tuple[quotes.Estimate, bool, object]], best: str, key: str,
+                           slices: Mapping[str, _Sliced], best: str, key: str,
                            sha: str) -> OrderView:
         """Match, choose by the rule and write. The printers are matched first in a read transaction
         of the order's own (orders placed together match in parallel); the write transaction the
@@ -606,9 +614,9 @@ class OrderService:
         paid_minor = price.total_minor if req.paid else 0
         wanted: list[tuple[str, JobSpec, Sequence[tuple[str, str]]]] = []
         objects = []
-        for position, part in enumerate(parts):
-            # the payouts add up to the price: the first objects take the cents a split leaves over
-            payout = paid_minor // len(parts) + (position < paid_minor % len(parts))
+        # each object is paid its part's share of the price (a body more than a lid); together the price
+        payouts = ledger.payouts(paid_minor, parts, dict(chosen.part_weights))
+        for position, (part, payout) in enumerate(zip(parts, payouts, strict=True)):
             job_id = self.jobs.new_job_id() if self.jobs is not None else ""
             objects.append(orders.OrderObject(_incarnation_id(), position, job_id, part))
             # the chosen node's printers first, then the other candidates; none free: queued for the
@@ -662,9 +670,13 @@ class OrderService:
             self.store._thd_update_state(order.id, order.state, target, format_time(self.clock()), failure)
             order = self.store._thd_get_order(order.id)  # ours or a concurrent refresh's: both derive the same
         if order.state is orders.OrderState.DELIVERED and order.paid and not order.settled:
-            made = collections.Counter(j.node for j in jobs if j.state.value == "done" and j.node)
+            # each node is credited with the payouts of the objects it made (their parts' share of the price)
+            made: collections.Counter[str] = collections.Counter()
+            for j in jobs:
+                if j.state.value == "done" and j.node and j.payout_minor > 0:
+                    made[j.node] += j.payout_minor
             try:
-                self.grants._thd_settle(order, made, max(len(order.objects), len(jobs)))
+                self.grants._thd_settle(order, made, order.price_minor)
             except HubError:  # the order stays unsettled and readable; an admin sees why in the log
                 log.exception("order %s could not be settled", order.id)
         return order
@@ -903,11 +915,15 @@ def _prefer(chosen: quotes.QuoteOption, options: Sequence[quotes.QuoteOption]) -
                                              if o is not chosen and o.price.currency == chosen.price.currency))
 
 
+def _corrected(estimate: quotes.Estimate, fix: quotes.Correction) -> quotes.Estimate:
+    return quotes.Estimate(estimate.seconds * fix.time_factor, estimate.filament_g * fix.filament_factor)
+
+
 def _fingerprint(view: OrderView) -> tuple[object, ...]:
     return (view.order.state, view.progress_percent, view.layer, tuple((j.state, j.node) for j in view.jobs))
 
 
-def _match_query(basis: _Basis, mesh: MeshPlan, slices: Mapping[str, tuple[quotes.Estimate, bool, object]],
+def _match_query(basis: _Basis, mesh: MeshPlan, slices: Mapping[str, _Sliced],
                  limit: int, rule: str) -> MatchQuery:
     """What to ask the database for: printers of the sliced profiles, checked here for the build volume
     and the exact distance."""

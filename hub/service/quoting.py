@@ -39,11 +39,13 @@ DEFAULT_PROFILE = "generic_200"
 
 @dataclass(frozen=True, slots=True)
 class PartMesh:
-    """One mesh to slice and how many objects of one copy of the design it makes (the parts that print it)."""
+    """One mesh to slice, how many objects of one copy of the design it makes and the manifest parts printed
+    from it ("" for a design rendered with the customer's parameters: one object)."""
 
     path: Path
     extents_mm: tuple[float, float, float] | None
     count: int = 1
+    parts: tuple[str, ...] = ("",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +147,10 @@ class SliceEstimator:
         """
         if changed and manifest.openscad is not None:
             return await self._render(revision, manifest.openscad.source, changed)
-        counts = part_meshes(revision, manifest)
-        if not counts:
+        meshes = part_meshes(revision, manifest)
+        if not meshes:
             raise FailedPrecondition(f"{revision.design} has no printable mesh (STL, 3MF or OBJ) in this revision")
-        for name in counts:
+        for name in meshes:
             report = reports.get(name)
             if report is not None and report.get("ok") is False:
                 errors = [str(f.get("message", f.get("code"))) for f in report.get("findings", [])  # type: ignore[attr-defined]
@@ -157,8 +159,9 @@ class SliceEstimator:
                                          f"{'; '.join(errors) or 'see the report'}")
         folder = self.work_dir / "revisions" / revision.id
         await asyncio.to_thread(self._link_tree, revision, folder)
-        return MeshPlan(tuple(PartMesh(folder / name, _extents((reports.get(name) or {}).get("extents_mm")), count)
-                              for name, count in counts.items()), False, False)
+        return MeshPlan(tuple(PartMesh(folder / name, _extents((reports.get(name) or {}).get("extents_mm")),
+                                       sum(parts.values()), tuple(parts))
+                              for name, parts in meshes.items()), False, False)
 
     async def _render(self, revision: Revision, source: str, changed: Mapping[str, str]) -> MeshPlan:
         from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
@@ -225,17 +228,18 @@ class SliceEstimator:
         return Estimate(meta.estimated_seconds, meta.filament_g), result.cached, settings
 
 
-def part_meshes(revision: Revision, manifest: Manifest) -> dict[str, int]:
-    """{mesh path: objects per copy}: the mesh each printable part is made from, the first of its mesh
-    files in the revision's order (the one a node prints for the part's job), counted as often as the
-    manifest counts the part; parts printed from the same mesh count together."""
+def part_meshes(revision: Revision, manifest: Manifest) -> dict[str, dict[str, int]]:
+    """{mesh path: {part name: objects per copy}}: the mesh each printable part is made from, the first of
+    its mesh files in the revision's order (the one a node prints for the part's job), with each part
+    printed from it counted as often as the manifest counts the part."""
     order = {f.path: i for i, f in enumerate(revision.files)}
-    counts: dict[str, int] = {}
+    found: dict[str, dict[str, int]] = {}
     for part in manifest.parts:
         meshes = sorted((f for f in part.files if f.lower().endswith(MESH_SUFFIXES)), key=lambda f: order.get(f, len(order)))
         if meshes:
-            counts[meshes[0]] = counts.get(meshes[0], 0) + part.quantity
-    return counts
+            parts = found.setdefault(meshes[0], {})
+            parts[part.name] = parts.get(part.name, 0) + part.quantity
+    return found
 
 
 def _place(blob: Path, target: Path) -> None:

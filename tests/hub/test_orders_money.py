@@ -326,3 +326,72 @@ def test_a_kit_of_different_parts_is_priced_part_by_part(hub: ClockedHub) -> Non
             + one_body.machine_cost.minor_units + 2 * one_lid.machine_cost.minor_units)
     assert abs(kit.material_cost.minor_units + kit.machine_cost.minor_units - made) <= 3  # rounded once, not per part
     assert len(placed.objects) == 3 and placed.price.minor_units == kit.price.minor_units
+
+
+def _kit(hub: ClockedHub, lids: int = 1) -> None:
+    """Push design "kit": ``lids`` 20 mm lids (listed first) and one 30 mm body, each part its own mesh."""
+    from tests.hub.harness import manifest_toml
+    extra = f'[[parts]]\nname = "lid"\nfiles = ["lid.stl"]\nmaterial = "PLA"\nquantity = {lids}\n'
+    hub.push("alice", "kit", {"lid.stl": _cube_stl(20), "body.stl": _cube_stl(30)},
+             manifest=manifest_toml("kit", files=("body.stl",), extra=extra), create=True)
+
+
+def _place_kit(hub: ClockedHub) -> tuple[orders_pb2.QuoteOption, orders_pb2.Order]:
+    """The kit placed from its quote's first option: (that option, the order)."""
+    stub = _stub(hub)
+    q = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design="kit")), metadata=hub.md("carol"))
+    return q.options[0], stub.PlaceOrder(orders_pb2.PlaceOrderRequest(quote_id=q.quote_id), metadata=hub.md("carol"))
+
+
+def _credits(hub: ClockedHub, **wait: float) -> dict[str, int]:
+    entries = wait_for(lambda: _rec(hub).GetLedger(records_pb2.LedgerRequest(design="kit"),
+                                                   metadata=hub.md("carol")).entries, **wait)
+    by: dict[str, int] = {}
+    for e in entries:
+        by[e.recipient] = by.get(e.recipient, 0) + e.amount.minor_units
+    return by
+
+
+def test_a_kit_made_by_two_nodes_pays_more_to_the_node_that_made_the_bigger_part(hub: ClockedHub) -> None:
+    """A kit of a 20 mm lid and a 30 mm body, placed from a quote, one part made by each of two nodes: each
+    object's payout is its part's share of the price (together the price), and the node that made the
+    body is credited more than the one that made the lid; every object was paid (and settled) alike."""
+    _kit(hub)
+    a, b = (FakeAgent.enrolled(hub, node, [printer()]) for node in ("lab-1", "lab-2"))
+    a.connect()
+    b.connect()
+    _, placed = _place_kit(hub)
+    a.print_job()
+    b.print_job()
+    wait_for(lambda: _get(hub, placed.id).state == orders_pb2.ORDER_STATE_DELIVERED)
+    credits = _credits(hub)
+    jobs = {j.part: j for j in hub.composed.hub.jobs._thd_jobs_of_order(placed.id)}
+    a.close()
+    b.close()
+    lid, body = jobs["lid"], jobs["body"]
+    assert {lid.node, body.node} == {"lab-1", "lab-2"}
+    assert lid.payout_minor + body.payout_minor == placed.price.minor_units
+    assert body.payout_minor > 1.5 * lid.payout_minor, (lid.payout_minor, body.payout_minor)
+    assert credits[body.node] > 1.5 * credits[lid.node], credits
+    assert sum(credits.values()) == placed.price.minor_units
+
+
+def test_a_partly_cancelled_kit_shares_out_only_the_made_parts_weight(hub: ClockedHub) -> None:
+    """A kit of a lid and a body on a node with one printer: the lid (listed first) is made, then the
+    order is cancelled before the body is: the ledger shares out the lid's payout, its weighted share of
+    the price, not half of the price."""
+    _kit(hub)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    _, placed = _place_kit(hub)
+    a.print_job()
+    wait_for(lambda: any(o.state == "done" for o in _get(hub, placed.id).objects))
+    _stub(hub).CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="only the lid"),
+                           metadata=hub.md("carol"))
+    total = sum(_credits(hub, timeout=5).values())
+    jobs = {j.part: j for j in hub.composed.hub.jobs._thd_jobs_of_order(placed.id)}
+    a.close()
+    assert jobs["lid"].state.value == "done" and jobs["body"].state.value == "cancelled"
+    assert total == jobs["lid"].payout_minor
+    assert 3 * total < placed.price.minor_units, (total, placed.price.minor_units)  # the lid is the small part
+

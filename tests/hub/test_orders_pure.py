@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from decimal import Decimal
@@ -145,6 +146,38 @@ def test_rank_by_rule() -> None:
     assert [o.node for o in quotes.rank(opts, "nearest")] == ["c", "a", "b"]
     with pytest.raises(InvalidArgument):
         quotes.rank(opts, "prettiest")
+
+
+def test_objects_are_paid_by_their_parts_weights_and_add_up_to_the_price() -> None:
+    """Two lids and a body weighing five lids: the body's object takes 5/7 of the price, the lids 1/7
+    each, the cents a split leaves over go by largest remainder and all of them add up to the price."""
+    parts = ["lid", "lid", "body"]
+    assert ledger.payouts(700, parts, {"lid": 1_000, "body": 5_000}) == [100, 100, 500]
+    for price in (1, 2, 99, 1001, 10**12):
+        paid = ledger.payouts(price, parts, {"lid": 1_234, "body": 5_678})
+        assert sum(paid) == price and 0 <= paid[0] - paid[1] <= 1 and paid[0] <= paid[2] + 1
+    # no weights kept (a quote stored before), a part without one, or all weightless: equal shares
+    for weights in ({}, {"lid": 5}, {"lid": 0, "body": 0}):
+        assert ledger.payouts(100, parts, weights) == [34, 33, 33]
+    assert ledger.payouts(0, parts, {"lid": 1, "body": 5}) == [0, 0, 0] and ledger.payouts(5, [], {}) == []
+
+
+def test_a_parts_weight_is_its_material_and_machine_time_at_the_rates() -> None:
+    rates = quotes.Rates("EUR", 300, 5)  # 3.00 an hour, 0.05 a gram
+    body, lid = quotes.Estimate(3 * 3600, 40.0), quotes.Estimate(600, 4.0)
+    assert quotes.part_weight(body, rates) == (900 + 200) * 1000
+    assert quotes.part_weight(lid, rates) == (50 + 20) * 1000
+    assert quotes.part_weight(quotes.Estimate(1.0, 0.001), rates) == 88  # under a cent, yet not nothing
+
+
+def test_a_stored_quote_option_keeps_its_part_weights() -> None:
+    from hub.service.order_values import option_from_json, option_json
+    option = quotes.QuoteOption("n", "p", "m", quotes.Price("EUR", 1, 2, 3, 4), 10, 1.0, None, 3.0, 0, "",
+                                quotes.correction([]), (("lid", 70_000), ("body", 1_100_000)))
+    stored = json.loads(json.dumps(option_json(option)))
+    assert option_from_json(stored) == option
+    del stored["weights"]  # stored before the weights were kept
+    assert option_from_json(stored) == replace(option, part_weights=())
 
 
 # -- geo -------------------------------------------------------------------------------------
