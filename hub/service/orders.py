@@ -767,20 +767,20 @@ class OrderService:
         if not orders.cancellable(shown.order.state):
             raise FailedPrecondition(f"order {order_id} is {shown.order.state.value}: nothing to cancel")
         partial = 0
+        weight = _job_weights(shown.jobs)
         for job in shown.jobs:
             if job.state.value in ("done", "failed", "cancelled", "printed"):
                 continue
             if job.state.value == "printing" and self.jobs is not None:  # its share of the order's costs so far
-                share = (shown.order.material_minor + shown.order.machine_minor) / max(len(shown.jobs), 1)
+                share = (shown.order.material_minor + shown.order.machine_minor) * weight[job.id]
                 partial += round(share * job.progress_percent / 100)
             await asyncio.to_thread(self.jobs._thd_cancel_job, job.id, reason or "cancelled by the customer")  # type: ignore[union-attr]
         if not shown.jobs:
             await asyncio.to_thread(self.store._thd_update_state, order_id, shown.order.state,
                                     orders.OrderState.CANCELLED, format_time(self.clock()), reason or "cancelled")
         if partial:
-            fresh = await asyncio.to_thread(self.store._thd_get_order, order_id)
-            await asyncio.to_thread(self.store._thd_update_state, order_id, fresh.state, fresh.state,
-                                    format_time(self.clock()), "", partial)
+            # not a compare-and-set of the state: the jobs just cancelled move the order concurrently
+            await asyncio.to_thread(self.store._thd_set_partial_cost, order_id, partial, format_time(self.clock()))
         return await self.view(caller, order_id)
 
     # -- ratings, the object's record, the ledger, the ladder --------------------------------
@@ -913,6 +913,13 @@ def _prefer(chosen: quotes.QuoteOption, options: Sequence[quotes.QuoteOption]) -
     currency (the order's price and its jobs' payouts are in that currency; another node's rates are not)."""
     return ((chosen.node, chosen.printer), *((o.node, o.printer) for o in options
                                              if o is not chosen and o.price.currency == chosen.price.currency))
+
+
+def _job_weights(jobs: Sequence[Job]) -> dict[str, float]:
+    """Each job's fraction of its order's costs: its payout's share of the price (a paid order's payouts
+    weigh its parts), or an equal share where there are no payouts (an unpaid order)."""
+    paid = sum(j.payout_minor for j in jobs)
+    return {j.id: j.payout_minor / paid if paid > 0 else 1 / len(jobs) for j in jobs}
 
 
 def _corrected(estimate: quotes.Estimate, fix: quotes.Correction) -> quotes.Estimate:

@@ -419,6 +419,12 @@ class OrderStore:
             done = conn.execute(o.update().where(o.c.id == order_id, o.c.state == expected.value).values(**values))
             return bool(done.rowcount)
 
+    def _thd_set_partial_cost(self, order_id: str, partial_cost_minor: int, now: str) -> None:
+        """Record what the prints cancelled after they started cost, whatever state the order is in."""
+        with write(self.engine) as conn:
+            conn.execute(o.update().where(o.c.id == order_id)
+                         .values(partial_cost_minor=partial_cost_minor, updated_at=now))
+
     def _thd_incarnation(self, incarnation_id: str) -> tuple[Order, OrderObject]:
         """Raises: NotFound."""
         with connect(self.engine) as conn:

@@ -395,3 +395,26 @@ def test_a_partly_cancelled_kit_shares_out_only_the_made_parts_weight(hub: Clock
     assert total == jobs["lid"].payout_minor
     assert 3 * total < placed.price.minor_units, (total, placed.price.minor_units)  # the lid is the small part
 
+
+def test_the_partial_cost_of_a_cancelled_kit_weighs_the_part_being_printed(hub: ClockedHub) -> None:
+    """A kit of a lid and a body, the lid printing at 50 % when the order is cancelled: the partial cost is
+    half of the lid's share of material + machine time, not half of an equal share (a body's worth)."""
+    _kit(hub)
+    a = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    a.connect()
+    option, placed = _place_kit(hub)
+    job_id, epoch, pr, payout = _take(a)
+    a.start(job_id, epoch, pr)
+    a.expect("start_granted")
+    a.ack()
+    a.acked(a.event(job_id, epoch, nodes_pb2.EVENT_KIND_STARTED))
+    a.heartbeat([nodes_pb2.JobProgress(job_id=job_id, lease_epoch=epoch, percent=50.0, layer=10)])
+    wait_for(lambda: _get(hub, placed.id).progress_percent == 25.0)
+    asked = _stub(hub).CancelOrder(orders_pb2.CancelOrderRequest(order_id=placed.id, reason="x"),
+                                   metadata=hub.md("carol"))
+    a.close()
+    costs = option.material_cost.minor_units + option.machine_cost.minor_units
+    price = placed.price.minor_units
+    assert 3 * payout.minor_units < price  # the lid
+    assert abs(asked.partial_cost.minor_units - costs * payout.minor_units / price * 0.5) <= 1, \
+        (asked.partial_cost.minor_units, costs, payout.minor_units, price)
