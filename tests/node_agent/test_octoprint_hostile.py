@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -266,21 +267,24 @@ def test_an_https_octoprint_connects(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert server.url.startswith("https://")
 
 
-def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path: Path) -> None:
+def _silent_printer(tmp_path: Path, timeout_s: float,
+                    then: Callable[[ScriptedOctoPrint, ProtoHub, asyncio.Task[None]], Awaitable[None]],
+                    first: Callable[[ScriptedOctoPrint], None] = lambda bad: None) -> None:
+    """A worker with two OctoPrint printers; once it beats, ``first(bad)``, then "bad" falls silent (its
+    push socket counts as lost after 1 s) and ``then(bad, hub, running worker)`` checks what follows."""
     good, bad = ScriptedOctoPrint(heartbeat_s=0.2), ScriptedOctoPrint(heartbeat_s=0.2)
 
     async def scenario() -> None:
         worker, hub = _worker(tmp_path, good, bad)
-        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=5,
-                                                      push_silence_s=1)
+        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=timeout_s, push_silence_s=1)
         running = asyncio.create_task(worker.run())
         try:
             await until("a session", lambda: hub.sessions)
             hub.current.inbox.put_nowait(m.Welcome(1, 0))
             await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
+            first(bad)
             bad.freeze()
-            await until("a second push socket", lambda: len(bad.sockets) >= 2 or running.done())
-            assert not running.done(), running.exception()
+            await then(bad, hub, running)
         finally:
             worker.shutdown()
             await asyncio.wait({running}, timeout=30)
@@ -290,6 +294,14 @@ def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path:
     finally:
         good.stop()
         bad.stop()
+
+
+def test_the_worker_reconnects_a_printer_whose_push_socket_fell_silent(tmp_path: Path) -> None:
+    async def then(bad: ScriptedOctoPrint, hub: ProtoHub, running: asyncio.Task[None]) -> None:
+        await until("a second push socket", lambda: len(bad.sockets) >= 2 or running.done())
+        assert not running.done(), running.exception()
+
+    _silent_printer(tmp_path, 5, then)
 
 
 def test_heartbeats_go_on_while_a_printer_takes_its_time_to_reconnect(tmp_path: Path) -> None:
@@ -302,29 +314,16 @@ def test_heartbeats_go_on_while_a_printer_takes_its_time_to_reconnect(tmp_path: 
         release.wait(60)
         ScriptedOctoPrint.answer(h, 200, b'{"api": "0.1", "server": "1.11.0"}')
 
-    good, bad = ScriptedOctoPrint(heartbeat_s=0.2), ScriptedOctoPrint(heartbeat_s=0.2)
-
-    async def scenario() -> None:
-        worker, hub = _worker(tmp_path, good, bad)
-        worker._slots["bad"].driver = OctoPrintDriver("bad", bad.url, "KEY", timeout_s=60, push_silence_s=1)
-        running = asyncio.create_task(worker.run())
+    async def then(bad: ScriptedOctoPrint, hub: ProtoHub, running: asyncio.Task[None]) -> None:
         try:
-            await until("a session", lambda: hub.sessions)
-            hub.current.inbox.put_nowait(m.Welcome(1, 0))
-            await until("a heartbeat", lambda: hub.sent(m.Heartbeat))
-            bad.routes[("GET", "/api/version")] = slow_version
-            bad.freeze()
             await until("a reconnect held by the printer", held.is_set)
             beats = len(hub.sent(m.Heartbeat))
             await until("heartbeats while it is held", lambda: len(hub.sent(m.Heartbeat)) >= beats + 3)
             assert not release.is_set() and not running.done()
         finally:
             release.set()
-            worker.shutdown()
-            await asyncio.wait({running}, timeout=30)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        good.stop()
-        bad.stop()
+    def first(bad: ScriptedOctoPrint) -> None:
+        bad.routes[("GET", "/api/version")] = slow_version
+
+    _silent_printer(tmp_path, 60, then, first)
