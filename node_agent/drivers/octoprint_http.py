@@ -79,20 +79,23 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)  # a read blocked in another thread returns at once
 
 
+def _watch(sock: socket.socket | None) -> None:
+    """Put a connection's new socket under the deadline of the exchange running in this thread."""
+    deadline: _Deadline | None = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
 class _Watched(urllib3.connection.HTTPConnection):
     def connect(self) -> None:
         super().connect()
-        deadline: _Deadline | None = getattr(_current, "deadline", None)
-        if deadline is not None and self.sock is not None:
-            deadline.watch(self.sock)
+        _watch(self.sock)
 
 
 class _WatchedTls(urllib3.connection.HTTPSConnection):
     def connect(self) -> None:
         super().connect()
-        deadline: _Deadline | None = getattr(_current, "deadline", None)
-        if deadline is not None and self.sock is not None:
-            deadline.watch(self.sock)
+        _watch(self.sock)
 
 
 class _Pool(urllib3.connectionpool.HTTPConnectionPool):
