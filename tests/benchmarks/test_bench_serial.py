@@ -24,10 +24,12 @@ import asyncio
 import math
 import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,9 +105,9 @@ _JOB_SET = set(COMMANDS)
 
 
 def run_ours(port: str, baud: int) -> Run:
-    async def scenario() -> Run:
+    async def scenario(folder: Path) -> Run:
         driver = SerialDriver("bench", port, baud)
-        job = safe_job("bench", GCODE)  # the safety check happens before the clock starts
+        job = safe_job("bench", GCODE, folder)  # the safety check happens before the clock starts
         await driver.connect()
         cpu, start = time.process_time(), time.perf_counter()
         result = await driver.print_job(job)  # streamed from disk, re-checked line by line
@@ -115,7 +117,8 @@ def run_ours(port: str, baud: int) -> Run:
         return Run("SerialDriver", seconds, cpu_s, result.lines_sent, result.outcome.value,
                    note=note)
 
-    return asyncio.run(scenario())
+    with tempfile.TemporaryDirectory(prefix="spime-bench-") as folder:
+        return asyncio.run(scenario(Path(folder)))
 
 
 def run_printcore(port: str, baud: int) -> Run:

@@ -16,25 +16,18 @@ from node_agent.jobfile import SafeJob, check_file
 from node_agent.safety import SafetyLimits
 
 LENIENT = SafetyLimits(max_hotend_c=300.0, max_bed_c=120.0)
-_DIR = Path(tempfile.gettempdir()) / "spime-test-jobs"
 
 
-def safe_job(name: str, lines: Sequence[str], limits: SafetyLimits = LENIENT,
-             directory: Path | None = None) -> SafeJob:
-    """Write ``lines`` to a file named after the job and check it.
+def safe_job(name: str, lines: Sequence[str], directory: Path, limits: SafetyLimits = LENIENT) -> SafeJob:
+    """Write ``lines`` to a file named after the job in ``directory`` (the caller's, which it removes)
+    and check it.
 
     Raises:
         JobRefused: the filter refuses a line.
     """
-    folder = directory or Path(tempfile.mkdtemp(prefix="job-", dir=_mkdir(_DIR)))
-    path = folder / f"{name}.gcode"
+    path = directory / f"{name}.gcode"
     path.write_text("\n".join(lines) + "\n", encoding="latin-1")
     return check_file(str(path), limits, name=name)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 async def print_lines(driver: PrinterDriver, name: str, lines: Sequence[str]) -> PrintResult:
@@ -43,5 +36,5 @@ async def print_lines(driver: PrinterDriver, name: str, lines: Sequence[str]) ->
     Raises:
         JobRefused: the filter refuses a line (nothing is sent).
     """
-    with tempfile.TemporaryDirectory(prefix="job-", dir=_mkdir(_DIR)) as folder:
-        return await driver.print_job(safe_job(name, lines, directory=Path(folder)))
+    with tempfile.TemporaryDirectory(prefix="spime-job-") as folder:
+        return await driver.print_job(safe_job(name, lines, Path(folder)))

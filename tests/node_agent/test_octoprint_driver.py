@@ -206,11 +206,11 @@ def test_a_file_changed_after_its_check_is_not_printed(
     assert not [f for f in files if f["name"].startswith("tampered")], files
 
 
-def test_file_position_maps_to_command_lines_and_layers() -> None:
+def test_file_position_maps_to_command_lines_and_layers(tmp_path: Path) -> None:
     from node_agent.drivers.octoprint import _JobIndex
 
     lines = ["; header", "G90", "", ";LAYER:0", "G1 X1", "G1 X2 ; move", ";LAYER:1", "G1 X3"]
-    index = _JobIndex(safe_job("index", lines))
+    index = _JobIndex(safe_job("index", lines, tmp_path))
     ends = [sum(len(x) + 1 for x in lines[: i + 1]) for i in range(len(lines))]
     assert index.size == ends[-1]
     assert index.lines_done(0) == 0
