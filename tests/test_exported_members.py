@@ -155,6 +155,7 @@ EXPORTS = {
     "node_agent.gcode": ["Command", "PreparedJob", "STRING_ARGS", "layer_marker", "parse_command", "parse_words", "prepare",
                          "strip_comment"],
     "node_agent.drivers.multipart": ["MultipartBody"],
+    "node_agent.drivers.octoprint_socket": ["MAX_PUSH_MESSAGE_BYTES", "PushMessageTooLarge", "cap_frames"],
     "node_agent.busy": ["BusyLimits"],
     "slicer_bridge.scad_sandbox": [
         "SandboxLimits", "ScadReferenceError", "check_references", "confined", "copy_into", "references", "sandbox_argv",
