@@ -31,6 +31,7 @@ def build_driver(target: PrintTarget) -> PrinterDriver:
         assert printer.url is not None and printer.api_key is not None
         return OctoPrintDriver(printer.name, printer.url, printer.api_key,
                                port=printer.port or "AUTO", baud=printer.baud,
+                               push_silence_s=printer.push_silence_s,
                                end_sequence=firmware.end_gcode)
     assert printer.port is not None and printer.baud is not None
     settings = ProtocolSettings(rx_buffer_bytes=firmware.rx_buffer_bytes,

@@ -24,6 +24,7 @@ Example (every key shown; ``[printers.firmware]`` is optional)::
     baud = 115200                # serial only
     # url = "http://127.0.0.1:5000"   # octoprint only
     # api_key = "..."                 # octoprint only
+    # push_silence_s = 60             # octoprint only: a push socket silent this long is dead (30-600)
     model = "Prusa MK3S"
     build_volume_mm = [250, 210, 210]
     nozzle_mm = 0.4
@@ -60,6 +61,7 @@ from typing import Any, cast
 
 __all__ = [
     "DEFAULT_END_GCODE",
+    "PUSH_SILENCE_S",
     "ConfigError",
     "FileRefused",
     "FirmwareConfig",
@@ -82,6 +84,10 @@ _NOT_SHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u20
 _CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
 _MAX_CONFIG_BYTES = 1 << 20
+# OctoPrint's SockJS server sends a heartbeat frame every 25 s (sockjs-tornado's default, which
+# OctoPrint keeps): a silence bound must leave room for one late heartbeat.
+PUSH_SILENCE_S = (30.0, 60.0, 600.0)
+"""``push_silence_s``: (minimum, default, maximum) seconds."""
 """The largest node config read: a real one is a few KiB, even with dozens of printers."""
 
 
@@ -136,6 +142,7 @@ class PrinterConfig:
     baud: int | None = None
     url: str | None = None
     api_key: str | None = None
+    push_silence_s: float = PUSH_SILENCE_S[1]
     move_margin_mm: float = 5.0
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -429,7 +436,7 @@ def _number(value: Any) -> bool:
 
 
 def _serial_link(r: _Reader) -> dict[str, Any]:
-    for key in ("url", "api_key"):
+    for key in ("url", "api_key", "push_silence_s"):
         if key in r.table:
             raise r.fail(key, "only applies to driver = 'octoprint'")
     port = r.get("port", str)
@@ -448,7 +455,9 @@ def _octoprint_link(r: _Reader) -> dict[str, Any]:
     # port/baud: which serial port OctoPrint itself should open (default: its AUTO)
     port = r.get("port", str, None)
     baud = r.get("baud", int, None, lo=1200, hi=4_000_000) if "baud" in r.table else None
-    return {"url": url, "api_key": api_key, "port": port, "baud": baud}
+    low, default, high = PUSH_SILENCE_S
+    silence = float(r.get("push_silence_s", (int, float), default, lo=low, hi=high))
+    return {"url": url, "api_key": api_key, "port": port, "baud": baud, "push_silence_s": silence}
 
 
 _GCODE_WORD = re.compile(r"^([GMT])([0-9]{1,5})(?:\.([0-9]))?\Z")

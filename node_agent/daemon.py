@@ -27,11 +27,12 @@ from node_agent.journal import Journal, JournalError
 from node_agent.metrics import MetricsAddressError, MetricsServer, NodeMetrics, start_metrics_server
 from node_agent.pipeline import PipelineSettings
 from node_agent.worker import AGENT_VERSION, ControlError, Worker
-from slicer_bridge import SLICERS, CacheError, SliceCache
+from slicer_bridge import SLICERS, CacheError, RenderCache, SliceCache
 
 __all__ = ["DaemonError", "enroll_node", "read_credential", "run_daemon"]
 
 SLICE_CACHE_BYTES = 2 * 1024**3
+RENDER_CACHE_BYTES = 512 * 1024**2
 MAX_CREDENTIAL_BYTES = 4096  # a credential is about 50 ASCII characters
 log = logging.getLogger("spime-node")
 
@@ -128,9 +129,10 @@ def _pipeline(config: NodeConfig) -> PipelineSettings:
     state = config.node.state_dir
     try:
         cache = SliceCache(state / "slice-cache", SLICE_CACHE_BYTES)
+        renders = RenderCache(state / "render-cache", RENDER_CACHE_BYTES)
     except CacheError as exc:
         raise DaemonError(str(exc)) from exc
-    return PipelineSettings(state / "jobs", cache, SLICERS["prusaslicer"])
+    return PipelineSettings(state / "jobs", cache, SLICERS["prusaslicer"], renders=renders)
 
 
 def run_daemon(config: NodeConfig, factory: Callable[[PrinterConfig], PrinterDriver],

@@ -24,10 +24,12 @@ from node_agent.jobs import MAX_VALUE_CHARS, EventKind
 from node_agent.messages import ArtifactRef, Attribution, Offer
 from node_agent.safety import JobRefused, limits_for
 from slicer_bridge import (
+    CacheError,
     ParameterError,
     ParamKind,
     PrinterProfile,
     ProfileError,
+    RenderCache,
     RenderError,
     SliceCache,
     Slicer,
@@ -62,6 +64,7 @@ class PipelineSettings:
     cache: SliceCache
     slicer: Slicer
     render_timeout_s: float = 300.0
+    renders: RenderCache | None = None  # one render per distinct (design files, parameters, OpenSCAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ async def prepare_job(offer: Offer, printer: PrinterConfig, fetch: Fetch, emit: 
     """
     job_dir = _job_dir(settings.work_dir, offer.job_id)
     files = await _fetch_all(offer, job_dir / "files", fetch, emit)
-    mesh = await _model(offer, files, job_dir, settings.render_timeout_s)
+    mesh = await _model(offer, files, job_dir, settings)
     profile = _profile(printer)
     checked = await asyncio.to_thread(check_mesh_path, mesh, profile)
     await _report_printability(checked.report, printer, emit)
@@ -161,14 +164,19 @@ def _pick(offer: Offer, files: Mapping[str, Path], kind: str, suffixes: Sequence
     return None
 
 
-async def _model(offer: Offer, files: Mapping[str, Path], job_dir: Path, timeout_s: float
+async def _model(offer: Offer, files: Mapping[str, Path], job_dir: Path, settings: PipelineSettings
                  ) -> Path:
     scad = _pick(offer, files, "scad", (".scad",))
     mesh = _pick(offer, files, "mesh", _MESH_SUFFIXES)
     if scad is not None and (offer.parameters or mesh is None):
+        timeout_s, out = settings.render_timeout_s, job_dir / "model.stl"
         try:
             values = await asyncio.to_thread(_typed_parameters, scad, offer.parameters)
-            return await render_scad(scad, values, timeout_s, out_path=job_dir / "model.stl")
+            if settings.renders is not None:  # the copies of an order render once
+                return (await settings.renders.render(scad, values, timeout_s, out))[0]
+            return await render_scad(scad, values, timeout_s, out_path=out)
+        except CacheError as exc:
+            raise StepFailed("render", "agent", str(exc), retryable=True) from exc
         except ParameterError as exc:
             raise StepFailed("render", "agent", f"parameter {exc}") from exc
         except ToolNotFound as exc:

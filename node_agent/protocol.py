@@ -237,6 +237,7 @@ class MarlinProtocol:
         self._closed = False
         self._closed_reported = False
         self._count_trusted = True
+        self.answered = 0  # lines the firmware acknowledged on this engine, probes included
 
     def _reset_link(self) -> None:
         self._next_n = 0
@@ -403,6 +404,11 @@ class MarlinProtocol:
     def awaiting_response(self) -> bool:
         """True while something sent has not been answered (the driver's timer runs)."""
         return bool(self._in_flight) or self._probe_wanted
+
+    @property
+    def in_flight(self) -> tuple[str, ...]:
+        """The commands sent and not yet acknowledged, oldest (the one running) first."""
+        return tuple(s.command for s in self._in_flight)
 
     @property
     def long_running(self) -> bool:
@@ -630,6 +636,7 @@ class MarlinProtocol:
     # -- acknowledgement bookkeeping ----------------------------------------
     def _pop(self) -> _Sent:
         sent = self._in_flight.popleft()
+        self.answered += 1
         self._in_flight_bytes -= sent.size
         if sent.job_index is not None and sent.job_index >= self._job_acked:
             self._job_acked = sent.job_index + 1

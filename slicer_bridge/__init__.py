@@ -28,6 +28,7 @@ from slicer_bridge.openscad import (
 )
 from slicer_bridge.profiles import PrinterProfile, list_profiles, load_profile
 from slicer_bridge.registry import SLICERS
+from slicer_bridge.render_cache import RenderCache
 
 __all__ = [
     "SLICERS",
@@ -40,6 +41,7 @@ __all__ = [
     "ParameterSchema",
     "PrinterProfile",
     "ProfileError",
+    "RenderCache",
     "RenderError",
     "SliceCache",
     "SliceRequest",

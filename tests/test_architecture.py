@@ -49,6 +49,7 @@ PURE_MODULES = (
     "hub.geo",
     "hub.grants",
     "node_agent.protocol",
+    "node_agent.busy",
     "node_agent.events",
     "node_agent.safety",
     "node_agent.gcode",

@@ -125,7 +125,7 @@ EXPORTS = {
     "node_agent.daemon": ["DaemonError", "enroll_node", "read_credential", "run_daemon"],
     "node_agent.printers": ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"],
     "node_agent.config": [
-        "ConfigError", "DEFAULT_END_GCODE", "FileRefused", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig",
+        "ConfigError", "DEFAULT_END_GCODE", "FileRefused", "PUSH_SILENCE_S", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig",
         "Rate", "SafetyConfig", "load_config", "parse_config", "read_regular",
     ],
     "node_agent.metrics": ["MetricsAddressError", "MetricsServer", "NodeMetrics", "start_metrics_server"],
@@ -155,6 +155,9 @@ EXPORTS = {
     "node_agent.gcode": ["Command", "PreparedJob", "STRING_ARGS", "layer_marker", "parse_command", "parse_words", "prepare",
                          "strip_comment"],
     "node_agent.drivers.multipart": ["MultipartBody"],
+    "node_agent.drivers.octoprint_socket": ["MAX_PUSH_MESSAGE_BYTES", "PushMessageTooLarge", "cap_frames"],
+    "node_agent.busy": ["BusyLimits"],
+    "slicer_bridge.render_cache": ["RenderCache", "render_key"],
     "slicer_bridge.scad_sandbox": [
         "SandboxLimits", "ScadReferenceError", "check_references", "confined", "copy_into", "references", "sandbox_argv",
         "sandbox_env",

@@ -28,6 +28,7 @@ def test_example_node_config_loads_and_names_shipped_profiles() -> None:
     assert str(config.node.state_dir) == "/var/lib/spimeforge/node" and config.node.heartbeat_s == 15
     assert str(config.node.tls_ca) == "/etc/spimeforge/tls/ca.crt"  # its hub is remote: never in clear text
     mk3 = config.printer("mk3")
+    assert config.printer("ender").push_silence_s == 60.0
     assert mk3.rate_per_hour is not None and mk3.rate_per_hour.minor_units == 250
     assert mk3.rate_per_gram is not None and mk3.rate_per_gram.currency == "EUR"
     for printer in config.printers:

@@ -49,6 +49,7 @@ from node_agent.drivers.octoprint_push import (
     temperatures,
     text,
 )
+from node_agent.drivers.octoprint_socket import cap_frames
 from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
@@ -148,6 +149,7 @@ class OctoPrintDriver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._socket: Any = None
         self._socket_seen = False
+        self._socket_fault: str | None = None  # why the push socket failed, until it is replaced
         self._push_silence_s = push_silence_s
         self._last_push = 0.0  # time.monotonic() of the last frame on the push socket
         self._closing = False
@@ -464,14 +466,25 @@ class OctoPrintDriver:
         # reads the push frames unchecked and logs in without a deadline.
         sock = octoprint_client.SocketClient(
             _socket_url(self._url), use_ssl=self._url.startswith("https:"),
+            on_open=self._thd_on_open,
             on_message=self._thd_on_frame,
             on_error=lambda _ws, err: self._post(self._on_socket_error, err),
             on_close=lambda _ws, *_close: self._post(self._on_socket_error, "closed"),
         )
         _accept_close_arguments(sock)
         self._last_push = time.monotonic()
+        self._socket_fault = None
         sock.connect()
         return sock
+
+    def _thd_on_open(self, app: Any) -> None:
+        """Cap frames and messages before the first is read (see octoprint_socket)."""
+        try:
+            cap_frames(app.sock)
+        except AttributeError as exc:  # a websocket-client unlike the one capped here: no uncapped socket
+            log.error("printer %s: cannot cap the push socket's frames (%s); closing it", self.name, exc)
+            app.keep_running = False
+            app.sock.close()
 
     def _thd_on_frame(self, ws: Any, frame: object) -> None:
         """One SockJS frame: ``o`` open, ``h`` heartbeat, ``a[...]``/``m...`` messages, ``c`` close."""
@@ -548,6 +561,8 @@ class OctoPrintDriver:
         if self._closing or self._socket is None:
             return
         log.warning("printer %s: OctoPrint push socket failed: %s", self.name, err)
+        if isinstance(err, Exception):
+            self._socket_fault = str(err)[:300]
         # A close arrives as "closed" (see _accept_close_arguments); a TypeError is how it
         # showed up before that wrapper, kept for sockets opened by other code paths.
         thread = getattr(self._socket, "_thread", None)
@@ -555,6 +570,8 @@ class OctoPrintDriver:
                 err == "closed"):
             self._socket, self._socket_seen = None, False  # connect() opens a new one
             reason = f"lost the push socket to OctoPrint at {self._url}"
+            if self._socket_fault:
+                reason += f": {self._socket_fault}"
             self._fail_job(reason, retryable=True)
             self._set_status(replace(self._status, phase=PrinterPhase.DISCONNECTED, error=reason))
 

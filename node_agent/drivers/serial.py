@@ -12,7 +12,10 @@ every protocol event (``ok``, ``Resend``, ``busy``, ``wait``, errors) and, on
 expiry, asks the engine for a probe (an un-numbered ``M105`` that doubles as a
 barrier, so a lost ``ok`` is recovered in about ``comm_timeout_s``); a dead-line
 check on answers (chatter without an ``ok`` or ``busy`` does not keep a job alive);
-and reconnecting after the port disappears (a
+a ceiling on how long one command may stay unacknowledged
+(:class:`~node_agent.busy.BusyLimits`: ``busy:`` keepalives and temperature reports prove the
+firmware runs, not that a heater will ever reach its target); and reconnecting after the port
+disappears (a
 reconnected printer has usually reset, so the job in progress fails rather
 than resuming).
 """
@@ -27,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 
 import serial
 
+from node_agent.busy import BusyLimits
 from node_agent.drivers.base import (
     ConnectionFailed,
     PrinterNotReady,
@@ -81,6 +85,9 @@ class SerialDriver:
             long fails the job: the printer is gone, or talks (temperatures, echo) but its
             queue is stuck. While G28/M109/… may legitimately block, any byte within
             ``long_dead_after_s`` is enough.
+        busy_limits: how long one command may stay unacknowledged however alive the firmware
+            sounds (``busy: processing``, temperatures); past it the job fails as a firmware fault
+            (default: ``BusyLimits()``, 10 min for a move, 30 min homing/probing, 1 h heating).
         connect_timeout_s: how long ``connect()`` waits for the M115 answer.
         reconnect: reopen the port after it disappears.
         trace: optional ``trace(kind, text)`` hook seeing the conversation at the
@@ -98,6 +105,7 @@ class SerialDriver:
         comm_timeout_s: float = 1.5,
         dead_after_s: float = 10.0,
         long_dead_after_s: float = 300.0,
+        busy_limits: BusyLimits | None = None,
         connect_timeout_s: float = 10.0,
         temperature_poll_s: float = 2.0,
         reconnect: bool = True,
@@ -110,6 +118,7 @@ class SerialDriver:
         self.comm_timeout_s = comm_timeout_s
         self.dead_after_s = dead_after_s
         self.long_dead_after_s = long_dead_after_s
+        self.busy_limits = busy_limits or BusyLimits()
         self.connect_timeout_s = connect_timeout_s
         self.temperature_poll_s = temperature_poll_s
         self.reconnect = reconnect
@@ -127,6 +136,7 @@ class SerialDriver:
         self._subscribers: set[asyncio.Event] = set()
         self._temps = Temperatures()
         self._last_progress = self._last_rx = self._last_poll = self._last_answer = 0.0
+        self._last_ack, self._answered = 0.0, 0  # when the engine's count of acknowledged lines last moved
         self._closing = False
         self._connected_once = False
         self.timeouts = 0
@@ -299,6 +309,7 @@ class SerialDriver:
         self.engine = MarlinProtocol(self.settings)
         ready = self._ready = self._loop.create_future()
         start = self._last_progress = self._last_rx = self._last_answer = self._loop.time()
+        self._last_ack, self._answered = start, 0
         self._note("connect")
         self.engine.connect()
         self._flush()
@@ -417,6 +428,8 @@ class SerialDriver:
                 break
             changed = True
             self._handle(event)  # type: ignore[arg-type]
+        if engine.answered != self._answered and self._loop is not None:
+            self._answered, self._last_ack = engine.answered, self._loop.time()
         if changed:
             self._notify()
 
@@ -493,8 +506,11 @@ class SerialDriver:
             return  # the handshake loop retries the hello itself
         self._poll_temperatures(now)
         if not engine.awaiting_response:
-            self._last_progress = self._last_answer = now
+            self._last_progress = self._last_answer = self._last_ack = now
             return
+        ceiling, running = self.busy_limits.ceiling(engine.in_flight)
+        if now - self._last_ack > ceiling:
+            return self._lost(self._stuck_reason(running, ceiling))
         if engine.long_running:  # M109 may print only temperatures while it heats
             limit, last = self.long_dead_after_s, self._last_rx
         else:  # any other command is answered (ok, busy, ...) within dead_after_s
@@ -514,6 +530,13 @@ class SerialDriver:
             return f"printer on {self.port} stopped answering for {limit:g} s"
         return (f"printer on {self.port} acknowledged nothing for {limit:g} s: it still sends "
                 "text (temperatures, echo, noise) but answers no command; its command queue is stuck")
+
+    def _stuck_reason(self, command: str | None, limit: float) -> str:
+        doing = f"{command!r}" if command else "its command"
+        return (f"printer on {self.port} worked on {doing} for {limit:g} s without finishing it (the "
+                "longest a command of this kind may take): the firmware still answers (busy, "
+                "temperatures) but is stuck, e.g. a heater that never reaches its target or a "
+                "probe that never triggers; check the printer")
 
     def _poll_temperatures(self, now: float) -> None:
         firmware = self.engine.firmware

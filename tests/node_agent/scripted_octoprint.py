@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IDLE", "PRINTING", "ScriptedOctoPrint"]
+__all__ = ["IDLE", "PRINTING", "ScriptedOctoPrint", "raw_frame"]
 
 IDLE: dict[str, Any] = {"state": {"text": "Operational", "flags": {"operational": True, "ready": True}},
                         "temps": [], "progress": {}}
@@ -33,12 +33,17 @@ Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
 def _frame(text: str) -> bytes:
-    data = text.encode()
-    if len(data) < 126:
-        return struct.pack("!BB", 0x81, len(data)) + data
-    if len(data) < 65536:
-        return struct.pack("!BBH", 0x81, 126, len(data)) + data
-    return struct.pack("!BBQ", 0x81, 127, len(data)) + data
+    return raw_frame(text.encode())
+
+
+def raw_frame(data: bytes, opcode: int = 0x1, fin: bool = True, length: int | None = None) -> bytes:
+    """One unmasked server frame; ``length`` announces another size than ``data`` has (a lie)."""
+    first, size = (0x80 if fin else 0) | opcode, len(data) if length is None else length
+    if size < 126:
+        return struct.pack("!BB", first, size) + data
+    if size < 65536:
+        return struct.pack("!BBH", first, 126, size) + data
+    return struct.pack("!BBQ", first, 127, size) + data
 
 
 class ScriptedOctoPrint:
@@ -137,9 +142,13 @@ class ScriptedOctoPrint:
         self.push_raw("a" + json.dumps([{kind: msg}]))
 
     def push_raw(self, text: str) -> None:
+        self.push_bytes(_frame(text))
+
+    def push_bytes(self, data: bytes) -> None:
+        """Bytes as they are on every open push socket (frames built with ``raw_frame``)."""
         for sock in list(self.sockets):
             try:
-                sock.sendall(_frame(text))
+                sock.sendall(data)
             except OSError:
                 pass
 

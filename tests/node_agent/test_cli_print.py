@@ -214,6 +214,7 @@ name = "octo"
 driver = "octoprint"
 url = "http://127.0.0.1:5000"
 api_key = "k"
+push_silence_s = 90
 model = "Ender 3"
 build_volume_mm = [220, 220, 250]
 nozzle_mm = 0.4
@@ -229,6 +230,7 @@ slicer_profile = "ender3"
     assert serial_driver.settings.end_gcode == tuple(END) and serial_driver.baud == 115200
     octo = build_driver(PrintTarget("octo", printer=config.printer("octo")))
     assert isinstance(octo, OctoPrintDriver) and octo.name == "octo"
+    assert octo._push_silence_s == 90.0  # the config's bound, not the driver's default
     adhoc = build_driver(PrintTarget("ad-hoc", port="/dev/ttyUSB0", baud=250000))
     assert isinstance(adhoc, SerialDriver) and adhoc.port == "/dev/ttyUSB0"
 

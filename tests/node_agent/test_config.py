@@ -53,6 +53,7 @@ name = "ender-octo"
 driver = "octoprint"
 url = "http://127.0.0.1:5000"
 api_key = "abc123"
+push_silence_s = 45
 model = "Ender 3"
 build_volume_mm = [220, 220, 250]
 nozzle_mm = 0.4
@@ -85,6 +86,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert mk3.firmware.end_gcode[-1] == "M84"
     octo = config.printer("ender-octo")
     assert (octo.url, octo.api_key, octo.port) == ("http://127.0.0.1:5000", "abc123", None)
+    assert octo.push_silence_s == 45.0 and mk3.push_silence_s == 60.0
     assert octo.firmware.end_gcode == DEFAULT_END_GCODE and octo.firmware.rx_buffer_bytes is None
     with pytest.raises(AttributeError):
         mk3.name = "other"  # type: ignore[misc]  # frozen
@@ -129,6 +131,10 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("printers", 0, "firmware", "rx_bufer_bytes"), 64, "firmware.rx_bufer_bytes: unknown key"),
     (("printers", 1, "api_key"), KeyError, "printers[1].api_key: is required"),
     (("printers", 1, "url"), "ftp://x", "printers[1].url: must look like http://host:port"),
+    (("printers", 1, "push_silence_s"), 25, "printers[1].push_silence_s: must be between 30 and 600"),
+    (("printers", 1, "push_silence_s"), 3600, "printers[1].push_silence_s: must be between 30 and 600"),
+    (("printers", 1, "push_silence_s"), "60", "printers[1].push_silence_s: must be a int or float"),
+    (("printers", 0, "push_silence_s"), 60, "printers[0].push_silence_s: only applies to driver = 'octoprint'"),
     (("printers", 1, "name"), "mk3", "printer name 'mk3' is used twice"),
     (("extra",), {"a": 1}, "<top>.extra: unknown key"),
     (("node", "latitude"), 91, "node.latitude: must be between -90 and 90"),

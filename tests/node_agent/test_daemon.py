@@ -197,3 +197,13 @@ def test_the_credential_file_is_read_as_a_secret(tmp_path: Path) -> None:
     os.mkfifo(path, 0o600)
     with pytest.raises(DaemonError, match="not a regular file"):
         read_credential(config)
+
+
+def test_the_daemon_renders_through_a_render_cache_in_its_state_dir(tmp_path: Path) -> None:
+    from node_agent.config import parse_config
+    from node_agent.daemon import _pipeline
+
+    config = parse_config({"node": {"name": "n", "hub": "127.0.0.1:1", "state_dir": "state"}},
+                          str(tmp_path / "node.toml"))
+    settings = _pipeline(config)
+    assert settings.renders is not None and settings.renders.root == tmp_path / "state" / "render-cache"

@@ -9,6 +9,7 @@ whole worker against tests/node_agent/scripted_octoprint.py (a real OctoPrint ne
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
 from node_agent.drivers.base import PrinterPhase, PrinterStatus, PrintOutcome, Temperatures
 from node_agent.drivers.octoprint import OctoPrintDriver, _socket_url
 from node_agent.drivers.octoprint_push import phase_from_state, progress, temperatures
+from node_agent.drivers.octoprint_socket import MAX_PUSH_MESSAGE_BYTES
 from node_agent.hub_client import _to_proto
 from node_agent.journal import Journal, PrinterFlags
 from node_agent.pipeline import PipelineSettings
@@ -30,7 +32,7 @@ from node_agent.worker import Worker
 from slicer_bridge import SLICERS, SliceCache
 from tests.hub.harness import self_signed
 from tests.node_agent.jobfiles import print_lines
-from tests.node_agent.scripted_octoprint import PRINTING, ScriptedOctoPrint
+from tests.node_agent.scripted_octoprint import PRINTING, ScriptedOctoPrint, raw_frame
 from tests.node_agent.test_worker import ScriptedHub, ScriptedSession, until
 
 OLD = Temperatures(200.0, 210.0, 60.0, 60.0)
@@ -327,3 +329,57 @@ def test_heartbeats_go_on_while_a_printer_takes_its_time_to_reconnect(tmp_path: 
         bad.routes[("GET", "/api/version")] = slow_version
 
     _silent_printer(tmp_path, 60, then, first)
+
+
+# -- the push socket: one enormous frame or message -------------------------------------------------
+
+def _huge_current() -> bytes:
+    """A well-formed ``current`` message just over the cap (a real OctoPrint's are KiB)."""
+    logs = ["Recv: ok"] * (MAX_PUSH_MESSAGE_BYTES // 10)
+    return ("a" + json.dumps([{"current": {**PRINTING, "logs": logs}}])).encode()
+
+
+def _fragments(data: bytes, pieces: int) -> bytes:
+    step = -(-len(data) // pieces)
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    return b"".join(raw_frame(c, 0x1 if i == 0 else 0x0, fin=i == len(chunks) - 1)
+                    for i, c in enumerate(chunks))
+
+
+@pytest.mark.parametrize("oversize", [
+    lambda: raw_frame(_huge_current()),                       # one frame, sent whole
+    lambda: _fragments(_huge_current(), 8),                   # small fragments of one message
+    lambda: raw_frame(b"a[", length=1 << 40),                 # a header announcing a TiB
+], ids=["one-frame", "fragments", "announced"])
+def test_an_oversize_push_frame_fails_the_job_and_connect_opens_a_new_socket(
+        oversize: Callable[[], bytes]) -> None:
+    server = ScriptedOctoPrint(heartbeat_s=0.2)
+    errors: list[dict[str, Any]] = []
+
+    async def scenario() -> tuple[Any, PrinterPhase]:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=30)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
+            await until("the job's start", lambda: any(
+                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            server.push("current", PRINTING)
+            await asyncio.to_thread(server.push_bytes, oversize())
+            await asyncio.sleep(0.5)  # an uncapped reader has taken the message by now
+            server.push("event", {"type": "PrintDone", "payload": {"path": "job.gcode"}})
+            result = await job
+            await driver.connect()  # a new push socket
+            return result, driver.status().phase
+        finally:
+            await driver.close()
+
+    try:
+        result, phase = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert result.outcome is PrintOutcome.FAILED and result.retryable, result
+    assert "lost the push socket" in (result.reason or "")
+    assert f"at most {MAX_PUSH_MESSAGE_BYTES} are read" in (result.reason or ""), result.reason
+    assert phase is PrinterPhase.IDLE and len(server.sockets) == 2
+    assert not errors

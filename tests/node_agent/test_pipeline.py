@@ -20,7 +20,7 @@ from node_agent.jobs import EventKind
 from node_agent.messages import ArtifactRef, Attribution, Offer
 from node_agent.pipeline import PipelineSettings, StepFailed, prepare_job, safe_job
 from node_agent.testing import simulated_printer
-from slicer_bridge import SLICERS, SliceCache
+from slicer_bridge import SLICERS, RenderCache, SliceCache
 
 ROOT = Path(__file__).resolve().parents[2]
 CUBE = ROOT / "designs" / "calibration-cube"
@@ -171,3 +171,41 @@ def test_bad_parameters_and_hostile_paths_end_the_job_cleanly(tmp_path: Path, ca
 
 def test_gcode_over_the_printers_limits_is_refused_by_the_safety_step(tmp_path: Path, cache: SliceCache) -> None:
     asyncio.run(asyncio.wait_for(_test_gcode_over_the_printers_limits_is_refused_by_the_safety_step(tmp_path, cache), 240))
+
+
+BODY = "width = 20; // [10:1:40]\ncube([width, width, 6]);\n"
+LID = "include <common.scad>\nwidth = 20; // [10:1:40]\ncube([width, width, lid_mm]);\n"
+
+
+async def _test_copies_of_a_two_part_parametric_design_render_once_per_part(
+        tmp_path: Path, cache: SliceCache) -> None:
+    design = tmp_path / "design"
+    design.mkdir()
+    (design / "body.scad").write_text(BODY)
+    (design / "lid.scad").write_text(LID)
+    (design / "common.scad").write_text("lid_mm = 2;\n")
+    renders = RenderCache(tmp_path / "renders", 1 << 26)
+    settings = PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"], renders=renders)
+    parts = {"body": (ref(design / "body.scad", "scad"),),
+             "lid": (ref(design / "lid.scad", "scad"), ref(design / "common.scad", "scad-include"))}
+    jobs = [dataclasses.replace(offer(parts[part], {"width": "25"}), job_id=f"{part}-{copy}")
+            for part in ("body", "lid") for copy in range(3)]  # quantity 3, one job per object
+
+    async def prepare(job: Offer) -> list[float]:
+        emit = Recorder()
+        await prepare_job(job, printer(), lambda r, d: local_fetch(design, r, d), emit, settings)
+        return [float(v) for v in json.loads(emit.events[1][1]["extents_mm"])]
+
+    extents = await asyncio.gather(*(prepare(job) for job in jobs))  # at once, as on a busy node
+    assert renders.renders == 2 and renders.hits == 4
+    assert [round(e[2], 1) for e in extents] == [6.0] * 3 + [2.0] * 3  # each job got its own part
+    assert all(round(e[0], 1) == 25.0 for e in extents)  # with the customer's parameters
+
+    emit = Recorder()  # another width is another render
+    await prepare_job(dataclasses.replace(jobs[0], job_id="body-wide", parameters={"width": "30"}),
+                      printer(), lambda r, d: local_fetch(design, r, d), emit, settings)
+    assert renders.renders == 3
+
+
+def test_copies_of_a_two_part_parametric_design_render_once_per_part(tmp_path: Path, cache: SliceCache) -> None:
+    asyncio.run(asyncio.wait_for(_test_copies_of_a_two_part_parametric_design_render_once_per_part(tmp_path, cache), 240))

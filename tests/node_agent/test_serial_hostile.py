@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from node_agent.busy import BusyLimits
 from node_agent.drivers.base import PrintOutcome, PrintResult
 from node_agent.drivers.serial import SerialDriver
 from node_agent.protocol import MAX_LINE_BYTES
@@ -94,3 +95,62 @@ def test_absurd_temperatures_are_not_reported() -> None:
     hotend, bed = run(scenario())
     assert hotend is not None and hotend < 2000  # the last good reading, not inf
     assert bed is not None and bed < 2000
+
+
+# -- busy forever: keepalives prove the firmware runs, not that the command will end ------------
+
+_TIGHT = BusyLimits(command_s=0.5, homing_s=0.5, heating_s=1.5, operator_s=3.0)
+
+
+@pytest.mark.parametrize(("firmware", "job", "stuck"), [
+    ({"heat_rate_c_per_s": 0.0, "busy_interval_s": 0.05}, ["M109 S200"], "M109 S200"),
+    ({"heat_rate_c_per_s": 0.0, "busy_protocol": False}, ["M190 S60"], "M190 S60"),
+    ({"move_time_s": 3600.0, "busy_interval_s": 0.05}, ["G1 X10 F600"], "G1 X10 F600"),
+    ({"busy_interval_s": 0.05}, ["G4 S1000"], "G4 S1000"),
+], ids=["busy-while-heating", "temperatures-only", "busy-move", "long-dwell"])
+def test_a_command_that_stays_busy_past_its_limit_fails_the_job(
+        firmware: dict[str, Any], job: list[str], stuck: str) -> None:
+    async def scenario() -> PrintResult:
+        async with simulated_printer(**firmware) as fw:
+            driver = SerialDriver("sim", fw.port, 115200, reconnect=False, comm_timeout_s=0.2,
+                                  busy_limits=_TIGHT)
+            try:
+                await driver.connect()
+                return await print_lines(driver, "job", ["G28", *job, *MOVES[:20]])
+            finally:
+                await driver.close()
+
+    result = run(scenario())
+    assert result.outcome is PrintOutcome.FAILED and result.retryable, result
+    assert f"worked on {stuck!r} for" in (result.reason or ""), result.reason
+    assert "stuck" in (result.reason or "")
+
+
+def test_a_heating_command_may_take_longer_than_a_move() -> None:
+    async def scenario() -> PrintResult:
+        async with simulated_printer(heat_rate_c_per_s=100.0, busy_interval_s=0.05) as fw:
+            limits = BusyLimits(command_s=0.3, homing_s=60.0, heating_s=60.0, operator_s=60.0)
+            driver = SerialDriver("sim", fw.port, 115200, reconnect=False, busy_limits=limits)
+            try:
+                await driver.connect()  # M109 S200 from 21 °C takes about 1.8 s: busy, then ok
+                return await print_lines(driver, "job", ["M109 S200", *MOVES[:20], "M190 S60"])
+            finally:
+                await driver.close()
+
+    result = run(scenario())
+    assert result.outcome is PrintOutcome.COMPLETED, result
+
+
+@pytest.mark.parametrize(("command", "limit"), [
+    ("M109 S210", 3600.0), ("M190 S60", 3600.0), ("M303 E0 S200 C8", 3600.0),
+    ("G28", 1800.0), ("G29", 1800.0), ("M600", 43200.0), ("M0", 43200.0),
+    ("G1 X10", 600.0), ("M400", 600.0), ("G4 S30", 630.0), ("G4 P1500", 601.5),
+    ("G4 S999999999", 43200.0),
+])
+def test_each_kind_of_command_has_its_documented_ceiling(command: str, limit: float) -> None:
+    assert BusyLimits().limit_s(command) == pytest.approx(limit)
+
+
+def test_the_most_generous_ceiling_among_the_commands_in_flight_wins() -> None:
+    assert BusyLimits().ceiling(["G1 X1", "M109 S200", "G28"]) == (3600.0, "M109 S200")
+    assert BusyLimits().ceiling([]) == (600.0, None)
