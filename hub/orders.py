@@ -231,6 +231,15 @@ class LedgerRow:
     at: str
 
 
+def openscad_source(manifest_toml: str) -> str | None:
+    """The path of a manifest's OpenSCAD source (None: not parametric, or a manifest it cannot read)."""
+    try:
+        openscad = parse_manifest(manifest_toml).openscad
+    except InvalidArgument:
+        return None
+    return openscad.source if openscad is not None else None
+
+
 def part_files(manifest_toml: str, part: str) -> frozenset[str]:
     """The file names of one ``[[parts]]`` entry of a manifest (empty when it has no such part)."""
     try:

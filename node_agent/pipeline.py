@@ -158,8 +158,13 @@ async def _fetch_all(offer: Offer, root: Path, fetch: Fetch, emit: Emit) -> dict
 
 def _pick(offer: Offer, files: Mapping[str, Path], kind: str, suffixes: Sequence[str]
           ) -> Path | None:
+    """The artifact of that kind; failing one, the first whose name ends so, except a library .scad
+    (kind "scad-include"), which is never rendered in place of the design's OpenSCAD source."""
     for ref in offer.artifacts:
-        if ref.kind == kind or ref.path.lower().endswith(tuple(suffixes)):
+        if ref.kind == kind:
+            return files[ref.path]
+    for ref in offer.artifacts:
+        if ref.kind != "scad-include" and ref.path.lower().endswith(tuple(suffixes)):
             return files[ref.path]
     return None
 

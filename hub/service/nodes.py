@@ -33,7 +33,7 @@ from hub.errors import (
 )
 from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
 from hub.limits import MAX_HELD, MAX_PRINTERS, check_plain_text
-from hub.orders import part_files
+from hub.orders import openscad_source, part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name, check_new_account_name
 from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
@@ -747,9 +747,10 @@ class NodeService:
             revision = self.designs._thd_revision_by_id(revision_id)
             if revision is None:
                 return (), None, ()
-            artifacts = tuple((f.sha256, f.size, _kind(f.path), f.path) for f in revision.files)
+            source = openscad_source(revision.manifest_toml)
+            artifacts = tuple((f.sha256, f.size, _kind(f.path, source), f.path) for f in revision.files)
             attributions = (*_own_attribution(revision), *revision.attributions)
-            meshes = frozenset(f.path for f in revision.files if _kind(f.path) == "mesh")
+            meshes = frozenset(f.path for f in revision.files if _kind(f.path, None) == "mesh")
             reports = revision.reports
         else:
             (artifacts, _, attributions), meshes = kept.parts, kept.meshes
@@ -876,8 +877,12 @@ def _own_attribution(revision: Revision) -> tuple[Attribution, ...]:
         return ()
 
 
-def _kind(path: str) -> str:
+def _kind(path: str, source: str | None) -> str:
+    """An artifact's kind; of a parametric design's .scad files only the manifest's ``openscad.source``
+    is "scad" (what the node renders), the others are "scad-include" (what it may include or use)."""
     suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix == "scad" and source is not None and path != source:
+        return "scad-include"
     return {"stl": "mesh", "3mf": "mesh", "obj": "mesh", "scad": "scad", "gcode": "gcode"}.get(suffix, "file")
 
 

@@ -14,6 +14,7 @@ from hub.jobs import JobSpec, JobState
 from hub.store import schema
 from tests.hub.clocked import clocked_fixture
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
+from tests.hub.harness import manifest_toml
 
 hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 
@@ -30,6 +31,21 @@ def _job(hub: ClockedHub, rev: str, **kw: object) -> str:
 
 def _state(hub: ClockedHub, job_id: str) -> JobState:
     return hub.composed.hub.jobs._thd_get_job(job_id).state
+
+
+def test_an_offer_names_the_manifests_openscad_source_the_one_to_render(hub: ClockedHub) -> None:
+    files = {"a-lib.scad": b"module block(w) { cube([w, w, 2]); }\n",
+             "main.scad": b"use <a-lib.scad>\nwidth = 20; // [10:1:40]\nblock(width);\n", "cube.stl": STL}
+    manifest = manifest_toml("blocks", files=("cube.stl",), extra='[openscad]\nsource = "main.scad"\n')
+    rev = hub.push("alice", "blocks", files, manifest=manifest, create=True).revision_id
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer()])
+    agent.connect()
+    hub.composed.hub.jobs._thd_create_job(JobSpec("blocks", rev, "PLA", parameters={"width": "25"}), "admin")
+    offer = agent.expect("offer").offer
+    # the library sorts first: a node taking the first .scad rendered it, not the design
+    assert {a.path: a.kind for a in offer.artifacts} == {"a-lib.scad": "scad-include", "main.scad": "scad",
+                                                         "cube.stl": "mesh"}
+    agent.close()
 
 
 def test_enroll_once_then_node_token_is_only_a_node(hub: ClockedHub) -> None:

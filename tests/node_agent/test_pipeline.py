@@ -209,3 +209,19 @@ async def _test_copies_of_a_two_part_parametric_design_render_once_per_part(
 
 def test_copies_of_a_two_part_parametric_design_render_once_per_part(tmp_path: Path, cache: SliceCache) -> None:
     asyncio.run(asyncio.wait_for(_test_copies_of_a_two_part_parametric_design_render_once_per_part(tmp_path, cache), 240))
+
+
+async def _test_the_openscad_source_is_rendered_not_a_library_listed_before_it(tmp_path: Path, cache: SliceCache) -> None:
+    design = tmp_path / "design"
+    design.mkdir()
+    (design / "a-lib.scad").write_text("module block(w) { cube([w, w, 2]); }\n")  # renders nothing alone
+    (design / "main.scad").write_text("use <a-lib.scad>\nwidth = 20; // [10:1:40]\nblock(width);\n")
+    settings = PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"])
+    job = offer((ref(design / "a-lib.scad", "scad-include"), ref(design / "main.scad", "scad")), {"width": "25"})
+    emit = Recorder()
+    await prepare_job(job, printer(), lambda r, d: local_fetch(design, r, d), emit, settings)
+    assert [round(float(e), 1) for e in json.loads(emit.events[1][1]["extents_mm"])] == [25.0, 25.0, 2.0]
+
+
+def test_the_openscad_source_is_rendered_not_a_library_listed_before_it(tmp_path: Path, cache: SliceCache) -> None:
+    asyncio.run(asyncio.wait_for(_test_the_openscad_source_is_rendered_not_a_library_listed_before_it(tmp_path, cache), 240))
