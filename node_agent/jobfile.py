@@ -25,7 +25,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, overload
 
-from node_agent.gcode import PreparedJob, layer_marker
+from node_agent.gcode import PreparedJob, layer_marker, strip_comment
 from node_agent.safety import Checker, JobRefused, SafetyLimits, Violation
 
 __all__ = [
@@ -109,6 +109,30 @@ class SafeJob:
             return self.commands if offset >= self.size else self.progress[-1][1]
         (o0, c0), (o1, c1) = self.progress[i - 1], self.progress[i]
         return c0 + (c1 - c0) * (offset - o0) // max(1, o1 - o0)
+
+    def command_before(self, offset: int) -> str:
+        """The last command that ends at or before byte ``offset`` (what a printer fed this file up
+        to there works on), its comment stripped; "" when none ends within ``MAX_LINE_BYTES`` before
+        it or the file cannot be read."""
+        offset = max(0, min(offset, self.size))
+        start = max(0, offset - MAX_LINE_BYTES)
+        try:
+            with open(self.path, "rb") as file:
+                file.seek(start)
+                lines = file.read(offset - start).split(b"\n")
+        except OSError:
+            return ""
+        if offset < self.size or not lines[-1]:
+            lines.pop()  # not ended yet (empty when offset is at a line's start)
+        if start > 0:
+            lines = lines[1:]  # the window's first line may be cut
+        elif lines:
+            lines[0] = lines[0].removeprefix(b"\xef\xbb\xbf")
+        for raw in reversed(lines):
+            command = strip_comment(raw.decode("latin-1"))
+            if command:
+                return command
+        return ""
 
     def layer_at(self, index: int) -> int | None:
         """The layer the command at ``index`` belongs to, or None before the first marker."""

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import octoprint_client
 import requests
 
+from node_agent.busy import BusyLimits
 from node_agent.drivers import octoprint_http
 from node_agent.drivers.base import (
     AuthenticationFailed,
@@ -80,6 +81,10 @@ class _JobIndex:
     def layer_at(self, filepos: int) -> int | None:
         return self._job.layer_at(max(0, self.lines_done(filepos) - 1))
 
+    def command_at(self, filepos: int) -> str:
+        """The command OctoPrint read last when it reports ``filepos`` (what the printer works on)."""
+        return self._job.command_before(filepos)
+
 
 @dataclass(slots=True)
 class _Job:
@@ -89,6 +94,8 @@ class _Job:
     resends_before: int
     started: float
     done: asyncio.Future[PrintResult]
+    filepos: int = 0
+    moved_at: float = 0.0  # time.monotonic() when OctoPrint's file position last moved
 
 
 class _Client(octoprint_client.Client):  # type: ignore[misc]
@@ -120,6 +127,7 @@ class OctoPrintDriver:
         baud: int | None = None,
         timeout_s: float = 10.0,
         push_silence_s: float = 60.0,
+        busy_limits: BusyLimits | None = None,
         end_sequence: Sequence[str] = DEFAULT_END_SEQUENCE,
     ) -> None:
         """Describe the printer; no I/O happens before ``connect()``.
@@ -127,6 +135,10 @@ class OctoPrintDriver:
         ``push_silence_s``: OctoPrint pushes ``current`` every few seconds and a SockJS
         heartbeat every 25 s; a push socket silent for longer is dead (a frozen server or
         network), which fails a running job (retryable) and shows the printer disconnected.
+        ``busy_limits``: how long OctoPrint's file position may stay put on one command (a heater
+        that never reaches its target, a probe that never triggers: OctoPrint keeps pushing
+        ``current`` all the while); past it the job fails (retryable) and OctoPrint is asked to
+        cancel it. A paused job may stay put ``operator_s``.
 
         Raises:
             ValueError: the URL is not ``http(s)://host[:port]`` or a timeout is not positive.
@@ -151,6 +163,7 @@ class OctoPrintDriver:
         self._socket_seen = False
         self._socket_fault: str | None = None  # why the push socket failed, until it is replaced
         self._push_silence_s = push_silence_s
+        self._busy_limits = busy_limits or BusyLimits()
         self._last_push = 0.0  # time.monotonic() of the last frame on the push socket
         self._closing = False
         self._tick = asyncio.Event()
@@ -224,8 +237,9 @@ class OctoPrintDriver:
             raise JobRejected(f"job {name!r} holds no G-code command; nothing to print")
         index = _JobIndex(job)
         path = await self._upload(job)
-        started = _Job(name, path, index, self._resends_total, time.monotonic(),
-                       asyncio.get_running_loop().create_future())
+        now = time.monotonic()
+        started = _Job(name, path, index, self._resends_total, now, asyncio.get_running_loop().create_future(),
+                       moved_at=now)
         return await self._run(started, job.commands)
 
     async def _run(self, job: _Job, commands: int) -> PrintResult:
@@ -249,15 +263,42 @@ class OctoPrintDriver:
         return result
 
     async def _job_end(self, job: _Job) -> PrintResult:
-        """Wait for the job's end; a push socket silent for ``push_silence_s`` fails it."""
+        """Wait for the job's end; a push socket silent for ``push_silence_s`` fails it, and so does
+        a file position that stays put longer than its command may take (``busy_limits``)."""
         while not job.done.done():
             if self._silent():
                 await self._drop_socket(self._silence())
                 break
-            remaining = self._push_silence_s - (time.monotonic() - self._last_push)
+            stuck, stuck_in_s = self._stuck(job)
+            if stuck is not None:
+                await self._give_up(stuck)
+                break
+            remaining = min(self._push_silence_s - (time.monotonic() - self._last_push), stuck_in_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(job.done), max(remaining, 0.05))
         return await job.done
+
+    def _stuck(self, job: _Job) -> tuple[str | None, float]:
+        """Why the job is stuck (None: it is not yet), and in how many seconds it would be."""
+        still, limits = time.monotonic() - job.moved_at, self._busy_limits
+        if still <= limits.command_s:  # no ceiling is shorter: the file is read only past it
+            return None, limits.command_s - still
+        command = job.index.command_at(job.filepos)
+        limit = limits.operator_s if self._status.phase is PrinterPhase.PAUSED else limits.limit_s(command)
+        if still <= limit:
+            return None, limit - still
+        return (f"OctoPrint read no further than {command or 'the start of the file'!r} for {still:.1f} s "
+                f"(at most {limit:g} s for it) while the printer stayed connected: the printer is stuck "
+                "(a heater that never reaches its target, a probe that never triggers); check it"), 0.0
+
+    async def _give_up(self, reason: str) -> None:
+        """Fail the running job as stuck and ask OctoPrint to cancel it (best effort)."""
+        log.warning("printer %s: %s", self.name, reason)
+        self._fail_job(reason, retryable=True)
+        try:
+            await self._command("/api/job", "cancel")
+        except DriverError as exc:
+            log.warning("printer %s: cancelling the stuck job failed: %s", self.name, exc)
 
     def _silent(self) -> bool:
         return self._socket is not None and time.monotonic() - self._last_push > self._push_silence_s
@@ -593,6 +634,8 @@ class OctoPrintDriver:
         if job is None or done is None or job.done.done():
             return status
         filepos = min(done.filepos, job.index.size)
+        if filepos != job.filepos:
+            job.filepos, job.moved_at = filepos, time.monotonic()
         return replace(
             status, lines_sent=job.index.lines_done(filepos), bytes_sent=filepos,
             percent=status.percent if done.completion is None else done.completion,

@@ -61,6 +61,22 @@ def test_a_file_is_checked_whole_and_sealed(tmp_path: Path) -> None:
                                             "progress")], job._identity)
 
 
+def test_the_command_before_a_file_position_is_the_last_one_that_ends_there(tmp_path: Path) -> None:
+    """What OctoPrint's printer works on when it reports ``filepos`` (the stuck-job ceiling's command)."""
+    path = tmp_path / "pos.gcode"
+    path.write_bytes(b"\xef\xbb\xbfM190 S60\r\n; wait\r\n\r\nM109 S200 ; hot\r\nG1 X1")  # no newline at the end
+    job = check_file(str(path), MK3)
+    ends = [len(b"\xef\xbb\xbfM190 S60\r\n"), len(b"\xef\xbb\xbfM190 S60\r\n; wait\r\n\r\nM109 S200 ; hot\r\n")]
+    assert job.command_before(0) == job.command_before(ends[0] - 1) == ""
+    assert job.command_before(ends[0]) == job.command_before(ends[1] - 1) == "M190 S60"
+    assert job.command_before(ends[1]) == job.command_before(job.size - 1) == "M109 S200"
+    assert job.command_before(job.size) == job.command_before(job.size + 99) == "G1 X1"
+    long_path = tmp_path / "long.gcode"  # more than a window of comments: nothing within reach
+    long_path.write_bytes(b"G28\n" + b"; filler\n" * (MAX_LINE_BYTES // 9 + 1) + b"G1 X2\n")
+    long_job = check_file(str(long_path), MK3)
+    assert long_job.command_before(long_job.size - 6) == "" and long_job.command_before(long_job.size) == "G1 X2"
+
+
 def test_refusals_name_every_line_before_anything_is_sent(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.gcode", ["G28", "M 112", *MOVES[:5], "M810 M500", "G1 Z-1"])
     with pytest.raises(JobRefused) as caught:

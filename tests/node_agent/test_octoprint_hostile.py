@@ -19,6 +19,7 @@ import pytest
 import requests.adapters
 
 from node_agent import messages as m
+from node_agent.busy import BusyLimits
 from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
 from node_agent.drivers.base import PrinterPhase, PrinterStatus, PrintOutcome, Temperatures
 from node_agent.drivers.octoprint import OctoPrintDriver, _socket_url
@@ -32,7 +33,7 @@ from node_agent.worker import Worker
 from slicer_bridge import SLICERS, SliceCache
 from tests.hub.harness import self_signed
 from tests.node_agent.jobfiles import print_lines
-from tests.node_agent.scripted_octoprint import PRINTING, ScriptedOctoPrint, raw_frame
+from tests.node_agent.scripted_octoprint import IDLE, PRINTING, ScriptedOctoPrint, raw_frame
 from tests.node_agent.test_worker import ScriptedHub, ScriptedSession, until
 
 OLD = Temperatures(200.0, 210.0, 60.0, 60.0)
@@ -383,3 +384,59 @@ def test_an_oversize_push_frame_fails_the_job_and_connect_opens_a_new_socket(
     assert f"at most {MAX_PUSH_MESSAGE_BYTES} are read" in (result.reason or ""), result.reason
     assert phase is PrinterPhase.IDLE and len(server.sockets) == 2
     assert not errors
+
+
+# -- a printer that stays on one command: OctoPrint keeps pushing, its file position stays put -------
+
+STUCK_JOB = ["G28", "M109 S200", "G1 X1 ; move"]  # "G28\n" is 4 bytes, "M109 S200\n" 10, "G1 X1 ; move\n" 13
+
+
+def _stays_on(filepos: int, stay_s: float, limits: BusyLimits) -> tuple[Any, list[tuple[str, str]]]:
+    """A job whose file position stays at ``filepos`` for ``stay_s`` (heartbeats and ``current``
+    pushes go on), then OctoPrint reports it done: the result and the REST calls made."""
+    server = ScriptedOctoPrint(heartbeat_s=0.2)
+
+    async def scenario() -> Any:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=30, busy_limits=limits)
+        try:
+            await driver.connect()
+            job = asyncio.create_task(print_lines(driver, "job", STUCK_JOB))
+            await until("the job's start", lambda: any(
+                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            at = {**PRINTING, "progress": {"filepos": filepos, "completion": 40.0}}
+            for _ in range(round(stay_s / 0.1)):
+                if ("POST", "/api/job?command=cancel") in server.requests:
+                    break  # the driver gave up on the job
+                server.push("current", at)
+                await asyncio.sleep(0.1)
+            server.push("event", {"type": "PrintDone", "payload": {"path": "job.gcode"}})  # or cancelled
+            server.push("current", IDLE)
+            return await job
+        finally:
+            await driver.close()
+
+    try:
+        return asyncio.run(scenario()), list(server.requests)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("filepos", "command", "limit"), [
+    (14, "M109 S200", "1"),  # heating never reaches its target: the heating ceiling
+    (27, "G1 X1", "0.3"),    # a move that never ends: the ordinary one
+], ids=["heating", "move"])
+def test_a_job_staying_on_one_command_past_its_ceiling_fails_and_is_cancelled(
+        filepos: int, command: str, limit: str) -> None:
+    limits = BusyLimits(command_s=0.3, homing_s=0.3, heating_s=1.0, operator_s=1.0)
+    result, requests_made = _stays_on(filepos, 20, limits)
+    assert result.outcome is PrintOutcome.FAILED and result.retryable, result
+    assert f"no further than {command!r}" in (result.reason or "") and f"(at most {limit} s for it)" in (
+        result.reason or ""), result.reason
+    assert ("POST", "/api/job?command=cancel") in requests_made  # OctoPrint is asked to cancel what it still runs
+
+
+def test_a_long_heat_up_within_its_ceiling_completes() -> None:
+    limits = BusyLimits(command_s=0.3, homing_s=0.3, heating_s=600.0, operator_s=600.0)
+    result, requests_made = _stays_on(14, 1.5, limits)  # longer than a move may take, not a heat-up
+    assert result.outcome is PrintOutcome.COMPLETED, result
+    assert ("POST", "/api/job?command=cancel") not in requests_made
