@@ -50,6 +50,7 @@ __all__ = [
     "MAX_CHECKED_MESHES",
     "MAX_FILES",
     "MAX_HELD",
+    "MAX_LIVE_GRANTS",
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
     "MAX_PRINTERS",
@@ -71,6 +72,7 @@ __all__ = [
     "plain_text",
     "rate_limited",
     "too_busy",
+    "too_many_grants",
     "too_many_waiting",
 ]
 
@@ -122,6 +124,11 @@ MAX_PRINTERS = 64
 """Printers one node reports (Hello, Heartbeat)."""
 MAX_HELD = 1000
 """Jobs one Hello lists, and leases one Heartbeat renews."""
+MAX_LIVE_GRANTS = 1000
+"""Licence grants of one design in force at once (recorded, not revoked, ``until`` still ahead): one
+grant per node for a whole region's makerspaces, several per revision. One more is RESOURCE_EXHAUSTED
+(limit live grants per design) until one is revoked or ends; a script granting in a loop cannot grow
+what each order's licence check reads."""
 
 ITEM_LIMITS: Mapping[str, Mapping[str, int]] = {
     "MissingBlobsRequest": {"sha256": 10_000},
@@ -428,6 +435,15 @@ def rate_limited(rate_class: str, account: str, rate: RateLimit, retry_after_s: 
         f"{account} calls {rate_class} RPCs faster than one account may: {rate.per_s:g} a second, bursts of "
         f"{rate.burst} (limit rate {rate_class}); retry in {retry_after_s:.1f} s",
         retryable=True, reason="RATE_LIMIT", retry_after_s=retry_after_s,
+    )
+
+
+def too_many_grants(design: str, live: int) -> ResourceExhausted:
+    """The refusal for one grant too many of a design (revoking one, or one ending, helps; waiting a moment does not)."""
+    return ResourceExhausted(
+        f"{design} has {live} grants in force, the most one design may have (limit live grants per design, "
+        f"{MAX_LIVE_GRANTS}); revoke one (`spime grant revoke ID`) or let one end first",
+        reason="GRANT_LIMIT",
     )
 
 

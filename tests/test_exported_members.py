@@ -136,11 +136,11 @@ EXPORTS = {
     ],
     "hub.limits": [
         "ADMISSION_WAIT_S", "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "DEFAULT_RATES", "FIELD_LIMITS", "ITEM_LIMITS",
-        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_PRINTERS",
+        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_LIVE_GRANTS", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_PRINTERS",
         "MAX_WAITING", "MULTI_LINE_FIELDS",
         "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields",
         "check_page_size", "check_page_token", "check_plain_text", "check_visible", "cut_page",
-        "parse_rates", "plain_text", "rate_limited", "too_busy", "too_many_waiting",
+        "parse_rates", "plain_text", "rate_limited", "too_busy", "too_many_grants", "too_many_waiting",
     ],
     "hub.workers": ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report",
                     "check_mesh"],

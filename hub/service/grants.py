@@ -104,6 +104,7 @@ class GrantService:
             InvalidArgument: a bad design name, scope, node or date; no statement or signature; a statement that
                 is not canonical or disagrees with the request; a signature that does not match.
             NotFound: no such design or revision.
+            ResourceExhausted: the design has hub.limits.MAX_LIVE_GRANTS grants in force already.
             PermissionDenied: the caller does not maintain the design, signs for someone else, or with a key
                 that is not registered to them or was not live when the grant was signed.
         """
@@ -128,7 +129,7 @@ class GrantService:
                       scope=statement.scope, node=statement.node, until=statement.until,
                       granted_by=statement.granted_by, granted_at=statement.granted_at,
                       statement_sha256=grant_rules.statement_sha256(request.statement), signature=request.signature)
-        return await asyncio.to_thread(self.grants._thd_add, RecordedGrant(grant, request.statement))
+        return await asyncio.to_thread(self.grants._thd_add, RecordedGrant(grant, request.statement), format_time(now))
 
     async def _check_fields(self, design: Design, statement: grant_rules.GrantStatement, now: dt.datetime) -> None:
         """Raises: InvalidArgument, NotFound (the revision)."""
@@ -177,15 +178,15 @@ class GrantService:
         scope, decision = _needed_scopes(design.license, paid, modified)
         if not scope:
             return LicenceGate(decision.rule, None, decision.obligations)
-        valid = [g for g in self.orders._thd_grants(design.slug, format_time(self.clock()))
-                 if g.revision_id in ("", revision_id) and (g.scope == scope or g.scope == "any")]
-        if not valid:
+        covering = self.grants._thd_covering(design.slug, revision_id, scope, format_time(self.clock()))
+        if not covering:
             what = {"paid": "a paid order", "modified": "changed parameters", "any": "any fabrication"}[scope]
             raise LicenseConflict(
                 f"{design.slug} is licensed {design.license}: {what} is refused ({decision.rule}); "
                 f"a maintainer can record a grant with `spime grant {design.slug} --scope {scope}`")
-        nodes = None if any(not g.node for g in valid) else frozenset(g.node for g in valid)
-        return LicenceGate(f"{decision.rule}; allowed by grant {valid[0].id}", nodes, decision.obligations)
+        any_node = covering[0][0] == ""
+        nodes = None if any_node else frozenset(node for node, _ in covering)
+        return LicenceGate(f"{decision.rule}; allowed by grant {covering[0][1]}", nodes, decision.obligations)
 
     # -- value equations and settlement ------------------------------------------------------
 

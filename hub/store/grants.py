@@ -1,7 +1,8 @@
 """Signed licence grants on record, with the statement each one stands for (Core).
 
-The gate of orders reads grants through OrderStore._thd_grants; this connector
-writes signed grants and lists them with their statements so they can be verified.
+This connector writes signed grants (at most hub.limits.MAX_LIVE_GRANTS in force per
+design), lists them with their statements so they can be verified, and answers the
+licence gate of orders from the live grants alone (the partial index ix_grants_live).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from hub import limits
 from hub.errors import InvalidArgument
 from hub.orders import Grant
 from hub.store import schema
@@ -35,14 +37,27 @@ def _recorded(x: sa.Row[tuple[object, ...]]) -> RecordedGrant:
     return RecordedGrant(grant, str(m["statement"]))
 
 
+def _live(design: str, now: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The grants of a design in force at ``now`` (what ix_grants_live covers)."""
+    return g.c.design == design, g.c.revoked_at == "", g.c.until > now
+
+
 class GrantStore:
     """One connector for the grants table's signed records."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def _thd_add(self, recorded: RecordedGrant) -> RecordedGrant:
-        """Store a grant once per statement: the same signed statement sent again returns the first record."""
+    def _thd_add(self, recorded: RecordedGrant, now: str, max_live: int = limits.MAX_LIVE_GRANTS) -> RecordedGrant:
+        """Store a grant once per statement: the same signed statement sent again returns the first record.
+
+        Args:
+            now: the hub's time (RFC 3339 UTC); grants whose ``until`` is not after it no longer count.
+            max_live: the most grants of one design in force at once.
+
+        Raises:
+            ResourceExhausted: the design already has ``max_live`` grants in force.
+        """
         grant = recorded.grant
         same = sa.select(g).where(g.c.design == grant.design, g.c.statement_sha256 == grant.statement_sha256)
         with write(self.engine) as conn:
@@ -51,6 +66,9 @@ class GrantStore:
             existing = conn.execute(same.order_by(g.c.id).limit(1)).first()
             if existing is not None:
                 return _recorded(existing)
+            live = conn.execute(sa.select(sa.func.count()).select_from(g).where(*_live(grant.design, now))).scalar_one()
+            if live >= max_live:
+                raise limits.too_many_grants(grant.design, live)
             conn.execute(g.insert().values(
                 id=grant.id, design=grant.design, revision_id=grant.revision_id, scope=grant.scope, node=grant.node,
                 until=grant.until, granted_by=grant.granted_by, granted_at=grant.granted_at,
@@ -75,3 +93,14 @@ class GrantStore:
             if limit is not None:
                 query = query.limit(limit)
             return [_recorded(x) for x in conn.execute(query)]
+
+    def _thd_covering(self, design: str, revision_id: str, scope: str, now: str) -> list[tuple[str, str]]:
+        """Which nodes the grants in force at ``now`` let make ``revision_id`` within ``scope`` (or scope any):
+        (node, one such grant's id) per node, sorted by node, so "" (any node) comes first.
+        Filtered and grouped in SQL on the live grants alone: one row per node, whatever else is on record.
+        """
+        query = (sa.select(g.c.node, sa.func.min(g.c.id))
+                 .where(*_live(design, now), g.c.revision_id.in_(("", revision_id)), g.c.scope.in_((scope, "any")))
+                 .group_by(g.c.node).order_by(g.c.node))
+        with connect(self.engine) as conn:
+            return [(str(node), str(first)) for node, first in conn.execute(query)]

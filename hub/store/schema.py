@@ -481,6 +481,10 @@ grants = sa.Table(
     sa.Column("revoked_at", _TIME, nullable=False, server_default=""),
     sa.CheckConstraint("scope IN ('paid','modified','any')", name="scope"),
 )
+# The live grants of a design (not revoked), by end: the order-time gate and the per-design cap
+# (hub.limits.MAX_LIVE_GRANTS) read only these, however many revoked or ended grants are on record.
+_LIVE_GRANT = sa.text("revoked_at = ''")
+sa.Index("ix_grants_live", grants.c.design, grants.c.until, sqlite_where=_LIVE_GRANT, postgresql_where=_LIVE_GRANT)
 
 value_equations = sa.Table(
     "value_equations",

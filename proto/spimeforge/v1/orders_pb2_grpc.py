@@ -140,7 +140,9 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Grant(self, request, context):
-        """A licensor's permission on record (maintainers of the design only).
+        """A licensor's permission on record (maintainers of the design only). A design has at most 1000
+        grants in force (recorded, not revoked, until still ahead); one more is RESOURCE_EXHAUSTED
+        (reason GRANT_LIMIT, "limit live grants per design") until one is revoked or ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
