@@ -66,7 +66,7 @@ EXPORTS = {
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
     "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of", "tls_credentials"],
     "hub.api.interceptors": ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account",
-                             "peer_host", "status_of"],
+                             "peer_host", "peer_network", "status_of"],
     "hub.api.errors_detail": ["DOMAIN", "rich_status", "trailing_metadata"],
     "hub.paths": [
         "CLIENT_RESERVED", "MAX_COMPONENT_BYTES", "MAX_DEPTH", "MAX_PATH_CHARS", "PathProblem", "check_path",
@@ -136,13 +136,16 @@ EXPORTS = {
     ],
     "hub.limits": [
         "ADMISSION_WAIT_S", "CONCURRENT_CALLS", "DEFAULT_PAGE_SIZE", "DEFAULT_RATES", "FIELD_LIMITS", "ITEM_LIMITS",
-        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_LIVE_GRANTS", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE", "MAX_PRINTERS",
+        "MAX_CHECKED_MESHES", "MAX_FILES", "MAX_HELD", "MAX_LIVE_GRANTS", "MAX_MANIFEST_BYTES", "MAX_PAGE_SIZE",
+        "MAX_PEERS_TRACKED", "MAX_PRINTERS",
         "MAX_WAITING", "MULTI_LINE_FIELDS",
-        "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "check_fields",
+        "PAGE_MAX_BYTES", "RATE_CLASSES", "REFUSAL_COST", "PageCut", "RateLimit", "TokenBucket", "auth_failures_limited",
+        "check_fields",
         "check_page_size", "check_page_token", "check_plain_text", "check_visible", "cut_page",
         "parse_rates", "plain_text", "rate_limited", "too_busy", "too_many_grants", "too_many_waiting",
     ],
-    "hub.workers": ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report",
+    "hub.workers": ["Admission", "CallGate", "CheckLimits", "CheckPool", "FailureGate", "OwnLoop", "RateGate",
+                    "aborted_report",
                     "check_mesh"],
     "node_agent.safety": [
         "ALLOW_LISTS", "Allowed", "Checker", "FORBIDDEN_COMMANDS", "JobRefused", "MAX_COMMAND_CHARS", "SafetyLimits",
