@@ -131,6 +131,8 @@ FIELD_LIMITS: Mapping[str, Mapping[str, int]] = {
     "GetRecordRequest": {"design": _SLUG},
     "ExportRequest": {"design": _SLUG, "revision_id": _ID},
     "PageRequest": {"page_token": _ID},
+    "RevokeGrantRequest": {"grant_id": 32, "signature": 128, "statement": 1024},
+    "GetGrantRequest": {"grant_id": 32},
 }
 """Message name -> field -> maximum (characters, bytes, or items of a repeated field)."""
 

@@ -12,29 +12,48 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from hub import limits
-from hub.errors import InvalidArgument
+from hub.errors import FailedPrecondition, InvalidArgument, NotFound
 from hub.orders import Grant
 from hub.store import schema
 from hub.store.engine import connect, write
 
-__all__ = ["GrantStore", "RecordedGrant"]
+__all__ = ["GrantStore", "RecordedGrant", "Revocation", "already_revoked"]
 
 g = schema.grants
 
 
 @dataclass(frozen=True, slots=True)
+class Revocation:
+    """A maintainer's signed revocation of a grant: when, by whom, the statement and its signature."""
+
+    revoked_at: str
+    revoked_by: str
+    statement: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedGrant:
-    """A grant on record and the exact statement its signature covers."""
+    """A grant on record, the exact statement its signature covers, and its revocation if revoked."""
 
     grant: Grant
     statement: str
+    revocation: Revocation | None = None
+
+
+def already_revoked(grant_id: str, revocation: Revocation) -> FailedPrecondition:
+    """The answer to revoking a grant that another revocation revoked already (nothing changes)."""
+    return FailedPrecondition(f"grant {grant_id} was revoked already, at {revocation.revoked_at} by "
+                              f"{revocation.revoked_by}; nothing changed", reason="GRANT_ALREADY_REVOKED")
 
 
 def _recorded(x: sa.Row[tuple[object, ...]]) -> RecordedGrant:
     m = x._mapping
     grant = Grant(m["id"], m["design"], m["revision_id"], m["scope"], m["node"], m["until"], m["granted_by"],
                   m["granted_at"], m["statement_sha256"], m["signature"])
-    return RecordedGrant(grant, str(m["statement"]))
+    revoked = Revocation(m["revoked_at"], m["revoked_by"], m["revocation"], m["revocation_signature"]) \
+        if m["revoked_at"] else None
+    return RecordedGrant(grant, str(m["statement"]), revoked)
 
 
 def _live(design: str, now: str) -> tuple[sa.ColumnElement[bool], ...]:
@@ -75,14 +94,41 @@ class GrantStore:
                 statement=recorded.statement, statement_sha256=grant.statement_sha256, signature=grant.signature))
             return recorded
 
+    def _thd_get(self, grant_id: str) -> RecordedGrant:
+        """Raises: NotFound: no grant has this id."""
+        with connect(self.engine) as conn:
+            row = conn.execute(sa.select(g).where(g.c.id == grant_id)).first()
+        if row is None:
+            raise NotFound(f"no grant {grant_id!r:.40}: `spime grant DESIGN --list` shows a design's grants")
+        return _recorded(row)
+
+    def _thd_revoke(self, grant_id: str, revocation: Revocation) -> RecordedGrant:
+        """Record a grant's revocation once: the same signed revocation again returns the record as it is.
+
+        Raises:
+            NotFound: no grant has this id.
+            FailedPrecondition: the grant was revoked already, by another revocation (nothing changed).
+        """
+        with write(self.engine) as conn:
+            conn.execute(g.update().where(g.c.id == grant_id, g.c.revoked_at == "").values(
+                revoked_at=revocation.revoked_at, revoked_by=revocation.revoked_by, revocation=revocation.statement,
+                revocation_signature=revocation.signature))
+            row = conn.execute(sa.select(g).where(g.c.id == grant_id)).first()
+        if row is None:
+            raise NotFound(f"no grant {grant_id!r:.40}: `spime grant DESIGN --list` shows a design's grants")
+        recorded = _recorded(row)
+        if recorded.revocation is not None and recorded.revocation.statement != revocation.statement:
+            raise already_revoked(recorded.grant.id, recorded.revocation)
+        return recorded
+
     def _thd_list(self, design: str, limit: int | None = None, after: str = "") -> list[RecordedGrant]:
-        """A design's grants that are not revoked, oldest first, with their statements: at most ``limit``,
-        those after the grant ``after`` (the last of the page before).
+        """A design's grants, revoked and ended ones too, oldest first, with their statements: at most
+        ``limit``, those after the grant ``after`` (the last of the page before).
 
         Raises:
             InvalidArgument: ``after`` is no grant of the design.
         """
-        query = sa.select(g).where(g.c.design == design, g.c.revoked_at == "").order_by(g.c.granted_at, g.c.id)
+        query = sa.select(g).where(g.c.design == design).order_by(g.c.granted_at, g.c.id)
         with connect(self.engine) as conn:
             if after:
                 mark = conn.execute(sa.select(g.c.granted_at).where(g.c.id == after, g.c.design == design)).scalar()
