@@ -10,7 +10,10 @@ canonical statement, signed by the Ed25519 key registered to their account and
 live when they signed); the hub verifies the signature and stores the statement.
 A maintainer revokes a grant the same way, with a signed revocation kept beside
 it: it counts for orders placed after it is recorded (the gate reads only grants
-not revoked), while orders placed before stay valid and are made.
+not revoked, at quote time and again when a quote is placed), while orders placed
+before stay valid and are made. A placement already under way when the revocation
+is recorded (its licence checked a moment before) completes like one placed before:
+the gate and the order's write are separate transactions.
 """
 
 from __future__ import annotations

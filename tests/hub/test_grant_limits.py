@@ -17,6 +17,7 @@ from hub.store import schema
 from tests.hub.grant_signing import now_text, registered_key, signed_grant
 from tests.hub.harness import InProcessHub, manifest_toml
 from tests.hub.refusal import refused
+from tests.hub.test_grant_revocation import revocation
 
 STL = b"solid s\nendsolid s\n"
 g = schema.grants
@@ -97,7 +98,14 @@ def test_a_design_has_at_most_max_live_grants_in_force(any_api: InProcessHub) ->
     with api.engine.begin() as conn:  # one ends
         conn.execute(g.update().where(g.c.id == sa.select(sa.func.min(g.c.id)).where(
             g.c.revoked_at == "", g.c.until > now_text()).scalar_subquery()).values(until="2020-06-01T00:00:00Z"))
-    assert stub.Grant(one_more, metadata=api.md("alice")).node == "lab-1"
+    first = stub.Grant(one_more, metadata=api.md("alice"))
+    assert first.node == "lab-1"
+    # full again; revoking one makes room
+    two_more = signed_grant(key, "alice", "nc-cube", node="lab-2")
+    refused(api, lambda: stub.Grant(two_more, metadata=api.md("alice")), grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "GRANT_LIMIT")
+    stub.RevokeGrant(revocation(key, "alice", first), metadata=api.md("alice"))
+    assert stub.Grant(two_more, metadata=api.md("alice")).node == "lab-2"
     # a design's cap is its own: another design grants freely
     _nc_design(api, "other")
     assert stub.Grant(signed_grant(key, "alice", "other"), metadata=api.md("alice")).design == "other"

@@ -24,7 +24,7 @@ hub = clocked_fixture()  # a clocked hub, once on SQLite and once on PostgreSQL
 STL = b"solid s\nendsolid s\n"
 
 
-def _revocation(key: bytes, user: str, grant: orders_pb2.GrantRecord, **changes: str) -> orders_pb2.RevokeGrantRequest:
+def revocation(key: bytes, user: str, grant: orders_pb2.GrantRecord, **changes: str) -> orders_pb2.RevokeGrantRequest:
     """A RevokeGrantRequest for ``grant`` that ``user`` signed with ``key``."""
     statement = grant_rules.RevocationStatement(grant_id=grant.id, design=grant.design,
                                                 statement_sha256=grant.statement_sha256, revoked_by=user,
@@ -46,7 +46,7 @@ def test_a_revoked_grant_stays_on_record_with_its_signed_revocation(any_api: InP
     api = any_api
     key, grant = _granted(api)
     stub = orders_pb2_grpc.OrdersStub(api.channel)
-    request = _revocation(key, "alice", grant)
+    request = revocation(key, "alice", grant)
     revoked = stub.RevokeGrant(request, metadata=api.md("alice"))
     assert (revoked.id, revoked.revoked_by, revoked.revocation, revoked.revocation_signature) == (
         grant.id, "alice", request.statement, request.signature)
@@ -63,7 +63,7 @@ def test_a_revoked_grant_stays_on_record_with_its_signed_revocation(any_api: InP
     # the same signed revocation again (a retry) answers the record as it is
     assert stub.RevokeGrant(request, metadata=api.md("alice")) == revoked
     # another revocation of the revoked grant: a clear refusal, nothing changed
-    again = _revocation(key, "alice", grant, revoked_at=now_text(1))
+    again = revocation(key, "alice", grant, revoked_at=now_text(1))
     refused(api, lambda: stub.RevokeGrant(again, metadata=api.md("alice")), grpc.StatusCode.FAILED_PRECONDITION,
             "GRANT_ALREADY_REVOKED", "revoked already", revoked.revoked_at, "nothing changed")
 
@@ -79,25 +79,25 @@ def test_only_a_maintainer_revokes_and_only_with_a_revocation_of_that_grant(any_
         refused(api, lambda: stub.RevokeGrant(request, metadata=api.md(user)), code, reason, *words)
 
     denied = grpc.StatusCode.PERMISSION_DENIED
-    revoke("bob", _revocation(bobs, "bob", grant), denied, "PERMISSION_DENIED", "only maintainers")
-    revoke("alice", _revocation(bobs, "alice", grant), denied, "PERMISSION_DENIED", "registered to another account")
-    revoke("alice", _revocation(key, "bob", grant), denied, "PERMISSION_DENIED", "revoked by 'bob'")
-    unknown = orders_pb2.RevokeGrantRequest(grant_id="0" * 16, statement=_revocation(key, "alice", grant).statement)
+    revoke("bob", revocation(bobs, "bob", grant), denied, "PERMISSION_DENIED", "only maintainers")
+    revoke("alice", revocation(bobs, "alice", grant), denied, "PERMISSION_DENIED", "registered to another account")
+    revoke("alice", revocation(key, "bob", grant), denied, "PERMISSION_DENIED", "revoked by 'bob'")
+    unknown = orders_pb2.RevokeGrantRequest(grant_id="0" * 16, statement=revocation(key, "alice", grant).statement)
     revoke("alice", unknown, grpc.StatusCode.NOT_FOUND, "NOT_FOUND", "no grant")
     bad = grpc.StatusCode.INVALID_ARGUMENT
     revoke("alice", orders_pb2.RevokeGrantRequest(grant_id=grant.id), bad, "INVALID_ARGUMENT", "must be signed")
-    revoke("alice", _revocation(key, "alice", grant, statement_sha256="0" * 64), bad, "INVALID_ARGUMENT",
+    revoke("alice", revocation(key, "alice", grant, statement_sha256="0" * 64), bad, "INVALID_ARGUMENT",
            "sign one for this grant")
-    revoke("alice", _revocation(key, "alice", grant, revoked_at=now_text(-3600)), bad, "INVALID_ARGUMENT",
+    revoke("alice", revocation(key, "alice", grant, revoked_at=now_text(-3600)), bad, "INVALID_ARGUMENT",
            "check your clock")
-    tampered = _revocation(key, "alice", grant)
-    tampered.signature = _revocation(key, "alice", grant, revoked_at=now_text(-1)).signature
+    tampered = revocation(key, "alice", grant)
+    tampered.signature = revocation(key, "alice", grant, revoked_at=now_text(-1)).signature
     revoke("alice", tampered, bad, "INTEGRITY_MISMATCH", "signature does not match")
     revoke("alice", orders_pb2.RevokeGrantRequest(grant_id="x" * 33), bad, "FIELD_TOO_LARGE",
            "RevokeGrantRequest.grant_id")
     assert not stub.GetGrant(orders_pb2.GetGrantRequest(grant_id=grant.id), metadata=api.md("carol")).revoked_at
     # an admin revokes like a maintainer, with a key of their own
-    revoked = stub.RevokeGrant(_revocation(registered_key(api, "admin"), "admin", grant), metadata=api.md("admin"))
+    revoked = stub.RevokeGrant(revocation(registered_key(api, "admin"), "admin", grant), metadata=api.md("admin"))
     assert revoked.revoked_by == "admin"
 
 
@@ -110,7 +110,7 @@ def test_a_revocation_counts_for_orders_placed_after_it_and_placed_orders_stay_v
     grant = stub.Grant(signed_grant(key, "alice", "nc-cube", node="lab-1"), metadata=hub.md("alice"))
     placed = place(hub, quote(hub))
     later = quote(hub)  # taken under the grant, placed after the revocation
-    stub.RevokeGrant(_revocation(key, "alice", grant), metadata=hub.md("alice"))
+    stub.RevokeGrant(revocation(key, "alice", grant), metadata=hub.md("alice"))
     refused(hub, lambda: place(hub, later), grpc.StatusCode.FAILED_PRECONDITION, "LICENSE_CONFLICT", "CC-BY-NC-4.0")
     refused(hub, lambda: quote(hub), grpc.StatusCode.FAILED_PRECONDITION, "LICENSE_CONFLICT", "--scope paid")
     # the order placed under the grant is made and delivered

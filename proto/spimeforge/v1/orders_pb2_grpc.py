@@ -169,7 +169,7 @@ class OrdersServicer:
         design only: PERMISSION_DENIED otherwise; NOT_FOUND for an unknown grant). The grant stays on
         record, shown revoked (revoked_at, revoked_by, the signed revocation). It counts for orders
         placed after it is recorded, quotes taken under the grant included; orders already placed
-        under the grant stay valid and are made. The same signed revocation sent again answers the
+        under the grant (or being placed as it is recorded) stay valid and are made. The same signed revocation sent again answers the
         record as it is; another revocation of a revoked grant is FAILED_PRECONDITION (reason
         GRANT_ALREADY_REVOKED), nothing changed.
         """
