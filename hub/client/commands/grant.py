@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _grant(args: argparse.Namespace) -> int:
-    if args.grant_id is not None:
-        if args.ref != "revoke" or args.list or args.scope or args.until or args.node or args.any:
+    if args.grant_id is not None or (args.ref == "revoke" and not (args.list or args.scope)):
+        if args.ref != "revoke" or args.grant_id is None or args.list or args.scope or args.until or args.node \
+                or args.any:
             raise UsageError("to revoke a grant: spime grant revoke ID [--key FILE]")
         return _revoke(args)
     design, rev = split_ref(args.ref)

@@ -87,5 +87,6 @@ def test_grant_revoke_signs_a_revocation_and_the_list_shows_the_grant_revoked(
     assert code == 1 and "FAILED_PRECONDITION" in err and "revoked already" in err
     code, _, err = _spime(hub, capsys, "alice", "grant", "revoke", "0" * 16, "--key", str(key))
     assert code == 1 and "NOT_FOUND" in err
-    code, _, err = _spime(hub, capsys, "alice", "grant", "cube", recorded["id"])
-    assert code == 2 and "spime grant revoke ID" in err
+    for argv in (("grant", "cube", recorded["id"]), ("grant", "revoke")):
+        code, _, err = _spime(hub, capsys, "alice", *argv)
+        assert code == 2 and "spime grant revoke ID" in err, argv
