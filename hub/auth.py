@@ -56,6 +56,8 @@ ROLE_RULES: dict[str, frozenset[Role]] = {
     "Orders.RateOrder": _ALL | _NODES,
     "Orders.Grant": _AUTHORS,
     "Orders.ListGrants": _ALL,
+    "Orders.RevokeGrant": _AUTHORS,
+    "Orders.GetGrant": _ALL,
     "Orders.GetIncarnation": _ALL,
     "Nodes.Session": _NODES,
     "Nodes.FetchArtifact": _NODES,

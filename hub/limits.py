@@ -27,6 +27,18 @@ page may carry) and of the work a caller may start at once and per second:
   sending what is refused is slowed further.
   The operator sets other rates with ``spime-hub serve --rate-limit
   CLASS=PER_S/BURST`` (hub.config.HubConfig.rate_limits).
+* the ``auth`` rate class is a budget of failed authentications per peer address (an IPv6
+  address counts with its /64): a call whose bearer token matches no live account costs its
+  address one token (it is UNAUTHENTICATED as before). An address with no token left is refused
+  before its token is even looked up, whatever the token, valid or not, the same way as the
+  other rate limits (RESOURCE_EXHAUSTED after ADMISSION_WAIT_S, ``limit rate auth``, RetryInfo),
+  and each such call costs REFUSAL_COST more: a right guess then answers like a wrong one, so
+  guessing stays at the rate, and a wrong token costs no database lookup. An address that stops
+  calling may again once its budget refilled (the RetryInfo hint); a successful authentication
+  takes nothing from the budget. The hub
+  tracks at most MAX_PEERS_TRACKED addresses; past that, the failures of addresses not tracked
+  share one budget (a flood from more addresses than that slows those addresses together, and
+  the hub's memory stays bounded).
 """
 
 from __future__ import annotations
@@ -50,8 +62,10 @@ __all__ = [
     "MAX_CHECKED_MESHES",
     "MAX_FILES",
     "MAX_HELD",
+    "MAX_LIVE_GRANTS",
     "MAX_MANIFEST_BYTES",
     "MAX_PAGE_SIZE",
+    "MAX_PEERS_TRACKED",
     "MAX_PRINTERS",
     "MAX_WAITING",
     "MULTI_LINE_FIELDS",
@@ -61,6 +75,7 @@ __all__ = [
     "PageCut",
     "RateLimit",
     "TokenBucket",
+    "auth_failures_limited",
     "check_fields",
     "check_page_size",
     "check_page_token",
@@ -71,6 +86,7 @@ __all__ = [
     "plain_text",
     "rate_limited",
     "too_busy",
+    "too_many_grants",
     "too_many_waiting",
 ]
 
@@ -115,6 +131,8 @@ FIELD_LIMITS: Mapping[str, Mapping[str, int]] = {
     "GetRecordRequest": {"design": _SLUG},
     "ExportRequest": {"design": _SLUG, "revision_id": _ID},
     "PageRequest": {"page_token": _ID},
+    "RevokeGrantRequest": {"grant_id": 32, "signature": 128, "statement": 1024},
+    "GetGrantRequest": {"grant_id": 32},
 }
 """Message name -> field -> maximum (characters, bytes, or items of a repeated field)."""
 
@@ -122,6 +140,11 @@ MAX_PRINTERS = 64
 """Printers one node reports (Hello, Heartbeat)."""
 MAX_HELD = 1000
 """Jobs one Hello lists, and leases one Heartbeat renews."""
+MAX_LIVE_GRANTS = 1000
+"""Licence grants of one design in force at once (recorded, not revoked, ``until`` still ahead): one
+grant per node for a whole region's makerspaces, several per revision. One more is RESOURCE_EXHAUSTED
+(limit live grants per design) until one is revoked or ends; a script granting in a loop cannot grow
+what each order's licence check reads."""
 
 ITEM_LIMITS: Mapping[str, Mapping[str, int]] = {
     "MissingBlobsRequest": {"sha256": 10_000},
@@ -162,9 +185,12 @@ ADMISSION_WAIT_S = 2.0
 """How long a call over its account's rate or concurrency limit may wait before it is refused."""
 MAX_WAITING = 16
 """Calls of one account and limit that may wait at once; one more is refused at once."""
-REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10, "enroll": 20}
+MAX_PEERS_TRACKED = 100_000
+"""Peer addresses whose failed authentications the hub counts separately (about 100 bytes each)."""
+REFUSAL_COST: Mapping[str, int] = {"search": 10, "blobs": 10, "enroll": 20, "auth": 5}
 """Extra tokens a refused call of a rate class costs its account: the cheap classes a flood of bad
-requests would use (orders are held by their rate and concurrency; a customer's mistakes there cost no more)."""
+requests would use (orders are held by their rate and concurrency; a customer's mistakes there cost no more).
+For ``auth``, what a call costs its address when it arrives with the budget spent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +224,10 @@ DEFAULT_RATES: Mapping[str, RateLimit] = {
     # Each node enrolls once; a makerspace sets up its fleet in one go. A refused enrollment (an
     # unknown token) costs REFUSAL_COST more: about ten wrong tokens, then one every 4 s.
     "enroll": RateLimit(per_s=5, burst=200),
+    # Failed authentications per peer address (not per account: a wrong token belongs to none). A
+    # person's typo or a script with an old token fails a few times; a makerspace's agents behind one
+    # address reconnect with a revoked token every few seconds at most.
+    "auth": RateLimit(per_s=1, burst=30),
 }
 """Rate class -> its default limit per account (``spime-hub serve --rate-limit`` overrides)."""
 
@@ -228,6 +258,12 @@ class TokenBucket:
     def charge(self, now: float, tokens: float) -> None:
         """Take ``tokens`` more (never waited for: later calls wait longer)."""
         self.tat = max(self.tat, now) + tokens / self.rate.per_s
+
+    def wait_for_token(self, now: float) -> float:
+        """Seconds until a token is free (0 = one is free now), taking nothing."""
+        interval = 1.0 / self.rate.per_s
+        wait = max(self.tat, now) + interval - now - self.rate.burst * interval
+        return 0.0 if wait < 1e-9 else wait
 
     def retry_after(self, now: float) -> float:
         """Seconds until one token is free again."""
@@ -427,6 +463,25 @@ def rate_limited(rate_class: str, account: str, rate: RateLimit, retry_after_s: 
     return ResourceExhausted(
         f"{account} calls {rate_class} RPCs faster than one account may: {rate.per_s:g} a second, bursts of "
         f"{rate.burst} (limit rate {rate_class}); retry in {retry_after_s:.1f} s",
+        retryable=True, reason="RATE_LIMIT", retry_after_s=retry_after_s,
+    )
+
+
+def too_many_grants(design: str, live: int) -> ResourceExhausted:
+    """The refusal for one grant too many of a design (revoking one, or one ending, helps; waiting a moment does not)."""
+    return ResourceExhausted(
+        f"{design} has {live} grants in force, the most one design may have (limit live grants per design, "
+        f"{MAX_LIVE_GRANTS}); revoke one (`spime grant revoke ID`) or let one end first",
+        reason="GRANT_LIMIT",
+    )
+
+
+def auth_failures_limited(peer: str, rate: RateLimit, retry_after_s: float) -> ResourceExhausted:
+    """The refusal for every call from an address that spent its budget of failed authentications."""
+    return ResourceExhausted(
+        f"too many calls with an unknown or revoked token from {peer}: {rate.burst} in a row, then "
+        f"{rate.per_s:g} a second (limit rate auth); the hub answers no call from there until then, whatever "
+        f"its token: check your token (SPIME_TOKEN or --token) and retry in {retry_after_s:.1f} s",
         retryable=True, reason="RATE_LIMIT", retry_after_s=retry_after_s,
     )
 

@@ -9,9 +9,10 @@
   thread, whose blocking calls use that loop's own thread pool, never the pool
   that pushes, searches and uploads fill.
 * :class:`CallGate`: a per-account limit on concurrent calls of an expensive RPC;
-  :class:`RateGate`: a per-account token bucket per rate class; :class:`Admission`
-  holds both (the rules and numbers are in hub.limits). A call over a limit waits
-  a little for its turn, then is refused RESOURCE_EXHAUSTED with a RetryInfo hint.
+  :class:`RateGate`: a per-account token bucket per rate class; :class:`FailureGate`:
+  a per-address budget of failed authentications; :class:`Admission` holds them
+  (the rules and numbers are in hub.limits). A call over a limit waits a little
+  for its turn, then is refused RESOURCE_EXHAUSTED with a RetryInfo hint.
 
 The child side of the pool is this module run as ``python -m hub.workers``.
 """
@@ -23,6 +24,7 @@ import contextlib
 import dataclasses
 import importlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -42,17 +44,20 @@ from hub.limits import (
     ADMISSION_WAIT_S,
     CONCURRENT_CALLS,
     DEFAULT_RATES,
+    MAX_PEERS_TRACKED,
     MAX_WAITING,
     RATE_CLASSES,
     REFUSAL_COST,
     RateLimit,
     TokenBucket,
+    auth_failures_limited,
     rate_limited,
     too_busy,
     too_many_waiting,
 )
 
-__all__ = ["Admission", "CallGate", "CheckLimits", "CheckPool", "OwnLoop", "RateGate", "aborted_report", "check_mesh"]
+__all__ = ["Admission", "CallGate", "CheckLimits", "CheckPool", "FailureGate", "OwnLoop", "RateGate", "aborted_report",
+           "check_mesh"]
 
 T = TypeVar("T")
 MESH_CHECK = "hub.workers:check_mesh"
@@ -402,13 +407,92 @@ class RateGate:
             del self._buckets[key]
 
 
+class FailureGate:
+    """A budget of failed authentications per peer address (rate class ``auth``, hub.limits).
+
+    Only failures take from it; an address with nothing left is refused before its token is
+    checked. At most ``max_peers`` addresses have a bucket of their own; the failures of others
+    share one (OVERFLOW) while the table is full of addresses that are still paying off theirs.
+    """
+
+    OVERFLOW = "addresses past the hub's tracking limit"
+
+    def __init__(self, rate: RateLimit | None, max_wait_s: float = ADMISSION_WAIT_S, max_waiting: int = MAX_WAITING,
+                 max_peers: int = MAX_PEERS_TRACKED, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self._max_wait_s, self._max_waiting, self._max_peers = rate, max_wait_s, max_waiting, max_peers
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._waiting: Counter[str] = Counter()
+        self._failures, self._swept = 0, -math.inf
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    async def admit(self, peer: Callable[[], str]) -> None:
+        """Return when a call from ``peer()`` may have its token checked (at once while its budget lasts;
+        ``peer`` is only asked when some address has failed lately).
+
+        Raises:
+            ResourceExhausted: the address spent its budget (after waiting a little), naming the limit.
+        """
+        if self.rate is None or not self._buckets:
+            return
+        key = peer()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            key, bucket = self.OVERFLOW, self._buckets.get(self.OVERFLOW)
+            if bucket is None:
+                return
+        if bucket.wait_for_token(self._clock()) == 0.0:
+            return
+        # Spent: refused (after the usual wait, against a tight retry loop), and each refused call
+        # costs more, so an address that keeps calling stays refused while one that stops soon may again.
+        bucket.charge(self._clock(), REFUSAL_COST.get("auth", 0))
+        if self._waiting[key] >= self._max_waiting:
+            raise too_many_waiting("rate auth", f"peer {key}", self._waiting[key])
+        self._waiting[key] += 1
+        try:
+            await asyncio.sleep(self._max_wait_s)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+        raise auth_failures_limited(key, self.rate, bucket.retry_after(self._clock()))
+
+    def failed(self, peer: str) -> None:
+        """A call from ``peer`` presented a token that matches no live account: take one from its budget."""
+        if self.rate is None:
+            return
+        now = self._clock()
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            if len(self._buckets) >= self._max_peers:
+                self._forget_paid(now)
+            key = peer if len(self._buckets) < self._max_peers else self.OVERFLOW
+            bucket = self._buckets.setdefault(key, TokenBucket(self.rate))
+        bucket.charge(now, 1)
+        self._failures += 1
+        if self._failures % 1024 == 0:
+            self._forget_paid(now)
+
+    def _forget_paid(self, now: float) -> None:
+        """Drop the buckets that are full again (at most once a second: a full table is not scanned per failure)."""
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
+        for key in [k for k, b in self._buckets.items() if b.idle(now) and k not in self._waiting]:
+            del self._buckets[key]
+
+
 class Admission:
-    """Who may start a call now: the account's rate of the call's class, then its concurrency."""
+    """Who may start a call now: the account's rate of the call's class, then its concurrency; and
+    whose token is checked at all (the peer address's budget of failed authentications)."""
 
     def __init__(self, rates: Mapping[str, RateLimit] = DEFAULT_RATES, concurrent: Mapping[str, int] = CONCURRENT_CALLS,
                  max_wait_s: float = ADMISSION_WAIT_S, max_waiting: int = MAX_WAITING) -> None:
         self.rates = RateGate(rates, max_wait_s=max_wait_s, max_waiting=max_waiting)
         self.gate = CallGate(concurrent, max_wait_s=max_wait_s, max_waiting=max_waiting)
+        self.failures = FailureGate(rates.get("auth"), max_wait_s=max_wait_s, max_waiting=max_waiting)
 
     @contextlib.asynccontextmanager
     async def enter(self, method: str, account: str) -> AsyncIterator[None]:

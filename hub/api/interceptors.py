@@ -16,7 +16,9 @@ An unexpected
 exception becomes INTERNAL with its traceback in the log; the server keeps running.
 
 The hub's one public method, Nodes.Enroll (no token), goes through the same decoding, error
-mapping and admission; its calls are counted per peer address instead of per account.
+mapping and admission; its calls are counted per peer address instead of per account. So are
+failed authentications (hub.limits, rate class ``auth``): a token that matches no account costs
+its address from a budget, and an address that spent it is refused before its token is checked.
 
 Refusals are logged per account, method and status at most once per
 REFUSAL_LOG_INTERVAL_S, then summarised in one line with their count
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import ipaddress
 import logging
 import math
 import time
@@ -54,7 +57,7 @@ from hub.store.accounts import token_digest
 from hub.workers import Admission
 
 __all__ = ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account", "peer_host",
-           "status_of"]
+           "peer_network", "status_of"]
 
 log = logging.getLogger("hub.api")
 
@@ -201,9 +204,17 @@ class HubInterceptor(aio.ServerInterceptor):
         self._refusals.flush()
 
     def _guard(self, method: str) -> Guard:
+        failures = self._admission.failures
+
         async def guard(context: aio.ServicerContext) -> Account:
+            # An address that spent its budget of failed authentications is refused before its token is
+            # looked up, right or wrong: otherwise a right guess would still answer differently.
+            await failures.admit(lambda: peer_network(context.peer() or ""))
             token = bearer_token(tuple(context.invocation_metadata() or ()))
-            return authorize(method, await self._authenticate(token))
+            account = await self._authenticate(token)
+            if account is None:
+                failures.failed(peer_network(context.peer() or ""))
+            return authorize(method, account)
 
         return guard
 
@@ -225,9 +236,26 @@ def peer_host(peer: str) -> str:
     return peer
 
 
+def peer_network(peer: str) -> str:
+    """The address whose calls share a per-address limit: the host (:func:`peer_host`), for IPv6 its
+    /64 (one subscriber's network: an attacker holding one has 2**64 addresses to rotate through);
+    an IPv4 address seen through a dual-stack socket ("ipv6:[::ffff:192.0.2.1]") counts as itself."""
+    host = peer_host(peer)
+    kind, _, address = host.partition(":")
+    if kind != "ipv6":
+        return host
+    try:
+        ip = ipaddress.IPv6Address(address.strip("[]"))
+    except ValueError:
+        return host
+    if ip.ipv4_mapped is not None:
+        return f"ipv4:{ip.ipv4_mapped}"
+    return f"ipv6:[{ipaddress.IPv6Network((ip, 64), strict=False).network_address}]/64"
+
+
 def _caller(account: Account | None, context: aio.ServicerContext) -> str:
     """Whom admission counts a call against: its account, or for a public method its peer's address."""
-    return account.name if account is not None else f"peer {peer_host(context.peer() or '')}"
+    return account.name if account is not None else f"peer {peer_network(context.peer() or '')}"
 
 
 async def _fail(context: aio.ServicerContext, call: _Call, exc: BaseException, started: float,

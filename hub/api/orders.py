@@ -18,7 +18,7 @@ from hub.errors import FailedPrecondition, InvalidArgument
 from hub.jobs import Job
 from hub.quotes import QuoteOption
 from hub.service import Hub
-from hub.service.grants import GrantRequest, RecordedGrant, signer_fingerprint
+from hub.service.grants import GrantRequest, RecordedGrant, RevokeRequest, signer_fingerprint
 from hub.service.orders import OrderRequest, OrderService, OrderView, QuoteResult, qr_payload
 
 __all__ = ["OrdersServicer", "RecordsWithLedgerServicer"]
@@ -105,10 +105,15 @@ def _order_to_proto(view: OrderView) -> orders_pb2.Order:
 
 def _grant_to_proto(recorded: RecordedGrant) -> orders_pb2.GrantRecord:
     g = recorded.grant
-    return orders_pb2.GrantRecord(id=g.id, design=g.design, revision_id=g.revision_id, scope=g.scope, node=g.node,
-                                  until=g.until, granted_by=g.granted_by, granted_at=g.granted_at,
-                                  statement_sha256=g.statement_sha256, signature=g.signature,
-                                  statement=recorded.statement, key_fingerprint=signer_fingerprint(recorded.statement))
+    record = orders_pb2.GrantRecord(id=g.id, design=g.design, revision_id=g.revision_id, scope=g.scope, node=g.node,
+                                    until=g.until, granted_by=g.granted_by, granted_at=g.granted_at,
+                                    statement_sha256=g.statement_sha256, signature=g.signature,
+                                    statement=recorded.statement, key_fingerprint=signer_fingerprint(recorded.statement))
+    if (r := recorded.revocation) is not None:
+        record.revoked_at, record.revoked_by, record.revocation = r.revoked_at, r.revoked_by, r.statement
+        record.revocation_signature = r.signature
+        record.revocation_key_fingerprint = signer_fingerprint(r.statement, revocation=True)
+    return record
 
 
 class OrdersServicer(orders_pb2_grpc.OrdersServicer):
@@ -156,6 +161,14 @@ class OrdersServicer(orders_pb2_grpc.OrdersServicer):
             request.design, request.revision_id, request.scope, request.node, request.until, request.signature,
             request.statement))
         return _grant_to_proto(grant)
+
+    async def RevokeGrant(self, request, context):  # type: ignore[no-untyped-def]
+        revoked = await _service(self.hub).grants.revoke(current_account(), RevokeRequest(
+            request.grant_id, request.signature, request.statement))
+        return _grant_to_proto(revoked)
+
+    async def GetGrant(self, request, context):  # type: ignore[no-untyped-def]
+        return _grant_to_proto(await _service(self.hub).grants.get_grant(request.grant_id))
 
     async def ListGrants(self, request, context):  # type: ignore[no-untyped-def]
         converted: list[orders_pb2.GrantRecord] = []

@@ -66,6 +66,8 @@ _NOT_FOUND_HINTS = {
     "LedgerRequest": "check the design name with `spime search`, or the node's name.",
     "GrantRequest": "check the design name with `spime search`, the revision id with "
                     "`spime log DESIGN` and the account name.",
+    "GetGrantRequest": "check the grant id with `spime grant DESIGN --list`.",
+    "RevokeGrantRequest": "check the grant id with `spime grant DESIGN --list`.",
 }
 
 _MAX_MESSAGE = 64 * 1024 * 1024

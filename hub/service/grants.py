@@ -8,6 +8,12 @@ parameters unless a grant of scope modified is on record; an all-rights-reserved
 never changes the design's licence. The maintainer signs it (hub.grants: the
 canonical statement, signed by the Ed25519 key registered to their account and
 live when they signed); the hub verifies the signature and stores the statement.
+A maintainer revokes a grant the same way, with a signed revocation kept beside
+it: it counts for orders placed after it is recorded (the gate reads only grants
+not revoked, at quote time and again when a quote is placed), while orders placed
+before stay valid and are made. A placement already under way when the revocation
+is recorded (its licence checked a moment before) completes like one placed before:
+the gate and the order's write are separate transactions.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from hub.service.designs import check_slug
 from hub.service.order_values import decode_token, encode_token
 from hub.store.accounts import AccountStore
 from hub.store.designs import DesignStore
-from hub.store.grants import GrantStore, RecordedGrant
+from hub.store.grants import GrantStore, RecordedGrant, Revocation, already_revoked
 from hub.store.orders import OrderStore
 
 __all__ = ["GRANT_SCOPES", "SIGNING_SKEW_S", "GrantRequest", "GrantService", "LicenceGate", "RecordedGrant",
-           "signer_fingerprint"]
+           "RevokeRequest", "signer_fingerprint"]
 
 GRANT_SCOPES = ("paid", "modified", "any")
 MAX_GRANT_YEARS = 10
@@ -53,6 +59,13 @@ class GrantRequest:
     until: str
     signature: str = ""   # hex Ed25519 signature of statement
     statement: str = ""   # the canonical JSON statement (hub.grants) that was signed
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeRequest:
+    grant_id: str
+    signature: str = ""   # hex Ed25519 signature of statement
+    statement: str = ""   # the canonical JSON revocation (hub.grants.RevocationStatement) that was signed
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,7 @@ class GrantService:
             InvalidArgument: a bad design name, scope, node or date; no statement or signature; a statement that
                 is not canonical or disagrees with the request; a signature that does not match.
             NotFound: no such design or revision.
+            ResourceExhausted: the design has hub.limits.MAX_LIVE_GRANTS grants in force already.
             PermissionDenied: the caller does not maintain the design, signs for someone else, or with a key
                 that is not registered to them or was not live when the grant was signed.
         """
@@ -118,17 +132,73 @@ class GrantService:
         _check_request_agrees(request, statement)
         now = self.clock()
         await self._check_fields(design, statement, now)
-        reg = await asyncio.to_thread(self.accounts._thd_key, grant_rules.statement_key(statement))
-        _check_signer(caller, statement, reg, format_time(now))
-        if not _HEX.fullmatch(request.signature) or len(request.signature) != 128:
-            raise InvalidArgument("signature must be 128 lowercase hex digits (an Ed25519 signature)")
-        keys.verify_strict(grant_rules.statement_key(statement), request.statement.encode("utf-8"),
-                           bytes.fromhex(request.signature), what="the grant's signature")
+        await self._check_signed(caller, statement, statement.granted_by, statement.granted_at, request.signature,
+                                 request.statement, "grant", now)
         grant = Grant(id=secrets.token_hex(8), design=statement.design, revision_id=statement.revision_id,
                       scope=statement.scope, node=statement.node, until=statement.until,
                       granted_by=statement.granted_by, granted_at=statement.granted_at,
                       statement_sha256=grant_rules.statement_sha256(request.statement), signature=request.signature)
-        return await asyncio.to_thread(self.grants._thd_add, RecordedGrant(grant, request.statement))
+        return await asyncio.to_thread(self.grants._thd_add, RecordedGrant(grant, request.statement), format_time(now))
+
+    async def get_grant(self, grant_id: str) -> RecordedGrant:
+        """One grant by its id, revoked or not.
+
+        Raises:
+            InvalidArgument: no id, or one with control characters; NotFound: no such grant.
+        """
+        return await asyncio.to_thread(self.grants._thd_get, _check_grant_id(grant_id))
+
+    async def revoke(self, caller: Account, request: RevokeRequest) -> RecordedGrant:
+        """Record a maintainer's signed revocation of a grant; the grant stays on record, shown revoked.
+
+        Orders placed after it no longer count on the grant; orders placed before stay valid.
+
+        Raises:
+            InvalidArgument: a bad grant id; no statement or signature; a statement that is not canonical,
+                names another grant, or was signed too far from the hub's time; a signature that does not match.
+            NotFound: no such grant.
+            PermissionDenied: the caller does not maintain the grant's design, signs for someone else, or with a
+                key that is not registered to them or was not live when the revocation was signed.
+            FailedPrecondition: the grant was revoked already by another revocation (nothing changed).
+        """
+        recorded = await asyncio.to_thread(self.grants._thd_get, _check_grant_id(request.grant_id))
+        grant = recorded.grant
+        _require_maintainer(caller, await asyncio.to_thread(self.designs._thd_get_design, grant.design))
+        if recorded.revocation is not None:
+            if recorded.revocation.statement == request.statement:
+                return recorded  # the same revocation sent again (a retry): the record as it is
+            raise already_revoked(grant.id, recorded.revocation)
+        if not request.statement or not request.signature:
+            raise InvalidArgument("a revocation must be signed: send its statement and the Ed25519 signature of it by "
+                                  "your registered key (`spime grant revoke ID` signs with your key)")
+        statement = grant_rules.parse_revocation(request.statement)
+        names = (statement.grant_id, statement.design, statement.statement_sha256)
+        if names != (grant.id, grant.design, grant.statement_sha256):
+            raise InvalidArgument(f"the revocation names grant {statement.grant_id!r:.40} of {statement.design!r:.70} "
+                                  f"with statement {statement.statement_sha256[:12]!r}, not grant {grant.id} of "
+                                  f"{grant.design} ({grant.statement_sha256[:12]}): sign one for this grant",
+                                  field="statement")
+        now = self.clock()
+        _check_signed_at(statement.revoked_at, "revoked_at", now)
+        await self._check_signed(caller, statement, statement.revoked_by, statement.revoked_at, request.signature,
+                                 request.statement, "revocation", now)
+        revocation = Revocation(statement.revoked_at, statement.revoked_by, request.statement, request.signature)
+        return await asyncio.to_thread(self.grants._thd_revoke, grant.id, revocation)
+
+    async def _check_signed(self, caller: Account, statement: grant_rules.GrantStatement | grant_rules.RevocationStatement,
+                            signer: str, signed_at: str, signature: str, text: str, what: str, now: dt.datetime) -> None:
+        """The statement is the caller's, signed by a key registered to them and live then and now.
+
+        Raises:
+            InvalidArgument: a malformed or wrong signature.
+            PermissionDenied: see _check_signer.
+        """
+        reg = await asyncio.to_thread(self.accounts._thd_key, grant_rules.statement_key(statement))
+        _check_signer(caller, statement.fingerprint, signer, signed_at, reg, format_time(now), what)
+        if not _HEX.fullmatch(signature) or len(signature) != 128:
+            raise InvalidArgument("signature must be 128 lowercase hex digits (an Ed25519 signature)")
+        keys.verify_strict(grant_rules.statement_key(statement), text.encode("utf-8"), bytes.fromhex(signature),
+                           what=f"the {what}'s signature")
 
     async def _check_fields(self, design: Design, statement: grant_rules.GrantStatement, now: dt.datetime) -> None:
         """Raises: InvalidArgument, NotFound (the revision)."""
@@ -143,10 +213,7 @@ class GrantService:
                                       f"{found.id}")
         if _until(statement.until, now) != statement.until:
             raise InvalidArgument(f"until {statement.until!r:.40} must be RFC 3339 UTC like 2030-01-31T23:59:59Z")
-        signed = parse_time(statement.granted_at, "granted_at")
-        if abs((signed - now).total_seconds()) > SIGNING_SKEW_S:
-            raise InvalidArgument(f"granted_at {statement.granted_at} is more than {SIGNING_SKEW_S} s from the hub's "
-                                  f"time {format_time(now)}: check your clock and sign again")
+        _check_signed_at(statement.granted_at, "granted_at", now)
 
     async def list_grants(self, slug: str, page_size: int = 0, token: str = "",
                           fits: Callable[[Sequence[RecordedGrant]], int] = len) -> tuple[list[RecordedGrant], str]:
@@ -177,15 +244,15 @@ class GrantService:
         scope, decision = _needed_scopes(design.license, paid, modified)
         if not scope:
             return LicenceGate(decision.rule, None, decision.obligations)
-        valid = [g for g in self.orders._thd_grants(design.slug, format_time(self.clock()))
-                 if g.revision_id in ("", revision_id) and (g.scope == scope or g.scope == "any")]
-        if not valid:
+        covering = self.grants._thd_covering(design.slug, revision_id, scope, format_time(self.clock()))
+        if not covering:
             what = {"paid": "a paid order", "modified": "changed parameters", "any": "any fabrication"}[scope]
             raise LicenseConflict(
                 f"{design.slug} is licensed {design.license}: {what} is refused ({decision.rule}); "
                 f"a maintainer can record a grant with `spime grant {design.slug} --scope {scope}`")
-        nodes = None if any(not g.node for g in valid) else frozenset(g.node for g in valid)
-        return LicenceGate(f"{decision.rule}; allowed by grant {valid[0].id}", nodes, decision.obligations)
+        any_node = covering[0][0] == ""
+        nodes = None if any_node else frozenset(node for node, _ in covering)
+        return LicenceGate(f"{decision.rule}; allowed by grant {covering[0][1]}", nodes, decision.obligations)
 
     # -- value equations and settlement ------------------------------------------------------
 
@@ -262,10 +329,11 @@ class GrantService:
         return weights
 
 
-def signer_fingerprint(statement: str) -> str:
-    """The fingerprint of the key a stored statement names; "" for grants recorded before grants were signed."""
+def signer_fingerprint(statement: str, revocation: bool = False) -> str:
+    """The fingerprint of the key a stored grant (or ``revocation``) statement names; "" for grants recorded
+    before grants were signed, and for a grant not revoked."""
     try:
-        return grant_rules.parse_statement(statement).fingerprint
+        return (grant_rules.parse_revocation if revocation else grant_rules.parse_statement)(statement).fingerprint
     except InvalidArgument:
         return ""
 
@@ -284,25 +352,42 @@ def _check_request_agrees(request: GrantRequest, statement: grant_rules.GrantSta
             raise InvalidArgument(f"{name} {value!r:.70} differs from the signed statement's {signed!r:.70}")
 
 
-def _check_signer(caller: Account, statement: grant_rules.GrantStatement, reg: keys.KeyRegistration | None,
-                  now: str) -> None:
-    """The statement is the caller's and its key was registered to the caller, live when signed and now.
+def _check_grant_id(grant_id: str) -> str:
+    """Raises: InvalidArgument: empty, too long or with control characters."""
+    if not grant_id:
+        raise InvalidArgument("grant_id is required: `spime grant DESIGN --list` shows a design's grants",
+                              field="grant_id")
+    return limits.check_plain_text(grant_id, "grant_id", 32, field="grant_id")
+
+
+def _check_signed_at(text: str, name: str, now: dt.datetime) -> None:
+    """Raises: InvalidArgument: not RFC 3339 UTC, or more than SIGNING_SKEW_S from the hub's time."""
+    signed = parse_time(text, name)
+    if abs((signed - now).total_seconds()) > SIGNING_SKEW_S:
+        raise InvalidArgument(f"{name} {text} is more than {SIGNING_SKEW_S} s from the hub's "
+                              f"time {format_time(now)}: check your clock and sign again")
+
+
+def _check_signer(caller: Account, fp: str, signer: str, signed_at: str, reg: keys.KeyRegistration | None,
+                  now: str, what: str = "grant") -> None:
+    """The statement is the caller's (``signer``) and its key (fingerprint ``fp``) was registered to the
+    caller, live when signed (``signed_at``) and now.
 
     Raises:
         PermissionDenied: naming the problem.
     """
-    fp = statement.fingerprint
-    if statement.granted_by != caller.name:
-        raise PermissionDenied(f"the statement is granted by {statement.granted_by!r:.70}, but you are {caller.name}: "
-                               "sign your own grants")
+    if signer != caller.name:
+        verb = "granted" if what == "grant" else "revoked"
+        raise PermissionDenied(f"the statement is {verb} by {signer!r:.70}, but you are {caller.name}: "
+                               f"sign your own {what}s")
     if reg is None:
         raise PermissionDenied(f"the signing key {fp} is not registered to any account: register it with "
                                "`spime key register`")
     if reg.account != caller.name:
         raise PermissionDenied(f"the signing key {fp} is registered to another account, not to {caller.name}")
-    if not reg.valid_at(statement.granted_at) or not reg.valid_at(max(now, statement.granted_at)):
+    if not reg.valid_at(signed_at) or not reg.valid_at(max(now, signed_at)):
         span = f"registered {reg.registered_at}" + (f", revoked from {reg.revoked_at}" if reg.revoked_at else "")
-        raise PermissionDenied(f"the signing key {fp} does not count for a grant signed at {statement.granted_at} "
+        raise PermissionDenied(f"the signing key {fp} does not count for a {what} signed at {signed_at} "
                                f"({span}): sign with a live key (`spime key list`)")
 
 

@@ -29,7 +29,14 @@ from typing import Protocol
 from hub import geo, ledger, licenses, orders, quotes
 from hub import ratings as ratings_rules
 from hub.domain import Account, Attribution, Design, Revision, Role
-from hub.errors import FailedPrecondition, HubError, InvalidArgument, NotFound, PermissionDenied
+from hub.errors import (
+    FailedPrecondition,
+    HubError,
+    InvalidArgument,
+    LicenseConflict,
+    NotFound,
+    PermissionDenied,
+)
 from hub.jobs import Job, JobSpec, JobState
 from hub.limits import check_page_size, check_page_token, check_plain_text
 from hub.manifest import Manifest, parse_manifest
@@ -335,10 +342,19 @@ class OrderService:
         if changed and rung == "consume":
             raise FailedPrecondition(f"{design.slug} is open to ordering only (participation rung consume): "
                                      "its maintainers do not take customers' parameters")
-        decision = _fabrication(design.license, req.paid, bool(changed))
-        gate = LicenceGate(decision.rule, None, decision.obligations) if decision.allowed else \
-            self.grants._thd_gate(design, revision.id, req.paid, bool(changed))
+        gate = self._thd_licence(design, revision.id, req.paid, bool(changed))
         return _Basis(req, design, revision, manifest, changed, gate)
+
+    def _thd_licence(self, design: Design, revision_id: str, paid: bool, modified: bool) -> LicenceGate:
+        """The licence's answer for an order now, with the grants in force now (not revoked, not ended).
+
+        Raises:
+            LicenseConflict: the licence refuses it and no grant in force allows it.
+        """
+        decision = _fabrication(design.license, paid, modified)
+        if decision.allowed:
+            return LicenceGate(decision.rule, None, decision.obligations)
+        return self.grants._thd_gate(design, revision_id, paid, modified)
 
     def _thd_read(self, slug: str, revision_id: str, material: str = "", box: quotes.Box | None = None,
                   customer: str = "", key: str = "", sha: str = ""
@@ -600,6 +616,11 @@ class OrderService:
         design, revision, manifest, scad = await asyncio.to_thread(self._thd_revision, row.design, row.revision_id)
         changed = await asyncio.to_thread(check_parameters, manifest, scad, req.parameters)
         chosen = options[option]
+        # The licence again, as of now: a grant the quote counted on may have been revoked or ended since.
+        gate = await asyncio.to_thread(self._thd_licence, design, revision.id, req.paid, bool(changed))
+        if gate.nodes is not None and chosen.node not in gate.nodes:
+            raise LicenseConflict(f"{design.slug} is licensed {design.license}: no grant in force covers node "
+                                  f"{chosen.node} any more; ask for a new quote with `spime quote`")
         return _Placing(req, design, revision, manifest, changed, row.id, chosen, _prefer(chosen, options), None)
 
     def _new_order(self, caller: Account, placing: _Placing, rule: str

@@ -28,7 +28,6 @@ from hub.errors import (
 from hub.jobs import Job
 from hub.ledger import Share
 from hub.orders import (
-    Grant,
     LedgerRow,
     Order,
     OrderObject,
@@ -47,8 +46,8 @@ from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE
 __all__ = ["Basis", "Build", "Match", "MatchQuery", "Matching", "OrderStore", "PlaceResult", "Placement"]
 
 o, q, k, ob = schema.orders, schema.quotes, schema.order_keys, schema.order_objects
-g, rt, lg, ve, pa, f = (schema.grants, schema.ratings, schema.ledger_entries, schema.value_equations,
-                        schema.participation, schema.fabrications)
+rt, lg, ve, pa, f = (schema.ratings, schema.ledger_entries, schema.value_equations,
+                     schema.participation, schema.fabrications)
 
 
 def _attributions(text: str) -> tuple[Attribution, ...]:
@@ -466,24 +465,6 @@ class OrderStore:
         with connect(self.engine) as conn:
             return [RatingRow(x.order_id or "", x.job_id, x.design, x.node, x.rater, x.role, x.stars,
                               json.loads(x.criteria), x.comment, x.at) for x in conn.execute(query)]
-
-    # -- grants ------------------------------------------------------------------------------
-
-    def _thd_add_grant(self, grant: Grant, statement: str) -> None:
-        with write(self.engine) as conn:
-            conn.execute(g.insert().values(
-                id=grant.id, design=grant.design, revision_id=grant.revision_id, scope=grant.scope, node=grant.node,
-                until=grant.until, granted_by=grant.granted_by, granted_at=grant.granted_at, statement=statement,
-                statement_sha256=grant.statement_sha256, signature=grant.signature))
-
-    def _thd_grants(self, design: str, now: str | None = None) -> list[Grant]:
-        """A design's grants (only those valid at ``now`` when given), oldest first."""
-        query = sa.select(g).where(g.c.design == design, g.c.revoked_at == "").order_by(g.c.granted_at, g.c.id)
-        if now is not None:
-            query = query.where(g.c.until > now)
-        with connect(self.engine) as conn:
-            return [Grant(x.id, x.design, x.revision_id, x.scope, x.node, x.until, x.granted_by, x.granted_at,
-                          x.statement_sha256, x.signature) for x in conn.execute(query)]
 
     # -- the value ledger --------------------------------------------------------------------
 

@@ -479,8 +479,16 @@ grants = sa.Table(
     sa.Column("statement_sha256", _HASH, nullable=False),
     sa.Column("signature", sa.String(128), nullable=False, server_default=""),  # Ed25519 hex, optional
     sa.Column("revoked_at", _TIME, nullable=False, server_default=""),
+    # the maintainer's signed revocation (hub.grants.RevocationStatement), "" while not revoked
+    sa.Column("revoked_by", _NAME, nullable=False, server_default=""),
+    sa.Column("revocation", sa.Text, nullable=False, server_default=""),
+    sa.Column("revocation_signature", sa.String(128), nullable=False, server_default=""),
     sa.CheckConstraint("scope IN ('paid','modified','any')", name="scope"),
 )
+# The live grants of a design (not revoked), by end: the order-time gate and the per-design cap
+# (hub.limits.MAX_LIVE_GRANTS) read only these, however many revoked or ended grants are on record.
+_LIVE_GRANT = sa.text("revoked_at = ''")
+sa.Index("ix_grants_live", grants.c.design, grants.c.until, sqlite_where=_LIVE_GRANT, postgresql_where=_LIVE_GRANT)
 
 value_equations = sa.Table(
     "value_equations",

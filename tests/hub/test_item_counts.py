@@ -117,6 +117,8 @@ BOUNDED_IN_CODE = [
     ("orders", "GetOrderRequest", "order_id"), ("orders", "CancelOrderRequest", "order_id"),
     ("orders", "RateOrderRequest", "job_id"), ("orders", "PlaceOrderRequest", "quote_id"),
     ("orders", "GrantRequest", "statement"), ("orders", "ListGrantsRequest", "design"),
+    ("orders", "RevokeGrantRequest", "grant_id"), ("orders", "RevokeGrantRequest", "signature"),
+    ("orders", "RevokeGrantRequest", "statement"), ("orders", "GetGrantRequest", "grant_id"),
     ("orders", "GetIncarnationRequest", "incarnation_id"), ("records", "GetRecordRequest", "design"),
     ("records", "ExportRequest", "design"), ("records", "ExportRequest", "revision_id"),
     ("records", "SetParticipationRequest", "design"), ("accounts", "RevokeKeyRequest", "account"),

@@ -42,6 +42,12 @@ class DesignsStub:
     A search or blob call the hub refuses costs 10 more. A call over either limit
     waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
     ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
+    Failed authentications are limited per peer address (an IPv6 address with its /64), as a wrong
+    token belongs to no account: each call whose token matches no live account (UNAUTHENTICATED)
+    costs the address one of 30, refilled at 1 a second (rate class "auth"); an address with none
+    left has every call refused, whatever its token, valid or not, RESOURCE_EXHAUSTED ("limit rate
+    auth") with a RetryInfo hint, and each refused call costs 5 more: stop, and retry after the hint.
+    A call with a valid token costs nothing.
     """
 
     def __init__(self, channel):
@@ -133,6 +139,12 @@ class DesignsServicer:
     A search or blob call the hub refuses costs 10 more. A call over either limit
     waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
     ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
+    Failed authentications are limited per peer address (an IPv6 address with its /64), as a wrong
+    token belongs to no account: each call whose token matches no live account (UNAUTHENTICATED)
+    costs the address one of 30, refilled at 1 a second (rate class "auth"); an address with none
+    left has every call refused, whatever its token, valid or not, RESOURCE_EXHAUSTED ("limit rate
+    auth") with a RetryInfo hint, and each refused call costs 5 more: stop, and retry after the hint.
+    A call with a valid token costs nothing.
     """
 
     def MissingBlobs(self, request, context):
@@ -321,6 +333,12 @@ class Designs:
     A search or blob call the hub refuses costs 10 more. A call over either limit
     waits up to 2 s for its turn, then is RESOURCE_EXHAUSTED naming the limit
     ("limit rate search", "limit concurrent Designs.Push") with a RetryInfo hint.
+    Failed authentications are limited per peer address (an IPv6 address with its /64), as a wrong
+    token belongs to no account: each call whose token matches no live account (UNAUTHENTICATED)
+    costs the address one of 30, refilled at 1 a second (rate class "auth"); an address with none
+    left has every call refused, whatever its token, valid or not, RESOURCE_EXHAUSTED ("limit rate
+    auth") with a RetryInfo hint, and each refused call costs 5 more: stop, and retry after the hint.
+    A call with a valid token costs nothing.
     """
 
     @staticmethod

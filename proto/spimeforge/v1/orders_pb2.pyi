@@ -273,7 +273,7 @@ class GrantRequest(_message.Message):
     def __init__(self, design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ...) -> None: ...
 
 class GrantRecord(_message.Message):
-    __slots__ = ("id", "design", "revision_id", "scope", "node", "until", "granted_by", "granted_at", "statement_sha256", "signature", "statement", "key_fingerprint")
+    __slots__ = ("id", "design", "revision_id", "scope", "node", "until", "granted_by", "granted_at", "statement_sha256", "signature", "statement", "key_fingerprint", "revoked_at", "revoked_by", "revocation", "revocation_signature", "revocation_key_fingerprint")
     ID_FIELD_NUMBER: _ClassVar[int]
     DESIGN_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -286,6 +286,11 @@ class GrantRecord(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
     KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_KEY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     id: str
     design: str
     revision_id: str
@@ -298,7 +303,12 @@ class GrantRecord(_message.Message):
     signature: str
     statement: str
     key_fingerprint: str
-    def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[str] = ..., statement_sha256: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ..., key_fingerprint: _Optional[str] = ...) -> None: ...
+    revoked_at: str
+    revoked_by: str
+    revocation: str
+    revocation_signature: str
+    revocation_key_fingerprint: str
+    def __init__(self, id: _Optional[str] = ..., design: _Optional[str] = ..., revision_id: _Optional[str] = ..., scope: _Optional[str] = ..., node: _Optional[str] = ..., until: _Optional[str] = ..., granted_by: _Optional[str] = ..., granted_at: _Optional[str] = ..., statement_sha256: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ..., key_fingerprint: _Optional[str] = ..., revoked_at: _Optional[str] = ..., revoked_by: _Optional[str] = ..., revocation: _Optional[str] = ..., revocation_signature: _Optional[str] = ..., revocation_key_fingerprint: _Optional[str] = ...) -> None: ...
 
 class ListGrantsRequest(_message.Message):
     __slots__ = ("design", "page")
@@ -307,6 +317,22 @@ class ListGrantsRequest(_message.Message):
     design: str
     page: _common_pb2.PageRequest
     def __init__(self, design: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("grant_id", "signature", "statement")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    signature: str
+    statement: str
+    def __init__(self, grant_id: _Optional[str] = ..., signature: _Optional[str] = ..., statement: _Optional[str] = ...) -> None: ...
+
+class GetGrantRequest(_message.Message):
+    __slots__ = ("grant_id",)
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    def __init__(self, grant_id: _Optional[str] = ...) -> None: ...
 
 class ListGrantsResponse(_message.Message):
     __slots__ = ("grants", "next_page_token")

@@ -79,6 +79,16 @@ class OrdersStub:
                 request_serializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.SerializeToString,
                 response_deserializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.FromString,
                 _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/spimeforge.v1.Orders/RevokeGrant',
+                request_serializer=spimeforge_dot_v1_dot_orders__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
+                _registered_method=True)
+        self.GetGrant = channel.unary_unary(
+                '/spimeforge.v1.Orders/GetGrant',
+                request_serializer=spimeforge_dot_v1_dot_orders__pb2.GetGrantRequest.SerializeToString,
+                response_deserializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
+                _registered_method=True)
         self.GetIncarnation = channel.unary_unary(
                 '/spimeforge.v1.Orders/GetIncarnation',
                 request_serializer=spimeforge_dot_v1_dot_orders__pb2.GetIncarnationRequest.SerializeToString,
@@ -140,7 +150,9 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Grant(self, request, context):
-        """A licensor's permission on record (maintainers of the design only).
+        """A licensor's permission on record (maintainers of the design only). A design has at most 1000
+        grants in force (recorded, not revoked, until still ahead); one more is RESOURCE_EXHAUSTED
+        (reason GRANT_LIMIT, "limit live grants per design") until one is revoked or ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,6 +160,26 @@ class OrdersServicer:
 
     def ListGrants(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Revoke a grant before its until, with a revocation signed like a grant (maintainers of the
+        design only: PERMISSION_DENIED otherwise; NOT_FOUND for an unknown grant). The grant stays on
+        record, shown revoked (revoked_at, revoked_by, the signed revocation). It counts for orders
+        placed after it is recorded, quotes taken under the grant included; orders already placed
+        under the grant (or being placed as it is recorded) stay valid and are made. The same signed revocation sent again answers the
+        record as it is; another revocation of a revoked grant is FAILED_PRECONDITION (reason
+        GRANT_ALREADY_REVOKED), nothing changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGrant(self, request, context):
+        """One grant by its id, revoked or not (NOT_FOUND for an unknown one).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -206,6 +238,16 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.ListGrants,
                     request_deserializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.FromString,
                     response_serializer=spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=spimeforge_dot_v1_dot_orders__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.SerializeToString,
+            ),
+            'GetGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGrant,
+                    request_deserializer=spimeforge_dot_v1_dot_orders__pb2.GetGrantRequest.FromString,
+                    response_serializer=spimeforge_dot_v1_dot_orders__pb2.GrantRecord.SerializeToString,
             ),
             'GetIncarnation': grpc.unary_unary_rpc_method_handler(
                     servicer.GetIncarnation,
@@ -456,6 +498,60 @@ class Orders:
             '/spimeforge.v1.Orders/ListGrants',
             spimeforge_dot_v1_dot_orders__pb2.ListGrantsRequest.SerializeToString,
             spimeforge_dot_v1_dot_orders__pb2.ListGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Orders/RevokeGrant',
+            spimeforge_dot_v1_dot_orders__pb2.RevokeGrantRequest.SerializeToString,
+            spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spimeforge.v1.Orders/GetGrant',
+            spimeforge_dot_v1_dot_orders__pb2.GetGrantRequest.SerializeToString,
+            spimeforge_dot_v1_dot_orders__pb2.GrantRecord.FromString,
             options,
             channel_credentials,
             insecure,

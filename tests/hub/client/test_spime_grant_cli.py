@@ -63,3 +63,30 @@ def test_grant_is_signed_with_the_registered_key_and_listed_with_its_fingerprint
     assert code == 1 and "PERMISSION_DENIED" in err and "revoked" in err
     code, _, err = _spime(hub, capsys, "alice", "grant", "cube", "--any")
     assert code == 2 and "--scope" in err
+
+
+def test_grant_revoke_signs_a_revocation_and_the_list_shows_the_grant_revoked(
+        hub: ClockedHub, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    hub.push("alice", "cube", dict(FILES), manifest=cube_manifest(), create=True)
+    key = tmp_path / "alice.key"
+    assert main(["key", "gen", "--key", str(key)]) == 0
+    assert _spime(hub, capsys, "alice", "key", "register", "--key", str(key))[0] == 0
+    code, recorded, err = _spime(hub, capsys, "alice", "grant", "cube", "--scope", "paid", "--any", "--until",
+                                 "2030-01-01", "--key", str(key))
+    assert code == 0, err
+    code, revoked, err = _spime(hub, capsys, "alice", "grant", "revoke", recorded["id"], "--key", str(key))
+    assert code == 0, err
+    assert revoked["revoked"] and revoked["revoked_by"] == "alice" and revoked["revocation_ok"]
+    assert revoked["revocation_key_fingerprint"] == recorded["key_fingerprint"]
+    code, listed, _ = _spime(hub, capsys, "carol", "grant", "cube", "--list")
+    assert code == 0 and listed["grants"] == [revoked]
+    assert main(["grant", "cube", "--list", "--hub", hub.address, "--token", hub.tokens["carol"]]) == 0
+    assert f"REVOKED at {revoked['revoked_at']} by alice" in capsys.readouterr().out
+    # a second revocation: refused, saying when and by whom it was revoked
+    code, _, err = _spime(hub, capsys, "alice", "grant", "revoke", recorded["id"], "--key", str(key))
+    assert code == 1 and "FAILED_PRECONDITION" in err and "revoked already" in err
+    code, _, err = _spime(hub, capsys, "alice", "grant", "revoke", "0" * 16, "--key", str(key))
+    assert code == 1 and "NOT_FOUND" in err
+    for argv in (("grant", "cube", recorded["id"]), ("grant", "revoke")):
+        code, _, err = _spime(hub, capsys, "alice", *argv)
+        assert code == 2 and "spime grant revoke ID" in err, argv
