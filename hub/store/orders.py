@@ -179,32 +179,60 @@ def _held(node: sa.ColumnElement[str], printer: sa.ColumnElement[str]) -> sa.Exi
 def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dialect: str
                       ) -> sa.Select[tuple[object, ...]]:
     """Printers that can take a job with one of `profiles` slicer profiles (bound as p0.., with hours
-    h0.. and grams g0.. of one object): free ones first, then those holding a job (an order placed
-    on them waits in the queue), each best first by `order` ("cheapest": the cheapest of each currency,
-    then the second cheapest of each, ...); a page of :lim after :off."""
+    h0.. and grams g0.. of one object): free ones first (column ``busy`` 0), then those holding a job
+    (an order placed on them waits in the queue), each best first by `order`; a page of :lim after :off.
+
+    "cheapest" takes the printers of one currency (bound as :currency) by price: the caller interleaves
+    the currencies (see _interleaved). Ranking within each currency in the statement itself takes a
+    window function, which costs SQLite several times the match (7 ms instead of 1 ms over 800 printers)."""
     hours = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"h{i}", type_=sa.Float))
                       for i in range(profiles)), else_=0.0)
     grams = sa.case(*((_pr.c.slicer_profile == sa.bindparam(f"p{i}"), sa.bindparam(f"g{i}", type_=sa.Float))
                       for i in range(profiles)), else_=0.0)
     cost = _pr.c.hour_minor * hours + _pr.c.gram_minor * grams
-    busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0)
-    # prices in different currencies are never compared (hub.quotes.rank): ties by the currency's code, and
-    # "cheapest" ranks each currency's printers by their own price and takes the best of every currency in turn
-    keys: list[sa.ColumnElement[Any]] = [
-        sa.func.row_number().over(partition_by=(busy, _pr.c.hour_currency), order_by=(cost, _pr.c.node, _pr.c.printer)),
-        _pr.c.hour_currency]
-    if order == "fastest":
+    busy = sa.case((_held(_pr.c.node, _pr.c.printer), 1), else_=0).label("busy")
+    where = [*_match_filters(nodes, box, dialect), _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)])]
+    # prices in different currencies are never compared (hub.quotes.rank): ties by the currency's code
+    keys: list[sa.ColumnElement[Any]] = [cost]
+    if order == "cheapest":
+        where.append(_pr.c.hour_currency == sa.bindparam("currency"))
+    elif order == "fastest":
         keys = [hours, _pr.c.hour_currency, cost]
     elif order == "nearest":
         dlat = _n.c.latitude - sa.bindparam("near_lat", type_=sa.Float)
         dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
         keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float),
                 _pr.c.hour_currency, cost]
-    return (sa.select(_pr, *NODE_OF_PRINTER).join(_n, _n.c.name == _pr.c.node)
-            .where(*_match_filters(nodes, box, dialect),
-                   _pr.c.slicer_profile.in_([sa.bindparam(f"p{i}") for i in range(profiles)]))
+    return (sa.select(_pr, *NODE_OF_PRINTER, busy).join(_n, _n.c.name == _pr.c.node).where(*where)
             .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
             .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
+
+
+# the currencies printers charge in (a superset of those of the matching printers): "cheapest" matches each
+_CURRENCIES = (sa.select(_pr.c.hour_currency).distinct()
+               .where(_pr.c.hour_currency != "", _pr.c.hour_currency == _pr.c.gram_currency)
+               .order_by(_pr.c.hour_currency))
+
+
+_Row = sa.Row[tuple[object, ...]]
+
+
+def _interleaved(pages: Sequence[Sequence[_Row]], limit: int, offset: int) -> list[_Row]:
+    """Rows ``offset`` to ``offset + limit`` of the "cheapest" order, from each currency's first
+    ``offset + limit`` printers best first (free ones first, each group by price): free printers first,
+    then the cheapest of each currency, then the second cheapest of each, ... (ties by the currency's
+    code, then name). A printer of a currency past its first ``offset + limit`` has at least as many
+    printers before it in this order too, so it is never on the page."""
+    ranked: list[tuple[tuple[Any, ...], _Row]] = []
+    for rows in pages:
+        rank = {0: 0, 1: 0}
+        for row in rows:
+            busy = int(row.busy)
+            rank[busy] += 1
+            x = row._mapping
+            ranked.append(((busy, rank[busy], x["hour_currency"], x["node"], x["printer"]), row))
+    ranked.sort(key=lambda item: item[0])
+    return [row for _, row in ranked[offset:offset + limit]]
 
 
 _INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert(), k.insert(), ob.insert()
@@ -677,8 +705,12 @@ class OrderStore:
         if q.near is not None:
             params.update({"near_lat": q.near[0], "near_lon": q.near[1],
                            "stretch": math.cos(math.radians(q.near[0])) ** 2})
-        params.update({"lim": limit, "off": offset})
-        return conn.execute(query, params).all()
+        if ordering != "cheapest":
+            params.update({"lim": limit, "off": offset})
+            return conn.execute(query, params).all()
+        params.update({"lim": offset + limit, "off": 0})
+        pages = [conn.execute(query, {**params, "currency": c}).all() for c in conn.execute(_CURRENCIES).scalars()]
+        return _interleaved(pages, limit, offset)
 
     @staticmethod
     def _histories(conn: sa.Connection, pairs: Sequence[tuple[str, str]], material: str, limit: int

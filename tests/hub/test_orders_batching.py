@@ -237,3 +237,42 @@ def test_a_matching_made_before_the_write_keeps_only_the_printers_still_free_or_
         assert [p.node for p in again.printers] == ["lab-2", "lab-3"]  # none left: matched again, free ones first
     for agent in agents:
         agent.close()
+
+
+def _rated(name: str, currency: str, per_hour: int, per_gram: int):
+    p = printer(name)
+    p.rate_per_hour.currency = p.rate_per_gram.currency = currency
+    p.rate_per_hour.minor_units, p.rate_per_gram.minor_units = per_hour, per_gram
+    return p
+
+
+def test_cheapest_matching_puts_free_printers_first_and_takes_each_currency_in_turn_page_by_page(
+        hub: ClockedHub) -> None:
+    """Three EUR printers (the cheapest busy) and two JPY ones: the free ones first, the cheapest of each
+    currency, then the second cheapest of each (ties by the currency's code), then the busy one; any page
+    of it is that slice of the whole."""
+    pushed = hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)),
+                      create=True)
+    agents = [FakeAgent.enrolled(hub, "lab-1", [_rated(f"e{i}", "EUR", 200 + 100 * i, 5) for i in (1, 2, 3)]),
+              FakeAgent.enrolled(hub, "lab-2", [_rated("j1", "JPY", 3000, 50), _rated("j2", "JPY", 2000, 50)])]
+    for agent in agents:
+        agent.connect()
+    with hub.engine.begin() as conn:  # e1, the cheapest, holds a job
+        conn.execute(schema.jobs.insert().values(
+            id="j-held", design="cube", revision_id=pushed.revision_id, material="PLA", state="offered",
+            node="lab-1", printer="e1", created_by="admin", created_at="2026-01-01T00:00:00Z",
+            updated_at="2026-01-01T00:00:00Z"))
+    service = hub.composed.hub.orders
+    assert service is not None
+    query = MatchQuery("PLA", {"prusa_mk3s": (1800.0, 12.0)}, 10, lambda p: True)
+
+    def page(limit: int, offset: int) -> list[str]:
+        with hub.engine.connect() as conn:
+            return [f"{row.node}/{row.printer}" for row in service.store._candidate_rows(conn, query, limit, offset)]
+
+    whole = ["lab-1/e2", "lab-2/j2", "lab-1/e3", "lab-2/j1", "lab-1/e1"]
+    assert page(10, 0) == whole
+    assert page(2, 0) + page(2, 2) + page(2, 4) == whole
+    assert page(1, 3) == ["lab-2/j1"] and page(3, 5) == []
+    for agent in agents:
+        agent.close()
