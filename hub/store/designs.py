@@ -501,13 +501,12 @@ class DesignStore:
         out: dict[str, Revision] = {}
         for start in range(0, len(ids), _IDS_PER_QUERY):
             some = ids[start:start + _IDS_PER_QUERY]
-            parents = _by_revision(conn.execute(sa.select(rp.c.revision_id, rp.c.parent_id).where(
-                rp.c.revision_id.in_(some)).order_by(rp.c.revision_id, rp.c.position)), lambda x: x.parent_id)
-            files = _by_revision(conn.execute(sa.select(rf).where(rf.c.revision_id.in_(some)).order_by(
-                rf.c.revision_id, rf.c.path)), lambda x: FileEntry(x.path, x.sha256, int(x.size)))
-            reports = _by_revision(conn.execute(sa.select(rep).where(rep.c.revision_id.in_(some)).order_by(
-                rep.c.revision_id, rep.c.path)), lambda x: PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report)))
-            for row in conn.execute(sa.select(r).where(r.c.id.in_(some))):
+            ask = {"ids": some}
+            parents = _by_revision(conn.execute(_PARENTS_OF, ask), lambda x: x.parent_id)
+            files = _by_revision(conn.execute(_FILES_OF, ask), lambda x: FileEntry(x.path, x.sha256, int(x.size)))
+            reports = _by_revision(conn.execute(_REPORTS_OF, ask),
+                                   lambda x: PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report)))
+            for row in conn.execute(_REVISIONS_OF, ask):
                 out[row.id] = Revision(
                     id=row.id, design=row.design, parent_ids=parents.get(row.id, ()), manifest_toml=row.manifest_toml,
                     files=files.get(row.id, ()), author=row.author, created_at=row.created_at, message=row.message,
@@ -525,6 +524,14 @@ class DesignStore:
 
 
 _REPORTS = sa.select(rep).where(rep.c.revision_id == sa.bindparam("revision_id")).order_by(rep.c.path)
+# a revision in full, read by _revisions for any number of ids (every order of a design not cached yet
+# reads one): prebuilt, as building a statement costs more than running it on SQLite
+_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
+_PARENTS_OF = (sa.select(rp.c.revision_id, rp.c.parent_id).where(rp.c.revision_id.in_(_IDS))
+               .order_by(rp.c.revision_id, rp.c.position))
+_FILES_OF = sa.select(rf).where(rf.c.revision_id.in_(_IDS)).order_by(rf.c.revision_id, rf.c.path)
+_REPORTS_OF = sa.select(rep).where(rep.c.revision_id.in_(_IDS)).order_by(rep.c.revision_id, rep.c.path)
+_REVISIONS_OF = sa.select(r).where(r.c.id.in_(_IDS))
 
 
 def _by_revision(rows: Iterable[Any], item: Any) -> dict[str, tuple[Any, ...]]:
