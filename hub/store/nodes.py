@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -70,15 +71,31 @@ def _node(row: sa.Row) -> NodeInfo:  # type: ignore[type-arg]
                     row.location, row.latitude, row.longitude, row.last_seen, row.disconnected_at, row.drained)
 
 
+# where each field of a PrinterRecord sits in a row of sa.select(printers, *NODE_OF_PRINTER, ...)
+_ROW_COLUMNS = [c.name for c in pr.c] + [c.name for c in NODE_OF_PRINTER]
+_PRINTER_FIELDS_OF_ROW = operator.itemgetter(*(_ROW_COLUMNS.index(name) for name in (
+    "node", "printer", "model", "build_x_mm", "build_y_mm", "build_z_mm", "nozzle_mm", "materials", "phase", "bed_clear",
+    "accepting", "online", "hour_currency", "hour_minor", "gram_currency", "gram_minor", "slicer_profile", "latitude",
+    "longitude", "last_seen", "drained")))
+
+
 def _printer(row: sa.Row) -> PrinterRecord:  # type: ignore[type-arg]
+    """A row of sa.select(printers, *NODE_OF_PRINTER, ...) (every caller's shape) as a PrinterRecord. Read by
+    position: matching converts a few dozen rows per order, and a row's attributes cost ten times as much."""
+    (node, printer, model, x, y, z, nozzle, materials, phase, bed_clear, accepting, online, hour_currency, hour_minor,
+     gram_currency, gram_minor, profile, latitude, longitude, last_seen, drained) = _PRINTER_FIELDS_OF_ROW(row)
     return PrinterRecord(
-        node=row.node, printer=row.printer, model=row.model,
-        build_volume_mm=(row.build_x_mm, row.build_y_mm, row.build_z_mm), nozzle_mm=row.nozzle_mm,
-        materials=tuple(json.loads(row.materials)), phase=row.phase, bed_clear=row.bed_clear,
-        accepting=row.accepting, online=row.online, rate_per_hour=(row.hour_currency, row.hour_minor),
-        rate_per_gram=(row.gram_currency, row.gram_minor), slicer_profile=row.slicer_profile,
-        latitude=row.latitude, longitude=row.longitude, last_seen=row.last_seen, drained=row.drained,
+        node=node, printer=printer, model=model, build_volume_mm=(x, y, z), nozzle_mm=nozzle,
+        materials=_materials(materials), phase=phase, bed_clear=bool(bed_clear), accepting=bool(accepting),
+        online=bool(online), rate_per_hour=(hour_currency, hour_minor), rate_per_gram=(gram_currency, gram_minor),
+        slicer_profile=profile, latitude=latitude, longitude=longitude, last_seen=last_seen, drained=drained,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _materials(text: str) -> tuple[str, ...]:
+    """A printer's materials column (a JSON list) as a tuple: kept per text, as most printers load the same few."""
+    return tuple(json.loads(text))
 
 
 def _printer_values(p: PrinterRecord, now: str) -> dict[str, object]:

@@ -41,7 +41,7 @@ from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
 from hub.store.designs import DesignStore, reports_of
 from hub.store.engine import connect, write
-from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE
+from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE, _printer
 
 __all__ = ["Basis", "Build", "Match", "MatchQuery", "Matching", "OrderStore", "PlaceResult", "Placement"]
 
@@ -58,18 +58,6 @@ def _attributions_json(items: Sequence[Attribution]) -> str:
     return json.dumps([{"design": a.design, "revision_id": a.revision_id, "title": a.title, "license": a.license,
                         "licensor": a.licensor, "contributors": list(a.contributors), "notice": a.notice}
                        for a in items], sort_keys=True)
-
-
-def _printer(row: sa.Row[tuple[object, ...]]) -> PrinterRecord:
-    x = row._mapping
-    return PrinterRecord(
-        node=x["node"], printer=x["printer"], model=x["model"],
-        build_volume_mm=(x["build_x_mm"], x["build_y_mm"], x["build_z_mm"]), nozzle_mm=x["nozzle_mm"],
-        materials=tuple(json.loads(x["materials"])), phase=x["phase"], bed_clear=bool(x["bed_clear"]),
-        accepting=bool(x["accepting"]), online=bool(x["online"]), rate_per_hour=(x["hour_currency"], x["hour_minor"]),
-        rate_per_gram=(x["gram_currency"], x["gram_minor"]), slicer_profile=x["slicer_profile"],
-        latitude=x["latitude"], longitude=x["longitude"], last_seen=x["last_seen"], drained=x["drained"],
-    )
 
 
 def _like_escape(text: str) -> str:
