@@ -147,11 +147,22 @@ def _match_filters(nodes: bool, box: BoxShape, dialect: str) -> list[sa.ColumnEl
     return where
 
 
+def _values_of(column: sa.Column[str], name: str) -> sa.CTE:
+    """The distinct values of an indexed column, one index seek each (a loose index scan: the least
+    value, then the least one above it, ...) instead of reading every entry: with a thousand
+    printers and a handful of values, 10 us instead of 150-300."""
+    table = column.table
+    first = sa.select(sa.func.min(column).label("value")).cte(name, recursive=True)
+    above = sa.select(sa.func.min(column)).select_from(table).where(column > first.c.value).scalar_subquery()
+    return first.union_all(sa.select(above).where(first.c.value.is_not(None)))
+
+
 @functools.lru_cache(maxsize=64)
 def _profiles_query(nodes: bool, box: BoxShape, dialect: str) -> sa.Select[tuple[object]]:
-    """The slicer profiles in use (an index scan) that some matching printer has: a semi-join that
+    """The slicer profiles in use (a loose index scan) that some matching printer has: a semi-join that
     stops at the first such printer of each profile instead of matching every printer."""
-    used = sa.select(_pr.c.slicer_profile.label("profile")).distinct().subquery("used")
+    values = _values_of(_pr.c.slicer_profile, "profiles")
+    used = sa.select(values.c.value.label("profile")).where(values.c.value.is_not(None)).subquery("used")
     some = (sa.select(sa.literal(1)).select_from(_pr.join(_n, _n.c.name == _pr.c.node))
             .where(*_match_filters(nodes, box, dialect), _pr.c.slicer_profile == used.c.profile))
     return sa.select(used.c.profile).where(some.exists())
@@ -196,10 +207,10 @@ def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dia
             .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
 
 
-# the currencies printers charge in (a superset of those of the matching printers): "cheapest" matches each
-_CURRENCIES = (sa.select(_pr.c.hour_currency).distinct()
-               .where(_pr.c.hour_currency != "", _pr.c.hour_currency == _pr.c.gram_currency)
-               .order_by(_pr.c.hour_currency))
+# the currencies printers charge in (a superset of those of the matching printers, "" among them when a
+# printer publishes no rates): "cheapest" matches each
+_CURRENCY_VALUES = _values_of(_pr.c.hour_currency, "currencies")
+_CURRENCIES = sa.select(_CURRENCY_VALUES.c.value).where(_CURRENCY_VALUES.c.value.is_not(None))
 
 
 _Row = sa.Row[tuple[object, ...]]
@@ -697,7 +708,7 @@ class OrderStore:
             params.update({"lim": limit, "off": offset})
             return conn.execute(query, params).all()
         params.update({"lim": offset + limit, "off": 0})
-        pages = [conn.execute(query, {**params, "currency": c}).all() for c in conn.execute(_CURRENCIES).scalars()]
+        pages = [conn.execute(query, {**params, "currency": c}).all() for c in conn.execute(_CURRENCIES).scalars() if c]
         return _interleaved(pages, limit, offset)
 
     @staticmethod

@@ -427,6 +427,8 @@ HELD_STATES = ("assigned", "lost_contact", "offered", "outcome_unknown", "prepar
 _HELD_WHERE = sa.text(f"state IN ({', '.join(repr(s) for s in HELD_STATES)})")
 sa.Index("ix_jobs_held_printer", jobs.c.node, jobs.c.printer, sqlite_where=_HELD_WHERE, postgresql_where=_HELD_WHERE)
 sa.Index("ix_printers_slicer_profile", printers.c.slicer_profile)
+# migration 0016: the currencies printers charge in, read by "cheapest" matching one index seek each
+sa.Index("ix_printers_hour_currency", printers.c.hour_currency)
 
 # -- issue 8: quotes, idempotency keys, licence grants, value equations, participation ---------
 
