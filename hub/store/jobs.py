@@ -79,8 +79,11 @@ def _job(row: sa.Row) -> Job:  # type: ignore[type-arg]
 
 
 def _holds(node: sa.ColumnElement[str] | str, printer: sa.ColumnElement[str] | str) -> list[sa.ColumnElement[bool]]:
-    """The conditions of a job that keeps a printer busy (offered to it, assigned, printing ...)."""
-    return [j.c.node == node, j.c.printer == printer, j.c.state.in_([s.value for s in HELD])]
+    """The conditions of a job that keeps a printer busy (offered to it, assigned, printing ...). The states
+    are spelled out as the partial index ix_jobs_held_printer has them: bound as parameters, the planners
+    cannot use that index and read every job the node ever had (1.5 ms a claim at 5,000 of them on SQLite)."""
+    return [j.c.node == node, j.c.printer == printer,
+            j.c.state.in_([sa.literal_column(repr(s)) for s in schema.HELD_STATES])]
 
 
 def _like_escape(text: str) -> str:

@@ -276,3 +276,45 @@ def test_cheapest_matching_puts_free_printers_first_and_takes_each_currency_in_t
     assert page(1, 3) == ["lab-2/j1"] and page(3, 5) == []
     for agent in agents:
         agent.close()
+
+
+def _plan(conn: sa.Connection, statement: sa.Executable, params: dict[str, object]) -> str:
+    """How the database runs a statement as the hub sends it (its own SQL and bound parameters)."""
+    if conn.dialect.name == "sqlite":
+        ran = conn.execute(statement, params)  # the SQL and parameters exactly as the hub sends them
+        sql, bound = ran.context.statement, ran.context.parameters[0]
+        raw = conn.connection.driver_connection
+        return "\n".join(row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", bound))  # type: ignore[union-attr]
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a test's tables are small: ask for the index anyway
+    sql = str(statement.params(params).compile(conn, compile_kwargs={"literal_binds": True}))  # type: ignore[attr-defined]
+    return "\n".join(str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {sql % {}}").all())
+
+
+def test_whether_a_printer_is_held_is_one_seek_of_the_held_printer_index(hub: ClockedHub) -> None:
+    """A claim, matching's check of the printers it found and the dispatcher each ask whether a job holds a
+    printer: one seek of ix_jobs_held_printer each, never a scan of every job of the node (its history)
+    or of every held job of the hub. The states are named as the partial index names them: bound as
+    parameters, no planner can prove the index applies (SQLite read every job the node ever had)."""
+    from hub.store import jobs as job_store
+    from hub.store import orders as order_store
+
+    pushed = hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)),
+                      create=True)
+    agent = FakeAgent.enrolled(hub, "lab-1", [printer("mk3"), printer("mini")])
+    agent.connect()
+    with hub.engine.begin() as conn:  # a node with a long history, and a job on one of its printers now
+        conn.execute(schema.jobs.insert(), [{
+            "id": f"j-{i:04d}", "design": "cube", "revision_id": pushed.revision_id, "material": "PLA",
+            "state": "done" if i else "printing", "node": "lab-1", "printer": "mk3", "created_by": "admin",
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"} for i in range(300)])
+    pairs = {"n0": "lab-1", "p0": "mk3", "n1": "lab-1", "p1": "mini"}
+    checks = [(job_store._HELD, {"node": "lab-1", "printer": "mk3"}), (order_store._held_among(2), pairs),
+              (job_store._free_query(), {})]
+    with hub.engine.connect() as conn, conn.begin():
+        for statement, params in checks:
+            held_states = ", ".join(repr(s) for s in schema.HELD_STATES)
+            assert f"IN ({held_states})" in str(statement.compile(conn)), statement
+            plan = _plan(conn, statement, params)
+            assert "ix_jobs_held_printer" in plan and "ix_jobs_node" not in plan and "ix_jobs_state" not in plan, plan
+        assert conn.execute(order_store._held_among(2), pairs).all() == [("lab-1", "mk3")]
+    agent.close()
