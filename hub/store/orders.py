@@ -249,13 +249,6 @@ _UNACCEPTED = sa.select(schema.proposals.c.id).where(
     schema.proposals.c.state != "accepted").limit(1)
 _KEYED = sa.select(k.c.order_id, k.c.request_sha256).where(k.c.customer == sa.bindparam("customer"),
                                                           k.c.key == sa.bindparam("key"))
-_RANK = sa.func.row_number().over(partition_by=(f.c.node, f.c.printer_model),
-                                  order_by=(f.c.finished_at.desc(), f.c.incarnation_id.desc()))
-_LATEST = (sa.select(f.c.node, f.c.printer_model, f.c.estimated_seconds, f.c.actual_seconds, f.c.estimated_filament_g,
-                     f.c.actual_filament_g, _RANK.label("rank"))
-           .where(f.c.node.in_(sa.bindparam("nodes", expanding=True)), f.c.material == sa.bindparam("material"),
-                  f.c.outcome == "success").subquery())
-_HISTORIES = sa.select(_LATEST).where(_LATEST.c.rank <= sa.bindparam("lim", type_=sa.Integer))
 
 
 @functools.lru_cache(maxsize=MAX_PRINTERS_ASKED)
@@ -268,6 +261,24 @@ def _held_among(count: int) -> sa.Select[Any]:
                                       sa.bindparam(f"p{i}", type_=sa.String).label("printer"))
                             for i in range(count))).subquery("wanted")
     return sa.select(wanted.c.node, wanted.c.printer).where(_held(wanted.c.node, wanted.c.printer))
+
+
+@functools.lru_cache(maxsize=MAX_PRINTERS_ASKED)
+def _latest_of(count: int) -> sa.CompoundSelect[Any]:
+    """The latest ``lim`` successful prints in a material of ``count`` (node, printer model) pairs (bound as
+    n0, m0, ...), tagged by pair: one backward walk of ix_fabrications_node_model_material each, however
+    long the node's history. Ranking every print of the nodes with a window function read them all."""
+    walks = []
+    for i in range(count):
+        walk = (sa.select(sa.literal(i, sa.Integer).label("pair"), f.c.estimated_seconds, f.c.actual_seconds,
+                          f.c.estimated_filament_g, f.c.actual_filament_g)
+                .where(f.c.node == sa.bindparam(f"n{i}", type_=sa.String),
+                       f.c.printer_model == sa.bindparam(f"m{i}", type_=sa.String),
+                       f.c.material == sa.bindparam("material"), f.c.outcome == "success")
+                .order_by(f.c.finished_at.desc(), f.c.incarnation_id.desc())
+                .limit(sa.bindparam("lim", type_=sa.Integer)).subquery(f"w{i}"))
+        walks.append(sa.select(walk))
+    return sa.union_all(*walks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -729,15 +740,16 @@ class OrderStore:
     def _histories(conn: sa.Connection, pairs: Sequence[tuple[str, str]], material: str, limit: int
                    ) -> dict[tuple[str, str], list[tuple[float, float, float, float]]]:
         """(estimated s, actual s, estimated g, actual g) of the latest `limit` successful prints of
-        each (node, printer model) in a material, in one query."""
-        if not pairs:
-            return {}
-        wanted = set(pairs)
+        each (node, printer model) in a material (in no set order), in one query per MAX_PRINTERS_ASKED pairs."""
+        wanted = sorted(set(pairs))
         out: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {p: [] for p in wanted}
-        params = {"nodes": sorted({p[0] for p in pairs}), "material": material, "lim": limit}
-        for node, model, a, b, c, d, _ in conn.execute(_HISTORIES, params):
-            if (node, model) in wanted:
-                out[(node, model)].append((float(a), float(b), float(c), float(d)))
+        for start in range(0, len(wanted), MAX_PRINTERS_ASKED):
+            chunk = wanted[start:start + MAX_PRINTERS_ASKED]
+            params: dict[str, object] = {"material": material, "lim": limit}
+            for i, (node, model) in enumerate(chunk):
+                params.update({f"n{i}": node, f"m{i}": model})
+            for pair, a, b, c, d in conn.execute(_latest_of(len(chunk)), params):
+                out[chunk[pair]].append((float(a), float(b), float(c), float(d)))
         return out
 
     # -- placing orders: one write transaction per order, or one for many -------------------

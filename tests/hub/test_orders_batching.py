@@ -318,3 +318,44 @@ def test_whether_a_printer_is_held_is_one_seek_of_the_held_printer_index(hub: Cl
             assert "ix_jobs_held_printer" in plan and "ix_jobs_node" not in plan and "ix_jobs_state" not in plan, plan
         assert conn.execute(order_store._held_among(2), pairs).all() == [("lab-1", "mk3")]
     agent.close()
+
+
+def test_a_printers_history_is_its_latest_prints_read_from_the_newest_back(hub: ClockedHub) -> None:
+    """Quotes correct estimates by the latest prints of each candidate (node, printer model): exactly those,
+    each pair read backwards along ix_fabrications_node_model_material and stopped at the limit, never
+    every print of the node (a window function over them all grew with each node's history)."""
+    from hub.store import orders as order_store
+
+    revision = hub.push("alice", "cube", {"cube.stl": STL}, manifest=manifest_toml("cube", files=("cube.stl",)),
+                        create=True).revision_id
+    rows = [{"incarnation_id": f"i{i:011d}", "job_id": f"j-{i:04d}", "lease_epoch": 1, "design": "cube",
+             "revision_id": revision, "node": ("lab-1", "lab-1", "lab-1", "lab-2")[i % 4], "printer": "p",
+             "printer_model": ("Prusa MK3S", "Prusa MINI")[i % 2], "material": "PETG" if i % 5 == 0 else "PLA",
+             "settings": "{}", "estimated_seconds": 1000 + i, "actual_seconds": 2000 + i, "estimated_filament_g": 1.0,
+             "actual_filament_g": 2.0, "outcome": "failed" if i % 7 == 0 else "success",
+             "finished_at": f"2026-01-01T{(i * 37 % 400) // 60:02d}:{(i * 37 % 400) % 60:02d}:00Z"} for i in range(400)]
+    with hub.engine.begin() as conn:
+        conn.execute(schema.jobs.insert(), [{
+            "id": r["job_id"], "design": "cube", "revision_id": revision, "material": r["material"], "state": "done",
+            "created_by": "admin", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+            for r in rows])
+        conn.execute(schema.fabrications.insert(), rows)
+    pairs = [("lab-1", "Prusa MK3S"), ("lab-1", "Prusa MINI"), ("lab-2", "Prusa MK3S"), ("lab-2", "Prusa MINI"),
+             ("lab-3", "Prusa MK3S")]
+
+    def latest(node: str, model: str) -> list[float]:
+        mine = [r for r in rows if (r["node"], r["printer_model"], r["material"], r["outcome"]) == (
+            node, model, "PLA", "success")]
+        return sorted(float(r["estimated_seconds"]) for r in sorted(mine, key=lambda r: r["finished_at"])[-5:])
+
+    with hub.engine.connect() as conn, conn.begin():
+        got = order_store.OrderStore._histories(conn, pairs, "PLA", 5)
+        assert {p: sorted(h[0] for h in got[p]) for p in pairs} == {p: latest(*p) for p in pairs}
+        assert got[("lab-3", "Prusa MK3S")] == [] and len(got[("lab-1", "Prusa MK3S")]) == 5
+        plan = _plan(conn, order_store._latest_of(2), {"n0": "lab-1", "m0": "Prusa MK3S", "n1": "lab-2",
+                                                       "m1": "Prusa MINI", "material": "PLA", "lim": 5})
+    assert "ix_fabrications_node_model_material" in plan and "WindowAgg" not in plan, plan
+    if hub.engine.dialect.name == "sqlite":
+        assert plan.count("(node=? AND printer_model=? AND material=?)") == 2, plan
+    else:
+        assert plan.count("Index Scan Backward using ix_fabrications_node_model_material") == 2, plan
