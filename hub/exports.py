@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import tomli_w
 
 from hub.domain import Design, Fabrication, Proposal, ProposalState, Revision, RevisionKind
-from hub.manifest import Manifest, parse_manifest
+from hub.manifest import MESH_SUFFIXES, Manifest, parse_manifest
 
 __all__ = ["OKH_MEDIA_TYPE", "PROV_MEDIA_TYPE", "Lineage", "okh_manifest", "prov_json"]
 
@@ -45,7 +45,6 @@ NAMESPACES = {
     "inc": "urn:spimeforge:incarnation:",
 }
 _SOURCE_SUFFIXES = (".scad", ".step", ".stp", ".fcstd", ".f3d", ".blend")
-_MESH_SUFFIXES = (".stl", ".3mf", ".obj")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +253,7 @@ def _okh_part(name: str, files: Sequence[str], material: str, quantity: int, man
         part["material"] = material
     if quantity != 1:
         part["quantity"] = quantity
-    size = next((extents[f] for f in files if f in extents and f.lower().endswith(_MESH_SUFFIXES)), None)
+    size = next((extents[f] for f in files if f in extents and f.lower().endswith(MESH_SUFFIXES)), None)
     if size is not None:
         part["outer-dimensions"] = _dimensions(size)
     return part

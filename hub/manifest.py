@@ -30,6 +30,7 @@ __all__ = [
     "MANIFEST_NAME",
     "MAX_MANIFEST_CHARS",
     "MAX_TOML_DEPTH",
+    "MESH_SUFFIXES",
     "Manifest",
     "OpenScad",
     "Part",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "spime.toml"
+#: The mesh formats a part's files may be in for the hub to check, quote and measure them.
+MESH_SUFFIXES = (".stl", ".3mf", ".obj")
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")

@@ -39,7 +39,7 @@ from hub.errors import (
     StaleHead,
 )
 from hub.limits import MAX_CHECKED_MESHES, MAX_FILES
-from hub.manifest import MANIFEST_NAME, Manifest, missing_files, parse_manifest
+from hub.manifest import MANIFEST_NAME, MESH_SUFFIXES, Manifest, missing_files, parse_manifest
 from hub.paths import check_paths
 from hub.service.common import Clock, format_time, parse_time
 from hub.service.lineage import Lineage
@@ -48,7 +48,6 @@ from hub.store.designs import DesignMeta, DesignStore
 
 __all__ = ["DesignService", "PushRequest", "PushResult", "check_slug", "meta_of"]
 
-MESH_SUFFIXES = (".stl", ".obj", ".3mf")
 MAINTAINER_ROLES = (Role.DESIGNER, Role.ADMIN)
 """Roles whose accounts may maintain a design (customers, operators and nodes publish nothing)."""
 

@@ -39,7 +39,7 @@ from hub.errors import (
 )
 from hub.jobs import Job, JobSpec, JobState
 from hub.limits import check_page_size, check_page_token, check_plain_text
-from hub.manifest import Manifest, parse_manifest
+from hub.manifest import MESH_SUFFIXES, Manifest, parse_manifest
 from hub.scheduler import PrinterRecord, qualifies
 from hub.service.batching import GroupCommit
 from hub.service.common import Clock, format_time
@@ -53,7 +53,7 @@ from hub.service.order_values import (
     option_from_json,
     option_json,
 )
-from hub.service.quoting import MESH_SUFFIXES, MeshPlan, SliceEstimator, check_parameters
+from hub.service.quoting import MeshPlan, SliceEstimator, check_parameters
 from hub.store.designs import DesignStore
 from hub.store.jobs import JobWriter
 from hub.store.orders import (

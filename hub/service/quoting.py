@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from hub.domain import Revision
 from hub.errors import FailedPrecondition, InvalidArgument, StorageError
-from hub.manifest import Manifest
+from hub.manifest import MESH_SUFFIXES, Manifest
 from hub.quotes import Estimate
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "check_parameters"]
 
-MESH_SUFFIXES = (".stl", ".3mf", ".obj")
 RENDER_TIMEOUT_S = 120.0
 SLICE_CACHE_BYTES = 512 << 20
 DEFAULT_PROFILE = "generic_200"
