@@ -425,7 +425,10 @@ class OrderService:
         (the slice cache makes a repeat cheap) times how many objects of it a copy makes, summed."""
         plan = await self.estimator.plan(basis.revision, basis.manifest, basis.changed,
                                          {r.path: r.report for r in basis.revision.reports})
-        return plan, {p: await self._copy_estimate(plan, p) for p in profiles}
+        try:
+            return plan, {p: await self._copy_estimate(plan, p) for p in profiles}
+        finally:
+            self.estimator.release(plan)  # matching reads the plan's sizes, not its files
 
     async def _copy_estimate(self, plan: MeshPlan, profile: str) -> _Sliced:
         """(one copy's estimate with a profile, every slice came from the cache, the first slice's settings,

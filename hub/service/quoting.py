@@ -10,7 +10,6 @@ hash, profile hash, slicer version), so a repeated quote costs two lookups.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -28,11 +27,13 @@ from hub.quotes import Estimate
 
 if TYPE_CHECKING:
     from slicer_bridge.openscad import Value
+    from slicer_bridge.render_cache import RenderCache
 
 __all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "check_parameters"]
 
 RENDER_TIMEOUT_S = 120.0
 SLICE_CACHE_BYTES = 512 << 20
+RENDER_CACHE_BYTES = 512 << 20  # renders with customers' parameters: the least recently used go first
 DEFAULT_PROFILE = "generic_200"
 
 
@@ -55,6 +56,7 @@ class MeshPlan:
     meshes: tuple[PartMesh, ...]
     modified: bool
     rendered: bool
+    scratch: Path | None = None  # what holds a render's copy until SliceEstimator.release
 
     @property
     def extents_mm(self) -> tuple[tuple[float, float, float] | None, ...]:
@@ -126,6 +128,7 @@ class SliceEstimator:
         self.work_dir = Path(work_dir)
         self._cache: object | None = None
         self._slicer: object | None = None
+        self._renders: RenderCache | None = None
         self._opening = threading.Lock()
 
     def _link_tree(self, revision: Revision, into: Path) -> None:
@@ -163,26 +166,48 @@ class SliceEstimator:
                               for name, parts in meshes.items()), False, False)
 
     async def _render(self, revision: Revision, source: str, changed: Mapping[str, str]) -> MeshPlan:
+        """One render of the revision's OpenSCAD source with the changed parameters, through the bounded
+        render cache (keyed by the files it reads, the values and the OpenSCAD version; one render for
+        quotes asking the same at once); the plan holds a copy of it until :meth:`release`."""
         from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
-        from slicer_bridge.openscad import render_scad
+        from slicer_bridge.cache import CacheError
 
-        key = hashlib.sha256(json.dumps([revision.id, sorted(changed.items())]).encode()).hexdigest()[:32]
-        out = self.work_dir / "renders" / key / (Path(source).stem + ".stl")
-        if not out.is_file():
-            folder = Path(tempfile.mkdtemp(prefix="render-", dir=self._mkdir(self.work_dir / "tmp")))
-            try:
-                await asyncio.to_thread(self._link_tree, revision, folder)
-                values = {k: _coerce(k, v) for k, v in changed.items()}
-                staged = await render_scad(folder / source, values, RENDER_TIMEOUT_S, folder / "out.stl")
-                self._mkdir(out.parent)
-                os.replace(staged, out)
-            except ParameterError as exc:
-                raise InvalidArgument(str(exc)) from exc
-            except (RenderError, ToolNotFound) as exc:
-                raise FailedPrecondition(f"the design cannot be rendered with these parameters: {exc}") from exc
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-        return MeshPlan((PartMesh(out, await asyncio.to_thread(_mesh_extents, out)),), True, True)
+        folder = self.work_dir / "revisions" / revision.id
+        await asyncio.to_thread(self._link_tree, revision, folder)
+        if self._renders is None:
+            await asyncio.to_thread(self._open_renders)
+        assert self._renders is not None
+        scratch = Path(tempfile.mkdtemp(prefix="render-", dir=self._mkdir(self.work_dir / "tmp")))
+        planned = False
+        try:
+            values = {k: _coerce(k, v) for k, v in changed.items()}
+            out, _ = await self._renders.render(folder / source, values, RENDER_TIMEOUT_S, scratch / "model.stl")
+            plan = MeshPlan((PartMesh(out, await asyncio.to_thread(_mesh_extents, out)),), True, True, scratch)
+            planned = True
+        except ParameterError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        except (RenderError, ToolNotFound) as exc:
+            raise FailedPrecondition(f"the design cannot be rendered with these parameters: {exc}") from exc
+        except CacheError as exc:
+            raise StorageError(f"the render could not be kept: {exc}", retryable=True) from exc
+        finally:
+            if not planned:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return plan
+
+    @staticmethod
+    def release(plan: MeshPlan) -> None:
+        """Remove what the plan holds for its quote (a render's copy); the cache keeps the render."""
+        if plan.scratch is not None:
+            shutil.rmtree(plan.scratch, ignore_errors=True)
+
+    def _open_renders(self) -> None:
+        from slicer_bridge.render_cache import RenderCache
+
+        with self._opening:
+            if self._renders is None:
+                shutil.rmtree(self.work_dir / "renders", ignore_errors=True)  # the unbounded layout before it
+                self._renders = RenderCache(self._mkdir(self.work_dir / "render-cache"), RENDER_CACHE_BYTES)
 
     def _open_cache(self, cache: Callable[[Path, int], object], slicer: Callable[[], object]) -> None:
         """Open the slice cache once: two caches over one directory would each miss the other's entries."""

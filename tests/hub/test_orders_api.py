@@ -12,6 +12,7 @@ import pytest
 from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, records_pb2_grpc
 
 from hub import geo
+from hub.service import quoting
 from tests.hub.clocked import clocked_fixture
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.grant_signing import registered_key, signed_grant
@@ -57,6 +58,26 @@ def _code(call: object, *args: object, **kwargs: object) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         call(*args, **kwargs)  # type: ignore[operator]
     return info.value.code()  # type: ignore[no-any-return]
+
+
+def test_quotes_with_the_same_parameters_render_once_and_keep_no_copy(hub: ClockedHub) -> None:
+    """A render with a customer's parameters goes through the hub's bounded render cache (its renders
+    directory grew by one STL per parameter set ever quoted, for ever); a quote's own copy goes with it."""
+    _push(hub)
+    agent, stub = _lab(hub)
+
+    def quote(size: str) -> orders_pb2.QuoteOption:
+        answer = stub.Quote(orders_pb2.QuoteRequest(spec=_spec(parameters={"size": size})), metadata=hub.md("carol"))
+        return answer.options[0]
+
+    first, again, other = quote("25"), quote("25"), quote("30")
+    estimator = hub.composed.hub.orders.estimator  # type: ignore[union-attr]
+    renders = estimator._renders
+    assert renders is not None and (renders.renders, renders.hits) == (2, 1)
+    assert first.price == again.price and other.filament_g > first.filament_g  # a larger cube: more filament
+    assert renders.max_bytes == quoting.RENDER_CACHE_BYTES and renders.status()["entries"] == 2
+    assert not list((estimator.work_dir / "tmp").iterdir())  # each quote's copy removed after slicing
+    agent.close()
 
 
 def test_quote_order_print_rate_and_ledger(hub: ClockedHub) -> None:
