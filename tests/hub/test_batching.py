@@ -12,10 +12,12 @@ import sqlalchemy as sa
 
 from hub.__main__ import Composed, compose
 from hub.config import HubConfig
+from hub.domain import Account, Role
 from hub.errors import NotFound
 from hub.jobs import TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.batching import Batcher
+from hub.service.nodes import Hello
 from hub.store.nodes import HelloRecord, NodeInfo
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ManualClock
@@ -123,3 +125,27 @@ def test_batched_session_reads_run_statements_built_once(hub: Composed) -> None:
     assert len(first) >= 7 and [id(s) for s in first] == [id(s) for s in second]
     assert not any(n.online for n in nodes._thd_nodes())
 
+
+def test_sessions_opened_and_ended_together_cost_no_task_each(hub: Composed) -> None:
+    """Ending a session (its stream handler cannot wait) and the dispatch after a Hello queue their
+    batched writes without a task of their own: 10,000 agents dropping and reconnecting at once
+    cost the event loop a few batches, not 20,000 tasks. drain() still waits for every write."""
+    service = hub.hub.nodes
+    names = [f"lab-{i:02d}" for i in range(40)]
+    for name in names:
+        service._thd_add_node(name)
+
+    async def main() -> tuple[int, int]:
+        before = len(asyncio.all_tasks())
+        sessions = await asyncio.gather(*(service.open(Account(n, Role.NODE), Hello(n, "t", 0, (), ())) for n in names))
+        opened = len(asyncio.all_tasks()) - before
+        await service.drain()
+        for session in sessions:
+            service.close_soon(session)
+        closing = len(asyncio.all_tasks()) - before
+        await service.drain()
+        return opened, closing
+
+    opened, closing = asyncio.run(main())
+    assert opened <= 2 and closing <= 2  # the batchers' own tasks
+    assert service.online() == [] and not any(n.online for n in hub.store.nodes._thd_nodes())
