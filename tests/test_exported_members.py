@@ -64,7 +64,7 @@ EXPORTS = {
                    "reputation_of_totals"],
     "hub.quotes": ["Box", "bounding_box", "Correction", "DEFAULT_FEES", "Estimate", "Fees", "HistoryPoint", "MAX_QUANTITY", "Price", "QuoteOption", "RANK_RULES", "Rates", "correction", "currencies", "part_weight", "per_copy", "price", "rank"],
     "hub.geo": ["EARTH_RADIUS_KM", "MAX_NEAR_CHARS", "Point", "distance_km", "parse_near", "point"],
-    "hub.api.server": ["HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of", "tls_credentials"],
+    "hub.api.server": ["GenericHandlersOnly", "HubServer", "MAX_MESSAGE_BYTES", "TlsFiles", "admission_of", "tls_credentials"],
     "hub.api.interceptors": ["REFUSAL_LOG_INTERVAL_S", "STATUS_OF", "HubInterceptor", "RefusalLog", "current_account",
                              "peer_host", "peer_network", "status_of"],
     "hub.api.errors_detail": ["DOMAIN", "rich_status", "trailing_metadata"],

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import datetime as dt
+import functools
 import logging
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,7 +336,7 @@ class NodeService:
         self._credentials = credentials
         self.clock, self.timers = clock, timers
         self._sessions: dict[str, Session] = {}
-        self._closing: set[asyncio.Task[Any]] = set()  # closes and dispatches drain() waits for
+        self._closing: set[asyncio.Future[Any]] = set()  # closes and dispatches drain() waits for
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
         self._newer: dict[str, int] = {}  # epochs of Hellos elsewhere that arrived before our own session
@@ -567,7 +568,7 @@ class NodeService:
             self.supersede(account.name, newer)
         log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
         # Welcome goes out now; offering queued jobs to the new printers need not delay it.
-        self._spawn(self._dispatch.submit(account.name))
+        self._track(self._dispatch.add(account.name))
         return session
 
     async def handle(self, session: Session, message: Incoming) -> None:
@@ -648,29 +649,40 @@ class NodeService:
     async def close(self, session: Session) -> None:
         """The stream ended: if it was the node's current session, the node is offline and its
         printing jobs are LOST_CONTACT."""
+        closing = self._close(session)
+        if closing is not None:
+            await asyncio.shield(closing)
+
+    def close_soon(self, session: Session) -> None:
+        """close() without waiting for it: a cancelled stream handler cannot await it (drain() waits)."""
+        self._close(session)
+
+    def _close(self, session: Session) -> asyncio.Future[bool] | None:
+        """The batched write of close() queued (None: not the node's current session, nothing to write)."""
         with self._lock:
             current = self._sessions.get(session.node) is session
             if current:
                 del self._sessions[session.node]
         if not current:
+            return None
+        closing = self._closer.add((session.node, session.epoch, format_time(self.clock())))  # with _thd_node_lost
+        self._track(closing, "session closed", {"node": session.node, "session_epoch": session.epoch})
+        return closing
+
+    def _track(self, work: asyncio.Future[Any], done: str = "", extra: Mapping[str, object] | None = None) -> None:
+        """Keep a batched call that nobody awaits until it is done (drain() waits for it); log ``done``
+        when it succeeded, its error when it failed."""
+        self._closing.add(work)
+        work.add_done_callback(functools.partial(self._done, done, extra))
+
+    def _done(self, done: str, extra: Mapping[str, object] | None, work: asyncio.Future[Any]) -> None:
+        self._closing.discard(work)
+        if work.cancelled():
             return
-        now = format_time(self.clock())
-        await self._closer.submit((session.node, session.epoch, now))  # batched, with _thd_node_lost
-        log.info("session closed", extra={"node": session.node, "session_epoch": session.epoch})
-
-    def close_soon(self, session: Session) -> None:
-        """close() in its own task: a cancelled stream handler cannot await it (drain() waits)."""
-        self._spawn(self.close(session))
-
-    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._closing.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._closing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session task failed", exc_info=task.exception())
+        if work.exception() is not None:
+            log.error("session task failed", exc_info=work.exception())
+        elif done:
+            log.info(done, extra=extra)
 
     async def drain(self) -> None:
         """Wait until every ended session is closed (before the store goes away)."""

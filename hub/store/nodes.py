@@ -189,6 +189,13 @@ _ACK = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(
 _TRIM_OUTBOX = sa.delete(cmd).where(cmd.c.node == sa.bindparam("b_name"), cmd.c.hub_seq <= sa.bindparam("b_seq"))
 _DISCONNECT = sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.session_epoch == sa.bindparam("b_epoch")) \
     .values(online=False, disconnected_at=sa.bindparam("b_now"), last_seen=sa.bindparam("b_now"), replica="")
+# The batched reads of the same (a batch of Hellos or ended sessions): IN lists bound at execution,
+# not a statement built per call with a bound literal per name to coerce and key.
+_NAMES: sa.BindParameter[str] = sa.bindparam("b_names", expanding=True)
+_NODES_NAMED = sa.select(n).where(n.c.name.in_(_NAMES))
+_EPOCHS_LOCKED = sa.select(n.c.name, n.c.session_epoch).where(n.c.name.in_(_NAMES)).order_by(n.c.name).with_for_update()
+_PRINTERS_OF = sa.select(pr).where(pr.c.node.in_(_NAMES))
+_PENDING_OF = sa.select(cmd).where(cmd.c.node.in_(_NAMES)).order_by(cmd.c.node, cmd.c.hub_seq)
 _PRINTER_FIELDS = ("model", "build_x_mm", "build_y_mm", "build_z_mm", "nozzle_mm", "materials", "phase", "bed_clear",
                    "accepting", "hour_currency", "hour_minor", "gram_currency", "gram_minor", "slicer_profile")
 
@@ -213,7 +220,7 @@ def _printer_key(values: Mapping[Any, object]) -> tuple[object, ...]:
 def _replace_changed_printers(conn: sa.Connection, hellos: Mapping[str, HelloRecord]) -> None:
     """Make the stored printers of these nodes what their Hellos say, writing only nodes that changed."""
     stored: dict[str, dict[str, tuple[object, ...]]] = {name: {} for name in hellos}
-    for row in conn.execute(sa.select(pr).where(pr.c.node.in_(sorted(hellos)))):
+    for row in conn.execute(_PRINTERS_OF, {"b_names": sorted(hellos)}):
         stored[row.node][row.printer] = _printer_key(row._mapping)
     changed = sorted(name for name, h in hellos.items()
                      if stored[name] != {p.printer: _printer_key(_printer_values(p, h.now)) for p in h.printers})
@@ -358,7 +365,7 @@ class NodeStore:
             names = sorted(first)  # one lock order for all writers
             if names:
                 conn.execute(_HELLO_UPDATE, [_hello_params(hellos[first[name]]) for name in names])
-                rows = {row.name: _node(row) for row in conn.execute(sa.select(n).where(n.c.name.in_(names)))}
+                rows = {row.name: _node(row) for row in conn.execute(_NODES_NAMED, {"b_names": names})}
                 for name in names:
                     found = rows.get(name)
                     done[first[name]] = found if found is not None else NotFound(f"no node named {name!r}")
@@ -392,8 +399,7 @@ class NodeStore:
         the nodes' current epochs (locked), one executemany for those still current."""
         names = sorted({name for name, _, _ in sessions})
         with write(self.engine) as conn:
-            query = sa.select(n.c.name, n.c.session_epoch).where(n.c.name.in_(names)).order_by(n.c.name)
-            epochs = {row.name: int(row.session_epoch) for row in conn.execute(query.with_for_update())}
+            epochs = {row.name: int(row.session_epoch) for row in conn.execute(_EPOCHS_LOCKED, {"b_names": names})}
             current = [epochs.get(name) == epoch for name, epoch, _ in sessions]
             rows = {name: {"b_name": name, "b_epoch": epoch, "b_now": now}
                     for (name, epoch, now), is_current in zip(sessions, current, strict=True) if is_current}
@@ -497,10 +503,9 @@ class NodeStore:
     @translated
     def _thd_pending_of(self, names: Sequence[str]) -> dict[str, list[Command]]:
         """Every unacked command of these nodes, oldest first per node (one query for a batch)."""
-        query = sa.select(cmd).where(cmd.c.node.in_(list(names))).order_by(cmd.c.node, cmd.c.hub_seq)
         out: dict[str, list[Command]] = {name: [] for name in names}
         with connect(self.engine) as conn:
-            for row in conn.execute(query):
+            for row in conn.execute(_PENDING_OF, {"b_names": list(names)}):
                 out[row.node].append(Command(row.kind, row.job_id, row.node, _body(row.body), int(row.hub_seq)))
         return out
 

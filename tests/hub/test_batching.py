@@ -8,13 +8,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from hub.__main__ import Composed, compose
 from hub.config import HubConfig
+from hub.domain import Account, Role
 from hub.errors import NotFound
 from hub.jobs import TimerPolicy
 from hub.scheduler import PrinterRecord
 from hub.service.batching import Batcher
+from hub.service.nodes import Hello
 from hub.store.nodes import HelloRecord, NodeInfo
 from tests.fixtures.postgres import create_database
 from tests.hub.fake_agent import ManualClock
@@ -94,3 +97,55 @@ def test_disconnect_many_marks_only_current_sessions_offline(hub: Composed) -> N
         nodes._thd_hello(name, ("", None, None), "t", 0, [], NOW)
     assert nodes._thd_disconnect_many([("lab-a", 1, NOW), ("lab-b", 7, NOW)]) == [True, False]
     assert not nodes._thd_node("lab-a").online and nodes._thd_node("lab-b").online
+
+
+def test_batched_session_reads_run_statements_built_once(hub: Composed) -> None:
+    """A reconnect storm runs these once per batch of Hellos or ended sessions: each statement is
+    built once with its IN list bound at execution, not built again (a bound literal per name to
+    coerce and key) for every batch."""
+    nodes, jobs, job_store = hub.store.nodes, hub.hub.jobs, hub.hub.jobs.jobs
+    for name in ("lab-a", "lab-b", "lab-c"):
+        hub.hub.nodes._thd_add_node(name)
+    executed: list[object] = []
+    sa.event.listen(nodes.engine, "before_execute", lambda _c, clause, *_: executed.append(clause))
+
+    def statements(names: list[str]) -> list[object]:
+        executed.clear()
+        infos = nodes._thd_hello_many([HelloRecord(n, ("", None, None), "t", 0, (_printer(n, "p1"),), NOW)
+                                       for n in names])
+        jobs._thd_reconcile_many([(n, (), 0) for n in names])
+        jobs._thd_dispatch_nodes(names)
+        job_store._thd_free_printers(names)
+        nodes._thd_disconnect_many([(n, i.session_epoch, NOW) for n, i in zip(names, infos, strict=True)
+                                    if isinstance(i, NodeInfo)])
+        jobs._thd_nodes_lost(names)
+        return [clause for clause in executed if isinstance(clause, sa.Select)]
+
+    first, second = statements(["lab-a"]), statements(["lab-b", "lab-c"])
+    assert len(first) >= 7 and [id(s) for s in first] == [id(s) for s in second]
+    assert not any(n.online for n in nodes._thd_nodes())
+
+
+def test_sessions_opened_and_ended_together_cost_no_task_each(hub: Composed) -> None:
+    """Ending a session (its stream handler cannot wait) and the dispatch after a Hello queue their
+    batched writes without a task of their own: 10,000 agents dropping and reconnecting at once
+    cost the event loop a few batches, not 20,000 tasks. drain() still waits for every write."""
+    service = hub.hub.nodes
+    names = [f"lab-{i:02d}" for i in range(40)]
+    for name in names:
+        service._thd_add_node(name)
+
+    async def main() -> tuple[int, int]:
+        before = len(asyncio.all_tasks())
+        sessions = await asyncio.gather(*(service.open(Account(n, Role.NODE), Hello(n, "t", 0, (), ())) for n in names))
+        opened = len(asyncio.all_tasks()) - before
+        await service.drain()
+        for session in sessions:
+            service.close_soon(session)
+        closing = len(asyncio.all_tasks()) - before
+        await service.drain()
+        return opened, closing
+
+    opened, closing = asyncio.run(main())
+    assert opened <= 2 and closing <= 2  # the batchers' own tasks
+    assert service.online() == [] and not any(n.online for n in hub.store.nodes._thd_nodes())

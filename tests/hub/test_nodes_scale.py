@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from hub.errors import NotFound, ResourceExhausted
 from hub.scheduler import PrinterRecord
 from hub.service.nodes import MAX_OPENING, MAX_OPENING_WAIT_S, Admission
 from hub.store import schema
+from hub.store.accounts import token_digest
 from hub.store.nodes import HelloRecord
 from node_agent import messages as m
 from node_agent.hub_client import HubConnection, HubUnavailable, ReconnectPolicy
@@ -61,6 +63,24 @@ def test_a_revocation_made_elsewhere_counts_once_the_cache_entry_expires(hub: Cl
     with hub.engine.begin() as conn:  # another hub replica (or an operator's SQL) revokes it
         conn.execute(sa.update(schema.tokens).where(schema.tokens.c.account == "lab-1").values(revoked_at=NOW))
     cache.clear()  # what the TTL does after ttl_s (TokenCache's own test covers the clock)
+    with pytest.raises(grpc.RpcError) as info:
+        _whoami(hub, token)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_tokens_found_live_by_the_recheck_are_cached_afresh_and_revoked_ones_dropped(hub: ClockedHub) -> None:
+    """The recheck of open streams reads every token in the database: the live ones stay cached
+    (a reconnect storm after a drop finds them there), a revoked one leaves the cache at once."""
+    token = enroll(hub, "lab-1")
+    accounts, digest = hub.composed.hub.accounts, token_digest(token)
+    cache, lab = accounts.token_cache, Account("lab-1", Role.NODE)
+    cache.put(digest, lab, time.monotonic() - cache.ttl_s + 1)  # checked a TTL ago: expires in a second
+    assert accounts._thd_live_accounts([digest]) == {digest: lab}
+    assert cache.get(digest, time.monotonic() + cache.ttl_s / 2) == lab
+    with hub.engine.begin() as conn:  # revoked by another hub replica (or an operator's SQL)
+        conn.execute(sa.update(schema.tokens).where(schema.tokens.c.account == "lab-1").values(revoked_at=NOW))
+    assert accounts._thd_live_accounts([digest]) == {}
+    assert cache.get(digest, time.monotonic()) is None
     with pytest.raises(grpc.RpcError) as info:
         _whoami(hub, token)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
