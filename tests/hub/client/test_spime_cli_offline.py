@@ -243,7 +243,7 @@ def test_verify_of_a_non_bundle_fails(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 EXPORTS = {
-    "hub.manifest": ["MANIFEST_NAME", "MAX_MANIFEST_CHARS", "MAX_TOML_DEPTH", "Manifest", "OpenScad", "Part",
+    "hub.manifest": ["MANIFEST_NAME", "MAX_MANIFEST_CHARS", "MAX_TOML_DEPTH", "MESH_SUFFIXES", "Manifest", "OpenScad", "Part",
                      "dump_manifest", "manifest_from_dict", "missing_files", "parse_manifest",
                      "safe_relative_path", "toml_depth"],
     "hub.client.cli": ["COMMAND_MODULES", "build_parser", "main"],
