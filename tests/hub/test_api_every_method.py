@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,7 +29,8 @@ from spimeforge.v1 import (
     records_pb2,
 )
 
-from tests.hub.harness import InProcessHub
+from tests.fixtures.postgres import create_database
+from tests.hub.harness import InProcessHub, start_in_process
 
 SERVICES = (accounts_pb2, designs_pb2, nodes_pb2, orders_pb2, records_pb2)
 CALLERS = ("admin", "alice", "carol", "node-1", None)
@@ -47,6 +49,20 @@ INT_EXTREMES = {
 FLOATS = (math.nan, math.inf, -math.inf, -1e300, 1e300)
 MAX_DEPTH = 3
 VARIANTS = ("long", "extreme", "odd", "many")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
+    """A hub on each database whose per-address enroll budget does not run out here: every hostile
+    request comes from 127.0.0.1, and a refused enrollment costs that address 20 (hub.limits), so the
+    later Enroll requests were answered RESOURCE_EXHAUSTED after waiting, never reaching the field
+    checks this test is about (the budget itself: test_enroll_hostile.py)."""
+    url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
+    hub = start_in_process(tmp_path / "data", url, settings={"rate_limits": "enroll=100000/100000"})
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 def _value(field: FieldDescriptor, variant: str, index: int) -> Any:
