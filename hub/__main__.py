@@ -253,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--replica-ttl", type=float, default=30.0, metavar="SECONDS",
                    help="replicas on one PostgreSQL: release a dead replica's agents after this (3-3600, default 30)")
     s.add_argument("--rate-limit", action="append", default=[], metavar="CLASS=PER_S/BURST",
-                   help="per-account rate of a class of calls (search, blobs, order, export; per address: enroll, and "
+                   help="per-account rate of a class of calls (search, blobs, order, export, grant; per address: enroll, and "
                         "auth, the failed authentications), e.g. search=20/100; repeatable (defaults in hub/limits.py)")
     s.add_argument("--admission-wait", type=float, default=2.0, metavar="SECONDS",
                    help="how long a call over its account's rate or concurrency limit waits before it is refused "

@@ -13,7 +13,7 @@ page may carry) and of the work a caller may start at once and per second:
 
 * CONCURRENT_CALLS: expensive RPCs (and long-lived streams) one account may run at once;
 * RATE_CLASSES / DEFAULT_RATES: a token bucket per account and method class
-  (``search``, ``blobs``, ``order``, ``export``; ``enroll`` per peer address, as Nodes.Enroll has no account): ``per_s`` calls a second on
+  (``search``, ``blobs``, ``order``, ``export``, ``grant``; ``enroll`` per peer address, as Nodes.Enroll has no account): ``per_s`` calls a second on
   average, bursts of ``burst``. Both are admission rules, applied by the API's
   interceptor after authentication and before the request body is decoded or
   any database work: a call over either waits for its turn up to ADMISSION_WAIT_S
@@ -208,6 +208,8 @@ RATE_CLASSES: Mapping[str, str] = {
     "Orders.Quote": "order",
     "Orders.PlaceOrder": "order",
     "Records.Export": "export",
+    "Orders.Grant": "grant",
+    "Orders.RevokeGrant": "grant",
     "Nodes.Enroll": "enroll",
 }
 """RPC -> the rate class whose token bucket (one per account; for Nodes.Enroll, which needs no
@@ -221,6 +223,9 @@ DEFAULT_RATES: Mapping[str, RateLimit] = {
     # Quotes slice the design (seconds of CPU each); `spime quote` then `spime order` is two calls.
     "order": RateLimit(per_s=2, burst=50),
     "export": RateLimit(per_s=2, burst=20),
+    # A maintainer grants a makerspace or a region at a time, a script a few hundred at once; a grant
+    # and revoke loop (each leaves its row on record) is held to about one row a second per account.
+    "grant": RateLimit(per_s=1, burst=200),
     # Each node enrolls once; a makerspace sets up its fleet in one go. A refused enrollment (an
     # unknown token) costs REFUSAL_COST more: about ten wrong tokens, then one every 4 s.
     "enroll": RateLimit(per_s=5, burst=200),

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from spimeforge.v1 import designs_pb2
+from spimeforge.v1 import designs_pb2, orders_pb2, orders_pb2_grpc
 
 from hub import limits
 from hub.config import HubConfig
@@ -218,3 +218,28 @@ def test_a_call_over_the_concurrency_limit_waits_for_a_slot_then_is_refused() ->
     order, refusal = asyncio.run(scenario())
     assert order == ["first in", "bob", "first out", "second in"]
     assert "limit concurrent Designs.Push" in refusal
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def grants_strict(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
+    """Grants: bursts of 3, then one every 100 s; short waits."""
+    hub = _hub(request, tmp_path, rate_limits="grant=0.01/3", admission_wait_s=0.2)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+
+
+def test_grants_and_revocations_share_one_rate_per_account(grants_strict: InProcessHub) -> None:
+    """A grant-then-revoke loop leaves a row on record each time: both calls draw from the class "grant"."""
+    hub = grants_strict
+    orders = orders_pb2_grpc.OrdersStub(hub.channel)
+    for _ in range(3):  # admitted: refused by the service for what they say, not by the rate
+        code = _refusal(lambda: orders.Grant(orders_pb2.GrantRequest(), metadata=hub.md("alice"), timeout=60)).code()
+        assert code != grpc.StatusCode.RESOURCE_EXHAUSTED
+    for call in (lambda: orders.Grant(orders_pb2.GrantRequest(), metadata=hub.md("alice"), timeout=60),
+                 lambda: orders.RevokeGrant(orders_pb2.RevokeGrantRequest(), metadata=hub.md("alice"), timeout=60)):
+        error = _refusal(call)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit rate grant" in (error.details() or "")
+    other = _refusal(lambda: orders.RevokeGrant(orders_pb2.RevokeGrantRequest(), metadata=hub.md("bob"), timeout=60))
+    assert other.code() != grpc.StatusCode.RESOURCE_EXHAUSTED  # another account's bucket is full

@@ -152,7 +152,9 @@ class OrdersServicer:
     def Grant(self, request, context):
         """A licensor's permission on record (maintainers of the design only). A design has at most 1000
         grants in force (recorded, not revoked, until still ahead); one more is RESOURCE_EXHAUSTED
-        (reason GRANT_LIMIT, "limit live grants per design") until one is revoked or ends.
+        (reason GRANT_LIMIT, "limit live grants per design") until one is revoked or ends. Grant and
+        RevokeGrant share the rate class "grant" per account (1/s, bursts of 200; RESOURCE_EXHAUSTED
+        "limit rate grant" with RetryInfo beyond it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
