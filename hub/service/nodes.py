@@ -34,6 +34,7 @@ from hub.errors import (
 )
 from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
 from hub.limits import MAX_HELD, MAX_PRINTERS, check_plain_text
+from hub.manifest import MESH_SUFFIXES
 from hub.orders import openscad_source, part_files
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name, check_new_account_name
@@ -892,10 +893,12 @@ def _own_attribution(revision: Revision) -> tuple[Attribution, ...]:
 def _kind(path: str, source: str | None) -> str:
     """An artifact's kind; of a parametric design's .scad files only the manifest's ``openscad.source``
     is "scad" (what the node renders), the others are "scad-include" (what it may include or use)."""
-    suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix == "scad" and source is not None and path != source:
-        return "scad-include"
-    return {"stl": "mesh", "3mf": "mesh", "obj": "mesh", "scad": "scad", "gcode": "gcode"}.get(suffix, "file")
+    name = path.lower()
+    if name.endswith(MESH_SUFFIXES):
+        return "mesh"
+    if name.endswith(".scad"):
+        return "scad-include" if source is not None and path != source else "scad"
+    return "gcode" if name.endswith(".gcode") else "file"
 
 
 def _bbox(reports: Sequence[object]) -> tuple[float, float, float] | None:

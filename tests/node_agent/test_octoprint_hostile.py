@@ -82,10 +82,7 @@ def test_junk_pushed_during_a_job_is_ignored_and_the_job_still_ends() -> None:
         asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
         driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5)
         try:
-            await driver.connect()
-            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
-            await until("the job's start", lambda: any(
-                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            job = await _started(driver, server, ["G28", "G1 X1"])
             server.push("current", PRINTING)
             for frame in ("a[{not json", "a" + "[" * 100000, 'a[1, "x", null, []]', 'a{"current": 1}', "m3"):
                 server.push_raw(frame)
@@ -204,14 +201,20 @@ def test_the_hub_snapshot_takes_only_real_temperatures() -> None:
 
 # -- the push socket: silence, TLS -----------------------------------------------------------------
 
+async def _started(driver: OctoPrintDriver, server: ScriptedOctoPrint, lines: list[str]) -> asyncio.Task[Any]:
+    """``lines`` printing on ``driver`` once the scripted server was asked to start them (connected first)."""
+    await driver.connect()
+    job = asyncio.create_task(print_lines(driver, "job", lines))
+    await until("the job's start", lambda: any(
+        path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+    return job
+
+
 def _job_on(server: ScriptedOctoPrint, freeze: bool) -> tuple[Any, PrinterStatus, PrinterPhase]:
     async def scenario() -> tuple[Any, PrinterStatus, PrinterPhase]:
         driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=1)
         try:
-            await driver.connect()
-            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
-            await until("the job's start", lambda: any(
-                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            job = await _started(driver, server, ["G28", "G1 X1"])
             server.push("current", PRINTING)
             if freeze:
                 server.freeze()  # the TCP connection stays open; nothing more arrives
@@ -361,10 +364,7 @@ def test_an_oversize_push_frame_fails_the_job_and_connect_opens_a_new_socket(
         asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
         driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=30)
         try:
-            await driver.connect()
-            job = asyncio.create_task(print_lines(driver, "job", ["G28", "G1 X1"]))
-            await until("the job's start", lambda: any(
-                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            job = await _started(driver, server, ["G28", "G1 X1"])
             server.push("current", PRINTING)
             await asyncio.to_thread(server.push_bytes, oversize())
             await asyncio.sleep(0.5)  # an uncapped reader has taken the message by now
@@ -399,10 +399,7 @@ def _stays_on(filepos: int, stay_s: float, limits: BusyLimits) -> tuple[Any, lis
     async def scenario() -> Any:
         driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=5, push_silence_s=30, busy_limits=limits)
         try:
-            await driver.connect()
-            job = asyncio.create_task(print_lines(driver, "job", STUCK_JOB))
-            await until("the job's start", lambda: any(
-                path.startswith("/api/files/local/job.gcode") for _, path in server.requests))
+            job = await _started(driver, server, STUCK_JOB)
             at = {**PRINTING, "progress": {"filepos": filepos, "completion": 40.0}}
             for _ in range(round(stay_s / 0.1)):
                 if ("POST", "/api/job?command=cancel") in server.requests:
