@@ -53,7 +53,8 @@ class HubConfig:
     """Everything `spime-hub serve` needs, validated at construction.
 
     Attributes:
-        data_dir: SQLite database, blobs, temp files.
+        data_dir: SQLite database, blobs, temp files; quotes/ holds bounded work files (README "Work files
+            for quotes"; hub.service.quoting: TREE_BUDGET, RENDER_CACHE_BYTES, SLICE_CACHE_BYTES).
         listen: HOST:PORT (port 0 = pick a free one).
         database_url: empty = SQLite in data_dir; else postgresql://…
         tls_cert, tls_key: PEM files; both or neither.

@@ -160,6 +160,7 @@ EXPORTS = {
     "node_agent.drivers.multipart": ["MultipartBody"],
     "node_agent.drivers.octoprint_socket": ["MAX_PUSH_MESSAGE_BYTES", "PushMessageTooLarge", "cap_frames"],
     "node_agent.busy": ["BusyLimits"],
+    "hub.service.revision_trees": ["RevisionTrees", "TreeBudget", "evictions"],
     "slicer_bridge.render_cache": ["RenderCache", "render_key"],
     "slicer_bridge.scad_sandbox": [
         "SandboxLimits", "ScadReferenceError", "check_references", "confined", "copy_into", "references", "sandbox_argv",

@@ -2,7 +2,8 @@
 
 The hub calls slicer_bridge (DESIGN.md: "the hub may call slicer_bridge"). A
 revision's blobs have no file names, so each render or slice works in a
-directory of symlinks named as in the revision. Rendered meshes are kept per
+tree of the revision's files under their names (hub.service.revision_trees:
+bounded, least recently used removed first). Rendered meshes are kept per
 (revision, parameters) and slices go through the slice cache keyed by (mesh
 hash, profile hash, slicer version), so a repeated quote costs two lookups.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -24,6 +24,7 @@ from hub.domain import Revision
 from hub.errors import FailedPrecondition, InvalidArgument, StorageError
 from hub.manifest import MESH_SUFFIXES, Manifest
 from hub.quotes import Estimate
+from hub.service.revision_trees import RevisionTrees, TreeBudget
 
 if TYPE_CHECKING:
     from slicer_bridge.openscad import Value
@@ -34,6 +35,7 @@ __all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "check_parameters"]
 RENDER_TIMEOUT_S = 120.0
 SLICE_CACHE_BYTES = 512 << 20
 RENDER_CACHE_BYTES = 512 << 20  # renders with customers' parameters: the least recently used go first
+TREE_BUDGET = TreeBudget(max_bytes=4 << 30, max_trees=256)  # revisions' files laid out for quotes (hard links)
 DEFAULT_PROFILE = "generic_200"
 
 
@@ -57,6 +59,7 @@ class MeshPlan:
     modified: bool
     rendered: bool
     scratch: Path | None = None  # what holds a render's copy until SliceEstimator.release
+    tree: str | None = None  # the revision whose tree holds the meshes until SliceEstimator.release
 
     @property
     def extents_mm(self) -> tuple[tuple[float, float, float] | None, ...]:
@@ -129,14 +132,25 @@ class SliceEstimator:
         self._cache: object | None = None
         self._slicer: object | None = None
         self._renders: RenderCache | None = None
+        self._trees: RevisionTrees | None = None
         self._opening = threading.Lock()
 
-    def _link_tree(self, revision: Revision, into: Path) -> None:
-        for entry in revision.files:
-            target = into / entry.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                _place(self.blob_path(entry.sha256), target)
+    async def _acquire_tree(self, revision: Revision) -> Path:
+        """The revision's files under their names, held until ``self._trees.release(revision.id)``.
+
+        Raises:
+            StorageError: the tree could not be laid out.
+        """
+        if self._trees is None:
+            await asyncio.to_thread(self._open_trees)
+        assert self._trees is not None
+        return await asyncio.to_thread(self._trees.acquire, revision)
+
+    def _open_trees(self) -> None:
+        with self._opening:
+            if self._trees is None:
+                shutil.rmtree(self.work_dir / "revisions", ignore_errors=True)  # the unbounded layout before it
+                self._trees = RevisionTrees(self.work_dir / "trees", self.blob_path, TREE_BUDGET)
 
     async def plan(self, revision: Revision, manifest: Manifest, changed: Mapping[str, str],
                    reports: Mapping[str, Mapping[str, object]]) -> MeshPlan:
@@ -159,11 +173,10 @@ class SliceEstimator:
                           if f.get("severity") in ("error", "SEVERITY_ERROR")]
                 raise FailedPrecondition(f"printability check of {name} found errors: "
                                          f"{'; '.join(errors) or 'see the report'}")
-        folder = self.work_dir / "revisions" / revision.id
-        await asyncio.to_thread(self._link_tree, revision, folder)
+        folder = await self._acquire_tree(revision)
         return MeshPlan(tuple(PartMesh(folder / name, _extents((reports.get(name) or {}).get("extents_mm")),
                                        sum(parts.values()), tuple(parts))
-                              for name, parts in meshes.items()), False, False)
+                              for name, parts in meshes.items()), False, False, tree=revision.id)
 
     async def _render(self, revision: Revision, source: str, changed: Mapping[str, str]) -> MeshPlan:
         """One render of the revision's OpenSCAD source with the changed parameters, through the bounded
@@ -172,11 +185,12 @@ class SliceEstimator:
         from slicer_bridge.base import ParameterError, RenderError, ToolNotFound
         from slicer_bridge.cache import CacheError
 
-        folder = self.work_dir / "revisions" / revision.id
-        await asyncio.to_thread(self._link_tree, revision, folder)
         if self._renders is None:
             await asyncio.to_thread(self._open_renders)
         assert self._renders is not None
+        folder = await self._acquire_tree(revision)
+        trees = self._trees
+        assert trees is not None
         scratch = Path(tempfile.mkdtemp(prefix="render-", dir=self._mkdir(self.work_dir / "tmp")))
         planned = False
         try:
@@ -191,15 +205,18 @@ class SliceEstimator:
         except CacheError as exc:
             raise StorageError(f"the render could not be kept: {exc}", retryable=True) from exc
         finally:
+            await asyncio.to_thread(trees.release, revision.id)  # the render cache has its own copy
             if not planned:
                 shutil.rmtree(scratch, ignore_errors=True)
         return plan
 
-    @staticmethod
-    def release(plan: MeshPlan) -> None:
-        """Remove what the plan holds for its quote (a render's copy); the cache keeps the render."""
+    def release(self, plan: MeshPlan) -> None:
+        """Let go of what the plan holds for its quote: a render's copy (the cache keeps the render), the
+        revision's tree (kept within the budget)."""
         if plan.scratch is not None:
             shutil.rmtree(plan.scratch, ignore_errors=True)
+        if plan.tree is not None and self._trees is not None:
+            self._trees.release(plan.tree)
 
     def _open_renders(self) -> None:
         from slicer_bridge.render_cache import RenderCache
@@ -264,19 +281,6 @@ def part_meshes(revision: Revision, manifest: Manifest) -> dict[str, dict[str, i
             parts = found.setdefault(meshes[0], {})
             parts[part.name] = parts.get(part.name, 0) + part.quantity
     return found
-
-
-def _place(blob: Path, target: Path) -> None:
-    """A real file (never a symlink: OpenSCAD rendering refuses links out of the design): a hard link
-    into the blob store, or a copy when the work directory is on another file system."""
-    try:
-        os.link(blob, target)
-    except FileExistsError:
-        return  # a concurrent quote of the same revision placed it
-    except OSError:
-        staged = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        shutil.copyfile(blob, staged)
-        os.replace(staged, target)
 
 
 def _extents(value: object) -> tuple[float, float, float] | None:

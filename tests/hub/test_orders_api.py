@@ -13,6 +13,7 @@ from spimeforge.v1 import nodes_pb2, orders_pb2, orders_pb2_grpc, records_pb2, r
 
 from hub import geo
 from hub.service import quoting
+from hub.service.revision_trees import TreeBudget
 from tests.hub.clocked import clocked_fixture
 from tests.hub.fake_agent import ClockedHub, FakeAgent, printer, wait_for
 from tests.hub.grant_signing import registered_key, signed_grant
@@ -77,6 +78,27 @@ def test_quotes_with_the_same_parameters_render_once_and_keep_no_copy(hub: Clock
     assert first.price == again.price and other.filament_g > first.filament_g  # a larger cube: more filament
     assert renders.max_bytes == quoting.RENDER_CACHE_BYTES and renders.status()["entries"] == 2
     assert not list((estimator.work_dir / "tmp").iterdir())  # each quote's copy removed after slicing
+    agent.close()
+
+
+def test_revision_trees_for_quotes_stay_within_their_budget(hub: ClockedHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each quoted revision's files were laid out under quotes/revisions/<id> and kept for ever (anyone can
+    quote any revision); past the budget the least recently used tree goes, and comes back when quoted again."""
+    monkeypatch.setattr(quoting, "TREE_BUDGET", TreeBudget(max_bytes=1 << 30, max_trees=1))
+    first, second = _push(hub, "cube"), _push(hub, "cube-b")
+    agent, stub = _lab(hub)
+
+    def quote(design: str) -> orders_pb2.QuoteOption:
+        return stub.Quote(orders_pb2.QuoteRequest(spec=_spec(design)), metadata=hub.md("carol")).options[0]
+
+    estimator = hub.composed.hub.orders.estimator  # type: ignore[union-attr]
+    trees = estimator.work_dir / "trees" / "by-id"
+    before = quote("cube")
+    assert [p.name for p in trees.iterdir()] == [first]
+    quote("cube-b")
+    assert [p.name for p in trees.iterdir()] == [second] and not (estimator.work_dir / "revisions").exists()
+    assert quote("cube").price == before.price  # built again on demand
+    assert [p.name for p in trees.iterdir()] == [first] and estimator._trees.status()["held"] == 0
     agent.close()
 
 
