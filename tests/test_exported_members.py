@@ -158,7 +158,10 @@ EXPORTS = {
     "node_agent.gcode": ["Command", "PreparedJob", "STRING_ARGS", "layer_marker", "parse_command", "parse_words", "prepare",
                          "strip_comment"],
     "node_agent.drivers.multipart": ["MultipartBody"],
-    "node_agent.drivers.octoprint_socket": ["MAX_PUSH_MESSAGE_BYTES", "PushMessageTooLarge", "cap_frames"],
+    "node_agent.drivers.octoprint_socket": [
+        "HandshakeGauge", "HandshakeLimits", "MAX_PUSH_MESSAGE_BYTES", "PushHandshakeRefused", "PushMessageTooLarge",
+        "cap_frames", "open_push_socket",
+    ],
     "node_agent.busy": ["BusyLimits"],
     "hub.service.revision_trees": ["RevisionTrees", "TreeBudget", "evictions"],
     "slicer_bridge.render_cache": ["RenderCache", "render_key"],

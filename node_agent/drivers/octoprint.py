@@ -50,7 +50,7 @@ from node_agent.drivers.octoprint_push import (
     temperatures,
     text,
 )
-from node_agent.drivers.octoprint_socket import cap_frames
+from node_agent.drivers.octoprint_socket import HandshakeLimits, cap_frames, open_push_socket
 from node_agent.jobfile import GcodeFileError, SafeJob, VerifiedReader
 
 __all__ = ["DEFAULT_END_SEQUENCE", "OctoPrintDriver"]
@@ -162,6 +162,7 @@ class OctoPrintDriver:
         self._socket: Any = None
         self._socket_seen = False
         self._socket_fault: str | None = None  # why the push socket failed, until it is replaced
+        self._handshake: Any = None  # the push socket's own connection (octoprint_socket.open_push_socket)
         self._push_silence_s = push_silence_s
         self._busy_limits = busy_limits or BusyLimits()
         self._last_push = 0.0  # time.monotonic() of the last frame on the push socket
@@ -190,7 +191,10 @@ class OctoPrintDriver:
         await self._call("get", "/api/version")
         if self._socket is None:
             self._socket = await asyncio.to_thread(self._thd_open_socket)
-        await self._wait_for(lambda: self._socket_seen, "the first push message")
+        await self._wait_for(lambda: self._socket_seen or self._refusal() is not None, "the first push message")
+        if (refusal := self._refusal()) is not None and not self._socket_seen:
+            await self._drop_socket(f"{refusal} (OctoPrint at {self._url})")
+            raise ConnectionFailed(f"printer {self.name!r}: {refusal} (OctoPrint at {self._url})")
         self._raise_if_error()
         connecting = self._status.phase is PrinterPhase.DISCONNECTED
         if connecting:
@@ -505,8 +509,13 @@ class OctoPrintDriver:
         # Built here, not by octoprint_client's create_socket: that one always opens ws://
         # (the session key in clear text, and no connection at all to an https:// OctoPrint),
         # reads the push frames unchecked and logs in without a deadline.
+        url = _socket_url(self._url)
+        try:  # the handshake's answer is read through it, bounded (see octoprint_socket)
+            self._handshake = open_push_socket(url, HandshakeLimits(timeout_s=self._timeout_s / 2))
+        except OSError as exc:
+            raise ConnectionFailed(f"printer {self.name!r}: cannot open OctoPrint's push socket at {url}: {exc}") from exc
         sock = octoprint_client.SocketClient(
-            _socket_url(self._url), use_ssl=self._url.startswith("https:"),
+            url, use_ssl=self._url.startswith("https:"), socket=self._handshake,
             on_open=self._thd_on_open,
             on_message=self._thd_on_frame,
             on_error=lambda _ws, err: self._post(self._on_socket_error, err),
@@ -517,6 +526,11 @@ class OctoPrintDriver:
         self._socket_fault = None
         sock.connect()
         return sock
+
+    def _refusal(self) -> Exception | None:
+        """Why the push socket's handshake was refused (set in the socket's thread), if it was."""
+        gauge = getattr(self._handshake, "gauge", None)
+        return None if gauge is None else gauge.refused
 
     def _thd_on_open(self, app: Any) -> None:
         """Cap frames and messages before the first is read (see octoprint_socket)."""
@@ -599,6 +613,7 @@ class OctoPrintDriver:
                         self.name, kind, exc)
 
     def _on_socket_error(self, err: object) -> None:
+        self._wake()  # connect() may be waiting on this socket's handshake
         if self._closing or self._socket is None:
             return
         log.warning("printer %s: OctoPrint push socket failed: %s", self.name, err)

@@ -6,7 +6,8 @@ messages the test writes (``push``), so a broken or hostile server can be played
 as a string, a socket that stays open and says nothing, an answer that trickles or never ends.
 ``routes`` replaces the answer to ``(METHOD, path prefix)`` with a handler that writes its own;
 ``heartbeat_s`` sends SockJS heartbeats (``h``) until ``freeze()``; ``tls`` (certificate and key
-files) serves https:// and wss://.
+files) serves https:// and wss://; ``handshake`` answers the push socket's opening request itself
+(with the raw connection: a hostile status line and headers).
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class ScriptedOctoPrint:
 
     def __init__(self, routes: dict[tuple[str, str], Handler] | None = None,
                  first_current: dict[str, Any] | None = None, heartbeat_s: float | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None,
+                 handshake: Callable[[socket.socket], None] | None = None) -> None:
         self.routes = dict(routes or {})
+        self.handshake = handshake
         self.frozen = threading.Event()
         self.first_current = IDLE if first_current is None else first_current
         self.sockets: list[socket.socket] = []
@@ -68,6 +71,9 @@ class ScriptedOctoPrint:
             def _serve(self) -> None:
                 owner.requests.append((self.command, self.path))
                 if "/sockjs/" in self.path and self.headers.get("Upgrade", "").lower() == "websocket":
+                    if owner.handshake is not None:
+                        self.close_connection = True
+                        return owner.handshake(self.connection)
                     return owner._websocket(self)
                 for (method, prefix), handler in owner.routes.items():
                     if method == self.command and self.path.startswith(prefix):

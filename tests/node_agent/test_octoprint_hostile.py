@@ -9,6 +9,7 @@ whole worker against tests/node_agent/scripted_octoprint.py (a real OctoPrint ne
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,10 +22,21 @@ import requests.adapters
 from node_agent import messages as m
 from node_agent.busy import BusyLimits
 from node_agent.config import NodeConfig, NodeInfo, PrinterConfig
-from node_agent.drivers.base import PrinterPhase, PrinterStatus, PrintOutcome, Temperatures
+from node_agent.drivers.base import (
+    ConnectionFailed,
+    PrinterPhase,
+    PrinterStatus,
+    PrintOutcome,
+    Temperatures,
+)
 from node_agent.drivers.octoprint import OctoPrintDriver, _socket_url
 from node_agent.drivers.octoprint_push import phase_from_state, progress, temperatures
-from node_agent.drivers.octoprint_socket import MAX_PUSH_MESSAGE_BYTES
+from node_agent.drivers.octoprint_socket import (
+    MAX_PUSH_MESSAGE_BYTES,
+    HandshakeGauge,
+    HandshakeLimits,
+    PushHandshakeRefused,
+)
 from node_agent.hub_client import _to_proto
 from node_agent.journal import Journal, PrinterFlags
 from node_agent.pipeline import PipelineSettings
@@ -437,3 +449,78 @@ def test_a_long_heat_up_within_its_ceiling_completes() -> None:
     result, requests_made = _stays_on(14, 1.5, limits)  # longer than a move may take, not a heat-up
     assert result.outcome is PrintOutcome.COMPLETED, result
     assert ("POST", "/api/job?command=cancel") not in requests_made
+
+
+# -- the push socket's handshake: an answer that never ends --------------------------------------------
+
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+
+
+class _Answer:
+    """Writes a handshake answer to the push socket's request: ``head``, then ``more(i)`` for i = 0, 1, …
+    until the client goes away (every ``pause_s``)."""
+
+    def __init__(self, head: bytes, more: Callable[[int], bytes] | None, pause_s: float = 0.0) -> None:
+        self.head, self.more, self.pause_s = head, more, pause_s
+        self.ended = threading.Event()
+
+    def __call__(self, conn: Any) -> None:
+        try:
+            conn.sendall(self.head)
+            for i in itertools.count():
+                if self.more is None:
+                    break
+                conn.sendall(self.more(i))
+                if self.pause_s:
+                    self.ended.wait(self.pause_s)
+        except OSError:
+            pass
+        finally:
+            self.ended.set()
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (lambda: _Answer(SWITCHING, lambda i: f"X-Junk-{i}: {i}\r\n".encode()), "more than 100 header lines"),
+    (lambda: _Answer(SWITCHING + b"X-Junk: ", lambda i: b"a" * 4096), "past 32768 bytes"),
+    (lambda: _Answer(SWITCHING, lambda i: f"X-Slow-{i}: {i}\r\n".encode(), pause_s=0.1), "did not end within 1 s"),
+    (lambda: _Answer(b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:9/\r\n\r\n", None), "redirected (HTTP/1.1 302"),
+], ids=["endless-headers", "endless-line", "trickle", "redirect"])
+def test_a_push_socket_handshake_past_its_limits_is_refused_by_connect(
+        answer: Callable[[], _Answer], said: str) -> None:
+    """websocket-client read the handshake's status line and headers without limit (and without a
+    timeout): a broken OctoPrint or a hostile host on its address could make the agent hold any amount."""
+    writer = answer()
+    server = ScriptedOctoPrint(handshake=writer)
+
+    async def scenario() -> tuple[str, PrinterStatus]:
+        driver = OctoPrintDriver("op", server.url, "KEY", timeout_s=2)
+        try:
+            with pytest.raises(ConnectionFailed) as refused:
+                await driver.connect()
+            return str(refused.value), driver.status()
+        finally:
+            await driver.close()
+
+    try:
+        message, status = asyncio.run(scenario())
+        assert writer.ended.wait(30)  # the connection is closed: the server could write no more
+    finally:
+        server.stop()
+    assert said in message and "push socket's handshake" in message and server.url in message, message
+    assert status.phase is PrinterPhase.DISCONNECTED and status.error is not None and said in status.error
+
+
+def test_the_handshake_gauge_counts_lines_and_bytes_and_stops_at_the_blank_line() -> None:
+    gauge = HandshakeGauge(HandshakeLimits(max_lines=3, max_bytes=100))
+    gauge.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
+    assert not gauge.done
+    gauge.feed(b"\r\n\x81\x05hello" + b"x" * 200)  # frames after the headers are not counted
+    assert gauge.done and gauge.refused is None
+    lines = HandshakeGauge(HandshakeLimits(max_lines=2, max_bytes=100))
+    with pytest.raises(PushHandshakeRefused, match="more than 2 header lines"):
+        lines.feed(b"HTTP/1.1 101 OK\nA: 1\nB: 2\n")
+    with pytest.raises(PushHandshakeRefused):  # and every read after it
+        lines.feed(b"\r\n")
+    with pytest.raises(PushHandshakeRefused, match="past 100 bytes"):
+        HandshakeGauge(HandshakeLimits(max_lines=2, max_bytes=100)).feed(b"HTTP/1.1 101 " + b"x" * 100)
+    HandshakeGauge(HandshakeLimits()).feed(b"HTTP/1.1 200 OK\r\n")  # not a redirect (the library refuses it)
