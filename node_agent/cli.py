@@ -269,6 +269,9 @@ def render_status(status: dict[str, Any]) -> str:
             "part on the bed" if p["phase"] == "printing" else "BED NOT CLEAR (spime-node bed-clear)")
         lines.append(f"  {p['name']} ({p['model']}): {p['phase']}, {p['mode']}, {bed}"
                      f"{job} {temps}".rstrip())
+        if p.get("failed_connects"):
+            lines.append(f"    connect failed: {p['last_connect_error']} ({p['failed_connects']} attempt(s) failed; "
+                         f"next at {p['next_connect_at']})")
     for j in status["jobs"]:
         lines.append(f"  job {j['job']} [{j['state']}] {j['design']} on {j['printer']}"
                      + (f": {j['reason']}" if j["reason"] else ""))

@@ -30,6 +30,7 @@ from google.rpc import error_details_pb2, status_pb2
 from spimeforge.v1 import common_pb2, nodes_pb2, nodes_pb2_grpc
 
 from node_agent import messages as m
+from node_agent.backoff import backoff_delay
 from node_agent.config import FileRefused, read_regular
 from node_agent.jobs import EventKind, JobState
 
@@ -96,12 +97,6 @@ class ArtifactError(HubError):
     """A downloaded artifact does not match its SHA-256 (the partial file is discarded)."""
 
     retryable = True
-
-
-def backoff_delay(attempt: int, rng: random.Random, base_s: float = 1.0, cap_s: float = 60.0
-                  ) -> float:
-    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt)) seconds."""
-    return rng.uniform(0.0, min(cap_s, base_s * 2 ** min(attempt, 32)))
 
 
 class ReconnectPolicy:

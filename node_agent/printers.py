@@ -3,10 +3,12 @@ and whether one can take an offered job (pure: drivers are only asked for their 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from node_agent import messages as m
+from node_agent.backoff import Retry
 from node_agent.config import PrinterConfig, Rate
 from node_agent.drivers.base import PrinterDriver, PrinterPhase, reading
 from node_agent.journal import PrinterFlags
@@ -31,6 +33,7 @@ class Slot:
     connected: bool = False
     error: str = ""
     job: str | None = None
+    retry: Retry = field(default_factory=Retry)  # failed connects since the last success; when the next is due
 
 
 def fits(part: tuple[float, float, float], volume: tuple[float, float, float]) -> bool:
@@ -98,4 +101,12 @@ def status_entry(slot: Slot, flags: PrinterFlags, draining: bool) -> dict[str, A
             "phase": snapshot(slot, flags, draining).phase.value, "mode": flags.mode,
             "bed_clear": flags.bed_clear, "connected": slot.connected, "error": slot.error,
             "job": slot.job, "percent": round(st.percent, 1), "layer": st.layer,
-            "hotend_c": reading(st.temperatures.hotend_c), "bed_c": reading(st.temperatures.bed_c)}
+            "hotend_c": reading(st.temperatures.hotend_c), "bed_c": reading(st.temperatures.bed_c),
+            **_retry_entry(slot.retry)}
+
+
+def _retry_entry(retry: Retry) -> dict[str, Any]:
+    """Failed connects since the last success, the last one's error and when the next is due (UTC, ISO
+    8601; null while none failed)."""
+    next_at = datetime.fromtimestamp(retry.next_at, UTC).isoformat(timespec="seconds") if retry.failures else None
+    return {"failed_connects": retry.failures, "last_connect_error": retry.last_error, "next_connect_at": next_at}

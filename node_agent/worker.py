@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from node_agent import messages as m
+from node_agent.backoff import Retry, RetryPolicy
 from node_agent.config import NodeConfig
 from node_agent.drivers.base import (
     DriverError,
@@ -56,6 +57,7 @@ __all__ = ["AGENT_VERSION", "ControlError", "HubLink", "Session", "Worker"]
 
 AGENT_VERSION = "spime-node 0.1"
 ACCEPT_GRACE_S = 60.0
+PRINTER_RETRY = RetryPolicy(base_s=10.0, cap_s=300.0)  # an unreachable printer: checked at each heartbeat
 log = logging.getLogger("spime-node")
 
 
@@ -98,10 +100,11 @@ class Worker:
 
     def __init__(self, config: NodeConfig, journal: Journal, hub: HubLink,
                  drivers: Mapping[str, PrinterDriver], pipeline: PipelineSettings,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config, self.journal, self.hub, self.pipeline = config, journal, hub, pipeline
         self._slots = {p.name: Slot(p, drivers[p.name]) for p in config.printers}
         self._rng = rng or random.Random()
+        self._clock = clock  # when an unreachable printer is tried again (Slot.retry)
         self._reconnect = ReconnectPolicy(self._rng)
         self._stop = asyncio.Event()
         self._leave = asyncio.Event()
@@ -206,19 +209,24 @@ class Worker:
                 self._slots[job.printer].job = job.job_id
 
     async def _connect_printers(self) -> None:
-        """Connect every printer not connected, all at once: one unreachable printer (each attempt
-        may take its driver's timeout) delays no other. A driver that lost its link and does not
-        reconnect by itself (OctoPrint's push socket) shows DISCONNECTED: it is connected again."""
-        await asyncio.gather(*(self._connect(slot) for slot in self._slots.values()
-                               if not slot.connected or slot.driver.status().phase is PrinterPhase.DISCONNECTED))
+        """Connect every printer not connected whose next attempt is due, all at once: one unreachable
+        printer (each attempt may take its driver's timeout) delays no other, and is tried again after
+        a full-jitter exponential backoff (PRINTER_RETRY), not at every heartbeat. A driver that lost
+        its link and does not reconnect by itself (OctoPrint's push socket) shows DISCONNECTED: it is
+        connected again."""
+        now = self._clock()
+        await asyncio.gather(*(self._connect(slot) for slot in self._slots.values() if slot.retry.due(now) and (
+            not slot.connected or slot.driver.status().phase is PrinterPhase.DISCONNECTED)))
 
     async def _connect(self, slot: Slot) -> None:
         try:
             await slot.driver.connect()
-            slot.connected, slot.error = True, ""
+            slot.connected, slot.error, slot.retry = True, "", Retry()
         except DriverError as exc:
             slot.connected, slot.error = False, str(exc)
-            log.warning("printer %s: %s", slot.config.name, exc)
+            slot.retry = slot.retry.failed(self._clock(), str(exc), PRINTER_RETRY, self._rng)
+            log.warning("printer %s: %s (attempt %d; the next in %.0f s)", slot.config.name, exc,
+                        slot.retry.failures, slot.retry.next_at - self._clock())
 
     def _reconnect_printers(self) -> None:
         """Start reconnecting the printers that need it, unless that is still under way: the heartbeat

@@ -50,6 +50,7 @@ PURE_MODULES = (
     "hub.grants",
     "node_agent.protocol",
     "node_agent.busy",
+    "node_agent.backoff",
     "node_agent.events",
     "node_agent.safety",
     "node_agent.gcode",

@@ -163,6 +163,7 @@ EXPORTS = {
         "cap_frames", "open_push_socket",
     ],
     "node_agent.busy": ["BusyLimits"],
+    "node_agent.backoff": ["Retry", "RetryPolicy", "backoff_delay"],
     "hub.service.revision_trees": ["RevisionTrees", "TreeBudget", "evictions"],
     "slicer_bridge.render_cache": ["RenderCache", "render_key"],
     "slicer_bridge.scad_sandbox": [
