@@ -31,14 +31,14 @@ def build_driver(target: PrintTarget) -> PrinterDriver:
         assert printer.url is not None and printer.api_key is not None
         return OctoPrintDriver(printer.name, printer.url, printer.api_key,
                                port=printer.port or "AUTO", baud=printer.baud,
-                               push_silence_s=printer.push_silence_s,
+                               push_silence_s=printer.push_silence_s, busy_limits=printer.busy,
                                end_sequence=firmware.end_gcode)
     assert printer.port is not None and printer.baud is not None
     settings = ProtocolSettings(rx_buffer_bytes=firmware.rx_buffer_bytes,
                                 command_buffer=firmware.command_buffer,
                                 end_gcode=firmware.end_gcode)
     return SerialDriver(printer.name, printer.port, printer.baud, settings=settings,
-                        trace=target.trace)
+                        busy_limits=printer.busy, trace=target.trace)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,12 @@ file's folder.
     command_buffer = 4
     end_gcode = ["M104 S0", "M140 S0", "M107", "G91", "G1 Z10", "G90", "M84"]
 
+    [printers.busy]              # optional: how long one command may stay unacknowledged (seconds)
+    command_s = 600              # any other command (10-86400); a move waits for the planner
+    homing_s = 1800              # G28, G29, G30, G32-G35, G80, M48 (60-86400)
+    heating_s = 3600             # M109, M190, M191, M303 (60-86400)
+    operator_s = 43200           # M0, M1, M600, M226, a paused OctoPrint job (60-604800)
+
 Unknown keys are errors (a typo must not silently drop a safety limit).
 """
 
@@ -59,7 +65,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from node_agent.busy import BusyLimits
+
 __all__ = [
+    "BUSY_RANGES",
     "DEFAULT_END_GCODE",
     "PUSH_SILENCE_S",
     "ConfigError",
@@ -84,11 +93,14 @@ _NOT_SHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u20
 _CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 DEFAULT_STATE_DIR = "/var/lib/spimeforge/node"
 _MAX_CONFIG_BYTES = 1 << 20
+"""The largest node config read: a real one is a few KiB, even with dozens of printers."""
 # OctoPrint's SockJS server sends a heartbeat frame every 25 s (sockjs-tornado's default, which
 # OctoPrint keeps): a silence bound must leave room for one late heartbeat.
 PUSH_SILENCE_S = (30.0, 60.0, 600.0)
 """``push_silence_s``: (minimum, default, maximum) seconds."""
-"""The largest node config read: a real one is a few KiB, even with dozens of printers."""
+BUSY_RANGES = {"command_s": (10.0, 86400.0), "homing_s": (60.0, 86400.0), "heating_s": (60.0, 86400.0),
+               "operator_s": (60.0, 604800.0)}
+"""``[printers.busy]``: (minimum, maximum) seconds of each ceiling (node_agent.busy.BusyLimits)."""
 
 
 class ConfigError(Exception):
@@ -146,6 +158,7 @@ class PrinterConfig:
     move_margin_mm: float = 5.0
     firmware: FirmwareConfig = field(default_factory=FirmwareConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    busy: BusyLimits = field(default_factory=BusyLimits)
     rate_per_hour: Rate | None = None
     rate_per_gram: Rate | None = None
 
@@ -423,6 +436,7 @@ def _printer(r: _Reader) -> PrinterConfig:
         move_margin_mm=float(r.get("move_margin_mm", (int, float), 5.0, lo=0, hi=50)),
         firmware=_firmware(r),
         safety=_safety(r),
+        busy=_busy(r),
         rate_per_hour=per_hour,
         rate_per_gram=per_gram,
         **link,
@@ -508,3 +522,12 @@ def _firmware(printer: _Reader) -> FirmwareConfig:
     r.used.update({"rx_buffer_bytes", "command_buffer"})
     r.finish()
     return FirmwareConfig(rx, cmd, end)
+
+
+def _busy(printer: _Reader) -> BusyLimits:
+    r = _Reader(printer.get("busy", dict, {}), f"{printer.where}.busy", printer.source)
+    base = BusyLimits()
+    limits = BusyLimits(**{key: float(r.get(key, (int, float), getattr(base, key), lo=lo, hi=hi))
+                           for key, (lo, hi) in BUSY_RANGES.items()})
+    r.finish()
+    return limits

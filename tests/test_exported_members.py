@@ -125,7 +125,7 @@ EXPORTS = {
     "node_agent.daemon": ["DaemonError", "enroll_node", "read_credential", "run_daemon"],
     "node_agent.printers": ["Slot", "busy", "decline", "fits", "snapshot", "status_entry"],
     "node_agent.config": [
-        "ConfigError", "DEFAULT_END_GCODE", "FileRefused", "PUSH_SILENCE_S", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig",
+        "BUSY_RANGES", "ConfigError", "DEFAULT_END_GCODE", "FileRefused", "PUSH_SILENCE_S", "FirmwareConfig", "NodeConfig", "NodeInfo", "PrinterConfig",
         "Rate", "SafetyConfig", "load_config", "parse_config", "read_regular",
     ],
     "node_agent.metrics": ["MetricsAddressError", "MetricsServer", "NodeMetrics", "start_metrics_server"],

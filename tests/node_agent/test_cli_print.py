@@ -203,6 +203,7 @@ def test_simulate_subcommand_serves_a_printer_until_terminated(tmp_path: Path) -
 
 def test_composition_root_builds_each_driver_kind_from_the_config(tmp_path: Path) -> None:
     from node_agent.__main__ import build_driver
+    from node_agent.busy import BusyLimits
     from node_agent.cli import PrintTarget
     from node_agent.config import load_config
     from node_agent.drivers.octoprint import OctoPrintDriver
@@ -222,15 +223,21 @@ materials = ["PLA"]
 max_hotend_c = 260
 max_bed_c = 100
 slicer_profile = "ender3"
+
+[printers.busy]
+operator_s = 600
 """
+    text = text.replace('[[printers]]\nname = "octo"', '[printers.busy]\nheating_s = 5400\n\n[[printers]]\nname = "octo"')
     (tmp_path / "both.toml").write_text(text)
     config = load_config(tmp_path / "both.toml")
     serial_driver = build_driver(PrintTarget("sim", printer=config.printer("sim")))
     assert isinstance(serial_driver, SerialDriver)
     assert serial_driver.settings.end_gcode == tuple(END) and serial_driver.baud == 115200
+    assert serial_driver.busy_limits == BusyLimits(heating_s=5400.0)  # the config's ceilings
     octo = build_driver(PrintTarget("octo", printer=config.printer("octo")))
     assert isinstance(octo, OctoPrintDriver) and octo.name == "octo"
     assert octo._push_silence_s == 90.0  # the config's bound, not the driver's default
+    assert octo._busy_limits == BusyLimits(operator_s=600.0)
     adhoc = build_driver(PrintTarget("ad-hoc", port="/dev/ttyUSB0", baud=250000))
     assert isinstance(adhoc, SerialDriver) and adhoc.port == "/dev/ttyUSB0"
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from node_agent.busy import BusyLimits
 from node_agent.config import (
     DEFAULT_END_GCODE,
     ConfigError,
@@ -61,6 +62,10 @@ materials = ["PLA"]
 max_hotend_c = 260
 max_bed_c = 100
 slicer_profile = "ender3"
+
+[printers.busy]
+heating_s = 5400
+operator_s = 600
 """
 
 
@@ -88,6 +93,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert (octo.url, octo.api_key, octo.port) == ("http://127.0.0.1:5000", "abc123", None)
     assert octo.push_silence_s == 45.0 and mk3.push_silence_s == 60.0
     assert octo.firmware.end_gcode == DEFAULT_END_GCODE and octo.firmware.rx_buffer_bytes is None
+    assert octo.busy == BusyLimits(heating_s=5400.0, operator_s=600.0) and mk3.busy == BusyLimits()
     with pytest.raises(AttributeError):
         mk3.name = "other"  # type: ignore[misc]  # frozen
     assert (mk3.rate_per_hour, mk3.rate_per_gram) == (Rate("EUR", 250), Rate("EUR", 4))
@@ -136,6 +142,12 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
     (("printers", 1, "push_silence_s"), "60", "printers[1].push_silence_s: must be a int or float"),
     (("printers", 0, "push_silence_s"), 60, "printers[0].push_silence_s: only applies to driver = 'octoprint'"),
     (("printers", 1, "name"), "mk3", "printer name 'mk3' is used twice"),
+    (("printers", 1, "busy", "heating_s"), 30, "printers[1].busy.heating_s: must be between 60 and 86400"),
+    (("printers", 1, "busy", "operator_s"), 10**6, "printers[1].busy.operator_s: must be between 60 and 604800"),
+    (("printers", 1, "busy", "operator_s"), "12h", "printers[1].busy.operator_s: must be a int or float"),
+    (("printers", 1, "busy", "cooling_s"), 60, "printers[1].busy.cooling_s: unknown key"),
+    (("printers", 0, "busy"), {"command_s": 5}, "printers[0].busy.command_s: must be between 10 and 86400"),
+    (("printers", 0, "busy"), 600, "printers[0].busy: must be a dict"),
     (("extra",), {"a": 1}, "<top>.extra: unknown key"),
     (("node", "latitude"), 91, "node.latitude: must be between -90 and 90"),
     (("node", "longitude"), -181.5, "node.longitude: must be between -180 and 180"),
