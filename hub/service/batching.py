@@ -91,25 +91,30 @@ class Batcher(Generic[T, R]):
 
 
 class _Call(Generic[T, R]):
-    __slots__ = ("done", "item", "result")
+    __slots__ = ("done", "item", "result", "turn")
 
     def __init__(self, item: T) -> None:
         self.item, self.done = item, False
         self.result: R | BaseException | None = None
+        self.turn = threading.Lock()  # held until its caller may go on: answered, or to lead the next batch
+        self.turn.acquire()
 
 
 class GroupCommit(Generic[T, R]):
     """Runs ``run(items)`` for the calls made from worker threads while the previous batch ran.
 
     The first caller finding no batch running runs the batch of every call waiting by then, in
-    its own thread; the others wait for their result (or for their turn to lead). One batch runs
-    at a time; ``run`` returns one result per item, in order: a value, or the exception that
-    item's caller gets. An exception raised by ``run`` itself goes to every caller of that batch.
+    its own thread; the others wait for their result, or for their turn to lead the next batch
+    (the first call waiting when a batch ends leads the next). One batch runs at a time; ``run``
+    returns one result per item, in order: a value, or the exception that item's caller gets. An
+    exception raised by ``run`` itself goes to every caller of that batch. Each waiting caller is
+    woken once, by its own lock: a shared condition woke every waiting thread at each batch's end,
+    and under load those wake-ups cost more than the batches saved.
     """
 
     def __init__(self, run: BatchRun[T, R], max_batch: int = 64) -> None:
         self._run, self._max = run, max_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._pending: list[_Call[T, R]] = []
         self._running = False
 
@@ -120,15 +125,13 @@ class GroupCommit(Generic[T, R]):
             Exception: whatever ``run`` gave or raised for this item.
         """
         call: _Call[T, R] = _Call(item)
-        with self._cond:
+        with self._lock:
             self._pending.append(call)
-        while True:
-            with self._cond:
-                while self._running and not call.done:
-                    self._cond.wait()
-                if call.done:
-                    break
-                self._running = True
+            wait, self._running = self._running, True
+        if wait:
+            call.turn.acquire()
+        if not call.done:  # its turn to lead: its call is the first waiting, so in the batch
+            with self._lock:
                 batch, self._pending = self._pending[:self._max], self._pending[self._max:]
             self._lead(batch)
         if isinstance(call.result, BaseException):
@@ -145,11 +148,15 @@ class GroupCommit(Generic[T, R]):
         except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
             results = [exc] * len(batch)
         finally:  # even when interrupted: the waiting callers learn it and the next batch may run
-            with self._cond:
-                for call, result in zip(batch, results, strict=True):
-                    call.result, call.done = result, True
-                self._running = False
-                self._cond.notify_all()
+            for call, result in zip(batch, results, strict=True):
+                call.result, call.done = result, True
+            with self._lock:
+                following = self._pending[0] if self._pending else None
+                self._running = following is not None
+            for call in batch[1:]:  # the leader's own call (the first) is not waiting
+                call.turn.release()
+            if following is not None:
+                following.turn.release()
 
 
 @dataclass(frozen=True, slots=True)
