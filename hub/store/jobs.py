@@ -21,6 +21,7 @@ from hub.errors import AlreadyClaimed, NotFound
 from hub.jobs import HELD, Change, Command, Job, JobSpec, JobState
 from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
+from hub.store.driver import Prepared
 from hub.store.engine import connect, one_writer, write
 from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE, _printer, enqueue, translated
 
@@ -102,20 +103,21 @@ def _free_query() -> sa.Select:  # type: ignore[type-arg]
     )
 
 
-# an order's jobs are created and claimed by prebuilt statements (hot path: one order, one transaction)
-_INSERT_JOB = sa.insert(j)
-_CLAIM = (sa.select(schema.printers, *NODE_OF_PRINTER)
+# an order's jobs are created and claimed by prebuilt statements run on the driver (hot path: one order,
+# one transaction; hub/store/driver.py)
+_INSERT_JOB = Prepared(sa.insert(j))
+_CLAIM = Prepared(sa.select(schema.printers, *NODE_OF_PRINTER)
           .join(schema.nodes, schema.nodes.c.name == schema.printers.c.node)
           .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"),
                  *NODE_ROUTABLE, schema.printers.c.accepting.is_(True),
                  schema.printers.c.phase == "idle", schema.printers.c.bed_clear.is_(True),
                  sa.func.lower(schema.printers.c.materials).like(sa.bindparam("material"), escape="\\"))
           .with_for_update(of=schema.printers, skip_locked=True))
-_HELD = sa.select(sa.func.count()).where(*_holds(sa.bindparam("node"), sa.bindparam("printer")))
+_HELD = Prepared(sa.select(sa.func.count()).where(*_holds(sa.bindparam("node"), sa.bindparam("printer"))))
 _OFFER_FIELDS = frozenset({"node", "printer", "offer_id", "offer_expires_at"})
-_OFFER = (sa.update(j).where(j.c.id == sa.bindparam("job_id"), j.c.state == JobState.QUEUED.value, j.c.lease_epoch == 0)
-          .values({c: sa.bindparam(c) for c in (*sorted(_OFFER_FIELDS), "updated_at")}))
-_OFFER = _OFFER.values(state=JobState.OFFERED.value)
+_OFFER = Prepared(
+    sa.update(j).where(j.c.id == sa.bindparam("job_id"), j.c.state == JobState.QUEUED.value, j.c.lease_epoch == 0)
+    .values({c: sa.bindparam(c) for c in (*sorted(_OFFER_FIELDS), "updated_at")}).values(state=JobState.OFFERED.value))
 # the job-change hot path (create, offer, every report): prebuilt statements; building one costs
 # several times what running it costs on SQLite
 _BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
@@ -381,16 +383,16 @@ class JobStore:
         found busy). None free: the job stays queued for the dispatcher. ``sent`` receives the
         offer as put in the node's outbox (with its hub_seq).
         """
-        conn.execute(_INSERT_JOB, _job_row(job_id, spec, created_by, now))
+        _INSERT_JOB.count(conn, _job_row(job_id, spec, created_by, now))
         job = _queued_job(job_id, spec, now)
         pattern = f'%"{_like_escape(spec.material.lower())}"%'
         for node, printer in prefer:
-            row = conn.execute(_CLAIM, {"node": node, "printer": printer, "material": pattern}).first()
-            if row is None or conn.execute(_HELD, {"node": node, "printer": printer}).scalar():
+            row = _CLAIM.first(conn, {"node": node, "printer": printer, "material": pattern})
+            if row is None or _HELD.scalar(conn, {"node": node, "printer": printer}):
                 continue
             change = change_for(job, _printer(row))
             assert change.target is JobState.OFFERED and set(change.values) <= _OFFER_FIELDS
-            done = conn.execute(_OFFER, {"job_id": job_id, "updated_at": now, **change.values}).rowcount
+            done = _OFFER.count(conn, {"job_id": job_id, "updated_at": now, **change.values})
             if done != 1:
                 raise AlreadyClaimed(f"job {job_id} changed while we worked on it; try again")
             offered = replace(job, state=JobState.OFFERED, updated_at=now, **change.values)  # type: ignore[arg-type]
@@ -479,7 +481,7 @@ class JobStore:
                     return chosen
                 where = {"node": chosen.node, "printer": chosen.printer}
                 conn.execute(_LOCK_PRINTER, where)
-                if not conn.execute(_HELD, where).scalar():
+                if not _HELD.scalar(conn, where):
                     return chosen
                 taken.add((chosen.node, chosen.printer))
 

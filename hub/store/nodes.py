@@ -16,6 +16,7 @@ from hub.jobs import Command
 from hub.scheduler import PrinterRecord
 from hub.store import schema
 from hub.store.accounts import token_digest
+from hub.store.driver import Prepared
 from hub.store.engine import connect, write
 
 __all__ = ["CHANNEL", "NODE_OF_PRINTER", "NODE_ROUTABLE", "HelloRecord", "NodeInfo", "NodeStore", "enqueue", "notify",
@@ -233,16 +234,19 @@ def _replace_changed_printers(conn: sa.Connection, hellos: Mapping[str, HelloRec
         conn.execute(sa.insert(pr), rows)
 
 
-_NEXT_SEQ = sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(hub_seq=n.c.hub_seq + 1) \
-    .returning(n.c.hub_seq)
-_INSERT_COMMAND = sa.insert(cmd)
+# every command sent (an offer with each order placed): run on the driver (hub/store/driver.py)
+_NEXT_SEQ = Prepared(sa.update(n).where(n.c.name == sa.bindparam("b_name")).values(hub_seq=n.c.hub_seq + 1)
+                     .returning(n.c.hub_seq))
+_INSERT_COMMAND = Prepared(sa.insert(cmd))
 
 
 def enqueue(conn: sa.Connection, command: Command, now: str) -> int:
     """Put a command in its node's outbox inside the caller's transaction; returns its hub_seq.
     The replica holding the node's session is woken by NOTIFY at commit (PostgreSQL)."""
-    seq = conn.execute(_NEXT_SEQ, {"b_name": command.node}).scalar_one()
-    conn.execute(_INSERT_COMMAND, {"node": command.node, "hub_seq": seq, "kind": command.kind,
+    seq = _NEXT_SEQ.scalar(conn, {"b_name": command.node})
+    if seq is None:
+        raise sa.exc.NoResultFound(f"no node {command.node!r} to send a command to")
+    _INSERT_COMMAND.count(conn, {"node": command.node, "hub_seq": seq, "kind": command.kind,
                                    "job_id": command.job_id, "body": json.dumps(dict(command.body)), "created_at": now})
     notify(conn, command.node)
     return int(seq)

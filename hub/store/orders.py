@@ -40,6 +40,7 @@ from hub.quotes import Box
 from hub.scheduler import PrinterRecord
 from hub.store import record_sums, schema
 from hub.store.designs import DesignStore, reports_of
+from hub.store.driver import Prepared
 from hub.store.engine import connect, write
 from hub.store.nodes import NODE_OF_PRINTER, NODE_ROUTABLE, _printer
 
@@ -159,14 +160,14 @@ def _values_of(column: sa.Column[str], name: str) -> sa.CTE:
 
 
 @functools.lru_cache(maxsize=64)
-def _profiles_query(nodes: bool, box: BoxShape, dialect: str) -> sa.Select[tuple[object]]:
+def _profiles_query(nodes: bool, box: BoxShape, dialect: str) -> Prepared:
     """The slicer profiles in use (a loose index scan) that some matching printer has: a semi-join that
     stops at the first such printer of each profile instead of matching every printer."""
     values = _values_of(_pr.c.slicer_profile, "profiles")
     used = sa.select(values.c.value.label("profile")).where(values.c.value.is_not(None)).subquery("used")
     some = (sa.select(sa.literal(1)).select_from(_pr.join(_n, _n.c.name == _pr.c.node))
             .where(*_match_filters(nodes, box, dialect), _pr.c.slicer_profile == used.c.profile))
-    return sa.select(used.c.profile).where(some.exists())
+    return Prepared(sa.select(used.c.profile).where(some.exists()))
 
 
 def _held(node: sa.ColumnElement[str], printer: sa.ColumnElement[str]) -> sa.Exists:
@@ -176,8 +177,7 @@ def _held(node: sa.ColumnElement[str], printer: sa.ColumnElement[str]) -> sa.Exi
 
 
 @functools.lru_cache(maxsize=256)
-def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dialect: str
-                      ) -> sa.Select[tuple[object, ...]]:
+def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dialect: str) -> Prepared:
     """Printers that can take a job with one of `profiles` slicer profiles (bound as p0.., with hours
     h0.. and grams g0.. of one object): free ones first (column ``busy`` 0), then those holding a job
     (an order placed on them waits in the queue), each best first by `order`; a page of :lim after :off.
@@ -203,18 +203,18 @@ def _candidates_query(profiles: int, nodes: bool, box: BoxShape, order: str, dia
         dlon = _n.c.longitude - sa.bindparam("near_lon", type_=sa.Float)
         keys = [_n.c.latitude.is_(None), dlat * dlat + dlon * dlon * sa.bindparam("stretch", type_=sa.Float),
                 _pr.c.hour_currency, cost]
-    return (sa.select(_pr, *NODE_OF_PRINTER, busy).join(_n, _n.c.name == _pr.c.node).where(*where)
-            .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
-            .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
+    return Prepared(sa.select(_pr, *NODE_OF_PRINTER, busy).join(_n, _n.c.name == _pr.c.node).where(*where)
+                    .order_by(busy, *keys, _pr.c.node, _pr.c.printer)
+                    .limit(sa.bindparam("lim", type_=sa.Integer)).offset(sa.bindparam("off", type_=sa.Integer)))
 
 
 # the currencies printers charge in (a superset of those of the matching printers, "" among them when a
 # printer publishes no rates): "cheapest" matches each
 _CURRENCY_VALUES = _values_of(_pr.c.hour_currency, "currencies")
-_CURRENCIES = sa.select(_CURRENCY_VALUES.c.value).where(_CURRENCY_VALUES.c.value.is_not(None))
+_CURRENCIES = Prepared(sa.select(_CURRENCY_VALUES.c.value).where(_CURRENCY_VALUES.c.value.is_not(None)))
 
 
-_Row = sa.Row[tuple[object, ...]]
+_Row = Any  # a row of a Prepared statement: a named tuple (or an sa.Row)
 
 
 def _interleaved(pages: Sequence[Sequence[_Row]], limit: int, offset: int) -> list[_Row]:
@@ -229,17 +229,17 @@ def _interleaved(pages: Sequence[Sequence[_Row]], limit: int, offset: int) -> li
         for row in rows:
             busy = int(row.busy)
             rank[busy] += 1
-            x = row._mapping
-            ranked.append(((busy, rank[busy], x["hour_currency"], x["node"], x["printer"]), row))
+            ranked.append(((busy, rank[busy], row.hour_currency, row.node, row.printer), row))
     ranked.sort(key=lambda item: item[0])
     return [row for _, row in ranked[offset:offset + limit]]
 
 
-_INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = q.insert(), o.insert(), k.insert(), ob.insert()
-_SET_STATE = o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state"))
+# an order's hot path (placing: one transaction; matching: one read) runs on the driver (hub/store/driver.py)
+_INSERT_QUOTE, _INSERT_ORDER, _INSERT_KEY, _INSERT_OBJECT = (Prepared(t.insert()) for t in (q, o, k, ob))
+_SET_STATE = Prepared(o.update().where(o.c.id == sa.bindparam("order_id")).values(state=sa.bindparam("state")))
 _ORDER_OF_QUOTE = sa.select(o.c.id).where(o.c.quote_id == sa.bindparam("quote_id")).limit(1)
-_DESIGN = sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
-                    .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug"))
+_DESIGN = Prepared(sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
+                             .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug")))
 _VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
                 .where(rt.c.node.in_(sa.bindparam("nodes", expanding=True)),
                        rt.c.role.in_(sa.bindparam("roles", expanding=True))).group_by(rt.c.node))
@@ -247,12 +247,12 @@ _VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
 _UNACCEPTED = sa.select(schema.proposals.c.id).where(
     schema.proposals.c.design == sa.bindparam("slug"), schema.proposals.c.revision_id == sa.bindparam("revision_id"),
     schema.proposals.c.state != "accepted").limit(1)
-_KEYED = sa.select(k.c.order_id, k.c.request_sha256).where(k.c.customer == sa.bindparam("customer"),
-                                                          k.c.key == sa.bindparam("key"))
+_KEYED = Prepared(sa.select(k.c.order_id, k.c.request_sha256).where(k.c.customer == sa.bindparam("customer"),
+                                                                   k.c.key == sa.bindparam("key")))
 
 
 @functools.lru_cache(maxsize=MAX_PRINTERS_ASKED)
-def _held_among(count: int) -> sa.Select[Any]:
+def _held_among(count: int) -> Prepared:
     """Which of ``count`` printers (bound as n0, p0, ...) a job holds: one seek of ix_jobs_held_printer each.
     A filter by their nodes instead reads every held job of the hub on SQLite, whose planner takes the
     state index for it (0.5 ms at 2,000 held jobs, in the write transaction)."""
@@ -260,11 +260,11 @@ def _held_among(count: int) -> sa.Select[Any]:
     wanted = sa.union_all(*(sa.select(sa.bindparam(f"n{i}", type_=sa.String).label("node"),
                                       sa.bindparam(f"p{i}", type_=sa.String).label("printer"))
                             for i in range(count))).subquery("wanted")
-    return sa.select(wanted.c.node, wanted.c.printer).where(_held(wanted.c.node, wanted.c.printer))
+    return Prepared(sa.select(wanted.c.node, wanted.c.printer).where(_held(wanted.c.node, wanted.c.printer)))
 
 
 @functools.lru_cache(maxsize=MAX_PRINTERS_ASKED)
-def _latest_of(count: int) -> sa.CompoundSelect[Any]:
+def _latest_of(count: int) -> Prepared:
     """The latest ``lim`` successful prints in a material of ``count`` (node, printer model) pairs (bound as
     n0, m0, ...), tagged by pair: one backward walk of ix_fabrications_node_model_material each, however
     long the node's history. Ranking every print of the nodes with a window function read them all."""
@@ -278,7 +278,7 @@ def _latest_of(count: int) -> sa.CompoundSelect[Any]:
                 .order_by(f.c.finished_at.desc(), f.c.incarnation_id.desc())
                 .limit(sa.bindparam("lim", type_=sa.Integer)).subquery(f"w{i}"))
         walks.append(sa.select(walk))
-    return sa.union_all(*walks)
+    return Prepared(sa.union_all(*walks))
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +367,7 @@ def _same_key(order_id: object, stored_sha256: object, request_sha256: str, key:
     return str(order_id)
 
 
-def _design(x: sa.Row[tuple[object, ...]]) -> Design:
+def _design(x: Any) -> Design:
     """A design as an order needs it (maintainers, tags and counts are left empty)."""
     return Design(x.slug, x.title, x.description, x.license, x.head_revision_id or "", (), (), (),
                   x.created_at, x.updated_at, 0, _attributions(x.attributions or "[]"))
@@ -416,10 +416,10 @@ class OrderStore:
         return _same_key(found.order_id, found.request_sha256, request_sha256, key)
 
     @staticmethod
-    def _keyed(conn: sa.Connection, customer: str, key: str) -> sa.Row[tuple[object, ...]] | None:
-        return conn.execute(sa.select(k).where(k.c.customer == customer, k.c.key == key)).first()
+    def _keyed(conn: sa.Connection, customer: str, key: str) -> Any | None:
+        return _KEYED.first(conn, {"customer": customer, "key": key})
 
-    def _same_request(self, conn: sa.Connection, keyed: sa.Row[tuple[object, ...]], sha: str, key: str) -> Order:
+    def _same_request(self, conn: sa.Connection, keyed: Any, sha: str, key: str) -> Order:
         return self._load(conn, _same_key(keyed.order_id, keyed.request_sha256, sha, key))
 
     def _load(self, conn: sa.Connection, order_id: str) -> Order:
@@ -588,8 +588,8 @@ class OrderStore:
     # -- matching ----------------------------------------------------------------------------
 
     @staticmethod
-    def _design_row(conn: sa.Connection, slug: str) -> sa.Row[tuple[object, ...]]:
-        x = conn.execute(_DESIGN, {"slug": slug}).first()
+    def _design_row(conn: sa.Connection, slug: str) -> Any:
+        x = _DESIGN.first(conn, {"slug": slug})
         if x is None:
             raise NotFound(f"no design named {slug!r}; create it with `spime push --new` or search with `spime search`")
         return x
@@ -609,7 +609,7 @@ class OrderStore:
         """
         with connect(self.engine) as conn:
             if key:
-                keyed = conn.execute(_KEYED, {"customer": customer, "key": key}).first()
+                keyed = _KEYED.first(conn, {"customer": customer, "key": key})
                 if keyed is not None:
                     return _same_key(keyed.order_id, keyed.request_sha256, request_sha256, key)
             x = self._design_row(conn, slug)
@@ -653,7 +653,7 @@ class OrderStore:
     def _profiles(self, conn: sa.Connection, material: str, box: Box | None, nodes: frozenset[str] | None
                   ) -> list[str]:
         query = _profiles_query(nodes is not None, _box_shape(box), self.engine.dialect.name)
-        return sorted(str(p) for p in conn.execute(query, _match_params(material, box, nodes)).scalars())
+        return sorted(str(p) for (p,) in query.rows(conn, _match_params(material, box, nodes)))
 
     def _thd_matching(self, query: MatchQuery) -> Matching:
         """The best printers for a job (see _matching), in one read transaction."""
@@ -700,7 +700,7 @@ class OrderStore:
         for start in range(0, len(printers), MAX_PRINTERS_ASKED):
             some = printers[start:start + MAX_PRINTERS_ASKED]
             params = {f"{k}{i}": v for i, x in enumerate(some) for k, v in (("n", x.node), ("p", x.printer))}
-            held.update((str(n), str(p)) for n, p in conn.execute(_held_among(len(some)), params))
+            held.update((str(n), str(p)) for n, p in _held_among(len(some)).rows(conn, params))
         return [x for x in printers if (x.node, x.printer) not in held]
 
     def _candidate_rows(self, conn: sa.Connection, q: MatchQuery, limit: int, offset: int
@@ -731,9 +731,9 @@ class OrderStore:
                            "stretch": math.cos(math.radians(q.near[0])) ** 2})
         if ordering != "cheapest":
             params.update({"lim": limit, "off": offset})
-            return conn.execute(query, params).all()
+            return query.rows(conn, params)
         params.update({"lim": offset + limit, "off": 0})
-        pages = [conn.execute(query, {**params, "currency": c}).all() for c in conn.execute(_CURRENCIES).scalars() if c]
+        pages = [query.rows(conn, {**params, "currency": c}) for (c,) in _CURRENCIES.rows(conn) if c]
         return _interleaved(pages, limit, offset)
 
     @staticmethod
@@ -748,7 +748,7 @@ class OrderStore:
             params: dict[str, object] = {"material": material, "lim": limit}
             for i, (node, model) in enumerate(chunk):
                 params.update({f"n{i}": node, f"m{i}": model})
-            for pair, a, b, c, d in conn.execute(_latest_of(len(chunk)), params):
+            for pair, a, b, c, d in _latest_of(len(chunk)).rows(conn, params):
                 out[chunk[pair]].append((float(a), float(b), float(c), float(d)))
         return out
 
@@ -850,7 +850,7 @@ class OrderStore:
                                               "ask for a new quote with `spime quote` to order again"))
                 continue
             built.append(placed)
-            conn.execute(_INSERT_ORDER, _order_values(placed.order))
+            _INSERT_ORDER.count(conn, _order_values(placed.order))
             written.append((len(out), placed, placed.create_jobs(conn)))
             out.append(_PENDING)
         items = [x for _, x, _ in written]
@@ -859,15 +859,15 @@ class OrderStore:
                    "created_at": x.quote.created_at, "expires_at": x.quote.expires_at}
                   for x in items if x.quote is not None]
         if quotes:
-            conn.execute(_INSERT_QUOTE, quotes)
+            _INSERT_QUOTE.many(conn, quotes)
         keys = [{"customer": x.order.customer, "key": x.key, "request_sha256": x.request_sha256,
                  "order_id": x.order.id, "created_at": x.order.created_at} for x in items if x.key]
         if keys:
-            conn.execute(_INSERT_KEY, keys)
+            _INSERT_KEY.many(conn, keys)
         objects = [{"incarnation_id": o.incarnation_id, "order_id": x.order.id, "position": o.position,
                     "job_id": o.job_id, "part": o.part} for x in items for o in x.order.objects]
         if objects:
-            conn.execute(_INSERT_OBJECT, objects)
+            _INSERT_OBJECT.many(conn, objects)
         moved = []
         for i, x, jobs in written:
             state = derive_state(j.state.value for j in jobs)
@@ -875,5 +875,5 @@ class OrderStore:
                 moved.append({"order_id": x.order.id, "state": state.value})
             out[i] = (replace(x.order, state=state), jobs, True)
         if moved:
-            conn.execute(_SET_STATE, moved)
+            _SET_STATE.many(conn, moved)
         return out

@@ -308,7 +308,7 @@ def test_whether_a_printer_is_held_is_one_seek_of_the_held_printer_index(hub: Cl
             "state": "done" if i else "printing", "node": "lab-1", "printer": "mk3", "created_by": "admin",
             "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"} for i in range(300)])
     pairs = {"n0": "lab-1", "p0": "mk3", "n1": "lab-1", "p1": "mini"}
-    checks = [(job_store._HELD, {"node": "lab-1", "printer": "mk3"}), (order_store._held_among(2), pairs),
+    checks = [(job_store._HELD.statement, {"node": "lab-1", "printer": "mk3"}), (order_store._held_among(2).statement, pairs),
               (job_store._free_query(), {})]
     with hub.engine.connect() as conn, conn.begin():
         for statement, params in checks:
@@ -316,7 +316,7 @@ def test_whether_a_printer_is_held_is_one_seek_of_the_held_printer_index(hub: Cl
             assert f"IN ({held_states})" in str(statement.compile(conn)), statement
             plan = _plan(conn, statement, params)
             assert "ix_jobs_held_printer" in plan and "ix_jobs_node" not in plan and "ix_jobs_state" not in plan, plan
-        assert conn.execute(order_store._held_among(2), pairs).all() == [("lab-1", "mk3")]
+        assert order_store._held_among(2).rows(conn, pairs) == [("lab-1", "mk3")]
     agent.close()
 
 
@@ -352,7 +352,7 @@ def test_a_printers_history_is_its_latest_prints_read_from_the_newest_back(hub: 
         got = order_store.OrderStore._histories(conn, pairs, "PLA", 5)
         assert {p: sorted(h[0] for h in got[p]) for p in pairs} == {p: latest(*p) for p in pairs}
         assert got[("lab-3", "Prusa MK3S")] == [] and len(got[("lab-1", "Prusa MK3S")]) == 5
-        plan = _plan(conn, order_store._latest_of(2), {"n0": "lab-1", "m0": "Prusa MK3S", "n1": "lab-2",
+        plan = _plan(conn, order_store._latest_of(2).statement, {"n0": "lab-1", "m0": "Prusa MK3S", "n1": "lab-2",
                                                        "m1": "Prusa MINI", "material": "PLA", "lim": 5})
     assert "ix_fabrications_node_model_material" in plan and "WindowAgg" not in plan, plan
     if hub.engine.dialect.name == "sqlite":
