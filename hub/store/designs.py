@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from hub.domain import (
 )
 from hub.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, StaleHead
 from hub.store import schema
+from hub.store.driver import Prepared
 from hub.store.engine import connect, write
 
 __all__ = ["DesignMeta", "DesignStore", "reports_of"]
@@ -501,12 +502,13 @@ class DesignStore:
         out: dict[str, Revision] = {}
         for start in range(0, len(ids), _IDS_PER_QUERY):
             some = ids[start:start + _IDS_PER_QUERY]
-            ask = {"ids": some}
-            parents = _by_revision(conn.execute(_PARENTS_OF, ask), lambda x: x.parent_id)
-            files = _by_revision(conn.execute(_FILES_OF, ask), lambda x: FileEntry(x.path, x.sha256, int(x.size)))
-            reports = _by_revision(conn.execute(_REPORTS_OF, ask),
+            parents_of, files_of, reports_in, revisions_of = _OF_ONE if len(some) == 1 else _OF_IDS
+            ask = {"ids": some[0] if len(some) == 1 else some}
+            parents = _by_revision(parents_of.rows(conn, ask), lambda x: x.parent_id)
+            files = _by_revision(files_of.rows(conn, ask), lambda x: FileEntry(x.path, x.sha256, int(x.size)))
+            reports = _by_revision(reports_in.rows(conn, ask),
                                    lambda x: PrintabilityRecord(x.path, bool(x.ok), json.loads(x.report)))
-            for row in conn.execute(_REVISIONS_OF, ask):
+            for row in revisions_of.rows(conn, ask):
                 out[row.id] = Revision(
                     id=row.id, design=row.design, parent_ids=parents.get(row.id, ()), manifest_toml=row.manifest_toml,
                     files=files.get(row.id, ()), author=row.author, created_at=row.created_at, message=row.message,
@@ -524,14 +526,22 @@ class DesignStore:
 
 
 _REPORTS = sa.select(rep).where(rep.c.revision_id == sa.bindparam("revision_id")).order_by(rep.c.path)
-# a revision in full, read by _revisions for any number of ids (every order of a design not cached yet
-# reads one): prebuilt, as building a statement costs more than running it on SQLite
-_IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
-_PARENTS_OF = (sa.select(rp.c.revision_id, rp.c.parent_id).where(rp.c.revision_id.in_(_IDS))
-               .order_by(rp.c.revision_id, rp.c.position))
-_FILES_OF = sa.select(rf).where(rf.c.revision_id.in_(_IDS)).order_by(rf.c.revision_id, rf.c.path)
-_REPORTS_OF = sa.select(rep).where(rep.c.revision_id.in_(_IDS)).order_by(rep.c.revision_id, rep.c.path)
-_REVISIONS_OF = sa.select(r).where(r.c.id.in_(_IDS))
+
+
+def _revision_reads(match: Callable[[sa.ColumnElement[str]], sa.ColumnElement[bool]]) -> tuple[Prepared, ...]:
+    """A revision's parents, files, reports and row, for the revisions ``match`` takes."""
+    return tuple(Prepared(statement) for statement in (
+        sa.select(rp.c.revision_id, rp.c.parent_id).where(match(rp.c.revision_id)).order_by(rp.c.revision_id, rp.c.position),
+        sa.select(rf).where(match(rf.c.revision_id)).order_by(rf.c.revision_id, rf.c.path),
+        sa.select(rep).where(match(rep.c.revision_id)).order_by(rep.c.revision_id, rep.c.path),
+        sa.select(r).where(match(r.c.id))))
+
+
+# revisions in full, read by _revisions: any number of ids (an IN list bound at execution), or one (every
+# order of a design not cached yet reads one): prebuilt, as building a statement costs more than running
+# it on SQLite, and run on the driver (hub/store/driver.py)
+_OF_IDS = _revision_reads(lambda c: c.in_(sa.bindparam("ids", expanding=True)))
+_OF_ONE = _revision_reads(lambda c: c == sa.bindparam("ids"))
 
 
 def _by_revision(rows: Iterable[Any], item: Any) -> dict[str, tuple[Any, ...]]:

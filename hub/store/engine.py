@@ -23,6 +23,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.errors import FailedPrecondition, InvalidArgument, StorageError
+from hub.store.driver import Prepared
 
 __all__ = ["connect", "insert_new", "make_engine", "migrate", "one_writer", "sqlite_url", "write"]
 
@@ -46,9 +47,13 @@ def _on_sqlite_connect(dbapi_conn: object, _record: object) -> None:
     cursor.close()
 
 
+# on the driver (hub/store/driver.py): every transaction runs one
+_BEGIN, _BEGIN_IMMEDIATE = Prepared(sa.text("BEGIN")), Prepared(sa.text("BEGIN IMMEDIATE"))
+
+
 def _on_sqlite_begin(conn: sa.Connection) -> None:
     immediate = conn.get_execution_options().get("sqlite_immediate", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    (_BEGIN_IMMEDIATE if immediate else _BEGIN).count(conn)
 
 
 def _checkpoint_in_background(engine: sa.Engine) -> None:

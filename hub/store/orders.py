@@ -240,9 +240,6 @@ _SET_STATE = Prepared(o.update().where(o.c.id == sa.bindparam("order_id")).value
 _ORDER_OF_QUOTE = sa.select(o.c.id).where(o.c.quote_id == sa.bindparam("quote_id")).limit(1)
 _DESIGN = Prepared(sa.select(schema.designs, sa.select(pa.c.rung).where(pa.c.design == schema.designs.c.slug)
                              .scalar_subquery().label("rung")).where(schema.designs.c.slug == sa.bindparam("slug")))
-_VOTE_TOTALS = (sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
-                .where(rt.c.node.in_(sa.bindparam("nodes", expanding=True)),
-                       rt.c.role.in_(sa.bindparam("roles", expanding=True))).group_by(rt.c.node))
 # a revision of the design that is a proposal not (yet) accepted
 _UNACCEPTED = sa.select(schema.proposals.c.id).where(
     schema.proposals.c.design == sa.bindparam("slug"), schema.proposals.c.revision_id == sa.bindparam("revision_id"),
@@ -261,6 +258,15 @@ def _held_among(count: int) -> Prepared:
                                       sa.bindparam(f"p{i}", type_=sa.String).label("printer"))
                             for i in range(count))).subquery("wanted")
     return Prepared(sa.select(wanted.c.node, wanted.c.printer).where(_held(wanted.c.node, wanted.c.printer)))
+
+
+@functools.lru_cache(maxsize=64)
+def _vote_totals(nodes: int, roles: int) -> Prepared:
+    """The count and sum of the stars given to each of ``nodes`` nodes (bound as n0, n1, ...) by raters in
+    ``roles`` roles (r0, ...): an IN list of single parameters, built once per length and run on the driver."""
+    return Prepared(sa.select(rt.c.node, sa.func.count(), sa.func.sum(rt.c.stars))
+                    .where(rt.c.node.in_([sa.bindparam(f"n{i}") for i in range(nodes)]),
+                           rt.c.role.in_([sa.bindparam(f"r{i}") for i in range(roles)])).group_by(rt.c.node))
 
 
 @functools.lru_cache(maxsize=MAX_PRINTERS_ASKED)
@@ -685,8 +691,9 @@ class OrderStore:
         histories = self._histories(conn, [(p.node, p.model) for p in found], query.material, history)
         votes: dict[str, tuple[int, int]] = {}
         if found:
-            params = {"nodes": sorted({p.node for p in found}), "roles": list(roles)}
-            votes = {str(n): (int(c), int(t or 0)) for n, c, t in conn.execute(_VOTE_TOTALS, params)}
+            nodes = sorted({p.node for p in found})
+            params = {**{f"n{i}": x for i, x in enumerate(nodes)}, **{f"r{i}": x for i, x in enumerate(roles)}}
+            votes = {str(n): (int(c), int(t or 0)) for n, c, t in _vote_totals(len(nodes), len(roles)).rows(conn, params)}
         return Matching(found, histories, votes)
 
     @staticmethod
