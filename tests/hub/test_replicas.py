@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 import sqlalchemy as sa
 from spimeforge.v1 import nodes_pb2
 
@@ -17,7 +16,7 @@ from hub.errors import NotFound
 from hub.jobs import JobSpec, JobState, TimerPolicy
 from hub.service.replicas import new_replica_id, parse_wakeup
 from hub.store import schema
-from hub.store.engine import make_engine, migrate, sqlite_url
+from hub.store.engine import make_engine, sqlite_url
 from hub.store.nodes import NodeStore, notify
 from hub.store.notify import listen
 from hub.store.replicas import Released, ReplicaStore
@@ -28,18 +27,6 @@ T0, T1, T2, T3 = "2026-12-01T05:00:00Z", "2026-12-01T05:00:10Z", "2026-12-01T05:
 STL = b"solid plate\nendsolid plate\n"
 SLOW = TimerPolicy(sweep_interval_s=3600, queue_poll_s=3600)
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    url = sqlite_url(tmp_path) if request.param == "sqlite" else create_database(
-        request.getfixturevalue("postgres_server"))
-    made = make_engine(url)
-    migrate(made)
-    try:
-        yield made
-    finally:
-        made.dispose()
 
 
 def _online(engine: sa.Engine, name: str, replica: str) -> int:

@@ -4,16 +4,12 @@ caller's transaction holds them, and a refused statement raises SQLAlchemy's err
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from hub.store import schema
 from hub.store.driver import Prepared
-from hub.store.engine import connect, make_engine, migrate, sqlite_url, write
-from tests.fixtures.postgres import create_database
+from hub.store.engine import connect, write
 
 NOW = "2026-12-01T05:00:00Z"
 BOX = {"build_x_mm": 250.0, "build_y_mm": 210.0, "build_z_mm": 200.0}
@@ -25,18 +21,6 @@ PRINTERS_OF = Prepared(sa.select(pr.c.node, pr.c.printer, pr.c.bed_clear, pr.c.a
 NAMED = Prepared(sa.select(n.c.name, sa.func.count()).where(n.c.name.in_(sa.bindparam("names", expanding=True)))
                  .group_by(n.c.name).order_by(n.c.name))
 CLEAR = Prepared(sa.update(pr).where(pr.c.node == sa.bindparam("node"), pr.c.phase == "idle").values(bed_clear=True))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    url = sqlite_url(tmp_path) if request.param == "sqlite" else create_database(
-        request.getfixturevalue("postgres_server"))
-    made = make_engine(url)
-    migrate(made)
-    try:
-        yield made
-    finally:
-        made.dispose()
 
 
 def _node(conn: sa.Connection, name: str) -> None:
