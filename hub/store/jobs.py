@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -65,7 +66,7 @@ Pick = Callable[[Job, list[PrinterRecord], frozenset[tuple[str, str]], tuple[flo
                 PrinterRecord | None]
 
 
-def _job(row: sa.Row) -> Job:  # type: ignore[type-arg]
+def _job(row: Any) -> Job:
     return Job(
         id=row.id, design=row.design, revision_id=row.revision_id, material=row.material,
         parameters=json.loads(row.parameters), order_id=row.order_id, state=JobState(row.state), node=row.node,
@@ -118,22 +119,24 @@ _OFFER_FIELDS = frozenset({"node", "printer", "offer_id", "offer_expires_at"})
 _OFFER = Prepared(
     sa.update(j).where(j.c.id == sa.bindparam("job_id"), j.c.state == JobState.QUEUED.value, j.c.lease_epoch == 0)
     .values({c: sa.bindparam(c) for c in (*sorted(_OFFER_FIELDS), "updated_at")}).values(state=JobState.OFFERED.value))
-# the job-change hot path (create, offer, every report): prebuilt statements; building one costs
-# several times what running it costs on SQLite
-_BY_ID = sa.select(j).where(j.c.id == sa.bindparam("b_id"))
-_BY_ID_LOCKED = _BY_ID.with_for_update()
-_EXTENTS = sa.select(schema.printability_reports.c.report).where(
-    schema.printability_reports.c.revision_id == sa.bindparam("b_revision"))
-_LOCK_PRINTER = (sa.select(schema.printers.c.node)
-                 .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"))
-                 .with_for_update())
+# the job-change hot path (create, offer, every report): prebuilt statements run on the driver; building
+# one costs several times what running it costs on SQLite, and so does Connection.execute (hub/store/driver.py)
+_BY_ID = Prepared(sa.select(j).where(j.c.id == sa.bindparam("b_id")))
+_BY_ID_LOCKED = Prepared(sa.select(j).where(j.c.id == sa.bindparam("b_id")).with_for_update())
+_EXTENTS = Prepared(sa.select(schema.printability_reports.c.report).where(
+    schema.printability_reports.c.revision_id == sa.bindparam("b_revision")))
+_LOCK_PRINTER = Prepared(
+    sa.select(schema.printers.c.node)
+    .where(schema.printers.c.node == sa.bindparam("node"), schema.printers.c.printer == sa.bindparam("printer"))
+    .with_for_update())
 _QUEUED_IDS = (sa.select(j.c.id).where(j.c.state == JobState.QUEUED.value).order_by(j.c.created_at)
                .limit(sa.bindparam("b_limit", type_=sa.Integer)))
-_SEEN = sa.select(sa.func.count()).where(ev.c.node == sa.bindparam("b_node"), ev.c.agent_seq == sa.bindparam("b_seq"))
-_INSERT_EVENT = sa.insert(ev)
-_LAST_AGENT_SEQ = (sa.update(schema.nodes).where(schema.nodes.c.name == sa.bindparam("b_node"),
-                                                 schema.nodes.c.last_agent_seq < sa.bindparam("b_seq"))
-                   .values(last_agent_seq=sa.bindparam("b_seq")))
+_SEEN = Prepared(sa.select(sa.func.count()).where(ev.c.node == sa.bindparam("b_node"),
+                                                  ev.c.agent_seq == sa.bindparam("b_seq")))
+_INSERT_EVENT = Prepared(sa.insert(ev))
+_LAST_AGENT_SEQ = Prepared(sa.update(schema.nodes).where(schema.nodes.c.name == sa.bindparam("b_node"),
+                                                         schema.nodes.c.last_agent_seq < sa.bindparam("b_seq"))
+                           .values(last_agent_seq=sa.bindparam("b_seq")))
 _FREE: dict[tuple[bool, bool, bool, bool], sa.Select] = {}  # type: ignore[type-arg]
 # The batched session reads (a reconnect storm runs them once per batch of Hellos and of ended sessions):
 # IN lists bound at execution. Built per call from a Python list, each name became a bound literal to
@@ -144,7 +147,7 @@ _HELD_BY = (sa.select(j).where(j.c.node.in_(_NODES), j.c.state.in_(sa.bindparam(
 _QUEUED_FOR = (sa.select(j).where(j.c.state == JobState.QUEUED.value, sa.or_(j.c.want_node.is_(None), j.c.want_node.in_(_NODES)))
                .order_by(j.c.created_at, j.c.id).limit(sa.bindparam("b_limit", type_=sa.Integer)))
 _FREE_OF = _free_query().where(schema.printers.c.node.in_(_NODES))
-_UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
+_UPDATES: dict[tuple[tuple[str, ...], bool], Prepared] = {}
 
 
 def _free_for(job: Job, after: tuple[str, str] | None) -> tuple[sa.Select, dict[str, object]]:  # type: ignore[type-arg]
@@ -179,7 +182,7 @@ def _free_for(job: Job, after: tuple[str, str] | None) -> tuple[sa.Select, dict[
     return query, params
 
 
-def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> sa.Update:
+def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> Prepared:
     """The compare-and-set UPDATE of a job on (id, state, lease_epoch) setting these columns (bound as
     v_<column>), returning the changed row (none: the job had moved on), built once per shape."""
     key = (columns, bump_epoch)
@@ -188,9 +191,9 @@ def _update_for(columns: tuple[str, ...], bump_epoch: bool) -> sa.Update:
         values: dict[str, object] = {c: sa.bindparam(f"v_{c}", type_=j.c[c].type) for c in columns}
         if bump_epoch:
             values["lease_epoch"] = j.c.lease_epoch + 1
-        statement = _UPDATES.setdefault(key, sa.update(j).where(
+        statement = _UPDATES.setdefault(key, Prepared(sa.update(j).where(
             j.c.id == sa.bindparam("w_id"), j.c.state == sa.bindparam("w_state"),
-            j.c.lease_epoch == sa.bindparam("w_epoch", type_=sa.BigInteger)).values(values).returning(*j.c))
+            j.c.lease_epoch == sa.bindparam("w_epoch", type_=sa.BigInteger)).values(values).returning(*j.c)))
     return statement
 
 
@@ -241,7 +244,7 @@ class JobStore:
     def _thd_get(self, job_id: str) -> Job:
         """Raises: NotFound: no such job."""
         with connect(self.engine) as conn:
-            row = conn.execute(_BY_ID, {"b_id": job_id}).first()
+            row = _BY_ID.first(conn, {"b_id": job_id})
         if row is None:
             raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
         return _job(row)
@@ -426,7 +429,7 @@ class JobStore:
             with write(self.engine) as conn:
                 if event is not None and self._seen(conn, event):
                     return Outcome(None, None, False, duplicate=True)
-                row = conn.execute(_BY_ID_LOCKED, {"b_id": job_id}).first()
+                row = _BY_ID_LOCKED.first(conn, {"b_id": job_id})
                 if row is None and event is None:
                     raise NotFound(f"no job {job_id!r}: `spime-hub job list` shows the jobs")
                 before = None if row is None else _job(row)
@@ -480,7 +483,7 @@ class JobStore:
                 if alone:
                     return chosen
                 where = {"node": chosen.node, "printer": chosen.printer}
-                conn.execute(_LOCK_PRINTER, where)
+                _LOCK_PRINTER.rows(conn, where)
                 if not _HELD.scalar(conn, where):
                     return chosen
                 taken.add((chosen.node, chosen.printer))
@@ -489,7 +492,7 @@ class JobStore:
 
     @staticmethod
     def _seen(conn: sa.Connection, event: EventRecord) -> bool:
-        return bool(conn.execute(_SEEN, {"b_node": event.node, "b_seq": event.agent_seq}).scalar())
+        return bool(_SEEN.scalar(conn, {"b_node": event.node, "b_seq": event.agent_seq}))
 
     def _apply(self, conn: sa.Connection, job: Job, change: Change, now: str, sent: list[Command] | None = None
                ) -> Job:
@@ -506,7 +509,7 @@ class JobStore:
         columns = tuple(sorted(values))
         params = {f"v_{c}": values[c] for c in columns}
         params.update(w_id=job.id, w_state=job.state.value, w_epoch=job.lease_epoch)
-        row = conn.execute(_update_for(columns, change.bump_epoch), params).first()
+        row = _update_for(columns, change.bump_epoch).first(conn, params)
         if row is None:
             raise AlreadyClaimed(f"job {job.id} changed while we worked on it; try again")
         after = _job(row)
@@ -527,16 +530,16 @@ class JobStore:
         # An event that changed nothing (stale, refused, not this node's job) is kept as kind and note
         # only: its data would let any node fill the database with reports on jobs it cannot touch.
         data = json.dumps(dict(event.data), sort_keys=True) if change.applied else "{}"
-        conn.execute(_INSERT_EVENT, {
+        _INSERT_EVENT.count(conn, {
             "node": event.node, "agent_seq": event.agent_seq, "job_id": event.job_id, "lease_epoch": event.lease_epoch,
             "kind": event.kind, "at": event.at, "data": data,
             "applied": change.applied, "note": change.note, "received_at": now})
-        conn.execute(_LAST_AGENT_SEQ, {"b_node": event.node, "b_seq": event.agent_seq})
+        _LAST_AGENT_SEQ.count(conn, {"b_node": event.node, "b_seq": event.agent_seq})
 
     @staticmethod
     def _extents(conn: sa.Connection, revision_id: str) -> tuple[float, float, float] | None:
         """The largest extents of the revision's checked meshes (None: nothing checked)."""
-        rows = conn.execute(_EXTENTS, {"b_revision": revision_id})
+        rows = _EXTENTS.rows(conn, {"b_revision": revision_id})
         sizes = []
         for (text,) in rows:
             extents = json.loads(text).get("extents_mm")
