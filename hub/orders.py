@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from hub.domain import Attribution
 from hub.errors import InvalidArgument, InvalidTransition
-from hub.manifest import parse_manifest
+from hub.manifest import MESH_SUFFIXES, ParamValue, parse_manifest
 
 __all__ = [
     "FINAL_STATES",
@@ -25,12 +25,13 @@ __all__ = [
     "Order",
     "OrderObject",
     "OrderState",
+    "PrintedPart",
     "RatingRow",
     "StoredQuote",
     "advance",
     "cancellable",
     "derive_state",
-    "part_files",
+    "printed_part",
 ]
 
 
@@ -240,10 +241,22 @@ def openscad_source(manifest_toml: str) -> str | None:
     return openscad.source if openscad is not None else None
 
 
-def part_files(manifest_toml: str, part: str) -> frozenset[str]:
-    """The file names of one ``[[parts]]`` entry of a manifest (empty when it has no such part)."""
+@dataclass(frozen=True, slots=True)
+class PrintedPart:
+    """What a job of one manifest part prints as published: the part's mesh files (none: no such part,
+    or one without a mesh) and the design's OpenSCAD parameter defaults, which its meshes show."""
+
+    meshes: frozenset[str] = frozenset()
+    defaults: Mapping[str, ParamValue] = field(default_factory=dict)
+
+
+def printed_part(manifest_toml: str, part: str) -> PrintedPart:
+    """The mesh files of one ``[[parts]]`` entry of a manifest and the manifest's parameter defaults
+    (nothing when the manifest cannot be read)."""
     try:
-        found = next((p for p in parse_manifest(manifest_toml).parts if p.name == part), None)
+        manifest = parse_manifest(manifest_toml)
     except InvalidArgument:
-        found = None
-    return frozenset(found.files) if found is not None else frozenset()
+        return PrintedPart()
+    found = next((p for p in manifest.parts if p.name == part), None)
+    meshes = frozenset(f for f in found.files if f.lower().endswith(MESH_SUFFIXES)) if found is not None else frozenset()
+    return PrintedPart(meshes, dict(manifest.openscad.parameters) if manifest.openscad is not None else {})

@@ -1,7 +1,7 @@
 """A job on the node, from the offer's artifacts to G-code that is safe to stream.
 
-Fetch the artifacts -> render OpenSCAD with the job's parameters when the design is
-parametric -> printability check -> slice with the printer's profile (slice cache) ->
+Fetch the artifacts the job's path needs (node_agent.inputs) -> render OpenSCAD with the
+job's parameters when the job has them -> printability check -> slice with the printer's profile (slice cache) ->
 G-code header with the job id and the attribution the licence requires -> safety
 filter. Each step reports through ``emit`` (a JobEvent kind and its data); a step
 that fails raises :class:`StepFailed` saying which step, who found the problem and
@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from node_agent.config import PrinterConfig
+from node_agent.inputs import Model, model, read_by
 from node_agent.jobfile import GcodeFileError, SafeJob, check_file
 from node_agent.jobs import MAX_VALUE_CHARS, EventKind
 from node_agent.messages import ArtifactRef, Attribution, Offer
@@ -53,7 +54,7 @@ __all__ = ["Emit", "Fetch", "PipelineSettings", "PreparedPrint", "StepFailed", "
 
 Emit = Callable[[EventKind, Mapping[str, str]], Awaitable[None]]
 Fetch = Callable[[ArtifactRef, Path], Awaitable[Path]]
-_MESH_SUFFIXES = (".stl", ".3mf", ".obj", ".ply")
+_MAX_SOURCE_BYTES = 2_000_000  # of an OpenSCAD file read for its references; the render refuses larger
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +103,11 @@ async def prepare_job(offer: Offer, printer: PrinterConfig, fetch: Fetch, emit: 
         StepFailed: a step failed; nothing was sent to the printer.
     """
     job_dir = _job_dir(settings.work_dir, offer.job_id)
-    files = await _fetch_all(offer, job_dir / "files", fetch, emit)
-    mesh = await _model(offer, files, job_dir, settings)
+    chosen = model(offer)
+    if chosen is None:
+        raise StepFailed("fetch", "agent", "the job has no mesh and no OpenSCAD source")
+    files = await _fetch_inputs(offer, chosen, job_dir / "files", fetch, emit)
+    mesh = await _model(offer, chosen, files[chosen.source.path], job_dir, settings)
     profile = _profile(printer)
     checked = await asyncio.to_thread(check_mesh_path, mesh, profile)
     await _report_printability(checked.report, printer, emit)
@@ -140,57 +144,61 @@ def _local_path(root: Path, ref: ArtifactRef) -> Path:
     return root.joinpath(*parts)
 
 
-async def _fetch_all(offer: Offer, root: Path, fetch: Fetch, emit: Emit) -> dict[str, Path]:
+async def _fetch_inputs(offer: Offer, chosen: Model, root: Path, fetch: Fetch, emit: Emit
+                        ) -> dict[str, Path]:
+    """Fetch what the job's path reads: its mesh, or its OpenSCAD source and what that reads (by path)."""
     files: dict[str, Path] = {}
-    for ref in offer.artifacts:
-        dest = _local_path(root, ref)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            files[ref.path] = await fetch(ref, dest)
-        except Exception as exc:  # the fetcher translated its errors; any of them fails the step
-            retryable = bool(getattr(exc, "retryable", False))
-            raise StepFailed("fetch", "agent", f"cannot fetch {ref.path}: {exc}",
-                             retryable) from exc
-    total = sum(r.size for r in offer.artifacts)
+    scanned: set[str] = set()
+    queue = [(chosen.source, chosen.render)]
+    while queue:
+        ref, code = queue.pop()
+        if ref.path not in files:
+            files[ref.path] = await _fetch_one(ref, root, fetch)
+        if code and ref.path not in scanned:  # OpenSCAD code: what it reads is needed too
+            scanned.add(ref.path)
+            text = await asyncio.to_thread(_read_source, files[ref.path])
+            queue.extend(read_by(ref, text, offer.artifacts))
+    total = sum(r.size for r in offer.artifacts if r.path in files)
     await emit(EventKind.DOWNLOADED, {"bytes": str(total), "files": str(len(files))})
     return files
 
 
-def _pick(offer: Offer, files: Mapping[str, Path], kind: str, suffixes: Sequence[str]
-          ) -> Path | None:
-    """The artifact of that kind; failing one, the first whose name ends so, except a library .scad
-    (kind "scad-include"), which is never rendered in place of the design's OpenSCAD source."""
-    for ref in offer.artifacts:
-        if ref.kind == kind:
-            return files[ref.path]
-    for ref in offer.artifacts:
-        if ref.kind != "scad-include" and ref.path.lower().endswith(tuple(suffixes)):
-            return files[ref.path]
-    return None
+async def _fetch_one(ref: ArtifactRef, root: Path, fetch: Fetch) -> Path:
+    dest = _local_path(root, ref)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return await fetch(ref, dest)
+    except Exception as exc:  # the fetcher translated its errors; any of them fails the step
+        retryable = bool(getattr(exc, "retryable", False))
+        raise StepFailed("fetch", "agent", f"cannot fetch {ref.path}: {exc}", retryable) from exc
 
 
-async def _model(offer: Offer, files: Mapping[str, Path], job_dir: Path, settings: PipelineSettings
+def _read_source(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(_MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise StepFailed("fetch", "agent", f"cannot read {path.name}: {exc.strerror}", retryable=True) from exc
+
+
+async def _model(offer: Offer, chosen: Model, source: Path, job_dir: Path, settings: PipelineSettings
                  ) -> Path:
-    scad = _pick(offer, files, "scad", (".scad",))
-    mesh = _pick(offer, files, "mesh", _MESH_SUFFIXES)
-    if scad is not None and (offer.parameters or mesh is None):
-        timeout_s, out = settings.render_timeout_s, job_dir / "model.stl"
-        try:
-            values = await asyncio.to_thread(_typed_parameters, scad, offer.parameters)
-            if settings.renders is not None:  # the copies of an order render once
-                return (await settings.renders.render(scad, values, timeout_s, out))[0]
-            return await render_scad(scad, values, timeout_s, out_path=out)
-        except CacheError as exc:
-            raise StepFailed("render", "agent", str(exc), retryable=True) from exc
-        except ParameterError as exc:
-            raise StepFailed("render", "agent", f"parameter {exc}") from exc
-        except ToolNotFound as exc:
-            raise StepFailed("render", "agent", str(exc), retryable=True) from exc
-        except RenderError as exc:
-            raise StepFailed("render", "slicer", exc.reason or str(exc)) from exc
-    if mesh is None:
-        raise StepFailed("fetch", "agent", "the job has no mesh and no OpenSCAD source")
-    return mesh
+    if not chosen.render:
+        return source
+    timeout_s, out = settings.render_timeout_s, job_dir / "model.stl"
+    try:
+        values = await asyncio.to_thread(_typed_parameters, source, offer.parameters)
+        if settings.renders is not None:  # the copies of an order render once
+            return (await settings.renders.render(source, values, timeout_s, out))[0]
+        return await render_scad(source, values, timeout_s, out_path=out)
+    except CacheError as exc:
+        raise StepFailed("render", "agent", str(exc), retryable=True) from exc
+    except ParameterError as exc:
+        raise StepFailed("render", "agent", f"parameter {exc}") from exc
+    except ToolNotFound as exc:
+        raise StepFailed("render", "agent", str(exc), retryable=True) from exc
+    except RenderError as exc:
+        raise StepFailed("render", "slicer", exc.reason or str(exc)) from exc
 
 
 def _profile(printer: PrinterConfig) -> PrinterProfile:

@@ -676,7 +676,9 @@ class Worker:
         return {"printer": printer, "bed_clear": True}
 
     async def set_mode(self, printer: str, mode: str) -> dict[str, Any]:
-        """Set ``printer`` online, offline or maintenance (the hub stops routing to it).
+        """Set ``printer`` online, offline or maintenance (the hub stops routing to it). Setting it
+        online starts its connect backoff afresh: the operator has just seen to it (replugged, repaired),
+        so the next heartbeat tries it at once rather than after a wait of up to PRINTER_RETRY's cap.
 
         Raises:
             ControlError: no such printer or mode.
@@ -686,6 +688,8 @@ class Worker:
             await _db(self.journal.set_printer_flags, printer, mode=mode)
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
+        if mode == "online":
+            slot.retry = Retry()
         await self._send(m.PrinterChanged(self._snapshot(slot)))
         return {"printer": printer, "mode": mode}
 

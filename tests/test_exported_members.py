@@ -57,8 +57,8 @@ EXPORTS = {
         "lost_contact_deadline", "production_update",
     ],
     "hub.scheduler": ["Money", "PrinterRecord", "candidates", "fits", "qualifies"],
-    "hub.orders": ["FINAL_STATES", "Grant", "JOB_STAGE", "LedgerRow", "Order", "OrderObject", "OrderState", "RatingRow", "StoredQuote", "TRANSITIONS", "advance", "cancellable", "derive_state",
-                   "part_files"],
+    "hub.orders": ["FINAL_STATES", "Grant", "JOB_STAGE", "LedgerRow", "Order", "OrderObject", "OrderState", "PrintedPart", "RatingRow", "StoredQuote", "TRANSITIONS", "advance", "cancellable", "derive_state",
+                   "printed_part"],
     "hub.ledger": ["Beneficiaries", "COMMONS_FUND", "Costs", "DEFAULT_EQUATION", "RESERVED_RECIPIENTS", "Share", "ValueEquation", "distribute", "format_money", "parse_equation", "payouts", "portions"],
     "hub.ratings": ["CRITERIA", "MAX_COMMENT_CHARS", "PRIOR_MEAN", "PRIOR_WEIGHT", "ROLES", "Reputation", "Vote", "check_rating", "reputation",
                    "reputation_of_totals"],
@@ -164,6 +164,7 @@ EXPORTS = {
     ],
     "node_agent.busy": ["BusyLimits"],
     "node_agent.backoff": ["Retry", "RetryPolicy", "backoff_delay"],
+    "node_agent.inputs": ["MESH_SUFFIXES", "Model", "model", "read_by"],
     "hub.service.revision_trees": ["RevisionTrees", "TreeBudget", "evictions"],
     "slicer_bridge.render_cache": ["RenderCache", "render_key"],
     "slicer_bridge.scad_sandbox": [

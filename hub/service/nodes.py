@@ -35,7 +35,7 @@ from hub.errors import (
 from hub.jobs import DEFAULT_TIMERS, MAX_PRINT_SECONDS, Command, Job, JobState, TimerPolicy
 from hub.limits import MAX_HELD, MAX_PRINTERS, check_plain_text
 from hub.manifest import MESH_SUFFIXES
-from hub.orders import openscad_source, part_files
+from hub.orders import PrintedPart, openscad_source, printed_part
 from hub.scheduler import PrinterRecord
 from hub.service.accounts import check_account_name, check_new_account_name
 from hub.service.batching import Opening, all_at_once, outbox_reader, session_closer, session_opener
@@ -43,6 +43,7 @@ from hub.service.common import Clock, format_time
 from hub.service.job_changes import check_layer
 from hub.service.jobs import Desired, HeldJob, JobService, Progress
 from hub.service.lineage import attribution_of
+from hub.service.quoting import as_published
 from hub.service.replicas import new_replica_id
 from hub.store.blobs import check_sha256
 from hub.store.designs import DesignStore
@@ -348,7 +349,7 @@ class NodeService:
         self._outbox = outbox_reader(nodes, self._thd_render)
         self._parts: dict[str, _KeptParts] = {}  # by revision id, see _thd_revision_parts
         self._admission = Admission(MAX_OPENING, max_wait_s=MAX_OPENING_WAIT_S)
-        self._part_names: dict[tuple[str, str], frozenset[str]] = {}  # see _thd_part_names
+        self._printed_parts: dict[tuple[str, str], PrintedPart] = {}  # see _thd_published_meshes
         jobs.ring = self.ring
 
     def ring(self, node: str, sent: Sequence[Command] = (), job: Job | None = None) -> None:
@@ -727,25 +728,28 @@ class NodeService:
         if job.state is not JobState.OFFERED or job.offer_id != command.body.get("offer_id"):
             return None
         artifacts, bbox, attributions = self._thd_revision_parts(job.revision_id)
-        if job.part and not job.parameters:  # a job makes one manifest part: only its files (issue 8)
-            names = self._thd_part_names(job.revision_id, job.part)
-            artifacts = tuple(a for a in artifacts if a[3] in names) or artifacts
+        if job.part:  # a job makes one manifest part (issue 8): as published, from its mesh alone
+            meshes = self._thd_published_meshes(job)
+            artifacts = tuple(a for a in artifacts if a[3] in meshes) or artifacts
         return OfferDetails(
             command.hub_seq, job.offer_id, job, artifacts, bbox,
             job.offer_expires_at, str(command.body.get("printer_id", "")), int(str(command.body["lease_epoch"])),
             attributions,
         )
 
-    def _thd_part_names(self, revision_id: str, part: str) -> frozenset[str]:
-        """The files of one manifest part (a revision's manifest never changes: kept)."""
-        names = self._part_names.get((revision_id, part))
-        if names is None:
-            revision = self.designs._thd_revision_by_id(revision_id)
-            names = part_files(revision.manifest_toml, part) if revision is not None else frozenset()
-            while len(self._part_names) >= _PARTS_KEPT:
-                self._part_names.pop(next(iter(self._part_names)), None)
-            self._part_names[(revision_id, part)] = names
-        return names
+    def _thd_published_meshes(self, job: Job) -> frozenset[str]:
+        """The mesh files of the job's part when the job makes it as published: its parameters are the
+        manifest's defaults, which the meshes show (an order makes part jobs only so). Else none: it
+        renders the design's OpenSCAD source with them. A revision's manifest never changes: kept."""
+        key = (job.revision_id, job.part)
+        part = self._printed_parts.get(key)
+        if part is None:
+            revision = self.designs._thd_revision_by_id(job.revision_id)
+            part = printed_part(revision.manifest_toml, job.part) if revision is not None else PrintedPart()
+            while len(self._printed_parts) >= _PARTS_KEPT:
+                self._printed_parts.pop(next(iter(self._printed_parts)), None)
+            self._printed_parts[key] = part
+        return part.meshes if as_published(part.defaults, job.parameters) else frozenset()
 
     def _thd_revision_parts(self, revision_id: str) -> _RevisionParts:
         """What an offer says about its revision: artifacts, bounding box, attributions. A revision's

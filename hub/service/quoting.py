@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from hub.domain import Revision
 from hub.errors import FailedPrecondition, InvalidArgument, StorageError
-from hub.manifest import MESH_SUFFIXES, Manifest
+from hub.manifest import MESH_SUFFIXES, Manifest, ParamValue
 from hub.quotes import Estimate
 from hub.service.revision_trees import RevisionTrees, TreeBudget
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from slicer_bridge.openscad import Value
     from slicer_bridge.render_cache import RenderCache
 
-__all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "check_parameters"]
+__all__ = ["MeshPlan", "PartMesh", "SliceEstimator", "as_published", "check_parameters"]
 
 RENDER_TIMEOUT_S = 120.0
 SLICE_CACHE_BYTES = 512 << 20
@@ -98,19 +98,36 @@ def check_parameters(manifest: Manifest, scad_source: str | None, parameters: Ma
     if scad_source is None or manifest.openscad is None:
         raise InvalidArgument(f"{manifest.name} has no OpenSCAD parameters: order it without --param")
     from slicer_bridge.base import ParameterError
-    from slicer_bridge.openscad import format_value, parse_parameters, validate
+    from slicer_bridge.openscad import parse_parameters, validate
 
     try:
         checked = validate(parse_parameters(scad_source), {k: _coerce(k, v) for k, v in parameters.items()})
     except ParameterError as exc:
         raise InvalidArgument(str(exc)) from exc
-    defaults = dict(manifest.openscad.parameters)
+    return _changed(dict(manifest.openscad.parameters), checked)
+
+
+def _changed(defaults: Mapping[str, ParamValue], values: Mapping[str, object]) -> dict[str, str]:
+    """The values that differ from ``defaults`` (one the defaults do not name differs), as OpenSCAD literals."""
+    from slicer_bridge.openscad import format_value
+
     changed = {}
-    for name, value in checked.items():
+    for name, value in values.items():
         default = defaults.get(name)
         if default is None or format_value(_as_value(value)) != format_value(_as_value(default)):
-            changed[name] = format_value(value)
+            changed[name] = format_value(value)  # type: ignore[arg-type]
     return changed
+
+
+def as_published(defaults: Mapping[str, ParamValue], parameters: Mapping[str, str]) -> bool:
+    """Whether a job's parameters (text, as its order took them, checked then) are all the manifest's
+    ``defaults``, so that it makes the published meshes; a value that cannot be read counts as changed."""
+    if not parameters:
+        return True
+    try:
+        return not _changed(defaults, {k: _coerce(k, v) for k, v in parameters.items()})
+    except InvalidArgument:
+        return False
 
 
 def _as_value(value: object) -> Value:

@@ -6,6 +6,7 @@ import json
 import random
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,22 @@ def test_a_copy_is_estimated_part_by_part_and_must_fit_whole() -> None:
     assert _unfit(kit, "PLA", small) == "a 230x20x20 mm part does not fit printer mini"
     assert _unfit(kit, "PLA", replace(small, build_volume_mm=(250.0, 210.0, 210.0))) is None
     assert _unfit(MeshPlan((PartMesh(Path("r.stl"), None),), True, True), "PLA", small) is None  # size unknown
+
+
+def test_a_job_makes_the_published_meshes_only_with_every_parameter_at_its_default() -> None:
+    from hub.service.quoting import as_published
+
+    defaults = {"part": "box", "wall": 2, "clearance": 0.25, "lid": True}
+    assert as_published(defaults, {}) and as_published({}, {})
+    assert as_published(defaults, {"wall": "2", "clearance": "0.25", "part": "box", "lid": "true"})
+    assert as_published(defaults, {"wall": "2.0", "part": '"box"'})  # as OpenSCAD reads them
+    for changed in ({"wall": "3"}, {"part": "lid"}, {"lid": "1"}, {"size": "20"}, {"wall": "[" * 5000}):
+        assert not as_published(defaults, changed), changed  # "1" is no bool; a name it lacks is a change
+
+
+def test_a_part_printed_as_published_is_its_meshes_with_the_designs_defaults() -> None:
+    text = (Path(__file__).resolve().parents[2] / "designs" / "box-with-lid" / "spime.toml").read_text(encoding="utf-8")
+    lid = orders.printed_part(text, "lid")
+    assert lid.meshes == {"lid.stl"} and lid.defaults["part"] == "box" and lid.defaults["clearance"] == 0.25
+    assert orders.printed_part(text, "hinge") == orders.PrintedPart(frozenset(), lid.defaults)
+    assert orders.printed_part("not toml [", "lid") == orders.PrintedPart()

@@ -83,6 +83,47 @@ def test_an_order_splits_into_one_job_per_part_and_copy_across_nodes(hub: Clocke
         agent.close()
 
 
+KIT_SCAD = b"""part = "body"; // [body, lid]
+width = 20; // [10:1:40]
+if (part == "lid") cube([width, width, 2]); else cube([width, width, 10]);
+"""
+
+
+def _place_with(hub: ClockedHub, design: str, key: str, parameters: dict[str, str]) -> orders_pb2.Order:
+    spec = orders_pb2.OrderSpec(design=design, material="PLA", quantity=1, near="52.52,13.40", paid=True,
+                                parameters=parameters)
+    return orders_pb2_grpc.OrdersStub(hub.channel).PlaceOrder(
+        orders_pb2.PlaceOrderRequest(spec=spec, best="cheapest", idempotency_key=key), metadata=hub.md("carol"))
+
+
+def test_a_part_ordered_with_the_default_parameters_is_offered_its_mesh_and_changed_ones_the_source(
+        hub: ClockedHub) -> None:
+    """A customer who sends a parameter at its default gets the published meshes: each part's job offers
+    its mesh alone (it offered the OpenSCAD source too, and the node rendered the source's default part,
+    the body, for the lid's job). Changed parameters make one object, rendered from the source."""
+    lid = '[[parts]]\nname = "lid"\nfiles = ["lid.stl"]\nmaterial = "PLA"\nquantity = 1\n'
+    scad = '[openscad]\nsource = "kit.scad"\nparameters = { part = "body", width = 20 }\n'
+    hub.push("alice", "kit", {"lid.stl": STL, "body.stl": STL + b"\n", "kit.scad": KIT_SCAD},
+             manifest=manifest_toml("kit", files=("body.stl",), extra=lid + scad), create=True)
+    agents = [FakeAgent.enrolled(hub, f"lab-{i}", [printer()]) for i in (1, 2)]
+    for agent in agents:
+        agent.connect()
+    try:
+        placed = _place_with(hub, "kit", "k1", {"width": "20"})
+        offers = {o.part: [(a.path, a.kind) for a in o.artifacts] for o in (a.expect("offer").offer for a in agents)}
+        assert offers == {"lid": [("lid.stl", "mesh")], "body": [("body.stl", "mesh")]}
+        assert len(placed.objects) == 2
+        agents.append(FakeAgent.enrolled(hub, "lab-3", [printer()]))  # the one printer free
+        agents[-1].connect()
+        placed = _place_with(hub, "kit", "k2", {"width": "25"})
+        offer = agents[-1].expect("offer").offer
+        assert len(placed.objects) == 1 and offer.part == "" and dict(offer.parameters) == {"width": "25"}
+        assert {a.path: a.kind for a in offer.artifacts} == {"kit.scad": "scad", "body.stl": "mesh", "lid.stl": "mesh"}
+    finally:
+        for agent in agents:
+            agent.close()
+
+
 def test_placements_racing_for_one_printer_never_share_it(hub: ClockedHub) -> None:
     _push_cube(hub)
     agent = FakeAgent.enrolled(hub, "lab-1", [printer()])

@@ -225,3 +225,65 @@ async def _test_the_openscad_source_is_rendered_not_a_library_listed_before_it(t
 
 def test_the_openscad_source_is_rendered_not_a_library_listed_before_it(tmp_path: Path, cache: SliceCache) -> None:
     asyncio.run(asyncio.wait_for(_test_the_openscad_source_is_rendered_not_a_library_listed_before_it(tmp_path, cache), 240))
+
+
+def _cube_stl(size: float) -> str:
+    """An ASCII STL of a cube of ``size`` mm (the facet normals left to the reader)."""
+    v = [(x * size, y * size, z * size) for x, y, z in
+         ((0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1))]
+    faces = ((0, 2, 1), (0, 3, 2), (4, 5, 6), (4, 6, 7), (0, 1, 5), (0, 5, 4), (1, 2, 6), (1, 6, 5),
+             (2, 3, 7), (2, 7, 6), (3, 0, 4), (3, 4, 7))
+    body = "".join("facet normal 0 0 0\nouter loop\n" + "".join(f"vertex {v[i][0]} {v[i][1]} {v[i][2]}\n" for i in f)
+                   + "endloop\nendfacet\n" for f in faces)
+    return f"solid c\n{body}endsolid c\n"
+
+
+def _kit(design: Path) -> tuple[ArtifactRef, ...]:
+    """A parametric two-part design as the hub offers it: its source, what the source reads (a library in
+    a folder that imports a mesh beside it, an included file), a library nothing reads, the parts'
+    published meshes and a photo."""
+    files = {"lib/shapes.scad": ("module block(w) { cube([w, w, lid_mm]); translate([w + 5, 0, 0]) import(\"peg.stl\"); }\n",
+                                 "scad-include"),
+             "lib/peg.stl": (_cube_stl(4.0), "mesh"),
+             "common.scad": ("lid_mm = 2;\n", "scad-include"),
+             "main.scad": ("use <lib/shapes.scad>\ninclude <common.scad>\nwidth = 20; // [10:1:40]\nblock(width);\n", "scad"),
+             "unused.scad": ("module spare() { cube(1); }\n", "scad-include"),
+             "body.stl": (_cube_stl(20.0), "mesh"), "lid.stl": (_cube_stl(10.0), "mesh"),
+             "photo.png": ("not really a png", "file")}
+    refs = []
+    for name, (text, kind) in sorted(files.items()):
+        (design / name).parent.mkdir(parents=True, exist_ok=True)
+        (design / name).write_text(text)
+        data = text.encode()
+        refs.append(ArtifactRef(hashlib.sha256(data).hexdigest(), len(data), kind, name))
+    return tuple(refs)
+
+
+async def _test_a_job_fetches_only_what_its_path_reads(tmp_path: Path, cache: SliceCache) -> None:
+    design = tmp_path / "design"
+    artifacts = _kit(design)
+    settings = PipelineSettings(tmp_path / "jobs", cache, SLICERS["prusaslicer"])
+    for job_id, parameters, wanted, extents in (
+            ("rendered", {"width": "25"}, {"main.scad", "lib/shapes.scad", "common.scad", "lib/peg.stl"},
+             [34.0, 25.0, 4.0]),  # the block and the imported peg beside it
+            ("printed", {}, {"body.stl"}, [20.0, 20.0, 20.0])):  # the first part's mesh as published
+        fetched: list[str] = []
+
+        async def fetch(r: ArtifactRef, d: Path) -> Path:
+            fetched.append(r.path)  # noqa: B023 - awaited within this iteration
+            return await local_fetch(design, r, d)
+
+        emit = Recorder()
+        job = dataclasses.replace(offer(artifacts, parameters), job_id=job_id)
+        prepared = await prepare_job(job, printer(), fetch, emit, settings)
+        assert sorted(fetched) == sorted(wanted), job_id
+        head = prepared.gcode_path.read_text(encoding="ascii").splitlines()[:6]
+        assert [h for h in head if h.startswith("; parameter")] == [f"; parameter {k} = {v}" for k, v in parameters.items()]
+        assert emit.events[0][1] == {"files": str(len(wanted)),
+                                     "bytes": str(sum(a.size for a in artifacts if a.path in wanted))}
+        assert [round(float(e), 1) for e in json.loads(emit.events[1][1]["extents_mm"])] == extents
+        assert emit.events[2][1]["profile"] == "prusa_mk3s"
+
+
+def test_a_job_fetches_only_what_its_path_reads(tmp_path: Path, cache: SliceCache) -> None:
+    asyncio.run(asyncio.wait_for(_test_a_job_fetches_only_what_its_path_reads(tmp_path, cache), 240))

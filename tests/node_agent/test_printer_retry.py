@@ -53,13 +53,19 @@ class _Counting(SerialDriver):
         await super().connect()
 
 
-async def _backoff_then_success(tmp_path: Path) -> None:
-    link = tmp_path / "ttyPRINTER"  # the printer's port: missing (unplugged) until the link is made
-    cfg = config(tmp_path, str(link))
+def _unplugged(tmp_path: Path) -> tuple[Path, _Counting, Worker, list[float]]:
+    """A worker with one serial printer whose port is missing (unplugged) until the link is made, and
+    the clock it reads (set by the test)."""
+    link = tmp_path / "ttyPRINTER"
     driver, now = _Counting("mk3", str(link), 250000), [1_000_000.0]
-    worker = Worker(cfg, Journal.open(tmp_path / "journal.db"), ScriptedHub(), {"mk3": driver},
+    worker = Worker(config(tmp_path, str(link)), Journal.open(tmp_path / "journal.db"), ScriptedHub(), {"mk3": driver},
                     PipelineSettings(tmp_path / "jobs", SliceCache(tmp_path / "slices", 1 << 20), SLICERS["prusaslicer"]),
                     rng=random.Random(3), clock=lambda: now[0])
+    return link, driver, worker, now
+
+
+async def _backoff_then_success(tmp_path: Path) -> None:
+    link, driver, worker, now = _unplugged(tmp_path)
     try:
         for _ in range(6):  # heartbeats: the clock does not move, the next attempt is not yet due
             await worker._connect_printers()
@@ -92,3 +98,30 @@ async def _backoff_then_success(tmp_path: Path) -> None:
 def test_an_unreachable_printer_is_tried_again_after_a_growing_wait_and_not_at_every_heartbeat(
         tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(_backoff_then_success(tmp_path), 120))
+
+
+async def _online_again_tries_at_once(tmp_path: Path) -> None:
+    link, driver, worker, now = _unplugged(tmp_path)
+    try:
+        for _ in range(8):  # unplugged for a long while: its waits have grown towards the cap
+            now[0] = worker._slots["mk3"].retry.next_at + 1
+            await worker._connect_printers()
+        assert driver.attempts == 8 and worker._slots["mk3"].retry.next_at > now[0]
+        await worker.set_mode("mk3", "maintenance")
+        await worker._connect_printers()  # into maintenance: the backoff stands
+        assert driver.attempts == 8
+        async with simulated_printer() as sim:
+            link.symlink_to(sim.port)  # repaired and plugged in
+            await worker.set_mode("mk3", "online")
+            entry = (await worker.status())["printers"][0]
+            assert entry["failed_connects"] == 0 and entry["next_connect_at"] is None
+            await worker._connect_printers()  # the next heartbeat, the clock unmoved
+            assert driver.attempts == 9 and (await worker.status())["printers"][0]["connected"]
+            await driver.close()
+    finally:
+        await driver.close()
+
+
+def test_setting_a_printer_online_starts_its_backoff_afresh_and_the_next_heartbeat_tries_it(
+        tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_online_again_tries_at_once(tmp_path), 120))
