@@ -284,6 +284,10 @@ class CallGate:
         self._running: Counter[tuple[str, str]] = Counter()
         self._waiting: dict[tuple[str, str], deque[asyncio.Future[None]]] = {}
 
+    def limits(self, method: str) -> bool:
+        """Whether ``method`` has a maximum of concurrent calls."""
+        return method in self._maxima
+
     @contextlib.asynccontextmanager
     async def enter(self, method: str, account: str) -> AsyncIterator[None]:
         """Hold one of the account's slots of ``method`` while the body runs.
@@ -363,6 +367,11 @@ class RateGate:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._waiting: Counter[tuple[str, str]] = Counter()
         self._admitted = 0
+
+    def limits(self, method: str) -> bool:
+        """Whether ``method`` belongs to a rate class with a rate."""
+        rate_class = self._classes.get(method)
+        return rate_class is not None and self.rates.get(rate_class) is not None
 
     async def admit(self, method: str, account: str) -> None:
         """Return when the call may run (at once, or after waiting for its token).
@@ -484,6 +493,9 @@ class FailureGate:
             del self._buckets[key]
 
 
+_ADMITTED: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
 class Admission:
     """Who may start a call now: the account's rate of the call's class, then its concurrency; and
     whose token is checked at all (the peer address's budget of failed authentications)."""
@@ -494,13 +506,22 @@ class Admission:
         self.gate = CallGate(concurrent, max_wait_s=max_wait_s, max_waiting=max_waiting)
         self.failures = FailureGate(rates.get("auth"), max_wait_s=max_wait_s, max_waiting=max_waiting)
 
-    @contextlib.asynccontextmanager
-    async def enter(self, method: str, account: str) -> AsyncIterator[None]:
+    def enter(self, method: str, account: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the call's admission while the body runs (``method`` is its short name, "Designs.Push").
+
+        A method under neither a rate nor a concurrency limit is admitted by a shared empty context:
+        an agent's Session stream would otherwise hold two async generators for its whole life, and a
+        reconnect storm of 10,000 agents made and collected them all at once.
 
         Raises:
             ResourceExhausted: over a rate or concurrency limit (hub.limits), after waiting a little.
         """
+        if not (self.rates.limits(method) or self.gate.limits(method)):
+            return _ADMITTED
+        return self._enter(method, account)
+
+    @contextlib.asynccontextmanager
+    async def _enter(self, method: str, account: str) -> AsyncIterator[None]:
         await self.rates.admit(method, account)
         async with self.gate.enter(method, account):
             try:

@@ -249,6 +249,13 @@ def _outgoing(item: Outgoing) -> nodes_pb2.HubMsg:
     return _command(item)
 
 
+def _first_hello(first: nodes_pb2.AgentMsg | None) -> Hello:
+    """Raises: InvalidArgument: the stream did not start with a Hello (or a malformed one)."""
+    if first is None or first.WhichOneof("kind") != "hello":
+        raise InvalidArgument("the first message of a Session must be Hello")
+    return _hello_from_proto(first.hello)
+
+
 async def _bounded(requests: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
     first = True
     async for chunk in requests:  # decoded by the interceptor (hub.api.blob_wire)
@@ -271,11 +278,9 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
     async def Session(self, request_iterator: AsyncIterator[nodes_pb2.AgentMsg],
                       context: aio.ServicerContext) -> AsyncIterator[nodes_pb2.HubMsg]:
         account = current_account()
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("kind") != "hello":
-            raise InvalidArgument("the first message of a Session must be Hello")
+        hello = _first_hello(await anext(aiter(request_iterator), None))  # the message is not kept for the stream's life
         credential = token_digest(bearer_token(context.invocation_metadata() or ()))
-        session = await self.hub.nodes.open(account, _hello_from_proto(first.hello), credential)
+        session = await self.hub.nodes.open(account, hello, credential)
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
             async for item in self.hub.nodes.outgoing(session):
@@ -288,7 +293,9 @@ class NodesServicer(nodes_pb2_grpc.NodesServicer):
         nodes, printers = self.hub.nodes, _Printers()
         try:
             async for msg in requests:
-                await nodes.handle(session, _incoming(msg, session.node, nodes.clock, printers))
+                message = _incoming(msg, session.node, nodes.clock, printers)
+                del msg  # not kept until the next message (a heartbeat's comes 15 s later)
+                await nodes.handle(session, message)
         except HubError as exc:
             session.end(exc)
             return

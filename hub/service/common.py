@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Callable
 
@@ -19,9 +20,21 @@ def system_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# The second formatted last and its text: the hub formats "now" a few times per agent session it
+# opens or closes, thousands a second in a reconnect storm, and strftime costs ten times the lookup.
+_last_formatted: tuple[int, str] = (0, "")
+
+
 def format_time(moment: dt.datetime) -> str:
     """RFC 3339 UTC with seconds precision and "Z"."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_formatted
+    second = math.floor(moment.timestamp())
+    last = _last_formatted  # one read: another thread may replace it meanwhile
+    if last[0] == second and last[1]:
+        return last[1]
+    text = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    _last_formatted = (second, text)
+    return text
 
 
 def parse_time(text: str, field: str = "created_at") -> dt.datetime:

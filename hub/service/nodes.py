@@ -184,6 +184,44 @@ class _Committed:
     items: tuple[tuple[int, Outgoing | None], ...]
 
 
+class _SendQueue:
+    """What a session's sender sends next, in order: items and the one sender's waiter (on the loop).
+
+    asyncio.Queue does more than a session needs (a bound, waiting putters, task counting with an
+    Event of its own) and, when a stream ends just as an item wakes its sender, formats the sender's
+    future into the message of a ValueError it then discards (deque.remove): a reconnect storm of
+    10,000 agents paid that on every dropped stream, and each open session kept the Queue's five
+    extra containers.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: object) -> None:
+        """Queue an item and wake the sender (call on the loop the sender runs on)."""
+        self._items.append(item)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> object:
+        """The next item, once there is one."""
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass(eq=False)
 class Session:
     """One agent's live stream: its epoch and the queue its sender drains."""
@@ -192,7 +230,7 @@ class Session:
     epoch: int
     loop: asyncio.AbstractEventLoop
     sent: int
-    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    queue: _SendQueue = field(default_factory=_SendQueue)
     last_heard: dt.datetime | None = None
     last_written: dt.datetime | None = None  # when nodes.last_seen was last stored
     handed: int = 0  # the newest hub_seq handed over at commit (queued, maybe not sent yet)
@@ -208,9 +246,9 @@ class Session:
         except RuntimeError:
             here = None
         if here is self.loop:
-            self.queue.put_nowait(item)
+            self.queue.put(item)
         else:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self.queue.put, item)
 
     def ring(self) -> None:
         self.push(_DOORBELL)
@@ -338,12 +376,12 @@ class NodeService:
         self._credentials = credentials
         self.clock, self.timers = clock, timers
         self._sessions: dict[str, Session] = {}
-        self._closing: set[asyncio.Future[Any]] = set()  # closes and dispatches drain() waits for
+        self._closing: set[asyncio.Future[Any]] = set()  # the closes drain() waits for (besides the batchers')
         self._lock = threading.Lock()
         self.replica = new_replica_id()  # this process among the hub replicas (hub/service/replicas.py)
         self._newer: dict[str, int] = {}  # epochs of Hellos elsewhere that arrived before our own session
         self._missed: set[str] = set()  # nodes rung while they had no session here (see _open)
-        self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs)
+        self._opener, self._closer = session_opener(nodes, jobs), session_closer(nodes, jobs, self._closed)
         self._acks, self._seen = all_at_once(nodes._thd_ack_many), all_at_once(nodes._thd_seen_many)
         self._dispatch = all_at_once(jobs._thd_dispatch_nodes)  # queued jobs these nodes could take
         self._outbox = outbox_reader(nodes, self._thd_render)
@@ -570,7 +608,7 @@ class NodeService:
             self.supersede(account.name, newer)
         log.info("session opened", extra={"node": account.name, "session_epoch": info.session_epoch})
         # Welcome goes out now; offering queued jobs to the new printers need not delay it.
-        self._track(self._dispatch.add(account.name))
+        self._dispatch.post(account.name)
         return session
 
     async def handle(self, session: Session, message: Incoming) -> None:
@@ -651,45 +689,44 @@ class NodeService:
     async def close(self, session: Session) -> None:
         """The stream ended: if it was the node's current session, the node is offline and its
         printing jobs are LOST_CONTACT."""
-        closing = self._close(session)
-        if closing is not None:
+        ending = self._forget(session)
+        if ending is not None:
+            closing = self._closer.add(ending)  # with _thd_node_lost
+            self._closing.add(closing)  # drain() waits for it, also when our caller is cancelled
+            closing.add_done_callback(functools.partial(self._close_done, ending))
             await asyncio.shield(closing)
 
     def close_soon(self, session: Session) -> None:
         """close() without waiting for it: a cancelled stream handler cannot await it (drain() waits)."""
-        self._close(session)
+        ending = self._forget(session)
+        if ending is not None:
+            self._closer.post(ending)  # answered in _closed
 
-    def _close(self, session: Session) -> asyncio.Future[bool] | None:
-        """The batched write of close() queued (None: not the node's current session, nothing to write)."""
+    def _forget(self, session: Session) -> tuple[str, int, str] | None:
+        """The session is no longer its node's: what the batched close writes (None: it was not the
+        node's current session, nothing to write)."""
         with self._lock:
             current = self._sessions.get(session.node) is session
             if current:
                 del self._sessions[session.node]
-        if not current:
-            return None
-        closing = self._closer.add((session.node, session.epoch, format_time(self.clock())))  # with _thd_node_lost
-        self._track(closing, "session closed", {"node": session.node, "session_epoch": session.epoch})
-        return closing
+        return (session.node, session.epoch, format_time(self.clock())) if current else None
 
-    def _track(self, work: asyncio.Future[Any], done: str = "", extra: Mapping[str, object] | None = None) -> None:
-        """Keep a batched call that nobody awaits until it is done (drain() waits for it); log ``done``
-        when it succeeded, its error when it failed."""
-        self._closing.add(work)
-        work.add_done_callback(functools.partial(self._done, done, extra))
+    def _close_done(self, ending: tuple[str, int, str], closing: asyncio.Future[bool]) -> None:
+        self._closing.discard(closing)
+        if not closing.cancelled():
+            self._closed(ending, closing.exception() or closing.result())
 
-    def _done(self, done: str, extra: Mapping[str, object] | None, work: asyncio.Future[Any]) -> None:
-        self._closing.discard(work)
-        if work.cancelled():
-            return
-        if work.exception() is not None:
-            log.error("session task failed", exc_info=work.exception())
-        elif done:
-            log.info(done, extra=extra)
+    def _closed(self, ending: tuple[str, int, str], result: bool | BaseException) -> None:
+        if isinstance(result, BaseException):
+            log.error("session task failed", exc_info=result)
+        else:
+            log.info("session closed", extra={"node": ending[0], "session_epoch": ending[1]})
 
     async def drain(self) -> None:
-        """Wait until every ended session is closed (before the store goes away)."""
-        while self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        """Wait until every ended session is closed and every dispatch after a Hello done (before the
+        store goes away)."""
+        while self._closing or self._closer.busy() or self._dispatch.busy():
+            await asyncio.gather(*self._closing, self._closer.idle(), self._dispatch.idle(), return_exceptions=True)
 
     async def outgoing(self, session: Session) -> AsyncIterator[Outgoing]:
         """What to send on the stream, in order, until the session ends (or fails)."""

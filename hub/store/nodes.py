@@ -72,6 +72,9 @@ def _node(row: sa.Row) -> NodeInfo:  # type: ignore[type-arg]
                     row.location, row.latitude, row.longitude, row.last_seen, row.disconnected_at, row.drained)
 
 
+# the columns of a printer as a Hello or a heartbeat reports it (besides its node and id)
+_PRINTER_FIELDS = ("model", "build_x_mm", "build_y_mm", "build_z_mm", "nozzle_mm", "materials", "phase", "bed_clear",
+                   "accepting", "hour_currency", "hour_minor", "gram_currency", "gram_minor", "slicer_profile")
 # where each field of a PrinterRecord sits in a row of sa.select(printers, *NODE_OF_PRINTER, ...)
 _ROW_COLUMNS = [c.name for c in pr.c] + [c.name for c in NODE_OF_PRINTER]
 _PRINTER_FIELDS_OF_ROW = operator.itemgetter(*(_ROW_COLUMNS.index(name) for name in (
@@ -100,14 +103,20 @@ def _materials(text: str) -> tuple[str, ...]:
 
 
 def _printer_values(p: PrinterRecord, now: str) -> dict[str, object]:
+    return {**dict(zip(_PRINTER_FIELDS, _printer_key(p), strict=True)), "updated_at": now}
+
+
+def _printer_key(p: PrinterRecord) -> tuple[object, ...]:
+    """A printer's stored columns (_PRINTER_FIELDS), as the database gives them back."""
     x, y, z = p.build_volume_mm
-    return {
-        "model": p.model, "build_x_mm": x, "build_y_mm": y, "build_z_mm": z, "nozzle_mm": p.nozzle_mm,
-        "materials": json.dumps(list(p.materials)), "phase": p.phase, "bed_clear": p.bed_clear,
-        "accepting": p.accepting, "hour_currency": p.rate_per_hour[0], "hour_minor": p.rate_per_hour[1],
-        "gram_currency": p.rate_per_gram[0], "gram_minor": p.rate_per_gram[1],
-        "slicer_profile": p.slicer_profile, "updated_at": now,
-    }
+    return (p.model, x, y, z, p.nozzle_mm, _materials_text(tuple(p.materials)), p.phase, p.bed_clear, p.accepting,
+            p.rate_per_hour[0], p.rate_per_hour[1], p.rate_per_gram[0], p.rate_per_gram[1], p.slicer_profile)
+
+
+@functools.lru_cache(maxsize=1024)
+def _materials_text(materials: tuple[str, ...]) -> str:
+    """The materials column of a printer (a JSON list): kept per list, as most printers load the same few."""
+    return json.dumps(list(materials))
 
 
 def printers_in(conn: sa.Connection, node: str | None = None) -> list[PrinterRecord]:
@@ -195,10 +204,10 @@ _DISCONNECT = sa.update(n).where(n.c.name == sa.bindparam("b_name"), n.c.session
 _NAMES: sa.BindParameter[str] = sa.bindparam("b_names", expanding=True)
 _NODES_NAMED = sa.select(n).where(n.c.name.in_(_NAMES))
 _EPOCHS_LOCKED = sa.select(n.c.name, n.c.session_epoch).where(n.c.name.in_(_NAMES)).order_by(n.c.name).with_for_update()
-_PRINTERS_OF = sa.select(pr).where(pr.c.node.in_(_NAMES))
 _PENDING_OF = sa.select(cmd).where(cmd.c.node.in_(_NAMES)).order_by(cmd.c.node, cmd.c.hub_seq)
-_PRINTER_FIELDS = ("model", "build_x_mm", "build_y_mm", "build_z_mm", "nozzle_mm", "materials", "phase", "bed_clear",
-                   "accepting", "hour_currency", "hour_minor", "gram_currency", "gram_minor", "slicer_profile")
+# node, printer, then the columns of _printer_key: read by position (a row's _mapping costs more than the
+# comparison, for every printer of every Hello of a reconnect storm)
+_PRINTERS_OF = sa.select(pr.c.node, pr.c.printer, *(pr.c[f] for f in _PRINTER_FIELDS)).where(pr.c.node.in_(_NAMES))
 
 
 def _hello_params(h: HelloRecord) -> dict[str, object]:
@@ -214,17 +223,13 @@ def _notify_many(conn: sa.Connection, payloads: Sequence[str]) -> None:
                      {"channel": CHANNEL, "payloads": list(payloads)})
 
 
-def _printer_key(values: Mapping[Any, object]) -> tuple[object, ...]:
-    return tuple(values[f] for f in _PRINTER_FIELDS)
-
-
 def _replace_changed_printers(conn: sa.Connection, hellos: Mapping[str, HelloRecord]) -> None:
     """Make the stored printers of these nodes what their Hellos say, writing only nodes that changed."""
     stored: dict[str, dict[str, tuple[object, ...]]] = {name: {} for name in hellos}
-    for row in conn.execute(_PRINTERS_OF, {"b_names": sorted(hellos)}):
-        stored[row.node][row.printer] = _printer_key(row._mapping)
+    for node, printer, *columns in conn.execute(_PRINTERS_OF, {"b_names": sorted(hellos)}):
+        stored[node][printer] = tuple(columns)
     changed = sorted(name for name, h in hellos.items()
-                     if stored[name] != {p.printer: _printer_key(_printer_values(p, h.now)) for p in h.printers})
+                     if stored[name] != {p.printer: _printer_key(p) for p in h.printers})
     if not changed:
         return
     conn.execute(sa.delete(pr).where(pr.c.node.in_(changed)))

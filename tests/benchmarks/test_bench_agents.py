@@ -6,7 +6,9 @@ measured in the same run on the hub and on the reference:
   divided by the agent count (target < 64 KiB on the hub);
 * offer latency: from job creation on the hub (or the reference's push) to the offer's arrival
   in the agent, p50 and p99 over jobs spread across the agents (target p99 < 20 ms);
-* reconnect: every stream dropped at once, time until all agents are back (target < 10 s).
+* reconnect: every stream dropped at once, time until all agents are back (target < 10 s);
+* CPU per session: the server process's CPU time during that reconnect, divided by the agent count
+  (what the server's own work costs; on a busy machine compare it with the reference's of the same run).
 
 The hub runs in the bench process (tests/hub/harness.py: the real gRPC server on its own
 event-loop thread, SQLite in a temporary directory); jobs are created through the hub's job
@@ -226,6 +228,7 @@ class Figures:
     p50_ms: float
     p99_ms: float
     reconnect_s: float
+    cpu_ms: float  # the server process's CPU during the reconnect, per agent session
 
 
 def measure_bare(tmp: Path, n: int) -> Figures:
@@ -251,7 +254,8 @@ def measure_bare(tmp: Path, n: int) -> Figures:
             lat = [(int(e["t_ns"]) - created[str(e["offer"])]) / 1e6 for e in offers]  # type: ignore[call-overload]
             cpu = process_cpu(server.pid)
             reconnect = reconnect_seconds(run, 120)
-            print(f"\nbare: {process_cpu(server.pid) - cpu:.1f} s of server CPU during the reconnect of {n} agents")
+            cpu = process_cpu(server.pid) - cpu
+            print(f"\nbare: {cpu:.1f} s of server CPU during the reconnect of {n} agents ({cpu / n * 1000:.2f} ms per session)")
             print(f"bare: agents back after the drop (p10/p50/p90/p99 ms per client process): "
                   f"{[e['back_ms'] for e in run.count('reconnected')]}; client CPU s during the reconnect: "
                   f"{[e['cpu_s'] for e in run.count('reconnected')]}; {failed_attempts(run)}")
@@ -262,18 +266,19 @@ def measure_bare(tmp: Path, n: int) -> Figures:
         server.wait()
         server.stdin.close()
         server.stdout.close()
-    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect)
+    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect, cpu / n * 1000)
 
 
 def report(n: int, hub: Figures | None, bare: Figures) -> None:
     print(f"\n== {n} agents, {CLIENT_PROCESSES} client processes ==")
     print(f"reference bare grpc.aio: {bare.kib_per_agent:7.1f} KiB/agent  offer p50 {bare.p50_ms:6.2f} ms  "
-          f"p99 {bare.p99_ms:6.2f} ms  all reconnected in {bare.reconnect_s:5.2f} s")
+          f"p99 {bare.p99_ms:6.2f} ms  all reconnected in {bare.reconnect_s:5.2f} s  CPU {bare.cpu_ms:.2f} ms/session")
     if hub is not None:
         print(f"spime-hub:               {hub.kib_per_agent:7.1f} KiB/agent  offer p50 {hub.p50_ms:6.2f} ms  "
-              f"p99 {hub.p99_ms:6.2f} ms  all reconnected in {hub.reconnect_s:5.2f} s")
+              f"p99 {hub.p99_ms:6.2f} ms  all reconnected in {hub.reconnect_s:5.2f} s  CPU {hub.cpu_ms:.2f} ms/session")
         print(f"hub / reference: memory {hub.kib_per_agent / max(bare.kib_per_agent, 0.01):.2f}x, "
-              f"p99 {hub.p99_ms / max(bare.p99_ms, 0.01):.2f}x, reconnect {hub.reconnect_s / bare.reconnect_s:.2f}x "
+              f"p99 {hub.p99_ms / max(bare.p99_ms, 0.01):.2f}x, reconnect {hub.reconnect_s / bare.reconnect_s:.2f}x, "
+              f"CPU per session {hub.cpu_ms / max(bare.cpu_ms, 0.001):.2f}x "
               "(targets: < 64 KiB/agent, p99 < 20 ms, reconnect < 10 s)")
 
 
@@ -322,8 +327,9 @@ def measure_hub(tmp: Path, n: int) -> Figures:
                   f"transaction) took p50 {percentile(creating, 0.5):.2f} ms, p99 {percentile(creating, 0.99):.2f} ms")
             cpu, threads = time.process_time(), thread_cpu()
             reconnect = reconnect_seconds(run, 300)
+            cpu = time.process_time() - cpu
             used = {k: v - threads.get(k, 0.0) for k, v in thread_cpu().items()}
-            print(f"hub: {time.process_time() - cpu:.1f} s of hub CPU during the reconnect of {n} agents "
+            print(f"hub: {cpu:.1f} s of hub CPU during the reconnect of {n} agents ({cpu / n * 1000:.2f} ms per session) "
                   f"(load average {os.getloadavg()[0]:.1f}); by thread: "
                   f"{sorted(((round(v, 1), k) for k, v in used.items()), reverse=True)[:6]}")
             print(f"hub: agents back after the drop (p10/p50/p90/p99 ms per client process): "
@@ -333,7 +339,7 @@ def measure_hub(tmp: Path, n: int) -> Figures:
             run.stop()
     finally:
         hub.stop()
-    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect)
+    return Figures(per_agent, statistics.median(lat), percentile(lat, 0.99), reconnect, cpu / n * 1000)
 
 
 def _cube_stl() -> bytes:

@@ -22,7 +22,7 @@ from hub import limits
 from hub.config import HubConfig
 from hub.errors import InvalidArgument, ResourceExhausted
 from hub.limits import DEFAULT_RATES, RateLimit, TokenBucket, parse_rates
-from hub.workers import CallGate, RateGate
+from hub.workers import Admission, CallGate, RateGate
 from tests.fixtures.postgres import create_database
 from tests.hub.harness import InProcessHub, start_in_process
 
@@ -243,3 +243,27 @@ def test_grants_and_revocations_share_one_rate_per_account(grants_strict: InProc
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit rate grant" in (error.details() or "")
     other = _refusal(lambda: orders.RevokeGrant(orders_pb2.RevokeGrantRequest(), metadata=hub.md("bob"), timeout=60))
     assert other.code() != grpc.StatusCode.RESOURCE_EXHAUSTED  # another account's bucket is full
+
+
+def test_a_method_under_no_limit_is_admitted_without_a_context_of_its_own() -> None:
+    """An agent's Session stream is under no rate or concurrency limit: its admission is one shared
+    empty context, not two async generators held for the stream's life (10,000 of them in a
+    reconnect storm); a limited method still gets its own."""
+    admission = Admission(rates={"search": RateLimit(1.0, 5)}, concurrent={"Designs.Push": 1})
+    free = admission.enter("Nodes.Session", "lab-1")
+    assert free is admission.enter("Nodes.Session", "lab-2")
+    assert admission.enter("Designs.Search", "alice") is not admission.enter("Designs.Search", "alice")
+    assert admission.enter("Designs.Push", "alice") is not free
+
+    async def scenario() -> str:
+        async with free:  # enters and leaves like any other, as often as asked
+            pass
+        async with admission.enter("Designs.Push", "alice"):
+            try:
+                async with admission.enter("Designs.Push", "alice"):  # the limit still holds
+                    pass
+            except ResourceExhausted as exc:
+                return exc.message
+        return ""
+
+    assert "limit concurrent Designs.Push" in asyncio.run(scenario())
