@@ -8,9 +8,11 @@ and then not uploaded because the hub already has its blob.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +21,11 @@ import pytest
 from spimeforge.v1 import designs_pb2
 
 from hub.client import local as client_local
+from hub.client.commands import push as push_command
 from hub.client.common import UsageError
 from hub.client.connection import Hub, opened
 from hub.client.embedded import EmbeddedHub
-from hub.client.local import scan_design_dir
+from hub.client.local import CHUNK, hash_file, scan_design_dir
 from hub.client.statcache import CACHE_PATH, StatCache
 from tests.hub.client.test_spime_cli_hub import Spime, _copy, _make_unique, embedded_on
 
@@ -269,3 +272,45 @@ def test_the_hub_is_asked_who_pushes_while_the_files_are_hashed(spime: Spime, tm
     monkeypatch.setattr(client_local, "hash_file", waiting_hash)
     pushed = spime.ok("alice", "push", str(folder), "--new")
     assert pushed["blobs_uploaded"] == 2 and hashed_after and all(hashed_after)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5])
+def test_a_file_is_hashed_whole_whatever_its_size(tmp_path: Path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "part.stl").write_bytes(data)
+    assert hash_file(tmp_path / "part.stl") == (hashlib.sha256(data).hexdigest(), size)
+
+
+def test_files_are_hashed_with_quick_gil_hand_offs_and_no_collections(spime: Spime, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # With CPython's 5 ms switch interval each hashing thread waited up to that long after every chunk
+    # while the main thread parsed the manifest, and a full collection held the GIL for tens of ms.
+    folder = _folder(tmp_path)
+    (folder / "spime.toml").write_text(MANIFEST.replace("cache-box", "busy-box"))
+    for name in ("box.stl", "notes.md"):
+        (folder / name).write_bytes(os.urandom(1 << 16))
+    seen, hash_one = [], client_local.hash_file
+
+    def noting_hash(path: Path) -> tuple[str, int]:
+        seen.append((gc.isenabled(), sys.getswitchinterval()))
+        return hash_one(path)
+
+    monkeypatch.setattr(client_local, "hash_file", noting_hash)
+    interval = sys.getswitchinterval()
+    assert spime.ok("alice", "push", str(folder), "--new")["blobs_uploaded"] == 2
+    assert seen == [(False, push_command.SWITCH_INTERVAL_S)] * 2
+    assert gc.isenabled() and sys.getswitchinterval() == interval
+
+
+def test_a_failed_push_gives_back_the_collector_and_switch_interval_as_they_were() -> None:
+    interval = sys.getswitchinterval()
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError), push_command._busy_threads():
+            raise RuntimeError("refused")
+        assert not gc.isenabled() and sys.getswitchinterval() == interval
+    finally:
+        gc.enable()
+    with push_command._busy_threads():
+        assert not gc.isenabled()
+    assert gc.isenabled()
