@@ -141,7 +141,7 @@ class Prepared:
                 conn.execute(self.statement, list(params))
                 return
             bound = [_bound(c, p) for p in params]
-            _close(_guarded(c, lambda cursor: cursor.executemany(c.sql, bound), conn, bound))
+            _guarded(c, lambda cursor: cursor.executemany(c.sql, bound), conn, bound).close()
 
     @staticmethod
     def _run(conn: sa.Connection, c: _Compiled, params: Mapping[str, Any]) -> Any:
@@ -172,6 +172,3 @@ def _guarded(c: _Compiled, run: Callable[[Any], object], conn: sa.Connection, bo
         raise sa.exc.DBAPIError.instance(c.sql, bound, exc, c.error, dialect=conn.dialect) from exc
     return cursor
 
-
-def _close(cursor: Any) -> None:
-    cursor.close()

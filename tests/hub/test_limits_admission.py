@@ -29,19 +29,20 @@ from tests.hub.harness import InProcessHub, start_in_process
 SEARCH = "/spimeforge.v1.Designs/Search"
 
 
-def _hub(request: pytest.FixtureRequest, tmp_path: Path, **settings: object) -> InProcessHub:
+def _hub(request: pytest.FixtureRequest, tmp_path: Path, **settings: object) -> Iterator[InProcessHub]:
+    """A hub on the fixture's database with these settings, stopped after the test."""
     url = "" if request.param == "sqlite" else create_database(request.getfixturevalue("postgres_server"))
-    return start_in_process(tmp_path / "data", url, settings=settings)
+    hub = start_in_process(tmp_path / "data", url, settings=settings)
+    try:
+        yield hub
+    finally:
+        hub.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def strict(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
     """Searches: bursts of 5, then one every 100 s (no token comes back during a test); short waits."""
-    hub = _hub(request, tmp_path, rate_limits="search=0.01/5", admission_wait_s=0.2)
-    try:
-        yield hub
-    finally:
-        hub.stop()
+    yield from _hub(request, tmp_path, rate_limits="search=0.01/5", admission_wait_s=0.2)
 
 
 COSTLY_BURST = limits.REFUSAL_COST["search"] + 3
@@ -50,21 +51,13 @@ COSTLY_BURST = limits.REFUSAL_COST["search"] + 3
 @pytest.fixture(params=["sqlite", "postgresql"])
 def costly(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
     """Searches: bursts of a refused call's cost and three more; no token comes back during a test."""
-    hub = _hub(request, tmp_path, rate_limits=f"search=0.01/{COSTLY_BURST}", admission_wait_s=0.2)
-    try:
-        yield hub
-    finally:
-        hub.stop()
+    yield from _hub(request, tmp_path, rate_limits=f"search=0.01/{COSTLY_BURST}", admission_wait_s=0.2)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def paced(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
     """Searches: 20 a second with no burst to speak of; a call may wait up to 5 s for its turn."""
-    hub = _hub(request, tmp_path, rate_limits="search=20/1", admission_wait_s=5.0)
-    try:
-        yield hub
-    finally:
-        hub.stop()
+    yield from _hub(request, tmp_path, rate_limits="search=20/1", admission_wait_s=5.0)
 
 
 def _search(hub: InProcessHub, user: str, **fields: object) -> designs_pb2.SearchResponse:
@@ -223,11 +216,7 @@ def test_a_call_over_the_concurrency_limit_waits_for_a_slot_then_is_refused() ->
 @pytest.fixture(params=["sqlite", "postgresql"])
 def grants_strict(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessHub]:
     """Grants: bursts of 3, then one every 100 s; short waits."""
-    hub = _hub(request, tmp_path, rate_limits="grant=0.01/3", admission_wait_s=0.2)
-    try:
-        yield hub
-    finally:
-        hub.stop()
+    yield from _hub(request, tmp_path, rate_limits="grant=0.01/3", admission_wait_s=0.2)
 
 
 def test_grants_and_revocations_share_one_rate_per_account(grants_strict: InProcessHub) -> None:
